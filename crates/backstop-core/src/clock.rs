@@ -1,0 +1,200 @@
+//! Monotonic time sources that sync hot paths read instead of calling `Instant::now()`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A monotonic source of [`Instant`]s.
+///
+/// Limiters, breakers and policies read time through a `Clock` so that tests and
+/// simulations can drive time by hand with [`ManualClock`] while production code uses the
+/// zero-sized [`SystemClock`]. `now()` is called on hot paths, so implementations must be
+/// cheap and never block.
+///
+/// ```
+/// use backstop_core::{Clock, ManualClock};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let start = clock.now();
+/// clock.advance(Duration::from_millis(250));
+/// assert_eq!(clock.now() - start, Duration::from_millis(250));
+/// ```
+pub trait Clock: Send + Sync + 'static {
+    /// The current instant. Successive calls never go backwards.
+    fn now(&self) -> Instant;
+}
+
+/// The operating system's monotonic clock (`Instant::now()`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[inline]
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// A clock that only moves when told to; clones share one time line.
+///
+/// Cloning is an `Arc` bump, so one `ManualClock` can be handed to every component of a
+/// test or simulation and advanced once for all of them. Reading it is one atomic load.
+///
+/// ```
+/// use backstop_core::{Clock, ManualClock};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let shared = clock.clone();
+/// clock.advance(Duration::from_secs(5));
+/// assert_eq!(shared.elapsed(), Duration::from_secs(5));
+/// ```
+#[derive(Clone)]
+pub struct ManualClock {
+    inner: Arc<ManualClockState>,
+}
+
+struct ManualClockState {
+    origin: Instant,
+    offset_nanos: AtomicU64,
+}
+
+impl ManualClock {
+    /// A clock standing at an arbitrary origin instant; it stays there until advanced.
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(ManualClockState {
+                origin: Instant::now(),
+                offset_nanos: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Moves time forward by `by` for this clock and every clone of it.
+    ///
+    /// Saturates instead of wrapping after roughly 584 years of simulated time.
+    pub fn advance(&self, by: Duration) {
+        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        let mut current = self.inner.offset_nanos.load(Ordering::Relaxed);
+        loop {
+            let next = current.saturating_add(by);
+            match self.inner.offset_nanos.compare_exchange_weak(
+                current,
+                next,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// How far this clock has been advanced since it was created.
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_nanos(self.inner.offset_nanos.load(Ordering::Acquire))
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for ManualClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManualClock")
+            .field("elapsed", &self.elapsed())
+            .finish()
+    }
+}
+
+impl Clock for ManualClock {
+    #[inline]
+    fn now(&self) -> Instant {
+        self.inner.origin + self.elapsed()
+    }
+}
+
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    #[inline]
+    fn now(&self) -> Instant {
+        (**self).now()
+    }
+}
+
+impl<C: Clock + ?Sized> Clock for Box<C> {
+    #[inline]
+    fn now(&self) -> Instant {
+        (**self).now()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_stands_still_until_advanced() {
+        let clock = ManualClock::new();
+        let first = clock.now();
+        assert_eq!(clock.now(), first);
+        clock.advance(Duration::from_nanos(1));
+        assert_eq!(clock.now() - first, Duration::from_nanos(1));
+    }
+
+    #[test]
+    fn clones_share_one_time_line() {
+        let clock = ManualClock::new();
+        let clone = clock.clone();
+        let start = clone.now();
+        clock.advance(Duration::from_secs(3));
+        clone.advance(Duration::from_secs(4));
+        assert_eq!(clock.now() - start, Duration::from_secs(7));
+        assert_eq!(clone.elapsed(), Duration::from_secs(7));
+    }
+
+    #[test]
+    fn advance_saturates_instead_of_wrapping() {
+        let clock = ManualClock::new();
+        clock.advance(Duration::MAX);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(clock.elapsed(), Duration::from_nanos(u64::MAX));
+    }
+
+    #[test]
+    fn concurrent_advances_are_all_counted() {
+        let clock = ManualClock::new();
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                let clock = clock.clone();
+                scope.spawn(move || {
+                    for _ in 0..1000 {
+                        clock.advance(Duration::from_micros(1));
+                    }
+                });
+            }
+        });
+        assert_eq!(clock.elapsed(), Duration::from_millis(4));
+    }
+
+    #[test]
+    fn system_clock_is_monotonic() {
+        let clock = SystemClock;
+        let a = clock.now();
+        let b = clock.now();
+        assert!(b >= a);
+    }
+
+    #[test]
+    fn dyn_clock_behind_arc_reads_the_shared_clock() {
+        let manual = ManualClock::new();
+        let erased: Arc<dyn Clock> = Arc::new(manual.clone());
+        let start = erased.now();
+        manual.advance(Duration::from_millis(10));
+        assert_eq!(erased.now() - start, Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,112 @@
+//! The shared shape of configuration errors: which field, which rule.
+//!
+//! Every Backstop config validates once, when it is built, and reports the first broken
+//! rule as a [`ConfigError`] naming the field path and the rule, so a bad file or builder
+//! call is a clear typed error rather than a panic deep inside a hot path.
+//!
+//! ```
+//! use backstop_core::config::{ConfigError, Validate, ensure};
+//!
+//! struct PoolConfig { min_idle: usize, max_size: usize }
+//!
+//! impl Validate for PoolConfig {
+//!     fn validate(&self) -> Result<(), ConfigError> {
+//!         ensure(self.max_size > 0, "max_size", "must be at least 1")?;
+//!         ensure(self.min_idle <= self.max_size, "min_idle", "must not exceed max_size")
+//!     }
+//! }
+//!
+//! let error = PoolConfig { min_idle: 8, max_size: 4 }.validate().unwrap_err();
+//! assert_eq!(error.field(), "min_idle");
+//! assert_eq!(error.within("pools.llm_primary").to_string(),
+//!            "invalid configuration: `pools.llm_primary.min_idle` must not exceed max_size");
+//! ```
+
+use std::borrow::Cow;
+
+/// A configuration value broke a rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: `{field}` {rule}")]
+pub struct ConfigError {
+    field: String,
+    rule: Cow<'static, str>,
+}
+
+impl ConfigError {
+    /// `field` broke `rule`; the rule reads as the end of a sentence ("must be at least 1").
+    pub fn new(field: impl Into<String>, rule: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            field: field.into(),
+            rule: rule.into(),
+        }
+    }
+
+    /// The dotted path of the offending field, such as `cache.l1.capacity`.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// The rule the field broke.
+    pub fn rule(&self) -> &str {
+        &self.rule
+    }
+
+    /// Prefixes the field path with the section that holds it, for nested configs.
+    pub fn within(mut self, section: &str) -> Self {
+        if !section.is_empty() {
+            self.field = format!("{section}.{}", self.field);
+        }
+        self
+    }
+}
+
+/// Returns `Err(ConfigError::new(field, rule))` unless `condition` holds.
+pub fn ensure(
+    condition: bool,
+    field: &str,
+    rule: impl Into<Cow<'static, str>>,
+) -> Result<(), ConfigError> {
+    if condition {
+        Ok(())
+    } else {
+        Err(ConfigError::new(field, rule))
+    }
+}
+
+/// A configuration that can check its own rules.
+pub trait Validate {
+    /// `Ok` when every rule holds, otherwise the first broken one.
+    fn validate(&self) -> Result<(), ConfigError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_builds_a_dotted_path() {
+        let error = ConfigError::new("capacity", "must be at least 1")
+            .within("l1")
+            .within("cache");
+        assert_eq!(error.field(), "cache.l1.capacity");
+        assert_eq!(error.rule(), "must be at least 1");
+        assert_eq!(
+            error.to_string(),
+            "invalid configuration: `cache.l1.capacity` must be at least 1"
+        );
+    }
+
+    #[test]
+    fn empty_section_leaves_the_path_alone() {
+        assert_eq!(ConfigError::new("ttl", "r").within("").field(), "ttl");
+    }
+
+    #[test]
+    fn ensure_passes_or_names_the_field() {
+        assert_eq!(ensure(true, "x", "never"), Ok(()));
+        assert_eq!(
+            ensure(false, "x", format!("must be below {}", 3)),
+            Err(ConfigError::new("x", "must be below 3"))
+        );
+    }
+}

@@ -12,7 +12,9 @@
 //! - [`Histogram`]: a lock-free latency histogram for wait-time percentiles;
 //! - [`duration`]: human durations (`"250ms"`, `"5m"`) for serde configs, and [`config`]:
 //!   the [`ConfigError`] every config reports when validated;
-//! - `testing` (feature `testing`): a Redis test context that reads `REDIS_URL`.
+//! - `testing` (feature `testing`): a Redis test context that reads `REDIS_URL`;
+//! - `tower` (feature `tower`): adapters that make Backstop layers tower layers and tower
+//!   services Backstop services, and back.
 //!
 //! A stack in one screen: a layer that counts calls, around a model service, shared by
 //! every caller through an `Arc`.
@@ -66,6 +68,8 @@ mod load;
 mod service;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, Validate};

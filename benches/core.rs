@@ -4,7 +4,9 @@
 //! `std::time::Instant::now()` and `quanta` (governor's and moka's clock); group
 //! `stack_call` measures what layering adds to a call.
 
-use backstop_core::{Clock, Layer, ManualClock, Service, Stack, SystemClock, service_fn};
+use backstop_core::{
+    Clock, Layer, ManualClock, QuantaClock, Service, Stack, SystemClock, service_fn,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 
@@ -18,6 +20,8 @@ fn clock_now(c: &mut Criterion) {
     group.bench_function("backstop_dyn_system", |b| {
         b.iter(|| black_box(shared.now()))
     });
+    let counter = QuantaClock::new();
+    group.bench_function("backstop_quanta", |b| b.iter(|| black_box(counter.now())));
     group.bench_function("std_instant", |b| {
         b.iter(|| black_box(std::time::Instant::now()))
     });

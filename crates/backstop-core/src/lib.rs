@@ -4,7 +4,8 @@
 //! genuinely builds on another primitive. It holds:
 //!
 //! - [`Clock`]: monotonic time for sync hot paths, with [`SystemClock`] for production and
-//!   [`ManualClock`] for exact tests and simulations;
+//!   [`ManualClock`] for exact tests and simulations (and `QuantaClock`, feature `quanta`,
+//!   a cheaper counter-based clock for hot paths);
 //! - [`Service`] and [`Layer`]: a transport-free composition vocabulary (a cousin of
 //!   tower's) with [`service_fn`], [`layer_fn`] and the [`Stack`] builder;
 //! - [`LoadSignal`] and [`LoadSnapshot`]: how busy a pool, batcher or limiter is, for the
@@ -71,6 +72,8 @@ pub mod testing;
 #[cfg(feature = "tower")]
 pub mod tower;
 
+#[cfg(feature = "quanta")]
+pub use clock::QuantaClock;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, Validate};
 pub use histogram::{Histogram, HistogramSnapshot, LatencySummary};

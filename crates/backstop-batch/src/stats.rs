@@ -1,0 +1,222 @@
+//! Counters and histograms behind `Batcher::stats()`.
+
+use backstop_core::{Histogram, LatencySummary};
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::queue::DispatchReason;
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) submitted: AtomicU64,
+    pub(crate) succeeded: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) rejected_full: AtomicU64,
+    pub(crate) rejected_timeout: AtomicU64,
+    pub(crate) rejected_closed: AtomicU64,
+    pub(crate) cancelled: AtomicU64,
+    pub(crate) discarded: AtomicU64,
+    pub(crate) batches: AtomicU64,
+    pub(crate) dispatched_full: AtomicU64,
+    pub(crate) dispatched_preferred: AtomicU64,
+    pub(crate) dispatched_timeout: AtomicU64,
+    pub(crate) dispatched_flush: AtomicU64,
+    pub(crate) handler_errors: AtomicU64,
+    pub(crate) handler_panics: AtomicU64,
+    pub(crate) result_count_mismatches: AtomicU64,
+    pub(crate) queued: AtomicU64,
+    pub(crate) in_flight: AtomicU64,
+}
+
+pub(crate) fn bump(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
+fn read(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+pub(crate) struct Recorder {
+    pub(crate) counters: Counters,
+    pub(crate) queue_wait: Histogram,
+    pub(crate) handler_time: Histogram,
+    /// `batch_sizes[n]` counts dispatched batches of `n` items.
+    batch_sizes: Box<[AtomicU64]>,
+}
+
+impl Recorder {
+    pub(crate) fn new(max_batch_size: usize) -> Self {
+        Self {
+            counters: Counters::default(),
+            queue_wait: Histogram::new(),
+            handler_time: Histogram::new(),
+            batch_sizes: (0..=max_batch_size).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    pub(crate) fn dispatched(&self, size: usize, reason: DispatchReason) {
+        let counters = &self.counters;
+        bump(&counters.batches, 1);
+        bump(
+            match reason {
+                DispatchReason::Full => &counters.dispatched_full,
+                DispatchReason::Preferred => &counters.dispatched_preferred,
+                DispatchReason::Timeout => &counters.dispatched_timeout,
+                DispatchReason::Flush => &counters.dispatched_flush,
+            },
+            1,
+        );
+        if let Some(slot) = self.batch_sizes.get(size) {
+            bump(slot, 1);
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> BatchStats {
+        let c = &self.counters;
+        BatchStats {
+            submitted: read(&c.submitted),
+            succeeded: read(&c.succeeded),
+            failed: read(&c.failed),
+            rejected_full: read(&c.rejected_full),
+            rejected_timeout: read(&c.rejected_timeout),
+            rejected_closed: read(&c.rejected_closed),
+            cancelled: read(&c.cancelled),
+            discarded: read(&c.discarded),
+            batches: read(&c.batches),
+            dispatch_reasons: DispatchCounts {
+                full: read(&c.dispatched_full),
+                preferred: read(&c.dispatched_preferred),
+                timeout: read(&c.dispatched_timeout),
+                flush: read(&c.dispatched_flush),
+            },
+            handler_errors: read(&c.handler_errors),
+            handler_panics: read(&c.handler_panics),
+            result_count_mismatches: read(&c.result_count_mismatches),
+            queued: read(&c.queued),
+            in_flight_batches: read(&c.in_flight),
+            batch_size: BatchSizeSummary::from_counts(
+                &self.batch_sizes.iter().map(read).collect::<Vec<_>>(),
+            ),
+            queue_wait: self.queue_wait.snapshot().summary(),
+            handler_latency: self.handler_time.snapshot().summary(),
+        }
+    }
+}
+
+/// Batches dispatched, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DispatchCounts {
+    /// The key's queue reached `max_batch_size`.
+    pub full: u64,
+    /// A preferred batch size was reached.
+    pub preferred: u64,
+    /// The oldest item waited `max_delay`.
+    pub timeout: u64,
+    /// Flushed on close.
+    pub flush: u64,
+}
+
+/// Distribution of dispatched batch sizes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct BatchSizeSummary {
+    /// Mean items per batch.
+    pub mean: f64,
+    /// Median batch size.
+    pub p50: usize,
+    /// 95th-percentile batch size.
+    pub p95: usize,
+    /// 99th-percentile batch size.
+    pub p99: usize,
+    /// Largest batch dispatched.
+    pub max: usize,
+}
+
+impl BatchSizeSummary {
+    fn from_counts(counts: &[u64]) -> Self {
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return Self::default();
+        }
+        let items: u64 = counts
+            .iter()
+            .enumerate()
+            .map(|(size, n)| size as u64 * n)
+            .sum();
+        let quantile = |q: f64| {
+            let rank = ((q * total as f64).ceil() as u64).max(1);
+            let mut seen = 0;
+            for (size, n) in counts.iter().enumerate() {
+                seen += n;
+                if seen >= rank {
+                    return size;
+                }
+            }
+            counts.len() - 1
+        };
+        Self {
+            mean: items as f64 / total as f64,
+            p50: quantile(0.5),
+            p95: quantile(0.95),
+            p99: quantile(0.99),
+            max: counts.iter().rposition(|n| *n > 0).unwrap_or(0),
+        }
+    }
+}
+
+/// A point-in-time view of a batcher, ready to serialize.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchStats {
+    /// Items accepted into the queue.
+    pub submitted: u64,
+    /// Items that received a response.
+    pub succeeded: u64,
+    /// Items whose batch failed (handler error, panic or wrong result count).
+    pub failed: u64,
+    /// `try_submit` calls rejected because the queue was full.
+    pub rejected_full: u64,
+    /// Items rejected after waiting longer than `queue_timeout`.
+    pub rejected_timeout: u64,
+    /// Items rejected because the batcher was closed.
+    pub rejected_closed: u64,
+    /// Items removed from the queue because their caller went away before dispatch.
+    pub cancelled: u64,
+    /// Results dropped because their caller went away after dispatch.
+    pub discarded: u64,
+    /// Batches dispatched.
+    pub batches: u64,
+    /// Batches dispatched, by reason.
+    pub dispatch_reasons: DispatchCounts,
+    /// Batches the handler failed with an error.
+    pub handler_errors: u64,
+    /// Batches whose handler panicked.
+    pub handler_panics: u64,
+    /// Batches whose handler returned the wrong number of results.
+    pub result_count_mismatches: u64,
+    /// Items queued now.
+    pub queued: u64,
+    /// Batches in the handler now.
+    pub in_flight_batches: u64,
+    /// Sizes of dispatched batches.
+    pub batch_size: BatchSizeSummary,
+    /// Time items waited in the queue before dispatch.
+    pub queue_wait: LatencySummary,
+    /// Time the handler took per batch.
+    pub handler_latency: LatencySummary,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_size_summary_reads_the_counts() {
+        // Two batches of 1, one of 4, one of 8.
+        let summary = BatchSizeSummary::from_counts(&[0, 2, 0, 0, 1, 0, 0, 0, 1]);
+        assert_eq!(summary.mean, 3.5);
+        assert_eq!((summary.p50, summary.p95, summary.max), (1, 8, 8));
+        assert_eq!(
+            BatchSizeSummary::from_counts(&[0, 0]),
+            BatchSizeSummary::default()
+        );
+    }
+}

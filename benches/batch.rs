@@ -97,7 +97,7 @@ fn batch_throughput(c: &mut Criterion) {
         Batcher::builder(|batch: Vec<u64>| async move { Ok::<_, std::io::Error>(handle(batch)) })
             .max_batch_size(BATCH)
             .max_delay(Duration::from_millis(1))
-            .max_concurrent_batches(2)
+            .max_concurrent_batches(1)
             .queue_capacity(1024)
             .build()
             .expect("valid config");

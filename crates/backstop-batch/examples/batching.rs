@@ -9,9 +9,10 @@
 //! at most 4 calls at once, under Poisson arrivals, run in paused tokio time so the figures
 //! are exact and take no wall-clock time (arrivals land on tokio's 1 ms timer ticks). It
 //! prints throughput and p50/p99 latency for one-call-per-item (`unbatched`) against the
-//! batcher (`backstop`) as `<metric> workload=<w> contender=<c> value=<v>` lines.
+//! batcher (`backstop`) and the batcher in adaptive mode with a 50 ms handler-latency target
+//! (`backstop_adaptive`) as `<metric> workload=<w> contender=<c> value=<v>` lines.
 
-use backstop_batch::{BatchConfig, BatchError, Batcher};
+use backstop_batch::{AdaptiveConfig, BatchConfig, BatchError, BatchStats, Batcher};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -72,6 +73,7 @@ const CONCURRENCY: usize = 4;
 const ITEMS: usize = 4_000;
 const MAX_BATCH: usize = 64;
 const MAX_DELAY: Duration = Duration::from_millis(10);
+const ADAPTIVE_TARGET: Duration = Duration::from_millis(50);
 
 fn backend_cost(items: usize) -> Duration {
     COST_FIXED + COST_PER_ITEM * items as u32
@@ -139,6 +141,25 @@ where
     }
 }
 
+/// The batcher with `config` in front of the simulated backend.
+async fn run_batched(rate: f64, config: BatchConfig) -> (Outcome, BatchStats) {
+    let batcher = Batcher::new(config, |batch: Vec<u64>| async move {
+        sleep(backend_cost(batch.len())).await;
+        Ok::<_, std::io::Error>(batch)
+    })
+    .expect("valid batch config");
+    let submitter = batcher.clone();
+    let outcome = offer(rate, move |n| {
+        let batcher = submitter.clone();
+        async move {
+            let result = batcher.submit(n).await;
+            result.expect("no rejections in this workload");
+        }
+    })
+    .await;
+    (outcome, batcher.stats())
+}
+
 async fn compare(rate: f64) {
     let workload = format!("poisson{rate}ps_cost20ms+1ms*n_conc{CONCURRENCY}");
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
@@ -151,31 +172,29 @@ async fn compare(rate: f64) {
     })
     .await;
 
-    let config = BatchConfig {
+    let fixed = BatchConfig {
         max_batch_size: MAX_BATCH,
         max_delay: MAX_DELAY,
         max_concurrent_batches: CONCURRENCY,
         queue_capacity: ITEMS,
         ..BatchConfig::default()
     };
-    let batcher = Batcher::new(config, |batch: Vec<u64>| async move {
-        sleep(backend_cost(batch.len())).await;
-        Ok::<_, std::io::Error>(batch)
-    })
-    .expect("valid batch config");
-    let submitter = batcher.clone();
-    let batched = offer(rate, move |n| {
-        let batcher = submitter.clone();
-        async move {
-            batcher
-                .submit(n)
-                .await
-                .expect("no rejections in this workload");
-        }
-    })
-    .await;
+    let adaptive = BatchConfig {
+        adaptive: Some(AdaptiveConfig {
+            target_latency: ADAPTIVE_TARGET,
+            min_batch_size: 1,
+        }),
+        ..fixed.clone()
+    };
+    let (batched, stats) = run_batched(rate, fixed).await;
+    let (adapted, adapted_stats) = run_batched(rate, adaptive).await;
 
-    for (contender, outcome) in [("unbatched", &unbatched), ("backstop", &batched)] {
+    let contenders = [
+        ("unbatched", &unbatched),
+        ("backstop", &batched),
+        ("backstop_adaptive", &adapted),
+    ];
+    for (contender, outcome) in contenders {
         let lines = [
             ("batching_throughput_per_s", outcome.throughput),
             ("batching_p50_ms", outcome.p50.as_secs_f64() * 1e3),
@@ -185,11 +204,16 @@ async fn compare(rate: f64) {
             println!("{metric} workload={workload} contender={contender} value={value:.1}");
         }
     }
-    let stats = batcher.stats();
-    println!(
-        "batching_mean_batch_size workload={workload} contender=backstop value={:.1}",
-        stats.batch_size.mean
-    );
+    for (contender, stats) in [("backstop", &stats), ("backstop_adaptive", &adapted_stats)] {
+        println!(
+            "batching_mean_batch_size workload={workload} contender={contender} value={:.1}",
+            stats.batch_size.mean
+        );
+        println!(
+            "batching_handler_p99_ms workload={workload} contender={contender} value={:.1}",
+            stats.handler_latency.p99.as_secs_f64() * 1e3
+        );
+    }
     println!(
         "batching_throughput_ratio workload={workload} contender=backstop value={:.2}",
         batched.throughput / unbatched.throughput

@@ -1,6 +1,7 @@
 //! The batcher: callers submit single items, a dispatcher task forms batches.
 
-use crate::config::{BatchConfig, CloseMode};
+use crate::adaptive::AdaptiveLimit;
+use crate::config::{AdaptiveConfig, BatchConfig, CloseMode};
 use crate::error::{BatchError, BoxError};
 use crate::handler::BatchHandler;
 use crate::queue::{DispatchReason, Queued, Queues};
@@ -51,6 +52,7 @@ struct Shared<Req, Resp, K> {
     key_fn: KeyFn<Req, K>,
     priority_fn: PriorityFn<Req>,
     stats: Recorder,
+    adaptive: Option<AdaptiveLimit>,
 }
 
 /// The owner handle: when the last clone of a [`Batcher`] goes, the batcher closes.
@@ -237,7 +239,7 @@ where
         // A new key starts a timer and a full or preferred size makes a batch ready; other
         // arrivals cannot change the dispatcher's plan, so they need not wake it.
         if key_len == 1
-            || key_len >= config.max_batch_size
+            || key_len >= shared.limit()
             || config.preferred_batch_sizes.contains(&key_len)
         {
             shared.wake.notify_one();
@@ -267,7 +269,8 @@ where
 
     /// Counters, batch-size distribution and wait/latency percentiles.
     pub fn stats(&self) -> BatchStats {
-        self.shared().stats.snapshot()
+        let shared = self.shared();
+        shared.stats.snapshot(shared.limit())
     }
 
     /// The configuration this batcher runs with.
@@ -277,6 +280,13 @@ where
 }
 
 impl<Req, Resp, K> Shared<Req, Resp, K> {
+    /// The effective maximum batch size.
+    fn limit(&self) -> usize {
+        self.adaptive
+            .as_ref()
+            .map_or(self.config.max_batch_size, AdaptiveLimit::limit)
+    }
+
     fn close(&self) {
         let drained = {
             let mut state = self.state.lock();
@@ -384,7 +394,7 @@ where
                 counters.in_flight.load(Ordering::Acquire) < config.max_concurrent_batches as u64;
             if can_dispatch {
                 let closed = state.closed;
-                if let Some(pick) = state.queues.pick(now, config, closed) {
+                if let Some(pick) = state.queues.pick(now, config, closed, shared.limit()) {
                     let items = state
                         .queues
                         .take(&pick.key, pick.size, now, config.priority_aging);
@@ -470,7 +480,13 @@ fn run_batch<Req, Resp, K>(
         let shared = &slot.0;
         let started = Instant::now();
         let outcome = call_handler(&shared.handler, requests).await;
-        shared.stats.handler_time.record(started.elapsed());
+        let latency = started.elapsed();
+        shared.stats.handler_time.record(latency);
+        if let Some(adaptive) = &shared.adaptive {
+            if let Some(limit) = adaptive.observe(size, latency) {
+                tracing::debug!(limit, ?latency, "adaptive batch size changed");
+            }
+        }
         deliver(shared, replies, outcome);
         drop(slot);
     });
@@ -644,6 +660,15 @@ where
         self
     }
 
+    /// Turns on adaptive mode; see [`AdaptiveConfig`].
+    pub fn adaptive(mut self, target_latency: Duration, min_batch_size: usize) -> Self {
+        self.config.adaptive = Some(AdaptiveConfig {
+            target_latency,
+            min_batch_size,
+        });
+        self
+    }
+
     /// See [`BatchConfig::on_close`].
     pub fn on_close(mut self, mode: CloseMode) -> Self {
         self.config.on_close = mode;
@@ -696,6 +721,10 @@ where
             key_fn: self.key_fn,
             priority_fn: self.priority_fn,
             stats: Recorder::new(config.max_batch_size),
+            adaptive: config
+                .adaptive
+                .as_ref()
+                .map(|adaptive| AdaptiveLimit::new(adaptive, config.max_batch_size)),
             config,
         };
         Batcher {

@@ -15,6 +15,24 @@ pub enum CloseMode {
     Fail,
 }
 
+/// Adaptive mode: the batcher lowers its effective maximum batch size while handler calls
+/// take longer than `target_latency`, and raises it again (up to `max_batch_size`) while
+/// full batches stay under it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveConfig {
+    /// The handler latency per batch to stay under.
+    #[serde(with = "backstop_core::duration::human")]
+    pub target_latency: Duration,
+    /// The effective batch size never goes below this.
+    #[serde(default = "one")]
+    pub min_batch_size: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
 /// Configuration of a [`Batcher`](crate::Batcher); durations deserialize from human
 /// strings such as `"5ms"`.
 ///
@@ -54,6 +72,8 @@ pub struct BatchConfig {
     pub priority_aging: Option<Duration>,
     /// What `close()` and dropping the batcher do with queued items.
     pub on_close: CloseMode,
+    /// Adjust the effective batch size toward a handler latency target; `None` = fixed.
+    pub adaptive: Option<AdaptiveConfig>,
 }
 
 impl Default for BatchConfig {
@@ -68,6 +88,7 @@ impl Default for BatchConfig {
             priority_levels: 1,
             priority_aging: Some(Duration::from_millis(100)),
             on_close: CloseMode::Flush,
+            adaptive: None,
         }
     }
 }
@@ -110,7 +131,20 @@ impl Validate for BatchConfig {
             self.priority_aging != Some(Duration::ZERO),
             "priority_aging",
             "must be greater than zero",
-        )
+        )?;
+        if let Some(adaptive) = &self.adaptive {
+            ensure(
+                adaptive.target_latency > Duration::ZERO,
+                "adaptive.target_latency",
+                "must be greater than zero",
+            )?;
+            ensure(
+                (1..=self.max_batch_size).contains(&adaptive.min_batch_size),
+                "adaptive.min_batch_size",
+                "must be between 1 and max_batch_size",
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -156,12 +190,14 @@ mod tests {
     #[test]
     fn deserializes_human_durations_and_rejects_unknown_fields() {
         let config: BatchConfig = serde_json::from_str(
-            r#"{"max_delay": "250us", "queue_timeout": "1s", "on_close": "fail"}"#,
+            r#"{"max_delay": "250us", "queue_timeout": "1s", "on_close": "fail",
+                "adaptive": {"target_latency": "40ms"}}"#,
         )
         .unwrap();
         assert_eq!(config.max_delay, Duration::from_micros(250));
         assert_eq!(config.queue_timeout, Some(Duration::from_secs(1)));
         assert_eq!(config.on_close, CloseMode::Fail);
+        assert_eq!(config.adaptive.map(|a| a.min_batch_size), Some(1));
         assert!(serde_json::from_str::<BatchConfig>(r#"{"max_size": 3}"#).is_err());
     }
 }

@@ -21,6 +21,8 @@
 //!   a wrong result count is [`BatchError::ResultCount`], a panic is
 //!   [`BatchError::HandlerPanicked`] — and the batcher keeps serving. A caller that gives
 //!   up before dispatch is removed from the queue; after dispatch its result is discarded.
+//! - **Adaptive mode** ([`AdaptiveConfig`], optional): the effective batch size shrinks
+//!   while handler calls exceed a latency target and grows back while full batches meet it.
 //! - **Shutdown**: [`Batcher::close`] (or dropping the last handle) stops intake and
 //!   flushes or fails what is queued ([`CloseMode`]); no caller is left waiting.
 //! - **Observability**: [`Batcher::stats`] (batch sizes, queue wait p50/p95/p99, dispatch
@@ -77,6 +79,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod adaptive;
 mod batcher;
 mod config;
 mod error;
@@ -86,7 +89,7 @@ mod queue;
 mod stats;
 
 pub use batcher::{Batcher, BatcherBuilder};
-pub use config::{BatchConfig, CloseMode};
+pub use config::{AdaptiveConfig, BatchConfig, CloseMode};
 pub use error::{BatchError, BoxError};
 pub use handler::BatchHandler;
 pub use layer::BatchLayer;

@@ -198,11 +198,18 @@ impl<K: Hash + Eq + Clone, T> Queues<K, T> {
     }
 
     /// The batch to dispatch now, if any key is ready: among ready keys, the one whose
-    /// next item ranks highest (priority with aging, then age).
-    pub(crate) fn pick(&self, now: Instant, config: &BatchConfig, flush: bool) -> Option<Pick<K>> {
+    /// next item ranks highest (priority with aging, then age). `limit` is the effective
+    /// maximum batch size (`max_batch_size` unless adaptive mode lowered it).
+    pub(crate) fn pick(
+        &self,
+        now: Instant,
+        config: &BatchConfig,
+        flush: bool,
+        limit: usize,
+    ) -> Option<Pick<K>> {
         let mut best: Option<(Rank, Pick<K>)> = None;
         for (key, queue) in &self.keys {
-            let Some((size, reason)) = ready(queue, now, config, flush) else {
+            let Some((size, reason)) = ready(queue, now, config, flush, limit) else {
                 continue;
             };
             let Some((_, rank)) = queue.next_level(now, config.priority_aging) else {
@@ -253,19 +260,20 @@ fn ready<T>(
     now: Instant,
     config: &BatchConfig,
     flush: bool,
+    limit: usize,
 ) -> Option<(usize, DispatchReason)> {
     let len = queue.len;
     if len == 0 {
         return None;
     }
-    if len >= config.max_batch_size {
-        return Some((config.max_batch_size, DispatchReason::Full));
+    if len >= limit {
+        return Some((limit, DispatchReason::Full));
     }
     if let Some(preferred) = config
         .preferred_batch_sizes
         .iter()
         .copied()
-        .filter(|size| *size <= len)
+        .filter(|size| *size <= len && *size <= limit)
         .max()
     {
         return Some((preferred, DispatchReason::Preferred));
@@ -309,20 +317,30 @@ mod tests {
         let config = config(2, 10);
         let mut queues = Queues::new(1);
         push(&mut queues, 1, 0, 0, start);
-        assert_eq!(queues.pick(start, &config, false), None);
+        assert_eq!(
+            queues.pick(start, &config, false, config.max_batch_size),
+            None
+        );
         push(&mut queues, 1, 0, 1, start);
-        let pick = queues.pick(start, &config, false).unwrap();
+        let pick = queues
+            .pick(start, &config, false, config.max_batch_size)
+            .unwrap();
         assert_eq!((pick.size, pick.reason), (2, DispatchReason::Full));
         push(&mut queues, 2, 0, 2, start);
         let taken = queues.take(&1, 2, start, None);
         assert_eq!(taken.iter().map(|q| q.item).collect::<Vec<_>>(), [0, 1]);
-        assert_eq!(queues.pick(start, &config, false), None);
+        assert_eq!(
+            queues.pick(start, &config, false, config.max_batch_size),
+            None
+        );
         assert_eq!(
             queues.next_deadline(&config, true),
             Some(start + Duration::from_millis(10))
         );
         let later = start + Duration::from_millis(10);
-        let pick = queues.pick(later, &config, false).unwrap();
+        let pick = queues
+            .pick(later, &config, false, config.max_batch_size)
+            .unwrap();
         assert_eq!((pick.key, pick.reason), (2, DispatchReason::Timeout));
     }
 
@@ -337,7 +355,9 @@ mod tests {
         for id in 0..5 {
             push(&mut queues, 0, 0, id, start);
         }
-        let pick = queues.pick(start, &config, false).unwrap();
+        let pick = queues
+            .pick(start, &config, false, config.max_batch_size)
+            .unwrap();
         assert_eq!((pick.size, pick.reason), (4, DispatchReason::Preferred));
     }
 
@@ -404,7 +424,7 @@ mod tests {
                         }
                     }
                     _ => {
-                        if let Some(pick) = queues.pick(now, &config, false) {
+                        if let Some(pick) = queues.pick(now, &config, false, config.max_batch_size) {
                             let batch = queues.take(&pick.key, pick.size, now, config.priority_aging);
                             prop_assert!(!batch.is_empty() && batch.len() <= config.max_batch_size);
                             for queued in batch {

@@ -71,7 +71,7 @@ impl Recorder {
         }
     }
 
-    pub(crate) fn snapshot(&self) -> BatchStats {
+    pub(crate) fn snapshot(&self, effective_max_batch_size: usize) -> BatchStats {
         let c = &self.counters;
         BatchStats {
             submitted: read(&c.submitted),
@@ -94,6 +94,7 @@ impl Recorder {
             result_count_mismatches: read(&c.result_count_mismatches),
             queued: read(&c.queued),
             in_flight_batches: read(&c.in_flight),
+            effective_max_batch_size,
             batch_size: BatchSizeSummary::from_counts(
                 &self.batch_sizes.iter().map(read).collect::<Vec<_>>(),
             ),
@@ -196,6 +197,8 @@ pub struct BatchStats {
     pub queued: u64,
     /// Batches in the handler now.
     pub in_flight_batches: u64,
+    /// The batch size limit in force: `max_batch_size`, or lower in adaptive mode.
+    pub effective_max_batch_size: usize,
     /// Sizes of dispatched batches.
     pub batch_size: BatchSizeSummary,
     /// Time items waited in the queue before dispatch.

@@ -525,3 +525,37 @@ fn bad_config_is_a_typed_error() {
         .unwrap_err();
     assert_eq!(error.field(), "preferred_batch_sizes");
 }
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_mode_shrinks_batches_toward_the_latency_target() {
+    // The backend costs 1 ms per item; the target is 10 ms per call.
+    let sizes = Log::default();
+    let handler = {
+        let sizes = sizes.clone();
+        move |batch: Vec<u32>| {
+            sizes.lock().unwrap().push(batch.clone());
+            async move {
+                sleep(ms(batch.len() as u64)).await;
+                Ok::<_, std::io::Error>(batch)
+            }
+        }
+    };
+    let batcher = Batcher::builder(handler)
+        .max_batch_size(64)
+        .queue_capacity(2_000)
+        .adaptive(ms(10), 2)
+        .build()
+        .unwrap();
+    let results = futures::future::join_all((0..1_000).map(|n| batcher.submit(n))).await;
+    assert!(results.iter().all(Result::is_ok));
+    let sizes: Vec<usize> = sizes.lock().unwrap().iter().map(Vec::len).collect();
+    assert_eq!(sizes[0], 64);
+    // Once adapted, batches hover around the target (the last one takes the remainder).
+    let settled = &sizes[sizes.len() / 2..sizes.len() - 1];
+    assert!(
+        settled.iter().all(|size| (5..=11).contains(size)),
+        "{settled:?}"
+    );
+    let limit = batcher.stats().effective_max_batch_size;
+    assert!((5..=11).contains(&limit), "{limit}");
+}

@@ -18,7 +18,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot};
+use tokio::sync::{Notify, Semaphore, SemaphorePermit, TryAcquireError, oneshot};
 use tokio::time::Instant;
 
 type Reply<Resp> = oneshot::Sender<Result<Resp, BatchError>>;
@@ -27,12 +27,14 @@ pub(crate) type HandlerFn<Req, Resp> =
 pub(crate) type KeyFn<Req, K> = Arc<dyn Fn(&Req) -> K + Send + Sync>;
 pub(crate) type PriorityFn<Req> = Arc<dyn Fn(&Req) -> usize + Send + Sync>;
 
-/// A queued item: the request, where its result goes, and its place in the bounded queue.
+/// A queued item: the request and where its result goes.
+///
+/// Each queued item holds one permit of `Shared::room`, forgotten when it is queued and
+/// given back in bulk when items leave the queue (dispatch, removal, timeout), so a batch
+/// of 64 releases its room with one semaphore operation instead of 64.
 struct Item<Req, Resp> {
     req: Req,
     reply: Reply<Resp>,
-    /// Held while queued; dropping it at dispatch (or removal) makes room for a submitter.
-    _room: OwnedSemaphorePermit,
 }
 
 struct State<K, Req, Resp> {
@@ -47,7 +49,7 @@ struct Shared<Req, Resp, K> {
     state: Mutex<State<K, Req, Resp>>,
     /// Wakes the dispatcher: a key may have become ready, a batch finished, or closing.
     wake: Notify,
-    room: Arc<Semaphore>,
+    room: Semaphore,
     handler: HandlerFn<Req, Resp>,
     key_fn: KeyFn<Req, K>,
     priority_fn: PriorityFn<Req>,
@@ -170,7 +172,7 @@ where
     /// its batch has run. Dropping the future before dispatch removes the item.
     pub async fn submit(&self, req: Req) -> Result<Resp, BatchError> {
         let shared = self.shared();
-        let Ok(room) = shared.room.clone().acquire_owned().await else {
+        let Ok(room) = shared.room.acquire().await else {
             bump(&shared.stats.counters.rejected_closed, 1);
             return Err(BatchError::Closed);
         };
@@ -181,7 +183,7 @@ where
     /// instead of waiting for room.
     pub async fn try_submit(&self, req: Req) -> Result<Resp, BatchError> {
         let shared = self.shared();
-        let room = match shared.room.clone().try_acquire_owned() {
+        let room = match shared.room.try_acquire() {
             Ok(room) => room,
             Err(TryAcquireError::NoPermits) => {
                 bump(&shared.stats.counters.rejected_full, 1);
@@ -195,7 +197,7 @@ where
         self.enqueue(req, room).await
     }
 
-    async fn enqueue(&self, req: Req, room: OwnedSemaphorePermit) -> Result<Resp, BatchError> {
+    async fn enqueue(&self, req: Req, room: SemaphorePermit<'_>) -> Result<Resp, BatchError> {
         let shared = self.shared();
         let key = (shared.key_fn)(&req);
         let level = (shared.priority_fn)(&req).min(shared.config.priority_levels - 1);
@@ -219,13 +221,10 @@ where
             let queued = Queued {
                 id,
                 enqueued: Instant::now(),
-                item: Item {
-                    req,
-                    reply,
-                    _room: room,
-                },
+                item: Item { req, reply },
             };
             let key_len = state.queues.push(key.clone(), level, queued);
+            room.forget();
             let queued_now = state.queues.len() as u64;
             shared
                 .stats
@@ -311,6 +310,7 @@ impl<Req, Resp, K> Shared<Req, Resp, K> {
             mode = ?self.config.on_close,
             "batcher closed"
         );
+        self.room.add_permits(drained.len());
         bump(&self.stats.counters.rejected_closed, drained.len() as u64);
         for queued in drained {
             // The caller may be gone already; nothing to deliver then.
@@ -345,6 +345,7 @@ impl<Req, Resp, K: Hash + Eq + Clone> Drop for Pending<'_, Req, Resp, K> {
             removed
         };
         if removed.is_some() {
+            self.shared.room.add_permits(1);
             bump(&self.shared.stats.counters.cancelled, 1);
         }
     }
@@ -362,6 +363,7 @@ impl<Req, Resp, K> Drop for DispatcherExit<Req, Resp, K> {
             state.queues.drain()
         };
         self.0.room.close();
+        self.0.room.add_permits(drained.len());
         bump(&self.0.stats.counters.rejected_closed, drained.len() as u64);
         for queued in drained {
             let _ = queued.item.reply.send(Err(BatchError::Closed));
@@ -409,6 +411,7 @@ where
             (expired, deadline, state.closed && state.queues.is_empty())
         };
         if let Some(timeout) = config.queue_timeout {
+            shared.room.add_permits(expired.len());
             bump(&counters.rejected_timeout, expired.len() as u64);
             for queued in expired {
                 let waited = now.saturating_duration_since(queued.enqueued);
@@ -463,6 +466,7 @@ fn run_batch<Req, Resp, K>(
     K: Send + Sync + 'static,
 {
     let size = items.len();
+    shared.room.add_permits(size);
     shared.stats.dispatched(size, reason);
     let mut requests = Vec::with_capacity(size);
     let mut replies = Vec::with_capacity(size);
@@ -716,7 +720,7 @@ where
                 dispatcher_started: false,
             }),
             wake: Notify::new(),
-            room: Arc::new(Semaphore::new(config.queue_capacity)),
+            room: Semaphore::new(config.queue_capacity),
             handler: self.handler,
             key_fn: self.key_fn,
             priority_fn: self.priority_fn,

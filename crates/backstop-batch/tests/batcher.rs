@@ -559,3 +559,28 @@ async fn adaptive_mode_shrinks_batches_toward_the_latency_target() {
     let limit = batcher.stats().effective_max_batch_size;
     assert!((5..=11).contains(&limit), "{limit}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn submitter_dropped_while_waiting_for_room_leaks_nothing() {
+    let log = Log::default();
+    let (batcher, blocker) = blocked_batcher(&log, |c| BatchConfig {
+        queue_capacity: 1,
+        ..c
+    })
+    .await;
+    let mut queued = batcher.submit(1).boxed();
+    assert!((&mut queued).now_or_never().is_none());
+    let mut waiting = batcher.submit(2).boxed();
+    assert!((&mut waiting).now_or_never().is_none());
+    drop(waiting);
+    let (queued, late) = tokio::join!(queued, async {
+        // Once item 1 is dispatched its room goes to this submit, not to the dropped one.
+        sleep(ms(10)).await;
+        batcher.submit(3).await
+    });
+    assert_eq!((queued.unwrap(), late.unwrap()), (10, 30));
+    blocker.await.unwrap().unwrap();
+    assert_eq!(*log.lock().unwrap(), [[99], [1], [3]]);
+    let stats = batcher.stats();
+    assert_eq!((stats.submitted, stats.cancelled, stats.queued), (3, 0, 0));
+}

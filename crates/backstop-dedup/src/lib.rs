@@ -1,8 +1,77 @@
-//! Request deduplication for Backstop (work in progress).
+//! Request deduplication for Backstop: identical requests in flight share one
+//! execution, and retries within a window get the first answer.
 //!
-//! This crate will hold a singleflight `Group` that runs identical concurrent requests
-//! once and shares the result (safe under cancellation and panics), and a `DedupWindow`
-//! that remembers completed results by idempotency key for a bounded time.
+//! Agents fire the same tool call or prompt many times at once (retries, fan-out,
+//! several agents on one task). This crate offers:
+//!
+//! - [`Group`]: singleflight. `group.work(key, || fut)` runs `fut` once per key while it
+//!   is in flight; every concurrent caller gets a clone of the result, and [`Outcome`]
+//!   says whether it was shared. In-flight keys live in a sharded map (`dashmap`), so
+//!   there is no global lock on the hot path.
+//! - [`DedupWindow`]: a duplicate-detection window. Completed results are remembered by
+//!   idempotency key for a TTL and a bounded count, so a retry returns the first result
+//!   instead of running again; errors are remembered only if configured.
+//! - [`DedupLayer`]: either of them around any [`backstop_core::Service`], with a key
+//!   extractor closure.
+//!
+//! # Design
+//!
+//! The anchors get the hard cases wrong. Go's `x/sync/singleflight` hung or deadlocked
+//! waiters when the function panicked (golang/go #33519, #41133) and has no
+//! cancellation. `async_singleflight` re-elects a leader when the leader is dropped,
+//! which once promoted several followers at once (its #12) and left followers with no
+//! error (`Err(None)`, its #8); a re-elected leader also *restarts* the work.
+//!
+//! Here the work is a shared future stored in the in-flight entry, and whichever waiter
+//! is polled drives it. Dropping the leader therefore neither loses nor restarts the
+//! work: the next waiter continues the *same* execution, and there is only ever one
+//! execution per key, so there is nothing to elect. When every waiter is gone the work
+//! is dropped and the key released, so nothing leaks and a later call starts afresh.
+//! Nothing is spawned: the work needs no runtime handle and is cancelled, not orphaned,
+//! when nobody wants it. Panics are caught and delivered to every waiter as
+//! [`DedupError::Panicked`]; errors are cloned to every waiter as
+//! [`DedupError::Inner`].
+//!
+//! # Example
+//!
+//! ```
+//! use backstop_dedup::Group;
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let group: Group<&'static str, String, String> = Group::new();
+//! let backend_calls = Arc::new(AtomicUsize::new(0));
+//! let agents = (0..100).map(|_| {
+//!     let calls = backend_calls.clone();
+//!     group.work("what is the capital of France?", move || async move {
+//!         calls.fetch_add(1, Ordering::SeqCst);
+//!         tokio::time::sleep(std::time::Duration::from_millis(10)).await; // the model thinks
+//!         Ok("Paris".to_string())
+//!     })
+//! });
+//! let answers = futures::future::join_all(agents).await;
+//! assert!(answers.iter().all(|a| a.as_ref().unwrap().value == "Paris"));
+//! assert_eq!(backend_calls.load(Ordering::SeqCst), 1);
+//! # }
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod config;
+mod error;
+mod group;
+mod layer;
+mod outcome;
+mod stats;
+mod window;
+
+pub use config::{WindowConfig, WindowConfigBuilder};
+pub use error::DedupError;
+pub use group::Group;
+pub use layer::{Coalesce, DedupLayer, DedupService};
+pub use outcome::{Outcome, Source};
+pub use stats::{GroupStats, WindowStats};
+pub use window::DedupWindow;

@@ -1,0 +1,96 @@
+use std::time::Duration;
+
+use backstop_core::config::{ConfigError, Validate, ensure};
+use serde::{Deserialize, Serialize};
+
+/// Configuration of a [`DedupWindow`](crate::DedupWindow).
+///
+/// Deserializes from e.g. `{ "ttl": "10m", "max_entries": 10000 }`; missing fields take
+/// their defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WindowConfig {
+    /// How long a completed result is remembered. Default 10 minutes, the default
+    /// duplicate-detection window of Azure Service Bus.
+    #[serde(with = "backstop_core::duration::human")]
+    pub ttl: Duration,
+    /// Most results remembered at once; the oldest is forgotten first. Default 10,000.
+    pub max_entries: usize,
+    /// Whether work errors are remembered too (panics never are). Default `false`: a
+    /// retry after a failure runs again.
+    pub cache_errors: bool,
+    /// How long a caller that joins an in-flight execution waits before giving up.
+    /// Default none (wait for the result).
+    #[serde(with = "backstop_core::duration::human_option")]
+    pub follower_timeout: Option<Duration>,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(600),
+            max_entries: 10_000,
+            cache_errors: false,
+            follower_timeout: None,
+        }
+    }
+}
+
+impl Validate for WindowConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        ensure(!self.ttl.is_zero(), "ttl", "must be greater than zero")?;
+        ensure(self.max_entries > 0, "max_entries", "must be at least 1")?;
+        ensure(
+            self.follower_timeout.is_none_or(|t| !t.is_zero()),
+            "follower_timeout",
+            "must be greater than zero when set",
+        )
+    }
+}
+
+impl WindowConfig {
+    /// A builder starting from the defaults.
+    pub fn builder() -> WindowConfigBuilder {
+        WindowConfigBuilder {
+            config: Self::default(),
+        }
+    }
+}
+
+/// Builds a validated [`WindowConfig`].
+#[derive(Debug, Clone)]
+pub struct WindowConfigBuilder {
+    config: WindowConfig,
+}
+
+impl WindowConfigBuilder {
+    /// See [`WindowConfig::ttl`].
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.config.ttl = ttl;
+        self
+    }
+
+    /// See [`WindowConfig::max_entries`].
+    pub fn max_entries(mut self, max_entries: usize) -> Self {
+        self.config.max_entries = max_entries;
+        self
+    }
+
+    /// See [`WindowConfig::cache_errors`].
+    pub fn cache_errors(mut self, cache_errors: bool) -> Self {
+        self.config.cache_errors = cache_errors;
+        self
+    }
+
+    /// See [`WindowConfig::follower_timeout`].
+    pub fn follower_timeout(mut self, timeout: Duration) -> Self {
+        self.config.follower_timeout = Some(timeout);
+        self
+    }
+
+    /// The configuration, or the first rule it breaks.
+    pub fn build(self) -> Result<WindowConfig, ConfigError> {
+        self.config.validate()?;
+        Ok(self.config)
+    }
+}

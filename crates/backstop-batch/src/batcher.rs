@@ -202,7 +202,7 @@ where
         let key = (shared.key_fn)(&req);
         let level = (shared.priority_fn)(&req).min(shared.config.priority_levels - 1);
         let (reply, result) = oneshot::channel();
-        let (id, key_len) = {
+        let (id, key_len, step, queued_now) = {
             let mut state = shared.state.lock();
             if state.closed {
                 drop(state);
@@ -225,22 +225,29 @@ where
             };
             let key_len = state.queues.push(key.clone(), level, queued);
             room.forget();
+            let config = &shared.config;
+            // The arrival that makes a batch ready dispatches it itself, exactly as the
+            // dispatcher would, saving a task hop on the hot path.
+            let step = (key_len >= shared.limit()
+                || config.preferred_batch_sizes.contains(&key_len))
+            .then(|| shared.step(&mut state, Instant::now()));
             let queued_now = state.queues.len() as u64;
             shared
                 .stats
                 .counters
                 .queued
                 .store(queued_now, Ordering::Relaxed);
-            (id, key_len)
+            (id, key_len, step, queued_now)
         };
         bump(&shared.stats.counters.submitted, 1);
-        let config = &shared.config;
-        // A new key starts a timer and a full or preferred size makes a batch ready; other
-        // arrivals cannot change the dispatcher's plan, so they need not wake it.
-        if key_len == 1
-            || key_len >= shared.limit()
-            || config.preferred_batch_sizes.contains(&key_len)
-        {
+        let dispatched = match step {
+            Some(step) => shared.finish_step(step),
+            None => false,
+        };
+        // A new key starts a timer, and after an inline dispatch another key may be ready
+        // for a free slot. A batch left waiting for a slot is picked up when one frees
+        // (finishing batches wake the dispatcher); other arrivals change nothing.
+        if key_len == 1 || (dispatched && queued_now > 0) {
             shared.wake.notify_one();
         }
         let mut pending = Pending {
@@ -373,6 +380,76 @@ impl<Req, Resp, K> Drop for DispatcherExit<Req, Resp, K> {
 
 type Batch<Req, Resp> = (Vec<Queued<Item<Req, Resp>>>, DispatchReason);
 
+/// What one planning step took out of the queue: timed-out items, and the next batch.
+struct Step<Req, Resp> {
+    now: Instant,
+    expired: Vec<Queued<Item<Req, Resp>>>,
+    batch: Option<Batch<Req, Resp>>,
+}
+
+impl<Req, Resp, K> Shared<Req, Resp, K>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    /// Under the lock: takes out timed-out items and, when a batch slot is free, the batch
+    /// that should go next. Shared by the dispatcher and the arrival that fills a batch.
+    fn step(&self, state: &mut State<K, Req, Resp>, now: Instant) -> Step<Req, Resp> {
+        let config = &self.config;
+        let counters = &self.stats.counters;
+        let expired = match config.queue_timeout {
+            Some(timeout) => state.queues.expire(now, timeout),
+            None => Vec::new(),
+        };
+        let mut batch = None;
+        if counters.in_flight.load(Ordering::Acquire) < config.max_concurrent_batches as u64 {
+            let closed = state.closed;
+            if let Some(pick) = state.queues.pick(now, config, closed, self.limit()) {
+                let items = state
+                    .queues
+                    .take(&pick.key, pick.size, now, config.priority_aging);
+                counters.in_flight.fetch_add(1, Ordering::AcqRel);
+                batch = Some((items, pick.reason));
+            }
+        }
+        Step {
+            now,
+            expired,
+            batch,
+        }
+    }
+
+    /// Outside the lock: rejects the expired items and starts the batch, if any. Returns
+    /// whether a batch was started.
+    fn finish_step(self: &Arc<Self>, step: Step<Req, Resp>) -> bool {
+        let Step {
+            now,
+            expired,
+            batch,
+        } = step;
+        if let Some(timeout) = self.config.queue_timeout {
+            self.room.add_permits(expired.len());
+            bump(&self.stats.counters.rejected_timeout, expired.len() as u64);
+            for queued in expired {
+                let waited = now.saturating_duration_since(queued.enqueued);
+                tracing::debug!(?waited, "batch item rejected after its queue timeout");
+                let _ = queued
+                    .item
+                    .reply
+                    .send(Err(BatchError::QueueTimeout { waited, timeout }));
+            }
+        }
+        match batch {
+            Some((items, reason)) => {
+                run_batch(self.clone(), items, reason, now);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 async fn dispatch<Req, Resp, K>(shared: Arc<Shared<Req, Resp, K>>)
 where
     Req: Send + 'static,
@@ -384,46 +461,18 @@ where
     let config = &shared.config;
     let counters = &shared.stats.counters;
     loop {
-        let now = Instant::now();
-        let mut batch: Option<Batch<Req, Resp>> = None;
-        let (expired, deadline, done) = {
+        let (step, deadline, done) = {
             let mut state = shared.state.lock();
-            let expired = match config.queue_timeout {
-                Some(timeout) => state.queues.expire(now, timeout),
-                None => Vec::new(),
-            };
-            let can_dispatch =
-                counters.in_flight.load(Ordering::Acquire) < config.max_concurrent_batches as u64;
-            if can_dispatch {
-                let closed = state.closed;
-                if let Some(pick) = state.queues.pick(now, config, closed, shared.limit()) {
-                    let items = state
-                        .queues
-                        .take(&pick.key, pick.size, now, config.priority_aging);
-                    counters.in_flight.fetch_add(1, Ordering::AcqRel);
-                    batch = Some((items, pick.reason));
-                }
-            }
+            let step = shared.step(&mut state, Instant::now());
             counters
                 .queued
                 .store(state.queues.len() as u64, Ordering::Relaxed);
+            let can_dispatch =
+                counters.in_flight.load(Ordering::Acquire) < config.max_concurrent_batches as u64;
             let deadline = state.queues.next_deadline(config, can_dispatch);
-            (expired, deadline, state.closed && state.queues.is_empty())
+            (step, deadline, state.closed && state.queues.is_empty())
         };
-        if let Some(timeout) = config.queue_timeout {
-            shared.room.add_permits(expired.len());
-            bump(&counters.rejected_timeout, expired.len() as u64);
-            for queued in expired {
-                let waited = now.saturating_duration_since(queued.enqueued);
-                tracing::debug!(?waited, "batch item rejected after its queue timeout");
-                let _ = queued
-                    .item
-                    .reply
-                    .send(Err(BatchError::QueueTimeout { waited, timeout }));
-            }
-        }
-        if let Some((items, reason)) = batch {
-            run_batch(shared.clone(), items, reason, now);
+        if shared.finish_step(step) {
             continue;
         }
         if done {

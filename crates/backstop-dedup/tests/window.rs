@@ -1,0 +1,234 @@
+//! Duplicate-detection window: TTL, bounded history, error policy, coalescing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
+
+use backstop_dedup::{DedupError, DedupWindow, Source, WindowConfig};
+
+type W = DedupWindow<String, u64, String>;
+
+fn window(config: WindowConfig) -> W {
+    DedupWindow::new(config).unwrap()
+}
+
+fn counted(
+    calls: &Arc<AtomicUsize>,
+    result: Result<u64, String>,
+) -> impl FnOnce() -> futures::future::BoxFuture<'static, Result<u64, String>> + Send + 'static {
+    let calls = calls.clone();
+    move || {
+        Box::pin(async move {
+            calls.fetch_add(1, SeqCst);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            result
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_inside_the_ttl_gets_the_first_result_and_after_it_runs_again() {
+    let w = window(
+        WindowConfig::builder()
+            .ttl(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    );
+    let calls = Arc::new(AtomicUsize::new(0));
+    let first = w
+        .work("req-1".into(), counted(&calls, Ok(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.value, first.source, first.shared),
+        (1, Source::Executed, false)
+    );
+
+    tokio::time::advance(Duration::from_secs(59)).await;
+    let retry = w
+        .work("req-1".into(), counted(&calls, Ok(2)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (retry.value, retry.source, retry.shared),
+        (1, Source::Window, true)
+    );
+    assert_eq!(calls.load(SeqCst), 1);
+
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let expired = w
+        .work("req-1".into(), counted(&calls, Ok(3)))
+        .await
+        .unwrap();
+    assert_eq!((expired.value, expired.source), (3, Source::Executed));
+    assert_eq!(calls.load(SeqCst), 2);
+    let stats = w.stats();
+    assert_eq!((stats.window_hits, stats.group.executions), (1, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_flight_duplicates_coalesce_then_later_ones_hit_the_window() {
+    let w = window(WindowConfig::default());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let results =
+        futures::future::join_all((0..20).map(|_| w.work("req".into(), counted(&calls, Ok(5)))))
+            .await;
+    assert!(results.iter().all(|r| r.as_ref().unwrap().value == 5));
+    assert_eq!(
+        w.work("req".into(), counted(&calls, Ok(6)))
+            .await
+            .unwrap()
+            .value,
+        5
+    );
+    assert_eq!(calls.load(SeqCst), 1);
+    assert_eq!(w.stats().group.coalesced, 19);
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_are_not_remembered_by_default() {
+    let w = window(WindowConfig::default());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let err = w
+        .work("req".into(), counted(&calls, Err("429".into())))
+        .await;
+    assert_eq!(err.unwrap_err(), DedupError::Inner("429".into()));
+    let ok = w.work("req".into(), counted(&calls, Ok(1))).await.unwrap();
+    assert_eq!((ok.value, ok.source), (1, Source::Executed));
+    assert_eq!(calls.load(SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_are_remembered_when_configured() {
+    let w = window(WindowConfig::builder().cache_errors(true).build().unwrap());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let _ = w
+        .work("req".into(), counted(&calls, Err("invalid card".into())))
+        .await;
+    let again = w.work("req".into(), counted(&calls, Ok(1))).await;
+    assert_eq!(again.unwrap_err(), DedupError::Inner("invalid card".into()));
+    assert_eq!(calls.load(SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn panics_are_never_remembered() {
+    let w = window(WindowConfig::builder().cache_errors(true).build().unwrap());
+    let result = w
+        .work("req".into(), || async { panic!("tool crashed") })
+        .await;
+    assert!(matches!(result, Err(DedupError::Panicked { .. })));
+    assert!(w.is_empty());
+    assert_eq!(
+        w.work("req".into(), || async { Ok(2) })
+            .await
+            .unwrap()
+            .value,
+        2
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_holds_more_than_max_entries() {
+    let w: DedupWindow<u64, u64, ()> =
+        DedupWindow::new(WindowConfig::builder().max_entries(100).build().unwrap()).unwrap();
+    for key in 0..10_000u64 {
+        w.work(key, move || async move { Ok(key) }).await.unwrap();
+        assert!(w.len() <= 100, "{} entries after key {key}", w.len());
+    }
+    assert_eq!(w.len(), 100);
+    assert_eq!(w.stats().evicted, 9_900);
+    // The newest are the ones kept, the oldest were forgotten.
+    let kept = w.work(9_999, || async { Ok(0) }).await.unwrap();
+    assert_eq!(kept.source, Source::Window);
+    let forgotten = w.work(0, || async { Ok(42) }).await.unwrap();
+    assert_eq!((forgotten.value, forgotten.source), (42, Source::Executed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_results_are_swept_as_new_ones_arrive() {
+    let w: DedupWindow<u64, u64, ()> = DedupWindow::new(
+        WindowConfig::builder()
+            .ttl(Duration::from_secs(1))
+            .max_entries(1_000)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    for key in 0..500u64 {
+        w.work(key, move || async move { Ok(key) }).await.unwrap();
+    }
+    tokio::time::advance(Duration::from_secs(2)).await;
+    w.work(10_000, || async { Ok(1) }).await.unwrap();
+    assert_eq!(w.len(), 1);
+    assert_eq!(w.stats().evicted, 0, "expiry is not eviction");
+}
+
+#[tokio::test(start_paused = true)]
+async fn forget_makes_the_next_call_run() {
+    let w = window(WindowConfig::default());
+    let calls = Arc::new(AtomicUsize::new(0));
+    w.work("req".into(), counted(&calls, Ok(1))).await.unwrap();
+    assert!(w.forget(&"req".to_string()));
+    assert!(!w.forget(&"req".to_string()));
+    assert_eq!(
+        w.work("req".into(), counted(&calls, Ok(2)))
+            .await
+            .unwrap()
+            .value,
+        2
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn follower_timeout_from_config_applies() {
+    let w = window(
+        WindowConfig::builder()
+            .follower_timeout(Duration::from_millis(3))
+            .build()
+            .unwrap(),
+    );
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (leader, follower) = tokio::join!(
+        w.work("req".into(), counted(&calls, Ok(1))),
+        w.work("req".into(), counted(&calls, Ok(2))),
+    );
+    assert_eq!(leader.unwrap().value, 1);
+    assert!(matches!(follower, Err(DedupError::Timeout { .. })));
+}
+
+#[test]
+fn invalid_config_is_a_typed_error_naming_the_field() {
+    let err = DedupWindow::<u64, u64, ()>::new(WindowConfig {
+        max_entries: 0,
+        ..WindowConfig::default()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("max_entries"), "{err}");
+    assert!(err.to_string().contains("window"), "{err}");
+    let err = WindowConfig::builder()
+        .ttl(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("`ttl`"), "{err}");
+    let err = WindowConfig::builder()
+        .follower_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("follower_timeout"), "{err}");
+}
+
+#[test]
+fn config_deserializes_human_durations() {
+    let config: WindowConfig = serde_json::from_str(
+        r#"{ "ttl": "90s", "max_entries": 50, "cache_errors": true, "follower_timeout": "250ms" }"#,
+    )
+    .unwrap();
+    assert_eq!(config.ttl, Duration::from_secs(90));
+    assert_eq!(config.max_entries, 50);
+    assert!(config.cache_errors);
+    assert_eq!(config.follower_timeout, Some(Duration::from_millis(250)));
+    let defaults: WindowConfig = serde_json::from_str("{}").unwrap();
+    assert_eq!(defaults, WindowConfig::default());
+    assert!(serde_json::from_str::<WindowConfig>(r#"{ "ttl": "soon" }"#).is_err());
+    assert!(serde_json::from_str::<WindowConfig>(r#"{ "tll": "1s" }"#).is_err());
+}

@@ -1,0 +1,665 @@
+//! The circuit breaker: admission, outcome recording and the state machine.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use backstop_core::{Clock, SystemClock};
+use parking_lot::Mutex;
+
+use crate::event::{BreakerEvent, Listeners};
+use crate::stats::BreakerStats;
+use crate::window::{Sample, Totals, Window};
+use crate::{BreakerConfig, BreakerError, CancelledCalls, Classify, DefaultClassifier, Outcome};
+use crate::{Rejected, State};
+
+/// The state word packs the state in its low byte and an epoch, bumped by every
+/// transition, above it. A permit remembers the word it was issued under, so an outcome
+/// that finishes after the circuit moved on is recognised as stale and dropped.
+const STATE_MASK: u64 = 0xff;
+const EPOCH_SHIFT: u32 = 8;
+const CLOSED: u64 = State::Closed.code();
+const OPEN: u64 = State::Open.code();
+const FORCED_OPEN: u64 = State::ForcedOpen.code();
+const DISABLED: u64 = State::Disabled.code();
+const METRICS_ONLY: u64 = State::MetricsOnly.code();
+
+fn state_of(word: u64) -> State {
+    State::from_code(word & STATE_MASK)
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A circuit breaker. Cloning is cheap and clones share one circuit.
+///
+/// In the closed state admitting a call is one atomic load and recording its outcome one
+/// `fetch_add` on the window's cursor (plus a slot swap when the outcome differs from the
+/// one it replaces); no lock and, unless slow-call tracking or a time window is on, no
+/// clock read. Open rejections are a load and a clock read. Only the rare paths (tripping,
+/// half-open probes, operator changes) take a lock.
+///
+/// ```
+/// use backstop_breaker::{Breaker, BreakerError, State};
+/// use backstop_core::ManualClock;
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let breaker = Breaker::builder()
+///     .name("llm")
+///     .count_window(4)
+///     .minimum_calls(4)
+///     .failure_rate_threshold(50.0)
+///     .wait_in_open(Duration::from_secs(10))
+///     .permitted_calls_in_half_open(1)
+///     .clock(clock.clone())
+///     .build()
+///     .unwrap();
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// for _ in 0..4 {
+///     let _ = breaker.call(|| async { Err::<(), _>("upstream 503") }).await;
+/// }
+/// assert_eq!(breaker.state(), State::Open);
+/// let Err(BreakerError::Rejected(rejected)) = breaker.call(|| async { Ok::<_, ()>(1) }).await
+/// else { panic!("the circuit is open") };
+/// assert_eq!(rejected.retry_after, Some(Duration::from_secs(10)));
+///
+/// clock.advance(Duration::from_secs(10));
+/// assert_eq!(breaker.call(|| async { Ok::<_, ()>(1) }).await, Ok(1)); // the probe
+/// assert_eq!(breaker.state(), State::Closed);
+/// # });
+/// ```
+pub struct Breaker<C: Clock = SystemClock> {
+    inner: Arc<Inner<C>>,
+}
+
+impl<C: Clock> Clone for Breaker<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<C: Clock> std::fmt::Debug for Breaker<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Breaker")
+            .field("name", &self.inner.name)
+            .field("state", &state_of(self.inner.word.load(Ordering::Relaxed)))
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner<C> {
+    name: Arc<str>,
+    config: BreakerConfig,
+    clock: C,
+    origin: Instant,
+    word: AtomicU64,
+    /// End of the open period, in nanoseconds since `origin`.
+    open_until: AtomicU64,
+    window: Window,
+    consecutive_failures: AtomicU32,
+    rejected: AtomicU64,
+    slow_nanos: Option<u64>,
+    control: Mutex<Control>,
+    listeners: Listeners,
+}
+
+/// State only the slow paths touch, under the lock.
+#[derive(Default)]
+struct Control {
+    /// Probe rounds failed since the circuit last closed; drives the backoff.
+    failed_rounds: u32,
+    probes: Probes,
+}
+
+#[derive(Default)]
+struct Probes {
+    issued: u32,
+    finished: u32,
+    failures: u32,
+    slow: u32,
+    started: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Transition {
+    from: State,
+    to: State,
+}
+
+enum Admission {
+    Admit { word: u64, start: u64 },
+    Reject(State, Option<Duration>),
+}
+
+impl<C: Clock> Breaker<C> {
+    pub(crate) fn from_parts(name: Arc<str>, config: BreakerConfig, clock: C) -> Self {
+        let origin = clock.now();
+        let window = Window::new(config.window, config.minimum_calls);
+        let slow_nanos = config.slow_call_duration.map(nanos);
+        Self {
+            inner: Arc::new(Inner {
+                name,
+                config,
+                clock,
+                origin,
+                word: AtomicU64::new(CLOSED),
+                open_until: AtomicU64::new(0),
+                window,
+                consecutive_failures: AtomicU32::new(0),
+                rejected: AtomicU64::new(0),
+                slow_nanos,
+                control: Mutex::new(Control::default()),
+                listeners: Listeners::default(),
+            }),
+        }
+    }
+
+    /// The breaker's name, as in events, stats and tracing.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The configuration it was built with.
+    pub fn config(&self) -> &BreakerConfig {
+        &self.inner.config
+    }
+
+    /// Runs `f()` if the circuit admits it, counting `Ok` as success and `Err` as failure.
+    ///
+    /// If the returned future is dropped before `f`'s future completes, the call counts
+    /// as configured by [`cancelled_calls`](BreakerConfig::cancelled_calls) (ignored by
+    /// default, which returns a half-open probe permit for another caller).
+    pub async fn call<F, Fut, T, E>(&self, f: F) -> Result<T, BreakerError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.call_with(&DefaultClassifier, f).await
+    }
+
+    /// Like [`call`](Self::call), with `classifier` deciding how the result counts.
+    ///
+    /// ```
+    /// use backstop_breaker::{Breaker, Outcome};
+    ///
+    /// #[derive(Debug)]
+    /// enum LlmError { RateLimited, BadPrompt }
+    ///
+    /// let breaker = Breaker::builder().build().unwrap();
+    /// // A rejected prompt is the caller's fault, not the provider's: ignore it.
+    /// let classify = |result: &Result<String, LlmError>| match result {
+    ///     Ok(answer) if answer.is_empty() => Outcome::Failure,
+    ///     Ok(_) => Outcome::Success,
+    ///     Err(LlmError::BadPrompt) => Outcome::Ignored,
+    ///     Err(LlmError::RateLimited) => Outcome::Failure,
+    /// };
+    /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// # rt.block_on(async {
+    /// let answer = breaker
+    ///     .call_with(&classify, || async { Ok::<_, LlmError>("42".to_string()) })
+    ///     .await;
+    /// assert_eq!(answer.unwrap(), "42");
+    /// # });
+    /// ```
+    pub async fn call_with<K, F, Fut, T, E>(
+        &self,
+        classifier: &K,
+        f: F,
+    ) -> Result<T, BreakerError<E>>
+    where
+        K: Classify<T, E> + ?Sized,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let permit = self.try_acquire()?;
+        let result = f().await;
+        permit.record(classifier.classify(&result));
+        result.map_err(BreakerError::Inner)
+    }
+
+    /// Asks for permission to make one call, for callers that run the call themselves.
+    /// Report its outcome through the [`Permit`]; dropping the permit unreported counts
+    /// as a cancelled call.
+    pub fn try_acquire(&self) -> Result<Permit<'_, C>, Rejected> {
+        let inner = &*self.inner;
+        let word = inner.word.load(Ordering::Acquire);
+        let admission = match word & STATE_MASK {
+            CLOSED | DISABLED | METRICS_ONLY => {
+                let start = if inner.slow_nanos.is_some() {
+                    inner.now_nanos()
+                } else {
+                    0
+                };
+                Admission::Admit { word, start }
+            }
+            OPEN => {
+                let now = inner.now_nanos();
+                let until = inner.open_until.load(Ordering::Acquire);
+                if now < until {
+                    Admission::Reject(State::Open, Some(Duration::from_nanos(until - now)))
+                } else {
+                    inner.admit_slow(now)
+                }
+            }
+            FORCED_OPEN => Admission::Reject(State::ForcedOpen, None),
+            _ => inner.admit_slow(inner.now_nanos()),
+        };
+        match admission {
+            Admission::Admit { word, start } => Ok(Permit {
+                inner,
+                word,
+                start,
+                finished: false,
+            }),
+            Admission::Reject(state, retry_after) => Err(inner.reject(state, retry_after)),
+        }
+    }
+
+    /// The current state. With
+    /// [`automatic_transition`](BreakerConfig::automatic_transition) this also performs a
+    /// transition that is due (open period over, half-open wait exceeded).
+    pub fn state(&self) -> State {
+        if self.inner.config.automatic_transition {
+            self.inner.settle_now();
+        }
+        state_of(self.inner.word.load(Ordering::Acquire))
+    }
+
+    /// A snapshot of the breaker's figures.
+    pub fn stats(&self) -> BreakerStats {
+        let inner = &*self.inner;
+        let state = self.state();
+        let now = inner.now_nanos();
+        let (totals, minimum) = if state == State::HalfOpen {
+            let control = inner.control.lock();
+            let probes = &control.probes;
+            let totals = Totals {
+                calls: u64::from(probes.finished),
+                failures: u64::from(probes.failures),
+                slow: u64::from(probes.slow),
+            };
+            (totals, u64::from(inner.config.permitted_calls_in_half_open))
+        } else {
+            (
+                inner.window.totals(now),
+                u64::from(inner.config.minimum_calls),
+            )
+        };
+        let decided = totals.calls >= minimum && totals.calls > 0;
+        let retry_after = match state {
+            State::Open => Some(Duration::from_nanos(
+                inner.open_until.load(Ordering::Acquire).saturating_sub(now),
+            )),
+            _ => None,
+        };
+        BreakerStats {
+            name: inner.name.to_string(),
+            state,
+            failure_rate: decided.then(|| totals.failure_rate()),
+            slow_call_rate: decided.then(|| totals.slow_rate()),
+            buffered_calls: totals.calls,
+            failed_calls: totals.failures,
+            slow_calls: totals.slow,
+            rejected_calls: inner.rejected.load(Ordering::Relaxed),
+            retry_after,
+        }
+    }
+
+    /// Registers `listener` for every later [`BreakerEvent`]. Listeners run on the thread
+    /// that caused the event, outside the breaker's lock; keep them short (or forward to
+    /// a channel).
+    pub fn subscribe(&self, listener: impl Fn(&BreakerEvent) + Send + Sync + 'static) {
+        self.inner.listeners.add(Arc::new(listener));
+    }
+
+    /// Moves the circuit to `state` now, as an operator. Moving to `Closed` clears the
+    /// window and the backoff; moving to `Open` starts an open period; `ForcedOpen`,
+    /// `Disabled` and `MetricsOnly` hold until the operator moves the circuit again.
+    pub fn transition_to(&self, state: State) {
+        let inner = &*self.inner;
+        let now = inner.now_nanos();
+        let mut control = inner.control.lock();
+        let word = inner.word.load(Ordering::Acquire);
+        if state_of(word) == state {
+            return;
+        }
+        let transition = inner.transition(&mut control, word, state, now);
+        drop(control);
+        inner.announce(transition);
+    }
+
+    /// Rejects every call until the operator changes the state.
+    pub fn force_open(&self) {
+        self.transition_to(State::ForcedOpen);
+    }
+
+    /// Admits every call and records nothing until the operator changes the state.
+    pub fn disable(&self) {
+        self.transition_to(State::Disabled);
+    }
+
+    /// Admits every call and records outcomes, but never opens.
+    pub fn metrics_only(&self) {
+        self.transition_to(State::MetricsOnly);
+    }
+
+    /// Closes the circuit with an empty window and no backoff.
+    pub fn reset(&self) {
+        let inner = &*self.inner;
+        let now = inner.now_nanos();
+        let mut control = inner.control.lock();
+        let word = inner.word.load(Ordering::Acquire);
+        let transition = inner.transition(&mut control, word, State::Closed, now);
+        drop(control);
+        if transition.from != State::Closed {
+            inner.announce(transition);
+        }
+    }
+}
+
+impl<C: Clock> Inner<C> {
+    fn now_nanos(&self) -> u64 {
+        nanos(self.clock.now().saturating_duration_since(self.origin))
+    }
+
+    fn reject(&self, state: State, retry_after: Option<Duration>) -> Rejected {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(breaker = %self.name, %state, ?retry_after, "call rejected");
+        self.listeners.publish(|| BreakerEvent::Rejected {
+            name: self.name.clone(),
+            state,
+        });
+        Rejected { state, retry_after }
+    }
+
+    /// Admission when the fast path could not decide: a due open period, or half-open.
+    fn admit_slow(&self, now: u64) -> Admission {
+        let mut control = self.control.lock();
+        let settled = self.settle(&mut control, now);
+        let word = self.word.load(Ordering::Acquire);
+        let admission = match state_of(word) {
+            State::Closed | State::Disabled | State::MetricsOnly => {
+                Admission::Admit { word, start: now }
+            }
+            State::ForcedOpen => Admission::Reject(State::ForcedOpen, None),
+            State::Open => {
+                let until = self.open_until.load(Ordering::Acquire);
+                Admission::Reject(
+                    State::Open,
+                    Some(Duration::from_nanos(until.saturating_sub(now))),
+                )
+            }
+            State::HalfOpen => {
+                let probes = &mut control.probes;
+                if probes.issued < self.config.permitted_calls_in_half_open {
+                    probes.issued += 1;
+                    Admission::Admit { word, start: now }
+                } else {
+                    Admission::Reject(State::HalfOpen, None)
+                }
+            }
+        };
+        drop(control);
+        if let Some(transition) = settled {
+            self.announce(transition);
+        }
+        admission
+    }
+
+    fn settle_now(&self) {
+        let state = state_of(self.word.load(Ordering::Acquire));
+        if !matches!(state, State::Open | State::HalfOpen) {
+            return;
+        }
+        let now = self.now_nanos();
+        let mut control = self.control.lock();
+        let settled = self.settle(&mut control, now);
+        drop(control);
+        if let Some(transition) = settled {
+            self.announce(transition);
+        }
+    }
+
+    /// Performs the time-driven transition that is due, if any.
+    fn settle(&self, control: &mut Control, now: u64) -> Option<Transition> {
+        let word = self.word.load(Ordering::Acquire);
+        match state_of(word) {
+            State::Open if now >= self.open_until.load(Ordering::Acquire) => {
+                Some(self.transition(control, word, State::HalfOpen, now))
+            }
+            State::HalfOpen => {
+                let max_wait = self.config.max_wait_in_half_open?;
+                (now.saturating_sub(control.probes.started) >= nanos(max_wait))
+                    .then(|| self.transition(control, word, State::Open, now))
+            }
+            _ => None,
+        }
+    }
+
+    /// Moves from the state in `word` to `to`; the caller holds the control lock.
+    fn transition(&self, control: &mut Control, word: u64, to: State, now: u64) -> Transition {
+        let from = state_of(word);
+        match to {
+            State::Closed => {
+                self.window.reset();
+                self.consecutive_failures.store(0, Ordering::Relaxed);
+                control.failed_rounds = 0;
+            }
+            State::Open => {
+                if from == State::HalfOpen {
+                    control.failed_rounds = control.failed_rounds.saturating_add(1);
+                }
+                let period = self.config.open_period(control.failed_rounds);
+                self.open_until
+                    .store(now.saturating_add(nanos(period)), Ordering::Release);
+            }
+            State::HalfOpen => {
+                control.probes = Probes {
+                    started: now,
+                    ..Probes::default()
+                };
+            }
+            State::ForcedOpen | State::Disabled | State::MetricsOnly => {}
+        }
+        let epoch = (word >> EPOCH_SHIFT).wrapping_add(1);
+        self.word
+            .store((epoch << EPOCH_SHIFT) | to.code(), Ordering::Release);
+        Transition { from, to }
+    }
+
+    fn announce(&self, Transition { from, to }: Transition) {
+        if to == State::Open || to == State::ForcedOpen {
+            tracing::warn!(breaker = %self.name, %from, %to, "circuit breaker state changed");
+        } else {
+            tracing::info!(breaker = %self.name, %from, %to, "circuit breaker state changed");
+        }
+        self.listeners.publish(|| BreakerEvent::StateTransition {
+            name: self.name.clone(),
+            from,
+            to,
+        });
+    }
+
+    fn rates_exceeded(&self, totals: &Totals) -> bool {
+        totals.failure_rate() >= self.config.failure_rate_threshold
+            || (self.slow_nanos.is_some()
+                && totals.slow_rate() >= self.config.slow_call_rate_threshold)
+    }
+
+    fn slow_call(&self, elapsed: u64) {
+        let duration = Duration::from_nanos(elapsed);
+        tracing::debug!(breaker = %self.name, ?duration, "slow call");
+        self.listeners.publish(|| BreakerEvent::SlowCall {
+            name: self.name.clone(),
+            duration,
+        });
+    }
+
+    /// Records how the call admitted under `word` at `start` went.
+    fn complete(&self, word: u64, start: u64, outcome: Outcome) {
+        let state = state_of(word);
+        let failed = match (state, outcome) {
+            (State::Disabled | State::ForcedOpen | State::Open, _) => return,
+            (_, Outcome::Ignored) => {
+                if state == State::HalfOpen {
+                    self.return_probe(word);
+                }
+                return;
+            }
+            (_, Outcome::Failure) => true,
+            (_, Outcome::Success) => false,
+        };
+        let needs_now =
+            self.slow_nanos.is_some() || self.window.needs_time() || state == State::HalfOpen;
+        let now = if needs_now { self.now_nanos() } else { 0 };
+        let elapsed = now.saturating_sub(start);
+        let slow = self.slow_nanos.is_some_and(|limit| elapsed >= limit);
+        let sample = Sample { failed, slow };
+        if state == State::HalfOpen {
+            self.finish_probe(word, sample, now);
+        } else {
+            self.record_closed(word, sample, now);
+        }
+        if slow {
+            self.slow_call(elapsed);
+        }
+    }
+
+    fn record_closed(&self, word: u64, sample: Sample, now: u64) {
+        if self.word.load(Ordering::Acquire) != word {
+            return;
+        }
+        let totals = self.window.record(sample, now);
+        if word & STATE_MASK == METRICS_ONLY {
+            return;
+        }
+        let mut trip = false;
+        if let Some(limit) = self.config.consecutive_failures {
+            if sample.failed {
+                let run = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                trip |= run >= limit;
+            } else if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+                self.consecutive_failures.store(0, Ordering::Relaxed);
+            }
+        }
+        if let Some(totals) = totals {
+            trip |= totals.calls >= u64::from(self.config.minimum_calls)
+                && self.rates_exceeded(&totals);
+        }
+        if trip {
+            let mut control = self.control.lock();
+            if self.word.load(Ordering::Acquire) != word {
+                return;
+            }
+            let transition =
+                self.transition(&mut control, word, State::Open, now.max(self.now_nanos()));
+            drop(control);
+            self.announce(transition);
+        }
+    }
+
+    fn return_probe(&self, word: u64) {
+        let mut control = self.control.lock();
+        if self.word.load(Ordering::Acquire) == word {
+            control.probes.issued = control.probes.issued.saturating_sub(1);
+        }
+    }
+
+    fn finish_probe(&self, word: u64, sample: Sample, now: u64) {
+        let mut control = self.control.lock();
+        if self.word.load(Ordering::Acquire) != word {
+            return;
+        }
+        let probes = &mut control.probes;
+        probes.finished += 1;
+        probes.failures += u32::from(sample.failed);
+        probes.slow += u32::from(sample.slow);
+        if probes.finished < self.config.permitted_calls_in_half_open {
+            return;
+        }
+        let totals = Totals {
+            calls: u64::from(probes.finished),
+            failures: u64::from(probes.failures),
+            slow: u64::from(probes.slow),
+        };
+        let to = if self.rates_exceeded(&totals) {
+            State::Open
+        } else {
+            State::Closed
+        };
+        let transition = self.transition(&mut control, word, to, now);
+        drop(control);
+        self.announce(transition);
+    }
+}
+
+/// Permission to make one call; report how it went with [`record`](Self::record) (or
+/// [`success`](Self::success) / [`failure`](Self::failure) / [`ignore`](Self::ignore)).
+/// Dropping it unreported counts as a cancelled call, so a caller that is itself dropped
+/// mid-call never strands a half-open probe.
+#[must_use = "a permit dropped unreported counts as a cancelled call"]
+pub struct Permit<'a, C: Clock = SystemClock> {
+    inner: &'a Inner<C>,
+    word: u64,
+    start: u64,
+    finished: bool,
+}
+
+impl<C: Clock> Permit<'_, C> {
+    /// The state the call was admitted in.
+    pub fn state(&self) -> State {
+        state_of(self.word)
+    }
+
+    /// Reports the call's outcome.
+    pub fn record(mut self, outcome: Outcome) {
+        self.finished = true;
+        self.inner.complete(self.word, self.start, outcome);
+    }
+
+    /// Reports a success.
+    pub fn success(self) {
+        self.record(Outcome::Success);
+    }
+
+    /// Reports a failure.
+    pub fn failure(self) {
+        self.record(Outcome::Failure);
+    }
+
+    /// Reports a call that should not count either way.
+    pub fn ignore(self) {
+        self.record(Outcome::Ignored);
+    }
+}
+
+impl<C: Clock> Drop for Permit<'_, C> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let outcome = match self.inner.config.cancelled_calls {
+            CancelledCalls::Ignore => Outcome::Ignored,
+            CancelledCalls::Failure => Outcome::Failure,
+            CancelledCalls::Success => Outcome::Success,
+        };
+        tracing::trace!(breaker = %self.inner.name, ?outcome, "call cancelled");
+        self.inner.complete(self.word, self.start, outcome);
+    }
+}
+
+impl<C: Clock> std::fmt::Debug for Permit<'_, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Permit")
+            .field("breaker", &self.inner.name)
+            .field("state", &self.state())
+            .finish()
+    }
+}

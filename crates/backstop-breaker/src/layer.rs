@@ -1,0 +1,117 @@
+//! The breaker as a [`Layer`] over any [`Service`].
+
+use std::sync::Arc;
+
+use backstop_core::{Clock, Layer, Service, SystemClock};
+
+use crate::{Breaker, BreakerError, Classify, DefaultClassifier};
+
+/// Wraps services so every call goes through one shared [`Breaker`]; clones of the layer
+/// and of the services it makes share the circuit.
+///
+/// ```
+/// use backstop_breaker::{Breaker, BreakerLayer};
+/// use backstop_core::{Service, Stack, service_fn};
+///
+/// let breaker = Breaker::builder().name("model").build().unwrap();
+/// let model = service_fn(|prompt: String| async move { Ok::<_, std::io::Error>(prompt.len()) });
+/// let stack = Stack::new().layer(BreakerLayer::new(breaker.clone())).service(model);
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// assert_eq!(stack.call("hello".to_string()).await.unwrap(), 5);
+/// # });
+/// assert_eq!(breaker.stats().buffered_calls, 1);
+/// ```
+#[derive(Debug)]
+pub struct BreakerLayer<C: Clock = SystemClock, K = DefaultClassifier> {
+    breaker: Breaker<C>,
+    classifier: Arc<K>,
+}
+
+impl<C: Clock, K> Clone for BreakerLayer<C, K> {
+    fn clone(&self) -> Self {
+        Self {
+            breaker: self.breaker.clone(),
+            classifier: self.classifier.clone(),
+        }
+    }
+}
+
+impl<C: Clock> BreakerLayer<C, DefaultClassifier> {
+    /// Counts `Ok` as success and `Err` as failure.
+    pub fn new(breaker: Breaker<C>) -> Self {
+        Self {
+            breaker,
+            classifier: Arc::new(DefaultClassifier),
+        }
+    }
+}
+
+impl<C: Clock, K> BreakerLayer<C, K> {
+    /// Lets `classifier` decide how each result counts.
+    pub fn with_classifier<K2>(self, classifier: K2) -> BreakerLayer<C, K2> {
+        BreakerLayer {
+            breaker: self.breaker,
+            classifier: Arc::new(classifier),
+        }
+    }
+
+    /// The shared breaker.
+    pub fn breaker(&self) -> &Breaker<C> {
+        &self.breaker
+    }
+}
+
+impl<S, C: Clock, K> Layer<S> for BreakerLayer<C, K> {
+    type Service = BreakerService<S, C, K>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BreakerService {
+            inner,
+            breaker: self.breaker.clone(),
+            classifier: self.classifier.clone(),
+        }
+    }
+}
+
+/// A service behind a circuit breaker, made by [`BreakerLayer`].
+#[derive(Debug)]
+pub struct BreakerService<S, C: Clock = SystemClock, K = DefaultClassifier> {
+    inner: S,
+    breaker: Breaker<C>,
+    classifier: Arc<K>,
+}
+
+impl<S: Clone, C: Clock, K> Clone for BreakerService<S, C, K> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            breaker: self.breaker.clone(),
+            classifier: self.classifier.clone(),
+        }
+    }
+}
+
+impl<S, C: Clock, K> BreakerService<S, C, K> {
+    /// The shared breaker.
+    pub fn breaker(&self) -> &Breaker<C> {
+        &self.breaker
+    }
+}
+
+impl<S, Req, C, K> Service<Req> for BreakerService<S, C, K>
+where
+    S: Service<Req>,
+    Req: Send,
+    C: Clock,
+    K: Classify<S::Response, S::Error>,
+{
+    type Response = S::Response;
+    type Error = BreakerError<S::Error>;
+
+    async fn call(&self, req: Req) -> Result<S::Response, BreakerError<S::Error>> {
+        self.breaker
+            .call_with(&*self.classifier, || self.inner.call(req))
+            .await
+    }
+}

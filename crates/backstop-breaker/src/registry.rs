@@ -1,0 +1,120 @@
+//! Named breakers (one per provider or model) sharing a default configuration.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use backstop_core::config::{ConfigError, Validate};
+use backstop_core::{Clock, SystemClock};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use crate::{Breaker, BreakerConfig, BreakerStats};
+
+/// Configuration of a [`BreakerRegistry`]: a default and whole-config overrides by name.
+///
+/// ```
+/// use backstop_breaker::RegistryConfig;
+///
+/// let config: RegistryConfig = serde_json::from_str(r#"{
+///     "default": { "wait_in_open": "30s" },
+///     "overrides": { "gpt-slow": { "slow_call_duration": "20s" } }
+/// }"#).unwrap();
+/// assert_eq!(config.config_for("gpt-slow").slow_call_duration.unwrap().as_secs(), 20);
+/// assert_eq!(config.config_for("other").wait_in_open.as_secs(), 30);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// The configuration of every breaker without an override.
+    pub default: BreakerConfig,
+    /// Per-name configurations, replacing the default for that name.
+    pub overrides: HashMap<String, BreakerConfig>,
+}
+
+impl RegistryConfig {
+    /// The configuration the breaker named `name` gets.
+    pub fn config_for(&self, name: &str) -> &BreakerConfig {
+        self.overrides.get(name).unwrap_or(&self.default)
+    }
+}
+
+impl Validate for RegistryConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.default.validate().map_err(|e| e.within("default"))?;
+        for (name, config) in &self.overrides {
+            config
+                .validate()
+                .map_err(|e| e.within(&format!("overrides.{name}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// Breakers by name, created on first use; every config is validated up front so
+/// [`get`](Self::get) cannot fail.
+///
+/// ```
+/// use backstop_breaker::{BreakerRegistry, RegistryConfig};
+///
+/// let registry = BreakerRegistry::new(RegistryConfig::default()).unwrap();
+/// let a = registry.get("openai");
+/// let b = registry.get("openai");
+/// a.force_open();
+/// assert_eq!(b.state(), backstop_breaker::State::ForcedOpen);
+/// assert_eq!(registry.names(), vec!["openai".to_string()]);
+/// ```
+#[derive(Debug)]
+pub struct BreakerRegistry<C: Clock + Clone = SystemClock> {
+    config: RegistryConfig,
+    clock: C,
+    breakers: RwLock<HashMap<String, Breaker<C>>>,
+}
+
+impl BreakerRegistry<SystemClock> {
+    /// A registry on the system clock.
+    pub fn new(config: RegistryConfig) -> Result<Self, ConfigError> {
+        Self::with_clock(config, SystemClock)
+    }
+}
+
+impl<C: Clock + Clone> BreakerRegistry<C> {
+    /// A registry whose breakers read `clock`.
+    pub fn with_clock(config: RegistryConfig, clock: C) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            config,
+            clock,
+            breakers: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The breaker named `name`, created with its configuration on first use.
+    pub fn get(&self, name: &str) -> Breaker<C> {
+        if let Some(breaker) = self.breakers.read().get(name) {
+            return breaker.clone();
+        }
+        self.breakers
+            .write()
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                let config = self.config.config_for(name).clone();
+                Breaker::from_parts(Arc::from(name), config, self.clock.clone())
+            })
+            .clone()
+    }
+
+    /// Names of the breakers created so far, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.breakers.read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Stats of every breaker created so far, sorted by name.
+    pub fn stats(&self) -> Vec<BreakerStats> {
+        let breakers: Vec<Breaker<C>> = self.breakers.read().values().cloned().collect();
+        let mut stats: Vec<BreakerStats> = breakers.iter().map(Breaker::stats).collect();
+        stats.sort_by(|a, b| a.name.cmp(&b.name));
+        stats
+    }
+}

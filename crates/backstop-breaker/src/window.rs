@@ -1,0 +1,336 @@
+//! Sliding windows of call outcomes: a lock-free count-based ring and a bucketed
+//! time-based window.
+
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
+
+use parking_lot::Mutex;
+
+use crate::WindowConfig;
+
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// One recorded call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sample {
+    pub(crate) failed: bool,
+    pub(crate) slow: bool,
+}
+
+impl Sample {
+    // 0 marks an empty slot, so every recorded sample has bit 0 set.
+    fn bits(self) -> u8 {
+        1 | (u8::from(self.failed) << 1) | (u8::from(self.slow) << 2)
+    }
+}
+
+fn failed_bit(bits: u8) -> i64 {
+    i64::from((bits >> 1) & 1)
+}
+
+fn slow_bit(bits: u8) -> i64 {
+    i64::from((bits >> 2) & 1)
+}
+
+/// Aggregate of the calls in a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub(crate) calls: u64,
+    pub(crate) failures: u64,
+    pub(crate) slow: u64,
+}
+
+impl Totals {
+    pub(crate) fn failure_rate(&self) -> f64 {
+        rate(self.failures, self.calls)
+    }
+
+    pub(crate) fn slow_rate(&self) -> f64 {
+        rate(self.slow, self.calls)
+    }
+}
+
+fn rate(part: u64, calls: u64) -> f64 {
+    if calls == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / calls as f64
+    }
+}
+
+pub(crate) enum Window {
+    Count(CountWindow),
+    Time(Mutex<TimeWindow>),
+}
+
+impl Window {
+    pub(crate) fn new(config: WindowConfig, minimum_calls: u32) -> Self {
+        match config {
+            WindowConfig::Count { size } => Self::Count(CountWindow::new(size, minimum_calls)),
+            WindowConfig::Time { seconds } => Self::Time(Mutex::new(TimeWindow::new(seconds))),
+        }
+    }
+
+    /// Records `sample` and returns the window's totals when they may now call for a
+    /// decision (a failure or slow call, or the window just reached `minimum_calls`).
+    pub(crate) fn record(&self, sample: Sample, now_nanos: u64) -> Option<Totals> {
+        match self {
+            Self::Count(window) => window.record(sample),
+            Self::Time(window) => Some(window.lock().record(sample, now_nanos)),
+        }
+    }
+
+    pub(crate) fn totals(&self, now_nanos: u64) -> Totals {
+        match self {
+            Self::Count(window) => window.totals(),
+            Self::Time(window) => window.lock().totals(now_nanos),
+        }
+    }
+
+    pub(crate) fn reset(&self) {
+        match self {
+            Self::Count(window) => window.reset(),
+            Self::Time(window) => window.lock().reset(),
+        }
+    }
+
+    /// Whether recording needs the time of the call's end.
+    pub(crate) fn needs_time(&self) -> bool {
+        matches!(self, Self::Time(_))
+    }
+}
+
+/// The last `size` outcomes in a ring of one byte per call. Recording claims a position
+/// with one `fetch_add` and, only when the slot's previous outcome differs, swaps it and
+/// adjusts the failure and slow counters: a run of successes writes nothing but the
+/// cursor, so the closed path stays cheap under contention.
+pub(crate) struct CountWindow {
+    slots: Box<[AtomicU8]>,
+    cursor: AtomicU64,
+    failures: AtomicI64,
+    slow: AtomicI64,
+    minimum_calls: u64,
+}
+
+impl CountWindow {
+    fn new(size: u32, minimum_calls: u32) -> Self {
+        Self {
+            slots: (0..size.max(1)).map(|_| AtomicU8::new(0)).collect(),
+            cursor: AtomicU64::new(0),
+            failures: AtomicI64::new(0),
+            slow: AtomicI64::new(0),
+            minimum_calls: u64::from(minimum_calls),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.slots.len() as u64
+    }
+
+    fn record(&self, sample: Sample) -> Option<Totals> {
+        let position = self.cursor.fetch_add(1, Relaxed);
+        let slot = &self.slots[(position % self.len()) as usize];
+        let new = sample.bits();
+        if slot.load(Relaxed) != new {
+            let old = slot.swap(new, Relaxed);
+            let failed = failed_bit(new) - failed_bit(old);
+            if failed != 0 {
+                self.failures.fetch_add(failed, Relaxed);
+            }
+            let slow = slow_bit(new) - slow_bit(old);
+            if slow != 0 {
+                self.slow.fetch_add(slow, Relaxed);
+            }
+        }
+        if sample.failed || sample.slow || position + 1 == self.minimum_calls {
+            Some(self.totals())
+        } else {
+            None
+        }
+    }
+
+    fn totals(&self) -> Totals {
+        // Counters can dip below zero for an instant while racing writers swap the same
+        // slot; clamp rather than report nonsense.
+        Totals {
+            calls: self.cursor.load(Relaxed).min(self.len()),
+            failures: self.failures.load(Relaxed).max(0) as u64,
+            slow: self.slow.load(Relaxed).max(0) as u64,
+        }
+    }
+
+    fn reset(&self) {
+        for slot in self.slots.iter() {
+            slot.store(0, Relaxed);
+        }
+        self.failures.store(0, Relaxed);
+        self.slow.store(0, Relaxed);
+        self.cursor.store(0, Relaxed);
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Bucket {
+    calls: u64,
+    failures: u64,
+    slow: u64,
+}
+
+/// The calls of the last `seconds` whole seconds, one bucket per second, with a running
+/// total so reading it is O(1) apart from expiring old buckets.
+pub(crate) struct TimeWindow {
+    buckets: Box<[Bucket]>,
+    /// The second the newest bucket belongs to.
+    newest: u64,
+    total: Totals,
+}
+
+impl TimeWindow {
+    fn new(seconds: u32) -> Self {
+        Self {
+            buckets: vec![Bucket::default(); seconds.max(1) as usize].into_boxed_slice(),
+            newest: 0,
+            total: Totals::default(),
+        }
+    }
+
+    fn advance(&mut self, now_nanos: u64) {
+        let second = now_nanos / NANOS_PER_SEC;
+        if second <= self.newest {
+            return;
+        }
+        let len = self.buckets.len() as u64;
+        let steps = (second - self.newest).min(len);
+        for offset in 1..=steps {
+            let index = ((self.newest + offset) % len) as usize;
+            let expired = std::mem::take(&mut self.buckets[index]);
+            self.total.calls -= expired.calls;
+            self.total.failures -= expired.failures;
+            self.total.slow -= expired.slow;
+        }
+        self.newest = second;
+    }
+
+    fn record(&mut self, sample: Sample, now_nanos: u64) -> Totals {
+        self.advance(now_nanos);
+        let len = self.buckets.len() as u64;
+        let bucket = &mut self.buckets[(self.newest % len) as usize];
+        bucket.calls += 1;
+        bucket.failures += u64::from(sample.failed);
+        bucket.slow += u64::from(sample.slow);
+        self.total.calls += 1;
+        self.total.failures += u64::from(sample.failed);
+        self.total.slow += u64::from(sample.slow);
+        self.total
+    }
+
+    fn totals(&mut self, now_nanos: u64) -> Totals {
+        self.advance(now_nanos);
+        self.total
+    }
+
+    fn reset(&mut self) {
+        self.buckets.fill(Bucket::default());
+        self.total = Totals::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: Sample = Sample {
+        failed: false,
+        slow: false,
+    };
+    const FAIL: Sample = Sample {
+        failed: true,
+        slow: false,
+    };
+    const SLOW: Sample = Sample {
+        failed: false,
+        slow: true,
+    };
+
+    #[test]
+    fn count_window_keeps_only_the_last_calls() {
+        let window = Window::new(WindowConfig::Count { size: 3 }, 1);
+        window.record(FAIL, 0);
+        window.record(FAIL, 0);
+        window.record(OK, 0);
+        assert_eq!(
+            window.totals(0),
+            Totals {
+                calls: 3,
+                failures: 2,
+                slow: 0
+            }
+        );
+        window.record(SLOW, 0);
+        window.record(OK, 0);
+        assert_eq!(
+            window.totals(0),
+            Totals {
+                calls: 3,
+                failures: 0,
+                slow: 1
+            }
+        );
+        window.reset();
+        assert_eq!(window.totals(0), Totals::default());
+    }
+
+    #[test]
+    fn count_window_asks_for_a_decision_on_bad_calls_and_at_minimum() {
+        let window = Window::new(WindowConfig::Count { size: 10 }, 3);
+        assert!(window.record(OK, 0).is_none());
+        assert!(window.record(OK, 0).is_none());
+        assert!(window.record(OK, 0).is_some());
+        assert!(window.record(OK, 0).is_none());
+        assert!(window.record(FAIL, 0).is_some());
+    }
+
+    #[test]
+    fn time_window_expires_whole_seconds() {
+        let second = NANOS_PER_SEC;
+        let window = Window::new(WindowConfig::Time { seconds: 2 }, 1);
+        window.record(FAIL, 0);
+        window.record(OK, second / 2);
+        window.record(OK, second);
+        assert_eq!(window.totals(second).calls, 3);
+        assert_eq!(window.totals(2 * second).calls, 1);
+        assert_eq!(window.totals(2 * second).failures, 0);
+        assert_eq!(window.totals(10 * second), Totals::default());
+        window.record(SLOW, 10 * second);
+        assert_eq!(window.totals(11 * second).slow, 1);
+    }
+
+    #[test]
+    fn count_window_is_consistent_after_concurrent_writers() {
+        let window = std::sync::Arc::new(Window::new(WindowConfig::Count { size: 64 }, 1));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let window = window.clone();
+                std::thread::spawn(move || {
+                    for i in 0..5_000u32 {
+                        let sample = if (i + t) % 3 == 0 { FAIL } else { OK };
+                        window.record(sample, 0);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let Window::Count(ring) = &*window else {
+            unreachable!()
+        };
+        let failed_slots = ring
+            .slots
+            .iter()
+            .filter(|slot| slot.load(Relaxed) & 2 != 0)
+            .count() as u64;
+        let totals = window.totals(0);
+        assert_eq!(totals.calls, 64);
+        assert_eq!(totals.failures, failed_slots);
+    }
+}

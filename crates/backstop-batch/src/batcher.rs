@@ -608,11 +608,11 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
     /// In-flight batches against `max_concurrent_batches`, queued items, and the queue
-    /// wait since start.
+    /// wait of items dispatched over the last 10 to 20 seconds.
     fn load(&self) -> LoadSnapshot {
         let shared = self.shared();
         let counters = &shared.stats.counters;
-        let waits = shared.stats.queue_wait.snapshot();
+        let waits = shared.stats.recent_waits(Instant::now());
         LoadSnapshot {
             in_flight: counters.in_flight.load(Ordering::Relaxed),
             queued: counters.queued.load(Ordering::Relaxed),

@@ -1,8 +1,22 @@
 //! Counters and histograms behind `Batcher::stats()`.
 
-use backstop_core::{Histogram, LatencySummary};
+use backstop_core::{Histogram, HistogramSnapshot, LatencySummary};
+use parking_lot::Mutex;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How far back the queue wait reported through `LoadSignal` looks: between one and two
+/// windows, so an autoscaler sees today's waits, not the average since start.
+pub(crate) const LOAD_WINDOW: Duration = Duration::from_secs(10);
+
+/// Baselines of the wait histogram at the start of the previous and current windows.
+struct WaitWindow {
+    started: Instant,
+    previous: HistogramSnapshot,
+    current: HistogramSnapshot,
+}
 
 use crate::queue::DispatchReason;
 
@@ -42,16 +56,41 @@ pub(crate) struct Recorder {
     pub(crate) handler_time: Histogram,
     /// `batch_sizes[n]` counts dispatched batches of `n` items.
     batch_sizes: Box<[AtomicU64]>,
+    wait_window: Mutex<WaitWindow>,
 }
 
 impl Recorder {
     pub(crate) fn new(max_batch_size: usize) -> Self {
+        let queue_wait = Histogram::new();
+        let empty = queue_wait.snapshot();
         Self {
+            wait_window: Mutex::new(WaitWindow {
+                started: Instant::now(),
+                previous: empty.clone(),
+                current: empty,
+            }),
             counters: Counters::default(),
-            queue_wait: Histogram::new(),
+            queue_wait,
             handler_time: Histogram::new(),
             batch_sizes: (0..=max_batch_size).map(|_| AtomicU64::new(0)).collect(),
         }
+    }
+
+    /// Queue waits recorded over the last one to two [`LOAD_WINDOW`]s.
+    pub(crate) fn recent_waits(&self, now: Instant) -> HistogramSnapshot {
+        let latest = self.queue_wait.snapshot();
+        let mut window = self.wait_window.lock();
+        let age = now.saturating_duration_since(window.started);
+        if age >= LOAD_WINDOW {
+            window.previous = if age >= LOAD_WINDOW * 2 {
+                latest.clone()
+            } else {
+                std::mem::replace(&mut window.current, latest.clone())
+            };
+            window.current = latest.clone();
+            window.started = now;
+        }
+        latest.since(&window.previous)
     }
 
     pub(crate) fn dispatched(&self, size: usize, reason: DispatchReason) {
@@ -210,6 +249,30 @@ pub struct BatchStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_waits_forget_windows_older_than_two() {
+        let recorder = Recorder::new(4);
+        let start = Instant::now();
+        recorder.queue_wait.record(Duration::from_secs(5));
+        assert_eq!(recorder.recent_waits(start).count(), 1);
+        // Rotated once: the old value is still inside the previous window.
+        recorder.queue_wait.record(Duration::from_millis(1));
+        let one_window = recorder.recent_waits(start + LOAD_WINDOW);
+        assert_eq!(one_window.count(), 2);
+        // Rotated again: only what came after the first rotation remains.
+        let two_windows = recorder.recent_waits(start + LOAD_WINDOW * 2);
+        assert_eq!(two_windows.count(), 0);
+        recorder.queue_wait.record(Duration::from_millis(2));
+        let later = recorder.recent_waits(start + LOAD_WINDOW * 5);
+        assert_eq!(later.count(), 0);
+        recorder.queue_wait.record(Duration::from_millis(3));
+        let recent = recorder.recent_waits(start + LOAD_WINDOW * 5);
+        assert_eq!(
+            (recent.count(), recent.mean()),
+            (1, Duration::from_millis(3))
+        );
+    }
 
     #[test]
     fn batch_size_summary_reads_the_counts() {

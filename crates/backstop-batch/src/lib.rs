@@ -33,8 +33,12 @@
 //! ## Design
 //!
 //! Submitters push into per-key, per-priority FIFOs under one short mutex and await a
-//! oneshot; a single dispatcher task owns the timers, picks the ready key whose next item
-//! ranks highest and spawns one task per batch. Compared with the anchors:
+//! oneshot. The arrival that makes a batch ready (full or preferred size) dispatches it
+//! on the spot; a dispatcher task owns the timers (`max_delay`, queue timeouts, aging) and
+//! dispatches everything else. Both run the same planning step: pick the ready key whose
+//! next item ranks highest, take its batch, spawn one task per batch (so handlers run in
+//! parallel up to `max_concurrent_batches`). The queue bound is a semaphore whose room is
+//! returned once per batch. Compared with the anchors:
 //! `tower-batch-control` runs one worker whose inner-service error kills it and fails every
 //! later caller, and it has no priorities or grouping; here a failed or panicking batch
 //! fails only its own callers. Triton has priorities and queue policies but groups only by

@@ -381,6 +381,24 @@ mod tests {
     }
 
     #[test]
+    fn among_ready_keys_the_highest_priority_goes_first() {
+        let start = Instant::now();
+        let config = BatchConfig {
+            priority_levels: 2,
+            priority_aging: None,
+            ..config(8, 10)
+        };
+        let mut queues = Queues::new(2);
+        push(&mut queues, 1, 0, 0, start);
+        push(&mut queues, 2, 1, 1, start + Duration::from_millis(5));
+        let later = start + Duration::from_millis(20);
+        let first = queues.pick(later, &config, false, 8).unwrap();
+        assert_eq!((first.key, first.reason), (2, DispatchReason::Timeout));
+        queues.take(&first.key, first.size, later, None);
+        assert_eq!(queues.pick(later, &config, false, 8).unwrap().key, 1);
+    }
+
+    #[test]
     fn remove_and_expire_keep_counts_right() {
         let start = Instant::now();
         let mut queues = Queues::new(2);

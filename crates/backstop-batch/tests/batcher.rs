@@ -584,3 +584,20 @@ async fn submitter_dropped_while_waiting_for_room_leaks_nothing() {
     let stats = batcher.stats();
     assert_eq!((stats.submitted, stats.cancelled, stats.queued), (3, 0, 0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn stats_serialize_with_human_durations() {
+    let log = Log::default();
+    let batcher = Batcher::builder(echo(&log, ms(3)))
+        .max_batch_size(2)
+        .max_delay(ms(4))
+        .build()
+        .unwrap();
+    batcher.submit(1).await.unwrap();
+    let stats = serde_json::to_value(batcher.stats()).unwrap();
+    assert_eq!(stats["dispatch_reasons"]["timeout"], 1);
+    assert_eq!(stats["queue_wait"]["max"], "4ms");
+    assert_eq!(stats["handler_latency"]["p99"], "3ms");
+    assert_eq!(stats["batch_size"]["max"], 1);
+    assert_eq!(stats["effective_max_batch_size"], 2);
+}

@@ -601,3 +601,27 @@ async fn stats_serialize_with_human_durations() {
     assert_eq!(stats["batch_size"]["max"], 1);
     assert_eq!(stats["effective_max_batch_size"], 2);
 }
+
+#[test]
+fn callers_get_an_error_when_the_dispatchers_runtime_shuts_down() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let batcher = Batcher::builder(|batch: Vec<u32>| async move { Ok::<_, std::io::Error>(batch) })
+        .max_batch_size(2)
+        .max_delay(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    // The first full batch starts the dispatcher on `runtime`.
+    let (a, b) = runtime.block_on(async { tokio::join!(batcher.submit(1), batcher.submit(2)) });
+    assert_eq!((a.unwrap(), b.unwrap()), (1, 2));
+    // A caller elsewhere queues an item that waits for the 60 s delay...
+    let mut stranded = batcher.submit(3).boxed();
+    assert!((&mut stranded).now_or_never().is_none());
+    // ...and the dispatcher's runtime goes away: the caller is failed, not left hanging.
+    drop(runtime);
+    let result = futures::executor::block_on(stranded);
+    assert!(matches!(result, Err(BatchError::Closed)));
+    assert!(batcher.is_closed());
+}

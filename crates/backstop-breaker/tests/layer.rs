@@ -1,0 +1,84 @@
+//! The breaker as a layer over a `Service`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use backstop_breaker::{Breaker, BreakerError, BreakerLayer, Outcome, State};
+use backstop_core::{Layer, ManualClock, Service, Stack, service_fn};
+
+#[tokio::test]
+async fn layer_sheds_calls_while_open_and_clones_share_the_circuit() {
+    let clock = ManualClock::new();
+    let breaker = Breaker::builder()
+        .count_window(2)
+        .minimum_calls(2)
+        .wait_in_open(Duration::from_secs(5))
+        .permitted_calls_in_half_open(1)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let backend = {
+        let hits = hits.clone();
+        let healthy = healthy.clone();
+        service_fn(move |n: u32| {
+            hits.fetch_add(1, Ordering::SeqCst);
+            let ok = healthy.load(Ordering::SeqCst);
+            async move { if ok { Ok(n) } else { Err("down") } }
+        })
+    };
+    let layer = BreakerLayer::new(breaker.clone());
+    let service = Arc::new(Stack::new().layer(layer.clone()).service(backend));
+    let twin = layer.layer(service_fn(|n: u32| async move { Ok::<_, &str>(n) }));
+
+    assert_eq!(service.call(1).await, Err(BreakerError::Inner("down")));
+    assert_eq!(service.call(2).await, Err(BreakerError::Inner("down")));
+    assert_eq!(breaker.state(), State::Open);
+    let shed = service.call(3).await.unwrap_err();
+    assert_eq!(
+        shed.rejected().unwrap().retry_after,
+        Some(Duration::from_secs(5))
+    );
+    assert!(
+        twin.call(4).await.is_err(),
+        "services made by one layer share the circuit"
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "the backend saw no call while open"
+    );
+
+    healthy.store(true, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(service.call(5).await, Ok(5));
+    assert_eq!(twin.breaker().state(), State::Closed);
+}
+
+#[tokio::test]
+async fn layer_classifier_ignores_caller_errors() {
+    let breaker = Breaker::builder()
+        .count_window(1)
+        .minimum_calls(1)
+        .build()
+        .unwrap();
+    let layer =
+        BreakerLayer::new(breaker.clone()).with_classifier(|result: &Result<u32, &'static str>| {
+            match result {
+                Err("bad request") => Outcome::Ignored,
+                Err(_) => Outcome::Failure,
+                Ok(_) => Outcome::Success,
+            }
+        });
+    let service = layer.layer(service_fn(|_: ()| async { Err::<u32, _>("bad request") }));
+    for _ in 0..5 {
+        assert_eq!(
+            service.call(()).await,
+            Err(BreakerError::Inner("bad request"))
+        );
+    }
+    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.stats().buffered_calls, 0);
+}

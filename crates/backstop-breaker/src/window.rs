@@ -333,4 +333,38 @@ mod tests {
         assert_eq!(totals.calls, 64);
         assert_eq!(totals.failures, failed_slots);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn windows_match_a_naive_list_of_calls(
+            size in 1u32..6,
+            calls in proptest::collection::vec((0u64..1_500, 0u8..4), 0..80),
+        ) {
+            let count = Window::new(WindowConfig::Count { size }, 1);
+            let time = Window::new(WindowConfig::Time { seconds: size }, 1);
+            let mut now = 0;
+            let mut all: Vec<(u64, Sample)> = Vec::new();
+            for (advance_ms, kind) in calls {
+                now += advance_ms * 1_000_000;
+                let sample = Sample { failed: kind & 1 != 0, slow: kind & 2 != 0 };
+                count.record(sample, now);
+                time.record(sample, now);
+                all.push((now, sample));
+
+                let totals = |calls: &[&(u64, Sample)]| Totals {
+                    calls: calls.len() as u64,
+                    failures: calls.iter().filter(|c| c.1.failed).count() as u64,
+                    slow: calls.iter().filter(|c| c.1.slow).count() as u64,
+                };
+                let last: Vec<_> = all.iter().rev().take(size as usize).collect();
+                proptest::prop_assert_eq!(count.totals(now), totals(&last));
+                let second = now / NANOS_PER_SEC;
+                let recent: Vec<_> = all
+                    .iter()
+                    .filter(|(at, _)| at / NANOS_PER_SEC + u64::from(size) > second)
+                    .collect();
+                proptest::prop_assert_eq!(time.totals(now), totals(&recent));
+            }
+        }
+    }
 }

@@ -172,7 +172,11 @@ fn many_submitters_on_many_threads_get_their_own_results() {
     check_batches(&batches, 8);
     let stats = batcher.stats();
     let patient = u64::from(SUBMITTERS * PER_SUBMITTER * 9 / 10);
-    assert_eq!(stats.succeeded, patient + stats.discarded);
+    let impatient = u64::from(SUBMITTERS * PER_SUBMITTER) - patient;
+    // Every queued item was either removed by its departing caller or answered (an
+    // impatient caller may still have been answered, read or not); nothing else happened.
+    assert_eq!(stats.submitted, stats.succeeded + stats.cancelled);
+    assert!(stats.succeeded >= patient + (impatient - cancelled));
     assert!(stats.cancelled + stats.discarded <= cancelled);
     assert_eq!(
         (stats.queued, stats.in_flight_batches, stats.failed),

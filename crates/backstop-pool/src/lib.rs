@@ -1,8 +1,98 @@
-//! Connection pooling for Backstop (work in progress).
+//! A production connection pool on [`deadpool`]'s managed pool.
 //!
-//! This crate will hold a pool built on deadpool's managed pool, adding min idle, idle
-//! timeout and max lifetime, health checks, leak detection, wait-time metrics and
-//! adaptive sizing.
-
+//! Gateways hold connections to LLM providers, vector stores, databases and Redis.
+//! `backstop-pool` keeps deadpool's small, fast core (a semaphore plus a queue of idle
+//! objects, and its [`Manager`] trait, re-exported here) and adds what HikariCP and bb8
+//! users rely on and deadpool users keep asking for:
+//!
+//! - **min idle** kept warm by a background task, with bounded concurrent creation and
+//!   exponential backoff when creation fails (no busy loop);
+//! - **wait / create / recycle timeouts**, and a wait timeout that carries the last
+//!   creation error instead of hiding it (bb8 #141);
+//! - **idle timeout** and **max lifetime** with per-connection jitter (up to 2.5 % by
+//!   default) so a fleet does not reconnect at once, enforced by a reaper and at checkout;
+//! - **health checks** on checkout through [`Manager::recycle`], skipped when the
+//!   connection was used within a short window (HikariCP's 500 ms bypass), plus an optional
+//!   keepalive for idle connections; a failed check discards the connection and tries the next;
+//! - **leak detection**: a `tracing` warning naming the checkout site (or a label) when
+//!   a connection is held past a threshold;
+//! - **metrics**: [`Pool::stats`] ([`PoolStats`]: in use, idle, waiters, created, closed
+//!   by reason, timeouts, wait and usage latency) and [`LoadSignal`](backstop_core::LoadSignal);
+//! - **adaptive sizing** ([`AdaptiveConfig`]): grows `max_size` when the p95 wait exceeds a
+//!   target and shrinks it when peak concurrency leaves it unused, logging every resize
+//!   with its reason;
+//! - **named pools** ([`PoolSet`]) from one serde config map, a [`PoolLayer`] for
+//!   [`backstop_core::Service`], and ready managers for TCP ([`TcpManager`]) and Redis
+//!   (`RedisManager`, feature `redis`).
+//!
+//! ## Design
+//!
+//! deadpool is kept rather than replaced: its checkout path is already minimal, so the
+//! extra rules live in a wrapper manager that stamps each connection with Tokio-time
+//! creation, last-use and (jittered) expiry times. Checkout-time rules (broken, expired,
+//! idle too long, health-check bypass) run inside `recycle`, which deadpool calls on
+//! every reuse; pool-wide rules (min idle, reaping, keepalive, adaptive sizing) run in
+//! one housekeeping task that holds only a `Weak`, so it ends when the pool is dropped.
+//! Timing with `tokio::time` (deadpool's own metrics use `std::time`) makes every rule
+//! testable under paused time. Defaults follow HikariCP: 30 s wait, 10 min idle timeout,
+//! 30 min max lifetime, leak detection off.
+//!
+//! ## Example
+//!
+//! ```
+//! use backstop_pool::{Manager, Metrics, Pool, PoolConfig, RecycleResult};
+//! use std::time::Duration;
+//!
+//! struct Conns;
+//! impl Manager for Conns {
+//!     type Type = String;
+//!     type Error = std::io::Error;
+//!     async fn create(&self) -> Result<String, std::io::Error> { Ok("conn".into()) }
+//!     async fn recycle(&self, _: &mut String, _: &Metrics) -> RecycleResult<std::io::Error> { Ok(()) }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let config = PoolConfig::builder()
+//!     .max_size(8)
+//!     .min_idle(2)
+//!     .wait_timeout(Duration::from_secs(2))
+//!     .leak_detection_threshold(Duration::from_secs(60))
+//!     .build()
+//!     .unwrap();
+//! let pool = Pool::new(Conns, config).unwrap();
+//! {
+//!     let conn = pool.get().await.unwrap();
+//!     assert_eq!(conn.as_str(), "conn");
+//! }
+//! let stats = pool.stats();
+//! assert_eq!(stats.checkouts, 1);
+//! assert_eq!(stats.in_use, 0);
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod adaptive;
+mod config;
+mod conn;
+mod error;
+mod housekeeping;
+mod layer;
+mod pool;
+#[cfg(feature = "redis")]
+mod redis;
+mod set;
+mod stats;
+mod tcp;
+
+pub use config::{AdaptiveConfig, PoolConfig, PoolConfigBuilder, QueueMode};
+pub use conn::PoolManager;
+pub use deadpool::managed::{Manager, Metrics, RecycleError, RecycleResult};
+pub use error::{BuildError, PoolError};
+pub use layer::{Leased, PoolLayer, PoolService, PoolServiceError};
+pub use pool::{BrokenFlag, Pool, Pooled};
+#[cfg(feature = "redis")]
+pub use redis::RedisManager;
+pub use set::{PoolSet, PoolSetConfig};
+pub use stats::{ClosedStats, PoolStats};
+pub use tcp::TcpManager;

@@ -1,0 +1,73 @@
+//! A counting fake manager shared by the integration tests.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use backstop_pool::{Manager, Metrics, RecycleError, RecycleResult};
+use parking_lot::Mutex;
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FakeError(pub(crate) String);
+
+impl std::fmt::Display for FakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct FakeState {
+    pub(crate) creates: AtomicU64,
+    pub(crate) recycles: AtomicU64,
+    pub(crate) fail_creates: AtomicBool,
+    pub(crate) fail_recycles: AtomicBool,
+    pub(crate) create_delay: Mutex<Duration>,
+}
+
+/// Counts creates and recycles; can be told to fail either or to create slowly.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Fake(pub(crate) Arc<FakeState>);
+
+impl Fake {
+    pub(crate) fn creates(&self) -> u64 {
+        self.0.creates.load(Ordering::SeqCst)
+    }
+    pub(crate) fn recycles(&self) -> u64 {
+        self.0.recycles.load(Ordering::SeqCst)
+    }
+    pub(crate) fn fail_creates(&self, fail: bool) {
+        self.0.fail_creates.store(fail, Ordering::SeqCst);
+    }
+    pub(crate) fn fail_recycles(&self, fail: bool) {
+        self.0.fail_recycles.store(fail, Ordering::SeqCst);
+    }
+    pub(crate) fn create_delay(&self, delay: Duration) {
+        *self.0.create_delay.lock() = delay;
+    }
+}
+
+impl Manager for Fake {
+    type Type = u64;
+    type Error = FakeError;
+
+    async fn create(&self) -> Result<u64, FakeError> {
+        let n = self.0.creates.fetch_add(1, Ordering::SeqCst) + 1;
+        let delay = *self.0.create_delay.lock();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if self.0.fail_creates.load(Ordering::SeqCst) {
+            return Err(FakeError(format!("backend refused connection #{n}")));
+        }
+        Ok(n)
+    }
+
+    async fn recycle(&self, _: &mut u64, _: &Metrics) -> RecycleResult<FakeError> {
+        self.0.recycles.fetch_add(1, Ordering::SeqCst);
+        if self.0.fail_recycles.load(Ordering::SeqCst) {
+            return Err(RecycleError::message("ping failed"));
+        }
+        Ok(())
+    }
+}

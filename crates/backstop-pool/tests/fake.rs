@@ -1,0 +1,509 @@
+//! Pool behaviour against a counting fake manager, under paused Tokio time.
+
+mod common;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backstop_core::{Layer, LoadSignal, Service, service_fn};
+use backstop_pool::{
+    AdaptiveConfig, BuildError, Leased, Pool, PoolConfig, PoolError, PoolLayer, PoolServiceError,
+    PoolSet, PoolSetConfig, Pooled,
+};
+use common::{Fake, FakeError};
+use parking_lot::Mutex;
+use tokio::time::sleep;
+
+fn config() -> backstop_pool::PoolConfigBuilder {
+    PoolConfig::builder()
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .wait_timeout(Duration::from_secs(1))
+}
+
+fn pool(fake: &Fake, config: PoolConfig) -> Pool<Fake> {
+    Pool::new(fake.clone(), config).unwrap()
+}
+
+/// Lets spawned tasks (the housekeeper, waiters) run to their next timer.
+async fn settle() {
+    sleep(Duration::from_millis(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn min_idle_is_filled_and_refilled() {
+    let fake = Fake::default();
+    let pool = pool(&fake, config().max_size(5).min_idle(2).build().unwrap());
+    settle().await;
+    assert_eq!(pool.stats().idle, 2);
+    assert_eq!(fake.creates(), 2);
+
+    let held = (pool.get().await.unwrap(), pool.get().await.unwrap());
+    assert_eq!(pool.stats().idle, 0);
+    sleep(Duration::from_millis(1100)).await;
+    let stats = pool.stats();
+    assert_eq!((stats.idle, stats.in_use, stats.size), (2, 2, 4));
+    drop(held);
+    assert_eq!(pool.stats().idle, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_connections_above_min_idle_are_reaped() {
+    let fake = Fake::default();
+    let pool = pool(
+        &fake,
+        config()
+            .max_size(5)
+            .min_idle(1)
+            .idle_timeout(Some(Duration::from_secs(60)))
+            .build()
+            .unwrap(),
+    );
+    let conns = [
+        pool.get().await.unwrap(),
+        pool.get().await.unwrap(),
+        pool.get().await.unwrap(),
+    ];
+    drop(conns);
+    assert_eq!(pool.stats().idle, 3);
+    sleep(Duration::from_secs(59)).await;
+    assert_eq!(pool.stats().idle, 3, "nothing idles out early");
+    sleep(Duration::from_secs(3)).await;
+    let stats = pool.stats();
+    assert_eq!(stats.idle, 1, "min_idle is kept: {stats:?}");
+    assert_eq!(stats.closed.idle, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_lifetime_is_enforced_by_the_reaper_with_jitter() {
+    let fake = Fake::default();
+    let pool = pool(
+        &fake,
+        config()
+            .max_size(4)
+            .max_lifetime(Some(Duration::from_secs(100)))
+            .lifetime_jitter(0.1)
+            .build()
+            .unwrap(),
+    );
+    drop(pool.get().await.unwrap());
+    sleep(Duration::from_secs(89)).await;
+    assert_eq!(pool.stats().closed.lifetime, 0, "jitter takes at most 10 %");
+    sleep(Duration::from_secs(13)).await;
+    let stats = pool.stats();
+    assert_eq!(stats.closed.lifetime, 1);
+    assert_eq!(stats.size, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_connections_are_replaced_at_checkout() {
+    let fake = Fake::default();
+    let pool = pool(
+        &fake,
+        config()
+            .max_size(2)
+            .max_lifetime(Some(Duration::from_secs(10)))
+            .lifetime_jitter(0.0)
+            .housekeeping_interval(Duration::from_secs(3600))
+            .build()
+            .unwrap(),
+    );
+    let first = *pool.get().await.unwrap();
+    sleep(Duration::from_secs(11)).await;
+    let second = *pool.get().await.unwrap();
+    assert_ne!(first, second);
+    assert_eq!(fake.creates(), 2);
+    assert_eq!(pool.stats().closed.lifetime, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_check_is_bypassed_for_recently_used_connections() {
+    let fake = Fake::default();
+    let pool = pool(&fake, config().max_size(2).build().unwrap());
+    drop(pool.get().await.unwrap());
+    drop(pool.get().await.unwrap());
+    assert_eq!(fake.recycles(), 0, "used within 500 ms: no health check");
+    sleep(Duration::from_secs(1)).await;
+    drop(pool.get().await.unwrap());
+    assert_eq!(fake.recycles(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_health_check_discards_and_creates_a_new_connection() {
+    let fake = Fake::default();
+    let pool = pool(&fake, config().max_size(2).build().unwrap());
+    let first = *pool.get().await.unwrap();
+    sleep(Duration::from_secs(1)).await;
+    fake.fail_recycles(true);
+    let second = *pool.get().await.unwrap();
+    assert_ne!(first, second);
+    assert_eq!(pool.stats().closed.health_check, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn keepalive_checks_idle_connections_and_refill_replaces_failures() {
+    let fake = Fake::default();
+    let pool = pool(
+        &fake,
+        config()
+            .max_size(3)
+            .min_idle(1)
+            .keepalive_interval(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+    );
+    settle().await;
+    assert_eq!(fake.creates(), 1);
+    fake.fail_recycles(true);
+    sleep(Duration::from_secs(32)).await;
+    let stats = pool.stats();
+    assert!(stats.closed.health_check >= 1, "{stats:?}");
+    assert_eq!(stats.idle, 1, "min_idle refilled: {stats:?}");
+}
+
+/// Captures formatted tracing output for the current thread.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock()).into_owned()
+    }
+}
+
+fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+#[tokio::test(start_paused = true)]
+async fn leak_warning_names_the_label_and_the_checkout_site() {
+    let (captured, _guard) = capture();
+    let fake = Fake::default();
+    let pool = pool(
+        &fake,
+        config()
+            .max_size(2)
+            .leak_detection_threshold(Duration::from_secs(5))
+            .build()
+            .unwrap(),
+    );
+    drop(pool.get_labeled("quick").await.unwrap());
+    sleep(Duration::from_secs(6)).await;
+    assert!(
+        !captured.text().contains("leak"),
+        "returned in time: no warning"
+    );
+
+    let labeled = pool.get_labeled("llm_primary call").await.unwrap();
+    let sited = pool.get().await.unwrap();
+    sleep(Duration::from_secs(6)).await;
+    let text = captured.text();
+    assert!(text.contains("possible connection leak"), "{text}");
+    assert!(text.contains("llm_primary call"), "{text}");
+    assert!(
+        text.contains("tests/fake.rs"),
+        "checkout site is named: {text}"
+    );
+    assert_eq!(pool.stats().leaks_suspected, 2);
+    drop((labeled, sited));
+}
+
+#[tokio::test(start_paused = true)]
+async fn create_errors_are_reported_not_hidden_behind_timeouts() {
+    let fake = Fake::default();
+    fake.fail_creates(true);
+    let pool = pool(&fake, config().max_size(1).build().unwrap());
+    match pool.get().await {
+        Err(PoolError::Create(FakeError(message))) => assert!(message.contains("refused")),
+        other => panic!("expected the creation error, got {other:?}"),
+    }
+
+    // A waiter that times out while others' creations fail gets the real cause.
+    fake.create_delay(Duration::from_millis(600));
+    let first = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.map(|_| ()) }
+    });
+    let second = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.map(|_| ()) }
+    });
+    settle().await;
+    let error = pool.get().await.unwrap_err();
+    match &error {
+        PoolError::Timeout {
+            last_create_error: Some(cause),
+            ..
+        } => {
+            assert!(cause.contains("refused"), "{cause}")
+        }
+        other => panic!("expected a timeout with its cause, got {other:?}"),
+    }
+    assert!(
+        error.to_string().contains("last connection attempt failed"),
+        "{error}"
+    );
+    assert!(first.await.unwrap().is_err());
+    assert!(second.await.unwrap().is_err());
+    assert_eq!(pool.stats().timeouts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn plain_wait_timeout_when_the_pool_is_busy() {
+    let fake = Fake::default();
+    let pool = pool(&fake, config().max_size(1).build().unwrap());
+    let held = pool.get().await.unwrap();
+    match pool.get().await {
+        Err(PoolError::Timeout {
+            waited,
+            last_create_error: None,
+        }) => {
+            assert_eq!(waited, Duration::from_secs(1))
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    drop(held);
+    assert!(pool.get().await.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_creation_backs_off_instead_of_spinning() {
+    let fake = Fake::default();
+    fake.fail_creates(true);
+    let pool = pool(&fake, config().max_size(4).min_idle(2).build().unwrap());
+    sleep(Duration::from_secs(60)).await;
+    let attempts = fake.creates();
+    // One attempt round per second would be 120 creates; backoff doubles to 30 s.
+    assert!((4..=20).contains(&attempts), "attempts = {attempts}");
+    assert_eq!(pool.stats().create_failures, attempts);
+
+    fake.fail_creates(false);
+    sleep(Duration::from_secs(40)).await;
+    assert_eq!(pool.stats().idle, 2, "recovers after the backoff");
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_gets_never_lose_capacity() {
+    let fake = Fake::default();
+    let pool = pool(&fake, config().max_size(1).build().unwrap());
+
+    // Dropped while waiting for a slot.
+    let held = pool.get().await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), pool.get())
+            .await
+            .is_err()
+    );
+    drop(held);
+
+    // Dropped during a slow creation.
+    let fresh = Fake::default();
+    fresh.create_delay(Duration::from_secs(1));
+    let slow = Pool::new(fresh.clone(), config().max_size(1).build().unwrap()).unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), slow.get())
+            .await
+            .is_err()
+    );
+    assert_eq!(slow.stats().size, 0);
+    fresh.create_delay(Duration::ZERO);
+    assert!(slow.get().await.is_ok());
+
+    // Dropped right after checkout, and dropped at every poll in between.
+    for polls in 0..4 {
+        let mut get = Box::pin(pool.get());
+        for _ in 0..polls {
+            if futures::poll!(get.as_mut()).is_ready() {
+                break;
+            }
+        }
+        drop(get);
+        let stats = pool.stats();
+        assert_eq!(stats.in_use, 0, "after {polls} polls: {stats:?}");
+    }
+    let conn = pool.get().await.unwrap();
+    assert_eq!(pool.stats().in_use, 1);
+    drop(conn);
+    assert_eq!(pool.stats().size, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_sizing_grows_under_waits_and_shrinks_when_idle() {
+    let (captured, _guard) = capture();
+    let fake = Fake::default();
+    let adaptive = AdaptiveConfig {
+        min_size: 1,
+        max_size: 8,
+        target_wait: Duration::from_millis(10),
+        evaluate_every: Duration::from_secs(2),
+        step: 2,
+        shrink_below: 0.5,
+    };
+    let pool = pool(
+        &fake,
+        config().max_size(2).adaptive(adaptive).build().unwrap(),
+    );
+    let workers: Vec<_> = (0..6)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for _ in 0..40 {
+                    let conn = pool.get().await.unwrap();
+                    sleep(Duration::from_millis(100)).await;
+                    drop(conn);
+                }
+            })
+        })
+        .collect();
+    sleep(Duration::from_secs(5)).await;
+    let grown = pool.stats().max_size;
+    assert!(grown > 2, "grew under waits: {:?}", pool.stats());
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    sleep(Duration::from_secs(10)).await;
+    let stats = pool.stats();
+    assert!(stats.max_size < grown, "shrank when idle: {stats:?}");
+    assert!(stats.resizes >= 2);
+    let text = captured.text();
+    assert!(
+        text.contains("pool resized") && text.contains("p95 wait"),
+        "{text}"
+    );
+    assert!(text.contains("peak in use"), "{text}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn discard_and_layer_close_broken_connections() {
+    let fake = Fake::default();
+    let pool = pool(&fake, config().max_size(2).build().unwrap());
+    Pooled::discard(pool.get().await.unwrap());
+    assert_eq!(pool.stats().closed.broken, 1);
+    assert_eq!(pool.stats().size, 0);
+
+    let layer = PoolLayer::new(pool.clone(), |e: &FakeError| e.0 == "broken pipe");
+    let svc = layer.layer(service_fn(
+        |leased: Leased<Fake, &'static str>| async move {
+            match leased.request {
+                "ok" => Ok(*leased.conn),
+                other => Err(FakeError(other.to_string())),
+            }
+        },
+    ));
+    let id = svc.call("ok").await.unwrap();
+    assert!(matches!(
+        svc.call("bad request").await,
+        Err(PoolServiceError::Service(_))
+    ));
+    assert_eq!(
+        svc.call("ok").await.unwrap(),
+        id,
+        "a plain error keeps the connection"
+    );
+    assert!(svc.call("broken pipe").await.is_err());
+    assert_ne!(
+        svc.call("ok").await.unwrap(),
+        id,
+        "a broken connection is replaced"
+    );
+    assert_eq!(pool.stats().closed.broken, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stats_and_load_signal_reflect_use() {
+    let fake = Fake::default();
+    let pool = pool(&fake, config().max_size(3).build().unwrap());
+    let a = pool.get().await.unwrap();
+    let b = pool.get().await.unwrap();
+    sleep(Duration::from_millis(40)).await;
+    drop(b);
+    let load = pool.load();
+    assert_eq!(
+        (load.in_flight, load.queued, load.capacity),
+        (1, 0, Some(3))
+    );
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.created, stats.checkouts, stats.in_use, stats.idle),
+        (2, 2, 1, 1)
+    );
+    assert_eq!(stats.usage.count, 1);
+    assert!(stats.usage.max >= Duration::from_millis(40));
+    let json = serde_json::to_value(&stats).unwrap();
+    assert_eq!(json["closed"]["idle"], 0);
+    drop(a);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_pool_stops_background_work() {
+    let fake = Fake::default();
+    let pool = pool(&fake, config().max_size(3).min_idle(2).build().unwrap());
+    settle().await;
+    let tasks_with_pool = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    assert!(tasks_with_pool >= 1);
+    drop(pool);
+    sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks(),
+        0
+    );
+    assert_eq!(
+        Arc::strong_count(&fake.0),
+        1,
+        "the manager was dropped with the pool"
+    );
+}
+
+#[tokio::test]
+async fn pool_set_builds_named_pools_from_serde() {
+    let config: PoolSetConfig = serde_json::from_str(
+        r#"{"llm_primary": {"max_size": 8, "wait_timeout": "2s"},
+            "vector_db": {"max_size": 2, "min_idle": 1}}"#,
+    )
+    .unwrap();
+    let set = PoolSet::new(config, |_| Fake::default()).unwrap();
+    assert_eq!(
+        set.names().collect::<Vec<_>>(),
+        ["llm_primary", "vector_db"]
+    );
+    assert_eq!(
+        set.get("llm_primary").unwrap().config().wait_timeout,
+        Duration::from_secs(2)
+    );
+    assert!(set.get("cache").is_none());
+    assert_eq!(set.stats()["vector_db"].max_size, 2);
+
+    let bad: PoolSetConfig =
+        serde_json::from_str(r#"{"vector_db": {"max_size": 2, "min_idle": 3}}"#).unwrap();
+    match PoolSet::new(bad, |_| Fake::default()) {
+        Err(BuildError::Config(error)) => assert_eq!(error.field(), "pools.vector_db.min_idle"),
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
+
+#[test]
+fn building_without_a_runtime_is_a_typed_error() {
+    let result = Pool::new(Fake::default(), PoolConfig::default());
+    assert!(matches!(result, Err(BuildError::NoRuntime)));
+}

@@ -1,0 +1,200 @@
+//! Plain, serde-friendly configuration of a [`MemoryCache`](crate::MemoryCache).
+
+use std::time::Duration;
+
+use backstop_core::config::{ConfigError, Validate, ensure};
+use serde::Deserialize;
+
+/// Tuning of the S3-FIFO policy. The defaults are the ones the S3-FIFO paper and our
+/// hit-ratio traces agree on; change them only with a trace that says so.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Share of capacity given to the probationary queue that new keys enter (0 < r < 1).
+    pub small_ratio: f64,
+    /// Ghost queue length as a multiple of the number of entries held (0 to 4).
+    pub ghost_ratio: f64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            small_ratio: 0.1,
+            ghost_ratio: 1.0,
+        }
+    }
+}
+
+impl Validate for PolicyConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        ensure(
+            self.small_ratio > 0.0 && self.small_ratio < 1.0,
+            "small_ratio",
+            "must be between 0 and 1 (exclusive)",
+        )?;
+        ensure(
+            (0.0..=4.0).contains(&self.ghost_ratio),
+            "ghost_ratio",
+            "must be between 0 and 4",
+        )
+    }
+}
+
+/// Configuration of a [`MemoryCache`](crate::MemoryCache).
+///
+/// ```
+/// use backstop_cache::CacheConfig;
+///
+/// let cfg: CacheConfig = serde_json::from_str(r#"{ "max_capacity": 10000, "ttl": "5m", "tti": "1m" }"#).unwrap();
+/// assert_eq!(cfg.ttl, Some(std::time::Duration::from_secs(300)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Maximum number of entries, or maximum total weight when a weigher is set.
+    pub max_capacity: u64,
+    /// Number of shards; `None` picks one from the core count, keeping at least 64
+    /// units of capacity per shard.
+    pub shards: Option<usize>,
+    /// Time to live of every entry unless an `Expiry` hook or `insert_with_ttl` says otherwise.
+    #[serde(with = "backstop_core::duration::human_option")]
+    pub ttl: Option<Duration>,
+    /// Time to idle: an entry not read or written for this long expires.
+    #[serde(with = "backstop_core::duration::human_option")]
+    pub tti: Option<Duration>,
+    /// Policy tuning.
+    pub policy: PolicyConfig,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            max_capacity: 10_000,
+            shards: None,
+            ttl: None,
+            tti: None,
+            policy: PolicyConfig::default(),
+        }
+    }
+}
+
+/// Hard upper bound on shards: beyond this, per-shard overhead outweighs contention gains.
+pub(crate) const MAX_SHARDS: usize = 1024;
+
+impl Validate for CacheConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        ensure(self.max_capacity > 0, "max_capacity", "must be at least 1")?;
+        if let Some(s) = self.shards {
+            ensure(s > 0, "shards", "must be at least 1")?;
+            ensure(s <= MAX_SHARDS, "shards", "must be at most 1024")?;
+            ensure(
+                s as u64 <= self.max_capacity,
+                "shards",
+                "must not exceed max_capacity",
+            )?;
+        }
+        if let Some(ttl) = self.ttl {
+            ensure(!ttl.is_zero(), "ttl", "must be greater than zero")?;
+        }
+        if let Some(tti) = self.tti {
+            ensure(!tti.is_zero(), "tti", "must be greater than zero")?;
+            if let Some(ttl) = self.ttl {
+                ensure(tti <= ttl, "tti", "must not be longer than ttl")?;
+            }
+        }
+        self.policy.validate().map_err(|e| e.within("policy"))
+    }
+}
+
+impl CacheConfig {
+    /// The shard count to use: the configured one, or a power of two near four per core
+    /// with at least 64 units of capacity each.
+    pub(crate) fn shard_count(&self) -> usize {
+        if let Some(s) = self.shards {
+            return s;
+        }
+        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+        let by_cores = (cores * 4).next_power_of_two();
+        let by_capacity = (self.max_capacity / 64).max(1) as usize;
+        by_cores.min(by_capacity).clamp(1, MAX_SHARDS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(c: CacheConfig) -> String {
+        c.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn default_is_valid() {
+        CacheConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_values_with_field_names() {
+        let base = CacheConfig::default;
+        assert!(
+            err(CacheConfig {
+                max_capacity: 0,
+                ..base()
+            })
+            .contains("`max_capacity`")
+        );
+        assert!(
+            err(CacheConfig {
+                shards: Some(0),
+                ..base()
+            })
+            .contains("`shards`")
+        );
+        assert!(
+            err(CacheConfig {
+                ttl: Some(Duration::ZERO),
+                ..base()
+            })
+            .contains("`ttl`")
+        );
+        let e = err(CacheConfig {
+            ttl: Some(Duration::from_secs(1)),
+            tti: Some(Duration::from_secs(2)),
+            ..base()
+        });
+        assert!(e.contains("`tti` must not be longer than ttl"), "{e}");
+        let e = err(CacheConfig {
+            policy: PolicyConfig {
+                small_ratio: 1.5,
+                ghost_ratio: 1.0,
+            },
+            ..base()
+        });
+        assert!(e.contains("policy.small_ratio"), "{e}");
+    }
+
+    #[test]
+    fn deserializes_human_durations_and_rejects_unknown_fields() {
+        let c: CacheConfig = serde_json::from_str(
+            r#"{"max_capacity": 5, "ttl": "5m", "policy": {"small_ratio": 0.2}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.ttl, Some(Duration::from_secs(300)));
+        assert_eq!(c.policy.small_ratio, 0.2);
+        assert!(serde_json::from_str::<CacheConfig>(r#"{"capacity": 5}"#).is_err());
+    }
+
+    #[test]
+    fn shard_count_keeps_shards_reasonably_large() {
+        let c = CacheConfig {
+            max_capacity: 100,
+            ..CacheConfig::default()
+        };
+        assert_eq!(c.shard_count(), 1);
+        let c = CacheConfig {
+            max_capacity: 1 << 30,
+            ..CacheConfig::default()
+        };
+        assert!(c.shard_count() >= 4);
+    }
+}

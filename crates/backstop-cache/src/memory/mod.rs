@@ -1,0 +1,10 @@
+//! The in-memory cache: the standalone [`MemoryCache`] and the L1 tier of the tiered cache.
+
+pub(crate) mod cache;
+pub(crate) mod config;
+pub(crate) mod expiry;
+pub(crate) mod layer;
+pub(crate) mod listener;
+pub(crate) mod policy;
+pub(crate) mod shard;
+pub(crate) mod stats;

@@ -1,0 +1,555 @@
+//! One shard: a hash map from key to slot, the S3-FIFO queues and the timer queue, all
+//! behind one `RwLock`. Reads take the shared lock and touch only atomics in the slot.
+
+use std::borrow::Borrow;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+
+use parking_lot::{Mutex, RwLock};
+
+use super::expiry::{NEVER, TimerQueue};
+use super::listener::RemovalCause;
+use super::policy::{Ghost, MAX_FREQ};
+use super::stats::Counters;
+
+/// A removed entry waiting to be reported once the shard lock is released.
+pub(crate) type Removed<K, V> = (K, V, RemovalCause);
+
+/// A call that computes a value once per key while concurrent callers wait for it.
+pub(crate) type Pending<V> = std::sync::Arc<Mutex<Option<V>>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queue {
+    Small,
+    Main,
+}
+
+struct Slot<K, V> {
+    key: K,
+    value: V,
+    weight: u32,
+    queue: Queue,
+    freq: AtomicU8,
+    /// Absolute time-to-live deadline in cache nanoseconds, `NEVER` if none.
+    expires_at: u64,
+    /// Last read or write, for time to idle.
+    last_access: AtomicU64,
+    /// Deadline under which the slot's live timer is queued, `NEVER` if none.
+    queued_deadline: u64,
+}
+
+impl<K, V> Slot<K, V> {
+    fn deadline(&self, tti: u64) -> u64 {
+        if tti == NEVER {
+            self.expires_at
+        } else {
+            self.expires_at
+                .min(self.last_access.load(Relaxed).saturating_add(tti))
+        }
+    }
+}
+
+/// Time parameters of one operation, in nanoseconds since the cache's epoch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Now {
+    pub(crate) now: u64,
+    pub(crate) tti: u64,
+}
+
+pub(crate) struct ShardInner<K, V> {
+    map: HashMap<K, u32, RandomState>,
+    slots: Vec<Option<Slot<K, V>>>,
+    gens: Vec<u32>,
+    free: Vec<u32>,
+    small: VecDeque<(u32, u32)>,
+    main: VecDeque<(u32, u32)>,
+    small_weight: u64,
+    main_weight: u64,
+    ghost: Ghost,
+    timers: TimerQueue,
+    capacity: u64,
+    small_target: u64,
+    ghost_ratio: f64,
+    tti: u64,
+    hasher: RandomState,
+}
+
+/// The outcome of an insert, for the statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Inserted {
+    New,
+    Replaced,
+    Rejected,
+}
+
+pub(crate) struct Shard<K, V> {
+    pub(crate) inner: RwLock<ShardInner<K, V>>,
+    pub(crate) counters: Counters,
+    pub(crate) pending: Mutex<HashMap<K, Pending<V>>>,
+    len: AtomicU64,
+    weight: AtomicU64,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
+    pub(crate) fn new(
+        capacity: u64,
+        small_ratio: f64,
+        ghost_ratio: f64,
+        tti: u64,
+        hasher: RandomState,
+    ) -> Self {
+        let small_target = ((capacity as f64) * small_ratio) as u64;
+        Self {
+            inner: RwLock::new(ShardInner {
+                map: HashMap::with_hasher(hasher.clone()),
+                slots: Vec::new(),
+                gens: Vec::new(),
+                free: Vec::new(),
+                small: VecDeque::new(),
+                main: VecDeque::new(),
+                small_weight: 0,
+                main_weight: 0,
+                ghost: Ghost::default(),
+                timers: TimerQueue::default(),
+                capacity,
+                small_target,
+                ghost_ratio,
+                tti,
+                hasher,
+            }),
+            counters: Counters::default(),
+            pending: Mutex::new(HashMap::new()),
+            len: AtomicU64::new(0),
+            weight: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.inner.read().capacity
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.len.load(Relaxed)
+    }
+
+    pub(crate) fn weighted_size(&self) -> u64 {
+        self.weight.load(Relaxed)
+    }
+
+    fn publish(&self, inner: &ShardInner<K, V>) {
+        self.len.store(inner.map.len() as u64, Relaxed);
+        self.weight
+            .store(inner.small_weight + inner.main_weight, Relaxed);
+    }
+
+    /// The hit path: shared lock, then relaxed atomics only.
+    pub(crate) fn get<Q>(&self, key: &Q, t: Now) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let inner = self.inner.read();
+        let slot = inner.slot_of(key)?;
+        if slot.deadline(t.tti) <= t.now {
+            return None;
+        }
+        let f = slot.freq.load(Relaxed);
+        if f < MAX_FREQ {
+            // A lost increment under a race only costs policy precision, never safety.
+            slot.freq.store(f + 1, Relaxed);
+        }
+        if t.tti != NEVER {
+            slot.last_access.fetch_max(t.now, Relaxed);
+        }
+        Some(slot.value.clone())
+    }
+
+    pub(crate) fn contains<Q>(&self, key: &Q, t: Now) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let inner = self.inner.read();
+        inner
+            .slot_of(key)
+            .is_some_and(|s| s.deadline(t.tti) > t.now)
+    }
+
+    /// Inserts or replaces; `weight` above the shard capacity is refused and reported.
+    // The arguments are the precomputed parts of one entry; bundling them would only add
+    // a struct built and destructured on the hot path.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn insert(
+        &self,
+        key: K,
+        value: V,
+        weight: u32,
+        hash: u64,
+        expires_at: u64,
+        t: Now,
+        out: &mut Vec<Removed<K, V>>,
+    ) -> Inserted {
+        let mut inner = self.inner.write();
+        inner.expire(t, out);
+        let outcome = inner.insert(key, value, weight, hash, expires_at, t, out);
+        self.publish(&inner);
+        outcome
+    }
+
+    pub(crate) fn remove<Q>(&self, key: &Q, t: Now, out: &mut Vec<Removed<K, V>>) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut inner = self.inner.write();
+        let idx = *inner.map.get(key)?;
+        let expired = inner.slots[idx as usize]
+            .as_ref()
+            .is_some_and(|s| s.deadline(t.tti) <= t.now);
+        let (k, v) = inner.take(idx)?;
+        self.publish(&inner);
+        drop(inner);
+        if expired {
+            out.push((k, v, RemovalCause::Expired));
+            None
+        } else {
+            out.push((k, v.clone(), RemovalCause::Explicit));
+            Some(v)
+        }
+    }
+
+    /// Runs `f` on the live value (if any) under the write lock and applies its decision.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn compute<F>(
+        &self,
+        key: K,
+        hash: u64,
+        t: Now,
+        expires_at: u64,
+        weigh: &dyn Fn(&K, &V) -> u32,
+        f: F,
+        out: &mut Vec<Removed<K, V>>,
+    ) -> (Option<V>, Option<Inserted>)
+    where
+        F: FnOnce(Option<&V>) -> super::cache::Compute<V>,
+    {
+        use super::cache::Compute;
+        let mut inner = self.inner.write();
+        inner.expire(t, out);
+        if let Some(&idx) = inner.map.get(&key) {
+            if inner.slots[idx as usize]
+                .as_ref()
+                .is_some_and(|s| s.deadline(t.tti) <= t.now)
+            {
+                if let Some((k, v)) = inner.take(idx) {
+                    out.push((k, v, RemovalCause::Expired));
+                }
+            }
+        }
+        let current = inner.slot_of(&key).map(|s| &s.value);
+        let result = match f(current) {
+            Compute::Keep => (current.cloned(), None),
+            Compute::Put(v) => {
+                let w = weigh(&key, &v);
+                let outcome = inner.insert(key.clone(), v, w, hash, expires_at, t, out);
+                let now_value = inner.slot_of(&key).map(|s| s.value.clone());
+                (now_value, Some(outcome))
+            }
+            Compute::Remove => {
+                if let Some(&idx) = inner.map.get(&key) {
+                    if let Some((k, v)) = inner.take(idx) {
+                        out.push((k, v, RemovalCause::Explicit));
+                    }
+                }
+                (None, None)
+            }
+        };
+        self.publish(&inner);
+        result
+    }
+
+    pub(crate) fn expire(&self, t: Now, out: &mut Vec<Removed<K, V>>) {
+        let mut inner = self.inner.write();
+        inner.expire(t, out);
+        self.publish(&inner);
+    }
+
+    /// Removes every entry for which `pred` holds (expired ones are reported as expired).
+    pub(crate) fn retain_not(
+        &self,
+        t: Now,
+        pred: &mut dyn FnMut(&K, &V) -> bool,
+        out: &mut Vec<Removed<K, V>>,
+    ) {
+        let mut inner = self.inner.write();
+        inner.expire(t, out);
+        let doomed: Vec<u32> = inner
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.as_ref()
+                    .filter(|s| pred(&s.key, &s.value))
+                    .map(|_| i as u32)
+            })
+            .collect();
+        for idx in doomed {
+            if let Some((k, v)) = inner.take(idx) {
+                out.push((k, v, RemovalCause::Explicit));
+            }
+        }
+        if inner.map.is_empty() {
+            inner.reset();
+        }
+        self.publish(&inner);
+    }
+
+    pub(crate) fn snapshot(&self, t: Now, into: &mut Vec<(K, V)>) {
+        let inner = self.inner.read();
+        into.extend(
+            inner
+                .slots
+                .iter()
+                .flatten()
+                .filter(|s| s.deadline(t.tti) > t.now)
+                .map(|s| (s.key.clone(), s.value.clone())),
+        );
+    }
+}
+
+impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
+    fn slot_of<Q>(&self, key: &Q) -> Option<&Slot<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let idx = *self.map.get(key)?;
+        self.slots.get(idx as usize)?.as_ref()
+    }
+
+    fn slot_mut(&mut self, idx: u32) -> Option<&mut Slot<K, V>> {
+        self.slots.get_mut(idx as usize)?.as_mut()
+    }
+
+    fn total(&self) -> u64 {
+        self.small_weight + self.main_weight
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert(
+        &mut self,
+        key: K,
+        value: V,
+        weight: u32,
+        hash: u64,
+        expires_at: u64,
+        t: Now,
+        out: &mut Vec<Removed<K, V>>,
+    ) -> Inserted {
+        let existing = self.map.get(&key).copied();
+        if u64::from(weight) > self.capacity {
+            // Larger than the whole shard: storing it would flush everything else for an
+            // entry that cannot stay. Drop any older value so it is never served stale.
+            if let Some(idx) = existing {
+                if let Some((k, v)) = self.take(idx) {
+                    out.push((k, v, RemovalCause::Replaced));
+                }
+            }
+            out.push((key, value, RemovalCause::Size));
+            return Inserted::Rejected;
+        }
+        if let Some(idx) = existing {
+            let Some(slot) = self.slot_mut(idx) else {
+                return Inserted::Rejected;
+            };
+            let old = std::mem::replace(&mut slot.value, value);
+            let old_weight = std::mem::replace(&mut slot.weight, weight);
+            slot.expires_at = expires_at;
+            slot.last_access.store(t.now, Relaxed);
+            let queue = slot.queue;
+            let delta = i128::from(weight) - i128::from(old_weight);
+            let w = match queue {
+                Queue::Small => &mut self.small_weight,
+                Queue::Main => &mut self.main_weight,
+            };
+            *w = (i128::from(*w) + delta) as u64;
+            self.schedule(idx, t.tti);
+            out.push((key, old, RemovalCause::Replaced));
+            self.make_room(0, out);
+            return Inserted::Replaced;
+        }
+        self.make_room(u64::from(weight), out);
+        let queue = if self.ghost.remove(hash) {
+            Queue::Main
+        } else {
+            Queue::Small
+        };
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(None);
+                self.gens.push(0);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let generation = self.gens[idx as usize];
+        self.slots[idx as usize] = Some(Slot {
+            key: key.clone(),
+            value,
+            weight,
+            queue,
+            freq: AtomicU8::new(0),
+            expires_at,
+            last_access: AtomicU64::new(t.now),
+            queued_deadline: NEVER,
+        });
+        match queue {
+            Queue::Small => {
+                self.small.push_back((idx, generation));
+                self.small_weight += u64::from(weight);
+            }
+            Queue::Main => {
+                self.main.push_back((idx, generation));
+                self.main_weight += u64::from(weight);
+            }
+        }
+        self.map.insert(key, idx);
+        self.schedule(idx, t.tti);
+        self.compact();
+        Inserted::New
+    }
+
+    /// Queues a timer for the slot's deadline unless an earlier one is already queued;
+    /// a later deadline is picked up when the earlier timer fires.
+    fn schedule(&mut self, idx: u32, tti: u64) {
+        let generation = self.gens[idx as usize];
+        let Some(slot) = self.slot_mut(idx) else {
+            return;
+        };
+        let d = slot.deadline(tti);
+        if d < slot.queued_deadline {
+            slot.queued_deadline = d;
+            self.timers.push(d, idx, generation);
+        }
+    }
+
+    /// Reclaims entries whose deadline has passed, touching only due timers.
+    fn expire(&mut self, t: Now, out: &mut Vec<Removed<K, V>>) {
+        while let Some((d, idx, generation)) = self.timers.pop_due(t.now) {
+            if self.gens.get(idx as usize) != Some(&generation) {
+                continue;
+            }
+            let Some(slot) = self.slot_mut(idx) else {
+                continue;
+            };
+            if slot.queued_deadline != d {
+                continue;
+            }
+            slot.queued_deadline = NEVER;
+            if slot.deadline(t.tti) <= t.now {
+                if let Some((k, v)) = self.take(idx) {
+                    out.push((k, v, RemovalCause::Expired));
+                }
+            } else {
+                self.schedule(idx, t.tti);
+            }
+        }
+    }
+
+    fn make_room(&mut self, incoming: u64, out: &mut Vec<Removed<K, V>>) {
+        while self.total() + incoming > self.capacity {
+            if !self.evict_one(out) {
+                break;
+            }
+        }
+    }
+
+    /// S3-FIFO eviction: probation first while it is over its share, else main with a
+    /// second chance per recorded access.
+    fn evict_one(&mut self, out: &mut Vec<Removed<K, V>>) -> bool {
+        loop {
+            let from_small = self.small_weight > self.small_target || self.main.is_empty();
+            let popped = if from_small {
+                self.small.pop_front()
+            } else {
+                self.main.pop_front()
+            };
+            let Some((idx, generation)) = popped else {
+                return false;
+            };
+            if self.gens[idx as usize] != generation {
+                continue;
+            }
+            let Some(slot) = self.slot_mut(idx) else {
+                continue;
+            };
+            let f = slot.freq.load(Relaxed);
+            if f > 0 {
+                let w = u64::from(slot.weight);
+                if from_small {
+                    slot.freq.store(0, Relaxed);
+                    slot.queue = Queue::Main;
+                    self.small_weight -= w;
+                    self.main_weight += w;
+                } else {
+                    slot.freq.store(f - 1, Relaxed);
+                }
+                self.main.push_back((idx, generation));
+                continue;
+            }
+            if let Some((k, v)) = self.take(idx) {
+                if from_small {
+                    let hash = self.hasher.hash_one(&k);
+                    let cap = ((self.map.len().max(16) as f64) * self.ghost_ratio) as usize;
+                    self.ghost.insert(hash, cap);
+                }
+                out.push((k, v, RemovalCause::Size));
+                return true;
+            }
+        }
+    }
+
+    /// Empties the slot, leaving its queue and timer records to be skipped lazily.
+    fn take(&mut self, idx: u32) -> Option<(K, V)> {
+        let slot = self.slots.get_mut(idx as usize)?.take()?;
+        self.gens[idx as usize] = self.gens[idx as usize].wrapping_add(1);
+        self.free.push(idx);
+        self.map.remove(&slot.key);
+        match slot.queue {
+            Queue::Small => self.small_weight -= u64::from(slot.weight),
+            Queue::Main => self.main_weight -= u64::from(slot.weight),
+        }
+        Some((slot.key, slot.value))
+    }
+
+    /// Drops stale queue and timer records once they outnumber live entries, keeping
+    /// memory proportional to the live set at amortized O(1) per operation.
+    fn compact(&mut self) {
+        let live = self.map.len();
+        let gens = &self.gens;
+        if self.small.len() + self.main.len() > 2 * live + 64 {
+            self.small.retain(|(i, g)| gens[*i as usize] == *g);
+            self.main.retain(|(i, g)| gens[*i as usize] == *g);
+        }
+        if self.timers.len() > 2 * live + 64 {
+            self.timers.clear();
+            for s in self.slots.iter_mut().flatten() {
+                s.queued_deadline = NEVER;
+            }
+            for idx in 0..self.slots.len() as u32 {
+                self.schedule(idx, self.tti);
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.slots.clear();
+        self.gens.clear();
+        self.free.clear();
+        self.small.clear();
+        self.main.clear();
+        self.timers.clear();
+        self.ghost.clear();
+    }
+}

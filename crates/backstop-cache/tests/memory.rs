@@ -1,0 +1,370 @@
+//! Behaviour of the in-memory cache under deterministic time.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use backstop_cache::{CacheConfig, CacheLayer, Compute, Expiry, MemoryCache, RemovalCause};
+use backstop_core::{Layer, ManualClock, Service, service_fn};
+
+type Log = Arc<Mutex<Vec<(u32, u32, RemovalCause)>>>;
+
+fn logged(clock: &ManualClock, cap: u64) -> (MemoryCache<u32, u32>, Log) {
+    let log: Log = Arc::default();
+    let l = Arc::clone(&log);
+    let cache = MemoryCache::builder()
+        .max_capacity(cap)
+        .shards(1)
+        .clock(clock.clone())
+        .eviction_listener(move |k, v, c| l.lock().unwrap().push((*k, *v, c)))
+        .build()
+        .unwrap();
+    (cache, log)
+}
+
+#[test]
+fn get_insert_replace_remove() {
+    let clock = ManualClock::new();
+    let (cache, log) = logged(&clock, 10);
+    assert_eq!(cache.get(&1), None);
+    cache.insert(1, 10);
+    cache.insert(1, 11);
+    assert_eq!(cache.get(&1), Some(11));
+    assert!(cache.contains(&1));
+    assert_eq!(cache.remove(&1), Some(11));
+    assert_eq!(cache.remove(&1), None);
+    assert!(cache.is_empty());
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec![
+            (1, 10, RemovalCause::Replaced),
+            (1, 11, RemovalCause::Explicit)
+        ]
+    );
+    let s = cache.stats();
+    assert_eq!((s.hits, s.misses, s.insertions, s.updates), (1, 1, 1, 1));
+    assert_eq!(s.removals.replaced, 1);
+    assert_eq!(s.removals.explicit, 1);
+    assert_eq!(s.hit_ratio, 0.5);
+}
+
+#[test]
+fn ttl_expires_exactly_and_is_reclaimed_by_writes() {
+    let clock = ManualClock::new();
+    let log: Log = Arc::default();
+    let l = Arc::clone(&log);
+    let cache: MemoryCache<u32, u32> = MemoryCache::builder()
+        .max_capacity(100)
+        .shards(1)
+        .ttl(Duration::from_secs(10))
+        .clock(clock.clone())
+        .eviction_listener(move |k, v, c| l.lock().unwrap().push((*k, *v, c)))
+        .build()
+        .unwrap();
+    cache.insert(1, 1);
+    clock.advance(Duration::from_millis(9_999));
+    assert_eq!(cache.get(&1), Some(1));
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(cache.get(&1), None);
+    assert!(!cache.contains(&1));
+    assert!(cache.snapshot().is_empty());
+    assert_eq!(cache.len(), 1, "not reclaimed until a write or maintenance");
+    cache.insert(2, 2);
+    assert_eq!(cache.len(), 1);
+    assert_eq!(*log.lock().unwrap(), vec![(1, 1, RemovalCause::Expired)]);
+    assert_eq!(cache.stats().removals.expired, 1);
+}
+
+#[test]
+fn tti_is_extended_by_reads() {
+    let clock = ManualClock::new();
+    let cache: MemoryCache<u32, u32> = MemoryCache::builder()
+        .max_capacity(100)
+        .tti(Duration::from_secs(5))
+        .ttl(Duration::from_secs(12))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    cache.insert(1, 1);
+    for _ in 0..2 {
+        clock.advance(Duration::from_secs(4));
+        assert_eq!(cache.get(&1), Some(1));
+    }
+    clock.advance(Duration::from_secs(4));
+    assert_eq!(cache.get(&1), None, "ttl caps tti extension at 12s");
+    cache.insert(2, 2);
+    clock.advance(Duration::from_secs(5));
+    cache.run_pending_tasks();
+    assert!(cache.is_empty());
+}
+
+#[test]
+fn per_entry_ttl_and_expiry_hook() {
+    struct OddShort;
+    impl Expiry<u32, u32> for OddShort {
+        fn expire_after_create(&self, _: &u32, v: &u32, _: Instant) -> Option<Duration> {
+            (v % 2 == 1).then(|| Duration::from_secs(1))
+        }
+    }
+    let clock = ManualClock::new();
+    let cache: MemoryCache<u32, u32> = MemoryCache::builder()
+        .max_capacity(100)
+        .ttl(Duration::from_secs(60))
+        .expiry(OddShort)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    cache.insert(1, 1);
+    cache.insert(2, 2);
+    cache.insert_with_ttl(3, 4, Duration::from_secs(3));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(cache.get(&1), None);
+    assert_eq!(cache.get(&2), Some(2));
+    assert_eq!(cache.get(&3), Some(4));
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(cache.get(&3), None);
+    clock.advance(Duration::from_secs(57));
+    assert_eq!(cache.get(&2), None);
+}
+
+#[test]
+fn insert_with_ttl_works_without_cache_wide_expiry() {
+    let clock = ManualClock::new();
+    let (cache, _log) = logged(&clock, 10);
+    cache.insert(1, 1);
+    cache.insert_with_ttl(2, 2, Duration::from_secs(1));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(cache.get(&1), Some(1));
+    assert_eq!(cache.get(&2), None);
+}
+
+#[test]
+fn replacing_with_a_longer_ttl_keeps_the_entry() {
+    let clock = ManualClock::new();
+    let (cache, _log) = logged(&clock, 10);
+    cache.insert_with_ttl(1, 1, Duration::from_secs(1));
+    cache.insert_with_ttl(1, 2, Duration::from_secs(10));
+    clock.advance(Duration::from_secs(2));
+    cache.run_pending_tasks();
+    assert_eq!(cache.get(&1), Some(2));
+    cache.insert_with_ttl(1, 3, Duration::from_secs(1));
+    clock.advance(Duration::from_secs(1));
+    cache.run_pending_tasks();
+    assert!(cache.is_empty());
+}
+
+#[test]
+fn capacity_is_respected_and_scans_do_not_flush_hot_keys() {
+    let clock = ManualClock::new();
+    let (cache, log) = logged(&clock, 100);
+    for k in 0..50 {
+        cache.insert(k, k);
+    }
+    for _ in 0..3 {
+        for k in 0..50 {
+            assert_eq!(cache.get(&k), Some(k));
+        }
+    }
+    for k in 1000..3000 {
+        cache.insert(k, k);
+        assert!(cache.len() <= 100);
+    }
+    let hot = (0..50).filter(|k| cache.get(k).is_some()).count();
+    assert!(hot >= 45, "hot set survived the scan: {hot}/50");
+    assert!(
+        log.lock()
+            .unwrap()
+            .iter()
+            .all(|(_, _, c)| *c == RemovalCause::Size)
+    );
+}
+
+#[test]
+fn weights_bound_the_total_and_oversize_entries_are_reported() {
+    let log: Log = Arc::default();
+    let l = Arc::clone(&log);
+    let cache: MemoryCache<u32, u32> = MemoryCache::builder()
+        .max_capacity(100)
+        .shards(2)
+        .weigher(|_, v| *v)
+        .eviction_listener(move |k, v, c| l.lock().unwrap().push((*k, *v, c)))
+        .build()
+        .unwrap();
+    assert_eq!(cache.max_entry_weight(), 50);
+    for k in 0..40 {
+        cache.insert(k, 7);
+        assert!(cache.weighted_size() <= 100);
+    }
+    cache.insert(999, 51);
+    assert_eq!(cache.get(&999), None);
+    assert!(log.lock().unwrap().contains(&(999, 51, RemovalCause::Size)));
+    cache.insert(5, 3);
+    cache.insert(5, 60);
+    assert_eq!(
+        cache.get(&5),
+        None,
+        "old value dropped when its replacement is refused"
+    );
+    assert_eq!(cache.stats().rejected_oversize, 2);
+}
+
+#[test]
+fn invalidation_by_predicate_prefix_and_all() {
+    let cache: MemoryCache<String, u32> =
+        MemoryCache::builder().max_capacity(1000).build().unwrap();
+    for i in 0..20 {
+        cache.insert(format!("user:{i}"), i);
+        cache.insert(format!("tool:{i}"), i);
+    }
+    cache.invalidate_prefix("user:");
+    assert_eq!(cache.len(), 20);
+    cache.invalidate_if(|_, v| *v >= 10);
+    assert_eq!(cache.len(), 10);
+    let mut snap: Vec<u32> = cache.iter().map(|(_, v)| v).collect();
+    snap.sort();
+    assert_eq!(snap, (0..10).collect::<Vec<_>>());
+    cache.invalidate_all();
+    assert!(cache.is_empty());
+    assert_eq!(cache.stats().removals.explicit, 40);
+    cache.insert("again".into(), 1);
+    assert_eq!(cache.get("again"), Some(1));
+}
+
+#[test]
+fn compute_is_conditional() {
+    let cache: MemoryCache<u32, u32> = MemoryCache::builder().max_capacity(10).build().unwrap();
+    assert_eq!(cache.compute(1, |_| Compute::Keep), None);
+    assert_eq!(
+        cache.compute(1, |v| Compute::Put(v.map_or(1, |n| n + 1))),
+        Some(1)
+    );
+    assert_eq!(
+        cache.compute(1, |v| Compute::Put(v.map_or(1, |n| n + 1))),
+        Some(2)
+    );
+    assert_eq!(cache.compute(1, |_| Compute::Keep), Some(2));
+    assert_eq!(cache.compute(1, |_| Compute::Remove), None);
+    assert!(!cache.contains(&1));
+}
+
+#[test]
+fn get_or_insert_with_runs_init_once_under_concurrency() {
+    let cache: MemoryCache<u32, u32> = MemoryCache::builder().max_capacity(100).build().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (cache, calls, barrier) = (cache.clone(), calls.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                cache.get_or_insert_with(7, || {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    42
+                })
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), 42);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn get_or_insert_with_recovers_from_a_panicking_init() {
+    let cache: MemoryCache<u32, u32> = MemoryCache::builder().max_capacity(100).build().unwrap();
+    let c = cache.clone();
+    let r = std::thread::spawn(move || c.get_or_insert_with(1, || panic!("boom"))).join();
+    assert!(r.is_err());
+    assert_eq!(cache.get_or_insert_with(1, || 5), 5);
+    assert_eq!(
+        cache.try_get_or_insert_with(2, || Err::<u32, _>("no")),
+        Err("no")
+    );
+    assert!(!cache.contains(&2));
+}
+
+#[test]
+fn panicking_listener_does_not_poison_the_cache() {
+    let cache: MemoryCache<u32, u32> = MemoryCache::builder()
+        .max_capacity(2)
+        .shards(1)
+        .eviction_listener(|_, _, _| panic!("listener bug"))
+        .build()
+        .unwrap();
+    for k in 0..10 {
+        cache.insert(k, k);
+    }
+    assert_eq!(cache.len(), 2);
+    assert_eq!(cache.stats().removals.size, 8);
+}
+
+#[test]
+fn listener_may_call_back_into_the_cache() {
+    let slot: Arc<Mutex<Option<MemoryCache<u32, u32>>>> = Arc::default();
+    let s = Arc::clone(&slot);
+    let cache: MemoryCache<u32, u32> = MemoryCache::builder()
+        .max_capacity(1)
+        .shards(1)
+        .eviction_listener(move |k, _, _| {
+            if let Some(c) = s.lock().unwrap().as_ref() {
+                let _ = c.get(k);
+            }
+        })
+        .build()
+        .unwrap();
+    *slot.lock().unwrap() = Some(cache.clone());
+    cache.insert(1, 1);
+    cache.insert(2, 2);
+    assert_eq!(cache.len(), 1);
+    slot.lock().unwrap().take();
+}
+
+#[test]
+fn config_errors_are_typed() {
+    let err = MemoryCache::<u32, u32>::from_config(CacheConfig {
+        max_capacity: 0,
+        ..CacheConfig::default()
+    })
+    .unwrap_err();
+    assert_eq!(err.field(), "max_capacity");
+    let err = MemoryCache::<u32, u32>::builder()
+        .ttl(Duration::from_secs(1))
+        .tti(Duration::from_secs(2))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "tti");
+}
+
+#[test]
+fn stats_serialize() {
+    let cache: MemoryCache<u32, u32> = MemoryCache::builder().max_capacity(10).build().unwrap();
+    cache.insert(1, 1);
+    cache.get(&1);
+    let json = serde_json::to_value(cache.stats()).unwrap();
+    assert_eq!(json["hits"], 1);
+    assert_eq!(json["entries"], 1);
+    assert_eq!(json["removals"]["size"], 0);
+}
+
+#[tokio::test]
+async fn layer_answers_repeats_from_memory_and_does_not_cache_errors() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let inner = service_fn(move |n: u32| {
+        let c = Arc::clone(&c);
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            if n == 0 { Err("zero") } else { Ok(n * 10) }
+        }
+    });
+    let cache: MemoryCache<u32, u32> = MemoryCache::builder().max_capacity(10).build().unwrap();
+    let svc = CacheLayer::new(cache).layer(inner);
+    assert_eq!(svc.call(1).await, Ok(10));
+    assert_eq!(svc.call(1).await, Ok(10));
+    assert_eq!(svc.call(0).await, Err("zero"));
+    assert_eq!(svc.call(0).await, Err("zero"));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(svc.cache().stats().hits, 1);
+}

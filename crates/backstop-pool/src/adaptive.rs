@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use backstop_core::{Histogram, HistogramSnapshot};
 use tokio::time::Instant;
 
 use crate::config::AdaptiveConfig;
+use crate::stats::{WaitSnapshot, WaitTimes};
 
 /// One housekeeping sample.
 #[derive(Debug, Clone, Copy)]
@@ -64,11 +64,11 @@ pub(crate) struct Adaptive {
     window_end: Option<Instant>,
     peak_in_use: usize,
     saw_waiters: bool,
-    baseline: HistogramSnapshot,
+    baseline: WaitSnapshot,
 }
 
 impl Adaptive {
-    pub(crate) fn new(config: AdaptiveConfig, wait: &Histogram) -> Self {
+    pub(crate) fn new(config: AdaptiveConfig, wait: &WaitTimes) -> Self {
         Self {
             config,
             window_end: None,
@@ -82,7 +82,7 @@ impl Adaptive {
         &mut self,
         now: Instant,
         sample: Window,
-        wait: &Histogram,
+        wait: &WaitTimes,
     ) -> Option<(usize, String)> {
         self.peak_in_use = self.peak_in_use.max(sample.in_use);
         self.saw_waiters |= sample.waiters > 0;

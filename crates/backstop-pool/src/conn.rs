@@ -19,6 +19,10 @@ use crate::stats::{CloseReason, Counters};
 pub(crate) struct Conn<T> {
     pub(crate) obj: T,
     pub(crate) last_used: Instant,
+    /// When the current checkout began (stamped in create/recycle, which already read
+    /// the clock, so the hot path reads it only once more, on return).
+    pub(crate) checked_out: Instant,
+    pub(crate) counters: Arc<Counters>,
     pub(crate) expires_at: Option<Instant>,
     /// Set when a caller reported the connection broken; checked at the next checkout.
     pub(crate) broken: Arc<AtomicBool>,
@@ -72,6 +76,8 @@ where
                 Ok(Conn {
                     obj,
                     last_used: now,
+                    checked_out: now,
+                    counters: Arc::clone(&self.counters),
                     expires_at,
                     broken: Arc::new(AtomicBool::new(false)),
                 })
@@ -103,6 +109,7 @@ where
             self.counters.on_closed(reason);
             return Err(RecycleError::message(reason.as_str()));
         }
+        conn.checked_out = now;
         if conn.idle_for(now) < self.rules.bypass {
             return Ok(());
         }

@@ -1,10 +1,13 @@
 //! The pool itself: checkout with wait timing and leak detection, stats, resizing.
 
 use std::fmt;
+use std::future::poll_fn;
 use std::ops::{Deref, DerefMut};
 use std::panic::Location;
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use backstop_core::{LoadSignal, LoadSnapshot, Validate};
 use deadpool::Runtime;
@@ -152,14 +155,24 @@ where
 
     async fn checkout(&self, holder: Holder) -> Result<Pooled<M>, PoolError<M::Error>> {
         let counters = &self.inner.counters;
-        let start = Instant::now();
-        let result = self.inner.pool.get().await;
-        let now = Instant::now();
-        let waited = now - start;
+        // The clock is read only if the checkout has to wait (see `WaitTimes`).
+        let mut get = pin!(self.inner.pool.get());
+        let mut started = None;
+        let result = poll_fn(|cx| {
+            let poll = get.as_mut().poll(cx);
+            if poll.is_pending() {
+                started.get_or_insert_with(Instant::now);
+            }
+            poll
+        })
+        .await;
+        let waited = started.map(|start| (start, start.elapsed()));
         match result {
             Ok(obj) => {
-                counters.wait.record(waited);
-                counters.checkouts.fetch_add(1, Ordering::Relaxed);
+                match waited {
+                    Some((_, waited)) => counters.wait.record_wait(waited),
+                    None => counters.wait.record_immediate(),
+                }
                 let leak_watch = self
                     .inner
                     .config
@@ -167,14 +180,13 @@ where
                     .map(|threshold| spawn_leak_watch(threshold, holder, Arc::clone(counters)));
                 Ok(Pooled {
                     obj: Some(obj),
-                    counters: Arc::clone(counters),
-                    checked_out: now,
                     leak_watch,
                 })
             }
             Err(managed::PoolError::Timeout(TimeoutType::Create)) => Err(PoolError::CreateTimeout),
             Err(managed::PoolError::Timeout(_)) => {
                 counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                let (start, waited) = waited.unwrap_or((Instant::now(), Duration::ZERO));
                 Err(PoolError::Timeout {
                     waited,
                     last_create_error: counters.create_error_since(start),
@@ -189,6 +201,7 @@ where
     pub fn stats(&self) -> PoolStats {
         let status = self.inner.pool.status();
         let counters = &self.inner.counters;
+        let wait = counters.wait.snapshot();
         PoolStats {
             max_size: status.max_size,
             size: status.size,
@@ -198,11 +211,11 @@ where
             created: counters.created(),
             create_failures: counters.create_failures(),
             closed: counters.closed(),
-            checkouts: counters.checkouts.load(Ordering::Relaxed),
+            checkouts: wait.count(),
             timeouts: counters.timeouts.load(Ordering::Relaxed),
             leaks_suspected: counters.leaks_suspected.load(Ordering::Relaxed),
             resizes: counters.resizes.load(Ordering::Relaxed),
-            wait: counters.wait.snapshot().summary(),
+            wait: wait.summary(),
             usage: counters.usage.snapshot().summary(),
         }
     }
@@ -283,8 +296,6 @@ where
 /// A checked-out connection; returns to the pool on drop.
 pub struct Pooled<M: PoolManager> {
     obj: Option<Object<Tracked<M>>>,
-    counters: Arc<Counters>,
-    checked_out: Instant,
     leak_watch: Option<JoinHandle<()>>,
 }
 
@@ -292,8 +303,8 @@ impl<M: PoolManager> Pooled<M> {
     /// Closes this connection instead of returning it (for example after an I/O error).
     pub fn discard(mut this: Self) {
         if let Some(obj) = this.obj.take() {
+            obj.counters.on_closed(CloseReason::Broken);
             drop(Object::take(obj));
-            this.counters.on_closed(CloseReason::Broken);
         }
     }
 
@@ -354,7 +365,7 @@ impl<M: PoolManager> Drop for Pooled<M> {
         if let Some(mut obj) = self.obj.take() {
             let now = Instant::now();
             obj.last_used = now;
-            self.counters.usage.record(now - self.checked_out);
+            obj.counters.usage.record(now - obj.checked_out);
         }
     }
 }

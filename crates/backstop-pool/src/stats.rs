@@ -2,7 +2,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use backstop_core::{Histogram, LatencySummary};
+use std::cell::Cell;
+use std::time::Duration;
+
+use backstop_core::{Histogram, HistogramSnapshot, LatencySummary};
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -35,11 +38,10 @@ pub(crate) struct Counters {
     created: AtomicU64,
     create_failures: AtomicU64,
     closed: [AtomicU64; 5],
-    pub(crate) checkouts: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) leaks_suspected: AtomicU64,
     pub(crate) resizes: AtomicU64,
-    pub(crate) wait: Histogram,
+    pub(crate) wait: WaitTimes,
     pub(crate) usage: Histogram,
     last_create_error: Mutex<Option<(Instant, String)>>,
 }
@@ -144,4 +146,149 @@ pub struct PoolStats {
     pub wait: LatencySummary,
     /// Time connections were held by callers.
     pub usage: LatencySummary,
+}
+
+const STRIPES: usize = 16;
+
+/// A counter split over cache lines so concurrent checkouts do not contend on one.
+#[repr(align(128))]
+#[derive(Debug, Default)]
+struct Stripe(AtomicU64);
+
+#[derive(Debug, Default)]
+struct Striped([Stripe; STRIPES]);
+
+thread_local! {
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+static NEXT_STRIPE: AtomicU64 = AtomicU64::new(0);
+
+impl Striped {
+    fn increment(&self) {
+        let index = STRIPE.with(|stripe| {
+            if stripe.get() == usize::MAX {
+                stripe.set(NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) as usize % STRIPES);
+            }
+            stripe.get()
+        });
+        self.0[index].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn sum(&self) -> u64 {
+        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// Checkout wait times. Most checkouts complete on their first poll and never wait;
+/// those are only counted (on a striped counter), so the uncontended path reads no
+/// clock and touches no shared histogram line. Checkouts that did wait are timed into
+/// a histogram; summaries treat the immediate ones as zero waits.
+#[derive(Debug, Default)]
+pub(crate) struct WaitTimes {
+    immediate: Striped,
+    waited: Histogram,
+}
+
+impl WaitTimes {
+    pub(crate) fn record_immediate(&self) {
+        self.immediate.increment();
+    }
+
+    pub(crate) fn record_wait(&self, waited: Duration) {
+        self.waited.record(waited);
+    }
+
+    pub(crate) fn snapshot(&self) -> WaitSnapshot {
+        WaitSnapshot {
+            immediate: self.immediate.sum(),
+            waited: self.waited.snapshot(),
+        }
+    }
+}
+
+/// A copy of [`WaitTimes`]; differences give one window's figures.
+#[derive(Debug, Clone)]
+pub(crate) struct WaitSnapshot {
+    immediate: u64,
+    waited: HistogramSnapshot,
+}
+
+impl WaitSnapshot {
+    pub(crate) fn count(&self) -> u64 {
+        self.immediate + self.waited.count()
+    }
+
+    pub(crate) fn since(&self, earlier: &Self) -> Self {
+        Self {
+            immediate: self.immediate.saturating_sub(earlier.immediate),
+            waited: self.waited.since(&earlier.waited),
+        }
+    }
+
+    pub(crate) fn mean(&self) -> Duration {
+        let total = self.count();
+        if total == 0 {
+            return Duration::ZERO;
+        }
+        let waited = self.waited.count();
+        self.waited.mean().mul_f64(waited as f64 / total as f64)
+    }
+
+    /// The q-quantile over all checkouts, the immediate ones counting as zero.
+    pub(crate) fn quantile(&self, q: f64) -> Duration {
+        let total = self.count();
+        let waited = self.waited.count();
+        if waited == 0 {
+            return Duration::ZERO;
+        }
+        let rank = q.clamp(0.0, 1.0) * total as f64;
+        if rank <= self.immediate as f64 {
+            return Duration::ZERO;
+        }
+        self.waited
+            .quantile(((rank - self.immediate as f64) / waited as f64).clamp(0.0, 1.0))
+    }
+
+    pub(crate) fn summary(&self) -> LatencySummary {
+        let waited = self.waited.summary();
+        LatencySummary {
+            count: self.count(),
+            mean: self.mean(),
+            p50: self.quantile(0.5),
+            p95: self.quantile(0.95),
+            p99: self.quantile(0.99),
+            max: waited.max,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn immediate_checkouts_count_as_zero_waits() {
+        let wait = WaitTimes::default();
+        for _ in 0..90 {
+            wait.record_immediate();
+        }
+        for _ in 0..10 {
+            wait.record_wait(Duration::from_millis(100));
+        }
+        let summary = wait.snapshot().summary();
+        assert_eq!(summary.count, 100);
+        assert_eq!(summary.p50, Duration::ZERO);
+        assert!(summary.p95 >= Duration::from_millis(90), "{summary:?}");
+        assert!(
+            summary.mean >= Duration::from_millis(9) && summary.mean <= Duration::from_millis(11)
+        );
+        let later = wait.snapshot();
+        wait.record_immediate();
+        assert_eq!(wait.snapshot().since(&later).count(), 1);
+        assert_eq!(
+            WaitTimes::default().snapshot().summary().p99,
+            Duration::ZERO
+        );
+    }
 }

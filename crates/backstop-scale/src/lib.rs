@@ -1,8 +1,77 @@
-//! Autoscaling decisions for Backstop (work in progress).
+//! Autoscaling decisions for Backstop: HPA-exact target tracking, threshold steps, KEDA-style
+//! queue scaling, predictive scaling, and a simulator that shows which wins on a trace.
 //!
-//! This crate will hold pure decision logic: HPA-style target tracking with stabilization
-//! and rate policies, threshold steps, queue-based scaling, predictive scaling from a
-//! forecast, and a simulator to compare policies on a trace.
+//! Agent workloads are bursty and daily-periodic. Reactive scaling lags the burst by the
+//! replicas' warm-up and over-provisions the night. This crate is pure, synchronous decision
+//! logic — no Kubernetes, no cloud SDK: a [`Policy`] turns an [`Observation`] (time, current and
+//! ready replicas, metric samples) into a [`Decision`] (desired replicas, the rule that decided,
+//! each metric's proposal), which is `Serialize` so it can be logged and explained. Time is an
+//! input, so every decision is reproducible in tests and in the [`simulate`] replay.
+//!
+//! # Policies
+//!
+//! - [`TargetTracking`] follows the Kubernetes HPA exactly: `ceil(current × value / target)`,
+//!   tolerance 0.1, the largest proposal across metrics, conservative handling of missing
+//!   metrics and not-ready replicas, stabilization windows (0 s up, 300 s down) and rate
+//!   policies (+100 % or +4 per 15 s up, −100 % per 15 s down; select max/min/disabled).
+//! - [`ThresholdPolicy`]: above 80 % add a step, below 30 % remove one, 300 s cooldown.
+//! - [`QueuePolicy`]: KEDA-style backlog per replica, activation threshold, scale to and from
+//!   zero, fallback — with KEDA's reported bugs (#1850, #7239, #7770) fixed and tested.
+//! - [`PredictivePolicy`]: seasonal-naive, Holt-Winters or linear-trend forecasts, scaling
+//!   ahead by the warm-up lead time, acting only while recent forecasts were accurate, and
+//!   never below the reactive proposal.
+//!
+//! # Design
+//!
+//! The HPA's algorithm is what operators already reason about, so it is reproduced rule for
+//! rule (the replica calculator, `stabilizeRecommendationWithBehaviors`,
+//! `calculateScaleUpLimitWithScalingRules`) rather than reinvented, and its documented examples
+//! are tests. Unlike the HPA, KEDA and AWS, the logic is a library: the [`Autoscaler`] driver
+//! reads [`MetricSource`]s (including any `backstop_core::LoadSignal`) and applies decisions to
+//! a [`ScaleTarget`] you implement, and the same policies run inside the simulator.
+//!
+//! ```
+//! use std::time::Duration;
+//! use backstop_scale::{HpaConfig, MetricSample, Observation, Policy, Reading, Target, TargetTracking};
+//!
+//! let mut hpa = TargetTracking::new(HpaConfig::default().with_bounds(1, 10)).unwrap();
+//! let rps = |v: f64| MetricSample::new("rps", Target::AverageValue(100.0), Reading::Average(v));
+//! // 200 rps per replica against a 100 target doubles 3 replicas to 6.
+//! let d = hpa.decide(&Observation::new(Duration::ZERO, 3, 3).metric(rps(200.0)));
+//! assert_eq!(d.desired, 6);
+//! println!("{}", serde_json::to_string(&d).unwrap());
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod autoscaler;
+mod behavior;
+mod config;
+mod decision;
+mod error;
+pub mod forecast;
+mod hpa;
+mod observation;
+mod predictive;
+mod queue;
+mod sim;
+mod threshold;
+mod trace;
+
+pub use autoscaler::{
+    Autoscaler, AutoscalerStats, LoadSignalMetric, MetricSource, Replicas, ScaleTarget,
+};
+pub use config::{
+    Behavior, FallbackConfig, ForecastModel, HpaConfig, PredictiveConfig, QueueConfig, RateKind,
+    RatePolicy, ScalingRules, Select, ThresholdConfig,
+};
+pub use decision::{Decision, MetricProposal, Policy, Reason};
+pub use error::{ScaleError, TraceError};
+pub use hpa::{PolicyStats, TargetTracking};
+pub use observation::{MetricSample, Observation, Reading, ReplicaReading, Target};
+pub use predictive::{PredictivePolicy, PredictiveStats};
+pub use queue::QueuePolicy;
+pub use sim::{FixedPolicy, ReplicaModel, SimReport, metrics, simulate};
+pub use threshold::ThresholdPolicy;
+pub use trace::Trace;

@@ -1,0 +1,257 @@
+//! The HPA's stabilization windows and rate policies, as in `normalizeDesiredReplicasWithBehaviors`.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::config::{Behavior, RateKind, ScalingRules, Select};
+use crate::decision::Reason;
+
+#[derive(Debug, Clone, Copy)]
+struct Stamped {
+    at: Duration,
+    replicas: u32,
+}
+
+/// Recent recommendations and scale events, and the rules that turn them into a bound.
+#[derive(Debug, Clone)]
+pub(crate) struct Normalizer {
+    behavior: Behavior,
+    recommendations: VecDeque<Stamped>,
+    ups: VecDeque<Stamped>,
+    downs: VecDeque<Stamped>,
+    last_action: Option<Duration>,
+}
+
+/// `true` when `at` is strictly after `now - span` (the HPA's `After(cutoff)`).
+fn within(at: Duration, now: Duration, span: Duration) -> bool {
+    match now.checked_sub(span) {
+        Some(cutoff) => at > cutoff,
+        None => true,
+    }
+}
+
+impl Normalizer {
+    pub(crate) fn new(behavior: Behavior) -> Self {
+        Self {
+            behavior,
+            recommendations: VecDeque::new(),
+            ups: VecDeque::new(),
+            downs: VecDeque::new(),
+            last_action: None,
+        }
+    }
+
+    pub(crate) fn in_cooldown(&self, now: Duration) -> bool {
+        !self.behavior.cooldown.is_zero()
+            && self
+                .last_action
+                .is_some_and(|t| now.saturating_sub(t) < self.behavior.cooldown)
+    }
+
+    /// Stabilizes `desired`, then applies the rate policies and the bounds.
+    pub(crate) fn normalize(
+        &mut self,
+        now: Duration,
+        current: u32,
+        desired: u32,
+        min: u32,
+        max: u32,
+    ) -> (u32, Option<Reason>) {
+        if self.recommendations.is_empty()
+            && !self.behavior.scale_down.stabilization_window.is_zero()
+        {
+            // A fresh policy must not scale down before it has seen a full window.
+            self.recommendations.push_back(Stamped {
+                at: now,
+                replicas: current,
+            });
+        }
+        let (stabilized, stab_reason) = self.stabilize(now, current, desired);
+        let (limited, rate_reason) = self.rate_limit(now, current, stabilized, min, max);
+        let reason = if limited != stabilized {
+            rate_reason
+        } else if stabilized != desired {
+            stab_reason
+        } else {
+            None
+        };
+        (limited, reason)
+    }
+
+    fn stabilize(&mut self, now: Duration, current: u32, desired: u32) -> (u32, Option<Reason>) {
+        let up_window = self.behavior.scale_up.stabilization_window;
+        let down_window = self.behavior.scale_down.stabilization_window;
+        let mut up = desired;
+        let mut down = desired;
+        for rec in &self.recommendations {
+            if within(rec.at, now, up_window) {
+                up = up.min(rec.replicas);
+            }
+            if within(rec.at, now, down_window) {
+                down = down.max(rec.replicas);
+            }
+        }
+        let longest = up_window.max(down_window);
+        while self
+            .recommendations
+            .front()
+            .is_some_and(|r| !within(r.at, now, longest))
+        {
+            self.recommendations.pop_front();
+        }
+        self.recommendations.push_back(Stamped {
+            at: now,
+            replicas: desired,
+        });
+        let mut recommendation = current.max(up);
+        let mut reason = Some(Reason::ScaleUpStabilized);
+        if recommendation > down {
+            recommendation = down;
+            reason = Some(Reason::ScaleDownStabilized);
+        }
+        (recommendation, reason)
+    }
+
+    fn change_in_period(events: &VecDeque<Stamped>, now: Duration, period: Duration) -> i64 {
+        events
+            .iter()
+            .filter(|e| within(e.at, now, period))
+            .map(|e| i64::from(e.replicas))
+            .sum()
+    }
+
+    fn period_start(&self, now: Duration, current: u32, period: Duration) -> i64 {
+        i64::from(current) - Self::change_in_period(&self.ups, now, period)
+            + Self::change_in_period(&self.downs, now, period)
+    }
+
+    fn up_limit(&self, now: Duration, current: u32, rules: &ScalingRules) -> i64 {
+        let (mut result, pick): (i64, fn(i64, i64) -> i64) = match rules.select {
+            Select::Disabled => return i64::from(current),
+            Select::Min => (i64::MAX, i64::min),
+            Select::Max => (i64::MIN, i64::max),
+        };
+        if rules.policies.is_empty() {
+            return i64::MAX;
+        }
+        for p in &rules.policies {
+            let start = self.period_start(now, current, p.period);
+            let proposed = match p.kind {
+                RateKind::Pods => start + i64::from(p.value),
+                // Rounded up so that a small fleet can always grow by at least one.
+                RateKind::Percent => {
+                    (start as f64 * (1.0 + f64::from(p.value) / 100.0)).ceil() as i64
+                }
+            };
+            result = pick(result, proposed);
+        }
+        result
+    }
+
+    fn down_limit(&self, now: Duration, current: u32, rules: &ScalingRules) -> i64 {
+        let (mut result, pick): (i64, fn(i64, i64) -> i64) = match rules.select {
+            Select::Disabled => return i64::from(current),
+            Select::Min => (i64::MIN, i64::max),
+            Select::Max => (i64::MAX, i64::min),
+        };
+        if rules.policies.is_empty() {
+            return i64::MIN;
+        }
+        for p in &rules.policies {
+            let start = self.period_start(now, current, p.period);
+            let proposed = match p.kind {
+                RateKind::Pods => start - i64::from(p.value),
+                // Truncated, as the HPA does.
+                RateKind::Percent => (start as f64 * (1.0 - f64::from(p.value) / 100.0)) as i64,
+            };
+            result = pick(result, proposed);
+        }
+        result
+    }
+
+    fn rate_limit(
+        &self,
+        now: Duration,
+        current: u32,
+        desired: u32,
+        min: u32,
+        max: u32,
+    ) -> (u32, Option<Reason>) {
+        if desired > current {
+            let limit = self
+                .up_limit(now, current, &self.behavior.scale_up)
+                .max(i64::from(current));
+            let (allowed, reason) = if i64::from(max) > limit {
+                (limit, Reason::ScaleUpLimit)
+            } else {
+                (i64::from(max), Reason::TooManyReplicas)
+            };
+            if i64::from(desired) > allowed {
+                return (clamp_u32(allowed), Some(reason));
+            }
+        } else if desired < current {
+            let limit = self
+                .down_limit(now, current, &self.behavior.scale_down)
+                .min(i64::from(current));
+            let (allowed, reason) = if i64::from(min) < limit {
+                (limit, Reason::ScaleDownLimit)
+            } else {
+                (i64::from(min), Reason::TooFewReplicas)
+            };
+            if i64::from(desired) < allowed {
+                return (clamp_u32(allowed), Some(reason));
+            }
+        }
+        (desired, None)
+    }
+
+    /// Records a scale action so later rate limits count it.
+    pub(crate) fn record_scale(&mut self, now: Duration, from: u32, to: u32) {
+        if from == to {
+            return;
+        }
+        self.last_action = Some(now);
+        let event = Stamped {
+            at: now,
+            replicas: from.abs_diff(to),
+        };
+        if to > from {
+            self.ups.push_back(event);
+        } else {
+            self.downs.push_back(event);
+        }
+        let longest_up = longest_period(&self.behavior.scale_up);
+        let longest_down = longest_period(&self.behavior.scale_down);
+        while self
+            .ups
+            .front()
+            .is_some_and(|e| !within(e.at, now, longest_up))
+        {
+            self.ups.pop_front();
+        }
+        while self
+            .downs
+            .front()
+            .is_some_and(|e| !within(e.at, now, longest_down))
+        {
+            self.downs.pop_front();
+        }
+    }
+
+    pub(crate) fn history_len(&self) -> usize {
+        self.recommendations.len()
+    }
+}
+
+fn longest_period(rules: &ScalingRules) -> Duration {
+    rules
+        .policies
+        .iter()
+        .map(|p| p.period)
+        .max()
+        .unwrap_or(Duration::ZERO)
+}
+
+fn clamp_u32(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,120 @@
+//! What a policy answers, with the reason, so every scale action can be explained.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Why a decision came out the way it did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "rule")]
+pub enum Reason {
+    /// The metrics asked for the current count, or every ratio was within tolerance.
+    Steady,
+    /// The named metric gave the largest proposal and it was applied as is.
+    Metric {
+        /// The deciding metric.
+        metric: String,
+    },
+    /// The current count was above `max_replicas`.
+    AboveMax,
+    /// The current count was below `min_replicas`.
+    BelowMin,
+    /// The target is at zero and the policy does not scale from zero (HPA semantics).
+    ScalingDisabled,
+    /// No metric could be read; nothing changes.
+    NoMetrics,
+    /// Some metric failed and the others asked to scale down; the HPA skips the scale-down.
+    MissingMetricsNoScaleDown,
+    /// The scale-up stabilization window held the count to the lowest recent recommendation.
+    ScaleUpStabilized,
+    /// The scale-down stabilization window held the count to the highest recent recommendation.
+    ScaleDownStabilized,
+    /// A scale-up rate policy limited the change.
+    ScaleUpLimit,
+    /// A scale-down rate policy limited the change.
+    ScaleDownLimit,
+    /// Clamped to `max_replicas`.
+    TooManyReplicas,
+    /// Clamped to `min_replicas`.
+    TooFewReplicas,
+    /// A cooldown after the last action held the count.
+    Cooldown,
+    /// The threshold policy saw utilization above its scale-up threshold.
+    ThresholdUp,
+    /// The threshold policy saw utilization below its scale-down threshold.
+    ThresholdDown,
+    /// The queue crossed the activation threshold; scaling from zero.
+    Activated,
+    /// The queue stayed inactive for the cooldown; scaling to zero.
+    ScaleToZero,
+    /// The metric source kept failing; the configured fallback count applies.
+    Fallback,
+    /// The metric source failed; the count is held (never dropped to zero on failure).
+    MetricUnavailable,
+    /// The forecast asked for more replicas than the reactive policy.
+    Predicted,
+}
+
+/// One metric's proposal.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricProposal {
+    /// The metric's name.
+    pub metric: String,
+    /// Measured value divided by target after the HPA's missing/not-ready adjustments.
+    pub ratio: Option<f64>,
+    /// Proposed replicas, or `None` when the metric was invalid.
+    pub replicas: Option<u32>,
+    /// Why the metric was invalid.
+    pub error: Option<String>,
+}
+
+/// A policy's answer for one observation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    /// The observation's time.
+    #[serde(with = "backstop_core::duration::human")]
+    pub at: Duration,
+    /// Replicas when the decision was taken.
+    pub current: u32,
+    /// Replicas the target should run.
+    pub desired: u32,
+    /// The recommendation before stabilization and rate policies, when there was one.
+    pub recommendation: Option<u32>,
+    /// The rule that decided.
+    pub reason: Reason,
+    /// Each metric's proposal.
+    pub proposals: Vec<MetricProposal>,
+}
+
+impl Decision {
+    pub(crate) fn hold(at: Duration, current: u32, reason: Reason) -> Self {
+        Self {
+            at,
+            current,
+            desired: current,
+            recommendation: None,
+            reason,
+            proposals: Vec::new(),
+        }
+    }
+
+    /// Whether the decision changes the replica count.
+    pub fn is_change(&self) -> bool {
+        self.desired != self.current
+    }
+}
+
+/// Anything that turns observations into decisions.
+///
+/// Policies are pure and synchronous: they keep only the history they need
+/// (recent recommendations and scale events, forecaster state) and read time from the observation.
+pub trait Policy {
+    /// Decides the replica count for this observation.
+    fn decide(&mut self, observation: &crate::Observation) -> Decision;
+}
+
+impl<P: Policy + ?Sized> Policy for Box<P> {
+    fn decide(&mut self, observation: &crate::Observation) -> Decision {
+        (**self).decide(observation)
+    }
+}

@@ -1,0 +1,125 @@
+//! What a policy sees on each evaluation.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How a metric's target is expressed, as in the HPA's `MetricTarget`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type", content = "value")]
+pub enum Target {
+    /// Average utilization per replica, in percent of what one replica is provisioned for.
+    Utilization(f64),
+    /// Average value per replica (for example requests per second per replica).
+    AverageValue(f64),
+    /// One total value for the whole workload (for example a queue length).
+    Value(f64),
+}
+
+impl Target {
+    /// The target number, whatever its kind.
+    pub fn value(&self) -> f64 {
+        match *self {
+            Target::Utilization(v) | Target::AverageValue(v) | Target::Value(v) => v,
+        }
+    }
+}
+
+/// One replica's reading of a per-replica metric.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaReading {
+    /// Whether the replica is ready (warmed up and serving).
+    pub ready: bool,
+    /// The replica's value, or `None` when it reported nothing.
+    pub value: Option<f64>,
+}
+
+/// The measured side of a metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type", content = "value")]
+pub enum Reading {
+    /// One reading per replica; lets the HPA rules for missing and not-ready replicas apply.
+    PerReplica(Vec<ReplicaReading>),
+    /// The average over the ready replicas; not-ready replicas are `current - ready`.
+    Average(f64),
+    /// One total for the whole workload.
+    Total(f64),
+    /// The metric source failed; the text says why.
+    Failed(String),
+}
+
+/// One metric: its name, what it should be, and what it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSample {
+    /// The metric's name, echoed in decisions.
+    pub name: String,
+    /// The target the policy tracks.
+    pub target: Target,
+    /// The measurement.
+    pub reading: Reading,
+}
+
+impl MetricSample {
+    /// A sample with the given name, target and reading.
+    pub fn new(name: impl Into<String>, target: Target, reading: Reading) -> Self {
+        Self {
+            name: name.into(),
+            target,
+            reading,
+        }
+    }
+
+    /// The metric's total over the workload, when the reading allows computing one.
+    ///
+    /// `ready` is the number of ready replicas, used to turn an average into a total.
+    pub fn total(&self, ready: u32) -> Option<f64> {
+        match &self.reading {
+            Reading::PerReplica(replicas) => {
+                Some(replicas.iter().filter_map(|r| r.value).sum::<f64>())
+            }
+            Reading::Average(avg) => Some(avg * f64::from(ready)),
+            Reading::Total(total) => Some(*total),
+            Reading::Failed(_) => None,
+        }
+        .filter(|v| v.is_finite())
+    }
+}
+
+/// Everything a policy is told on one evaluation.
+///
+/// Time is an input (`at`, measured from any fixed origin), so every decision is reproducible.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    /// When the observation was taken, measured from a fixed origin.
+    pub at: Duration,
+    /// Replicas currently requested (ready or warming up).
+    pub current_replicas: u32,
+    /// Replicas that are ready and serving.
+    pub ready_replicas: u32,
+    /// The metric samples.
+    pub metrics: Vec<MetricSample>,
+}
+
+impl Observation {
+    /// An observation with no metrics yet; add them with [`Observation::metric`].
+    pub fn new(at: Duration, current_replicas: u32, ready_replicas: u32) -> Self {
+        Self {
+            at,
+            current_replicas,
+            ready_replicas,
+            metrics: Vec::new(),
+        }
+    }
+
+    /// Adds a metric sample.
+    #[must_use]
+    pub fn metric(mut self, sample: MetricSample) -> Self {
+        self.metrics.push(sample);
+        self
+    }
+
+    /// The sample with the given name.
+    pub fn find(&self, name: &str) -> Option<&MetricSample> {
+        self.metrics.iter().find(|m| m.name == name)
+    }
+}

@@ -1,8 +1,11 @@
-//! Rate limiting for Backstop (work in progress).
-//!
-//! This crate will hold GCRA and sliding-window limiters, keyed per user, tenant or model
-//! with bounded memory; weighted checks for LLM token budgets; several quotas at once;
-//! async waiting; a Redis-backed distributed mode; and a concurrency limiter (bulkhead).
-
+//! Rate limiting for Backstop.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod error;
+mod gcra;
+mod quota;
+
+pub use error::{CheckError, Rejected, WaitError};
+pub use gcra::{LimiterStats, RateLimiter};
+pub use quota::{Quota, QuotaConfig};

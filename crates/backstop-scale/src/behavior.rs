@@ -103,13 +103,13 @@ impl Normalizer {
             at: now,
             replicas: desired,
         });
-        let mut recommendation = current.max(up);
-        let mut reason = Some(Reason::ScaleUpStabilized);
-        if recommendation > down {
-            recommendation = down;
-            reason = Some(Reason::ScaleDownStabilized);
-        }
-        (recommendation, reason)
+        let recommendation = current.max(up).min(down);
+        let reason = if desired < current {
+            Reason::ScaleDownStabilized
+        } else {
+            Reason::ScaleUpStabilized
+        };
+        (recommendation, Some(reason))
     }
 
     fn change_in_period(events: &VecDeque<Stamped>, now: Duration, period: Duration) -> i64 {

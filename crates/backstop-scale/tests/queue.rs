@@ -1,0 +1,132 @@
+//! KEDA-style queue scaling, with KEDA's reported bugs as regression tests.
+
+use std::time::Duration;
+
+use backstop_scale::{
+    Behavior, MetricSample, Observation, Policy, QueueConfig, QueuePolicy, RatePolicy, Reading,
+    Reason, ScalingRules, Target, ThresholdConfig, ThresholdPolicy,
+};
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn backlog(n: f64) -> MetricSample {
+    MetricSample::new(
+        "queue_length",
+        Target::AverageValue(10.0),
+        Reading::Total(n),
+    )
+}
+
+fn failed() -> MetricSample {
+    MetricSample::new(
+        "queue_length",
+        Target::AverageValue(10.0),
+        Reading::Failed("metrics API unavailable".into()),
+    )
+}
+
+fn obs(at: u64, current: u32, sample: MetricSample) -> Observation {
+    Observation::new(secs(at), current, current).metric(sample)
+}
+
+fn policy(config: QueueConfig) -> QueuePolicy {
+    QueuePolicy::new(config.with_target(10.0)).unwrap()
+}
+
+#[test]
+fn activation_is_strictly_greater_than_the_threshold() {
+    let mut p = policy(QueueConfig::default().with_activation(5.0));
+    assert_eq!(p.decide(&obs(0, 0, backlog(5.0))).desired, 0);
+    let d = p.decide(&obs(15, 0, backlog(5.5)));
+    assert_eq!((d.desired, d.reason), (1, Reason::Activated));
+    let d = p.decide(&obs(30, 0, backlog(45.0)));
+    assert_eq!(d.desired, 5);
+}
+
+#[test]
+fn metric_outage_never_scales_to_zero_kedas_1850() {
+    let mut p = policy(QueueConfig::default());
+    assert_eq!(p.decide(&obs(0, 4, backlog(40.0))).desired, 4);
+    for t in 1..100 {
+        let d = p.decide(&obs(t * 15, 4, failed()));
+        assert_eq!((d.desired, d.reason), (4, Reason::MetricUnavailable));
+    }
+    assert_eq!(p.failures(), 99);
+}
+
+#[test]
+fn fallback_applies_after_the_threshold_even_from_zero_kedas_7239() {
+    let mut p = policy(QueueConfig::default().with_fallback(3, 6));
+    for t in 0..2 {
+        assert_eq!(p.decide(&obs(t * 15, 0, failed())).desired, 0);
+    }
+    let d = p.decide(&obs(30, 0, failed()));
+    assert_eq!((d.desired, d.reason), (6, Reason::Fallback));
+    // A good reading resets the count.
+    p.decide(&obs(45, 6, backlog(60.0)));
+    assert_eq!(p.failures(), 0);
+}
+
+#[test]
+fn scale_to_zero_follows_the_scale_down_policy_first_kedas_7770() {
+    let behavior = Behavior {
+        scale_down: ScalingRules::default_down()
+            .with_window(Duration::ZERO)
+            .with_policies(vec![RatePolicy::pods(2, secs(60))]),
+        ..Behavior::default()
+    };
+    let mut p = policy(QueueConfig::default().with_behavior(behavior));
+    let mut current = 10;
+    assert_eq!(p.decide(&obs(0, current, backlog(100.0))).desired, 10);
+    let mut path = vec![];
+    let mut t = 60;
+    while current > 0 && t < 3600 {
+        let d = p.decide(&obs(t, current, backlog(0.0)));
+        if d.desired != current {
+            assert!(
+                current - d.desired <= 2,
+                "dropped {current} → {}",
+                d.desired
+            );
+            path.push((t, d.desired, d.reason.clone()));
+            current = d.desired;
+        }
+        t += 60;
+    }
+    let counts: Vec<u32> = path.iter().map(|p| p.1).collect();
+    assert_eq!(counts, vec![8, 6, 4, 2, 1, 0]);
+    // Zero only after the 300 s cooldown since the last activity at t=0.
+    let (at, _, reason) = path.last().unwrap();
+    assert_eq!(*reason, Reason::ScaleToZero);
+    assert!(*at >= 300);
+}
+
+#[test]
+fn min_replicas_above_zero_never_goes_to_zero() {
+    let mut p = policy(QueueConfig::default().with_bounds(2, 10));
+    for t in 0..100 {
+        assert!(p.decide(&obs(t * 60, 2, backlog(0.0))).desired >= 2);
+    }
+}
+
+#[test]
+fn threshold_policy_steps_and_cools_down() {
+    let mut p = ThresholdPolicy::new(ThresholdConfig::default().with_steps(2, 1)).unwrap();
+    let cpu = |v: f64| MetricSample::new("cpu", Target::Utilization(60.0), Reading::Average(v));
+    let d = p.decide(&Observation::new(secs(0), 3, 3).metric(cpu(85.0)));
+    assert_eq!((d.desired, d.reason), (5, Reason::ThresholdUp));
+    let d = p.decide(&Observation::new(secs(100), 5, 5).metric(cpu(95.0)));
+    assert_eq!((d.desired, d.reason), (5, Reason::Cooldown));
+    assert_eq!(
+        p.decide(&Observation::new(secs(300), 5, 5).metric(cpu(50.0)))
+            .desired,
+        5
+    );
+    let d = p.decide(&Observation::new(secs(300), 5, 5).metric(cpu(20.0)));
+    assert_eq!((d.desired, d.reason), (4, Reason::ThresholdDown));
+    let d = p.decide(&Observation::new(secs(400), 4, 4));
+    assert_eq!((d.desired, d.reason), (4, Reason::NoMetrics));
+    assert_eq!(p.stats().scale_ups, 1);
+}

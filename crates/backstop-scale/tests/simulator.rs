@@ -1,0 +1,101 @@
+//! The simulator and the targets on the daily-periodic traces.
+
+use std::time::Duration;
+
+use backstop_scale::{
+    FixedPolicy, ForecastModel, HpaConfig, PredictiveConfig, PredictivePolicy, ReplicaModel,
+    TargetTracking, Trace, metrics, simulate,
+};
+
+fn model(trace: &Trace) -> ReplicaModel {
+    ReplicaModel {
+        initial_replicas: ReplicaModel::default().fleet_for(trace.rates[0]),
+        ..ReplicaModel::default()
+    }
+}
+
+fn hpa(model: &ReplicaModel, trace: &Trace) -> HpaConfig {
+    HpaConfig::default().with_bounds(1, model.fleet_for(trace.peak() * 1.5))
+}
+
+#[test]
+fn predictive_halves_violations_at_similar_cost_and_dynamic_beats_the_fixed_fleet() {
+    // Three days: one to learn the season, two to use it.
+    for trace in [
+        Trace::diurnal(3, 400.0, 42),
+        Trace::diurnal_spike(3, 400.0, 42),
+    ] {
+        let model = model(&trace);
+        let mut reactive = TargetTracking::new(hpa(&model, &trace)).unwrap();
+        let reactive = simulate(&trace, &model, "hpa", &mut reactive).unwrap();
+        let mut predictive = PredictivePolicy::new(PredictiveConfig {
+            metric: metrics::REQUESTS.into(),
+            target_per_replica: model.requests_target(),
+            model: ForecastModel::SeasonalNaive,
+            interval: model.interval,
+            season: Duration::from_secs(86_400),
+            lead_time: model.startup_delay + model.interval * 2,
+            max_error: 0.25,
+            error_window: 240,
+            reactive: hpa(&model, &trace),
+        })
+        .unwrap();
+        let predictive = simulate(&trace, &model, "predictive", &mut predictive).unwrap();
+        let mut fixed = FixedPolicy {
+            replicas: model.fleet_for(trace.peak()),
+        };
+        let fixed = simulate(&trace, &model, "fixed", &mut fixed).unwrap();
+        assert!(reactive.slo_violation_min > 0.0, "{}", reactive.line());
+        assert!(
+            predictive.slo_violation_min * 2.0 <= reactive.slo_violation_min,
+            "{}\n{}",
+            reactive.line(),
+            predictive.line()
+        );
+        assert!(predictive.replica_hours <= reactive.replica_hours * 1.05);
+        assert!(
+            reactive.replica_hours <= fixed.replica_hours * 0.6,
+            "{}",
+            fixed.line()
+        );
+        assert!(predictive.replica_hours <= fixed.replica_hours * 0.6);
+        assert_eq!(fixed.slo_violation_min, 0.0, "{}", fixed.line());
+    }
+}
+
+#[test]
+fn simulation_is_deterministic() {
+    let trace = Trace::spike(1, 200.0, 3);
+    let model = model(&trace);
+    let run = || {
+        let mut p = TargetTracking::new(hpa(&model, &trace)).unwrap();
+        simulate(&trace, &model, "hpa", &mut p).unwrap()
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn a_csv_trace_runs_through_the_simulator() {
+    let csv: String = (0..120)
+        .map(|i| format!("{},{}\n", i * 60, if i < 60 { 50 } else { 150 }))
+        .collect();
+    let trace = Trace::from_csv("csv", &csv).unwrap();
+    let model = model(&trace);
+    let mut p = TargetTracking::new(hpa(&model, &trace)).unwrap();
+    let report = simulate(&trace, &model, "hpa", &mut p).unwrap();
+    assert!(report.actions >= 1);
+    assert!(report.peak_replicas >= model.fleet_for(150.0));
+    // 2 warm-started replicas per hour plus scaled ones, never more than the max bound.
+    assert!(report.replica_hours > 0.0 && report.replica_hours < 2.0 * 33.0);
+}
+
+#[test]
+fn invalid_models_are_rejected() {
+    let trace = Trace::ramp(1, 10.0);
+    let bad = ReplicaModel {
+        capacity_per_replica: 0.0,
+        ..ReplicaModel::default()
+    };
+    let err = simulate(&trace, &bad, "x", &mut FixedPolicy { replicas: 1 }).unwrap_err();
+    assert_eq!(err.field(), "capacity_per_replica");
+}

@@ -28,7 +28,8 @@ pub struct PoolConfig {
     pub max_size: usize,
     /// Idle connections a background task keeps warm.
     pub min_idle: usize,
-    /// How long `get()` waits for a free connection before [`PoolError::Timeout`](crate::PoolError::Timeout).
+    /// How long a whole `get()` (waiting, health check and creation) may take before
+    /// [`PoolError::Timeout`](crate::PoolError::Timeout), like HikariCP's connectionTimeout.
     #[serde(with = "backstop_core::duration::human")]
     pub wait_timeout: Duration,
     /// How long creating one connection may take.

@@ -4,16 +4,17 @@ use std::fmt;
 use std::future::poll_fn;
 use std::ops::{Deref, DerefMut};
 use std::panic::Location;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use backstop_core::{LoadSignal, LoadSnapshot, Validate};
 use deadpool::Runtime;
 use deadpool::managed::{self, Object, TimeoutType};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::config::{PoolConfig, QueueMode};
 use crate::conn::{PoolManager, Rules, Tracked};
@@ -122,7 +123,6 @@ where
         let pool = managed::Pool::builder(tracked)
             .max_size(config.max_size)
             .queue_mode(queue_mode)
-            .wait_timeout(Some(config.wait_timeout))
             .create_timeout(Some(config.create_timeout))
             .runtime(Runtime::Tokio1)
             .build()
@@ -155,18 +155,31 @@ where
 
     async fn checkout(&self, holder: Holder) -> Result<Pooled<M>, PoolError<M::Error>> {
         let counters = &self.inner.counters;
-        // The clock is read only if the checkout has to wait (see `WaitTimes`).
+        // The clock is read, and the wait-timeout timer armed, only once the checkout
+        // has to wait: most checkouts complete on their first poll (see `WaitTimes`).
+        // The timeout covers the whole checkout, creation included, as HikariCP's
+        // connectionTimeout does.
+        let wait_timeout = self.inner.config.wait_timeout;
         let mut get = pin!(self.inner.pool.get());
-        let mut started = None;
+        let mut timer: Option<(Instant, Pin<Box<Sleep>>)> = None;
         let result = poll_fn(|cx| {
-            let poll = get.as_mut().poll(cx);
-            if poll.is_pending() {
-                started.get_or_insert_with(Instant::now);
+            if let Poll::Ready(result) = get.as_mut().poll(cx) {
+                return Poll::Ready(result);
             }
-            poll
+            let (_, sleep) = timer.get_or_insert_with(|| {
+                let start = Instant::now();
+                (
+                    start,
+                    Box::pin(tokio::time::sleep_until(start + wait_timeout)),
+                )
+            });
+            match sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(managed::PoolError::Timeout(TimeoutType::Wait))),
+                Poll::Pending => Poll::Pending,
+            }
         })
         .await;
-        let waited = started.map(|start| (start, start.elapsed()));
+        let waited = timer.map(|(start, _)| (start, start.elapsed()));
         match result {
             Ok(obj) => {
                 match waited {

@@ -1,0 +1,317 @@
+//! Per-key GCRA limiters (per user, tenant, model) with bounded memory and quota overrides.
+
+use crate::error::CheckError;
+use crate::gcra::{Counters, Timeline, check_cell, remaining};
+use crate::quota::Quota;
+use backstop_core::{Clock, SystemClock};
+use dashmap::DashMap;
+use serde::Serialize;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// A point-in-time view of a keyed limiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct KeyedStats {
+    /// Checks that admitted their cost.
+    pub admitted: u64,
+    /// Checks that were turned away.
+    pub rejected: u64,
+    /// Keys currently holding state.
+    pub keys: usize,
+    /// Keys removed by sweeps since creation.
+    pub evicted: u64,
+    /// Keys with a quota override.
+    pub overrides: usize,
+}
+
+/// One GCRA limiter per key, each an 8-byte atomic in a sharded `DashMap`.
+///
+/// Memory stays bounded: a key whose theoretical arrival time has passed is exactly as
+/// good as a key never seen, so [`retain_recent`](Self::retain_recent) drops it without
+/// changing any decision. With [`with_max_keys`](Self::with_max_keys) a full map sweeps
+/// itself before admitting a new key, and refuses the new key only when every tracked key
+/// is still busy ([`CheckError::TooManyKeys`]).
+///
+/// ```
+/// use backstop_core::ManualClock;
+/// use backstop_limit::{KeyedRateLimiter, Quota};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let limiter = KeyedRateLimiter::with_clock(Quota::per_minute(2).unwrap(), clock.clone());
+/// limiter.set_quota("premium", Quota::per_minute(100).unwrap());
+/// assert!(limiter.check_key(&"alice").is_ok());
+/// assert!(limiter.check_key(&"alice").is_ok());
+/// assert!(limiter.check_key(&"alice").is_err());
+/// assert!(limiter.check_key_n(&"premium", 50).is_ok());
+/// clock.advance(Duration::from_secs(60));
+/// limiter.retain_recent();
+/// assert_eq!(limiter.len(), 0);
+/// ```
+#[derive(Debug)]
+pub struct KeyedRateLimiter<K: Hash + Eq, C = SystemClock> {
+    quota: Quota,
+    cells: DashMap<K, AtomicU64>,
+    overrides: DashMap<K, Quota>,
+    has_overrides: AtomicBool,
+    max_keys: Option<usize>,
+    timeline: Timeline<C>,
+    counters: Counters,
+    evicted: AtomicU64,
+}
+
+impl<K: Hash + Eq + Clone> KeyedRateLimiter<K, SystemClock> {
+    /// A keyed limiter on the system clock.
+    pub fn new(quota: Quota) -> Self {
+        Self::with_clock(quota, SystemClock)
+    }
+}
+
+impl<K: Hash + Eq + Clone, C: Clock> KeyedRateLimiter<K, C> {
+    /// A keyed limiter reading time from `clock`; every key gets `quota` unless overridden.
+    pub fn with_clock(quota: Quota, clock: C) -> Self {
+        Self {
+            quota,
+            cells: DashMap::new(),
+            overrides: DashMap::new(),
+            has_overrides: AtomicBool::new(false),
+            max_keys: None,
+            timeline: Timeline::new(clock),
+            counters: Counters::default(),
+            evicted: AtomicU64::new(0),
+        }
+    }
+
+    /// Caps the number of tracked keys; `0` is treated as 1.
+    pub fn with_max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = Some(max_keys.max(1));
+        self
+    }
+
+    /// Gives `key` its own quota (a premium tenant). Its current usage carries over.
+    pub fn set_quota(&self, key: K, quota: Quota) {
+        self.overrides.insert(key, quota);
+        self.has_overrides.store(true, Ordering::Release);
+        tracing::debug!(target: "backstop_limit", "quota override set");
+    }
+
+    /// Returns `key` to the default quota.
+    pub fn remove_quota(&self, key: &K) {
+        self.overrides.remove(key);
+        if self.overrides.is_empty() {
+            self.has_overrides.store(false, Ordering::Release);
+        }
+    }
+
+    /// The quota `key` is held to.
+    pub fn quota_for(&self, key: &K) -> Quota {
+        if self.has_overrides.load(Ordering::Acquire)
+            && let Some(q) = self.overrides.get(key)
+        {
+            return *q;
+        }
+        self.quota
+    }
+
+    /// Admits one cell for `key`.
+    #[inline]
+    pub fn check_key(&self, key: &K) -> Result<(), CheckError> {
+        self.check_key_n(key, 1)
+    }
+
+    /// Admits `cost` cells for `key`, all or none.
+    pub fn check_key_n(&self, key: &K, cost: u64) -> Result<(), CheckError> {
+        let result = self.decide(key, cost);
+        self.counters.record(&result);
+        result
+    }
+
+    fn decide(&self, key: &K, cost: u64) -> Result<(), CheckError> {
+        let quota = self.quota_for(key);
+        let now = self.timeline.now_nanos();
+        if let Some(cell) = self.cells.get(key) {
+            return check_cell(&cell, now, cost, &quota);
+        }
+        if cost > quota.burst() {
+            return Err(CheckError::InsufficientCapacity {
+                cost,
+                burst: quota.burst(),
+            });
+        }
+        if let Some(max_keys) = self.max_keys
+            && self.cells.len() >= max_keys
+        {
+            self.retain_recent();
+            if self.cells.len() >= max_keys {
+                tracing::warn!(target: "backstop_limit", max_keys, "key cap reached; new key refused");
+                return Err(CheckError::TooManyKeys { max_keys });
+            }
+        }
+        let cell = self
+            .cells
+            .entry(key.clone())
+            .or_insert_with(|| AtomicU64::new(0));
+        check_cell(&cell, now, cost, &quota)
+    }
+
+    /// Cells `key` could spend right now.
+    pub fn remaining(&self, key: &K) -> u64 {
+        let quota = self.quota_for(key);
+        let tat = self.cells.get(key).map_or(0, |c| c.load(Ordering::Relaxed));
+        remaining(tat, self.timeline.now_nanos(), &quota)
+    }
+
+    /// Drops every key that is fully replenished; returns how many were dropped.
+    ///
+    /// Decisions are unchanged by a sweep, so call it as often as memory needs.
+    pub fn retain_recent(&self) -> usize {
+        let now = self.timeline.now_nanos();
+        let before = self.cells.len();
+        self.cells
+            .retain(|_, cell| cell.load(Ordering::Relaxed) > now);
+        let dropped = before.saturating_sub(self.cells.len());
+        if dropped > 0 {
+            self.evicted.fetch_add(dropped as u64, Ordering::Relaxed);
+            tracing::debug!(target: "backstop_limit", dropped, "idle keys swept");
+        }
+        dropped
+    }
+
+    /// Keys currently tracked.
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// Releases spare capacity of the map after a large sweep.
+    pub fn shrink_to_fit(&self) {
+        self.cells.shrink_to_fit();
+    }
+
+    /// A snapshot of counters and key counts.
+    pub fn stats(&self) -> KeyedStats {
+        KeyedStats {
+            admitted: self.counters.admitted(),
+            rejected: self.counters.rejected(),
+            keys: self.cells.len(),
+            evicted: self.evicted.load(Ordering::Relaxed),
+            overrides: self.overrides.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RateLimiter;
+    use backstop_core::ManualClock;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    fn keyed(rate: u64) -> (KeyedRateLimiter<u32, ManualClock>, ManualClock) {
+        let clock = ManualClock::new();
+        (
+            KeyedRateLimiter::with_clock(Quota::per_second(rate).unwrap(), clock.clone()),
+            clock,
+        )
+    }
+
+    #[test]
+    fn keys_are_independent_and_overrides_apply() {
+        let (l, _clock) = keyed(1);
+        l.check_key(&1).unwrap();
+        assert!(l.check_key(&1).is_err());
+        l.check_key(&2).unwrap();
+        l.set_quota(3, Quota::per_second(10).unwrap());
+        for _ in 0..10 {
+            l.check_key(&3).unwrap();
+        }
+        assert!(l.check_key(&3).is_err());
+        assert_eq!(
+            l.check_key_n(&4, 2).unwrap_err(),
+            CheckError::InsufficientCapacity { cost: 2, burst: 1 }
+        );
+        assert_eq!(l.len(), 3, "an impossible request creates no key");
+        l.remove_quota(&3);
+        assert_eq!(l.quota_for(&3), Quota::per_second(1).unwrap());
+        let s = l.stats();
+        assert_eq!((s.admitted, s.rejected, s.keys, s.overrides), (12, 3, 3, 0));
+    }
+
+    #[test]
+    fn sweep_drops_only_replenished_keys() {
+        let (l, clock) = keyed(10);
+        l.check_key_n(&1, 10).unwrap();
+        clock.advance(Duration::from_millis(950));
+        l.check_key(&2).unwrap();
+        clock.advance(Duration::from_millis(50));
+        assert_eq!(l.retain_recent(), 1);
+        assert_eq!(l.len(), 1);
+        assert_eq!(l.remaining(&2), 9);
+        clock.advance(Duration::from_millis(50));
+        assert_eq!(l.retain_recent(), 1);
+        assert!(l.is_empty());
+        assert_eq!(l.stats().evicted, 2);
+    }
+
+    #[test]
+    fn key_cap_sweeps_then_refuses_only_when_all_keys_are_busy() {
+        let (l, clock) = keyed(1);
+        let l = l.with_max_keys(2);
+        l.check_key(&1).unwrap();
+        l.check_key(&2).unwrap();
+        assert_eq!(
+            l.check_key(&3).unwrap_err(),
+            CheckError::TooManyKeys { max_keys: 2 }
+        );
+        assert!(l.check_key(&1).is_err(), "tracked keys still work");
+        clock.advance(Duration::from_secs(1));
+        l.check_key(&3).unwrap();
+        assert_eq!(l.len(), 1);
+    }
+
+    #[test]
+    fn many_threads_on_one_key_never_exceed_the_quota() {
+        let (l, _clock) = keyed(1);
+        l.set_quota(7, Quota::per_hour(500).unwrap());
+        let admitted = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for i in 0..1000u32 {
+                        if l.check_key(&7).is_ok() {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let _ = l.check_key(&(i % 16 + 100));
+                    }
+                });
+            }
+        });
+        assert_eq!(admitted.load(Ordering::Relaxed), 500);
+    }
+
+    proptest! {
+        /// Sweeps at random moments never change a decision: each key behaves exactly like
+        /// its own direct limiter.
+        #[test]
+        fn keyed_matches_independent_direct_limiters_despite_sweeps(
+            steps in prop::collection::vec((0u64..400_000_000, 0u32..4, 0u64..4, any::<bool>()), 1..200),
+        ) {
+            let clock = ManualClock::new();
+            let quota = Quota::per_second(5).unwrap().with_burst(3).unwrap();
+            let l = KeyedRateLimiter::with_clock(quota, clock.clone());
+            let direct: Vec<_> = (0..4).map(|_| RateLimiter::with_clock(quota, clock.clone())).collect();
+            for (advance, key, cost, sweep) in steps {
+                clock.advance(Duration::from_nanos(advance));
+                if sweep {
+                    l.retain_recent();
+                }
+                prop_assert_eq!(l.check_key_n(&key, cost), direct[key as usize].check_n(cost));
+            }
+        }
+    }
+}

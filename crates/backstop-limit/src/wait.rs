@@ -1,0 +1,181 @@
+//! Async waiting for admission: sleep until the limiter would admit, bounded by `max_wait`.
+
+use crate::error::{CheckError, WaitError};
+use crate::gcra::RateLimiter;
+use crate::keyed::KeyedRateLimiter;
+use backstop_core::Clock;
+use serde::Deserialize;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+/// How an async wait behaves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WaitPolicy {
+    /// Give up (charging nothing) when admission is further away than this in total.
+    #[serde(with = "backstop_core::duration::human_option")]
+    pub max_wait: Option<Duration>,
+    /// Up to this much random extra sleep, so waiters released together do not retry in
+    /// lockstep.
+    #[serde(with = "backstop_core::duration::human")]
+    pub jitter: Duration,
+}
+
+/// Reads time from tokio's clock, so limiters follow `tokio::time::pause()` in tests and
+/// agree with the sleeps of [`RateLimiter::until_ready`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioClock;
+
+impl Clock for TokioClock {
+    #[inline]
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+}
+
+/// Retries `attempt` after each promised wait. Nothing is held across the sleep, so
+/// dropping the future at any point charges nothing and leaks nothing.
+async fn wait_for(
+    mut attempt: impl FnMut() -> Result<(), CheckError>,
+    policy: &WaitPolicy,
+) -> Result<(), WaitError> {
+    let mut waited = Duration::ZERO;
+    loop {
+        let retry_after = match attempt() {
+            Ok(()) => return Ok(()),
+            Err(CheckError::Rejected(r)) => r.retry_after,
+            Err(impossible) => return Err(WaitError::Impossible(impossible)),
+        };
+        if let Some(max_wait) = policy.max_wait
+            && waited.saturating_add(retry_after) > max_wait
+        {
+            return Err(WaitError::TooLong { retry_after });
+        }
+        let jitter = if policy.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            let max = u64::try_from(policy.jitter.as_nanos()).unwrap_or(u64::MAX);
+            Duration::from_nanos(fastrand::u64(0..=max))
+        };
+        let sleep = retry_after.saturating_add(jitter);
+        tokio::time::sleep(sleep).await;
+        waited = waited.saturating_add(sleep);
+    }
+}
+
+impl<C: Clock> RateLimiter<C> {
+    /// Waits until `cost` cells are admitted, with no limit on the wait.
+    ///
+    /// Cancellation-safe: dropping the future charges nothing.
+    ///
+    /// ```
+    /// use backstop_limit::{Quota, RateLimiter, TokioClock};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = RateLimiter::with_clock(Quota::per_second(1).unwrap(), TokioClock);
+    /// let start = tokio::time::Instant::now();
+    /// limiter.until_ready(1).await.unwrap();
+    /// limiter.until_ready(1).await.unwrap();
+    /// assert!(start.elapsed() >= std::time::Duration::from_secs(1));
+    /// # }
+    /// ```
+    pub async fn until_ready(&self, cost: u64) -> Result<(), WaitError> {
+        self.until_ready_with(cost, &WaitPolicy::default()).await
+    }
+
+    /// Waits until `cost` cells are admitted, following `policy`.
+    pub async fn until_ready_with(&self, cost: u64, policy: &WaitPolicy) -> Result<(), WaitError> {
+        wait_for(|| self.check_n(cost), policy).await
+    }
+}
+
+impl<K: Hash + Eq + Clone, C: Clock> KeyedRateLimiter<K, C> {
+    /// Waits until `cost` cells are admitted for `key`, following `policy`.
+    pub async fn until_key_ready(
+        &self,
+        key: &K,
+        cost: u64,
+        policy: &WaitPolicy,
+    ) -> Result<(), WaitError> {
+        wait_for(|| self.check_key_n(key, cost), policy).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Quota;
+    use futures::FutureExt;
+    use std::sync::Arc;
+    use tokio::time::Instant as TokioInstant;
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_exactly_the_promised_time() {
+        let l = RateLimiter::with_clock(Quota::per_second(2).unwrap(), TokioClock);
+        let start = TokioInstant::now();
+        for _ in 0..6 {
+            l.until_ready(1).await.unwrap();
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_wait_gives_up_without_charging() {
+        let l = RateLimiter::with_clock(Quota::per_second(1).unwrap(), TokioClock);
+        l.check().unwrap();
+        let policy = WaitPolicy {
+            max_wait: Some(Duration::from_millis(500)),
+            ..WaitPolicy::default()
+        };
+        let start = TokioInstant::now();
+        assert_eq!(
+            l.until_ready_with(1, &policy).await,
+            Err(WaitError::TooLong {
+                retry_after: Duration::from_secs(1)
+            })
+        );
+        assert_eq!(start.elapsed(), Duration::ZERO, "gave up without sleeping");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        l.check().unwrap();
+        assert_eq!(
+            l.until_ready(2).await,
+            Err(WaitError::Impossible(CheckError::InsufficientCapacity {
+                cost: 2,
+                burst: 1
+            }))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jitter_stays_within_its_bound() {
+        let l = Arc::new(KeyedRateLimiter::with_clock(
+            Quota::per_second(1).unwrap(),
+            TokioClock,
+        ));
+        let policy = WaitPolicy {
+            max_wait: None,
+            jitter: Duration::from_millis(100),
+        };
+        l.check_key(&"k").unwrap();
+        let start = TokioInstant::now();
+        l.until_key_ready(&"k", 1, &policy).await.unwrap();
+        let took = start.elapsed();
+        assert!(took >= Duration::from_secs(1) && took <= Duration::from_millis(1100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropped_waiters_charge_nothing() {
+        let l = RateLimiter::with_clock(Quota::per_second(1).unwrap(), TokioClock);
+        l.check().unwrap();
+        for _ in 0..10 {
+            let mut fut = Box::pin(l.until_ready(1));
+            assert!((&mut fut).now_or_never().is_none());
+            tokio::time::advance(Duration::from_millis(50)).await;
+            drop(fut);
+        }
+        tokio::time::advance(Duration::from_millis(500)).await;
+        l.check().unwrap();
+        assert!(l.check().is_err());
+    }
+}

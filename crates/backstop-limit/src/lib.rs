@@ -2,12 +2,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod bulkhead;
 mod error;
 mod gcra;
 mod keyed;
 mod quota;
 mod wait;
 
+pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadError, BulkheadPermit, BulkheadStats};
 pub use error::{CheckError, Rejected, WaitError};
 pub use gcra::{LimiterStats, RateLimiter};
 pub use keyed::{KeyedRateLimiter, KeyedStats};

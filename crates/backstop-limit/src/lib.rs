@@ -6,6 +6,7 @@ mod bulkhead;
 mod error;
 mod gcra;
 mod keyed;
+mod layer;
 mod quota;
 mod wait;
 
@@ -13,5 +14,8 @@ pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadError, BulkheadPermit, Bulk
 pub use error::{CheckError, Rejected, WaitError};
 pub use gcra::{LimiterStats, RateLimiter};
 pub use keyed::{KeyedRateLimiter, KeyedStats};
+pub use layer::{
+    BulkheadLayer, BulkheadService, BulkheadServiceError, RateLimit, RateLimitError, RateLimitLayer,
+};
 pub use quota::{Quota, QuotaConfig};
 pub use wait::{TokioClock, WaitPolicy};

@@ -73,7 +73,10 @@ async fn main() {
     let (mut ok, mut failed, mut shed) = (0, 0, 0);
     for prompt in 0..400u64 {
         let backend = backend.clone();
-        match breaker.call(|| async move { backend.complete(prompt).await }).await {
+        match breaker
+            .call(|| async move { backend.complete(prompt).await })
+            .await
+        {
             Ok(_) => ok += 1,
             Err(BreakerError::Inner(_)) => failed += 1,
             Err(BreakerError::Rejected(rejected)) => {

@@ -113,10 +113,12 @@ where
         if conn.idle_for(now) < self.rules.bypass {
             return Ok(());
         }
-        let check = tokio::time::timeout(
+        // Boxed so the timer and the manager's future live only on this slow path and do
+        // not bloat the checkout future every fast-path checkout moves around.
+        let check = Box::pin(tokio::time::timeout(
             self.rules.recycle_timeout,
             self.inner.recycle(&mut conn.obj, metrics),
-        );
+        ));
         match check.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => {

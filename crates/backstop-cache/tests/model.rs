@@ -52,7 +52,12 @@ fn build(clock: &ManualClock, capacity: u64, weighted: bool) -> MemoryCache<u8, 
         .ttl(Duration::from_millis(TTL))
         .tti(Duration::from_millis(TTI))
         .clock(clock.clone());
-    if weighted { b.weigher(|_, v| *v).build() } else { b.build() }.unwrap()
+    if weighted {
+        b.weigher(|_, v| *v).build()
+    } else {
+        b.build()
+    }
+    .unwrap()
 }
 
 /// Runs `ops`; with `exact` the cache never evicts, so every get must match the model.
@@ -74,7 +79,14 @@ fn run(ops: Vec<Op>, capacity: u64, weighted: bool, exact: bool) -> Result<(), T
                         now + TTL
                     }
                 };
-                model.insert(k, Entry { value: v, deadline, last_access: now });
+                model.insert(
+                    k,
+                    Entry {
+                        value: v,
+                        deadline,
+                        last_access: now,
+                    },
+                );
             }
             Op::Get(k) => {
                 let got = cache.get(&k);

@@ -49,7 +49,13 @@ fn listener_sees_every_removal_exactly_once() {
                         }
                         _ => {
                             let put = rng() % 2 == 0;
-                            cache.compute(key, |_| if put { Compute::Put(value) } else { Compute::Remove });
+                            cache.compute(key, |_| {
+                                if put {
+                                    Compute::Put(value)
+                                } else {
+                                    Compute::Remove
+                                }
+                            });
                             if put {
                                 inserted.push(value);
                             }
@@ -69,7 +75,12 @@ fn listener_sees_every_removal_exactly_once() {
     assert!(cache.is_empty());
     let seen = seen.lock().unwrap();
     for v in &inserted {
-        assert_eq!(seen.get(v), Some(&1), "value {v} reported {:?} times", seen.get(v));
+        assert_eq!(
+            seen.get(v),
+            Some(&1),
+            "value {v} reported {:?} times",
+            seen.get(v)
+        );
     }
     assert_eq!(seen.len(), inserted.len());
     let s = cache.stats();

@@ -2,7 +2,9 @@
 
 use std::borrow::Borrow;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
+
+use foldhash::fast::RandomState;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -170,7 +172,9 @@ where
         let cfg = self.config;
         cfg.validate()?;
         let n = cfg.shard_count();
-        let hasher = RandomState::new();
+        // foldhash: randomly seeded per cache, and cheap enough to hash once for the shard
+        // and once in the shard map (SipHash made hashing most of the cost of a hit).
+        let hasher = RandomState::default();
         let tti = cfg.tti.map_or(NEVER, nanos);
         let base = cfg.max_capacity / n as u64;
         let extra = cfg.max_capacity % n as u64;
@@ -367,7 +371,8 @@ where
 
     /// Atomically decides the fate of `key` from its current live value and returns the
     /// value held afterwards. `f` runs under the shard's write lock: keep it short and do
-    /// not call back into the cache from it.
+    /// not call back into the cache from it. A value it stores gets the cache-wide time to
+    /// live (the [`Expiry`] hook is not consulted).
     ///
     /// ```
     /// use backstop_cache::{Compute, MemoryCache};

@@ -3,9 +3,10 @@
 
 use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 
+use foldhash::fast::RandomState;
 use parking_lot::{Mutex, RwLock};
 
 use super::expiry::{NEVER, TimerQueue};

@@ -64,6 +64,7 @@
 #![warn(missing_docs)]
 
 mod memory;
+mod tiered;
 
 pub use memory::cache::{CacheBuilder, Compute, MemoryCache, Weigher};
 pub use memory::config::{CacheConfig, PolicyConfig};
@@ -71,3 +72,22 @@ pub use memory::expiry::Expiry;
 pub use memory::layer::{CacheLayer, CacheService};
 pub use memory::listener::{EvictionListener, RemovalCause};
 pub use memory::stats::{CacheStats, Removals};
+pub use tiered::cache::{PartialWrite, TieredCache, TieredCacheBuilder, TieredStats};
+pub use tiered::codec::ValueCodec;
+pub use tiered::config::{Promotion, TieredConfig};
+pub use tiered::entry::{Entry, WallClock};
+pub use tiered::guarded_tier::GuardedTier;
+pub use tiered::layer::{NotFound, TieredCacheLayer, TieredCacheService};
+pub use tiered::load::LoadError;
+pub use tiered::memory_tier::MemoryTier;
+#[cfg(feature = "persistent")]
+pub use tiered::persistent_tier::PersistentTier;
+#[cfg(feature = "redis")]
+pub use tiered::redis_tier::{RedisTier, RedisTierConfig};
+pub use tiered::semantic::{
+    EmbeddingError, ExactCosineIndex, SemanticCache, SemanticHit, SemanticStats, SimilarityIndex,
+    Verifier,
+};
+pub use tiered::tier::{Tier, TierError, TierStats};
+pub use tiered::warm::WarmProgress;
+pub use tiered::write_behind::WriteBehind;

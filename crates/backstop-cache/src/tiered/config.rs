@@ -1,0 +1,188 @@
+//! Settings of a [`TieredCache`](crate::TieredCache), loadable with serde.
+
+use backstop_core::config::{ConfigError, Validate, ensure};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// When a value found in a lower tier is copied into the tiers above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Promotion {
+    /// On every lower-tier hit.
+    #[default]
+    Always,
+    /// Once a key has been read from lower tiers this many times, so one-off reads of a
+    /// cold key do not push hot entries out of L1.
+    AfterHits(u32),
+    /// Never; each tier is filled only by writes.
+    Never,
+}
+
+/// How long values stay fresh, what happens after, and how loads are run.
+///
+/// ```
+/// use backstop_cache::TieredConfig;
+/// use std::time::Duration;
+///
+/// let config: TieredConfig = serde_json::from_str(r#"{
+///     "fresh_for": "5m",
+///     "stale_grace": "1m",
+///     "negative_ttl": "30s",
+///     "loader_timeout": "20s"
+/// }"#).unwrap();
+/// assert_eq!(config.fresh_for, Duration::from_secs(300));
+/// assert!(TieredConfig { fresh_for: Duration::ZERO, ..config }.validated().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TieredConfig {
+    /// How long a written or loaded value is fresh.
+    #[serde(with = "backstop_core::duration::human")]
+    pub fresh_for: Duration,
+    /// How long after going stale a value may still be served by `get_or_load` while one
+    /// background refresh runs (stale-while-revalidate). `None`: stale means missing.
+    #[serde(with = "backstop_core::duration::human_option")]
+    pub stale_grace: Option<Duration>,
+    /// When a fresh value has less than this left, `get_or_load` returns it and refreshes
+    /// it in the background, so hot keys never go stale (refresh-ahead).
+    #[serde(with = "backstop_core::duration::human_option")]
+    pub refresh_ahead: Option<Duration>,
+    /// How long a loader's "not found" is remembered. `None`: not cached.
+    #[serde(with = "backstop_core::duration::human_option")]
+    pub negative_ttl: Option<Duration>,
+    /// How long one load may run before every waiting caller gets a timeout.
+    #[serde(with = "backstop_core::duration::human_option")]
+    pub loader_timeout: Option<Duration>,
+    /// When lower-tier hits are copied upward.
+    pub promotion: Promotion,
+}
+
+impl Default for TieredConfig {
+    fn default() -> Self {
+        Self {
+            fresh_for: Duration::from_secs(300),
+            stale_grace: None,
+            refresh_ahead: None,
+            negative_ttl: None,
+            loader_timeout: Some(Duration::from_secs(30)),
+            promotion: Promotion::Always,
+        }
+    }
+}
+
+impl TieredConfig {
+    /// Checks the rules and returns the config.
+    pub fn validated(self) -> Result<Self, ConfigError> {
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// How long an entry is kept in a tier that has no TTL of its own: fresh time plus
+    /// the grace during which it may be served stale.
+    pub fn retention(&self) -> Duration {
+        self.fresh_for
+            .saturating_add(self.stale_grace.unwrap_or(Duration::ZERO))
+    }
+}
+
+impl Validate for TieredConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        ensure(
+            !self.fresh_for.is_zero(),
+            "fresh_for",
+            "must be longer than zero",
+        )?;
+        if let Some(ahead) = self.refresh_ahead {
+            ensure(
+                ahead < self.fresh_for,
+                "refresh_ahead",
+                "must be shorter than fresh_for (or every read would refresh)",
+            )?;
+        }
+        if let Some(negative) = self.negative_ttl {
+            ensure(
+                !negative.is_zero(),
+                "negative_ttl",
+                "must be longer than zero; omit it to disable",
+            )?;
+        }
+        if let Some(timeout) = self.loader_timeout {
+            ensure(
+                !timeout.is_zero(),
+                "loader_timeout",
+                "must be longer than zero; omit it to disable",
+            )?;
+        }
+        if let Promotion::AfterHits(hits) = self.promotion {
+            ensure(hits > 0, "promotion.after_hits", "must be at least 1")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(TieredConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let broken = [
+            (
+                TieredConfig {
+                    fresh_for: Duration::ZERO,
+                    ..Default::default()
+                },
+                "fresh_for",
+            ),
+            (
+                TieredConfig {
+                    refresh_ahead: Some(Duration::from_secs(300)),
+                    ..Default::default()
+                },
+                "refresh_ahead",
+            ),
+            (
+                TieredConfig {
+                    negative_ttl: Some(Duration::ZERO),
+                    ..Default::default()
+                },
+                "negative_ttl",
+            ),
+            (
+                TieredConfig {
+                    loader_timeout: Some(Duration::ZERO),
+                    ..Default::default()
+                },
+                "loader_timeout",
+            ),
+            (
+                TieredConfig {
+                    promotion: Promotion::AfterHits(0),
+                    ..Default::default()
+                },
+                "promotion.after_hits",
+            ),
+        ];
+        for (config, field) in broken {
+            assert_eq!(config.validate().unwrap_err().field(), field);
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let error = serde_json::from_str::<TieredConfig>(r#"{"fresh_fro": "5m"}"#).unwrap_err();
+        assert!(error.to_string().contains("fresh_fro"), "{error}");
+    }
+
+    #[test]
+    fn promotion_reads_from_snake_case() {
+        let config: TieredConfig =
+            serde_json::from_str(r#"{"promotion": {"after_hits": 2}}"#).unwrap();
+        assert_eq!(config.promotion, Promotion::AfterHits(2));
+    }
+}

@@ -1,0 +1,302 @@
+//! Semantic lookup: answer a prompt from the cached answer of a *similar* prompt, judged by
+//! caller-provided embeddings. No model is bound here; callers bring the vectors.
+//!
+//! Semantic caches return wrong answers when the threshold is loose (GPTCache's own
+//! example shows 6–9 % of hits wrong at 0.8–0.95, and a question and its negation can
+//! match), so here the threshold has no default, semantic hits are counted apart from
+//! exact hits, and a verifier hook can veto any match.
+
+use parking_lot::RwLock;
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use backstop_core::Clock;
+
+use crate::TieredCache;
+
+/// Why an embedding was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EmbeddingError {
+    /// The vector's length differs from the index's.
+    #[error("embedding has {got} dimensions; the index holds {expected}")]
+    WrongDimensions {
+        /// The index's dimension.
+        expected: usize,
+        /// The refused vector's dimension.
+        got: usize,
+    },
+    /// The vector is empty, all zeros, or holds NaN or infinity, so it has no direction.
+    #[error("embedding has no direction (empty, all zeros, NaN or infinite)")]
+    Degenerate,
+    /// The similarity threshold is outside (0, 1].
+    #[error("similarity threshold {0} must be in (0, 1]")]
+    BadThreshold(f32),
+}
+
+/// Finds the stored key whose embedding is closest to a query embedding.
+pub trait SimilarityIndex: Send + Sync {
+    /// Stores (or replaces) the embedding of `key`.
+    fn insert(&self, key: &str, embedding: &[f32]) -> Result<(), EmbeddingError>;
+    /// The most similar stored key and its cosine similarity, if any key is stored.
+    fn nearest(&self, embedding: &[f32]) -> Result<Option<(String, f32)>, EmbeddingError>;
+    /// Forgets `key`.
+    fn remove(&self, key: &str);
+    /// How many keys are stored.
+    fn len(&self) -> usize;
+    /// Whether no key is stored.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An exact (brute-force) cosine index in memory: right for up to tens of thousands of
+/// entries; plug an ANN index in through [`SimilarityIndex`] beyond that.
+pub struct ExactCosineIndex {
+    dimensions: usize,
+    entries: RwLock<Vec<(String, Vec<f32>)>>,
+}
+
+impl ExactCosineIndex {
+    /// An empty index of `dimensions`-long vectors.
+    pub fn new(dimensions: usize) -> Self {
+        Self {
+            dimensions,
+            entries: RwLock::new(Vec::new()),
+        }
+    }
+
+    fn normalized(&self, embedding: &[f32]) -> Result<Vec<f32>, EmbeddingError> {
+        if embedding.len() != self.dimensions {
+            return Err(EmbeddingError::WrongDimensions {
+                expected: self.dimensions,
+                got: embedding.len(),
+            });
+        }
+        let norm = embedding.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if !norm.is_finite() || norm == 0.0 {
+            return Err(EmbeddingError::Degenerate);
+        }
+        Ok(embedding.iter().map(|x| x / norm).collect())
+    }
+}
+
+impl SimilarityIndex for ExactCosineIndex {
+    fn insert(&self, key: &str, embedding: &[f32]) -> Result<(), EmbeddingError> {
+        let vector = self.normalized(embedding)?;
+        let mut entries = self.entries.write();
+        match entries.iter_mut().find(|(stored, _)| stored == key) {
+            Some(slot) => slot.1 = vector,
+            None => entries.push((key.to_string(), vector)),
+        }
+        Ok(())
+    }
+
+    fn nearest(&self, embedding: &[f32]) -> Result<Option<(String, f32)>, EmbeddingError> {
+        let query = self.normalized(embedding)?;
+        let entries = self.entries.read();
+        let best = entries
+            .iter()
+            .map(|(key, vector)| {
+                let similarity: f32 = vector.iter().zip(&query).map(|(a, b)| a * b).sum();
+                (key, similarity)
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        Ok(best.map(|(key, similarity)| (key.clone(), similarity)))
+    }
+
+    fn remove(&self, key: &str) {
+        self.entries.write().retain(|(stored, _)| stored != key);
+    }
+
+    fn len(&self) -> usize {
+        self.entries.read().len()
+    }
+}
+
+/// How a [`SemanticCache`] answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SemanticHit<V> {
+    /// The very key was cached.
+    Exact(V),
+    /// A different key was close enough.
+    Similar {
+        /// The cached answer.
+        value: V,
+        /// The key it was cached under.
+        matched_key: String,
+        /// Cosine similarity between the two embeddings.
+        similarity: f32,
+    },
+}
+
+/// Counters of a [`SemanticCache`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SemanticStats {
+    /// Answers found under the exact key.
+    pub exact_hits: u64,
+    /// Answers found under a similar key.
+    pub semantic_hits: u64,
+    /// Similar keys above the threshold that the verifier refused.
+    pub vetoed: u64,
+    /// Lookups with no answer.
+    pub misses: u64,
+}
+
+/// Decides whether the answer cached for `matched_key` may serve `query_key`.
+pub type Verifier = dyn Fn(&str, &str, f32) -> bool + Send + Sync;
+
+/// A [`TieredCache`] that can also answer from a similar prompt's entry.
+pub struct SemanticCache<V, C> {
+    cache: TieredCache<String, V, C>,
+    index: Arc<dyn SimilarityIndex>,
+    threshold: f32,
+    verifier: Option<Box<Verifier>>,
+    exact_hits: AtomicU64,
+    semantic_hits: AtomicU64,
+    vetoed: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl<V, C> SemanticCache<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Clock,
+{
+    /// Answers from `cache`, matching prompts whose cosine similarity is at least
+    /// `threshold` (in (0, 1]; there is deliberately no default).
+    pub fn new(
+        cache: TieredCache<String, V, C>,
+        index: Arc<dyn SimilarityIndex>,
+        threshold: f32,
+    ) -> Result<Self, EmbeddingError> {
+        if !(threshold > 0.0 && threshold <= 1.0) {
+            return Err(EmbeddingError::BadThreshold(threshold));
+        }
+        Ok(Self {
+            cache,
+            index,
+            threshold,
+            verifier: None,
+            exact_hits: AtomicU64::new(0),
+            semantic_hits: AtomicU64::new(0),
+            vetoed: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        })
+    }
+
+    /// Lets `verifier(query_key, matched_key, similarity)` veto a similar match, for
+    /// example to refuse a match whose prompts differ in a negation.
+    pub fn with_verifier(
+        mut self,
+        verifier: impl Fn(&str, &str, f32) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.verifier = Some(Box::new(verifier));
+        self
+    }
+
+    /// Caches `value` under `key` and indexes its embedding.
+    pub async fn insert(
+        &self,
+        key: &str,
+        embedding: &[f32],
+        value: V,
+    ) -> Result<(), EmbeddingError> {
+        self.index.insert(key, embedding)?;
+        if let Err(error) = self.cache.insert(&key.to_string(), value).await {
+            tracing::warn!(%error, "semantic cache write did not reach every tier");
+        }
+        Ok(())
+    }
+
+    /// The answer for `key`, exact or from a similar enough prompt.
+    pub async fn get(
+        &self,
+        key: &str,
+        embedding: &[f32],
+    ) -> Result<Option<SemanticHit<V>>, EmbeddingError> {
+        if let Some(value) = self.cache.get(&key.to_string()).await {
+            self.exact_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(SemanticHit::Exact(value)));
+        }
+        let candidate = self.index.nearest(embedding)?;
+        let Some((matched_key, similarity)) =
+            candidate.filter(|(_, similarity)| *similarity >= self.threshold)
+        else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        };
+        if let Some(verifier) = &self.verifier
+            && !verifier(key, &matched_key, similarity)
+        {
+            self.vetoed.fetch_add(1, Ordering::Relaxed);
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        match self.cache.get(&matched_key).await {
+            Some(value) => {
+                self.semantic_hits.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(SemanticHit::Similar {
+                    value,
+                    matched_key,
+                    similarity,
+                }))
+            }
+            None => {
+                // The answer expired or was invalidated: its embedding is stale too.
+                self.index.remove(&matched_key);
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Counters, with semantic hits apart from exact ones.
+    pub fn stats(&self) -> SemanticStats {
+        SemanticStats {
+            exact_hits: self.exact_hits.load(Ordering::Relaxed),
+            semantic_hits: self.semantic_hits.load(Ordering::Relaxed),
+            vetoed: self.vetoed.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_is_by_cosine_not_length() {
+        let index = ExactCosineIndex::new(2);
+        index.insert("east", &[10.0, 0.0]).unwrap();
+        index.insert("north", &[0.0, 1.0]).unwrap();
+        let (key, similarity) = index.nearest(&[1.0, 0.1]).unwrap().unwrap();
+        assert_eq!(key, "east");
+        assert!(similarity > 0.99);
+        index.insert("east", &[0.0, -1.0]).unwrap();
+        assert_eq!(index.len(), 2, "re-inserting replaces");
+        assert_eq!(index.nearest(&[1.0, 0.1]).unwrap().unwrap().0, "north");
+    }
+
+    #[test]
+    fn bad_vectors_are_typed_errors() {
+        let index = ExactCosineIndex::new(3);
+        assert_eq!(
+            index.insert("k", &[1.0, 2.0]),
+            Err(EmbeddingError::WrongDimensions {
+                expected: 3,
+                got: 2
+            })
+        );
+        assert_eq!(
+            index.insert("k", &[0.0; 3]),
+            Err(EmbeddingError::Degenerate)
+        );
+        assert_eq!(
+            index.nearest(&[f32::NAN, 1.0, 1.0]),
+            Err(EmbeddingError::Degenerate)
+        );
+        assert_eq!(index.nearest(&[1.0, 0.0, 0.0]), Ok(None));
+    }
+}

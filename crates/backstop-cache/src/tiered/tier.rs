@@ -1,0 +1,140 @@
+//! The contract every cache tier fulfils, so tiers can be stacked as `Box<dyn Tier<V>>`.
+
+use async_trait::async_trait;
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Why a tier operation failed. A failing lower tier is reported, never a panic: the
+/// tiered cache treats it as a miss for reads and counts it in its stats.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TierError {
+    /// The backend (Redis, the embedded store) refused or could not be reached.
+    #[error("cache tier backend failed: {0}")]
+    Backend(String),
+    /// The backend did not answer within the tier's operation timeout.
+    #[error("cache tier did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The tier's circuit breaker is open after repeated failures; it was not asked.
+    #[error("cache tier skipped: its circuit is open (retry after {retry_after:?})")]
+    CircuitOpen {
+        /// When the breaker will let a probe through, if known.
+        retry_after: Option<Duration>,
+    },
+    /// A stored value could not be encoded or decoded.
+    #[error("cache value could not be encoded or decoded: {0}")]
+    Codec(String),
+}
+
+/// One level of a tiered cache: memory, Redis, an embedded store…
+///
+/// Keys are strings so every tier, local or remote, addresses an entry the same way and
+/// prefix invalidation means the same thing everywhere. The trait is object-safe.
+#[async_trait]
+pub trait Tier<V: Send + Sync>: Send + Sync {
+    /// A short name for stats and logs (`"l1"`, `"redis"`, `"redb"`).
+    fn name(&self) -> &str;
+
+    /// The value under `key`, if present and not expired.
+    async fn get(&self, key: &str) -> Result<Option<V>, TierError>;
+
+    /// Several values at once, in the order of `keys`; tiers with a round trip per call
+    /// override this to pipeline.
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<V>>, TierError> {
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            values.push(self.get(key).await?);
+        }
+        Ok(values)
+    }
+
+    /// Stores `value` under `key`, expiring after `ttl` (never when `None`).
+    async fn set(&self, key: &str, value: &V, ttl: Option<Duration>) -> Result<(), TierError>;
+
+    /// Removes `key`; removing an absent key is not an error.
+    async fn delete(&self, key: &str) -> Result<(), TierError>;
+
+    /// Removes every key that starts with `prefix` and returns how many were removed.
+    async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, TierError>;
+
+    /// Counters since the tier was created.
+    fn stats(&self) -> TierStats;
+}
+
+/// A tier's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TierStats {
+    /// Reads that found a value.
+    pub hits: u64,
+    /// Reads that found nothing (or only an expired value).
+    pub misses: u64,
+    /// Values written.
+    pub sets: u64,
+    /// Keys deleted one by one.
+    pub deletes: u64,
+    /// Keys removed by prefix invalidation or expiry reclamation.
+    pub invalidated: u64,
+    /// Operations that failed.
+    pub errors: u64,
+}
+
+impl TierStats {
+    /// Hits over reads; zero before the first read.
+    pub fn hit_ratio(&self) -> f64 {
+        let reads = self.hits + self.misses;
+        if reads == 0 {
+            0.0
+        } else {
+            self.hits as f64 / reads as f64
+        }
+    }
+}
+
+/// Lock-free counters behind [`TierStats`], for tier implementations.
+#[derive(Debug, Default)]
+pub(crate) struct TierCounters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    sets: AtomicU64,
+    deletes: AtomicU64,
+    invalidated: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl TierCounters {
+    pub(crate) fn read(&self, found: bool) {
+        let counter = if found { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set(&self) {
+        self.sets.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn delete(&self) {
+        self.deletes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn invalidated(&self, count: u64) {
+        self.invalidated.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Counts a failed operation and passes its result through.
+    pub(crate) fn track<T>(&self, result: Result<T, TierError>) -> Result<T, TierError> {
+        if result.is_err() {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    pub(crate) fn snapshot(&self) -> TierStats {
+        TierStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            sets: self.sets.load(Ordering::Relaxed),
+            deletes: self.deletes.load(Ordering::Relaxed),
+            invalidated: self.invalidated.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! get_or_load: coalescing, timeouts, panics, negative caching, stale-while-revalidate,
+//! refresh-ahead, cancellation, warming and the cache layer.
+
+use async_trait::async_trait;
+use backstop_cache::{Entry, LoadError, Tier, TierError, TierStats, TieredCache, TieredConfig};
+use backstop_core::ManualClock;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Default)]
+struct MapTier(Arc<Mutex<HashMap<String, Entry<String>>>>);
+
+#[async_trait]
+impl Tier<Entry<String>> for MapTier {
+    fn name(&self) -> &str {
+        "map"
+    }
+    async fn get(&self, key: &str) -> Result<Option<Entry<String>>, TierError> {
+        Ok(self.0.lock().unwrap().get(key).cloned())
+    }
+    async fn set(
+        &self,
+        key: &str,
+        value: &Entry<String>,
+        _: Option<Duration>,
+    ) -> Result<(), TierError> {
+        self.0
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), value.clone());
+        Ok(())
+    }
+    async fn delete(&self, key: &str) -> Result<(), TierError> {
+        self.0.lock().unwrap().remove(key);
+        Ok(())
+    }
+    async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, TierError> {
+        self.0
+            .lock()
+            .unwrap()
+            .retain(|key, _| !key.starts_with(prefix));
+        Ok(0)
+    }
+    fn stats(&self) -> TierStats {
+        TierStats::default()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("provider said no")]
+struct ProviderError;
+
+type Cache = TieredCache<String, String, ManualClock>;
+
+fn cache(config: TieredConfig) -> (Cache, ManualClock) {
+    let clock = ManualClock::new();
+    let cache = TieredCache::builder()
+        .tier(MapTier::default(), None)
+        .config(config)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    (cache, clock)
+}
+
+/// A loader that counts its runs and answers `answer`.
+fn counted(
+    runs: &Arc<AtomicUsize>,
+    answer: &str,
+) -> impl FnOnce() -> std::future::Ready<Result<Option<String>, ProviderError>> + Send + 'static {
+    let runs = runs.clone();
+    let answer = answer.to_string();
+    move || {
+        runs.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Ok(Some(answer)))
+    }
+}
+
+async fn until_loads(cache: &Cache, loads: u64) {
+    while cache.stats().loads < loads {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_concurrent_callers_on_a_cold_key_run_the_loader_once() {
+    let (cache, _) = cache(TieredConfig::default());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let callers: Vec<_> = (0..1000)
+        .map(|_| {
+            let (cache, runs, gate) = (cache.clone(), runs.clone(), gate.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_load(&"cold".to_string(), move || async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        gate.notified().await;
+                        Ok::<_, ProviderError>(Some("answer".to_string()))
+                    })
+                    .await
+            })
+        })
+        .collect();
+    while runs.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    gate.notify_one();
+    for caller in callers {
+        assert_eq!(caller.await.unwrap().unwrap(), Some("answer".to_string()));
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.stats().loads, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_loader_times_out_for_every_caller() {
+    let (cache, _) = cache(TieredConfig {
+        loader_timeout: Some(Duration::from_secs(2)),
+        ..TieredConfig::default()
+    });
+    let slow = || async {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok::<_, ProviderError>(Some("late".to_string()))
+    };
+    let key = "slow".to_string();
+    let (a, b) = tokio::join!(cache.get_or_load(&key, slow), cache.get_or_load(&key, slow));
+    assert!(matches!(a, Err(LoadError::Timeout(limit)) if limit == Duration::from_secs(2)));
+    assert!(matches!(b, Err(LoadError::Timeout(_))));
+    assert_eq!(cache.stats().load_failures, 2);
+}
+
+#[tokio::test]
+async fn errors_reach_the_caller_and_are_not_cached() {
+    let (cache, _) = cache(TieredConfig::default());
+    let key = "flaky".to_string();
+    let error = cache
+        .get_or_load(&key, || async { Err::<Option<String>, _>(ProviderError) })
+        .await
+        .unwrap_err();
+    match error {
+        LoadError::Loader(inner) => assert!(inner.downcast_ref::<ProviderError>().is_some()),
+        other => panic!("expected the loader's error, got {other:?}"),
+    }
+    let runs = Arc::new(AtomicUsize::new(0));
+    assert_eq!(
+        cache.get_or_load(&key, counted(&runs, "ok")).await.unwrap(),
+        Some("ok".to_string())
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_panicking_loader_is_an_error_and_the_key_is_released() {
+    let (cache, _) = cache(TieredConfig::default());
+    let key = "boom".to_string();
+    let result = cache
+        .get_or_load(&key, || async {
+            panic!("loader exploded");
+            #[allow(unreachable_code)]
+            Ok::<Option<String>, ProviderError>(None)
+        })
+        .await;
+    assert!(
+        matches!(result, Err(LoadError::Panicked(ref message)) if message.contains("exploded"))
+    );
+    let runs = Arc::new(AtomicUsize::new(0));
+    assert_eq!(
+        cache
+            .get_or_load(&key, counted(&runs, "fine"))
+            .await
+            .unwrap(),
+        Some("fine".to_string())
+    );
+}
+
+#[tokio::test]
+async fn not_found_is_remembered_only_with_a_negative_ttl() {
+    let not_found = |runs: &Arc<AtomicUsize>| {
+        let runs = runs.clone();
+        move || {
+            runs.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok::<Option<String>, ProviderError>(None))
+        }
+    };
+    let (plain, _) = cache(TieredConfig::default());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let key = "ghost".to_string();
+    for _ in 0..2 {
+        assert_eq!(
+            plain.get_or_load(&key, not_found(&runs)).await.unwrap(),
+            None
+        );
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "no negative caching by default"
+    );
+
+    let (negative, clock) = cache(TieredConfig {
+        negative_ttl: Some(Duration::from_secs(30)),
+        ..TieredConfig::default()
+    });
+    let runs = Arc::new(AtomicUsize::new(0));
+    for _ in 0..3 {
+        assert_eq!(
+            negative.get_or_load(&key, not_found(&runs)).await.unwrap(),
+            None
+        );
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(negative.stats().negative_hits, 2);
+    clock.advance(Duration::from_secs(30));
+    negative.get_or_load(&key, not_found(&runs)).await.unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "the negative entry expired");
+}
+
+#[tokio::test]
+async fn stale_values_are_served_within_grace_while_one_refresh_runs() {
+    let (cache, clock) = cache(TieredConfig {
+        fresh_for: Duration::from_secs(10),
+        stale_grace: Some(Duration::from_secs(5)),
+        ..TieredConfig::default()
+    });
+    let key = "news".to_string();
+    let runs = Arc::new(AtomicUsize::new(0));
+    cache.get_or_load(&key, counted(&runs, "v1")).await.unwrap();
+
+    clock.advance(Duration::from_secs(11));
+    let served = cache.get_or_load(&key, counted(&runs, "v2")).await.unwrap();
+    assert_eq!(
+        served,
+        Some("v1".to_string()),
+        "stale within grace, at once"
+    );
+    until_loads(&cache, 2).await;
+    while cache.get(&key).await.as_deref() != Some("v2") {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(cache.stats().stale_served, 1);
+
+    clock.advance(Duration::from_secs(16));
+    let reloaded = cache.get_or_load(&key, counted(&runs, "v3")).await.unwrap();
+    assert_eq!(
+        reloaded,
+        Some("v3".to_string()),
+        "past grace the caller waits for the load"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn values_about_to_go_stale_are_refreshed_ahead() {
+    let (cache, clock) = cache(TieredConfig {
+        fresh_for: Duration::from_secs(10),
+        refresh_ahead: Some(Duration::from_secs(2)),
+        ..TieredConfig::default()
+    });
+    let key = "hot".to_string();
+    let runs = Arc::new(AtomicUsize::new(0));
+    cache.get_or_load(&key, counted(&runs, "v1")).await.unwrap();
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(
+        cache
+            .get_or_load(&key, counted(&runs, "unused"))
+            .await
+            .unwrap(),
+        Some("v1".to_string())
+    );
+    assert_eq!(cache.stats().refreshes, 0, "plenty of freshness left");
+    clock.advance(Duration::from_secs(4));
+    assert_eq!(
+        cache.get_or_load(&key, counted(&runs, "v2")).await.unwrap(),
+        Some("v1".to_string())
+    );
+    until_loads(&cache, 2).await;
+    while cache.get(&key).await.as_deref() != Some("v2") {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(cache.stats().refreshes, 1);
+}
+
+#[tokio::test]
+async fn dropping_the_first_caller_does_not_lose_the_load_for_the_others() {
+    let (cache, _) = cache(TieredConfig::default());
+    let key = "shared".to_string();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let loader = {
+        let (runs, gate) = (runs.clone(), gate.clone());
+        move || async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            gate.notified().await;
+            Ok::<_, ProviderError>(Some("done".to_string()))
+        }
+    };
+    let mut first = Box::pin(cache.get_or_load(&key, loader.clone()));
+    assert!(futures::poll!(first.as_mut()).is_pending());
+    let mut second = Box::pin(cache.get_or_load(&key, loader));
+    assert!(
+        futures::poll!(second.as_mut()).is_pending(),
+        "the second caller joins the load"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    drop(first);
+    gate.notify_one();
+    assert_eq!(second.await.unwrap(), Some("done".to_string()));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warming_loads_missing_keys_with_bounded_concurrency_and_reports_progress() {
+    let (cache, _) = cache(TieredConfig::default());
+    cache
+        .insert(&"k0".to_string(), "already".to_string())
+        .await
+        .unwrap();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let keys: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
+    let tally = cache
+        .warm_with(
+            keys,
+            3,
+            |key: &String| {
+                let (in_flight, peak, key) = (in_flight.clone(), peak.clone(), key.clone());
+                async move {
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    if key == "k13" {
+                        Err(ProviderError)
+                    } else {
+                        Ok(Some(format!("loaded {key}")))
+                    }
+                }
+            },
+            |progress| reports.lock().unwrap().push(progress.done),
+        )
+        .await;
+    assert_eq!(
+        (tally.done, tally.total, tally.cached, tally.failed),
+        (20, 20, 19, 1)
+    );
+    assert!(
+        peak.load(Ordering::SeqCst) <= 3,
+        "peak {}",
+        peak.load(Ordering::SeqCst)
+    );
+    assert_eq!(*reports.lock().unwrap(), (1..=20).collect::<Vec<_>>());
+    assert_eq!(
+        cache.get(&"k0".to_string()).await.as_deref(),
+        Some("already")
+    );
+    assert_eq!(
+        cache.get(&"k5".to_string()).await.as_deref(),
+        Some("loaded k5")
+    );
+    assert_eq!(cache.stats().loads, 19);
+}
+
+mod layer {
+    use super::*;
+    use backstop_cache::TieredCacheLayer;
+    use backstop_core::{Layer, Service, service_fn};
+
+    #[tokio::test]
+    async fn keyed_requests_are_served_from_the_cache_and_others_pass_through() {
+        let (cache, _) = cache(TieredConfig::default());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let llm = service_fn(move |prompt: String| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if prompt == "fail" {
+                    Err(ProviderError)
+                } else {
+                    Ok(format!("answer: {prompt}"))
+                }
+            }
+        });
+        let svc = TieredCacheLayer::new(cache, |prompt: &String| {
+            (!prompt.starts_with("nocache")).then(|| prompt.clone())
+        })
+        .layer(llm);
+        assert_eq!(svc.call("a".to_string()).await.unwrap(), "answer: a");
+        assert_eq!(svc.call("a".to_string()).await.unwrap(), "answer: a");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        svc.call("nocache-1".to_string()).await.unwrap();
+        svc.call("nocache-1".to_string()).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        let error = svc.call("fail".to_string()).await.unwrap_err();
+        assert!(
+            matches!(error, LoadError::Loader(ref inner) if inner.downcast_ref::<ProviderError>().is_some())
+        );
+    }
+}

@@ -1,0 +1,250 @@
+#![cfg(feature = "redis")]
+//! Tiered caches over a real Redis: a shared L2, cross-instance invalidation, and Redis
+//! dying and coming back mid-run.
+
+use async_trait::async_trait;
+use backstop_breaker::Breaker;
+use backstop_cache::{
+    Entry, GuardedTier, RedisTier, RedisTierConfig, Tier, TierError, TierStats, TieredCache,
+};
+use backstop_core::ManualClock;
+use backstop_core::testing::RedisTestContext;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Default)]
+struct MapTier(Arc<Mutex<HashMap<String, Entry<String>>>>);
+
+#[async_trait]
+impl Tier<Entry<String>> for MapTier {
+    fn name(&self) -> &str {
+        "l1"
+    }
+    async fn get(&self, key: &str) -> Result<Option<Entry<String>>, TierError> {
+        Ok(self.0.lock().unwrap().get(key).cloned())
+    }
+    async fn set(
+        &self,
+        key: &str,
+        value: &Entry<String>,
+        _: Option<Duration>,
+    ) -> Result<(), TierError> {
+        self.0
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), value.clone());
+        Ok(())
+    }
+    async fn delete(&self, key: &str) -> Result<(), TierError> {
+        self.0.lock().unwrap().remove(key);
+        Ok(())
+    }
+    async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, TierError> {
+        self.0
+            .lock()
+            .unwrap()
+            .retain(|key, _| !key.starts_with(prefix));
+        Ok(0)
+    }
+    fn stats(&self) -> TierStats {
+        TierStats::default()
+    }
+}
+
+fn redis_config(namespace: &str) -> RedisTierConfig {
+    RedisTierConfig {
+        namespace: namespace.to_string(),
+        ..RedisTierConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn two_instances_share_l2_and_see_each_others_invalidations() {
+    let Some(redis) = RedisTestContext::from_env("two_instances_share_l2").await else {
+        return;
+    };
+    let instance = || async {
+        let l2 = RedisTier::connect(redis.url(), redis_config(redis.prefix()))
+            .await
+            .unwrap();
+        let l1 = MapTier::default();
+        let cache: TieredCache<String, String> = TieredCache::builder()
+            .tier(l1.clone(), Some(Duration::from_secs(60)))
+            .tier(l2, None)
+            .build()
+            .unwrap();
+        (cache, l1)
+    };
+    let (a, _) = instance().await;
+    let (b, b_l1) = instance().await;
+
+    a.insert(&"prompt:1".to_string(), "answer".to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        b.get(&"prompt:1".to_string()).await,
+        Some("answer".to_string()),
+        "from the shared L2"
+    );
+    assert!(
+        b_l1.0.lock().unwrap().contains_key("prompt:1"),
+        "promoted into b's L1"
+    );
+    assert_eq!(b.stats().hits_by_tier, vec![0, 1]);
+
+    a.invalidate_prefix("prompt:").await.unwrap();
+    assert_eq!(
+        redis.count_keys().await,
+        0,
+        "a's invalidation reached the shared L2"
+    );
+    redis.cleanup().await;
+}
+
+/// A redis-server of the test's own, so the test can kill and restart it.
+struct OwnRedis {
+    child: Child,
+    port: u16,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> Option<Self> {
+        let mut child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        // Readiness is read from the server's own log line, not guessed with a sleep.
+        let stdout = child.stdout.take()?;
+        let ready = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.contains("Ready to accept connections"));
+        ready.then_some(Self { child, port })
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_survive_redis_dying_and_recover_when_it_returns() {
+    // Needs a redis-server binary; CI has one whenever it sets REDIS_URL.
+    if RedisTestContext::from_env("reads_survive_redis_dying")
+        .await
+        .is_none()
+    {
+        return;
+    }
+    let port = free_port();
+    let server = OwnRedis::start(port).expect("redis-server starts");
+    let clock = ManualClock::new();
+    let breaker = Breaker::builder()
+        .name("l2")
+        .consecutive_failures(2)
+        .wait_in_open(Duration::from_secs(10))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let l2 = RedisTier::connect(&server.url(), redis_config("survive:"))
+        .await
+        .unwrap();
+    let l1 = MapTier::default();
+    let cache: TieredCache<String, String> = TieredCache::builder()
+        .tier(l1.clone(), None)
+        .tier(GuardedTier::new(l2, breaker), None)
+        .build()
+        .unwrap();
+    cache
+        .insert(&"hot".to_string(), "in both tiers".to_string())
+        .await
+        .unwrap();
+    l1.0.lock().unwrap().remove("hot");
+    cache
+        .insert(&"l1".to_string(), "served locally".to_string())
+        .await
+        .unwrap();
+
+    drop(server);
+    assert_eq!(
+        cache.get(&"l1".to_string()).await,
+        Some("served locally".to_string())
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            cache.get(&"hot".to_string()).await,
+            None,
+            "L2 is down: a miss, not an error"
+        );
+    }
+    let stats = cache.stats();
+    assert_eq!(stats.read_errors, 3);
+    assert!(
+        cache
+            .insert(&"new".to_string(), "v".to_string())
+            .await
+            .is_err(),
+        "the partial write is reported"
+    );
+    assert_eq!(
+        l1.0.lock()
+            .unwrap()
+            .get("new")
+            .and_then(|e| e.value.clone())
+            .as_deref(),
+        Some("v")
+    );
+
+    let _server = OwnRedis::start(port).expect("redis-server restarts on the same port");
+    clock.advance(Duration::from_secs(10));
+    let mut recovered = false;
+    for _ in 0..20 {
+        if cache
+            .insert(&"after".to_string(), "back".to_string())
+            .await
+            .is_ok()
+        {
+            recovered = true;
+            break;
+        }
+        clock.advance(Duration::from_secs(10));
+    }
+    assert!(
+        recovered,
+        "writes reach Redis again once it is back and the breaker probes"
+    );
+    l1.0.lock().unwrap().clear();
+    assert_eq!(
+        cache.get(&"after".to_string()).await,
+        Some("back".to_string())
+    );
+}

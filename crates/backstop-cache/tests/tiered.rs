@@ -1,0 +1,433 @@
+//! Tiered cache behaviour over in-process tiers, with deterministic time.
+
+use async_trait::async_trait;
+use backstop_cache::{
+    Entry, Promotion, Tier, TierError, TierStats, TieredCache, TieredConfig, WriteBehind,
+};
+use backstop_core::ManualClock;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A map-backed tier that records TTLs and can be switched to failing.
+type Stored = HashMap<String, (Entry<String>, Option<Duration>)>;
+
+#[derive(Clone, Default)]
+struct MapTier {
+    name: &'static str,
+    entries: Arc<Mutex<Stored>>,
+    down: Arc<AtomicBool>,
+}
+
+impl MapTier {
+    fn named(name: &'static str) -> Self {
+        Self {
+            name,
+            ..Self::default()
+        }
+    }
+    fn holds(&self, key: &str) -> Option<(String, Option<Duration>)> {
+        let entries = self.entries.lock().unwrap();
+        let (entry, ttl) = entries.get(key)?;
+        Some((entry.value.clone()?, *ttl))
+    }
+    fn put(&self, key: &str, value: &str) {
+        let entry = Entry {
+            value: Some(value.to_string()),
+            fresh_until: u64::MAX,
+        };
+        self.entries
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), (entry, None));
+    }
+    fn check(&self) -> Result<(), TierError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(TierError::Backend(format!("{} is down", self.name)))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl Tier<Entry<String>> for MapTier {
+    fn name(&self) -> &str {
+        self.name
+    }
+    async fn get(&self, key: &str) -> Result<Option<Entry<String>>, TierError> {
+        self.check()?;
+        Ok(self
+            .entries
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|(entry, _)| entry.clone()))
+    }
+    async fn set(
+        &self,
+        key: &str,
+        value: &Entry<String>,
+        ttl: Option<Duration>,
+    ) -> Result<(), TierError> {
+        self.check()?;
+        self.entries
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), (value.clone(), ttl));
+        Ok(())
+    }
+    async fn delete(&self, key: &str) -> Result<(), TierError> {
+        self.check()?;
+        self.entries.lock().unwrap().remove(key);
+        Ok(())
+    }
+    async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, TierError> {
+        self.check()?;
+        let mut entries = self.entries.lock().unwrap();
+        let before = entries.len();
+        entries.retain(|key, _| !key.starts_with(prefix));
+        Ok((before - entries.len()) as u64)
+    }
+    fn stats(&self) -> TierStats {
+        TierStats::default()
+    }
+}
+
+const L1_TTL: Option<Duration> = Some(Duration::from_secs(60));
+const L2_TTL: Option<Duration> = Some(Duration::from_secs(3600));
+
+type Cache = TieredCache<String, String, ManualClock>;
+
+fn two_tiers(promotion: Promotion) -> (Cache, MapTier, MapTier) {
+    let (cache, _, l1, l2) = configured(TieredConfig {
+        promotion,
+        ..TieredConfig::default()
+    });
+    (cache, l1, l2)
+}
+
+fn configured(config: TieredConfig) -> (Cache, ManualClock, MapTier, MapTier) {
+    let clock = ManualClock::new();
+    let (l1, l2) = (MapTier::named("l1"), MapTier::named("l2"));
+    let cache = TieredCache::builder()
+        .tier(l1.clone(), L1_TTL)
+        .tier(l2.clone(), L2_TTL)
+        .config(config)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    (cache, clock, l1, l2)
+}
+
+#[tokio::test]
+async fn lower_tier_hits_are_promoted_with_the_upper_tier_ttl() {
+    let (cache, l1, l2) = two_tiers(Promotion::Always);
+    l2.put("k", "v");
+    assert_eq!(cache.get(&"k".to_string()).await, Some("v".to_string()));
+    assert_eq!(l1.holds("k"), Some(("v".to_string(), L1_TTL)));
+    assert_eq!(cache.get(&"k".to_string()).await, Some("v".to_string()));
+    let stats = cache.stats();
+    assert_eq!(stats.hits_by_tier, vec![1, 1]);
+    assert_eq!(stats.promotions, 1);
+    assert_eq!(cache.get(&"absent".to_string()).await, None);
+    assert_eq!(cache.stats().misses, 1);
+}
+
+#[tokio::test]
+async fn promotion_after_n_hits_waits_for_the_nth_read() {
+    let (cache, l1, l2) = two_tiers(Promotion::AfterHits(3));
+    l2.put("k", "v");
+    for _ in 0..2 {
+        cache.get(&"k".to_string()).await;
+        assert_eq!(l1.holds("k"), None);
+    }
+    cache.get(&"k".to_string()).await;
+    assert!(l1.holds("k").is_some());
+}
+
+#[tokio::test]
+async fn never_promoting_leaves_upper_tiers_alone() {
+    let (cache, l1, l2) = two_tiers(Promotion::Never);
+    l2.put("k", "v");
+    assert_eq!(cache.get(&"k".to_string()).await, Some("v".to_string()));
+    assert_eq!(l1.holds("k"), None);
+}
+
+#[tokio::test]
+async fn writes_deletes_and_invalidations_reach_every_tier() {
+    let (cache, l1, l2) = two_tiers(Promotion::Always);
+    cache
+        .insert(&"user:1".to_string(), "a".to_string())
+        .await
+        .unwrap();
+    cache
+        .insert(&"user:2".to_string(), "b".to_string())
+        .await
+        .unwrap();
+    cache
+        .insert(&"team:1".to_string(), "c".to_string())
+        .await
+        .unwrap();
+    assert_eq!(l1.holds("user:1"), Some(("a".to_string(), L1_TTL)));
+    assert_eq!(l2.holds("user:1"), Some(("a".to_string(), L2_TTL)));
+    cache.remove(&"team:1".to_string()).await.unwrap();
+    assert!(l1.holds("team:1").is_none() && l2.holds("team:1").is_none());
+    cache.invalidate_prefix("user:").await.unwrap();
+    assert!(l1.entries.lock().unwrap().is_empty());
+    assert!(l2.entries.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_failing_tier_is_a_miss_for_reads_and_a_reported_partial_write() {
+    let (cache, l1, l2) = two_tiers(Promotion::Always);
+    l2.put("k", "v");
+    l1.down.store(true, Ordering::SeqCst);
+    assert_eq!(cache.get(&"k".to_string()).await, Some("v".to_string()));
+    assert_eq!(cache.stats().read_errors, 1);
+
+    let error = cache
+        .insert(&"n".to_string(), "w".to_string())
+        .await
+        .unwrap_err();
+    assert_eq!((error.reached, error.total), (1, 2));
+    assert_eq!(error.failed[0].0, "l1");
+    assert_eq!(l2.holds("n").map(|(value, _)| value), Some("w".to_string()));
+}
+
+#[tokio::test]
+async fn values_go_stale_after_fresh_for_and_negative_entries_read_as_missing() {
+    let config = TieredConfig {
+        fresh_for: Duration::from_secs(10),
+        ..TieredConfig::default()
+    };
+    let (cache, clock, _, l2) = configured(config);
+    cache
+        .insert(&"k".to_string(), "v".to_string())
+        .await
+        .unwrap();
+    clock.advance(Duration::from_millis(9_999));
+    assert_eq!(cache.get(&"k".to_string()).await, Some("v".to_string()));
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(
+        cache.get(&"k".to_string()).await,
+        None,
+        "stale is a miss for get"
+    );
+    l2.entries.lock().unwrap().insert(
+        "gone".to_string(),
+        (
+            Entry {
+                value: None,
+                fresh_until: u64::MAX,
+            },
+            None,
+        ),
+    );
+    assert_eq!(cache.get(&"gone".to_string()).await, None);
+    assert_eq!(cache.stats().negative_hits, 1);
+}
+
+#[tokio::test]
+async fn tiers_without_a_ttl_keep_entries_for_fresh_time_plus_grace() {
+    let clock = ManualClock::new();
+    let tier = MapTier::named("only");
+    let cache: Cache = TieredCache::builder()
+        .tier(tier.clone(), None)
+        .config(TieredConfig {
+            fresh_for: Duration::from_secs(60),
+            stale_grace: Some(Duration::from_secs(30)),
+            ..TieredConfig::default()
+        })
+        .clock(clock)
+        .build()
+        .unwrap();
+    cache
+        .insert(&"k".to_string(), "v".to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        tier.holds("k"),
+        Some(("v".to_string(), Some(Duration::from_secs(90))))
+    );
+}
+
+#[tokio::test]
+async fn a_cache_needs_a_tier_and_a_valid_config() {
+    let no_tiers = TieredCache::<String, String>::builder().build();
+    assert_eq!(no_tiers.err().unwrap().field(), "tiers");
+    let bad = TieredCache::<String, String>::builder()
+        .tier(MapTier::named("l1"), None)
+        .config(TieredConfig {
+            fresh_for: Duration::ZERO,
+            ..TieredConfig::default()
+        })
+        .build();
+    assert_eq!(bad.err().unwrap().field(), "fresh_for");
+}
+
+#[tokio::test]
+async fn warming_writes_every_entry_through() {
+    let (cache, l1, l2) = two_tiers(Promotion::Always);
+    let written = cache
+        .warm((0..10).map(|i| (format!("warm:{i}"), format!("v{i}"))))
+        .await;
+    assert_eq!(written, 10);
+    assert_eq!(l1.entries.lock().unwrap().len(), 10);
+    assert_eq!(l2.entries.lock().unwrap().len(), 10);
+}
+
+#[tokio::test]
+async fn write_behind_answers_reads_from_its_queue_and_flushes_in_the_background() {
+    let slow = MapTier::named("slow");
+    let behind = WriteBehind::new(slow.clone(), 16, 4);
+    let entry = Entry {
+        value: Some("v".to_string()),
+        fresh_until: u64::MAX,
+    };
+    for i in 0..8 {
+        behind.set(&format!("k{i}"), &entry, None).await.unwrap();
+    }
+    assert_eq!(behind.get("k3").await.unwrap(), Some(entry.clone()));
+    behind.delete("k7").await.unwrap();
+    while behind.queued() > 0 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        slow.entries.lock().unwrap().len(),
+        7,
+        "k7 was deleted before its flush"
+    );
+    assert!(slow.holds("k7").is_none());
+}
+
+#[tokio::test]
+async fn write_behind_refuses_writes_when_its_queue_is_full() {
+    let slow = MapTier::named("slow");
+    // current_thread runtime: the flush task cannot run until this test yields.
+    let behind = WriteBehind::new(slow, 2, 1);
+    let entry = Entry {
+        value: Some("v".to_string()),
+        fresh_until: u64::MAX,
+    };
+    behind.set("a", &entry, None).await.unwrap();
+    behind.set("b", &entry, None).await.unwrap();
+    assert!(matches!(
+        behind.set("c", &entry, None).await,
+        Err(TierError::Backend(_))
+    ));
+    assert_eq!(behind.dropped(), 1);
+}
+
+mod semantic {
+    use super::*;
+    use backstop_cache::{EmbeddingError, ExactCosineIndex, SemanticCache, SemanticHit};
+
+    fn cache() -> Cache {
+        two_tiers(Promotion::Always).0
+    }
+
+    #[tokio::test]
+    async fn similar_prompts_share_an_answer_and_are_counted_apart() {
+        let semantic =
+            SemanticCache::new(cache(), Arc::new(ExactCosineIndex::new(3)), 0.95).unwrap();
+        semantic
+            .insert("capital of france?", &[1.0, 0.0, 0.1], "Paris".to_string())
+            .await
+            .unwrap();
+        let exact = semantic
+            .get("capital of france?", &[1.0, 0.0, 0.1])
+            .await
+            .unwrap();
+        assert_eq!(exact, Some(SemanticHit::Exact("Paris".to_string())));
+        let similar = semantic
+            .get("france's capital?", &[1.0, 0.02, 0.1])
+            .await
+            .unwrap();
+        assert!(
+            matches!(similar, Some(SemanticHit::Similar { ref matched_key, .. }) if matched_key == "capital of france?")
+        );
+        let far = semantic
+            .get("capital of peru?", &[0.0, 1.0, 0.0])
+            .await
+            .unwrap();
+        assert_eq!(far, None);
+        let stats = semantic.stats();
+        assert_eq!(
+            (stats.exact_hits, stats.semantic_hits, stats.misses),
+            (1, 1, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_verifier_can_veto_a_close_match() {
+        let semantic = SemanticCache::new(cache(), Arc::new(ExactCosineIndex::new(2)), 0.9)
+            .unwrap()
+            .with_verifier(|query, matched, _| query.contains("not") == matched.contains("not"));
+        semantic
+            .insert("is it safe", &[1.0, 0.0], "yes".to_string())
+            .await
+            .unwrap();
+        assert_eq!(
+            semantic.get("is it not safe", &[1.0, 0.01]).await.unwrap(),
+            None
+        );
+        assert_eq!(semantic.stats().vetoed, 1);
+    }
+
+    #[tokio::test]
+    async fn thresholds_must_be_explicit_and_sane() {
+        for threshold in [0.0, -0.5, 1.5, f32::NAN] {
+            let result = SemanticCache::new(cache(), Arc::new(ExactCosineIndex::new(2)), threshold);
+            assert!(matches!(result, Err(EmbeddingError::BadThreshold(_))));
+        }
+    }
+}
+
+mod memory_l1 {
+    use super::*;
+    use backstop_cache::{MemoryCache, MemoryTier};
+
+    #[tokio::test]
+    async fn a_memory_l1_is_read_first_filled_by_promotion_and_expires_by_its_ttl() {
+        let clock = ManualClock::new();
+        let memory = MemoryCache::builder()
+            .max_capacity(100)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let l2 = MapTier::named("l2");
+        let cache: Cache = TieredCache::builder()
+            .tier(l2.clone(), L2_TTL)
+            .memory(
+                MemoryTier::new(memory.clone()),
+                Some(Duration::from_secs(5)),
+            )
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        l2.put("k", "from l2");
+        assert_eq!(
+            cache.get(&"k".to_string()).await.as_deref(),
+            Some("from l2")
+        );
+        assert!(memory.contains("k"), "promoted into the memory L1");
+        assert_eq!(
+            cache.get(&"k".to_string()).await.as_deref(),
+            Some("from l2")
+        );
+        assert_eq!(cache.stats().hits_by_tier, vec![1, 1]);
+        clock.advance(Duration::from_secs(5));
+        assert!(!memory.contains("k"), "the L1 TTL applies");
+        assert_eq!(cache.stats().tiers[0].0, "memory");
+
+        cache
+            .insert(&"user:1".to_string(), "a".to_string())
+            .await
+            .unwrap();
+        cache.invalidate_prefix("user:").await.unwrap();
+        assert!(!memory.contains("user:1"));
+        assert!(l2.holds("user:1").is_none());
+    }
+}

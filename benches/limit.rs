@@ -1,0 +1,120 @@
+//! What a rate-limit decision costs, against governor on the same quota and clock.
+//!
+//! `cargo bench -p backstop --bench limit`
+//!
+//! Both limiters read a quanta (TSC) clock — governor's default, and
+//! `backstop_core::QuantaClock` for backstop — and use a quota of 10^9 cells per second with
+//! a burst of 10^9, so every check is admitted and the figures are the decision alone.
+//!
+//! - group `limit_check`: one direct limiter, one thread.
+//! - group `limit_check_keyed`: a keyed limiter over 10,000 pre-populated `u64` keys visited
+//!   in turn, one thread; both use dashmap with std's `RandomState`.
+//! - group `limit_check_contended`: 2 threads checking one direct limiter; one iteration
+//!   is one check on each thread (so the time is per pair of concurrent checks).
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use backstop::core::QuantaClock;
+use backstop::limit::{KeyedRateLimiter, Quota, RateLimiter};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+const RATE: u32 = 1_000_000_000;
+const KEYS: u64 = 10_000;
+
+fn backstop_quota() -> Quota {
+    Quota::per_second(u64::from(RATE)).expect("valid quota")
+}
+
+fn governor_quota() -> governor::Quota {
+    governor::Quota::per_second(NonZeroU32::new(RATE).expect("non-zero"))
+}
+
+fn limit_check(c: &mut Criterion) {
+    let mut group = c.benchmark_group("limit_check");
+    let ours = RateLimiter::with_clock(backstop_quota(), QuantaClock::new());
+    group.bench_function("backstop", |b| b.iter(|| black_box(ours.check().is_ok())));
+    let theirs = governor::RateLimiter::direct(governor_quota());
+    group.bench_function("governor", |b| b.iter(|| black_box(theirs.check().is_ok())));
+    group.finish();
+}
+
+fn limit_check_keyed(c: &mut Criterion) {
+    let mut group = c.benchmark_group("limit_check_keyed");
+    let ours = KeyedRateLimiter::with_clock(backstop_quota(), QuantaClock::new());
+    let theirs = governor::RateLimiter::dashmap(governor_quota());
+    for key in 0..KEYS {
+        assert!(ours.check_key(&key).is_ok());
+        assert!(theirs.check_key(&key).is_ok());
+    }
+    let mut next = 0u64;
+    group.bench_function("backstop", |b| {
+        b.iter(|| {
+            next = (next + 1) % KEYS;
+            black_box(ours.check_key(&next).is_ok())
+        })
+    });
+    group.bench_function("governor", |b| {
+        b.iter(|| {
+            next = (next + 1) % KEYS;
+            black_box(theirs.check_key(&next).is_ok())
+        })
+    });
+    group.finish();
+}
+
+/// Runs `check` `iters` times on each of two threads started together; returns the wall
+/// time of the slower thread.
+fn two_threads(iters: u64, check: Arc<dyn Fn() -> bool + Send + Sync>) -> Duration {
+    let barrier = Arc::new(Barrier::new(2));
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let (barrier, check) = (barrier.clone(), check.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(check());
+                }
+                start.elapsed()
+            })
+        })
+        .collect();
+    workers
+        .into_iter()
+        .map(|w| w.join().expect("bench thread"))
+        .max()
+        .unwrap_or_default()
+}
+
+fn limit_check_contended(c: &mut Criterion) {
+    let mut group = c.benchmark_group("limit_check_contended");
+    let ours = Arc::new(RateLimiter::with_clock(
+        backstop_quota(),
+        QuantaClock::new(),
+    ));
+    group.bench_function("backstop", |b| {
+        b.iter_custom(|iters| {
+            let ours = ours.clone();
+            two_threads(iters, Arc::new(move || ours.check().is_ok()))
+        })
+    });
+    let theirs = Arc::new(governor::RateLimiter::direct(governor_quota()));
+    group.bench_function("governor", |b| {
+        b.iter_custom(|iters| {
+            let theirs = theirs.clone();
+            two_threads(iters, Arc::new(move || theirs.check().is_ok()))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    limit_check,
+    limit_check_keyed,
+    limit_check_contended
+);
+criterion_main!(benches);

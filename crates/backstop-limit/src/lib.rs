@@ -1,4 +1,53 @@
-//! Rate limiting for Backstop.
+//! Rate limiting for Backstop: per-user quotas, LLM token budgets and concurrency caps.
+//!
+//! - [`RateLimiter`]: a GCRA limiter (the governor model). A [`Quota`] is a sustained
+//!   rate plus a burst; [`check`](RateLimiter::check) admits one cell and
+//!   [`check_n`](RateLimiter::check_n) admits a weighted request (the tokens of one LLM
+//!   call) all or nothing. A refusal carries `retry_after`; a cost above the burst is a
+//!   distinct [`CheckError::InsufficientCapacity`] because no wait would ever admit it.
+//! - [`KeyedRateLimiter`]: one limiter per user, tenant or model on `dashmap`, with
+//!   per-key quota overrides and bounded memory (a lossless
+//!   [`retain_recent`](KeyedRateLimiter::retain_recent) sweep and an optional key cap).
+//! - Async waiting: [`RateLimiter::until_ready`] and
+//!   [`KeyedRateLimiter::until_key_ready`], with jitter and a `max_wait` after which the
+//!   caller gives up without being charged ([`WaitPolicy`]).
+//! - [`Bulkhead`]: at most N calls in flight with a bounded wait queue; permits are RAII
+//!   guards, freed on drop, cancellation and panic; it reports a [`backstop_core::LoadSignal`].
+//! - [`RateLimitLayer`] and [`BulkheadLayer`] put the same limits in front of any
+//!   [`backstop_core::Service`], with key and cost extractors; a refusal is a typed
+//!   [`RateLimitError`] with `retry_after`, ready to become `429` + `Retry-After`.
+//!
+//! # Design
+//!
+//! GCRA keeps one number per limiter, the theoretical arrival time (TAT), here in
+//! nanoseconds since the limiter's origin in one `AtomicU64`: a decision is a clock read
+//! and a compare-and-swap, with no lock, no allocation and no background task. It is
+//! exactly a token bucket (the tests check this against a token-bucket model) without the
+//! refill bookkeeping. Unlike governor, time comes from [`backstop_core::Clock`], so tests
+//! drive it with `ManualClock` (or [`TokioClock`] under `tokio::time::pause`), weighted
+//! costs are `u64` (token budgets exceed governor's `u32` cells), and a key whose TAT is in
+//! the past is indistinguishable from a new key, so sweeping idle keys never changes a
+//! decision. Each keyed entry is the key plus 8 bytes of state.
+//!
+//! # Example: a per-user request and token budget
+//!
+//! ```
+//! use backstop_core::ManualClock;
+//! use backstop_limit::{CheckError, KeyedRateLimiter, Quota};
+//!
+//! let clock = ManualClock::new();
+//! let rpm = KeyedRateLimiter::with_clock(Quota::per_minute(60).unwrap(), clock.clone());
+//! let tpm = KeyedRateLimiter::with_clock(Quota::per_minute(10_000).unwrap(), clock.clone());
+//!
+//! let admit = |user: &str, tokens: u64| -> Result<(), CheckError> {
+//!     rpm.check_key(&user.to_string())?;
+//!     tpm.check_key_n(&user.to_string(), tokens)
+//! };
+//! assert!(admit("ann", 8_000).is_ok());
+//! let refused = admit("ann", 4_000).unwrap_err();
+//! assert!(refused.retry_after().is_some());
+//! assert!(matches!(admit("bob", 20_000), Err(CheckError::InsufficientCapacity { .. })));
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

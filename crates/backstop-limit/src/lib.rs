@@ -8,6 +8,8 @@
 //! - [`KeyedRateLimiter`]: one limiter per user, tenant or model on `dashmap`, with
 //!   per-key quota overrides and bounded memory (a lossless
 //!   [`retain_recent`](KeyedRateLimiter::retain_recent) sweep and an optional key cap).
+//! - [`MultiRateLimiter`]: several quotas at once (60/min AND 1,000/hour AND
+//!   10,000/day), admitting only if all admit and charging all or none.
 //! - Async waiting: [`RateLimiter::until_ready`] and
 //!   [`KeyedRateLimiter::until_key_ready`], with jitter and a `max_wait` after which the
 //!   caller gives up without being charged ([`WaitPolicy`]).
@@ -56,6 +58,7 @@ mod error;
 mod gcra;
 mod keyed;
 mod layer;
+mod multi;
 mod quota;
 mod wait;
 
@@ -66,5 +69,6 @@ pub use keyed::{KeyedRateLimiter, KeyedStats};
 pub use layer::{
     BulkheadLayer, BulkheadService, BulkheadServiceError, RateLimit, RateLimitError, RateLimitLayer,
 };
+pub use multi::MultiRateLimiter;
 pub use quota::{Quota, QuotaConfig};
 pub use wait::{TokioClock, WaitPolicy};

@@ -67,7 +67,9 @@ fn insert(c: &mut Criterion) {
     for threads in [1usize, 2] {
         for (name, cache) in contenders(10_000) {
             g.bench_function(BenchmarkId::new(name, threads), |b| {
-                b.iter_custom(|iters| run(threads, iters, &trace, &|i, k| cache.insert(k, i as u64)))
+                b.iter_custom(|iters| {
+                    run(threads, iters, &trace, &|i, k| cache.insert(k, i as u64))
+                })
             });
         }
     }

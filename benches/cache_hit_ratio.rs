@@ -93,7 +93,11 @@ fn main() {
     for alpha in [0.6, 0.8, 1.0] {
         let trace = zipf_keys(KEYS, alpha, LEN, 1);
         for pct in [1u64, 10] {
-            hit_ratio(&format!("zipf{alpha:.1}_cap{pct}"), KEYS * pct / 100, &trace);
+            hit_ratio(
+                &format!("zipf{alpha:.1}_cap{pct}"),
+                KEYS * pct / 100,
+                &trace,
+            );
         }
     }
     hit_ratio("scan_mix", 5_000, &scan_mix());

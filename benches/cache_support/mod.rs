@@ -73,7 +73,10 @@ pub(crate) fn contenders(capacity: u64) -> Vec<(&'static str, Box<dyn Contender>
             "quick_cache",
             Box::new(quick_cache::sync::Cache::new(capacity as usize)),
         ),
-        ("lru", Box::new(Lru(Mutex::new(lru::LruCache::new(lru_cap))))),
+        (
+            "lru",
+            Box::new(Lru(Mutex::new(lru::LruCache::new(lru_cap)))),
+        ),
     ]
 }
 
@@ -109,4 +112,3 @@ impl XorShift {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
-

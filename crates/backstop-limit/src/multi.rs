@@ -170,6 +170,36 @@ mod tests {
         assert_eq!(l.stats().remaining, 0);
     }
 
+    #[test]
+    fn racing_threads_never_over_admit_any_quota() {
+        let clock = ManualClock::new();
+        let l = MultiRateLimiter::with_clock(
+            vec![
+                Quota::per_hour(300).unwrap(),
+                Quota::per_hour(200).unwrap().with_burst(250).unwrap(),
+            ],
+            clock,
+        )
+        .unwrap();
+        let admitted = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let (l, admitted) = (&l, &admitted);
+                s.spawn(move || {
+                    for i in 0..500u64 {
+                        let cost = (i + t) % 3 + 1;
+                        if l.check_n(cost).is_ok() {
+                            admitted.fetch_add(cost, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        let total = admitted.load(Ordering::Relaxed);
+        assert!(total <= 250, "admitted {total} cells over a burst of 250");
+        assert!(total >= 200, "refunds left the limiter usable: {total}");
+    }
+
     proptest! {
         /// Sequentially, the limiter admits exactly when every separate limiter would,
         /// and then all of them are charged.

@@ -67,7 +67,10 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn backstop_pool(rt: &tokio::runtime::Runtime) -> Pool<Noop> {
-    let config = PoolConfig::builder().max_size(SIZE).build().expect("valid config");
+    let config = PoolConfig::builder()
+        .max_size(SIZE)
+        .build()
+        .expect("valid config");
     rt.block_on(async { Pool::new(Noop, config).expect("pool") })
 }
 
@@ -88,15 +91,18 @@ fn get_put(c: &mut Criterion) {
     let mut group = c.benchmark_group("pool_get_put");
     let pool = backstop_pool(&rt);
     group.bench_function("backstop", |b| {
-        b.to_async(&rt).iter(|| async { drop(pool.get().await.expect("get")) })
+        b.to_async(&rt)
+            .iter(|| async { drop(pool.get().await.expect("get")) })
     });
     let pool = deadpool_pool();
     group.bench_function("deadpool", |b| {
-        b.to_async(&rt).iter(|| async { drop(pool.get().await.expect("get")) })
+        b.to_async(&rt)
+            .iter(|| async { drop(pool.get().await.expect("get")) })
     });
     let pool = bb8_pool(&rt);
     group.bench_function("bb8", |b| {
-        b.to_async(&rt).iter(|| async { drop(pool.get().await.expect("get")) })
+        b.to_async(&rt)
+            .iter(|| async { drop(pool.get().await.expect("get")) })
     });
     group.finish();
 }

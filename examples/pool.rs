@@ -47,8 +47,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .leak_detection_threshold(Duration::from_secs(10))
             .build()?,
     );
-    pools.insert("vector_db".to_string(), PoolConfig::builder().max_size(2).build()?);
-    let set = PoolSet::new(PoolSetConfig { pools }, |_| TcpManager::new(addr.to_string()))?;
+    pools.insert(
+        "vector_db".to_string(),
+        PoolConfig::builder().max_size(2).build()?,
+    );
+    let set = PoolSet::new(PoolSetConfig { pools }, |_| {
+        TcpManager::new(addr.to_string())
+    })?;
     let llm = set.get("llm_primary").ok_or("missing pool")?.clone();
 
     // Each call writes the request and reads the echo; an I/O error marks the

@@ -24,8 +24,10 @@ impl<C: Clock> Timeline<C> {
     #[inline]
     pub(crate) fn now_nanos(&self) -> u64 {
         let since = self.clock.now().saturating_duration_since(self.origin);
-        u64::try_from(since.as_nanos())
-            .unwrap_or(u64::MAX - 1)
+        since
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(since.subsec_nanos()))
             .saturating_add(1)
     }
 }

@@ -294,6 +294,39 @@ mod tests {
         assert_eq!(admitted.load(Ordering::Relaxed), 500);
     }
 
+    #[test]
+    fn concurrent_sweeps_never_let_a_busy_key_over_its_quota() {
+        let (l, clock) = keyed(1);
+        l.set_quota(7, Quota::per_hour(300).unwrap());
+        let admitted = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for t in 0..3u32 {
+                let (l, admitted, clock) = (&l, &admitted, &clock);
+                s.spawn(move || {
+                    for i in 0..1000u32 {
+                        if l.check_key(&7).is_ok() {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let _ = l.check_key(&(1000 + t * 1000 + i));
+                        if i % 50 == 0 {
+                            clock.advance(Duration::from_millis(1));
+                        }
+                    }
+                });
+            }
+            s.spawn(|| {
+                for _ in 0..200 {
+                    l.retain_recent();
+                }
+            });
+        });
+        // 60 ms of advances earn back nothing under 300/hour (one cell per 12 s).
+        assert_eq!(admitted.load(Ordering::Relaxed), 300);
+        clock.advance(Duration::from_secs(3600));
+        l.retain_recent();
+        assert!(l.is_empty());
+    }
+
     proptest! {
         /// Sweeps at random moments never change a decision: each key behaves exactly like
         /// its own direct limiter.

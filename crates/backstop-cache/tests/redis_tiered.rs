@@ -1,6 +1,6 @@
-#![cfg(feature = "redis")]
 //! Tiered caches over a real Redis: a shared L2, cross-instance invalidation, and Redis
 //! dying and coming back mid-run.
+#![cfg(feature = "redis")]
 
 use async_trait::async_trait;
 use backstop_breaker::Breaker;

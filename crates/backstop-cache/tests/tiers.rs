@@ -1,5 +1,5 @@
-#![cfg(all(feature = "redis", feature = "persistent"))]
 //! Each tier implementation against the shared tier contract.
+#![cfg(all(feature = "redis", feature = "persistent"))]
 
 use backstop_cache::{PersistentTier, RedisTier, RedisTierConfig, Tier, TierError, ValueCodec};
 use backstop_core::testing::RedisTestContext;

@@ -1,8 +1,8 @@
 //! Monotonic time sources that sync hot paths read instead of calling `Instant::now()`.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A monotonic source of [`Instant`]s.
@@ -24,6 +24,16 @@ use std::time::{Duration, Instant};
 pub trait Clock: Send + Sync + 'static {
     /// The current instant. Successive calls never go backwards.
     fn now(&self) -> Instant;
+
+    /// The current time as nanoseconds since an origin of the clock's choosing, for hot
+    /// paths that keep time in one integer (a GCRA cell in an `AtomicU64`). Only
+    /// differences between readings of one clock mean anything. Counter-based clocks
+    /// override it to skip building an `Instant`.
+    fn now_nanos(&self) -> u64 {
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        let origin = *ORIGIN.get_or_init(Instant::now);
+        u64::try_from(self.now().saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX)
+    }
 }
 
 /// The operating system's monotonic clock (`Instant::now()`).
@@ -117,6 +127,11 @@ impl Clock for ManualClock {
     fn now(&self) -> Instant {
         self.inner.origin + self.elapsed()
     }
+
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        self.inner.offset_nanos.load(Ordering::Acquire)
+    }
 }
 
 /// A clock read from the CPU's time-stamp counter through `quanta` (feature `quanta`),
@@ -179,6 +194,12 @@ impl Clock for QuantaClock {
     fn now(&self) -> Instant {
         self.origin + self.counter.now().duration_since(self.counter_origin)
     }
+
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        let since = self.counter.now().duration_since(self.counter_origin);
+        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+    }
 }
 
 impl<C: Clock + ?Sized> Clock for Arc<C> {
@@ -186,12 +207,22 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
     fn now(&self) -> Instant {
         (**self).now()
     }
+
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        (**self).now_nanos()
+    }
 }
 
 impl<C: Clock + ?Sized> Clock for Box<C> {
     #[inline]
     fn now(&self) -> Instant {
         (**self).now()
+    }
+
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        (**self).now_nanos()
     }
 }
 
@@ -241,6 +272,31 @@ mod tests {
             }
         });
         assert_eq!(clock.elapsed(), Duration::from_millis(4));
+    }
+
+    #[test]
+    fn nanos_advance_with_the_clock() {
+        let manual = ManualClock::new();
+        let start = manual.now_nanos();
+        manual.advance(Duration::from_micros(3));
+        assert_eq!(manual.now_nanos() - start, 3_000);
+        let system = SystemClock;
+        let (a, b) = (system.now_nanos(), system.now_nanos());
+        assert!(b >= a);
+    }
+
+    #[cfg(feature = "quanta")]
+    #[test]
+    fn quanta_nanos_track_its_instants() {
+        let clock = QuantaClock::new();
+        let (nanos, instant) = (clock.now_nanos(), clock.now());
+        for _ in 0..1000 {
+            std::hint::black_box(clock.now());
+        }
+        let nanos_elapsed = clock.now_nanos() - nanos;
+        let instant_elapsed = clock.now() - instant;
+        let skew = Duration::from_nanos(nanos_elapsed).abs_diff(instant_elapsed);
+        assert!(skew < Duration::from_millis(1), "skew {skew:?}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use serde::Serialize;
+#[cfg(any(feature = "redis", feature = "persistent"))]
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -90,7 +91,8 @@ impl TierStats {
     }
 }
 
-/// Lock-free counters behind [`TierStats`], for tier implementations.
+/// Lock-free counters behind [`TierStats`], for the byte-oriented tier implementations.
+#[cfg(any(feature = "redis", feature = "persistent"))]
 #[derive(Debug, Default)]
 pub(crate) struct TierCounters {
     hits: AtomicU64,
@@ -101,6 +103,7 @@ pub(crate) struct TierCounters {
     errors: AtomicU64,
 }
 
+#[cfg(any(feature = "redis", feature = "persistent"))]
 impl TierCounters {
     pub(crate) fn read(&self, found: bool) {
         let counter = if found { &self.hits } else { &self.misses };

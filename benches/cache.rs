@@ -7,15 +7,26 @@
 //!   (nearly every insert evicts).
 //! - `cache_mixed`: 90% get / 10% insert, Zipf(1.0) over 100,000 keys, capacity 10,000.
 //!
-//! Each group runs with 1 and 2 threads (`<contender>/<threads>`); with 2 threads the time
+//! - `tiered_get_l1_hit`: a hit in the memory L1 through `TieredCache` against the same
+//!   `MemoryCache` read bare (`backstop_memory`).
+//! - `tiered_get_l2_hit`: a hit in Redis on loopback through `TieredCache` against a bare
+//!   `GET` + decode with the redis crate (`redis`); needs `REDIS_URL`, skipped without it.
+//! - `get_or_load_cold`: 64 concurrent callers on a cold key with a 1 ms loader against
+//!   moka's `future::Cache::get_with`.
+//!
+//! The first three groups run with 1 and 2 threads (`<contender>/<threads>`); with 2 threads the time
 //! is wall time per operation of each thread. Hit ratios are printed by the
 //! `cache_hit_ratio` bench.
 
 mod cache_support;
 
+use std::future::Future;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use backstop::cache::{Entry, MemoryCache, MemoryTier, TieredCache};
+#[cfg(feature = "redis")]
+use backstop::cache::{RedisTier, RedisTierConfig, ValueCodec};
 use cache_support::{XorShift, contenders, zipf_keys};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -101,5 +112,184 @@ fn mixed(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, get_hit, insert, mixed);
+fn tiered_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime builds")
+}
+
+/// An L1 hit through the tiered cache against the same memory cache used bare.
+fn tiered_get_l1_hit(c: &mut Criterion) {
+    let runtime = tiered_runtime();
+    let mut group = c.benchmark_group("tiered_get_l1_hit");
+    let keys: Vec<String> = (0..1024).map(|i| format!("prompt:{i}")).collect();
+    let bare = MemoryCache::<String, Entry<String>>::builder()
+        .max_capacity(10_000)
+        .build()
+        .expect("valid");
+    let tiered: TieredCache<String, String> = TieredCache::builder()
+        .memory(MemoryTier::new(bare.clone()), None)
+        .build()
+        .expect("valid");
+    runtime.block_on(async {
+        for key in &keys {
+            tiered
+                .insert(key, "cached answer".to_string())
+                .await
+                .expect("memory tier write");
+        }
+    });
+    // An L1 hit completes on its first poll, so it is polled once, in place, like the
+    // bare cache is called: no executor is timed on either side.
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut i = 0usize;
+    group.bench_function("backstop", |b| {
+        b.iter(|| {
+            i = (i + 1) & 1023;
+            let mut lookup = std::pin::pin!(tiered.get(&keys[i]));
+            match lookup.as_mut().poll(&mut context) {
+                std::task::Poll::Ready(value) => black_box(value),
+                std::task::Poll::Pending => unreachable!("an L1 hit never waits"),
+            }
+        })
+    });
+    let mut i = 0usize;
+    group.bench_function("backstop_memory", |b| {
+        b.iter(|| {
+            i = (i + 1) & 1023;
+            black_box(bare.get(&keys[i]))
+        })
+    });
+    group.finish();
+}
+
+/// A Redis hit on loopback through the tiered cache (L2 only) against a bare GET + decode.
+#[cfg(feature = "redis")]
+fn tiered_get_l2_hit(c: &mut Criterion) {
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        eprintln!("tiered_get_l2_hit skipped: REDIS_URL is not set");
+        return;
+    };
+    let runtime = tiered_runtime();
+    let mut group = c.benchmark_group("tiered_get_l2_hit");
+    let namespace = format!("bench:{}:", std::process::id());
+    let config = RedisTierConfig {
+        namespace: namespace.clone(),
+        ..RedisTierConfig::default()
+    };
+    let (tiered, mut connection) = runtime.block_on(async {
+        let l2 = RedisTier::connect(&url, config)
+            .await
+            .expect("redis reachable");
+        let tiered: TieredCache<String, String> = TieredCache::builder()
+            .tier(l2, None)
+            .build()
+            .expect("valid");
+        tiered
+            .insert(&"hit".to_string(), "cached answer".to_string())
+            .await
+            .expect("redis write");
+        let client = redis::Client::open(url.as_str()).expect("valid url");
+        (
+            tiered,
+            client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("redis reachable"),
+        )
+    });
+    let key = "hit".to_string();
+    group.bench_function("backstop", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { black_box(tiered.get(&key).await) })
+    });
+    let full_key = format!("{namespace}hit");
+    let codec = ValueCodec::new();
+    group.bench_function("redis", |b| {
+        b.to_async(&runtime).iter(|| {
+            let mut connection = connection.clone();
+            let full_key = &full_key;
+            async move {
+                let bytes: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(full_key)
+                    .query_async(&mut connection)
+                    .await
+                    .expect("redis GET");
+                black_box(
+                    bytes.map(|bytes| codec.decode::<Entry<String>>(&bytes).expect("decodes")),
+                )
+            }
+        })
+    });
+    group.finish();
+    runtime.block_on(async {
+        let _: () = redis::cmd("DEL")
+            .arg(&full_key)
+            .query_async(&mut connection)
+            .await
+            .expect("cleanup");
+    });
+}
+
+#[cfg(not(feature = "redis"))]
+fn tiered_get_l2_hit(_: &mut Criterion) {}
+
+/// 64 concurrent callers on a cold key with a 1 ms loader.
+fn get_or_load_cold(c: &mut Criterion) {
+    const CALLERS: usize = 64;
+    let runtime = tiered_runtime();
+    let mut group = c.benchmark_group("get_or_load_cold");
+    group.sample_size(20);
+    let loader = || async {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        Ok::<_, std::io::Error>(Some("loaded answer".to_string()))
+    };
+    let mut round = 0u64;
+    group.bench_function("backstop", |b| {
+        b.to_async(&runtime).iter(|| {
+            round += 1;
+            let tiered: TieredCache<String, String> = TieredCache::builder()
+                .memory(
+                    MemoryTier::with_capacity(1_000).expect("valid capacity"),
+                    None,
+                )
+                .build()
+                .expect("valid");
+            let key = format!("cold:{round}");
+            async move {
+                let calls = (0..CALLERS).map(|_| tiered.get_or_load(&key, loader));
+                black_box(futures::future::join_all(calls).await)
+            }
+        })
+    });
+    group.bench_function("moka", |b| {
+        b.to_async(&runtime).iter(|| {
+            round += 1;
+            let cache: moka::future::Cache<String, String> = moka::future::Cache::new(1_000);
+            let key = format!("cold:{round}");
+            async move {
+                let calls = (0..CALLERS).map(|_| {
+                    cache.get_with(key.clone(), async {
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                        "loaded answer".to_string()
+                    })
+                });
+                black_box(futures::future::join_all(calls).await)
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    get_hit,
+    insert,
+    mixed,
+    tiered_get_l1_hit,
+    tiered_get_l2_hit,
+    get_or_load_cold
+);
 criterion_main!(benches);

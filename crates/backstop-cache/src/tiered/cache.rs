@@ -234,6 +234,15 @@ where
     /// The fresh value under `key` from the highest tier that has one; `None` when no
     /// tier has it, or it is stale, or it is a remembered "not found".
     pub async fn get(&self, key: &K) -> Option<V> {
+        if let Some(entry) = self.inner.fresh_memory_hit(key.as_ref()) {
+            if entry.value.is_none() {
+                self.inner
+                    .counters
+                    .negative_hits
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            return entry.value;
+        }
         let now = self.inner.wall.unix_millis();
         match self.inner.lookup(key.as_ref()).await {
             Some(entry) if entry.is_fresh(now) => {
@@ -333,6 +342,17 @@ where
         self.wall.clock()
     }
 
+    /// An L1 hit known to be fresh without reading the clock: without stale grace no
+    /// tier keeps an entry past its freshness deadline (see `keep_for`).
+    fn fresh_memory_hit(&self, key: &str) -> Option<Entry<V>> {
+        if self.config.stale_grace.is_some() {
+            return None;
+        }
+        let entry = self.memory.as_ref()?.get(key)?;
+        self.hits_by_tier[0].fetch_add(1, Ordering::Relaxed);
+        Some(entry)
+    }
+
     /// The entry from the highest tier that has one, fresh or not, promoted upward.
     pub(crate) async fn lookup(&self, key: &str) -> Option<Entry<V>> {
         let mut first_async_tier = 0;
@@ -382,11 +402,26 @@ where
         }
     }
 
+    /// How long `level` keeps `entry`: its own TTL, but never past the entry's freshness
+    /// deadline plus the stale grace, when nothing may serve it any more. Because of this
+    /// cap, an entry in the memory L1 is fresh whenever there is no grace, which lets
+    /// `get` answer an L1 hit without reading the clock.
+    fn keep_for(&self, level: &Level<V>, entry: &Entry<V>, now: u64) -> Option<Duration> {
+        let grace = match entry.value {
+            Some(_) => self.config.stale_grace.unwrap_or(Duration::ZERO),
+            None => Duration::ZERO,
+        };
+        let useful =
+            Duration::from_millis(entry.fresh_until.saturating_sub(now)).saturating_add(grace);
+        Some(level.ttl.map_or(useful, |ttl| ttl.min(useful)))
+    }
+
     async fn promote(&self, key: &str, entry: &Entry<V>, found_at: usize) {
         let upper = &self.levels[..found_at];
+        let now = self.wall.unix_millis();
         let writes = upper
             .iter()
-            .map(|level| level.tier.set(key, entry, level.ttl));
+            .map(|level| level.tier.set(key, entry, self.keep_for(level, entry, now)));
         for (level, result) in upper.iter().zip(join_all(writes).await) {
             if let Err(error) = result {
                 tracing::warn!(tier = level.tier.name(), %error, "promotion into cache tier failed");
@@ -401,17 +436,16 @@ where
             Some(_) => self.config.fresh_for,
             None => self.config.negative_ttl.unwrap_or(Duration::ZERO),
         };
+        let now = self.wall.unix_millis();
         let entry = Entry {
             value,
-            fresh_until: self.wall.deadline(fresh_for),
+            fresh_until: now
+                .saturating_add(u64::try_from(fresh_for.as_millis()).unwrap_or(u64::MAX)),
         };
         let results = join_all(self.levels.iter().map(|level| {
-            // A negative entry never outlives its own TTL, whatever the tier keeps.
-            let ttl = match &entry.value {
-                Some(_) => level.ttl,
-                None => Some(fresh_for),
-            };
-            level.tier.set(key, &entry, ttl)
+            level
+                .tier
+                .set(key, &entry, self.keep_for(level, &entry, now))
         }))
         .await;
         self.collect(results)

@@ -1,7 +1,8 @@
-//! Caching for Backstop: a fast, scan-resistant, concurrent in-memory cache.
+//! Caching for Backstop: a fast, scan-resistant, concurrent in-memory cache, and a tiered
+//! cache (memory → Redis → disk) with stampede protection.
 //!
 //! [`MemoryCache`] is a bounded, sharded cache for answers of LLM and tool calls. It is
-//! the standalone cache and the first (L1) tier of the tiered cache.
+//! the standalone cache and the first (L1) tier of the [`TieredCache`].
 //!
 //! # Design
 //!
@@ -58,6 +59,57 @@
 //! clock.advance(Duration::from_secs(301));
 //! assert!(cache.get("What is 2+2?").is_none());
 //! # Ok::<(), backstop_core::config::ConfigError>(())
+//! ```
+
+//!
+//! # Tiered cache
+//!
+//! [`TieredCache`] stacks [`Tier`]s, fastest first: a [`MemoryTier`] (read on a
+//! synchronous fast path), a `RedisTier` shared by every process (feature `redis`) and a
+//! `PersistentTier` on redb that survives restarts (feature `persistent`).
+//!
+//! - **Reads** fall through the tiers; a lower-tier hit is promoted upward
+//!   ([`Promotion`]: always, after N hits, never), each tier with its own TTL. A tier that
+//!   fails is a miss, counted and logged, never a failed read ([`TieredCache::try_get`]
+//!   is the strict form); wrap a flaky tier in a [`GuardedTier`] (a `backstop-breaker`
+//!   circuit) so a dead Redis is skipped at once instead of timing out on every read.
+//! - **Writes** go through to every tier; [`WriteBehind`] turns a slow tier's writes
+//!   into batched background writes with a bounded queue. Deletes and prefix
+//!   invalidations reach every tier.
+//! - **Stampede protection**: [`TieredCache::get_or_load`] runs one loader per key
+//!   across all concurrent callers (a `backstop_dedup::Group`), with a loader timeout,
+//!   stale-while-revalidate, refresh-ahead and negative caching ([`TieredConfig`]).
+//!   Every tier stores an [`Entry`] with a Unix freshness deadline, so processes sharing
+//!   Redis agree on staleness.
+//! - **Warming** with bounded concurrency and progress ([`TieredCache::warm_with`]), and
+//!   [`TieredCache::hot_keys`] to remember what to warm after a restart.
+//! - **Semantic lookup** ([`SemanticCache`]): answers a prompt from a similar prompt's
+//!   entry by caller-provided embeddings, with an explicit threshold, semantic hits
+//!   counted apart, and a verifier hook (GPTCache's wrong-hit rates are why).
+//! - [`TieredCacheLayer`] puts it in front of any `backstop_core::Service`, and
+//!   [`TieredCache::stats`] reports hits per tier, misses, promotions, loads and load
+//!   time, stale serves and tier errors.
+//!
+//! ```
+//! use backstop_cache::{MemoryTier, TieredCache, TieredConfig};
+//! use std::time::Duration;
+//!
+//! # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+//! # rt.block_on(async {
+//! let cache: TieredCache<String, String> = TieredCache::builder()
+//!     .memory(MemoryTier::with_capacity(10_000)?, Some(Duration::from_secs(60)))
+//!     // .tier(RedisTier::connect(url, RedisTierConfig::default()).await?, None)
+//!     .config(TieredConfig { stale_grace: Some(Duration::from_secs(30)), ..Default::default() })
+//!     .build()?;
+//! let answer = cache
+//!     .get_or_load(&"What is 2+2?".to_string(), || async {
+//!         Ok::<_, std::io::Error>(Some("4".to_string())) // the LLM call
+//!     })
+//!     .await;
+//! assert_eq!(answer.unwrap().as_deref(), Some("4"));
+//! assert_eq!(cache.stats().loads, 1);
+//! # Ok::<(), backstop_core::config::ConfigError>(())
+//! # }).unwrap();
 //! ```
 
 #![forbid(unsafe_code)]

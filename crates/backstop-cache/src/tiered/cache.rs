@@ -342,6 +342,18 @@ where
         self.wall.clock()
     }
 
+    pub(crate) fn memory_keys(&self, limit: usize) -> Vec<String> {
+        let Some(memory) = &self.memory else {
+            return Vec::new();
+        };
+        memory
+            .iter()
+            .filter(|(_, entry)| entry.value.is_some())
+            .map(|(key, _)| key)
+            .take(limit)
+            .collect()
+    }
+
     /// An L1 hit known to be fresh without reading the clock: without stale grace no
     /// tier keeps an entry past its freshness deadline (see `keep_for`).
     fn fresh_memory_hit(&self, key: &str) -> Option<Entry<V>> {

@@ -27,6 +27,16 @@ where
     V: Clone + Send + Sync + 'static,
     C: Clock,
 {
+    /// Up to `limit` keys resident in the memory L1, for a restarted process to warm from
+    /// (store them anywhere, then pass them to [`warm_with`](Self::warm_with)).
+    ///
+    /// The L1's S3-FIFO policy keeps only keys that were read again after their first
+    /// insert (one-hit wonders are evicted from its probation queue), so its residents
+    /// are the hot set. Empty when the cache has no memory tier.
+    pub fn hot_keys(&self, limit: usize) -> Vec<String> {
+        self.inner.memory_keys(limit)
+    }
+
     /// Loads every key in `keys` that is not cached yet, at most `concurrency` at a time,
     /// through `get_or_load` (so warming coalesces with live traffic for the same keys),
     /// calling `on_progress` after each key. Returns the final tally.

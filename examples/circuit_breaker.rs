@@ -1,6 +1,6 @@
 //! A flaky backend is shed while it is down and trusted again once probes succeed.
 //!
-//! `cargo run -p backstop-breaker --example circuit_breaker`
+//! `cargo run --example circuit_breaker`
 //!
 //! The backend answers for the first 40 requests, fails for the next second, then
 //! recovers. The breaker opens after the failure rate crosses 50 %, rejects calls without
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use backstop_breaker::{Breaker, BreakerError, BreakerEvent};
+use backstop::breaker::{Breaker, BreakerError, BreakerEvent};
 
 #[derive(Debug)]
 struct Unavailable;

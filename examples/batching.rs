@@ -1,6 +1,6 @@
 //! Batching an LLM-style backend, and what it buys.
 //!
-//! `cargo run -p backstop-batch --release --example batching`
+//! `cargo run --release --example batching`
 //!
 //! Part one shows the API: requests grouped by model, interactive traffic ahead of batch
 //! traffic, a bounded queue with a queue timeout, stats as JSON.
@@ -12,7 +12,7 @@
 //! batcher (`backstop`) and the batcher in adaptive mode with a 50 ms handler-latency target
 //! (`backstop_adaptive`) as `<metric> workload=<w> contender=<c> value=<v>` lines.
 
-use backstop_batch::{AdaptiveConfig, BatchConfig, BatchError, BatchStats, Batcher};
+use backstop::batch::{AdaptiveConfig, BatchConfig, BatchError, BatchStats, Batcher};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;

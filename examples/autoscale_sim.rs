@@ -1,11 +1,11 @@
 //! Replays every built-in trace against each policy and prints one line per run:
 //! `autoscale workload=<w> contender=<policy> slo_violation_min=<x> replica_hours=<y> actions=<n> …`.
 //!
-//! Run with `cargo run -p backstop-scale --release --example autoscale_sim`.
+//! Run with `cargo run --release --example autoscale_sim`.
 
 use std::time::Duration;
 
-use backstop_scale::{
+use backstop::scale::{
     Behavior, FixedPolicy, ForecastModel, HpaConfig, Policy, PredictiveConfig, PredictivePolicy,
     QueueConfig, QueuePolicy, ReplicaModel, TargetTracking, ThresholdConfig, ThresholdPolicy,
     Trace, metrics, simulate,

@@ -1,0 +1,131 @@
+//! What singleflight costs, against `async_singleflight`.
+//!
+//! `cargo bench -p backstop --bench dedup`
+//!
+//! Every contender runs the same work on a current-thread tokio runtime; the work
+//! returns its key, after one `yield_now` in the concurrent groups so that the other
+//! callers arrive while it is in flight.
+//!
+//! - group `dedup_uncontended`: one caller, a new key every call (the price of asking).
+//!   Contenders `backstop` (`Group::work`), `async_singleflight` (`Group::work`) and
+//!   `baseline` (the bare future).
+//! - group `dedup_coalesced`: 64 concurrent callers on one key, one execution shared.
+//!   Contenders `backstop`, `async_singleflight`.
+//! - group `dedup_distinct`: 64 concurrent callers on 64 distinct keys, nothing shared.
+//!   Contenders `backstop`, `async_singleflight`, `baseline`.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use backstop::dedup::Group;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use futures::future::join_all;
+
+const CALLERS: u64 = 64;
+
+type Peer = async_singleflight::Group<u64, u64, ()>;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime")
+}
+
+async fn yielding(key: u64) -> Result<u64, ()> {
+    tokio::task::yield_now().await;
+    Ok(key)
+}
+
+fn uncontended(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("dedup_uncontended");
+    group.throughput(Throughput::Elements(1));
+    let next = AtomicU64::new(0);
+
+    let ours: Group<u64, u64, ()> = Group::new();
+    group.bench_function("backstop", |b| {
+        b.to_async(&rt).iter(|| async {
+            let key = next.fetch_add(1, Relaxed);
+            black_box(ours.work(key, move || async move { Ok(key) }).await.ok())
+        })
+    });
+
+    let peer = Peer::new();
+    group.bench_function("async_singleflight", |b| {
+        b.to_async(&rt).iter(|| async {
+            let key = next.fetch_add(1, Relaxed);
+            black_box(peer.work(&key, async move { Ok(key) }).await.ok())
+        })
+    });
+
+    group.bench_function("baseline", |b| {
+        b.to_async(&rt).iter(|| async {
+            let key = next.fetch_add(1, Relaxed);
+            black_box(async move { Ok::<_, ()>(key) }.await.ok())
+        })
+    });
+    group.finish();
+}
+
+fn coalesced(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("dedup_coalesced");
+    group.throughput(Throughput::Elements(CALLERS));
+    let next = AtomicU64::new(0);
+
+    let ours: Group<u64, u64, ()> = Group::new();
+    group.bench_function("backstop", |b| {
+        b.to_async(&rt).iter(|| async {
+            let key = next.fetch_add(1, Relaxed);
+            let calls = (0..CALLERS).map(|_| ours.work(key, move || yielding(key)));
+            black_box(join_all(calls).await)
+        })
+    });
+
+    let peer = Peer::new();
+    group.bench_function("async_singleflight", |b| {
+        b.to_async(&rt).iter(|| async {
+            let key = next.fetch_add(1, Relaxed);
+            let calls = (0..CALLERS).map(|_| peer.work(&key, yielding(key)));
+            black_box(join_all(calls).await)
+        })
+    });
+    group.finish();
+}
+
+fn distinct(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("dedup_distinct");
+    group.throughput(Throughput::Elements(CALLERS));
+    let next = AtomicU64::new(0);
+
+    let ours: Group<u64, u64, ()> = Group::new();
+    group.bench_function("backstop", |b| {
+        b.to_async(&rt).iter(|| async {
+            let base = next.fetch_add(CALLERS, Relaxed);
+            let calls = (base..base + CALLERS).map(|key| ours.work(key, move || yielding(key)));
+            black_box(join_all(calls).await)
+        })
+    });
+
+    let peer = Peer::new();
+    group.bench_function("async_singleflight", |b| {
+        b.to_async(&rt).iter(|| async {
+            let base = next.fetch_add(CALLERS, Relaxed);
+            let keys: Vec<u64> = (base..base + CALLERS).collect();
+            let calls = keys.iter().map(|key| peer.work(key, yielding(*key)));
+            black_box(join_all(calls).await)
+        })
+    });
+
+    group.bench_function("baseline", |b| {
+        b.to_async(&rt).iter(|| async {
+            let base = next.fetch_add(CALLERS, Relaxed);
+            black_box(join_all((base..base + CALLERS).map(yielding)).await)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, uncontended, coalesced, distinct);
+criterion_main!(benches);

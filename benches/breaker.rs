@@ -6,8 +6,8 @@
 //! figures are the breakers' own bookkeeping and nothing else.
 //!
 //! - group `breaker_closed_call`: a successful call through a closed breaker, one
-//!   thread. Contenders `backstop`, `failsafe` (1.3, default consecutive-failures policy)
-//!   and `baseline` (the bare future, no breaker).
+//!   thread. Contenders `backstop`, `failsafe` (1.3, default consecutive-failures policy),
+//!   `recloser` and `baseline` (the bare future, no breaker).
 //! - group `breaker_open_reject`: a call rejected by an open breaker, one thread.
 //!   Contenders `backstop` and `failsafe`; both read the OS clock to see whether the open
 //!   period is over, which dominates this figure (about 50 ns per read on the CI VM).
@@ -15,7 +15,8 @@
 //!   breaker (parameter = threads); one iteration is every thread making one call.
 //!   Contenders `backstop`, `failsafe` and `baseline`.
 //!
-//! `recloser` (named by the issue) is not a workspace dependency and is not compared.
+//!
+//! `recloser` (1.x, its `AsyncRecloser`) joins the closed-call and open-reject groups.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -60,10 +61,25 @@ fn closed_call(c: &mut Criterion) {
     group.bench_function("failsafe", |b| {
         b.iter(|| ready(failsafe.call(async { Ok::<_, ()>(black_box(1u64)) })))
     });
+    let recloser = recloser_breaker(100);
+    group.bench_function("recloser", |b| {
+        b.iter(|| ready(recloser.call(async { Ok::<_, ()>(black_box(1u64)) })))
+    });
     group.bench_function("baseline", |b| {
         b.iter(|| ready(async { Ok::<_, ()>(black_box(1u64)) }))
     });
     group.finish();
+}
+
+/// recloser's async breaker, tripping at a 50 % failure rate over `closed_len` calls.
+fn recloser_breaker(closed_len: usize) -> recloser::AsyncRecloser {
+    recloser::Recloser::custom()
+        .error_rate(0.5)
+        .closed_len(closed_len)
+        .half_open_len(10)
+        .open_wait(Duration::from_secs(3600))
+        .build()
+        .into()
 }
 
 fn open_reject(c: &mut Criterion) {
@@ -96,6 +112,20 @@ fn open_reject(c: &mut Criterion) {
     );
     group.bench_function("failsafe", |b| {
         b.iter(|| ready(failsafe.call(async { Ok::<_, ()>(black_box(1u64)) })))
+    });
+    let recloser = recloser_breaker(1);
+    for _ in 0..2 {
+        let _ = ready(recloser.call(async { Err::<u64, _>(()) }));
+    }
+    assert!(
+        matches!(
+            ready(recloser.call(async { Ok::<_, ()>(1u64) })),
+            Err(recloser::Error::Rejected)
+        ),
+        "recloser breaker must be open"
+    );
+    group.bench_function("recloser", |b| {
+        b.iter(|| ready(recloser.call(async { Ok::<_, ()>(black_box(1u64)) })))
     });
     group.finish();
 }

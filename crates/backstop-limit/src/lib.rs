@@ -18,6 +18,11 @@
 //! - [`RateLimitLayer`] and [`BulkheadLayer`] put the same limits in front of any
 //!   [`backstop_core::Service`], with key and cost extractors; a refusal is a typed
 //!   [`RateLimitError`] with `retry_after`, ready to become `429` + `Retry-After`.
+//! - `RedisRateLimiter` (feature `redis`): the same GCRA shared by every process through
+//!   Redis, one Lua script (one round trip, `EVALSHA` with `NOSCRIPT` fallback) per
+//!   decision, several quotas per key checked all or none, keys hash-tagged to one
+//!   cluster slot, Redis `TIME` or client time, and an explicit `FailurePolicy` (fail
+//!   open, fail closed, or a local in-process limiter) when Redis is down or slow.
 //!
 //! # Design
 //!
@@ -54,6 +59,8 @@
 #![warn(missing_docs)]
 
 mod bulkhead;
+#[cfg(feature = "redis")]
+mod distributed;
 mod error;
 mod gcra;
 mod keyed;
@@ -63,6 +70,10 @@ mod quota;
 mod wait;
 
 pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadError, BulkheadPermit, BulkheadStats};
+#[cfg(feature = "redis")]
+pub use distributed::{
+    FailurePolicy, RedisDecision, RedisLimitError, RedisRateLimiter, RedisStats, TimeSource,
+};
 pub use error::{CheckError, Rejected, WaitError};
 pub use gcra::{LimiterStats, RateLimiter};
 pub use keyed::{KeyedRateLimiter, KeyedStats};

@@ -1,0 +1,353 @@
+//! GCRA shared through Redis: one Lua script per decision, so every process charges one
+//! budget.
+//!
+//! The script holds each quota's theoretical arrival time (TAT, microseconds since the Unix
+//! epoch) in one key. Several quotas for one user live under keys sharing a `{hash tag}`,
+//! so a Redis Cluster keeps them in one slot and the script checks them all or none.
+
+use crate::{KeyedRateLimiter, Quota};
+use backstop_core::SystemClock;
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+use tokio::sync::OnceCell;
+
+// Microseconds keep the epoch TAT below 2^53, exact in Lua's doubles; `%.0f` keeps Lua's
+// `tostring` from storing it in lossy scientific notation.
+const GCRA_SCRIPT: &str = r"
+local cost = tonumber(ARGV[1])
+local now
+if ARGV[2] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[2])
+end
+local tats = {}
+local retry = 0
+for i = 1, #KEYS do
+  local em = tonumber(ARGV[1 + 2 * i])
+  local tol = tonumber(ARGV[2 + 2 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  tats[i] = tat
+  local wait = tat + em * cost - tol - now
+  if wait > retry then retry = wait end
+end
+local allowed = 1
+if retry > 0 then allowed = 0 end
+local remaining = -1
+local reset = 0
+for i = 1, #KEYS do
+  local em = tonumber(ARGV[1 + 2 * i])
+  local tol = tonumber(ARGV[2 + 2 * i])
+  local tat = tats[i]
+  if allowed == 1 then
+    tat = tat + em * cost
+    redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+  end
+  local left = math.floor((tol - (tat - now)) / em)
+  if left < 0 then left = 0 end
+  if remaining < 0 or left < remaining then remaining = left end
+  if tat - now > reset then reset = tat - now end
+end
+return {allowed, math.ceil(retry), remaining, math.ceil(reset)}
+";
+
+/// Where the script reads the current time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeSource {
+    /// Redis `TIME`: one clock for every client, immune to client clock skew.
+    #[default]
+    Server,
+    /// The client's wall clock, passed as an argument; for managed Redis (for example
+    /// ElastiCache Serverless) that rejects `TIME` inside scripts. Clients must keep their
+    /// clocks in sync (NTP); skew shifts their share of the budget.
+    Client,
+}
+
+/// What a decision does when Redis is unreachable, errs or exceeds the per-call timeout.
+#[derive(Debug, Clone)]
+pub enum FailurePolicy {
+    /// Admit the request: availability over strictness.
+    FailOpen,
+    /// Refuse with [`RedisLimitError::Unavailable`]: strictness over availability.
+    FailClosed,
+    /// Decide with in-process limiters (one per quota, same order), so each process
+    /// enforces the quota on its own until Redis returns. The local quotas are charged one
+    /// after another, not all or none.
+    Local(Arc<Vec<KeyedRateLimiter<String, SystemClock>>>),
+}
+
+impl FailurePolicy {
+    /// A local fallback enforcing `quotas` per process.
+    pub fn local(quotas: &[Quota]) -> Self {
+        Self::Local(Arc::new(
+            quotas.iter().map(|q| KeyedRateLimiter::new(*q)).collect(),
+        ))
+    }
+}
+
+/// The outcome of one distributed check, with what `X-RateLimit-*` headers need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedisDecision {
+    /// Whether the request was admitted (and charged).
+    pub allowed: bool,
+    /// When refused, how long until the same request would pass; zero when admitted.
+    pub retry_after: Duration,
+    /// Cells still admissible right now under the tightest quota.
+    pub remaining: u64,
+    /// How long until every quota of the key is fully replenished.
+    pub reset_after: Duration,
+    /// Whether Redis decided (`false` when the failure policy did).
+    pub from_redis: bool,
+}
+
+/// Why a distributed check could not decide.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RedisLimitError {
+    /// The cost exceeds a quota's burst; no wait would ever admit it.
+    #[error("cost {cost} exceeds the burst of {burst}; it can never be admitted")]
+    InsufficientCapacity {
+        /// The cost asked for.
+        cost: u64,
+        /// The smallest burst among the quotas.
+        burst: u64,
+    },
+    /// Redis failed or timed out and the policy is [`FailurePolicy::FailClosed`].
+    #[error("rate limit store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Counters of a [`RedisRateLimiter`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RedisStats {
+    /// Requests admitted (by Redis or by the failure policy).
+    pub allowed: u64,
+    /// Requests refused (by Redis, the local fallback or fail-closed).
+    pub rejected: u64,
+    /// Calls where Redis failed or timed out and the failure policy decided.
+    pub redis_errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    allowed: AtomicU64,
+    rejected: AtomicU64,
+    redis_errors: AtomicU64,
+}
+
+/// A GCRA rate limiter whose state lives in Redis, so all processes share one budget.
+///
+/// Each decision is one `EVALSHA` round trip (the script is loaded on `NOSCRIPT`). Every
+/// quota is checked per key and charged all or none. Clones share the connection.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use backstop_limit::{FailurePolicy, Quota, RedisRateLimiter};
+///
+/// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+/// let quotas = [Quota::per_minute(60)?, Quota::per_hour(1_000)?];
+/// let limiter = RedisRateLimiter::new(client, "rl", &quotas)?
+///     .with_failure_policy(FailurePolicy::local(&quotas));
+/// let decision = limiter.check_key_n("user-42", 1).await?;
+/// if !decision.allowed {
+///     println!("429, Retry-After: {}s", decision.retry_after.as_secs_f64().ceil());
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisRateLimiter {
+    client: redis::Client,
+    conn: Arc<OnceCell<ConnectionManager>>,
+    script: Arc<redis::Script>,
+    prefix: Arc<str>,
+    quotas: Arc<[Quota]>,
+    time: TimeSource,
+    timeout: Duration,
+    failure: FailurePolicy,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for RedisRateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisRateLimiter")
+            .field("prefix", &self.prefix)
+            .field("quotas", &self.quotas)
+            .field("time", &self.time)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisRateLimiter {
+    /// A limiter enforcing every quota in `quotas` per key, under keys starting with
+    /// `prefix`. Connects lazily on the first check; fails open with a 50 ms timeout and
+    /// reads Redis `TIME` until configured otherwise.
+    pub fn new(
+        client: redis::Client,
+        prefix: &str,
+        quotas: &[Quota],
+    ) -> Result<Self, backstop_core::config::ConfigError> {
+        backstop_core::config::ensure(!quotas.is_empty(), "quotas", "must not be empty")?;
+        Ok(Self {
+            client,
+            conn: Arc::new(OnceCell::new()),
+            script: Arc::new(redis::Script::new(GCRA_SCRIPT)),
+            prefix: prefix.into(),
+            quotas: quotas.into(),
+            time: TimeSource::Server,
+            timeout: Duration::from_millis(50),
+            failure: FailurePolicy::FailOpen,
+            counters: Arc::default(),
+        })
+    }
+
+    /// What to do when Redis fails or times out.
+    pub fn with_failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.failure = policy;
+        self
+    }
+
+    /// The bound on one decision, connection included, before the failure policy applies.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Where the script reads the current time.
+    pub fn with_time_source(mut self, time: TimeSource) -> Self {
+        self.time = time;
+        self
+    }
+
+    /// The Redis key holding quota `index` of `key`: `{prefix}:{key}}:index`, hash-tagged on
+    /// the user key so one check touches one cluster slot.
+    pub fn redis_key(&self, key: &str, index: usize) -> String {
+        format!("{}:{{{key}}}:{index}", self.prefix)
+    }
+
+    /// Admits one request for `key`.
+    pub async fn check_key(&self, key: &str) -> Result<RedisDecision, RedisLimitError> {
+        self.check_key_n(key, 1).await
+    }
+
+    /// Admits a request of weight `cost` (e.g. LLM tokens) for `key` against every quota,
+    /// charging all or none.
+    pub async fn check_key_n(
+        &self,
+        key: &str,
+        cost: u64,
+    ) -> Result<RedisDecision, RedisLimitError> {
+        let burst = self.quotas.iter().map(Quota::burst).min().unwrap_or(0);
+        if cost > burst {
+            return Err(RedisLimitError::InsufficientCapacity { cost, burst });
+        }
+        let outcome = tokio::time::timeout(self.timeout, self.eval(key, cost)).await;
+        let decision = match outcome {
+            Ok(Ok(decision)) => decision,
+            Ok(Err(error)) => self.on_failure(key, cost, error.to_string())?,
+            Err(_) => self.on_failure(key, cost, "timed out".to_string())?,
+        };
+        let counter = if decision.allowed {
+            &self.counters.allowed
+        } else {
+            &self.counters.rejected
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(decision)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> RedisStats {
+        RedisStats {
+            allowed: self.counters.allowed.load(Ordering::Relaxed),
+            rejected: self.counters.rejected.load(Ordering::Relaxed),
+            redis_errors: self.counters.redis_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn eval(&self, key: &str, cost: u64) -> redis::RedisResult<RedisDecision> {
+        let conn = self
+            .conn
+            .get_or_try_init(|| ConnectionManager::new(self.client.clone()))
+            .await?;
+        let mut conn = conn.clone();
+        let mut invocation = self.script.prepare_invoke();
+        for index in 0..self.quotas.len() {
+            invocation.key(self.redis_key(key, index));
+        }
+        invocation.arg(cost);
+        match self.time {
+            TimeSource::Server => invocation.arg(""),
+            TimeSource::Client => invocation.arg(client_now_micros()),
+        };
+        for quota in self.quotas.iter() {
+            invocation.arg(quota.emission_nanos() as f64 / 1_000.0);
+            invocation.arg(quota.tolerance_nanos() as f64 / 1_000.0);
+        }
+        let (allowed, retry, remaining, reset): (i64, i64, i64, i64) =
+            invocation.invoke_async(&mut conn).await?;
+        Ok(RedisDecision {
+            allowed: allowed == 1,
+            retry_after: micros(retry),
+            remaining: u64::try_from(remaining).unwrap_or(0),
+            reset_after: micros(reset),
+            from_redis: true,
+        })
+    }
+
+    fn on_failure(
+        &self,
+        key: &str,
+        cost: u64,
+        error: String,
+    ) -> Result<RedisDecision, RedisLimitError> {
+        self.counters.redis_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(prefix = %self.prefix, %error, "redis rate limit check failed; applying failure policy");
+        let open = RedisDecision {
+            allowed: true,
+            retry_after: Duration::ZERO,
+            remaining: 0,
+            reset_after: Duration::ZERO,
+            from_redis: false,
+        };
+        match &self.failure {
+            FailurePolicy::FailOpen => Ok(open),
+            FailurePolicy::FailClosed => {
+                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                Err(RedisLimitError::Unavailable(error))
+            }
+            FailurePolicy::Local(limiters) => {
+                let key = key.to_string();
+                for limiter in limiters.iter() {
+                    if let Err(refused) = limiter.check_key_n(&key, cost) {
+                        return Ok(RedisDecision {
+                            allowed: false,
+                            retry_after: refused.retry_after().unwrap_or(Duration::ZERO),
+                            ..open
+                        });
+                    }
+                }
+                let remaining = limiters.iter().map(|l| l.remaining(&key)).min();
+                Ok(RedisDecision {
+                    remaining: remaining.unwrap_or(0),
+                    ..open
+                })
+            }
+        }
+    }
+}
+
+fn micros(value: i64) -> Duration {
+    Duration::from_micros(u64::try_from(value).unwrap_or(0))
+}
+
+fn client_now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}

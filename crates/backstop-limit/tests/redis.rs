@@ -1,0 +1,150 @@
+//! The Redis-backed limiter against a real server (`REDIS_URL`; skipped without it).
+#![cfg(feature = "redis")]
+
+use backstop_core::testing::RedisTestContext;
+use backstop_limit::{FailurePolicy, Quota, RedisLimitError, RedisRateLimiter, TimeSource};
+use std::time::Duration;
+
+fn limiter(redis: &RedisTestContext, quotas: &[Quota]) -> RedisRateLimiter {
+    RedisRateLimiter::new(redis.client().clone(), redis.prefix(), quotas)
+        .unwrap()
+        .with_timeout(Duration::from_secs(2))
+        .with_failure_policy(FailurePolicy::FailClosed)
+}
+
+async fn admitted(limiter: &RedisRateLimiter, key: &str, tries: usize) -> usize {
+    let mut count = 0;
+    for _ in 0..tries {
+        if limiter.check_key(key).await.unwrap().allowed {
+            count += 1;
+        }
+    }
+    count
+}
+
+#[tokio::test]
+async fn admits_exactly_the_burst_then_reports_retry_after() {
+    let Some(redis) = RedisTestContext::from_env("limit_exact_burst").await else {
+        return;
+    };
+    let limiter = limiter(&redis, &[Quota::per_hour(10).unwrap()]);
+    let first = limiter.check_key("ann").await.unwrap();
+    assert!(first.allowed && first.from_redis);
+    assert_eq!(first.remaining, 9);
+    assert!(first.reset_after > Duration::from_secs(359));
+    assert_eq!(admitted(&limiter, "ann", 20).await, 9);
+    let refused = limiter.check_key("ann").await.unwrap();
+    assert!(!refused.allowed);
+    assert_eq!(refused.remaining, 0);
+    // One cell comes back every 6 minutes.
+    assert!(refused.retry_after > Duration::from_secs(350));
+    assert!(refused.retry_after <= Duration::from_secs(360));
+    assert_eq!(admitted(&limiter, "bob", 3).await, 3);
+    let stats = limiter.stats();
+    assert_eq!((stats.allowed, stats.redis_errors), (13, 0));
+    assert!(redis.key("x").starts_with(redis.prefix()));
+    redis.cleanup().await;
+}
+
+#[tokio::test]
+async fn weighted_costs_and_cost_above_burst() {
+    let Some(redis) = RedisTestContext::from_env("limit_weighted").await else {
+        return;
+    };
+    let limiter = limiter(&redis, &[Quota::per_minute(10_000).unwrap()]);
+    assert!(limiter.check_key_n("ann", 8_000).await.unwrap().allowed);
+    let refused = limiter.check_key_n("ann", 4_000).await.unwrap();
+    assert!(!refused.allowed);
+    assert!(refused.retry_after > Duration::from_secs(10));
+    assert!(limiter.check_key_n("ann", 2_000).await.unwrap().allowed);
+    assert_eq!(
+        limiter.check_key_n("ann", 10_001).await,
+        Err(RedisLimitError::InsufficientCapacity {
+            cost: 10_001,
+            burst: 10_000
+        })
+    );
+    redis.cleanup().await;
+}
+
+#[tokio::test]
+async fn two_instances_share_one_budget() {
+    let Some(redis) = RedisTestContext::from_env("limit_shared").await else {
+        return;
+    };
+    let quota = [Quota::per_hour(6).unwrap()];
+    let a = limiter(&redis, &quota);
+    let b = RedisRateLimiter::new(redis.client().clone(), redis.prefix(), &quota)
+        .unwrap()
+        .with_time_source(TimeSource::Client);
+    let total = admitted(&a, "ann", 4).await + admitted(&b, "ann", 4).await;
+    assert_eq!(total, 6);
+    redis.cleanup().await;
+}
+
+#[tokio::test]
+async fn multi_window_is_all_or_none() {
+    let Some(redis) = RedisTestContext::from_env("limit_multi").await else {
+        return;
+    };
+    let hour = Quota::per_hour(100).unwrap().with_burst(5).unwrap();
+    let limiter = limiter(&redis, &[hour, Quota::per_minute(3).unwrap()]);
+    assert_eq!(admitted(&limiter, "ann", 10).await, 3);
+    assert!(limiter.redis_key("ann", 0).contains("{ann}"));
+    // The seven refusals by the minute quota charged nothing: the hour quota (key index 0,
+    // shared by this single-quota limiter) still has exactly 5 - 3 cells.
+    let hour_only = self::limiter(&redis, &[hour]);
+    assert_eq!(admitted(&hour_only, "ann", 5).await, 2);
+    redis.cleanup().await;
+}
+
+#[tokio::test]
+async fn client_time_mode_decides_like_server_time() {
+    let Some(redis) = RedisTestContext::from_env("limit_client_time").await else {
+        return;
+    };
+    let limiter =
+        limiter(&redis, &[Quota::per_hour(5).unwrap()]).with_time_source(TimeSource::Client);
+    assert_eq!(admitted(&limiter, "ann", 8).await, 5);
+    let refused = limiter.check_key("ann").await.unwrap();
+    assert!(refused.retry_after > Duration::from_secs(700));
+    redis.cleanup().await;
+}
+
+fn down(policy: FailurePolicy) -> RedisRateLimiter {
+    let client = redis::Client::open("redis://127.0.0.1:1").unwrap();
+    RedisRateLimiter::new(client, "down", &[Quota::per_hour(2).unwrap()])
+        .unwrap()
+        .with_timeout(Duration::from_millis(500))
+        .with_failure_policy(policy)
+}
+
+#[tokio::test]
+async fn down_server_applies_each_failure_policy() {
+    let open = down(FailurePolicy::FailOpen);
+    let decision = open.check_key("ann").await.unwrap();
+    assert!(decision.allowed && !decision.from_redis);
+    assert_eq!(open.stats().redis_errors, 1);
+
+    let closed = down(FailurePolicy::FailClosed);
+    assert!(matches!(
+        closed.check_key("ann").await,
+        Err(RedisLimitError::Unavailable(_))
+    ));
+    assert_eq!(closed.stats().redis_errors, 1);
+    assert_eq!(closed.stats().rejected, 1);
+
+    let local = down(FailurePolicy::local(&[Quota::per_hour(2).unwrap()]));
+    let mut allowed = 0;
+    for _ in 0..4 {
+        let decision = local.check_key("ann").await.unwrap();
+        assert!(!decision.from_redis);
+        allowed += usize::from(decision.allowed);
+    }
+    assert_eq!(allowed, 2);
+    let stats = local.stats();
+    assert_eq!(
+        (stats.allowed, stats.rejected, stats.redis_errors),
+        (2, 2, 4)
+    );
+}

@@ -18,6 +18,10 @@
 //! - [`RateLimitLayer`] and [`BulkheadLayer`] put the same limits in front of any
 //!   [`backstop_core::Service`], with key and cost extractors; a refusal is a typed
 //!   [`RateLimitError`] with `retry_after`, ready to become `429` + `Retry-After`.
+//! - [`SlidingWindowLimiter`] and [`KeyedSlidingWindow`]: "N per minute/hour/day" as
+//!   users state quotas, the two-bucket sliding-window counter (current window plus the
+//!   previous one weighted by its remaining overlap, as Cloudflare does). It is an
+//!   approximation at window boundaries, but never admits more than N in any aligned window.
 //! - `RedisRateLimiter` (feature `redis`): the same GCRA shared by every process through
 //!   Redis, one Lua script (one round trip, `EVALSHA` with `NOSCRIPT` fallback) per
 //!   decision, several quotas per key checked all or none, keys hash-tagged to one
@@ -68,6 +72,7 @@ mod layer;
 mod multi;
 mod quota;
 mod wait;
+mod window;
 
 pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadError, BulkheadPermit, BulkheadStats};
 #[cfg(feature = "redis")]
@@ -83,3 +88,4 @@ pub use layer::{
 pub use multi::MultiRateLimiter;
 pub use quota::{Quota, QuotaConfig};
 pub use wait::{TokioClock, WaitPolicy};
+pub use window::{KeyedSlidingWindow, SlidingWindowLimiter, WindowStats};

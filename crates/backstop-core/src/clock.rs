@@ -30,8 +30,16 @@ pub trait Clock: Send + Sync + 'static {
     /// differences between readings of one clock mean anything. Counter-based clocks
     /// override it to skip building an `Instant`.
     fn now_nanos(&self) -> u64 {
+        // Far enough back that no reading of any clock in this process falls before it
+        // (a paused tokio clock can read earlier than the moment this is first called).
         static ORIGIN: OnceLock<Instant> = OnceLock::new();
-        let origin = *ORIGIN.get_or_init(Instant::now);
+        let origin = *ORIGIN.get_or_init(|| {
+            let now = Instant::now();
+            [86_400 * 365, 86_400, 3_600]
+                .into_iter()
+                .find_map(|secs| now.checked_sub(std::time::Duration::from_secs(secs)))
+                .unwrap_or(now)
+        });
         u64::try_from(self.now().saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX)
     }
 }
@@ -297,6 +305,23 @@ mod tests {
         let instant_elapsed = clock.now() - instant;
         let skew = Duration::from_nanos(nanos_elapsed).abs_diff(instant_elapsed);
         assert!(skew < Duration::from_millis(1), "skew {skew:?}");
+    }
+
+    #[test]
+    fn default_nanos_do_not_freeze_for_instants_before_the_first_call() {
+        // Like a paused tokio clock: readings from before this process first asked.
+        struct Behind(ManualClock, Instant);
+        impl Clock for Behind {
+            fn now(&self) -> Instant {
+                self.1 + self.0.elapsed()
+            }
+        }
+        let _ = SystemClock.now_nanos();
+        let manual = ManualClock::new();
+        let behind = Behind(manual.clone(), Instant::now() - Duration::from_secs(60));
+        let first = behind.now_nanos();
+        manual.advance(Duration::from_micros(5));
+        assert_eq!(behind.now_nanos() - first, 5_000);
     }
 
     #[test]

@@ -1,52 +1,15 @@
 //! get_or_load: coalescing, timeouts, panics, negative caching, stale-while-revalidate,
 //! refresh-ahead, cancellation, warming and the cache layer.
 
-use async_trait::async_trait;
-use backstop_cache::{Entry, LoadError, Tier, TierError, TierStats, TieredCache, TieredConfig};
+use backstop_cache::{LoadError, TieredCache, TieredConfig};
 use backstop_core::ManualClock;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-#[derive(Clone, Default)]
-struct MapTier(Arc<Mutex<HashMap<String, Entry<String>>>>);
+mod support;
 
-#[async_trait]
-impl Tier<Entry<String>> for MapTier {
-    fn name(&self) -> &str {
-        "map"
-    }
-    async fn get(&self, key: &str) -> Result<Option<Entry<String>>, TierError> {
-        Ok(self.0.lock().unwrap().get(key).cloned())
-    }
-    async fn set(
-        &self,
-        key: &str,
-        value: &Entry<String>,
-        _: Option<Duration>,
-    ) -> Result<(), TierError> {
-        self.0
-            .lock()
-            .unwrap()
-            .insert(key.to_string(), value.clone());
-        Ok(())
-    }
-    async fn delete(&self, key: &str) -> Result<(), TierError> {
-        self.0.lock().unwrap().remove(key);
-        Ok(())
-    }
-    async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, TierError> {
-        self.0
-            .lock()
-            .unwrap()
-            .retain(|key, _| !key.starts_with(prefix));
-        Ok(0)
-    }
-    fn stats(&self) -> TierStats {
-        TierStats::default()
-    }
-}
+use support::MapTier;
 
 #[derive(Debug, thiserror::Error)]
 #[error("provider said no")]
@@ -57,7 +20,7 @@ type Cache = TieredCache<String, String, ManualClock>;
 fn cache(config: TieredConfig) -> (Cache, ManualClock) {
     let clock = ManualClock::new();
     let cache = TieredCache::builder()
-        .tier(MapTier::default(), None)
+        .tier(MapTier::named("l1"), None)
         .config(config)
         .clock(clock.clone())
         .build()

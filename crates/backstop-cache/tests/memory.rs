@@ -252,14 +252,25 @@ fn get_or_insert_with_runs_init_once_under_concurrency() {
     let cache: MemoryCache<u32, u32> = MemoryCache::builder().max_capacity(100).build().unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let barrier = Arc::new(Barrier::new(8));
+    let arrived = Arc::new(AtomicUsize::new(0));
     let handles: Vec<_> = (0..8)
         .map(|_| {
-            let (cache, calls, barrier) = (cache.clone(), calls.clone(), barrier.clone());
+            let (cache, calls, barrier, arrived) = (
+                cache.clone(),
+                calls.clone(),
+                barrier.clone(),
+                arrived.clone(),
+            );
             std::thread::spawn(move || {
                 barrier.wait();
+                arrived.fetch_add(1, Ordering::SeqCst);
                 cache.get_or_insert_with(7, || {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_millis(20));
+                    // Hold the init open until every thread has reached its call, so the
+                    // others really contend with a pending init.
+                    while arrived.load(Ordering::SeqCst) < 8 {
+                        std::thread::yield_now();
+                    }
                     42
                 })
             })

@@ -2,57 +2,17 @@
 //! dying and coming back mid-run.
 #![cfg(feature = "redis")]
 
-use async_trait::async_trait;
 use backstop_breaker::Breaker;
-use backstop_cache::{
-    Entry, GuardedTier, RedisTier, RedisTierConfig, Tier, TierError, TierStats, TieredCache,
-};
+use backstop_cache::{GuardedTier, RedisTier, RedisTierConfig, TieredCache};
 use backstop_core::ManualClock;
 use backstop_core::testing::RedisTestContext;
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-#[derive(Clone, Default)]
-struct MapTier(Arc<Mutex<HashMap<String, Entry<String>>>>);
+mod support;
 
-#[async_trait]
-impl Tier<Entry<String>> for MapTier {
-    fn name(&self) -> &str {
-        "l1"
-    }
-    async fn get(&self, key: &str) -> Result<Option<Entry<String>>, TierError> {
-        Ok(self.0.lock().unwrap().get(key).cloned())
-    }
-    async fn set(
-        &self,
-        key: &str,
-        value: &Entry<String>,
-        _: Option<Duration>,
-    ) -> Result<(), TierError> {
-        self.0
-            .lock()
-            .unwrap()
-            .insert(key.to_string(), value.clone());
-        Ok(())
-    }
-    async fn delete(&self, key: &str) -> Result<(), TierError> {
-        self.0.lock().unwrap().remove(key);
-        Ok(())
-    }
-    async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, TierError> {
-        self.0
-            .lock()
-            .unwrap()
-            .retain(|key, _| !key.starts_with(prefix));
-        Ok(0)
-    }
-    fn stats(&self) -> TierStats {
-        TierStats::default()
-    }
-}
+use support::MapTier;
 
 fn redis_config(namespace: &str) -> RedisTierConfig {
     RedisTierConfig {
@@ -70,7 +30,7 @@ async fn two_instances_share_l2_and_see_each_others_invalidations() {
         let l2 = RedisTier::connect(redis.url(), redis_config(redis.prefix()))
             .await
             .unwrap();
-        let l1 = MapTier::default();
+        let l1 = MapTier::named("l1");
         let cache: TieredCache<String, String> = TieredCache::builder()
             .tier(l1.clone(), Some(Duration::from_secs(60)))
             .tier(l2, None)
@@ -90,7 +50,7 @@ async fn two_instances_share_l2_and_see_each_others_invalidations() {
         "from the shared L2"
     );
     assert!(
-        b_l1.0.lock().unwrap().contains_key("prompt:1"),
+        b_l1.entries.lock().unwrap().contains_key("prompt:1"),
         "promoted into b's L1"
     );
     assert_eq!(b.stats().hits_by_tier, vec![0, 1]);
@@ -178,7 +138,7 @@ async fn reads_survive_redis_dying_and_recover_when_it_returns() {
     let l2 = RedisTier::connect(&server.url(), redis_config("survive:"))
         .await
         .unwrap();
-    let l1 = MapTier::default();
+    let l1 = MapTier::named("l1");
     let cache: TieredCache<String, String> = TieredCache::builder()
         .tier(l1.clone(), None)
         .tier(GuardedTier::new(l2, breaker), None)
@@ -188,7 +148,7 @@ async fn reads_survive_redis_dying_and_recover_when_it_returns() {
         .insert(&"hot".to_string(), "in both tiers".to_string())
         .await
         .unwrap();
-    l1.0.lock().unwrap().remove("hot");
+    l1.entries.lock().unwrap().remove("hot");
     cache
         .insert(&"l1".to_string(), "served locally".to_string())
         .await
@@ -216,10 +176,11 @@ async fn reads_survive_redis_dying_and_recover_when_it_returns() {
         "the partial write is reported"
     );
     assert_eq!(
-        l1.0.lock()
+        l1.entries
+            .lock()
             .unwrap()
             .get("new")
-            .and_then(|e| e.value.clone())
+            .and_then(|(e, _)| e.value.clone())
             .as_deref(),
         Some("v")
     );
@@ -242,7 +203,7 @@ async fn reads_survive_redis_dying_and_recover_when_it_returns() {
         recovered,
         "writes reach Redis again once it is back and the breaker probes"
     );
-    l1.0.lock().unwrap().clear();
+    l1.entries.lock().unwrap().clear();
     assert_eq!(
         cache.get(&"after".to_string()).await,
         Some("back".to_string())

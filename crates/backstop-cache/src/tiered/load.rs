@@ -27,6 +27,15 @@ pub enum LoadError {
     Panicked(Arc<str>),
 }
 
+/// Whether a load may be answered by a value another load wrote meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reload {
+    /// A miss: a fresh value found on a second look is as good as a loaded one.
+    IfMissing,
+    /// A background refresh: the value is there and must be replaced.
+    Always,
+}
+
 pub(crate) type Loads<V> = backstop_dedup::Group<String, Option<V>, LoadError>;
 
 impl<K, V, C> TieredCache<K, V, C>
@@ -83,7 +92,7 @@ where
             }
         }
         inner.counters.misses.fetch_add(1, Ordering::Relaxed);
-        Inner::load(inner.clone(), key.to_string(), loader).await
+        Inner::load(inner.clone(), key.to_string(), loader, Reload::IfMissing).await
     }
 
     fn refresh_in_background<F, Fut, E>(&self, key: &str, loader: F)
@@ -102,7 +111,7 @@ where
         let inner = self.inner.clone();
         let key = key.to_string();
         tokio::spawn(async move {
-            if let Err(error) = Inner::load(inner, key, loader).await {
+            if let Err(error) = Inner::load(inner, key, loader, Reload::Always).await {
                 tracing::warn!(%error, "background cache refresh failed; the stale value stays until its grace ends");
             }
         });
@@ -118,6 +127,7 @@ where
         self: Arc<Self>,
         key: String,
         loader: F,
+        reload: Reload,
     ) -> Result<Option<V>, LoadError>
     where
         F: FnOnce() -> Fut + Send + 'static,
@@ -129,6 +139,14 @@ where
         let result = self
             .loads
             .work(key, move || async move {
+                // A caller that missed just before the previous load wrote its value can
+                // start a new execution after that one finished: look again first.
+                if reload == Reload::IfMissing
+                    && let Some(entry) = inner.lookup(&write_key).await
+                    && entry.is_fresh(inner.wall.unix_millis())
+                {
+                    return Ok(entry.value);
+                }
                 inner.counters.loads.fetch_add(1, Ordering::Relaxed);
                 let started = inner.clock().now();
                 let loaded = match inner.config.loader_timeout {

@@ -32,6 +32,9 @@
 
 pub use backstop_core as core;
 
+#[cfg(feature = "config")]
+pub mod config;
+
 #[cfg(feature = "batch")]
 pub use backstop_batch as batch;
 #[cfg(feature = "breaker")]

@@ -1,0 +1,135 @@
+use backstop_core::config::{ConfigError, Validate};
+use backstop_limit::{Bulkhead, BulkheadConfig, KeyedRateLimiter, QuotaConfig};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// `[limit]`: per-user request and token quotas and a bulkhead on provider calls.
+///
+/// ```toml
+/// [limit.requests]          # per user
+/// rate = 60
+/// period = "1m"
+/// burst = 10
+///
+/// [limit.tokens]            # per user, charged by each call's token count
+/// rate = 100000
+/// period = "1m"
+///
+/// [limit.overrides.premium-tenant.requests]
+/// rate = 600
+/// period = "1m"
+///
+/// [limit.bulkhead]
+/// max_concurrent = 32
+/// max_queued = 256
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSection {
+    /// Requests each user may make; `None` admits every request.
+    pub requests: Option<QuotaConfig>,
+    /// Tokens each user may spend (a weighted quota: each call costs its token count).
+    pub tokens: Option<QuotaConfig>,
+    /// Per-user quotas that replace the defaults above (a premium tenant).
+    pub overrides: BTreeMap<String, LimitOverride>,
+    /// Most distinct users tracked at once; older idle ones are evicted first.
+    pub max_keys: Option<usize>,
+    /// At most this many provider calls in flight, with a bounded wait queue.
+    pub bulkhead: Option<BulkheadConfig>,
+}
+
+/// One user's replacement quotas under `[limit.overrides.<user>]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitOverride {
+    /// Replaces `limit.requests` for this user.
+    pub requests: Option<QuotaConfig>,
+    /// Replaces `limit.tokens` for this user.
+    pub tokens: Option<QuotaConfig>,
+}
+
+impl Validate for LimitSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        validate_quota(&self.requests, "requests")?;
+        validate_quota(&self.tokens, "tokens")?;
+        for (user, quotas) in &self.overrides {
+            let section = format!("overrides.{user}");
+            validate_quota(&quotas.requests, "requests").map_err(|e| e.within(&section))?;
+            validate_quota(&quotas.tokens, "tokens").map_err(|e| e.within(&section))?;
+            if quotas.requests.is_some() && self.requests.is_none() {
+                return Err(ConfigError::new(
+                    format!("{section}.requests"),
+                    "needs a default `limit.requests` to override",
+                ));
+            }
+            if quotas.tokens.is_some() && self.tokens.is_none() {
+                return Err(ConfigError::new(
+                    format!("{section}.tokens"),
+                    "needs a default `limit.tokens` to override",
+                ));
+            }
+        }
+        if let Some(max_keys) = self.max_keys {
+            backstop_core::config::ensure(max_keys > 0, "max_keys", "must be at least 1")?;
+        }
+        if let Some(bulkhead) = &self.bulkhead {
+            bulkhead.validate().map_err(|e| e.within("bulkhead"))?;
+        }
+        Ok(())
+    }
+}
+
+impl LimitSection {
+    /// The per-user request limiter, with overrides applied; `None` when
+    /// `limit.requests` is not set.
+    pub fn requests_limiter(&self) -> Result<Option<KeyedRateLimiter<String>>, ConfigError> {
+        self.keyed(&self.requests, |o| &o.requests, "requests")
+    }
+
+    /// The per-user token limiter (charge it with `check_key_n(user, tokens)`), with
+    /// overrides applied; `None` when `limit.tokens` is not set.
+    pub fn tokens_limiter(&self) -> Result<Option<KeyedRateLimiter<String>>, ConfigError> {
+        self.keyed(&self.tokens, |o| &o.tokens, "tokens")
+    }
+
+    /// The bulkhead, or `None` when `limit.bulkhead` is not set.
+    pub fn bulkhead(&self) -> Result<Option<Bulkhead>, ConfigError> {
+        self.bulkhead
+            .map(|config| Bulkhead::new(config).map_err(|e| e.within("limit.bulkhead")))
+            .transpose()
+    }
+
+    fn keyed(
+        &self,
+        default: &Option<QuotaConfig>,
+        pick: impl Fn(&LimitOverride) -> &Option<QuotaConfig>,
+        name: &str,
+    ) -> Result<Option<KeyedRateLimiter<String>>, ConfigError> {
+        let Some(default) = default else {
+            return Ok(None);
+        };
+        let quota = default
+            .build()
+            .map_err(|e| e.within(&format!("limit.{name}")))?;
+        let mut limiter = KeyedRateLimiter::new(quota);
+        if let Some(max_keys) = self.max_keys {
+            limiter = limiter.with_max_keys(max_keys);
+        }
+        for (user, quotas) in &self.overrides {
+            if let Some(quota) = pick(quotas) {
+                let quota = quota
+                    .build()
+                    .map_err(|e| e.within(&format!("limit.overrides.{user}.{name}")))?;
+                limiter.set_quota(user.clone(), quota);
+            }
+        }
+        Ok(Some(limiter))
+    }
+}
+
+fn validate_quota(quota: &Option<QuotaConfig>, name: &str) -> Result<(), ConfigError> {
+    match quota {
+        Some(quota) => quota.validate().map_err(|e| e.within(name)),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,90 @@
+use backstop_core::config::{ConfigError, Validate};
+use backstop_scale::{
+    HpaConfig, Policy, PredictiveConfig, PredictivePolicy, QueueConfig, QueuePolicy,
+    TargetTracking, ThresholdConfig, ThresholdPolicy,
+};
+use serde::Deserialize;
+
+/// `[scale]`: which autoscaling policy recommends replicas, and its settings.
+///
+/// `policy` picks one; the sub-table of the same name configures it (defaults when absent).
+/// Other sub-tables may stay in the file, so switching policy is a one-word change.
+///
+/// ```toml
+/// [scale]
+/// policy = "queue"          # or "hpa", "threshold", "predictive"
+///
+/// [scale.queue]
+/// metric = "queue_depth"
+/// target_per_replica = 20.0
+/// max_replicas = 20
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScaleSection {
+    /// The policy in charge.
+    pub policy: PolicyKind,
+    /// `[scale.hpa]`: Kubernetes-HPA target tracking.
+    pub hpa: Option<HpaConfig>,
+    /// `[scale.threshold]`: step up above one utilization, down below another.
+    pub threshold: Option<ThresholdConfig>,
+    /// `[scale.queue]`: KEDA-style scaling on backlog per replica.
+    pub queue: Option<QueueConfig>,
+    /// `[scale.predictive]`: forecast-driven capacity layered on target tracking.
+    pub predictive: Option<PredictiveConfig>,
+}
+
+/// The autoscaling policies `[scale] policy = "…"` can name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyKind {
+    /// Kubernetes-HPA target tracking.
+    #[default]
+    Hpa,
+    /// Threshold steps with a cooldown.
+    Threshold,
+    /// Backlog per replica.
+    Queue,
+    /// Forecast-driven.
+    Predictive,
+}
+
+impl Validate for ScaleSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        validate_table(&self.hpa, "hpa")?;
+        validate_table(&self.threshold, "threshold")?;
+        validate_table(&self.queue, "queue")?;
+        validate_table(&self.predictive, "predictive")
+    }
+}
+
+fn validate_table<T: Validate>(table: &Option<T>, name: &str) -> Result<(), ConfigError> {
+    match table {
+        Some(table) => table.validate().map_err(|e| e.within(name)),
+        None => Ok(()),
+    }
+}
+
+impl ScaleSection {
+    /// The selected policy, built from its sub-table (or its defaults), ready to `decide`.
+    pub fn policy(&self) -> Result<Box<dyn Policy + Send>, ConfigError> {
+        Ok(match self.policy {
+            PolicyKind::Hpa => Box::new(
+                TargetTracking::new(self.hpa.clone().unwrap_or_default())
+                    .map_err(|e| e.within("scale.hpa"))?,
+            ),
+            PolicyKind::Threshold => Box::new(
+                ThresholdPolicy::new(self.threshold.clone().unwrap_or_default())
+                    .map_err(|e| e.within("scale.threshold"))?,
+            ),
+            PolicyKind::Queue => Box::new(
+                QueuePolicy::new(self.queue.clone().unwrap_or_default())
+                    .map_err(|e| e.within("scale.queue"))?,
+            ),
+            PolicyKind::Predictive => Box::new(
+                PredictivePolicy::new(self.predictive.clone().unwrap_or_default())
+                    .map_err(|e| e.within("scale.predictive"))?,
+            ),
+        })
+    }
+}

@@ -34,6 +34,8 @@ pub use backstop_core as core;
 
 #[cfg(feature = "config")]
 pub mod config;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 
 #[cfg(feature = "batch")]
 pub use backstop_batch as batch;

@@ -1,31 +1,77 @@
 //! Backstop keeps LLM- and agent-backed systems fast and standing under load.
 //!
-//! This umbrella crate re-exports the Backstop libraries, each behind a feature of the
-//! same name (all on by default):
+//! This umbrella crate puts the Backstop libraries behind one dependency, each behind a
+//! feature of the same name (`full`, the default, turns on all of them):
 //!
-//! | module | crate | what it holds |
+//! | module | feature | what it holds |
 //! |---|---|---|
-//! | [`core`] | `backstop-core` | clocks, `Service`/`Layer`/`Stack`, load signals, config helpers |
-//! | `limit` | `backstop-limit` | rate limiters and bulkhead |
-//! | `breaker` | `backstop-breaker` | circuit breaker |
-//! | `dedup` | `backstop-dedup` | singleflight and duplicate-detection window |
-//! | `cache` | `backstop-cache` | in-memory and tiered cache |
-//! | `batch` | `backstop-batch` | dynamic batcher |
-//! | `pool` | `backstop-pool` | connection pool |
-//! | `scale` | `backstop-scale` | autoscaling policies and simulator |
+//! | [`core`] | always | clocks, `Service`/`Layer`/`Stack`, load signals, histograms, config errors |
+//! | `limit` | `limit` | GCRA, keyed, multi-quota and sliding-window limiters, bulkhead |
+//! | `breaker` | `breaker` | circuit breaker with count/time windows, registry |
+//! | `dedup` | `dedup` | singleflight `Group` and idempotency `DedupWindow` |
+//! | `cache` | `cache` | S3-FIFO memory cache and the tiered cache (memory → Redis → file) |
+//! | `batch` | `batch` | dynamic batcher |
+//! | `pool` | `pool` | connection pool on deadpool |
+//! | `scale` | `scale` | autoscaling policies and simulator |
+//! | `config` | `config` | [`BackstopConfig`](config::BackstopConfig): one TOML file for the stack |
+//! | `metrics` | `metrics` | every primitive's stats through the `metrics` facade |
+//! | `core::tower` | `tower` | every layer as a `tower::Layer`, any tower service as a Backstop one |
+//!
+//! plus `redis` (Redis cache tier and distributed limiter), `persistent` (file cache tier)
+//! and `quanta` (a TSC clock).
+//!
+//! # A whole request path on one screen
+//!
+//! Each layer is a plain value sharing its state behind an `Arc`, so clones of the stack
+//! share one limit, one circuit and one cache. Outer to inner: per-user limit → response
+//! cache (which also coalesces identical in-flight prompts) → bulkhead → breaker → model.
 //!
 //! ```
-//! use backstop::core::{Service, Stack, service_fn};
+//! use backstop::prelude::*;
+//! use std::sync::Arc;
+//! use std::time::Duration;
 //!
-//! let model = service_fn(|prompt: String| async move {
-//!     Ok::<_, std::io::Error>(prompt.to_uppercase())
+//! #[derive(Clone)]
+//! struct Ask { user: String, prompt: String }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let model = service_fn(|ask: Ask| async move {
+//!     Ok::<_, std::io::Error>(format!("answer to {}", ask.prompt))
 //! });
-//! let stack = Stack::new().service(model);
-//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-//! # rt.block_on(async {
-//! assert_eq!(stack.call("hi".into()).await.unwrap(), "HI");
-//! # });
+//!
+//! let per_user = Arc::new(KeyedRateLimiter::new(Quota::per_minute(60)?.with_burst(10)?));
+//! let cache: TieredCache<String, String> = TieredCache::builder()
+//!     .memory(MemoryTier::with_capacity(10_000)?, None)
+//!     .build()?;
+//! let bulkhead = Bulkhead::new(BulkheadConfig { max_concurrent: 32, ..Default::default() })?;
+//! let breaker = Breaker::builder()
+//!     .name("model")
+//!     .failure_rate_threshold(50.0)
+//!     .wait_in_open(Duration::from_secs(10))
+//!     .build()?;
+//!
+//! let gateway = Stack::new()
+//!     .layer(RateLimitLayer::keyed(per_user, |a: &Ask| a.user.clone(), |_| 1))
+//!     .layer(TieredCacheLayer::new(cache.clone(), |a: &Ask| Some(a.prompt.clone())))
+//!     .layer(BulkheadLayer::new(bulkhead))
+//!     .layer(BreakerLayer::new(breaker.clone()))
+//!     .service(model);
+//!
+//! let ask = Ask { user: "ann".into(), prompt: "plan the trip".into() };
+//! assert_eq!(gateway.call(ask.clone()).await?, "answer to plan the trip");
+//! assert_eq!(gateway.call(ask).await?, "answer to plan the trip"); // from the cache
+//! assert_eq!(breaker.stats().buffered_calls, 1);
+//! # Ok(())
+//! # }
 //! ```
+//!
+//! The same layers go into `tower::ServiceBuilder` through
+//! [`TowerLayer`](core::tower::TowerLayer); [`BackstopConfig`](config::BackstopConfig)
+//! builds them from a TOML file (see `examples/backstop.toml`); a
+//! [`MetricsReporter`](metrics::MetricsReporter) publishes their stats; and
+//! `cargo run --release --example agent_gateway` runs the whole path — limit, dedup,
+//! tiered cache, breaker, batcher, pool and an autoscaler — against a simulated provider.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -36,6 +82,7 @@ pub use backstop_core as core;
 pub mod config;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+pub mod prelude;
 
 #[cfg(feature = "batch")]
 pub use backstop_batch as batch;

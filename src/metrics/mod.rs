@@ -57,7 +57,7 @@ mod pool;
 #[cfg(feature = "scale")]
 mod scale;
 
-use backstop_core::{LatencySummary, LoadSnapshot};
+use backstop_core::LoadSnapshot;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -156,6 +156,14 @@ impl PublishMetrics for LoadSnapshot {
 pub(crate) type Labels<'a> = [(&'static str, String)];
 
 /// Sets a monotonically increasing count read from a snapshot.
+#[cfg(any(
+    feature = "batch",
+    feature = "breaker",
+    feature = "cache",
+    feature = "dedup",
+    feature = "limit",
+    feature = "pool"
+))]
 pub(crate) fn counter(metric: &'static str, labels: &Labels<'_>, value: u64) {
     ::metrics::counter!(metric, labels).absolute(value);
 }
@@ -165,11 +173,12 @@ pub(crate) fn gauge(metric: &'static str, labels: &Labels<'_>, value: f64) {
 }
 
 /// A latency summary as Prometheus-style quantile gauges plus a count.
+#[cfg(any(feature = "batch", feature = "cache", feature = "pool"))]
 pub(crate) fn latency(
     metric: &'static str,
     count: &'static str,
     name: &str,
-    summary: &LatencySummary,
+    summary: &backstop_core::LatencySummary,
 ) {
     for (quantile, value) in [
         ("0.5", summary.p50),

@@ -1,0 +1,72 @@
+//! Command-line flags, parsed by hand so the example needs nothing beyond Backstop.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::fleet::Pattern;
+
+pub(crate) const USAGE: &str = "\
+agent_gateway: an LLM gateway built from Backstop, under a simulated fleet of agents
+
+USAGE:
+    cargo run --release --example agent_gateway -- [FLAGS]
+
+FLAGS:
+    --agents N          concurrent agents (default 24)
+    --duration D        how long to run, e.g. 12s, 1m (default 12s)
+    --pattern P         constant | ramp | spike | stress (default constant)
+    --config PATH       a Backstop TOML file (see examples/backstop.toml)
+    --check-slo         exit with status 1 when an SLO fails
+    -h, --help          this text";
+
+#[derive(Debug, Clone)]
+pub(crate) struct Args {
+    pub(crate) agents: usize,
+    pub(crate) duration: Duration,
+    pub(crate) pattern: Pattern,
+    pub(crate) config: Option<PathBuf>,
+    pub(crate) check_slo: bool,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Self {
+            agents: 24,
+            duration: Duration::from_secs(12),
+            pattern: Pattern::Constant,
+            config: None,
+            check_slo: false,
+        }
+    }
+}
+
+/// `Ok(None)` means `--help` was asked for.
+pub(crate) fn parse(mut words: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut args = Args::default();
+    while let Some(flag) = words.next() {
+        let mut value = |name: &str| words.next().ok_or_else(|| format!("{name} needs a value"));
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--agents" => {
+                let text = value("--agents")?;
+                args.agents = match text.parse() {
+                    Ok(n) if (1..=10_000).contains(&n) => n,
+                    _ => return Err(format!("--agents must be 1..=10000, not `{text}`")),
+                };
+            }
+            "--duration" => {
+                let text = value("--duration")?;
+                args.duration = backstop::core::duration::parse(&text)
+                    .map_err(|error| format!("--duration `{text}`: {error}"))?;
+                if args.duration < Duration::from_secs(1) {
+                    return Err("--duration must be at least 1s".to_string());
+                }
+            }
+            "--pattern" => args.pattern = value("--pattern")?.parse()?,
+            "--config" => args.config = Some(PathBuf::from(value("--config")?)),
+            "--check-slo" => args.check_slo = true,
+            other => return Err(format!("unknown flag `{other}`; try --help")),
+        }
+    }
+    Ok(Some(args))
+}

@@ -1,0 +1,224 @@
+//! The gateway's layers, built from a `BackstopConfig` (or this example's defaults for
+//! every section the file leaves out).
+
+use backstop::batch::{BatchConfig, BatchLayer, Batcher};
+use backstop::breaker::{Breaker, BreakerLayer};
+use backstop::cache::{TieredCache, TieredCacheLayer};
+use backstop::config::{
+    BackstopConfig, BuildError, CacheSection, PersistentTierSection, RedisTierSection, SloSection,
+};
+use backstop::core::{Layer, Service, Stack, service_fn};
+use backstop::dedup::{DedupLayer, DedupWindow, WindowConfig};
+use backstop::limit::{KeyedRateLimiter, Quota, RateLimitLayer};
+use backstop::pool::{Pool, PoolConfig};
+use backstop::scale::{Policy, QueueConfig, QueuePolicy};
+use futures::future::BoxFuture;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::args::Args;
+use crate::fleet::Ask;
+use crate::provider::{Answer, Connections, Provider, ProviderError};
+use crate::report::GatewayResult;
+
+pub(crate) const QUEUE_METRIC: &str = "queue_depth";
+pub(crate) const QUEUE_PER_REPLICA: f64 = 5.0;
+
+type Call = dyn Fn(Ask) -> BoxFuture<'static, GatewayResult> + Send + Sync;
+
+/// The assembled stack and a handle on each component, for the progress line and summary.
+pub(crate) struct Gateway {
+    call: Box<Call>,
+    pub(crate) provider: Arc<Provider>,
+    pub(crate) cache: TieredCache<String, Answer>,
+    pub(crate) dedup: DedupWindow<String, Answer, backstop::cache::LoadError>,
+    pub(crate) breaker: Breaker,
+    pub(crate) batcher: Batcher<Ask, Answer>,
+    pub(crate) pool: Pool<Connections>,
+    opened: Arc<AtomicU64>,
+    scale: Option<backstop::config::ScaleSection>,
+}
+
+impl Gateway {
+    pub(crate) fn call(&self, ask: Ask) -> BoxFuture<'static, GatewayResult> {
+        (self.call)(ask)
+    }
+
+    pub(crate) fn tier_names(&self) -> Vec<String> {
+        self.cache
+            .stats()
+            .tiers
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    pub(crate) fn connections_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    /// The configured policy, or KEDA-style scaling on requests waiting per replica.
+    pub(crate) fn scale_policy(&self) -> Box<dyn Policy + Send> {
+        let configured = self.scale.as_ref().map(|scale| scale.policy());
+        match configured {
+            Some(Ok(policy)) => policy,
+            _ => Box::new(
+                QueuePolicy::new(QueueConfig {
+                    metric: QUEUE_METRIC.to_string(),
+                    min_replicas: 1,
+                    max_replicas: 20,
+                    target_per_replica: QUEUE_PER_REPLICA,
+                    cooldown: Duration::from_secs(30),
+                    ..QueueConfig::default()
+                })
+                .expect("the default queue policy is valid"),
+            ),
+        }
+    }
+}
+
+pub(crate) fn default_slo() -> SloSection {
+    SloSection {
+        p95_latency: Duration::from_millis(500),
+        max_error_rate: 0.15,
+        min_cache_hit_rate: 0.50,
+    }
+}
+
+pub(crate) async fn build(
+    config: &BackstopConfig,
+    args: &Args,
+    scratch: &Path,
+) -> Result<Arc<Gateway>, BuildError> {
+    let limit = config.limit.clone().unwrap_or_default();
+    let requests = match limit.requests_limiter()? {
+        Some(limiter) => limiter,
+        None => KeyedRateLimiter::new(Quota::per_minute(900)?.with_burst(30)?),
+    };
+    let tokens = match limit.tokens_limiter()? {
+        Some(limiter) => limiter,
+        None => KeyedRateLimiter::new(Quota::per_minute(500_000)?.with_burst(20_000)?),
+    };
+    let (requests, tokens) = (Arc::new(requests), Arc::new(tokens));
+    let budgets = RateLimitLayer::from_fn(move |ask: &Ask| {
+        requests.check_key(&ask.user)?;
+        tokens.check_key_n(&ask.user, ask.budget_cost())
+    });
+
+    let dedup = DedupWindow::new(config.dedup.clone().unwrap_or(WindowConfig {
+        ttl: Duration::from_secs(2),
+        ..WindowConfig::default()
+    }))
+    .map_err(|e| e.within("dedup"))?;
+
+    let cache = cache_section(config, scratch).build::<Answer>().await?;
+
+    let breaker = match config.breakers()? {
+        Some(registry) => registry.get("provider"),
+        None => Breaker::builder()
+            .name("provider")
+            .count_window(40)
+            .minimum_calls(20)
+            .failure_rate_threshold(50.0)
+            .wait_in_open(Duration::from_millis(800))
+            .permitted_calls_in_half_open(4)
+            .build()?,
+    };
+
+    let opened = Arc::new(AtomicU64::new(0));
+    let pool_config = match &config.pool {
+        Some(pool) => pool.clone(),
+        None => PoolConfig::builder()
+            .max_size(16)
+            .min_idle(4)
+            .wait_timeout(Duration::from_secs(2))
+            .build()?,
+    };
+    let pool = Pool::new(
+        Connections {
+            opened: opened.clone(),
+        },
+        pool_config,
+    )
+    .map_err(|error| BuildError::Backend {
+        section: "pool",
+        message: error.to_string(),
+    })?;
+
+    let provider = Provider::new(args.duration);
+    let batch_config = config.batch.clone().unwrap_or(BatchConfig {
+        max_batch_size: 16,
+        max_delay: Duration::from_millis(25),
+        queue_capacity: 4096,
+        max_concurrent_batches: 16,
+        ..BatchConfig::default()
+    });
+    let completions = {
+        let (pool, provider) = (pool.clone(), provider.clone());
+        service_fn(move |batch: Vec<Ask>| {
+            let (pool, provider) = (pool.clone(), provider.clone());
+            async move {
+                let _connection = pool
+                    .get()
+                    .await
+                    .map_err(|error| ProviderError::Connection(error.to_string()))?;
+                provider.complete(batch).await
+            }
+        })
+    };
+    let batcher = BatchLayer::new(batch_config)
+        .map_err(|e| e.within("batch"))?
+        .layer(completions);
+
+    let stack = Arc::new(
+        Stack::new()
+            .layer(budgets)
+            .layer(DedupLayer::new(dedup.clone(), |ask: &Ask| {
+                ask.prompt.clone()
+            }))
+            .layer(TieredCacheLayer::new(cache.clone(), |ask: &Ask| {
+                Some(ask.prompt.clone())
+            }))
+            .layer(BreakerLayer::new(breaker.clone()))
+            .service(batcher.clone()),
+    );
+    let call: Box<Call> = Box::new(move |ask| {
+        let stack = stack.clone();
+        Box::pin(async move { stack.call(ask).await })
+    });
+    Ok(Arc::new(Gateway {
+        call,
+        provider,
+        cache,
+        dedup,
+        breaker,
+        batcher,
+        pool,
+        opened,
+        scale: config.scale.clone(),
+    }))
+}
+
+/// The configured cache, else a small memory L1 (so lower tiers see traffic) over Redis
+/// when `REDIS_URL` is set; without Redis, a file tier in `scratch` takes its place.
+fn cache_section(config: &BackstopConfig, scratch: &Path) -> CacheSection {
+    let mut section = config.cache.clone().unwrap_or_else(|| {
+        let mut section = CacheSection::default();
+        section.memory.max_capacity = 256;
+        section.redis = Some(RedisTierSection {
+            namespace: format!("agent-gateway:{}:", std::process::id()),
+            ..RedisTierSection::default()
+        });
+        section
+    });
+    if section.redis_url().is_none() && section.persistent.is_none() {
+        section.redis = None;
+        section.persistent = Some(PersistentTierSection {
+            path: scratch.join("responses.redb"),
+            ..PersistentTierSection::default()
+        });
+    }
+    section
+}

@@ -5,16 +5,25 @@
 //! - group `batch_throughput`: 10,000 items from 64 concurrent submitters, batch size 64,
 //!   through a handler whose only cost is a fixed per-call overhead (2 µs of spinning, a
 //!   stand-in for a syscall or RPC frame). Contenders: `backstop` (the `Batcher`),
-//!   `tower_style` (a minimal tower-batch-control-style batch: one worker task fed by an
-//!   mpsc channel, answering through oneshots) and `unbatched` (one handler call per item).
+//!   `tower_batch_control` (Zebra's tower-batch-control 1.x `Batch`, same size and delay,
+//!   over an inner service that answers each item's future when the batch flushes) and
+//!   `unbatched` (one handler call per item).
 //!
 //! The simulated-backend figures (`20 ms + 1 ms·n` per call under Poisson arrivals) are
 //! printed by `cargo run -p backstop-batch --release --example batching`.
 
 use backstop::batch::Batcher;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::watch;
+use tower_batch_control::{Batch, BatchControl, RequestWeight};
+use tower04::{Service as _, ServiceExt as _};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const ITEMS: u64 = 10_000;
 const SUBMITTERS: u64 = 64;
@@ -53,34 +62,62 @@ where
     }
 }
 
-/// A minimal tower-batch-control-style batch: one worker owns the batch, callers send
-/// through a bounded mpsc and wait on a oneshot.
-type TowerStyle = mpsc::Sender<(u64, oneshot::Sender<u64>)>;
+/// An item for tower-batch-control, which needs a `RequestWeight` impl on its request type.
+struct Item(u64);
 
-fn tower_style(max_delay: Duration) -> TowerStyle {
-    let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(1024);
-    tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            let mut items = vec![first];
-            let deadline = tokio::time::sleep(max_delay);
-            tokio::pin!(deadline);
-            while items.len() < BATCH {
-                tokio::select! {
-                    biased;
-                    item = rx.recv() => match item {
-                        Some(item) => items.push(item),
-                        None => break,
-                    },
-                    () = &mut deadline => break,
-                }
+impl RequestWeight for Item {}
+
+/// The inner service tower-batch-control expects: it gathers `Item`s and, on `Flush`,
+/// runs the handler once and answers every item's future through a per-batch channel
+/// (the pattern of Zebra's own batch verifiers).
+struct Collector {
+    items: Vec<u64>,
+    results: watch::Sender<Option<Arc<Vec<u64>>>>,
+}
+
+impl Default for Collector {
+    fn default() -> Self {
+        Self {
+            items: Vec::with_capacity(BATCH),
+            results: watch::channel(None).0,
+        }
+    }
+}
+
+type ItemFuture = Pin<Box<dyn Future<Output = Result<u64, BoxError>> + Send>>;
+
+impl tower04::Service<BatchControl<Item>> for Collector {
+    type Response = u64;
+    type Error = BoxError;
+    type Future = ItemFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: BatchControl<Item>) -> ItemFuture {
+        match request {
+            BatchControl::Item(Item(n)) => {
+                let index = self.items.len();
+                self.items.push(n);
+                let mut results = self.results.subscribe();
+                Box::pin(async move {
+                    let batch = results.wait_for(Option::is_some).await?;
+                    let answers = batch.as_ref().ok_or("batch dropped")?;
+                    answers
+                        .get(index)
+                        .copied()
+                        .ok_or_else(|| "short batch".into())
+                })
             }
-            let (requests, replies): (Vec<_>, Vec<_>) = items.into_iter().unzip();
-            for (reply, response) in replies.into_iter().zip(handle(requests)) {
-                let _ = reply.send(response);
+            BatchControl::Flush => {
+                let items = std::mem::take(&mut self.items);
+                let results = std::mem::replace(&mut self.results, watch::channel(None).0);
+                results.send_replace(Some(Arc::new(handle(items))));
+                Box::pin(async { Ok(0) })
             }
         }
-    });
-    tx
+    }
 }
 
 fn batch_throughput(c: &mut Criterion) {
@@ -111,16 +148,17 @@ fn batch_throughput(c: &mut Criterion) {
         })
     });
 
-    let sender = runtime.block_on(async { tower_style(Duration::from_millis(1)) });
-    group.bench_function("tower_style", |b| {
+    let tower_batch = runtime.block_on(async {
+        Batch::new(Collector::default(), BATCH, None, Duration::from_millis(1))
+    });
+    group.bench_function("tower_batch_control", |b| {
         b.to_async(&runtime).iter(|| {
-            let sender = sender.clone();
+            let tower_batch = tower_batch.clone();
             drive(move |n| {
-                let sender = sender.clone();
+                let mut tower_batch = tower_batch.clone();
                 async move {
-                    let (reply, response) = oneshot::channel();
-                    sender.send((n, reply)).await.expect("worker alive");
-                    response.await.expect("worker replied")
+                    let ready = tower_batch.ready().await.expect("worker alive");
+                    ready.call(Item(n)).await.expect("batched")
                 }
             })
         })

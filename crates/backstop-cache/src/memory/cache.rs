@@ -16,7 +16,7 @@ use backstop_core::{Clock, SystemClock};
 use super::config::CacheConfig;
 use super::expiry::{Expiry, NEVER};
 use super::listener::{EvictionListener, RemovalCause};
-use super::shard::{Inserted, Now, Removed, Shard};
+use super::shard::{Inserted, Now, RemovedList, Shard};
 use super::stats::CacheStats;
 
 /// Computes the weight of an entry (for example its size in bytes or tokens).
@@ -235,9 +235,12 @@ where
     }
 
     fn shard_for(&self, hash: u64) -> &Shard<K, V> {
-        let n = self.inner.shards.len() as u128;
-        // Multiply-shift maps the hash onto any shard count without a modulo.
-        &self.inner.shards[((u128::from(hash) * n) >> 64) as usize]
+        let n = self.inner.shards.len() as u64;
+        // The shard table probes with the low bits and tags with the top seven, so the
+        // shard comes from the bits in between; multiply-shift maps them onto any shard
+        // count without a modulo.
+        let mid = (hash >> 24) & 0xFFFF_FFFF;
+        &self.inner.shards[((mid * n) >> 32) as usize]
     }
 
     fn now(&self) -> Now {
@@ -262,7 +265,7 @@ where
     }
 
     /// Reports removals to the stats and the listener, outside any shard lock.
-    fn notify(&self, shard: &Shard<K, V>, removed: Vec<Removed<K, V>>) {
+    fn notify(&self, shard: &Shard<K, V>, removed: RemovedList<K, V>) {
         for (k, v, cause) in removed {
             shard.counters.removed(cause);
             if let Some(listener) = &self.inner.listener {
@@ -281,7 +284,7 @@ where
     {
         let hash = self.inner.hasher.hash_one(key);
         let shard = self.shard_for(hash);
-        let found = shard.get(key, self.now());
+        let found = shard.get(key, hash, self.now());
         let counter = if found.is_some() {
             &shard.counters.hits
         } else {
@@ -298,7 +301,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.inner.hasher.hash_one(key);
-        self.shard_for(hash).contains(key, self.now())
+        self.shard_for(hash).contains(key, hash, self.now())
     }
 
     fn deadline(&self, key: &K, value: &V, t: Now, update: bool, ttl: Option<Duration>) -> u64 {
@@ -326,9 +329,9 @@ where
         let shard = self.shard_for(hash);
         let t = self.now();
         let weight = self.weigh(&key, &value);
-        let update = self.inner.expiry.is_some() && shard.contains(&key, t);
+        let update = self.inner.expiry.is_some() && shard.contains(&key, hash, t);
         let expires_at = self.deadline(&key, &value, t, update, ttl);
-        let mut removed = Vec::new();
+        let mut removed = RemovedList::default();
         match shard.insert(key, value, weight, hash, expires_at, t, &mut removed) {
             Inserted::New => shard.counters.insertions.fetch_add(1, Relaxed),
             Inserted::Replaced => shard.counters.updates.fetch_add(1, Relaxed),
@@ -363,8 +366,8 @@ where
     {
         let hash = self.inner.hasher.hash_one(key);
         let shard = self.shard_for(hash);
-        let mut removed = Vec::new();
-        let v = shard.remove(key, self.now(), &mut removed);
+        let mut removed = RemovedList::default();
+        let v = shard.remove(key, hash, self.now(), &mut removed);
         self.notify(shard, removed);
         v
     }
@@ -395,7 +398,7 @@ where
             t.now.saturating_add(self.inner.ttl)
         };
         let weigh = |k: &K, v: &V| self.weigh(k, v);
-        let mut removed = Vec::new();
+        let mut removed = RemovedList::default();
         let (value, outcome) = shard.compute(key, hash, t, ttl_nanos, &weigh, f, &mut removed);
         match outcome {
             Some(Inserted::New) => shard.counters.insertions.fetch_add(1, Relaxed),
@@ -447,7 +450,7 @@ where
         if let Some(v) = slot.as_ref() {
             return Ok(v.clone());
         }
-        if let Some(v) = shard.get(&key, self.now()) {
+        if let Some(v) = shard.get(&key, hash, self.now()) {
             *slot = Some(v.clone());
             return Ok(v);
         }
@@ -468,7 +471,7 @@ where
     pub fn invalidate_if(&self, mut pred: impl FnMut(&K, &V) -> bool) {
         let t = self.now();
         for shard in self.inner.shards.iter() {
-            let mut removed = Vec::new();
+            let mut removed = RemovedList::default();
             shard.retain_not(t, &mut pred, &mut removed);
             self.notify(shard, removed);
         }
@@ -486,7 +489,7 @@ where
     pub fn run_pending_tasks(&self) {
         let t = self.now();
         for shard in self.inner.shards.iter() {
-            let mut removed = Vec::new();
+            let mut removed = RemovedList::default();
             shard.expire(t, &mut removed);
             self.notify(shard, removed);
         }

@@ -12,16 +12,22 @@
 //! (0.77 vs 0.90), where TinyLFU's frequency sketch shines. The lock-free hit path and
 //! 3x smaller entries decided it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use hashbrown::HashTable;
 
 /// Highest value of the per-entry access counter (two bits, as in S3-FIFO).
 pub(crate) const MAX_FREQ: u8 = 3;
 
 /// Recently evicted key hashes: a key that comes back soon after it was evicted from
 /// the probationary queue has proven itself and goes straight to the main queue.
+///
+/// The members are key hashes, already uniformly spread, so they index the table as
+/// they are instead of being hashed a second time.
 #[derive(Debug, Default)]
 pub(crate) struct Ghost {
-    members: HashMap<u64, u64>,
+    /// `(hash, seq)` of each remembered hash, `seq` telling its latest record apart.
+    members: HashTable<(u64, u64)>,
     order: VecDeque<(u64, u64)>,
     seq: u64,
 }
@@ -33,28 +39,40 @@ impl Ghost {
             return;
         }
         self.seq += 1;
-        self.members.insert(hash, self.seq);
-        self.order.push_back((hash, self.seq));
+        let seq = self.seq;
+        match self.members.find_mut(hash, |&(h, _)| h == hash) {
+            Some(m) => m.1 = seq,
+            None => {
+                self.members.insert_unique(hash, (hash, seq), |&(h, _)| h);
+            }
+        }
+        self.order.push_back((hash, seq));
         while self.members.len() > capacity {
-            match self.order.pop_front() {
-                Some((h, s)) if self.members.get(&h) == Some(&s) => {
-                    self.members.remove(&h);
-                }
-                Some(_) => {}
-                None => break,
+            let Some((h, s)) = self.order.pop_front() else {
+                break;
+            };
+            if let Ok(m) = self.members.find_entry(h, |&(mh, ms)| mh == h && ms == s) {
+                m.remove();
             }
         }
         // Re-inserted and removed hashes leave stale records behind; drop them in bulk
         // so the queue stays proportional to the live set.
         if self.order.len() > 2 * self.members.len() + 64 {
             let members = &self.members;
-            self.order.retain(|(h, s)| members.get(h) == Some(s));
+            self.order
+                .retain(|&(h, s)| members.find(h, |&(mh, ms)| mh == h && ms == s).is_some());
         }
     }
 
     /// Forgets `hash`, returning whether it was remembered.
     pub(crate) fn remove(&mut self, hash: u64) -> bool {
-        self.members.remove(&hash).is_some()
+        match self.members.find_entry(hash, |&(h, _)| h == hash) {
+            Ok(m) => {
+                m.remove();
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Forgets everything.

@@ -1,5 +1,9 @@
-//! One shard: a hash map from key to slot, the S3-FIFO queues and the timer queue, all
+//! One shard: a hash table from key to slot, the S3-FIFO queues and the timer queue, all
 //! behind one `RwLock`. Reads take the shared lock and touch only atomics in the slot.
+//!
+//! The table is a `hashbrown::HashTable` of slot indices probed with the hash the cache
+//! already computed to pick the shard, so an operation hashes its key once, and the key
+//! is stored once (in its slot) instead of again as a map key.
 
 use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
@@ -7,6 +11,7 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 
 use foldhash::fast::RandomState;
+use hashbrown::HashTable;
 use parking_lot::{Mutex, RwLock};
 
 use super::expiry::{NEVER, TimerQueue};
@@ -16,6 +21,43 @@ use super::stats::Counters;
 
 /// A removed entry waiting to be reported once the shard lock is released.
 pub(crate) type Removed<K, V> = (K, V, RemovalCause);
+
+/// The entries one operation removed, reported once the shard lock is released. Most
+/// operations remove at most one, held inline so that an evicting insert does not
+/// allocate.
+pub(crate) struct RemovedList<K, V> {
+    first: Option<Removed<K, V>>,
+    rest: Vec<Removed<K, V>>,
+}
+
+impl<K, V> Default for RemovedList<K, V> {
+    fn default() -> Self {
+        Self {
+            first: None,
+            rest: Vec::new(),
+        }
+    }
+}
+
+impl<K, V> RemovedList<K, V> {
+    pub(crate) fn push(&mut self, removed: Removed<K, V>) {
+        if self.first.is_none() {
+            self.first = Some(removed);
+        } else {
+            self.rest.push(removed);
+        }
+    }
+}
+
+impl<K, V> IntoIterator for RemovedList<K, V> {
+    type Item = Removed<K, V>;
+    type IntoIter =
+        std::iter::Chain<std::option::IntoIter<Removed<K, V>>, std::vec::IntoIter<Removed<K, V>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
+    }
+}
 
 /// A call that computes a value once per key while concurrent callers wait for it.
 pub(crate) type Pending<V> = std::sync::Arc<Mutex<Option<V>>>;
@@ -59,7 +101,7 @@ pub(crate) struct Now {
 }
 
 pub(crate) struct ShardInner<K, V> {
-    map: HashMap<K, u32, RandomState>,
+    map: HashTable<u32>,
     slots: Vec<Option<Slot<K, V>>>,
     gens: Vec<u32>,
     free: Vec<u32>,
@@ -103,7 +145,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
         let small_target = ((capacity as f64) * small_ratio) as u64;
         Self {
             inner: RwLock::new(ShardInner {
-                map: HashMap::with_hasher(hasher.clone()),
+                map: HashTable::new(),
                 slots: Vec::new(),
                 gens: Vec::new(),
                 free: Vec::new(),
@@ -145,13 +187,13 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
     }
 
     /// The hit path: shared lock, then relaxed atomics only.
-    pub(crate) fn get<Q>(&self, key: &Q, t: Now) -> Option<V>
+    pub(crate) fn get<Q>(&self, key: &Q, hash: u64, t: Now) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let inner = self.inner.read();
-        let slot = inner.slot_of(key)?;
+        let slot = inner.slot_of(key, hash)?;
         if slot.deadline(t.tti) <= t.now {
             return None;
         }
@@ -166,14 +208,14 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
         Some(slot.value.clone())
     }
 
-    pub(crate) fn contains<Q>(&self, key: &Q, t: Now) -> bool
+    pub(crate) fn contains<Q>(&self, key: &Q, hash: u64, t: Now) -> bool
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let inner = self.inner.read();
         inner
-            .slot_of(key)
+            .slot_of(key, hash)
             .is_some_and(|s| s.deadline(t.tti) > t.now)
     }
 
@@ -189,7 +231,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
         hash: u64,
         expires_at: u64,
         t: Now,
-        out: &mut Vec<Removed<K, V>>,
+        out: &mut RemovedList<K, V>,
     ) -> Inserted {
         let mut inner = self.inner.write();
         inner.expire(t, out);
@@ -198,17 +240,23 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
         outcome
     }
 
-    pub(crate) fn remove<Q>(&self, key: &Q, t: Now, out: &mut Vec<Removed<K, V>>) -> Option<V>
+    pub(crate) fn remove<Q>(
+        &self,
+        key: &Q,
+        hash: u64,
+        t: Now,
+        out: &mut RemovedList<K, V>,
+    ) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let mut inner = self.inner.write();
-        let idx = *inner.map.get(key)?;
+        let idx = inner.find(key, hash)?;
         let expired = inner.slots[idx as usize]
             .as_ref()
             .is_some_and(|s| s.deadline(t.tti) <= t.now);
-        let (k, v) = inner.take(idx)?;
+        let (k, v) = inner.take(idx, hash)?;
         self.publish(&inner);
         drop(inner);
         if expired {
@@ -230,7 +278,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
         expires_at: u64,
         weigh: &dyn Fn(&K, &V) -> u32,
         f: F,
-        out: &mut Vec<Removed<K, V>>,
+        out: &mut RemovedList<K, V>,
     ) -> (Option<V>, Option<Inserted>)
     where
         F: FnOnce(Option<&V>) -> super::cache::Compute<V>,
@@ -238,28 +286,28 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
         use super::cache::Compute;
         let mut inner = self.inner.write();
         inner.expire(t, out);
-        if let Some(&idx) = inner.map.get(&key) {
+        if let Some(idx) = inner.find(&key, hash) {
             if inner.slots[idx as usize]
                 .as_ref()
                 .is_some_and(|s| s.deadline(t.tti) <= t.now)
             {
-                if let Some((k, v)) = inner.take(idx) {
+                if let Some((k, v)) = inner.take(idx, hash) {
                     out.push((k, v, RemovalCause::Expired));
                 }
             }
         }
-        let current = inner.slot_of(&key).map(|s| &s.value);
+        let current = inner.slot_of(&key, hash).map(|s| &s.value);
         let result = match f(current) {
             Compute::Keep => (current.cloned(), None),
             Compute::Put(v) => {
                 let w = weigh(&key, &v);
                 let outcome = inner.insert(key.clone(), v, w, hash, expires_at, t, out);
-                let now_value = inner.slot_of(&key).map(|s| s.value.clone());
+                let now_value = inner.slot_of(&key, hash).map(|s| s.value.clone());
                 (now_value, Some(outcome))
             }
             Compute::Remove => {
-                if let Some(&idx) = inner.map.get(&key) {
-                    if let Some((k, v)) = inner.take(idx) {
+                if let Some(idx) = inner.find(&key, hash) {
+                    if let Some((k, v)) = inner.take(idx, hash) {
                         out.push((k, v, RemovalCause::Explicit));
                     }
                 }
@@ -270,7 +318,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
         result
     }
 
-    pub(crate) fn expire(&self, t: Now, out: &mut Vec<Removed<K, V>>) {
+    pub(crate) fn expire(&self, t: Now, out: &mut RemovedList<K, V>) {
         let mut inner = self.inner.write();
         inner.expire(t, out);
         self.publish(&inner);
@@ -281,7 +329,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
         &self,
         t: Now,
         pred: &mut dyn FnMut(&K, &V) -> bool,
-        out: &mut Vec<Removed<K, V>>,
+        out: &mut RemovedList<K, V>,
     ) {
         let mut inner = self.inner.write();
         inner.expire(t, out);
@@ -296,7 +344,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
             })
             .collect();
         for idx in doomed {
-            if let Some((k, v)) = inner.take(idx) {
+            if let Some((k, v)) = inner.take_unhashed(idx) {
                 out.push((k, v, RemovalCause::Explicit));
             }
         }
@@ -320,12 +368,29 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
 }
 
 impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
-    fn slot_of<Q>(&self, key: &Q) -> Option<&Slot<K, V>>
+    /// The slot index holding `key`, probing with its precomputed `hash`.
+    fn find<Q>(&self, key: &Q, hash: u64) -> Option<u32>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let idx = *self.map.get(key)?;
+        let slots = &self.slots;
+        self.map
+            .find(hash, |&i| {
+                slots
+                    .get(i as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|s| s.key.borrow() == key)
+            })
+            .copied()
+    }
+
+    fn slot_of<Q>(&self, key: &Q, hash: u64) -> Option<&Slot<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let idx = self.find(key, hash)?;
         self.slots.get(idx as usize)?.as_ref()
     }
 
@@ -346,14 +411,14 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
         hash: u64,
         expires_at: u64,
         t: Now,
-        out: &mut Vec<Removed<K, V>>,
+        out: &mut RemovedList<K, V>,
     ) -> Inserted {
-        let existing = self.map.get(&key).copied();
+        let existing = self.find(&key, hash);
         if u64::from(weight) > self.capacity {
             // Larger than the whole shard: storing it would flush everything else for an
             // entry that cannot stay. Drop any older value so it is never served stale.
             if let Some(idx) = existing {
-                if let Some((k, v)) = self.take(idx) {
+                if let Some((k, v)) = self.take(idx, hash) {
                     out.push((k, v, RemovalCause::Replaced));
                 }
             }
@@ -396,7 +461,7 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
         };
         let generation = self.gens[idx as usize];
         self.slots[idx as usize] = Some(Slot {
-            key: key.clone(),
+            key,
             value,
             weight,
             queue,
@@ -415,7 +480,14 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
                 self.main_weight += u64::from(weight);
             }
         }
-        self.map.insert(key, idx);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        // Growth rehashes the slots' keys; every other path reuses the caller's hash.
+        self.map.insert_unique(hash, idx, |&i| {
+            slots
+                .get(i as usize)
+                .and_then(Option::as_ref)
+                .map_or(0, |s| hasher.hash_one(&s.key))
+        });
         self.schedule(idx, t.tti);
         self.compact();
         Inserted::New
@@ -436,7 +508,7 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
     }
 
     /// Reclaims entries whose deadline has passed, touching only due timers.
-    fn expire(&mut self, t: Now, out: &mut Vec<Removed<K, V>>) {
+    fn expire(&mut self, t: Now, out: &mut RemovedList<K, V>) {
         while let Some((d, idx, generation)) = self.timers.pop_due(t.now) {
             if self.gens.get(idx as usize) != Some(&generation) {
                 continue;
@@ -449,7 +521,7 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
             }
             slot.queued_deadline = NEVER;
             if slot.deadline(t.tti) <= t.now {
-                if let Some((k, v)) = self.take(idx) {
+                if let Some((k, v)) = self.take_unhashed(idx) {
                     out.push((k, v, RemovalCause::Expired));
                 }
             } else {
@@ -458,7 +530,7 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
         }
     }
 
-    fn make_room(&mut self, incoming: u64, out: &mut Vec<Removed<K, V>>) {
+    fn make_room(&mut self, incoming: u64, out: &mut RemovedList<K, V>) {
         while self.total() + incoming > self.capacity {
             if !self.evict_one(out) {
                 break;
@@ -468,7 +540,7 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
 
     /// S3-FIFO eviction: probation first while it is over its share, else main with a
     /// second chance per recorded access.
-    fn evict_one(&mut self, out: &mut Vec<Removed<K, V>>) -> bool {
+    fn evict_one(&mut self, out: &mut RemovedList<K, V>) -> bool {
         loop {
             let from_small = self.small_weight > self.small_target || self.main.is_empty();
             let popped = if from_small {
@@ -482,7 +554,7 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
             if self.gens[idx as usize] != generation {
                 continue;
             }
-            let Some(slot) = self.slot_mut(idx) else {
+            let Some(slot) = self.slots.get_mut(idx as usize).and_then(Option::as_mut) else {
                 continue;
             };
             let f = slot.freq.load(Relaxed);
@@ -499,9 +571,9 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
                 self.main.push_back((idx, generation));
                 continue;
             }
-            if let Some((k, v)) = self.take(idx) {
+            let hash = self.hasher.hash_one(&slot.key);
+            if let Some((k, v)) = self.take(idx, hash) {
                 if from_small {
-                    let hash = self.hasher.hash_one(&k);
                     let cap = ((self.map.len().max(16) as f64) * self.ghost_ratio) as usize;
                     self.ghost.insert(hash, cap);
                 }
@@ -511,12 +583,23 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
         }
     }
 
-    /// Empties the slot, leaving its queue and timer records to be skipped lazily.
-    fn take(&mut self, idx: u32) -> Option<(K, V)> {
+    /// [`take`](Self::take) for paths that do not have the key's hash at hand.
+    fn take_unhashed(&mut self, idx: u32) -> Option<(K, V)> {
+        let hash = self
+            .hasher
+            .hash_one(&self.slots.get(idx as usize)?.as_ref()?.key);
+        self.take(idx, hash)
+    }
+
+    /// Empties the slot (whose key hashes to `hash`), leaving its queue and timer
+    /// records to be skipped lazily.
+    fn take(&mut self, idx: u32, hash: u64) -> Option<(K, V)> {
+        if let Ok(entry) = self.map.find_entry(hash, |&i| i == idx) {
+            entry.remove();
+        }
         let slot = self.slots.get_mut(idx as usize)?.take()?;
         self.gens[idx as usize] = self.gens[idx as usize].wrapping_add(1);
         self.free.push(idx);
-        self.map.remove(&slot.key);
         match slot.queue {
             Queue::Small => self.small_weight -= u64::from(slot.weight),
             Queue::Main => self.main_weight -= u64::from(slot.weight),

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::fleet::Pattern;
+use crate::pattern::Pattern;
 
 pub(crate) const USAGE: &str = "\
 agent_gateway: an LLM gateway built from Backstop, under a simulated fleet of agents
@@ -69,4 +69,56 @@ pub(crate) fn parse(mut words: impl Iterator<Item = String>) -> Result<Option<Ar
         }
     }
     Ok(Some(args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_words(words: &[&str]) -> Result<Option<Args>, String> {
+        parse(words.iter().map(|w| w.to_string()))
+    }
+
+    #[test]
+    fn flags_parse_and_defaults_hold() {
+        let args = parse_words(&[]).unwrap().unwrap();
+        assert_eq!((args.agents, args.duration), (24, Duration::from_secs(12)));
+        assert!(!args.check_slo && args.config.is_none());
+
+        let args = parse_words(&[
+            "--agents",
+            "8",
+            "--duration",
+            "1m30s",
+            "--pattern",
+            "spike",
+            "--config",
+            "x.toml",
+            "--check-slo",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(args.agents, 8);
+        assert_eq!(args.duration, Duration::from_secs(90));
+        assert_eq!(args.pattern, Pattern::Spike);
+        assert_eq!(args.config, Some(PathBuf::from("x.toml")));
+        assert!(args.check_slo);
+        assert!(parse_words(&["--help"]).unwrap().is_none());
+    }
+
+    #[test]
+    fn bad_flags_say_what_is_wrong() {
+        for (words, expected) in [
+            (&["--agents", "0"][..], "--agents must be 1..=10000"),
+            (&["--agents", "many"], "`many`"),
+            (&["--agents"], "--agents needs a value"),
+            (&["--duration", "soon"], "--duration `soon`"),
+            (&["--duration", "100ms"], "at least 1s"),
+            (&["--pattern", "wave"], "`wave`"),
+            (&["--verbose"], "unknown flag `--verbose`"),
+        ] {
+            let error = parse_words(words).unwrap_err();
+            assert!(error.contains(expected), "{words:?}: {error}");
+        }
+    }
 }

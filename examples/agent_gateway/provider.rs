@@ -6,7 +6,9 @@ use backstop::pool::{Manager, Metrics, RecycleResult};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Tokio's clock, so a test with paused time can walk into the scripted outage.
+use tokio::time::Instant;
 
 use crate::fleet::Ask;
 
@@ -122,5 +124,82 @@ impl Manager for Connections {
 
     async fn recycle(&self, _: &mut u64, _: &Metrics) -> RecycleResult<ProviderError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(prompt: &str) -> Ask {
+        Ask {
+            user: "user-0".into(),
+            prompt: prompt.into(),
+            prompt_tokens: 50,
+            max_tokens: 200,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_every_prompt_of_a_batch_and_counts_tokens() {
+        let provider = Provider::new(Duration::from_secs(100));
+        let mut answered = 0;
+        for _ in 0..5 {
+            if let Ok(answers) = provider.complete(vec![ask("a"), ask("b")]).await {
+                assert_eq!(answers.len(), 2);
+                assert!(answers.iter().all(|a| (150..=250).contains(&a.tokens)));
+                answered += 2;
+            }
+        }
+        assert!(answered >= 6, "1 % transient errors cannot fail most calls");
+        assert_eq!(provider.items.load(Ordering::Relaxed), answered);
+        let tokens = provider.tokens.load(Ordering::Relaxed);
+        assert!((150 * answered..=250 * answered).contains(&tokens));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fails_during_the_scripted_outage_only() {
+        let provider = Provider::new(Duration::from_secs(10));
+        assert_eq!(
+            provider.outage_window(),
+            (Duration::from_millis(4500), Duration::from_secs(6))
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        for _ in 0..3 {
+            assert!(matches!(
+                provider.complete(vec![ask("x")]).await,
+                Err(ProviderError::Outage)
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn enforces_its_own_rate_limit_with_429s() {
+        let provider = Provider::new(Duration::from_secs(100));
+        // Latency is simulated with tokio sleeps; spawn the calls so they overlap and
+        // reach the limiter within its burst's time.
+        let calls: Vec<_> = (0..40)
+            .map(|_| {
+                let provider = provider.clone();
+                tokio::spawn(async move { provider.complete(vec![ask("y")]).await })
+            })
+            .collect();
+        let mut limited = 0;
+        for call in calls {
+            limited += u64::from(matches!(
+                call.await.unwrap(),
+                Err(ProviderError::RateLimited)
+            ));
+        }
+        assert!(limited >= 10, "burst 15 admits at most ~16 of 40 at once");
+        assert_eq!(provider.refused.load(Ordering::Relaxed), limited);
+        assert_eq!(provider.calls.load(Ordering::Relaxed), 40);
+    }
+
+    #[test]
+    fn latency_grows_with_completion_length() {
+        let short: Duration = (0..200).map(|_| latency(10, 1)).sum();
+        let long: Duration = (0..200).map(|_| latency(2000, 1)).sum();
+        assert!(long > short + Duration::from_millis(200 * 80));
     }
 }

@@ -11,7 +11,6 @@ use backstop::core::{Layer, Service, Stack, service_fn};
 use backstop::dedup::{DedupLayer, DedupWindow, WindowConfig};
 use backstop::limit::{KeyedRateLimiter, Quota, RateLimitLayer};
 use backstop::pool::{Pool, PoolConfig};
-use backstop::scale::{Policy, QueueConfig, QueuePolicy};
 use futures::future::BoxFuture;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,12 +18,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::args::Args;
+use crate::autoscale::PathLoad;
 use crate::fleet::Ask;
+use crate::outcome::GatewayResult;
 use crate::provider::{Answer, Connections, Provider, ProviderError};
-use crate::report::GatewayResult;
-
-pub(crate) const QUEUE_METRIC: &str = "queue_depth";
-pub(crate) const QUEUE_PER_REPLICA: f64 = 5.0;
 
 type Call = dyn Fn(Ask) -> BoxFuture<'static, GatewayResult> + Send + Sync;
 
@@ -38,7 +35,6 @@ pub(crate) struct Gateway {
     pub(crate) batcher: Batcher<Ask, Answer>,
     pub(crate) pool: Pool<Connections>,
     opened: Arc<AtomicU64>,
-    scale: Option<backstop::config::ScaleSection>,
 }
 
 impl Gateway {
@@ -59,23 +55,11 @@ impl Gateway {
         self.opened.load(Ordering::Relaxed)
     }
 
-    /// The configured policy, or KEDA-style scaling on requests waiting per replica.
-    pub(crate) fn scale_policy(&self) -> Box<dyn Policy + Send> {
-        let configured = self.scale.as_ref().map(|scale| scale.policy());
-        match configured {
-            Some(Ok(policy)) => policy,
-            _ => Box::new(
-                QueuePolicy::new(QueueConfig {
-                    metric: QUEUE_METRIC.to_string(),
-                    min_replicas: 1,
-                    max_replicas: 20,
-                    target_per_replica: QUEUE_PER_REPLICA,
-                    cooldown: Duration::from_secs(30),
-                    ..QueueConfig::default()
-                })
-                .expect("the default queue policy is valid"),
-            ),
-        }
+    /// The batcher's queue and the pool, as one load signal for the autoscaler.
+    pub(crate) fn path_load(&self) -> Arc<PathLoad> {
+        Arc::new(PathLoad {
+            stages: vec![Arc::new(self.batcher.clone()), Arc::new(self.pool.clone())],
+        })
     }
 }
 
@@ -197,7 +181,6 @@ pub(crate) async fn build(
         batcher,
         pool,
         opened,
-        scale: config.scale.clone(),
     }))
 }
 

@@ -1,0 +1,331 @@
+//! The end-of-run summary and the SLO verdicts.
+
+use backstop::cache::TieredStats;
+use backstop::config::SloSection;
+use backstop::core::LatencySummary;
+use backstop::dedup::WindowStats;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::outcome::{OUTCOMES, Outcome, Tally};
+use crate::provider::DOLLARS_PER_1K_TOKENS;
+use crate::stack::Gateway;
+
+/// Everything the run measured, read once from the tally and the primitives' `stats()`.
+#[derive(Debug, Clone)]
+pub(crate) struct Summary {
+    pub(crate) took: Duration,
+    pub(crate) requests: u64,
+    pub(crate) outcomes: Vec<(Outcome, u64)>,
+    pub(crate) errors: u64,
+    pub(crate) retries: u64,
+    pub(crate) plans: u64,
+    pub(crate) latency: LatencySummary,
+    /// Hit rate of each cache tier over all lookups, L1 first.
+    pub(crate) tiers: Vec<(String, f64)>,
+    pub(crate) cache_hit_rate: f64,
+    /// Of the admitted requests, the fraction answered without a provider call.
+    pub(crate) served_without_provider: f64,
+    pub(crate) coalesced: u64,
+    pub(crate) window_hits: u64,
+    pub(crate) shed: u64,
+    pub(crate) breaker_state: &'static str,
+    pub(crate) batches: u64,
+    pub(crate) mean_batch_size: f64,
+    pub(crate) batch_wait_p95: Duration,
+    pub(crate) connections_opened: u64,
+    pub(crate) pool_wait_p95: Duration,
+    pub(crate) provider_calls: u64,
+    pub(crate) provider_429s: u64,
+    pub(crate) prompts_answered: u64,
+    pub(crate) tokens_used: u64,
+    pub(crate) tokens_without_backstop: u64,
+    pub(crate) decisions: Vec<String>,
+}
+
+impl Summary {
+    pub(crate) fn collect(
+        gateway: &Gateway,
+        tally: &Tally,
+        decisions: Vec<String>,
+        took: Duration,
+    ) -> Self {
+        let cache = gateway.cache.stats();
+        let dedup = gateway.dedup.stats();
+        let batches = gateway.batcher.stats();
+        let (tiers, cache_hit_rate) = hit_rates(&cache);
+        let provider = &gateway.provider;
+        Self {
+            took,
+            requests: tally.total(),
+            outcomes: OUTCOMES.iter().map(|o| (*o, tally.count(*o))).collect(),
+            errors: tally.errors(),
+            retries: tally.retries.load(Ordering::Relaxed),
+            plans: tally.plans.load(Ordering::Relaxed),
+            latency: tally.latency.snapshot().summary(),
+            tiers,
+            cache_hit_rate,
+            served_without_provider: answered_without_provider(tally, &cache, &dedup),
+            coalesced: dedup.group.coalesced,
+            window_hits: dedup.window_hits,
+            shed: gateway.breaker.stats().rejected_calls,
+            breaker_state: gateway.breaker.state().as_str(),
+            batches: batches.batches,
+            mean_batch_size: batches.batch_size.mean,
+            batch_wait_p95: batches.queue_wait.p95,
+            connections_opened: gateway.connections_opened(),
+            pool_wait_p95: gateway.pool.stats().wait.p95,
+            provider_calls: provider.calls.load(Ordering::Relaxed),
+            provider_429s: provider.refused.load(Ordering::Relaxed),
+            prompts_answered: provider.items.load(Ordering::Relaxed),
+            tokens_used: provider.tokens.load(Ordering::Relaxed),
+            tokens_without_backstop: tally.tokens_without_backstop.load(Ordering::Relaxed),
+            decisions,
+        }
+    }
+
+    pub(crate) fn error_rate(&self) -> f64 {
+        self.errors as f64 / self.requests.max(1) as f64
+    }
+
+    pub(crate) fn tokens_saved(&self) -> u64 {
+        self.tokens_without_backstop
+            .saturating_sub(self.tokens_used)
+    }
+
+    pub(crate) fn print(&self) {
+        println!("\n=== summary after {:.1} s ===", self.took.as_secs_f64());
+        println!(
+            "requests            {} from {} finished plans ({} retries of failed calls)",
+            self.requests, self.plans, self.retries
+        );
+        for (outcome, count) in &self.outcomes {
+            println!("  {:<46} {count}", outcome.label());
+        }
+        println!(
+            "latency (200s)      p50 {}  p95 {}  p99 {}  max {}",
+            ms(self.latency.p50),
+            ms(self.latency.p95),
+            ms(self.latency.p99),
+            ms(self.latency.max)
+        );
+        let tiers: Vec<String> = self
+            .tiers
+            .iter()
+            .enumerate()
+            .map(|(i, (name, rate))| format!("L{} {name} {}", i + 1, percent(*rate)))
+            .collect();
+        println!(
+            "cache hit rate      {} (total {})",
+            tiers.join(", "),
+            percent(self.cache_hit_rate)
+        );
+        println!(
+            "served from cache   {} of admitted requests needed no provider call (tiers, dedup window, shared calls)",
+            percent(self.served_without_provider)
+        );
+        println!(
+            "coalesced           {} callers shared an in-flight call, {} answered from the dedup window",
+            self.coalesced, self.window_hits
+        );
+        println!(
+            "circuit breaker     {} calls shed while open; state now {}",
+            self.shed, self.breaker_state
+        );
+        println!(
+            "batches             {} batches, mean size {:.1}, p95 queue wait {}",
+            self.batches,
+            self.mean_batch_size,
+            ms(self.batch_wait_p95)
+        );
+        println!(
+            "pool                {} connections opened, p95 wait {}",
+            self.connections_opened,
+            ms(self.pool_wait_p95)
+        );
+        println!(
+            "provider            {} calls for {} requests ({} refused with its own 429), {} prompts answered",
+            self.provider_calls, self.requests, self.provider_429s, self.prompts_answered
+        );
+        let saved = self.tokens_saved();
+        println!(
+            "tokens              {} used vs ~{} without Backstop: {} saved (~${:.2} at ${}/1k)",
+            self.tokens_used,
+            self.tokens_without_backstop,
+            percent(saved as f64 / self.tokens_without_backstop.max(1) as f64),
+            saved as f64 / 1000.0 * DOLLARS_PER_1K_TOKENS,
+            DOLLARS_PER_1K_TOKENS
+        );
+        println!("scale decisions     {}", self.decisions.len());
+        for decision in &self.decisions {
+            println!("  {decision}");
+        }
+    }
+
+    /// p95 latency, error rate (429s excluded: refusing is the limiter's job) and the
+    /// fraction served without the provider, against the configured thresholds.
+    pub(crate) fn slo_checks(&self, slo: &SloSection) -> Vec<SloCheck> {
+        let error_rate = self.error_rate();
+        let hit_rate = self.served_without_provider;
+        vec![
+            SloCheck {
+                name: "p95 latency",
+                target: format!("<= {}", ms(slo.p95_latency)),
+                actual: ms(self.latency.p95),
+                pass: self.latency.p95 <= slo.p95_latency,
+            },
+            SloCheck {
+                name: "error rate",
+                target: format!("<= {}", percent(slo.max_error_rate)),
+                actual: percent(error_rate),
+                pass: error_rate <= slo.max_error_rate,
+            },
+            SloCheck {
+                name: "served from cache",
+                target: format!(">= {}", percent(slo.min_cache_hit_rate)),
+                actual: percent(hit_rate),
+                pass: hit_rate >= slo.min_cache_hit_rate,
+            },
+        ]
+    }
+}
+
+/// One SLO verdict.
+#[derive(Debug, Clone)]
+pub(crate) struct SloCheck {
+    pub(crate) name: &'static str,
+    pub(crate) target: String,
+    pub(crate) actual: String,
+    pub(crate) pass: bool,
+}
+
+/// Prints the verdicts; true when every SLO passed.
+pub(crate) fn print_slos(checks: &[SloCheck]) -> bool {
+    println!("\nSLOs");
+    for check in checks {
+        println!(
+            "  {:<17} {:<10} target {:<10} {}",
+            check.name,
+            check.actual,
+            check.target,
+            if check.pass { "PASS" } else { "FAIL" }
+        );
+    }
+    checks.iter().all(|check| check.pass)
+}
+
+/// Fraction of cache lookups answered by each tier, and by any.
+pub(crate) fn hit_rates(stats: &TieredStats) -> (Vec<(String, f64)>, f64) {
+    let hits: u64 = stats.hits_by_tier.iter().sum();
+    let lookups = (hits + stats.misses).max(1) as f64;
+    let per_tier = stats
+        .tiers
+        .iter()
+        .zip(&stats.hits_by_tier)
+        .map(|((name, _), tier_hits)| (name.clone(), *tier_hits as f64 / lookups))
+        .collect();
+    (per_tier, hits as f64 / lookups)
+}
+
+/// Of the requests the limiter admitted, the fraction answered without a provider call:
+/// from a cache tier, the dedup window, or by sharing another caller's in-flight call.
+pub(crate) fn answered_without_provider(
+    tally: &Tally,
+    cache: &TieredStats,
+    dedup: &WindowStats,
+) -> f64 {
+    let tier_hits: u64 = cache.hits_by_tier.iter().sum();
+    let saved = tier_hits + dedup.window_hits + dedup.group.coalesced;
+    let admitted = tally.total() - tally.count(Outcome::RateLimited);
+    saved as f64 / admitted.max(1) as f64
+}
+
+/// Milliseconds, with a decimal below 10 ms so cache hits do not all read "0 ms".
+pub(crate) fn ms(duration: Duration) -> String {
+    let millis = duration.as_secs_f64() * 1e3;
+    if millis < 10.0 {
+        format!("{millis:.1} ms")
+    } else {
+        format!("{millis:.0} ms")
+    }
+}
+
+pub(crate) fn percent(fraction: f64) -> String {
+    format!("{:.1} %", fraction * 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(p95_ms: u64, errors: u64, served: f64) -> Summary {
+        Summary {
+            took: Duration::from_secs(2),
+            requests: 100,
+            outcomes: Vec::new(),
+            errors,
+            retries: 0,
+            plans: 0,
+            latency: LatencySummary {
+                count: 100,
+                mean: Duration::from_millis(p95_ms / 2),
+                p50: Duration::from_millis(p95_ms / 3),
+                p95: Duration::from_millis(p95_ms),
+                p99: Duration::from_millis(p95_ms),
+                max: Duration::from_millis(p95_ms),
+            },
+            tiers: Vec::new(),
+            cache_hit_rate: served,
+            served_without_provider: served,
+            coalesced: 0,
+            window_hits: 0,
+            shed: 0,
+            breaker_state: "closed",
+            batches: 0,
+            mean_batch_size: 0.0,
+            batch_wait_p95: Duration::ZERO,
+            connections_opened: 0,
+            pool_wait_p95: Duration::ZERO,
+            provider_calls: 0,
+            provider_429s: 0,
+            prompts_answered: 0,
+            tokens_used: 10,
+            tokens_without_backstop: 5,
+            decisions: Vec::new(),
+        }
+    }
+
+    fn slo() -> SloSection {
+        SloSection {
+            p95_latency: Duration::from_millis(500),
+            max_error_rate: 0.1,
+            min_cache_hit_rate: 0.5,
+        }
+    }
+
+    #[test]
+    fn slos_pass_at_their_thresholds_and_fail_past_them() {
+        let passing = summary(500, 10, 0.5).slo_checks(&slo());
+        assert!(passing.iter().all(|c| c.pass));
+        assert!(print_slos(&passing));
+
+        let failing = summary(501, 11, 0.49).slo_checks(&slo());
+        assert_eq!(
+            failing.iter().map(|c| (c.name, c.pass)).collect::<Vec<_>>(),
+            [
+                ("p95 latency", false),
+                ("error rate", false),
+                ("served from cache", false)
+            ]
+        );
+        assert!(!print_slos(&failing));
+    }
+
+    #[test]
+    fn savings_never_underflow_and_durations_read_well() {
+        assert_eq!(summary(1, 0, 0.0).tokens_saved(), 0);
+        assert_eq!(ms(Duration::from_micros(300)), "0.3 ms");
+        assert_eq!(ms(Duration::from_millis(123)), "123 ms");
+        assert_eq!(percent(0.125), "12.5 %");
+    }
+}

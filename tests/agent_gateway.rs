@@ -1,0 +1,102 @@
+//! The flagship example, tested where CI runs tests: its modules are compiled here (their
+//! unit tests run with this file), and a two-second run checks that the numbers the
+//! summary prints add up.
+
+#![cfg(feature = "full")]
+
+#[path = "../examples/agent_gateway/args.rs"]
+mod args;
+#[path = "../examples/agent_gateway/autoscale.rs"]
+mod autoscale;
+#[path = "../examples/agent_gateway/fleet.rs"]
+mod fleet;
+#[path = "../examples/agent_gateway/outcome.rs"]
+mod outcome;
+#[path = "../examples/agent_gateway/pattern.rs"]
+mod pattern;
+#[path = "../examples/agent_gateway/progress.rs"]
+mod progress;
+#[path = "../examples/agent_gateway/provider.rs"]
+mod provider;
+#[path = "../examples/agent_gateway/run.rs"]
+mod run;
+#[path = "../examples/agent_gateway/stack.rs"]
+mod stack;
+#[path = "../examples/agent_gateway/summary.rs"]
+mod summary;
+
+use backstop::config::{BackstopConfig, CacheSection, PolicyKind};
+use std::time::Duration;
+
+use outcome::Outcome;
+
+#[test]
+fn usage_names_every_flag() {
+    for flag in [
+        "--agents",
+        "--duration",
+        "--pattern",
+        "--config",
+        "--check-slo",
+        "--help",
+    ] {
+        assert!(args::USAGE.contains(flag), "{flag}");
+    }
+}
+
+#[test]
+fn the_shipped_config_drives_the_autoscaler_on_a_metric_the_gateway_publishes() {
+    let config = BackstopConfig::from_file("examples/backstop.toml").unwrap();
+    let scale = config.scale.as_ref().unwrap();
+    assert_eq!(scale.policy, PolicyKind::Queue);
+    assert_eq!(
+        scale.queue.as_ref().unwrap().metric,
+        autoscale::QUEUE_METRIC
+    );
+    assert!(autoscale::policy(Some(scale)).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_second_run_adds_up() {
+    let args = args::Args {
+        agents: 8,
+        duration: Duration::from_secs(2),
+        ..args::Args::default()
+    };
+    // A memory L1 over a file tier in a scratch directory, whatever REDIS_URL says, so
+    // the test leaves nothing behind.
+    let mut cache = CacheSection::default();
+    cache.memory.max_capacity = 256;
+    let mut config = BackstopConfig::default();
+    config.cache = Some(cache);
+    let scratch = tempfile::tempdir().unwrap();
+    let summary = run::run(&args, &config, scratch.path()).await.unwrap();
+    summary.print();
+    let checks = summary.slo_checks(&stack::default_slo());
+    assert_eq!(checks.len(), 3);
+    summary::print_slos(&checks);
+
+    assert!(summary.took >= Duration::from_secs(2));
+    assert!(summary.requests > 50, "{summary:?}");
+    let by_outcome: u64 = summary.outcomes.iter().map(|(_, n)| n).sum();
+    assert_eq!(by_outcome, summary.requests);
+    let ok = summary
+        .outcomes
+        .iter()
+        .find(|(o, _)| *o == Outcome::Ok)
+        .map_or(0, |(_, n)| *n);
+    assert_eq!(summary.latency.count, ok, "only successes are timed");
+    assert!(ok > summary.requests / 2, "{summary:?}");
+
+    // Backstop's point: fewer provider calls and tokens than requests would cost alone.
+    assert_eq!(summary.tiers.len(), 2, "{:?}", summary.tiers);
+    assert!(summary.served_without_provider > 0.0);
+    assert!(summary.prompts_answered < summary.requests);
+    assert!(
+        summary.provider_calls
+            <= summary.prompts_answered + summary.provider_429s + summary.errors + summary.retries
+    );
+    assert!(summary.batches > 0 && summary.mean_batch_size >= 1.0);
+    assert!(summary.tokens_used < summary.tokens_without_backstop);
+    assert!(summary.connections_opened >= 1);
+}

@@ -152,6 +152,8 @@ pub(crate) fn spawn(
             tokio::spawn(async move {
                 let mut rng = fastrand::Rng::with_seed(agent as u64);
                 let mut plan = Plan::new(&mix, &mut rng);
+                // Agents come online over one think time, not all in the same instant.
+                tokio::time::sleep(THINK_TIME.mul_f64(rng.f64())).await;
                 while started.elapsed() < run {
                     if plan.is_finished() {
                         tally.plans.fetch_add(1, Ordering::Relaxed);

@@ -192,6 +192,9 @@ fn cache_section(config: &BackstopConfig, scratch: &Path) -> CacheSection {
         section.memory.max_capacity = 256;
         section.redis = Some(RedisTierSection {
             namespace: format!("agent-gateway:{}:", std::process::id()),
+            // Each run writes under its own namespace; expiring the answers keeps a
+            // shared Redis from collecting one set per run.
+            ttl: Some(Duration::from_secs(300)),
             ..RedisTierSection::default()
         });
         section

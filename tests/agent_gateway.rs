@@ -75,6 +75,7 @@ async fn a_two_second_run_adds_up() {
     let checks = summary.slo_checks(&stack::default_slo());
     assert_eq!(checks.len(), 3);
     summary::print_slos(&checks);
+    assert_eq!(summary.quality_lines("agent_gateway/constant").len(), 7);
 
     assert!(summary.took >= Duration::from_secs(2));
     assert!(summary.requests > 50, "{summary:?}");

@@ -80,6 +80,10 @@ async fn main() -> ExitCode {
     summary.print();
     let slo = config.slo.clone().unwrap_or_else(stack::default_slo);
     let passed = summary::print_slos(&summary.slo_checks(&slo));
+    println!();
+    for line in summary.quality_lines(&format!("agent_gateway/{}", args.pattern)) {
+        println!("{line}");
+    }
     if args.check_slo && !passed {
         ExitCode::FAILURE
     } else {

@@ -162,6 +162,44 @@ impl Summary {
         }
     }
 
+    /// Machine-readable results, one `<metric> workload=<w> contender=<c> value=<v>` line
+    /// each; contender `none` is the same fleet sending every request to the provider
+    /// (its tokens estimated from each request's expected completion).
+    pub(crate) fn quality_lines(&self, workload: &str) -> Vec<String> {
+        let line = |metric: &str, contender: &str, value: String| {
+            format!("{metric} workload={workload} contender={contender} value={value}")
+        };
+        vec![
+            line(
+                "provider_calls",
+                "backstop",
+                self.provider_calls.to_string(),
+            ),
+            line("provider_calls", "none", self.requests.to_string()),
+            line("provider_tokens", "backstop", self.tokens_used.to_string()),
+            line(
+                "provider_tokens",
+                "none",
+                self.tokens_without_backstop.to_string(),
+            ),
+            line(
+                "p95_latency_ms",
+                "backstop",
+                format!("{:.1}", self.latency.p95.as_secs_f64() * 1e3),
+            ),
+            line(
+                "error_rate",
+                "backstop",
+                format!("{:.4}", self.error_rate()),
+            ),
+            line(
+                "served_without_provider",
+                "backstop",
+                format!("{:.4}", self.served_without_provider),
+            ),
+        ]
+    }
+
     /// p95 latency, error rate (429s excluded: refusing is the limiter's job) and the
     /// fraction served without the provider, against the configured thresholds.
     pub(crate) fn slo_checks(&self, slo: &SloSection) -> Vec<SloCheck> {
@@ -327,5 +365,24 @@ mod tests {
         assert_eq!(ms(Duration::from_micros(300)), "0.3 ms");
         assert_eq!(ms(Duration::from_millis(123)), "123 ms");
         assert_eq!(percent(0.125), "12.5 %");
+    }
+
+    #[test]
+    fn quality_lines_follow_the_bench_format() {
+        let lines = summary(120, 5, 0.6).quality_lines("agent_gateway/spike");
+        assert!(lines.contains(
+            &"provider_calls workload=agent_gateway/spike contender=none value=100".to_string()
+        ));
+        assert!(
+            lines.contains(
+                &"p95_latency_ms workload=agent_gateway/spike contender=backstop value=120.0"
+                    .to_string()
+            )
+        );
+        for line in &lines {
+            let fields: Vec<&str> = line.split(' ').collect();
+            assert_eq!(fields.len(), 4, "{line}");
+            assert!(fields[1].starts_with("workload=") && fields[3].starts_with("value="));
+        }
     }
 }

@@ -78,7 +78,7 @@ async fn a_two_second_run_adds_up() {
     assert_eq!(summary.quality_lines("agent_gateway/constant").len(), 7);
 
     assert!(summary.took >= Duration::from_secs(2));
-    assert!(summary.requests > 50, "{summary:?}");
+    assert!(summary.requests > 30, "{summary:?}");
     let by_outcome: u64 = summary.outcomes.iter().map(|(_, n)| n).sum();
     assert_eq!(by_outcome, summary.requests);
     let ok = summary

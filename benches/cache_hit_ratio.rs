@@ -49,7 +49,28 @@ fn shifting() -> Vec<u64> {
 }
 
 fn hit_ratio(workload: &str, capacity: u64, trace: &[u64]) {
-    for (name, cache) in contenders(capacity) {
+    let mut all = contenders(capacity);
+    if let Ok(spec) = std::env::var("HIT_RATIO_POLICY") {
+        all.retain(|(n, _)| *n == "moka");
+        for p in spec.split(',') {
+            let mut it = p.split(':').filter_map(|x| x.parse::<f64>().ok());
+            let (Some(small_ratio), Some(ghost_ratio)) = (it.next(), it.next()) else {
+                continue;
+            };
+            let config = backstop::cache::CacheConfig {
+                max_capacity: capacity,
+                policy: backstop::cache::PolicyConfig {
+                    small_ratio,
+                    ghost_ratio,
+                },
+                ..Default::default()
+            };
+            let cache = backstop::cache::MemoryCache::<u64, u64>::from_config(config)
+                .expect("valid policy");
+            all.push((Box::leak(p.to_string().into_boxed_str()), Box::new(cache)));
+        }
+    }
+    for (name, cache) in all {
         let mut hits = 0u64;
         for &k in trace {
             if cache.get(k).is_some() {

@@ -181,13 +181,7 @@ where
         let shards = (0..n as u64)
             .map(|i| {
                 let cap = base + u64::from(i < extra);
-                Shard::new(
-                    cap,
-                    cfg.policy.small_ratio,
-                    cfg.policy.ghost_ratio,
-                    tti,
-                    hasher.clone(),
-                )
+                Shard::new(cap, cfg.policy.small_ratio, cfg.policy.ghost_ratio, tti)
             })
             .collect();
         let timed = cfg.ttl.is_some() || cfg.tti.is_some() || self.expiry.is_some();

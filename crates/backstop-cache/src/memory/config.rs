@@ -19,8 +19,8 @@ pub struct PolicyConfig {
 impl Default for PolicyConfig {
     fn default() -> Self {
         Self {
-            small_ratio: 0.1,
-            ghost_ratio: 1.0,
+            small_ratio: 0.002,
+            ghost_ratio: 0.5,
         }
     }
 }

@@ -7,4 +7,5 @@ pub(crate) mod layer;
 pub(crate) mod listener;
 pub(crate) mod policy;
 pub(crate) mod shard;
+pub(crate) mod sketch;
 pub(crate) mod stats;

@@ -1,23 +1,65 @@
-//! The S3-FIFO admission and eviction policy: a small probationary FIFO, a main FIFO
-//! with a second chance per access, and a ghost queue of recently evicted key hashes.
+//! The admission and eviction policy: S3-FIFO's three queues (a tiny probationary FIFO,
+//! a main FIFO with a second chance per access, a ghost queue of recently evicted key
+//! hashes) with TinyLFU's frequency test at the one point where S3-FIFO is blind.
 //!
-//! Why S3-FIFO rather than W-TinyLFU: a hit in S3-FIFO only bumps a 2-bit saturating
-//! counter on the entry, so `get` needs nothing but a shared read lock and one relaxed
-//! atomic store. W-TinyLFU reorders an LRU list on every hit, which forces either a
-//! write lock or moka's read buffers that are drained later (and lose hits under
-//! contention). Measured with `benches/cache_hit_ratio.rs` (2M requests, 100k keys),
-//! S3-FIFO is ahead of moka's W-TinyLFU at 1% capacity (Zipf 0.6/0.8/1.0: +3.4/+2.5/+0.9
-//! points), on a scan-polluted Zipf (+1.8) and a shifting hot set (+1.3), slightly behind
-//! at 10% capacity (-0.5 to -0.8) and clearly behind on a pure loop just over capacity
-//! (0.77 vs 0.90), where TinyLFU's frequency sketch shines. The lock-free hit path and
-//! 3x smaller entries decided it.
+//! Why S3-FIFO rather than W-TinyLFU: a hit in S3-FIFO only bumps counters in one byte
+//! of the entry, so `get` needs nothing but a shared read lock and at most one relaxed
+//! store. W-TinyLFU reorders an LRU list and bumps a sketch on every hit, which forces
+//! either a write lock or moka's read buffers that are drained later (and drop hits
+//! under contention).
+//!
+//! Where plain S3-FIFO loses is a working set slightly over capacity (a loop): every key
+//! that returns from the ghost queue displaces a main entry that is just as popular, and
+//! main churns (0.77 against moka's 0.90 on the hit-ratio bench). So a key back from
+//! the ghost queue enters main only if a count-min sketch says it was asked for more
+//! often than main's victim (see `sketch.rs`); otherwise it starts over on
+//! probation. The sketch is written only under the shard's write lock: misses count
+//! when inserted, and hits are folded in from the entry's byte when the eviction hand
+//! passes it, so the hit path stays as it was.
+//!
+//! The probationary queue is tiny (0.2% of capacity, Caffeine's window is 1%): with the
+//! ghost queue and the admission test doing the recency and frequency work, a larger
+//! probationary queue only held one-hit wonders, and every traced workload lost hit
+//! ratio as it grew (sweep of 0.2%–30% with `HIT_RATIO_POLICY`, see the bench). The
+//! ghost queue remembers half as many hashes as there are entries, for the same reason.
 
 use std::collections::VecDeque;
 
 use hashbrown::HashTable;
 
-/// Highest value of the per-entry access counter (two bits, as in S3-FIFO).
-pub(crate) const MAX_FREQ: u8 = 3;
+/// An entry's access bits, kept in one byte so a hit costs one relaxed load and at most
+/// one relaxed store. The low two bits are S3-FIFO's saturating access count, spent one
+/// per second chance; the next four count hits not yet folded into the frequency
+/// sketch, which the eviction hand adds when it passes the entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Access(pub(crate) u8);
+
+impl Access {
+    const MAX_CHANCES: u8 = 3;
+    const MAX_UNFOLDED: u8 = 15;
+
+    /// The bits after one more hit (both counts saturate).
+    pub(crate) fn hit(self) -> Self {
+        let chances = (self.chances() + 1).min(Self::MAX_CHANCES);
+        let unfolded = (self.unfolded() + 1).min(Self::MAX_UNFOLDED);
+        Self(unfolded << 2 | chances)
+    }
+
+    /// Second chances left.
+    pub(crate) fn chances(self) -> u8 {
+        self.0 & 0b11
+    }
+
+    /// Hits not yet counted in the sketch.
+    pub(crate) fn unfolded(self) -> u8 {
+        self.0 >> 2
+    }
+
+    /// The bits after a second chance: one chance spent, the hits folded.
+    pub(crate) fn second_chance(self) -> Self {
+        Self(self.chances().saturating_sub(1))
+    }
+}
 
 /// Recently evicted key hashes: a key that comes back soon after it was evicted from
 /// the probationary queue has proven itself and goes straight to the main queue.
@@ -85,6 +127,19 @@ impl Ghost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_bits_saturate_and_fold() {
+        let mut a = Access(0);
+        for _ in 0..20 {
+            a = a.hit();
+        }
+        assert_eq!((a.chances(), a.unfolded()), (3, 15));
+        let a = a.second_chance();
+        assert_eq!((a.chances(), a.unfolded()), (2, 0));
+        assert_eq!(a.hit().unfolded(), 1);
+        assert_eq!(Access(0).second_chance(), Access(0));
+    }
 
     #[test]
     fn ghost_is_bounded_and_forgets_oldest() {

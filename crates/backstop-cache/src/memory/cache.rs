@@ -17,7 +17,7 @@ use super::config::CacheConfig;
 use super::expiry::{Expiry, NEVER};
 use super::listener::{EvictionListener, RemovalCause};
 use super::shard::{Inserted, Now, RemovedList, Shard};
-use super::stats::CacheStats;
+use super::stats::{CacheStats, LookupCounters};
 
 /// Computes the weight of an entry (for example its size in bytes or tokens).
 pub type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
@@ -82,6 +82,7 @@ struct Inner<K, V> {
     expiry: Option<Arc<dyn Expiry<K, V>>>,
     weigher: Option<Weigher<K, V>>,
     listener: Option<EvictionListener<K, V>>,
+    lookups: LookupCounters,
     /// Whether any entry can expire; until then the hit path never reads the clock.
     timed: AtomicBool,
     capacity: u64,
@@ -196,6 +197,7 @@ where
                 expiry: self.expiry,
                 weigher: self.weigher,
                 listener: self.listener,
+                lookups: LookupCounters::new(),
                 timed: AtomicBool::new(timed),
                 capacity: cfg.max_capacity,
             }),
@@ -279,12 +281,11 @@ where
         let hash = self.inner.hasher.hash_one(key);
         let shard = self.shard_for(hash);
         let found = shard.get(key, hash, self.now());
-        let counter = if found.is_some() {
-            &shard.counters.hits
+        if found.is_some() {
+            self.inner.lookups.hit();
         } else {
-            &shard.counters.misses
-        };
-        counter.fetch_add(1, Relaxed);
+            self.inner.lookups.miss();
+        }
         found
     }
 
@@ -541,6 +542,7 @@ where
             max_capacity: self.inner.capacity,
             ..CacheStats::default()
         };
+        self.inner.lookups.add_to(&mut s);
         for shard in self.inner.shards.iter() {
             shard.counters.add_to(&mut s);
             s.entries += shard.len();

@@ -136,6 +136,9 @@ pub(crate) enum Inserted {
     Rejected,
 }
 
+// Aligned to two cache lines so that one shard's lock word never shares a line with a
+// neighbour's counters (adjacent-line prefetching pairs lines).
+#[repr(align(128))]
 pub(crate) struct Shard<K, V> {
     pub(crate) inner: RwLock<ShardInner<K, V>>,
     pub(crate) counters: Counters,

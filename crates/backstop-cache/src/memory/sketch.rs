@@ -14,6 +14,10 @@ const SEEDS: [u64; 4] = [
     0x85EB_CA77_C2B2_AE63,
 ];
 
+/// Entries per shard the sketch is sized for at most, so that a weight-based capacity
+/// in bytes does not allocate per byte.
+const MAX_ENTRIES: u64 = 1 << 18;
+
 /// Counters per expected entry (a power of two).
 const WIDTH_PER_ENTRY: u64 = 4;
 
@@ -33,7 +37,7 @@ impl Sketch {
     /// A sketch sized for about `entries` live entries (bounded, so a weight-based
     /// capacity in bytes does not allocate a sketch per byte).
     pub(crate) fn new(entries: u64) -> Self {
-        let entries = entries.clamp(16, 1 << 18);
+        let entries = entries.clamp(16, MAX_ENTRIES);
         // Four counters per entry keep collisions between the keys of a full cache rare
         // enough that ties (a loop's keys) stay ties. Aging after ten additions per
         // counter (TinyLFU ages after ten per entry) measured better on loops and no

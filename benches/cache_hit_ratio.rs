@@ -13,6 +13,13 @@
 //! - `scan_mix`: 70% Zipf(0.9) hot set, 30% a looping scan over 50,000 other keys; capacity 5,000.
 //! - `loop`: a loop over 5,500 keys with capacity 5,000 (LRU's worst case).
 //! - `shifting`: Zipf(1.0) whose hot set moves to new keys five times; capacity 5,000.
+//!
+//! Resident-set growth rather than a counting allocator because a `GlobalAlloc` needs
+//! `unsafe`, which the workspace forbids.
+//!
+//! Policy sweeps: `HIT_RATIO_POLICY=0.002:0.5,0.01:1` replaces `backstop` with one
+//! contender per `small_ratio:ghost_ratio` pair (see `PolicyConfig`) next to moka; this
+//! is how the defaults were chosen.
 
 mod cache_support;
 

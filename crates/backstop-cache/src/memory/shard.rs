@@ -161,7 +161,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
                 small_weight: 0,
                 main_weight: 0,
                 ghost: Ghost::default(),
-                sketch: Sketch::new(capacity),
+                sketch: Sketch::new(16),
                 timers: TimerQueue::default(),
                 capacity,
                 small_target,
@@ -551,6 +551,7 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
     /// needs comes from probation (`true`). That keeps a working set slightly larger
     /// than the cache (a loop) from churning the main queue.
     fn admit(&mut self, hash: u64, weight: u64) -> (Queue, bool) {
+        self.sketch.fit(self.map.len() as u64 + 1);
         self.sketch.add(hash, 1);
         if !self.ghost.remove(hash) {
             return (Queue::Small, false);

@@ -14,8 +14,7 @@ const SEEDS: [u64; 4] = [
     0x85EB_CA77_C2B2_AE63,
 ];
 
-/// Entries per shard the sketch is sized for at most, so that a weight-based capacity
-/// in bytes does not allocate per byte.
+/// Entries per shard the sketch is sized for at most (a megabyte of counters).
 const MAX_ENTRIES: u64 = 1 << 18;
 
 /// Counters per expected entry (a power of two).
@@ -26,6 +25,8 @@ const MAX_COUNT: u8 = 15;
 
 #[derive(Debug)]
 pub(crate) struct Sketch {
+    /// Entries the sketch is sized for.
+    entries: u64,
     counters: Vec<u8>,
     shift: u32,
     additions: u64,
@@ -34,20 +35,30 @@ pub(crate) struct Sketch {
 }
 
 impl Sketch {
-    /// A sketch sized for about `entries` live entries (bounded, so a weight-based
-    /// capacity in bytes does not allocate a sketch per byte).
+    /// A sketch sized for about `entries` live entries (at least 16, at most
+    /// `MAX_ENTRIES`).
     pub(crate) fn new(entries: u64) -> Self {
-        let entries = entries.clamp(16, MAX_ENTRIES);
+        let entries = entries.clamp(16, MAX_ENTRIES).next_power_of_two();
         // Four counters per entry keep collisions between the keys of a full cache rare
         // enough that ties (a loop's keys) stay ties. Aging after ten additions per
         // counter (TinyLFU ages after ten per entry) measured better on loops and no
         // worse on a shifting hot set.
-        let width = entries.next_power_of_two() * WIDTH_PER_ENTRY;
+        let width = entries * WIDTH_PER_ENTRY;
         Self {
+            entries,
             counters: vec![0; width as usize],
             shift: 64 - width.trailing_zeros(),
             additions: 0,
             sample: width * 10,
+        }
+    }
+
+    /// Grows the sketch (forgetting its counts) once the shard holds more than
+    /// `entries`. Sizing by what is held rather than by capacity keeps a weight-based
+    /// capacity (bytes, tokens) from allocating counters per unit of weight.
+    pub(crate) fn fit(&mut self, entries: u64) {
+        if entries > self.entries && self.entries < MAX_ENTRIES {
+            *self = Self::new(entries);
         }
     }
 
@@ -111,6 +122,17 @@ mod tests {
         assert!(s.frequency(42) < MAX_COUNT);
         s.clear();
         assert_eq!(s.frequency(42), 0);
+    }
+
+    #[test]
+    fn grows_with_the_entries_held_up_to_a_bound() {
+        let mut s = Sketch::new(16);
+        s.fit(16);
+        assert_eq!(s.counters.len(), 64);
+        s.fit(100);
+        assert_eq!(s.counters.len(), 128 * 4);
+        s.fit(u64::MAX);
+        assert_eq!(s.counters.len() as u64, MAX_ENTRIES * 4);
     }
 
     #[test]

@@ -34,7 +34,11 @@ fn contenders(model: &ReplicaModel, trace: &Trace) -> Vec<(&'static str, Box<dyn
         .with_bounds(0, max)
         .with_target(model.queue_target())
         .with_behavior(Behavior::default());
-    let threshold = ThresholdConfig::default().with_bounds(1, max);
+    // A percent step (KEDA/HPA `Percent` policy) so the step grows with the fleet; the
+    // classic +1 per 300 s cooldown needs hours to cover a 4x load change.
+    let threshold = ThresholdConfig::default()
+        .with_bounds(1, max)
+        .with_step_percents(50.0, 20.0);
     vec![
         (
             "hpa",

@@ -265,6 +265,13 @@ pub struct ThresholdConfig {
     pub up_step: u32,
     /// Replicas removed per scale-down.
     pub down_step: u32,
+    /// Scale-up step as a percent of the current replicas (rounded up); the step taken is the
+    /// larger of this and `up_step`, so a big fleet grows as fast relative to its size as a
+    /// small one (the `Percent` step of KEDA/HPA policies). 0 disables it.
+    pub up_step_percent: f64,
+    /// Scale-down step as a percent of the current replicas (rounded down); the step taken is
+    /// the larger of this and `down_step`. 0 disables it.
+    pub down_step_percent: f64,
     /// No action within this long after the last one.
     #[serde(with = "backstop_core::duration::human")]
     pub cooldown: Duration,
@@ -279,6 +286,8 @@ impl Default for ThresholdConfig {
             scale_down_below: 30.0,
             up_step: 1,
             down_step: 1,
+            up_step_percent: 0.0,
+            down_step_percent: 0.0,
             cooldown: Duration::from_secs(300),
         }
     }
@@ -298,6 +307,14 @@ impl ThresholdConfig {
     pub fn with_steps(mut self, up: u32, down: u32) -> Self {
         self.up_step = up;
         self.down_step = down;
+        self
+    }
+
+    /// Sets the proportional steps, in percent of the current replicas.
+    #[must_use]
+    pub fn with_step_percents(mut self, up: f64, down: f64) -> Self {
+        self.up_step_percent = up;
+        self.down_step_percent = down;
         self
     }
 
@@ -323,7 +340,17 @@ impl Validate for ThresholdConfig {
             "must be greater than scale_down_below",
         )?;
         ensure(self.up_step >= 1, "up_step", "must be at least 1")?;
-        ensure(self.down_step >= 1, "down_step", "must be at least 1")
+        ensure(self.down_step >= 1, "down_step", "must be at least 1")?;
+        ensure(
+            self.up_step_percent.is_finite() && self.up_step_percent >= 0.0,
+            "up_step_percent",
+            "must be a non-negative number",
+        )?;
+        ensure(
+            self.down_step_percent.is_finite() && (0.0..=100.0).contains(&self.down_step_percent),
+            "down_step_percent",
+            "must be between 0 and 100",
+        )
     }
 }
 

@@ -65,6 +65,17 @@ impl ThresholdPolicy {
             .reduce(f64::max)
     }
 
+    fn up_step(c: &ThresholdConfig, current: u32) -> u32 {
+        // Float-to-int `as` saturates, so an absurd percent cannot wrap.
+        let percent = (f64::from(current) * c.up_step_percent / 100.0).ceil() as u32;
+        c.up_step.max(percent)
+    }
+
+    fn down_step(c: &ThresholdConfig, current: u32) -> u32 {
+        let percent = (f64::from(current) * c.down_step_percent / 100.0).floor() as u32;
+        c.down_step.max(percent)
+    }
+
     fn evaluate(&self, obs: &Observation) -> Decision {
         let c = &self.config;
         let current = obs.current_replicas;
@@ -85,12 +96,16 @@ impl ThresholdPolicy {
         };
         let (desired, reason) = if utilization > c.scale_up_above {
             (
-                current.saturating_add(c.up_step).min(c.max_replicas),
+                current
+                    .saturating_add(Self::up_step(c, current))
+                    .min(c.max_replicas),
                 Reason::ThresholdUp,
             )
         } else if utilization < c.scale_down_below {
             (
-                current.saturating_sub(c.down_step).max(c.min_replicas),
+                current
+                    .saturating_sub(Self::down_step(c, current))
+                    .max(c.min_replicas),
                 Reason::ThresholdDown,
             )
         } else {

@@ -64,6 +64,12 @@ fn invalid_configs_name_the_field_and_the_rule() {
         ThresholdPolicy::new(t).unwrap_err().field(),
         "scale_up_above"
     );
+    let err =
+        ThresholdPolicy::new(ThresholdConfig::default().with_step_percents(-1.0, 0.0)).unwrap_err();
+    assert_eq!(err.field(), "up_step_percent");
+    let err = ThresholdPolicy::new(ThresholdConfig::default().with_step_percents(0.0, 150.0))
+        .unwrap_err();
+    assert_eq!(err.field(), "down_step_percent");
     let p = PredictiveConfig {
         model: ForecastModel::HoltWinters {
             alpha: 0.0,

@@ -130,3 +130,24 @@ fn threshold_policy_steps_and_cools_down() {
     assert_eq!((d.desired, d.reason), (4, Reason::NoMetrics));
     assert_eq!(p.stats().scale_ups, 1);
 }
+
+#[test]
+fn threshold_percent_step_scales_with_the_fleet() {
+    let config = ThresholdConfig::default()
+        .with_bounds(1, 100)
+        .with_step_percents(50.0, 20.0);
+    let cpu = |v: f64| MetricSample::new("cpu", Target::Utilization(60.0), Reading::Average(v));
+    let mut p = ThresholdPolicy::new(config).unwrap();
+    // ceil(40 × 50 %) = 20 beats the absolute step of 1.
+    let d = p.decide(&Observation::new(secs(0), 40, 40).metric(cpu(90.0)));
+    assert_eq!((d.desired, d.reason), (60, Reason::ThresholdUp));
+    // floor(60 × 20 %) = 12 down.
+    let d = p.decide(&Observation::new(secs(300), 60, 60).metric(cpu(10.0)));
+    assert_eq!((d.desired, d.reason), (48, Reason::ThresholdDown));
+    // On a tiny fleet the percent rounds to 0 and the absolute step of 1 applies.
+    let d = p.decide(&Observation::new(secs(600), 3, 3).metric(cpu(10.0)));
+    assert_eq!(d.desired, 2);
+    // Capped by max_replicas.
+    let d = p.decide(&Observation::new(secs(900), 90, 90).metric(cpu(95.0)));
+    assert_eq!(d.desired, 100);
+}

@@ -16,7 +16,7 @@
 //!
 //! The first three groups run with 1 and 2 threads (`<contender>/<threads>`); with 2 threads the time
 //! is wall time per operation of each thread. Hit ratios are printed by the
-//! `cache_hit_ratio` bench.
+//! `hit_ratio` bench.
 
 mod cache_support;
 

@@ -1,4 +1,4 @@
-//! Shared by the `cache` and `cache_hit_ratio` benches: the contenders behind one trait
+//! Shared by the `cache` and `hit_ratio` benches: the contenders behind one trait
 //! and the synthetic key generators.
 
 #![allow(dead_code)] // each bench uses a different part

@@ -1,7 +1,7 @@
 //! Hit ratios of the in-memory cache against moka, quick_cache and a plain LRU on
 //! synthetic traces, and memory per entry against moka.
 //!
-//! `cargo bench -p backstop --bench cache_hit_ratio`
+//! `cargo bench -p backstop --bench hit_ratio`
 //!
 //! Every contender sees the same trace and does `get`, then `insert` on a miss. Prints
 //! `hit_ratio workload=<w> contender=<c> value=<v>` and

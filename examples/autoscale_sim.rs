@@ -42,7 +42,16 @@ fn contenders(model: &ReplicaModel, trace: &Trace) -> Vec<(&'static str, Box<dyn
     vec![
         (
             "hpa",
-            Box::new(TargetTracking::new(hpa).expect("valid hpa config")),
+            Box::new(TargetTracking::new(hpa.clone()).expect("valid hpa config")),
+        ),
+        (
+            // Not one of the four policies: the HPA with its tolerance band widened
+            // to 3σ of each metric's measured noise, shown next to the exact HPA.
+            "hpa_noise_aware",
+            Box::new(
+                TargetTracking::new(hpa.clone().with_noise_tolerance(3.0))
+                    .expect("valid hpa config"),
+            ),
         ),
         (
             "threshold",

@@ -202,6 +202,10 @@ pub struct HpaConfig {
     pub max_replicas: u32,
     /// No action while every ratio is within `1 ± tolerance` (HPA default 0.1).
     pub tolerance: f64,
+    /// Noise-aware band: when above 0, each metric's tolerance widens to this many times its
+    /// measured short-term relative noise (capped below 1), so white noise on a flat load does
+    /// not make the fleet chase every sample. 0 (the default) is the exact HPA behaviour.
+    pub noise_tolerance: f64,
     /// Stabilization, rate policies and cooldown.
     pub behavior: Behavior,
 }
@@ -212,12 +216,20 @@ impl Default for HpaConfig {
             min_replicas: 1,
             max_replicas: 10,
             tolerance: 0.1,
+            noise_tolerance: 0.0,
             behavior: Behavior::default(),
         }
     }
 }
 
 impl HpaConfig {
+    /// Sets the noise-aware band multiplier (0 disables it).
+    #[must_use]
+    pub fn with_noise_tolerance(mut self, k: f64) -> Self {
+        self.noise_tolerance = k;
+        self
+    }
+
     /// Sets the replica bounds.
     #[must_use]
     pub fn with_bounds(mut self, min: u32, max: u32) -> Self {
@@ -245,6 +257,11 @@ impl Validate for HpaConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         validate_bounds(self.min_replicas, self.max_replicas, false)?;
         validate_tolerance(self.tolerance)?;
+        ensure(
+            self.noise_tolerance.is_finite() && self.noise_tolerance >= 0.0,
+            "noise_tolerance",
+            "must be a non-negative number",
+        )?;
         self.behavior.validate().map_err(|e| e.within("behavior"))
     }
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::behavior::Normalizer;
 use crate::config::HpaConfig;
 use crate::decision::{Decision, MetricProposal, Policy, Reason};
+use crate::noise::NoiseBand;
 use crate::observation::{MetricSample, Observation, Reading, Target};
 
 /// Target tracking exactly as the Kubernetes HPA documents and implements it.
@@ -33,6 +34,7 @@ use crate::observation::{MetricSample, Observation, Reading, Target};
 pub struct TargetTracking {
     config: HpaConfig,
     normalizer: Normalizer,
+    noise: NoiseBand,
     stats: PolicyStats,
 }
 
@@ -266,6 +268,7 @@ impl TargetTracking {
         config.validate()?;
         Ok(Self {
             normalizer: Normalizer::new(config.behavior.clone()),
+            noise: NoiseBand::default(),
             config,
             stats: PolicyStats::default(),
         })
@@ -308,11 +311,27 @@ impl TargetTracking {
                 ..Decision::hold(obs.at, current, Reason::Steady)
             };
         }
-        let proposals: Vec<MetricProposal> = obs
+        let base = self.config.tolerance;
+        let mut proposals: Vec<MetricProposal> = obs
             .metrics
             .iter()
-            .map(|m| metric_proposal(m, current, obs.ready_replicas, self.config.tolerance))
+            .map(|m| metric_proposal(m, current, obs.ready_replicas, base))
             .collect();
+        let k = self.config.noise_tolerance;
+        if k > 0.0 {
+            // The ratio does not depend on the tolerance, so the first pass measures the noise
+            // and a second pass re-decides the metrics whose band it widens.
+            for (sample, proposal) in obs.metrics.iter().zip(proposals.iter_mut()) {
+                let Some(ratio) = proposal.ratio else {
+                    continue;
+                };
+                let sigma = self.noise.observe(&sample.name, ratio * f64::from(current));
+                let tolerance = NoiseBand::tolerance(base, k, sigma);
+                if tolerance > base {
+                    *proposal = metric_proposal(sample, current, obs.ready_replicas, tolerance);
+                }
+            }
+        }
         let (raw, metric) = match combine(&proposals, current) {
             Ok(found) => found,
             Err(reason) => {

@@ -14,7 +14,13 @@
 //!   tolerance 0.1, the largest proposal across metrics, conservative handling of missing
 //!   metrics and not-ready replicas, stabilization windows (0 s up, 300 s down) and rate
 //!   policies (+100 % or +4 per 15 s up, −100 % per 15 s down; select max/min/disabled).
-//! - [`ThresholdPolicy`]: above 80 % add a step, below 30 % remove one, 300 s cooldown.
+//!   Opt-in beyond the HPA: [`HpaConfig::noise_tolerance`] widens each metric's tolerance to
+//!   k × its measured short-term noise (from successive differences, so a trend does not
+//!   count), which stops the fleet chasing white noise on a flat load (on the simulator's
+//!   `noisy` trace: 758 actions and 411 flaps become 66 and 21, at the same replica-hours).
+//! - [`ThresholdPolicy`]: above 80 % add a step, below 30 % remove one, 300 s cooldown; the step
+//!   can also be a percent of the current fleet, so a large fleet is not grown one replica per
+//!   cooldown.
 //! - [`QueuePolicy`]: KEDA-style backlog per replica, activation threshold, scale to and from
 //!   zero, fallback — with KEDA's reported bugs (#1850, #7239, #7770) fixed and tested.
 //! - [`PredictivePolicy`]: seasonal-naive, Holt-Winters or linear-trend forecasts, scaling
@@ -52,6 +58,7 @@ mod decision;
 mod error;
 pub mod forecast;
 mod hpa;
+mod noise;
 mod observation;
 mod predictive;
 mod queue;

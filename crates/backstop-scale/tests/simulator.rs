@@ -119,3 +119,26 @@ fn noisy_trace_caps_savings_below_forty_percent_even_for_an_oracle() {
     let savings = 1.0 - oracle / fixed;
     assert!((0.25..0.30).contains(&savings), "oracle saves {savings:.3}");
 }
+
+#[test]
+fn noise_aware_band_stops_flapping_on_white_noise_without_costing_replicas() {
+    let trace = Trace::noisy(1, 400.0, 42);
+    let model = model(&trace);
+    let mut exact = TargetTracking::new(hpa(&model, &trace)).unwrap();
+    let exact = simulate(&trace, &model, "hpa", &mut exact).unwrap();
+    let mut aware = TargetTracking::new(hpa(&model, &trace).with_noise_tolerance(3.0)).unwrap();
+    let aware = simulate(&trace, &model, "hpa_noise_aware", &mut aware).unwrap();
+    assert!(exact.flaps >= 50, "{}", exact.line());
+    assert!(aware.flaps * 5 <= exact.flaps, "{}", aware.line());
+    assert!(aware.actions * 5 <= exact.actions, "{}", aware.line());
+    assert!(
+        aware.replica_hours <= exact.replica_hours * 1.02,
+        "{}",
+        aware.line()
+    );
+    assert!(
+        aware.slo_violation_min <= exact.slo_violation_min,
+        "{}",
+        aware.line()
+    );
+}

@@ -45,8 +45,8 @@ fn contenders(model: &ReplicaModel, trace: &Trace) -> Vec<(&'static str, Box<dyn
             Box::new(TargetTracking::new(hpa.clone()).expect("valid hpa config")),
         ),
         (
-            // Not one of the four policies: the HPA with its tolerance band widened
-            // to 3σ of each metric's measured noise, shown next to the exact HPA.
+            // The `*_noise_aware` contenders are not among the four policies: the same
+            // policy with its tolerance band widened to 3σ of the metric's measured noise.
             "hpa_noise_aware",
             Box::new(
                 TargetTracking::new(hpa.clone().with_noise_tolerance(3.0))
@@ -59,7 +59,14 @@ fn contenders(model: &ReplicaModel, trace: &Trace) -> Vec<(&'static str, Box<dyn
         ),
         (
             "queue",
-            Box::new(QueuePolicy::new(queue).expect("valid queue config")),
+            Box::new(QueuePolicy::new(queue.clone()).expect("valid queue config")),
+        ),
+        (
+            "queue_noise_aware",
+            Box::new(
+                QueuePolicy::new(queue.clone().with_noise_tolerance(3.0))
+                    .expect("valid queue config"),
+            ),
         ),
         (
             "predictive",

@@ -401,6 +401,8 @@ pub struct QueueConfig {
     pub fallback: Option<FallbackConfig>,
     /// No action while the ratio is within `1 ± tolerance`.
     pub tolerance: f64,
+    /// Noise-aware band, as [`HpaConfig::noise_tolerance`]: 0 (the default) disables it.
+    pub noise_tolerance: f64,
     /// Stabilization and rate policies for scaling between 1 and max.
     pub behavior: Behavior,
 }
@@ -416,12 +418,20 @@ impl Default for QueueConfig {
             cooldown: Duration::from_secs(300),
             fallback: None,
             tolerance: 0.1,
+            noise_tolerance: 0.0,
             behavior: Behavior::default(),
         }
     }
 }
 
 impl QueueConfig {
+    /// Sets the noise-aware band multiplier (0 disables it).
+    #[must_use]
+    pub fn with_noise_tolerance(mut self, k: f64) -> Self {
+        self.noise_tolerance = k;
+        self
+    }
+
     /// Sets the metric name.
     #[must_use]
     pub fn with_metric(mut self, metric: impl Into<String>) -> Self {
@@ -484,6 +494,11 @@ impl Validate for QueueConfig {
             "must be a non-negative number",
         )?;
         validate_tolerance(self.tolerance)?;
+        ensure(
+            self.noise_tolerance.is_finite() && self.noise_tolerance >= 0.0,
+            "noise_tolerance",
+            "must be a non-negative number",
+        )?;
         if let Some(f) = &self.fallback {
             ensure(
                 f.failure_threshold >= 1,

@@ -23,6 +23,7 @@
 //!   cooldown.
 //! - [`QueuePolicy`]: KEDA-style backlog per replica, activation threshold, scale to and from
 //!   zero, fallback — with KEDA's reported bugs (#1850, #7239, #7770) fixed and tested.
+//!   It takes the same opt-in [`QueueConfig::noise_tolerance`] band.
 //! - [`PredictivePolicy`]: seasonal-naive, Holt-Winters or linear-trend forecasts, scaling
 //!   ahead by the warm-up lead time, acting only while recent forecasts were accurate, and
 //!   never below the reactive proposal.

@@ -8,6 +8,7 @@ use crate::behavior::Normalizer;
 use crate::config::QueueConfig;
 use crate::decision::{Decision, Policy, Reason};
 use crate::hpa::{PolicyStats, metric_proposal};
+use crate::noise::NoiseBand;
 use crate::observation::{MetricSample, Observation, Reading, Target};
 
 /// Queue-driven scaling in the manner of KEDA, with its known failure modes fixed:
@@ -33,6 +34,7 @@ use crate::observation::{MetricSample, Observation, Reading, Target};
 pub struct QueuePolicy {
     config: QueueConfig,
     normalizer: Normalizer,
+    noise: NoiseBand,
     failures: u32,
     last_active: Option<Duration>,
     stats: PolicyStats,
@@ -44,6 +46,7 @@ impl QueuePolicy {
         config.validate()?;
         Ok(Self {
             normalizer: Normalizer::new(config.behavior.clone()),
+            noise: NoiseBand::default(),
             config,
             failures: 0,
             last_active: None,
@@ -117,7 +120,16 @@ impl QueuePolicy {
             Target::AverageValue(c.target_per_replica),
             Reading::Total(backlog),
         );
-        let proposal = metric_proposal(&sample, current, obs.ready_replicas, c.tolerance);
+        let mut proposal = metric_proposal(&sample, current, obs.ready_replicas, c.tolerance);
+        if c.noise_tolerance > 0.0
+            && let Some(ratio) = proposal.ratio
+        {
+            let sigma = self.noise.observe(&c.metric, ratio * f64::from(current));
+            let tolerance = NoiseBand::tolerance(c.tolerance, c.noise_tolerance, sigma);
+            if tolerance > c.tolerance {
+                proposal = metric_proposal(&sample, current, obs.ready_replicas, tolerance);
+            }
+        }
         let raw = proposal
             .replicas
             .unwrap_or(current)

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use backstop_scale::{
-    FixedPolicy, ForecastModel, HpaConfig, PredictiveConfig, PredictivePolicy, ReplicaModel,
-    TargetTracking, Trace, metrics, simulate,
+    Behavior, FixedPolicy, ForecastModel, HpaConfig, PredictiveConfig, PredictivePolicy,
+    QueueConfig, QueuePolicy, ReplicaModel, TargetTracking, Trace, metrics, simulate,
 };
 
 fn model(trace: &Trace) -> ReplicaModel {
@@ -138,6 +138,32 @@ fn noise_aware_band_stops_flapping_on_white_noise_without_costing_replicas() {
     );
     assert!(
         aware.slo_violation_min <= exact.slo_violation_min,
+        "{}",
+        aware.line()
+    );
+}
+
+#[test]
+fn noise_aware_queue_policy_stops_flapping_too() {
+    let trace = Trace::noisy(1, 400.0, 42);
+    let model = model(&trace);
+    let config = QueueConfig::default()
+        .with_metric(metrics::QUEUE)
+        .with_bounds(0, model.fleet_for(trace.peak() * 1.5))
+        .with_target(model.queue_target())
+        .with_behavior(Behavior::default());
+    let mut exact = QueuePolicy::new(config.clone()).unwrap();
+    let exact = simulate(&trace, &model, "queue", &mut exact).unwrap();
+    let mut aware = QueuePolicy::new(config.with_noise_tolerance(3.0)).unwrap();
+    let aware = simulate(&trace, &model, "queue_noise_aware", &mut aware).unwrap();
+    assert!(
+        aware.flaps * 5 <= exact.flaps,
+        "{} vs {}",
+        aware.line(),
+        exact.line()
+    );
+    assert!(
+        aware.replica_hours <= exact.replica_hours * 1.02,
         "{}",
         aware.line()
     );

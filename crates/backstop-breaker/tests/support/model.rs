@@ -204,4 +204,3 @@ pub(crate) fn report(permit: Permit<'_, ManualClock>, finish: Finish) {
         Finish::Cancel => drop(permit),
     }
 }
-

@@ -12,6 +12,17 @@ use std::time::Duration;
 
 const SHIPPED: &str = include_str!("../examples/backstop.toml");
 
+/// Parses `text` (which must be valid) and returns why its cache section fails to build.
+async fn cache_build_error(text: &str) -> backstop::config::BuildError {
+    let config = BackstopConfig::from_toml_str(text).unwrap();
+    let cache = config.cache.as_ref().expect("a [cache] section");
+    cache
+        .build::<String>()
+        .await
+        .err()
+        .expect("the build fails")
+}
+
 fn error_of(text: &str) -> ConfigFileError {
     match BackstopConfig::from_toml_str(text) {
         Ok(config) => panic!("expected an error for {text:?}, got {config:?}"),
@@ -249,31 +260,14 @@ async fn an_unset_optional_redis_url_leaves_the_tier_out_and_a_required_one_fail
         .unwrap();
     assert_eq!(cache.stats().tiers.len(), 1);
 
-    let required = format!("{text}required = true\n");
-    let config = BackstopConfig::from_toml_str(&required).unwrap();
-    let error = config
-        .cache
-        .as_ref()
-        .unwrap()
-        .build::<String>()
-        .await
-        .err()
-        .expect("the build fails");
+    let error = cache_build_error(&format!("{text}required = true\n")).await;
     assert!(error.to_string().contains("cache.redis.url"), "{error}");
 }
 
 #[tokio::test]
 async fn an_unreachable_redis_is_a_build_error_not_a_hang() {
     let text = "[cache.redis]\nurl = \"redis://127.0.0.1:1/\"\noperation_timeout = \"100ms\"\n";
-    let config = BackstopConfig::from_toml_str(text).unwrap();
-    let error = config
-        .cache
-        .as_ref()
-        .unwrap()
-        .build::<String>()
-        .await
-        .err()
-        .expect("the build fails");
+    let error = cache_build_error(text).await;
     assert!(error.to_string().starts_with("`cache.redis`"), "{error}");
 }
 

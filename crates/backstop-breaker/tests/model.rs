@@ -6,10 +6,10 @@ mod support;
 
 use std::time::Duration;
 
-use backstop_breaker::{Breaker, Permit, State};
+use backstop_breaker::{Permit, State};
 use backstop_core::ManualClock;
 use proptest::prelude::*;
-use support::model::{Finish, MS, Model, Params, Ticket, report};
+use support::model::{Finish, MS, Model, Params, Ticket, breaker, report};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -91,21 +91,7 @@ proptest! {
     #[test]
     fn breaker_matches_the_reference_model(p in params(), ops in prop::collection::vec(op(), 1..120)) {
         let clock = ManualClock::new();
-        let mut builder = Breaker::builder()
-            .count_window(p.size)
-            .minimum_calls(p.minimum)
-            .failure_rate_threshold(p.failure_threshold)
-            .slow_call_rate_threshold(p.slow_threshold)
-            .slow_call_duration(Duration::from_millis(p.slow_ms))
-            .wait_in_open(Duration::from_millis(p.wait_ms))
-            .permitted_calls_in_half_open(p.permitted);
-        if let Some(max) = p.backoff_max_ms {
-            builder = builder.backoff(2.0, Duration::from_millis(max.max(p.wait_ms)));
-        }
-        if let Some(max) = p.max_wait_ms {
-            builder = builder.max_wait_in_half_open(Duration::from_millis(max));
-        }
-        let breaker = builder.clock(clock.clone()).build().unwrap();
+        let breaker = breaker(&p, &clock);
         let mut model = Model::new(p);
         let mut in_flight: Vec<(Permit<'_, ManualClock>, Ticket)> = Vec::new();
 

@@ -4,7 +4,9 @@
 
 use std::collections::VecDeque;
 
-use backstop_breaker::{Outcome, Permit, State};
+use std::time::Duration;
+
+use backstop_breaker::{Breaker, Outcome, Permit, State};
 use backstop_core::ManualClock;
 
 pub(crate) const MS: u64 = 1_000_000;
@@ -203,4 +205,26 @@ pub(crate) fn report(permit: Permit<'_, ManualClock>, finish: Finish) {
         Finish::Ignored => permit.record(Outcome::Ignored),
         Finish::Cancel => drop(permit),
     }
+}
+
+/// The breaker under test, configured exactly as the model.
+pub(crate) fn breaker(p: &Params, clock: &ManualClock) -> Breaker<ManualClock> {
+    let mut builder = Breaker::builder()
+        .count_window(p.size)
+        .minimum_calls(p.minimum)
+        .failure_rate_threshold(p.failure_threshold)
+        .slow_call_rate_threshold(p.slow_threshold)
+        .slow_call_duration(Duration::from_millis(p.slow_ms))
+        .wait_in_open(Duration::from_millis(p.wait_ms))
+        .permitted_calls_in_half_open(p.permitted);
+    if let Some(max) = p.backoff_max_ms {
+        builder = builder.backoff(2.0, Duration::from_millis(max.max(p.wait_ms)));
+    }
+    if let Some(max) = p.max_wait_ms {
+        builder = builder.max_wait_in_half_open(Duration::from_millis(max));
+    }
+    builder
+        .clock(clock.clone())
+        .build()
+        .expect("the model's parameters are valid")
 }

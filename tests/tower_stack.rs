@@ -107,14 +107,21 @@ async fn clones_of_a_service_builder_stack_share_one_limit_and_one_circuit() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_dedup_layer_coalesces_identical_calls_to_a_tower_service() {
+async fn a_dedup_layer_above_a_bulkhead_coalesces_identical_calls_to_a_tower_service() {
     let calls = Arc::new(AtomicU64::new(0));
-    let group: Group<&'static str, String, ProviderFailed> = Group::new();
+    let group: Group<&'static str, String, BulkheadServiceError<ProviderFailed>> = Group::new();
+    let bulkhead = Bulkhead::new(BulkheadConfig {
+        max_concurrent: 1,
+        max_queued: 8,
+        ..BulkheadConfig::default()
+    })
+    .unwrap();
     let service = ServiceBuilder::new()
         .layer(TowerLayer::new(DedupLayer::new(
             group.clone(),
             |ask: &Ask| ask.prompt,
         )))
+        .layer(TowerLayer::new(BulkheadLayer::new(bulkhead.clone())))
         .service(provider(calls.clone()));
 
     let same = (0..10).map(|_| service.clone().oneshot(ask("ann", "plan")));
@@ -133,6 +140,11 @@ async fn a_dedup_layer_coalesces_identical_calls_to_a_tower_service() {
         assert!(reply.is_ok());
     }
     assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert_eq!(
+        bulkhead.stats().admitted,
+        4,
+        "one slot: the distinct calls queued, all served"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -174,7 +174,9 @@ pub struct BulkheadService<S> {
 }
 
 /// A call refused by the bulkhead, or the inner service's own error.
-#[derive(Debug, Error)]
+///
+/// `Clone` when `E` is, so a deduplicating layer above can hand one error to every caller.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum BulkheadServiceError<E> {
     /// No slot was available.
     #[error(transparent)]

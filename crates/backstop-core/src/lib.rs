@@ -74,7 +74,7 @@ pub mod tower;
 
 #[cfg(feature = "quanta")]
 pub use clock::QuantaClock;
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, DefaultClock, ManualClock, SystemClock};
 pub use config::{ConfigError, Validate};
 pub use histogram::{Histogram, HistogramSnapshot, LatencySummary};
 pub use layer::{Chain, Either, Identity, Layer, LayerFn, Stack, layer_fn};

@@ -1,11 +1,12 @@
 //! The circuit breaker: admission, outcome recording and the state machine.
 
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
-use backstop_core::{Clock, SystemClock};
+use backstop_core::{Clock, DefaultClock};
 use parking_lot::Mutex;
 
 use crate::event::{BreakerEvent, Listeners};
@@ -73,7 +74,7 @@ fn nanos(duration: Duration) -> u64 {
 /// assert_eq!(breaker.state(), State::Closed);
 /// # });
 /// ```
-pub struct Breaker<C: Clock = SystemClock> {
+pub struct Breaker<C: Clock = DefaultClock> {
     inner: Arc<Inner<C>>,
 }
 
@@ -98,14 +99,20 @@ pub(crate) struct Inner<C> {
     name: Arc<str>,
     config: BreakerConfig,
     clock: C,
-    origin: Instant,
+    /// The clock's reading when the breaker was built; times below count from it.
+    origin: u64,
     word: AtomicU64,
     /// End of the open period, in nanoseconds since `origin`.
     open_until: AtomicU64,
     window: Window,
     consecutive_failures: AtomicU32,
     rejected: AtomicU64,
+    /// Whether this state's first rejection has been traced.
+    rejection_traced: AtomicBool,
     slow_nanos: Option<u64>,
+    /// Successes need no clock read and only a count-window write: no slow-call
+    /// tracking and no time window.
+    plain_successes: bool,
     control: Mutex<Control>,
     listeners: Listeners,
 }
@@ -140,9 +147,10 @@ enum Admission {
 
 impl<C: Clock> Breaker<C> {
     pub(crate) fn from_parts(name: Arc<str>, config: BreakerConfig, clock: C) -> Self {
-        let origin = clock.now();
+        let origin = clock.now_nanos();
         let window = Window::new(config.window, config.minimum_calls);
         let slow_nanos = config.slow_call_duration.map(nanos);
+        let plain_successes = slow_nanos.is_none() && !window.needs_time();
         Self {
             inner: Arc::new(Inner {
                 name,
@@ -154,7 +162,9 @@ impl<C: Clock> Breaker<C> {
                 window,
                 consecutive_failures: AtomicU32::new(0),
                 rejected: AtomicU64::new(0),
+                rejection_traced: AtomicBool::new(false),
                 slow_nanos,
+                plain_successes,
                 control: Mutex::new(Control::default()),
                 listeners: Listeners::default(),
             }),
@@ -176,12 +186,14 @@ impl<C: Clock> Breaker<C> {
     /// If the returned future is dropped before `f`'s future completes, the call counts
     /// as configured by [`cancelled_calls`](BreakerConfig::cancelled_calls) (ignored by
     /// default, which returns a half-open probe permit for another caller).
-    pub async fn call<F, Fut, T, E>(&self, f: F) -> Result<T, BreakerError<E>>
+    // Returns `call_with`'s future itself rather than awaiting it in a second state
+    // machine, which would cost the closed path a copy of the whole future.
+    pub fn call<F, Fut, T, E>(&self, f: F) -> impl Future<Output = Result<T, BreakerError<E>>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.call_with(&DefaultClassifier, f).await
+        self.call_with(&DefaultClassifier, f)
     }
 
     /// Like [`call`](Self::call), with `classifier` deciding how the result counts.
@@ -218,7 +230,19 @@ impl<C: Clock> Breaker<C> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let permit = self.try_acquire()?;
+        // Built here rather than unpacked from `try_acquire`'s `Result`, whose niche
+        // layout made the closed path copy the permit through mismatched stores.
+        let inner = &*self.inner;
+        let word = inner.word.load(Ordering::Acquire);
+        let permit = if inner.admits_plainly(word) {
+            Permit {
+                inner,
+                word,
+                start: 0,
+            }
+        } else {
+            inner.acquire(word)?
+        };
         let result = f().await;
         permit.record(classifier.classify(&result));
         result.map_err(BreakerError::Inner)
@@ -227,39 +251,18 @@ impl<C: Clock> Breaker<C> {
     /// Asks for permission to make one call, for callers that run the call themselves.
     /// Report its outcome through the [`Permit`]; dropping the permit unreported counts
     /// as a cancelled call.
+    #[inline]
     pub fn try_acquire(&self) -> Result<Permit<'_, C>, Rejected> {
         let inner = &*self.inner;
         let word = inner.word.load(Ordering::Acquire);
-        let admission = match word & STATE_MASK {
-            CLOSED | DISABLED | METRICS_ONLY => {
-                let start = if inner.slow_nanos.is_some() {
-                    inner.now_nanos()
-                } else {
-                    0
-                };
-                Admission::Admit { word, start }
-            }
-            OPEN => {
-                let now = inner.now_nanos();
-                let until = inner.open_until.load(Ordering::Acquire);
-                if now < until {
-                    Admission::Reject(State::Open, Some(Duration::from_nanos(until - now)))
-                } else {
-                    inner.admit_slow(now)
-                }
-            }
-            FORCED_OPEN => Admission::Reject(State::ForcedOpen, None),
-            _ => inner.admit_slow(inner.now_nanos()),
-        };
-        match admission {
-            Admission::Admit { word, start } => Ok(Permit {
+        if inner.admits_plainly(word) {
+            return Ok(Permit {
                 inner,
                 word,
-                start,
-                finished: false,
-            }),
-            Admission::Reject(state, retry_after) => Err(inner.reject(state, retry_after)),
+                start: 0,
+            });
         }
+        inner.acquire(word)
     }
 
     /// The current state. With
@@ -365,21 +368,80 @@ impl<C: Clock> Breaker<C> {
 }
 
 impl<C: Clock> Inner<C> {
-    fn now_nanos(&self) -> u64 {
-        nanos(self.clock.now().saturating_duration_since(self.origin))
+    /// Whether a call is admitted by the state word alone, with no clock read.
+    #[inline]
+    fn admits_plainly(&self, word: u64) -> bool {
+        word & STATE_MASK == CLOSED && self.slow_nanos.is_none()
     }
 
+    fn now_nanos(&self) -> u64 {
+        self.clock.now_nanos().saturating_sub(self.origin)
+    }
+
+    /// Admission in every case but a plain closed circuit; the rare cases (half-open,
+    /// a due open period) are out of line in `admit_slow`.
+    #[inline]
+    fn acquire(&self, word: u64) -> Result<Permit<'_, C>, Rejected> {
+        let admission = match word & STATE_MASK {
+            OPEN => {
+                let now = self.now_nanos();
+                let until = self.open_until.load(Ordering::Acquire);
+                if now < until {
+                    let retry_after = Some(Duration::from_nanos(until - now));
+                    return Err(self.reject(State::Open, retry_after));
+                }
+                self.admit_slow(now)
+            }
+            CLOSED | DISABLED | METRICS_ONLY => {
+                let start = if self.slow_nanos.is_some() {
+                    self.now_nanos()
+                } else {
+                    0
+                };
+                Admission::Admit { word, start }
+            }
+            FORCED_OPEN => Admission::Reject(State::ForcedOpen, None),
+            _ => self.admit_slow(self.now_nanos()),
+        };
+        match admission {
+            Admission::Admit { word, start } => Ok(Permit {
+                inner: self,
+                word,
+                start,
+            }),
+            Admission::Reject(state, retry_after) => Err(self.reject(state, retry_after)),
+        }
+    }
+
+    #[inline]
     fn reject(&self, state: State, retry_after: Option<Duration>) -> Rejected {
         self.rejected.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(breaker = %self.name, %state, ?retry_after, "call rejected");
+        if self.listeners.active() || !self.rejection_traced.load(Ordering::Relaxed) {
+            self.report_rejection(state, retry_after);
+        }
+        Rejected { state, retry_after }
+    }
+
+    /// Every rejection goes to the listeners; `tracing` gets the first of each state
+    /// only, since an open circuit rejects at the caller's full rate and the count is in
+    /// [`stats`](Breaker::stats).
+    #[inline(never)]
+    fn report_rejection(&self, state: State, retry_after: Option<Duration>) {
+        if !self.rejection_traced.swap(true, Ordering::Relaxed) {
+            tracing::debug!(
+                breaker = %self.name, %state, ?retry_after,
+                "rejecting calls (traced once per state; see stats for the count)"
+            );
+        }
         self.listeners.publish(|| BreakerEvent::Rejected {
             name: self.name.clone(),
             state,
         });
-        Rejected { state, retry_after }
     }
 
     /// Admission when the fast path could not decide: a due open period, or half-open.
+    #[cold]
+    #[inline(never)]
     fn admit_slow(&self, now: u64) -> Admission {
         let mut control = self.control.lock();
         let settled = self.settle(&mut control, now);
@@ -468,6 +530,7 @@ impl<C: Clock> Inner<C> {
             }
             State::ForcedOpen | State::Disabled | State::MetricsOnly => {}
         }
+        self.rejection_traced.store(false, Ordering::Relaxed);
         let epoch = (word >> EPOCH_SHIFT).wrapping_add(1);
         self.word
             .store((epoch << EPOCH_SHIFT) | to.code(), Ordering::Release);
@@ -503,7 +566,35 @@ impl<C: Clock> Inner<C> {
     }
 
     /// Records how the call admitted under `word` at `start` went.
+    #[inline]
     fn complete(&self, word: u64, start: u64, outcome: Outcome) {
+        if word & STATE_MASK == CLOSED && outcome == Outcome::Success && self.plain_successes {
+            self.record_plain_success(word);
+        } else {
+            self.complete_general(word, start, outcome);
+        }
+    }
+
+    /// A success in a closed circuit that tracks neither slow calls nor time: a
+    /// count-window write, and a decision only when the window may call for one.
+    #[inline]
+    fn record_plain_success(&self, word: u64) {
+        if self.word.load(Ordering::Acquire) != word {
+            return;
+        }
+        let totals = self.window.record(Sample::SUCCESS, 0);
+        if self.config.consecutive_failures.is_some()
+            && self.consecutive_failures.load(Ordering::Relaxed) != 0
+        {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+        if let Some(totals) = totals {
+            self.decide(word, totals, 0);
+        }
+    }
+
+    #[inline(never)]
+    fn complete_general(&self, word: u64, start: u64, outcome: Outcome) {
         let state = state_of(word);
         let failed = match (state, outcome) {
             (State::Disabled | State::ForcedOpen | State::Open, _) => return,
@@ -550,19 +641,35 @@ impl<C: Clock> Inner<C> {
             }
         }
         if let Some(totals) = totals {
-            trip |= totals.calls >= u64::from(self.config.minimum_calls)
-                && self.rates_exceeded(&totals);
+            trip |= self.should_trip(&totals);
         }
         if trip {
-            let mut control = self.control.lock();
-            if self.word.load(Ordering::Acquire) != word {
-                return;
-            }
-            let transition =
-                self.transition(&mut control, word, State::Open, now.max(self.now_nanos()));
-            drop(control);
-            self.announce(transition);
+            self.trip(word, now);
         }
+    }
+
+    fn should_trip(&self, totals: &Totals) -> bool {
+        totals.calls >= u64::from(self.config.minimum_calls) && self.rates_exceeded(totals)
+    }
+
+    /// The window just reached a point where it may call for opening.
+    #[cold]
+    fn decide(&self, word: u64, totals: Totals, now: u64) {
+        if self.should_trip(&totals) {
+            self.trip(word, now);
+        }
+    }
+
+    #[cold]
+    fn trip(&self, word: u64, now: u64) {
+        let mut control = self.control.lock();
+        if self.word.load(Ordering::Acquire) != word {
+            return;
+        }
+        let transition =
+            self.transition(&mut control, word, State::Open, now.max(self.now_nanos()));
+        drop(control);
+        self.announce(transition);
     }
 
     fn return_probe(&self, word: u64) {
@@ -605,11 +712,10 @@ impl<C: Clock> Inner<C> {
 /// Dropping it unreported counts as a cancelled call, so a caller that is itself dropped
 /// mid-call never strands a half-open probe.
 #[must_use = "a permit dropped unreported counts as a cancelled call"]
-pub struct Permit<'a, C: Clock = SystemClock> {
+pub struct Permit<'a, C: Clock = DefaultClock> {
     inner: &'a Inner<C>,
     word: u64,
     start: u64,
-    finished: bool,
 }
 
 impl<C: Clock> Permit<'_, C> {
@@ -619,9 +725,11 @@ impl<C: Clock> Permit<'_, C> {
     }
 
     /// Reports the call's outcome.
-    pub fn record(mut self, outcome: Outcome) {
-        self.finished = true;
-        self.inner.complete(self.word, self.start, outcome);
+    #[inline]
+    pub fn record(self, outcome: Outcome) {
+        // Reported, so the drop that counts a cancelled call must not run.
+        let permit = ManuallyDrop::new(self);
+        permit.inner.complete(permit.word, permit.start, outcome);
     }
 
     /// Reports a success.
@@ -642,9 +750,6 @@ impl<C: Clock> Permit<'_, C> {
 
 impl<C: Clock> Drop for Permit<'_, C> {
     fn drop(&mut self) {
-        if self.finished {
-            return;
-        }
         let outcome = match self.inner.config.cancelled_calls {
             CancelledCalls::Ignore => Outcome::Ignored,
             CancelledCalls::Failure => Outcome::Failure,

@@ -4,30 +4,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backstop_core::config::{ConfigError, Validate};
-use backstop_core::{Clock, SystemClock};
+use backstop_core::{Clock, DefaultClock};
 
 use crate::{Backoff, Breaker, BreakerConfig, CancelledCalls, WindowConfig};
 
 /// Builds a [`Breaker`]; every setter maps to a [`BreakerConfig`] field and
 /// [`build`](Self::build) validates the whole.
 #[derive(Debug, Clone)]
-pub struct BreakerBuilder<C = SystemClock> {
+pub struct BreakerBuilder<C = DefaultClock> {
     name: Arc<str>,
     config: BreakerConfig,
     clock: C,
 }
 
-impl Breaker<SystemClock> {
-    /// A builder with resilience4j's defaults and the system clock.
-    pub fn builder() -> BreakerBuilder<SystemClock> {
+impl Breaker<DefaultClock> {
+    /// A builder with resilience4j's defaults and the [`DefaultClock`].
+    pub fn builder() -> BreakerBuilder<DefaultClock> {
         BreakerBuilder {
             name: Arc::from("breaker"),
             config: BreakerConfig::default(),
-            clock: SystemClock,
+            clock: DefaultClock::default(),
         }
     }
 
-    /// A breaker named `name` with `config`, on the system clock.
+    /// A breaker named `name` with `config`, on the [`DefaultClock`].
     pub fn new(name: &str, config: BreakerConfig) -> Result<Self, ConfigError> {
         Self::builder().name(name).config(config).build()
     }

@@ -51,17 +51,22 @@ impl Listeners {
         self.any.store(true, Ordering::Release);
     }
 
+    #[inline]
     pub(crate) fn active(&self) -> bool {
         self.any.load(Ordering::Relaxed)
     }
 
+    #[inline]
     pub(crate) fn publish(&self, event: impl FnOnce() -> BreakerEvent) {
-        if !self.active() {
-            return;
+        if self.active() {
+            self.deliver(event());
         }
+    }
+
+    #[inline(never)]
+    fn deliver(&self, event: BreakerEvent) {
         // Listeners run outside the lock so one may subscribe another without deadlock.
         let listeners = self.list.read().clone();
-        let event = event();
         for listener in &listeners {
             listener(&event);
         }

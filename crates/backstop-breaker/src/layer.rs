@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use backstop_core::{Clock, Layer, Service, SystemClock};
+use backstop_core::{Clock, DefaultClock, Layer, Service};
 
 use crate::{Breaker, BreakerError, Classify, DefaultClassifier};
 
@@ -23,7 +23,7 @@ use crate::{Breaker, BreakerError, Classify, DefaultClassifier};
 /// assert_eq!(breaker.stats().buffered_calls, 1);
 /// ```
 #[derive(Debug)]
-pub struct BreakerLayer<C: Clock = SystemClock, K = DefaultClassifier> {
+pub struct BreakerLayer<C: Clock = DefaultClock, K = DefaultClassifier> {
     breaker: Breaker<C>,
     classifier: Arc<K>,
 }
@@ -76,7 +76,7 @@ impl<S, C: Clock, K> Layer<S> for BreakerLayer<C, K> {
 
 /// A service behind a circuit breaker, made by [`BreakerLayer`].
 #[derive(Debug)]
-pub struct BreakerService<S, C: Clock = SystemClock, K = DefaultClassifier> {
+pub struct BreakerService<S, C: Clock = DefaultClock, K = DefaultClassifier> {
     inner: S,
     breaker: Breaker<C>,
     classifier: Arc<K>,

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use backstop_core::config::{ConfigError, Validate};
-use backstop_core::{Clock, SystemClock};
+use backstop_core::{Clock, DefaultClock};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
@@ -64,16 +64,16 @@ impl Validate for RegistryConfig {
 /// assert_eq!(registry.names(), vec!["openai".to_string()]);
 /// ```
 #[derive(Debug)]
-pub struct BreakerRegistry<C: Clock + Clone = SystemClock> {
+pub struct BreakerRegistry<C: Clock + Clone = DefaultClock> {
     config: RegistryConfig,
     clock: C,
     breakers: RwLock<HashMap<String, Breaker<C>>>,
 }
 
-impl BreakerRegistry<SystemClock> {
-    /// A registry on the system clock.
+impl BreakerRegistry<DefaultClock> {
+    /// A registry on the [`DefaultClock`].
     pub fn new(config: RegistryConfig) -> Result<Self, ConfigError> {
-        Self::with_clock(config, SystemClock)
+        Self::with_clock(config, DefaultClock::default())
     }
 }
 

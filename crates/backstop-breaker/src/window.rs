@@ -17,6 +17,11 @@ pub(crate) struct Sample {
 }
 
 impl Sample {
+    pub(crate) const SUCCESS: Self = Self {
+        failed: false,
+        slow: false,
+    };
+
     // 0 marks an empty slot, so every recorded sample has bit 0 set.
     fn bits(self) -> u8 {
         1 | (u8::from(self.failed) << 1) | (u8::from(self.slow) << 2)
@@ -72,10 +77,11 @@ impl Window {
 
     /// Records `sample` and returns the window's totals when they may now call for a
     /// decision (a failure or slow call, or the window just reached `minimum_calls`).
+    #[inline]
     pub(crate) fn record(&self, sample: Sample, now_nanos: u64) -> Option<Totals> {
         match self {
             Self::Count(window) => window.record(sample),
-            Self::Time(window) => Some(window.lock().record(sample, now_nanos)),
+            Self::Time(window) => Some(record_timed(window, sample, now_nanos)),
         }
     }
 
@@ -99,16 +105,24 @@ impl Window {
     }
 }
 
+/// Out of line so the lock stays out of the count window's inlined path.
+#[inline(never)]
+fn record_timed(window: &Mutex<TimeWindow>, sample: Sample, now_nanos: u64) -> Totals {
+    window.lock().record(sample, now_nanos)
+}
+
 /// The last `size` outcomes in a ring of one byte per call. Recording claims a position
 /// with one `fetch_add` and, only when the slot's previous outcome differs, swaps it and
-/// adjusts the failure and slow counters: a run of successes writes nothing but the
-/// cursor, so the closed path stays cheap under contention.
+/// adjusts the failure and slow counters. Once the ring is full of successes a further
+/// success writes nothing at all (three relaxed loads), so a healthy circuit's closed
+/// path shares no written cache line between threads.
 pub(crate) struct CountWindow {
     slots: Box<[AtomicU8]>,
     cursor: AtomicU64,
     failures: AtomicI64,
     slow: AtomicI64,
     minimum_calls: u64,
+    slot_of: SlotIndex,
 }
 
 impl CountWindow {
@@ -119,6 +133,7 @@ impl CountWindow {
             failures: AtomicI64::new(0),
             slow: AtomicI64::new(0),
             minimum_calls: u64::from(minimum_calls),
+            slot_of: SlotIndex::new(size.max(1)),
         }
     }
 
@@ -126,9 +141,17 @@ impl CountWindow {
         self.slots.len() as u64
     }
 
+    #[inline]
     fn record(&self, sample: Sample) -> Option<Totals> {
+        if sample == Sample::SUCCESS && self.full_of_successes() {
+            // Writing a success over a success changes nothing but which equal slot
+            // goes next, so a healthy circuit's calls write no shared memory at all.
+            // Racing a failure's write, the skip reads as this success landing just
+            // before it, at worst keeping that failure one call longer.
+            return None;
+        }
         let position = self.cursor.fetch_add(1, Relaxed);
-        let slot = &self.slots[(position % self.len()) as usize];
+        let slot = &self.slots[self.slot_of.get(position)];
         let new = sample.bits();
         if slot.load(Relaxed) != new {
             let old = slot.swap(new, Relaxed);
@@ -148,6 +171,13 @@ impl CountWindow {
         }
     }
 
+    #[inline]
+    fn full_of_successes(&self) -> bool {
+        self.failures.load(Relaxed) == 0
+            && self.slow.load(Relaxed) == 0
+            && self.cursor.load(Relaxed) >= self.len()
+    }
+
     fn totals(&self) -> Totals {
         // Counters can dip below zero for an instant while racing writers swap the same
         // slot; clamp rather than report nonsense.
@@ -165,6 +195,31 @@ impl CountWindow {
         self.failures.store(0, Relaxed);
         self.slow.store(0, Relaxed);
         self.cursor.store(0, Relaxed);
+    }
+}
+
+/// Maps a cursor position to its ring slot without a division instruction, which on
+/// the closed path's budget is expensive (tens of cycles on common server CPUs): Lemire's
+/// direct remainder, `((M * x) mod 2^64) * d >> 64` with `M = ceil(2^64 / d)`, exact for
+/// every 32-bit `x` and `d`. The position is taken modulo 2^32 first, so once every 2^32
+/// calls the ring starts a lap early; the window still holds `d` recent outcomes.
+struct SlotIndex {
+    divisor: u64,
+    magic: u64,
+}
+
+impl SlotIndex {
+    fn new(divisor: u32) -> Self {
+        let divisor = u64::from(divisor);
+        Self {
+            divisor,
+            magic: (u64::MAX / divisor).wrapping_add(1),
+        }
+    }
+
+    fn get(&self, position: u64) -> usize {
+        let low = self.magic.wrapping_mul(u64::from(position as u32));
+        ((u128::from(low) * u128::from(self.divisor)) >> 64) as usize
     }
 }
 
@@ -250,6 +305,44 @@ mod tests {
         failed: false,
         slow: true,
     };
+
+    proptest::proptest! {
+        #[test]
+        fn slot_index_is_the_remainder(divisor in 1u32.., position: u64) {
+            let expected = u64::from(position as u32) % u64::from(divisor);
+            proptest::prop_assert_eq!(SlotIndex::new(divisor).get(position) as u64, expected);
+        }
+    }
+
+    #[test]
+    fn slot_index_is_exact_at_the_edges() {
+        for divisor in [1, 2, 3, 7, 100, 1_000, u32::MAX - 1, u32::MAX] {
+            let index = SlotIndex::new(divisor);
+            for position in [0, 1, 99, 100, 101, u64::from(u32::MAX), u64::MAX] {
+                let expected = u64::from(position as u32) % u64::from(divisor);
+                assert_eq!(
+                    index.get(position) as u64,
+                    expected,
+                    "{position} % {divisor}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn successes_skipped_on_a_healthy_ring_still_evict_a_failure_on_time() {
+        let window = Window::new(WindowConfig::Count { size: 3 }, 1);
+        for _ in 0..10 {
+            window.record(OK, 0);
+        }
+        window.record(FAIL, 0);
+        window.record(OK, 0);
+        window.record(OK, 0);
+        assert_eq!(window.totals(0).failures, 1, "the failure is one of the last 3");
+        window.record(OK, 0);
+        assert_eq!(window.totals(0).failures, 0, "three successes later it is gone");
+        assert_eq!(window.totals(0).calls, 3);
+    }
 
     #[test]
     fn count_window_keeps_only_the_last_calls() {

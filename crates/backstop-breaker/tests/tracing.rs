@@ -1,4 +1,4 @@
-//! Transitions, rejections and slow calls are reported through `tracing`.
+//! Transitions, rejections (once per state) and slow calls are reported through `tracing`.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -45,6 +45,9 @@ fn state_changes_rejections_and_slow_calls_are_traced() {
     clock.advance(Duration::from_millis(20));
     permit.failure();
     assert!(breaker.try_acquire().is_err());
+    assert!(breaker.try_acquire().is_err());
+    breaker.force_open();
+    assert!(breaker.try_acquire().is_err());
 
     let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
     let transition = text
@@ -57,6 +60,17 @@ fn state_changes_rejections_and_slow_calls_are_traced() {
         transition.contains("from=closed") && transition.contains("to=open"),
         "{transition}"
     );
-    assert!(text.contains("call rejected"), "{text}");
+    // One rejection line per state, not one per rejected call.
+    let rejections: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("rejecting calls"))
+        .collect();
+    assert_eq!(rejections.len(), 2, "{text}");
+    assert!(rejections[0].contains("state=open"), "{}", rejections[0]);
+    assert!(
+        rejections[1].contains("state=forced_open"),
+        "{}",
+        rejections[1]
+    );
     assert!(text.contains("slow call"), "{text}");
 }

@@ -28,6 +28,22 @@
 //!   ahead by the warm-up lead time, acting only while recent forecasts were accurate, and
 //!   never below the reactive proposal.
 //!
+//! # Simulator
+//!
+//! [`simulate`] replays a [`Trace`] (diurnal, diurnal with a spike, spike, ramp, step, noisy,
+//! or a CSV) against a [`ReplicaModel`] and reports SLO-violation minutes, replica-hours,
+//! actions, flaps and peak backlog. [`contenders`] is the standard line-up that
+//! `examples/autoscale_sim.rs` prints. On the daily-periodic traces (4 days, seed 42) the
+//! predictive policy has 3.75 and 3.9 times fewer SLO-violation minutes than reactive HPA at
+//! 1.01 and 1.00 times its replica-hours, and every dynamic policy runs on 43–54 % fewer
+//! replica-hours than the fleet fixed at the peak (a test holds both). Where the load has
+//! no daily shape the savings are smaller by construction: on `noisy` (white noise on a flat
+//! mean) even an oracle that always runs exactly the replicas the current rate needs saves
+//! only 25–30 % against the peak fleet (also a test), and the policies save 7–10 %; on
+//! `step`, the threshold policy (the seeds' 30–80 % band) scales down only below 30 %
+//! utilization, so after the step down it may hold 80/30 ≈ 2.7 times the replicas it needs,
+//! and saves 26 % where target tracking saves 49 %.
+//!
 //! # Design
 //!
 //! The HPA's algorithm is what operators already reason about, so it is reproduced rule for
@@ -55,6 +71,7 @@
 mod autoscaler;
 mod behavior;
 mod config;
+mod contenders;
 mod decision;
 mod error;
 pub mod forecast;
@@ -74,6 +91,7 @@ pub use config::{
     Behavior, FallbackConfig, ForecastModel, HpaConfig, PredictiveConfig, QueueConfig, RateKind,
     RatePolicy, ScalingRules, Select, ThresholdConfig,
 };
+pub use contenders::{Contender, contenders};
 pub use decision::{Decision, MetricProposal, Policy, Reason};
 pub use error::{ScaleError, TraceError};
 pub use hpa::{PolicyStats, TargetTracking};

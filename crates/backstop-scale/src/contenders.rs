@@ -1,0 +1,109 @@
+//! The policies the simulator compares, configured once so the example and the tests
+//! measure the same thing.
+
+use std::time::Duration;
+
+use backstop_core::ConfigError;
+
+use crate::config::{
+    Behavior, ForecastModel, HpaConfig, PredictiveConfig, QueueConfig, ThresholdConfig,
+};
+use crate::decision::Policy;
+use crate::hpa::TargetTracking;
+use crate::predictive::PredictivePolicy;
+use crate::queue::QueuePolicy;
+use crate::sim::{FixedPolicy, ReplicaModel, metrics};
+use crate::threshold::ThresholdPolicy;
+use crate::trace::Trace;
+
+/// One policy in a comparison, with the name its report carries.
+pub struct Contender {
+    /// The report's `contender=` name.
+    pub name: &'static str,
+    /// Whether it is one of the four dynamic policies (HPA, threshold, queue,
+    /// predictive) rather than a variant or the fixed fleet.
+    pub dynamic: bool,
+    /// The policy, fresh (no history).
+    pub policy: Box<dyn Policy>,
+}
+
+/// The standard line-up for `trace` on `model`: reactive HPA target tracking, the
+/// threshold/step policy, KEDA-style queue scaling and the predictive policy (seasonal
+/// naive over a day, leading by the start-up delay), each bounded at 1.5 times the
+/// peak's fleet; the HPA and queue policies again with the noise-aware band
+/// (`*_noise_aware`); and a fixed fleet sized for the peak (`fixed_peak`).
+///
+/// ```
+/// use backstop_scale::{ReplicaModel, Trace, contenders, simulate};
+///
+/// let trace = Trace::step_change(1, 200.0);
+/// let model = ReplicaModel::default();
+/// for mut contender in contenders(&model, &trace).unwrap() {
+///     let report = simulate(&trace, &model, contender.name, contender.policy.as_mut()).unwrap();
+///     assert!(report.replica_hours > 0.0);
+/// }
+/// ```
+///
+/// Fails only when `model` makes a policy's configuration invalid (a zero interval or
+/// capacity).
+pub fn contenders(model: &ReplicaModel, trace: &Trace) -> Result<Vec<Contender>, ConfigError> {
+    let max = model.fleet_for(trace.peak() * 1.5);
+    let hpa = HpaConfig::default().with_bounds(1, max);
+    let predictive = PredictiveConfig {
+        metric: metrics::REQUESTS.to_owned(),
+        target_per_replica: model.requests_target(),
+        model: ForecastModel::SeasonalNaive,
+        interval: model.interval,
+        season: Duration::from_secs(86_400),
+        lead_time: model.startup_delay + model.interval * 2,
+        max_error: 0.25,
+        error_window: 240,
+        reactive: hpa.clone(),
+    };
+    let queue = QueueConfig::default()
+        .with_metric(metrics::QUEUE)
+        .with_bounds(0, max)
+        .with_target(model.queue_target())
+        .with_behavior(Behavior::default());
+    // A percent step (KEDA/HPA `Percent` policy) so the step grows with the fleet; the
+    // classic +1 per 300 s cooldown needs hours to cover a 4x load change.
+    let threshold = ThresholdConfig::default()
+        .with_bounds(1, max)
+        .with_step_percents(50.0, 20.0);
+    let contender = |name, dynamic, policy: Box<dyn Policy>| Contender {
+        name,
+        dynamic,
+        policy,
+    };
+    Ok(vec![
+        contender("hpa", true, Box::new(TargetTracking::new(hpa.clone())?)),
+        contender(
+            "hpa_noise_aware",
+            false,
+            Box::new(TargetTracking::new(hpa.with_noise_tolerance(3.0))?),
+        ),
+        contender(
+            "threshold",
+            true,
+            Box::new(ThresholdPolicy::new(threshold)?),
+        ),
+        contender("queue", true, Box::new(QueuePolicy::new(queue.clone())?)),
+        contender(
+            "queue_noise_aware",
+            false,
+            Box::new(QueuePolicy::new(queue.with_noise_tolerance(3.0))?),
+        ),
+        contender(
+            "predictive",
+            true,
+            Box::new(PredictivePolicy::new(predictive)?),
+        ),
+        contender(
+            "fixed_peak",
+            false,
+            Box::new(FixedPolicy {
+                replicas: model.fleet_for(trace.peak()),
+            }),
+        ),
+    ])
+}

@@ -26,6 +26,13 @@ pub enum DedupError<E> {
         /// The follower timeout that elapsed.
         after: Duration,
     },
+    /// Only from a `DistributedGroup` configured to fail when Redis does: the
+    /// coordination store could not be reached in time.
+    #[error("deduplication store unavailable: {reason}")]
+    Unavailable {
+        /// What failed.
+        reason: Arc<str>,
+    },
 }
 
 impl<E> DedupError<E> {

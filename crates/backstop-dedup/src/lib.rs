@@ -11,6 +11,12 @@
 //! - [`DedupWindow`]: a duplicate-detection window. Completed results are remembered by
 //!   idempotency key for a TTL and a bounded count, so a retry returns the first result
 //!   instead of running again; errors are remembered only if configured.
+//! - `DistributedGroup` (feature `redis`): singleflight across processes. Each process
+//!   coalesces its own callers first; one of them wins a Redis lease (`SET NX PX`,
+//!   owner-checked renewal and release) and runs the work, and the others poll for the
+//!   result it publishes with a TTL. A dead executor's lease expires and a waiter takes
+//!   over; when Redis fails, the call runs locally or fails, as configured, within a
+//!   per-call timeout.
 //! - [`DedupLayer`]: either of them around any [`backstop_core::Service`], with a key
 //!   extractor closure.
 //!
@@ -61,6 +67,8 @@
 #![warn(missing_docs)]
 
 mod config;
+#[cfg(feature = "redis")]
+mod distributed;
 mod error;
 mod group;
 mod layer;
@@ -69,6 +77,8 @@ mod stats;
 mod window;
 
 pub use config::{WindowConfig, WindowConfigBuilder};
+#[cfg(feature = "redis")]
+pub use distributed::{DistributedConfig, DistributedGroup, DistributedStats, RedisFailure};
 pub use error::DedupError;
 pub use group::Group;
 pub use layer::{Coalesce, DedupLayer, DedupService};

@@ -11,6 +11,9 @@ pub enum Source {
     /// The value was remembered by a [`DedupWindow`](crate::DedupWindow) from an earlier
     /// completed execution.
     Window,
+    /// Another process ran the work; the value was read from Redis (a
+    /// `DistributedGroup`).
+    Remote,
 }
 
 /// A successful deduplicated call: the value plus how it was obtained.

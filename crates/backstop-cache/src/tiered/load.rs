@@ -173,6 +173,10 @@ where
                 DedupError::Inner(error) => error,
                 DedupError::Panicked { message } => LoadError::Panicked(message),
                 DedupError::Timeout { after } => LoadError::Timeout(after),
+                // Only a Redis-backed `DistributedGroup` reports its store unavailable.
+                DedupError::Unavailable { reason } => {
+                    LoadError::Loader(Arc::new(std::io::Error::other(reason.to_string())))
+                }
             }
         })
     }

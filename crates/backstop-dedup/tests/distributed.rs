@@ -1,0 +1,276 @@
+//! Cross-process singleflight against a real Redis (`REDIS_URL`); each `DistributedGroup`
+//! has its own client and connection, as two processes would.
+
+#![cfg(feature = "redis")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use backstop_core::Validate;
+use backstop_core::testing::RedisTestContext;
+use backstop_dedup::{DedupError, DistributedConfig, DistributedGroup, RedisFailure, Source};
+use futures::future::join_all;
+use tokio::sync::oneshot;
+
+type Process = DistributedGroup<String, u64, String>;
+
+fn config(ctx: &RedisTestContext) -> DistributedConfig {
+    DistributedConfig {
+        prefix: ctx.key("dedup"),
+        poll_interval: Duration::from_millis(1),
+        max_poll_interval: Duration::from_millis(10),
+        ..DistributedConfig::default()
+    }
+}
+
+fn process(ctx: &RedisTestContext, config: DistributedConfig) -> Process {
+    let client = redis::Client::open(ctx.url()).expect("valid url");
+    DistributedGroup::new(client, config).expect("valid config")
+}
+
+/// Waits for a state the test has set in motion, bounded so a bug fails instead of hanging.
+async fn until(what: &str, mut reached: impl FnMut() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while !reached() {
+        assert!(Instant::now() < give_up, "never reached: {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_of_two_processes_share_one_execution() {
+    let Some(ctx) = RedisTestContext::from_env("dedup_two_processes").await else {
+        return;
+    };
+    let (a, b) = (process(&ctx, config(&ctx)), process(&ctx, config(&ctx)));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (release, released) = oneshot::channel::<()>();
+    let released = Arc::new(tokio::sync::Mutex::new(Some(released)));
+
+    let call = |group: &Process, answer: u64| {
+        let (group, runs, released) = (group.clone(), runs.clone(), released.clone());
+        async move {
+            group
+                .work("capital-of-france".to_string(), move || async move {
+                    runs.fetch_add(1, SeqCst);
+                    if let Some(gate) = released.lock().await.take() {
+                        let _ = gate.await;
+                    }
+                    Ok(answer)
+                })
+                .await
+        }
+    };
+    let first = tokio::spawn(join_all((0..20).map(|_| call(&a, 42))));
+    until("process A holds the lease", || {
+        a.stats().leased_executions == 1
+    })
+    .await;
+    let second = tokio::spawn(join_all((0..20).map(|_| call(&b, 7))));
+    until("process B polls for A's result", || b.stats().polls >= 1).await;
+    release.send(()).expect("the executor is waiting");
+
+    let (first, second) = (first.await.unwrap(), second.await.unwrap());
+    assert_eq!(runs.load(SeqCst), 1, "one execution across both processes");
+    for outcome in first.iter().chain(&second) {
+        assert_eq!(outcome.as_ref().unwrap().value, 42);
+    }
+    let sources = |outcomes: &[Result<_, _>], source| {
+        outcomes
+            .iter()
+            .filter(|o: &&Result<backstop_dedup::Outcome<u64>, _>| {
+                o.as_ref().unwrap().source == source
+            })
+            .count()
+    };
+    assert_eq!(sources(&first, Source::Executed), 1);
+    assert_eq!(sources(&first, Source::Joined), 19);
+    assert_eq!(sources(&second, Source::Remote), 20);
+    assert_eq!(
+        b.stats().remote_results,
+        1,
+        "one Redis read serves B's 20 callers"
+    );
+    assert_eq!(b.stats().local.coalesced, 19);
+    ctx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_result_answers_a_later_caller_without_running() {
+    let Some(ctx) = RedisTestContext::from_env("dedup_published_result").await else {
+        return;
+    };
+    let (a, b) = (process(&ctx, config(&ctx)), process(&ctx, config(&ctx)));
+    let first = a.work("k".to_string(), || async { Ok(1) }).await.unwrap();
+    let later = b
+        .work("k".to_string(), || async { panic!("must not run") })
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.source, later.source),
+        (Source::Executed, Source::Remote)
+    );
+    assert_eq!(later.value, 1);
+    ctx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_executors_lease_expires_and_a_waiter_takes_over() {
+    let Some(ctx) = RedisTestContext::from_env("dedup_dead_executor").await else {
+        return;
+    };
+    let config = DistributedConfig {
+        lease_ttl: Duration::from_millis(150),
+        ..config(&ctx)
+    };
+    let (a, b) = (process(&ctx, config.clone()), process(&ctx, config));
+    let crashed = tokio::spawn({
+        let a = a.clone();
+        async move {
+            a.work(
+                "k".to_string(),
+                futures::future::pending::<Result<u64, String>>,
+            )
+            .await
+        }
+    });
+    until("process A holds the lease", || {
+        a.stats().leased_executions == 1
+    })
+    .await;
+    // A process dying mid-work: no release, no renewal.
+    crashed.abort();
+
+    let started = Instant::now();
+    let outcome = b.work("k".to_string(), || async { Ok(5) }).await.unwrap();
+    assert_eq!((outcome.value, outcome.source), (5, Source::Executed));
+    assert_eq!(b.stats().takeovers, 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took over within about one lease: {:?}",
+        started.elapsed()
+    );
+    ctx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_execution_hands_the_lease_to_a_waiter() {
+    let Some(ctx) = RedisTestContext::from_env("dedup_failed_execution").await else {
+        return;
+    };
+    let (a, b) = (process(&ctx, config(&ctx)), process(&ctx, config(&ctx)));
+    let (fail, failing) = oneshot::channel::<()>();
+    let first = tokio::spawn({
+        let a = a.clone();
+        async move {
+            a.work("k".to_string(), move || async move {
+                let _ = failing.await;
+                Err::<u64, _>("upstream 503".to_string())
+            })
+            .await
+        }
+    });
+    until("process A holds the lease", || {
+        a.stats().leased_executions == 1
+    })
+    .await;
+    let second = tokio::spawn({
+        let b = b.clone();
+        async move { b.work("k".to_string(), || async { Ok(9) }).await }
+    });
+    until("process B waits", || b.stats().polls >= 1).await;
+    fail.send(()).expect("the executor is waiting");
+
+    assert_eq!(
+        first.await.unwrap(),
+        Err(DedupError::Inner("upstream 503".to_string()))
+    );
+    let second = second.await.unwrap().unwrap();
+    assert_eq!((second.value, second.source), (9, Source::Executed));
+    assert_eq!(b.stats().takeovers, 1);
+    ctx.cleanup().await;
+}
+
+fn unreachable(on_redis_error: RedisFailure) -> Process {
+    let client = redis::Client::open("redis://127.0.0.1:1").expect("valid url");
+    let config = DistributedConfig {
+        redis_timeout: Duration::from_millis(200),
+        on_redis_error,
+        ..DistributedConfig::default()
+    };
+    DistributedGroup::new(client, config).expect("valid config")
+}
+
+#[tokio::test]
+async fn unreachable_redis_runs_the_work_locally_by_default() {
+    let group = unreachable(RedisFailure::ExecuteLocally);
+    let started = Instant::now();
+    let outcome = group
+        .work("k".to_string(), || async { Ok(3) })
+        .await
+        .unwrap();
+    assert_eq!((outcome.value, outcome.source), (3, Source::Executed));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let stats = group.stats();
+    assert_eq!((stats.local_fallbacks, stats.redis_errors), (1, 1));
+}
+
+#[tokio::test]
+async fn unreachable_redis_fails_the_call_when_configured() {
+    let group = unreachable(RedisFailure::Fail);
+    let started = Instant::now();
+    let error = group
+        .work("k".to_string(), || async { Ok(3) })
+        .await
+        .unwrap_err();
+    assert!(matches!(error, DedupError::Unavailable { .. }), "{error:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn invalid_configs_name_the_field() {
+    let cases = [
+        (
+            DistributedConfig {
+                prefix: String::new(),
+                ..DistributedConfig::default()
+            },
+            "prefix",
+        ),
+        (
+            DistributedConfig {
+                lease_ttl: Duration::from_millis(1),
+                ..DistributedConfig::default()
+            },
+            "lease_ttl",
+        ),
+        (
+            DistributedConfig {
+                max_poll_interval: Duration::from_millis(1),
+                poll_interval: Duration::from_millis(5),
+                ..DistributedConfig::default()
+            },
+            "max_poll_interval",
+        ),
+        (
+            DistributedConfig {
+                redis_timeout: Duration::ZERO,
+                ..DistributedConfig::default()
+            },
+            "redis_timeout",
+        ),
+    ];
+    for (config, field) in cases {
+        let error = config.validate().unwrap_err();
+        assert_eq!(error.field(), field, "{error}");
+    }
+}

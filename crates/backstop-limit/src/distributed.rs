@@ -6,7 +6,7 @@
 //! so a Redis Cluster keeps them in one slot and the script checks them all or none.
 
 use crate::{KeyedRateLimiter, Quota};
-use backstop_core::SystemClock;
+use backstop_core::DefaultClock;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
 use std::sync::Arc;
@@ -79,7 +79,7 @@ pub enum FailurePolicy {
     /// Decide with in-process limiters (one per quota, same order), so each process
     /// enforces the quota on its own until Redis returns. The local quotas are charged one
     /// after another, not all or none.
-    Local(Arc<Vec<KeyedRateLimiter<String, SystemClock>>>),
+    Local(Arc<Vec<KeyedRateLimiter<String, DefaultClock>>>),
 }
 
 impl FailurePolicy {

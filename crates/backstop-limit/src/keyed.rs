@@ -3,7 +3,7 @@
 use crate::error::CheckError;
 use crate::gcra::{Counters, Timeline, check_cell, remaining};
 use crate::quota::Quota;
-use backstop_core::{Clock, SystemClock};
+use backstop_core::{Clock, DefaultClock};
 use dashmap::DashMap;
 use serde::Serialize;
 use std::hash::Hash;
@@ -49,7 +49,7 @@ pub struct KeyedStats {
 /// assert_eq!(limiter.len(), 0);
 /// ```
 #[derive(Debug)]
-pub struct KeyedRateLimiter<K: Hash + Eq, C = SystemClock> {
+pub struct KeyedRateLimiter<K: Hash + Eq, C = DefaultClock> {
     quota: Quota,
     cells: DashMap<K, AtomicU64>,
     overrides: DashMap<K, Quota>,
@@ -60,10 +60,10 @@ pub struct KeyedRateLimiter<K: Hash + Eq, C = SystemClock> {
     evicted: AtomicU64,
 }
 
-impl<K: Hash + Eq + Clone> KeyedRateLimiter<K, SystemClock> {
-    /// A keyed limiter on the system clock.
+impl<K: Hash + Eq + Clone> KeyedRateLimiter<K, DefaultClock> {
+    /// A keyed limiter on the [`DefaultClock`].
     pub fn new(quota: Quota) -> Self {
-        Self::with_clock(quota, SystemClock)
+        Self::with_clock(quota, DefaultClock::default())
     }
 }
 

@@ -4,7 +4,7 @@ use crate::error::{CheckError, Rejected};
 use crate::gcra::{Counters, LimiterStats, Timeline, decide, remaining};
 use crate::quota::Quota;
 use backstop_core::config::{ConfigError, ensure};
-use backstop_core::{Clock, SystemClock};
+use backstop_core::{Clock, DefaultClock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -30,17 +30,17 @@ use std::time::Duration;
 /// assert!(limiter.check_n(1).is_err());
 /// ```
 #[derive(Debug)]
-pub struct MultiRateLimiter<C = SystemClock> {
+pub struct MultiRateLimiter<C = DefaultClock> {
     quotas: Box<[Quota]>,
     states: Box<[AtomicU64]>,
     timeline: Timeline<C>,
     counters: Counters,
 }
 
-impl MultiRateLimiter<SystemClock> {
-    /// A multi-quota limiter on the system clock.
+impl MultiRateLimiter<DefaultClock> {
+    /// A multi-quota limiter on the [`DefaultClock`].
     pub fn new(quotas: Vec<Quota>) -> Result<Self, ConfigError> {
-        Self::with_clock(quotas, SystemClock)
+        Self::with_clock(quotas, DefaultClock::default())
     }
 }
 

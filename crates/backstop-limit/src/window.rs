@@ -9,7 +9,7 @@
 
 use crate::{CheckError, Rejected};
 use backstop_core::config::{ConfigError, ensure};
-use backstop_core::{Clock, SystemClock};
+use backstop_core::{Clock, DefaultClock};
 use dashmap::DashMap;
 use serde::Serialize;
 use std::hash::Hash;
@@ -144,17 +144,17 @@ impl<C: Clock> Shared<C> {
 /// assert!(per_minute.check().is_ok());
 /// ```
 #[derive(Debug)]
-pub struct SlidingWindowLimiter<C = SystemClock> {
+pub struct SlidingWindowLimiter<C = DefaultClock> {
     shared: Shared<C>,
     // Three words under an uncontended mutex: cheaper to reason about than a lock-free
     // two-bucket roll, and a decision holds it for a few arithmetic operations.
     state: Mutex<WindowState>,
 }
 
-impl SlidingWindowLimiter<SystemClock> {
-    /// `limit` cells per `window` on the system clock.
+impl SlidingWindowLimiter<DefaultClock> {
+    /// `limit` cells per `window` on the [`DefaultClock`].
     pub fn new(limit: u64, window: Duration) -> Result<Self, ConfigError> {
-        Self::with_clock(limit, window, SystemClock)
+        Self::with_clock(limit, window, DefaultClock::default())
     }
 }
 
@@ -196,15 +196,15 @@ impl<C: Clock> SlidingWindowLimiter<C> {
 /// assert!(per_day.check_key(&"bob").is_ok());
 /// ```
 #[derive(Debug)]
-pub struct KeyedSlidingWindow<K: Hash + Eq, C = SystemClock> {
+pub struct KeyedSlidingWindow<K: Hash + Eq, C = DefaultClock> {
     shared: Shared<C>,
     states: DashMap<K, WindowState>,
 }
 
-impl<K: Hash + Eq + Clone> KeyedSlidingWindow<K, SystemClock> {
-    /// `limit` cells per `window` per key on the system clock.
+impl<K: Hash + Eq + Clone> KeyedSlidingWindow<K, DefaultClock> {
+    /// `limit` cells per `window` per key on the [`DefaultClock`].
     pub fn new(limit: u64, window: Duration) -> Result<Self, ConfigError> {
-        Self::with_clock(limit, window, SystemClock)
+        Self::with_clock(limit, window, DefaultClock::default())
     }
 }
 

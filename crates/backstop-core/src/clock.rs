@@ -200,6 +200,8 @@ impl Clock for ManualClock {
 pub struct QuantaClock {
     counter: quanta::Clock,
     counter_origin: quanta::Instant,
+    /// The same moment as `counter_origin`, unscaled: `now_nanos` scales only the delta.
+    raw_origin: u64,
     origin: Instant,
 }
 
@@ -208,10 +210,12 @@ impl QuantaClock {
     /// Calibrates the counter (once per process, inside `quanta`) and anchors it to now.
     pub fn new() -> Self {
         let counter = quanta::Clock::new();
-        let counter_origin = counter.now();
+        let raw_origin = counter.raw();
+        let counter_origin = counter.scaled(raw_origin);
         Self {
             counter,
             counter_origin,
+            raw_origin,
             origin: Instant::now(),
         }
     }
@@ -240,8 +244,8 @@ impl Clock for QuantaClock {
 
     #[inline]
     fn now_nanos(&self) -> u64 {
-        let since = self.counter.now().duration_since(self.counter_origin);
-        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+        // One counter read and one scaling of the delta; no `Duration` in between.
+        self.counter.delta_as_nanos(self.raw_origin, self.counter.raw())
     }
 }
 

@@ -338,9 +338,17 @@ mod tests {
         window.record(FAIL, 0);
         window.record(OK, 0);
         window.record(OK, 0);
-        assert_eq!(window.totals(0).failures, 1, "the failure is one of the last 3");
+        assert_eq!(
+            window.totals(0).failures,
+            1,
+            "the failure is one of the last 3"
+        );
         window.record(OK, 0);
-        assert_eq!(window.totals(0).failures, 0, "three successes later it is gone");
+        assert_eq!(
+            window.totals(0).failures,
+            0,
+            "three successes later it is gone"
+        );
         assert_eq!(window.totals(0).calls, 3);
     }
 

@@ -245,7 +245,8 @@ impl Clock for QuantaClock {
     #[inline]
     fn now_nanos(&self) -> u64 {
         // One counter read and one scaling of the delta; no `Duration` in between.
-        self.counter.delta_as_nanos(self.raw_origin, self.counter.raw())
+        self.counter
+            .delta_as_nanos(self.raw_origin, self.counter.raw())
     }
 }
 

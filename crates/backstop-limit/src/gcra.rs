@@ -1,5 +1,6 @@
 //! The generic cell rate algorithm over one atomic word, and the direct (unkeyed) limiter.
 
+use crate::counters::Counters;
 use crate::error::{CheckError, Rejected};
 use crate::quota::Quota;
 use backstop_core::{Clock, DefaultClock};
@@ -90,33 +91,6 @@ pub(crate) fn check_cell(
 pub(crate) fn remaining(tat: u64, now: u64, quota: &Quota) -> u64 {
     let used_ahead = tat.saturating_sub(now);
     (quota.tolerance_nanos() - used_ahead.min(quota.tolerance_nanos())) / quota.emission_nanos()
-}
-
-/// Admitted/rejected counters shared by the limiters.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    admitted: AtomicU64,
-    rejected: AtomicU64,
-}
-
-impl Counters {
-    #[inline]
-    pub(crate) fn record<T>(&self, result: &Result<T, CheckError>) {
-        let counter = if result.is_ok() {
-            &self.admitted
-        } else {
-            &self.rejected
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn admitted(&self) -> u64 {
-        self.admitted.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn rejected(&self) -> u64 {
-        self.rejected.load(Ordering::Relaxed)
-    }
 }
 
 /// A point-in-time view of a direct limiter.

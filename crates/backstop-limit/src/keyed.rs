@@ -1,7 +1,8 @@
 //! Per-key GCRA limiters (per user, tenant, model) with bounded memory and quota overrides.
 
+use crate::counters::Counters;
 use crate::error::CheckError;
-use crate::gcra::{Counters, Timeline, check_cell, remaining};
+use crate::gcra::{Timeline, check_cell, remaining};
 use crate::quota::Quota;
 use backstop_core::{Clock, DefaultClock};
 use dashmap::DashMap;

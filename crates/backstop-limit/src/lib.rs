@@ -63,6 +63,7 @@
 #![warn(missing_docs)]
 
 mod bulkhead;
+mod counters;
 #[cfg(feature = "redis")]
 mod distributed;
 mod error;

@@ -1,7 +1,8 @@
 //! Several quotas at once (60/min AND 1,000/hour AND 10,000/day), charged all or none.
 
+use crate::counters::Counters;
 use crate::error::{CheckError, Rejected};
-use crate::gcra::{Counters, LimiterStats, Timeline, decide, remaining};
+use crate::gcra::{LimiterStats, Timeline, decide, remaining};
 use crate::quota::Quota;
 use backstop_core::config::{ConfigError, ensure};
 use backstop_core::{Clock, DefaultClock};

@@ -62,13 +62,19 @@ pub(crate) fn check_cell(
             burst: quota.burst(),
         });
     }
+    admit(state, now, cost, quota).map_err(CheckError::Rejected)
+}
+
+/// The compare-and-swap loop for a cost known to fit the burst.
+#[inline]
+fn admit(state: &AtomicU64, now: u64, cost: u64, quota: &Quota) -> Result<(), Rejected> {
     let mut current = state.load(Ordering::Relaxed);
     loop {
         match decide(current, now, cost, quota) {
             Err(wait) => {
-                return Err(CheckError::Rejected(Rejected {
+                return Err(Rejected {
                     retry_after: Duration::from_nanos(wait),
-                }));
+                });
             }
             Ok(new_tat) => {
                 // Relaxed suffices: the limiter's whole state is this one word, and no other

@@ -89,4 +89,4 @@ pub use layer::{
 pub use multi::MultiRateLimiter;
 pub use quota::{Quota, QuotaConfig};
 pub use wait::{TokioClock, WaitPolicy};
-pub use window::{KeyedSlidingWindow, SlidingWindowLimiter, WindowStats};
+pub use window::{KeyedSlidingWindow, KeyedWindowStats, SlidingWindowLimiter, WindowStats};

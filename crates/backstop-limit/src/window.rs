@@ -14,8 +14,9 @@ use dashmap::DashMap;
 use serde::Serialize;
 use std::hash::Hash;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct WindowState {
@@ -25,6 +26,13 @@ struct WindowState {
 }
 
 impl WindowState {
+    /// Whether the state would decide exactly like a fresh one at `now`: both of its
+    /// windows have passed, or only the previous one counts and it is empty.
+    fn is_idle(&self, now: u64, window: u64) -> bool {
+        let index = now / window;
+        index >= self.index.saturating_add(2) || (index == self.index + 1 && self.current == 0)
+    }
+
     /// Charges `cost` if the estimate allows, else returns how long until it would.
     fn charge(&mut self, now: u64, window: u64, limit: u64, cost: u64) -> Result<(), Duration> {
         let index = now / window;
@@ -68,7 +76,7 @@ impl WindowState {
 pub struct WindowStats {
     /// Requests admitted.
     pub allowed: u64,
-    /// Requests refused.
+    /// Requests refused (over the limit or impossible).
     pub rejected: u64,
 }
 
@@ -77,7 +85,7 @@ struct Shared<C> {
     limit: u64,
     window_nanos: u64,
     clock: C,
-    origin: Instant,
+    origin: u64,
     allowed: AtomicU64,
     rejected: AtomicU64,
 }
@@ -87,7 +95,7 @@ impl<C: Clock> Shared<C> {
         ensure(limit > 0, "limit", "must be at least 1")?;
         let window_nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
         ensure(window_nanos > 0, "window", "must be greater than zero")?;
-        let origin = clock.now();
+        let origin = clock.now_nanos();
         Ok(Self {
             limit,
             window_nanos,
@@ -98,16 +106,16 @@ impl<C: Clock> Shared<C> {
         })
     }
 
-    fn decide(&self, state: &mut WindowState, cost: u64) -> Result<(), CheckError> {
-        if cost > self.limit {
-            return Err(CheckError::InsufficientCapacity {
-                cost,
-                burst: self.limit,
-            });
+    fn now(&self) -> u64 {
+        self.clock.now_nanos().saturating_sub(self.origin)
+    }
+
+    fn decide(&self, state: &mut WindowState, limit: u64, cost: u64) -> Result<(), CheckError> {
+        if cost > limit {
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(CheckError::InsufficientCapacity { cost, burst: limit });
         }
-        let elapsed = self.clock.now().saturating_duration_since(self.origin);
-        let now = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        match state.charge(now, self.window_nanos, self.limit, cost) {
+        match state.charge(self.now(), self.window_nanos, limit, cost) {
             Ok(()) => {
                 self.allowed.fetch_add(1, Ordering::Relaxed);
                 Ok(())
@@ -175,7 +183,7 @@ impl<C: Clock> SlidingWindowLimiter<C> {
     /// Admits `cost` cells all or nothing.
     pub fn check_n(&self, cost: u64) -> Result<(), CheckError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        self.shared.decide(&mut state, cost)
+        self.shared.decide(&mut state, self.shared.limit, cost)
     }
 
     /// A snapshot of the counters.
@@ -184,21 +192,48 @@ impl<C: Clock> SlidingWindowLimiter<C> {
     }
 }
 
+/// Counters and key bookkeeping of a [`KeyedSlidingWindow`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct KeyedWindowStats {
+    /// Requests admitted.
+    pub allowed: u64,
+    /// Requests refused (over the limit, impossible, or over the key cap).
+    pub rejected: u64,
+    /// Keys tracked now.
+    pub keys: usize,
+    /// Keys dropped by sweeps since creation.
+    pub evicted: u64,
+    /// Keys with their own limit.
+    pub overrides: usize,
+}
+
 /// A [`SlidingWindowLimiter`] per key (user, tenant, model), on `dashmap`.
+///
+/// Memory stays bounded like [`KeyedRateLimiter`](crate::KeyedRateLimiter)'s: a key whose
+/// windows have both passed decides like a new key, so [`retain_recent`](Self::retain_recent)
+/// drops it without changing any decision, and [`with_max_keys`](Self::with_max_keys) caps
+/// the map (a full map sweeps first, then refuses new keys with
+/// [`CheckError::TooManyKeys`]).
 ///
 /// ```
 /// use backstop_limit::KeyedSlidingWindow;
 /// use std::time::Duration;
 ///
 /// let per_day = KeyedSlidingWindow::new(1_000, Duration::from_secs(86_400)).unwrap();
+/// per_day.set_limit("premium", 10_000).unwrap();
 /// assert!(per_day.check_key_n(&"ann", 1_000).is_ok());
 /// assert!(per_day.check_key(&"ann").is_err());
-/// assert!(per_day.check_key(&"bob").is_ok());
+/// assert!(per_day.check_key_n(&"premium", 5_000).is_ok());
 /// ```
 #[derive(Debug)]
 pub struct KeyedSlidingWindow<K: Hash + Eq, C = DefaultClock> {
     shared: Shared<C>,
     states: DashMap<K, WindowState>,
+    overrides: DashMap<K, u64>,
+    // Skips the override lookup on the hot path while there are none.
+    has_overrides: AtomicBool,
+    max_keys: Option<usize>,
+    evicted: AtomicU64,
 }
 
 impl<K: Hash + Eq + Clone> KeyedSlidingWindow<K, DefaultClock> {
@@ -214,7 +249,44 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedSlidingWindow<K, C> {
         Ok(Self {
             shared: Shared::new(limit, window, clock)?,
             states: DashMap::new(),
+            overrides: DashMap::new(),
+            has_overrides: AtomicBool::new(false),
+            max_keys: None,
+            evicted: AtomicU64::new(0),
         })
+    }
+
+    /// Caps the number of tracked keys; `0` is treated as 1.
+    pub fn with_max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = Some(max_keys.max(1));
+        self
+    }
+
+    /// Gives `key` its own limit per window (a premium tenant); its usage carries over.
+    pub fn set_limit(&self, key: K, limit: u64) -> Result<(), ConfigError> {
+        ensure(limit > 0, "limit", "must be at least 1")?;
+        self.overrides.insert(key, limit);
+        self.has_overrides.store(true, Ordering::Release);
+        tracing::debug!(target: "backstop_limit", limit, "sliding-window limit override set");
+        Ok(())
+    }
+
+    /// Returns `key` to the default limit.
+    pub fn remove_limit(&self, key: &K) {
+        self.overrides.remove(key);
+        if self.overrides.is_empty() {
+            self.has_overrides.store(false, Ordering::Release);
+        }
+    }
+
+    /// The limit per window `key` is held to.
+    pub fn limit_for(&self, key: &K) -> u64 {
+        if self.has_overrides.load(Ordering::Acquire)
+            && let Some(limit) = self.overrides.get(key)
+        {
+            return *limit;
+        }
+        self.shared.limit
     }
 
     /// Admits one cell for `key`.
@@ -225,11 +297,46 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedSlidingWindow<K, C> {
     /// Admits `cost` cells for `key` all or nothing; the entry's shard lock serialises
     /// decisions for one key.
     pub fn check_key_n(&self, key: &K, cost: u64) -> Result<(), CheckError> {
+        let limit = self.limit_for(key);
         if let Some(mut state) = self.states.get_mut(key) {
-            return self.shared.decide(&mut state, cost);
+            return self.shared.decide(&mut state, limit, cost);
+        }
+        if cost > limit {
+            return self.shared.decide(&mut WindowState::default(), limit, cost);
+        }
+        if let Some(max_keys) = self.max_keys
+            && self.states.len() >= max_keys
+        {
+            self.retain_recent();
+            if self.states.len() >= max_keys {
+                self.shared.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(target: "backstop_limit", max_keys, "key cap reached; new key refused");
+                return Err(CheckError::TooManyKeys { max_keys });
+            }
         }
         let mut state = self.states.entry(key.clone()).or_default();
-        self.shared.decide(&mut state, cost)
+        self.shared.decide(&mut state, limit, cost)
+    }
+
+    /// Drops every key whose windows no longer count; returns how many were dropped.
+    ///
+    /// Decisions are unchanged by a sweep, so call it as often as memory needs.
+    pub fn retain_recent(&self) -> usize {
+        let now = self.shared.now();
+        let window = self.shared.window_nanos;
+        let before = self.states.len();
+        self.states.retain(|_, state| !state.is_idle(now, window));
+        let dropped = before.saturating_sub(self.states.len());
+        if dropped > 0 {
+            self.evicted.fetch_add(dropped as u64, Ordering::Relaxed);
+            tracing::debug!(target: "backstop_limit", dropped, "idle sliding-window keys swept");
+        }
+        dropped
+    }
+
+    /// Releases spare capacity of the map after a large sweep.
+    pub fn shrink_to_fit(&self) {
+        self.states.shrink_to_fit();
     }
 
     /// The number of keys held.
@@ -242,9 +349,16 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedSlidingWindow<K, C> {
         self.states.is_empty()
     }
 
-    /// A snapshot of the counters.
-    pub fn stats(&self) -> WindowStats {
-        self.shared.stats()
+    /// A snapshot of the counters and key bookkeeping.
+    pub fn stats(&self) -> KeyedWindowStats {
+        let counts = self.shared.stats();
+        KeyedWindowStats {
+            allowed: counts.allowed,
+            rejected: counts.rejected,
+            keys: self.states.len(),
+            evicted: self.evicted.load(Ordering::Relaxed),
+            overrides: self.overrides.len(),
+        }
     }
 }
 
@@ -299,7 +413,70 @@ mod tests {
         assert_eq!(limiter.len(), 2);
     }
 
+    #[test]
+    fn overrides_sweep_and_key_cap() {
+        let clock = ManualClock::new();
+        let limiter = KeyedSlidingWindow::with_clock(2, WINDOW, clock.clone())
+            .unwrap()
+            .with_max_keys(2);
+        assert!(limiter.set_limit(9, 0).is_err());
+        limiter.set_limit(9, 5).unwrap();
+        assert_eq!(limiter.limit_for(&9), 5);
+        assert!(limiter.check_key_n(&9, 5).is_ok());
+        assert!(limiter.check_key(&9).is_err());
+        assert!(limiter.check_key(&1).is_ok());
+        assert_eq!(
+            limiter.check_key(&2),
+            Err(CheckError::TooManyKeys { max_keys: 2 })
+        );
+        assert!(
+            limiter.check_key_n(&3, 3).is_err(),
+            "an impossible cost creates no key"
+        );
+        assert_eq!(limiter.len(), 2);
+        // One window later the previous window still weighs on both keys.
+        clock.advance(WINDOW);
+        assert_eq!(limiter.retain_recent(), 0);
+        // Two windows later both keys decide like new ones, so the sweep drops them.
+        clock.advance(WINDOW);
+        assert!(
+            limiter.check_key(&2).is_ok(),
+            "a full map sweeps to make room"
+        );
+        assert_eq!(limiter.len(), 1);
+        limiter.remove_limit(&9);
+        assert_eq!(limiter.limit_for(&9), 2);
+        assert_eq!(
+            limiter.stats(),
+            KeyedWindowStats {
+                allowed: 3,
+                rejected: 3,
+                keys: 1,
+                evicted: 2,
+                overrides: 0,
+            }
+        );
+    }
+
     proptest! {
+        /// A sweep never changes a decision: a swept limiter and an unswept one see the
+        /// same sequence and decide the same.
+        #[test]
+        fn sweeping_is_lossless(
+            steps in proptest::collection::vec((0u64..90_000, 0u32..4, 1u64..4, any::<bool>()), 1..150),
+        ) {
+            let clock = ManualClock::new();
+            let swept = KeyedSlidingWindow::with_clock(5, WINDOW, clock.clone()).unwrap();
+            let kept = KeyedSlidingWindow::with_clock(5, WINDOW, clock.clone()).unwrap();
+            for (advance_ms, key, cost, sweep) in steps {
+                clock.advance(Duration::from_millis(advance_ms));
+                if sweep {
+                    swept.retain_recent();
+                }
+                prop_assert_eq!(swept.check_key_n(&key, cost), kept.check_key_n(&key, cost));
+            }
+        }
+
         /// Reference model: exact per-aligned-window counts. The approximation never admits
         /// more than `limit` in any aligned window, and every refusal names a positive wait.
         #[test]

@@ -86,7 +86,7 @@ pub use keyed::{KeyedRateLimiter, KeyedStats};
 pub use layer::{
     BulkheadLayer, BulkheadService, BulkheadServiceError, RateLimit, RateLimitError, RateLimitLayer,
 };
-pub use multi::MultiRateLimiter;
+pub use multi::{KeyedMultiRateLimiter, KeyedMultiStats, MultiRateLimiter};
 pub use quota::{Quota, QuotaConfig};
 pub use wait::{TokioClock, WaitPolicy};
 pub use window::{KeyedSlidingWindow, KeyedWindowStats, SlidingWindowLimiter, WindowStats};

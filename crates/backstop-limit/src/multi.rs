@@ -6,7 +6,11 @@ use crate::gcra::{LimiterStats, Timeline, decide, remaining};
 use crate::quota::Quota;
 use backstop_core::config::{ConfigError, ensure};
 use backstop_core::{Clock, DefaultClock};
-use std::sync::atomic::{AtomicU64, Ordering};
+use dashmap::DashMap;
+use serde::Serialize;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A limiter that admits a request only if every one of its quotas admits it, and then
@@ -73,25 +77,7 @@ impl<C: Clock> MultiRateLimiter<C> {
     }
 
     fn charge_all(&self, cost: u64) -> Result<(), CheckError> {
-        let smallest = self.quotas.iter().map(Quota::burst).min().unwrap_or(0);
-        if cost > smallest {
-            return Err(CheckError::InsufficientCapacity {
-                cost,
-                burst: smallest,
-            });
-        }
-        let now = self.timeline.now_nanos();
-        for (i, (quota, state)) in self.quotas.iter().zip(self.states.iter()).enumerate() {
-            if let Err(wait) = charge(state, now, cost, quota) {
-                for (quota, state) in self.quotas[..i].iter().zip(self.states.iter()) {
-                    refund(state, cost, quota);
-                }
-                return Err(CheckError::Rejected(Rejected {
-                    retry_after: Duration::from_nanos(wait),
-                }));
-            }
-        }
-        Ok(())
+        charge_all(&self.quotas, &self.states, self.timeline.now_nanos(), cost)
     }
 
     /// Counters, and the cells available now under the tightest quota.
@@ -112,6 +98,33 @@ impl<C: Clock> MultiRateLimiter<C> {
     }
 }
 
+/// Charges `cost` to every state under its quota (same order), or to none.
+fn charge_all(
+    quotas: &[Quota],
+    states: &[AtomicU64],
+    now: u64,
+    cost: u64,
+) -> Result<(), CheckError> {
+    let smallest = quotas.iter().map(Quota::burst).min().unwrap_or(0);
+    if cost > smallest {
+        return Err(CheckError::InsufficientCapacity {
+            cost,
+            burst: smallest,
+        });
+    }
+    for (i, (quota, state)) in quotas.iter().zip(states.iter()).enumerate() {
+        if let Err(wait) = charge(state, now, cost, quota) {
+            for (quota, state) in quotas[..i].iter().zip(states.iter()) {
+                refund(state, cost, quota);
+            }
+            return Err(CheckError::Rejected(Rejected {
+                retry_after: Duration::from_nanos(wait),
+            }));
+        }
+    }
+    Ok(())
+}
+
 fn charge(state: &AtomicU64, now: u64, cost: u64, quota: &Quota) -> Result<(), u64> {
     let mut current = state.load(Ordering::Relaxed);
     loop {
@@ -130,6 +143,194 @@ fn refund(state: &AtomicU64, cost: u64, quota: &Quota) {
     let _ = state.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tat| {
         Some(tat.saturating_sub(increment))
     });
+}
+
+/// Counters and key bookkeeping of a [`KeyedMultiRateLimiter`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct KeyedMultiStats {
+    /// Checks that admitted their cost under every quota.
+    pub admitted: u64,
+    /// Checks turned away (a quota refused, the cost was impossible, or the key cap).
+    pub rejected: u64,
+    /// Keys tracked now.
+    pub keys: usize,
+    /// Keys dropped by sweeps since creation.
+    pub evicted: u64,
+    /// Keys with their own quotas.
+    pub overrides: usize,
+}
+
+/// A [`MultiRateLimiter`] per key: each user gets "60/min AND 1,000/hour", all or none.
+///
+/// Per key it holds one 8-byte word per quota. Memory stays bounded as with
+/// [`KeyedRateLimiter`](crate::KeyedRateLimiter): a key whose every quota is replenished
+/// decides like a new key, so [`retain_recent`](Self::retain_recent) drops it without
+/// changing a decision, and [`with_max_keys`](Self::with_max_keys) caps the map.
+///
+/// ```
+/// use backstop_core::ManualClock;
+/// use backstop_limit::{KeyedMultiRateLimiter, Quota};
+///
+/// let per_user = KeyedMultiRateLimiter::with_clock(
+///     vec![Quota::per_minute(60).unwrap(), Quota::per_hour(1_000).unwrap()],
+///     ManualClock::new(),
+/// )
+/// .unwrap();
+/// assert!(per_user.check_key_n(&"ann", 60).is_ok());
+/// assert!(per_user.check_key(&"ann").is_err());
+/// assert!(per_user.check_key(&"bob").is_ok());
+/// ```
+#[derive(Debug)]
+pub struct KeyedMultiRateLimiter<K: Hash + Eq, C = DefaultClock> {
+    quotas: Box<[Quota]>,
+    cells: DashMap<K, Box<[AtomicU64]>>,
+    overrides: DashMap<K, Arc<[Quota]>>,
+    // Skips the override lookup on the hot path while there are none.
+    has_overrides: AtomicBool,
+    max_keys: Option<usize>,
+    timeline: Timeline<C>,
+    counters: Counters,
+    evicted: AtomicU64,
+}
+
+impl<K: Hash + Eq + Clone> KeyedMultiRateLimiter<K, DefaultClock> {
+    /// A keyed multi-quota limiter on the [`DefaultClock`].
+    pub fn new(quotas: Vec<Quota>) -> Result<Self, ConfigError> {
+        Self::with_clock(quotas, DefaultClock::default())
+    }
+}
+
+impl<K: Hash + Eq + Clone, C: Clock> KeyedMultiRateLimiter<K, C> {
+    /// Every key is held to all of `quotas` (at least one) unless overridden.
+    pub fn with_clock(quotas: Vec<Quota>, clock: C) -> Result<Self, ConfigError> {
+        ensure(!quotas.is_empty(), "quotas", "must hold at least one quota")?;
+        Ok(Self {
+            quotas: quotas.into_boxed_slice(),
+            cells: DashMap::new(),
+            overrides: DashMap::new(),
+            has_overrides: AtomicBool::new(false),
+            max_keys: None,
+            timeline: Timeline::new(clock),
+            counters: Counters::default(),
+            evicted: AtomicU64::new(0),
+        })
+    }
+
+    /// Caps the number of tracked keys; `0` is treated as 1.
+    pub fn with_max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = Some(max_keys.max(1));
+        self
+    }
+
+    /// Gives `key` its own quotas (a premium tenant), as many as the default and in the
+    /// same order so its usage carries over quota by quota.
+    pub fn set_quotas(&self, key: K, quotas: Vec<Quota>) -> Result<(), ConfigError> {
+        ensure(
+            quotas.len() == self.quotas.len(),
+            "quotas",
+            "must hold as many quotas as the limiter's default",
+        )?;
+        self.overrides.insert(key, quotas.into());
+        self.has_overrides.store(true, Ordering::Release);
+        tracing::debug!(target: "backstop_limit", "multi-quota override set");
+        Ok(())
+    }
+
+    /// Returns `key` to the default quotas.
+    pub fn remove_quotas(&self, key: &K) {
+        self.overrides.remove(key);
+        if self.overrides.is_empty() {
+            self.has_overrides.store(false, Ordering::Release);
+        }
+    }
+
+    /// Admits one cell for `key` under every quota.
+    pub fn check_key(&self, key: &K) -> Result<(), CheckError> {
+        self.check_key_n(key, 1)
+    }
+
+    /// Admits `cost` cells for `key` under every quota, or charges none.
+    pub fn check_key_n(&self, key: &K, cost: u64) -> Result<(), CheckError> {
+        let result = self.decide(key, cost);
+        self.counters.record(&result);
+        result
+    }
+
+    fn decide(&self, key: &K, cost: u64) -> Result<(), CheckError> {
+        let overridden = if self.has_overrides.load(Ordering::Acquire) {
+            self.overrides.get(key).map(|q| Arc::clone(&q))
+        } else {
+            None
+        };
+        let quotas = overridden.as_deref().unwrap_or(&self.quotas);
+        let now = self.timeline.now_nanos();
+        if let Some(states) = self.cells.get(key) {
+            return charge_all(quotas, &states, now, cost);
+        }
+        let smallest = quotas.iter().map(Quota::burst).min().unwrap_or(0);
+        if cost > smallest {
+            return Err(CheckError::InsufficientCapacity {
+                cost,
+                burst: smallest,
+            });
+        }
+        if let Some(max_keys) = self.max_keys
+            && self.cells.len() >= max_keys
+        {
+            self.retain_recent();
+            if self.cells.len() >= max_keys {
+                tracing::warn!(target: "backstop_limit", max_keys, "key cap reached; new key refused");
+                return Err(CheckError::TooManyKeys { max_keys });
+            }
+        }
+        let states = self
+            .cells
+            .entry(key.clone())
+            .or_insert_with(|| quotas.iter().map(|_| AtomicU64::new(0)).collect());
+        charge_all(quotas, &states, now, cost)
+    }
+
+    /// Drops every key whose quotas are all replenished; returns how many were dropped.
+    ///
+    /// Decisions are unchanged by a sweep, so call it as often as memory needs.
+    pub fn retain_recent(&self) -> usize {
+        let now = self.timeline.now_nanos();
+        let before = self.cells.len();
+        self.cells
+            .retain(|_, states| states.iter().any(|s| s.load(Ordering::Relaxed) > now));
+        let dropped = before.saturating_sub(self.cells.len());
+        if dropped > 0 {
+            self.evicted.fetch_add(dropped as u64, Ordering::Relaxed);
+            tracing::debug!(target: "backstop_limit", dropped, "idle multi-quota keys swept");
+        }
+        dropped
+    }
+
+    /// Releases spare capacity of the map after a large sweep.
+    pub fn shrink_to_fit(&self) {
+        self.cells.shrink_to_fit();
+    }
+
+    /// Keys currently tracked.
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// A snapshot of counters and key counts.
+    pub fn stats(&self) -> KeyedMultiStats {
+        KeyedMultiStats {
+            admitted: self.counters.admitted(),
+            rejected: self.counters.rejected(),
+            keys: self.cells.len(),
+            evicted: self.evicted.load(Ordering::Relaxed),
+            overrides: self.overrides.len(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -201,7 +402,77 @@ mod tests {
         assert!(total >= 200, "refunds left the limiter usable: {total}");
     }
 
+    #[test]
+    fn keyed_quotas_overrides_sweep_and_cap() {
+        let clock = ManualClock::new();
+        let l = KeyedMultiRateLimiter::with_clock(
+            vec![Quota::per_second(2).unwrap(), Quota::per_minute(3).unwrap()],
+            clock.clone(),
+        )
+        .unwrap()
+        .with_max_keys(2);
+        l.check_key_n(&1, 2).unwrap();
+        clock.advance(Duration::from_secs(1));
+        // The per-second quota is back, the per-minute one has 1 cell left: all or none.
+        assert!(l.check_key_n(&1, 2).unwrap_err().retry_after().is_some());
+        l.check_key(&1).unwrap();
+        assert!(
+            l.set_quotas(2, vec![Quota::per_second(9).unwrap()])
+                .is_err()
+        );
+        l.set_quotas(
+            2,
+            vec![
+                Quota::per_second(10).unwrap(),
+                Quota::per_minute(10).unwrap(),
+            ],
+        )
+        .unwrap();
+        l.check_key_n(&2, 10).unwrap();
+        assert_eq!(
+            l.check_key(&3),
+            Err(CheckError::TooManyKeys { max_keys: 2 })
+        );
+        // A minute later every quota of both keys is replenished: the cap sweeps them.
+        clock.advance(Duration::from_secs(60));
+        l.check_key(&3).unwrap();
+        assert_eq!(l.len(), 1);
+        l.remove_quotas(&2);
+        let s = l.stats();
+        assert_eq!(
+            (s.admitted, s.rejected, s.keys, s.evicted, s.overrides),
+            (4, 2, 1, 2, 0)
+        );
+    }
+
     proptest! {
+        /// A keyed limiter decides for each key exactly as a separate direct limiter per
+        /// key would, and sweeping in between changes nothing.
+        #[test]
+        fn keyed_matches_one_direct_limiter_per_key(
+            steps in prop::collection::vec((0u64..400_000_000, 0u8..3, 0u64..6, any::<bool>()), 1..150),
+        ) {
+            let clock = ManualClock::new();
+            let quotas = vec![
+                Quota::per_second(4).unwrap().with_burst(5).unwrap(),
+                Quota::per_second(1).unwrap().with_burst(8).unwrap(),
+            ];
+            let keyed = KeyedMultiRateLimiter::with_clock(quotas.clone(), clock.clone()).unwrap();
+            let direct: Vec<_> = (0..3)
+                .map(|_| MultiRateLimiter::with_clock(quotas.clone(), clock.clone()).unwrap())
+                .collect();
+            for (advance, key, cost, sweep) in steps {
+                clock.advance(Duration::from_nanos(advance));
+                if sweep {
+                    keyed.retain_recent();
+                }
+                prop_assert_eq!(
+                    keyed.check_key_n(&key, cost),
+                    direct[usize::from(key)].check_n(cost)
+                );
+            }
+        }
+
         /// Sequentially, the limiter admits exactly when every separate limiter would,
         /// and then all of them are charged.
         #[test]

@@ -120,6 +120,12 @@ pub enum RedisLimitError {
     /// Redis failed or timed out and the policy is [`FailurePolicy::FailClosed`].
     #[error("rate limit store unavailable: {0}")]
     Unavailable(String),
+    /// An async wait gave up: admission would come later than its `max_wait` allows.
+    #[error("admission would take {retry_after:?}, more than the maximum wait")]
+    WaitTooLong {
+        /// How long admission would still have taken.
+        retry_after: Duration,
+    },
 }
 
 /// Counters of a [`RedisRateLimiter`].

@@ -72,6 +72,10 @@ mod keyed;
 mod layer;
 mod multi;
 mod quota;
+#[cfg(feature = "redis")]
+mod redis_config;
+#[cfg(feature = "redis")]
+mod redis_layer;
 mod wait;
 mod window;
 
@@ -88,5 +92,9 @@ pub use layer::{
 };
 pub use multi::{KeyedMultiRateLimiter, KeyedMultiStats, MultiRateLimiter};
 pub use quota::{Quota, QuotaConfig};
+#[cfg(feature = "redis")]
+pub use redis_config::{FailureMode, RedisLimitConfig, TimeSourceConfig};
+#[cfg(feature = "redis")]
+pub use redis_layer::{RedisRateLimit, RedisRateLimitError, RedisRateLimitLayer};
 pub use wait::{TokioClock, WaitPolicy};
 pub use window::{KeyedSlidingWindow, KeyedWindowStats, SlidingWindowLimiter, WindowStats};

@@ -33,6 +33,15 @@ impl Clock for TokioClock {
     }
 }
 
+/// A random extra sleep of at most `max`.
+pub(crate) fn jitter(max: Duration) -> Duration {
+    if max.is_zero() {
+        return Duration::ZERO;
+    }
+    let max = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(fastrand::u64(0..=max))
+}
+
 /// Retries `attempt` after each promised wait. Nothing is held across the sleep, so
 /// dropping the future at any point charges nothing and leaks nothing.
 async fn wait_for(
@@ -51,13 +60,7 @@ async fn wait_for(
         {
             return Err(WaitError::TooLong { retry_after });
         }
-        let jitter = if policy.jitter.is_zero() {
-            Duration::ZERO
-        } else {
-            let max = u64::try_from(policy.jitter.as_nanos()).unwrap_or(u64::MAX);
-            Duration::from_nanos(fastrand::u64(0..=max))
-        };
-        let sleep = retry_after.saturating_add(jitter);
+        let sleep = retry_after.saturating_add(jitter(policy.jitter));
         tokio::time::sleep(sleep).await;
         waited = waited.saturating_add(sleep);
     }

@@ -2,8 +2,12 @@
 #![cfg(feature = "redis")]
 
 use backstop_core::testing::RedisTestContext;
-use backstop_limit::{FailurePolicy, Quota, RedisLimitError, RedisRateLimiter, TimeSource};
-use std::time::Duration;
+use backstop_core::{Service, Stack, service_fn};
+use backstop_limit::{
+    FailureMode, FailurePolicy, Quota, QuotaConfig, RedisLimitConfig, RedisLimitError,
+    RedisRateLimitError, RedisRateLimitLayer, RedisRateLimiter, TimeSource, WaitPolicy,
+};
+use std::time::{Duration, Instant};
 
 fn limiter(redis: &RedisTestContext, quotas: &[Quota]) -> RedisRateLimiter {
     RedisRateLimiter::new(redis.client().clone(), redis.prefix(), quotas)
@@ -147,4 +151,154 @@ async fn down_server_applies_each_failure_policy() {
         (stats.allowed, stats.rejected, stats.redis_errors),
         (2, 2, 4)
     );
+}
+
+struct Call {
+    user: &'static str,
+    tokens: u64,
+}
+
+#[tokio::test]
+async fn layer_charges_the_shared_budget_and_types_refusals() {
+    let Some(redis) = RedisTestContext::from_env("limit_layer").await else {
+        return;
+    };
+    let config = RedisLimitConfig::default()
+        .prefix(redis.prefix())
+        .quotas(vec![QuotaConfig {
+            rate: 100,
+            period: Duration::from_secs(3600),
+            burst: None,
+        }])
+        .timeout(Duration::from_secs(2))
+        .on_failure(FailureMode::Closed);
+    let limiter = config.build(redis.client().clone()).unwrap();
+    let layer = RedisRateLimitLayer::new(
+        limiter.clone(),
+        |c: &Call| c.user.to_string(),
+        |c: &Call| c.tokens,
+    );
+    let model = service_fn(|c: Call| async move {
+        if c.tokens == 13 {
+            Err("unlucky")
+        } else {
+            Ok(c.tokens)
+        }
+    });
+    let svc = Stack::new().layer(layer).service(model);
+    assert_eq!(
+        svc.call(Call {
+            user: "ann",
+            tokens: 60
+        })
+        .await,
+        Ok(60)
+    );
+    assert_eq!(
+        svc.call(Call {
+            user: "ann",
+            tokens: 13
+        })
+        .await,
+        Err(RedisRateLimitError::Inner("unlucky"))
+    );
+    let refused = svc
+        .call(Call {
+            user: "ann",
+            tokens: 30,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, RedisRateLimitError::Limited(_)));
+    assert!(refused.retry_after().unwrap() > Duration::from_secs(60));
+    assert!(matches!(
+        svc.call(Call {
+            user: "ann",
+            tokens: 101
+        })
+        .await,
+        Err(RedisRateLimitError::Limit(
+            RedisLimitError::InsufficientCapacity { .. }
+        ))
+    ));
+    assert_eq!(
+        svc.call(Call {
+            user: "bob",
+            tokens: 100
+        })
+        .await,
+        Ok(100)
+    );
+    let stats = limiter.stats();
+    assert_eq!((stats.allowed, stats.rejected), (3, 1));
+    redis.cleanup().await;
+}
+
+#[tokio::test]
+async fn until_key_ready_waits_for_the_refill_or_gives_up_past_max_wait() {
+    let Some(redis) = RedisTestContext::from_env("limit_wait").await else {
+        return;
+    };
+    // One cell every 40 ms: the second request waits about that long.
+    let quota = Quota::per_second(25).unwrap().with_burst(1).unwrap();
+    let limiter = limiter(&redis, &[quota]);
+    let policy = WaitPolicy {
+        max_wait: Some(Duration::from_secs(1)),
+        jitter: Duration::from_millis(2),
+    };
+    assert!(
+        limiter
+            .until_key_ready("ann", 1, &policy)
+            .await
+            .unwrap()
+            .allowed
+    );
+    let start = Instant::now();
+    assert!(
+        limiter
+            .until_key_ready("ann", 1, &policy)
+            .await
+            .unwrap()
+            .allowed
+    );
+    assert!(start.elapsed() >= Duration::from_millis(30));
+
+    let slow = self::limiter(&redis, &[Quota::per_hour(1).unwrap()]);
+    assert!(slow.check_key("bob").await.unwrap().allowed);
+    let start = Instant::now();
+    let gave_up = slow.until_key_ready("bob", 1, &policy).await.unwrap_err();
+    assert!(
+        matches!(gave_up, RedisLimitError::WaitTooLong { retry_after } if retry_after > Duration::from_secs(3000))
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "gave up without sleeping"
+    );
+    redis.cleanup().await;
+}
+
+#[tokio::test]
+async fn layer_over_a_down_server_fails_closed_within_the_timeout() {
+    let layer = RedisRateLimitLayer::new(
+        down(FailurePolicy::FailClosed).with_timeout(Duration::from_millis(200)),
+        |c: &Call| c.user.to_string(),
+        |c: &Call| c.tokens,
+    )
+    .wait(WaitPolicy::default());
+    let svc = Stack::new()
+        .layer(layer)
+        .service(service_fn(|c: Call| async move { Ok::<_, ()>(c.tokens) }));
+    let start = Instant::now();
+    let err = svc
+        .call(Call {
+            user: "ann",
+            tokens: 1,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        RedisRateLimitError::Limit(RedisLimitError::Unavailable(_))
+    ));
+    assert!(start.elapsed() < Duration::from_secs(2));
 }

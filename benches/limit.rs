@@ -11,6 +11,11 @@
 //!   in turn, one thread; both use dashmap with std's `RandomState`.
 //! - group `limit_check_contended`: 2 threads checking one direct limiter; one iteration
 //!   is one check on each thread (so the time is per pair of concurrent checks).
+//! - group `limit_redis`: one decision through the Redis at `REDIS_URL` on loopback, as
+//!   checks/s (criterion's throughput): `backstop` is `RedisRateLimiter::check_key` (GCRA
+//!   Lua script, `EVALSHA`), `script` a hand-written fixed window (`INCR` + `EXPIRE` in one
+//!   Lua script, `EVALSHA`), each one round trip. Without `REDIS_URL` the group prints a
+//!   skip line and measures nothing.
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
@@ -18,8 +23,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use backstop::core::QuantaClock;
-use backstop::limit::{KeyedRateLimiter, Quota, RateLimiter};
-use criterion::{Criterion, criterion_group, criterion_main};
+use backstop::limit::{KeyedRateLimiter, Quota, RateLimiter, RedisRateLimiter};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const RATE: u32 = 1_000_000_000;
 const KEYS: u64 = 10_000;
@@ -111,10 +116,67 @@ fn limit_check_contended(c: &mut Criterion) {
     group.finish();
 }
 
+const FIXED_WINDOW: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+";
+
+fn limit_redis(c: &mut Criterion) {
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        println!("limit_redis skipped: REDIS_URL is not set");
+        return;
+    };
+    let client = redis::Client::open(url).expect("REDIS_URL is a valid Redis URL");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let prefix = format!("bench:limit:{}", std::process::id());
+    let ours = RedisRateLimiter::new(client.clone(), &prefix, &[backstop_quota()])
+        .expect("valid quota")
+        .with_timeout(Duration::from_secs(1));
+    let mut conn = rt
+        .block_on(client.get_multiplexed_async_connection())
+        .expect("connect to REDIS_URL");
+    let script = redis::Script::new(FIXED_WINDOW);
+    let window_key = format!("{prefix}:script");
+
+    let mut group = c.benchmark_group("limit_redis");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("backstop", |b| {
+        b.to_async(&rt).iter(|| async {
+            let decision = ours.check_key("user").await.expect("decision");
+            black_box(decision.allowed)
+        })
+    });
+    group.bench_function("script", |b| {
+        b.to_async(&rt).iter(|| {
+            let mut conn = conn.clone();
+            let mut invocation = script.prepare_invoke();
+            invocation.key(&window_key).arg(60);
+            async move {
+                let count: u64 = invocation.invoke_async(&mut conn).await.expect("EVALSHA");
+                black_box(count <= u64::from(RATE))
+            }
+        })
+    });
+    group.finish();
+    let _: redis::RedisResult<()> = rt.block_on(async {
+        redis::cmd("DEL")
+            .arg(&window_key)
+            .arg(ours.redis_key("user", 0))
+            .query_async(&mut conn)
+            .await
+    });
+}
+
 criterion_group!(
     benches,
     limit_check,
     limit_check_keyed,
-    limit_check_contended
+    limit_check_contended,
+    limit_redis
 );
 criterion_main!(benches);

@@ -1,10 +1,10 @@
 //! A per-user budget of requests per minute and tokens per minute in front of a model
 //! service, with a premium tenant on a larger token quota.
 //!
-//! `cargo run -p backstop-limit --example rate_limit`
+//! `cargo run --example rate_limit`
 
-use backstop_core::{Service, Stack, service_fn};
-use backstop_limit::{KeyedRateLimiter, Quota, RateLimitLayer};
+use backstop::core::{Service, Stack, service_fn};
+use backstop::limit::{KeyedRateLimiter, Quota, RateLimitLayer};
 use std::convert::Infallible;
 use std::sync::Arc;
 

@@ -14,8 +14,10 @@ impl RedisRateLimiter {
     /// (plus the policy's jitter); gives up with [`RedisLimitError::WaitTooLong`] once the
     /// next wait would pass `policy.max_wait`.
     ///
-    /// Cancellation-safe: a refused attempt charges nothing in Redis, and dropping the
-    /// future during a sleep or a round trip leaves no state behind.
+    /// Cancellation: a refused attempt charges nothing in Redis and nothing is held across
+    /// the sleeps, so dropping the future while it sleeps leaves no trace. Dropped during a
+    /// round trip, the attempt in flight may still be charged if Redis has already run it,
+    /// as with any request a client gives up on.
     pub async fn until_key_ready(
         &self,
         key: &str,

@@ -302,3 +302,26 @@ async fn layer_over_a_down_server_fails_closed_within_the_timeout() {
     ));
     assert!(start.elapsed() < Duration::from_secs(2));
 }
+
+#[tokio::test]
+async fn a_wait_dropped_while_sleeping_charges_nothing() {
+    let Some(redis) = RedisTestContext::from_env("limit_wait_cancel").await else {
+        return;
+    };
+    let limiter = limiter(&redis, &[Quota::per_hour(2).unwrap()]);
+    assert_eq!(admitted(&limiter, "ann", 2).await, 2);
+    let unbounded = WaitPolicy::default();
+    let waiting = limiter.until_key_ready("ann", 1, &unbounded);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), waiting)
+            .await
+            .is_err(),
+        "the wait is for a cell 30 minutes away"
+    );
+    // Still exactly one emission interval (30 min) to wait: the dropped wait took nothing.
+    let refused = limiter.check_key("ann").await.unwrap();
+    assert!(!refused.allowed);
+    assert!(refused.retry_after > Duration::from_secs(1790));
+    assert!(refused.retry_after <= Duration::from_secs(1800));
+    redis.cleanup().await;
+}

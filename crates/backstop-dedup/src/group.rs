@@ -7,29 +7,31 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use dashmap::DashMap;
+// Randomly seeded per group; a fraction of SipHash's cost on every call's two lookups.
 use dashmap::mapref::entry::Entry as MapEntry;
-use futures::future::{BoxFuture, FutureExt, Shared};
+use foldhash::quality::RandomState;
+use futures::future::{BoxFuture, FutureExt};
 
 use crate::error::DedupError;
+use crate::flight::Flight;
 use crate::outcome::{Outcome, Source};
 use crate::stats::{Counters, GroupStats};
 
 pub(crate) type Output<V, E> = Result<V, DedupError<E>>;
-type Flight<V, E> = Shared<BoxFuture<'static, Output<V, E>>>;
 
 /// One execution in flight for a key.
 struct Entry<V, E> {
     /// Tells this execution apart from a later one for the same key (after `forget` or
     /// after it completed), so a late waiter never removes its successor.
     id: u64,
-    flight: Flight<V, E>,
+    flight: Arc<Flight<Output<V, E>>>,
     /// Callers currently awaiting `flight`; the entry goes when the last one leaves.
     waiters: usize,
     followers: u64,
 }
 
 struct Inner<K, V, E> {
-    flights: DashMap<K, Entry<V, E>>,
+    flights: DashMap<K, Entry<V, E>, RandomState>,
     next_id: AtomicU64,
     /// Separate from `Inner` because the execution futures stored in `flights` need
     /// the counters, and holding `Inner` there would be a reference cycle.
@@ -45,10 +47,10 @@ struct Inner<K, V, E> {
 ///   sharded map ([`dashmap`]); callers arriving while it runs (followers) await the same
 ///   execution. When it completes the key is released, so the next call runs afresh
 ///   (use [`DedupWindow`](crate::DedupWindow) to also remember completed results).
-/// - **Cancellation: a waiter takes over.** The work is a shared future that whichever
-///   waiter is being polled drives forward. Dropping the leader (or any waiter) loses
-///   nothing for the others: the next polled waiter continues the same execution, from
-///   where it was, without restarting it. Nothing is spawned, so the work may borrow no
+/// - **Cancellation: a waiter takes over.** The work is a shared future driven by one
+///   waiter at a time; the others sleep until the result is in. Dropping the driver
+///   (the leader, or whoever took over) loses nothing for the others: one of them is
+///   woken and continues the same execution, from where it was, without restarting it. Nothing is spawned, so the work may borrow no
 ///   runtime and needs no `JoinHandle`. When *every* waiter has gone, the execution is
 ///   dropped (cancelled) and the key released; a later call starts a new one. An
 ///   execution is therefore never polled by two drivers, and never runs concurrently
@@ -134,7 +136,7 @@ where
     pub fn new() -> Self {
         Self {
             inner: Arc::new(Inner {
-                flights: DashMap::new(),
+                flights: DashMap::with_hasher(RandomState::default()),
                 next_id: AtomicU64::new(0),
                 counters: Arc::new(Counters::default()),
             }),
@@ -215,18 +217,19 @@ where
                 let entry = occupied.get_mut();
                 entry.waiters += 1;
                 entry.followers += 1;
-                (entry.flight.clone(), entry.id, false)
+                (entry.flight.join(), entry.id, false)
             }
             MapEntry::Vacant(vacant) => {
                 let id = self.inner.next_id.fetch_add(1, Relaxed);
-                let flight = make(Arc::clone(&self.inner.counters)).shared();
+                let flight = Flight::new(make(Arc::clone(&self.inner.counters)));
+                let joined = flight.join();
                 vacant.insert(Entry {
                     id,
-                    flight: flight.clone(),
+                    flight,
                     waiters: 1,
                     followers: 0,
                 });
-                (flight, id, true)
+                (joined, id, true)
             }
         };
         if !leader {
@@ -253,7 +256,13 @@ where
             },
             _ => (&mut flight).await,
         };
-        let joined = waiter.finish();
+        let joined = if flight.first_to_finish() {
+            waiter.finish()
+        } else {
+            // Someone else got the result first, so this execution was shared.
+            waiter.done = true;
+            true
+        };
         result.map(|value| Outcome {
             value,
             shared: !leader || joined,

@@ -70,6 +70,7 @@ mod config;
 #[cfg(feature = "redis")]
 mod distributed;
 mod error;
+mod flight;
 mod group;
 mod layer;
 mod outcome;

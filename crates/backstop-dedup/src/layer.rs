@@ -9,9 +9,10 @@ use crate::group::Group;
 use crate::outcome::Outcome;
 use crate::window::DedupWindow;
 
-/// Something that deduplicates work by key: a [`Group`] or a [`DedupWindow`].
+/// Something that deduplicates work by key: a [`Group`], a [`DedupWindow`], or (feature
+/// `redis`) a `DistributedGroup`.
 ///
-/// [`DedupLayer`] is generic over it so one layer serves both.
+/// [`DedupLayer`] is generic over it so one layer serves all of them.
 pub trait Coalesce<V, E>: Clone + Send + Sync + 'static {
     /// The key identical requests share.
     type Key;
@@ -69,11 +70,33 @@ where
     }
 }
 
+#[cfg(feature = "redis")]
+impl<K, V, E> Coalesce<V, E> for crate::distributed::DistributedGroup<K, V, E>
+where
+    K: std::hash::Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
+    V: Clone + serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    E: Clone + Send + Sync + 'static,
+{
+    type Key = K;
+
+    fn coalesce<F, Fut>(
+        &self,
+        key: K,
+        work: F,
+    ) -> impl Future<Output = Result<Outcome<V>, DedupError<E>>> + Send
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+    {
+        self.work(key, work)
+    }
+}
+
 /// Wraps a [`Service`] so identical requests (same key, extracted by a closure) share
 /// one call to the inner service.
 ///
-/// Clones of the layer, and every service it builds, share the same [`Group`] or
-/// [`DedupWindow`]. Only the first request of a coalesced set reaches the inner
+/// Clones of the layer, and every service it builds, share the same [`Group`],
+/// [`DedupWindow`] or `DistributedGroup`. Only the first request of a coalesced set reaches the inner
 /// service; the others get clones of its response or error (as [`DedupError`]).
 ///
 /// ```

@@ -17,7 +17,7 @@
 //!   result it publishes with a TTL. A dead executor's lease expires and a waiter takes
 //!   over; when Redis fails, the call runs locally or fails, as configured, within a
 //!   per-call timeout.
-//! - [`DedupLayer`]: either of them around any [`backstop_core::Service`], with a key
+//! - [`DedupLayer`]: any of them around any [`backstop_core::Service`], with a key
 //!   extractor closure.
 //!
 //! # Design

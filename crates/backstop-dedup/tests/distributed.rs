@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use backstop_core::Validate;
 use backstop_core::testing::RedisTestContext;
-use backstop_dedup::{DedupError, DistributedConfig, DistributedGroup, RedisFailure, Source};
+use backstop_core::{Layer, Service, Validate, service_fn};
+use backstop_dedup::{
+    DedupError, DedupLayer, DistributedConfig, DistributedGroup, RedisFailure, Source,
+};
 use futures::future::join_all;
 use tokio::sync::oneshot;
 
@@ -189,6 +191,41 @@ async fn a_failed_execution_hands_the_lease_to_a_waiter() {
     let second = second.await.unwrap().unwrap();
     assert_eq!((second.value, second.source), (9, Source::Executed));
     assert_eq!(b.stats().takeovers, 1);
+    ctx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layers_of_two_processes_call_the_backend_once() {
+    let Some(ctx) = RedisTestContext::from_env("dedup_layer_two_processes").await else {
+        return;
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let backend = |calls: Arc<AtomicUsize>| {
+        service_fn(move |prompt: String| {
+            let calls = calls.clone();
+            async move {
+                calls.fetch_add(1, SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok::<u64, String>(prompt.len() as u64)
+            }
+        })
+    };
+    let key = |prompt: &String| format!("prompt:{prompt}");
+    let a = DedupLayer::new(process(&ctx, config(&ctx)), key).layer(backend(calls.clone()));
+    let b = DedupLayer::new(process(&ctx, config(&ctx)), key).layer(backend(calls.clone()));
+
+    let callers = (0..10).map(|i| {
+        let service = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tokio::spawn(async move { service.call("same question".to_string()).await })
+    });
+    for answer in join_all(callers).await {
+        assert_eq!(answer.unwrap().unwrap(), 13);
+    }
+    assert_eq!(
+        calls.load(SeqCst),
+        1,
+        "one backend call across both processes"
+    );
     ctx.cleanup().await;
 }
 

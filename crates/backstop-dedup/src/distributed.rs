@@ -79,7 +79,9 @@ pub enum RedisFailure {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DistributedConfig {
-    /// Prefix of every Redis key this group writes. Default `"dedup"`.
+    /// Prefix of every Redis key this group writes: `{prefix}:{key}:lease` holds the
+    /// executor's random token, `{prefix}:{key}:result` the published JSON result.
+    /// Default `"dedup"`.
     pub prefix: String,
     /// How long a lease lasts without renewal; the executor renews it every third of
     /// this while the work runs, so it bounds how long others wait after the executor
@@ -213,8 +215,9 @@ struct Shared {
 /// Values travel as JSON (`V: Serialize + DeserializeOwned`). Errors are not published:
 /// the executor releases its lease and a waiting process runs the work itself, so a
 /// transient failure is retried once per waiting process rather than fanned out.
-/// A panicking or vanished executor's lease expires after `lease_ttl`, and a waiter
-/// takes over. Redis failures follow [`DistributedConfig::on_redis_error`], and no
+/// An execution that panics or is cancelled (every local caller dropped) releases its
+/// lease at once; a crashed process's lease expires after `lease_ttl`; either way a
+/// waiter takes over. Redis failures follow [`DistributedConfig::on_redis_error`], and no
 /// Redis call waits longer than `redis_timeout`.
 ///
 /// ```no_run
@@ -348,7 +351,11 @@ impl Shared {
     }
 
     /// The local execution for `key`: the published result, or this process's run.
-    async fn resolve<V, E, F, Fut>(&self, key: &str, work: F) -> Result<Arrival<V>, DedupError<E>>
+    async fn resolve<V, E, F, Fut>(
+        self: &Arc<Self>,
+        key: &str,
+        work: F,
+    ) -> Result<Arrival<V>, DedupError<E>>
     where
         V: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
@@ -419,7 +426,7 @@ impl Shared {
     /// Runs the work under the lease, renewing it, then publishes the result (or
     /// releases the lease after an error so a waiter can try).
     async fn execute_leased<V, E, F, Fut>(
-        &self,
+        self: &Arc<Self>,
         key: &str,
         token: &str,
         work: F,
@@ -430,6 +437,12 @@ impl Shared {
         Fut: Future<Output = Result<V, E>>,
     {
         RemoteCounters::bump(&self.counters.leased_executions);
+        let mut lease = LeaseGuard {
+            shared: Arc::clone(self),
+            key: key.to_string(),
+            token: token.to_string(),
+            held: true,
+        };
         let mut running = std::pin::pin!(work());
         let mut renewal = tokio::time::interval(self.config.lease_ttl / 3);
         renewal.tick().await;
@@ -458,23 +471,14 @@ impl Shared {
         let value = match result {
             Ok(value) => value,
             Err(error) => {
-                let released = self
-                    .call(|mut conn| async move {
-                        let _: i64 = self
-                            .release
-                            .key(self.lease_key(key))
-                            .arg(token)
-                            .invoke_async(&mut conn)
-                            .await?;
-                        Ok(())
-                    })
-                    .await;
-                if let Err(reason) = released {
-                    tracing::warn!(target: "backstop_dedup", key, %reason, "could not release a dedup lease; it will expire");
-                }
+                lease.held = false;
+                self.release_lease(key, token).await;
                 return Err(DedupError::Inner(error));
             }
         };
+        // From here the lease ends with the publication (or expires if that fails),
+        // never with a bare release that would let a waiter run the work again.
+        lease.held = false;
         match serde_json::to_string(&value) {
             Ok(json) => {
                 let published = self
@@ -503,6 +507,24 @@ impl Shared {
             value,
             remote: false,
         })
+    }
+
+    /// Deletes the lease if `token` still holds it, so a waiter can take over now.
+    async fn release_lease(&self, key: &str, token: &str) {
+        let released = self
+            .call(|mut conn| async move {
+                let _: i64 = self
+                    .release
+                    .key(self.lease_key(key))
+                    .arg(token)
+                    .invoke_async(&mut conn)
+                    .await?;
+                Ok(())
+            })
+            .await;
+        if let Err(reason) = released {
+            tracing::warn!(target: "backstop_dedup", key, %reason, "could not release a dedup lease; it will expire");
+        }
     }
 
     /// Applies the Redis failure policy.
@@ -554,6 +576,36 @@ impl Shared {
         };
         RemoteCounters::bump(&self.counters.redis_errors);
         Err(failure)
+    }
+}
+
+/// A lease this process holds while its execution runs.
+///
+/// If the execution is cancelled (every local caller dropped) or panics, dropping the
+/// guard releases the lease in a background task, so waiting processes take over at
+/// once instead of after `lease_ttl`. Outside a Tokio runtime it is left to expire.
+struct LeaseGuard {
+    shared: Arc<Shared>,
+    key: String,
+    token: String,
+    held: bool,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        if !self.held {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        tracing::debug!(target: "backstop_dedup", key = self.key.as_str(), "execution abandoned; releasing its lease");
+        let shared = Arc::clone(&self.shared);
+        let (key, token) = (
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.token),
+        );
+        runtime.spawn(async move { shared.release_lease(&key, &token).await });
     }
 }
 

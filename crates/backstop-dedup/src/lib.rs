@@ -14,8 +14,8 @@
 //! - `DistributedGroup` (feature `redis`): singleflight across processes. Each process
 //!   coalesces its own callers first; one of them wins a Redis lease (`SET NX PX`,
 //!   owner-checked renewal and release) and runs the work, and the others poll for the
-//!   result it publishes with a TTL. A dead executor's lease expires and a waiter takes
-//!   over; when Redis fails, the call runs locally or fails, as configured, within a
+//!   result it publishes with a TTL. A cancelled or panicking executor releases its
+//!   lease, a crashed one's lease expires, and a waiter takes over; when Redis fails, the call runs locally or fails, as configured, within a
 //!   per-call timeout.
 //! - [`DedupLayer`]: any of them around any [`backstop_core::Service`], with a key
 //!   extractor closure.

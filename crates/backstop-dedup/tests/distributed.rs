@@ -122,12 +122,44 @@ async fn a_dead_executors_lease_expires_and_a_waiter_takes_over() {
     let Some(ctx) = RedisTestContext::from_env("dedup_dead_executor").await else {
         return;
     };
+    let config = config(&ctx);
+    // A process that won the lease and died mid-work: no release, no renewal.
+    let mut conn = ctx.connection().await;
+    let lease = format!("{}:k:lease", config.prefix);
+    redis::cmd("SET")
+        .arg(&lease)
+        .arg("token-of-a-dead-process")
+        .arg("PX")
+        .arg(150)
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("plant the dead executor's lease");
+    let b = process(&ctx, config);
+
+    let started = Instant::now();
+    let outcome = b.work("k".to_string(), || async { Ok(5) }).await.unwrap();
+    assert_eq!((outcome.value, outcome.source), (5, Source::Executed));
+    assert_eq!(b.stats().takeovers, 1);
+    assert!(b.stats().polls >= 1, "it waited for the lease first");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took over within about one lease: {:?}",
+        started.elapsed()
+    );
+    ctx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_executor_releases_its_lease_at_once() {
+    let Some(ctx) = RedisTestContext::from_env("dedup_cancelled_executor").await else {
+        return;
+    };
     let config = DistributedConfig {
-        lease_ttl: Duration::from_millis(150),
+        lease_ttl: Duration::from_secs(30),
         ..config(&ctx)
     };
     let (a, b) = (process(&ctx, config.clone()), process(&ctx, config));
-    let crashed = tokio::spawn({
+    let cancelled = tokio::spawn({
         let a = a.clone();
         async move {
             a.work(
@@ -141,16 +173,43 @@ async fn a_dead_executors_lease_expires_and_a_waiter_takes_over() {
         a.stats().leased_executions == 1
     })
     .await;
-    // A process dying mid-work: no release, no renewal.
-    crashed.abort();
+    // Every caller of A goes away: the execution is dropped and its lease released.
+    cancelled.abort();
+    assert!(cancelled.await.unwrap_err().is_cancelled());
 
     let started = Instant::now();
     let outcome = b.work("k".to_string(), || async { Ok(5) }).await.unwrap();
     assert_eq!((outcome.value, outcome.source), (5, Source::Executed));
-    assert_eq!(b.stats().takeovers, 1);
     assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "took over within about one lease: {:?}",
+        started.elapsed() < Duration::from_secs(5),
+        "did not wait out the 30 s lease: {:?}",
+        started.elapsed()
+    );
+    ctx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_executor_releases_its_lease_and_its_callers_get_an_error() {
+    let Some(ctx) = RedisTestContext::from_env("dedup_panicking_executor").await else {
+        return;
+    };
+    let config = DistributedConfig {
+        lease_ttl: Duration::from_secs(30),
+        ..config(&ctx)
+    };
+    let (a, b) = (process(&ctx, config.clone()), process(&ctx, config));
+    let error = a
+        .work("k".to_string(), || async { panic!("tool crashed") })
+        .await
+        .unwrap_err();
+    assert!(matches!(error, DedupError::Panicked { .. }), "{error:?}");
+
+    let started = Instant::now();
+    let outcome = b.work("k".to_string(), || async { Ok(6) }).await.unwrap();
+    assert_eq!((outcome.value, outcome.source), (6, Source::Executed));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "did not wait out the 30 s lease: {:?}",
         started.elapsed()
     );
     ctx.cleanup().await;

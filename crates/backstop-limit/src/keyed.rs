@@ -10,7 +10,8 @@ use serde::Serialize;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// A point-in-time view of a keyed limiter.
+/// A point-in-time view of a keyed limiter ([`KeyedRateLimiter`] or
+/// [`KeyedMultiRateLimiter`](crate::KeyedMultiRateLimiter)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct KeyedStats {
     /// Checks that admitted their cost.

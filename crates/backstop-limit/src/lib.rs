@@ -103,7 +103,7 @@ pub use keyed::{KeyedRateLimiter, KeyedStats};
 pub use layer::{
     BulkheadLayer, BulkheadService, BulkheadServiceError, RateLimit, RateLimitError, RateLimitLayer,
 };
-pub use multi::{KeyedMultiRateLimiter, KeyedMultiStats, MultiRateLimiter};
+pub use multi::{KeyedMultiRateLimiter, MultiRateLimiter};
 pub use quota::{Quota, QuotaConfig};
 #[cfg(feature = "redis")]
 pub use redis_config::{FailureMode, RedisLimitConfig, TimeSourceConfig};

@@ -3,11 +3,11 @@
 use crate::counters::Counters;
 use crate::error::{CheckError, Rejected};
 use crate::gcra::{LimiterStats, Timeline, decide, remaining};
+use crate::keyed::KeyedStats;
 use crate::quota::Quota;
 use backstop_core::config::{ConfigError, ensure};
 use backstop_core::{Clock, DefaultClock};
 use dashmap::DashMap;
-use serde::Serialize;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -143,21 +143,6 @@ fn refund(state: &AtomicU64, cost: u64, quota: &Quota) {
     let _ = state.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tat| {
         Some(tat.saturating_sub(increment))
     });
-}
-
-/// Counters and key bookkeeping of a [`KeyedMultiRateLimiter`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct KeyedMultiStats {
-    /// Checks that admitted their cost under every quota.
-    pub admitted: u64,
-    /// Checks turned away (a quota refused, the cost was impossible, or the key cap).
-    pub rejected: u64,
-    /// Keys tracked now.
-    pub keys: usize,
-    /// Keys dropped by sweeps since creation.
-    pub evicted: u64,
-    /// Keys with their own quotas.
-    pub overrides: usize,
 }
 
 /// A [`MultiRateLimiter`] per key: each user gets "60/min AND 1,000/hour", all or none.
@@ -322,8 +307,8 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedMultiRateLimiter<K, C> {
     }
 
     /// A snapshot of counters and key counts.
-    pub fn stats(&self) -> KeyedMultiStats {
-        KeyedMultiStats {
+    pub fn stats(&self) -> KeyedStats {
+        KeyedStats {
             admitted: self.counters.admitted(),
             rejected: self.counters.rejected(),
             keys: self.cells.len(),

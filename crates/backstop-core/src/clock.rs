@@ -55,6 +55,33 @@ impl Clock for SystemClock {
     }
 }
 
+/// Tokio's clock (`tokio::time::Instant::now()`), feature `tokio`: it stops while a test
+/// pauses Tokio time and jumps when the test advances it, so a primitive that keeps
+/// timestamps through a [`Clock`] and sleeps on Tokio timers sees one time line in
+/// `#[tokio::test(start_paused = true)]` tests. Outside paused tests it reads the OS clock.
+///
+/// ```
+/// use backstop_core::{Clock, TokioClock};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let start = TokioClock.now();
+/// tokio::time::sleep(Duration::from_secs(3600)).await;
+/// assert_eq!(TokioClock.now() - start, Duration::from_secs(3600));
+/// # }
+/// ```
+#[cfg(feature = "tokio")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokioClock;
+
+#[cfg(feature = "tokio")]
+impl Clock for TokioClock {
+    #[inline]
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+}
+
 /// The clock a primitive reads when none is given: `QuantaClock` when this crate's
 /// `quanta` feature is on (as governor defaults to quanta), else [`SystemClock`].
 ///

@@ -74,6 +74,8 @@ pub mod tower;
 
 #[cfg(feature = "quanta")]
 pub use clock::QuantaClock;
+#[cfg(feature = "tokio")]
+pub use clock::TokioClock;
 pub use clock::{Clock, DefaultClock, ManualClock, SystemClock};
 pub use config::{ConfigError, Validate};
 pub use histogram::{Histogram, HistogramSnapshot, LatencySummary};

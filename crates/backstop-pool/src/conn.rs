@@ -1,142 +1,125 @@
-//! The wrapper manager that gives deadpool's objects lifetimes, idle tracking, a
-//! health-check bypass and per-reason close counts.
+//! A pooled connection's bookkeeping, and the rules that decide at checkout whether it
+//! can be handed out as it is, needs a health check, or must be closed.
 //!
-//! deadpool stamps its own `Metrics` with `std::time::Instant`, which paused Tokio time
-//! cannot move; tracking times here with `tokio::time::Instant` keeps every time-based
-//! rule deterministic in tests and lets the reaper and checkout apply the same rules.
+//! Times are nanoseconds from the pool's [`Clock`](backstop_core::Clock): one integer
+//! per timestamp, and one cheap clock read per checkout and per return.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use deadpool::managed::{Manager, Metrics, RecycleError, RecycleResult};
-use tokio::time::Instant;
+use deadpool::managed::{Manager, Metrics};
 
-use crate::stats::{CloseReason, Counters};
+use crate::stats::CloseReason;
 
-/// A pooled object with the bookkeeping the pool's rules need.
+/// A pooled object with the timestamps the pool's rules need.
 #[derive(Debug)]
 pub(crate) struct Conn<T> {
     pub(crate) obj: T,
-    pub(crate) last_used: Instant,
-    /// When the current checkout began (stamped in create/recycle, which already read
-    /// the clock, so the hot path reads it only once more, on return).
-    pub(crate) checked_out: Instant,
-    pub(crate) counters: Arc<Counters>,
-    pub(crate) expires_at: Option<Instant>,
+    created: u64,
+    pub(crate) last_used: u64,
+    /// When the current checkout began.
+    pub(crate) checked_out: u64,
+    /// `u64::MAX` when connections live for ever.
+    expires_at: u64,
+    uses: usize,
     /// Set when a caller reported the connection broken; checked at the next checkout.
     pub(crate) broken: Arc<AtomicBool>,
+}
+
+impl<T> Conn<T> {
+    pub(crate) fn new(obj: T, now: u64, rules: &Rules) -> Self {
+        let lifetime = rules.max_lifetime.map_or(u64::MAX, |life| {
+            let jitter = life.mul_f64(rules.lifetime_jitter * fastrand::f64());
+            nanos(life.saturating_sub(jitter))
+        });
+        Self {
+            obj,
+            created: now,
+            last_used: now,
+            checked_out: now,
+            expires_at: now.saturating_add(lifetime),
+            uses: 0,
+            broken: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub(crate) fn expired(&self, now: u64) -> bool {
+        now >= self.expires_at
+    }
+
+    pub(crate) fn idle_for(&self, now: u64) -> u64 {
+        now.saturating_sub(self.last_used)
+    }
+
+    /// Stamps the start of a checkout.
+    pub(crate) fn lease(&mut self, now: u64) {
+        self.checked_out = now;
+        self.uses += 1;
+    }
+
+    /// deadpool's view of this connection, for [`Manager::recycle`]: built only on the
+    /// health-check path, with wall-clock instants derived from the pool clock's ages.
+    pub(crate) fn metrics(&self, now: u64) -> Metrics {
+        let wall = Instant::now();
+        let ago = |at: u64| {
+            wall.checked_sub(Duration::from_nanos(now.saturating_sub(at)))
+                .unwrap_or(wall)
+        };
+        Metrics {
+            created: ago(self.created),
+            recycled: (self.uses > 1).then(|| ago(self.last_used)),
+            recycle_count: self.uses.saturating_sub(1),
+        }
+    }
+}
+
+/// What checkout does with a connection taken from the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Used within the bypass window: hand it out without a check.
+    Ready,
+    /// Idle longer than the bypass window: health-check it first.
+    Check,
+    /// Close it and try the next.
+    Close(CloseReason),
 }
 
 /// Time rules shared by checkout and the reaper.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Rules {
-    pub(crate) idle_timeout: Option<Duration>,
+    /// `u64::MAX` when idle connections are kept for ever.
+    pub(crate) idle_timeout: u64,
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) lifetime_jitter: f64,
-    pub(crate) bypass: Duration,
+    pub(crate) bypass: u64,
     pub(crate) recycle_timeout: Duration,
 }
 
-impl<T> Conn<T> {
-    pub(crate) fn expired(&self, now: Instant) -> bool {
-        self.expires_at.is_some_and(|at| now >= at)
-    }
-
-    pub(crate) fn idle_for(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.last_used)
-    }
-}
-
-/// deadpool manager that wraps the user's manager.
-#[derive(Debug)]
-pub(crate) struct Tracked<M> {
-    pub(crate) inner: M,
-    pub(crate) rules: Rules,
-    pub(crate) counters: Arc<Counters>,
-}
-
-impl<M> Manager for Tracked<M>
-where
-    M: PoolManager,
-{
-    type Type = Conn<M::Type>;
-    type Error = M::Error;
-
-    async fn create(&self) -> Result<Self::Type, Self::Error> {
-        match self.inner.create().await {
-            Ok(obj) => {
-                let now = Instant::now();
-                let expires_at = self.rules.max_lifetime.map(|life| {
-                    let jitter = life.mul_f64(self.rules.lifetime_jitter * fastrand::f64());
-                    now + life.saturating_sub(jitter)
-                });
-                self.counters.on_created();
-                tracing::debug!("pool created a connection");
-                Ok(Conn {
-                    obj,
-                    last_used: now,
-                    checked_out: now,
-                    counters: Arc::clone(&self.counters),
-                    expires_at,
-                    broken: Arc::new(AtomicBool::new(false)),
-                })
-            }
-            Err(error) => {
-                self.counters.on_create_failed(error.to_string());
-                tracing::warn!(%error, "pool failed to create a connection");
-                Err(error)
-            }
-        }
-    }
-
-    async fn recycle(&self, conn: &mut Self::Type, metrics: &Metrics) -> RecycleResult<M::Error> {
-        let now = Instant::now();
-        let reason = if conn.broken.load(Ordering::Relaxed) {
-            Some(CloseReason::Broken)
+impl Rules {
+    pub(crate) fn verdict<T>(&self, conn: &Conn<T>, now: u64) -> Verdict {
+        let idle = conn.idle_for(now);
+        if conn.broken.load(Ordering::Relaxed) {
+            Verdict::Close(CloseReason::Broken)
         } else if conn.expired(now) {
-            Some(CloseReason::Lifetime)
-        } else if self
-            .rules
-            .idle_timeout
-            .is_some_and(|idle| conn.idle_for(now) >= idle)
-        {
-            Some(CloseReason::Idle)
+            Verdict::Close(CloseReason::Lifetime)
+        } else if idle >= self.idle_timeout {
+            Verdict::Close(CloseReason::Idle)
+        } else if idle < self.bypass {
+            Verdict::Ready
         } else {
-            None
-        };
-        if let Some(reason) = reason {
-            self.counters.on_closed(reason);
-            return Err(RecycleError::message(reason.as_str()));
-        }
-        conn.checked_out = now;
-        if conn.idle_for(now) < self.rules.bypass {
-            return Ok(());
-        }
-        // Boxed so the timer and the manager's future live only on this slow path and do
-        // not bloat the checkout future every fast-path checkout moves around.
-        let check = Box::pin(tokio::time::timeout(
-            self.rules.recycle_timeout,
-            self.inner.recycle(&mut conn.obj, metrics),
-        ));
-        match check.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => {
-                self.counters.on_closed(CloseReason::HealthCheck);
-                tracing::debug!("pool discarded a connection that failed its health check");
-                Err(error)
-            }
-            Err(_) => {
-                self.counters.on_closed(CloseReason::HealthCheck);
-                tracing::debug!("pool discarded a connection whose health check timed out");
-                Err(RecycleError::message("health check timed out"))
-            }
+            Verdict::Check
         }
     }
 
-    fn detach(&self, conn: &mut Self::Type) {
-        self.inner.detach(&mut conn.obj);
+    pub(crate) fn idle_too_long<T>(&self, conn: &Conn<T>, now: u64) -> bool {
+        conn.idle_for(now) >= self.idle_timeout
     }
+}
+
+/// A duration in the pool clock's nanoseconds, saturating.
+pub(crate) fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A deadpool [`Manager`] the pool can use: its errors display, so a wait timeout can

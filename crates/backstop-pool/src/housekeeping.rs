@@ -7,13 +7,12 @@
 use std::sync::Weak;
 use std::time::Duration;
 
-use deadpool::managed::{Object, Timeouts};
 use futures::future::join_all;
 use tokio::time::Instant;
 
 use crate::adaptive::{Adaptive, Window};
-use crate::conn::{PoolManager, Tracked};
-use crate::pool::Inner;
+use crate::conn::PoolManager;
+use crate::pool::{Hold, Inner};
 use crate::stats::CloseReason;
 
 const FILL_BACKOFF_START: Duration = Duration::from_millis(250);
@@ -43,11 +42,11 @@ where
         let Some(inner) = weak.upgrade() else {
             return;
         };
-        if inner.pool.is_closed() {
+        if inner.slots.is_closed() {
             return;
         }
         let now = Instant::now();
-        reap(&inner, now);
+        reap(&inner);
         if let Some(keepalive) = inner.config.keepalive_interval {
             let due = next_keepalive.get_or_insert(now + keepalive);
             if now >= *due {
@@ -65,11 +64,11 @@ where
             }
         }
         if let Some(adaptive) = adaptive.as_mut() {
-            let status = inner.pool.status();
+            let status = inner.status();
             let window = Window {
                 max_size: status.max_size,
-                in_use: status.size - status.available,
-                waiters: status.waiting,
+                in_use: status.size - status.idle,
+                waiters: status.waiters,
             };
             if let Some((size, reason)) = adaptive.observe(now, window, &inner.counters.wait) {
                 inner.resize(size, &reason);
@@ -82,44 +81,30 @@ where
 
 /// Closes idle connections past their lifetime, and those idle too long while the
 /// pool holds more than `min_idle` idle ones.
-fn reap<M>(inner: &Inner<M>, now: Instant)
+fn reap<M>(inner: &Inner<M>)
 where
     M: PoolManager,
 {
     let rules = inner.rules;
-    let idle = inner.pool.status().available;
-    let mut spare = idle.saturating_sub(inner.config.min_idle);
-    let (mut expired, mut idled) = (0, 0);
-    let result = inner.pool.retain(|conn, _| {
+    let now = inner.clock.now_nanos();
+    let mut spare = inner.status().idle.saturating_sub(inner.config.min_idle);
+    let removed = inner.slots.remove_idle(false, |conn| {
         if conn.expired(now) {
-            expired += 1;
             spare = spare.saturating_sub(1);
-            return false;
+            return Some(CloseReason::Lifetime);
         }
-        if spare > 0
-            && rules
-                .idle_timeout
-                .is_some_and(|limit| conn.idle_for(now) >= limit)
-        {
-            idled += 1;
+        if spare > 0 && rules.idle_too_long(conn, now) {
             spare -= 1;
-            return false;
+            return Some(CloseReason::Idle);
         }
-        true
+        None
     });
-    drop(result);
-    inner.counters.on_closed_n(CloseReason::Lifetime, expired);
-    inner.counters.on_closed_n(CloseReason::Idle, idled);
-    if expired + idled > 0 {
-        tracing::debug!(expired, idled, "pool reaped connections");
+    if removed.is_empty() {
+        return;
     }
-}
-
-/// Checks out without waiting, so background work never queues behind callers.
-fn no_wait() -> Timeouts {
-    Timeouts {
-        wait: Some(Duration::ZERO),
-        ..Timeouts::default()
+    tracing::debug!(reaped = removed.len(), "pool reaped connections");
+    for (conn, reason) in removed {
+        inner.close(conn, reason);
     }
 }
 
@@ -129,48 +114,52 @@ async fn fill<M>(inner: &Inner<M>) -> bool
 where
     M: PoolManager,
 {
-    let status = inner.pool.status();
     let deficit = inner
         .config
         .min_idle
-        .saturating_sub(status.available)
-        .min(status.max_size.saturating_sub(status.size))
+        .saturating_sub(inner.status().idle)
         .min(inner.config.fill_concurrency);
-    if deficit == 0 {
-        return true;
-    }
-    // deadpool has no "add" call: holding every idle connection plus `deficit` more
-    // forces exactly `deficit` creations; dropping them returns all as idle.
-    let timeouts = Timeouts {
-        create: Some(inner.config.create_timeout),
-        ..no_wait()
-    };
-    let gets = (0..status.available + deficit).map(|_| inner.pool.timeout_get(&timeouts));
-    let results: Vec<_> = join_all(gets).await;
-    let mut ok = true;
-    for result in results {
-        match result {
-            Ok(obj) => drop::<Object<Tracked<M>>>(obj),
-            Err(deadpool::managed::PoolError::Timeout(deadpool::managed::TimeoutType::Wait)) => {}
-            Err(_) => ok = false,
-        }
-    }
-    ok
+    let reserved = (0..deficit).take_while(|_| inner.slots.reserve()).count();
+    let created = join_all((0..reserved).map(|_| create_idle(inner))).await;
+    created.into_iter().all(|ok| ok)
 }
 
-/// Keepalive: check out every idle connection without waiting, which runs the health
-/// check on each one idle longer than the bypass window; failures are discarded.
+async fn create_idle<M>(inner: &Inner<M>) -> bool
+where
+    M: PoolManager,
+{
+    let hold = Hold::new(inner, None);
+    match inner.create().await {
+        Ok(conn) => {
+            hold.finish();
+            inner.give_back(conn, None);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Keepalive: health-checks every connection idle longer than the bypass window,
+/// returning those that pass and closing the rest (refill replaces them).
 async fn check_idle<M>(inner: &Inner<M>)
 where
     M: PoolManager,
 {
-    let idle = inner.pool.status().available;
-    let timeouts = no_wait();
-    let mut held = Vec::with_capacity(idle);
-    for _ in 0..idle {
-        match inner.pool.timeout_get(&timeouts).await {
-            Ok(obj) => held.push(obj),
-            Err(_) => break,
+    let now = inner.clock.now_nanos();
+    let bypass = inner.rules.bypass;
+    let due = inner
+        .slots
+        .remove_idle(true, |conn| (conn.idle_for(now) >= bypass).then_some(()));
+    for (conn, ()) in due {
+        let mut hold = Hold::new(inner, None);
+        let passed = inner.health_check(hold.conn.insert(conn), now).await;
+        // A passed check is not a use: the idle timeout still runs from the last one.
+        if !passed {
+            continue;
+        }
+        if let Some(conn) = hold.conn.take() {
+            hold.finish();
+            inner.give_back(conn, None);
         }
     }
 }

@@ -1,28 +1,24 @@
 //! The pool itself: checkout with wait timing and leak detection, stats, resizing.
 
 use std::fmt;
-use std::future::poll_fn;
 use std::ops::{Deref, DerefMut};
 use std::panic::Location;
-use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::Poll;
 use std::time::Duration;
 
-use backstop_core::{LoadSignal, LoadSnapshot, Validate};
-use deadpool::Runtime;
-use deadpool::managed::{self, Object, TimeoutType};
+use backstop_core::{Clock, DefaultClock, LoadSignal, LoadSnapshot, Validate};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, Sleep};
 
 use crate::config::{PoolConfig, QueueMode};
-use crate::conn::{PoolManager, Rules, Tracked};
+use crate::conn::{Conn, PoolManager, Rules, Verdict, nanos};
 use crate::error::{BuildError, PoolError};
 use crate::housekeeping;
+use crate::slots::{Grant, Slots, Status, Take};
 use crate::stats::{CloseReason, Counters, PoolStats};
 
-/// A connection pool on deadpool's managed pool, with min idle, lifetimes, health-check
+/// A connection pool with deadpool's manager model and min idle, lifetimes, health-check
 /// bypass, keepalive, leak detection, metrics and optional adaptive sizing.
 ///
 /// Clones share one pool. The background housekeeping task holds only a weak
@@ -53,7 +49,9 @@ pub struct Pool<M: PoolManager> {
 }
 
 pub(crate) struct Inner<M: PoolManager> {
-    pub(crate) pool: managed::Pool<Tracked<M>>,
+    manager: M,
+    pub(crate) slots: Slots<Conn<M::Type>>,
+    pub(crate) clock: PoolClock,
     pub(crate) counters: Arc<Counters>,
     pub(crate) config: PoolConfig,
     pub(crate) rules: Rules,
@@ -70,7 +68,7 @@ impl<M: PoolManager> Clone for Pool<M> {
 impl<M: PoolManager> fmt::Debug for Pool<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
-            .field("status", &self.inner.pool.status())
+            .field("status", &self.inner.slots.status())
             .finish_non_exhaustive()
     }
 }
@@ -95,41 +93,67 @@ impl<M> Pool<M>
 where
     M: PoolManager,
 {
-    /// Builds a pool. Needs a running Tokio runtime when the config asks for background
-    /// work (min idle, idle timeout, max lifetime, keepalive or adaptive sizing).
+    /// Builds a pool that keeps time with [`DefaultClock`]. Needs a running Tokio
+    /// runtime when the config asks for background work (min idle, idle timeout, max
+    /// lifetime, keepalive or adaptive sizing).
     pub fn new(manager: M, config: PoolConfig) -> Result<Self, BuildError> {
+        Self::build(manager, config, PoolClock::Default(DefaultClock::default()))
+    }
+
+    /// Builds a pool that stamps connections with `clock`: pass
+    /// [`TokioClock`](backstop_core::TokioClock) in tests that pause Tokio time, so idle
+    /// timeouts, lifetimes and the health-check bypass follow the paused clock.
+    ///
+    /// ```
+    /// use backstop_core::TokioClock;
+    /// use backstop_pool::{Manager, Metrics, Pool, PoolConfig, RecycleResult};
+    /// use std::time::Duration;
+    ///
+    /// struct Numbers;
+    /// impl Manager for Numbers {
+    ///     type Type = u32;
+    ///     type Error = std::io::Error;
+    ///     async fn create(&self) -> Result<u32, std::io::Error> { Ok(7) }
+    ///     async fn recycle(&self, _: &mut u32, _: &Metrics) -> RecycleResult<std::io::Error> { Ok(()) }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let config = PoolConfig::builder()
+    ///     .idle_timeout(Some(Duration::from_secs(60)))
+    ///     .build()
+    ///     .unwrap();
+    /// let pool = Pool::with_clock(Numbers, config, TokioClock).unwrap();
+    /// drop(pool.get().await.unwrap());
+    /// tokio::time::sleep(Duration::from_secs(120)).await;
+    /// assert_eq!(pool.stats().closed.idle, 1, "reaped after a paused-time minute");
+    /// # }
+    /// ```
+    pub fn with_clock(
+        manager: M,
+        config: PoolConfig,
+        clock: impl Clock,
+    ) -> Result<Self, BuildError> {
+        Self::build(manager, config, PoolClock::Given(Arc::new(clock)))
+    }
+
+    fn build(manager: M, config: PoolConfig, clock: PoolClock) -> Result<Self, BuildError> {
         config.validate()?;
-        let counters = Arc::new(Counters::default());
-        let rules = Rules {
-            idle_timeout: config.idle_timeout,
-            max_lifetime: config.max_lifetime,
-            lifetime_jitter: config.lifetime_jitter,
-            bypass: config.health_check_bypass,
-            recycle_timeout: config.recycle_timeout,
-        };
-        let tracked = Tracked {
-            inner: manager,
-            rules,
-            counters: Arc::clone(&counters),
-        };
-        let queue_mode = match config.queue_mode {
-            QueueMode::Lifo => managed::QueueMode::Lifo,
-            QueueMode::Fifo => managed::QueueMode::Fifo,
-        };
         let runtime_needed = config.needs_housekeeping();
         if runtime_needed && tokio::runtime::Handle::try_current().is_err() {
             return Err(BuildError::NoRuntime);
         }
-        let pool = managed::Pool::builder(tracked)
-            .max_size(config.max_size)
-            .queue_mode(queue_mode)
-            .create_timeout(Some(config.create_timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|_| BuildError::NoRuntime)?;
+        let rules = Rules {
+            idle_timeout: config.idle_timeout.map_or(u64::MAX, nanos),
+            max_lifetime: config.max_lifetime,
+            lifetime_jitter: config.lifetime_jitter,
+            bypass: nanos(config.health_check_bypass),
+            recycle_timeout: config.recycle_timeout,
+        };
         let inner = Arc::new(Inner {
-            pool,
-            counters,
+            manager,
+            slots: Slots::new(config.max_size, config.queue_mode == QueueMode::Lifo),
+            clock,
+            counters: Arc::new(Counters::default()),
             config,
             rules,
         });
@@ -154,73 +178,126 @@ where
     }
 
     async fn checkout(&self, holder: Holder) -> Result<Pooled<M>, PoolError<M::Error>> {
-        let counters = &self.inner.counters;
-        // The clock is read, and the wait-timeout timer armed, only once the checkout
-        // has to wait: most checkouts complete on their first poll (see `WaitTimes`).
-        // The timeout covers the whole checkout, creation included, as HikariCP's
-        // connectionTimeout does.
-        let wait_timeout = self.inner.config.wait_timeout;
-        let mut get = pin!(self.inner.pool.get());
-        let mut timer: Option<(Instant, Pin<Box<Sleep>>)> = None;
-        let result = poll_fn(|cx| {
-            if let Poll::Ready(result) = get.as_mut().poll(cx) {
-                return Poll::Ready(result);
-            }
-            let (_, sleep) = timer.get_or_insert_with(|| {
-                let start = Instant::now();
-                (
-                    start,
-                    Box::pin(tokio::time::sleep_until(start + wait_timeout)),
-                )
-            });
-            match sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(managed::PoolError::Timeout(TimeoutType::Wait))),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await;
-        let waited = timer.map(|(start, _)| (start, start.elapsed()));
-        match result {
-            Ok(obj) => {
-                match waited {
-                    Some((_, waited)) => counters.wait.record_wait(waited),
-                    None => counters.wait.record_immediate(),
+        let inner = &*self.inner;
+        // Most checkouts find an idle connection used within the bypass window: one
+        // lock, one clock read, no timer and no allocation.
+        let first = match inner.slots.take() {
+            Take::Idle(conn) => {
+                let now = inner.clock.now_nanos();
+                if inner.rules.verdict(&conn, now) == Verdict::Ready {
+                    inner.counters.wait.record_immediate();
+                    return Ok(self.lease(conn, now, holder));
                 }
-                let leak_watch = self
-                    .inner
-                    .config
-                    .leak_detection_threshold
-                    .map(|threshold| spawn_leak_watch(threshold, holder, Arc::clone(counters)));
-                Ok(Pooled {
-                    obj: Some(obj),
-                    leak_watch,
-                })
+                Take::Idle(conn)
             }
-            Err(managed::PoolError::Timeout(TimeoutType::Create)) => Err(PoolError::CreateTimeout),
-            Err(managed::PoolError::Timeout(_)) => {
-                counters.timeouts.fetch_add(1, Ordering::Relaxed);
-                let (start, waited) = waited.unwrap_or((Instant::now(), Duration::ZERO));
+            other => other,
+        };
+        // Boxed so the timer, the waiter and the manager's futures live only on this
+        // path and do not bloat the future every fast checkout builds.
+        Box::pin(self.checkout_slow(first, holder)).await
+    }
+
+    /// A checkout that has to wait, create or health-check. The wait timeout covers
+    /// all of it, as HikariCP's connectionTimeout does.
+    async fn checkout_slow(
+        &self,
+        first: Take<Conn<M::Type>>,
+        holder: Holder,
+    ) -> Result<Pooled<M>, PoolError<M::Error>> {
+        let inner = &*self.inner;
+        let start = inner.clock.now_nanos();
+        let deadline = tokio::time::Instant::now() + inner.config.wait_timeout;
+        match tokio::time::timeout_at(deadline, self.acquire(first)).await {
+            Ok(Ok((conn, now))) => {
+                let waited = Duration::from_nanos(now.saturating_sub(start));
+                inner.counters.wait.record_wait(waited);
+                Ok(self.lease(conn, now, holder))
+            }
+            Ok(Err(error)) => Err(error),
+            Err(_) => {
+                inner.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                let waited = inner.clock.now_nanos().saturating_sub(start);
                 Err(PoolError::Timeout {
-                    waited,
-                    last_create_error: counters.create_error_since(start),
+                    waited: Duration::from_nanos(waited),
+                    last_create_error: inner.counters.create_error_since(start),
                 })
             }
-            Err(managed::PoolError::Backend(error)) => Err(PoolError::Create(error)),
-            Err(_) => Err(PoolError::Closed),
+        }
+    }
+
+    /// Turns what `take` gave into a usable connection: waits for a grant, closes
+    /// connections the rules reject, health-checks those idle past the bypass window,
+    /// creates one when holding a reservation. Cancelled at any await, the guards give
+    /// the capacity back.
+    async fn acquire(
+        &self,
+        first: Take<Conn<M::Type>>,
+    ) -> Result<(Conn<M::Type>, u64), PoolError<M::Error>> {
+        let inner = &*self.inner;
+        let conn = match first {
+            Take::Idle(conn) => Some(conn),
+            Take::Slot => None,
+            Take::Wait(receiver) => match Waiter::new(inner, receiver).granted().await {
+                Some(Grant::Conn(conn)) => Some(conn),
+                Some(Grant::Slot) => None,
+                None => return Err(PoolError::Closed),
+            },
+            Take::Closed => return Err(PoolError::Closed),
+        };
+        let mut hold = Hold::new(inner, conn);
+        loop {
+            let next = hold.conn.take();
+            let Some(conn) = next.or_else(|| inner.slots.swap_reservation_for_idle()) else {
+                let conn = inner.create().await?;
+                hold.finish();
+                return Ok((conn, inner.clock.now_nanos()));
+            };
+            let now = inner.clock.now_nanos();
+            match inner.rules.verdict(&conn, now) {
+                Verdict::Ready => {
+                    hold.finish();
+                    return Ok((conn, now));
+                }
+                Verdict::Close(reason) => inner.close(conn, reason),
+                Verdict::Check => {
+                    let passed = inner.health_check(hold.conn.insert(conn), now).await;
+                    let Some(conn) = hold.conn.take() else {
+                        continue;
+                    };
+                    if passed {
+                        hold.finish();
+                        return Ok((conn, now));
+                    }
+                    inner.close(conn, CloseReason::HealthCheck);
+                }
+            }
+        }
+    }
+
+    fn lease(&self, mut conn: Conn<M::Type>, now: u64, holder: Holder) -> Pooled<M> {
+        conn.lease(now);
+        let leak_watch =
+            self.inner.config.leak_detection_threshold.map(|threshold| {
+                spawn_leak_watch(threshold, holder, Arc::clone(&self.inner.counters))
+            });
+        Pooled {
+            conn: Some(conn),
+            pool: Arc::clone(&self.inner),
+            leak_watch,
         }
     }
 
     /// A snapshot of sizes, counters and latency summaries.
     pub fn stats(&self) -> PoolStats {
-        let status = self.inner.pool.status();
+        let status = self.inner.slots.status();
         let counters = &self.inner.counters;
         let wait = counters.wait.snapshot();
         PoolStats {
             max_size: status.max_size,
             size: status.size,
-            in_use: status.size - status.available,
-            idle: status.available,
-            waiters: status.waiting,
+            in_use: status.size - status.idle,
+            idle: status.idle,
+            waiters: status.waiters,
             created: counters.created(),
             create_failures: counters.create_failures(),
             closed: counters.closed(),
@@ -229,7 +306,7 @@ where
             leaks_suspected: counters.leaks_suspected.load(Ordering::Relaxed),
             resizes: counters.resizes.load(Ordering::Relaxed),
             wait: wait.summary(),
-            usage: counters.usage.snapshot().summary(),
+            usage: self.inner.slots.usage().summary(),
         }
     }
 
@@ -239,9 +316,12 @@ where
         self.inner.resize(max_size, reason);
     }
 
-    /// Closes the pool: waiters and future checkouts get [`PoolError::Closed`].
+    /// Closes the pool: waiters and future checkouts get [`PoolError::Closed`]; idle
+    /// connections are closed now and checked-out ones when they are returned.
     pub fn close(&self) {
-        self.inner.pool.close();
+        for conn in self.inner.slots.close() {
+            self.inner.retire(conn);
+        }
     }
 
     /// The configuration the pool was built with.
@@ -254,22 +334,177 @@ impl<M> Inner<M>
 where
     M: PoolManager,
 {
+    pub(crate) async fn create(&self) -> Result<Conn<M::Type>, PoolError<M::Error>> {
+        let created = tokio::time::timeout(self.config.create_timeout, self.manager.create()).await;
+        let now = self.clock.now_nanos();
+        match created {
+            Ok(Ok(obj)) => {
+                self.counters.on_created();
+                tracing::debug!("pool created a connection");
+                Ok(Conn::new(obj, now, &self.rules))
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "pool failed to create a connection");
+                self.counters.on_create_failed(error.to_string(), now);
+                Err(PoolError::Create(error))
+            }
+            Err(_) => {
+                let timeout = self.config.create_timeout;
+                tracing::warn!(?timeout, "pool timed out creating a connection");
+                let message = format!("creating a connection timed out after {timeout:?}");
+                self.counters.on_create_failed(message, now);
+                Err(PoolError::CreateTimeout)
+            }
+        }
+    }
+
+    /// Runs the manager's `recycle` within the recycle timeout.
+    pub(crate) async fn health_check(&self, conn: &mut Conn<M::Type>, now: u64) -> bool {
+        let metrics = conn.metrics(now);
+        let check = self.manager.recycle(&mut conn.obj, &metrics);
+        match tokio::time::timeout(self.rules.recycle_timeout, check).await {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "pool discarded a connection that failed its health check");
+                false
+            }
+            Err(_) => {
+                tracing::debug!("pool discarded a connection whose health check timed out");
+                false
+            }
+        }
+    }
+
+    /// Returns a connection to the pool (or to the longest waiter); closes it when the
+    /// pool shrank or closed meanwhile.
+    pub(crate) fn give_back(&self, conn: Conn<M::Type>, held: Option<Duration>) {
+        if let Some(surplus) = self.slots.put(conn, held) {
+            if self.slots.is_closed() {
+                self.retire(surplus);
+            } else {
+                self.close(surplus, CloseReason::Resize);
+            }
+        }
+    }
+
+    /// Closes a connection whose unit the caller frees separately.
+    pub(crate) fn close(&self, conn: Conn<M::Type>, reason: CloseReason) {
+        self.counters.on_closed(reason);
+        self.retire(conn);
+    }
+
+    fn retire(&self, mut conn: Conn<M::Type>) {
+        self.manager.detach(&mut conn.obj);
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        self.slots.status()
+    }
+
     pub(crate) fn resize(&self, max_size: usize, reason: &str) {
-        let before = self.pool.status();
-        if max_size == before.max_size || max_size == 0 {
+        let from = self.slots.status().max_size;
+        if max_size == from || max_size == 0 {
             return;
         }
-        self.pool.resize(max_size);
-        let after = self.pool.status();
-        let dropped = before.size.saturating_sub(after.size) as u64;
-        self.counters.on_closed_n(CloseReason::Resize, dropped);
+        let surplus = self.slots.resize(max_size);
+        for conn in surplus {
+            self.close(conn, CloseReason::Resize);
+        }
         self.counters.resizes.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(
-            from = before.max_size,
-            to = max_size,
-            reason,
-            "pool resized"
-        );
+        tracing::info!(from, to = max_size, reason, "pool resized");
+    }
+}
+
+/// One unit of the pool's capacity held by work in progress (a checkout, a refill, a
+/// keepalive check), with the connection it is deciding about, if any. Dropped before
+/// [`finish`](Hold::finish) — the work was cancelled or failed — it closes that
+/// connection, whose state is unknown, and frees the unit for the next waiter.
+pub(crate) struct Hold<'a, M: PoolManager> {
+    inner: &'a Inner<M>,
+    pub(crate) conn: Option<Conn<M::Type>>,
+    armed: bool,
+}
+
+impl<'a, M: PoolManager> Hold<'a, M> {
+    pub(crate) fn new(inner: &'a Inner<M>, conn: Option<Conn<M::Type>>) -> Self {
+        Self {
+            inner,
+            conn,
+            armed: true,
+        }
+    }
+
+    /// The unit now belongs to a connection that was handed out or returned.
+    pub(crate) fn finish(mut self) {
+        self.armed = false;
+    }
+}
+
+impl<M: PoolManager> Drop for Hold<'_, M> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(conn) = self.conn.take() {
+            self.inner.close(conn, CloseReason::HealthCheck);
+        }
+        self.inner.slots.release();
+    }
+}
+
+/// A place in the wait queue. Dropped before its grant is read (the checkout timed out
+/// or was cancelled), it closes the channel and passes on anything already granted.
+struct Waiter<'a, M: PoolManager> {
+    inner: &'a Inner<M>,
+    receiver: oneshot::Receiver<Grant<Conn<M::Type>>>,
+    done: bool,
+}
+
+impl<'a, M: PoolManager> Waiter<'a, M> {
+    fn new(inner: &'a Inner<M>, receiver: oneshot::Receiver<Grant<Conn<M::Type>>>) -> Self {
+        Self {
+            inner,
+            receiver,
+            done: false,
+        }
+    }
+
+    /// The grant, or `None` when the pool closed.
+    async fn granted(mut self) -> Option<Grant<Conn<M::Type>>> {
+        let grant = (&mut self.receiver).await.ok();
+        self.done = true;
+        grant
+    }
+}
+
+impl<M: PoolManager> Drop for Waiter<'_, M> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.receiver.close();
+        match self.receiver.try_recv() {
+            Ok(Grant::Conn(conn)) => self.inner.give_back(conn, None),
+            Ok(Grant::Slot) => self.inner.slots.release(),
+            Err(_) => {}
+        }
+    }
+}
+
+/// The pool's time source: the default one read without indirection on the hot path,
+/// or one the caller chose.
+pub(crate) enum PoolClock {
+    Default(DefaultClock),
+    Given(Arc<dyn Clock>),
+}
+
+impl PoolClock {
+    #[inline]
+    pub(crate) fn now_nanos(&self) -> u64 {
+        match self {
+            Self::Default(clock) => clock.now_nanos(),
+            Self::Given(clock) => clock.now_nanos(),
+        }
     }
 }
 
@@ -294,11 +529,11 @@ where
     M: PoolManager,
 {
     fn load(&self) -> LoadSnapshot {
-        let status = self.inner.pool.status();
+        let status = self.inner.slots.status();
         let wait = self.inner.counters.wait.snapshot();
         LoadSnapshot {
-            in_flight: (status.size - status.available) as u64,
-            queued: status.waiting as u64,
+            in_flight: (status.size - status.idle) as u64,
+            queued: status.waiters as u64,
             capacity: Some(status.max_size as u64),
             mean_wait: wait.mean(),
             p95_wait: wait.quantile(0.95),
@@ -308,23 +543,24 @@ where
 
 /// A checked-out connection; returns to the pool on drop.
 pub struct Pooled<M: PoolManager> {
-    obj: Option<Object<Tracked<M>>>,
+    conn: Option<Conn<M::Type>>,
+    pool: Arc<Inner<M>>,
     leak_watch: Option<JoinHandle<()>>,
 }
 
 impl<M: PoolManager> Pooled<M> {
     /// Closes this connection instead of returning it (for example after an I/O error).
     pub fn discard(mut this: Self) {
-        if let Some(obj) = this.obj.take() {
-            obj.counters.on_closed(CloseReason::Broken);
-            drop(Object::take(obj));
+        if let Some(conn) = this.conn.take() {
+            this.pool.close(conn, CloseReason::Broken);
+            this.pool.slots.release();
         }
     }
 
     /// A handle that marks this connection broken, so the pool closes it at its next
     /// checkout instead of handing it out again.
     pub fn broken_flag(this: &Self) -> BrokenFlag {
-        BrokenFlag(this.obj.as_ref().map(|obj| Arc::clone(&obj.broken)))
+        BrokenFlag(this.conn.as_ref().map(|conn| Arc::clone(&conn.broken)))
     }
 }
 
@@ -345,8 +581,8 @@ impl<M: PoolManager> Deref for Pooled<M> {
     type Target = M::Type;
 
     fn deref(&self) -> &M::Type {
-        match &self.obj {
-            Some(obj) => &obj.obj,
+        match &self.conn {
+            Some(conn) => &conn.obj,
             None => unreachable!("a Pooled is only emptied by discard or drop"),
         }
     }
@@ -354,8 +590,8 @@ impl<M: PoolManager> Deref for Pooled<M> {
 
 impl<M: PoolManager> DerefMut for Pooled<M> {
     fn deref_mut(&mut self) -> &mut M::Type {
-        match &mut self.obj {
-            Some(obj) => &mut obj.obj,
+        match &mut self.conn {
+            Some(conn) => &mut conn.obj,
             None => unreachable!("a Pooled is only emptied by discard or drop"),
         }
     }
@@ -375,10 +611,11 @@ impl<M: PoolManager> Drop for Pooled<M> {
         if let Some(watch) = self.leak_watch.take() {
             watch.abort();
         }
-        if let Some(mut obj) = self.obj.take() {
-            let now = Instant::now();
-            obj.last_used = now;
-            obj.counters.usage.record(now - obj.checked_out);
+        if let Some(mut conn) = self.conn.take() {
+            let now = self.pool.clock.now_nanos();
+            let held = Duration::from_nanos(now.saturating_sub(conn.checked_out));
+            conn.last_used = now;
+            self.pool.give_back(conn, Some(held));
         }
     }
 }

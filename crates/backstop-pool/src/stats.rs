@@ -8,7 +8,6 @@ use std::time::Duration;
 use backstop_core::{Histogram, HistogramSnapshot, LatencySummary};
 use parking_lot::Mutex;
 use serde::Serialize;
-use tokio::time::Instant;
 
 /// Why the pool closed a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,18 +17,6 @@ pub(crate) enum CloseReason {
     HealthCheck,
     Broken,
     Resize,
-}
-
-impl CloseReason {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Idle => "idle timeout",
-            Self::Lifetime => "max lifetime",
-            Self::HealthCheck => "failed health check",
-            Self::Broken => "reported broken",
-            Self::Resize => "pool shrank",
-        }
-    }
 }
 
 /// Live counters shared by the pool, its manager wrapper and its background task.
@@ -42,8 +29,8 @@ pub(crate) struct Counters {
     pub(crate) leaks_suspected: AtomicU64,
     pub(crate) resizes: AtomicU64,
     pub(crate) wait: WaitTimes,
-    pub(crate) usage: Histogram,
-    last_create_error: Mutex<Option<(Instant, String)>>,
+    /// The last creation error and when it happened, in pool-clock nanoseconds.
+    last_create_error: Mutex<Option<(u64, String)>>,
 }
 
 impl Counters {
@@ -51,9 +38,9 @@ impl Counters {
         self.created.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn on_create_failed(&self, error: String) {
+    pub(crate) fn on_create_failed(&self, error: String, at: u64) {
         self.create_failures.fetch_add(1, Ordering::Relaxed);
-        *self.last_create_error.lock() = Some((Instant::now(), error));
+        *self.last_create_error.lock() = Some((at, error));
     }
 
     pub(crate) fn on_closed(&self, reason: CloseReason) {
@@ -65,7 +52,7 @@ impl Counters {
     }
 
     /// The last creation error if it happened at or after `since`.
-    pub(crate) fn create_error_since(&self, since: Instant) -> Option<String> {
+    pub(crate) fn create_error_since(&self, since: u64) -> Option<String> {
         self.last_create_error
             .lock()
             .as_ref()
@@ -100,7 +87,8 @@ pub struct ClosedStats {
     pub idle: u64,
     /// Older than their (jittered) `max_lifetime`.
     pub lifetime: u64,
-    /// Failed or timed out a health check.
+    /// Failed or timed out a health check, or was mid-check when its checkout was
+    /// cancelled (its state is then unknown).
     pub health_check: u64,
     /// Reported broken by a caller or a [`PoolLayer`](crate::PoolLayer).
     pub broken: u64,

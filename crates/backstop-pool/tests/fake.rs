@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backstop_core::{Layer, LoadSignal, Service, service_fn};
+use backstop_core::{Layer, LoadSignal, Service, TokioClock, service_fn};
 use backstop_pool::{
     AdaptiveConfig, BuildError, Leased, Pool, PoolConfig, PoolError, PoolLayer, PoolServiceError,
     PoolSet, PoolSetConfig, Pooled,
@@ -23,7 +23,7 @@ fn config() -> backstop_pool::PoolConfigBuilder {
 }
 
 fn pool(fake: &Fake, config: PoolConfig) -> Pool<Fake> {
-    Pool::new(fake.clone(), config).unwrap()
+    Pool::with_clock(fake.clone(), config, TokioClock).unwrap()
 }
 
 /// Lets spawned tasks (the housekeeper, waiters) run to their next timer.
@@ -316,7 +316,12 @@ async fn cancelled_gets_never_lose_capacity() {
     // Dropped during a slow creation.
     let fresh = Fake::default();
     fresh.create_delay(Duration::from_secs(1));
-    let slow = Pool::new(fresh.clone(), config().max_size(1).build().unwrap()).unwrap();
+    let slow = Pool::with_clock(
+        fresh.clone(),
+        config().max_size(1).build().unwrap(),
+        TokioClock,
+    )
+    .unwrap();
     assert!(
         tokio::time::timeout(Duration::from_millis(10), slow.get())
             .await
@@ -342,6 +347,115 @@ async fn cancelled_gets_never_lose_capacity() {
     assert_eq!(pool.stats().in_use, 1);
     drop(conn);
     assert_eq!(pool.stats().size, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_get_cancelled_mid_health_check_closes_that_connection_and_keeps_capacity() {
+    let fake = Fake::default();
+    let pool = pool(
+        &fake,
+        config()
+            .max_size(1)
+            .health_check_bypass(Duration::ZERO)
+            .build()
+            .unwrap(),
+    );
+    drop(pool.get().await.unwrap());
+    fake.recycle_delay(Duration::from_secs(5));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), pool.get())
+            .await
+            .is_err()
+    );
+    let stats = pool.stats();
+    assert_eq!(stats.closed.health_check, 1, "state unknown: closed");
+    assert_eq!((stats.size, stats.in_use), (0, 0), "{stats:?}");
+    fake.recycle_delay(Duration::ZERO);
+    assert_eq!(
+        *pool.get().await.unwrap(),
+        2,
+        "a fresh connection took its place"
+    );
+}
+
+/// Many tasks on a small pool, each checkout returned, abandoned at a random poll,
+/// discarded or marked broken, with health checks failing now and then: no connection is
+/// ever handed to two callers at once, and at the end no capacity is lost or invented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_checkouts_never_share_a_connection_or_lose_capacity() {
+    const TASKS: usize = 16;
+    const ROUNDS: usize = 300;
+    let fake = Fake::default();
+    let pool = Pool::new(
+        fake.clone(),
+        config()
+            .max_size(4)
+            .health_check_bypass(Duration::ZERO)
+            .wait_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let in_use = Arc::new(Mutex::new(std::collections::HashSet::new()));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let (pool, fake, in_use) = (pool.clone(), fake.clone(), Arc::clone(&in_use));
+            tokio::spawn(async move {
+                let mut rng = fastrand::Rng::with_seed(task as u64);
+                for _ in 0..ROUNDS {
+                    if task == 0 {
+                        fake.fail_recycles(rng.u8(..10) == 0);
+                    }
+                    let mut get = Box::pin(pool.get());
+                    let abandon_after = (rng.u8(..4) == 0).then(|| rng.usize(..4));
+                    let conn = match abandon_after {
+                        Some(polls) => {
+                            // Yielding between polls lets other tasks return connections
+                            // to this waiter before it gives up.
+                            for _ in 0..polls {
+                                if futures::poll!(get.as_mut()).is_ready() {
+                                    break;
+                                }
+                                tokio::task::yield_now().await;
+                            }
+                            continue;
+                        }
+                        None => get.await.expect("a checkout within the wait timeout"),
+                    };
+                    assert!(
+                        in_use.lock().insert(*conn),
+                        "connection {} handed out twice",
+                        *conn
+                    );
+                    tokio::task::yield_now().await;
+                    in_use.lock().remove(&*conn);
+                    match rng.u8(..10) {
+                        0 => Pooled::discard(conn),
+                        1 => {
+                            Pooled::broken_flag(&conn).set();
+                            drop(conn);
+                        }
+                        _ => drop(conn),
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stats = pool.stats();
+    assert_eq!((stats.in_use, stats.waiters), (0, 0), "{stats:?}");
+    assert!(stats.size <= 4, "{stats:?}");
+    assert_eq!(
+        stats.created - stats.closed.total(),
+        stats.size as u64,
+        "{stats:?}"
+    );
+    assert!(
+        stats.closed.health_check > 0 && stats.closed.broken > 0,
+        "{stats:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

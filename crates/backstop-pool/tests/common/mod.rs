@@ -23,6 +23,7 @@ pub(crate) struct FakeState {
     pub(crate) fail_creates: AtomicBool,
     pub(crate) fail_recycles: AtomicBool,
     pub(crate) create_delay: Mutex<Duration>,
+    pub(crate) recycle_delay: Mutex<Duration>,
 }
 
 /// Counts creates and recycles; can be told to fail either or to create slowly.
@@ -45,6 +46,9 @@ impl Fake {
     pub(crate) fn create_delay(&self, delay: Duration) {
         *self.0.create_delay.lock() = delay;
     }
+    pub(crate) fn recycle_delay(&self, delay: Duration) {
+        *self.0.recycle_delay.lock() = delay;
+    }
 }
 
 impl Manager for Fake {
@@ -65,6 +69,10 @@ impl Manager for Fake {
 
     async fn recycle(&self, _: &mut u64, _: &Metrics) -> RecycleResult<FakeError> {
         self.0.recycles.fetch_add(1, Ordering::SeqCst);
+        let delay = *self.0.recycle_delay.lock();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         if self.0.fail_recycles.load(Ordering::SeqCst) {
             return Err(RecycleError::message("ping failed"));
         }

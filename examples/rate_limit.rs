@@ -4,7 +4,7 @@
 //! `cargo run --example rate_limit`
 
 use backstop::core::{Service, Stack, service_fn};
-use backstop::limit::{KeyedRateLimiter, Quota, RateLimitLayer};
+use backstop::limit::{KeyedMultiRateLimiter, Quota, RateLimitLayer};
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -15,27 +15,33 @@ struct Completion {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let rpm = Arc::new(KeyedRateLimiter::new(Quota::per_minute(3).expect("quota")));
-    let tpm = Arc::new(KeyedRateLimiter::new(
-        Quota::per_minute(2_000).expect("quota"),
-    ));
-    tpm.set_quota("acme-premium", Quota::per_minute(50_000).expect("quota"));
+    // Per user: 3 requests per minute AND 2,000 tokens per minute, charged together.
+    let quotas = |requests, tokens| -> Vec<Quota> {
+        vec![
+            Quota::per_minute(requests).expect("quota"),
+            Quota::per_minute(tokens).expect("quota"),
+        ]
+    };
+    let budgets = Arc::new(KeyedMultiRateLimiter::new(quotas(3, 2_000)).expect("quotas"));
+    budgets
+        .set_quotas("acme-premium", quotas(3, 50_000))
+        .expect("same shape as the default");
 
     let model = service_fn(|c: Completion| async move { Ok::<_, Infallible>(c.tokens) });
-    // One layer checks both budgets so a refusal surfaces as one typed error with
-    // `retry_after`. The token budget is checked first: it refuses more often, and a
-    // refusal there then costs the user no request slot.
-    let (r, t) = (rpm.clone(), tpm.clone());
+    // One check charges the request slot and the tokens, or neither: a call refused for
+    // its tokens keeps the user's request slot, and the refusal is one typed error with
+    // `retry_after`.
+    let limiter = budgets.clone();
     let budget = RateLimitLayer::from_fn(move |c: &Completion| {
-        t.check_key_n(&c.user, c.tokens)?;
-        r.check_key(&c.user)
+        limiter.check_key_costs(&c.user, &[1, c.tokens])
     });
     let service = Stack::new().layer(budget).service(model);
 
     let calls = [
         ("ann", 900),
         ("ann", 900),
-        ("ann", 900),
+        ("ann", 900), // over her tokens: refused, her third request slot kept
+        ("ann", 100), // so this one still fits both budgets
         ("acme-premium", 20_000),
         ("bob", 100),
         ("bob", 100),
@@ -51,6 +57,5 @@ async fn main() {
             },
         }
     }
-    println!("requests: {:?}", rpm.stats());
-    println!("tokens:   {:?}", tpm.stats());
+    println!("{:?}", budgets.stats());
 }

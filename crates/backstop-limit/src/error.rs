@@ -27,6 +27,15 @@ pub enum CheckError {
         /// The most the quota admits at once.
         burst: u64,
     },
+    /// A per-quota check was given a different number of costs than the limiter has
+    /// quotas.
+    #[error("{costs} costs given for {quotas} quotas")]
+    CostsMismatch {
+        /// The limiter's quotas.
+        quotas: usize,
+        /// The costs given.
+        costs: usize,
+    },
     /// A keyed limiter is at its key cap and a sweep freed no room for a new key.
     #[error("key limit of {max_keys} reached; no idle key could be evicted")]
     TooManyKeys {

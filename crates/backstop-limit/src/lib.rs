@@ -9,9 +9,11 @@
 //!   per-key quota overrides and bounded memory (a lossless
 //!   [`retain_recent`](KeyedRateLimiter::retain_recent) sweep and an optional key cap).
 //! - [`MultiRateLimiter`]: several quotas at once (60/min AND 1,000/hour AND
-//!   10,000/day), admitting only if all admit and charging all or none;
-//!   [`KeyedMultiRateLimiter`] does the same per key, with per-key overrides, the same
-//!   lossless sweep and a key cap.
+//!   10,000/day), admitting only if all admit and charging all or none; with
+//!   [`check_costs`](MultiRateLimiter::check_costs) each quota gets its own cost, so one
+//!   call charges a request against requests-per-minute and its tokens against
+//!   tokens-per-minute, or neither. [`KeyedMultiRateLimiter`] does the same per key, with
+//!   per-key overrides, the same lossless sweep and a key cap.
 //! - Async waiting: [`RateLimiter::until_ready`] and
 //!   [`KeyedRateLimiter::until_key_ready`], with jitter and a `max_wait` after which the
 //!   caller gives up without being charged ([`WaitPolicy`]).
@@ -50,26 +52,28 @@
 //!
 //! Time is read as integer nanoseconds ([`backstop_core::Clock::now_nanos`]; with the
 //! `quanta` feature the default clock reads the CPU counter, as governor does), and the
-//! `admitted`/`rejected` counters behind `stats()` are striped per thread, so a check
-//! costs about what governor's does (`benches/limit.rs`) while still counting exactly.
+//! `admitted`/`rejected` counters behind `stats()` are striped per thread. A direct
+//! check then costs what reading the counter costs, slightly under governor's check
+//! (`benches/limit.rs`), while still counting exactly.
 //!
 //! # Example: a per-user request and token budget
 //!
 //! ```
 //! use backstop_core::ManualClock;
-//! use backstop_limit::{CheckError, KeyedRateLimiter, Quota};
+//! use backstop_limit::{CheckError, KeyedMultiRateLimiter, Quota};
 //!
-//! let clock = ManualClock::new();
-//! let rpm = KeyedRateLimiter::with_clock(Quota::per_minute(60).unwrap(), clock.clone());
-//! let tpm = KeyedRateLimiter::with_clock(Quota::per_minute(10_000).unwrap(), clock.clone());
+//! // Per user: 60 requests per minute AND 10,000 tokens per minute.
+//! let budgets = KeyedMultiRateLimiter::with_clock(
+//!     vec![Quota::per_minute(60).unwrap(), Quota::per_minute(10_000).unwrap()],
+//!     ManualClock::new(),
+//! )
+//! .unwrap();
+//! let admit = |user: &str, tokens: u64| budgets.check_key_costs(&user.to_string(), &[1, tokens]);
 //!
-//! let admit = |user: &str, tokens: u64| -> Result<(), CheckError> {
-//!     rpm.check_key(&user.to_string())?;
-//!     tpm.check_key_n(&user.to_string(), tokens)
-//! };
 //! assert!(admit("ann", 8_000).is_ok());
 //! let refused = admit("ann", 4_000).unwrap_err();
-//! assert!(refused.retry_after().is_some());
+//! assert!(refused.retry_after().is_some(), "429 with Retry-After");
+//! assert!(admit("ann", 2_000).is_ok(), "the refusal spent neither budget");
 //! assert!(matches!(admit("bob", 20_000), Err(CheckError::InsufficientCapacity { .. })));
 //! ```
 #![forbid(unsafe_code)]
@@ -92,6 +96,7 @@ mod redis_layer;
 mod wait;
 mod window;
 
+pub use backstop_core::TokioClock;
 pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadError, BulkheadPermit, BulkheadStats};
 #[cfg(feature = "redis")]
 pub use distributed::{
@@ -109,5 +114,5 @@ pub use quota::{Quota, QuotaConfig};
 pub use redis_config::{FailureMode, RedisLimitConfig, TimeSourceConfig};
 #[cfg(feature = "redis")]
 pub use redis_layer::{RedisRateLimit, RedisRateLimitError, RedisRateLimitLayer};
-pub use wait::{TokioClock, WaitPolicy};
+pub use wait::WaitPolicy;
 pub use window::{KeyedSlidingWindow, KeyedWindowStats, SlidingWindowLimiter, WindowStats};

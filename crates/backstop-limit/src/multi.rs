@@ -34,6 +34,26 @@ use std::time::Duration;
 /// assert!(limiter.check_n(60).is_ok());
 /// assert!(limiter.check_n(1).is_err());
 /// ```
+///
+/// Quotas of different units are charged different costs with
+/// [`check_costs`](Self::check_costs): one call admits a request against
+/// requests-per-minute *and* its tokens against tokens-per-minute, or neither.
+///
+/// ```
+/// use backstop_core::ManualClock;
+/// use backstop_limit::{MultiRateLimiter, Quota};
+///
+/// let budget = MultiRateLimiter::with_clock(
+///     vec![Quota::per_minute(3).unwrap(), Quota::per_minute(2_000).unwrap()],
+///     ManualClock::new(),
+/// )
+/// .unwrap();
+/// assert!(budget.check_costs(&[1, 1_500]).is_ok());
+/// // Too many tokens: refused, and the request slot is not spent either.
+/// assert!(budget.check_costs(&[1, 1_000]).is_err());
+/// assert!(budget.check_costs(&[1, 500]).is_ok());
+/// assert_eq!(budget.stats().remaining, 0, "tokens used up; one request left");
+/// ```
 #[derive(Debug)]
 pub struct MultiRateLimiter<C = DefaultClock> {
     quotas: Box<[Quota]>,
@@ -71,13 +91,21 @@ impl<C: Clock> MultiRateLimiter<C> {
     ///
     /// A refusal's `retry_after` is the wait of the first quota that refused.
     pub fn check_n(&self, cost: u64) -> Result<(), CheckError> {
-        let result = self.charge_all(cost);
-        self.counters.record(&result);
-        result
+        self.charge(Costs::Same(cost))
     }
 
-    fn charge_all(&self, cost: u64) -> Result<(), CheckError> {
-        charge_all(&self.quotas, &self.states, self.timeline.now_nanos(), cost)
+    /// Admits `costs[i]` cells against quota `i` for every quota, or charges none: a
+    /// request and its tokens against a requests quota and a tokens quota at once.
+    /// `costs` must hold one cost per quota, in the order the quotas were given.
+    pub fn check_costs(&self, costs: &[u64]) -> Result<(), CheckError> {
+        self.charge(Costs::Each(costs))
+    }
+
+    fn charge(&self, costs: Costs<'_>) -> Result<(), CheckError> {
+        let now = self.timeline.now_nanos();
+        let result = charge_all(&self.quotas, &self.states, now, costs);
+        self.counters.record(&result);
+        result
     }
 
     /// Counters, and the cells available now under the tightest quota.
@@ -98,24 +126,58 @@ impl<C: Clock> MultiRateLimiter<C> {
     }
 }
 
-/// Charges `cost` to every state under its quota (same order), or to none.
+/// What a check charges each quota.
+#[derive(Debug, Clone, Copy)]
+enum Costs<'a> {
+    /// The same cost to every quota.
+    Same(u64),
+    /// `costs[i]` to quota `i`.
+    Each(&'a [u64]),
+}
+
+impl Costs<'_> {
+    fn of(&self, quota: usize) -> u64 {
+        match self {
+            Self::Same(cost) => *cost,
+            Self::Each(costs) => costs.get(quota).copied().unwrap_or(0),
+        }
+    }
+
+    /// One cost per quota, none above its quota's burst (which no wait could admit).
+    fn fit(&self, quotas: &[Quota]) -> Result<(), CheckError> {
+        if let Self::Each(costs) = self
+            && costs.len() != quotas.len()
+        {
+            return Err(CheckError::CostsMismatch {
+                quotas: quotas.len(),
+                costs: costs.len(),
+            });
+        }
+        for (i, quota) in quotas.iter().enumerate() {
+            let cost = self.of(i);
+            if cost > quota.burst() {
+                return Err(CheckError::InsufficientCapacity {
+                    cost,
+                    burst: quota.burst(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Charges each state its cost under its quota (same order), or charges none.
 fn charge_all(
     quotas: &[Quota],
     states: &[AtomicU64],
     now: u64,
-    cost: u64,
+    costs: Costs<'_>,
 ) -> Result<(), CheckError> {
-    let smallest = quotas.iter().map(Quota::burst).min().unwrap_or(0);
-    if cost > smallest {
-        return Err(CheckError::InsufficientCapacity {
-            cost,
-            burst: smallest,
-        });
-    }
+    costs.fit(quotas)?;
     for (i, (quota, state)) in quotas.iter().zip(states.iter()).enumerate() {
-        if let Err(wait) = charge(state, now, cost, quota) {
-            for (quota, state) in quotas[..i].iter().zip(states.iter()) {
-                refund(state, cost, quota);
+        if let Err(wait) = charge(state, now, costs.of(i), quota) {
+            for (j, (quota, state)) in quotas[..i].iter().zip(states.iter()).enumerate() {
+                refund(state, costs.of(j), quota);
             }
             return Err(CheckError::Rejected(Rejected {
                 retry_after: Duration::from_nanos(wait),
@@ -236,12 +298,35 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedMultiRateLimiter<K, C> {
 
     /// Admits `cost` cells for `key` under every quota, or charges none.
     pub fn check_key_n(&self, key: &K, cost: u64) -> Result<(), CheckError> {
-        let result = self.decide(key, cost);
+        let result = self.decide(key, Costs::Same(cost));
         self.counters.record(&result);
         result
     }
 
-    fn decide(&self, key: &K, cost: u64) -> Result<(), CheckError> {
+    /// Admits `costs[i]` cells for `key` under its quota `i` for every quota, or charges
+    /// none: a user's request and its tokens against their requests and tokens quotas.
+    ///
+    /// ```
+    /// use backstop_core::ManualClock;
+    /// use backstop_limit::{KeyedMultiRateLimiter, Quota};
+    ///
+    /// // Requests per minute, tokens per minute.
+    /// let budgets = KeyedMultiRateLimiter::with_clock(
+    ///     vec![Quota::per_minute(60).unwrap(), Quota::per_minute(10_000).unwrap()],
+    ///     ManualClock::new(),
+    /// )
+    /// .unwrap();
+    /// assert!(budgets.check_key_costs(&"ann", &[1, 9_000]).is_ok());
+    /// assert!(budgets.check_key_costs(&"ann", &[1, 2_000]).unwrap_err().retry_after().is_some());
+    /// assert!(budgets.check_key_costs(&"ann", &[1]).is_err(), "one cost per quota");
+    /// ```
+    pub fn check_key_costs(&self, key: &K, costs: &[u64]) -> Result<(), CheckError> {
+        let result = self.decide(key, Costs::Each(costs));
+        self.counters.record(&result);
+        result
+    }
+
+    fn decide(&self, key: &K, costs: Costs<'_>) -> Result<(), CheckError> {
         let overridden = if self.has_overrides.load(Ordering::Acquire) {
             self.overrides.get(key).map(|q| Arc::clone(&q))
         } else {
@@ -250,15 +335,9 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedMultiRateLimiter<K, C> {
         let quotas = overridden.as_deref().unwrap_or(&self.quotas);
         let now = self.timeline.now_nanos();
         if let Some(states) = self.cells.get(key) {
-            return charge_all(quotas, &states, now, cost);
+            return charge_all(quotas, &states, now, costs);
         }
-        let smallest = quotas.iter().map(Quota::burst).min().unwrap_or(0);
-        if cost > smallest {
-            return Err(CheckError::InsufficientCapacity {
-                cost,
-                burst: smallest,
-            });
-        }
+        costs.fit(quotas)?;
         if let Some(max_keys) = self.max_keys
             && self.cells.len() >= max_keys
         {
@@ -272,7 +351,7 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedMultiRateLimiter<K, C> {
             .cells
             .entry(key.clone())
             .or_insert_with(|| quotas.iter().map(|_| AtomicU64::new(0)).collect());
-        charge_all(quotas, &states, now, cost)
+        charge_all(quotas, &states, now, costs)
     }
 
     /// Drops every key whose quotas are all replenished; returns how many were dropped.
@@ -455,6 +534,45 @@ mod tests {
                     keyed.check_key_n(&key, cost),
                     direct[usize::from(key)].check_n(cost)
                 );
+            }
+        }
+
+        /// With a cost per quota, the limiter admits exactly when every quota would
+        /// admit its own cost, and then charges each its own cost; a refusal charges none.
+        #[test]
+        fn per_quota_costs_are_charged_all_or_none(
+            steps in prop::collection::vec((0u64..500_000_000, 0u64..3, 0u64..12), 1..200),
+        ) {
+            let clock = ManualClock::new();
+            let quotas = vec![
+                Quota::per_second(2).unwrap().with_burst(3).unwrap(),
+                Quota::per_second(8).unwrap().with_burst(10).unwrap(),
+            ];
+            let l = MultiRateLimiter::with_clock(quotas.clone(), clock.clone()).unwrap();
+            let mut model = [0u64; 2];
+            for (advance, requests, tokens) in steps {
+                clock.advance(Duration::from_nanos(advance));
+                let now = l.timeline.now_nanos();
+                let costs = [requests, tokens];
+                let decisions: Vec<_> = quotas
+                    .iter()
+                    .zip(model.iter())
+                    .zip(costs)
+                    .map(|((q, &tat), cost)| decide(tat, now, cost, q))
+                    .collect();
+                let expected = tokens <= 10 && decisions.iter().all(Result::is_ok);
+                prop_assert_eq!(l.check_costs(&costs).is_ok(), expected);
+                if expected {
+                    for (tat, d) in model.iter_mut().zip(decisions) {
+                        *tat = d.unwrap_or(*tat);
+                    }
+                }
+                for (i, q) in quotas.iter().enumerate() {
+                    prop_assert_eq!(
+                        remaining(l.states[i].load(Ordering::Relaxed), now, q),
+                        remaining(model[i], now, q)
+                    );
+                }
             }
         }
 

@@ -6,7 +6,7 @@ use crate::keyed::KeyedRateLimiter;
 use backstop_core::Clock;
 use serde::Deserialize;
 use std::hash::Hash;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How an async wait behaves.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -19,18 +19,6 @@ pub struct WaitPolicy {
     /// lockstep.
     #[serde(with = "backstop_core::duration::human")]
     pub jitter: Duration,
-}
-
-/// Reads time from tokio's clock, so limiters follow `tokio::time::pause()` in tests and
-/// agree with the sleeps of [`RateLimiter::until_ready`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TokioClock;
-
-impl Clock for TokioClock {
-    #[inline]
-    fn now(&self) -> Instant {
-        tokio::time::Instant::now().into_std()
-    }
 }
 
 /// A random extra sleep of at most `max`.
@@ -108,7 +96,7 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedRateLimiter<K, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Quota;
+    use crate::{Quota, TokioClock};
     use futures::FutureExt;
     use std::sync::Arc;
     use tokio::time::Instant as TokioInstant;

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use backstop_core::{LoadSignal, LoadSnapshot, ManualClock};
+use backstop_core::{LoadSignal, LoadSnapshot, ManualClock, TokioClock};
 use backstop_scale::{
     Autoscaler, Decision, HpaConfig, LoadSignalMetric, Replicas, ScaleError, ScaleTarget,
     TargetTracking,
@@ -32,15 +32,6 @@ impl ScaleTarget for Fleet {
         *self.replicas.lock().unwrap() = decision.desired;
         self.applied.lock().unwrap().push(decision.desired);
         Ok(())
-    }
-}
-
-/// Follows tokio's (paused) clock, so the policy sees the same time as the interval.
-struct TokioClock;
-
-impl backstop_core::Clock for TokioClock {
-    fn now(&self) -> std::time::Instant {
-        tokio::time::Instant::now().into_std()
     }
 }
 

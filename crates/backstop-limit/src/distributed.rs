@@ -5,8 +5,10 @@
 //! epoch) in one key. Several quotas for one user live under keys sharing a `{hash tag}`,
 //! so a Redis Cluster keeps them in one slot and the script checks them all or none.
 
-use crate::{KeyedRateLimiter, Quota};
+use crate::multi::{CostError, Costs};
+use crate::{KeyedMultiRateLimiter, Quota};
 use backstop_core::DefaultClock;
+use backstop_core::config::ConfigError;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
 use std::sync::Arc;
@@ -18,19 +20,19 @@ use tokio::sync::OnceCell;
 // Microseconds keep the epoch TAT below 2^53, exact in Lua's doubles; `%.0f` keeps Lua's
 // `tostring` from storing it in lossy scientific notation.
 const GCRA_SCRIPT: &str = r"
-local cost = tonumber(ARGV[1])
 local now
-if ARGV[2] == '' then
+if ARGV[1] == '' then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 else
-  now = tonumber(ARGV[2])
+  now = tonumber(ARGV[1])
 end
 local tats = {}
 local retry = 0
 for i = 1, #KEYS do
-  local em = tonumber(ARGV[1 + 2 * i])
-  local tol = tonumber(ARGV[2 + 2 * i])
+  local em = tonumber(ARGV[3 * i - 1])
+  local tol = tonumber(ARGV[3 * i])
+  local cost = tonumber(ARGV[3 * i + 1])
   local tat = tonumber(redis.call('GET', KEYS[i]) or now)
   if tat < now then tat = now end
   tats[i] = tat
@@ -42,10 +44,11 @@ if retry > 0 then allowed = 0 end
 local remaining = -1
 local reset = 0
 for i = 1, #KEYS do
-  local em = tonumber(ARGV[1 + 2 * i])
-  local tol = tonumber(ARGV[2 + 2 * i])
+  local em = tonumber(ARGV[3 * i - 1])
+  local tol = tonumber(ARGV[3 * i])
+  local cost = tonumber(ARGV[3 * i + 1])
   local tat = tats[i]
-  if allowed == 1 then
+  if allowed == 1 and cost > 0 then
     tat = tat + em * cost
     redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
   end
@@ -76,18 +79,18 @@ pub enum FailurePolicy {
     FailOpen,
     /// Refuse with [`RedisLimitError::Unavailable`]: strictness over availability.
     FailClosed,
-    /// Decide with in-process limiters (one per quota, same order), so each process
-    /// enforces the quota on its own until Redis returns. The local quotas are charged one
-    /// after another, not all or none.
-    Local(Arc<Vec<KeyedRateLimiter<String, DefaultClock>>>),
+    /// Decide with an in-process limiter holding the same quotas in the same order, so
+    /// each process enforces them on its own (all or none, with the same costs) until
+    /// Redis returns.
+    Local(Arc<KeyedMultiRateLimiter<String, DefaultClock>>),
 }
 
 impl FailurePolicy {
-    /// A local fallback enforcing `quotas` per process.
-    pub fn local(quotas: &[Quota]) -> Self {
-        Self::Local(Arc::new(
-            quotas.iter().map(|q| KeyedRateLimiter::new(*q)).collect(),
-        ))
+    /// A local fallback enforcing `quotas` per process; at least one quota is required.
+    pub fn local(quotas: &[Quota]) -> Result<Self, ConfigError> {
+        Ok(Self::Local(Arc::new(KeyedMultiRateLimiter::new(
+            quotas.to_vec(),
+        )?)))
     }
 }
 
@@ -114,8 +117,16 @@ pub enum RedisLimitError {
     InsufficientCapacity {
         /// The cost asked for.
         cost: u64,
-        /// The smallest burst among the quotas.
+        /// The burst of the quota it exceeds.
         burst: u64,
+    },
+    /// A per-quota check was given a different number of costs than there are quotas.
+    #[error("{costs} costs given for {quotas} quotas")]
+    CostsMismatch {
+        /// The limiter's quotas.
+        quotas: usize,
+        /// The costs given.
+        costs: usize,
     },
     /// Redis failed or timed out and the policy is [`FailurePolicy::FailClosed`].
     #[error("rate limit store unavailable: {0}")]
@@ -158,7 +169,7 @@ struct Counters {
 /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
 /// let quotas = [Quota::per_minute(60)?, Quota::per_hour(1_000)?];
 /// let limiter = RedisRateLimiter::new(client, "rl", &quotas)?
-///     .with_failure_policy(FailurePolicy::local(&quotas));
+///     .with_failure_policy(FailurePolicy::local(&quotas)?);
 /// let decision = limiter.check_key_n("user-42", 1).await?;
 /// if !decision.allowed {
 ///     println!("429, Retry-After: {}s", decision.retry_after.as_secs_f64().ceil());
@@ -193,11 +204,7 @@ impl RedisRateLimiter {
     /// A limiter enforcing every quota in `quotas` per key, under keys starting with
     /// `prefix`. Connects lazily on the first check; fails open with a 50 ms timeout and
     /// reads Redis `TIME` until configured otherwise.
-    pub fn new(
-        client: redis::Client,
-        prefix: &str,
-        quotas: &[Quota],
-    ) -> Result<Self, backstop_core::config::ConfigError> {
+    pub fn new(client: redis::Client, prefix: &str, quotas: &[Quota]) -> Result<Self, ConfigError> {
         backstop_core::config::ensure(!quotas.is_empty(), "quotas", "must not be empty")?;
         Ok(Self {
             client,
@@ -248,15 +255,26 @@ impl RedisRateLimiter {
         key: &str,
         cost: u64,
     ) -> Result<RedisDecision, RedisLimitError> {
-        let burst = self.quotas.iter().map(Quota::burst).min().unwrap_or(0);
-        if cost > burst {
-            return Err(RedisLimitError::InsufficientCapacity { cost, burst });
-        }
-        let outcome = tokio::time::timeout(self.timeout, self.eval(key, cost)).await;
+        self.check(key, Costs::Same(cost)).await
+    }
+
+    /// Charges `costs[i]` to quota `i` for `key` (a request against requests-per-minute
+    /// and its tokens against tokens-per-minute), all or none, in one round trip.
+    pub async fn check_key_costs(
+        &self,
+        key: &str,
+        costs: &[u64],
+    ) -> Result<RedisDecision, RedisLimitError> {
+        self.check(key, Costs::Each(costs)).await
+    }
+
+    async fn check(&self, key: &str, costs: Costs<'_>) -> Result<RedisDecision, RedisLimitError> {
+        costs.fit(&self.quotas)?;
+        let outcome = tokio::time::timeout(self.timeout, self.eval(key, costs)).await;
         let decision = match outcome {
             Ok(Ok(decision)) => decision,
-            Ok(Err(error)) => self.on_failure(key, cost, error.to_string())?,
-            Err(_) => self.on_failure(key, cost, "timed out".to_string())?,
+            Ok(Err(error)) => self.on_failure(key, costs, error.to_string())?,
+            Err(_) => self.on_failure(key, costs, "timed out".to_string())?,
         };
         let counter = if decision.allowed {
             &self.counters.allowed
@@ -276,7 +294,7 @@ impl RedisRateLimiter {
         }
     }
 
-    async fn eval(&self, key: &str, cost: u64) -> redis::RedisResult<RedisDecision> {
+    async fn eval(&self, key: &str, costs: Costs<'_>) -> redis::RedisResult<RedisDecision> {
         let conn = self
             .conn
             .get_or_try_init(|| ConnectionManager::new(self.client.clone()))
@@ -286,14 +304,14 @@ impl RedisRateLimiter {
         for index in 0..self.quotas.len() {
             invocation.key(self.redis_key(key, index));
         }
-        invocation.arg(cost);
         match self.time {
             TimeSource::Server => invocation.arg(""),
             TimeSource::Client => invocation.arg(client_now_micros()),
         };
-        for quota in self.quotas.iter() {
+        for (index, quota) in self.quotas.iter().enumerate() {
             invocation.arg(quota.emission_nanos() as f64 / 1_000.0);
             invocation.arg(quota.tolerance_nanos() as f64 / 1_000.0);
+            invocation.arg(costs.of(index));
         }
         let (allowed, retry, remaining, reset): (i64, i64, i64, i64) =
             invocation.invoke_async(&mut conn).await?;
@@ -309,7 +327,7 @@ impl RedisRateLimiter {
     fn on_failure(
         &self,
         key: &str,
-        cost: u64,
+        costs: Costs<'_>,
         error: String,
     ) -> Result<RedisDecision, RedisLimitError> {
         self.counters.redis_errors.fetch_add(1, Ordering::Relaxed);
@@ -327,23 +345,29 @@ impl RedisRateLimiter {
                 self.counters.rejected.fetch_add(1, Ordering::Relaxed);
                 Err(RedisLimitError::Unavailable(error))
             }
-            FailurePolicy::Local(limiters) => {
+            FailurePolicy::Local(limiter) => {
                 let key = key.to_string();
-                for limiter in limiters.iter() {
-                    if let Err(refused) = limiter.check_key_n(&key, cost) {
-                        return Ok(RedisDecision {
-                            allowed: false,
-                            retry_after: refused.retry_after().unwrap_or(Duration::ZERO),
-                            ..open
-                        });
-                    }
+                if let Err(refused) = limiter.check_key_with(&key, costs) {
+                    return Ok(RedisDecision {
+                        allowed: false,
+                        retry_after: refused.retry_after().unwrap_or(Duration::ZERO),
+                        ..open
+                    });
                 }
-                let remaining = limiters.iter().map(|l| l.remaining(&key)).min();
                 Ok(RedisDecision {
-                    remaining: remaining.unwrap_or(0),
+                    remaining: limiter.remaining(&key),
                     ..open
                 })
             }
+        }
+    }
+}
+
+impl From<CostError> for RedisLimitError {
+    fn from(error: CostError) -> Self {
+        match error {
+            CostError::Mismatch { quotas, costs } => Self::CostsMismatch { quotas, costs },
+            CostError::OverBurst { cost, burst } => Self::InsufficientCapacity { cost, burst },
         }
     }
 }

@@ -128,7 +128,7 @@ impl<C: Clock> MultiRateLimiter<C> {
 
 /// What a check charges each quota.
 #[derive(Debug, Clone, Copy)]
-enum Costs<'a> {
+pub(crate) enum Costs<'a> {
     /// The same cost to every quota.
     Same(u64),
     /// `costs[i]` to quota `i`.
@@ -136,7 +136,7 @@ enum Costs<'a> {
 }
 
 impl Costs<'_> {
-    fn of(&self, quota: usize) -> u64 {
+    pub(crate) fn of(&self, quota: usize) -> u64 {
         match self {
             Self::Same(cost) => *cost,
             Self::Each(costs) => costs.get(quota).copied().unwrap_or(0),
@@ -144,11 +144,11 @@ impl Costs<'_> {
     }
 
     /// One cost per quota, none above its quota's burst (which no wait could admit).
-    fn fit(&self, quotas: &[Quota]) -> Result<(), CheckError> {
+    pub(crate) fn fit(&self, quotas: &[Quota]) -> Result<(), CostError> {
         if let Self::Each(costs) = self
             && costs.len() != quotas.len()
         {
-            return Err(CheckError::CostsMismatch {
+            return Err(CostError::Mismatch {
                 quotas: quotas.len(),
                 costs: costs.len(),
             });
@@ -156,13 +156,29 @@ impl Costs<'_> {
         for (i, quota) in quotas.iter().enumerate() {
             let cost = self.of(i);
             if cost > quota.burst() {
-                return Err(CheckError::InsufficientCapacity {
+                return Err(CostError::OverBurst {
                     cost,
                     burst: quota.burst(),
                 });
             }
         }
         Ok(())
+    }
+}
+
+/// Costs no wait could admit; each limiter reports it as its own error type.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CostError {
+    Mismatch { quotas: usize, costs: usize },
+    OverBurst { cost: u64, burst: u64 },
+}
+
+impl From<CostError> for CheckError {
+    fn from(error: CostError) -> Self {
+        match error {
+            CostError::Mismatch { quotas, costs } => Self::CostsMismatch { quotas, costs },
+            CostError::OverBurst { cost, burst } => Self::InsufficientCapacity { cost, burst },
+        }
     }
 }
 
@@ -298,9 +314,7 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedMultiRateLimiter<K, C> {
 
     /// Admits `cost` cells for `key` under every quota, or charges none.
     pub fn check_key_n(&self, key: &K, cost: u64) -> Result<(), CheckError> {
-        let result = self.decide(key, Costs::Same(cost));
-        self.counters.record(&result);
-        result
+        self.check_key_with(key, Costs::Same(cost))
     }
 
     /// Admits `costs[i]` cells for `key` under its quota `i` for every quota, or charges
@@ -321,9 +335,33 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedMultiRateLimiter<K, C> {
     /// assert!(budgets.check_key_costs(&"ann", &[1]).is_err(), "one cost per quota");
     /// ```
     pub fn check_key_costs(&self, key: &K, costs: &[u64]) -> Result<(), CheckError> {
-        let result = self.decide(key, Costs::Each(costs));
+        self.check_key_with(key, Costs::Each(costs))
+    }
+
+    pub(crate) fn check_key_with(&self, key: &K, costs: Costs<'_>) -> Result<(), CheckError> {
+        let result = self.decide(key, costs);
         self.counters.record(&result);
         result
+    }
+
+    /// Cells `key` could be charged right now under its tightest quota.
+    pub fn remaining(&self, key: &K) -> u64 {
+        let overridden = self.overrides.get(key).map(|q| Arc::clone(&q));
+        let quotas = overridden.as_deref().unwrap_or(&self.quotas);
+        let now = self.timeline.now_nanos();
+        let states = self.cells.get(key);
+        quotas
+            .iter()
+            .enumerate()
+            .map(|(i, quota)| {
+                let tat = states
+                    .as_ref()
+                    .and_then(|s| s.get(i))
+                    .map_or(0, |s| s.load(Ordering::Relaxed));
+                remaining(tat, now, quota)
+            })
+            .min()
+            .unwrap_or(0)
     }
 
     fn decide(&self, key: &K, costs: Costs<'_>) -> Result<(), CheckError> {

@@ -124,7 +124,7 @@ impl RedisLimitConfig {
         let failure = match self.on_failure {
             FailureMode::Open => FailurePolicy::FailOpen,
             FailureMode::Closed => FailurePolicy::FailClosed,
-            FailureMode::Local => FailurePolicy::local(&quotas),
+            FailureMode::Local => FailurePolicy::local(&quotas)?,
         };
         let time = match self.time_source {
             TimeSourceConfig::Server => TimeSource::Server,

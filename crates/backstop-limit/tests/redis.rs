@@ -72,6 +72,57 @@ async fn weighted_costs_and_cost_above_burst() {
 }
 
 #[tokio::test]
+async fn per_quota_costs_are_charged_all_or_none_across_instances() {
+    let Some(redis) = RedisTestContext::from_env("limit_costs").await else {
+        return;
+    };
+    // Requests per hour and tokens per hour, shared by two processes' limiters.
+    let quotas = [Quota::per_hour(3).unwrap(), Quota::per_hour(2_000).unwrap()];
+    let (first, second) = (limiter(&redis, &quotas), limiter(&redis, &quotas));
+    assert!(
+        first
+            .check_key_costs("ann", &[1, 900])
+            .await
+            .unwrap()
+            .allowed
+    );
+    assert!(
+        second
+            .check_key_costs("ann", &[1, 900])
+            .await
+            .unwrap()
+            .allowed
+    );
+    // Over the tokens: refused, and the third request slot is not spent.
+    let refused = first.check_key_costs("ann", &[1, 900]).await.unwrap();
+    assert!(!refused.allowed && refused.retry_after > Duration::ZERO);
+    assert!(
+        second
+            .check_key_costs("ann", &[1, 200])
+            .await
+            .unwrap()
+            .allowed
+    );
+    // Now the requests are used up, whatever the tokens.
+    assert!(!first.check_key_costs("ann", &[1, 0]).await.unwrap().allowed);
+    assert_eq!(
+        first.check_key_costs("ann", &[1]).await,
+        Err(RedisLimitError::CostsMismatch {
+            quotas: 2,
+            costs: 1
+        })
+    );
+    assert_eq!(
+        first.check_key_costs("ann", &[1, 2_001]).await,
+        Err(RedisLimitError::InsufficientCapacity {
+            cost: 2_001,
+            burst: 2_000
+        })
+    );
+    redis.cleanup().await;
+}
+
+#[tokio::test]
 async fn two_instances_share_one_budget() {
     let Some(redis) = RedisTestContext::from_env("limit_shared").await else {
         return;
@@ -138,7 +189,11 @@ async fn down_server_applies_each_failure_policy() {
     assert_eq!(closed.stats().redis_errors, 1);
     assert_eq!(closed.stats().rejected, 1);
 
-    let local = down(FailurePolicy::local(&[Quota::per_hour(2).unwrap()]));
+    let local = down(FailurePolicy::local(&[Quota::per_hour(2).unwrap()]).unwrap());
+    assert!(
+        FailurePolicy::local(&[]).is_err(),
+        "no quotas: a config error"
+    );
     let mut allowed = 0;
     for _ in 0..4 {
         let decision = local.check_key("ann").await.unwrap();
@@ -151,6 +206,24 @@ async fn down_server_applies_each_failure_policy() {
         (stats.allowed, stats.rejected, stats.redis_errors),
         (2, 2, 4)
     );
+}
+
+#[tokio::test]
+async fn the_local_fallback_charges_per_quota_costs_all_or_none() {
+    let quotas = [Quota::per_hour(3).unwrap(), Quota::per_hour(2_000).unwrap()];
+    let client = redis::Client::open("redis://127.0.0.1:1").unwrap();
+    let limiter = RedisRateLimiter::new(client, "down", &quotas)
+        .unwrap()
+        .with_timeout(Duration::from_millis(500))
+        .with_failure_policy(FailurePolicy::local(&quotas).unwrap());
+    let mut allowed = Vec::new();
+    for costs in [[1, 1_500], [1, 1_000], [1, 500], [1, 0], [1, 0]] {
+        let decision = limiter.check_key_costs("ann", &costs).await.unwrap();
+        assert!(!decision.from_redis);
+        allowed.push(decision.allowed);
+    }
+    // The refused second call spent no request: the fourth still fits.
+    assert_eq!(allowed, [true, false, true, true, false]);
 }
 
 struct Call {

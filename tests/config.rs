@@ -78,6 +78,35 @@ fn limits_apply_defaults_and_per_user_overrides() {
 }
 
 #[test]
+fn the_budget_limiter_charges_requests_and_tokens_together() {
+    let config = BackstopConfig::from_toml_str(SHIPPED).unwrap();
+    let limit = config.limit.as_ref().unwrap();
+    let unused = Quota::per_second(1).unwrap();
+    let budget = limit.budget_limiter(unused, unused).unwrap();
+    let someone = "someone".to_string();
+    // Tokens: 200,000 per minute from the shipped file.
+    assert!(budget.check_key_costs(&someone, &[1, 150_000]).is_ok());
+    assert!(budget.check_key_costs(&someone, &[1, 150_000]).is_err());
+    // Requests: a burst of 20, one already spent; the refusal above spent none.
+    for _ in 0..19 {
+        assert!(budget.check_key_costs(&someone, &[1, 0]).is_ok());
+    }
+    assert!(budget.check_key_costs(&someone, &[1, 0]).is_err());
+    // The premium override raises requests and keeps the default tokens.
+    let premium = "premium".to_string();
+    for _ in 0..100 {
+        assert!(budget.check_key_costs(&premium, &[1, 0]).is_ok());
+    }
+    assert!(budget.check_key_costs(&premium, &[1, 0]).is_err());
+    assert!(
+        budget
+            .check_key_costs(&"premium".to_string(), &[0, 200_001])
+            .is_err()
+    );
+    assert_eq!(budget.stats().overrides, 1);
+}
+
+#[test]
 fn breaker_registry_uses_overrides_by_name() {
     let config = BackstopConfig::from_toml_str(SHIPPED).unwrap();
     let registry = config.breakers().unwrap().expect("breakers configured");

@@ -9,7 +9,7 @@ use backstop::config::{
 };
 use backstop::core::{Layer, Service, Stack, service_fn};
 use backstop::dedup::{DedupLayer, DedupWindow, WindowConfig};
-use backstop::limit::{KeyedRateLimiter, Quota, RateLimitLayer};
+use backstop::limit::{Quota, RateLimitLayer};
 use backstop::pool::{Pool, PoolConfig};
 use futures::future::BoxFuture;
 use std::path::Path;
@@ -77,18 +77,13 @@ pub(crate) async fn build(
     scratch: &Path,
 ) -> Result<Arc<Gateway>, BuildError> {
     let limit = config.limit.clone().unwrap_or_default();
-    let requests = match limit.requests_limiter()? {
-        Some(limiter) => limiter,
-        None => KeyedRateLimiter::new(Quota::per_minute(900)?.with_burst(30)?),
-    };
-    let tokens = match limit.tokens_limiter()? {
-        Some(limiter) => limiter,
-        None => KeyedRateLimiter::new(Quota::per_minute(500_000)?.with_burst(20_000)?),
-    };
-    let (requests, tokens) = (Arc::new(requests), Arc::new(tokens));
+    // Requests and tokens are charged together: a call refused on either spends neither.
+    let budget = limit.budget_limiter(
+        Quota::per_minute(900)?.with_burst(30)?,
+        Quota::per_minute(500_000)?.with_burst(20_000)?,
+    )?;
     let budgets = RateLimitLayer::from_fn(move |ask: &Ask| {
-        requests.check_key(&ask.user)?;
-        tokens.check_key_n(&ask.user, ask.budget_cost())
+        budget.check_key_costs(&ask.user, &[1, ask.budget_cost()])
     });
 
     let dedup = DedupWindow::new(config.dedup.clone().unwrap_or(WindowConfig {

@@ -14,6 +14,10 @@ fuzz_target!(|text: &str| {
             if let Some(limit) = &config.limit {
                 limit.requests_limiter().expect("validated quotas build");
                 limit.tokens_limiter().expect("validated quotas build");
+                let fallback = backstop::limit::Quota::per_second(1).expect("a valid quota");
+                limit
+                    .budget_limiter(fallback, fallback)
+                    .expect("validated quotas build one budget");
                 limit.bulkhead().expect("a validated bulkhead builds");
             }
             config.breakers().expect("validated breakers build");

@@ -1,5 +1,7 @@
 use backstop_core::config::{ConfigError, Validate};
-use backstop_limit::{Bulkhead, BulkheadConfig, KeyedRateLimiter, QuotaConfig};
+use backstop_limit::{
+    Bulkhead, BulkheadConfig, KeyedMultiRateLimiter, KeyedRateLimiter, Quota, QuotaConfig,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -90,6 +92,55 @@ impl LimitSection {
     /// overrides applied; `None` when `limit.tokens` is not set.
     pub fn tokens_limiter(&self) -> Result<Option<KeyedRateLimiter<String>>, ConfigError> {
         self.keyed(&self.tokens, |o| &o.tokens, "tokens")
+    }
+
+    /// Requests and tokens per user in one limiter, charged together with
+    /// `check_key_costs(user, &[1, tokens])`: a call refused on either budget spends
+    /// neither. A quota the section leaves unset takes the given default; per-user
+    /// overrides apply quota by quota.
+    ///
+    /// ```
+    /// use backstop::config::BackstopConfig;
+    /// use backstop::limit::Quota;
+    ///
+    /// let config = BackstopConfig::from_toml_str(
+    ///     "[limit.tokens]\nrate = 1000\nperiod = \"1m\"\n",
+    /// )
+    /// .unwrap();
+    /// let budgets = config
+    ///     .limit
+    ///     .unwrap()
+    ///     .budget_limiter(Quota::per_minute(3).unwrap(), Quota::per_minute(1).unwrap())
+    ///     .unwrap();
+    /// let ann = "ann".to_string();
+    /// assert!(budgets.check_key_costs(&ann, &[1, 800]).is_ok());
+    /// assert!(budgets.check_key_costs(&ann, &[1, 800]).is_err(), "over the tokens");
+    /// assert!(budgets.check_key_costs(&ann, &[1, 200]).is_ok(), "no request spent");
+    /// ```
+    pub fn budget_limiter(
+        &self,
+        default_requests: Quota,
+        default_tokens: Quota,
+    ) -> Result<KeyedMultiRateLimiter<String>, ConfigError> {
+        let build = |quota: &Option<QuotaConfig>, default: Quota, path: &str| match quota {
+            Some(quota) => quota.build().map_err(|e| e.within(path)),
+            None => Ok(default),
+        };
+        let requests = build(&self.requests, default_requests, "limit.requests")?;
+        let tokens = build(&self.tokens, default_tokens, "limit.tokens")?;
+        let mut limiter = KeyedMultiRateLimiter::new(vec![requests, tokens])?;
+        if let Some(max_keys) = self.max_keys {
+            limiter = limiter.with_max_keys(max_keys);
+        }
+        for (user, quotas) in &self.overrides {
+            let section = format!("limit.overrides.{user}");
+            let quotas = vec![
+                build(&quotas.requests, requests, &format!("{section}.requests"))?,
+                build(&quotas.tokens, tokens, &format!("{section}.tokens"))?,
+            ];
+            limiter.set_quotas(user.clone(), quotas)?;
+        }
+        Ok(limiter)
     }
 
     /// The bulkhead, or `None` when `limit.bulkhead` is not set.

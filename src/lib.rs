@@ -11,7 +11,7 @@
 //! | `dedup` | `dedup` | singleflight `Group` and idempotency `DedupWindow` |
 //! | `cache` | `cache` | S3-FIFO memory cache and the tiered cache (memory → Redis → file) |
 //! | `batch` | `batch` | dynamic batcher |
-//! | `pool` | `pool` | connection pool on deadpool |
+//! | `pool` | `pool` | connection pool for any deadpool `Manager`, with its own fair core |
 //! | `scale` | `scale` | autoscaling policies and simulator |
 //! | `config` | `config` | [`BackstopConfig`](config::BackstopConfig): one TOML file for the stack |
 //! | `metrics` | `metrics` | every primitive's stats through the `metrics` facade |

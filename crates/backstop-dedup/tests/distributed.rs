@@ -332,6 +332,55 @@ async fn unreachable_redis_fails_the_call_when_configured() {
     );
 }
 
+/// A server that accepts connections and never answers: a Redis that hangs mid-call.
+async fn silent_server() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let url = format!("redis://{}", listener.local_addr().expect("bound"));
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (url, server)
+}
+
+#[tokio::test]
+async fn a_redis_that_stops_answering_is_cut_off_by_the_timeout() {
+    let (url, server) = silent_server().await;
+    for on_redis_error in [RedisFailure::ExecuteLocally, RedisFailure::Fail] {
+        let config = DistributedConfig {
+            redis_timeout: Duration::from_millis(200),
+            on_redis_error,
+            ..DistributedConfig::default()
+        };
+        let client = redis::Client::open(url.as_str()).expect("valid url");
+        let group: Process = DistributedGroup::new(client, config).expect("valid config");
+        let started = Instant::now();
+        let result = group.work("k".to_string(), || async { Ok(5) }).await;
+        let waited = started.elapsed();
+        match on_redis_error {
+            RedisFailure::ExecuteLocally => {
+                let outcome = result.expect("ran locally");
+                assert_eq!((outcome.value, outcome.source), (5, Source::Executed));
+                assert_eq!(group.stats().local_fallbacks, 1);
+            }
+            RedisFailure::Fail => {
+                let error = result.expect_err("failed");
+                assert!(matches!(error, DedupError::Unavailable { .. }), "{error:?}");
+            }
+        }
+        assert!(group.stats().redis_errors >= 1);
+        assert!(
+            waited >= Duration::from_millis(200) && waited < Duration::from_secs(2),
+            "gave up after the timeout, not before and not much later: {waited:?}"
+        );
+    }
+    server.abort();
+}
+
 #[test]
 fn invalid_configs_name_the_field() {
     let cases = [

@@ -31,6 +31,7 @@ impl PublishMetrics for PoolStats {
             ("health_check", closed.health_check),
             ("broken", closed.broken),
             ("resize", closed.resize),
+            ("pool_closed", closed.pool_closed),
         ] {
             counter("backstop_pool_closed_total", &with("reason", reason), count);
         }

@@ -320,7 +320,7 @@ where
     /// connections are closed now and checked-out ones when they are returned.
     pub fn close(&self) {
         for conn in self.inner.slots.close() {
-            self.inner.retire(conn);
+            self.inner.close(conn, CloseReason::PoolClosed);
         }
     }
 
@@ -379,21 +379,18 @@ where
     /// pool shrank or closed meanwhile.
     pub(crate) fn give_back(&self, conn: Conn<M::Type>, held: Option<Duration>) {
         if let Some(surplus) = self.slots.put(conn, held) {
-            if self.slots.is_closed() {
-                self.retire(surplus);
+            let reason = if self.slots.is_closed() {
+                CloseReason::PoolClosed
             } else {
-                self.close(surplus, CloseReason::Resize);
-            }
+                CloseReason::Resize
+            };
+            self.close(surplus, reason);
         }
     }
 
     /// Closes a connection whose unit the caller frees separately.
-    pub(crate) fn close(&self, conn: Conn<M::Type>, reason: CloseReason) {
+    pub(crate) fn close(&self, mut conn: Conn<M::Type>, reason: CloseReason) {
         self.counters.on_closed(reason);
-        self.retire(conn);
-    }
-
-    fn retire(&self, mut conn: Conn<M::Type>) {
         self.manager.detach(&mut conn.obj);
     }
 

@@ -17,6 +17,7 @@ pub(crate) enum CloseReason {
     HealthCheck,
     Broken,
     Resize,
+    PoolClosed,
 }
 
 /// Live counters shared by the pool, its manager wrapper and its background task.
@@ -24,7 +25,7 @@ pub(crate) enum CloseReason {
 pub(crate) struct Counters {
     created: AtomicU64,
     create_failures: AtomicU64,
-    closed: [AtomicU64; 5],
+    closed: [AtomicU64; 6],
     pub(crate) timeouts: AtomicU64,
     pub(crate) leaks_suspected: AtomicU64,
     pub(crate) resizes: AtomicU64,
@@ -44,11 +45,7 @@ impl Counters {
     }
 
     pub(crate) fn on_closed(&self, reason: CloseReason) {
-        self.on_closed_n(reason, 1);
-    }
-
-    pub(crate) fn on_closed_n(&self, reason: CloseReason, n: u64) {
-        self.closed[reason as usize].fetch_add(n, Ordering::Relaxed);
+        self.closed[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The last creation error if it happened at or after `since`.
@@ -76,6 +73,7 @@ impl Counters {
             health_check: get(CloseReason::HealthCheck),
             broken: get(CloseReason::Broken),
             resize: get(CloseReason::Resize),
+            pool_closed: get(CloseReason::PoolClosed),
         }
     }
 }
@@ -94,12 +92,15 @@ pub struct ClosedStats {
     pub broken: u64,
     /// Dropped because the pool shrank.
     pub resize: u64,
+    /// Closed by [`Pool::close`](crate::Pool::close): idle ones at once, checked-out ones
+    /// when they came back.
+    pub pool_closed: u64,
 }
 
 impl ClosedStats {
     /// All closed connections.
     pub fn total(&self) -> u64 {
-        self.idle + self.lifetime + self.health_check + self.broken + self.resize
+        self.idle + self.lifetime + self.health_check + self.broken + self.resize + self.pool_closed
     }
 }
 

@@ -566,6 +566,42 @@ async fn stats_and_load_signal_reflect_use() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn closing_the_pool_fails_waiters_and_counts_every_connection_it_closes() {
+    let fake = Fake::default();
+    let pool = pool(&fake, config().max_size(2).build().unwrap());
+    let held = pool.get().await.unwrap();
+    drop(pool.get().await.unwrap());
+    let held_too = pool.get().await.unwrap();
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.map(|_| ()) }
+    });
+    settle().await;
+    assert_eq!(pool.stats().waiters, 1);
+
+    pool.close();
+    assert!(matches!(waiter.await.unwrap(), Err(PoolError::Closed)));
+    assert!(matches!(pool.get().await, Err(PoolError::Closed)));
+    assert_eq!(
+        pool.stats().closed.pool_closed,
+        0,
+        "both are still checked out"
+    );
+    drop((held, held_too));
+    let stats = pool.stats();
+    assert_eq!(stats.closed.pool_closed, 2, "{stats:?}");
+    assert_eq!(stats.closed.total(), 2);
+    assert_eq!(stats.size, 0);
+
+    let with_idle = self::pool(&fake, config().max_size(1).build().unwrap());
+    drop(with_idle.get().await.unwrap());
+    assert_eq!(with_idle.stats().idle, 1);
+    with_idle.close();
+    let stats = with_idle.stats();
+    assert_eq!((stats.idle, stats.closed.pool_closed), (0, 1), "{stats:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn dropping_the_pool_stops_background_work() {
     let fake = Fake::default();
     let pool = pool(&fake, config().max_size(3).min_idle(2).build().unwrap());

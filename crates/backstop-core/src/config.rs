@@ -23,6 +23,7 @@
 //! ```
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 /// A configuration value broke a rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,6 +72,54 @@ pub fn ensure(
     } else {
         Err(ConfigError::new(field, rule))
     }
+}
+
+/// The longest duration any Backstop config accepts (a TTL, a timeout, a window): one
+/// year. Longer values are almost always a unit mistake, and bounding them keeps every
+/// deadline computation far from overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// `Err` naming `field` unless `value` is at most [`MAX_DURATION`].
+///
+/// ```
+/// use backstop_core::config::{ensure_duration, MAX_DURATION};
+/// use std::time::Duration;
+///
+/// assert!(ensure_duration("ttl", Duration::from_secs(60)).is_ok());
+/// let error = ensure_duration("ttl", MAX_DURATION * 2).unwrap_err();
+/// assert_eq!(error.rule(), "must be at most 365d");
+/// ```
+pub fn ensure_duration(field: &str, value: Duration) -> Result<(), ConfigError> {
+    ensure_duration_at_most(field, value, MAX_DURATION)
+}
+
+/// `Err` naming `field` unless `value` is at most `max`.
+pub fn ensure_duration_at_most(
+    field: &str,
+    value: Duration,
+    max: Duration,
+) -> Result<(), ConfigError> {
+    ensure(
+        value <= max,
+        field,
+        format!("must be at most {}", crate::duration::format(max)),
+    )
+}
+
+/// `Err` naming `field` unless `value` is at most `max`, the documented upper bound of a
+/// size or count (so no allocation is ever proportional to an unbounded setting).
+///
+/// ```
+/// use backstop_core::config::ensure_at_most;
+///
+/// assert!(ensure_at_most("max_size", 64, 1 << 16).is_ok());
+/// assert_eq!(
+///     ensure_at_most("max_size", 1 << 40, 1 << 16).unwrap_err().rule(),
+///     "must be at most 65536"
+/// );
+/// ```
+pub fn ensure_at_most(field: &str, value: u64, max: u64) -> Result<(), ConfigError> {
+    ensure(value <= max, field, format!("must be at most {max}"))
 }
 
 /// A configuration that can check its own rules.

@@ -230,4 +230,11 @@ where
             Either::Right(b) => b.call(req).await,
         }
     }
+
+    fn readiness(&self) -> Result<(), crate::Rejected> {
+        match self {
+            Either::Left(a) => a.readiness(),
+            Either::Right(b) => b.readiness(),
+        }
+    }
 }

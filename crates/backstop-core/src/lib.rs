@@ -7,7 +7,17 @@
 //!   [`ManualClock`] for exact tests and simulations (and `QuantaClock`, feature `quanta`,
 //!   a cheaper counter-based clock for hot paths);
 //! - [`Service`] and [`Layer`]: a transport-free composition vocabulary (a cousin of
-//!   tower's) with [`service_fn`], [`layer_fn`] and the [`Stack`] builder;
+//!   tower's) with [`service_fn`], [`layer_fn`], the [`Stack`] builder, [`ServiceExt`]
+//!   (`map_err`, `map_response`, `lift`, `boxed`) and [`BoxService`] to name a stack;
+//! - [`Rejected`]: the one refusal every primitive returns, with [`RejectKind`] and
+//!   `retry_after`, and [`QuotaState`] for rate-limit headers; [`Error`] and
+//!   [`StackError`]: one error type through any stack of layers, in any order (the decision
+//!   is recorded in `ARCHITECTURE.md`); [`Panicked`], [`contain`] and [`contain_future`] to
+//!   contain user code;
+//! - [`time`]: saturating deadline arithmetic; `deadline` (feature `tokio`): one deadline per
+//!   request that every wait inside respects; [`config`] bounds (`MAX_DURATION`,
+//!   `ensure_at_most`); [`StripedCounters`] for stats on hot paths;
+//! - `http` (feature `http`): refusals as statuses, `Retry-After` and rate-limit headers;
 //! - [`LoadSignal`] and [`LoadSnapshot`]: how busy a pool, batcher or limiter is, for the
 //!   autoscaler to read;
 //! - [`Histogram`]: a lock-free latency histogram for wait-time percentiles;
@@ -15,7 +25,7 @@
 //!   the [`ConfigError`] every config reports when validated;
 //! - `testing` (feature `testing`): a Redis test context that reads `REDIS_URL`;
 //! - `tower` (feature `tower`): adapters that make Backstop layers tower layers and tower
-//!   services Backstop services, and back.
+//!   services Backstop services, and back; `poll_ready` follows [`Service::readiness`].
 //!
 //! A stack in one screen: a layer that counts calls, around a model service, shared by
 //! every caller through an `Arc`.
@@ -60,25 +70,42 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod boxed;
 mod clock;
 pub mod config;
+mod counter;
+#[cfg(feature = "tokio")]
+pub mod deadline;
 pub mod duration;
+mod error;
+mod ext;
 mod histogram;
+#[cfg(feature = "http")]
+pub mod http;
 mod layer;
 mod load;
+mod panicked;
+mod rejected;
 mod service;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod time;
 #[cfg(feature = "tower")]
 pub mod tower;
 
+pub use boxed::{BoxFuture, BoxService};
 #[cfg(feature = "quanta")]
 pub use clock::QuantaClock;
 #[cfg(feature = "tokio")]
 pub use clock::TokioClock;
 pub use clock::{Clock, DefaultClock, ManualClock, SystemClock};
 pub use config::{ConfigError, Validate};
+pub use counter::StripedCounters;
+pub use error::{BackendError, BoxError, Error, StackError};
+pub use ext::{Lifted, MapErr, MapResponse, ServiceExt};
 pub use histogram::{Histogram, HistogramSnapshot, LatencySummary};
 pub use layer::{Chain, Either, Identity, Layer, LayerFn, Stack, layer_fn};
 pub use load::{LoadSignal, LoadSnapshot};
+pub use panicked::{Contained, Panicked, contain, contain_future};
+pub use rejected::{QuotaState, RejectKind, Rejected};
 pub use service::{Service, ServiceFn, service_fn};

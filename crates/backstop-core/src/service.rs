@@ -5,12 +5,16 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use crate::Rejected;
+
 /// An asynchronous function from a request to a response, shared behind `&self`.
 ///
 /// This is a transport-free cousin of `tower::Service`: there is no `poll_ready` and no
 /// `&mut self`, so one service value is shared by every caller (usually behind an
 /// [`Arc`]) and all of its state, such as a rate limit or a circuit, is shared too.
 /// Backpressure is expressed by the future itself: a limiter's future waits or fails.
+/// [`readiness`](Service::readiness) lets a caller (and the tower bridge) ask, without
+/// charging anything, whether a call made now would be refused.
 ///
 /// ```
 /// use backstop_core::{Service, service_fn};
@@ -29,6 +33,16 @@ pub trait Service<Req>: Send + Sync {
 
     /// Handles one request. The returned future is `Send` so it can be spawned.
     fn call(&self, req: Req) -> impl Future<Output = Result<Self::Response, Self::Error>> + Send;
+
+    /// `Err` when a call made now would be refused before any work starts (a full
+    /// bulkhead, an empty direct limiter, an open circuit), with the refusal it would get.
+    ///
+    /// It charges nothing and reserves nothing, so a call made after `Ok` may still be
+    /// refused by a racing caller. Layers report their own state, then their inner
+    /// service's. The default is always ready.
+    fn readiness(&self) -> Result<(), Rejected> {
+        Ok(())
+    }
 }
 
 impl<S, Req> Service<Req> for Arc<S>
@@ -40,6 +54,10 @@ where
 
     fn call(&self, req: Req) -> impl Future<Output = Result<Self::Response, Self::Error>> + Send {
         (**self).call(req)
+    }
+
+    fn readiness(&self) -> Result<(), Rejected> {
+        (**self).readiness()
     }
 }
 
@@ -53,6 +71,10 @@ where
     fn call(&self, req: Req) -> impl Future<Output = Result<Self::Response, Self::Error>> + Send {
         (**self).call(req)
     }
+
+    fn readiness(&self) -> Result<(), Rejected> {
+        (**self).readiness()
+    }
 }
 
 impl<S, Req> Service<Req> for &S
@@ -64,6 +86,10 @@ where
 
     fn call(&self, req: Req) -> impl Future<Output = Result<Self::Response, Self::Error>> + Send {
         (**self).call(req)
+    }
+
+    fn readiness(&self) -> Result<(), Rejected> {
+        (**self).readiness()
     }
 }
 

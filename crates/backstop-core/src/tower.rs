@@ -1,9 +1,11 @@
 //! Bridges to and from `tower` (feature `tower`), so axum, tonic and hyper users get every
 //! Backstop layer, and Backstop stacks can wrap any tower service.
 //!
-//! - [`IntoTower`]: a Backstop [`Service`] as a `tower::Service` (always ready; clones
-//!   share the one service, so a limit or circuit is shared by every clone — unlike
-//!   tower's own `RateLimit`, whose clones each get their own budget).
+//! - [`IntoTower`]: a Backstop [`Service`] as a `tower::Service`. Its `poll_ready` follows
+//!   [`Service::readiness`]: a full bulkhead, an empty limiter or an open circuit is "not
+//!   ready", so tower's `LoadShed` sheds in front of it and `Buffer` and balancers wait or
+//!   route around it. Clones share the one service, so a limit or circuit is shared by
+//!   every clone — unlike tower's own `RateLimit`, whose clones each get their own budget.
 //! - [`FromTower`]: a `tower::Service` as a Backstop [`Service`]. Each call clones the
 //!   tower service and waits for `poll_ready` on the clone, the pattern tower documents
 //!   for sharing a service.
@@ -26,10 +28,10 @@
 
 use crate::{Layer, Service};
 use std::fmt;
-use std::future::{Future, poll_fn};
-use std::pin::Pin;
+use std::future::poll_fn;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 /// A Backstop [`Service`] seen as a `tower::Service`.
 pub struct IntoTower<S> {
@@ -71,9 +73,22 @@ impl<S> fmt::Debug for IntoTower<S> {
     }
 }
 
-/// The boxed future [`IntoTower`] returns: a Backstop service's future type cannot be
-/// named, so crossing into tower's associated-type world costs one allocation per call.
-pub type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+/// The longest a not-ready [`IntoTower`] waits before checking readiness again.
+pub const READINESS_RECHECK: Duration = Duration::from_millis(50);
+
+/// Wakes `waker` after `wait`, on the current Tokio runtime if there is one, otherwise at
+/// once (the caller then polls again: a spin, but never a hang).
+fn wake_after(waker: Waker, wait: Duration) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move {
+                tokio::time::sleep(wait).await;
+                waker.wake();
+            });
+        }
+        Err(_) => waker.wake(),
+    }
+}
 
 impl<S, Req> ::tower::Service<Req> for IntoTower<S>
 where
@@ -82,12 +97,26 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = BoxFuture<S::Response, S::Error>;
+    /// Boxed: a Backstop service's future type cannot be named, so crossing into tower's
+    /// associated-type world costs one allocation per call.
+    type Future = crate::BoxFuture<'static, Result<S::Response, S::Error>>;
 
-    /// Always ready: Backstop services apply backpressure inside `call` (a limiter waits
-    /// or rejects there), so that the decision is shared by every clone.
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+    /// Pending while the service reports that a call now would be refused. The task is
+    /// woken again when the refusal's `retry_after` has passed (capped at
+    /// [`READINESS_RECHECK`]), so a `Buffer` worker rechecks without spinning. Nothing is
+    /// reserved: `call` still decides, so a racing caller may take the room first.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self.inner.readiness() {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(rejected) => {
+                let wait = rejected
+                    .retry_after
+                    .unwrap_or(READINESS_RECHECK)
+                    .clamp(Duration::from_millis(1), READINESS_RECHECK);
+                wake_after(cx.waker().clone(), wait);
+                Poll::Pending
+            }
+        }
     }
 
     fn call(&mut self, req: Req) -> Self::Future {

@@ -113,3 +113,73 @@ async fn tower_readiness_errors_reach_the_backstop_caller() {
     let error = bridged.call(1).await.unwrap_err();
     assert!(error.to_string().contains("closed"), "{error}");
 }
+
+/// A service that reports itself full until `open` is set: what a full bulkhead or an
+/// open circuit reports through `readiness`.
+struct Gate {
+    open: Arc<std::sync::atomic::AtomicBool>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Service<u32> for Gate {
+    type Response = u32;
+    type Error = backstop_core::Error<std::convert::Infallible>;
+
+    async fn call(&self, n: u32) -> Result<u32, Self::Error> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    fn readiness(&self) -> Result<(), backstop_core::Rejected> {
+        if self.open.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(backstop_core::Rejected::new(
+                backstop_core::RejectKind::ConcurrencyLimited,
+            ))
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn load_shed_sheds_in_front_of_a_service_that_is_not_ready() {
+    let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gate = IntoTower::new(Gate {
+        open: open.clone(),
+        calls: calls.clone(),
+    });
+    let shed = ServiceBuilder::new().load_shed().service(gate.clone());
+    let mut shed_count = 0;
+    for n in 0..5 {
+        match shed.clone().oneshot(n).await {
+            Err(e) if e.is::<tower::load_shed::error::Overloaded>() => shed_count += 1,
+            other => panic!("expected a shed, got {other:?}"),
+        }
+    }
+    assert_eq!(shed_count, 5);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "no shed request reached the service"
+    );
+
+    open.store(true, Ordering::SeqCst);
+    assert_eq!(shed.oneshot(7).await.unwrap(), 7);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_caller_is_woken_when_the_service_becomes_ready() {
+    let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gate = IntoTower::new(Gate {
+        open: open.clone(),
+        calls,
+    });
+    let waiting = tokio::spawn(gate.oneshot(3));
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished());
+    open.store(true, Ordering::SeqCst);
+    assert_eq!(waiting.await.unwrap().unwrap(), 3);
+}

@@ -15,7 +15,8 @@
 //! | `scale` | `scale` | autoscaling policies and simulator |
 //! | `config` | `config` | [`BackstopConfig`](config::BackstopConfig): one TOML file for the stack |
 //! | `metrics` | `metrics` | every primitive's stats through the `metrics` facade |
-//! | `core::tower` | `tower` | every layer as a `tower::Layer`, any tower service as a Backstop one |
+//! | `core::tower` | `tower` | every layer as a `tower::Layer`, any tower service as a Backstop one; readiness for `LoadShed` |
+//! | `core::http` | `http` | refusals as 429/503, `Retry-After` and rate-limit headers |
 //!
 //! plus `redis` (Redis cache tier and distributed limiter), `persistent` (file cache tier)
 //! and `quanta` (a TSC clock).

@@ -1,13 +1,14 @@
 //! The names a stack is built from, in one import: `use backstop::prelude::*;`.
 //!
-//! Holds the composition vocabulary (`Service`, `Layer`, `Stack`, clocks, load signals),
+//! Holds the composition vocabulary (`Service`, `Layer`, `Stack`, `ServiceExt`,
+//! `BoxService`, the one `Rejected` and the stack's `Error`, clocks, load signals),
 //! each primitive's main type with its layer, and the config and metrics entry points —
 //! each behind the feature of its crate. Error and stats types stay in their modules
 //! (`backstop::breaker::BreakerError`, …) so a glob import cannot shadow your own.
 
 pub use backstop_core::{
-    Clock, Layer, LoadSignal, LoadSnapshot, ManualClock, Service, Stack, SystemClock, layer_fn,
-    service_fn,
+    BoxService, Clock, Error, Layer, LoadSignal, LoadSnapshot, ManualClock, RejectKind, Rejected,
+    Service, ServiceExt, Stack, StackError, SystemClock, layer_fn, service_fn,
 };
 
 #[cfg(feature = "tower")]

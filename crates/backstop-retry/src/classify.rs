@@ -1,0 +1,75 @@
+//! What to do after a failed attempt: retry now (after backoff), retry after a given time,
+//! or stop.
+
+use backstop_core::StackError;
+use std::time::Duration;
+
+/// The classification of one failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RetryDecision {
+    /// Transient: retry after the policy's backoff.
+    Retry,
+    /// Transient, and the callee said when: retry after this wait (a `Retry-After`).
+    RetryAfter(Duration),
+    /// Permanent (or not safe to repeat): return this error to the caller.
+    Stop,
+}
+
+/// Classifies a failed attempt's error. Implemented by [`StandardClassify`] and by every
+/// `Fn(&E) -> RetryDecision + Send + Sync` closure.
+pub trait ClassifyRetry<E>: Send + Sync {
+    /// The decision for `error`.
+    fn classify(&self, error: &E) -> RetryDecision;
+}
+
+impl<E, F> ClassifyRetry<E> for F
+where
+    F: Fn(&E) -> RetryDecision + Send + Sync,
+{
+    fn classify(&self, error: &E) -> RetryDecision {
+        self(error)
+    }
+}
+
+/// The default classification: a refusal ([`backstop_core::Rejected`]) that can never pass
+/// ([`Rejected::is_transient`](backstop_core::Rejected::is_transient) is `false`) stops; a
+/// transient refusal is retried after its `retry_after` when it has one; every other error
+/// is retried after the backoff.
+///
+/// Installing a retry is the caller's statement that the call is idempotent; classify
+/// provider errors (a 400 that will never pass, a 429 with `Retry-After`) with
+/// [`RetryLayer::classify`](crate::RetryLayer::classify).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StandardClassify;
+
+impl<E: StackError> ClassifyRetry<E> for StandardClassify {
+    fn classify(&self, error: &E) -> RetryDecision {
+        standard_decision(error)
+    }
+}
+
+/// [`StandardClassify`]'s decision, for user classifiers that handle their own provider
+/// errors and defer to the default for everything else.
+///
+/// ```
+/// use backstop_core::{Error, RejectKind, Rejected};
+/// use backstop_retry::{RetryDecision, standard_decision};
+/// use std::time::Duration;
+///
+/// let limited: Error<()> =
+///     Rejected::new(RejectKind::RateLimited { quota: 0 }).with_retry_after(Duration::from_secs(2)).into();
+/// assert_eq!(standard_decision(&limited), RetryDecision::RetryAfter(Duration::from_secs(2)));
+/// let closed: Error<()> = Rejected::new(RejectKind::Closed).into();
+/// assert_eq!(standard_decision(&closed), RetryDecision::Stop);
+/// ```
+pub fn standard_decision<E: StackError>(error: &E) -> RetryDecision {
+    match error.rejection() {
+        Some(refused) if !refused.is_transient() => RetryDecision::Stop,
+        Some(refused) => match refused.retry_after {
+            Some(wait) => RetryDecision::RetryAfter(wait),
+            None => RetryDecision::Retry,
+        },
+        None => RetryDecision::Retry,
+    }
+}

@@ -1,0 +1,41 @@
+//! Counters of a [`Retry`](crate::Retry) handle.
+
+use serde::Serialize;
+use std::time::Duration;
+
+pub(crate) const CALLS: usize = 0;
+pub(crate) const ATTEMPTS: usize = 1;
+pub(crate) const RETRIES: usize = 2;
+pub(crate) const BUDGET_REFUSED: usize = 3;
+pub(crate) const HEDGES_FIRED: usize = 4;
+pub(crate) const HEDGES_WON: usize = 5;
+pub(crate) const DEADLINE_EXHAUSTED: usize = 6;
+pub(crate) const PANICKED: usize = 7;
+pub(crate) const STREAMS_CUT: usize = 8;
+pub(crate) const COUNTERS: usize = 9;
+
+/// A snapshot of a retry handle's counters (totals since creation, shared by every clone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[non_exhaustive]
+pub struct RetryStats {
+    /// Calls made through the handle.
+    pub calls: u64,
+    /// Attempts started, first attempts and retries (not hedges).
+    pub attempts: u64,
+    /// Retries started (attempts after the first).
+    pub retries: u64,
+    /// Retries the budget refused (the last error went to the caller).
+    pub budget_refusals: u64,
+    /// Hedged attempts started.
+    pub hedges_fired: u64,
+    /// Hedged attempts that finished first with a success.
+    pub hedges_won: u64,
+    /// Calls that stopped because too little time was left before the deadline.
+    pub deadline_exhaustions: u64,
+    /// Classifier panics, contained and returned as the call's error.
+    pub classifier_panics: u64,
+    /// Streams cut by an idle timeout after their first chunk.
+    pub streams_cut: u64,
+    /// The current hedge delay (the observed percentile), once a window was observed.
+    pub hedge_delay: Option<Duration>,
+}

@@ -142,7 +142,7 @@ impl<P: Policy, T: ScaleTarget, C: Clock> Autoscaler<P, T, C> {
         &self.policy
     }
 
-    /// Runs one evaluation: read, decide, apply.
+    /// Runs one evaluation: read, recommend, apply, then commit (or report the failed apply).
     pub async fn step(&mut self) -> Result<Decision, ScaleError> {
         self.stats.evaluations += 1;
         let replicas = self.target.replicas().await.inspect_err(|e| {
@@ -152,7 +152,7 @@ impl<P: Policy, T: ScaleTarget, C: Clock> Autoscaler<P, T, C> {
         let at = self.clock.now().saturating_duration_since(self.origin);
         let mut obs = Observation::new(at, replicas.current, replicas.ready);
         obs.metrics = self.sources.iter().map(|s| s.sample()).collect();
-        let decision = self.policy.decide(&obs);
+        let decision = self.policy.recommend(&obs);
         tracing::debug!(
             current = decision.current,
             desired = decision.desired,
@@ -161,12 +161,17 @@ impl<P: Policy, T: ScaleTarget, C: Clock> Autoscaler<P, T, C> {
         );
         self.stats.last = Some(decision.clone());
         if decision.is_change() {
-            self.target.apply(&decision).await.inspect_err(|e| {
+            if let Err(e) = self.target.apply(&decision).await {
+                // The policy keeps the evaluation but no scale event, so the next tick retries
+                // with the full rate allowance.
+                self.policy.apply_failed(&obs, &decision);
                 self.stats.target_errors += 1;
                 tracing::warn!(error = %e, desired = decision.desired, "applying a decision failed");
-            })?;
+                return Err(e);
+            }
             self.stats.applied += 1;
         }
+        self.policy.commit(&obs, &decision);
         Ok(decision)
     }
 

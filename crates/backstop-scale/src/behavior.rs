@@ -48,24 +48,16 @@ impl Normalizer {
                 .is_some_and(|t| now.saturating_sub(t) < self.behavior.cooldown)
     }
 
-    /// Stabilizes `desired`, then applies the rate policies and the bounds.
+    /// Stabilizes `desired`, then applies the rate policies and the bounds. Pure: the
+    /// recommendation is recorded by [`Normalizer::record_recommendation`].
     pub(crate) fn normalize(
-        &mut self,
+        &self,
         now: Duration,
         current: u32,
         desired: u32,
         min: u32,
         max: u32,
     ) -> (u32, Option<Reason>) {
-        if self.recommendations.is_empty()
-            && !self.behavior.scale_down.stabilization_window.is_zero()
-        {
-            // A fresh policy must not scale down before it has seen a full window.
-            self.recommendations.push_back(Stamped {
-                at: now,
-                replicas: current,
-            });
-        }
         let (stabilized, stab_reason) = self.stabilize(now, current, desired);
         let (limited, rate_reason) = self.rate_limit(now, current, stabilized, min, max);
         let reason = if limited != stabilized {
@@ -78,12 +70,24 @@ impl Normalizer {
         (limited, reason)
     }
 
-    fn stabilize(&mut self, now: Duration, current: u32, desired: u32) -> (u32, Option<Reason>) {
+    /// The history as the HPA sees it: a fresh one holds the current count
+    /// (`recordInitialRecommendation`), whatever the windows.
+    fn history(&self, now: Duration, current: u32) -> impl Iterator<Item = Stamped> + '_ {
+        let seed = self.recommendations.is_empty().then_some(Stamped {
+            at: now,
+            replicas: current,
+        });
+        seed.into_iter().chain(self.recommendations.iter().copied())
+    }
+
+    fn stabilize(&self, now: Duration, current: u32, desired: u32) -> (u32, Option<Reason>) {
         let up_window = self.behavior.scale_up.stabilization_window;
         let down_window = self.behavior.scale_down.stabilization_window;
         let mut up = desired;
         let mut down = desired;
-        for rec in &self.recommendations {
+        // A seed stamped `now` counts in a window longer than zero, as the HPA's seed, stamped
+        // a moment before its stabilization runs, does.
+        for rec in self.history(now, current) {
             if within(rec.at, now, up_window) {
                 up = up.min(rec.replicas);
             }
@@ -91,7 +95,29 @@ impl Normalizer {
                 down = down.max(rec.replicas);
             }
         }
-        let longest = up_window.max(down_window);
+        let recommendation = current.max(up).min(down);
+        let reason = if desired < current {
+            Reason::ScaleDownStabilized
+        } else {
+            Reason::ScaleUpStabilized
+        };
+        (recommendation, Some(reason))
+    }
+
+    /// Records a recommendation for the stabilization windows, seeding a fresh history with
+    /// the current count first, as the HPA does whether or not the scale is then applied.
+    pub(crate) fn record_recommendation(&mut self, now: Duration, current: u32, desired: u32) {
+        if self.recommendations.is_empty() {
+            self.recommendations.push_back(Stamped {
+                at: now,
+                replicas: current,
+            });
+        }
+        let longest = self
+            .behavior
+            .scale_up
+            .stabilization_window
+            .max(self.behavior.scale_down.stabilization_window);
         while self
             .recommendations
             .front()
@@ -103,13 +129,6 @@ impl Normalizer {
             at: now,
             replicas: desired,
         });
-        let recommendation = current.max(up).min(down);
-        let reason = if desired < current {
-            Reason::ScaleDownStabilized
-        } else {
-            Reason::ScaleUpStabilized
-        };
-        (recommendation, Some(reason))
     }
 
     fn change_in_period(events: &VecDeque<Stamped>, now: Duration, period: Duration) -> i64 {

@@ -106,14 +106,49 @@ impl Decision {
 
 /// Anything that turns observations into decisions.
 ///
-/// Policies are pure and synchronous: they keep only the history they need
-/// (recent recommendations and scale events, forecaster state) and read time from the observation.
+/// A decision is taken in two steps, as the Kubernetes controller takes it:
+/// [`recommend`](Policy::recommend) computes it without changing anything (a dry run), and
+/// once the caller knows whether the change was applied it reports
+/// [`commit`](Policy::commit) or [`apply_failed`](Policy::apply_failed), so the history the
+/// rate limits and cooldowns read holds only changes that happened. [`decide`](Policy::decide)
+/// is both steps for a caller that cannot fail to apply (the simulator).
+///
+/// Policies are synchronous: they keep only the history they need (recent recommendations and
+/// scale events, forecaster state) and read time from the observation.
 pub trait Policy {
-    /// Decides the replica count for this observation.
-    fn decide(&mut self, observation: &crate::Observation) -> Decision;
+    /// The decision for this observation, changing no state.
+    fn recommend(&self, observation: &crate::Observation) -> Decision;
+
+    /// Records that `decision` (from [`recommend`](Policy::recommend) on `observation`) was
+    /// applied, or needed no change.
+    fn commit(&mut self, observation: &crate::Observation, decision: &Decision);
+
+    /// Records that applying `decision` failed: the evaluation is remembered (stabilization,
+    /// forecasts, failure counts) but no scale event is, so the retry is not rate-limited by
+    /// a change that never happened.
+    fn apply_failed(&mut self, observation: &crate::Observation, decision: &Decision);
+
+    /// Recommends and commits in one step.
+    fn decide(&mut self, observation: &crate::Observation) -> Decision {
+        let decision = self.recommend(observation);
+        self.commit(observation, &decision);
+        decision
+    }
 }
 
 impl<P: Policy + ?Sized> Policy for Box<P> {
+    fn recommend(&self, observation: &crate::Observation) -> Decision {
+        (**self).recommend(observation)
+    }
+
+    fn commit(&mut self, observation: &crate::Observation, decision: &Decision) {
+        (**self).commit(observation, decision);
+    }
+
+    fn apply_failed(&mut self, observation: &crate::Observation, decision: &Decision) {
+        (**self).apply_failed(observation, decision);
+    }
+
     fn decide(&mut self, observation: &crate::Observation) -> Decision {
         (**self).decide(observation)
     }

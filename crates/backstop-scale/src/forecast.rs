@@ -10,6 +10,14 @@ pub trait Forecaster: Send {
     fn observe(&mut self, value: f64);
     /// The forecast `steps` samples after the last one (`steps >= 1`), once enough history exists.
     fn forecast(&self, steps: usize) -> Option<f64>;
+
+    /// The largest finite forecast over `from..=to` steps ahead.
+    fn forecast_peak(&self, from: usize, to: usize) -> Option<f64> {
+        (from..=to)
+            .filter_map(|h| self.forecast(h))
+            .filter(|v| v.is_finite())
+            .reduce(f64::max)
+    }
 }
 
 /// Builds the forecaster a [`ForecastModel`] names.
@@ -126,6 +134,9 @@ impl Forecaster for HoltWinters {
     }
 }
 
+/// The largest `linear_trend` window (samples): a day of 1-second samples is 86,400.
+pub const MAX_TREND_WINDOW: usize = 1 << 17;
+
 /// A least-squares line over the last `window` samples, extrapolated.
 #[derive(Debug, Clone)]
 pub struct LinearTrend {
@@ -134,12 +145,14 @@ pub struct LinearTrend {
 }
 
 impl LinearTrend {
-    /// A forecaster fitting the last `window` samples (at least 2).
+    /// A forecaster fitting the last `window` samples (2 to [`MAX_TREND_WINDOW`], clamped).
     pub fn new(window: usize) -> Self {
-        let window = window.max(2);
+        // Clamped even if the config's bound was bypassed, and grown as samples arrive, so
+        // the window setting alone never allocates.
+        let window = window.clamp(2, MAX_TREND_WINDOW);
         Self {
             window,
-            history: VecDeque::with_capacity(window),
+            history: VecDeque::new(),
         }
     }
 }
@@ -168,6 +181,15 @@ impl Forecaster for LinearTrend {
         }
         let slope = sxy / sxx;
         Some(mean_y + slope * (nf - 1.0 + steps as f64 - mean_x))
+    }
+
+    fn forecast_peak(&self, from: usize, to: usize) -> Option<f64> {
+        // A line peaks at one end of the range: two fits instead of one per step.
+        let ends = [self.forecast(from), self.forecast(to)];
+        ends.into_iter()
+            .flatten()
+            .filter(|v| v.is_finite())
+            .reduce(f64::max)
     }
 }
 

@@ -1,12 +1,10 @@
 //! Kubernetes-HPA target tracking: the replica calculator and the behaviour rules.
 
-use std::time::Duration;
-
 use backstop_core::config::{ConfigError, Validate};
 use serde::Serialize;
 
 use crate::behavior::Normalizer;
-use crate::config::HpaConfig;
+use crate::config::{HpaConfig, Tolerance};
 use crate::decision::{Decision, MetricProposal, Policy, Reason};
 use crate::noise::NoiseBand;
 use crate::observation::{MetricSample, Observation, Reading, Target};
@@ -14,8 +12,9 @@ use crate::observation::{MetricSample, Observation, Reading, Target};
 /// Target tracking exactly as the Kubernetes HPA documents and implements it.
 ///
 /// Per metric, `desired = ceil(current × value / target)` unless the ratio is within the
-/// tolerance; replicas with missing readings count as 100 % of target when scaling down and 0 %
-/// when scaling up, not-ready replicas as 0 % when scaling up, and if that reverses the
+/// tolerance; replicas with missing readings count as busy when scaling down (at the target,
+/// or at max(100 %, target) of their request under a utilization target) and idle when scaling
+/// up (at a ratio of exactly 1 they count on neither side), not-ready replicas as 0 % when scaling up, and if that reverses the
 /// direction or lands within tolerance nothing changes. The largest proposal wins; if any metric
 /// failed and the rest say scale down, nothing changes. The result then goes through the
 /// stabilization windows and rate policies of [`Behavior`](crate::Behavior).
@@ -47,6 +46,8 @@ pub struct PolicyStats {
     pub scale_ups: u64,
     /// Decisions that lowered the count.
     pub scale_downs: u64,
+    /// Decisions reported as failed to apply ([`Policy::apply_failed`]).
+    pub apply_failures: u64,
     /// The last decision.
     pub last: Option<Decision>,
 }
@@ -76,7 +77,7 @@ pub(crate) fn metric_proposal(
     sample: &MetricSample,
     current: u32,
     ready: u32,
-    tolerance: f64,
+    tolerance: Tolerance,
 ) -> MetricProposal {
     let result = compute(sample, current, ready, tolerance);
     match result {
@@ -111,13 +112,13 @@ fn compute(
     sample: &MetricSample,
     current: u32,
     ready: u32,
-    tolerance: f64,
+    tolerance: Tolerance,
 ) -> Result<(f64, u32), String> {
     let target = sample.target.value();
     if !(target.is_finite() && target > 0.0) {
         return Err("target must be a positive number".to_owned());
     }
-    let within = |ratio: f64| (ratio - 1.0).abs() <= tolerance;
+    let within = |ratio: f64| tolerance.within(ratio);
     match (&sample.reading, sample.target) {
         (Reading::Failed(why), _) => Err(why.clone()),
         (Reading::Total(total), Target::Value(_)) => {
@@ -154,11 +155,13 @@ fn compute(
             check(*avg)?;
             let unready = current.saturating_sub(ready);
             per_replica(
-                avg * f64::from(ready),
-                ready,
-                0,
-                unready,
-                target,
+                Counts {
+                    sum: avg * f64::from(ready),
+                    with_metrics: ready,
+                    missing: 0,
+                    unready,
+                },
+                sample.target,
                 current,
                 tolerance,
             )
@@ -183,11 +186,13 @@ fn compute(
                 }
             }
             per_replica(
-                sum,
-                with_metrics,
-                missing,
-                unready,
-                target,
+                Counts {
+                    sum,
+                    with_metrics,
+                    missing,
+                    unready,
+                },
+                sample.target,
                 current,
                 tolerance,
             )
@@ -203,39 +208,62 @@ fn check(v: f64) -> Result<(), String> {
     }
 }
 
-/// `GetResourceReplicas` from the HPA's replica calculator.
-fn per_replica(
+/// What the replicas reported for one per-replica metric.
+struct Counts {
+    /// Sum over the ready replicas that reported.
     sum: f64,
     with_metrics: u32,
     missing: u32,
     unready: u32,
-    target: f64,
+}
+
+/// `GetResourceReplicas` / `calcPlainMetricReplicas` from the HPA's replica calculator.
+fn per_replica(
+    counts: Counts,
+    kind: Target,
     current: u32,
-    tolerance: f64,
+    tolerance: Tolerance,
 ) -> Result<(f64, u32), String> {
+    let Counts {
+        sum,
+        with_metrics,
+        missing,
+        unready,
+    } = counts;
+    let target = kind.value();
     if with_metrics == 0 {
         return Err("no ready replica reported the metric".to_owned());
     }
     let ratio = sum / (target * f64::from(with_metrics));
     let rebalance_unready = unready > 0 && ratio > 1.0;
     if !rebalance_unready && missing == 0 {
-        if (ratio - 1.0).abs() <= tolerance {
+        if tolerance.within(ratio) {
             return Ok((ratio, current));
         }
         return Ok((ratio, ceil_u32(ratio * f64::from(with_metrics))));
     }
     let mut total_sum = sum;
-    let mut count = with_metrics + missing;
+    let mut count = with_metrics;
     if ratio < 1.0 {
-        // Scaling down: replicas without readings are assumed to be exactly at target.
-        total_sum += target * f64::from(missing);
+        // Scaling down: a replica without a reading is assumed busy. Under a utilization
+        // target the HPA assumes max(100 %, target) of its request, otherwise the target.
+        let assumed = match kind {
+            Target::Utilization(t) => t.max(100.0),
+            _ => target,
+        };
+        total_sum += assumed * f64::from(missing);
+        count += missing;
+    } else if ratio > 1.0 {
+        // Scaling up: a replica without a reading counts as idle. At exactly 1.0 the HPA
+        // adds missing replicas to neither side, so nothing changes.
+        count += missing;
     }
     if rebalance_unready {
-        // Scaling up: not-ready replicas count as idle, and so do missing ones.
+        // Scaling up: not-ready replicas count as idle.
         count += unready;
     }
     let new_ratio = total_sum / (target * f64::from(count));
-    if (new_ratio - 1.0).abs() <= tolerance
+    if tolerance.within(new_ratio)
         || (ratio > 1.0 && new_ratio < 1.0)
         || (ratio < 1.0 && new_ratio > 1.0)
     {
@@ -289,11 +317,52 @@ impl TargetTracking {
         self.normalizer.history_len()
     }
 
-    pub(crate) fn record_external(&mut self, at: Duration, from: u32, to: u32) {
-        self.normalizer.record_scale(at, from, to);
+    /// Every metric's proposal, with the noise band as it stands (`observe` records nothing).
+    fn proposals(&self, obs: &Observation, current: u32) -> Vec<MetricProposal> {
+        let base = self.config.band();
+        let mut proposals: Vec<MetricProposal> = obs
+            .metrics
+            .iter()
+            .map(|m| metric_proposal(m, current, obs.ready_replicas, base))
+            .collect();
+        let k = self.config.noise_tolerance;
+        if k > 0.0 {
+            // The ratio does not depend on the tolerance, so the first pass measures the noise
+            // and a second pass re-decides the metrics whose band it widens.
+            for (sample, proposal) in obs.metrics.iter().zip(proposals.iter_mut()) {
+                let Some(ratio) = proposal.ratio else {
+                    continue;
+                };
+                let sigma = self.noise.peek(&sample.name, ratio * f64::from(current));
+                let widened = base.widened(NoiseBand::tolerance(0.0, k, sigma));
+                if base.is_wider(&widened) {
+                    *proposal = metric_proposal(sample, current, obs.ready_replicas, widened);
+                }
+            }
+        }
+        proposals
     }
 
-    fn evaluate(&mut self, obs: &Observation) -> Decision {
+    /// Records what every evaluation records whether or not its decision was applied: the
+    /// noise estimate and the recommendation for the stabilization windows.
+    fn observe(&mut self, obs: &Observation, decision: &Decision) {
+        if self.config.noise_tolerance > 0.0 {
+            for (sample, proposal) in obs.metrics.iter().zip(&decision.proposals) {
+                if let Some(ratio) = proposal.ratio {
+                    self.noise
+                        .observe(&sample.name, ratio * f64::from(decision.current));
+                }
+            }
+        }
+        if decision.reason != Reason::Cooldown
+            && let Some(raw) = decision.recommendation
+        {
+            self.normalizer
+                .record_recommendation(obs.at, decision.current, raw);
+        }
+    }
+
+    fn evaluate(&self, obs: &Observation) -> Decision {
         let current = obs.current_replicas;
         let (min, max) = (self.config.min_replicas, self.config.max_replicas);
         if current == 0 {
@@ -311,27 +380,7 @@ impl TargetTracking {
                 ..Decision::hold(obs.at, current, Reason::Steady)
             };
         }
-        let base = self.config.tolerance;
-        let mut proposals: Vec<MetricProposal> = obs
-            .metrics
-            .iter()
-            .map(|m| metric_proposal(m, current, obs.ready_replicas, base))
-            .collect();
-        let k = self.config.noise_tolerance;
-        if k > 0.0 {
-            // The ratio does not depend on the tolerance, so the first pass measures the noise
-            // and a second pass re-decides the metrics whose band it widens.
-            for (sample, proposal) in obs.metrics.iter().zip(proposals.iter_mut()) {
-                let Some(ratio) = proposal.ratio else {
-                    continue;
-                };
-                let sigma = self.noise.observe(&sample.name, ratio * f64::from(current));
-                let tolerance = NoiseBand::tolerance(base, k, sigma);
-                if tolerance > base {
-                    *proposal = metric_proposal(sample, current, obs.ready_replicas, tolerance);
-                }
-            }
-        }
+        let proposals = self.proposals(obs, current);
         let (raw, metric) = match combine(&proposals, current) {
             Ok(found) => found,
             Err(reason) => {
@@ -366,11 +415,21 @@ impl TargetTracking {
 }
 
 impl Policy for TargetTracking {
-    fn decide(&mut self, obs: &Observation) -> Decision {
-        let decision = self.evaluate(obs);
+    fn recommend(&self, obs: &Observation) -> Decision {
+        self.evaluate(obs)
+    }
+
+    fn commit(&mut self, obs: &Observation, decision: &Decision) {
+        self.observe(obs, decision);
         self.normalizer
             .record_scale(obs.at, decision.current, decision.desired);
-        self.stats.record(&decision);
-        decision
+        self.stats.record(decision);
+    }
+
+    fn apply_failed(&mut self, obs: &Observation, decision: &Decision) {
+        // As the HPA: the recommendation stays in the window, but no scale event is recorded,
+        // so the rate limits of the retry are not spent on a change that never happened.
+        self.observe(obs, decision);
+        self.stats.apply_failures += 1;
     }
 }

@@ -88,8 +88,9 @@ pub use autoscaler::{
     Autoscaler, AutoscalerStats, LoadSignalMetric, MetricSource, Replicas, ScaleTarget,
 };
 pub use config::{
-    Behavior, FallbackConfig, ForecastModel, HpaConfig, PredictiveConfig, QueueConfig, RateKind,
-    RatePolicy, ScalingRules, Select, ThresholdConfig,
+    Behavior, FallbackBehavior, FallbackConfig, ForecastModel, HpaConfig, MAX_ERROR_WINDOW,
+    MAX_LEAD_SAMPLES, MAX_LEAD_TIME, PredictiveConfig, QueueConfig, RateKind, RatePolicy,
+    ScalingRules, Select, ThresholdConfig, ToleranceRule,
 };
 pub use contenders::{Contender, contenders};
 pub use decision::{Decision, MetricProposal, Policy, Reason};

@@ -52,6 +52,21 @@ impl NoiseBand {
         }
     }
 
+    /// The σ that [`NoiseBand::observe`] would return for this demand, without recording it.
+    pub(crate) fn peek(&self, metric: &str, demand: f64) -> f64 {
+        if !(demand.is_finite() && demand > 0.0) {
+            return self.sigma(metric);
+        }
+        match self.metrics.get(metric) {
+            Some(e) => {
+                let change = (demand - e.last_demand) / e.last_demand;
+                let msd = e.msd + ALPHA * (change * change - e.msd);
+                (msd / 2.0).sqrt()
+            }
+            None => 0.0,
+        }
+    }
+
     fn sigma(&self, metric: &str) -> f64 {
         self.metrics
             .get(metric)
@@ -84,6 +99,8 @@ mod tests {
         }
         assert!(trend < 0.01, "trend sigma {trend}");
         assert_eq!(band.observe("ramp", f64::NAN), trend);
+        let peeked = band.peek("noisy", 150.0);
+        assert_eq!(band.observe("noisy", 150.0), peeked);
     }
 
     #[test]

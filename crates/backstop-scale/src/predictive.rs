@@ -109,42 +109,36 @@ impl PredictivePolicy {
         })
     }
 
-    /// Scores the forecast made `lead` observations ago, feeds the sample, and returns the
-    /// peak forecast over the coming lead time.
-    fn learn(&mut self, demand: f64) -> Option<f64> {
-        if self.pending.len() >= self.lead {
-            if let Some(Some(predicted)) = self.pending.pop_front() {
-                if self.errors.len() == self.config.error_window {
-                    self.errors.pop_front();
-                }
-                self.errors
-                    .push_back(((predicted - demand).abs(), demand.abs()));
+    /// Scores the forecast made `lead` observations ago and feeds the sample.
+    fn learn(&mut self, demand: f64) {
+        if self.pending.len() >= self.lead
+            && let Some(Some(predicted)) = self.pending.pop_front()
+        {
+            if self.errors.len() == self.config.error_window {
+                self.errors.pop_front();
             }
+            self.errors
+                .push_back(((predicted - demand).abs(), demand.abs()));
         }
         self.forecaster.observe(demand);
         self.pending.push_back(self.forecaster.forecast(self.lead));
-        (1..=self.lead)
-            .filter_map(|h| self.forecaster.forecast(h))
-            .filter(|v| v.is_finite())
-            .reduce(f64::max)
     }
 
-    fn evaluate(&mut self, obs: &Observation) -> Decision {
-        let reactive = self.reactive.decide(obs);
+    fn evaluate(&self, obs: &Observation) -> Decision {
+        let reactive = self.reactive.recommend(obs);
         let demand = obs
             .find(&self.config.metric)
             .and_then(|m| m.total(obs.ready_replicas));
-        let Some(demand) = demand else {
+        if demand.is_none() {
             return reactive;
-        };
-        let peak = self.learn(demand);
+        }
         let error = self.forecast_error();
         let confident = error.is_some_and(|e| e <= self.config.max_error);
-        if confident != self.stats.confident {
-            tracing::info!(confident, error = ?error, "predictive confidence changed");
-        }
-        self.stats.forecast_error = error;
-        self.stats.confident = confident;
+        // The forecaster has not seen this observation yet (recommending changes nothing), so
+        // the coming lead time is steps 2..=lead+1 after its last sample.
+        let peak = self
+            .forecaster
+            .forecast_peak(2, self.lead.saturating_add(1));
         let Some(peak) = peak.filter(|_| confident) else {
             return reactive;
         };
@@ -156,25 +150,53 @@ impl PredictivePolicy {
             .ceil()
             .min(f64::from(max)) as u32;
         let predicted = needed.clamp(min, max);
-        if predicted <= reactive.desired {
+        if predicted <= reactive.desired || reactive.reason == Reason::Cooldown {
             return reactive;
         }
-        self.stats.predicted += 1;
-        // The reactive policy recorded its own change; count the extra step as well.
-        self.reactive
-            .record_external(obs.at, reactive.desired, predicted);
         Decision {
             desired: predicted,
             reason: Reason::Predicted,
             ..reactive
         }
     }
+
+    /// Records what every evaluation records whether or not its decision was applied.
+    fn observe(&mut self, obs: &Observation) {
+        let demand = obs
+            .find(&self.config.metric)
+            .and_then(|m| m.total(obs.ready_replicas));
+        if let Some(demand) = demand {
+            self.learn(demand);
+            let error = self.forecast_error();
+            let confident = error.is_some_and(|e| e <= self.config.max_error);
+            if confident != self.stats.confident {
+                tracing::info!(confident, error = ?error, "predictive confidence changed");
+            }
+            self.stats.forecast_error = error;
+            self.stats.confident = confident;
+        }
+    }
 }
 
 impl Policy for PredictivePolicy {
-    fn decide(&mut self, obs: &Observation) -> Decision {
-        let decision = self.evaluate(obs);
-        self.stats.policy.record(&decision);
-        decision
+    fn recommend(&self, obs: &Observation) -> Decision {
+        self.evaluate(obs)
+    }
+
+    fn commit(&mut self, obs: &Observation, decision: &Decision) {
+        self.observe(obs);
+        if decision.reason == Reason::Predicted {
+            self.stats.predicted += 1;
+        }
+        // The reactive policy records the whole change, forecast step included, so its rate
+        // limits count it.
+        self.reactive.commit(obs, decision);
+        self.stats.policy.record(decision);
+    }
+
+    fn apply_failed(&mut self, obs: &Observation, decision: &Decision) {
+        self.observe(obs);
+        self.reactive.apply_failed(obs, decision);
+        self.stats.policy.apply_failures += 1;
     }
 }

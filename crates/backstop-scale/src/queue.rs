@@ -5,7 +5,7 @@ use std::time::Duration;
 use backstop_core::config::{ConfigError, Validate};
 
 use crate::behavior::Normalizer;
-use crate::config::QueueConfig;
+use crate::config::{FallbackBehavior, QueueConfig, Tolerance};
 use crate::decision::{Decision, Policy, Reason};
 use crate::hpa::{PolicyStats, metric_proposal};
 use crate::noise::NoiseBand;
@@ -13,9 +13,10 @@ use crate::observation::{MetricSample, Observation, Reading, Target};
 
 /// Queue-driven scaling in the manner of KEDA, with its known failure modes fixed:
 ///
-/// - a failing metric source never scales the workload to zero (KEDA #1850); after
-///   `fallback.failure_threshold` consecutive failures the fallback count applies, also from
-///   zero (KEDA #7239);
+/// - a failing metric source never scales the workload to zero (KEDA #1850); once consecutive
+///   failures exceed `fallback.failure_threshold` (KEDA's `>`) the fallback count applies, at
+///   once from zero (KEDA #7239) and through the stabilization windows and rate policies from a
+///   running fleet;
 /// - going to zero is the last step of an ordinary, rate-limited scale-down: the count first
 ///   follows the [`Behavior`](crate::Behavior) down to one, and only then, after `cooldown`
 ///   without activity, drops to zero (KEDA #7770 dropped N → 0 at once).
@@ -77,29 +78,50 @@ impl QueuePolicy {
             .ok_or_else(|| "backlog is not a non-negative number".to_owned())
     }
 
-    fn evaluate(&mut self, obs: &Observation) -> Decision {
+    fn fallback(&self, obs: &Observation, error: &str) -> Decision {
+        let c = &self.config;
+        let current = obs.current_replicas;
+        let failures = self.failures.saturating_add(1);
+        tracing::warn!(failures, %error, "queue metric unavailable");
+        // KEDA applies the fallback once failures exceed the threshold, not when they reach it.
+        let Some(f) = c.fallback.filter(|f| failures > f.failure_threshold) else {
+            return Decision::hold(obs.at, current, Reason::MetricUnavailable);
+        };
+        let aim = match f.behavior {
+            FallbackBehavior::Static => f.replicas,
+            FallbackBehavior::CurrentReplicas => current,
+            FallbackBehavior::CurrentReplicasIfHigher => current.max(f.replicas),
+            FallbackBehavior::CurrentReplicasIfLower => current.min(f.replicas),
+        };
+        // From zero the fallback applies at once (KEDA #7239); from a running fleet it is an
+        // ordinary recommendation, stabilized and rate-limited.
+        let desired = if current == 0 || aim == 0 {
+            aim
+        } else {
+            self.normalizer
+                .normalize(obs.at, current, aim, 1, c.max_replicas)
+                .0
+        };
+        Decision {
+            desired,
+            recommendation: Some(aim),
+            ..Decision::hold(obs.at, current, Reason::Fallback)
+        }
+    }
+
+    fn evaluate(&self, obs: &Observation) -> Decision {
         let c = &self.config;
         let current = obs.current_replicas;
         let backlog = match self.backlog(obs) {
             Ok(b) => b,
-            Err(error) => {
-                self.failures = self.failures.saturating_add(1);
-                tracing::warn!(failures = self.failures, %error, "queue metric unavailable");
-                return match c.fallback {
-                    Some(f) if self.failures >= f.failure_threshold => Decision {
-                        desired: f.replicas,
-                        ..Decision::hold(obs.at, current, Reason::Fallback)
-                    },
-                    _ => Decision::hold(obs.at, current, Reason::MetricUnavailable),
-                };
-            }
+            Err(error) => return self.fallback(obs, &error),
         };
-        self.failures = 0;
         let active = backlog > c.activation_threshold;
-        let last_active = *self.last_active.get_or_insert(obs.at);
-        if active {
-            self.last_active = Some(obs.at);
-        }
+        let last_active = if active {
+            obs.at
+        } else {
+            self.last_active.unwrap_or(obs.at)
+        };
         let floor = c.min_replicas.max(1);
         let needed = (backlog / c.target_per_replica)
             .ceil()
@@ -120,14 +142,15 @@ impl QueuePolicy {
             Target::AverageValue(c.target_per_replica),
             Reading::Total(backlog),
         );
-        let mut proposal = metric_proposal(&sample, current, obs.ready_replicas, c.tolerance);
+        let base = Tolerance::symmetric(c.tolerance);
+        let mut proposal = metric_proposal(&sample, current, obs.ready_replicas, base);
         if c.noise_tolerance > 0.0
             && let Some(ratio) = proposal.ratio
         {
-            let sigma = self.noise.observe(&c.metric, ratio * f64::from(current));
-            let tolerance = NoiseBand::tolerance(c.tolerance, c.noise_tolerance, sigma);
-            if tolerance > c.tolerance {
-                proposal = metric_proposal(&sample, current, obs.ready_replicas, tolerance);
+            let sigma = self.noise.peek(&c.metric, ratio * f64::from(current));
+            let widened = base.widened(NoiseBand::tolerance(0.0, c.noise_tolerance, sigma));
+            if base.is_wider(&widened) {
+                proposal = metric_proposal(&sample, current, obs.ready_replicas, widened);
             }
         }
         let raw = proposal
@@ -167,14 +190,50 @@ impl QueuePolicy {
             proposals,
         }
     }
+
+    /// Records what every evaluation records whether or not its decision was applied.
+    fn observe(&mut self, obs: &Observation, decision: &Decision) {
+        match self.backlog(obs) {
+            Err(_) => self.failures = self.failures.saturating_add(1),
+            Ok(backlog) => {
+                self.failures = 0;
+                if backlog > self.config.activation_threshold {
+                    self.last_active = Some(obs.at);
+                } else {
+                    self.last_active.get_or_insert(obs.at);
+                }
+                if self.config.noise_tolerance > 0.0
+                    && let Some(ratio) = decision.proposals.first().and_then(|p| p.ratio)
+                {
+                    self.noise
+                        .observe(&self.config.metric, ratio * f64::from(decision.current));
+                }
+            }
+        }
+        if decision.current > 0
+            && decision.reason != Reason::Cooldown
+            && let Some(raw) = decision.recommendation
+        {
+            self.normalizer
+                .record_recommendation(obs.at, decision.current, raw);
+        }
+    }
 }
 
 impl Policy for QueuePolicy {
-    fn decide(&mut self, obs: &Observation) -> Decision {
-        let decision = self.evaluate(obs);
+    fn recommend(&self, obs: &Observation) -> Decision {
+        self.evaluate(obs)
+    }
+
+    fn commit(&mut self, obs: &Observation, decision: &Decision) {
+        self.observe(obs, decision);
         self.normalizer
             .record_scale(obs.at, decision.current, decision.desired);
-        self.stats.record(&decision);
-        decision
+        self.stats.record(decision);
+    }
+
+    fn apply_failed(&mut self, obs: &Observation, decision: &Decision) {
+        self.observe(obs, decision);
+        self.stats.apply_failures += 1;
     }
 }

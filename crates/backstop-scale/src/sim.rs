@@ -116,7 +116,11 @@ pub struct FixedPolicy {
 }
 
 impl Policy for FixedPolicy {
-    fn decide(&mut self, obs: &Observation) -> Decision {
+    fn commit(&mut self, _obs: &Observation, _decision: &Decision) {}
+
+    fn apply_failed(&mut self, _obs: &Observation, _decision: &Decision) {}
+
+    fn recommend(&self, obs: &Observation) -> Decision {
         let reason = if self.replicas == obs.current_replicas {
             Reason::Steady
         } else {
@@ -257,10 +261,11 @@ pub fn simulate<P: Policy + ?Sized>(
         if decision.desired != current {
             let up = decision.desired > current;
             report.actions += 1;
-            if let Some((t, was_up)) = last_action {
-                if was_up != up && at.saturating_sub(t) <= model.flap_window {
-                    report.flaps += 1;
-                }
+            if let Some((t, was_up)) = last_action
+                && was_up != up
+                && at.saturating_sub(t) <= model.flap_window
+            {
+                report.flaps += 1;
             }
             last_action = Some((at, up));
             if up {

@@ -129,12 +129,19 @@ impl ThresholdPolicy {
 }
 
 impl Policy for ThresholdPolicy {
-    fn decide(&mut self, obs: &Observation) -> Decision {
-        let decision = self.evaluate(obs);
+    fn recommend(&self, obs: &Observation) -> Decision {
+        self.evaluate(obs)
+    }
+
+    fn commit(&mut self, obs: &Observation, decision: &Decision) {
         if decision.is_change() {
             self.last_action = Some(obs.at);
         }
-        self.stats.record(&decision);
-        decision
+        self.stats.record(decision);
+    }
+
+    fn apply_failed(&mut self, _obs: &Observation, _decision: &Decision) {
+        // No cooldown starts for a change that did not happen.
+        self.stats.apply_failures += 1;
     }
 }

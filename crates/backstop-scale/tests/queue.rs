@@ -57,15 +57,17 @@ fn metric_outage_never_scales_to_zero_kedas_1850() {
 }
 
 #[test]
-fn fallback_applies_after_the_threshold_even_from_zero_kedas_7239() {
+fn fallback_applies_once_failures_exceed_the_threshold_even_from_zero_kedas_7239() {
+    // KEDA fires when failures > failureThreshold: with 3, failures 1, 2 and 3 hold and the
+    // 4th applies the fallback (the old `>=` fired on the 3rd).
     let mut p = policy(QueueConfig::default().with_fallback(3, 6));
-    for t in 0..2 {
+    for t in 0..3 {
         assert_eq!(p.decide(&obs(t * 15, 0, failed())).desired, 0);
     }
-    let d = p.decide(&obs(30, 0, failed()));
+    let d = p.decide(&obs(45, 0, failed()));
     assert_eq!((d.desired, d.reason), (6, Reason::Fallback));
     // A good reading resets the count.
-    p.decide(&obs(45, 6, backlog(60.0)));
+    p.decide(&obs(60, 6, backlog(60.0)));
     assert_eq!(p.failures(), 0);
 }
 

@@ -1,0 +1,122 @@
+//! Kubernetes-HPA target tracking settings.
+
+use backstop_core::config::{ConfigError, Validate, ensure};
+use serde::{Deserialize, Serialize};
+
+use super::{Behavior, Tolerance, ToleranceRule, validate_bounds, validate_tolerance};
+
+/// Kubernetes-HPA target tracking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HpaConfig {
+    /// Lower bound (at least 1).
+    pub min_replicas: u32,
+    /// Upper bound.
+    pub max_replicas: u32,
+    /// No action while every ratio is within `1 ± tolerance` (HPA default 0.1).
+    pub tolerance: f64,
+    /// Tolerance above 1 (scale-up side) instead of `tolerance`, as Kubernetes' per-direction
+    /// `behavior.scaleUp.tolerance`.
+    pub scale_up_tolerance: Option<f64>,
+    /// Tolerance below 1 (scale-down side) instead of `tolerance`.
+    pub scale_down_tolerance: Option<f64>,
+    /// How the band is tested: current Kubernetes (default) or 1.28 and older.
+    pub tolerance_rule: ToleranceRule,
+    /// Noise-aware band: when above 0, each metric's tolerance widens to this many times its
+    /// measured short-term relative noise (capped below 1), so white noise on a flat load does
+    /// not make the fleet chase every sample. 0 (the default) is the exact HPA behaviour.
+    pub noise_tolerance: f64,
+    /// Stabilization, rate policies and cooldown.
+    pub behavior: Behavior,
+}
+
+impl Default for HpaConfig {
+    fn default() -> Self {
+        Self {
+            min_replicas: 1,
+            max_replicas: 10,
+            tolerance: 0.1,
+            scale_up_tolerance: None,
+            scale_down_tolerance: None,
+            tolerance_rule: ToleranceRule::Current,
+            noise_tolerance: 0.0,
+            behavior: Behavior::default(),
+        }
+    }
+}
+
+impl HpaConfig {
+    /// Sets the noise-aware band multiplier (0 disables it).
+    #[must_use]
+    pub fn with_noise_tolerance(mut self, k: f64) -> Self {
+        self.noise_tolerance = k;
+        self
+    }
+
+    /// Sets the replica bounds.
+    #[must_use]
+    pub fn with_bounds(mut self, min: u32, max: u32) -> Self {
+        self.min_replicas = min;
+        self.max_replicas = max;
+        self
+    }
+
+    /// Sets the tolerance.
+    #[must_use]
+    pub fn with_tolerance(mut self, tolerance: f64) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// Sets one tolerance per direction (Kubernetes' `scaleUp.tolerance`/`scaleDown.tolerance`).
+    #[must_use]
+    pub fn with_direction_tolerances(mut self, up: f64, down: f64) -> Self {
+        self.scale_up_tolerance = Some(up);
+        self.scale_down_tolerance = Some(down);
+        self
+    }
+
+    /// Sets the tolerance rule.
+    #[must_use]
+    pub fn with_tolerance_rule(mut self, rule: ToleranceRule) -> Self {
+        self.tolerance_rule = rule;
+        self
+    }
+
+    pub(crate) fn band(&self) -> Tolerance {
+        Tolerance {
+            up: self.scale_up_tolerance.unwrap_or(self.tolerance),
+            down: self.scale_down_tolerance.unwrap_or(self.tolerance),
+            rule: self.tolerance_rule,
+        }
+    }
+
+    /// Sets the behaviour.
+    #[must_use]
+    pub fn with_behavior(mut self, behavior: Behavior) -> Self {
+        self.behavior = behavior;
+        self
+    }
+}
+
+impl Validate for HpaConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        validate_bounds(self.min_replicas, self.max_replicas, false)?;
+        validate_tolerance(self.tolerance)?;
+        for (tolerance, field) in [
+            (self.scale_up_tolerance, "scale_up_tolerance"),
+            (self.scale_down_tolerance, "scale_down_tolerance"),
+        ] {
+            if let Some(t) = tolerance {
+                validate_tolerance(t)
+                    .map_err(|_| ConfigError::new(field, "must be at least 0 and below 1"))?;
+            }
+        }
+        ensure(
+            self.noise_tolerance.is_finite() && self.noise_tolerance >= 0.0,
+            "noise_tolerance",
+            "must be a non-negative number",
+        )?;
+        self.behavior.validate().map_err(|e| e.within("behavior"))
+    }
+}

@@ -1,0 +1,181 @@
+//! KEDA-style queue scaling settings.
+
+use std::time::Duration;
+
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_duration};
+use serde::{Deserialize, Serialize};
+
+use super::{Behavior, validate_bounds, validate_tolerance};
+
+/// Which count a fallback aims for (KEDA's `fallback.behavior`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FallbackBehavior {
+    /// `replicas` (KEDA's `static`, its default).
+    #[default]
+    Static,
+    /// Keep the current count.
+    CurrentReplicas,
+    /// The larger of the current count and `replicas`.
+    CurrentReplicasIfHigher,
+    /// The smaller of the current count and `replicas`.
+    CurrentReplicasIfLower,
+}
+
+/// What the queue policy does once its metric source keeps failing (KEDA's `fallback`).
+///
+/// The fallback count is a recommendation like any other: from a running fleet it goes
+/// through the stabilization windows and rate policies, so a metrics outage cannot cut a
+/// fleet of 10 to 2 in one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FallbackConfig {
+    /// The fallback applies once consecutive failures exceed this (KEDA's `>`).
+    pub failure_threshold: u32,
+    /// Replicas to run while the source is failing.
+    pub replicas: u32,
+    /// Which count the fallback aims for.
+    #[serde(default)]
+    pub behavior: FallbackBehavior,
+}
+
+/// KEDA-style queue scaling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QueueConfig {
+    /// Name of the backlog metric in the observation.
+    pub metric: String,
+    /// Lower bound; 0 allows scaling to zero.
+    pub min_replicas: u32,
+    /// Upper bound.
+    pub max_replicas: u32,
+    /// Backlog each replica should carry.
+    pub target_per_replica: f64,
+    /// The workload is active only while the backlog is strictly greater than this.
+    pub activation_threshold: f64,
+    /// Inactive this long before scaling to zero (KEDA default 300 s).
+    #[serde(with = "backstop_core::duration::human")]
+    pub cooldown: Duration,
+    /// Replicas to run when the metric source keeps failing.
+    pub fallback: Option<FallbackConfig>,
+    /// No action while the ratio is within `1 ± tolerance`.
+    pub tolerance: f64,
+    /// Noise-aware band, as [`HpaConfig::noise_tolerance`](crate::HpaConfig::noise_tolerance): 0 (the default) disables it.
+    pub noise_tolerance: f64,
+    /// Stabilization and rate policies for scaling between 1 and max.
+    pub behavior: Behavior,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            metric: "queue_length".to_owned(),
+            min_replicas: 0,
+            max_replicas: 10,
+            target_per_replica: 5.0,
+            activation_threshold: 0.0,
+            cooldown: Duration::from_secs(300),
+            fallback: None,
+            tolerance: 0.1,
+            noise_tolerance: 0.0,
+            behavior: Behavior::default(),
+        }
+    }
+}
+
+impl QueueConfig {
+    /// Sets the noise-aware band multiplier (0 disables it).
+    #[must_use]
+    pub fn with_noise_tolerance(mut self, k: f64) -> Self {
+        self.noise_tolerance = k;
+        self
+    }
+
+    /// Sets the metric name.
+    #[must_use]
+    pub fn with_metric(mut self, metric: impl Into<String>) -> Self {
+        self.metric = metric.into();
+        self
+    }
+
+    /// Sets the replica bounds.
+    #[must_use]
+    pub fn with_bounds(mut self, min: u32, max: u32) -> Self {
+        self.min_replicas = min;
+        self.max_replicas = max;
+        self
+    }
+
+    /// Sets the backlog target per replica.
+    #[must_use]
+    pub fn with_target(mut self, target_per_replica: f64) -> Self {
+        self.target_per_replica = target_per_replica;
+        self
+    }
+
+    /// Sets the activation threshold.
+    #[must_use]
+    pub fn with_activation(mut self, threshold: f64) -> Self {
+        self.activation_threshold = threshold;
+        self
+    }
+
+    /// Sets the fallback.
+    #[must_use]
+    pub fn with_fallback(mut self, failure_threshold: u32, replicas: u32) -> Self {
+        self.fallback = Some(FallbackConfig {
+            failure_threshold,
+            replicas,
+            behavior: FallbackBehavior::Static,
+        });
+        self
+    }
+
+    /// Sets the fallback's behaviour (after [`QueueConfig::with_fallback`]).
+    #[must_use]
+    pub fn with_fallback_behavior(mut self, behavior: FallbackBehavior) -> Self {
+        if let Some(f) = &mut self.fallback {
+            f.behavior = behavior;
+        }
+        self
+    }
+
+    /// Sets the behaviour.
+    #[must_use]
+    pub fn with_behavior(mut self, behavior: Behavior) -> Self {
+        self.behavior = behavior;
+        self
+    }
+}
+
+impl Validate for QueueConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        ensure(!self.metric.is_empty(), "metric", "must not be empty")?;
+        ensure_duration("cooldown", self.cooldown)?;
+        validate_bounds(self.min_replicas, self.max_replicas, true)?;
+        ensure(
+            self.target_per_replica.is_finite() && self.target_per_replica > 0.0,
+            "target_per_replica",
+            "must be greater than 0",
+        )?;
+        ensure(
+            self.activation_threshold.is_finite() && self.activation_threshold >= 0.0,
+            "activation_threshold",
+            "must be a non-negative number",
+        )?;
+        validate_tolerance(self.tolerance)?;
+        ensure(
+            self.noise_tolerance.is_finite() && self.noise_tolerance >= 0.0,
+            "noise_tolerance",
+            "must be a non-negative number",
+        )?;
+        if let Some(f) = &self.fallback {
+            ensure(
+                f.replicas >= 1 && f.replicas <= self.max_replicas,
+                "fallback.replicas",
+                "must be between 1 and max_replicas",
+            )?;
+        }
+        self.behavior.validate().map_err(|e| e.within("behavior"))
+    }
+}

@@ -1,0 +1,114 @@
+//! Threshold/step scaling settings.
+
+use std::time::Duration;
+
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_duration};
+use serde::{Deserialize, Serialize};
+
+use super::validate_bounds;
+
+/// Step scaling on utilization thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ThresholdConfig {
+    /// Lower bound (at least 1).
+    pub min_replicas: u32,
+    /// Upper bound.
+    pub max_replicas: u32,
+    /// Scale up when utilization (percent) is above this.
+    pub scale_up_above: f64,
+    /// Scale down when utilization (percent) is below this.
+    pub scale_down_below: f64,
+    /// Replicas added per scale-up.
+    pub up_step: u32,
+    /// Replicas removed per scale-down.
+    pub down_step: u32,
+    /// Scale-up step as a percent of the current replicas (rounded up); the step taken is the
+    /// larger of this and `up_step`, so a big fleet grows as fast relative to its size as a
+    /// small one (the `Percent` step of KEDA/HPA policies). 0 disables it.
+    pub up_step_percent: f64,
+    /// Scale-down step as a percent of the current replicas (rounded down); the step taken is
+    /// the larger of this and `down_step`. 0 disables it.
+    pub down_step_percent: f64,
+    /// No action within this long after the last one.
+    #[serde(with = "backstop_core::duration::human")]
+    pub cooldown: Duration,
+}
+
+impl Default for ThresholdConfig {
+    fn default() -> Self {
+        Self {
+            min_replicas: 1,
+            max_replicas: 10,
+            scale_up_above: 80.0,
+            scale_down_below: 30.0,
+            up_step: 1,
+            down_step: 1,
+            up_step_percent: 0.0,
+            down_step_percent: 0.0,
+            cooldown: Duration::from_secs(300),
+        }
+    }
+}
+
+impl ThresholdConfig {
+    /// Sets the replica bounds.
+    #[must_use]
+    pub fn with_bounds(mut self, min: u32, max: u32) -> Self {
+        self.min_replicas = min;
+        self.max_replicas = max;
+        self
+    }
+
+    /// Sets the step sizes.
+    #[must_use]
+    pub fn with_steps(mut self, up: u32, down: u32) -> Self {
+        self.up_step = up;
+        self.down_step = down;
+        self
+    }
+
+    /// Sets the proportional steps, in percent of the current replicas.
+    #[must_use]
+    pub fn with_step_percents(mut self, up: f64, down: f64) -> Self {
+        self.up_step_percent = up;
+        self.down_step_percent = down;
+        self
+    }
+
+    /// Sets the cooldown.
+    #[must_use]
+    pub fn with_cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+}
+
+impl Validate for ThresholdConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        ensure_duration("cooldown", self.cooldown)?;
+        validate_bounds(self.min_replicas, self.max_replicas, false)?;
+        ensure(
+            self.scale_down_below.is_finite() && self.scale_down_below >= 0.0,
+            "scale_down_below",
+            "must be a non-negative number",
+        )?;
+        ensure(
+            self.scale_up_above.is_finite() && self.scale_up_above > self.scale_down_below,
+            "scale_up_above",
+            "must be greater than scale_down_below",
+        )?;
+        ensure(self.up_step >= 1, "up_step", "must be at least 1")?;
+        ensure(self.down_step >= 1, "down_step", "must be at least 1")?;
+        ensure(
+            self.up_step_percent.is_finite() && self.up_step_percent >= 0.0,
+            "up_step_percent",
+            "must be a non-negative number",
+        )?;
+        ensure(
+            self.down_step_percent.is_finite() && (0.0..=100.0).contains(&self.down_step_percent),
+            "down_step_percent",
+            "must be between 0 and 100",
+        )
+    }
+}

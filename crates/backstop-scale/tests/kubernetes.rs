@@ -1,0 +1,170 @@
+//! Scenarios where Backstop disagreed with the Kubernetes controller (`horizontal.go`,
+//! `replica_calculator.go`), each with the controller's arithmetic, and the tolerance rules.
+
+use std::time::Duration;
+
+use backstop_scale::{
+    Behavior, HpaConfig, MetricSample, Observation, Policy, Reading, Reason, ReplicaReading,
+    ScalingRules, Target, TargetTracking, ToleranceRule,
+};
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// No stabilization and no rate limit: isolates the replica calculator.
+fn raw(config: HpaConfig) -> TargetTracking {
+    let unlimited = ScalingRules::default_up()
+        .with_window(Duration::ZERO)
+        .with_policies(vec![]);
+    let behavior = Behavior {
+        scale_up: unlimited.clone(),
+        scale_down: unlimited,
+        cooldown: Duration::ZERO,
+    };
+    TargetTracking::new(config.with_bounds(1, 100).with_behavior(behavior)).unwrap()
+}
+
+fn pods(values: &[Option<f64>]) -> Reading {
+    Reading::PerReplica(
+        values
+            .iter()
+            .map(|&value| ReplicaReading { ready: true, value })
+            .collect(),
+    )
+}
+
+fn avg(value: f64) -> MetricSample {
+    MetricSample::new("m", Target::AverageValue(100.0), Reading::Average(value))
+}
+
+#[test]
+fn a_missing_pod_under_a_utilization_target_counts_at_max_100_percent_and_target() {
+    let mut hpa = raw(HpaConfig::default());
+    let readings = [Some(10.0), Some(10.0), Some(10.0), Some(10.0), None];
+    // 4 pods at 10 % against 50 %: ratio 0.2, a scale-down, so the missing pod counts at
+    // max(100 %, 50 %) = 100 %: (4 × 10 + 100) / (5 × 50) = 0.56, ceil(0.56 × 5) = ceil(2.8) = 3.
+    // (Counting it at the target gave (40 + 50) / 250 = 0.36, ceil(1.8) = 2.)
+    let cpu = MetricSample::new("cpu", Target::Utilization(50.0), pods(&readings));
+    let d = hpa.decide(&Observation::new(secs(0), 5, 5).metric(cpu));
+    assert_eq!(d.desired, 3);
+    // A Pods (average value) metric has no request: the missing pod counts at the target,
+    // (40 + 50) / 250 = 0.36 → 2.
+    let value = MetricSample::new("rps", Target::AverageValue(50.0), pods(&readings));
+    let d = hpa.decide(&Observation::new(secs(15), 5, 5).metric(value));
+    assert_eq!(d.desired, 2);
+    // A target above 100 %: the missing pod counts at 150 %: (40 + 150) / (5 × 150) ≈ 0.253,
+    // ceil(1.27) = 2 (at 100 % it would be 140 / 750 ≈ 0.187, ceil(0.93) = 1).
+    let high = MetricSample::new("cpu", Target::Utilization(150.0), pods(&readings));
+    let d = hpa.decide(&Observation::new(secs(30), 5, 5).metric(high));
+    assert_eq!(d.desired, 2);
+}
+
+#[test]
+fn a_ratio_of_exactly_one_with_missing_pods_changes_nothing() {
+    let mut hpa = raw(HpaConfig::default());
+    // 2 of 4 pods report exactly the target: ratio 1.0. The controller adds missing pods on
+    // neither side at 1.0, so the new ratio stays 1.0 and the count stays 4. (Putting them in
+    // the denominator gave 200 / 400 = 0.5 and halved the fleet to 2.)
+    let m = MetricSample::new(
+        "m",
+        Target::AverageValue(100.0),
+        pods(&[Some(100.0), Some(100.0), None, None]),
+    );
+    let d = hpa.decide(&Observation::new(secs(0), 4, 4).metric(m));
+    assert_eq!(d.desired, 4);
+}
+
+#[test]
+fn a_fresh_history_is_seeded_with_the_current_count_whatever_the_windows() {
+    // 60 s scale-up window, 0 s scale-down window, default rate policies (4 → 8 allowed).
+    let behavior = Behavior {
+        scale_up: ScalingRules::default_up().with_window(secs(60)),
+        scale_down: ScalingRules::default_down().with_window(Duration::ZERO),
+        cooldown: Duration::ZERO,
+    };
+    let mut hpa = TargetTracking::new(
+        HpaConfig::default()
+            .with_bounds(1, 20)
+            .with_behavior(behavior),
+    )
+    .unwrap();
+    // Every evaluation recommends ceil(4 × 200 / 100) = 8. The history starts as {4 @ 0}:
+    // t=0: lowest in (−60, 0] = min(4, 8) = 4; t=30: min(4, 8, 8) = 4; t=60: the seed at 0 is
+    // not after the cutoff 0, lowest of {8 @ 0, 8 @ 30, 8} = 8. Kubernetes: 4, 4, 8 (without the
+    // seed when the scale-down window is 0: 8, 8, 8).
+    let got: Vec<u32> = [0, 30, 60]
+        .iter()
+        .map(|&t| {
+            hpa.decide(&Observation::new(secs(t), 4, 4).metric(avg(200.0)))
+                .desired
+        })
+        .collect();
+    assert_eq!(got, vec![4, 4, 8]);
+}
+
+#[test]
+fn a_failed_apply_records_no_scale_event_so_the_retry_is_not_rate_limited() {
+    let mut hpa = TargetTracking::new(HpaConfig::default().with_bounds(1, 20)).unwrap();
+    // 2 replicas at 300 against 100: ceil(2 × 3) = 6; the up limit is max(2 × 2, 2 + 4) = 6.
+    let obs = Observation::new(secs(0), 2, 2).metric(avg(300.0));
+    let first = hpa.recommend(&obs);
+    assert_eq!(first.desired, 6);
+    hpa.apply_failed(&obs, &first);
+    // 5 s later, still 2 replicas. Had the +4 been recorded, the period would start at
+    // 2 − 4 = −2 and the limit would be max(−4, 2) → 2 (the old 6, 2). Kubernetes records
+    // events only after a successful update: 6 again.
+    let retry = Observation::new(secs(5), 2, 2).metric(avg(300.0));
+    let second = hpa.recommend(&retry);
+    assert_eq!(second.desired, 6);
+    hpa.commit(&retry, &second);
+    // Now the +4 is recorded: at 10 s, 6 replicas at 300 want 18, but the period began at 2:
+    // max(2 × 2, 2 + 4) = 6, so it holds at 6.
+    let d = hpa.decide(&Observation::new(secs(10), 6, 6).metric(avg(300.0)));
+    assert_eq!((d.desired, d.reason), (6, Reason::ScaleUpLimit));
+    assert_eq!(hpa.stats().apply_failures, 1);
+}
+
+#[test]
+fn recommend_changes_nothing() {
+    let mut hpa = TargetTracking::new(HpaConfig::default().with_bounds(1, 20)).unwrap();
+    let obs = Observation::new(secs(0), 10, 10).metric(avg(50.0));
+    let a = hpa.recommend(&obs);
+    let b = hpa.recommend(&obs);
+    assert_eq!(a, b);
+    assert_eq!(hpa.history_len(), 0);
+    assert_eq!(hpa.stats().decisions, 0);
+    // Committing records the seed and the recommendation.
+    hpa.commit(&obs, &a);
+    assert_eq!(hpa.history_len(), 2);
+}
+
+#[test]
+fn tolerance_at_exactly_1_10_holds_by_default_and_scales_under_the_1_28_rule() {
+    // 10 replicas at 110 against 100: ratio 1.1. Current Kubernetes tests 1.1 ≤ 1 + 0.1: holds.
+    // 1.28 tests |1 − 1.1| = 0.10000000000000009 ≤ 0.1: false, so ceil(10 × 1.1) = 11.
+    let mut current = raw(HpaConfig::default());
+    let d = current.decide(&Observation::new(secs(0), 10, 10).metric(avg(110.0)));
+    assert_eq!(d.desired, 10);
+    let mut old = raw(HpaConfig::default().with_tolerance_rule(ToleranceRule::Kubernetes128));
+    let d = old.decide(&Observation::new(secs(0), 10, 10).metric(avg(110.0)));
+    assert_eq!(d.desired, 11);
+}
+
+#[test]
+fn tolerances_per_direction() {
+    // Up 0.5, down 0.05: 140 against 100 (ratio 1.4 ≤ 1.5) holds; 90 (0.9 < 0.95) scales
+    // to ceil(10 × 0.9) = 9, which the symmetric 0.1 would hold (0.9 ≥ 0.9).
+    let mut hpa = raw(HpaConfig::default().with_direction_tolerances(0.5, 0.05));
+    let d = hpa.decide(&Observation::new(secs(0), 10, 10).metric(avg(140.0)));
+    assert_eq!(d.desired, 10);
+    let d = hpa.decide(&Observation::new(secs(15), 10, 10).metric(avg(90.0)));
+    assert_eq!(d.desired, 9);
+    let mut symmetric = raw(HpaConfig::default());
+    let d = symmetric.decide(&Observation::new(secs(0), 10, 10).metric(avg(90.0)));
+    assert_eq!(d.desired, 10);
+    // A per-direction tolerance is validated like the shared one.
+    let error =
+        TargetTracking::new(HpaConfig::default().with_direction_tolerances(1.5, 0.1)).unwrap_err();
+    assert_eq!(error.field(), "scale_up_tolerance");
+}

@@ -94,3 +94,54 @@ async fn run_evaluates_on_the_interval() {
     handle.abort();
     assert_eq!(*fleet.applied.lock().unwrap(), vec![2, 4, 8]);
 }
+
+/// A target whose first `apply` fails.
+#[derive(Clone, Default)]
+struct Flaky {
+    fleet: Fleet,
+    failures_left: Arc<Mutex<u32>>,
+}
+
+impl ScaleTarget for Flaky {
+    async fn replicas(&self) -> Result<Replicas, ScaleError> {
+        self.fleet.replicas().await
+    }
+
+    async fn apply(&self, decision: &Decision) -> Result<(), ScaleError> {
+        let fail = {
+            let mut left = self.failures_left.lock().unwrap();
+            let fail = *left > 0;
+            *left = left.saturating_sub(1);
+            fail
+        };
+        if fail {
+            return Err(ScaleError::new("conflict"));
+        }
+        self.fleet.apply(decision).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_apply_is_retried_at_the_full_rate() {
+    let target = Flaky::default();
+    *target.fleet.replicas.lock().unwrap() = 2;
+    *target.failures_left.lock().unwrap() = 1;
+    // 100 % busy against 50 %: 2 → 4 (the up limit is max(2 × 2, 2 + 4) = 6).
+    let signal = Arc::new(Busy(Mutex::new(100)));
+    let clock = ManualClock::new();
+    let policy = TargetTracking::new(HpaConfig::default().with_bounds(1, 10)).unwrap();
+    let mut scaler = Autoscaler::new(
+        policy,
+        target.clone(),
+        clock.clone(),
+        Duration::from_secs(15),
+    )
+    .source(LoadSignalMetric::utilization("pool", signal, 50.0));
+    assert!(scaler.step().await.is_err());
+    clock.advance(Duration::from_secs(5));
+    // Had the failed +2 been recorded, the period would start at 0 and allow nothing.
+    let d = scaler.step().await.unwrap();
+    assert_eq!(d.desired, 4);
+    assert_eq!(*target.fleet.applied.lock().unwrap(), vec![4]);
+    assert_eq!(scaler.policy().stats().apply_failures, 1);
+}

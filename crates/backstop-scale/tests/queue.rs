@@ -153,3 +153,54 @@ fn threshold_percent_step_scales_with_the_fleet() {
     let d = p.decide(&Observation::new(secs(900), 90, 90).metric(cpu(95.0)));
     assert_eq!(d.desired, 100);
 }
+
+#[test]
+fn a_fallback_goes_through_stabilization_instead_of_cutting_the_fleet() {
+    // 10 replicas carrying 100 messages at 10 each, then the metrics API goes down with a
+    // fallback of 2 after 1 failure. The fallback is a recommendation: the default 300 s
+    // scale-down window still holds 10 (the highest recommendation since t=0), where the old
+    // policy jumped 10 → 2 in one step.
+    let mut p = policy(
+        QueueConfig::default()
+            .with_fallback(1, 2)
+            .with_behavior(Behavior::default()),
+    );
+    assert_eq!(p.decide(&obs(0, 10, backlog(100.0))).desired, 10);
+    assert_eq!(
+        p.decide(&obs(15, 10, failed())).reason,
+        Reason::MetricUnavailable
+    );
+    let d = p.decide(&obs(30, 10, failed()));
+    assert_eq!((d.desired, d.reason), (10, Reason::Fallback));
+    // Once the window holds only fallback recommendations (after t=300 the t=0 one is out),
+    // the count falls to 2 within the scale-down rate (−100 % per 15 s).
+    let mut current = 10;
+    for t in (45..=330).step_by(15) {
+        current = p.decide(&obs(t, current, failed())).desired;
+    }
+    assert_eq!(current, 2);
+}
+
+#[test]
+fn fallback_behaviours_aim_for_current_or_the_larger_or_smaller() {
+    use backstop_scale::FallbackBehavior;
+    let run = |behavior: FallbackBehavior, current: u32| {
+        let mut p = policy(
+            QueueConfig::default()
+                .with_fallback(0, 6)
+                .with_fallback_behavior(behavior)
+                .with_behavior(Behavior {
+                    scale_down: ScalingRules::default_down().with_window(Duration::ZERO),
+                    ..Behavior::default()
+                }),
+        );
+        p.decide(&obs(0, current, failed())).desired
+    };
+    // Threshold 0: the first failure exceeds it. Scale-up allows max(2 × 3, 3 + 4) = 7.
+    assert_eq!(run(FallbackBehavior::Static, 3), 6);
+    assert_eq!(run(FallbackBehavior::CurrentReplicas, 3), 3);
+    assert_eq!(run(FallbackBehavior::CurrentReplicasIfHigher, 3), 6);
+    assert_eq!(run(FallbackBehavior::CurrentReplicasIfHigher, 9), 9);
+    assert_eq!(run(FallbackBehavior::CurrentReplicasIfLower, 9), 6);
+    assert_eq!(run(FallbackBehavior::CurrentReplicasIfLower, 3), 3);
+}

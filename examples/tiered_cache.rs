@@ -81,10 +81,8 @@ async fn main() {
         gateway("gateway-b", redis_url.as_deref(), &dir).await,
     ];
     if redis_url.is_some() {
-        gateways[0]
-            .invalidate_prefix("prompt-")
-            .await
-            .expect("a clean start");
+        // Everything in this example's Redis namespace, and nothing outside it.
+        gateways[0].invalidate_all().await.expect("a clean start");
     }
     let llm_calls = Arc::new(AtomicU64::new(0));
     let started = Instant::now();

@@ -54,7 +54,7 @@
 //!
 //! let gateway = Stack::new()
 //!     .layer(RateLimitLayer::keyed(per_user, |a: &Ask| a.user.clone(), |_| 1))
-//!     .layer(TieredCacheLayer::new(cache.clone(), |a: &Ask| Some(a.prompt.clone())))
+//!     .layer(CacheLayer::new(cache.clone()).key(|a: &Ask| Some(a.prompt.clone())))
 //!     .layer(BulkheadLayer::new(bulkhead))
 //!     .layer(BreakerLayer::new(breaker.clone()))
 //!     .service(model);

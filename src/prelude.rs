@@ -20,7 +20,7 @@ pub use backstop_batch::{BatchConfig, BatchLayer, Batcher};
 pub use backstop_breaker::{Breaker, BreakerConfig, BreakerLayer, BreakerRegistry};
 #[cfg(feature = "cache")]
 pub use backstop_cache::{
-    CacheConfig, CacheLayer, MemoryCache, MemoryTier, Tier, TieredCache, TieredCacheLayer,
+    CacheConfig, CacheLayer, MemoryCache, MemoryCacheLayer, MemoryTier, Tier, TieredCache,
 };
 #[cfg(feature = "dedup")]
 pub use backstop_dedup::{DedupLayer, DedupWindow, Group};

@@ -3,7 +3,7 @@
 
 use backstop::batch::{BatchConfig, BatchLayer, Batcher};
 use backstop::breaker::{Breaker, BreakerLayer};
-use backstop::cache::{TieredCache, TieredCacheLayer};
+use backstop::cache::{CacheLayer, TieredCache};
 use backstop::config::{
     BackstopConfig, BuildError, CacheSection, PersistentTierSection, RedisTierSection, SloSection,
 };
@@ -157,9 +157,7 @@ pub(crate) async fn build(
             .layer(DedupLayer::new(dedup.clone(), |ask: &Ask| {
                 ask.prompt.clone()
             }))
-            .layer(TieredCacheLayer::new(cache.clone(), |ask: &Ask| {
-                Some(ask.prompt.clone())
-            }))
+            .layer(CacheLayer::new(cache.clone()).key(|ask: &Ask| Some(ask.prompt.clone())))
             .layer(BreakerLayer::new(breaker.clone()))
             .service(batcher.clone()),
     );

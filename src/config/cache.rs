@@ -1,5 +1,5 @@
 use backstop_cache::{CacheConfig, Entry, MemoryCache, MemoryTier, TieredCache, TieredConfig};
-use backstop_core::config::{ConfigError, Validate, ensure};
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_duration};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::path::PathBuf;
@@ -50,9 +50,11 @@ pub struct RedisTierSection {
     pub url_env: String,
     /// Whether a missing URL is an error (`true`) or just leaves the tier out.
     pub required: bool,
-    /// Prefix of every key this cache writes.
+    /// Prefix of every key this cache writes: not empty, no glob character (`*`, `?`,
+    /// `[`, `]`, `\\`) and no unbalanced brace, so invalidation stays inside it.
     pub namespace: String,
-    /// Longest one Redis operation may take before it counts as failed.
+    /// Longest one Redis operation may take before it counts as failed (at most a year,
+    /// like every duration here).
     #[serde(with = "backstop_core::duration::human")]
     pub operation_timeout: Duration,
     /// How long entries stay in Redis; defaults to the tiered freshness plus grace.
@@ -99,11 +101,13 @@ impl Validate for CacheSection {
                 "redis.url",
                 "must be set when `url_env` is empty",
             )?;
+            backstop_cache::validate_redis_namespace("redis.namespace", &redis.namespace)?;
             ensure(
                 !redis.operation_timeout.is_zero(),
                 "redis.operation_timeout",
                 "must be greater than zero",
             )?;
+            ensure_duration("redis.operation_timeout", redis.operation_timeout)?;
             ensure_positive_ttl(redis.ttl, "redis.ttl")?;
         }
         if let Some(persistent) = &self.persistent {
@@ -123,7 +127,8 @@ fn ensure_positive_ttl(ttl: Option<Duration>, field: &str) -> Result<(), ConfigE
         ttl.is_none_or(|ttl| !ttl.is_zero()),
         field,
         "must be greater than zero",
-    )
+    )?;
+    ttl.map_or(Ok(()), |ttl| ensure_duration(field, ttl))
 }
 
 impl CacheSection {
@@ -235,4 +240,58 @@ fn persistent_tier<V>(_section: &PersistentTierSection) -> Result<SharedTier<V>,
         section: "cache.persistent",
         feature: "persistent",
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(section: CacheSection) -> String {
+        section.validate().unwrap_err().field().to_string()
+    }
+
+    /// Issue 19: `[cache.redis] namespace = ""` was accepted, and invalidation then
+    /// reached every key of the database.
+    #[test]
+    fn a_namespace_that_could_reach_foreign_keys_is_refused() {
+        for namespace in ["", "*", "app:?", "app:[x]", "{app"] {
+            let section = CacheSection {
+                redis: Some(RedisTierSection {
+                    namespace: namespace.to_string(),
+                    ..RedisTierSection::default()
+                }),
+                ..CacheSection::default()
+            };
+            assert_eq!(field_of(section), "redis.namespace", "{namespace:?}");
+        }
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        let huge = Duration::from_secs(150_000_000_000_000 * 86_400);
+        let redis = |section: RedisTierSection| CacheSection {
+            redis: Some(section),
+            ..CacheSection::default()
+        };
+        assert_eq!(
+            field_of(redis(RedisTierSection {
+                operation_timeout: huge,
+                ..RedisTierSection::default()
+            })),
+            "redis.operation_timeout"
+        );
+        assert_eq!(
+            field_of(redis(RedisTierSection {
+                ttl: Some(huge),
+                ..RedisTierSection::default()
+            })),
+            "redis.ttl"
+        );
+        let mut section = CacheSection::default();
+        section.tiered.fresh_for = huge;
+        assert_eq!(field_of(section), "tiered.fresh_for");
+        let mut section = CacheSection::default();
+        section.memory.ttl = Some(huge);
+        assert_eq!(field_of(section), "memory.ttl");
+    }
 }

@@ -76,6 +76,9 @@
 //! - **Writes** go through to every tier; [`WriteBehind`] turns a slow tier's writes
 //!   into batched background writes with a bounded queue. Deletes and prefix
 //!   invalidations reach every tier.
+//! - **Invalidation** by prefix ([`TieredCache::invalidate_prefix`]; an empty prefix is
+//!   refused) or of everything the cache owns ([`TieredCache::invalidate_all`]: in Redis,
+//!   the keys of its namespace only; a namespace is never empty or glob-bearing).
 //! - **Stampede protection**: [`TieredCache::get_or_load`] runs one loader per key
 //!   across all concurrent callers (a `backstop_dedup::Group`), with a loader timeout,
 //!   stale-while-revalidate, refresh-ahead and negative caching ([`TieredConfig`]).
@@ -86,7 +89,8 @@
 //! - **Semantic lookup** ([`SemanticCache`]): answers a prompt from a similar prompt's
 //!   entry by caller-provided embeddings, with an explicit threshold, semantic hits
 //!   counted apart, and a verifier hook (GPTCache's wrong-hit rates are why).
-//! - [`TieredCacheLayer`] puts it in front of any `backstop_core::Service`, and
+//! - [`CacheLayer`] puts it in front of any `backstop_core::Service` (its service keeps
+//!   the inner service's error type), and
 //!   [`TieredCache::stats`] reports hits per tier, misses, promotions, loads and load
 //!   time, stale serves and tier errors.
 //!
@@ -119,9 +123,9 @@ mod memory;
 mod tiered;
 
 pub use memory::cache::{CacheBuilder, Compute, MemoryCache, Weigher};
-pub use memory::config::{CacheConfig, PolicyConfig};
+pub use memory::config::{CacheConfig, MAX_CACHE_CAPACITY, PolicyConfig};
 pub use memory::expiry::Expiry;
-pub use memory::layer::{CacheLayer, CacheService};
+pub use memory::layer::{MemoryCacheLayer, MemoryCacheService};
 pub use memory::listener::{EvictionListener, RemovalCause};
 pub use memory::stats::{CacheStats, Removals};
 pub use tiered::cache::{PartialWrite, TieredCache, TieredCacheBuilder, TieredStats};
@@ -129,17 +133,18 @@ pub use tiered::codec::ValueCodec;
 pub use tiered::config::{Promotion, TieredConfig};
 pub use tiered::entry::{Entry, WallClock};
 pub use tiered::guarded_tier::GuardedTier;
-pub use tiered::layer::{NotFound, TieredCacheLayer, TieredCacheService};
-pub use tiered::load::LoadError;
+pub use tiered::layer::{CacheKey, CacheLayer, CacheService, RequestAsKey};
+pub use tiered::load_error::LoadError;
 pub use tiered::memory_tier::MemoryTier;
+pub use tiered::namespace::validate_redis_namespace;
 #[cfg(feature = "persistent")]
 pub use tiered::persistent_tier::PersistentTier;
 #[cfg(feature = "redis")]
-pub use tiered::redis_tier::{RedisTier, RedisTierConfig};
+pub use tiered::redis_tier::{MAX_REDIS_SCAN_BATCH, RedisTier, RedisTierConfig};
 pub use tiered::semantic::{
     EmbeddingError, ExactCosineIndex, SemanticCache, SemanticHit, SemanticStats, SimilarityIndex,
     Verifier,
 };
 pub use tiered::tier::{Tier, TierError, TierStats};
 pub use tiered::warm::WarmProgress;
-pub use tiered::write_behind::WriteBehind;
+pub use tiered::write_behind::{WriteBehind, WriteBehindStats};

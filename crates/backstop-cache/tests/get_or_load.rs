@@ -2,7 +2,7 @@
 //! refresh-ahead, cancellation, warming and the cache layer.
 
 use backstop_cache::{LoadError, TieredCache, TieredConfig};
-use backstop_core::ManualClock;
+use backstop_core::{ManualClock, RejectKind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,7 +11,7 @@ mod support;
 
 use support::MapTier;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, thiserror::Error)]
 #[error("provider said no")]
 struct ProviderError;
 
@@ -89,9 +89,71 @@ async fn a_slow_loader_times_out_for_every_caller() {
     };
     let key = "slow".to_string();
     let (a, b) = tokio::join!(cache.get_or_load(&key, slow), cache.get_or_load(&key, slow));
-    assert!(matches!(a, Err(LoadError::Timeout(limit)) if limit == Duration::from_secs(2)));
-    assert!(matches!(b, Err(LoadError::Timeout(_))));
+    let timed_out = |r: &Result<Option<String>, LoadError<ProviderError>>| matches!(r, Err(LoadError::Rejected(rejected)) if rejected.kind == RejectKind::Timeout);
+    assert!(timed_out(&a), "{a:?}");
+    assert!(timed_out(&b), "{b:?}");
     assert_eq!(cache.stats().load_failures, 2);
+}
+
+/// Issue 19: a panicking background refresh is contained and counted; the stale value
+/// stays served and the next refresh runs.
+#[tokio::test]
+async fn a_panicking_refresh_is_counted_and_the_next_one_runs() {
+    let (cache, clock) = cache(TieredConfig {
+        fresh_for: Duration::from_secs(10),
+        stale_grace: Some(Duration::from_secs(60)),
+        ..TieredConfig::default()
+    });
+    let key = "news".to_string();
+    let runs = Arc::new(AtomicUsize::new(0));
+    cache.get_or_load(&key, counted(&runs, "v1")).await.unwrap();
+    clock.advance(Duration::from_secs(11));
+    let served = cache
+        .get_or_load(&key, || async {
+            panic!("refresh exploded");
+            #[allow(unreachable_code)]
+            Ok::<Option<String>, ProviderError>(None)
+        })
+        .await
+        .unwrap();
+    assert_eq!(served.as_deref(), Some("v1"));
+    while cache.stats().panicked == 0 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(cache.stats().load_failures, 1);
+    let again = cache.get_or_load(&key, counted(&runs, "v2")).await.unwrap();
+    assert_eq!(again.as_deref(), Some("v1"), "still stale within grace");
+    while cache.get(&key).await.as_deref() != Some("v2") {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Loads coalesce only among callers with one error type, so each gets its own `E`.
+#[tokio::test]
+async fn the_loader_error_keeps_its_type_for_every_caller() {
+    #[derive(Debug)]
+    struct Other(u8);
+    let (cache, _) = cache(TieredConfig::default());
+    let key = "typed".to_string();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let waiting = gate.clone();
+    let slow = move || async move {
+        waiting.notified().await;
+        Err::<Option<String>, _>(ProviderError)
+    };
+    let first = cache.get_or_load(&key, slow.clone());
+    let second = cache.get_or_load(&key, slow);
+    let other = cache.get_or_load(&key, || async { Err::<Option<String>, _>(Other(7)) });
+    let release = async {
+        tokio::task::yield_now().await;
+        gate.notify_waiters();
+    };
+    let (a, b, c, ()) = tokio::join!(first, second, other, release);
+    let (Err(LoadError::Loader(a)), Err(LoadError::Loader(b))) = (a, b) else {
+        panic!("both callers get the loader's error");
+    };
+    assert!(Arc::ptr_eq(&a, &b), "one shared execution");
+    assert!(matches!(c, Err(LoadError::Loader(ref e)) if e.0 == 7));
 }
 
 #[tokio::test]
@@ -103,7 +165,8 @@ async fn errors_reach_the_caller_and_are_not_cached() {
         .await
         .unwrap_err();
     match error {
-        LoadError::Loader(inner) => assert!(inner.downcast_ref::<ProviderError>().is_some()),
+        // The loader's own type, no downcast.
+        LoadError::Loader(inner) => assert_eq!(*inner, ProviderError),
         other => panic!("expected the loader's error, got {other:?}"),
     }
     let runs = Arc::new(AtomicUsize::new(0));
@@ -126,7 +189,7 @@ async fn a_panicking_loader_is_an_error_and_the_key_is_released() {
         })
         .await;
     assert!(
-        matches!(result, Err(LoadError::Panicked(ref message)) if message.contains("exploded"))
+        matches!(result, Err(LoadError::Panicked(ref panicked)) if panicked.message().contains("exploded"))
     );
     let runs = Arc::new(AtomicUsize::new(0));
     assert_eq!(
@@ -328,8 +391,8 @@ async fn warming_loads_missing_keys_with_bounded_concurrency_and_reports_progres
 
 mod layer {
     use super::*;
-    use backstop_cache::TieredCacheLayer;
-    use backstop_core::{Layer, Service, service_fn};
+    use backstop_cache::CacheLayer;
+    use backstop_core::{Error, Layer, Service, ServiceExt, service_fn};
 
     #[tokio::test]
     async fn keyed_requests_are_served_from_the_cache_and_others_pass_through() {
@@ -345,11 +408,11 @@ mod layer {
                     Ok(format!("answer: {prompt}"))
                 }
             }
-        });
-        let svc = TieredCacheLayer::new(cache, |prompt: &String| {
-            (!prompt.starts_with("nocache")).then(|| prompt.clone())
         })
-        .layer(llm);
+        .lift();
+        let svc = CacheLayer::new(cache)
+            .key(|prompt: &String| (!prompt.starts_with("nocache")).then(|| prompt.clone()))
+            .layer(llm);
         assert_eq!(svc.call("a".to_string()).await.unwrap(), "answer: a");
         assert_eq!(svc.call("a".to_string()).await.unwrap(), "answer: a");
         assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -357,8 +420,7 @@ mod layer {
         svc.call("nocache-1".to_string()).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         let error = svc.call("fail".to_string()).await.unwrap_err();
-        assert!(
-            matches!(error, LoadError::Loader(ref inner) if inner.downcast_ref::<ProviderError>().is_some())
-        );
+        // The inner service's own error type comes back, not a cache wrapper.
+        assert!(matches!(error, Error::Inner(ProviderError)), "{error:?}");
     }
 }

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use backstop_cache::{CacheConfig, CacheLayer, Compute, Expiry, MemoryCache, RemovalCause};
+use backstop_cache::{CacheConfig, Compute, Expiry, MemoryCache, MemoryCacheLayer, RemovalCause};
 use backstop_core::{Layer, ManualClock, Service, service_fn};
 
 type Log = Arc<Mutex<Vec<(u32, u32, RemovalCause)>>>;
@@ -396,11 +396,36 @@ async fn layer_answers_repeats_from_memory_and_does_not_cache_errors() {
         }
     });
     let cache: MemoryCache<u32, u32> = MemoryCache::builder().max_capacity(10).build().unwrap();
-    let svc = CacheLayer::new(cache).layer(inner);
+    let svc = MemoryCacheLayer::new(cache).layer(inner);
     assert_eq!(svc.call(1).await, Ok(10));
     assert_eq!(svc.call(1).await, Ok(10));
     assert_eq!(svc.call(0).await, Err("zero"));
     assert_eq!(svc.call(0).await, Err("zero"));
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     assert_eq!(svc.cache().stats().hits, 1);
+}
+
+/// Issue 19: a panicking weigher reached the inserting caller (and, in `compute`, ran
+/// under the shard's write lock). Now the entry is refused and the panic counted.
+#[test]
+fn a_panicking_weigher_refuses_its_entry_and_is_counted() {
+    let cache: MemoryCache<String, String> = MemoryCache::builder()
+        .max_capacity(1_000)
+        .weigher(|_k: &String, v: &String| {
+            assert!(v != "poison", "weigher exploded");
+            v.len() as u32
+        })
+        .build()
+        .unwrap();
+    cache.insert("a".to_string(), "fine".to_string());
+    cache.insert("a".to_string(), "poison".to_string());
+    assert_eq!(cache.get("a"), None, "the replaced value is not served");
+    assert_eq!(
+        cache.compute("b".to_string(), |_| Compute::Put("poison".to_string())),
+        None
+    );
+    assert_eq!(cache.get("b"), None);
+    cache.insert("c".to_string(), "ok".to_string());
+    assert_eq!(cache.get("c").as_deref(), Some("ok"));
+    assert_eq!(cache.stats().panicked, 2);
 }

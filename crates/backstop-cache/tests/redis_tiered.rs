@@ -209,3 +209,80 @@ async fn reads_survive_redis_dying_and_recover_when_it_returns() {
         Some("back".to_string())
     );
 }
+
+/// Issue 19: `namespace = ""` was accepted and `invalidate_prefix("")` then scanned
+/// `MATCH *`, deleting every key of the database. Both are refused now, and removing the
+/// whole namespace is its own operation that leaves a foreign key alone.
+#[tokio::test]
+async fn invalidation_never_reaches_keys_outside_the_namespace() {
+    let Some(redis) = RedisTestContext::from_env("invalidation_stays_in_namespace").await else {
+        return;
+    };
+    for namespace in ["", "*", "app:[a-z]"] {
+        let refused = RedisTier::<backstop_cache::Entry<String>>::connect(
+            redis.url(),
+            redis_config(namespace),
+        )
+        .await;
+        match refused {
+            Err(backstop_cache::TierError::Config(error)) => {
+                assert_eq!(error.field(), "namespace", "{namespace:?}")
+            }
+            Err(other) => panic!("{namespace:?}: expected a config error, got {other}"),
+            Ok(_) => panic!("namespace {namespace:?} was accepted"),
+        }
+    }
+
+    // A key of another application, sharing the test's prefix so cleanup finds it.
+    let foreign = redis.key("other-app:session");
+    let mut connection = redis.connection().await;
+    let () = redis::cmd("SET")
+        .arg(&foreign)
+        .arg("keep me")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+
+    let namespace = redis.key("cache:");
+    let cache: TieredCache<String, String> = TieredCache::builder()
+        .tier(
+            RedisTier::connect(redis.url(), redis_config(&namespace))
+                .await
+                .unwrap(),
+            None,
+        )
+        .build()
+        .unwrap();
+    for key in ["a:1", "a:2", "b:1"] {
+        cache
+            .insert(&key.to_string(), "v".to_string())
+            .await
+            .unwrap();
+    }
+    assert_eq!(redis.count_keys().await, 4);
+
+    let empty = cache.invalidate_prefix("").await.unwrap_err();
+    assert_eq!(empty.reached, 0);
+    assert_eq!(empty.failed[0].1, backstop_cache::TierError::EmptyPrefix);
+    assert_eq!(
+        redis.count_keys().await,
+        4,
+        "an empty prefix removed nothing"
+    );
+
+    cache.invalidate_prefix("a:").await.unwrap();
+    assert_eq!(redis.count_keys().await, 2);
+    cache.invalidate_all().await.unwrap();
+    assert_eq!(
+        redis.count_keys().await,
+        1,
+        "only the namespace was emptied"
+    );
+    let kept: Option<String> = redis::cmd("GET")
+        .arg(&foreign)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("keep me"));
+    redis.cleanup().await;
+}

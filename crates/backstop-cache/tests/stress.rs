@@ -48,7 +48,7 @@ fn listener_sees_every_removal_exactly_once() {
                             }
                         }
                         _ => {
-                            let put = rng() % 2 == 0;
+                            let put = rng().is_multiple_of(2);
                             cache.compute(key, |_| {
                                 if put {
                                     Compute::Put(value)

@@ -222,6 +222,58 @@ async fn write_behind_answers_reads_from_its_queue_and_flushes_in_the_background
     assert!(slow.holds("k7").is_none());
 }
 
+/// Issue 19: a panic in the slow tier killed the flush task, so every later write waited
+/// in the queue for ever. Now the batch fails, is counted, and the flusher goes on.
+#[tokio::test]
+async fn write_behind_flusher_survives_a_panicking_tier() {
+    let slow = MapTier::named("slow");
+    let behind = WriteBehind::new(slow.clone(), 16, 4);
+    let entry = Entry {
+        value: Some("v".to_string()),
+        fresh_until: u64::MAX,
+    };
+    slow.panics.store(true, Ordering::SeqCst);
+    behind.set("lost", &entry, None).await.unwrap();
+    while behind.queue_stats().panicked == 0 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(behind.queued(), 0, "the panicked batch left the queue");
+    assert_eq!(behind.queue_stats().failed, 1);
+
+    slow.panics.store(false, Ordering::SeqCst);
+    behind.set("kept", &entry, None).await.unwrap();
+    while behind.queued() > 0 {
+        tokio::task::yield_now().await;
+    }
+    assert!(slow.holds("kept").is_some(), "the flusher is still alive");
+    assert_eq!(behind.queue_stats().flushed, 1);
+    assert_eq!(behind.stats().errors, 1);
+}
+
+/// Issue 19: `invalidate_prefix("")` meant "everything"; now it is a typed error and
+/// emptying the cache is the explicit `invalidate_all`.
+#[tokio::test]
+async fn an_empty_prefix_is_refused_and_invalidate_all_is_explicit() {
+    let (cache, l1, l2) = two_tiers(Promotion::Always);
+    cache
+        .insert(&"user:1".to_string(), "a".to_string())
+        .await
+        .unwrap();
+    let refused = cache.invalidate_prefix("").await.unwrap_err();
+    assert_eq!((refused.reached, refused.total), (0, 2));
+    assert!(
+        refused
+            .failed
+            .iter()
+            .all(|(_, error)| *error == TierError::EmptyPrefix)
+    );
+    assert!(l1.holds("user:1").is_some() && l2.holds("user:1").is_some());
+    assert_eq!(l2.invalidate_prefix("").await, Err(TierError::EmptyPrefix));
+
+    cache.invalidate_all().await.unwrap();
+    assert!(l1.holds("user:1").is_none() && l2.holds("user:1").is_none());
+}
+
 #[tokio::test]
 async fn write_behind_refuses_writes_when_its_queue_is_full() {
     let slow = MapTier::named("slow");

@@ -5,13 +5,12 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 
 use foldhash::fast::RandomState;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use backstop_core::config::{ConfigError, Validate};
-use backstop_core::{Clock, SystemClock};
+use backstop_core::{Clock, Panicked, SystemClock, contain};
 
 use super::config::CacheConfig;
 use super::expiry::{Expiry, NEVER};
@@ -83,6 +82,8 @@ struct Inner<K, V> {
     weigher: Option<Weigher<K, V>>,
     listener: Option<EvictionListener<K, V>>,
     lookups: LookupCounters,
+    /// Panics of user code (weigher, expiry hook, listener), contained and counted.
+    panicked: AtomicU64,
     /// Whether any entry can expire; until then the hit path never reads the clock.
     timed: AtomicBool,
     capacity: u64,
@@ -198,6 +199,7 @@ where
                 weigher: self.weigher,
                 listener: self.listener,
                 lookups: LookupCounters::new(),
+                panicked: AtomicU64::new(0),
                 timed: AtomicBool::new(timed),
                 capacity: cfg.max_capacity,
             }),
@@ -256,18 +258,36 @@ where
         }
     }
 
-    fn weigh(&self, key: &K, value: &V) -> u32 {
-        self.inner.weigher.as_ref().map_or(1, |w| w(key, value))
+    /// The entry's weight; `None` when the weigher panicked (contained, counted and
+    /// logged: the entry is then refused, never stored with a made-up weight).
+    fn weigh(&self, key: &K, value: &V) -> Option<u32> {
+        let Some(weigher) = &self.inner.weigher else {
+            return Some(1);
+        };
+        match contain("cache weigher", || weigher(key, value)) {
+            Ok(weight) => Some(weight),
+            Err(panicked) => {
+                self.panicked(&panicked);
+                None
+            }
+        }
+    }
+
+    #[cold]
+    fn panicked(&self, panicked: &Panicked) {
+        self.inner.panicked.fetch_add(1, Relaxed);
+        tracing::error!(%panicked, "cache callback panicked; contained");
     }
 
     /// Reports removals to the stats and the listener, outside any shard lock.
     fn notify(&self, shard: &Shard<K, V>, removed: RemovedList<K, V>) {
         for (k, v, cause) in removed {
             shard.counters.removed(cause);
-            if let Some(listener) = &self.inner.listener {
-                if catch_unwind(AssertUnwindSafe(|| listener(&k, &v, cause))).is_err() {
-                    tracing::error!(?cause, "cache eviction listener panicked");
-                }
+            if let Some(listener) = &self.inner.listener
+                && let Err(panicked) =
+                    contain("cache eviction listener", || listener(&k, &v, cause))
+            {
+                self.panicked(&panicked);
             }
         }
     }
@@ -303,11 +323,18 @@ where
         let ttl = ttl.or_else(|| {
             let e = self.inner.expiry.as_ref()?;
             let at = self.inner.epoch + Duration::from_nanos(t.now);
-            if update {
-                e.expire_after_update(key, value, at)
-            } else {
-                e.expire_after_create(key, value, at)
-            }
+            let hook = contain("cache expiry hook", || {
+                if update {
+                    e.expire_after_update(key, value, at)
+                } else {
+                    e.expire_after_create(key, value, at)
+                }
+            });
+            // A panicking hook leaves the entry to the cache-wide time to live.
+            hook.unwrap_or_else(|panicked| {
+                self.panicked(&panicked);
+                None
+            })
         });
         match ttl {
             Some(d) => t.now.saturating_add(nanos(d)),
@@ -323,7 +350,11 @@ where
         let hash = self.inner.hasher.hash_one(&key);
         let shard = self.shard_for(hash);
         let t = self.now();
-        let weight = self.weigh(&key, &value);
+        let Some(weight) = self.weigh(&key, &value) else {
+            // Never serve the value this insert meant to replace.
+            self.remove(&key);
+            return;
+        };
         let update = self.inner.expiry.is_some() && shard.contains(&key, hash, t);
         let expires_at = self.deadline(&key, &value, t, update, ttl);
         let mut removed = RemovedList::default();
@@ -543,6 +574,7 @@ where
             ..CacheStats::default()
         };
         self.inner.lookups.add_to(&mut s);
+        s.panicked = self.inner.panicked.load(Relaxed);
         for shard in self.inner.shards.iter() {
             shard.counters.add_to(&mut s);
             s.entries += shard.len();

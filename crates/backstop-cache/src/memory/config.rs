@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use backstop_core::config::{ConfigError, Validate, ensure};
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
 use serde::Deserialize;
 
 /// Tuning of the S3-FIFO policy. The defaults are the ones the S3-FIFO paper and our
@@ -51,12 +51,14 @@ impl Validate for PolicyConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
-    /// Maximum number of entries, or maximum total weight when a weigher is set.
+    /// Maximum number of entries, or maximum total weight when a weigher is set (at most
+    /// [`MAX_CACHE_CAPACITY`]).
     pub max_capacity: u64,
     /// Number of shards; `None` picks one from the core count, keeping at least 64
     /// units of capacity per shard.
     pub shards: Option<usize>,
-    /// Time to live of every entry unless an `Expiry` hook or `insert_with_ttl` says otherwise.
+    /// Time to live of every entry unless an `Expiry` hook or `insert_with_ttl` says
+    /// otherwise (at most a year, like every duration).
     #[serde(with = "backstop_core::duration::human_option")]
     pub ttl: Option<Duration>,
     /// Time to idle: an entry not read or written for this long expires.
@@ -81,9 +83,15 @@ impl Default for CacheConfig {
 /// Hard upper bound on shards: beyond this, per-shard overhead outweighs contention gains.
 pub(crate) const MAX_SHARDS: usize = 1024;
 
+/// The largest `max_capacity`: 2^48 entries or units of weight (256 TiB of bytes). Nothing
+/// is allocated in proportion to capacity; the bound keeps per-shard arithmetic far from
+/// overflow.
+pub const MAX_CACHE_CAPACITY: u64 = 1 << 48;
+
 impl Validate for CacheConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         ensure(self.max_capacity > 0, "max_capacity", "must be at least 1")?;
+        ensure_at_most("max_capacity", self.max_capacity, MAX_CACHE_CAPACITY)?;
         if let Some(s) = self.shards {
             ensure(s > 0, "shards", "must be at least 1")?;
             ensure(s <= MAX_SHARDS, "shards", "must be at most 1024")?;
@@ -95,9 +103,11 @@ impl Validate for CacheConfig {
         }
         if let Some(ttl) = self.ttl {
             ensure(!ttl.is_zero(), "ttl", "must be greater than zero")?;
+            ensure_duration("ttl", ttl)?;
         }
         if let Some(tti) = self.tti {
             ensure(!tti.is_zero(), "tti", "must be greater than zero")?;
+            ensure_duration("tti", tti)?;
             if let Some(ttl) = self.ttl {
                 ensure(tti <= ttl, "tti", "must not be longer than ttl")?;
             }
@@ -171,6 +181,39 @@ mod tests {
             ..base()
         });
         assert!(e.contains("policy.small_ratio"), "{e}");
+    }
+
+    #[test]
+    fn sizes_and_durations_are_bounded() {
+        let base = CacheConfig::default;
+        assert!(
+            err(CacheConfig {
+                max_capacity: u64::MAX,
+                ..base()
+            })
+            .contains("`max_capacity` must be at most")
+        );
+        assert!(
+            err(CacheConfig {
+                ttl: Some(Duration::MAX),
+                ..base()
+            })
+            .contains("`ttl` must be at most")
+        );
+        assert!(
+            err(CacheConfig {
+                tti: Some(Duration::from_secs(400 * 86_400)),
+                ..base()
+            })
+            .contains("`tti` must be at most")
+        );
+        CacheConfig {
+            max_capacity: MAX_CACHE_CAPACITY,
+            ttl: Some(backstop_core::config::MAX_DURATION),
+            ..base()
+        }
+        .validate()
+        .unwrap();
     }
 
     #[test]

@@ -10,11 +10,11 @@ use super::cache::MemoryCache;
 /// keyed by the request itself. Errors are not cached. Clones share one cache.
 ///
 /// ```
-/// use backstop_cache::{CacheLayer, MemoryCache};
+/// use backstop_cache::{MemoryCacheLayer, MemoryCache};
 /// use backstop_core::{Layer, Service, service_fn};
 ///
 /// let cache: MemoryCache<u32, u32> = MemoryCache::builder().max_capacity(1000).build().unwrap();
-/// let svc = CacheLayer::new(cache.clone())
+/// let svc = MemoryCacheLayer::new(cache.clone())
 ///     .layer(service_fn(|n: u32| async move { Ok::<_, std::convert::Infallible>(n * 2) }));
 /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 /// # rt.block_on(async {
@@ -24,43 +24,43 @@ use super::cache::MemoryCache;
 /// assert_eq!(cache.stats().hits, 1);
 /// ```
 #[derive(Debug, Clone)]
-pub struct CacheLayer<K, V> {
+pub struct MemoryCacheLayer<K, V> {
     cache: MemoryCache<K, V>,
 }
 
-impl<K, V> CacheLayer<K, V> {
+impl<K, V> MemoryCacheLayer<K, V> {
     /// A layer answering from `cache`.
     pub fn new(cache: MemoryCache<K, V>) -> Self {
         Self { cache }
     }
 }
 
-impl<S, K, V> Layer<S> for CacheLayer<K, V> {
-    type Service = CacheService<S, K, V>;
+impl<S, K, V> Layer<S> for MemoryCacheLayer<K, V> {
+    type Service = MemoryCacheService<S, K, V>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CacheService {
+        MemoryCacheService {
             inner,
             cache: self.cache.clone(),
         }
     }
 }
 
-/// The service produced by [`CacheLayer`].
+/// The service produced by [`MemoryCacheLayer`].
 #[derive(Debug, Clone)]
-pub struct CacheService<S, K, V> {
+pub struct MemoryCacheService<S, K, V> {
     inner: S,
     cache: MemoryCache<K, V>,
 }
 
-impl<S, K, V> CacheService<S, K, V> {
+impl<S, K, V> MemoryCacheService<S, K, V> {
     /// The cache this service answers from.
     pub fn cache(&self) -> &MemoryCache<K, V> {
         &self.cache
     }
 }
 
-impl<S, K, V> Service<K> for CacheService<S, K, V>
+impl<S, K, V> Service<K> for MemoryCacheService<S, K, V>
 where
     S: Service<K, Response = V>,
     K: Hash + Eq + Clone + Send + Sync + 'static,

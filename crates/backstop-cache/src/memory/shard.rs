@@ -285,7 +285,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
         hash: u64,
         t: Now,
         expires_at: u64,
-        weigh: &dyn Fn(&K, &V) -> u32,
+        weigh: &dyn Fn(&K, &V) -> Option<u32>,
         f: F,
         out: &mut RemovedList<K, V>,
     ) -> (Option<V>, Option<Inserted>)
@@ -295,31 +295,38 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
         use super::cache::Compute;
         let mut inner = self.inner.write();
         inner.expire(t, out);
-        if let Some(idx) = inner.find(&key, hash) {
-            if inner.slots[idx as usize]
+        if let Some(idx) = inner.find(&key, hash)
+            && inner.slots[idx as usize]
                 .as_ref()
                 .is_some_and(|s| s.deadline(t.tti) <= t.now)
-            {
-                if let Some((k, v)) = inner.take(idx, hash) {
+                && let Some((k, v)) = inner.take(idx, hash) {
                     out.push((k, v, RemovalCause::Expired));
                 }
-            }
-        }
         let current = inner.slot_of(&key, hash).map(|s| &s.value);
         let result = match f(current) {
             Compute::Keep => (current.cloned(), None),
-            Compute::Put(v) => {
-                let w = weigh(&key, &v);
-                let outcome = inner.insert(key.clone(), v, w, hash, expires_at, t, out);
-                let now_value = inner.slot_of(&key, hash).map(|s| s.value.clone());
-                (now_value, Some(outcome))
-            }
+            Compute::Put(v) => match weigh(&key, &v) {
+                Some(w) => {
+                    let outcome = inner.insert(key.clone(), v, w, hash, expires_at, t, out);
+                    let now_value = inner.slot_of(&key, hash).map(|s| s.value.clone());
+                    (now_value, Some(outcome))
+                }
+                // The weigher panicked: the value is refused like an oversized one, and
+                // the one it meant to replace goes too.
+                None => {
+                    if let Some(idx) = inner.find(&key, hash)
+                        && let Some((k, old)) = inner.take(idx, hash)
+                    {
+                        out.push((k, old, RemovalCause::Replaced));
+                    }
+                    (None, Some(Inserted::Rejected))
+                }
+            },
             Compute::Remove => {
-                if let Some(idx) = inner.find(&key, hash) {
-                    if let Some((k, v)) = inner.take(idx, hash) {
+                if let Some(idx) = inner.find(&key, hash)
+                    && let Some((k, v)) = inner.take(idx, hash) {
                         out.push((k, v, RemovalCause::Explicit));
                     }
-                }
                 (None, None)
             }
         };
@@ -426,11 +433,10 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
         if u64::from(weight) > self.capacity {
             // Larger than the whole shard: storing it would flush everything else for an
             // entry that cannot stay. Drop any older value so it is never served stale.
-            if let Some(idx) = existing {
-                if let Some((k, v)) = self.take(idx, hash) {
+            if let Some(idx) = existing
+                && let Some((k, v)) = self.take(idx, hash) {
                     out.push((k, v, RemovalCause::Replaced));
                 }
-            }
             out.push((key, value, RemovalCause::Size));
             return Inserted::Rejected;
         }

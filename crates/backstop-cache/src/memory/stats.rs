@@ -121,6 +121,9 @@ pub struct CacheStats {
     pub updates: u64,
     /// Entries refused because their weight exceeds one shard's share of capacity.
     pub rejected_oversize: u64,
+    /// Panics of the weigher, expiry hook or eviction listener, each contained (a
+    /// panicking weigher refuses its entry; a panicking hook leaves the cache-wide TTL).
+    pub panicked: u64,
     /// Removals by cause.
     pub removals: Removals,
     /// Entries held (expired ones count until reclaimed).

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::load::Loads;
+use super::load_error::Loads;
 use crate::{
     Entry, MemoryCache, MemoryTier, Promotion, Tier, TierError, TierStats, TieredConfig, WallClock,
 };
@@ -29,6 +29,7 @@ pub struct PartialWrite {
 
 /// Counters of a [`TieredCache`] and of each of its tiers.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct TieredStats {
     /// Fresh reads answered, by the index of the tier that answered (top first).
     pub hits_by_tier: Vec<u64>,
@@ -48,6 +49,9 @@ pub struct TieredStats {
     pub promotions: u64,
     /// Tier errors met while reading (each treated as a miss of that tier).
     pub read_errors: u64,
+    /// Loads (foreground or background refreshes) whose loader or tier panicked; each
+    /// panic was contained, failed that load only and released the key.
+    pub panicked: u64,
     /// How long loader runs took.
     pub load_time: LatencySummary,
     /// Each tier's own counters, top first, with its name.
@@ -73,6 +77,7 @@ pub(crate) struct Counters {
     pub(crate) refreshes: AtomicU64,
     pub(crate) promotions: AtomicU64,
     pub(crate) read_errors: AtomicU64,
+    pub(crate) panicked: AtomicU64,
 }
 
 pub(crate) struct Inner<V, C> {
@@ -289,14 +294,31 @@ where
     }
 
     /// Removes every key starting with `prefix` from every tier.
+    ///
+    /// An empty prefix is refused (every tier fails with [`TierError::EmptyPrefix`] and
+    /// none is asked): in a Redis tier it would read as "the whole namespace", which is
+    /// the separate [`invalidate_all`](Self::invalidate_all).
     pub async fn invalidate_prefix(&self, prefix: &str) -> Result<(), PartialWrite> {
         let levels = &self.inner.levels;
+        if prefix.is_empty() {
+            let refused = levels.iter().map(|_| Err::<u64, _>(TierError::EmptyPrefix));
+            return self.inner.collect(refused.collect());
+        }
         let results = join_all(
             levels
                 .iter()
                 .map(|level| level.tier.invalidate_prefix(prefix)),
         )
         .await;
+        self.inner.collect(results)
+    }
+
+    /// Removes every entry of this cache from every tier: the memory tier is emptied, a
+    /// Redis tier removes the keys of its namespace (and nothing outside it), a
+    /// persistent tier empties its file.
+    pub async fn invalidate_all(&self) -> Result<(), PartialWrite> {
+        let levels = &self.inner.levels;
+        let results = join_all(levels.iter().map(|level| level.tier.invalidate_all())).await;
         self.inner.collect(results)
     }
 
@@ -323,6 +345,7 @@ where
             refreshes: counter(&inner.counters.refreshes),
             promotions: counter(&inner.counters.promotions),
             read_errors: counter(&inner.counters.read_errors),
+            panicked: counter(&inner.counters.panicked),
             load_time: inner.load_time.snapshot().summary(),
             tiers: inner
                 .levels
@@ -451,8 +474,7 @@ where
         let now = self.wall.unix_millis();
         let entry = Entry {
             value,
-            fresh_until: now
-                .saturating_add(u64::try_from(fresh_for.as_millis()).unwrap_or(u64::MAX)),
+            fresh_until: now.saturating_add(backstop_core::time::millis(fresh_for)),
         };
         let results = join_all(self.levels.iter().map(|level| {
             level

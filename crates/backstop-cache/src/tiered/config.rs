@@ -1,6 +1,6 @@
 //! Settings of a [`TieredCache`](crate::TieredCache), loadable with serde.
 
-use backstop_core::config::{ConfigError, Validate, ensure};
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_duration};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -19,6 +19,9 @@ pub enum Promotion {
 }
 
 /// How long values stay fresh, what happens after, and how loads are run.
+///
+/// Every duration is at most [`MAX_DURATION`](backstop_core::config::MAX_DURATION) (a
+/// year); [`validated`](Self::validated) names the field that is not.
 ///
 /// ```
 /// use backstop_cache::TieredConfig;
@@ -92,6 +95,17 @@ impl Validate for TieredConfig {
             "fresh_for",
             "must be longer than zero",
         )?;
+        ensure_duration("fresh_for", self.fresh_for)?;
+        for (field, value) in [
+            ("stale_grace", self.stale_grace),
+            ("refresh_ahead", self.refresh_ahead),
+            ("negative_ttl", self.negative_ttl),
+            ("loader_timeout", self.loader_timeout),
+        ] {
+            if let Some(value) = value {
+                ensure_duration(field, value)?;
+            }
+        }
         if let Some(ahead) = self.refresh_ahead {
             ensure(
                 ahead < self.fresh_for,
@@ -171,6 +185,50 @@ mod tests {
         for (config, field) in broken {
             assert_eq!(config.validate().unwrap_err().field(), field);
         }
+    }
+
+    #[test]
+    fn durations_are_at_most_a_year() {
+        let huge = Duration::from_secs(150_000_000_000_000 * 86_400);
+        let broken = [
+            (
+                TieredConfig {
+                    fresh_for: huge,
+                    ..Default::default()
+                },
+                "fresh_for",
+            ),
+            (
+                TieredConfig {
+                    stale_grace: Some(huge),
+                    ..Default::default()
+                },
+                "stale_grace",
+            ),
+            (
+                TieredConfig {
+                    negative_ttl: Some(Duration::MAX),
+                    ..Default::default()
+                },
+                "negative_ttl",
+            ),
+            (
+                TieredConfig {
+                    loader_timeout: Some(Duration::MAX),
+                    ..Default::default()
+                },
+                "loader_timeout",
+            ),
+        ];
+        for (config, field) in broken {
+            assert_eq!(config.validate().unwrap_err().field(), field);
+        }
+        let year = TieredConfig {
+            fresh_for: backstop_core::config::MAX_DURATION,
+            stale_grace: Some(backstop_core::config::MAX_DURATION),
+            ..Default::default()
+        };
+        assert_eq!(year.validate(), Ok(()));
     }
 
     #[test]

@@ -2,14 +2,14 @@
 
 use async_trait::async_trait;
 use backstop_breaker::{Breaker, BreakerError, Outcome};
-use backstop_core::{Clock, SystemClock};
+use backstop_core::{Clock, RejectKind, Rejected, SystemClock};
 use std::future::Future;
 use std::time::Duration;
 
 use crate::{Tier, TierError, TierStats};
 
 /// Wraps a tier (typically Redis) in a [`Breaker`]: once the tier fails or times out
-/// often enough, its calls are refused at once with [`TierError::CircuitOpen`] instead of
+/// often enough, its calls are refused at once with [`TierError::Rejected`] (circuit open) instead of
 /// each waiting for a timeout, and the tiered cache keeps serving from the other tiers.
 /// The breaker probes the tier again after its open period, so the tier comes back by
 /// itself when the backend recovers. Undecodable values are the data's fault, not the
@@ -53,9 +53,13 @@ impl<T, C: Clock> GuardedTier<T, C> {
             .call_with(&classify, operation)
             .await
             .map_err(|error| match error {
-                BreakerError::Rejected(rejected) => TierError::CircuitOpen {
-                    retry_after: rejected.retry_after,
-                },
+                BreakerError::Rejected(refused) => {
+                    let rejected = Rejected::new(RejectKind::CircuitOpen);
+                    TierError::Rejected(match refused.retry_after {
+                        Some(wait) => rejected.with_retry_after(wait),
+                        None => rejected,
+                    })
+                }
                 BreakerError::Inner(error) => error,
             })
     }
@@ -89,7 +93,13 @@ where
     }
 
     async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, TierError> {
+        // Refused before the breaker: a caller's mistake says nothing of the backend.
+        super::tier::ensure_prefix(prefix)?;
         self.guarded(|| self.tier.invalidate_prefix(prefix)).await
+    }
+
+    async fn invalidate_all(&self) -> Result<u64, TierError> {
+        self.guarded(|| self.tier.invalidate_all()).await
     }
 
     fn stats(&self) -> TierStats {

@@ -1,31 +1,17 @@
 //! `get_or_load`: one loader run per key across all callers, stale-while-revalidate,
 //! refresh-ahead and negative caching.
 
-use backstop_core::Clock;
+use backstop_core::{Clock, RejectKind, Rejected, contain_future};
 use backstop_dedup::DedupError;
-use std::error::Error as StdError;
+use std::any::TypeId;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::cache::Inner;
-use crate::TieredCache;
-
-/// Why `get_or_load` produced no value. Every caller that shared one load receives the
-/// same error.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum LoadError {
-    /// The loader returned an error (downcast it to the loader's own type).
-    #[error("cache loader failed: {0}")]
-    Loader(Arc<dyn StdError + Send + Sync>),
-    /// The loader ran longer than the configured `loader_timeout`.
-    #[error("cache loader did not finish within {0:?}")]
-    Timeout(Duration),
-    /// The loader panicked; the panic was contained and the key released.
-    #[error("cache loader panicked: {0}")]
-    Panicked(Arc<str>),
-}
+use super::load_error::{Failure, FlightKey};
+use crate::{LoadError, TieredCache};
 
 /// Whether a load may be answered by a value another load wrote meanwhile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +21,6 @@ enum Reload {
     /// A background refresh: the value is there and must be replaced.
     Always,
 }
-
-pub(crate) type Loads<V> = backstop_dedup::Group<String, Option<V>, LoadError>;
 
 impl<K, V, C> TieredCache<K, V, C>
 where
@@ -53,11 +37,19 @@ where
     /// `stale_grace` is returned at once while one background refresh runs, and a fresh
     /// value within `refresh_ahead` of going stale is refreshed in the background too.
     /// Dropping the returned future never cancels a load other callers wait on.
-    pub async fn get_or_load<F, Fut, E>(&self, key: &K, loader: F) -> Result<Option<V>, LoadError>
+    ///
+    /// The loader's error stays typed: every caller that shared the load gets it as
+    /// [`LoadError::Loader`]`(Arc<E>)`. Loads coalesce among callers with the same error
+    /// type `E`.
+    pub async fn get_or_load<F, Fut, E>(
+        &self,
+        key: &K,
+        loader: F,
+    ) -> Result<Option<V>, LoadError<E>>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
-        E: StdError + Send + Sync + 'static,
+        E: Send + Sync + 'static,
     {
         let key = key.as_ref();
         let inner = &self.inner;
@@ -81,7 +73,7 @@ where
             let stale_until = inner.config.stale_grace.map(|grace| {
                 entry
                     .fresh_until
-                    .saturating_add(u64::try_from(grace.as_millis()).unwrap_or(u64::MAX))
+                    .saturating_add(backstop_core::time::millis(grace))
             });
             if let (Some(value), Some(stale_until)) = (entry.value, stale_until)
                 && now < stale_until
@@ -92,16 +84,22 @@ where
             }
         }
         inner.counters.misses.fetch_add(1, Ordering::Relaxed);
-        Inner::load(inner.clone(), key.to_string(), loader, Reload::IfMissing).await
+        Inner::load(inner.clone(), key.to_string(), loader, Reload::IfMissing)
+            .await
+            .map_err(Failure::typed)
     }
 
     fn refresh_in_background<F, Fut, E>(&self, key: &str, loader: F)
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
-        E: StdError + Send + Sync + 'static,
+        E: Send + Sync + 'static,
     {
-        if self.inner.loads.is_in_flight(&key.to_string()) {
+        if self
+            .inner
+            .loads
+            .is_in_flight(&(TypeId::of::<E>(), key.to_string()))
+        {
             return;
         }
         self.inner
@@ -110,9 +108,12 @@ where
             .fetch_add(1, Ordering::Relaxed);
         let inner = self.inner.clone();
         let key = key.to_string();
+        // Everything the refresh runs (loader, tiers) runs inside the coalescing group,
+        // which contains panics: a panicking refresh is a counted failure, never a dead
+        // task holding the key.
         tokio::spawn(async move {
-            if let Err(error) = Inner::load(inner, key, loader, Reload::Always).await {
-                tracing::warn!(%error, "background cache refresh failed; the stale value stays until its grace ends");
+            if let Err(failure) = Inner::load(inner, key, loader, Reload::Always).await {
+                tracing::warn!(error = %failure, "background cache refresh failed; the stale value stays until its grace ends");
             }
         });
     }
@@ -128,55 +129,78 @@ where
         key: String,
         loader: F,
         reload: Reload,
-    ) -> Result<Option<V>, LoadError>
+    ) -> Result<Option<V>, Failure>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
-        E: StdError + Send + Sync + 'static,
+        E: Send + Sync + 'static,
     {
         let inner = self.clone();
         let write_key = key.clone();
+        let flight: FlightKey = (TypeId::of::<E>(), key);
+        let counters = self.clone();
         let result = self
             .loads
-            .work(key, move || async move {
-                // A caller that missed just before the previous load wrote its value can
-                // start a new execution after that one finished: look again first.
-                if reload == Reload::IfMissing
-                    && let Some(entry) = inner.lookup(&write_key).await
-                    && entry.is_fresh(inner.wall.unix_millis())
-                {
-                    return Ok(entry.value);
-                }
-                inner.counters.loads.fetch_add(1, Ordering::Relaxed);
-                let started = inner.clock().now();
-                let loaded = match inner.config.loader_timeout {
-                    Some(limit) => tokio::time::timeout(limit, loader())
-                        .await
-                        .map_err(|_| LoadError::Timeout(limit))?,
-                    None => loader().await,
+            .work(flight, move || {
+                let load = async move {
+                    // A caller that missed just before the previous load wrote its value can
+                    // start a new execution after that one finished: look again first.
+                    if reload == Reload::IfMissing
+                        && let Some(entry) = inner.lookup(&write_key).await
+                        && entry.is_fresh(inner.wall.unix_millis())
+                    {
+                        return Ok(entry.value);
+                    }
+                    inner.counters.loads.fetch_add(1, Ordering::Relaxed);
+                    let started = inner.clock().now();
+                    let load = contain_future("cache loader", async move { loader().await });
+                    let contained = match inner.config.loader_timeout {
+                        Some(limit) => {
+                            tokio::time::timeout(backstop_core::time::clamp(limit), load)
+                                .await
+                                .map_err(|_| {
+                                    Failure::Rejected(Rejected::new(RejectKind::Timeout))
+                                })?
+                        }
+                        None => load.await,
+                    };
+                    inner
+                        .load_time
+                        .record(inner.clock().now().saturating_duration_since(started));
+                    let loaded = contained.map_err(|panicked| {
+                        inner.counters.panicked.fetch_add(1, Ordering::Relaxed);
+                        Failure::Panicked(panicked)
+                    })?;
+                    let value = loaded.map_err(Failure::loader)?;
+                    if value.is_some() || inner.config.negative_ttl.is_some() {
+                        // A failed write leaves the tiers as they were; the caller still
+                        // gets the value, and the failure is logged and counted by the tier.
+                        let _ = inner.write(&write_key, value.clone()).await;
+                    }
+                    Ok(value)
                 };
-                inner
-                    .load_time
-                    .record(inner.clock().now().saturating_duration_since(started));
-                let value = loaded.map_err(|error| LoadError::Loader(Arc::new(error)))?;
-                if value.is_some() || inner.config.negative_ttl.is_some() {
-                    // A failed write leaves the tiers as they were; the caller still
-                    // gets the value, and the failure is logged and counted by the tier.
-                    let _ = inner.write(&write_key, value.clone()).await;
+                // A tier that panics mid-load fails this load, counted, like the loader.
+                async move {
+                    contain_future("cache load", load)
+                        .await
+                        .unwrap_or_else(|panicked| {
+                            counters.counters.panicked.fetch_add(1, Ordering::Relaxed);
+                            Err(Failure::Panicked(panicked))
+                        })
                 }
-                Ok(value)
             })
             .await;
         result.map(|outcome| outcome.value).map_err(|error| {
             self.counters.load_failures.fetch_add(1, Ordering::Relaxed);
             match error {
-                DedupError::Inner(error) => error,
-                DedupError::Panicked { message } => LoadError::Panicked(message),
-                DedupError::Timeout { after } => LoadError::Timeout(after),
-                // Only a Redis-backed `DistributedGroup` reports its store unavailable.
-                DedupError::Unavailable { reason } => {
-                    LoadError::Loader(Arc::new(std::io::Error::other(reason.to_string())))
-                }
+                DedupError::Inner(failure) => failure,
+                // The whole load runs contained (above), so the group sees no panic and,
+                // having no store or follower timeout, refuses nothing; should it still
+                // report something, the caller gets it as a contained failure.
+                other => Failure::Panicked(backstop_core::Panicked::from_payload(
+                    "cache load",
+                    &other.to_string(),
+                )),
             }
         })
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use backstop_core::ConfigError;
 
+use super::tier::ensure_prefix;
 use crate::{MemoryCache, Tier, TierError, TierStats};
 
 /// A [`MemoryCache`] keyed by strings, seen as a [`Tier`].
@@ -62,8 +63,15 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> for MemoryTier<V> {
     }
 
     async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, TierError> {
+        ensure_prefix(prefix)?;
         let before = self.cache.len();
         self.cache.invalidate_prefix(prefix);
+        Ok(before.saturating_sub(self.cache.len()))
+    }
+
+    async fn invalidate_all(&self) -> Result<u64, TierError> {
+        let before = self.cache.len();
+        self.cache.invalidate_all();
         Ok(before.saturating_sub(self.cache.len()))
     }
 

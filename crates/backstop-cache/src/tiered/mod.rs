@@ -8,7 +8,9 @@ pub(crate) mod entry;
 pub(crate) mod guarded_tier;
 pub(crate) mod layer;
 pub(crate) mod load;
+pub(crate) mod load_error;
 pub(crate) mod memory_tier;
+pub(crate) mod namespace;
 #[cfg(feature = "persistent")]
 pub(crate) mod persistent_tier;
 #[cfg(feature = "redis")]

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::tier::TierCounters;
+use super::tier::{TierCounters, ensure_prefix};
 use crate::{Tier, TierError, TierStats, ValueCodec};
 
 /// key → (expires at, in Unix milliseconds, 0 for never; encoded value)
@@ -251,6 +251,22 @@ where
     }
 
     async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, TierError> {
+        ensure_prefix(prefix)?;
+        self.remove_prefixed(prefix).await
+    }
+
+    async fn invalidate_all(&self) -> Result<u64, TierError> {
+        // The file holds this tier's entries only, so every key is its own.
+        self.remove_prefixed("").await
+    }
+
+    fn stats(&self) -> TierStats {
+        self.store.counters.snapshot()
+    }
+}
+
+impl<V> PersistentTier<V> {
+    async fn remove_prefixed(&self, prefix: &str) -> Result<u64, TierError> {
         let store = self.store.clone();
         let prefix = prefix.to_string();
         let removed = self.store.counters.track(
@@ -262,10 +278,6 @@ where
         )?;
         self.store.counters.invalidated(removed);
         Ok(removed)
-    }
-
-    fn stats(&self) -> TierStats {
-        self.store.counters.snapshot()
     }
 }
 

@@ -7,21 +7,48 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use super::tier::TierCounters;
+use super::namespace::validate_redis_namespace;
+use super::tier::{TierCounters, ensure_prefix};
 use crate::{Tier, TierError, TierStats, ValueCodec};
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
 
-/// Settings of a [`RedisTier`].
+/// Settings of a [`RedisTier`], checked when the tier is made ([`Validate`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisTierConfig {
     /// Prepended to every key (`"backstop:"` by default), so one Redis can hold several
-    /// caches and prefix invalidation never touches another application's keys.
+    /// caches and prefix invalidation never touches another application's keys. It must
+    /// not be empty and must not hold the glob characters of `SCAN … MATCH` (`*`, `?`,
+    /// `[`, `]`, `\`) or an unbalanced brace (which would turn part of every key into a
+    /// cluster hash tag); `{app}:` is a whole hash tag and allowed.
     pub namespace: String,
     /// How values are encoded.
     pub codec: ValueCodec,
     /// How long one Redis operation may take before it fails with [`TierError::Timeout`].
     pub operation_timeout: Duration,
-    /// Keys scanned and unlinked per round trip during prefix invalidation.
+    /// Keys scanned and unlinked per round trip during prefix invalidation (1 to
+    /// [`MAX_REDIS_SCAN_BATCH`]).
     pub scan_batch: usize,
+}
+
+/// The largest `scan_batch`: one `UNLINK` of more keys would block the server.
+pub const MAX_REDIS_SCAN_BATCH: usize = 100_000;
+
+impl Validate for RedisTierConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        validate_redis_namespace("namespace", &self.namespace)?;
+        ensure(
+            !self.operation_timeout.is_zero(),
+            "operation_timeout",
+            "must be greater than zero",
+        )?;
+        ensure_duration("operation_timeout", self.operation_timeout)?;
+        ensure(self.scan_batch > 0, "scan_batch", "must be at least 1")?;
+        ensure_at_most(
+            "scan_batch",
+            self.scan_batch as u64,
+            MAX_REDIS_SCAN_BATCH as u64,
+        )
+    }
 }
 
 impl Default for RedisTierConfig {
@@ -49,8 +76,10 @@ pub struct RedisTier<V> {
 }
 
 impl<V> RedisTier<V> {
-    /// Connects to `url` (for example `redis://127.0.0.1:6379`).
+    /// Connects to `url` (for example `redis://127.0.0.1:6379`), once `config` is valid
+    /// ([`TierError::Config`] names the field otherwise).
     pub async fn connect(url: &str, config: RedisTierConfig) -> Result<Self, TierError> {
+        config.validate()?;
         let client = redis::Client::open(url).map_err(backend)?;
         let connection = tokio::time::timeout(
             config.operation_timeout.max(Duration::from_secs(1)),
@@ -59,17 +88,21 @@ impl<V> RedisTier<V> {
         .await
         .map_err(|_| TierError::Timeout(config.operation_timeout))?
         .map_err(backend)?;
-        Ok(Self::with_connection(connection, config))
+        Ok(Self::with_connection(connection, config)?)
     }
 
-    /// Uses an existing connection manager.
-    pub fn with_connection(connection: ConnectionManager, config: RedisTierConfig) -> Self {
-        Self {
+    /// Uses an existing connection manager, once `config` is valid.
+    pub fn with_connection(
+        connection: ConnectionManager,
+        config: RedisTierConfig,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
             connection,
             config,
             counters: TierCounters::default(),
             _values: PhantomData,
-        }
+        })
     }
 
     fn full_key(&self, key: &str) -> String {
@@ -183,6 +216,23 @@ where
     }
 
     async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, TierError> {
+        ensure_prefix(prefix)?;
+        self.unlink_matching(prefix).await
+    }
+
+    async fn invalidate_all(&self) -> Result<u64, TierError> {
+        // The namespace is validated non-empty, so this is `namespace*`, never `*`.
+        self.unlink_matching("").await
+    }
+
+    fn stats(&self) -> TierStats {
+        self.counters.snapshot()
+    }
+}
+
+impl<V> RedisTier<V> {
+    /// Unlinks every key of this namespace that starts with `prefix`.
+    async fn unlink_matching(&self, prefix: &str) -> Result<u64, TierError> {
         let pattern = format!("{}*", glob_escape(&self.full_key(prefix)));
         let mut connection = self.connection.clone();
         let mut cursor: u64 = 0;
@@ -213,15 +263,70 @@ where
         self.counters.invalidated(removed);
         Ok(removed)
     }
-
-    fn stats(&self) -> TierStats {
-        self.counters.snapshot()
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::glob_escape;
+    use super::*;
+
+    #[test]
+    fn namespaces_that_could_reach_foreign_keys_are_refused() {
+        for bad in [
+            "", "*", "app:*", "a?", "a[b]", "a]", "a\\b", "{app", "app}", "{{a}}",
+        ] {
+            let config = RedisTierConfig {
+                namespace: bad.to_string(),
+                ..RedisTierConfig::default()
+            };
+            let error = config.validate().expect_err(bad);
+            assert_eq!(error.field(), "namespace", "{bad:?}");
+        }
+        for good in ["backstop:", "{app}:", "a-b.c/d:"] {
+            let config = RedisTierConfig {
+                namespace: good.to_string(),
+                ..RedisTierConfig::default()
+            };
+            assert_eq!(config.validate(), Ok(()), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn sizes_and_durations_are_bounded() {
+        let base = RedisTierConfig::default;
+        let broken = [
+            (
+                RedisTierConfig {
+                    operation_timeout: Duration::MAX,
+                    ..base()
+                },
+                "operation_timeout",
+            ),
+            (
+                RedisTierConfig {
+                    operation_timeout: Duration::ZERO,
+                    ..base()
+                },
+                "operation_timeout",
+            ),
+            (
+                RedisTierConfig {
+                    scan_batch: 0,
+                    ..base()
+                },
+                "scan_batch",
+            ),
+            (
+                RedisTierConfig {
+                    scan_batch: usize::MAX,
+                    ..base()
+                },
+                "scan_batch",
+            ),
+        ];
+        for (config, field) in broken {
+            assert_eq!(config.validate().unwrap_err().field(), field);
+        }
+    }
 
     #[test]
     fn glob_characters_are_matched_literally() {

@@ -1,6 +1,7 @@
 //! The contract every cache tier fulfils, so tiers can be stacked as `Box<dyn Tier<V>>`.
 
 use async_trait::async_trait;
+use backstop_core::{ConfigError, Rejected};
 use serde::Serialize;
 #[cfg(any(feature = "redis", feature = "persistent"))]
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +10,7 @@ use std::time::Duration;
 /// Why a tier operation failed. A failing lower tier is reported, never a panic: the
 /// tiered cache treats it as a miss for reads and counts it in its stats.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TierError {
     /// The backend (Redis, the embedded store) refused or could not be reached.
     #[error("cache tier backend failed: {0}")]
@@ -16,15 +18,22 @@ pub enum TierError {
     /// The backend did not answer within the tier's operation timeout.
     #[error("cache tier did not answer within {0:?}")]
     Timeout(Duration),
-    /// The tier's circuit breaker is open after repeated failures; it was not asked.
-    #[error("cache tier skipped: its circuit is open (retry after {retry_after:?})")]
-    CircuitOpen {
-        /// When the breaker will let a probe through, if known.
-        retry_after: Option<Duration>,
-    },
+    /// The tier was not asked: its circuit breaker is open after repeated failures
+    /// ([`RejectKind::CircuitOpen`](backstop_core::RejectKind::CircuitOpen), with the
+    /// wait until the breaker lets a probe through when known).
+    #[error("cache tier skipped: {0}")]
+    Rejected(Rejected),
     /// A stored value could not be encoded or decoded.
     #[error("cache value could not be encoded or decoded: {0}")]
     Codec(String),
+    /// `invalidate_prefix("")` was asked for. An empty prefix would match every key the
+    /// tier can see; removing everything is the separate, explicit
+    /// [`Tier::invalidate_all`].
+    #[error("an empty prefix is refused; use invalidate_all to remove every entry")]
+    EmptyPrefix,
+    /// The tier's settings are invalid (the error names the field).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// One level of a tiered cache: memory, Redis, an embedded store…
@@ -56,10 +65,25 @@ pub trait Tier<V: Send + Sync>: Send + Sync {
     async fn delete(&self, key: &str) -> Result<(), TierError>;
 
     /// Removes every key that starts with `prefix` and returns how many were removed.
+    /// An empty prefix is refused with [`TierError::EmptyPrefix`]: on a shared store it
+    /// would read as "everything", so that is the separate [`invalidate_all`](Self::invalidate_all).
     async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, TierError>;
+
+    /// Removes every entry of this tier and returns how many were removed. A tier in a
+    /// shared store removes only what is its own (a Redis tier: the keys in its namespace).
+    async fn invalidate_all(&self) -> Result<u64, TierError>;
 
     /// Counters since the tier was created.
     fn stats(&self) -> TierStats;
+}
+
+/// Refuses the empty prefix every tier must refuse (see [`Tier::invalidate_prefix`]).
+pub(crate) fn ensure_prefix(prefix: &str) -> Result<(), TierError> {
+    if prefix.is_empty() {
+        Err(TierError::EmptyPrefix)
+    } else {
+        Ok(())
+    }
 }
 
 /// A tier's counters.

@@ -1,7 +1,9 @@
 //! Write-behind for slow tiers: writes return at once and reach the tier in batches.
 
 use async_trait::async_trait;
+use backstop_core::contain_future;
 use dashmap::DashMap;
+use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,6 +26,7 @@ struct Shared<V> {
     dropped: AtomicU64,
     flushed: AtomicU64,
     failed: AtomicU64,
+    panicked: AtomicU64,
     /// Held while a batch is applied and while a delete or invalidation runs, so a
     /// flush can never write back a value that a delete has just removed.
     applying: tokio::sync::Mutex<()>,
@@ -57,6 +60,7 @@ impl<V: Clone + Send + Sync + 'static> WriteBehind<V> {
             dropped: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            panicked: AtomicU64::new(0),
             applying: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(flush_loop(shared.clone(), receiver, batch_size.max(1)));
@@ -76,6 +80,35 @@ impl<V: Clone + Send + Sync + 'static> WriteBehind<V> {
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
     }
+
+    /// The queue's counters.
+    pub fn queue_stats(&self) -> WriteBehindStats {
+        let shared = &self.shared;
+        WriteBehindStats {
+            queued: shared.pending.len(),
+            dropped: shared.dropped.load(Ordering::Relaxed),
+            flushed: shared.flushed.load(Ordering::Relaxed),
+            failed: shared.failed.load(Ordering::Relaxed),
+            panicked: shared.panicked.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What a [`WriteBehind`] queue has done since it was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct WriteBehindStats {
+    /// Writes queued and not yet applied.
+    pub queued: usize,
+    /// Writes refused because the queue was full.
+    pub dropped: u64,
+    /// Writes applied to the slow tier.
+    pub flushed: u64,
+    /// Writes the slow tier refused.
+    pub failed: u64,
+    /// Batches whose write to the slow tier panicked: the panic was contained, the
+    /// batch's writes counted as failed, and the flusher went on with the next batch.
+    pub panicked: u64,
 }
 
 async fn flush_loop<V: Clone + Send + Sync + 'static>(
@@ -93,12 +126,24 @@ async fn flush_loop<V: Clone + Send + Sync + 'static>(
                 .then(|| (key.clone(), pending.value.clone(), pending.ttl, sequence))
         });
         let writes: Vec<_> = writes.collect();
-        let results = futures::future::join_all(
+        let flush = futures::future::join_all(
             writes
                 .iter()
                 .map(|(key, value, ttl, _)| shared.tier.set(key, value, *ttl)),
-        )
-        .await;
+        );
+        // A tier that panics fails this batch only: the flusher must outlive it, or every
+        // later write would wait in the queue for ever.
+        let results = match contain_future("write-behind flush", flush).await {
+            Ok(results) => results,
+            Err(panicked) => {
+                shared.panicked.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(tier = shared.tier.name(), %panicked, "write-behind flush panicked; batch dropped");
+                writes
+                    .iter()
+                    .map(|_| Err(TierError::Backend(panicked.to_string())))
+                    .collect()
+            }
+        };
         for ((key, _, _, sequence), result) in writes.iter().zip(results) {
             shared
                 .pending
@@ -159,11 +204,18 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> for WriteBehind<V> {
     }
 
     async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, TierError> {
+        super::tier::ensure_prefix(prefix)?;
         let _applying = self.shared.applying.lock().await;
         self.shared
             .pending
             .retain(|key, _| !key.starts_with(prefix));
         self.shared.tier.invalidate_prefix(prefix).await
+    }
+
+    async fn invalidate_all(&self) -> Result<u64, TierError> {
+        let _applying = self.shared.applying.lock().await;
+        self.shared.pending.clear();
+        self.shared.tier.invalidate_all().await
     }
 
     fn stats(&self) -> TierStats {

@@ -17,6 +17,8 @@ pub(crate) struct MapTier {
     name: &'static str,
     pub entries: Arc<Mutex<Stored>>,
     pub down: Arc<AtomicBool>,
+    /// While set, `set` panics (a tier with a bug).
+    pub panics: Arc<AtomicBool>,
 }
 
 impl MapTier {
@@ -72,6 +74,7 @@ impl Tier<Entry<String>> for MapTier {
         value: &Entry<String>,
         ttl: Option<Duration>,
     ) -> Result<(), TierError> {
+        assert!(!self.panics.load(Ordering::SeqCst), "tier exploded");
         self.check()?;
         self.entries
             .lock()
@@ -84,8 +87,18 @@ impl Tier<Entry<String>> for MapTier {
         self.entries.lock().unwrap().remove(key);
         Ok(())
     }
+    async fn invalidate_all(&self) -> Result<u64, TierError> {
+        self.check()?;
+        let mut entries = self.entries.lock().unwrap();
+        let before = entries.len();
+        entries.clear();
+        Ok(before as u64)
+    }
     async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, TierError> {
         self.check()?;
+        if prefix.is_empty() {
+            return Err(TierError::EmptyPrefix);
+        }
         let mut entries = self.entries.lock().unwrap();
         let before = entries.len();
         entries.retain(|key, _| !key.starts_with(prefix));

@@ -37,6 +37,7 @@ impl PublishMetrics for TieredStats {
         );
         counter("backstop_cache_refreshes_total", &labels, self.refreshes);
         counter("backstop_cache_promotions_total", &labels, self.promotions);
+        counter("backstop_cache_panicked_total", &labels, self.panicked);
         latency(
             "backstop_cache_load_seconds",
             "backstop_cache_load_seconds_count",
@@ -54,6 +55,7 @@ impl PublishMetrics for CacheStats {
         counter("backstop_cache_tier_misses_total", &tier, self.misses);
         let labels = [("name", name.to_owned())];
         counter("backstop_cache_insertions_total", &labels, self.insertions);
+        counter("backstop_cache_panicked_total", &labels, self.panicked);
         counter(
             "backstop_cache_rejected_oversize_total",
             &labels,

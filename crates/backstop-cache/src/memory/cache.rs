@@ -23,6 +23,7 @@ pub type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 
 /// What [`MemoryCache::compute`] does with the entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Compute<V> {
     /// Leave the entry as it is (absent stays absent).
     Keep,

@@ -2,7 +2,7 @@
 
 use std::hash::Hash;
 
-use backstop_core::{Layer, Service};
+use backstop_core::{Layer, Rejected, Service};
 
 use super::cache::MemoryCache;
 
@@ -76,5 +76,11 @@ where
         let v = self.inner.call(req.clone()).await?;
         self.cache.insert(req, v.clone());
         Ok(v)
+    }
+
+    /// The cache refuses nothing itself; a miss needs the inner service, so its
+    /// readiness is the inner service's.
+    fn readiness(&self) -> Result<(), Rejected> {
+        self.inner.readiness()
     }
 }

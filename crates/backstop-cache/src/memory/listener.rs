@@ -7,6 +7,7 @@ use serde::Serialize;
 /// Why an entry was removed from the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RemovalCause {
     /// Evicted to stay within capacity, or refused because it alone is larger than the
     /// share of capacity one shard holds (see [`CacheStats::rejected_oversize`](crate::CacheStats)).

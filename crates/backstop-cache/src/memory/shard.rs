@@ -299,9 +299,10 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
             && inner.slots[idx as usize]
                 .as_ref()
                 .is_some_and(|s| s.deadline(t.tti) <= t.now)
-                && let Some((k, v)) = inner.take(idx, hash) {
-                    out.push((k, v, RemovalCause::Expired));
-                }
+            && let Some((k, v)) = inner.take(idx, hash)
+        {
+            out.push((k, v, RemovalCause::Expired));
+        }
         let current = inner.slot_of(&key, hash).map(|s| &s.value);
         let result = match f(current) {
             Compute::Keep => (current.cloned(), None),
@@ -324,9 +325,10 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
             },
             Compute::Remove => {
                 if let Some(idx) = inner.find(&key, hash)
-                    && let Some((k, v)) = inner.take(idx, hash) {
-                        out.push((k, v, RemovalCause::Explicit));
-                    }
+                    && let Some((k, v)) = inner.take(idx, hash)
+                {
+                    out.push((k, v, RemovalCause::Explicit));
+                }
                 (None, None)
             }
         };
@@ -434,9 +436,10 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
             // Larger than the whole shard: storing it would flush everything else for an
             // entry that cannot stay. Drop any older value so it is never served stale.
             if let Some(idx) = existing
-                && let Some((k, v)) = self.take(idx, hash) {
-                    out.push((k, v, RemovalCause::Replaced));
-                }
+                && let Some((k, v)) = self.take(idx, hash)
+            {
+                out.push((k, v, RemovalCause::Replaced));
+            }
             out.push((key, value, RemovalCause::Size));
             return Inserted::Rejected;
         }

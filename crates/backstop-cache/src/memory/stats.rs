@@ -95,6 +95,7 @@ impl Counters {
 
 /// Removals by cause.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Removals {
     /// Evicted for capacity, including refused oversize entries.
     pub size: u64,
@@ -108,6 +109,7 @@ pub struct Removals {
 
 /// A point-in-time view of a cache's counters and occupancy.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct CacheStats {
     /// Lookups that returned a value.
     pub hits: u64,

@@ -7,6 +7,7 @@ use std::time::Duration;
 /// When a value found in a lower tier is copied into the tiers above it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Promotion {
     /// On every lower-tier hit.
     #[default]

@@ -17,6 +17,7 @@ use crate::TieredCache;
 
 /// Why an embedding was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EmbeddingError {
     /// The vector's length differs from the index's.
     #[error("embedding has {got} dimensions; the index holds {expected}")]
@@ -116,6 +117,7 @@ impl SimilarityIndex for ExactCosineIndex {
 
 /// How a [`SemanticCache`] answered.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum SemanticHit<V> {
     /// The very key was cached.
     Exact(V),
@@ -132,6 +134,7 @@ pub enum SemanticHit<V> {
 
 /// Counters of a [`SemanticCache`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct SemanticStats {
     /// Answers found under the exact key.
     pub exact_hits: u64,

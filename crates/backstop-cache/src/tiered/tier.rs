@@ -88,6 +88,7 @@ pub(crate) fn ensure_prefix(prefix: &str) -> Result<(), TierError> {
 
 /// A tier's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct TierStats {
     /// Reads that found a value.
     pub hits: u64,

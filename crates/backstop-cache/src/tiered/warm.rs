@@ -10,6 +10,7 @@ use crate::TieredCache;
 
 /// Where a warming run stands; passed to the progress callback after each key.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct WarmProgress {
     /// Keys handled so far.
     pub done: usize,

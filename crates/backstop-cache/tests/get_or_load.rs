@@ -423,4 +423,51 @@ mod layer {
         // The inner service's own error type comes back, not a cache wrapper.
         assert!(matches!(error, Error::Inner(ProviderError)), "{error:?}");
     }
+
+    /// One failed load reaches every concurrent caller as the inner service's own error
+    /// type, shared through `StackError::shared` (no `Clone` of the error needed).
+    #[tokio::test]
+    async fn a_shared_failure_reaches_every_caller_typed() {
+        let (cache, _) = cache(TieredConfig::default());
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let waiting = gate.clone();
+        let llm = service_fn(move |_prompt: String| {
+            let waiting = waiting.clone();
+            async move {
+                waiting.notified().await;
+                Err::<String, _>(ProviderError)
+            }
+        })
+        .lift();
+        let svc = CacheLayer::new(cache)
+            .key(|prompt: &String| Some(prompt.clone()))
+            .layer(llm);
+        let release = async {
+            tokio::task::yield_now().await;
+            gate.notify_waiters();
+        };
+        let (a, b, ()) = tokio::join!(svc.call("q".into()), svc.call("q".into()), release);
+        for error in [a.unwrap_err(), b.unwrap_err()] {
+            assert_eq!(error.inner(), Some(&ProviderError), "{error:?}");
+        }
+    }
+
+    /// A loader timeout is a refusal (`RejectKind::Timeout`) in the stack's error type,
+    /// and readiness is the inner service's.
+    #[tokio::test(start_paused = true)]
+    async fn a_timeout_is_a_rejection_and_readiness_follows_the_inner_service() {
+        let (cache, _) = cache(TieredConfig {
+            loader_timeout: Some(Duration::from_secs(1)),
+            ..TieredConfig::default()
+        });
+        let llm = service_fn(|_prompt: String| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<_, ProviderError>("late".to_string())
+        })
+        .lift();
+        let svc = CacheLayer::new(cache).layer(llm);
+        let error: Error<ProviderError> = svc.call("slow".to_string()).await.unwrap_err();
+        assert_eq!(error.rejection().map(|r| r.kind), Some(RejectKind::Timeout));
+        assert_eq!(svc.readiness(), Ok(()));
+    }
 }

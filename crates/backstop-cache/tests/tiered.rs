@@ -187,6 +187,18 @@ async fn a_cache_needs_a_tier_and_a_valid_config() {
     assert_eq!(bad.err().unwrap().field(), "fresh_for");
 }
 
+/// Issue 19: a tier TTL is a duration like any other, bounded at build time.
+#[test]
+fn a_tier_ttl_over_a_year_is_refused_by_name() {
+    let error = TieredCache::<String, String>::builder()
+        .tier(MapTier::named("l1"), Some(Duration::from_secs(60)))
+        .tier(MapTier::named("l2"), Some(Duration::MAX))
+        .build()
+        .err()
+        .expect("a TTL over a year is refused");
+    assert_eq!(error.field(), "tiers[1].ttl");
+}
+
 #[tokio::test]
 async fn warming_writes_every_entry_through() {
     let (cache, l1, l2) = two_tiers(Promotion::Always);

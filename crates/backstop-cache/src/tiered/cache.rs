@@ -131,8 +131,9 @@ where
     V: Clone + Send + Sync + 'static,
     C: Clock,
 {
-    /// Adds the next tier down. Entries are kept in it for `ttl`, or, when `None`, for
-    /// the config's fresh time plus stale grace.
+    /// Adds the next tier down. Entries are kept in it for `ttl` (at most a year, checked
+    /// by [`build`](Self::build)), or, when `None`, for the config's fresh time plus stale
+    /// grace.
     pub fn tier(mut self, tier: impl Tier<Entry<V>> + 'static, ttl: Option<Duration>) -> Self {
         self.levels.push(Level {
             tier: Arc::new(tier),
@@ -190,6 +191,11 @@ where
             "tiers",
             "must hold at least one tier",
         )?;
+        for (index, level) in self.levels.iter().enumerate() {
+            if let Some(ttl) = level.ttl {
+                backstop_core::config::ensure_duration(&format!("tiers[{index}].ttl"), ttl)?;
+            }
+        }
         let retention = config.retention();
         let levels = self
             .levels

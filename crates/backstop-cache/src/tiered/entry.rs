@@ -38,7 +38,7 @@ impl<C: Clock> WallClock<C> {
     pub fn new(clock: C) -> Self {
         let anchor_unix_millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+            .map(backstop_core::time::millis)
             .unwrap_or(0);
         let anchor = clock.now();
         Self {
@@ -57,13 +57,13 @@ impl<C: Clock> WallClock<C> {
     pub fn unix_millis(&self) -> u64 {
         let elapsed = self.clock.now().saturating_duration_since(self.anchor);
         self.anchor_unix_millis
-            .saturating_add(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+            .saturating_add(backstop_core::time::millis(elapsed))
     }
 
     /// `now + after`, in Unix milliseconds.
     pub fn deadline(&self, after: Duration) -> u64 {
         self.unix_millis()
-            .saturating_add(u64::try_from(after.as_millis()).unwrap_or(u64::MAX))
+            .saturating_add(backstop_core::time::millis(after))
     }
 }
 

@@ -45,7 +45,7 @@ fn storage(error: impl std::fmt::Display) -> TierError {
 fn unix_millis_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+        .map(backstop_core::time::millis)
         .unwrap_or(0)
 }
 
@@ -227,8 +227,7 @@ where
     async fn set(&self, key: &str, value: &V, ttl: Option<Duration>) -> Result<(), TierError> {
         let bytes = self.store.counters.track(self.store.codec.encode(value))?;
         let expires_at = match ttl {
-            Some(ttl) => unix_millis_now()
-                .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)),
+            Some(ttl) => unix_millis_now().saturating_add(backstop_core::time::millis(ttl).max(1)),
             None => NEVER,
         };
         let store = self.store.clone();

@@ -193,7 +193,7 @@ where
         command.arg(self.full_key(key)).arg(bytes);
         if let Some(ttl) = ttl {
             // Redis refuses PX 0; a TTL under a millisecond is rounded up to one.
-            let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            let millis = backstop_core::time::millis(ttl).max(1);
             command.arg("PX").arg(millis);
         }
         let mut connection = self.connection.clone();

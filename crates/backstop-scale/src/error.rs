@@ -24,6 +24,12 @@ pub enum TraceError {
     /// Fewer than two points.
     #[error("a trace needs at least two points")]
     TooShort,
+    /// Filling the gaps would make more steps than the bound.
+    #[error("a trace may span at most {max} steps")]
+    TooLong {
+        /// The bound ([`MAX_SERIES_STEPS`](crate::MAX_SERIES_STEPS)).
+        max: usize,
+    },
 }
 
 /// Why the autoscaler could not read or change the scale target.

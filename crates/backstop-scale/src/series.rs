@@ -93,7 +93,7 @@ impl Trace {
             .fold(f64::INFINITY, f64::min);
         let span = points[points.len() - 1].1 - points[0].1;
         let steps = (span / step).round() + 1.0;
-        if !(steps <= MAX_SERIES_STEPS as f64) {
+        if steps.is_nan() || steps > MAX_SERIES_STEPS as f64 {
             return Err(TraceError::TooLong {
                 max: MAX_SERIES_STEPS,
             });

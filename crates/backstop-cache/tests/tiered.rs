@@ -312,6 +312,25 @@ mod semantic {
         two_tiers(Promotion::Always).0
     }
 
+    /// Issue 19: a panicking verifier reached the caller of `get`; now it is a veto.
+    #[tokio::test]
+    async fn a_panicking_verifier_vetoes_the_match_and_is_counted() {
+        let semantic = SemanticCache::new(cache(), Arc::new(ExactCosineIndex::new(3)), 0.9)
+            .unwrap()
+            .with_verifier(|_, _, _| panic!("verifier exploded"));
+        semantic
+            .insert("capital of france?", &[1.0, 0.0, 0.1], "Paris".to_string())
+            .await
+            .unwrap();
+        let similar = semantic
+            .get("france capital?", &[1.0, 0.0, 0.12])
+            .await
+            .unwrap();
+        assert_eq!(similar, None);
+        assert_eq!(semantic.stats().panicked, 1);
+        assert_eq!(semantic.stats().vetoed, 1);
+    }
+
     #[tokio::test]
     async fn similar_prompts_share_an_answer_and_are_counted_apart() {
         let semantic =

@@ -11,7 +11,7 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use backstop_core::Clock;
+use backstop_core::{Clock, contain};
 
 use crate::TieredCache;
 
@@ -144,6 +144,8 @@ pub struct SemanticStats {
     pub vetoed: u64,
     /// Lookups with no answer.
     pub misses: u64,
+    /// Verifier panics, each contained and counted as a veto.
+    pub panicked: u64,
 }
 
 /// Decides whether the answer cached for `matched_key` may serve `query_key`.
@@ -159,6 +161,7 @@ pub struct SemanticCache<V, C> {
     semantic_hits: AtomicU64,
     vetoed: AtomicU64,
     misses: AtomicU64,
+    panicked: AtomicU64,
 }
 
 impl<V, C> SemanticCache<V, C>
@@ -185,6 +188,7 @@ where
             semantic_hits: AtomicU64::new(0),
             vetoed: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            panicked: AtomicU64::new(0),
         })
     }
 
@@ -230,7 +234,7 @@ where
             return Ok(None);
         };
         if let Some(verifier) = &self.verifier
-            && !verifier(key, &matched_key, similarity)
+            && !self.verified(verifier, key, &matched_key, similarity)
         {
             self.vetoed.fetch_add(1, Ordering::Relaxed);
             self.misses.fetch_add(1, Ordering::Relaxed);
@@ -254,6 +258,19 @@ where
         }
     }
 
+    /// The verifier's answer; a panicking verifier is contained, counted and read as a
+    /// veto, since a wrong answer is worse than a miss.
+    fn verified(&self, verifier: &Verifier, key: &str, matched_key: &str, similarity: f32) -> bool {
+        contain("semantic cache verifier", || {
+            verifier(key, matched_key, similarity)
+        })
+        .unwrap_or_else(|panicked| {
+            self.panicked.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%panicked, "semantic cache verifier panicked; the match is vetoed");
+            false
+        })
+    }
+
     /// Counters, with semantic hits apart from exact ones.
     pub fn stats(&self) -> SemanticStats {
         SemanticStats {
@@ -261,6 +278,7 @@ where
             semantic_hits: self.semantic_hits.load(Ordering::Relaxed),
             vetoed: self.vetoed.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
+            panicked: self.panicked.load(Ordering::Relaxed),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::config::{Behavior, RateKind, ScalingRules, Select};
 use crate::decision::Reason;
+use crate::state::{ScaleConditions, ScaleEvent, ScaleState, StampedReplicas};
 
 #[derive(Debug, Clone, Copy)]
 struct Stamped {
@@ -254,6 +255,35 @@ impl Normalizer {
             .is_some_and(|e| !within(e.at, now, longest_down))
         {
             self.downs.pop_front();
+        }
+    }
+
+    /// The history as [`ScaleState`] shows it (conditions and last decision left default).
+    pub(crate) fn state(&self) -> ScaleState {
+        let stamp = |s: &Stamped| StampedReplicas {
+            at: s.at,
+            replicas: s.replicas,
+        };
+        let mut events: Vec<ScaleEvent> = self
+            .ups
+            .iter()
+            .map(|e| ScaleEvent {
+                at: e.at,
+                change: i64::from(e.replicas),
+            })
+            .chain(self.downs.iter().map(|e| ScaleEvent {
+                at: e.at,
+                change: -i64::from(e.replicas),
+            }))
+            .collect();
+        events.sort_by_key(|e| e.at);
+        ScaleState {
+            recommendations: self.recommendations.iter().map(stamp).collect(),
+            events,
+            last_change: self.last_action,
+            conditions: ScaleConditions::default(),
+            metric_failures: 0,
+            last: None,
         }
     }
 

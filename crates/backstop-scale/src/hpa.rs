@@ -8,6 +8,7 @@ use crate::config::{HpaConfig, Tolerance};
 use crate::decision::{Decision, MetricProposal, Policy, Reason};
 use crate::noise::NoiseBand;
 use crate::observation::{MetricSample, Observation, Reading, Target};
+use crate::state::{ScaleConditions, ScaleState};
 
 /// Target tracking exactly as the Kubernetes HPA documents and implements it.
 ///
@@ -310,6 +311,29 @@ impl TargetTracking {
     /// Counters and the last decision.
     pub fn stats(&self) -> PolicyStats {
         self.stats.clone()
+    }
+
+    /// The stabilization window's contents, the committed scale events, and the conditions.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use backstop_scale::{HpaConfig, MetricSample, Observation, Policy, Reading, Target, TargetTracking};
+    ///
+    /// let mut hpa = TargetTracking::new(HpaConfig::default()).unwrap();
+    /// let obs = Observation::new(Duration::ZERO, 2, 2)
+    ///     .metric(MetricSample::new("rps", Target::AverageValue(10.0), Reading::Average(20.0)));
+    /// hpa.decide(&obs);
+    /// let state = hpa.state();
+    /// assert_eq!(state.events[0].change, 2);
+    /// println!("{}", serde_json::to_string(&state).unwrap());
+    /// ```
+    pub fn state(&self) -> ScaleState {
+        let last = self.stats.last.clone();
+        ScaleState {
+            conditions: ScaleConditions::of(last.as_ref()),
+            last,
+            ..self.normalizer.state()
+        }
     }
 
     /// Recommendations held for the stabilization windows.

@@ -82,6 +82,7 @@ mod predictive;
 mod queue;
 mod series;
 mod sim;
+mod state;
 mod threshold;
 mod trace;
 
@@ -102,5 +103,6 @@ pub use predictive::{PredictivePolicy, PredictiveStats};
 pub use queue::QueuePolicy;
 pub use series::MAX_SERIES_STEPS;
 pub use sim::{FixedPolicy, ReplicaModel, SimReport, metrics, simulate};
+pub use state::{ScaleConditions, ScaleEvent, ScaleState, StampedReplicas};
 pub use threshold::ThresholdPolicy;
 pub use trace::Trace;

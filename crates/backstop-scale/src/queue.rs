@@ -10,6 +10,7 @@ use crate::decision::{Decision, Policy, Reason};
 use crate::hpa::{PolicyStats, metric_proposal};
 use crate::noise::NoiseBand;
 use crate::observation::{MetricSample, Observation, Reading, Target};
+use crate::state::{ScaleConditions, ScaleState};
 
 /// Queue-driven scaling in the manner of KEDA, with its known failure modes fixed:
 ///
@@ -58,6 +59,18 @@ impl QueuePolicy {
     /// Counters and the last decision.
     pub fn stats(&self) -> PolicyStats {
         self.stats.clone()
+    }
+
+    /// The stabilization window's contents, the committed scale events, the conditions and
+    /// the consecutive metric failures.
+    pub fn state(&self) -> ScaleState {
+        let last = self.stats.last.clone();
+        ScaleState {
+            conditions: ScaleConditions::of(last.as_ref()),
+            metric_failures: self.failures,
+            last,
+            ..self.normalizer.state()
+        }
     }
 
     /// Consecutive metric failures so far.

@@ -168,3 +168,27 @@ fn tolerances_per_direction() {
         TargetTracking::new(HpaConfig::default().with_direction_tolerances(1.5, 0.1)).unwrap_err();
     assert_eq!(error.field(), "scale_up_tolerance");
 }
+
+#[test]
+fn the_state_shows_the_window_the_events_and_the_conditions() {
+    let mut hpa = TargetTracking::new(HpaConfig::default().with_bounds(1, 20)).unwrap();
+    // 2 → 6 (limit max(4, 6) = 6), then 6 wants 18 but the period allows nothing more.
+    hpa.decide(&Observation::new(secs(0), 2, 2).metric(avg(300.0)));
+    let d = hpa.decide(&Observation::new(secs(5), 6, 6).metric(avg(300.0)));
+    assert_eq!(d.reason, Reason::ScaleUpLimit);
+    let state = hpa.state();
+    // The seed (2 @ 0), then the recommendations 6 @ 0 and 18 @ 5.
+    let window: Vec<(u64, u32)> = state
+        .recommendations
+        .iter()
+        .map(|r| (r.at.as_secs(), r.replicas))
+        .collect();
+    assert_eq!(window, vec![(0, 2), (0, 6), (5, 18)]);
+    assert_eq!(state.events.len(), 1);
+    assert_eq!((state.events[0].at, state.events[0].change), (secs(0), 4));
+    assert_eq!(state.last_change, Some(secs(0)));
+    assert!(state.conditions.scaling_limited && state.conditions.scaling_active);
+    let json = serde_json::to_value(&state).unwrap();
+    assert_eq!(json["events"][0]["change"], 4);
+    assert_eq!(json["conditions"]["able_to_scale"], true);
+}

@@ -147,4 +147,6 @@ pub use tiered::semantic::{
 };
 pub use tiered::tier::{Tier, TierError, TierStats};
 pub use tiered::warm::WarmProgress;
-pub use tiered::write_behind::{WriteBehind, WriteBehindStats};
+pub use tiered::write_behind::{
+    MAX_WRITE_BEHIND_BATCH, MAX_WRITE_BEHIND_QUEUE, WriteBehind, WriteBehindStats,
+};

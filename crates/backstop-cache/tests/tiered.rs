@@ -213,7 +213,7 @@ async fn warming_writes_every_entry_through() {
 #[tokio::test]
 async fn write_behind_answers_reads_from_its_queue_and_flushes_in_the_background() {
     let slow = MapTier::named("slow");
-    let behind = WriteBehind::new(slow.clone(), 16, 4);
+    let behind = WriteBehind::new(slow.clone(), 16, 4).unwrap();
     let entry = Entry {
         value: Some("v".to_string()),
         fresh_until: u64::MAX,
@@ -234,12 +234,26 @@ async fn write_behind_answers_reads_from_its_queue_and_flushes_in_the_background
     assert!(slow.holds("k7").is_none());
 }
 
+/// Issue 19: `usize::MAX` as a queue size panicked in the channel and as a batch size
+/// aborted on allocation; both are refused by name now.
+#[tokio::test]
+async fn write_behind_sizes_are_bounded() {
+    let tier = || MapTier::named("slow");
+    let field = |result: Result<WriteBehind<Entry<String>>, backstop_core::ConfigError>| {
+        result.err().expect("refused").field().to_string()
+    };
+    assert_eq!(field(WriteBehind::new(tier(), usize::MAX, 1)), "capacity");
+    assert_eq!(field(WriteBehind::new(tier(), 0, 1)), "capacity");
+    assert_eq!(field(WriteBehind::new(tier(), 1, usize::MAX)), "batch_size");
+    assert_eq!(field(WriteBehind::new(tier(), 1, 0)), "batch_size");
+}
+
 /// Issue 19: a panic in the slow tier killed the flush task, so every later write waited
 /// in the queue for ever. Now the batch fails, is counted, and the flusher goes on.
 #[tokio::test]
 async fn write_behind_flusher_survives_a_panicking_tier() {
     let slow = MapTier::named("slow");
-    let behind = WriteBehind::new(slow.clone(), 16, 4);
+    let behind = WriteBehind::new(slow.clone(), 16, 4).unwrap();
     let entry = Entry {
         value: Some("v".to_string()),
         fresh_until: u64::MAX,
@@ -290,7 +304,7 @@ async fn an_empty_prefix_is_refused_and_invalidate_all_is_explicit() {
 async fn write_behind_refuses_writes_when_its_queue_is_full() {
     let slow = MapTier::named("slow");
     // current_thread runtime: the flush task cannot run until this test yields.
-    let behind = WriteBehind::new(slow, 2, 1);
+    let behind = WriteBehind::new(slow, 2, 1).unwrap();
     let entry = Entry {
         value: Some("v".to_string()),
         fresh_until: u64::MAX,

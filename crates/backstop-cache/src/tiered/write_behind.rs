@@ -1,6 +1,7 @@
 //! Write-behind for slow tiers: writes return at once and reach the tier in batches.
 
 use async_trait::async_trait;
+use backstop_core::config::{ConfigError, ensure, ensure_at_most};
 use backstop_core::contain_future;
 use dashmap::DashMap;
 use serde::Serialize;
@@ -47,11 +48,30 @@ pub struct WriteBehind<V> {
     name: String,
 }
 
+/// The largest write-behind queue: writes waiting beyond it are better refused.
+pub const MAX_WRITE_BEHIND_QUEUE: usize = 1 << 20;
+
+/// The largest write-behind batch (writes applied concurrently in one flush).
+pub const MAX_WRITE_BEHIND_BATCH: usize = 1 << 16;
+
 impl<V: Clone + Send + Sync + 'static> WriteBehind<V> {
-    /// Wraps `tier` with a queue of `capacity` writes, flushed `batch_size` at a time.
-    /// Must be called inside a tokio runtime.
-    pub fn new(tier: impl Tier<V> + 'static, capacity: usize, batch_size: usize) -> Self {
-        let (queue, receiver) = mpsc::channel(capacity.max(1));
+    /// Wraps `tier` with a queue of `capacity` writes (1 to [`MAX_WRITE_BEHIND_QUEUE`]),
+    /// flushed `batch_size` at a time (1 to [`MAX_WRITE_BEHIND_BATCH`]); other sizes are
+    /// refused with an error naming them. Must be called inside a tokio runtime.
+    pub fn new(
+        tier: impl Tier<V> + 'static,
+        capacity: usize,
+        batch_size: usize,
+    ) -> Result<Self, ConfigError> {
+        ensure(capacity > 0, "capacity", "must be at least 1")?;
+        ensure_at_most("capacity", capacity as u64, MAX_WRITE_BEHIND_QUEUE as u64)?;
+        ensure(batch_size > 0, "batch_size", "must be at least 1")?;
+        ensure_at_most(
+            "batch_size",
+            batch_size as u64,
+            MAX_WRITE_BEHIND_BATCH as u64,
+        )?;
+        let (queue, receiver) = mpsc::channel(capacity);
         let name = format!("{}+write_behind", tier.name());
         let shared = Arc::new(Shared {
             tier: Arc::new(tier),
@@ -63,12 +83,12 @@ impl<V: Clone + Send + Sync + 'static> WriteBehind<V> {
             panicked: AtomicU64::new(0),
             applying: tokio::sync::Mutex::new(()),
         });
-        tokio::spawn(flush_loop(shared.clone(), receiver, batch_size.max(1)));
-        Self {
+        tokio::spawn(flush_loop(shared.clone(), receiver, batch_size));
+        Ok(Self {
             shared,
             queue,
             name,
-        }
+        })
     }
 
     /// Writes queued and not yet applied.

@@ -45,7 +45,7 @@ pub enum Reason {
     ThresholdDown,
     /// The queue crossed the activation threshold; scaling from zero.
     Activated,
-    /// The queue stayed inactive for the cooldown; scaling to zero.
+    /// The queue stayed inactive for the cooldown; scaling to zero (or `idle_replicas`).
     ScaleToZero,
     /// The metric source kept failing; the configured fallback count applies.
     Fallback,

@@ -38,6 +38,7 @@ pub struct QueuePolicy {
     normalizer: Normalizer,
     noise: NoiseBand,
     failures: u32,
+    first_seen: Option<Duration>,
     last_active: Option<Duration>,
     stats: PolicyStats,
 }
@@ -51,6 +52,7 @@ impl QueuePolicy {
             noise: NoiseBand::default(),
             config,
             failures: 0,
+            first_seen: None,
             last_active: None,
             stats: PolicyStats::default(),
         })
@@ -130,24 +132,30 @@ impl QueuePolicy {
             Err(error) => return self.fallback(obs, &error),
         };
         let active = backlog > c.activation_threshold;
-        let last_active = if active {
-            obs.at
-        } else {
-            self.last_active.unwrap_or(obs.at)
-        };
+        // Idle for long enough: a cooldown after the last activity, or, for a workload never
+        // active, the initial cooldown after it was first seen (KEDA's initialCooldownPeriod).
+        let idle_long_enough = !active
+            && match self.last_active {
+                Some(t) => obs.at.saturating_sub(t) >= c.cooldown,
+                None => {
+                    let since = obs.at.saturating_sub(self.first_seen.unwrap_or(obs.at));
+                    since >= c.initial_cooldown.unwrap_or(c.cooldown)
+                }
+            };
         let floor = c.min_replicas.max(1);
         let needed = (backlog / c.target_per_replica)
             .ceil()
             .min(f64::from(c.max_replicas));
         let needed = (needed as u32).clamp(floor, c.max_replicas);
-        if current == 0 {
+        let idle = c.idle_count();
+        if current == 0 || idle.is_some_and(|idle| current == idle) {
             if !active {
-                return Decision::hold(obs.at, 0, Reason::Steady);
+                return Decision::hold(obs.at, current, Reason::Steady);
             }
             return Decision {
                 desired: needed,
                 recommendation: Some(needed),
-                ..Decision::hold(obs.at, 0, Reason::Activated)
+                ..Decision::hold(obs.at, current, Reason::Activated)
             };
         }
         let sample = MetricSample::new(
@@ -188,10 +196,12 @@ impl QueuePolicy {
                 metric: c.metric.clone(),
             }
         });
-        let idle_for = obs.at.saturating_sub(last_active);
-        if c.min_replicas == 0 && !active && current == 1 && desired == 1 && idle_for >= c.cooldown
+        if let Some(idle) = idle
+            && idle_long_enough
+            && current == floor
+            && desired == floor
         {
-            desired = 0;
+            desired = idle;
             reason = Reason::ScaleToZero;
         }
         Decision {
@@ -210,10 +220,9 @@ impl QueuePolicy {
             Err(_) => self.failures = self.failures.saturating_add(1),
             Ok(backlog) => {
                 self.failures = 0;
+                self.first_seen.get_or_insert(obs.at);
                 if backlog > self.config.activation_threshold {
                     self.last_active = Some(obs.at);
-                } else {
-                    self.last_active.get_or_insert(obs.at);
                 }
                 if self.config.noise_tolerance > 0.0
                     && let Some(ratio) = decision.proposals.first().and_then(|p| p.ratio)

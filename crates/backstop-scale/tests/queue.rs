@@ -204,3 +204,51 @@ fn fallback_behaviours_aim_for_current_or_the_larger_or_smaller() {
     assert_eq!(run(FallbackBehavior::CurrentReplicasIfLower, 9), 6);
     assert_eq!(run(FallbackBehavior::CurrentReplicasIfLower, 3), 3);
 }
+
+#[test]
+fn initial_cooldown_lets_a_never_active_workload_go_idle_early() {
+    // KEDA's initialCooldownPeriod: a new object with an empty queue may go to zero once 60 s
+    // have passed since it was first seen, instead of waiting the full 300 s cooldown.
+    let config = QueueConfig::default().with_initial_cooldown(secs(60));
+    let mut p = policy(config);
+    assert_eq!(p.decide(&obs(0, 1, backlog(0.0))).desired, 1);
+    assert_eq!(p.decide(&obs(45, 1, backlog(0.0))).desired, 1);
+    let d = p.decide(&obs(60, 1, backlog(0.0)));
+    assert_eq!((d.desired, d.reason), (0, Reason::ScaleToZero));
+    // Without it, the same workload waits the cooldown (300 s) from when it was first seen.
+    let mut p = policy(QueueConfig::default());
+    assert_eq!(p.decide(&obs(0, 1, backlog(0.0))).desired, 1);
+    assert_eq!(p.decide(&obs(285, 1, backlog(0.0))).desired, 1);
+    assert_eq!(p.decide(&obs(300, 1, backlog(0.0))).desired, 0);
+    // Once active, the ordinary cooldown applies from the last activity.
+    let mut p = policy(QueueConfig::default().with_initial_cooldown(secs(60)));
+    assert_eq!(p.decide(&obs(0, 1, backlog(5.0))).desired, 1);
+    assert_eq!(p.decide(&obs(120, 1, backlog(0.0))).desired, 1);
+    assert_eq!(p.decide(&obs(300, 1, backlog(0.0))).desired, 0);
+}
+
+#[test]
+fn idle_replicas_replace_zero_when_inactive() {
+    // KEDA's idleReplicaCount = 1 below minReplicaCount = 3: inactive for the cooldown, the
+    // workload goes from 3 to 1 (not 0); activity takes it back to at least 3.
+    let config = QueueConfig::default()
+        .with_bounds(3, 10)
+        .with_idle_replicas(1)
+        .with_behavior(Behavior {
+            scale_down: ScalingRules::default_down().with_window(Duration::ZERO),
+            ..Behavior::default()
+        });
+    let mut p = policy(config);
+    assert_eq!(p.decide(&obs(0, 3, backlog(0.0))).desired, 3);
+    let d = p.decide(&obs(300, 3, backlog(0.0)));
+    assert_eq!((d.desired, d.reason), (1, Reason::ScaleToZero));
+    assert_eq!(p.decide(&obs(315, 1, backlog(0.0))).desired, 1);
+    // 12 messages at 10 each need 2, raised to the minimum 3.
+    let d = p.decide(&obs(330, 1, backlog(12.0)));
+    assert_eq!((d.desired, d.reason), (3, Reason::Activated));
+    // idle_replicas must be below min_replicas.
+    let bad = QueueConfig::default()
+        .with_bounds(2, 10)
+        .with_idle_replicas(2);
+    assert_eq!(QueuePolicy::new(bad).unwrap_err().field(), "idle_replicas");
+}

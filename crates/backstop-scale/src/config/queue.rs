@@ -56,6 +56,13 @@ pub struct QueueConfig {
     /// Inactive this long before scaling to zero (KEDA default 300 s).
     #[serde(with = "backstop_core::duration::human")]
     pub cooldown: Duration,
+    /// A workload that has never been active may go idle this long after the policy first
+    /// saw it (KEDA's `initialCooldownPeriod`); `None` waits a full `cooldown`.
+    #[serde(with = "backstop_core::duration::human_option")]
+    pub initial_cooldown: Option<Duration>,
+    /// Replicas to run while idle instead of zero (KEDA's `idleReplicaCount`); must be below
+    /// `min_replicas`. Setting it enables idling even with `min_replicas` above 0.
+    pub idle_replicas: Option<u32>,
     /// Replicas to run when the metric source keeps failing.
     pub fallback: Option<FallbackConfig>,
     /// No action while the ratio is within `1 ± tolerance`.
@@ -75,6 +82,8 @@ impl Default for QueueConfig {
             target_per_replica: 5.0,
             activation_threshold: 0.0,
             cooldown: Duration::from_secs(300),
+            initial_cooldown: None,
+            idle_replicas: None,
             fallback: None,
             tolerance: 0.1,
             noise_tolerance: 0.0,
@@ -140,6 +149,29 @@ impl QueueConfig {
         self
     }
 
+    /// Sets KEDA's `initialCooldownPeriod`.
+    #[must_use]
+    pub fn with_initial_cooldown(mut self, initial: Duration) -> Self {
+        self.initial_cooldown = Some(initial);
+        self
+    }
+
+    /// Sets KEDA's `idleReplicaCount`.
+    #[must_use]
+    pub fn with_idle_replicas(mut self, idle: u32) -> Self {
+        self.idle_replicas = Some(idle);
+        self
+    }
+
+    /// The count an inactive workload goes to, when idling is enabled.
+    pub(crate) fn idle_count(&self) -> Option<u32> {
+        match (self.idle_replicas, self.min_replicas) {
+            (Some(idle), _) => Some(idle),
+            (None, 0) => Some(0),
+            (None, _) => None,
+        }
+    }
+
     /// Sets the behaviour.
     #[must_use]
     pub fn with_behavior(mut self, behavior: Behavior) -> Self {
@@ -152,6 +184,16 @@ impl Validate for QueueConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         ensure(!self.metric.is_empty(), "metric", "must not be empty")?;
         ensure_duration("cooldown", self.cooldown)?;
+        if let Some(initial) = self.initial_cooldown {
+            ensure_duration("initial_cooldown", initial)?;
+        }
+        if let Some(idle) = self.idle_replicas {
+            ensure(
+                idle < self.min_replicas.max(1),
+                "idle_replicas",
+                "must be below min_replicas",
+            )?;
+        }
         validate_bounds(self.min_replicas, self.max_replicas, true)?;
         ensure(
             self.target_per_replica.is_finite() && self.target_per_replica > 0.0,

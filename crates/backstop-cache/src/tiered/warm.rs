@@ -3,7 +3,6 @@
 use backstop_core::Clock;
 use futures::StreamExt;
 use serde::Serialize;
-use std::error::Error as StdError;
 use std::future::Future;
 
 use crate::TieredCache;
@@ -51,7 +50,7 @@ where
     where
         L: Fn(&K) -> Fut,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
-        E: StdError + Send + Sync + 'static,
+        E: Send + Sync + 'static,
     {
         let mut progress = WarmProgress {
             total: keys.len(),

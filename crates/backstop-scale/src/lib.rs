@@ -11,8 +11,9 @@
 //! # Policies
 //!
 //! - [`TargetTracking`] follows the Kubernetes HPA exactly: `ceil(current × value / target)`,
-//!   tolerance 0.1, the largest proposal across metrics, conservative handling of missing
-//!   metrics and not-ready replicas, stabilization windows (0 s up, 300 s down) and rate
+//!   tolerance 0.1 (one per direction if set; current or 1.28 rule), the largest proposal across
+//!   metrics, conservative handling of missing metrics (at max(100 %, target) of the request
+//!   under a utilization target) and not-ready replicas, stabilization windows (0 s up, 300 s down) and rate
 //!   policies (+100 % or +4 per 15 s up, −100 % per 15 s down; select max/min/disabled).
 //!   Opt-in beyond the HPA: [`HpaConfig::noise_tolerance`] widens each metric's tolerance to
 //!   k × its measured short-term noise (from successive differences, so a trend does not
@@ -22,7 +23,9 @@
 //!   can also be a percent of the current fleet, so a large fleet is not grown one replica per
 //!   cooldown.
 //! - [`QueuePolicy`]: KEDA-style backlog per replica, activation threshold, scale to and from
-//!   zero, fallback — with KEDA's reported bugs (#1850, #7239, #7770) fixed and tested.
+//!   zero, fallback (fired when failures exceed the threshold; `static`, `currentReplicas`,
+//!   `currentReplicasIfHigher`, `currentReplicasIfLower`), `idleReplicaCount`,
+//!   `initialCooldownPeriod` — with KEDA's reported bugs (#1850, #7239, #7770) fixed and tested.
 //!   It takes the same opt-in [`QueueConfig::noise_tolerance`] band.
 //! - [`PredictivePolicy`]: seasonal-naive, Holt-Winters or linear-trend forecasts, scaling
 //!   ahead by the warm-up lead time, acting only while recent forecasts were accurate, and
@@ -31,8 +34,8 @@
 //! # Simulator
 //!
 //! [`simulate`] replays a [`Trace`] (diurnal, diurnal with a spike, spike, ramp, step, noisy,
-//! or a CSV) against a [`ReplicaModel`] and reports SLO-violation minutes, replica-hours,
-//! actions, flaps and peak backlog. [`contenders`] is the standard line-up that
+//! a CSV, or a real `timestamp,value` series with [`Trace::from_series_csv`]) against a [`ReplicaModel`] and reports SLO-violation minutes, replica-hours,
+//! actions, flaps and peak backlog. `contenders` (feature `sim`, on by default) is the standard line-up that
 //! `examples/autoscale_sim.rs` prints. On the daily-periodic traces (4 days, seed 42) the
 //! predictive policy has 3.75 and 3.9 times fewer SLO-violation minutes than reactive HPA at
 //! 1.01 and 1.00 times its replica-hours, and every dynamic policy runs on 43–54 % fewer
@@ -43,6 +46,33 @@
 //! `step`, the threshold policy (the seeds' 30–80 % band) scales down only below 30 %
 //! utilization, so after the step down it may hold 80/30 ≈ 2.7 times the replicas it needs,
 //! and saves 26 % where target tracking saves 49 %.
+//!
+//! # Deciding in two steps
+//!
+//! [`Policy::recommend`] computes a decision without changing anything (a dry run);
+//! [`Policy::commit`] records it once applied and [`Policy::apply_failed`] records a failed
+//! apply, so the history the rate limits read holds only changes that happened (the Kubernetes
+//! controller records scale events only after a successful update). [`Policy::decide`] is both
+//! steps; the [`Autoscaler`] driver uses the two-step form. [`TargetTracking::state`] and
+//! [`QueuePolicy::state`] return a `Serialize` [`ScaleState`]: the stabilization window, the
+//! committed scale events, and the conditions `AbleToScale`, `ScalingActive`, `ScalingLimited`.
+//!
+//! # Where Backstop differs from Kubernetes and KEDA, on purpose
+//!
+//! | Behaviour | Kubernetes / KEDA | Backstop |
+//! |---|---|---|
+//! | Tolerance rule | current: `1 − down ≤ r ≤ 1 + up`; 1.28: `abs(1 − r) ≤ t` | current by default ([`ToleranceRule`] selects 1.28) |
+//! | Scaling from zero (queue) | KEDA activates to 1, then the HPA scales | straight to the count the backlog needs |
+//! | Going to zero (queue) | KEDA drops N → 0 after the cooldown (#7770) | follows the scale-down rate down to 1 (or `min_replicas`) first, then goes idle |
+//! | Metric outage without fallback | KEDA #1850: could scale to zero | holds the count |
+//! | Fallback from zero | KEDA #7239: not applied | applied at once |
+//! | Fallback from a running fleet | `static` jumps to the count | a recommendation: stabilized and rate-limited, whatever the behaviour |
+//! | `initialCooldownPeriod` | default 0 | `None` waits a full cooldown; set [`QueueConfig::initial_cooldown`] for KEDA's |
+//! | Not-ready pods (`Reading::Average`) | per-pod CPU initialization rules | `current − ready` replicas count as not ready |
+//! | Missing pods in an `Object`/`External` metric | not applicable | a total reading has none |
+//! | Cooldown ([`Behavior::cooldown`]) | none in the HPA | optional, 0 by default |
+//! | Noise-aware band | none | opt-in [`HpaConfig::noise_tolerance`], 0 by default |
+//! | Rate `Percent` scale-up | `ceil` | `ceil` (the same); scale-down truncates, as the HPA |
 //!
 //! # Design
 //!
@@ -71,6 +101,7 @@
 mod autoscaler;
 mod behavior;
 mod config;
+#[cfg(feature = "sim")]
 mod contenders;
 mod decision;
 mod error;
@@ -94,6 +125,7 @@ pub use config::{
     MAX_LEAD_SAMPLES, MAX_LEAD_TIME, PredictiveConfig, QueueConfig, RateKind, RatePolicy,
     ScalingRules, Select, ThresholdConfig, ToleranceRule,
 };
+#[cfg(feature = "sim")]
 pub use contenders::{Contender, contenders};
 pub use decision::{Decision, MetricProposal, Policy, Reason};
 pub use error::{ScaleError, TraceError};

@@ -1,5 +1,7 @@
 //! The simulator and the targets on the daily-periodic traces.
 
+#![cfg(feature = "sim")]
+
 use backstop_scale::{
     Behavior, FixedPolicy, HpaConfig, QueueConfig, QueuePolicy, ReplicaModel, TargetTracking,
     Trace, contenders, metrics, simulate,

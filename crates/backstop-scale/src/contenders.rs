@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use backstop_core::ConfigError;
 
+use crate::burst::BurstHold;
 use crate::config::{
-    Behavior, ForecastModel, HpaConfig, PredictiveConfig, QueueConfig, ThresholdConfig,
+    Behavior, BurstHoldConfig, ForecastModel, HpaConfig, PredictiveConfig, QueueConfig,
+    ScalingRules, ThresholdConfig,
 };
 use crate::decision::Policy;
 use crate::hpa::TargetTracking;
@@ -31,7 +33,9 @@ pub struct Contender {
 /// threshold/step policy, KEDA-style queue scaling and the predictive policy (seasonal
 /// naive over a day, leading by the start-up delay), each bounded at 1.5 times the
 /// peak's fleet; the HPA and queue policies again with the noise-aware band
-/// (`*_noise_aware`); and a fixed fleet sized for the peak (`fixed_peak`).
+/// (`*_noise_aware`); the HPA and predictive policies under the burst-aware scale-down
+/// [`BurstHold`](crate::BurstHold) (`hpa_burst_hold`, `predictive_burst_hold`); and a fixed
+/// fleet sized for the peak (`fixed_peak`).
 ///
 /// ```
 /// use backstop_scale::{ReplicaModel, Trace, contenders, simulate};
@@ -70,6 +74,16 @@ pub fn contenders(model: &ReplicaModel, trace: &Trace) -> Result<Vec<Contender>,
     let threshold = ThresholdConfig::default()
         .with_bounds(1, max)
         .with_step_percents(50.0, 20.0);
+    // The hold replaces the scale-down stabilization window, with the HPA's 300 s as its floor.
+    let unstabilized = hpa.clone().with_behavior(Behavior {
+        scale_down: ScalingRules::default_down().with_window(Duration::ZERO),
+        ..Behavior::default()
+    });
+    let hold = BurstHoldConfig::default();
+    let predictive_held = PredictiveConfig {
+        reactive: unstabilized.clone(),
+        ..predictive.clone()
+    };
     let contender = |name, dynamic, policy: Box<dyn Policy>| Contender {
         name,
         dynamic,
@@ -97,6 +111,22 @@ pub fn contenders(model: &ReplicaModel, trace: &Trace) -> Result<Vec<Contender>,
             "predictive",
             true,
             Box::new(PredictivePolicy::new(predictive)?),
+        ),
+        contender(
+            "hpa_burst_hold",
+            false,
+            Box::new(BurstHold::new(
+                TargetTracking::new(unstabilized)?,
+                hold.clone(),
+            )?),
+        ),
+        contender(
+            "predictive_burst_hold",
+            false,
+            Box::new(BurstHold::new(
+                PredictivePolicy::new(predictive_held)?,
+                hold,
+            )?),
         ),
         contender(
             "fixed_peak",

@@ -3,6 +3,7 @@
 use backstop_core::config::{ConfigError, ensure};
 
 mod behavior;
+mod burst;
 mod hpa;
 mod predictive;
 mod queue;
@@ -10,6 +11,7 @@ mod threshold;
 mod tolerance;
 
 pub use behavior::{Behavior, RateKind, RatePolicy, ScalingRules, Select};
+pub use burst::{BurstHoldConfig, MAX_GAP_SAMPLES};
 pub use hpa::HpaConfig;
 pub use predictive::{
     ForecastModel, MAX_ERROR_WINDOW, MAX_LEAD_SAMPLES, MAX_LEAD_TIME, PredictiveConfig,

@@ -151,7 +151,7 @@ pub use observation::{MetricSample, Observation, Reading, ReplicaReading, Target
 pub use predictive::{PredictivePolicy, PredictiveStats};
 pub use queue::QueuePolicy;
 pub use series::MAX_SERIES_STEPS;
-pub use sim::{FixedPolicy, ReplicaModel, SimReport, metrics, simulate};
+pub use sim::{FixedPolicy, MAX_SIM_REPLICAS, ReplicaModel, SimReport, metrics, simulate};
 pub use state::{ScaleConditions, ScaleEvent, ScaleState, StampedReplicas};
 pub use threshold::ThresholdPolicy;
 pub use trace::Trace;

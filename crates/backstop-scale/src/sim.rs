@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use backstop_core::config::{ConfigError, Validate, ensure};
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_duration};
 use serde::{Deserialize, Serialize};
 
 use crate::decision::{Decision, Policy, Reason};
@@ -19,6 +19,10 @@ pub mod metrics {
     /// Waiting plus in-service requests ([`Target::AverageValue`](crate::Target) per replica).
     pub const QUEUE: &str = "queue_length";
 }
+
+/// The most replicas the simulator runs: a policy asking for more is held to this, so a
+/// runaway decision cannot allocate a warming queue without bound.
+pub const MAX_SIM_REPLICAS: u32 = 1 << 20;
 
 /// The simulated replicas and the SLO.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +81,15 @@ impl Validate for ReplicaModel {
             !self.interval.is_zero(),
             "interval",
             "must be greater than 0",
+        )?;
+        ensure_duration("interval", self.interval)?;
+        ensure_duration("startup_delay", self.startup_delay)?;
+        ensure_duration("slo_wait", self.slo_wait)?;
+        ensure_duration("flap_window", self.flap_window)?;
+        ensure(
+            self.initial_replicas <= MAX_SIM_REPLICAS,
+            "initial_replicas",
+            format!("must be at most {MAX_SIM_REPLICAS}"),
         )?;
         ensure(
             self.target_utilization > 0.0 && self.target_utilization <= 1.0,
@@ -257,7 +270,8 @@ pub fn simulate<P: Policy + ?Sized>(
                 Target::AverageValue(model.queue_target()),
                 Reading::Total(backlog + in_flight),
             ));
-        let decision = policy.decide(&obs);
+        let mut decision = policy.decide(&obs);
+        decision.desired = decision.desired.min(MAX_SIM_REPLICAS);
         if decision.desired != current {
             let up = decision.desired > current;
             report.actions += 1;
@@ -270,7 +284,7 @@ pub fn simulate<P: Policy + ?Sized>(
             last_action = Some((at, up));
             if up {
                 for _ in current..decision.desired {
-                    warming.push_back(at + model.startup_delay);
+                    warming.push_back(at.saturating_add(model.startup_delay));
                 }
             } else {
                 let mut remove = current - decision.desired;

@@ -112,3 +112,25 @@ fn huge_cooldowns_are_refused() {
     };
     assert_eq!(QueuePolicy::new(queue).unwrap_err().field(), "cooldown");
 }
+
+#[test]
+fn the_simulator_refuses_huge_durations_and_holds_a_runaway_policy() {
+    use backstop_scale::{FixedPolicy, MAX_SIM_REPLICAS, ReplicaModel, Trace, simulate};
+    let trace = Trace::new("flat", Duration::from_secs(60), vec![10.0; 3]);
+    let model = ReplicaModel {
+        startup_delay: HUGE,
+        ..ReplicaModel::default()
+    };
+    let error = simulate(&trace, &model, "x", &mut FixedPolicy { replicas: 2 }).unwrap_err();
+    assert_eq!(error.field(), "startup_delay");
+    // A policy asking for u32::MAX replicas is held to the bound instead of allocating 4 G
+    // warming entries.
+    let report = simulate(
+        &trace,
+        &ReplicaModel::default(),
+        "runaway",
+        &mut FixedPolicy { replicas: u32::MAX },
+    )
+    .unwrap();
+    assert_eq!(report.peak_replicas, MAX_SIM_REPLICAS);
+}

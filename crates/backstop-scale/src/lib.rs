@@ -23,7 +23,8 @@
 //!   can also be a percent of the current fleet, so a large fleet is not grown one replica per
 //!   cooldown.
 //! - [`QueuePolicy`]: KEDA-style backlog per replica, activation threshold, scale to and from
-//!   zero, fallback (fired when failures exceed the threshold; `static`, `currentReplicas`,
+//!   zero, several triggers per object (the largest proposal wins, any trigger activates),
+//!   fallback (fired when failures exceed the threshold; `static`, `currentReplicas`,
 //!   `currentReplicasIfHigher`, `currentReplicasIfLower`), `idleReplicaCount`,
 //!   `initialCooldownPeriod` — with KEDA's reported bugs (#1850, #7239, #7770) fixed and tested.
 //!   It takes the same opt-in [`QueueConfig::noise_tolerance`] band.
@@ -139,8 +140,9 @@ pub use autoscaler::{
 pub use burst::BurstHold;
 pub use config::{
     Behavior, BurstHoldConfig, FallbackBehavior, FallbackConfig, ForecastModel, HpaConfig,
-    MAX_ERROR_WINDOW, MAX_GAP_SAMPLES, MAX_LEAD_SAMPLES, MAX_LEAD_TIME, PredictiveConfig,
-    QueueConfig, RateKind, RatePolicy, ScalingRules, Select, ThresholdConfig, ToleranceRule,
+    MAX_ERROR_WINDOW, MAX_GAP_SAMPLES, MAX_LEAD_SAMPLES, MAX_LEAD_TIME, MAX_QUEUE_TRIGGERS,
+    PredictiveConfig, QueueConfig, QueueTrigger, RateKind, RatePolicy, ScalingRules, Select,
+    ThresholdConfig, ToleranceRule,
 };
 #[cfg(feature = "sim")]
 pub use contenders::{Contender, contenders};

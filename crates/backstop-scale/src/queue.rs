@@ -6,7 +6,7 @@ use backstop_core::config::{ConfigError, Validate};
 
 use crate::behavior::Normalizer;
 use crate::config::{FallbackBehavior, QueueConfig, Tolerance};
-use crate::decision::{Decision, Policy, Reason};
+use crate::decision::{Decision, MetricProposal, Policy, Reason};
 use crate::hpa::{PolicyStats, metric_proposal};
 use crate::noise::NoiseBand;
 use crate::observation::{MetricSample, Observation, Reading, Target};
@@ -80,10 +80,10 @@ impl QueuePolicy {
         self.failures
     }
 
-    fn backlog(&self, obs: &Observation) -> Result<f64, String> {
+    fn backlog(obs: &Observation, metric: &str) -> Result<f64, String> {
         let sample = obs
-            .find(&self.config.metric)
-            .ok_or_else(|| format!("metric `{}` missing", self.config.metric))?;
+            .find(metric)
+            .ok_or_else(|| format!("metric `{metric}` missing"))?;
         if let Reading::Failed(why) = &sample.reading {
             return Err(why.clone());
         }
@@ -91,6 +91,45 @@ impl QueuePolicy {
             .total(obs.ready_replicas)
             .filter(|v| *v >= 0.0)
             .ok_or_else(|| "backlog is not a non-negative number".to_owned())
+    }
+
+    /// Reads every trigger (KEDA's several triggers per object): whether any is active, the
+    /// most replicas any backlog needs, and each trigger's proposal. Any failed trigger fails
+    /// the whole reading, so an outage of one source never lets the others scale down.
+    fn read(&self, obs: &Observation) -> Result<TriggerRead, String> {
+        let c = &self.config;
+        let current = obs.current_replicas;
+        let base = Tolerance::symmetric(c.tolerance);
+        let mut read = TriggerRead {
+            active: false,
+            needed: 0.0,
+            proposals: Vec::with_capacity(1 + c.triggers.len()),
+        };
+        for trigger in c.all_triggers() {
+            let backlog = Self::backlog(obs, trigger.metric)?;
+            read.active |= backlog > trigger.activation_threshold;
+            read.needed = read.needed.max(backlog / trigger.target_per_replica);
+            if current == 0 {
+                continue;
+            }
+            let sample = MetricSample::new(
+                trigger.metric,
+                Target::AverageValue(trigger.target_per_replica),
+                Reading::Total(backlog),
+            );
+            let mut proposal = metric_proposal(&sample, current, obs.ready_replicas, base);
+            if c.noise_tolerance > 0.0
+                && let Some(ratio) = proposal.ratio
+            {
+                let sigma = self.noise.peek(trigger.metric, ratio * f64::from(current));
+                let widened = base.widened(NoiseBand::tolerance(0.0, c.noise_tolerance, sigma));
+                if base.is_wider(&widened) {
+                    proposal = metric_proposal(&sample, current, obs.ready_replicas, widened);
+                }
+            }
+            read.proposals.push(proposal);
+        }
+        Ok(read)
     }
 
     fn fallback(&self, obs: &Observation, error: &str) -> Decision {
@@ -127,11 +166,14 @@ impl QueuePolicy {
     fn evaluate(&self, obs: &Observation) -> Decision {
         let c = &self.config;
         let current = obs.current_replicas;
-        let backlog = match self.backlog(obs) {
-            Ok(b) => b,
+        let TriggerRead {
+            active,
+            needed,
+            proposals,
+        } = match self.read(obs) {
+            Ok(read) => read,
             Err(error) => return self.fallback(obs, &error),
         };
-        let active = backlog > c.activation_threshold;
         // Idle for long enough: a cooldown after the last activity, or, for a workload never
         // active, the initial cooldown after it was first seen (KEDA's initialCooldownPeriod).
         let idle_long_enough = !active
@@ -143,9 +185,7 @@ impl QueuePolicy {
                 }
             };
         let floor = c.min_replicas.max(1);
-        let needed = (backlog / c.target_per_replica)
-            .ceil()
-            .min(f64::from(c.max_replicas));
+        let needed = needed.ceil().min(f64::from(c.max_replicas));
         let needed = (needed as u32).clamp(floor, c.max_replicas);
         let idle = c.idle_count();
         if current == 0 || idle.is_some_and(|idle| current == idle) {
@@ -158,27 +198,14 @@ impl QueuePolicy {
                 ..Decision::hold(obs.at, current, Reason::Activated)
             };
         }
-        let sample = MetricSample::new(
-            c.metric.clone(),
-            Target::AverageValue(c.target_per_replica),
-            Reading::Total(backlog),
-        );
-        let base = Tolerance::symmetric(c.tolerance);
-        let mut proposal = metric_proposal(&sample, current, obs.ready_replicas, base);
-        if c.noise_tolerance > 0.0
-            && let Some(ratio) = proposal.ratio
-        {
-            let sigma = self.noise.peek(&c.metric, ratio * f64::from(current));
-            let widened = base.widened(NoiseBand::tolerance(0.0, c.noise_tolerance, sigma));
-            if base.is_wider(&widened) {
-                proposal = metric_proposal(&sample, current, obs.ready_replicas, widened);
-            }
-        }
-        let raw = proposal
-            .replicas
-            .unwrap_or(current)
-            .clamp(floor, c.max_replicas);
-        let proposals = vec![proposal];
+        // The largest proposal decides, as the HPA does across a ScaledObject's triggers.
+        let (raw, deciding) = proposals
+            .iter()
+            .filter_map(|p| p.replicas.map(|r| (r, p.metric.as_str())))
+            .max_by_key(|(r, _)| *r)
+            .unwrap_or((current, c.metric.as_str()));
+        let raw = raw.clamp(floor, c.max_replicas);
+        let deciding = deciding.to_owned();
         if self.normalizer.in_cooldown(obs.at) {
             return Decision {
                 recommendation: Some(raw),
@@ -192,9 +219,7 @@ impl QueuePolicy {
         let mut reason = why.unwrap_or(if desired == current {
             Reason::Steady
         } else {
-            Reason::Metric {
-                metric: c.metric.clone(),
-            }
+            Reason::Metric { metric: deciding }
         });
         if let Some(idle) = idle
             && idle_long_enough
@@ -216,19 +241,28 @@ impl QueuePolicy {
 
     /// Records what every evaluation records whether or not its decision was applied.
     fn observe(&mut self, obs: &Observation, decision: &Decision) {
-        match self.backlog(obs) {
-            Err(_) => self.failures = self.failures.saturating_add(1),
-            Ok(backlog) => {
-                self.failures = 0;
-                self.first_seen.get_or_insert(obs.at);
-                if backlog > self.config.activation_threshold {
-                    self.last_active = Some(obs.at);
-                }
-                if self.config.noise_tolerance > 0.0
-                    && let Some(ratio) = decision.proposals.first().and_then(|p| p.ratio)
-                {
-                    self.noise
-                        .observe(&self.config.metric, ratio * f64::from(decision.current));
+        let mut failed = false;
+        let mut active = false;
+        for trigger in self.config.all_triggers() {
+            match Self::backlog(obs, trigger.metric) {
+                Err(_) => failed = true,
+                Ok(backlog) => active |= backlog > trigger.activation_threshold,
+            }
+        }
+        if failed {
+            self.failures = self.failures.saturating_add(1);
+        } else {
+            self.failures = 0;
+            self.first_seen.get_or_insert(obs.at);
+            if active {
+                self.last_active = Some(obs.at);
+            }
+            if self.config.noise_tolerance > 0.0 {
+                for p in &decision.proposals {
+                    if let Some(ratio) = p.ratio {
+                        self.noise
+                            .observe(&p.metric, ratio * f64::from(decision.current));
+                    }
                 }
             }
         }
@@ -240,6 +274,14 @@ impl QueuePolicy {
                 .record_recommendation(obs.at, decision.current, raw);
         }
     }
+}
+
+/// What one evaluation read from the triggers.
+struct TriggerRead {
+    active: bool,
+    /// Replicas the largest backlog needs, before rounding and bounds.
+    needed: f64,
+    proposals: Vec<MetricProposal>,
 }
 
 impl Policy for QueuePolicy {

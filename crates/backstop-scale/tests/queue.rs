@@ -252,3 +252,54 @@ fn idle_replicas_replace_zero_when_inactive() {
         .with_idle_replicas(2);
     assert_eq!(QueuePolicy::new(bad).unwrap_err().field(), "idle_replicas");
 }
+
+#[test]
+fn several_triggers_take_the_largest_and_any_activates() {
+    use backstop_scale::QueueTrigger;
+    let config = QueueConfig::default()
+        .with_behavior(Behavior {
+            scale_down: ScalingRules::default_down().with_window(Duration::ZERO),
+            ..Behavior::default()
+        })
+        .with_trigger(QueueTrigger {
+            metric: "jobs".into(),
+            target_per_replica: 2.0,
+            activation_threshold: 0.0,
+        });
+    let jobs = |n: f64| MetricSample::new("jobs", Target::AverageValue(2.0), Reading::Total(n));
+    let mut p = policy(config);
+    // From zero the queue is empty but 7 jobs wait: active, ceil(7 / 2) = 4.
+    let o = Observation::new(secs(0), 0, 0)
+        .metric(backlog(0.0))
+        .metric(jobs(7.0));
+    let d = p.decide(&o);
+    assert_eq!((d.desired, d.reason), (4, Reason::Activated));
+    // At 4: the queue wants ceil(30 / 10) = 3, the jobs ceil(12 / 2) = 6; the largest decides.
+    let o = Observation::new(secs(15), 4, 4)
+        .metric(backlog(30.0))
+        .metric(jobs(12.0));
+    let d = p.decide(&o);
+    assert_eq!(
+        (d.desired, d.reason),
+        (
+            6,
+            Reason::Metric {
+                metric: "jobs".into()
+            }
+        )
+    );
+    // One trigger failing holds the count even though the other says scale down.
+    let o = Observation::new(secs(30), 6, 6)
+        .metric(backlog(0.0))
+        .metric(failed_jobs());
+    let d = p.decide(&o);
+    assert_eq!((d.desired, d.reason), (6, Reason::MetricUnavailable));
+}
+
+fn failed_jobs() -> MetricSample {
+    MetricSample::new(
+        "jobs",
+        Target::AverageValue(2.0),
+        Reading::Failed("down".into()),
+    )
+}

@@ -16,7 +16,7 @@ pub use hpa::HpaConfig;
 pub use predictive::{
     ForecastModel, MAX_ERROR_WINDOW, MAX_LEAD_SAMPLES, MAX_LEAD_TIME, PredictiveConfig,
 };
-pub use queue::{FallbackBehavior, FallbackConfig, QueueConfig};
+pub use queue::{FallbackBehavior, FallbackConfig, MAX_QUEUE_TRIGGERS, QueueConfig, QueueTrigger};
 pub use threshold::ThresholdConfig;
 pub(crate) use tolerance::Tolerance;
 pub use tolerance::ToleranceRule;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use backstop_core::config::{ConfigError, Validate, ensure, ensure_duration};
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
 use serde::{Deserialize, Serialize};
 
 use super::{Behavior, validate_bounds, validate_tolerance};
@@ -39,6 +39,31 @@ pub struct FallbackConfig {
     pub behavior: FallbackBehavior,
 }
 
+/// One more trigger of a queue-scaled object (KEDA's `triggers`): its own metric, backlog per
+/// replica and activation threshold. The largest proposal across triggers decides, and the
+/// workload is active while any trigger is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueTrigger {
+    /// Name of the backlog metric in the observation.
+    pub metric: String,
+    /// Backlog each replica should carry.
+    pub target_per_replica: f64,
+    /// Active only while the backlog is strictly greater than this.
+    #[serde(default)]
+    pub activation_threshold: f64,
+}
+
+/// A trigger's settings, borrowed from the config.
+pub(crate) struct TriggerRef<'a> {
+    pub(crate) metric: &'a str,
+    pub(crate) target_per_replica: f64,
+    pub(crate) activation_threshold: f64,
+}
+
+/// The most triggers one queue policy takes.
+pub const MAX_QUEUE_TRIGGERS: usize = 64;
+
 /// KEDA-style queue scaling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -69,6 +94,8 @@ pub struct QueueConfig {
     pub tolerance: f64,
     /// Noise-aware band, as [`HpaConfig::noise_tolerance`](crate::HpaConfig::noise_tolerance): 0 (the default) disables it.
     pub noise_tolerance: f64,
+    /// Triggers besides `metric` (at most [`MAX_QUEUE_TRIGGERS`]).
+    pub triggers: Vec<QueueTrigger>,
     /// Stabilization and rate policies for scaling between 1 and max.
     pub behavior: Behavior,
 }
@@ -84,6 +111,7 @@ impl Default for QueueConfig {
             cooldown: Duration::from_secs(300),
             initial_cooldown: None,
             idle_replicas: None,
+            triggers: Vec::new(),
             fallback: None,
             tolerance: 0.1,
             noise_tolerance: 0.0,
@@ -149,6 +177,27 @@ impl QueueConfig {
         self
     }
 
+    /// Adds a trigger.
+    #[must_use]
+    pub fn with_trigger(mut self, trigger: QueueTrigger) -> Self {
+        self.triggers.push(trigger);
+        self
+    }
+
+    /// The primary trigger (`metric`), then `triggers`.
+    pub(crate) fn all_triggers(&self) -> impl Iterator<Item = TriggerRef<'_>> {
+        std::iter::once(TriggerRef {
+            metric: &self.metric,
+            target_per_replica: self.target_per_replica,
+            activation_threshold: self.activation_threshold,
+        })
+        .chain(self.triggers.iter().map(|t| TriggerRef {
+            metric: &t.metric,
+            target_per_replica: t.target_per_replica,
+            activation_threshold: t.activation_threshold,
+        }))
+    }
+
     /// Sets KEDA's `initialCooldownPeriod`.
     #[must_use]
     pub fn with_initial_cooldown(mut self, initial: Duration) -> Self {
@@ -184,6 +233,25 @@ impl Validate for QueueConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         ensure(!self.metric.is_empty(), "metric", "must not be empty")?;
         ensure_duration("cooldown", self.cooldown)?;
+        ensure_at_most(
+            "triggers",
+            self.triggers.len() as u64,
+            MAX_QUEUE_TRIGGERS as u64,
+        )?;
+        for (i, t) in self.triggers.iter().enumerate() {
+            let field = |name: &str| format!("triggers[{i}].{name}");
+            ensure(!t.metric.is_empty(), &field("metric"), "must not be empty")?;
+            ensure(
+                t.target_per_replica.is_finite() && t.target_per_replica > 0.0,
+                &field("target_per_replica"),
+                "must be greater than 0",
+            )?;
+            ensure(
+                t.activation_threshold.is_finite() && t.activation_threshold >= 0.0,
+                &field("activation_threshold"),
+                "must be a non-negative number",
+            )?;
+        }
         if let Some(initial) = self.initial_cooldown {
             ensure_duration("initial_cooldown", initial)?;
         }

@@ -7,6 +7,7 @@ use serde::Serialize;
 /// Why a decision came out the way it did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "rule")]
+#[non_exhaustive]
 pub enum Reason {
     /// The metrics asked for the current count, or every ratio was within tolerance.
     Steady,
@@ -53,6 +54,8 @@ pub enum Reason {
     MetricUnavailable,
     /// The forecast asked for more replicas than the reactive policy.
     Predicted,
+    /// A scheduled window's floor raised the count.
+    Scheduled,
 }
 
 /// One metric's proposal.

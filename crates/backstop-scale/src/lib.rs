@@ -31,6 +31,8 @@
 //! - [`PredictivePolicy`]: seasonal-naive, Holt-Winters or linear-trend forecasts, scaling
 //!   ahead by the warm-up lead time, acting only while recent forecasts were accurate, and
 //!   never below the reactive proposal.
+//! - [`Scheduled`] wraps any policy with cron-like windows that set a minimum (KEDA's cron
+//!   scaler, combinable with every other policy).
 //! - [`BurstHold`] wraps any policy with a burst-aware scale-down hold: it learns how soon
 //!   load comes back after a scale-down and keeps replicas through lulls shorter than that
 //!   (when restarting would cost more than holding), falling back to the HPA's 300 s otherwise.
@@ -128,6 +130,7 @@ mod noise;
 mod observation;
 mod predictive;
 mod queue;
+mod schedule;
 mod series;
 mod sim;
 mod state;
@@ -141,8 +144,8 @@ pub use burst::BurstHold;
 pub use config::{
     Behavior, BurstHoldConfig, FallbackBehavior, FallbackConfig, ForecastModel, HpaConfig,
     MAX_ERROR_WINDOW, MAX_GAP_SAMPLES, MAX_LEAD_SAMPLES, MAX_LEAD_TIME, MAX_QUEUE_TRIGGERS,
-    PredictiveConfig, QueueConfig, QueueTrigger, RateKind, RatePolicy, ScalingRules, Select,
-    ThresholdConfig, ToleranceRule,
+    MAX_SCHEDULE_WINDOWS, PredictiveConfig, QueueConfig, QueueTrigger, RateKind, RatePolicy,
+    ScalingRules, ScheduleConfig, ScheduleWindow, Select, ThresholdConfig, ToleranceRule,
 };
 #[cfg(feature = "sim")]
 pub use contenders::{Contender, contenders};
@@ -152,6 +155,7 @@ pub use hpa::{PolicyStats, TargetTracking};
 pub use observation::{MetricSample, Observation, Reading, ReplicaReading, Target};
 pub use predictive::{PredictivePolicy, PredictiveStats};
 pub use queue::QueuePolicy;
+pub use schedule::Scheduled;
 pub use series::MAX_SERIES_STEPS;
 pub use sim::{FixedPolicy, MAX_SIM_REPLICAS, ReplicaModel, SimReport, metrics, simulate};
 pub use state::{ScaleConditions, ScaleEvent, ScaleState, StampedReplicas};

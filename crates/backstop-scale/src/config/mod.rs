@@ -7,6 +7,7 @@ mod burst;
 mod hpa;
 mod predictive;
 mod queue;
+mod schedule;
 mod threshold;
 mod tolerance;
 
@@ -17,6 +18,7 @@ pub use predictive::{
     ForecastModel, MAX_ERROR_WINDOW, MAX_LEAD_SAMPLES, MAX_LEAD_TIME, PredictiveConfig,
 };
 pub use queue::{FallbackBehavior, FallbackConfig, MAX_QUEUE_TRIGGERS, QueueConfig, QueueTrigger};
+pub use schedule::{MAX_SCHEDULE_WINDOWS, ScheduleConfig, ScheduleWindow};
 pub use threshold::ThresholdConfig;
 pub(crate) use tolerance::Tolerance;
 pub use tolerance::ToleranceRule;

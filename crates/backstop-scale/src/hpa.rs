@@ -344,10 +344,23 @@ impl TargetTracking {
     /// Every metric's proposal, with the noise band as it stands (`observe` records nothing).
     fn proposals(&self, obs: &Observation, current: u32) -> Vec<MetricProposal> {
         let base = self.config.band();
+        let max_age = self.config.max_metric_age;
         let mut proposals: Vec<MetricProposal> = obs
             .metrics
             .iter()
-            .map(|m| metric_proposal(m, current, obs.ready_replicas, base))
+            .map(|m| {
+                if m.is_stale(obs.at, max_age) {
+                    // A stale sample is a failed one: it can block a scale-down, never drive one.
+                    MetricProposal {
+                        metric: m.name.clone(),
+                        ratio: None,
+                        replicas: None,
+                        error: Some("stale: older than max_metric_age".to_owned()),
+                    }
+                } else {
+                    metric_proposal(m, current, obs.ready_replicas, base)
+                }
+            })
             .collect();
         let k = self.config.noise_tolerance;
         if k > 0.0 {

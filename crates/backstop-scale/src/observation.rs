@@ -57,6 +57,9 @@ pub struct MetricSample {
     pub target: Target,
     /// The measurement.
     pub reading: Reading,
+    /// When the metric was measured, on the observations' clock; `None` means "now".
+    #[serde(default, with = "backstop_core::duration::human_option")]
+    pub measured_at: Option<Duration>,
 }
 
 impl MetricSample {
@@ -66,6 +69,22 @@ impl MetricSample {
             name: name.into(),
             target,
             reading,
+            measured_at: None,
+        }
+    }
+
+    /// Stamps the time the metric was measured, for the staleness rule.
+    #[must_use]
+    pub fn measured_at(mut self, at: Duration) -> Self {
+        self.measured_at = Some(at);
+        self
+    }
+
+    /// Whether the sample is older than `max_age` at `now` (never, without a stamp or a limit).
+    pub fn is_stale(&self, now: Duration, max_age: Option<Duration>) -> bool {
+        match (self.measured_at, max_age) {
+            (Some(at), Some(max)) => now.saturating_sub(at) > max,
+            _ => false,
         }
     }
 

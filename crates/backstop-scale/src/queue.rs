@@ -80,10 +80,13 @@ impl QueuePolicy {
         self.failures
     }
 
-    fn backlog(obs: &Observation, metric: &str) -> Result<f64, String> {
+    fn backlog(obs: &Observation, metric: &str, max_age: Option<Duration>) -> Result<f64, String> {
         let sample = obs
             .find(metric)
             .ok_or_else(|| format!("metric `{metric}` missing"))?;
+        if sample.is_stale(obs.at, max_age) {
+            return Err(format!("metric `{metric}` is stale"));
+        }
         if let Reading::Failed(why) = &sample.reading {
             return Err(why.clone());
         }
@@ -106,7 +109,7 @@ impl QueuePolicy {
             proposals: Vec::with_capacity(1 + c.triggers.len()),
         };
         for trigger in c.all_triggers() {
-            let backlog = Self::backlog(obs, trigger.metric)?;
+            let backlog = Self::backlog(obs, trigger.metric, c.max_metric_age)?;
             read.active |= backlog > trigger.activation_threshold;
             read.needed = read.needed.max(backlog / trigger.target_per_replica);
             if current == 0 {
@@ -244,7 +247,7 @@ impl QueuePolicy {
         let mut failed = false;
         let mut active = false;
         for trigger in self.config.all_triggers() {
-            match Self::backlog(obs, trigger.metric) {
+            match Self::backlog(obs, trigger.metric, self.config.max_metric_age) {
                 Err(_) => failed = true,
                 Ok(backlog) => active |= backlog > trigger.activation_threshold,
             }

@@ -192,3 +192,35 @@ fn the_state_shows_the_window_the_events_and_the_conditions() {
     assert_eq!(json["events"][0]["change"], 4);
     assert_eq!(json["conditions"]["able_to_scale"], true);
 }
+
+#[test]
+fn a_stale_metric_counts_as_failed() {
+    let mut hpa = raw(HpaConfig {
+        max_metric_age: Some(secs(60)),
+        ..HpaConfig::default()
+    });
+    // A fresh sample asking to halve and a 90 s old one asking to stay: the stale one counts as
+    // failed, and a failed metric blocks the scale-down (as the HPA does).
+    let fresh = avg(50.0).measured_at(secs(100));
+    let stale = MetricSample::new("old", Target::AverageValue(100.0), Reading::Average(100.0))
+        .measured_at(secs(10));
+    let d = hpa.decide(
+        &Observation::new(secs(100), 10, 10)
+            .metric(fresh.clone())
+            .metric(stale),
+    );
+    assert_eq!(
+        (d.desired, d.reason),
+        (10, Reason::MissingMetricsNoScaleDown)
+    );
+    assert!(
+        d.proposals[1]
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("stale")
+    );
+    // Alone, the fresh one halves the fleet; unstamped samples are never stale.
+    let d = hpa.decide(&Observation::new(secs(115), 10, 10).metric(fresh));
+    assert_eq!(d.desired, 5);
+}

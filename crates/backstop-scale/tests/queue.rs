@@ -303,3 +303,15 @@ fn failed_jobs() -> MetricSample {
         Reading::Failed("down".into()),
     )
 }
+
+#[test]
+fn a_stale_backlog_is_a_failure() {
+    let config = QueueConfig {
+        max_metric_age: Some(secs(30)),
+        ..QueueConfig::default()
+    };
+    let mut p = policy(config);
+    let d = p.decide(&obs(100, 4, backlog(0.0).measured_at(secs(50))));
+    assert_eq!((d.desired, d.reason), (4, Reason::MetricUnavailable));
+    assert_eq!(p.failures(), 1);
+}

@@ -1,6 +1,8 @@
 //! Kubernetes-HPA target tracking settings.
 
-use backstop_core::config::{ConfigError, Validate, ensure};
+use std::time::Duration;
+
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_duration};
 use serde::{Deserialize, Serialize};
 
 use super::{Behavior, Tolerance, ToleranceRule, validate_bounds, validate_tolerance};
@@ -28,6 +30,10 @@ pub struct HpaConfig {
     pub noise_tolerance: f64,
     /// Stabilization, rate policies and cooldown.
     pub behavior: Behavior,
+    /// A metric measured longer ago than this counts as failed (stale); `None` trusts every
+    /// sample. Samples carry their time in [`MetricSample::measured_at`](crate::MetricSample).
+    #[serde(with = "backstop_core::duration::human_option")]
+    pub max_metric_age: Option<Duration>,
 }
 
 impl Default for HpaConfig {
@@ -41,6 +47,7 @@ impl Default for HpaConfig {
             tolerance_rule: ToleranceRule::Current,
             noise_tolerance: 0.0,
             behavior: Behavior::default(),
+            max_metric_age: None,
         }
     }
 }
@@ -103,6 +110,9 @@ impl Validate for HpaConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         validate_bounds(self.min_replicas, self.max_replicas, false)?;
         validate_tolerance(self.tolerance)?;
+        if let Some(age) = self.max_metric_age {
+            ensure_duration("max_metric_age", age)?;
+        }
         for (tolerance, field) in [
             (self.scale_up_tolerance, "scale_up_tolerance"),
             (self.scale_down_tolerance, "scale_down_tolerance"),

@@ -96,6 +96,10 @@ pub struct QueueConfig {
     pub noise_tolerance: f64,
     /// Triggers besides `metric` (at most [`MAX_QUEUE_TRIGGERS`]).
     pub triggers: Vec<QueueTrigger>,
+    /// A backlog measured longer ago than this counts as a failure (stale); `None` trusts
+    /// every sample.
+    #[serde(with = "backstop_core::duration::human_option")]
+    pub max_metric_age: Option<Duration>,
     /// Stabilization and rate policies for scaling between 1 and max.
     pub behavior: Behavior,
 }
@@ -112,6 +116,7 @@ impl Default for QueueConfig {
             initial_cooldown: None,
             idle_replicas: None,
             triggers: Vec::new(),
+            max_metric_age: None,
             fallback: None,
             tolerance: 0.1,
             noise_tolerance: 0.0,
@@ -251,6 +256,9 @@ impl Validate for QueueConfig {
                 &field("activation_threshold"),
                 "must be a non-negative number",
             )?;
+        }
+        if let Some(age) = self.max_metric_age {
+            ensure_duration("max_metric_age", age)?;
         }
         if let Some(initial) = self.initial_cooldown {
             ensure_duration("initial_cooldown", initial)?;

@@ -6,7 +6,8 @@
 //!   real series (`timestamp,value` CSV, any fixed interval, gaps held at the last value),
 //!   scaled so its peak is N requests per second (default 400), and prints per policy
 //!   `slo_violation_minutes workload=<file stem> contender=<policy> value=<v>`,
-//!   `replica_hours …`, `flaps …` and `actions …`.
+//!   `replica_hours …`, `flaps …`, `actions …` and `longest_violation_minutes …` (the
+//!   longest time to recover from a burst).
 //!
 //! The line-up is `backstop::scale::contenders`: HPA target tracking (`hpa`), threshold
 //! steps, KEDA-style queue scaling, the predictive policy, the HPA and queue policies with
@@ -57,6 +58,10 @@ fn replay(path: &str, peak: f64) -> Result<(), String> {
         );
         println!("flaps workload={w} contender={c} value={}", r.flaps);
         println!("actions workload={w} contender={c} value={}", r.actions);
+        println!(
+            "longest_violation_minutes workload={w} contender={c} value={:.2}",
+            r.longest_violation_min
+        );
     }
     Ok(())
 }

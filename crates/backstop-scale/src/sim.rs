@@ -165,13 +165,16 @@ pub struct SimReport {
     pub peak_backlog: f64,
     /// Most replicas at once.
     pub peak_replicas: u32,
+    /// The longest unbroken stretch of SLO violation, minutes: the worst time to recover from
+    /// a burst.
+    pub longest_violation_min: f64,
 }
 
 impl SimReport {
     /// The report as `autoscale workload=… contender=… slo_violation_min=… …`.
     pub fn line(&self) -> String {
         format!(
-            "autoscale workload={} contender={} slo_violation_min={:.2} replica_hours={:.2} actions={} flaps={} peak_backlog={:.0} peak_replicas={}",
+            "autoscale workload={} contender={} slo_violation_min={:.2} replica_hours={:.2} actions={} flaps={} peak_backlog={:.0} peak_replicas={} longest_violation_min={:.2}",
             self.workload,
             self.contender,
             self.slo_violation_min,
@@ -179,7 +182,8 @@ impl SimReport {
             self.actions,
             self.flaps,
             self.peak_backlog,
-            self.peak_replicas
+            self.peak_replicas,
+            self.longest_violation_min
         )
     }
 }
@@ -220,7 +224,9 @@ pub fn simulate<P: Policy + ?Sized>(
         flaps: 0,
         peak_backlog: 0.0,
         peak_replicas: ready,
+        longest_violation_min: 0.0,
     };
+    let mut violating_for = 0.0f64;
     let mut last_action: Option<(Duration, bool)> = None;
     let mut at = Duration::ZERO;
     let end = trace.duration();
@@ -244,6 +250,10 @@ pub fn simulate<P: Policy + ?Sized>(
         };
         if wait > model.slo_wait.as_secs_f64() {
             report.slo_violation_min += dt / 60.0;
+            violating_for += dt / 60.0;
+            report.longest_violation_min = report.longest_violation_min.max(violating_for);
+        } else {
+            violating_for = 0.0;
         }
         report.peak_backlog = report.peak_backlog.max(backlog);
         report.replica_hours += f64::from(current) * dt / 3600.0;

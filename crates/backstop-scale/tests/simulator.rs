@@ -172,3 +172,21 @@ fn noise_aware_queue_policy_stops_flapping_too() {
         aware.line()
     );
 }
+
+#[test]
+fn the_longest_violation_is_the_time_to_recover_from_a_burst() {
+    // One replica (10 rps) and a 3-minute burst of 30 rps: from the first burst minute the
+    // backlog exceeds 2 s of capacity (20 requests), and it drains at 10 rps only after the
+    // burst, so the violation lasts through the burst and beyond, in one stretch.
+    let mut rates = vec![5.0; 10];
+    rates.extend([30.0; 3]);
+    rates.extend(vec![5.0; 20]);
+    let trace = Trace::new("burst", std::time::Duration::from_secs(60), rates);
+    let model = ReplicaModel {
+        initial_replicas: 1,
+        ..ReplicaModel::default()
+    };
+    let report = simulate(&trace, &model, "fixed", &mut FixedPolicy { replicas: 1 }).unwrap();
+    assert!(report.longest_violation_min >= 3.0, "{report:?}");
+    assert_eq!(report.longest_violation_min, report.slo_violation_min);
+}

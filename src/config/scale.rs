@@ -1,7 +1,7 @@
 use backstop_core::config::{ConfigError, Validate};
 use backstop_scale::{
-    HpaConfig, Policy, PredictiveConfig, PredictivePolicy, QueueConfig, QueuePolicy,
-    TargetTracking, ThresholdConfig, ThresholdPolicy,
+    BurstHold, BurstHoldConfig, HpaConfig, Policy, PredictiveConfig, PredictivePolicy, QueueConfig,
+    QueuePolicy, ScheduleConfig, Scheduled, TargetTracking, ThresholdConfig, ThresholdPolicy,
 };
 use serde::Deserialize;
 
@@ -32,6 +32,11 @@ pub struct ScaleSection {
     pub queue: Option<QueueConfig>,
     /// `[scale.predictive]`: forecast-driven capacity layered on target tracking.
     pub predictive: Option<PredictiveConfig>,
+    /// `[scale.burst_hold]`: a burst-aware scale-down hold around the policy (give the
+    /// policy a zero scale-down stabilization window; the hold replaces it).
+    pub burst_hold: Option<BurstHoldConfig>,
+    /// `[scale.schedule]`: recurring windows with a minimum, on top of everything else.
+    pub schedule: Option<ScheduleConfig>,
 }
 
 /// The autoscaling policies `[scale] policy = "…"` can name.
@@ -54,7 +59,9 @@ impl Validate for ScaleSection {
         validate_table(&self.hpa, "hpa")?;
         validate_table(&self.threshold, "threshold")?;
         validate_table(&self.queue, "queue")?;
-        validate_table(&self.predictive, "predictive")
+        validate_table(&self.predictive, "predictive")?;
+        validate_table(&self.burst_hold, "burst_hold")?;
+        validate_table(&self.schedule, "schedule")
     }
 }
 
@@ -66,8 +73,43 @@ fn validate_table<T: Validate>(table: &Option<T>, name: &str) -> Result<(), Conf
 }
 
 impl ScaleSection {
-    /// The selected policy, built from its sub-table (or its defaults), ready to `decide`.
+    /// The selected policy, built from its sub-table (or its defaults), wrapped in the burst
+    /// hold and the schedule when their tables are present, ready to `decide`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use backstop::config::BackstopConfig;
+    /// use backstop::scale::Observation;
+    ///
+    /// let config = BackstopConfig::from_toml_str(r#"
+    ///     [scale]
+    ///     policy = "hpa"
+    ///     [scale.hpa]
+    ///     max_replicas = 20
+    ///     [scale.schedule]
+    ///     windows = [{ start = "9h", length = "8h", min_replicas = 6 }]
+    /// "#).unwrap();
+    /// let mut policy = config.scale.unwrap().policy().unwrap();
+    /// // No metrics at 10:00: the HPA holds 2, the schedule raises it to 6.
+    /// let d = policy.decide(&Observation::new(Duration::from_secs(10 * 3600), 2, 2));
+    /// assert_eq!(d.desired, 6);
+    /// ```
     pub fn policy(&self) -> Result<Box<dyn Policy + Send>, ConfigError> {
+        let mut policy = self.base_policy()?;
+        if let Some(hold) = &self.burst_hold {
+            policy = Box::new(
+                BurstHold::new(policy, hold.clone()).map_err(|e| e.within("scale.burst_hold"))?,
+            );
+        }
+        if let Some(schedule) = &self.schedule {
+            policy = Box::new(
+                Scheduled::new(policy, schedule.clone()).map_err(|e| e.within("scale.schedule"))?,
+            );
+        }
+        Ok(policy)
+    }
+
+    fn base_policy(&self) -> Result<Box<dyn Policy + Send>, ConfigError> {
         Ok(match self.policy {
             PolicyKind::Hpa => Box::new(
                 TargetTracking::new(self.hpa.clone().unwrap_or_default())

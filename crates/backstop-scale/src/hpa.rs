@@ -115,6 +115,12 @@ fn compute(
     ready: u32,
     tolerance: Tolerance,
 ) -> Result<(f64, u32), String> {
+    if !sample.kind.accepts(&sample.target) {
+        return Err(format!(
+            "a {:?} metric does not take a {:?} target",
+            sample.kind, sample.target
+        ));
+    }
     let target = sample.target.value();
     if !(target.is_finite() && target > 0.0) {
         return Err("target must be a positive number".to_owned());

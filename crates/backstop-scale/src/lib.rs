@@ -152,7 +152,7 @@ pub use contenders::{Contender, contenders};
 pub use decision::{Decision, MetricProposal, Policy, Reason};
 pub use error::{ScaleError, TraceError};
 pub use hpa::{PolicyStats, TargetTracking};
-pub use observation::{MetricSample, Observation, Reading, ReplicaReading, Target};
+pub use observation::{MetricSample, MetricType, Observation, Reading, ReplicaReading, Target};
 pub use predictive::{PredictivePolicy, PredictiveStats};
 pub use queue::QueuePolicy;
 pub use schedule::Scheduled;

@@ -25,6 +25,47 @@ impl Target {
     }
 }
 
+/// Which kind of HPA metric a sample is (`autoscaling/v2` `MetricSpec.type`), which fixes the
+/// targets it may use: Kubernetes refuses a Pods metric with a Utilization target, for one.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+#[non_exhaustive]
+pub enum MetricType {
+    /// Not stated: any target is accepted (Backstop's own metrics).
+    #[default]
+    Unspecified,
+    /// A resource of the pods (CPU, memory): Utilization or AverageValue.
+    Resource,
+    /// A resource of one container of the pods: Utilization or AverageValue.
+    ContainerResource {
+        /// The container.
+        container: String,
+    },
+    /// A per-pod custom metric: AverageValue.
+    Pods,
+    /// A metric describing one object (an Ingress's requests per second): Value or
+    /// AverageValue.
+    Object,
+    /// A metric from outside the cluster (a queue's length): Value or AverageValue.
+    External,
+}
+
+impl MetricType {
+    /// Whether Kubernetes accepts `target` for this kind of metric.
+    pub fn accepts(&self, target: &Target) -> bool {
+        match self {
+            MetricType::Unspecified => true,
+            MetricType::Resource | MetricType::ContainerResource { .. } => {
+                matches!(target, Target::Utilization(_) | Target::AverageValue(_))
+            }
+            MetricType::Pods => matches!(target, Target::AverageValue(_)),
+            MetricType::Object | MetricType::External => {
+                matches!(target, Target::Value(_) | Target::AverageValue(_))
+            }
+        }
+    }
+}
+
 /// One replica's reading of a per-replica metric.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ReplicaReading {
@@ -57,6 +98,9 @@ pub struct MetricSample {
     pub target: Target,
     /// The measurement.
     pub reading: Reading,
+    /// The HPA metric type; a target the type does not allow makes the sample invalid.
+    #[serde(default)]
+    pub kind: MetricType,
     /// When the metric was measured, on the observations' clock; `None` means "now".
     #[serde(default, with = "backstop_core::duration::human_option")]
     pub measured_at: Option<Duration>,
@@ -69,8 +113,16 @@ impl MetricSample {
             name: name.into(),
             target,
             reading,
+            kind: MetricType::Unspecified,
             measured_at: None,
         }
+    }
+
+    /// States the HPA metric type.
+    #[must_use]
+    pub fn of_type(mut self, kind: MetricType) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// Stamps the time the metric was measured, for the staleness rule.

@@ -224,3 +224,39 @@ fn a_stale_metric_counts_as_failed() {
     let d = hpa.decide(&Observation::new(secs(115), 10, 10).metric(fresh));
     assert_eq!(d.desired, 5);
 }
+
+#[test]
+fn metric_types_take_only_the_targets_kubernetes_allows() {
+    use backstop_scale::MetricType;
+    let mut hpa = raw(HpaConfig::default());
+    // A Pods metric with a Utilization target is refused by the Kubernetes API; here the
+    // metric is invalid, and being the only one, nothing changes.
+    let pods_util = MetricSample::new("p", Target::Utilization(50.0), Reading::Average(100.0))
+        .of_type(MetricType::Pods);
+    let d = hpa.decide(&Observation::new(secs(0), 4, 4).metric(pods_util));
+    assert_eq!((d.desired, d.reason), (4, Reason::NoMetrics));
+    assert!(d.proposals[0].error.is_some());
+    // A Resource metric with a Utilization target: ceil(4 × 100 / 50) = 8.
+    let cpu = MetricSample::new("cpu", Target::Utilization(50.0), Reading::Average(100.0))
+        .of_type(MetricType::Resource);
+    assert_eq!(
+        hpa.decide(&Observation::new(secs(15), 4, 4).metric(cpu))
+            .desired,
+        8
+    );
+    // An External metric with a Value target: 30 against 10 from 3 ready, ceil(3 × 3) = 9.
+    let queue = MetricSample::new("q", Target::Value(10.0), Reading::Total(30.0))
+        .of_type(MetricType::External);
+    assert_eq!(
+        hpa.decide(&Observation::new(secs(30), 3, 3).metric(queue))
+            .desired,
+        9
+    );
+    assert!(
+        MetricType::ContainerResource {
+            container: "app".into()
+        }
+        .accepts(&Target::Utilization(60.0))
+    );
+    assert!(!MetricType::Object.accepts(&Target::Utilization(60.0)));
+}

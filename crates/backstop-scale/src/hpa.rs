@@ -178,6 +178,11 @@ fn compute(
             let sample = MetricSample::new(&sample.name, sample.target, Reading::Total(total));
             compute(&sample, current, ready, tolerance)
         }
+        (Reading::PerReplica(replicas), Target::Utilization(percent))
+            if replicas.iter().any(|r| r.request.is_some()) =>
+        {
+            from_requests(replicas, percent, current, tolerance)
+        }
         (Reading::PerReplica(replicas), _) => {
             let mut sum = 0.0;
             let (mut with_metrics, mut missing, mut unready) = (0u32, 0u32, 0u32);
@@ -205,6 +210,80 @@ fn compute(
             )
         }
     }
+}
+
+/// `GetResourceReplicas` with pod requests: readings are raw usage, utilization is
+/// `sum(usage) / sum(requests)` over the pods counted, and a missing pod on a scale-down uses
+/// max(100 %, target) of its own request.
+fn from_requests(
+    replicas: &[crate::observation::ReplicaReading],
+    target: f64,
+    current: u32,
+    tolerance: Tolerance,
+) -> Result<(f64, u32), String> {
+    let (mut usage, mut requested) = (0.0, 0.0);
+    let (mut missing_requests, mut unready_requests) = (0.0, 0.0);
+    let (mut with_metrics, mut missing, mut unready) = (0u32, 0u32, 0u32);
+    for r in replicas {
+        let request = r
+            .request
+            .ok_or("every replica needs a request when one has it")?;
+        if !(request.is_finite() && request > 0.0) {
+            return Err(format!("request {request} is not a positive number"));
+        }
+        match r.value {
+            None => {
+                missing += 1;
+                missing_requests += request;
+            }
+            Some(_) if !r.ready => {
+                unready += 1;
+                unready_requests += request;
+            }
+            Some(v) => {
+                check(v)?;
+                usage += v;
+                requested += request;
+                with_metrics += 1;
+            }
+        }
+    }
+    if with_metrics == 0 {
+        return Err("no ready replica reported the metric".to_owned());
+    }
+    let ratio = usage * 100.0 / requested / target;
+    let rebalance_unready = unready > 0 && ratio > 1.0;
+    if !rebalance_unready && missing == 0 {
+        if tolerance.within(ratio) {
+            return Ok((ratio, current));
+        }
+        return Ok((ratio, ceil_u32(ratio * f64::from(with_metrics))));
+    }
+    let mut count = with_metrics;
+    if ratio < 1.0 {
+        usage += missing_requests * target.max(100.0) / 100.0;
+        requested += missing_requests;
+        count += missing;
+    } else if ratio > 1.0 {
+        requested += missing_requests;
+        count += missing;
+    }
+    if rebalance_unready {
+        requested += unready_requests;
+        count += unready;
+    }
+    let new_ratio = usage * 100.0 / requested / target;
+    if tolerance.within(new_ratio)
+        || (ratio > 1.0 && new_ratio < 1.0)
+        || (ratio < 1.0 && new_ratio > 1.0)
+    {
+        return Ok((new_ratio, current));
+    }
+    let replicas = ceil_u32(new_ratio * f64::from(count));
+    if (new_ratio < 1.0 && replicas > current) || (new_ratio > 1.0 && replicas < current) {
+        return Ok((new_ratio, current));
+    }
+    Ok((new_ratio, replicas))
 }
 
 fn check(v: f64) -> Result<(), String> {

@@ -73,6 +73,29 @@ pub struct ReplicaReading {
     pub ready: bool,
     /// The replica's value, or `None` when it reported nothing.
     pub value: Option<f64>,
+    /// The replica's resource request, for a utilization target computed as the HPA does
+    /// (`sum(usage) / sum(requests)`); then `value` is raw usage in the request's unit. When
+    /// any replica has one, every replica must.
+    #[serde(default)]
+    pub request: Option<f64>,
+}
+
+impl ReplicaReading {
+    /// A ready or warming replica's value, without a request.
+    pub fn new(ready: bool, value: Option<f64>) -> Self {
+        Self {
+            ready,
+            value,
+            request: None,
+        }
+    }
+
+    /// Sets the replica's resource request.
+    #[must_use]
+    pub fn with_request(mut self, request: f64) -> Self {
+        self.request = Some(request);
+        self
+    }
 }
 
 /// The measured side of a metric.

@@ -37,7 +37,7 @@ fn pods(values: &[(bool, Option<f64>)]) -> Reading {
     Reading::PerReplica(
         values
             .iter()
-            .map(|&(ready, value)| ReplicaReading { ready, value })
+            .map(|&(ready, value)| ReplicaReading::new(ready, value))
             .collect(),
     )
 }

@@ -29,7 +29,7 @@ fn pods(values: &[Option<f64>]) -> Reading {
     Reading::PerReplica(
         values
             .iter()
-            .map(|&value| ReplicaReading { ready: true, value })
+            .map(|&value| ReplicaReading::new(true, value))
             .collect(),
     )
 }
@@ -259,4 +259,54 @@ fn metric_types_take_only_the_targets_kubernetes_allows() {
         .accepts(&Target::Utilization(60.0))
     );
     assert!(!MetricType::Object.accepts(&Target::Utilization(60.0)));
+}
+
+#[test]
+fn utilization_with_pod_requests_is_usage_over_requests() {
+    let mut hpa = raw(HpaConfig::default());
+    let pod =
+        |usage: Option<f64>, request: f64| ReplicaReading::new(true, usage).with_request(request);
+    // Requests 0.5, 0.5 and 1 core, usage 0.2, 0.2 and 1: utilization is 1.4 / 2 = 70 %
+    // against 50 %, ratio 1.4, ceil(3 × 1.4) = ceil(4.2) = 5. (Averaging per-pod percentages,
+    // (40 + 40 + 100) / 3 = 60 %, would give ceil(3 × 1.2) = 4.)
+    let cpu = MetricSample::new(
+        "cpu",
+        Target::Utilization(50.0),
+        Reading::PerReplica(vec![
+            pod(Some(0.2), 0.5),
+            pod(Some(0.2), 0.5),
+            pod(Some(1.0), 1.0),
+        ]),
+    );
+    assert_eq!(
+        hpa.decide(&Observation::new(secs(0), 3, 3).metric(cpu))
+            .desired,
+        5
+    );
+    // The scenario in raw units: 4 pods using 0.1 of 1 core, 1 missing, target 50 %.
+    // Ratio 0.4 / 4 = 10 % → 0.2, a scale-down: the missing pod counts at max(100 %, 50 %) of
+    // its request, 1 core: 1.4 / 5 = 28 % → 0.56, ceil(5 × 0.56) = 3.
+    let mut readings = vec![pod(Some(0.1), 1.0); 4];
+    readings.push(pod(None, 1.0));
+    let cpu = MetricSample::new(
+        "cpu",
+        Target::Utilization(50.0),
+        Reading::PerReplica(readings),
+    );
+    assert_eq!(
+        hpa.decide(&Observation::new(secs(15), 5, 5).metric(cpu))
+            .desired,
+        3
+    );
+    // A request on some replicas only is an invalid metric.
+    let partial = MetricSample::new(
+        "cpu",
+        Target::Utilization(50.0),
+        Reading::PerReplica(vec![
+            pod(Some(0.2), 0.5),
+            ReplicaReading::new(true, Some(0.2)),
+        ]),
+    );
+    let d = hpa.decide(&Observation::new(secs(30), 2, 2).metric(partial));
+    assert_eq!(d.reason, Reason::NoMetrics);
 }

@@ -13,7 +13,9 @@
 //! - [`TargetTracking`] follows the Kubernetes HPA exactly: `ceil(current × value / target)`,
 //!   tolerance 0.1 (one per direction if set; current or 1.28 rule), the largest proposal across
 //!   metrics, conservative handling of missing metrics (at max(100 %, target) of the request
-//!   under a utilization target) and not-ready replicas, stabilization windows (0 s up, 300 s down) and rate
+//!   under a utilization target) and not-ready replicas, explicit metric types ([`MetricType`])
+//!   and pod requests for utilization ([`ReplicaReading::with_request`]), per-metric timestamps
+//!   with a staleness rule ([`HpaConfig::max_metric_age`]), stabilization windows (0 s up, 300 s down) and rate
 //!   policies (+100 % or +4 per 15 s up, −100 % per 15 s down; select max/min/disabled).
 //!   Opt-in beyond the HPA: [`HpaConfig::noise_tolerance`] widens each metric's tolerance to
 //!   k × its measured short-term noise (from successive differences, so a trend does not

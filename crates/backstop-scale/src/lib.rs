@@ -82,7 +82,7 @@
 //! | Behaviour | Kubernetes / KEDA | Backstop |
 //! |---|---|---|
 //! | Tolerance rule | current: `1 − down ≤ r ≤ 1 + up`; 1.28: `abs(1 − r) ≤ t` | current by default ([`ToleranceRule`] selects 1.28) |
-//! | Scaling from zero (queue) | KEDA activates to 1, then the HPA scales | straight to the count the backlog needs |
+//! | Scaling from zero (queue) | KEDA activates to 1, then the HPA scales | straight to the count the backlog needs ([`QueueConfig::activate_to_min`] for KEDA's) |
 //! | Going to zero (queue) | KEDA drops N → 0 after the cooldown (#7770) | follows the scale-down rate down to 1 (or `min_replicas`) first, then goes idle |
 //! | Metric outage without fallback | KEDA #1850: could scale to zero | holds the count |
 //! | Fallback from zero | KEDA #7239: not applied | applied at once |

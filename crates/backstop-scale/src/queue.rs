@@ -195,8 +195,9 @@ impl QueuePolicy {
             if !active {
                 return Decision::hold(obs.at, current, Reason::Steady);
             }
+            let desired = if c.activate_to_min { floor } else { needed };
             return Decision {
-                desired: needed,
+                desired,
                 recommendation: Some(needed),
                 ..Decision::hold(obs.at, current, Reason::Activated)
             };

@@ -315,3 +315,17 @@ fn a_stale_backlog_is_a_failure() {
     assert_eq!((d.desired, d.reason), (4, Reason::MetricUnavailable));
     assert_eq!(p.failures(), 1);
 }
+
+#[test]
+fn activation_can_go_to_the_minimum_first_as_keda_does() {
+    // 35 messages at 10 each need 4; KEDA activates to max(min, 1) = 1 and scales from there.
+    let mut p = policy(QueueConfig {
+        activate_to_min: true,
+        ..QueueConfig::default()
+    });
+    let d = p.decide(&obs(0, 0, backlog(35.0)));
+    assert_eq!((d.desired, d.reason), (1, Reason::Activated));
+    assert_eq!(d.recommendation, Some(4));
+    // Then the ordinary scale-up: 1 at 35 wants 4, allowed by max(1 × 2, 1 + 4) = 5.
+    assert_eq!(p.decide(&obs(15, 1, backlog(35.0))).desired, 4);
+}

@@ -94,6 +94,9 @@ pub struct QueueConfig {
     pub tolerance: f64,
     /// Noise-aware band, as [`HpaConfig::noise_tolerance`](crate::HpaConfig::noise_tolerance): 0 (the default) disables it.
     pub noise_tolerance: f64,
+    /// Activate from zero (or idle) to `max(min_replicas, 1)` and let scaling continue from
+    /// there, as KEDA does; `false` (the default) goes straight to the count the backlog needs.
+    pub activate_to_min: bool,
     /// Triggers besides `metric` (at most [`MAX_QUEUE_TRIGGERS`]).
     pub triggers: Vec<QueueTrigger>,
     /// A backlog measured longer ago than this counts as a failure (stale); `None` trusts
@@ -115,6 +118,7 @@ impl Default for QueueConfig {
             cooldown: Duration::from_secs(300),
             initial_cooldown: None,
             idle_replicas: None,
+            activate_to_min: false,
             triggers: Vec::new(),
             max_metric_age: None,
             fallback: None,

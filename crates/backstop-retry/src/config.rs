@@ -242,7 +242,8 @@ mod tests {
 
     #[test]
     fn every_bound_names_its_field() {
-        let cases: [(fn(&mut RetryConfig), &str); 7] = [
+        type Breaks = fn(&mut RetryConfig);
+        let cases: [(Breaks, &str); 7] = [
             (|c| c.max_attempts = 0, "max_attempts"),
             (|c| c.max_attempts = MAX_ATTEMPTS + 1, "max_attempts"),
             (|c| c.backoff.multiplier = f64::NAN, "backoff.multiplier"),

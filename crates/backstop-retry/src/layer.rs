@@ -3,7 +3,6 @@
 use crate::Retry;
 use crate::classify::{ClassifyRetry, StandardClassify};
 use backstop_core::{Layer, Rejected, Service, StackError};
-use std::future::Future;
 use std::sync::Arc;
 
 /// Retries the inner service's failed calls with a [`Retry`] handle's policy, budget,
@@ -110,12 +109,10 @@ where
     type Response = S::Response;
     type Error = S::Error;
 
-    fn call(&self, req: Req) -> impl Future<Output = Result<S::Response, S::Error>> + Send {
-        async move {
-            self.retry
-                .run(&*self.classify, || self.inner.call(req.clone()))
-                .await
-        }
+    async fn call(&self, req: Req) -> Result<S::Response, S::Error> {
+        self.retry
+            .run(&*self.classify, || self.inner.call(req.clone()))
+            .await
     }
 
     /// The retry itself never refuses a first attempt; the inner service's readiness.

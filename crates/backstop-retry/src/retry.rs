@@ -210,12 +210,12 @@ impl Retry {
             if made >= config.max_attempts {
                 return Err(error);
             }
-            if let Some(left) = deadline::remaining() {
-                if wait.saturating_add(config.min_attempt_time) >= left {
-                    self.count(DEADLINE_EXHAUSTED);
-                    tracing::debug!(?wait, ?left, "retry: no time left for another attempt");
-                    return Err(error);
-                }
+            if let Some(left) = deadline::remaining()
+                && wait.saturating_add(config.min_attempt_time) >= left
+            {
+                self.count(DEADLINE_EXHAUSTED);
+                tracing::debug!(?wait, ?left, "retry: no time left for another attempt");
+                return Err(error);
             }
             if !s.budget.try_withdraw() {
                 self.count(BUDGET_REFUSED);

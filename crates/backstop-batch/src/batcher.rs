@@ -7,7 +7,7 @@ use crate::handler::BatchHandler;
 use crate::queue::{DispatchReason, Queued, Queues};
 use crate::stats::{BatchStats, Recorder, bump};
 use backstop_core::config::{ConfigError, Validate};
-use backstop_core::{LoadSignal, LoadSnapshot, Service};
+use backstop_core::{LoadSignal, LoadSnapshot, Service, contain};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
@@ -199,8 +199,18 @@ where
 
     async fn enqueue(&self, req: Req, room: SemaphorePermit<'_>) -> Result<Resp, BatchError> {
         let shared = self.shared();
-        let key = (shared.key_fn)(&req);
-        let level = (shared.priority_fn)(&req).min(shared.config.priority_levels - 1);
+        let grouping = contain("batch.key", || {
+            let key = (shared.key_fn)(&req);
+            (key, (shared.priority_fn)(&req))
+        });
+        let (key, level) = match grouping {
+            Ok((key, level)) => (key, level.min(shared.config.priority_levels - 1)),
+            Err(panicked) => {
+                bump(&shared.stats.counters.callback_panics, 1);
+                tracing::error!(%panicked, "batch key or priority closure panicked");
+                return Err(BatchError::Panicked(panicked));
+            }
+        };
         let (reply, result) = oneshot::channel();
         let (id, key_len, step, queued_now) = {
             let mut state = shared.state.lock();
@@ -450,6 +460,9 @@ where
     }
 }
 
+/// How long the dispatcher pauses after an iteration panicked.
+const PANIC_PAUSE: Duration = Duration::from_millis(10);
+
 async fn dispatch<Req, Resp, K>(shared: Arc<Shared<Req, Resp, K>>)
 where
     Req: Send + 'static,
@@ -461,18 +474,33 @@ where
     let config = &shared.config;
     let counters = &shared.stats.counters;
     loop {
-        let (step, deadline, done) = {
-            let mut state = shared.state.lock();
-            let step = shared.step(&mut state, Instant::now());
-            counters
-                .queued
-                .store(state.queues.len() as u64, Ordering::Relaxed);
-            let can_dispatch =
-                counters.in_flight.load(Ordering::Acquire) < config.max_concurrent_batches as u64;
-            let deadline = state.queues.next_deadline(config, can_dispatch);
-            (step, deadline, state.closed && state.queues.is_empty())
+        // One iteration runs user code (the key type's `Hash` and `Eq`) under the queue
+        // lock; a panic there must cost that iteration, not every later caller.
+        let iteration = contain("batch.dispatcher", || {
+            let (step, deadline, done) = {
+                let mut state = shared.state.lock();
+                let step = shared.step(&mut state, Instant::now());
+                counters
+                    .queued
+                    .store(state.queues.len() as u64, Ordering::Relaxed);
+                let can_dispatch = counters.in_flight.load(Ordering::Acquire)
+                    < config.max_concurrent_batches as u64;
+                let deadline = state.queues.next_deadline(config, can_dispatch);
+                (step, deadline, state.closed && state.queues.is_empty())
+            };
+            (shared.finish_step(step), deadline, done)
+        });
+        let (started, deadline, done) = match iteration {
+            Ok(iteration) => iteration,
+            Err(panicked) => {
+                bump(&counters.dispatcher_panics, 1);
+                tracing::error!(%panicked, "batch dispatcher iteration panicked; continuing");
+                // A pause, so a panic that recurs on every iteration cannot spin a core.
+                tokio::time::sleep(PANIC_PAUSE).await;
+                continue;
+            }
         };
-        if shared.finish_step(step) {
+        if started {
             continue;
         }
         if done {
@@ -535,10 +563,12 @@ fn run_batch<Req, Resp, K>(
         let outcome = call_handler(&shared.handler, requests).await;
         let latency = started.elapsed();
         shared.stats.handler_time.record(latency);
-        if let Some(adaptive) = &shared.adaptive {
-            if let Some(limit) = adaptive.observe(size, latency) {
-                tracing::debug!(limit, ?latency, "adaptive batch size changed");
-            }
+        if let Some(limit) = shared
+            .adaptive
+            .as_ref()
+            .and_then(|adaptive| adaptive.observe(size, latency))
+        {
+            tracing::debug!(limit, ?latency, "adaptive batch size changed");
         }
         deliver(shared, replies, outcome);
         drop(slot);

@@ -1,8 +1,11 @@
 //! How batches are formed, queued and dispatched.
 
-use backstop_core::config::{ConfigError, Validate, ensure};
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
 use serde::Deserialize;
 use std::time::Duration;
+
+/// The largest `max_batch_size` (and so the largest batch): 2^20 items.
+pub const MAX_BATCH_SIZE: usize = 1 << 20;
 
 /// What happens to queued items when the batcher is closed or dropped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -35,6 +38,9 @@ fn one() -> usize {
 
 /// Configuration of a [`Batcher`](crate::Batcher); durations deserialize from human
 /// strings such as `"5ms"`.
+///
+/// Bounds checked by validation: `max_batch_size` is at most [`MAX_BATCH_SIZE`], and every
+/// duration at most [`MAX_DURATION`](backstop_core::config::MAX_DURATION) (one year).
 ///
 /// ```
 /// use backstop_batch::BatchConfig;
@@ -100,6 +106,18 @@ impl Validate for BatchConfig {
             "max_batch_size",
             "must be at least 1",
         )?;
+        ensure_at_most(
+            "max_batch_size",
+            self.max_batch_size as u64,
+            MAX_BATCH_SIZE as u64,
+        )?;
+        ensure_duration("max_delay", self.max_delay)?;
+        if let Some(timeout) = self.queue_timeout {
+            ensure_duration("queue_timeout", timeout)?;
+        }
+        if let Some(aging) = self.priority_aging {
+            ensure_duration("priority_aging", aging)?;
+        }
         ensure(
             (1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&self.queue_capacity),
             "queue_capacity",
@@ -133,6 +151,7 @@ impl Validate for BatchConfig {
             "must be greater than zero",
         )?;
         if let Some(adaptive) = &self.adaptive {
+            ensure_duration("adaptive.target_latency", adaptive.target_latency)?;
             ensure(
                 adaptive.target_latency > Duration::ZERO,
                 "adaptive.target_latency",
@@ -162,6 +181,20 @@ mod tests {
         type Breaks = fn(&mut BatchConfig);
         let cases: Vec<(Breaks, &str)> = vec![
             (|c| c.max_batch_size = 0, "max_batch_size"),
+            (|c| c.max_batch_size = 1 << 40, "max_batch_size"),
+            (|c| c.max_batch_size = MAX_BATCH_SIZE + 1, "max_batch_size"),
+            (|c| c.max_delay = Duration::MAX, "max_delay"),
+            (|c| c.queue_timeout = Some(Duration::MAX), "queue_timeout"),
+            (|c| c.priority_aging = Some(Duration::MAX), "priority_aging"),
+            (
+                |c| {
+                    c.adaptive = Some(AdaptiveConfig {
+                        target_latency: Duration::MAX,
+                        min_batch_size: 1,
+                    })
+                },
+                "adaptive.target_latency",
+            ),
             (|c| c.queue_capacity = 0, "queue_capacity"),
             (|c| c.max_concurrent_batches = 0, "max_concurrent_batches"),
             (|c| c.priority_levels = 0, "priority_levels"),

@@ -33,6 +33,9 @@ pub enum BatchError {
     /// The handler returned an error for the whole batch.
     #[error("batch handler failed: {0}")]
     Handler(Arc<dyn std::error::Error + Send + Sync + 'static>),
+    /// The key or priority closure panicked on this item; it was not queued.
+    #[error(transparent)]
+    Panicked(backstop_core::Panicked),
     /// The handler panicked while processing the batch.
     #[error("batch handler panicked")]
     HandlerPanicked,

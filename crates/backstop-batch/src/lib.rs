@@ -93,7 +93,7 @@ mod queue;
 mod stats;
 
 pub use batcher::{Batcher, BatcherBuilder};
-pub use config::{AdaptiveConfig, BatchConfig, CloseMode};
+pub use config::{AdaptiveConfig, BatchConfig, CloseMode, MAX_BATCH_SIZE};
 pub use error::{BatchError, BoxError};
 pub use handler::BatchHandler;
 pub use layer::BatchLayer;

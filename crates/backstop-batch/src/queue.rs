@@ -3,6 +3,7 @@
 //! Kept free of channels and tasks so the batch-forming rules can be tested directly.
 
 use crate::config::BatchConfig;
+use backstop_core::time::clamp;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -173,7 +174,8 @@ impl<K: Hash + Eq + Clone, T> Queues<K, T> {
     }
 
     /// The earliest moment something may change without a new arrival: a key's delay
-    /// running out (only when `can_dispatch`) or an item's queue timeout.
+    /// running out (only when `can_dispatch`) or an item's queue timeout. Waits are
+    /// clamped, so even a duration that skipped validation cannot overflow the `Instant`.
     pub(crate) fn next_deadline(
         &self,
         config: &BatchConfig,
@@ -188,10 +190,10 @@ impl<K: Hash + Eq + Clone, T> Queues<K, T> {
                 continue;
             };
             if can_dispatch {
-                consider(oldest + config.max_delay);
+                consider(oldest + clamp(config.max_delay));
             }
             if let Some(timeout) = config.queue_timeout {
-                consider(oldest + timeout);
+                consider(oldest + clamp(timeout));
             }
         }
         earliest
@@ -342,6 +344,21 @@ mod tests {
             .pick(later, &config, false, config.max_batch_size)
             .unwrap();
         assert_eq!((pick.key, pick.reason), (2, DispatchReason::Timeout));
+    }
+
+    #[test]
+    fn next_deadline_saturates_for_durations_that_skipped_validation() {
+        let start = Instant::now();
+        let config = BatchConfig {
+            max_delay: Duration::MAX,
+            queue_timeout: Some(Duration::MAX),
+            ..config(8, 10)
+        };
+        let mut queues = Queues::new(1);
+        push(&mut queues, 0, 0, 0, start);
+        let deadline = queues.next_deadline(&config, true).unwrap();
+        assert_eq!(deadline, start + backstop_core::time::MAX_WAIT);
+        assert_eq!(queues.pick(start, &config, false, 8), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use backstop_core::{Histogram, HistogramSnapshot, LatencySummary};
 use parking_lot::Mutex;
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -37,6 +37,8 @@ pub(crate) struct Counters {
     pub(crate) dispatched_flush: AtomicU64,
     pub(crate) handler_errors: AtomicU64,
     pub(crate) handler_panics: AtomicU64,
+    pub(crate) callback_panics: AtomicU64,
+    pub(crate) dispatcher_panics: AtomicU64,
     pub(crate) result_count_mismatches: AtomicU64,
     pub(crate) queued: AtomicU64,
     pub(crate) in_flight: AtomicU64,
@@ -54,8 +56,7 @@ pub(crate) struct Recorder {
     pub(crate) counters: Counters,
     pub(crate) queue_wait: Histogram,
     pub(crate) handler_time: Histogram,
-    /// `batch_sizes[n]` counts dispatched batches of `n` items.
-    batch_sizes: Box<[AtomicU64]>,
+    batch_sizes: SizeCounts,
     wait_window: Mutex<WaitWindow>,
 }
 
@@ -72,7 +73,7 @@ impl Recorder {
             counters: Counters::default(),
             queue_wait,
             handler_time: Histogram::new(),
-            batch_sizes: (0..=max_batch_size).map(|_| AtomicU64::new(0)).collect(),
+            batch_sizes: SizeCounts::new(max_batch_size),
         }
     }
 
@@ -105,9 +106,7 @@ impl Recorder {
             },
             1,
         );
-        if let Some(slot) = self.batch_sizes.get(size) {
-            bump(slot, 1);
-        }
+        self.batch_sizes.record(size);
     }
 
     pub(crate) fn snapshot(&self, effective_max_batch_size: usize) -> BatchStats {
@@ -130,16 +129,78 @@ impl Recorder {
             },
             handler_errors: read(&c.handler_errors),
             handler_panics: read(&c.handler_panics),
+            callback_panics: read(&c.callback_panics),
+            dispatcher_panics: read(&c.dispatcher_panics),
             result_count_mismatches: read(&c.result_count_mismatches),
             queued: read(&c.queued),
             in_flight_batches: read(&c.in_flight),
             effective_max_batch_size,
-            batch_size: BatchSizeSummary::from_counts(
-                &self.batch_sizes.iter().map(read).collect::<Vec<_>>(),
-            ),
+            batch_size: self.batch_sizes.summary(),
             queue_wait: self.queue_wait.snapshot().summary(),
             handler_latency: self.handler_time.snapshot().summary(),
         }
+    }
+}
+
+/// Sizes counted one by one up to this; above it, one bucket per power of two.
+const EXACT_SIZES: usize = 1_024;
+/// Power-of-two buckets above [`EXACT_SIZES`]: `(2^10, 2^11]` up to `(2^20, 2^21]`, the last
+/// also taking anything larger.
+const LOG_BUCKETS: usize = 11;
+
+/// Dispatched batches by size, in memory bounded whatever `max_batch_size` is: exact for
+/// the sizes nearly every backend uses, power-of-two buckets beyond (so percentiles above
+/// 1,024 are rounded up to the bucket's bound; mean and max stay exact).
+struct SizeCounts {
+    /// `exact[n]` counts batches of `n` items.
+    exact: Box<[AtomicU64]>,
+    large: [AtomicU64; LOG_BUCKETS],
+    items: AtomicU64,
+    max: AtomicUsize,
+}
+
+impl SizeCounts {
+    fn new(max_batch_size: usize) -> Self {
+        Self {
+            exact: (0..=max_batch_size.min(EXACT_SIZES))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            large: Default::default(),
+            items: AtomicU64::new(0),
+            max: AtomicUsize::new(0),
+        }
+    }
+
+    /// The bucket of a size above [`EXACT_SIZES`].
+    fn large_bucket(size: usize) -> usize {
+        let bits = (usize::BITS - (size - 1).leading_zeros()) as usize;
+        bits.saturating_sub(11).min(LOG_BUCKETS - 1)
+    }
+
+    fn record(&self, size: usize) {
+        let slot = match self.exact.get(size) {
+            Some(slot) => slot,
+            None => &self.large[Self::large_bucket(size.max(EXACT_SIZES + 1))],
+        };
+        bump(slot, 1);
+        bump(&self.items, size as u64);
+        self.max.fetch_max(size, Ordering::Relaxed);
+    }
+
+    fn summary(&self) -> BatchSizeSummary {
+        let max = self.max.load(Ordering::Relaxed);
+        let exact = self
+            .exact
+            .iter()
+            .enumerate()
+            .map(|(size, n)| (size, read(n)));
+        let large = self
+            .large
+            .iter()
+            .enumerate()
+            .map(|(bucket, n)| ((1usize << (bucket + 11)).min(max), read(n)));
+        let buckets: Vec<(usize, u64)> = exact.chain(large).collect();
+        BatchSizeSummary::from_buckets(&buckets, read(&self.items), max)
     }
 }
 
@@ -172,39 +233,45 @@ pub struct BatchSizeSummary {
 }
 
 impl BatchSizeSummary {
+    #[cfg(test)]
     fn from_counts(counts: &[u64]) -> Self {
-        let total: u64 = counts.iter().sum();
+        let buckets: Vec<(usize, u64)> = counts.iter().copied().enumerate().collect();
+        let items = buckets.iter().map(|(size, n)| *size as u64 * n).sum();
+        let max = counts.iter().rposition(|n| *n > 0).unwrap_or(0);
+        Self::from_buckets(&buckets, items, max)
+    }
+
+    /// From `(size, batches)` pairs in increasing size, the total items and the largest
+    /// batch.
+    fn from_buckets(buckets: &[(usize, u64)], items: u64, max: usize) -> Self {
+        let total: u64 = buckets.iter().map(|(_, n)| n).sum();
         if total == 0 {
             return Self::default();
         }
-        let items: u64 = counts
-            .iter()
-            .enumerate()
-            .map(|(size, n)| size as u64 * n)
-            .sum();
         let quantile = |q: f64| {
             let rank = ((q * total as f64).ceil() as u64).max(1);
             let mut seen = 0;
-            for (size, n) in counts.iter().enumerate() {
+            for &(size, n) in buckets {
                 seen += n;
                 if seen >= rank {
                     return size;
                 }
             }
-            counts.len() - 1
+            max
         };
         Self {
             mean: items as f64 / total as f64,
             p50: quantile(0.5),
             p95: quantile(0.95),
             p99: quantile(0.99),
-            max: counts.iter().rposition(|n| *n > 0).unwrap_or(0),
+            max,
         }
     }
 }
 
 /// A point-in-time view of a batcher, ready to serialize.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct BatchStats {
     /// Items accepted into the queue.
     pub submitted: u64,
@@ -230,6 +297,11 @@ pub struct BatchStats {
     pub handler_errors: u64,
     /// Batches whose handler panicked.
     pub handler_panics: u64,
+    /// Items refused because their key or priority closure panicked.
+    pub callback_panics: u64,
+    /// Dispatcher iterations that panicked (user `Hash`/`Eq` of the key); each was caught
+    /// and logged, and the dispatcher kept running.
+    pub dispatcher_panics: u64,
     /// Batches whose handler returned the wrong number of results.
     pub result_count_mismatches: u64,
     /// Items queued now.
@@ -272,6 +344,26 @@ mod tests {
             (recent.count(), recent.mean()),
             (1, Duration::from_millis(3))
         );
+    }
+
+    #[test]
+    fn size_counts_stay_small_for_the_largest_batch_size() {
+        let counts = SizeCounts::new(crate::config::MAX_BATCH_SIZE);
+        assert_eq!(counts.exact.len(), EXACT_SIZES + 1);
+        for size in [3, 3, 5_000, 1 << 20] {
+            counts.record(size);
+        }
+        let summary = counts.summary();
+        assert_eq!(summary.max, 1 << 20);
+        assert_eq!(summary.p50, 3);
+        assert_eq!(summary.p99, 1 << 20);
+        assert_eq!(summary.mean, (6 + 5_000 + (1 << 20)) as f64 / 4.0);
+        // A size past every bound (a config that skipped validation) lands in the last
+        // bucket instead of out of range.
+        counts.record(usize::MAX / 2);
+        assert_eq!(counts.summary().max, usize::MAX / 2);
+        assert_eq!(SizeCounts::large_bucket(1_025), 0);
+        assert_eq!(SizeCounts::large_bucket(2_049), 1);
     }
 
     #[test]

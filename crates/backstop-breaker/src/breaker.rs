@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use backstop_core::{Clock, DefaultClock};
+use backstop_core::{Clock, DefaultClock, Panicked, contain};
 use parking_lot::Mutex;
 
 use crate::event::{BreakerEvent, Listeners};
@@ -107,6 +107,7 @@ pub(crate) struct Inner<C> {
     window: Window,
     consecutive_failures: AtomicU32,
     rejected: AtomicU64,
+    classifier_panics: AtomicU64,
     /// Whether this state's first rejection has been traced.
     rejection_traced: AtomicBool,
     slow_nanos: Option<u64>,
@@ -162,6 +163,7 @@ impl<C: Clock> Breaker<C> {
                 window,
                 consecutive_failures: AtomicU32::new(0),
                 rejected: AtomicU64::new(0),
+                classifier_panics: AtomicU64::new(0),
                 rejection_traced: AtomicBool::new(false),
                 slow_nanos,
                 plain_successes,
@@ -244,7 +246,7 @@ impl<C: Clock> Breaker<C> {
             inner.acquire(word)?
         };
         let result = f().await;
-        permit.record(classifier.classify(&result));
+        permit.record(inner.classify(classifier, &result));
         result.map_err(BreakerError::Inner)
     }
 
@@ -311,6 +313,8 @@ impl<C: Clock> Breaker<C> {
             failed_calls: totals.failures,
             slow_calls: totals.slow,
             rejected_calls: inner.rejected.load(Ordering::Relaxed),
+            listener_panics: inner.listeners.panicked(),
+            classifier_panics: inner.classifier_panics.load(Ordering::Relaxed),
             retry_after,
         }
     }
@@ -368,6 +372,27 @@ impl<C: Clock> Breaker<C> {
 }
 
 impl<C: Clock> Inner<C> {
+    /// How `result` counts, by `classifier`; a classifier that panics counts the call as
+    /// neither success nor failure (it could not say), so the caller still gets its result.
+    #[inline]
+    fn classify<K, T, E>(&self, classifier: &K, result: &Result<T, E>) -> Outcome
+    where
+        K: Classify<T, E> + ?Sized,
+    {
+        match contain("breaker.classify", || classifier.classify(result)) {
+            Ok(outcome) => outcome,
+            Err(panicked) => self.classifier_panicked(&panicked),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn classifier_panicked(&self, panicked: &Panicked) -> Outcome {
+        self.classifier_panics.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(breaker = %self.name, %panicked, "breaker classifier panicked; call ignored");
+        Outcome::Ignored
+    }
+
     /// Whether a call is admitted by the state word alone, with no clock read.
     #[inline]
     fn admits_plainly(&self, word: u64) -> bool {

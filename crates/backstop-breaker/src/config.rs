@@ -2,8 +2,14 @@
 
 use std::time::Duration;
 
-use backstop_core::config::{ConfigError, Validate, ensure};
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
 use serde::{Deserialize, Serialize};
+
+/// The largest count window: 2^20 calls (one byte each, so at most 1 MiB per breaker).
+pub const MAX_COUNT_WINDOW: u32 = 1 << 20;
+
+/// The longest time window: one hour of one-second buckets (about 84 KiB per breaker).
+pub const MAX_TIME_WINDOW_SECONDS: u32 = 3_600;
 
 /// Which calls the failure and slow-call rates are computed over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -11,12 +17,12 @@ use serde::{Deserialize, Serialize};
 pub enum WindowConfig {
     /// The last `size` recorded calls (lock-free ring of outcomes).
     Count {
-        /// How many of the most recent calls are kept.
+        /// How many of the most recent calls are kept, from 1 to [`MAX_COUNT_WINDOW`].
         size: u32,
     },
     /// The calls of the last `seconds` seconds, in one-second buckets.
     Time {
-        /// How many one-second buckets are kept.
+        /// How many one-second buckets are kept, from 1 to [`MAX_TIME_WINDOW_SECONDS`].
         seconds: u32,
     },
 }
@@ -52,6 +58,10 @@ pub enum CancelledCalls {
 }
 
 /// Configuration of one circuit breaker. Defaults follow resilience4j's.
+///
+/// Bounds checked by validation: the window holds at most [`MAX_COUNT_WINDOW`] calls or
+/// [`MAX_TIME_WINDOW_SECONDS`] seconds, and every duration is at most
+/// [`MAX_DURATION`](backstop_core::config::MAX_DURATION) (one year).
 ///
 /// ```
 /// use backstop_breaker::BreakerConfig;
@@ -129,9 +139,17 @@ fn is_rate(value: f64) -> bool {
 impl Validate for BreakerConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         match self.window {
-            WindowConfig::Count { size } => ensure(size >= 1, "window.size", "must be at least 1")?,
+            WindowConfig::Count { size } => {
+                ensure(size >= 1, "window.size", "must be at least 1")?;
+                ensure_at_most("window.size", u64::from(size), u64::from(MAX_COUNT_WINDOW))?;
+            }
             WindowConfig::Time { seconds } => {
-                ensure(seconds >= 1, "window.seconds", "must be at least 1")?
+                ensure(seconds >= 1, "window.seconds", "must be at least 1")?;
+                ensure_at_most(
+                    "window.seconds",
+                    u64::from(seconds),
+                    u64::from(MAX_TIME_WINDOW_SECONDS),
+                )?;
             }
         }
         ensure(
@@ -150,6 +168,7 @@ impl Validate for BreakerConfig {
             "must be a percentage in (0, 100]",
         )?;
         if let Some(slow) = self.slow_call_duration {
+            ensure_duration("slow_call_duration", slow)?;
             ensure(
                 !slow.is_zero(),
                 "slow_call_duration",
@@ -159,6 +178,7 @@ impl Validate for BreakerConfig {
         if let Some(n) = self.consecutive_failures {
             ensure(n >= 1, "consecutive_failures", "must be at least 1")?;
         }
+        ensure_duration("wait_in_open", self.wait_in_open)?;
         ensure(
             !self.wait_in_open.is_zero(),
             "wait_in_open",
@@ -170,6 +190,7 @@ impl Validate for BreakerConfig {
                 "backoff.multiplier",
                 "must be a finite number of at least 1",
             )?;
+            ensure_duration("backoff.max", backoff.max)?;
             ensure(
                 backoff.max >= self.wait_in_open,
                 "backoff.max",
@@ -182,6 +203,7 @@ impl Validate for BreakerConfig {
             "must be at least 1",
         )?;
         if let Some(wait) = self.max_wait_in_half_open {
+            ensure_duration("max_wait_in_half_open", wait)?;
             ensure(
                 !wait.is_zero(),
                 "max_wait_in_half_open",

@@ -1,10 +1,11 @@
 //! What the breaker reports as it works: events for subscribers, mirrored to `tracing`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::State;
+use backstop_core::contain;
 use parking_lot::RwLock;
 
 /// Something a breaker did that an operator may want to know.
@@ -43,6 +44,8 @@ type Listener = Arc<dyn Fn(&BreakerEvent) + Send + Sync>;
 pub(crate) struct Listeners {
     any: AtomicBool,
     list: RwLock<Vec<Listener>>,
+    /// Listener calls that panicked (caught, logged and counted).
+    panicked: AtomicU64,
 }
 
 impl Listeners {
@@ -63,12 +66,23 @@ impl Listeners {
         }
     }
 
+    /// How many listener calls have panicked.
+    pub(crate) fn panicked(&self) -> u64 {
+        self.panicked.load(Ordering::Relaxed)
+    }
+
     #[inline(never)]
     fn deliver(&self, event: BreakerEvent) {
         // Listeners run outside the lock so one may subscribe another without deadlock.
         let listeners = self.list.read().clone();
         for listener in &listeners {
-            listener(&event);
+            // Events are published from the call that caused them, including a permit's
+            // `Drop` during an unwind: a listener's panic must reach neither that caller
+            // nor the other listeners, and must never unwind out of a `Drop`.
+            if let Err(panicked) = contain("breaker.listener", || listener(&event)) {
+                self.panicked.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%panicked, ?event, "breaker listener panicked; event dropped for it");
+            }
         }
     }
 }

@@ -85,7 +85,9 @@ mod window;
 
 pub use breaker::{Breaker, Permit};
 pub use builder::BreakerBuilder;
-pub use config::{Backoff, BreakerConfig, CancelledCalls, WindowConfig};
+pub use config::{
+    Backoff, BreakerConfig, CancelledCalls, MAX_COUNT_WINDOW, MAX_TIME_WINDOW_SECONDS, WindowConfig,
+};
 pub use error::{BreakerError, Rejected};
 pub use event::BreakerEvent;
 pub use layer::{BreakerLayer, BreakerService};

@@ -8,6 +8,7 @@ use crate::State;
 
 /// What [`Breaker::stats`](crate::Breaker::stats) reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct BreakerStats {
     /// Name of the breaker.
     pub name: String,
@@ -26,6 +27,12 @@ pub struct BreakerStats {
     pub slow_calls: u64,
     /// Calls rejected since the breaker was built.
     pub rejected_calls: u64,
+    /// Listener calls that panicked since the breaker was built (each caught and logged;
+    /// the call that raised the event is unaffected).
+    pub listener_panics: u64,
+    /// Classifier calls that panicked since the breaker was built (each caught and logged;
+    /// the call's result counts as neither success nor failure).
+    pub classifier_panics: u64,
     /// While open: how long until probing may start.
     #[serde(with = "backstop_core::duration::human_option")]
     pub retry_after: Option<Duration>,

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
 use parking_lot::Mutex;
 
 use crate::WindowConfig;
+use crate::config::{MAX_COUNT_WINDOW, MAX_TIME_WINDOW_SECONDS};
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 
@@ -68,7 +69,17 @@ pub(crate) enum Window {
 }
 
 impl Window {
+    /// Sizes are clamped to the documented bounds as well as validated, so a config that
+    /// skipped validation still cannot allocate in proportion to an unbounded value.
     pub(crate) fn new(config: WindowConfig, minimum_calls: u32) -> Self {
+        let config = match config {
+            WindowConfig::Count { size } => WindowConfig::Count {
+                size: size.clamp(1, MAX_COUNT_WINDOW),
+            },
+            WindowConfig::Time { seconds } => WindowConfig::Time {
+                seconds: seconds.clamp(1, MAX_TIME_WINDOW_SECONDS),
+            },
+        };
         match config {
             WindowConfig::Count { size } => Self::Count(CountWindow::new(size, minimum_calls)),
             WindowConfig::Time { seconds } => Self::Time(Mutex::new(TimeWindow::new(seconds))),

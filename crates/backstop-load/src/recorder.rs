@@ -1,0 +1,221 @@
+//! What one stage's requests did: outcome classes, latency histograms, a sample reservoir.
+
+use std::time::Duration;
+
+use backstop_core::{HistogramSnapshot, Panicked, RejectKind, StackError};
+
+use crate::plan::{LoadMode, LoadStage};
+use crate::report::{LatencyFigures, OutcomeReport, StageReport};
+
+/// How one request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OutcomeClass {
+    /// The service answered successfully.
+    Ok,
+    /// A Backstop primitive refused the call (from `StackError::rejection`).
+    Rejected(RejectKind),
+    /// The service failed (or panicked) for any other reason.
+    Error,
+    /// The plan's timeout elapsed, counted from the scheduled send.
+    Timeout,
+}
+
+impl OutcomeClass {
+    /// Classifies a finished call by its result.
+    pub fn of<T, E: StackError>(result: &Result<T, E>) -> Self {
+        match result {
+            Ok(_) => Self::Ok,
+            Err(error) => match error.rejection() {
+                Some(rejected) => Self::Rejected(rejected.kind),
+                None => Self::Error,
+            },
+        }
+    }
+
+    pub(crate) fn of_contained<T, E: StackError>(result: &Result<Result<T, E>, Panicked>) -> Self {
+        match result {
+            Ok(result) => Self::of(result),
+            Err(_) => Self::Error,
+        }
+    }
+
+    /// A stable label: `ok`, `rejected:<kind>`, `error` or `timeout`.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Ok => "ok".to_owned(),
+            Self::Rejected(kind) => format!("rejected:{}", kind.as_str()),
+            Self::Error => "error".to_owned(),
+            Self::Timeout => "timeout".to_owned(),
+        }
+    }
+}
+
+/// Accumulates one stage; owned by the driver task, so plain counters suffice.
+pub(crate) struct StageRecorder {
+    all: HistogramSnapshot,
+    by_outcome: Vec<(OutcomeClass, HistogramSnapshot)>,
+    samples: Vec<u64>,
+    seen: u64,
+    capacity: u64,
+    rng: fastrand::Rng,
+    pub(crate) sent: u64,
+    pub(crate) dropped: u64,
+    pub(crate) in_flight: u64,
+}
+
+impl StageRecorder {
+    pub(crate) fn new(capacity: u64, seed: u64) -> Self {
+        Self {
+            all: HistogramSnapshot::empty(),
+            by_outcome: Vec::new(),
+            samples: Vec::new(),
+            seen: 0,
+            capacity,
+            rng: fastrand::Rng::with_seed(seed),
+            sent: 0,
+            dropped: 0,
+            in_flight: 0,
+        }
+    }
+
+    pub(crate) fn record(&mut self, class: OutcomeClass, latency: Duration) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.all.record(latency);
+        match self.by_outcome.iter_mut().find(|(c, _)| *c == class) {
+            Some((_, histogram)) => histogram.record(latency),
+            None => {
+                let mut histogram = HistogramSnapshot::empty();
+                histogram.record(latency);
+                self.by_outcome.push((class, histogram));
+            }
+        }
+        // Reservoir sampling (Vitter's algorithm R): every latency is kept with equal
+        // probability, so a long stage's sample is still uniform over the stage.
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.seen += 1;
+        if (self.samples.len() as u64) < self.capacity {
+            self.samples.push(micros);
+        } else {
+            let slot = self.rng.u64(0..self.seen);
+            if slot < self.capacity {
+                self.samples[slot as usize] = micros;
+            }
+        }
+    }
+
+    pub(crate) fn finish(self, stage: &LoadStage, mode: &LoadMode) -> StageReport {
+        let count = |wanted: fn(&OutcomeClass) -> bool| -> u64 {
+            self.by_outcome
+                .iter()
+                .filter(|(class, _)| wanted(class))
+                .map(|(_, h)| h.count())
+                .sum()
+        };
+        let ok = count(|c| matches!(c, OutcomeClass::Ok));
+        let rejected = count(|c| matches!(c, OutcomeClass::Rejected(_)));
+        let errors = count(|c| matches!(c, OutcomeClass::Error));
+        let timeouts = count(|c| matches!(c, OutcomeClass::Timeout));
+        let attempted = self.sent + self.dropped;
+        let seconds = stage.duration.as_secs_f64();
+        let per_second = |n: u64| {
+            if seconds > 0.0 {
+                n as f64 / seconds
+            } else {
+                0.0
+            }
+        };
+        let target_rate = match mode {
+            LoadMode::OpenLoop { .. } => Some(stage.pattern.mean_rate(stage.duration)),
+            LoadMode::ClosedLoop { .. } => None,
+        };
+        let mut outcomes: Vec<OutcomeReport> = self
+            .by_outcome
+            .iter()
+            .map(|(class, histogram)| OutcomeReport {
+                class: class.label(),
+                count: histogram.count(),
+                latency: LatencyFigures::of(histogram),
+            })
+            .collect();
+        outcomes.sort_by(|a, b| a.class.cmp(&b.class));
+        let mut report = StageReport {
+            name: stage.name.clone(),
+            duration_secs: seconds,
+            target_rate,
+            sent: self.sent,
+            dropped: self.dropped,
+            unfinished: self.in_flight,
+            completed: self.all.count(),
+            ok,
+            rejected,
+            errors,
+            timeouts,
+            error_rate: if attempted > 0 {
+                attempted.saturating_sub(ok) as f64 / attempted as f64
+            } else {
+                0.0
+            },
+            send_rate: per_second(self.sent),
+            throughput: per_second(ok),
+            latency: LatencyFigures::of(&self.all),
+            outcomes,
+            slo: Vec::new(),
+            passed: true,
+            samples_us: self.samples,
+        };
+        report.slo = stage.slo.evaluate(&report, &self.all);
+        report.passed = report.slo.iter().all(|check| check.passed);
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slo::Slo;
+    use backstop_core::{Error, Rejected};
+
+    #[test]
+    fn classes_come_from_the_stack_error() {
+        let ok: Result<(), Error<&str>> = Ok(());
+        let refused: Result<(), Error<&str>> =
+            Err(Error::Rejected(Rejected::new(RejectKind::QueueFull)));
+        let failed: Result<(), Error<&str>> = Err(Error::Inner("down"));
+        assert_eq!(OutcomeClass::of(&ok), OutcomeClass::Ok);
+        assert_eq!(OutcomeClass::of(&refused).label(), "rejected:queue_full");
+        assert_eq!(OutcomeClass::of(&failed), OutcomeClass::Error);
+    }
+
+    #[test]
+    fn reservoir_stays_bounded_and_counts_stay_exact() {
+        let stage = LoadStage::constant("s", 10.0, Duration::from_secs(10))
+            .slo(Slo::new().error_rate_below(0.5));
+        let mut recorder = StageRecorder::new(100, 1);
+        recorder.sent = 1_000;
+        recorder.in_flight = 1_000;
+        for i in 0..1_000u64 {
+            let class = if i % 4 == 0 {
+                OutcomeClass::Timeout
+            } else {
+                OutcomeClass::Ok
+            };
+            recorder.record(class, Duration::from_micros(i));
+        }
+        let mode = LoadMode::OpenLoop {
+            arrivals: crate::Arrivals::Constant,
+        };
+        let report = recorder.finish(&stage, &mode);
+        assert_eq!(report.samples_us.len(), 100);
+        assert_eq!(
+            (report.ok, report.timeouts, report.unfinished),
+            (750, 250, 0)
+        );
+        assert_eq!(report.error_rate, 0.25);
+        assert_eq!(report.throughput, 75.0);
+        assert!(report.passed);
+        // A uniform sample of 0..1000 has its mean near 500.
+        let mean = report.samples_us.iter().sum::<u64>() as f64 / 100.0;
+        assert!((350.0..650.0).contains(&mean), "{mean}");
+    }
+}

@@ -7,7 +7,7 @@ use crate::handler::BatchHandler;
 use crate::queue::{DispatchReason, Queued, Queues};
 use crate::stats::{BatchStats, Recorder, bump};
 use backstop_core::config::{ConfigError, Validate};
-use backstop_core::{LoadSignal, LoadSnapshot, Service, contain};
+use backstop_core::{LoadSignal, LoadSnapshot, RejectKind, Rejected, Service, contain};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
@@ -664,6 +664,19 @@ where
 
     fn call(&self, req: Req) -> impl Future<Output = Result<Resp, BatchError>> + Send {
         self.submit(req)
+    }
+
+    /// Not ready when closed, or when the queue is full (a `try_submit` now would be
+    /// refused); charges nothing.
+    fn readiness(&self) -> Result<(), Rejected> {
+        let shared = self.shared();
+        if shared.room.is_closed() {
+            Err(Rejected::new(RejectKind::Closed))
+        } else if shared.room.available_permits() == 0 {
+            Err(Rejected::new(RejectKind::QueueFull))
+        } else {
+            Ok(())
+        }
     }
 }
 

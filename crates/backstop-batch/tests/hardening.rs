@@ -144,3 +144,21 @@ async fn the_largest_batch_size_builds_and_serves() {
     assert_eq!(batcher.submit(5).await.unwrap(), 50);
     assert_eq!(batcher.stats().batch_size.max, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn readiness_reports_a_full_queue_and_a_closed_batcher() {
+    use backstop_core::{RejectKind, Service};
+    let batcher = Batcher::builder(times_ten)
+        .queue_capacity(1)
+        .max_delay(Duration::from_millis(5))
+        .build()
+        .unwrap();
+    assert_eq!(batcher.readiness(), Ok(()));
+    let mut queued = Box::pin(batcher.submit(1));
+    assert!(futures::poll!(queued.as_mut()).is_pending());
+    assert_eq!(batcher.readiness().unwrap_err().kind, RejectKind::QueueFull);
+    assert_eq!(queued.await.unwrap(), 10);
+    assert_eq!(batcher.readiness(), Ok(()));
+    batcher.close();
+    assert_eq!(batcher.readiness().unwrap_err().kind, RejectKind::Closed);
+}

@@ -267,6 +267,35 @@ impl<C: Clock> Breaker<C> {
         inner.acquire(word)
     }
 
+    /// Whether a call now would be admitted, without taking a permit or counting a
+    /// rejection: the circuit's answer to [`Service::readiness`](backstop_core::Service).
+    /// An open circuit whose period is over reports ready (the next call probes).
+    pub fn readiness(&self) -> Result<(), backstop_core::Rejected> {
+        let inner = &*self.inner;
+        let refused = backstop_core::Rejected::new(backstop_core::RejectKind::CircuitOpen);
+        match state_of(inner.word.load(Ordering::Acquire)) {
+            State::Closed | State::Disabled | State::MetricsOnly => Ok(()),
+            State::ForcedOpen => Err(refused),
+            State::Open => {
+                let now = inner.now_nanos();
+                let until = inner.open_until.load(Ordering::Acquire);
+                if now < until {
+                    Err(refused.with_retry_after(Duration::from_nanos(until - now)))
+                } else {
+                    Ok(())
+                }
+            }
+            State::HalfOpen => {
+                let control = inner.control.lock();
+                if control.probes.issued < inner.config.permitted_calls_in_half_open {
+                    Ok(())
+                } else {
+                    Err(refused)
+                }
+            }
+        }
+    }
+
     /// The current state. With
     /// [`automatic_transition`](BreakerConfig::automatic_transition) this also performs a
     /// transition that is due (open period over, half-open wait exceeded).

@@ -114,4 +114,10 @@ where
             .call_with(&*self.classifier, || self.inner.call(req))
             .await
     }
+
+    /// Not ready while the circuit would refuse a call; then the inner service's answer.
+    fn readiness(&self) -> Result<(), backstop_core::Rejected> {
+        self.breaker.readiness()?;
+        self.inner.readiness()
+    }
 }

@@ -82,3 +82,38 @@ async fn layer_classifier_ignores_caller_errors() {
     assert_eq!(breaker.state(), State::Closed);
     assert_eq!(breaker.stats().buffered_calls, 0);
 }
+
+#[tokio::test]
+async fn readiness_reports_an_open_circuit_without_counting_a_rejection() {
+    let clock = ManualClock::new();
+    let breaker = Breaker::builder()
+        .count_window(2)
+        .minimum_calls(2)
+        .wait_in_open(Duration::from_secs(5))
+        .permitted_calls_in_half_open(1)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let backend = service_fn(|_: u32| async { Err::<u32, _>("down") });
+    let service = BreakerLayer::new(breaker.clone()).layer(backend);
+    assert_eq!(service.readiness(), Ok(()));
+    for n in 0..2 {
+        assert!(service.call(n).await.is_err());
+    }
+    let refused = service.readiness().unwrap_err();
+    assert_eq!(refused.kind, backstop_core::RejectKind::CircuitOpen);
+    assert_eq!(refused.retry_after, Some(Duration::from_secs(5)));
+    assert_eq!(
+        breaker.stats().rejected_calls,
+        0,
+        "readiness charges nothing"
+    );
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(service.readiness(), Ok(()), "the next call would probe");
+    let probe = breaker.try_acquire().unwrap();
+    assert!(service.readiness().is_err(), "the one probe is out");
+    probe.success();
+    assert_eq!(service.readiness(), Ok(()));
+    breaker.force_open();
+    assert!(service.readiness().is_err());
+}

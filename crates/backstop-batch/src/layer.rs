@@ -1,9 +1,11 @@
 //! `BatchLayer`: a batch service behind a single-request `Service`.
 
-use crate::batcher::{Batcher, BatcherBuilder, KeyFn, PriorityFn, erase_handler};
+use crate::batcher::Batcher;
+use crate::builder::BatcherBuilder;
 use crate::config::BatchConfig;
 use crate::error::BoxError;
 use crate::handler::BatchHandler;
+use crate::shared::{KeyFn, PriorityFn, erase_handler};
 use backstop_core::config::{ConfigError, Validate};
 use backstop_core::{Layer, Service};
 use std::fmt;

@@ -85,14 +85,18 @@
 
 mod adaptive;
 mod batcher;
+mod builder;
 mod config;
+mod dispatch;
 mod error;
 mod handler;
 mod layer;
 mod queue;
+mod shared;
 mod stats;
 
-pub use batcher::{Batcher, BatcherBuilder};
+pub use batcher::Batcher;
+pub use builder::BatcherBuilder;
 pub use config::{AdaptiveConfig, BatchConfig, CloseMode, MAX_BATCH_SIZE};
 pub use error::{BatchError, BoxError};
 pub use handler::BatchHandler;

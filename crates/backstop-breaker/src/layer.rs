@@ -48,8 +48,9 @@ impl<C: Clock> BreakerLayer<C, DefaultClassifier> {
 }
 
 impl<C: Clock, K> BreakerLayer<C, K> {
-    /// Lets `classifier` decide how each result counts.
-    pub fn with_classifier<K2>(self, classifier: K2) -> BreakerLayer<C, K2> {
+    /// Lets `classifier` decide how each result counts (a panicking classifier is
+    /// contained: the call counts as neither success nor failure).
+    pub fn classify<K2>(self, classifier: K2) -> BreakerLayer<C, K2> {
         BreakerLayer {
             breaker: self.breaker,
             classifier: Arc::new(classifier),

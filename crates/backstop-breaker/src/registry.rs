@@ -58,16 +58,31 @@ impl Validate for RegistryConfig {
 ///
 /// let registry = BreakerRegistry::new(RegistryConfig::default()).unwrap();
 /// let a = registry.get("openai");
-/// let b = registry.get("openai");
+/// let b = registry.clone().get("openai"); // clones share the breakers
 /// a.force_open();
 /// assert_eq!(b.state(), backstop_breaker::State::ForcedOpen);
 /// assert_eq!(registry.names(), vec!["openai".to_string()]);
 /// ```
+///
+/// The registry is a cheap-clone handle: clones share one set of breakers.
 #[derive(Debug)]
 pub struct BreakerRegistry<C: Clock + Clone = DefaultClock> {
+    inner: Arc<RegistryInner<C>>,
+}
+
+#[derive(Debug)]
+struct RegistryInner<C: Clock + Clone> {
     config: RegistryConfig,
     clock: C,
     breakers: RwLock<HashMap<String, Breaker<C>>>,
+}
+
+impl<C: Clock + Clone> Clone for BreakerRegistry<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
 }
 
 impl BreakerRegistry<DefaultClock> {
@@ -82,37 +97,41 @@ impl<C: Clock + Clone> BreakerRegistry<C> {
     pub fn with_clock(config: RegistryConfig, clock: C) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self {
-            config,
-            clock,
-            breakers: RwLock::new(HashMap::new()),
+            inner: Arc::new(RegistryInner {
+                config,
+                clock,
+                breakers: RwLock::new(HashMap::new()),
+            }),
         })
     }
 
     /// The breaker named `name`, created with its configuration on first use.
     pub fn get(&self, name: &str) -> Breaker<C> {
-        if let Some(breaker) = self.breakers.read().get(name) {
+        let inner = &*self.inner;
+        if let Some(breaker) = inner.breakers.read().get(name) {
             return breaker.clone();
         }
-        self.breakers
+        inner
+            .breakers
             .write()
             .entry(name.to_string())
             .or_insert_with(|| {
-                let config = self.config.config_for(name).clone();
-                Breaker::from_parts(Arc::from(name), config, self.clock.clone())
+                let config = inner.config.config_for(name).clone();
+                Breaker::from_parts(Arc::from(name), config, inner.clock.clone())
             })
             .clone()
     }
 
     /// Names of the breakers created so far, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.breakers.read().keys().cloned().collect();
+        let mut names: Vec<String> = self.inner.breakers.read().keys().cloned().collect();
         names.sort();
         names
     }
 
     /// Stats of every breaker created so far, sorted by name.
     pub fn stats(&self) -> Vec<BreakerStats> {
-        let breakers: Vec<Breaker<C>> = self.breakers.read().values().cloned().collect();
+        let breakers: Vec<Breaker<C>> = self.inner.breakers.read().values().cloned().collect();
         let mut stats: Vec<BreakerStats> = breakers.iter().map(Breaker::stats).collect();
         stats.sort_by(|a, b| a.name.cmp(&b.name));
         stats

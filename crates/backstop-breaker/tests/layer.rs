@@ -65,7 +65,7 @@ async fn layer_classifier_ignores_caller_errors() {
         .build()
         .unwrap();
     let layer =
-        BreakerLayer::new(breaker.clone()).with_classifier(|result: &Result<u32, &'static str>| {
+        BreakerLayer::new(breaker.clone()).classify(|result: &Result<u32, &'static str>| {
             match result {
                 Err("bad request") => Outcome::Ignored,
                 Err(_) => Outcome::Failure,

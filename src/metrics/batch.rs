@@ -44,6 +44,16 @@ impl PublishMetrics for BatchStats {
             &labels,
             self.handler_panics,
         );
+        counter(
+            "backstop_batch_dispatcher_panics_total",
+            &labels,
+            self.dispatcher_panics,
+        );
+        counter(
+            "backstop_batch_callback_panics_total",
+            &labels,
+            self.callback_panics,
+        );
         gauge("backstop_batch_queued", &labels, self.queued as f64);
         gauge(
             "backstop_batch_in_flight",

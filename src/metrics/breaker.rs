@@ -51,6 +51,16 @@ impl PublishMetrics for BreakerStats {
             &labels,
             self.rejected_calls,
         );
+        counter(
+            "backstop_breaker_listener_panics_total",
+            &labels,
+            self.listener_panics,
+        );
+        counter(
+            "backstop_breaker_classifier_panics_total",
+            &labels,
+            self.classifier_panics,
+        );
     }
 }
 

@@ -1,0 +1,60 @@
+//! The generator's own overhead: requests per second `backstop-load` issues against a no-op
+//! service on one core, against a bare Tokio loop calling the same service. The ratio
+//! (bare / generator) says how much of a measurement is the tool itself; the goal is at
+//! most 1.3.
+//!
+//! `cargo bench --bench load_overhead` (set `LOAD_OVERHEAD_SECS` to change the 2 s window).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use backstop_core::{Error, Service, service_fn};
+use backstop_load::{Arrivals, LoadPlan, LoadStage, LoadTest, MAX_RATE};
+
+fn main() {
+    let secs: u64 = std::env::var("LOAD_OVERHEAD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let window = Duration::from_secs(secs);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let noop = service_fn(|n: u64| async move { Ok::<_, Error<()>>(black_box(n)) });
+
+    let bare = runtime.block_on(async {
+        let start = Instant::now();
+        let mut calls = 0u64;
+        while start.elapsed() < window {
+            for _ in 0..1024 {
+                let _ = black_box(noop.call(calls).await);
+                calls += 1;
+            }
+            tokio::task::yield_now().await;
+        }
+        calls as f64 / start.elapsed().as_secs_f64()
+    });
+
+    // An open-loop plan asking for far more than one core can send: the generator runs
+    // flat out, so what it achieves is its own ceiling.
+    let generated = runtime.block_on(async {
+        let mut plan = LoadPlan::open_loop(Arrivals::Constant)
+            .stage(LoadStage::constant("flat-out", MAX_RATE, window));
+        plan.drain_timeout = Duration::from_secs(1);
+        let start = Instant::now();
+        let report = LoadTest::new(plan)
+            .expect("valid plan")
+            .run(&noop, |i| i)
+            .await
+            .expect("run");
+        report.stages[0].sent as f64 / start.elapsed().as_secs_f64()
+    });
+
+    println!("bare tokio loop:   {bare:>12.0} calls/s");
+    println!("backstop-load:     {generated:>12.0} requests/s");
+    println!(
+        "overhead ratio:    {:>12.2}x (bare / generator)",
+        bare / generated
+    );
+}

@@ -50,6 +50,20 @@ pub enum BatchError {
 }
 
 impl BatchError {
+    /// The refusal in the shared vocabulary, for a refusal: `QueueFull`, `QueueTimeout`
+    /// (as [`RejectKind::Timeout`](backstop_core::RejectKind::Timeout)) and `Closed` (also
+    /// for `NoRuntime`); `None` when the batch ran and failed.
+    pub fn rejection(&self) -> Option<backstop_core::Rejected> {
+        use backstop_core::{RejectKind, Rejected};
+        let kind = match self {
+            Self::QueueFull => RejectKind::QueueFull,
+            Self::QueueTimeout { .. } => RejectKind::Timeout,
+            Self::Closed | Self::NoRuntime => RejectKind::Closed,
+            _ => return None,
+        };
+        Some(Rejected::new(kind))
+    }
+
     /// True for rejections that happened before the handler saw the item (queue full,
     /// queue timeout, closed), which a caller may map to 429/503 and retry elsewhere.
     pub fn is_rejection(&self) -> bool {

@@ -162,3 +162,19 @@ async fn readiness_reports_a_full_queue_and_a_closed_batcher() {
     batcher.close();
     assert_eq!(batcher.readiness().unwrap_err().kind, RejectKind::Closed);
 }
+
+#[test]
+fn refusals_map_to_the_shared_rejection_and_failures_do_not() {
+    use backstop_core::RejectKind;
+    let kind = |error: BatchError| error.rejection().map(|r| r.kind);
+    assert_eq!(kind(BatchError::QueueFull), Some(RejectKind::QueueFull));
+    assert_eq!(
+        kind(BatchError::QueueTimeout {
+            waited: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+        }),
+        Some(RejectKind::Timeout)
+    );
+    assert_eq!(kind(BatchError::Closed), Some(RejectKind::Closed));
+    assert_eq!(kind(BatchError::HandlerPanicked), None);
+}

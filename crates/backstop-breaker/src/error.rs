@@ -28,6 +28,18 @@ pub enum BreakerError<E> {
     Inner(E),
 }
 
+impl From<Rejected> for backstop_core::Rejected {
+    /// The shared vocabulary's refusal: [`RejectKind::CircuitOpen`](backstop_core::RejectKind)
+    /// with the same `retry_after`.
+    fn from(rejected: Rejected) -> Self {
+        let refused = backstop_core::Rejected::new(backstop_core::RejectKind::CircuitOpen);
+        match rejected.retry_after {
+            Some(wait) => refused.with_retry_after(wait),
+            None => refused,
+        }
+    }
+}
+
 impl<E> BreakerError<E> {
     /// The rejection, if the call was not run.
     pub fn rejected(&self) -> Option<&Rejected> {

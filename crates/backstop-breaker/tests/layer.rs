@@ -117,3 +117,16 @@ async fn readiness_reports_an_open_circuit_without_counting_a_rejection() {
     breaker.force_open();
     assert!(service.readiness().is_err());
 }
+
+#[tokio::test]
+async fn a_breaker_refusal_converts_to_the_shared_rejection() {
+    let breaker = Breaker::builder()
+        .wait_in_open(Duration::from_secs(7))
+        .clock(ManualClock::new())
+        .build()
+        .unwrap();
+    breaker.transition_to(State::Open);
+    let refused: backstop_core::Rejected = breaker.try_acquire().unwrap_err().into();
+    assert_eq!(refused.kind, backstop_core::RejectKind::CircuitOpen);
+    assert_eq!(refused.retry_after, Some(Duration::from_secs(7)));
+}

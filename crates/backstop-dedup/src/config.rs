@@ -1,9 +1,16 @@
 use std::time::Duration;
 
-use backstop_core::config::{ConfigError, Validate, ensure};
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
 use serde::{Deserialize, Serialize};
 
+/// The most results a [`DedupWindow`](crate::DedupWindow) may be configured to remember
+/// (`max_entries`): 2^24.
+pub const MAX_WINDOW_ENTRIES: usize = 1 << 24;
+
 /// Configuration of a [`DedupWindow`](crate::DedupWindow).
+///
+/// Durations are at most [`MAX_DURATION`](backstop_core::config::MAX_DURATION) (a year) and `max_entries` at most
+/// [`MAX_WINDOW_ENTRIES`]; larger values are a [`ConfigError`] naming the field.
 ///
 /// Deserializes from e.g. `{ "ttl": "10m", "max_entries": 10000 }`; missing fields take
 /// their defaults.
@@ -39,11 +46,21 @@ impl Default for WindowConfig {
 impl Validate for WindowConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         ensure(!self.ttl.is_zero(), "ttl", "must be greater than zero")?;
+        ensure_duration("ttl", self.ttl)?;
         ensure(self.max_entries > 0, "max_entries", "must be at least 1")?;
+        ensure_at_most(
+            "max_entries",
+            self.max_entries as u64,
+            MAX_WINDOW_ENTRIES as u64,
+        )?;
         ensure(
             self.follower_timeout.is_none_or(|t| !t.is_zero()),
             "follower_timeout",
             "must be greater than zero when set",
+        )?;
+        ensure_duration(
+            "follower_timeout",
+            self.follower_timeout.unwrap_or_default(),
         )
     }
 }

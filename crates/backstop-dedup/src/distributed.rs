@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use backstop_core::config::{ConfigError, Validate, ensure};
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_duration};
+use backstop_core::time::clamp;
+use backstop_core::{Panicked, RejectKind, Rejected};
 use futures::FutureExt;
 use redis::aio::ConnectionManager;
 use serde::de::DeserializeOwned;
@@ -62,7 +64,7 @@ pub enum RedisFailure {
     /// an outage costs duplicate executions across processes, not failed requests.
     #[default]
     ExecuteLocally,
-    /// Fail the call with [`DedupError::Unavailable`].
+    /// Fail the call with [`DedupError::Rejected`] ([`RejectKind::Unavailable`]).
     Fail,
 }
 
@@ -100,7 +102,7 @@ pub struct DistributedConfig {
     #[serde(with = "backstop_core::duration::human")]
     pub max_poll_interval: Duration,
     /// How long a caller waits for another process before it gives up with
-    /// [`DedupError::Timeout`]. Default 60 s.
+    /// [`DedupError::Rejected`] ([`RejectKind::Timeout`]). Default 60 s; at most a year.
     #[serde(with = "backstop_core::duration::human")]
     pub max_wait: Duration,
     /// Bound on each Redis round trip, connecting included. Default 500 ms.
@@ -133,6 +135,7 @@ impl Validate for DistributedConfig {
             "lease_ttl",
             "must be at least 3ms (it is renewed every third)",
         )?;
+        ensure_duration("lease_ttl", self.lease_ttl)?;
         for (field, value) in [
             ("result_ttl", self.result_ttl),
             ("poll_interval", self.poll_interval),
@@ -144,7 +147,9 @@ impl Validate for DistributedConfig {
                 field,
                 "must be at least 1ms",
             )?;
+            ensure_duration(field, value)?;
         }
+        ensure_duration("max_poll_interval", self.max_poll_interval)?;
         ensure(
             self.max_poll_interval >= self.poll_interval,
             "max_poll_interval",
@@ -300,7 +305,10 @@ where
                         .await
                     {
                         Ok(result) => result,
-                        Err(payload) => Err(DedupError::from_panic(payload)),
+                        Err(payload) => Err(DedupError::Panicked(Panicked::from_payload(
+                            "dedup.work",
+                            &*payload,
+                        ))),
                     }
                 })
             })
@@ -363,7 +371,7 @@ impl Shared {
     {
         let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
         let token = token.as_str();
-        let deadline = Instant::now() + self.config.max_wait;
+        let deadline = Instant::now() + clamp(self.config.max_wait);
         let mut interval = self.config.poll_interval;
         let mut waited = false;
         loop {
@@ -409,14 +417,14 @@ impl Shared {
                 Ok(Claim::Held) => {
                     let now = Instant::now();
                     if now >= deadline {
-                        return Err(DedupError::Timeout {
-                            after: self.config.max_wait,
-                        });
+                        return Err(DedupError::Rejected(Rejected::new(RejectKind::Timeout)));
                     }
                     waited = true;
                     RemoteCounters::bump(&self.counters.polls);
                     tokio::time::sleep(interval.min(deadline - now)).await;
-                    interval = (interval * 2).min(self.config.max_poll_interval);
+                    interval = interval
+                        .saturating_mul(2)
+                        .min(self.config.max_poll_interval);
                 }
                 Err(reason) => return self.fall_back(reason, work).await,
             }
@@ -444,7 +452,7 @@ impl Shared {
             held: true,
         };
         let mut running = std::pin::pin!(work());
-        let mut renewal = tokio::time::interval(self.config.lease_ttl / 3);
+        let mut renewal = tokio::time::interval(clamp(self.config.lease_ttl / 3));
         renewal.tick().await;
         let result = loop {
             tokio::select! {
@@ -549,9 +557,10 @@ impl Shared {
                     Err(error) => Err(DedupError::Inner(error)),
                 }
             }
-            RedisFailure::Fail => Err(DedupError::Unavailable {
-                reason: Arc::from(reason),
-            }),
+            RedisFailure::Fail => {
+                tracing::warn!(target: "backstop_dedup", %reason, "Redis unavailable; failing the call");
+                Err(DedupError::Rejected(Rejected::new(RejectKind::Unavailable)))
+            }
         }
     }
 
@@ -569,7 +578,7 @@ impl Shared {
                 .await?;
             call(conn.clone()).await
         };
-        let failure = match tokio::time::timeout(self.config.redis_timeout, attempt).await {
+        let failure = match tokio::time::timeout(clamp(self.config.redis_timeout), attempt).await {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(error)) => error.to_string(),
             Err(_) => format!("no answer within {:?}", self.config.redis_timeout),

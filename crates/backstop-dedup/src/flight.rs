@@ -5,13 +5,21 @@
 //! every caller; here the work wakes only the waiter that last polled it (the driver),
 //! the others are woken once, when the result is in, and a driver that leaves hands the
 //! work to one of them.
+//!
+//! Every operation is O(1) amortized in the number of waiters: wakers live in a map keyed
+//! by waiter, removed when a waiter leaves and shrunk when it empties, so a stuck key
+//! followed by a million callers that give up holds nothing for them and never scans for
+//! them.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 
+use backstop_core::{Panicked, contain};
+use foldhash::fast::RandomState;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 
@@ -20,6 +28,9 @@ pub(crate) struct Flight<T> {
     state: Mutex<State<T>>,
     /// Set by the first waiter to finish, which releases the key for everyone.
     released: AtomicBool,
+    /// The result every waiter gets when polling the work panics: the work is out of its
+    /// cell while polled, so without it the other waiters would wait for ever.
+    on_panic: fn(Panicked) -> T,
 }
 
 struct State<T> {
@@ -27,43 +38,74 @@ struct State<T> {
     work: Option<BoxFuture<'static, T>>,
     result: Option<T>,
     /// The waiter that last polled the work, whose waker the work will wake.
-    driver: Option<usize>,
-    /// Each waiter's slot: the waker to call when the result is in.
-    wakers: Vec<Option<Waker>>,
+    driver: Option<u64>,
+    /// The wakers of waiters that polled and still wait: the ones to call when the result
+    /// is in. A waiter's entry goes when it leaves.
+    wakers: HashMap<u64, Waker, RandomState>,
+    next_waiter: u64,
     /// A waiter found the work out being polled and went to sleep.
     missed: bool,
 }
 
+impl<T> State<T> {
+    /// Gives memory back after a crowd of waiters left, so the map stays proportional to
+    /// the waiters present (and iterating it to find one stays cheap).
+    fn shrink(&mut self) {
+        if self.wakers.capacity() > 4 * self.wakers.len() + 64 {
+            self.wakers.shrink_to(2 * self.wakers.len());
+        }
+    }
+
+    /// Takes every waker but `keep`'s.
+    fn take_others(&mut self, keep: Option<u64>) -> Vec<Waker> {
+        let own = keep.and_then(|id| self.wakers.remove(&id).map(|w| (id, w)));
+        let others = self.wakers.drain().map(|(_, waker)| waker).collect();
+        if let Some((id, waker)) = own {
+            self.wakers.insert(id, waker);
+        }
+        self.shrink();
+        others
+    }
+}
+
 impl<T: Clone> Flight<T> {
-    pub(crate) fn new(work: BoxFuture<'static, T>) -> Arc<Self> {
+    pub(crate) fn new(work: BoxFuture<'static, T>, on_panic: fn(Panicked) -> T) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 work: Some(work),
                 result: None,
                 driver: None,
-                wakers: Vec::new(),
+                wakers: HashMap::default(),
+                next_waiter: 0,
                 missed: false,
             }),
             released: AtomicBool::new(false),
+            on_panic,
         })
     }
 
     /// A new waiter on this execution.
     pub(crate) fn join(self: &Arc<Self>) -> Joined<T> {
         let mut state = self.state.lock();
-        state.wakers.push(None);
+        let id = state.next_waiter;
+        state.next_waiter += 1;
         Joined {
             flight: Arc::clone(self),
-            slot: state.wakers.len() - 1,
+            id,
             done: false,
         }
+    }
+
+    #[cfg(test)]
+    fn waker_capacity(&self) -> usize {
+        self.state.lock().wakers.capacity()
     }
 }
 
 /// One caller's wait for a [`Flight`]'s result; the first to poll drives the work.
 pub(crate) struct Joined<T> {
     flight: Arc<Flight<T>>,
-    slot: usize,
+    id: u64,
     done: bool,
 }
 
@@ -88,12 +130,12 @@ impl<T: Clone> Future for Joined<T> {
         // Whoever polls while nobody else is polling the work drives it: a driver whose
         // owner stopped polling it (it sits in a `select!` that went another way, say)
         // must not stall the others.
-        let slot = &mut state.wakers[this.slot];
-        if !slot
-            .as_ref()
-            .is_some_and(|waker| waker.will_wake(cx.waker()))
-        {
-            *slot = Some(cx.waker().clone());
+        match state.wakers.get_mut(&this.id) {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            Some(waker) => *waker = cx.waker().clone(),
+            None => {
+                state.wakers.insert(this.id, cx.waker().clone());
+            }
         }
         let Some(mut work) = state.work.take() else {
             // Another waiter is polling the work right now: sleep; it wakes us if its
@@ -101,23 +143,19 @@ impl<T: Clone> Future for Joined<T> {
             state.missed = true;
             return Poll::Pending;
         };
-        state.driver = Some(this.slot);
+        state.driver = Some(this.id);
         // The work is polled outside the lock: it may join other flights, or this one.
+        // A panic is contained here, while the work is out of its cell: unwinding past
+        // this point would leave the others waiting for work nobody holds.
         drop(state);
-        let poll = work.as_mut().poll(cx);
+        let poll = contain("dedup.work", || work.as_mut().poll(cx))
+            .unwrap_or_else(|panicked| Poll::Ready((this.flight.on_panic)(panicked)));
         let mut state = this.flight.state.lock();
         match poll {
             Poll::Pending => {
                 state.work = Some(work);
                 if std::mem::take(&mut state.missed) {
-                    let slot = this.slot;
-                    let missed: Vec<Waker> = state
-                        .wakers
-                        .iter_mut()
-                        .enumerate()
-                        .filter(|(other, _)| *other != slot)
-                        .filter_map(|(_, waker)| waker.take())
-                        .collect();
+                    let missed = state.take_others(Some(this.id));
                     drop(state);
                     for waker in missed {
                         waker.wake();
@@ -126,12 +164,12 @@ impl<T: Clone> Future for Joined<T> {
                 Poll::Pending
             }
             Poll::Ready(result) => {
-                drop(work);
                 state.result = Some(result.clone());
                 state.driver = None;
-                let sleepers: Vec<Waker> =
-                    state.wakers.iter_mut().filter_map(Option::take).collect();
+                let sleepers = state.take_others(None);
                 drop(state);
+                // Dropped outside the lock: its `Drop` is user code.
+                drop(work);
                 for waker in sleepers {
                     waker.wake();
                 }
@@ -148,18 +186,86 @@ impl<T> Drop for Joined<T> {
             return;
         }
         let mut state = self.flight.state.lock();
-        state.wakers[self.slot] = None;
-        if state.driver == Some(self.slot) {
+        state.wakers.remove(&self.id);
+        state.shrink();
+        if state.driver == Some(self.id) {
             state.driver = None;
         }
         // Nobody drives the unfinished work: wake one sleeper to take it over, from
         // where it is. (A sleeper woken for this that leaves first lands here too.)
         if state.driver.is_none() && state.result.is_none() {
-            let next = state.wakers.iter_mut().find_map(Option::take);
+            let next = state.wakers.keys().next().copied();
+            let next = next.and_then(|id| state.wakers.remove(&id));
             drop(state);
             if let Some(waker) = next {
                 waker.wake();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::task::noop_waker;
+    use std::time::{Duration, Instant};
+
+    fn stuck() -> Arc<Flight<Result<u32, Panicked>>> {
+        Flight::new(Box::pin(futures::future::pending()), Err)
+    }
+
+    fn poll<T: Clone>(joined: &mut Joined<T>) -> Poll<T> {
+        let waker = noop_waker();
+        Pin::new(joined).poll(&mut Context::from_waker(&waker))
+    }
+
+    /// Issue 19: with a stuck key, each departing follower used to leave a slot behind
+    /// and each driver departure scanned every slot from the start (quadratic: a million
+    /// departures did not finish in 600 s).
+    #[test]
+    fn departed_followers_cost_constant_time_and_leave_no_storage() {
+        let flight = stuck();
+        let mut first = flight.join();
+        assert!(poll(&mut first).is_pending());
+        let started = Instant::now();
+        for _ in 0..200_000 {
+            // Each follower polls (driving the work, as nobody else is) and gives up.
+            let mut follower = flight.join();
+            assert!(poll(&mut follower).is_pending());
+            drop(follower);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "200k departures took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            flight.waker_capacity() <= 64,
+            "waiter storage kept {} slots",
+            flight.waker_capacity()
+        );
+        drop(first);
+        assert!(flight.waker_capacity() <= 64);
+    }
+
+    #[test]
+    fn a_panicking_poll_reaches_every_waiter() {
+        let flight: Arc<Flight<Result<u32, Panicked>>> = Flight::new(
+            Box::pin(async {
+                tokio::task::yield_now().await;
+                panic!("work blew up")
+            }),
+            Err,
+        );
+        let mut a = flight.join();
+        let mut b = flight.join();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (a, b) = tokio::join!(&mut a, &mut b);
+            assert_eq!(a.unwrap_err().message(), "work blew up");
+            assert_eq!(b.unwrap_err().message(), "work blew up");
+        });
     }
 }

@@ -12,6 +12,8 @@ use dashmap::mapref::entry::Entry as MapEntry;
 use foldhash::quality::RandomState;
 use futures::future::{BoxFuture, FutureExt};
 
+use backstop_core::{Panicked, RejectKind, Rejected};
+
 use crate::error::DedupError;
 use crate::flight::Flight;
 use crate::outcome::{Outcome, Source};
@@ -58,8 +60,12 @@ struct Inner<K, V, E> {
 /// - **Errors and panics reach everyone.** A work error is cloned to every waiter
 ///   ([`DedupError::Inner`]); a panic is caught and every waiter gets
 ///   [`DedupError::Panicked`], and the key is cleared.
-/// - **Follower timeout.** [`work_with_timeout`] bounds how long a follower waits; the
-///   execution continues for the rest.
+/// - **Follower timeout.** [`work_with_timeout`] bounds how long a follower waits (it
+///   gets [`DedupError::Rejected`] with [`RejectKind::Timeout`]); the execution continues
+///   for the rest.
+/// - **Bounded cost per caller.** A follower that leaves gives its waiter slot back in
+///   O(1), so a stuck key followed by any number of callers that gave up holds nothing
+///   for them.
 ///
 /// `Group` is a handle: clones share the same map, so it can be stored in several
 /// services or tasks. `V` and `E` must be `Clone`; wrap them in `Arc` when cloning is
@@ -159,7 +165,8 @@ where
     }
 
     /// Like [`work`](Group::work), but if this call joins an execution already in flight
-    /// it waits at most `timeout` and then returns [`DedupError::Timeout`]. The
+    /// it waits at most `timeout` and then returns [`DedupError::Rejected`] with
+    /// [`RejectKind::Timeout`]. The
     /// execution itself is not cancelled by a follower giving up. The caller that starts
     /// the execution is not bounded: put a timeout inside `work` for that.
     pub async fn work_with_timeout<F, Fut>(
@@ -221,7 +228,9 @@ where
             }
             MapEntry::Vacant(vacant) => {
                 let id = self.inner.next_id.fetch_add(1, Relaxed);
-                let flight = Flight::new(make(Arc::clone(&self.inner.counters)));
+                let flight = Flight::new(make(Arc::clone(&self.inner.counters)), |p| {
+                    Err(DedupError::Panicked(p))
+                });
                 let joined = flight.join();
                 vacant.insert(Entry {
                     id,
@@ -246,14 +255,17 @@ where
         // execution.
         let mut flight = flight;
         let result = match (follower_timeout, leader) {
-            (Some(after), false) => match tokio::time::timeout(after, &mut flight).await {
-                Ok(result) => result,
-                Err(_) => {
-                    Counters::bump(&self.inner.counters.timeouts);
-                    tracing::debug!(target: "backstop_dedup", ?after, "singleflight follower timed out");
-                    return Err(DedupError::Timeout { after });
+            (Some(after), false) => {
+                let after = backstop_core::time::clamp(after);
+                match tokio::time::timeout(after, &mut flight).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        Counters::bump(&self.inner.counters.timeouts);
+                        tracing::debug!(target: "backstop_dedup", ?after, "singleflight follower timed out");
+                        return Err(DedupError::Rejected(Rejected::new(RejectKind::Timeout)));
+                    }
                 }
-            },
+            }
             _ => (&mut flight).await,
         };
         let joined = if flight.first_to_finish() {
@@ -291,11 +303,9 @@ where
         Ok(Err(error)) => Err(DedupError::Inner(error)),
         Err(payload) => {
             Counters::bump(&counters.panics);
-            let error = DedupError::from_panic(payload);
-            if let DedupError::Panicked { message } = &error {
-                tracing::warn!(target: "backstop_dedup", %message, "singleflight work panicked; every waiter gets an error");
-            }
-            Err(error)
+            let panicked = Panicked::from_payload("dedup.work", &*payload);
+            tracing::warn!(target: "backstop_dedup", %panicked, "singleflight work panicked; every waiter gets an error");
+            Err(DedupError::Panicked(panicked))
         }
     }
 }

@@ -2,7 +2,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use backstop_core::{Layer, Service};
+use backstop_core::{Layer, Rejected, Service, StackError};
 
 use crate::error::DedupError;
 use crate::group::Group;
@@ -92,54 +92,108 @@ where
     }
 }
 
-/// Wraps a [`Service`] so identical requests (same key, extracted by a closure) share
-/// one call to the inner service.
+/// How a [`DedupLayer`] finds the key of a request: a closure `Fn(&Req) -> Key` given
+/// to [`DedupLayer::key`], or [`RequestKey`] (the request itself is the key).
+pub trait DedupKey<Req>: Send + Sync {
+    /// The key identical requests share.
+    type Key;
+    /// The key of `request`.
+    fn key_of(&self, request: &Req) -> Self::Key;
+}
+
+impl<F, Req, K> DedupKey<Req> for F
+where
+    F: Fn(&Req) -> K + Send + Sync,
+{
+    type Key = K;
+
+    fn key_of(&self, request: &Req) -> K {
+        self(request)
+    }
+}
+
+/// The default key of a [`DedupLayer`]: a clone of the request itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestKey;
+
+impl<Req: Clone> DedupKey<Req> for RequestKey {
+    type Key = Req;
+
+    fn key_of(&self, request: &Req) -> Req {
+        request.clone()
+    }
+}
+
+/// Wraps a [`Service`] so identical requests (same key) share one call to the inner
+/// service.
 ///
-/// Clones of the layer, and every service it builds, share the same [`Group`],
-/// [`DedupWindow`] or `DistributedGroup`. Only the first request of a coalesced set reaches the inner
-/// service; the others get clones of its response or error (as [`DedupError`]).
+/// `DedupLayer::new(handle)` keys requests by the request itself; [`key`](DedupLayer::key)
+/// sets a closure that extracts the key. Clones of the layer, and every service it
+/// builds, share the same [`Group`], [`DedupWindow`] or `DistributedGroup` (cheap-clone
+/// handles). Only the first request of a coalesced set reaches the inner service; the
+/// others get clones of its response, or its error shared through
+/// [`StackError::shared`], so the service's error is the inner service's own `S::Error`
+/// and need not be `Clone`. The handle's error type is therefore `Arc<S::Error>`.
 ///
 /// ```
-/// use backstop_core::{Layer, Service, service_fn};
+/// use backstop_core::{Error, Layer, Service, ServiceExt, service_fn};
 /// use backstop_dedup::{DedupLayer, Group};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let backend = service_fn(|prompt: String| async move {
 ///     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-///     Ok::<_, String>(prompt.len())
-/// });
-/// let layer = DedupLayer::new(Group::new(), |prompt: &String| prompt.clone());
+///     Ok::<_, std::io::Error>(prompt.len())
+/// })
+/// .lift();
+/// let layer = DedupLayer::new(Group::new()).key(|prompt: &String| prompt.to_lowercase());
 /// let service = layer.layer(backend);
-/// let (a, b) = tokio::join!(service.call("hello".into()), service.call("hello".into()));
+/// let (a, b) = tokio::join!(service.call("hello".into()), service.call("HELLO".into()));
 /// assert_eq!((a.unwrap(), b.unwrap()), (5, 5));
+/// # let _: Option<Error<std::io::Error>> = None;
 /// # }
 /// ```
-pub struct DedupLayer<D, F> {
+pub struct DedupLayer<D, K = RequestKey> {
     dedup: D,
-    key_fn: Arc<F>,
+    key: Arc<K>,
 }
 
-impl<D, F> DedupLayer<D, F> {
-    /// A layer deduplicating through `dedup`, keyed by `key_fn(&request)`.
-    pub fn new(dedup: D, key_fn: F) -> Self {
+impl<D> DedupLayer<D> {
+    /// A layer deduplicating through `dedup`, keyed by the request itself until
+    /// [`key`](DedupLayer::key) says otherwise.
+    pub fn new(dedup: D) -> Self {
         Self {
             dedup,
-            key_fn: Arc::new(key_fn),
+            key: Arc::new(RequestKey),
         }
     }
 }
 
-impl<D: Clone, F> Clone for DedupLayer<D, F> {
+impl<D, K> DedupLayer<D, K> {
+    /// Keys requests by `key(&request)`.
+    pub fn key<F>(self, key: F) -> DedupLayer<D, F> {
+        DedupLayer {
+            dedup: self.dedup,
+            key: Arc::new(key),
+        }
+    }
+
+    /// The deduplicating handle this layer shares.
+    pub fn handle(&self) -> &D {
+        &self.dedup
+    }
+}
+
+impl<D: Clone, K> Clone for DedupLayer<D, K> {
     fn clone(&self) -> Self {
         Self {
             dedup: self.dedup.clone(),
-            key_fn: Arc::clone(&self.key_fn),
+            key: Arc::clone(&self.key),
         }
     }
 }
 
-impl<D: fmt::Debug, F> fmt::Debug for DedupLayer<D, F> {
+impl<D: fmt::Debug, K> fmt::Debug for DedupLayer<D, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DedupLayer")
             .field("dedup", &self.dedup)
@@ -147,36 +201,36 @@ impl<D: fmt::Debug, F> fmt::Debug for DedupLayer<D, F> {
     }
 }
 
-impl<S, D: Clone, F> Layer<S> for DedupLayer<D, F> {
-    type Service = DedupService<S, D, F>;
+impl<S, D: Clone, K> Layer<S> for DedupLayer<D, K> {
+    type Service = DedupService<S, D, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
         DedupService {
             inner: Arc::new(inner),
             dedup: self.dedup.clone(),
-            key_fn: Arc::clone(&self.key_fn),
+            key: Arc::clone(&self.key),
         }
     }
 }
 
-/// The service built by [`DedupLayer`].
-pub struct DedupService<S, D, F> {
+/// The service built by [`DedupLayer`]; its error is the inner service's.
+pub struct DedupService<S, D, K = RequestKey> {
     inner: Arc<S>,
     dedup: D,
-    key_fn: Arc<F>,
+    key: Arc<K>,
 }
 
-impl<S, D: Clone, F> Clone for DedupService<S, D, F> {
+impl<S, D: Clone, K> Clone for DedupService<S, D, K> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
             dedup: self.dedup.clone(),
-            key_fn: Arc::clone(&self.key_fn),
+            key: Arc::clone(&self.key),
         }
     }
 }
 
-impl<S, D: fmt::Debug, F> fmt::Debug for DedupService<S, D, F> {
+impl<S, D: fmt::Debug, K> fmt::Debug for DedupService<S, D, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DedupService")
             .field("dedup", &self.dedup)
@@ -184,24 +238,34 @@ impl<S, D: fmt::Debug, F> fmt::Debug for DedupService<S, D, F> {
     }
 }
 
-impl<S, D, F, Req> Service<Req> for DedupService<S, D, F>
+impl<S, D, K, Req> Service<Req> for DedupService<S, D, K>
 where
     S: Service<Req> + 'static,
     S::Response: Clone + Send + Sync + 'static,
-    S::Error: Clone + Send + Sync + 'static,
-    D: Coalesce<S::Response, S::Error>,
-    F: Fn(&Req) -> D::Key + Send + Sync,
+    S::Error: StackError,
+    D: Coalesce<S::Response, Arc<S::Error>, Key = K::Key>,
+    K: DedupKey<Req>,
     Req: Send + 'static,
 {
     type Response = S::Response;
-    type Error = DedupError<S::Error>;
+    type Error = S::Error;
 
-    async fn call(&self, req: Req) -> Result<S::Response, DedupError<S::Error>> {
-        let key = (self.key_fn)(&req);
+    async fn call(&self, req: Req) -> Result<S::Response, S::Error> {
+        let key = self.key.key_of(&req);
         let inner = Arc::clone(&self.inner);
-        self.dedup
-            .coalesce(key, move || async move { inner.call(req).await })
-            .await
-            .map(Outcome::into_value)
+        let work = move || async move { inner.call(req).await.map_err(Arc::new) };
+        match self.dedup.coalesce(key, work).await {
+            Ok(outcome) => Ok(outcome.into_value()),
+            // The only holder when nobody joined: the caller gets the error itself.
+            Err(DedupError::Inner(error)) => {
+                Err(Arc::try_unwrap(error).unwrap_or_else(S::Error::shared))
+            }
+            Err(DedupError::Panicked(panicked)) => Err(S::Error::panicked(panicked)),
+            Err(DedupError::Rejected(rejected)) => Err(S::Error::rejected(rejected)),
+        }
+    }
+
+    fn readiness(&self) -> Result<(), Rejected> {
+        self.inner.readiness()
     }
 }

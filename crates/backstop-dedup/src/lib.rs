@@ -77,12 +77,12 @@ mod outcome;
 mod stats;
 mod window;
 
-pub use config::{WindowConfig, WindowConfigBuilder};
+pub use config::{MAX_WINDOW_ENTRIES, WindowConfig, WindowConfigBuilder};
 #[cfg(feature = "redis")]
 pub use distributed::{DistributedConfig, DistributedGroup, DistributedStats, RedisFailure};
 pub use error::DedupError;
 pub use group::Group;
-pub use layer::{Coalesce, DedupLayer, DedupService};
+pub use layer::{Coalesce, DedupKey, DedupLayer, DedupService, RequestKey};
 pub use outcome::{Outcome, Source};
 pub use stats::{GroupStats, WindowStats};
 pub use window::DedupWindow;

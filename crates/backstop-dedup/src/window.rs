@@ -126,7 +126,7 @@ where
             key.clone(),
             Remembered {
                 result,
-                expires: now + self.config.ttl,
+                expires: now + backstop_core::time::clamp(self.config.ttl),
                 seq,
             },
         );

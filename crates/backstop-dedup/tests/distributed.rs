@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use backstop_core::testing::RedisTestContext;
-use backstop_core::{Layer, Service, Validate, service_fn};
+use backstop_core::{Layer, RejectKind, Service, ServiceExt, Validate, service_fn};
 use backstop_dedup::{
     DedupError, DedupLayer, DistributedConfig, DistributedGroup, RedisFailure, Source,
 };
@@ -27,6 +27,14 @@ fn config(ctx: &RedisTestContext) -> DistributedConfig {
 }
 
 fn process(ctx: &RedisTestContext, config: DistributedConfig) -> Process {
+    process_of(ctx, config)
+}
+
+/// A process whose work fails with `E` (a layer's shares `Arc<S::Error>`).
+fn process_of<E: Clone + Send + Sync + 'static>(
+    ctx: &RedisTestContext,
+    config: DistributedConfig,
+) -> DistributedGroup<String, u64, E> {
     let client = redis::Client::open(ctx.url()).expect("valid url");
     DistributedGroup::new(client, config).expect("valid config")
 }
@@ -202,7 +210,7 @@ async fn a_panicking_executor_releases_its_lease_and_its_callers_get_an_error() 
         .work("k".to_string(), || async { panic!("tool crashed") })
         .await
         .unwrap_err();
-    assert!(matches!(error, DedupError::Panicked { .. }), "{error:?}");
+    assert!(matches!(error, DedupError::Panicked(_)), "{error:?}");
 
     let started = Instant::now();
     let outcome = b.work("k".to_string(), || async { Ok(6) }).await.unwrap();
@@ -268,10 +276,15 @@ async fn layers_of_two_processes_call_the_backend_once() {
                 Ok::<u64, String>(prompt.len() as u64)
             }
         })
+        .lift()
     };
     let key = |prompt: &String| format!("prompt:{prompt}");
-    let a = DedupLayer::new(process(&ctx, config(&ctx)), key).layer(backend(calls.clone()));
-    let b = DedupLayer::new(process(&ctx, config(&ctx)), key).layer(backend(calls.clone()));
+    let a = DedupLayer::new(process_of(&ctx, config(&ctx)))
+        .key(key)
+        .layer(backend(calls.clone()));
+    let b = DedupLayer::new(process_of(&ctx, config(&ctx)))
+        .key(key)
+        .layer(backend(calls.clone()));
 
     let callers = (0..10).map(|i| {
         let service = if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -324,7 +337,10 @@ async fn unreachable_redis_fails_the_call_when_configured() {
         .work("k".to_string(), || async { Ok(3) })
         .await
         .unwrap_err();
-    assert!(matches!(error, DedupError::Unavailable { .. }), "{error:?}");
+    assert!(
+        matches!(&error, DedupError::Rejected(r) if r.kind == RejectKind::Unavailable),
+        "{error:?}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
@@ -369,7 +385,10 @@ async fn a_redis_that_stops_answering_is_cut_off_by_the_timeout() {
             }
             RedisFailure::Fail => {
                 let error = result.expect_err("failed");
-                assert!(matches!(error, DedupError::Unavailable { .. }), "{error:?}");
+                assert!(
+                    matches!(&error, DedupError::Rejected(r) if r.kind == RejectKind::Unavailable),
+                    "{error:?}"
+                );
             }
         }
         assert!(group.stats().redis_errors >= 1);
@@ -413,9 +432,59 @@ fn invalid_configs_name_the_field() {
             },
             "redis_timeout",
         ),
+        (
+            DistributedConfig {
+                max_wait: Duration::MAX,
+                ..DistributedConfig::default()
+            },
+            "max_wait",
+        ),
+        (
+            DistributedConfig {
+                lease_ttl: Duration::MAX,
+                ..DistributedConfig::default()
+            },
+            "lease_ttl",
+        ),
     ];
     for (config, field) in cases {
         let error = config.validate().unwrap_err();
         assert_eq!(error.field(), field, "{error}");
+    }
+}
+
+/// Issue 19: a huge `max_wait` was accepted and then every call returned `Panicked`
+/// (`Instant + Duration` overflowed). Now it is refused, and the longest accepted wait
+/// works: a call fails as its Redis policy says, never with a panic.
+#[tokio::test]
+async fn the_longest_accepted_max_wait_never_panics() {
+    let huge = DistributedConfig {
+        max_wait: Duration::from_secs(150_000_000_000_000 * 86_400),
+        ..DistributedConfig::default()
+    };
+    let client = redis::Client::open("redis://127.0.0.1:1").expect("valid url");
+    let error = DistributedGroup::<String, u64, String>::new(client.clone(), huge).unwrap_err();
+    assert_eq!(error.field(), "max_wait");
+
+    let longest = backstop_core::config::MAX_DURATION;
+    let config = DistributedConfig {
+        max_wait: longest,
+        max_poll_interval: longest,
+        result_ttl: longest,
+        lease_ttl: longest,
+        redis_timeout: Duration::from_millis(200),
+        on_redis_error: RedisFailure::Fail,
+        ..DistributedConfig::default()
+    };
+    let group: Process = DistributedGroup::new(client, config).expect("valid config");
+    for _ in 0..3 {
+        let error = group
+            .work("k".to_string(), || async { Ok(3) })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, DedupError::Rejected(r) if r.kind == RejectKind::Unavailable),
+            "{error:?}"
+        );
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
+use backstop_core::RejectKind;
 use backstop_dedup::{DedupError, Group, Source};
 use futures::FutureExt;
 use tokio::sync::Notify;
@@ -159,8 +160,8 @@ async fn panic_reaches_every_waiter_and_the_next_call_runs_again() {
         .expect("waiters must not hang after a panic");
     for result in results {
         match result {
-            Err(DedupError::Panicked { message }) => {
-                assert_eq!(&*message, "model returned garbage")
+            Err(DedupError::Panicked(panicked)) => {
+                assert_eq!(panicked.message(), "model returned garbage")
             }
             other => panic!("expected a panic error, got {other:?}"),
         }
@@ -182,9 +183,7 @@ async fn panic_in_the_closure_itself_is_contained() {
             },
         )
         .await;
-    assert!(
-        matches!(result, Err(DedupError::Panicked { message }) if &*message == "bad prompt template")
-    );
+    assert!(matches!(result, Err(DedupError::Panicked(p)) if p.message() == "bad prompt template"));
     assert_eq!(group.in_flight(), 0);
 }
 
@@ -316,10 +315,8 @@ async fn follower_timeout_gives_up_without_cancelling_the_execution() {
     };
     let (leader, follower) = tokio::join!(leader, follower);
     assert_eq!(
-        follower.unwrap_err(),
-        DedupError::Timeout {
-            after: Duration::from_millis(30)
-        }
+        follower.unwrap_err().rejection().map(|r| r.kind),
+        Some(RejectKind::Timeout)
     );
     assert_eq!(leader.unwrap().value, 8);
     let stats = group.stats();

@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
-use backstop_core::{Layer, Service, service_fn};
-use backstop_dedup::{DedupError, DedupLayer, DedupWindow, Group, WindowConfig};
+use backstop_core::{Error, Layer, Service, ServiceExt, service_fn};
+use backstop_dedup::{DedupLayer, DedupWindow, Group, WindowConfig};
 
 fn backend(
     calls: &Arc<AtomicUsize>,
-) -> impl Service<(String, u32), Response = String, Error = String> + 'static {
+) -> impl Service<(String, u32), Response = String, Error = Error<String>> + 'static {
     let calls = calls.clone();
     service_fn(move |(prompt, attempt): (String, u32)| {
         let calls = calls.clone();
@@ -23,13 +23,14 @@ fn backend(
             }
         }
     })
+    .lift()
 }
 
 #[tokio::test(start_paused = true)]
 async fn identical_requests_reach_the_inner_service_once() {
     let calls = Arc::new(AtomicUsize::new(0));
     let group = Group::new();
-    let layer = DedupLayer::new(group.clone(), |req: &(String, u32)| req.0.clone());
+    let layer = DedupLayer::new(group.clone()).key(|req: &(String, u32)| req.0.clone());
     let service = layer.clone().layer(backend(&calls));
     let other_clone = layer.layer(backend(&calls));
     let results = futures::future::join_all((0..50u32).map(|attempt| {
@@ -44,26 +45,27 @@ async fn identical_requests_reach_the_inner_service_once() {
     assert!(
         results
             .iter()
-            .all(|r| r.as_deref() == Ok("answer to capital of France"))
+            .all(|r| r.as_deref().ok() == Some("answer to capital of France"))
     );
     assert_eq!(calls.load(SeqCst), 1);
     assert_eq!(group.stats().coalesced, 49);
 }
 
 #[tokio::test(start_paused = true)]
-async fn inner_errors_are_shared_as_dedup_errors() {
+async fn inner_errors_are_shared_without_clone() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let service =
-        DedupLayer::new(Group::new(), |req: &(String, u32)| req.0.clone()).layer(backend(&calls));
+    let service = DedupLayer::new(Group::new())
+        .key(|req: &(String, u32)| req.0.clone())
+        .layer(backend(&calls));
     let (a, b) = tokio::join!(
         service.call(("fail".into(), 1)),
         service.call(("fail".into(), 2))
     );
-    let expected = DedupError::Inner("refused attempt 1".to_string());
-    assert_eq!(
-        (a.unwrap_err(), b.unwrap_err()),
-        (expected.clone(), expected)
-    );
+    // Both get the leader's error, shared through an `Arc`: no `Clone` asked of it.
+    let (a, b) = (a.unwrap_err(), b.unwrap_err());
+    assert!(matches!(a, Error::Shared(_)), "{a:?}");
+    assert_eq!(a.inner().map(String::as_str), Some("refused attempt 1"));
+    assert_eq!(b.inner().map(String::as_str), Some("refused attempt 1"));
     assert_eq!(calls.load(SeqCst), 1);
 }
 
@@ -71,11 +73,51 @@ async fn inner_errors_are_shared_as_dedup_errors() {
 async fn window_layer_answers_retries_without_calling_again() {
     let calls = Arc::new(AtomicUsize::new(0));
     let window = DedupWindow::new(WindowConfig::default()).unwrap();
-    let service =
-        DedupLayer::new(window.clone(), |req: &(String, u32)| req.0.clone()).layer(backend(&calls));
+    let service = DedupLayer::new(window.clone())
+        .key(|req: &(String, u32)| req.0.clone())
+        .layer(backend(&calls));
     service.call(("q".into(), 1)).await.unwrap();
     tokio::time::advance(Duration::from_secs(30)).await;
     assert_eq!(service.call(("q".into(), 2)).await.unwrap(), "answer to q");
     assert_eq!(calls.load(SeqCst), 1);
     assert_eq!(window.stats().window_hits, 1);
+}
+
+/// An error type that is not `Clone` under the layer, as a rate limiter's or pool's is.
+#[derive(Debug)]
+struct NotClone(&'static str);
+
+#[tokio::test(start_paused = true)]
+async fn a_lone_caller_gets_the_error_itself_and_refusals_pass_through() {
+    let service = DedupLayer::new(Group::new()).layer(
+        service_fn(|prompt: String| async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Err::<String, _>(NotClone(if prompt == "a" { "down" } else { "other" }))
+        })
+        .lift(),
+    );
+    let error = service.call("a".to_string()).await.unwrap_err();
+    assert!(matches!(error, Error::Inner(NotClone("down"))), "{error:?}");
+    assert!(service.readiness().is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_inner_service_is_a_typed_error_for_every_caller() {
+    let service = DedupLayer::new(Group::new()).layer(
+        service_fn(|_: u8| async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if true {
+                panic!("provider client bug");
+            }
+            Ok::<u8, NotClone>(0)
+        })
+        .lift(),
+    );
+    let (a, b) = tokio::join!(service.call(1), service.call(1));
+    for error in [a.unwrap_err(), b.unwrap_err()] {
+        assert_eq!(
+            error.panic().map(|p| p.message()),
+            Some("provider client bug")
+        );
+    }
 }

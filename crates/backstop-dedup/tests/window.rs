@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
+use backstop_core::RejectKind;
 use backstop_dedup::{DedupError, DedupWindow, Source, WindowConfig};
 
 type W = DedupWindow<String, u64, String>;
@@ -116,7 +117,7 @@ async fn panics_are_never_remembered() {
     let result = w
         .work("req".into(), || async { panic!("tool crashed") })
         .await;
-    assert!(matches!(result, Err(DedupError::Panicked { .. })));
+    assert!(matches!(result, Err(DedupError::Panicked(_))));
     assert!(w.is_empty());
     assert_eq!(
         w.work("req".into(), || async { Ok(2) })
@@ -193,7 +194,7 @@ async fn follower_timeout_from_config_applies() {
         w.work("req".into(), counted(&calls, Ok(2))),
     );
     assert_eq!(leader.unwrap().value, 1);
-    assert!(matches!(follower, Err(DedupError::Timeout { .. })));
+    assert!(matches!(follower, Err(DedupError::Rejected(r)) if r.kind == RejectKind::Timeout));
 }
 
 #[test]
@@ -231,4 +232,52 @@ fn config_deserializes_human_durations() {
     assert_eq!(defaults, WindowConfig::default());
     assert!(serde_json::from_str::<WindowConfig>(r#"{ "ttl": "soon" }"#).is_err());
     assert!(serde_json::from_str::<WindowConfig>(r#"{ "tll": "1s" }"#).is_err());
+}
+
+/// Issue 19: `ttl = "150000000000000d"` was accepted; the first caller then panicked on
+/// `Instant + Duration` outside the flight's containment and the other waiters hung.
+#[test]
+fn huge_durations_are_refused_at_validation() {
+    let huge = Duration::from_secs(150_000_000_000_000 * 86_400);
+    let parsed: WindowConfig = serde_json::from_str(r#"{ "ttl": "150000000000000d" }"#).unwrap();
+    assert_eq!(parsed.ttl, huge);
+    let err = DedupWindow::<String, u32, String>::new(parsed).unwrap_err();
+    assert_eq!(err.field(), "window.ttl");
+    let err = WindowConfig::builder()
+        .follower_timeout(huge)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "follower_timeout");
+    let err = WindowConfig::builder()
+        .max_entries(usize::MAX)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "max_entries");
+}
+
+/// The longest accepted TTL and follower timeout work for every waiter of a key.
+#[tokio::test(start_paused = true)]
+async fn the_longest_accepted_ttl_serves_every_waiter() {
+    let longest = backstop_core::config::MAX_DURATION;
+    let w = window(
+        WindowConfig::builder()
+            .ttl(longest)
+            .follower_timeout(longest)
+            .build()
+            .unwrap(),
+    );
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (a, b, c) = tokio::join!(
+        w.work("req".into(), counted(&calls, Ok(1))),
+        w.work("req".into(), counted(&calls, Ok(2))),
+        w.work("req".into(), counted(&calls, Ok(3))),
+    );
+    assert_eq!(
+        (a.unwrap().value, b.unwrap().value, c.unwrap().value),
+        (1, 1, 1)
+    );
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    let again = w.work("req".into(), counted(&calls, Ok(4))).await.unwrap();
+    assert_eq!((again.value, again.source), (1, Source::Window));
+    assert_eq!(calls.load(SeqCst), 1);
 }

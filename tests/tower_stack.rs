@@ -117,10 +117,9 @@ async fn a_dedup_layer_above_a_bulkhead_coalesces_identical_calls_to_a_tower_ser
     })
     .unwrap();
     let service = ServiceBuilder::new()
-        .layer(TowerLayer::new(DedupLayer::new(
-            group.clone(),
-            |ask: &Ask| ask.prompt,
-        )))
+        .layer(TowerLayer::new(
+            DedupLayer::new(group.clone()).key(|ask: &Ask| ask.prompt),
+        ))
         .layer(TowerLayer::new(BulkheadLayer::new(bulkhead.clone())))
         .service(provider(calls.clone()));
 

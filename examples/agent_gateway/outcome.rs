@@ -73,7 +73,7 @@ pub(crate) fn classify(result: &GatewayResult) -> Outcome {
     };
     let load = match dedup {
         DedupError::Inner(load) => load,
-        DedupError::Timeout { .. } => return Outcome::TimedOut,
+        DedupError::Rejected(_) => return Outcome::TimedOut,
         _ => return Outcome::ProviderFailed,
     };
     let inner = match load {

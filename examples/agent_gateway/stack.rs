@@ -154,9 +154,7 @@ pub(crate) async fn build(
     let stack = Arc::new(
         Stack::new()
             .layer(budgets)
-            .layer(DedupLayer::new(dedup.clone(), |ask: &Ask| {
-                ask.prompt.clone()
-            }))
+            .layer(DedupLayer::new(dedup.clone()).key(|ask: &Ask| ask.prompt.clone()))
             .layer(CacheLayer::new(cache.clone()).key(|ask: &Ask| Some(ask.prompt.clone())))
             .layer(BreakerLayer::new(breaker.clone()))
             .service(batcher.clone()),

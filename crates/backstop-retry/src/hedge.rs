@@ -54,8 +54,12 @@ impl HedgeDelay {
         if recent.count() < window {
             return;
         }
+        // The histogram answers with the top of the bucket holding the percentile, up to
+        // 1/16 above the true value; the bucket's middle is the unbiased estimate, so
+        // hedges do not fire systematically late.
         let delay = recent
             .quantile(self.config.percentile)
+            .mul_f64(1.0 - 1.0 / 32.0)
             .max(self.config.min_delay)
             .max(Duration::from_nanos(1));
         self.delay_nanos
@@ -83,7 +87,7 @@ mod tests {
         hedge.record(Duration::from_millis(100));
         let first = hedge.delay().unwrap();
         assert!(
-            (Duration::from_millis(90)..=Duration::from_micros(96_000)).contains(&first),
+            (Duration::from_millis(87)..=Duration::from_millis(96)).contains(&first),
             "{first:?}"
         );
         // The service got faster: the next window's delay follows it.

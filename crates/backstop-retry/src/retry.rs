@@ -83,7 +83,8 @@ impl Retry {
             let budget = RetryBudget::new(crate::RetryBudgetConfig {
                 ratio: h.max_ratio,
                 min_per_sec: 0,
-                max_banked: 1_000,
+                // Little banked: a quiet spell must not pay for a burst of hedges.
+                max_banked: 10,
             });
             (HedgeDelay::new(h), budget)
         });

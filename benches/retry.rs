@@ -1,0 +1,77 @@
+//! What a retry layer costs on the success path, against tower's `Retry`.
+//!
+//! `cargo bench -p backstop --bench retry`
+//!
+//! - group `retry_success_path`: one call that succeeds the first time, on a current-thread
+//!   runtime. Contenders `backstop` (`RetryLayer` with the default policy and budget),
+//!   `tower_retry` (`tower::retry::Retry` with a trivial policy that never retries) and
+//!   `bare` (the service alone).
+
+use std::hint::black_box;
+
+use backstop_core::{Error, Layer, Service as _, service_fn};
+use backstop_retry::{RetryConfig, RetryLayer};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tower::ServiceExt as _;
+
+#[derive(Debug)]
+struct Never;
+
+impl std::fmt::Display for Never {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("never")
+    }
+}
+
+impl std::error::Error for Never {}
+
+/// A tower retry policy that never retries: the price of the wrapper alone.
+#[derive(Clone)]
+struct NoRetry;
+
+impl tower::retry::Policy<u64, u64, Never> for NoRetry {
+    type Future = std::future::Ready<()>;
+
+    fn retry(&mut self, _: &mut u64, _: &mut Result<u64, Never>) -> Option<Self::Future> {
+        None
+    }
+
+    fn clone_request(&mut self, req: &u64) -> Option<u64> {
+        Some(*req)
+    }
+}
+
+fn success_path(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime");
+    let mut group = c.benchmark_group("retry_success_path");
+    group.throughput(Throughput::Elements(1));
+
+    let ours = RetryLayer::new(RetryConfig::default().build().expect("valid config"))
+        .layer(service_fn(|n: u64| async move { Ok::<_, Error<Never>>(n) }));
+    group.bench_function("backstop", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(ours.call(black_box(7)).await.ok()) })
+    });
+
+    let peer = tower::retry::Retry::new(
+        NoRetry,
+        tower::service_fn(|n: u64| async move { Ok::<_, Never>(n) }),
+    );
+    group.bench_function("tower_retry", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(peer.clone().oneshot(black_box(7)).await.ok()) })
+    });
+
+    let bare = service_fn(|n: u64| async move { Ok::<_, Error<Never>>(n) });
+    group.bench_function("bare", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(bare.call(black_box(7)).await.ok()) })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, success_path);
+criterion_main!(benches);

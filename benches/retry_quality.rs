@@ -1,0 +1,302 @@
+//! How well retries and hedges behave, on simulated (paused) time.
+//!
+//! `cargo bench -p backstop --bench retry_quality` prints one line per figure:
+//!
+//! - `p99_ms workload=lognormal contender=<none|tower_hedge|backstop> value=<v>` and
+//!   `extra_load workload=lognormal contender=<…> value=<fraction>`: a backend with
+//!   log-normal latencies (median 100 ms, sigma 0.25) and 2 % stragglers at 20×, 20 calls
+//!   in flight; both hedgers hedge after the observed 97th percentile.
+//! - `attempts_per_request workload=outage contender=<tower_retry|backstop> value=<v>`: a
+//!   backend failing every call for a minute at 100 calls a second, 5 attempts allowed;
+//!   Backstop's budget allows 20 % retries (no floor), tower's `Retry` has no budget.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use backstop_core::{Error, Layer, Service, service_fn};
+use backstop_retry::{
+    HedgeConfig, Jitter, RetryBackoffConfig, RetryBudgetConfig, RetryConfig, RetryLayer,
+};
+use futures::StreamExt;
+use latency::SeededLatency;
+use tokio::time::Instant;
+use tower::{Service as _, ServiceExt as _};
+
+const CALLS: usize = 20_000;
+const WARMUP: usize = 2_000;
+const IN_FLIGHT: usize = 20;
+
+#[derive(Debug)]
+struct Down;
+
+impl std::fmt::Display for Down {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("down")
+    }
+}
+
+impl std::error::Error for Down {}
+
+mod latency {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// Log-normal latencies with stragglers, from a seeded generator.
+    pub(crate) struct SeededLatency(Mutex<fastrand::Rng>);
+
+    impl SeededLatency {
+        pub(crate) fn new(seed: u64) -> Self {
+            Self(Mutex::new(fastrand::Rng::with_seed(seed)))
+        }
+
+        pub(crate) fn next(&self) -> Duration {
+            let mut rng = self.0.lock().expect("not poisoned");
+            let (u1, u2) = (rng.f64().max(f64::MIN_POSITIVE), rng.f64());
+            let normal = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+            let straggler = if rng.f64() < 0.02 { 20.0 } else { 1.0 };
+            Duration::from_secs_f64(0.100 * (0.25 * normal).exp() * straggler)
+        }
+    }
+}
+
+/// The simulated backend: counts calls, sleeps a sampled latency.
+fn lognormal(calls: Arc<AtomicU64>) -> impl Fn(()) -> tokio::time::Sleep + Clone {
+    let latency = Arc::new(SeededLatency::new(42));
+    move |()| {
+        calls.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(latency.next())
+    }
+}
+
+/// Runs `n` calls of `call`, `IN_FLIGHT` at a time; returns the sorted latencies.
+async fn drive<F, Fut>(n: usize, call: F) -> Vec<Duration>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut latencies: Vec<Duration> = futures::stream::iter(0..n)
+        .map(|_| {
+            let call = call();
+            async move {
+                let started = Instant::now();
+                call.await;
+                started.elapsed()
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    latencies.sort();
+    latencies
+}
+
+fn p99_ms(sorted: &[Duration]) -> f64 {
+    sorted[(sorted.len() * 99).div_ceil(100) - 1].as_secs_f64() * 1e3
+}
+
+fn report(contender: &str, latencies: &[Duration], backend_calls: u64) {
+    println!(
+        "p99_ms workload=lognormal contender={contender} value={:.1}",
+        p99_ms(latencies)
+    );
+    let extra = backend_calls as f64 / latencies.len() as f64 - 1.0;
+    println!("extra_load workload=lognormal contender={contender} value={extra:.4}");
+}
+
+#[derive(Clone)]
+struct HedgeAll;
+
+impl tower::hedge::Policy<()> for HedgeAll {
+    fn clone_request(&self, _: &()) -> Option<()> {
+        Some(())
+    }
+
+    fn can_retry(&self, _: &()) -> bool {
+        true
+    }
+}
+
+async fn lognormal_workload() {
+    // No hedging.
+    let calls = Arc::new(AtomicU64::new(0));
+    let backend = lognormal(calls.clone());
+    let latencies = drive(CALLS, || backend(())).await;
+    report("none", &latencies, calls.load(Ordering::Relaxed));
+
+    // tower::hedge, after its warm-up.
+    let calls = Arc::new(AtomicU64::new(0));
+    let backend = lognormal(calls.clone());
+    let service = tower::service_fn(move |()| {
+        let sleep = backend(());
+        async move {
+            sleep.await;
+            Ok::<_, Down>(())
+        }
+    });
+    // `Hedge` is not `Clone`: callers share it and only hold the lock to start a call.
+    let hedge = tokio::sync::Mutex::new(tower::hedge::Hedge::new(
+        service,
+        HedgeAll,
+        100,
+        0.97,
+        Duration::from_secs(10),
+    ));
+    let call = || async {
+        let pending = {
+            let mut hedge = hedge.lock().await;
+            hedge.ready().await.expect("always ready").call(())
+        };
+        pending.await.expect("never fails");
+    };
+    drive(WARMUP, call).await;
+    let before = calls.load(Ordering::Relaxed);
+    let latencies = drive(CALLS, call).await;
+    report(
+        "tower_hedge",
+        &latencies,
+        calls.load(Ordering::Relaxed) - before,
+    );
+
+    // Backstop, after its first latency window.
+    let calls = Arc::new(AtomicU64::new(0));
+    let backend = lognormal(calls.clone());
+    let service = service_fn(move |()| {
+        let sleep = backend(());
+        async move {
+            sleep.await;
+            Ok::<_, Error<Down>>(())
+        }
+    });
+    let retry = RetryConfig {
+        max_attempts: 1,
+        hedge: Some(HedgeConfig {
+            percentile: 0.97,
+            window: 1_000,
+            max_ratio: 0.05,
+            min_delay: Duration::from_millis(1),
+        }),
+        ..RetryConfig::default()
+    }
+    .build()
+    .expect("valid config");
+    let stack = Arc::new(RetryLayer::new(retry).layer(service));
+    let call = || {
+        let stack = stack.clone();
+        async move { stack.call(()).await.expect("never fails") }
+    };
+    drive(WARMUP, call).await;
+    let before = calls.load(Ordering::Relaxed);
+    let latencies = drive(CALLS, call).await;
+    report(
+        "backstop",
+        &latencies,
+        calls.load(Ordering::Relaxed) - before,
+    );
+}
+
+/// Tower retry policy: up to 4 retries, no budget.
+#[derive(Clone)]
+struct FourRetries(u32);
+
+impl tower::retry::Policy<(), (), Down> for FourRetries {
+    type Future = tokio::time::Sleep;
+
+    fn retry(&mut self, _: &mut (), result: &mut Result<(), Down>) -> Option<Self::Future> {
+        if result.is_err() && self.0 < 4 {
+            self.0 += 1;
+            Some(tokio::time::sleep(
+                Duration::from_millis(100) * 2u32.pow(self.0 - 1),
+            ))
+        } else {
+            None
+        }
+    }
+
+    fn clone_request(&mut self, _: &()) -> Option<()> {
+        Some(())
+    }
+}
+
+const OUTAGE_RATE: u64 = 100;
+const OUTAGE_SECONDS: u64 = 60;
+
+/// Sends `OUTAGE_RATE` calls a second for a minute; each call is spawned at its arrival.
+async fn outage<F, Fut>(call: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut tick = tokio::time::interval(Duration::from_millis(1_000 / OUTAGE_RATE));
+    let mut spawned = Vec::new();
+    for _ in 0..OUTAGE_RATE * OUTAGE_SECONDS {
+        tick.tick().await;
+        spawned.push(tokio::spawn(call()));
+    }
+    for task in spawned {
+        task.await.expect("no panic");
+    }
+}
+
+async fn outage_workload() {
+    let requests = (OUTAGE_RATE * OUTAGE_SECONDS) as f64;
+
+    let calls = Arc::new(AtomicU64::new(0));
+    let counted = calls.clone();
+    let failing = tower::service_fn(move |()| {
+        counted.fetch_add(1, Ordering::Relaxed);
+        async { Err::<(), _>(Down) }
+    });
+    let peer = tower::retry::Retry::new(FourRetries(0), failing);
+    outage(|| {
+        let peer = peer.clone();
+        async move {
+            let _ = peer.oneshot(()).await;
+        }
+    })
+    .await;
+    let value = calls.load(Ordering::Relaxed) as f64 / requests;
+    println!("attempts_per_request workload=outage contender=tower_retry value={value:.3}");
+
+    let calls = Arc::new(AtomicU64::new(0));
+    let counted = calls.clone();
+    let failing = service_fn(move |()| {
+        counted.fetch_add(1, Ordering::Relaxed);
+        async { Err::<(), _>(Error::Inner(Down)) }
+    });
+    let retry = RetryConfig {
+        max_attempts: 5,
+        backoff: RetryBackoffConfig {
+            jitter: Jitter::None,
+            ..RetryBackoffConfig::default()
+        },
+        budget: RetryBudgetConfig {
+            ratio: 0.2,
+            min_per_sec: 0,
+            max_banked: 100,
+        },
+        ..RetryConfig::default()
+    }
+    .build()
+    .expect("valid config");
+    let stack = Arc::new(RetryLayer::new(retry).layer(failing));
+    outage(|| {
+        let stack = stack.clone();
+        async move {
+            let _ = stack.call(()).await;
+        }
+    })
+    .await;
+    let value = calls.load(Ordering::Relaxed) as f64 / requests;
+    println!("attempts_per_request workload=outage contender=backstop value={value:.3}");
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a paused current-thread runtime");
+    rt.block_on(lognormal_workload());
+    rt.block_on(outage_workload());
+}

@@ -37,6 +37,7 @@ impl PublishMetrics for PoolStats {
         }
         counter("backstop_pool_checkouts_total", &labels, self.checkouts);
         counter("backstop_pool_timeouts_total", &labels, self.timeouts);
+        counter("backstop_pool_panicked_total", &labels, self.panicked);
         counter(
             "backstop_pool_leaks_suspected_total",
             &labels,

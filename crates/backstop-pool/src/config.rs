@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use backstop_core::config::{ConfigError, Validate, ensure};
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
 use serde::{Deserialize, Serialize};
 
 /// Which idle connection a checkout takes first.
@@ -110,6 +110,20 @@ impl PoolConfig {
 impl Validate for PoolConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         ensure(self.max_size >= 1, "max_size", "must be at least 1")?;
+        ensure_at_most("max_size", self.max_size as u64, MAX_POOL_SIZE as u64)?;
+        for (field, value) in [
+            ("wait_timeout", Some(self.wait_timeout)),
+            ("create_timeout", Some(self.create_timeout)),
+            ("recycle_timeout", Some(self.recycle_timeout)),
+            ("idle_timeout", self.idle_timeout),
+            ("max_lifetime", self.max_lifetime),
+            ("keepalive_interval", self.keepalive_interval),
+            ("leak_detection_threshold", self.leak_detection_threshold),
+            ("housekeeping_interval", Some(self.housekeeping_interval)),
+            ("health_check_bypass", Some(self.health_check_bypass)),
+        ] {
+            ensure_duration(field, value.unwrap_or_default())?;
+        }
         ensure(
             self.min_idle <= self.max_size,
             "min_idle",
@@ -174,6 +188,11 @@ impl Validate for PoolConfig {
     }
 }
 
+/// The largest `max_size` a pool (or its adaptive policy) may be configured with: 2^16.
+/// Larger values are a [`ConfigError`] naming the field; every duration is at most
+/// [`MAX_DURATION`](backstop_core::config::MAX_DURATION).
+pub const MAX_POOL_SIZE: usize = 1 << 16;
+
 /// Bounds and thresholds for adaptive sizing of `max_size`.
 ///
 /// Every `evaluate_every` the policy looks at the window just ended: when the p95 wait for
@@ -215,6 +234,9 @@ impl Default for AdaptiveConfig {
 impl Validate for AdaptiveConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         ensure(self.min_size >= 1, "min_size", "must be at least 1")?;
+        ensure_at_most("max_size", self.max_size as u64, MAX_POOL_SIZE as u64)?;
+        ensure_duration("target_wait", self.target_wait)?;
+        ensure_duration("evaluate_every", self.evaluate_every)?;
         ensure(
             self.min_size <= self.max_size,
             "min_size",

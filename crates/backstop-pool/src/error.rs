@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use backstop_core::ConfigError;
+use backstop_core::{ConfigError, Panicked};
 
 /// Why `get()` did not return a connection.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +26,9 @@ pub enum PoolError<E> {
     /// The pool was closed.
     #[error("the pool is closed")]
     Closed,
+    /// The manager's `create` panicked; the panic was contained.
+    #[error(transparent)]
+    Panicked(Panicked),
 }
 
 fn cause_suffix(last: &Option<String>) -> String {

@@ -7,6 +7,7 @@
 use std::sync::Weak;
 use std::time::Duration;
 
+use backstop_core::time::clamp;
 use futures::future::join_all;
 use tokio::time::Instant;
 
@@ -48,10 +49,10 @@ where
         let now = Instant::now();
         reap(&inner);
         if let Some(keepalive) = inner.config.keepalive_interval {
-            let due = next_keepalive.get_or_insert(now + keepalive);
+            let due = next_keepalive.get_or_insert(now + clamp(keepalive));
             if now >= *due {
                 check_idle(&inner).await;
-                *due = Instant::now() + keepalive;
+                *due = Instant::now() + clamp(keepalive);
             }
         }
         if now >= next_fill {

@@ -95,7 +95,7 @@ mod slots;
 mod stats;
 mod tcp;
 
-pub use config::{AdaptiveConfig, PoolConfig, PoolConfigBuilder, QueueMode};
+pub use config::{AdaptiveConfig, MAX_POOL_SIZE, PoolConfig, PoolConfigBuilder, QueueMode};
 pub use conn::PoolManager;
 pub use deadpool::managed::{Manager, Metrics, RecycleError, RecycleResult};
 pub use error::{BuildError, PoolError};

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use backstop_core::time::clamp;
 use backstop_core::{Clock, DefaultClock, LoadSignal, LoadSnapshot, Validate};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -206,7 +207,8 @@ where
     ) -> Result<Pooled<M>, PoolError<M::Error>> {
         let inner = &*self.inner;
         let start = inner.clock.now_nanos();
-        let deadline = tokio::time::Instant::now() + inner.config.wait_timeout;
+        let deadline =
+            tokio::time::Instant::now() + backstop_core::time::clamp(inner.config.wait_timeout);
         match tokio::time::timeout_at(deadline, self.acquire(first)).await {
             Ok(Ok((conn, now))) => {
                 let waited = Duration::from_nanos(now.saturating_sub(start));
@@ -304,6 +306,7 @@ where
             checkouts: wait.count(),
             timeouts: counters.timeouts.load(Ordering::Relaxed),
             leaks_suspected: counters.leaks_suspected.load(Ordering::Relaxed),
+            panicked: counters.panicked.load(Ordering::Relaxed),
             resizes: counters.resizes.load(Ordering::Relaxed),
             wait: wait.summary(),
             usage: self.inner.slots.usage().summary(),
@@ -335,15 +338,24 @@ where
     M: PoolManager,
 {
     pub(crate) async fn create(&self) -> Result<Conn<M::Type>, PoolError<M::Error>> {
-        let created = tokio::time::timeout(self.config.create_timeout, self.manager.create()).await;
+        // Contained: a panicking manager is this checkout's typed error, and never the
+        // death of the housekeeping task that fills `min_idle`.
+        let create = backstop_core::contain_future("manager.create", self.manager.create());
+        let created = tokio::time::timeout(clamp(self.config.create_timeout), create).await;
         let now = self.clock.now_nanos();
         match created {
-            Ok(Ok(obj)) => {
+            Ok(Err(panicked)) => {
+                self.counters.panicked.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%panicked, "pool manager panicked creating a connection");
+                self.counters.on_create_failed(panicked.to_string(), now);
+                Err(PoolError::Panicked(panicked))
+            }
+            Ok(Ok(Ok(obj))) => {
                 self.counters.on_created();
                 tracing::debug!("pool created a connection");
                 Ok(Conn::new(obj, now, &self.rules))
             }
-            Ok(Err(error)) => {
+            Ok(Ok(Err(error))) => {
                 tracing::warn!(%error, "pool failed to create a connection");
                 self.counters.on_create_failed(error.to_string(), now);
                 Err(PoolError::Create(error))
@@ -361,10 +373,18 @@ where
     /// Runs the manager's `recycle` within the recycle timeout.
     pub(crate) async fn health_check(&self, conn: &mut Conn<M::Type>, now: u64) -> bool {
         let metrics = conn.metrics(now);
-        let check = self.manager.recycle(&mut conn.obj, &metrics);
-        match tokio::time::timeout(self.rules.recycle_timeout, check).await {
-            Ok(Ok(())) => true,
-            Ok(Err(error)) => {
+        let check = backstop_core::contain_future(
+            "manager.recycle",
+            self.manager.recycle(&mut conn.obj, &metrics),
+        );
+        match tokio::time::timeout(clamp(self.rules.recycle_timeout), check).await {
+            Ok(Ok(Ok(()))) => true,
+            Ok(Err(panicked)) => {
+                self.counters.panicked.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%panicked, "pool manager panicked in a health check; connection discarded");
+                false
+            }
+            Ok(Ok(Err(error))) => {
                 tracing::debug!(%error, "pool discarded a connection that failed its health check");
                 false
             }
@@ -391,7 +411,14 @@ where
     /// Closes a connection whose unit the caller frees separately.
     pub(crate) fn close(&self, mut conn: Conn<M::Type>, reason: CloseReason) {
         self.counters.on_closed(reason);
-        self.manager.detach(&mut conn.obj);
+        // `close` runs in `Drop` and in housekeeping: a panicking `detach` is counted and
+        // logged, never raised there.
+        if let Err(panicked) =
+            backstop_core::contain("manager.detach", || self.manager.detach(&mut conn.obj))
+        {
+            self.counters.panicked.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%panicked, "pool manager panicked detaching a connection");
+        }
     }
 
     pub(crate) fn status(&self) -> Status {

@@ -84,7 +84,8 @@ impl<T> Slots<T> {
     pub(crate) fn new(max_size: usize, lifo: bool) -> Self {
         Self {
             state: Mutex::new(State {
-                idle: VecDeque::with_capacity(max_size),
+                // Grown on demand: never proportional to a configured maximum.
+                idle: VecDeque::new(),
                 size: 0,
                 max_size,
                 waiters: VecDeque::new(),

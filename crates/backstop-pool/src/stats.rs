@@ -27,6 +27,7 @@ pub(crate) struct Counters {
     create_failures: AtomicU64,
     closed: [AtomicU64; 6],
     pub(crate) timeouts: AtomicU64,
+    pub(crate) panicked: AtomicU64,
     pub(crate) leaks_suspected: AtomicU64,
     pub(crate) resizes: AtomicU64,
     pub(crate) wait: WaitTimes,
@@ -129,6 +130,9 @@ pub struct PoolStats {
     pub timeouts: u64,
     /// Checkouts held past the leak-detection threshold.
     pub leaks_suspected: u64,
+    /// Manager callbacks (`create`, `recycle`, `detach`) that panicked; each panic was
+    /// contained (a typed error for that checkout, or a closed connection).
+    pub panicked: u64,
     /// Resizes applied (adaptive or manual).
     pub resizes: u64,
     /// Time spent waiting in `get()`.

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use backstop::core::{Layer, Service, service_fn};
+use backstop::core::{Layer, Service, ServiceExt, service_fn};
 use backstop::pool::{Leased, PoolConfig, PoolLayer, PoolSet, PoolSetConfig, TcpManager};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -58,14 +58,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Each call writes the request and reads the echo; an I/O error marks the
     // connection broken so the pool closes it.
-    let svc = PoolLayer::new(llm.clone(), |_: &std::io::Error| true).layer(service_fn(
-        |mut leased: Leased<TcpManager, String>| async move {
-            leased.conn.write_all(leased.request.as_bytes()).await?;
-            let mut reply = vec![0u8; leased.request.len()];
-            leased.conn.read_exact(&mut reply).await?;
-            Ok::<_, std::io::Error>(String::from_utf8_lossy(&reply).into_owned())
-        },
-    ));
+    let svc = PoolLayer::new(llm.clone())
+        .classify(|e: &backstop::core::Error<std::io::Error>| e.inner().is_some())
+        .layer(
+            service_fn(|mut leased: Leased<TcpManager, String>| async move {
+                leased.conn.write_all(leased.request.as_bytes()).await?;
+                let mut reply = vec![0u8; leased.request.len()];
+                leased.conn.read_exact(&mut reply).await?;
+                Ok::<_, std::io::Error>(String::from_utf8_lossy(&reply).into_owned())
+            })
+            .lift(),
+        );
     let svc = std::sync::Arc::new(svc);
 
     let callers: Vec<_> = (0..32)

@@ -2,16 +2,20 @@
 
 use std::time::Duration;
 
-use backstop_core::{ConfigError, Panicked};
+use backstop_core::{ConfigError, Panicked, RejectKind, Rejected};
 
 /// Why `get()` did not return a connection.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PoolError<E> {
     /// No connection became free within the wait timeout. When creating connections
     /// failed meanwhile, the last creation error is attached so a timeout does not hide
     /// the real cause (bb8 #141).
     #[error("timed out after {waited:?} waiting for a pooled connection{}", cause_suffix(.last_create_error))]
     Timeout {
+        /// The refusal: [`RejectKind::PoolExhausted`], no retry hint (the pool cannot
+        /// know when a connection comes back).
+        rejected: Rejected,
         /// How long the caller waited.
         waited: Duration,
         /// The most recent connection-creation error seen while waiting, if any.
@@ -29,6 +33,25 @@ pub enum PoolError<E> {
     /// The manager's `create` panicked; the panic was contained.
     #[error(transparent)]
     Panicked(Panicked),
+}
+
+impl<E> PoolError<E> {
+    /// The timeout of a caller that waited `waited`, with the last creation error seen.
+    pub(crate) fn timeout(waited: Duration, last_create_error: Option<String>) -> Self {
+        Self::Timeout {
+            rejected: Rejected::new(RejectKind::PoolExhausted),
+            waited,
+            last_create_error,
+        }
+    }
+
+    /// The refusal, when no connection became free in time.
+    pub fn rejection(&self) -> Option<&Rejected> {
+        match self {
+            Self::Timeout { rejected, .. } => Some(rejected),
+            _ => None,
+        }
+    }
 }
 
 fn cause_suffix(last: &Option<String>) -> String {

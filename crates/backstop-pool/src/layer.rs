@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::conn::PoolManager;
-use backstop_core::{Layer, Service};
+use backstop_core::{Layer, RejectKind, Rejected, Service, StackError};
 
 use crate::error::PoolError;
 use crate::pool::{Pool, Pooled};
@@ -24,23 +24,20 @@ impl<M: PoolManager, Req: fmt::Debug> fmt::Debug for Leased<M, Req> {
     }
 }
 
-/// Error of a [`PoolService`]: the checkout failed, or the inner service failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PoolServiceError<E, ME> {
-    /// No connection could be checked out.
-    #[error(transparent)]
-    Pool(PoolError<ME>),
-    /// The inner service failed.
-    #[error(transparent)]
-    Service(E),
-}
-
-/// Layer that checks a connection out for every call and marks it broken when the
-/// inner service's error says so (`is_broken`), so the pool closes it instead of
-/// handing it out again.
+/// Layer that checks a connection out for every call.
+///
+/// `PoolLayer::new(pool)` hands each call a [`Leased`] connection; [`classify`]
+/// (`PoolLayer::classify`) says which inner errors mean the connection is broken, so the
+/// pool closes it instead of handing it out again. The service's error is the inner
+/// service's own (`S::Error: StackError`): a checkout that timed out is
+/// [`StackError::rejected`] ([`RejectKind::PoolExhausted`]), a closed pool
+/// [`RejectKind::Closed`], a failed connection [`StackError::backend`], a panicking
+/// manager [`StackError::panicked`].
+///
+/// [`classify`]: PoolLayer::classify
 ///
 /// ```
-/// use backstop_core::{Layer, Service, service_fn};
+/// use backstop_core::{Layer, Service, ServiceExt, service_fn};
 /// use backstop_pool::{Leased, Manager, Metrics, Pool, PoolConfig, PoolLayer, RecycleResult};
 ///
 /// struct Counter;
@@ -53,25 +50,61 @@ pub enum PoolServiceError<E, ME> {
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let pool = Pool::new(Counter, PoolConfig::default()).unwrap();
-/// let layer = PoolLayer::new(pool, |_: &std::io::Error| true);
+/// let layer = PoolLayer::new(pool).classify(|_: &backstop_core::Error<std::io::Error>| true);
 /// let svc = layer.layer(service_fn(|mut leased: Leased<Counter, u64>| async move {
 ///     *leased.conn += leased.request;
 ///     Ok::<_, std::io::Error>(*leased.conn)
-/// }));
+/// }).lift());
 /// assert_eq!(svc.call(5).await.unwrap(), 5);
 /// assert_eq!(svc.call(2).await.unwrap(), 7, "the same connection was reused");
 /// # }
 /// ```
-pub struct PoolLayer<M: PoolManager, C> {
+pub struct PoolLayer<M: PoolManager, C = NeverBroken> {
     pool: Pool<M>,
     is_broken: C,
 }
 
+/// The default classifier of a [`PoolLayer`]: no error breaks the connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NeverBroken;
+
+/// Says whether an inner service's error means its connection must not be reused: a
+/// closure `Fn(&E) -> bool`, or [`NeverBroken`].
+pub trait BrokenClassifier<E>: Send + Sync {
+    /// `true` when the connection the call used is broken.
+    fn is_broken(&self, error: &E) -> bool;
+}
+
+impl<E, F: Fn(&E) -> bool + Send + Sync> BrokenClassifier<E> for F {
+    fn is_broken(&self, error: &E) -> bool {
+        self(error)
+    }
+}
+
+impl<E> BrokenClassifier<E> for NeverBroken {
+    fn is_broken(&self, _: &E) -> bool {
+        false
+    }
+}
+
+impl<M: PoolManager> PoolLayer<M> {
+    /// A layer over `pool` that never marks connections broken until
+    /// [`classify`](PoolLayer::classify) says otherwise.
+    pub fn new(pool: Pool<M>) -> Self {
+        Self {
+            pool,
+            is_broken: NeverBroken,
+        }
+    }
+}
+
 impl<M: PoolManager, C> PoolLayer<M, C> {
-    /// A layer over `pool`; `is_broken` classifies inner errors that mean the
-    /// connection must not be reused.
-    pub fn new(pool: Pool<M>, is_broken: C) -> Self {
-        Self { pool, is_broken }
+    /// Marks the connection broken (closed, not reused) when `is_broken(&error)`.
+    pub fn classify<F>(self, is_broken: F) -> PoolLayer<M, F> {
+        PoolLayer {
+            pool: self.pool,
+            is_broken,
+        }
     }
 }
 
@@ -104,8 +137,8 @@ impl<S, M: PoolManager, C: Clone> Layer<S> for PoolLayer<M, C> {
     }
 }
 
-/// The service [`PoolLayer`] produces.
-pub struct PoolService<S, M: PoolManager, C> {
+/// The service [`PoolLayer`] produces; its error is the inner service's.
+pub struct PoolService<S, M: PoolManager, C = NeverBroken> {
     inner: S,
     pool: Pool<M>,
     is_broken: C,
@@ -119,32 +152,55 @@ impl<S, M: PoolManager, C> fmt::Debug for PoolService<S, M, C> {
     }
 }
 
+/// A checkout failure as the stack's error.
+fn checkout_error<E: StackError, ME: fmt::Display>(error: PoolError<ME>) -> E {
+    match error {
+        PoolError::Timeout { rejected, .. } => E::rejected(rejected),
+        PoolError::Closed => E::rejected(Rejected::new(RejectKind::Closed)),
+        PoolError::Panicked(panicked) => E::panicked(panicked),
+        // A creation failure is the backend's; `M::Error` is only `Display`, so its
+        // message travels as the backend error.
+        other => E::backend(std::sync::Arc::new(std::io::Error::other(
+            other.to_string(),
+        ))),
+    }
+}
+
 impl<S, M, C, Req> Service<Req> for PoolService<S, M, C>
 where
     S: Service<Leased<M, Req>>,
+    S::Error: StackError,
     M: PoolManager,
     M::Error: Send,
-    C: Fn(&S::Error) -> bool + Send + Sync,
+    C: BrokenClassifier<S::Error>,
     Req: Send,
 {
     type Response = S::Response;
-    type Error = PoolServiceError<S::Error, M::Error>;
+    type Error = S::Error;
 
     async fn call(&self, request: Req) -> Result<Self::Response, Self::Error> {
         let conn = self
             .pool
             .get_labeled("PoolLayer")
             .await
-            .map_err(PoolServiceError::Pool)?;
+            .map_err(checkout_error)?;
         let flag = Pooled::broken_flag(&conn);
         match self.inner.call(Leased { conn, request }).await {
             Ok(response) => Ok(response),
             Err(error) => {
-                if (self.is_broken)(&error) {
+                if self.is_broken.is_broken(&error) {
                     flag.set();
                 }
-                Err(PoolServiceError::Service(error))
+                Err(error)
             }
         }
+    }
+
+    /// Not ready when no connection is idle and the pool is full: a call now would wait.
+    fn readiness(&self) -> Result<(), Rejected> {
+        if self.pool.would_wait() {
+            return Err(Rejected::new(RejectKind::PoolExhausted));
+        }
+        self.inner.readiness()
     }
 }

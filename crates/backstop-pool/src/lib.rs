@@ -99,7 +99,7 @@ pub use config::{AdaptiveConfig, MAX_POOL_SIZE, PoolConfig, PoolConfigBuilder, Q
 pub use conn::PoolManager;
 pub use deadpool::managed::{Manager, Metrics, RecycleError, RecycleResult};
 pub use error::{BuildError, PoolError};
-pub use layer::{Leased, PoolLayer, PoolService, PoolServiceError};
+pub use layer::{BrokenClassifier, Leased, NeverBroken, PoolLayer, PoolService};
 pub use pool::{BrokenFlag, Pool, Pooled};
 #[cfg(feature = "redis")]
 pub use redis::RedisManager;

@@ -219,10 +219,10 @@ where
             Err(_) => {
                 inner.counters.timeouts.fetch_add(1, Ordering::Relaxed);
                 let waited = inner.clock.now_nanos().saturating_sub(start);
-                Err(PoolError::Timeout {
-                    waited: Duration::from_nanos(waited),
-                    last_create_error: inner.counters.create_error_since(start),
-                })
+                Err(PoolError::timeout(
+                    Duration::from_nanos(waited),
+                    inner.counters.create_error_since(start),
+                ))
             }
         }
     }
@@ -311,6 +311,12 @@ where
             wait: wait.summary(),
             usage: self.inner.slots.usage().summary(),
         }
+    }
+
+    /// Whether a checkout now would have to wait: nothing idle and no room to create.
+    pub(crate) fn would_wait(&self) -> bool {
+        let status = self.inner.status();
+        status.idle == 0 && status.size >= status.max_size
     }
 
     /// Sets `max_size`; idle connections above the new size are closed at once and busy

@@ -6,10 +6,10 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backstop_core::{Layer, LoadSignal, Service, TokioClock, service_fn};
+use backstop_core::{Layer, LoadSignal, Service, ServiceExt, TokioClock, service_fn};
 use backstop_pool::{
-    AdaptiveConfig, BuildError, Leased, Pool, PoolConfig, PoolError, PoolLayer, PoolServiceError,
-    PoolSet, PoolSetConfig, Pooled,
+    AdaptiveConfig, BuildError, Leased, Pool, PoolConfig, PoolError, PoolLayer, PoolSet,
+    PoolSetConfig, Pooled,
 };
 use common::{Fake, FakeError};
 use parking_lot::Mutex;
@@ -272,10 +272,13 @@ async fn plain_wait_timeout_when_the_pool_is_busy() {
     let held = pool.get().await.unwrap();
     match pool.get().await {
         Err(PoolError::Timeout {
+            rejected,
             waited,
             last_create_error: None,
+            ..
         }) => {
-            assert_eq!(waited, Duration::from_secs(1))
+            assert_eq!(waited, Duration::from_secs(1));
+            assert_eq!(rejected.kind, backstop_core::RejectKind::PoolExhausted);
         }
         other => panic!("expected a timeout, got {other:?}"),
     }
@@ -512,19 +515,22 @@ async fn discard_and_layer_close_broken_connections() {
     assert_eq!(pool.stats().closed.broken, 1);
     assert_eq!(pool.stats().size, 0);
 
-    let layer = PoolLayer::new(pool.clone(), |e: &FakeError| e.0 == "broken pipe");
-    let svc = layer.layer(service_fn(
-        |leased: Leased<Fake, &'static str>| async move {
+    let layer = PoolLayer::new(pool.clone()).classify(|e: &backstop_core::Error<FakeError>| {
+        e.inner().is_some_and(|e| e.0 == "broken pipe")
+    });
+    let svc = layer.layer(
+        service_fn(|leased: Leased<Fake, &'static str>| async move {
             match leased.request {
                 "ok" => Ok(*leased.conn),
                 other => Err(FakeError(other.to_string())),
             }
-        },
-    ));
+        })
+        .lift(),
+    );
     let id = svc.call("ok").await.unwrap();
     assert!(matches!(
         svc.call("bad request").await,
-        Err(PoolServiceError::Service(_))
+        Err(backstop_core::Error::Inner(_))
     ));
     assert_eq!(
         svc.call("ok").await.unwrap(),
@@ -656,4 +662,29 @@ async fn pool_set_builds_named_pools_from_serde() {
 fn building_without_a_runtime_is_a_typed_error() {
     let result = Pool::new(Fake::default(), PoolConfig::default());
     assert!(matches!(result, Err(BuildError::NoRuntime)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn layer_refuses_with_pool_exhausted_and_reports_not_ready_when_full() {
+    let fake = Fake::default();
+    let pool = pool(&fake, config().max_size(1).build().unwrap());
+    let svc = PoolLayer::new(pool.clone()).layer(
+        service_fn(|leased: Leased<Fake, ()>| async move { Ok::<_, FakeError>(*leased.conn) })
+            .lift(),
+    );
+    assert!(svc.readiness().is_ok(), "room to create");
+    assert!(svc.call(()).await.is_ok());
+    assert!(svc.readiness().is_ok(), "an idle connection");
+    let held = pool.get().await.unwrap();
+    assert_eq!(
+        svc.readiness().unwrap_err().kind,
+        backstop_core::RejectKind::PoolExhausted
+    );
+    let error = svc.call(()).await.unwrap_err();
+    assert_eq!(
+        error.rejection().map(|r| r.kind),
+        Some(backstop_core::RejectKind::PoolExhausted)
+    );
+    drop(held);
+    assert!(svc.readiness().is_ok());
 }

@@ -34,7 +34,8 @@ pub struct LimitSection {
     pub tokens: Option<QuotaConfig>,
     /// Per-user quotas that replace the defaults above (a premium tenant).
     pub overrides: BTreeMap<String, LimitOverride>,
-    /// Most distinct users tracked at once; older idle ones are evicted first.
+    /// Most distinct users tracked at once (at most [`LimitSection::MAX_KEYS`]); idle ones are swept to
+    /// make room.
     pub max_keys: Option<usize>,
     /// At most this many provider calls in flight, with a bounded wait queue.
     pub bulkhead: Option<BulkheadConfig>,
@@ -73,6 +74,11 @@ impl Validate for LimitSection {
         }
         if let Some(max_keys) = self.max_keys {
             backstop_core::config::ensure(max_keys > 0, "max_keys", "must be at least 1")?;
+            backstop_core::config::ensure_at_most(
+                "max_keys",
+                max_keys as u64,
+                Self::MAX_KEYS as u64,
+            )?;
         }
         if let Some(bulkhead) = &self.bulkhead {
             bulkhead.validate().map_err(|e| e.within("bulkhead"))?;
@@ -82,6 +88,9 @@ impl Validate for LimitSection {
 }
 
 impl LimitSection {
+    /// The largest `limit.max_keys` accepted: 2^24 users per limiter.
+    pub const MAX_KEYS: usize = 1 << 24;
+
     /// The per-user request limiter, with overrides applied; `None` when
     /// `limit.requests` is not set.
     pub fn requests_limiter(&self) -> Result<Option<KeyedRateLimiter<String>>, ConfigError> {
@@ -182,5 +191,24 @@ fn validate_quota(quota: &Option<QuotaConfig>, name: &str) -> Result<(), ConfigE
     match quota {
         Some(quota) => quota.validate().map_err(|e| e.within(name)),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_absurd_key_cap_names_its_field() {
+        let section = LimitSection {
+            max_keys: Some(1 << 40),
+            ..LimitSection::default()
+        };
+        assert_eq!(section.validate().unwrap_err().field(), "max_keys");
+        let section = LimitSection {
+            max_keys: Some(LimitSection::MAX_KEYS),
+            ..LimitSection::default()
+        };
+        assert!(section.validate().is_ok());
     }
 }

@@ -1,6 +1,6 @@
 //! A concurrency limiter (bulkhead): at most N calls in flight, a bounded queue behind them.
 
-use backstop_core::config::{ConfigError, Validate, ensure};
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
 use backstop_core::{Histogram, LoadSignal, LoadSnapshot};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -10,6 +10,9 @@ use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Bulkhead settings.
+///
+/// Bounds: `max_concurrent` and `max_queued` at most [`MAX_SLOTS`](Self::MAX_SLOTS),
+/// `max_wait` at most [`MAX_DURATION`](backstop_core::config::MAX_DURATION) (a year).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BulkheadConfig {
@@ -20,6 +23,11 @@ pub struct BulkheadConfig {
     /// How long a queued caller waits before giving up; `None` waits indefinitely.
     #[serde(with = "backstop_core::duration::human_option")]
     pub max_wait: Option<Duration>,
+}
+
+impl BulkheadConfig {
+    /// The most calls in flight, and the most queued, a bulkhead accepts: 2^20.
+    pub const MAX_SLOTS: usize = 1 << 20;
 }
 
 impl Default for BulkheadConfig {
@@ -39,11 +47,15 @@ impl Validate for BulkheadConfig {
             "max_concurrent",
             "must be at least 1",
         )?;
-        ensure(
-            self.max_concurrent <= Semaphore::MAX_PERMITS,
+        ensure_at_most(
             "max_concurrent",
-            "must fit a tokio semaphore",
+            self.max_concurrent as u64,
+            Self::MAX_SLOTS as u64,
         )?;
+        ensure_at_most("max_queued", self.max_queued as u64, Self::MAX_SLOTS as u64)?;
+        if let Some(max_wait) = self.max_wait {
+            ensure_duration("max_wait", max_wait)?;
+        }
         ensure(
             self.max_wait.is_none_or(|w| !w.is_zero()),
             "max_wait",
@@ -179,14 +191,16 @@ impl Bulkhead {
         let wait = inner.slots.clone().acquire_owned();
         let slot = match inner.config.max_wait {
             None => wait.await,
-            Some(max_wait) => match tokio::time::timeout(max_wait, wait).await {
-                Ok(slot) => slot,
-                Err(_) => {
-                    inner.timed_out.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(target: "backstop_limit", ?max_wait, "bulkhead wait timed out");
-                    return Err(BulkheadError::Timeout(max_wait));
+            Some(max_wait) => {
+                match tokio::time::timeout(backstop_core::time::clamp(max_wait), wait).await {
+                    Ok(slot) => slot,
+                    Err(_) => {
+                        inner.timed_out.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(target: "backstop_limit", ?max_wait, "bulkhead wait timed out");
+                        return Err(BulkheadError::Timeout(max_wait));
+                    }
                 }
-            },
+            }
         };
         // The semaphore is never closed, so acquisition only fails if that invariant breaks;
         // report it as a full bulkhead rather than panic.
@@ -266,6 +280,16 @@ mod tests {
         assert_eq!(err.field(), "bulkhead.max_concurrent");
         let cfg: BulkheadConfig = serde_json::from_str(r#"{"max_wait":"0s"}"#).unwrap();
         assert_eq!(cfg.validate().unwrap_err().field(), "max_wait");
+        let field = |json: &str| {
+            let cfg: BulkheadConfig = serde_json::from_str(json).unwrap();
+            cfg.validate().unwrap_err().field().to_string()
+        };
+        assert_eq!(field(r#"{"max_wait":"150000000000000d"}"#), "max_wait");
+        assert_eq!(
+            field(r#"{"max_concurrent":1099511627776}"#),
+            "max_concurrent"
+        );
+        assert_eq!(field(r#"{"max_queued":1099511627776}"#), "max_queued");
     }
 
     #[tokio::test(start_paused = true)]

@@ -12,7 +12,7 @@ use backstop_core::config::ConfigError;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 use tokio::sync::OnceCell;
@@ -82,15 +82,31 @@ pub enum FailurePolicy {
     /// Decide with an in-process limiter holding the same quotas in the same order, so
     /// each process enforces them on its own (all or none, with the same costs) until
     /// Redis returns.
+    ///
+    /// Build it with [`FailurePolicy::local`] (or give the limiter a
+    /// [`with_max_keys`](KeyedMultiRateLimiter::with_max_keys) cap yourself): an outage
+    /// then holds at most that many keys, a full map sweeps idle keys like every keyed
+    /// store, and the first decision Redis makes after an outage sweeps it again.
     Local(Arc<KeyedMultiRateLimiter<String, DefaultClock>>),
 }
 
 impl FailurePolicy {
-    /// A local fallback enforcing `quotas` per process; at least one quota is required.
+    /// The key cap of [`FailurePolicy::local`]'s in-process limiter.
+    pub const DEFAULT_LOCAL_MAX_KEYS: usize = 10_000;
+
+    /// A local fallback enforcing `quotas` per process, holding at most
+    /// [`DEFAULT_LOCAL_MAX_KEYS`](Self::DEFAULT_LOCAL_MAX_KEYS) keys; at least one quota is
+    /// required.
     pub fn local(quotas: &[Quota]) -> Result<Self, ConfigError> {
-        Ok(Self::Local(Arc::new(KeyedMultiRateLimiter::new(
-            quotas.to_vec(),
-        )?)))
+        Self::local_with_max_keys(quotas, Self::DEFAULT_LOCAL_MAX_KEYS)
+    }
+
+    /// A local fallback enforcing `quotas` per process, holding at most `max_keys` keys
+    /// (new keys beyond it are refused once no idle key can be swept).
+    pub fn local_with_max_keys(quotas: &[Quota], max_keys: usize) -> Result<Self, ConfigError> {
+        Ok(Self::Local(Arc::new(
+            KeyedMultiRateLimiter::new(quotas.to_vec())?.with_max_keys(max_keys),
+        )))
     }
 }
 
@@ -155,6 +171,8 @@ struct Counters {
     allowed: AtomicU64,
     rejected: AtomicU64,
     redis_errors: AtomicU64,
+    // Set when the local fallback decided; the next Redis decision sweeps it once.
+    local_used: AtomicBool,
 }
 
 /// A GCRA rate limiter whose state lives in Redis, so all processes share one budget.
@@ -270,9 +288,13 @@ impl RedisRateLimiter {
 
     async fn check(&self, key: &str, costs: Costs<'_>) -> Result<RedisDecision, RedisLimitError> {
         costs.fit(&self.quotas)?;
-        let outcome = tokio::time::timeout(self.timeout, self.eval(key, costs)).await;
+        let timeout = backstop_core::time::clamp(self.timeout);
+        let outcome = tokio::time::timeout(timeout, self.eval(key, costs)).await;
         let decision = match outcome {
-            Ok(Ok(decision)) => decision,
+            Ok(Ok(decision)) => {
+                self.sweep_local_after_outage();
+                decision
+            }
             Ok(Err(error)) => self.on_failure(key, costs, error.to_string())?,
             Err(_) => self.on_failure(key, costs, "timed out".to_string())?,
         };
@@ -283,6 +305,16 @@ impl RedisRateLimiter {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         Ok(decision)
+    }
+
+    /// Redis is back: drop the keys the local fallback no longer needs (it keeps only
+    /// those still over their quota), once per outage.
+    fn sweep_local_after_outage(&self) {
+        if let FailurePolicy::Local(limiter) = &self.failure
+            && self.counters.local_used.swap(false, Ordering::Relaxed)
+        {
+            limiter.retain_recent();
+        }
     }
 
     /// A snapshot of the counters.
@@ -346,6 +378,7 @@ impl RedisRateLimiter {
                 Err(RedisLimitError::Unavailable(error))
             }
             FailurePolicy::Local(limiter) => {
+                self.counters.local_used.store(true, Ordering::Relaxed);
                 let key = key.to_string();
                 if let Err(refused) = limiter.check_key_with(&key, costs) {
                     return Ok(RedisDecision {
@@ -380,4 +413,44 @@ fn client_now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_local_fallback_holds_at_most_its_key_cap_during_an_outage() {
+        // Nothing listens on port 1: every check fails and the local fallback decides.
+        let client = redis::Client::open("redis://127.0.0.1:1").unwrap();
+        let quotas = [Quota::per_hour(1).unwrap()];
+        let policy = FailurePolicy::local_with_max_keys(&quotas, 16).unwrap();
+        let FailurePolicy::Local(local) = policy.clone() else {
+            unreachable!("a local policy")
+        };
+        let limiter = RedisRateLimiter::new(client, "rl", &quotas)
+            .unwrap()
+            .with_timeout(Duration::from_millis(20))
+            .with_failure_policy(policy);
+        for user in 0..200 {
+            let decision = limiter.check_key(&format!("user-{user}")).await.unwrap();
+            assert!(!decision.from_redis);
+            assert_eq!(decision.allowed, user < 16, "user {user}");
+        }
+        assert_eq!(local.len(), 16, "the outage held at most the cap");
+        assert!(local.stats().cap_sweeps >= 1, "a full fallback sweeps");
+        assert_eq!(limiter.stats().redis_errors, 200);
+    }
+
+    #[test]
+    fn the_default_local_fallback_is_capped() {
+        let policy = FailurePolicy::local(&[Quota::per_hour(1).unwrap()]).unwrap();
+        let FailurePolicy::Local(local) = policy else {
+            unreachable!("a local policy")
+        };
+        for user in 0..FailurePolicy::DEFAULT_LOCAL_MAX_KEYS + 50 {
+            let _ = local.check_key(&user.to_string());
+        }
+        assert_eq!(local.len(), FailurePolicy::DEFAULT_LOCAL_MAX_KEYS);
+    }
 }

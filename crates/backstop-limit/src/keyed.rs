@@ -1,5 +1,6 @@
 //! Per-key GCRA limiters (per user, tenant, model) with bounded memory and quota overrides.
 
+use crate::cap::KeyCap;
 use crate::counters::Counters;
 use crate::error::CheckError;
 use crate::gcra::{Timeline, check_cell, remaining};
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// A point-in-time view of a keyed limiter ([`KeyedRateLimiter`] or
 /// [`KeyedMultiRateLimiter`](crate::KeyedMultiRateLimiter)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct KeyedStats {
     /// Checks that admitted their cost.
     pub admitted: u64,
@@ -24,15 +26,19 @@ pub struct KeyedStats {
     pub evicted: u64,
     /// Keys with a quota override.
     pub overrides: usize,
+    /// Sweeps a full map ran to make room for a new key (at most one per eighth of the
+    /// cap's worth of refused new keys).
+    pub cap_sweeps: u64,
 }
 
 /// One GCRA limiter per key, each an 8-byte atomic in a sharded `DashMap`.
 ///
 /// Memory stays bounded: a key whose theoretical arrival time has passed is exactly as
 /// good as a key never seen, so [`retain_recent`](Self::retain_recent) drops it without
-/// changing any decision. With [`with_max_keys`](Self::with_max_keys) a full map sweeps
-/// itself before admitting a new key, and refuses the new key only when every tracked key
-/// is still busy ([`CheckError::TooManyKeys`]).
+/// changing any decision. With [`with_max_keys`](Self::with_max_keys) a full map refuses
+/// new keys ([`CheckError::TooManyKeys`]) and sweeps itself to make room: on the first new
+/// key at the cap, then once per `max_keys / 8` refused new keys, so a flood of new keys
+/// costs O(1) amortized per call instead of a full sweep each.
 ///
 /// ```
 /// use backstop_core::ManualClock;
@@ -56,7 +62,7 @@ pub struct KeyedRateLimiter<K: Hash + Eq, C = DefaultClock> {
     cells: DashMap<K, AtomicU64>,
     overrides: DashMap<K, Quota>,
     has_overrides: AtomicBool,
-    max_keys: Option<usize>,
+    cap: KeyCap,
     timeline: Timeline<C>,
     counters: Counters,
     evicted: AtomicU64,
@@ -77,7 +83,7 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedRateLimiter<K, C> {
             cells: DashMap::new(),
             overrides: DashMap::new(),
             has_overrides: AtomicBool::new(false),
-            max_keys: None,
+            cap: KeyCap::unbounded(),
             timeline: Timeline::new(clock),
             counters: Counters::default(),
             evicted: AtomicU64::new(0),
@@ -86,7 +92,7 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedRateLimiter<K, C> {
 
     /// Caps the number of tracked keys; `0` is treated as 1.
     pub fn with_max_keys(mut self, max_keys: usize) -> Self {
-        self.max_keys = Some(max_keys.max(1));
+        self.cap = KeyCap::at_most(max_keys);
         self
     }
 
@@ -140,14 +146,15 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedRateLimiter<K, C> {
                 burst: quota.burst(),
             });
         }
-        if let Some(max_keys) = self.max_keys
-            && self.cells.len() >= max_keys
-        {
-            self.retain_recent();
-            if self.cells.len() >= max_keys {
-                tracing::warn!(target: "backstop_limit", max_keys, "key cap reached; new key refused");
-                return Err(CheckError::TooManyKeys { max_keys });
-            }
+        if !self.cap.has_room(
+            || self.cells.len(),
+            || {
+                self.retain_recent();
+            },
+        ) {
+            return Err(CheckError::TooManyKeys {
+                max_keys: self.cap.max_keys(),
+            });
         }
         let cell = self
             .cells
@@ -202,6 +209,7 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedRateLimiter<K, C> {
             keys: self.cells.len(),
             evicted: self.evicted.load(Ordering::Relaxed),
             overrides: self.overrides.len(),
+            cap_sweeps: self.cap.sweeps(),
         }
     }
 }
@@ -274,6 +282,28 @@ mod tests {
         clock.advance(Duration::from_secs(1));
         l.check_key(&3).unwrap();
         assert_eq!(l.len(), 1);
+    }
+
+    #[test]
+    fn a_key_flood_at_the_cap_sweeps_once_per_eighth_of_the_cap() {
+        let clock = ManualClock::new();
+        let l = KeyedRateLimiter::with_clock(Quota::per_hour(1).unwrap(), clock.clone())
+            .with_max_keys(64);
+        for key in 0..64 {
+            l.check_key(&key).unwrap();
+        }
+        for key in 64..6_464 {
+            assert_eq!(
+                l.check_key(&key).unwrap_err(),
+                CheckError::TooManyKeys { max_keys: 64 }
+            );
+        }
+        // One sweep per 8 refusals (64 / 8), not one per refusal.
+        assert_eq!(l.stats().cap_sweeps, 800);
+        // Once the tracked keys are idle, a later refusal's sweep makes room again.
+        clock.advance(Duration::from_secs(3600));
+        let admitted = (10_000..10_008).filter(|k| l.check_key(k).is_ok()).count();
+        assert!(admitted >= 1, "a sweep within 8 refusals freed room");
     }
 
     #[test]

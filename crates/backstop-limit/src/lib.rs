@@ -80,6 +80,7 @@
 #![warn(missing_docs)]
 
 mod bulkhead;
+mod cap;
 mod counters;
 #[cfg(feature = "redis")]
 mod distributed;

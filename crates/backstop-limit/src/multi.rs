@@ -1,5 +1,6 @@
 //! Several quotas at once (60/min AND 1,000/hour AND 10,000/day), charged all or none.
 
+use crate::cap::KeyCap;
 use crate::counters::Counters;
 use crate::error::{CheckError, Rejected};
 use crate::gcra::{LimiterStats, Timeline, decide, remaining};
@@ -228,7 +229,8 @@ fn refund(state: &AtomicU64, cost: u64, quota: &Quota) {
 /// Per key it holds one 8-byte word per quota. Memory stays bounded as with
 /// [`KeyedRateLimiter`](crate::KeyedRateLimiter): a key whose every quota is replenished
 /// decides like a new key, so [`retain_recent`](Self::retain_recent) drops it without
-/// changing a decision, and [`with_max_keys`](Self::with_max_keys) caps the map.
+/// changing a decision, and [`with_max_keys`](Self::with_max_keys) caps the map (sweeping
+/// a full map at most once per `max_keys / 8` refused new keys).
 ///
 /// ```
 /// use backstop_core::ManualClock;
@@ -250,7 +252,7 @@ pub struct KeyedMultiRateLimiter<K: Hash + Eq, C = DefaultClock> {
     overrides: DashMap<K, Arc<[Quota]>>,
     // Skips the override lookup on the hot path while there are none.
     has_overrides: AtomicBool,
-    max_keys: Option<usize>,
+    cap: KeyCap,
     timeline: Timeline<C>,
     counters: Counters,
     evicted: AtomicU64,
@@ -272,7 +274,7 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedMultiRateLimiter<K, C> {
             cells: DashMap::new(),
             overrides: DashMap::new(),
             has_overrides: AtomicBool::new(false),
-            max_keys: None,
+            cap: KeyCap::unbounded(),
             timeline: Timeline::new(clock),
             counters: Counters::default(),
             evicted: AtomicU64::new(0),
@@ -281,7 +283,7 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedMultiRateLimiter<K, C> {
 
     /// Caps the number of tracked keys; `0` is treated as 1.
     pub fn with_max_keys(mut self, max_keys: usize) -> Self {
-        self.max_keys = Some(max_keys.max(1));
+        self.cap = KeyCap::at_most(max_keys);
         self
     }
 
@@ -376,14 +378,15 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedMultiRateLimiter<K, C> {
             return charge_all(quotas, &states, now, costs);
         }
         costs.fit(quotas)?;
-        if let Some(max_keys) = self.max_keys
-            && self.cells.len() >= max_keys
-        {
-            self.retain_recent();
-            if self.cells.len() >= max_keys {
-                tracing::warn!(target: "backstop_limit", max_keys, "key cap reached; new key refused");
-                return Err(CheckError::TooManyKeys { max_keys });
-            }
+        if !self.cap.has_room(
+            || self.cells.len(),
+            || {
+                self.retain_recent();
+            },
+        ) {
+            return Err(CheckError::TooManyKeys {
+                max_keys: self.cap.max_keys(),
+            });
         }
         let states = self
             .cells
@@ -431,6 +434,7 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedMultiRateLimiter<K, C> {
             keys: self.cells.len(),
             evicted: self.evicted.load(Ordering::Relaxed),
             overrides: self.overrides.len(),
+            cap_sweeps: self.cap.sweeps(),
         }
     }
 }
@@ -545,6 +549,24 @@ mod tests {
             (s.admitted, s.rejected, s.keys, s.evicted, s.overrides),
             (4, 2, 1, 2, 0)
         );
+    }
+
+    #[test]
+    fn a_key_flood_at_the_cap_sweeps_once_per_eighth_of_the_cap() {
+        let l = KeyedMultiRateLimiter::with_clock(
+            vec![Quota::per_hour(1).unwrap(), Quota::per_hour(10).unwrap()],
+            ManualClock::new(),
+        )
+        .unwrap()
+        .with_max_keys(80);
+        for key in 0..80 {
+            l.check_key(&key).unwrap();
+        }
+        for key in 80..8_080 {
+            assert!(l.check_key(&key).is_err());
+        }
+        assert_eq!(l.stats().cap_sweeps, 800, "one sweep per 10 refusals");
+        assert_eq!(l.len(), 80);
     }
 
     proptest! {

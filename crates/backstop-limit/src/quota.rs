@@ -1,6 +1,6 @@
 //! Quotas: a sustained rate plus a burst, and their serde configuration.
 
-use backstop_core::config::{ConfigError, Validate, ensure};
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -24,10 +24,20 @@ pub struct Quota {
 }
 
 impl Quota {
+    /// The most cells a quota grants per period or at once (`rate` and `burst`): 2^48,
+    /// far above any request or token budget, and far from overflow in the nanosecond
+    /// arithmetic of a decision.
+    pub const MAX_CELLS: u64 = 1 << 48;
+
     /// `rate` cells per `period`, with a burst equal to `rate`.
+    ///
+    /// `rate` is at most [`MAX_CELLS`](Self::MAX_CELLS) and `period` at most
+    /// [`MAX_DURATION`](backstop_core::config::MAX_DURATION) (a year).
     pub fn new(rate: u64, period: Duration) -> Result<Self, ConfigError> {
         ensure(rate > 0, "rate", "must be at least 1")?;
-        let period_nanos = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
+        ensure_at_most("rate", rate, Self::MAX_CELLS)?;
+        ensure_duration("period", period)?;
+        let period_nanos = backstop_core::time::nanos(period);
         ensure(period_nanos > 0, "period", "must be greater than zero")?;
         let emission_nanos = period_nanos / rate;
         ensure(
@@ -53,13 +63,15 @@ impl Quota {
         Self::new(rate, Duration::from_secs(3600))
     }
 
-    /// The same sustained rate with a different burst.
+    /// The same sustained rate with a different burst (at most
+    /// [`MAX_CELLS`](Self::MAX_CELLS)).
     pub fn with_burst(self, burst: u64) -> Result<Self, ConfigError> {
         Self::from_parts(self.emission_nanos, burst)
     }
 
     fn from_parts(emission_nanos: u64, burst: u64) -> Result<Self, ConfigError> {
         ensure(burst > 0, "burst", "must be at least 1")?;
+        ensure_at_most("burst", burst, Self::MAX_CELLS)?;
         ensure(
             emission_nanos.checked_mul(burst).is_some(),
             "burst",
@@ -146,6 +158,26 @@ mod tests {
             Quota::new(10, Duration::from_nanos(5)).unwrap_err().field(),
             "rate"
         );
+    }
+
+    #[test]
+    fn absurd_sizes_and_durations_name_their_field() {
+        let field = |json: &str| {
+            serde_json::from_str::<QuotaConfig>(json)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .field()
+                .to_string()
+        };
+        assert_eq!(field(r#"{"rate":1,"period":"150000000000000d"}"#), "period");
+        assert_eq!(field(r#"{"rate":1,"period":"366d"}"#), "period");
+        assert_eq!(field(r#"{"rate":1099511627776000,"period":"1d"}"#), "rate");
+        assert_eq!(
+            field(r#"{"rate":1,"period":"1s","burst":18446744073709551615}"#),
+            "burst"
+        );
+        assert!(Quota::new(Quota::MAX_CELLS, backstop_core::config::MAX_DURATION).is_ok());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 use crate::distributed::{FailurePolicy, RedisRateLimiter, TimeSource};
 use crate::quota::{Quota, QuotaConfig};
-use backstop_core::config::{ConfigError, Validate, ensure};
+use backstop_core::config::{
+    ConfigError, Validate, ensure, ensure_at_most, ensure_duration_at_most,
+};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -57,6 +59,9 @@ pub struct RedisLimitConfig {
     pub timeout: Duration,
     /// What to do when Redis fails or times out.
     pub on_failure: FailureMode,
+    /// With `on_failure = "local"`: the most keys the in-process fallback holds during an
+    /// outage (at most [`RedisLimitConfig::MAX_LOCAL_KEYS`]).
+    pub local_max_keys: usize,
     /// Where the script reads the time.
     pub time_source: TimeSourceConfig,
 }
@@ -68,12 +73,21 @@ impl Default for RedisLimitConfig {
             quotas: vec![QuotaConfig::default()],
             timeout: Duration::from_millis(50),
             on_failure: FailureMode::Open,
+            local_max_keys: FailurePolicy::DEFAULT_LOCAL_MAX_KEYS,
             time_source: TimeSourceConfig::Server,
         }
     }
 }
 
 impl RedisLimitConfig {
+    /// The longest per-decision `timeout`: a rate-limit decision slower than this is an
+    /// outage, and the failure policy should decide.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+    /// The most keys `local_max_keys` accepts: 2^24.
+    pub const MAX_LOCAL_KEYS: usize = 1 << 24;
+    /// The longest `prefix`, in bytes.
+    pub const MAX_PREFIX_LEN: usize = 256;
+
     /// Sets the key prefix.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
@@ -124,7 +138,7 @@ impl RedisLimitConfig {
         let failure = match self.on_failure {
             FailureMode::Open => FailurePolicy::FailOpen,
             FailureMode::Closed => FailurePolicy::FailClosed,
-            FailureMode::Local => FailurePolicy::local(&quotas)?,
+            FailureMode::Local => FailurePolicy::local_with_max_keys(&quotas, self.local_max_keys)?,
         };
         let time = match self.time_source {
             TimeSourceConfig::Server => TimeSource::Server,
@@ -140,10 +154,33 @@ impl RedisLimitConfig {
 impl Validate for RedisLimitConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         ensure(!self.prefix.is_empty(), "prefix", "must not be empty")?;
+        ensure_at_most(
+            "prefix",
+            self.prefix.len() as u64,
+            Self::MAX_PREFIX_LEN as u64,
+        )?;
+        // Glob characters would make the prefix match other applications' keys, and
+        // braces would move the hash tag off the user key.
+        ensure(
+            !self.prefix.contains(['*', '?', '[', ']', '{', '}']),
+            "prefix",
+            "must not contain glob characters or braces",
+        )?;
         ensure(
             !self.timeout.is_zero(),
             "timeout",
             "must be greater than zero",
+        )?;
+        ensure_duration_at_most("timeout", self.timeout, Self::MAX_TIMEOUT)?;
+        ensure(
+            self.local_max_keys > 0,
+            "local_max_keys",
+            "must be at least 1",
+        )?;
+        ensure_at_most(
+            "local_max_keys",
+            self.local_max_keys as u64,
+            Self::MAX_LOCAL_KEYS as u64,
         )?;
         self.build_quotas().map(drop)
     }
@@ -180,6 +217,17 @@ mod tests {
             "timeout"
         );
         assert_eq!(field(RedisLimitConfig::default().quotas(vec![])), "quotas");
+        assert_eq!(field(RedisLimitConfig::default().prefix("app*")), "prefix");
+        assert_eq!(field(RedisLimitConfig::default().prefix("a{b}")), "prefix");
+        assert_eq!(
+            field(RedisLimitConfig::default().timeout(Duration::from_secs(86_400 * 365 * 100))),
+            "timeout"
+        );
+        let huge_cap = RedisLimitConfig {
+            local_max_keys: 1 << 40,
+            ..RedisLimitConfig::default()
+        };
+        assert_eq!(field(huge_cap), "local_max_keys");
         let zero_rate = QuotaConfig {
             rate: 0,
             ..QuotaConfig::default()

@@ -37,9 +37,11 @@ impl RedisRateLimiter {
                 return Err(RedisLimitError::WaitTooLong { retry_after });
             }
             // A zero wait (rounding in the script) would spin; wait at least a millisecond.
-            let sleep = retry_after
-                .max(Duration::from_millis(1))
-                .saturating_add(jitter(policy.jitter));
+            let sleep = backstop_core::time::clamp(
+                retry_after
+                    .max(Duration::from_millis(1))
+                    .saturating_add(jitter(policy.jitter)),
+            );
             tokio::time::sleep(sleep).await;
             waited = waited.saturating_add(sleep);
         }

@@ -4,11 +4,13 @@ use crate::error::{CheckError, WaitError};
 use crate::gcra::RateLimiter;
 use crate::keyed::KeyedRateLimiter;
 use backstop_core::Clock;
+use backstop_core::config::{ConfigError, Validate, ensure_duration};
 use serde::Deserialize;
 use std::hash::Hash;
 use std::time::Duration;
 
-/// How an async wait behaves.
+/// How an async wait behaves; both durations are at most
+/// [`MAX_DURATION`](backstop_core::config::MAX_DURATION) (checked by [`Validate`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WaitPolicy {
@@ -19,6 +21,15 @@ pub struct WaitPolicy {
     /// lockstep.
     #[serde(with = "backstop_core::duration::human")]
     pub jitter: Duration,
+}
+
+impl Validate for WaitPolicy {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(max_wait) = self.max_wait {
+            ensure_duration("max_wait", max_wait)?;
+        }
+        ensure_duration("jitter", self.jitter)
+    }
 }
 
 /// A random extra sleep of at most `max`.
@@ -48,7 +59,8 @@ async fn wait_for(
         {
             return Err(WaitError::TooLong { retry_after });
         }
-        let sleep = retry_after.saturating_add(jitter(policy.jitter));
+        // Saturating: even a policy that was never validated cannot overflow the deadline.
+        let sleep = backstop_core::time::clamp(retry_after.saturating_add(jitter(policy.jitter)));
         tokio::time::sleep(sleep).await;
         waited = waited.saturating_add(sleep);
     }
@@ -136,6 +148,15 @@ mod tests {
                 burst: 1
             }))
         );
+    }
+
+    #[test]
+    fn absurd_durations_name_their_field() {
+        let policy: WaitPolicy = serde_json::from_str(r#"{"jitter":"150000000000000d"}"#).unwrap();
+        assert_eq!(policy.validate().unwrap_err().field(), "jitter");
+        let policy: WaitPolicy = serde_json::from_str(r#"{"max_wait":"400d"}"#).unwrap();
+        assert_eq!(policy.validate().unwrap_err().field(), "max_wait");
+        assert!(WaitPolicy::default().validate().is_ok());
     }
 
     #[tokio::test(start_paused = true)]

@@ -7,6 +7,7 @@
 //! but the current fixed window's count never exceeds the limit, so no aligned window ever
 //! admits more than `limit`.
 
+use crate::cap::KeyCap;
 use crate::{CheckError, Rejected};
 use backstop_core::config::{ConfigError, ensure};
 use backstop_core::{Clock, DefaultClock};
@@ -93,7 +94,8 @@ struct Shared<C> {
 impl<C: Clock> Shared<C> {
     fn new(limit: u64, window: Duration, clock: C) -> Result<Self, ConfigError> {
         ensure(limit > 0, "limit", "must be at least 1")?;
-        let window_nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+        backstop_core::config::ensure_duration("window", window)?;
+        let window_nanos = backstop_core::time::nanos(window);
         ensure(window_nanos > 0, "window", "must be greater than zero")?;
         let origin = clock.now_nanos();
         Ok(Self {
@@ -136,7 +138,8 @@ impl<C: Clock> Shared<C> {
     }
 }
 
-/// At most `limit` cells per `window` (sliding-window counter approximation).
+/// At most `limit` cells per `window` (sliding-window counter approximation); `window`
+/// is at most [`MAX_DURATION`](backstop_core::config::MAX_DURATION) (a year).
 ///
 /// ```
 /// use backstop_core::ManualClock;
@@ -205,6 +208,9 @@ pub struct KeyedWindowStats {
     pub evicted: u64,
     /// Keys with their own limit.
     pub overrides: usize,
+    /// Sweeps a full map ran to make room for a new key (at most one per eighth of the
+    /// cap's worth of refused new keys).
+    pub cap_sweeps: u64,
 }
 
 /// A [`SlidingWindowLimiter`] per key (user, tenant, model), on `dashmap`.
@@ -212,8 +218,8 @@ pub struct KeyedWindowStats {
 /// Memory stays bounded like [`KeyedRateLimiter`](crate::KeyedRateLimiter)'s: a key whose
 /// windows have both passed decides like a new key, so [`retain_recent`](Self::retain_recent)
 /// drops it without changing any decision, and [`with_max_keys`](Self::with_max_keys) caps
-/// the map (a full map sweeps first, then refuses new keys with
-/// [`CheckError::TooManyKeys`]).
+/// the map (a full map refuses new keys with [`CheckError::TooManyKeys`], sweeping for room
+/// on the first and then once per `max_keys / 8` refused new keys).
 ///
 /// ```
 /// use backstop_limit::KeyedSlidingWindow;
@@ -232,7 +238,7 @@ pub struct KeyedSlidingWindow<K: Hash + Eq, C = DefaultClock> {
     overrides: DashMap<K, u64>,
     // Skips the override lookup on the hot path while there are none.
     has_overrides: AtomicBool,
-    max_keys: Option<usize>,
+    cap: KeyCap,
     evicted: AtomicU64,
 }
 
@@ -251,14 +257,14 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedSlidingWindow<K, C> {
             states: DashMap::new(),
             overrides: DashMap::new(),
             has_overrides: AtomicBool::new(false),
-            max_keys: None,
+            cap: KeyCap::unbounded(),
             evicted: AtomicU64::new(0),
         })
     }
 
     /// Caps the number of tracked keys; `0` is treated as 1.
     pub fn with_max_keys(mut self, max_keys: usize) -> Self {
-        self.max_keys = Some(max_keys.max(1));
+        self.cap = KeyCap::at_most(max_keys);
         self
     }
 
@@ -304,15 +310,16 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedSlidingWindow<K, C> {
         if cost > limit {
             return self.shared.decide(&mut WindowState::default(), limit, cost);
         }
-        if let Some(max_keys) = self.max_keys
-            && self.states.len() >= max_keys
-        {
-            self.retain_recent();
-            if self.states.len() >= max_keys {
-                self.shared.rejected.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(target: "backstop_limit", max_keys, "key cap reached; new key refused");
-                return Err(CheckError::TooManyKeys { max_keys });
-            }
+        if !self.cap.has_room(
+            || self.states.len(),
+            || {
+                self.retain_recent();
+            },
+        ) {
+            self.shared.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(CheckError::TooManyKeys {
+                max_keys: self.cap.max_keys(),
+            });
         }
         let mut state = self.states.entry(key.clone()).or_default();
         self.shared.decide(&mut state, limit, cost)
@@ -358,6 +365,7 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedSlidingWindow<K, C> {
             keys: self.states.len(),
             evicted: self.evicted.load(Ordering::Relaxed),
             overrides: self.overrides.len(),
+            cap_sweeps: self.cap.sweeps(),
         }
     }
 }
@@ -396,6 +404,12 @@ mod tests {
     fn bad_configuration_is_a_typed_error() {
         assert!(SlidingWindowLimiter::new(0, WINDOW).is_err());
         assert!(SlidingWindowLimiter::new(1, Duration::ZERO).is_err());
+        assert_eq!(
+            SlidingWindowLimiter::new(1, Duration::from_secs(400 * 86_400))
+                .unwrap_err()
+                .field(),
+            "window"
+        );
         let limiter = SlidingWindowLimiter::new(5, WINDOW).unwrap();
         assert!(matches!(
             limiter.check_n(6),
@@ -454,8 +468,23 @@ mod tests {
                 keys: 1,
                 evicted: 2,
                 overrides: 0,
+                cap_sweeps: 2,
             }
         );
+    }
+
+    #[test]
+    fn a_key_flood_at_the_cap_sweeps_once_per_eighth_of_the_cap() {
+        let limiter = KeyedSlidingWindow::with_clock(1, WINDOW, ManualClock::new())
+            .unwrap()
+            .with_max_keys(16);
+        for key in 0..16 {
+            limiter.check_key(&key).unwrap();
+        }
+        for key in 16..1_616 {
+            assert!(limiter.check_key(&key).is_err());
+        }
+        assert_eq!(limiter.stats().cap_sweeps, 800, "one sweep per 2 refusals");
     }
 
     proptest! {

@@ -1,5 +1,5 @@
 use super::{PublishMetrics, counter, gauge};
-use backstop_limit::{BulkheadStats, KeyedStats, LimiterStats, WindowStats};
+use backstop_limit::{BulkheadStats, KeyedStats, LimiterStats, SlidingWindowStats};
 
 impl PublishMetrics for LimiterStats {
     fn publish(&self, name: &str) {
@@ -21,10 +21,10 @@ impl PublishMetrics for KeyedStats {
     }
 }
 
-impl PublishMetrics for WindowStats {
+impl PublishMetrics for SlidingWindowStats {
     fn publish(&self, name: &str) {
         let labels = [("name", name.to_owned())];
-        counter("backstop_limit_admitted_total", &labels, self.allowed);
+        counter("backstop_limit_admitted_total", &labels, self.admitted);
         counter("backstop_limit_rejected_total", &labels, self.rejected);
     }
 }

@@ -164,7 +164,8 @@ mod tests {
                     let counters = counters.clone();
                     std::thread::spawn(move || {
                         for i in 0..per_thread {
-                            let result: Result<(), ()> = if (i + t as u64 + wave).is_multiple_of(3) {
+                            let result: Result<(), ()> = if (i + t as u64 + wave).is_multiple_of(3)
+                            {
                                 Err(())
                             } else {
                                 Ok(())

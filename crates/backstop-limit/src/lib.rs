@@ -116,4 +116,6 @@ pub use redis_config::{FailureMode, RedisLimitConfig, TimeSourceConfig};
 #[cfg(feature = "redis")]
 pub use redis_layer::{RedisRateLimit, RedisRateLimitError, RedisRateLimitLayer};
 pub use wait::WaitPolicy;
-pub use window::{KeyedSlidingWindow, KeyedWindowStats, SlidingWindowLimiter, WindowStats};
+pub use window::{
+    KeyedSlidingWindow, KeyedSlidingWindowStats, SlidingWindowLimiter, SlidingWindowStats,
+};

@@ -74,9 +74,10 @@ impl WindowState {
 
 /// Counters of a sliding-window limiter.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct WindowStats {
+#[non_exhaustive]
+pub struct SlidingWindowStats {
     /// Requests admitted.
-    pub allowed: u64,
+    pub admitted: u64,
     /// Requests refused (over the limit or impossible).
     pub rejected: u64,
 }
@@ -87,7 +88,7 @@ struct Shared<C> {
     window_nanos: u64,
     clock: C,
     origin: u64,
-    allowed: AtomicU64,
+    admitted: AtomicU64,
     rejected: AtomicU64,
 }
 
@@ -103,7 +104,7 @@ impl<C: Clock> Shared<C> {
             window_nanos,
             clock,
             origin,
-            allowed: AtomicU64::new(0),
+            admitted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
         })
     }
@@ -119,7 +120,7 @@ impl<C: Clock> Shared<C> {
         }
         match state.charge(self.now(), self.window_nanos, limit, cost) {
             Ok(()) => {
-                self.allowed.fetch_add(1, Ordering::Relaxed);
+                self.admitted.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
             Err(retry_after) => {
@@ -130,9 +131,9 @@ impl<C: Clock> Shared<C> {
         }
     }
 
-    fn stats(&self) -> WindowStats {
-        WindowStats {
-            allowed: self.allowed.load(Ordering::Relaxed),
+    fn stats(&self) -> SlidingWindowStats {
+        SlidingWindowStats {
+            admitted: self.admitted.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
         }
     }
@@ -190,16 +191,17 @@ impl<C: Clock> SlidingWindowLimiter<C> {
     }
 
     /// A snapshot of the counters.
-    pub fn stats(&self) -> WindowStats {
+    pub fn stats(&self) -> SlidingWindowStats {
         self.shared.stats()
     }
 }
 
 /// Counters and key bookkeeping of a [`KeyedSlidingWindow`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct KeyedWindowStats {
+#[non_exhaustive]
+pub struct KeyedSlidingWindowStats {
     /// Requests admitted.
-    pub allowed: u64,
+    pub admitted: u64,
     /// Requests refused (over the limit, impossible, or over the key cap).
     pub rejected: u64,
     /// Keys tracked now.
@@ -357,10 +359,10 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedSlidingWindow<K, C> {
     }
 
     /// A snapshot of the counters and key bookkeeping.
-    pub fn stats(&self) -> KeyedWindowStats {
+    pub fn stats(&self) -> KeyedSlidingWindowStats {
         let counts = self.shared.stats();
-        KeyedWindowStats {
-            allowed: counts.allowed,
+        KeyedSlidingWindowStats {
+            admitted: counts.admitted,
             rejected: counts.rejected,
             keys: self.states.len(),
             evicted: self.evicted.load(Ordering::Relaxed),
@@ -393,8 +395,8 @@ mod tests {
         assert!(limiter.check_n(1).is_ok());
         assert_eq!(
             limiter.stats(),
-            WindowStats {
-                allowed: 3,
+            SlidingWindowStats {
+                admitted: 3,
                 rejected: 1
             }
         );
@@ -462,8 +464,8 @@ mod tests {
         assert_eq!(limiter.limit_for(&9), 2);
         assert_eq!(
             limiter.stats(),
-            KeyedWindowStats {
-                allowed: 3,
+            KeyedSlidingWindowStats {
+                admitted: 3,
                 rejected: 3,
                 keys: 1,
                 evicted: 2,

@@ -7,7 +7,9 @@
 //!   distinct [`CheckError::InsufficientCapacity`] because no wait would ever admit it.
 //! - [`KeyedRateLimiter`]: one limiter per user, tenant or model on `dashmap`, with
 //!   per-key quota overrides and bounded memory (a lossless
-//!   [`retain_recent`](KeyedRateLimiter::retain_recent) sweep and an optional key cap).
+//!   [`retain_recent`](KeyedRateLimiter::retain_recent) sweep and an optional key cap; a
+//!   full map sweeps at most once per `max_keys / 8` refused new keys, so a key flood
+//!   costs O(1) amortized per call).
 //! - [`MultiRateLimiter`]: several quotas at once (60/min AND 1,000/hour AND
 //!   10,000/day), admitting only if all admit and charging all or none; with
 //!   [`check_costs`](MultiRateLimiter::check_costs) each quota gets its own cost, so one
@@ -35,6 +37,15 @@
 //!   decided within a per-call timeout. `until_key_ready` waits for admission within a
 //!   `max_wait`; `RedisRateLimitLayer` puts it in front of a service; `RedisLimitConfig`
 //!   reads it from configuration.
+//!
+//! # Bounds
+//!
+//! Every size and duration is bounded when it is built or validated, with a typed error
+//! naming the field: [`Quota::MAX_CELLS`] for rates and bursts, a year
+//! ([`backstop_core::config::MAX_DURATION`]) for periods, windows and waits,
+//! [`BulkheadConfig::MAX_SLOTS`] for a bulkhead; every sleep and timeout goes through
+//! [`backstop_core::time::clamp`], so a value that bypassed validation cannot overflow a
+//! deadline.
 //!
 //! # Design
 //!

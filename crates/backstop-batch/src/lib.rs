@@ -100,6 +100,6 @@ pub use builder::BatcherBuilder;
 pub use config::{AdaptiveConfig, BatchConfig, CloseMode, MAX_BATCH_SIZE};
 pub use error::{BatchError, BoxError};
 pub use handler::BatchHandler;
-pub use layer::BatchLayer;
+pub use layer::{BatchLayer, BatchService};
 pub use queue::DispatchReason;
 pub use stats::{BatchSizeSummary, BatchStats, DispatchCounts};

@@ -1,7 +1,7 @@
 //! Behaviour of the batcher under paused tokio time: every timing assertion is exact.
 
 use backstop_batch::{BatchConfig, BatchError, BatchLayer, Batcher, CloseMode};
-use backstop_core::{Layer, LoadSignal, Service, service_fn};
+use backstop_core::{Error, Layer, LoadSignal, RejectKind, Service, ServiceExt, service_fn};
 use futures::FutureExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -494,6 +494,7 @@ async fn batch_layer_serves_single_requests_from_a_batch_service() {
             batches.lock().unwrap().push(batch.clone());
             async move { Ok::<_, std::io::Error>(batch.into_iter().map(|n| n + 1).collect::<Vec<_>>()) }
         })
+        .lift()
     };
     let config = BatchConfig {
         max_batch_size: 2,
@@ -514,6 +515,53 @@ async fn batch_layer_serves_single_requests_from_a_batch_service() {
         })
         .is_err()
     );
+}
+
+#[derive(Debug, PartialEq)]
+struct Overloaded(u32);
+
+#[tokio::test(start_paused = true)]
+async fn batch_layer_shares_one_typed_failure_with_every_caller_of_the_batch() {
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let inner = {
+        let calls = calls.clone();
+        service_fn(move |batch: Vec<u32>| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if batch.contains(&0) {
+                    Err(Overloaded(529))
+                } else {
+                    Ok(batch)
+                }
+            }
+        })
+        .lift()
+    };
+    let service = BatchLayer::new(BatchConfig {
+        max_batch_size: 3,
+        queue_capacity: 3,
+        ..BatchConfig::default()
+    })
+    .unwrap()
+    .layer(inner);
+    let results = futures::future::join_all([0, 1, 2].map(|n| service.call(n))).await;
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one batch"
+    );
+    for result in &results {
+        let error = result.as_ref().unwrap_err();
+        assert!(
+            matches!(error, Error::Shared(_)),
+            "one failure, shared: {error:?}"
+        );
+        assert_eq!(error.inner(), Some(&Overloaded(529)), "and still typed");
+    }
+    service.batcher().close();
+    let closed = service.call(5).await.unwrap_err();
+    assert_eq!(closed.rejection().unwrap().kind, RejectKind::Closed);
+    assert_eq!(service.readiness().unwrap_err().kind, RejectKind::Closed);
 }
 
 #[test]

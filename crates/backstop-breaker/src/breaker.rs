@@ -6,14 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use backstop_core::{Clock, DefaultClock, Panicked, contain};
+use backstop_core::{Clock, DefaultClock, Error, Panicked, RejectKind, Rejected, contain};
 use parking_lot::Mutex;
 
 use crate::event::{BreakerEvent, Listeners};
 use crate::stats::BreakerStats;
 use crate::window::{Sample, Totals, Window};
-use crate::{BreakerConfig, BreakerError, CancelledCalls, Classify, DefaultClassifier, Outcome};
-use crate::{Rejected, State};
+use crate::{BreakerConfig, CancelledCalls, Classify, DefaultClassifier, Outcome, State};
 
 /// The state word packs the state in its low byte and an epoch, bumped by every
 /// transition, above it. A permit remembers the word it was issued under, so an outcome
@@ -43,8 +42,8 @@ fn nanos(duration: Duration) -> u64 {
 /// half-open probes, operator changes) take a lock.
 ///
 /// ```
-/// use backstop_breaker::{Breaker, BreakerError, State};
-/// use backstop_core::ManualClock;
+/// use backstop_breaker::{Breaker, State};
+/// use backstop_core::{Error, ManualClock, RejectKind};
 /// use std::time::Duration;
 ///
 /// let clock = ManualClock::new();
@@ -65,12 +64,13 @@ fn nanos(duration: Duration) -> u64 {
 ///     let _ = breaker.call(|| async { Err::<(), _>("upstream 503") }).await;
 /// }
 /// assert_eq!(breaker.state(), State::Open);
-/// let Err(BreakerError::Rejected(rejected)) = breaker.call(|| async { Ok::<_, ()>(1) }).await
+/// let Err(Error::Rejected(rejected)) = breaker.call(|| async { Ok::<_, ()>(1) }).await
 /// else { panic!("the circuit is open") };
+/// assert_eq!(rejected.kind, RejectKind::CircuitOpen);
 /// assert_eq!(rejected.retry_after, Some(Duration::from_secs(10)));
 ///
 /// clock.advance(Duration::from_secs(10));
-/// assert_eq!(breaker.call(|| async { Ok::<_, ()>(1) }).await, Ok(1)); // the probe
+/// assert_eq!(breaker.call(|| async { Ok::<_, ()>(1) }).await.unwrap(), 1); // the probe
 /// assert_eq!(breaker.state(), State::Closed);
 /// # });
 /// ```
@@ -185,12 +185,15 @@ impl<C: Clock> Breaker<C> {
 
     /// Runs `f()` if the circuit admits it, counting `Ok` as success and `Err` as failure.
     ///
+    /// A refusal is [`Error::Rejected`] (kind [`RejectKind::CircuitOpen`], with the rest of
+    /// the open period as `retry_after` when known); `f`'s own error is [`Error::Inner`].
+    ///
     /// If the returned future is dropped before `f`'s future completes, the call counts
     /// as configured by [`cancelled_calls`](BreakerConfig::cancelled_calls) (ignored by
     /// default, which returns a half-open probe permit for another caller).
     // Returns `call_with`'s future itself rather than awaiting it in a second state
     // machine, which would cost the closed path a copy of the whole future.
-    pub fn call<F, Fut, T, E>(&self, f: F) -> impl Future<Output = Result<T, BreakerError<E>>>
+    pub fn call<F, Fut, T, E>(&self, f: F) -> impl Future<Output = Result<T, Error<E>>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -222,11 +225,31 @@ impl<C: Clock> Breaker<C> {
     /// assert_eq!(answer.unwrap(), "42");
     /// # });
     /// ```
-    pub async fn call_with<K, F, Fut, T, E>(
+    pub fn call_with<K, F, Fut, T, E>(
         &self,
         classifier: &K,
         f: F,
-    ) -> Result<T, BreakerError<E>>
+    ) -> impl Future<Output = Result<T, Error<E>>>
+    where
+        K: Classify<T, E> + ?Sized,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.guard(classifier, f, Error::Rejected, Error::Inner)
+    }
+
+    /// Runs `f()` if admitted and records its result, reporting a refusal through
+    /// `rejected` and `f`'s error through `failed`: one body for [`call_with`] and the
+    /// layer, which keeps the stack's own error type.
+    ///
+    /// [`call_with`]: Self::call_with
+    pub(crate) async fn guard<K, F, Fut, T, E, Out>(
+        &self,
+        classifier: &K,
+        f: F,
+        rejected: impl FnOnce(Rejected) -> Out,
+        failed: impl FnOnce(E) -> Out,
+    ) -> Result<T, Out>
     where
         K: Classify<T, E> + ?Sized,
         F: FnOnce() -> Fut,
@@ -243,11 +266,14 @@ impl<C: Clock> Breaker<C> {
                 start: 0,
             }
         } else {
-            inner.acquire(word)?
+            match inner.acquire(word) {
+                Ok(permit) => permit,
+                Err(refused) => return Err(rejected(refused)),
+            }
         };
         let result = f().await;
         permit.record(inner.classify(classifier, &result));
-        result.map_err(BreakerError::Inner)
+        result.map_err(failed)
     }
 
     /// Asks for permission to make one call, for callers that run the call themselves.
@@ -270,9 +296,9 @@ impl<C: Clock> Breaker<C> {
     /// Whether a call now would be admitted, without taking a permit or counting a
     /// rejection: the circuit's answer to [`Service::readiness`](backstop_core::Service).
     /// An open circuit whose period is over reports ready (the next call probes).
-    pub fn readiness(&self) -> Result<(), backstop_core::Rejected> {
+    pub fn readiness(&self) -> Result<(), Rejected> {
         let inner = &*self.inner;
-        let refused = backstop_core::Rejected::new(backstop_core::RejectKind::CircuitOpen);
+        let refused = Rejected::new(RejectKind::CircuitOpen);
         match state_of(inner.word.load(Ordering::Acquire)) {
             State::Closed | State::Disabled | State::MetricsOnly => Ok(()),
             State::ForcedOpen => Err(refused),
@@ -473,7 +499,11 @@ impl<C: Clock> Inner<C> {
         if self.listeners.active() || !self.rejection_traced.load(Ordering::Relaxed) {
             self.report_rejection(state, retry_after);
         }
-        Rejected { state, retry_after }
+        let refused = Rejected::new(RejectKind::CircuitOpen);
+        match retry_after {
+            Some(wait) => refused.with_retry_after(wait),
+            None => refused,
+        }
     }
 
     /// Every rejection goes to the listeners; `tracing` gets the first of each state

@@ -2,19 +2,26 @@
 
 use std::sync::Arc;
 
-use backstop_core::{Clock, DefaultClock, Layer, Service};
+use backstop_core::{Clock, DefaultClock, Layer, Rejected, Service, StackError};
 
-use crate::{Breaker, BreakerError, Classify, DefaultClassifier};
+use crate::{Breaker, Classify, IgnoreRejections};
 
 /// Wraps services so every call goes through one shared [`Breaker`]; clones of the layer
 /// and of the services it makes share the circuit.
 ///
+/// The service keeps the stack's error type: a refusal is `StackError::rejected` with
+/// [`RejectKind::CircuitOpen`](backstop_core::RejectKind) and the rest of the open period
+/// as `retry_after`. By default ([`IgnoreRejections`]) an error counts as a failure unless
+/// it is a refusal by a primitive below the breaker; [`classify`](Self::classify) decides
+/// otherwise.
+///
 /// ```
 /// use backstop_breaker::{Breaker, BreakerLayer};
-/// use backstop_core::{Service, Stack, service_fn};
+/// use backstop_core::{Service, ServiceExt, Stack, service_fn};
 ///
 /// let breaker = Breaker::builder().name("model").build().unwrap();
-/// let model = service_fn(|prompt: String| async move { Ok::<_, std::io::Error>(prompt.len()) });
+/// let model = service_fn(|prompt: String| async move { Ok::<_, std::io::Error>(prompt.len()) })
+///     .lift();
 /// let stack = Stack::new().layer(BreakerLayer::new(breaker.clone())).service(model);
 /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 /// # rt.block_on(async {
@@ -23,7 +30,7 @@ use crate::{Breaker, BreakerError, Classify, DefaultClassifier};
 /// assert_eq!(breaker.stats().buffered_calls, 1);
 /// ```
 #[derive(Debug)]
-pub struct BreakerLayer<C: Clock = DefaultClock, K = DefaultClassifier> {
+pub struct BreakerLayer<C: Clock = DefaultClock, K = IgnoreRejections> {
     breaker: Breaker<C>,
     classifier: Arc<K>,
 }
@@ -37,12 +44,12 @@ impl<C: Clock, K> Clone for BreakerLayer<C, K> {
     }
 }
 
-impl<C: Clock> BreakerLayer<C, DefaultClassifier> {
-    /// Counts `Ok` as success and `Err` as failure.
+impl<C: Clock> BreakerLayer<C, IgnoreRejections> {
+    /// Counts `Ok` as success and `Err` as failure, ignoring refusals from below.
     pub fn new(breaker: Breaker<C>) -> Self {
         Self {
             breaker,
-            classifier: Arc::new(DefaultClassifier),
+            classifier: Arc::new(IgnoreRejections),
         }
     }
 }
@@ -77,7 +84,7 @@ impl<S, C: Clock, K> Layer<S> for BreakerLayer<C, K> {
 
 /// A service behind a circuit breaker, made by [`BreakerLayer`].
 #[derive(Debug)]
-pub struct BreakerService<S, C: Clock = DefaultClock, K = DefaultClassifier> {
+pub struct BreakerService<S, C: Clock = DefaultClock, K = IgnoreRejections> {
     inner: S,
     breaker: Breaker<C>,
     classifier: Arc<K>,
@@ -103,21 +110,27 @@ impl<S, C: Clock, K> BreakerService<S, C, K> {
 impl<S, Req, C, K> Service<Req> for BreakerService<S, C, K>
 where
     S: Service<Req>,
+    S::Error: StackError,
     Req: Send,
     C: Clock,
     K: Classify<S::Response, S::Error>,
 {
     type Response = S::Response;
-    type Error = BreakerError<S::Error>;
+    type Error = S::Error;
 
-    async fn call(&self, req: Req) -> Result<S::Response, BreakerError<S::Error>> {
+    async fn call(&self, req: Req) -> Result<S::Response, S::Error> {
         self.breaker
-            .call_with(&*self.classifier, || self.inner.call(req))
+            .guard(
+                &*self.classifier,
+                || self.inner.call(req),
+                S::Error::rejected,
+                |error| error,
+            )
             .await
     }
 
     /// Not ready while the circuit would refuse a call; then the inner service's answer.
-    fn readiness(&self) -> Result<(), backstop_core::Rejected> {
+    fn readiness(&self) -> Result<(), Rejected> {
         self.breaker.readiness()?;
         self.inner.readiness()
     }

@@ -42,7 +42,8 @@
 //! # Example
 //!
 //! ```
-//! use backstop_breaker::{Breaker, BreakerError, State};
+//! use backstop_breaker::{Breaker, State};
+//! use backstop_core::{Error, RejectKind};
 //! use std::time::Duration;
 //!
 //! let breaker = Breaker::builder()
@@ -60,8 +61,9 @@
 //!     let _ = breaker.call(|| async { Err::<String, _>("503") }).await;
 //! }
 //! match breaker.call(|| async { Ok::<_, &str>("answer".to_string()) }).await {
-//!     Err(BreakerError::Rejected(rejected)) => {
-//!         assert_eq!(rejected.state, State::Open);
+//!     Err(Error::Rejected(rejected)) => {
+//!         assert_eq!(rejected.kind, RejectKind::CircuitOpen);
+//!         assert_eq!(breaker.state(), State::Open);
 //!         assert!(rejected.retry_after.is_some()); // map to 503 + Retry-After
 //!     }
 //!     other => panic!("expected a rejection, got {other:?}"),
@@ -75,7 +77,6 @@
 mod breaker;
 mod builder;
 mod config;
-mod error;
 mod event;
 mod layer;
 mod registry;
@@ -88,9 +89,8 @@ pub use builder::BreakerBuilder;
 pub use config::{
     Backoff, BreakerConfig, CancelledCalls, MAX_COUNT_WINDOW, MAX_TIME_WINDOW_SECONDS, WindowConfig,
 };
-pub use error::{BreakerError, Rejected};
 pub use event::BreakerEvent;
 pub use layer::{BreakerLayer, BreakerService};
 pub use registry::{BreakerRegistry, RegistryConfig};
-pub use state::{Classify, DefaultClassifier, Outcome, State};
+pub use state::{Classify, DefaultClassifier, IgnoreRejections, Outcome, State};
 pub use stats::BreakerStats;

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use backstop_core::StackError;
 use serde::Serialize;
 
 /// A circuit breaker state.
@@ -99,6 +100,22 @@ where
 /// `Ok` is a success and `Err` a failure.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultClassifier;
+
+/// The default of [`BreakerLayer`](crate::BreakerLayer): `Ok` is a success and `Err` a
+/// failure, except a refusal by a Backstop primitive below the breaker (a rate limit, a
+/// full bulkhead or pool), which says nothing about the service's health and is ignored.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IgnoreRejections;
+
+impl<T, E: StackError> Classify<T, E> for IgnoreRejections {
+    fn classify(&self, result: &Result<T, E>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Success,
+            Err(error) if error.rejection().is_some() => Outcome::Ignored,
+            Err(_) => Outcome::Failure,
+        }
+    }
+}
 
 impl<T, E> Classify<T, E> for DefaultClassifier {
     fn classify(&self, result: &Result<T, E>) -> Outcome {

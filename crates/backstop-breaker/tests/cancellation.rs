@@ -63,8 +63,8 @@ fn dropping_a_probe_at_every_await_point_returns_its_permit() {
         let mut call = Box::pin(breaker.call(|| Steps { remaining: 5 }));
         assert!(poll_times(call.as_mut(), polls).is_none());
         if polls > 0 {
-            let other = breaker.try_acquire().unwrap_err();
-            assert_eq!(other.state, State::HalfOpen, "the probe is out");
+            assert!(breaker.try_acquire().is_err(), "the probe is out");
+            assert_eq!(breaker.state(), State::HalfOpen);
         }
         drop(call);
         assert_eq!(
@@ -133,7 +133,7 @@ fn a_completed_call_is_recorded_once() {
     let clock = ManualClock::new();
     let breaker = builder(&clock).count_window(10).build().unwrap();
     let mut call = Box::pin(breaker.call(|| Steps { remaining: 2 }));
-    assert_eq!(poll_times(call.as_mut(), 3), Some(Ok(())));
+    assert!(matches!(poll_times(call.as_mut(), 3), Some(Ok(()))));
     drop(call);
     assert_eq!(breaker.stats().buffered_calls, 1);
 }
@@ -150,6 +150,6 @@ async fn a_timed_out_probe_frees_half_open() {
     .await;
     assert!(stuck.is_err(), "the probe never answered");
     let probe = breaker.call(|| async { Ok::<_, ()>(()) }).await;
-    assert_eq!(probe, Ok(()));
+    assert!(probe.is_ok());
     assert_eq!(breaker.state(), State::Closed);
 }

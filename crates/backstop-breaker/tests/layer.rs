@@ -4,8 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use backstop_breaker::{Breaker, BreakerError, BreakerLayer, Outcome, State};
-use backstop_core::{Layer, ManualClock, Service, Stack, service_fn};
+use backstop_breaker::{Breaker, BreakerLayer, Outcome, State};
+use backstop_core::{
+    Error, Layer, ManualClock, RejectKind, Service, ServiceExt, Stack, service_fn,
+};
 
 #[tokio::test]
 async fn layer_sheds_calls_while_open_and_clones_share_the_circuit() {
@@ -28,17 +30,18 @@ async fn layer_sheds_calls_while_open_and_clones_share_the_circuit() {
             let ok = healthy.load(Ordering::SeqCst);
             async move { if ok { Ok(n) } else { Err("down") } }
         })
+        .lift()
     };
     let layer = BreakerLayer::new(breaker.clone());
     let service = Arc::new(Stack::new().layer(layer.clone()).service(backend));
-    let twin = layer.layer(service_fn(|n: u32| async move { Ok::<_, &str>(n) }));
+    let twin = layer.layer(service_fn(|n: u32| async move { Ok::<_, &str>(n) }).lift());
 
-    assert_eq!(service.call(1).await, Err(BreakerError::Inner("down")));
-    assert_eq!(service.call(2).await, Err(BreakerError::Inner("down")));
+    assert!(matches!(service.call(1).await, Err(Error::Inner("down"))));
+    assert!(matches!(service.call(2).await, Err(Error::Inner("down"))));
     assert_eq!(breaker.state(), State::Open);
     let shed = service.call(3).await.unwrap_err();
     assert_eq!(
-        shed.rejected().unwrap().retry_after,
+        shed.rejection().unwrap().retry_after,
         Some(Duration::from_secs(5))
     );
     assert!(
@@ -53,7 +56,7 @@ async fn layer_sheds_calls_while_open_and_clones_share_the_circuit() {
 
     healthy.store(true, Ordering::SeqCst);
     clock.advance(Duration::from_secs(5));
-    assert_eq!(service.call(5).await, Ok(5));
+    assert_eq!(service.call(5).await.unwrap(), 5);
     assert_eq!(twin.breaker().state(), State::Closed);
 }
 
@@ -65,19 +68,19 @@ async fn layer_classifier_ignores_caller_errors() {
         .build()
         .unwrap();
     let layer =
-        BreakerLayer::new(breaker.clone()).classify(|result: &Result<u32, &'static str>| {
+        BreakerLayer::new(breaker.clone()).classify(|result: &Result<u32, Error<&'static str>>| {
             match result {
-                Err("bad request") => Outcome::Ignored,
+                Err(Error::Inner("bad request")) => Outcome::Ignored,
                 Err(_) => Outcome::Failure,
                 Ok(_) => Outcome::Success,
             }
         });
-    let service = layer.layer(service_fn(|_: ()| async { Err::<u32, _>("bad request") }));
+    let service = layer.layer(service_fn(|_: ()| async { Err::<u32, _>("bad request") }).lift());
     for _ in 0..5 {
-        assert_eq!(
+        assert!(matches!(
             service.call(()).await,
-            Err(BreakerError::Inner("bad request"))
-        );
+            Err(Error::Inner("bad request"))
+        ));
     }
     assert_eq!(breaker.state(), State::Closed);
     assert_eq!(breaker.stats().buffered_calls, 0);
@@ -94,7 +97,7 @@ async fn readiness_reports_an_open_circuit_without_counting_a_rejection() {
         .clock(clock.clone())
         .build()
         .unwrap();
-    let backend = service_fn(|_: u32| async { Err::<u32, _>("down") });
+    let backend = service_fn(|_: u32| async { Err::<u32, _>("down") }).lift();
     let service = BreakerLayer::new(breaker.clone()).layer(backend);
     assert_eq!(service.readiness(), Ok(()));
     for n in 0..2 {
@@ -119,14 +122,53 @@ async fn readiness_reports_an_open_circuit_without_counting_a_rejection() {
 }
 
 #[tokio::test]
-async fn a_breaker_refusal_converts_to_the_shared_rejection() {
+async fn a_breaker_refusal_is_the_shared_rejection() {
     let breaker = Breaker::builder()
         .wait_in_open(Duration::from_secs(7))
         .clock(ManualClock::new())
         .build()
         .unwrap();
     breaker.transition_to(State::Open);
-    let refused: backstop_core::Rejected = breaker.try_acquire().unwrap_err().into();
+    let refused = breaker.try_acquire().unwrap_err();
     assert_eq!(refused.kind, backstop_core::RejectKind::CircuitOpen);
     assert_eq!(refused.retry_after, Some(Duration::from_secs(7)));
+}
+
+#[tokio::test]
+async fn refusals_from_below_do_not_trip_the_circuit_but_provider_errors_do() {
+    let breaker = Breaker::builder()
+        .count_window(2)
+        .minimum_calls(2)
+        .clock(ManualClock::new())
+        .build()
+        .unwrap();
+    // Below the breaker: a rate limit refusing every call, then a provider that fails.
+    let refusing = BreakerLayer::new(breaker.clone()).layer(service_fn(|_: u32| async {
+        Err::<u32, Error<&str>>(backstop_core::StackError::rejected(
+            backstop_core::Rejected::new(RejectKind::RateLimited { quota: 0 }),
+        ))
+    }));
+    for n in 0..10 {
+        let refused = refusing.call(n).await.unwrap_err();
+        assert_eq!(
+            refused.rejection().unwrap().kind,
+            RejectKind::RateLimited { quota: 0 },
+            "the refusal below passes through unchanged"
+        );
+    }
+    assert_eq!(
+        breaker.state(),
+        State::Closed,
+        "a local refusal says nothing of the provider"
+    );
+    let failing = BreakerLayer::new(breaker.clone())
+        .layer(service_fn(|_: u32| async { Err::<u32, _>("503") }).lift());
+    for n in 0..2 {
+        assert!(matches!(failing.call(n).await, Err(Error::Inner("503"))));
+    }
+    assert_eq!(breaker.state(), State::Open);
+    assert_eq!(
+        failing.call(3).await.unwrap_err().rejection().unwrap().kind,
+        RejectKind::CircuitOpen
+    );
 }

@@ -4,11 +4,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backstop_breaker::{
-    Breaker, BreakerBuilder, BreakerConfig, BreakerError, BreakerEvent, BreakerRegistry,
-    CancelledCalls, Outcome, RegistryConfig, State, WindowConfig,
+    Breaker, BreakerBuilder, BreakerConfig, BreakerEvent, BreakerRegistry, CancelledCalls, Outcome,
+    RegistryConfig, State, WindowConfig,
 };
-use backstop_core::ManualClock;
 use backstop_core::config::Validate;
+use backstop_core::{Error, ManualClock, RejectKind};
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -29,14 +29,14 @@ fn succeed(breaker: &Breaker<ManualClock>) -> Result<(), State> {
     breaker
         .try_acquire()
         .map(|p| p.success())
-        .map_err(|r| r.state)
+        .map_err(|_| breaker.state())
 }
 
 fn fail(breaker: &Breaker<ManualClock>) -> Result<(), State> {
     breaker
         .try_acquire()
         .map(|p| p.failure())
-        .map_err(|r| r.state)
+        .map_err(|_| breaker.state())
 }
 
 fn trip(breaker: &Breaker<ManualClock>) {
@@ -167,7 +167,8 @@ fn open_rejects_with_retry_after_then_half_opens_lazily() {
     trip(&breaker);
     clock.advance(secs(4));
     let rejected = breaker.try_acquire().unwrap_err();
-    assert_eq!(rejected.state, State::Open);
+    assert_eq!(rejected.kind, RejectKind::CircuitOpen);
+    assert_eq!(breaker.state(), State::Open);
     assert_eq!(rejected.retry_after, Some(secs(6)));
     clock.advance(secs(6));
     assert_eq!(breaker.state(), State::Open, "lazy: no call yet");
@@ -201,7 +202,8 @@ fn half_open_admits_exactly_the_permitted_probes_and_closes() {
     let a = breaker.try_acquire().unwrap();
     let b = breaker.try_acquire().unwrap();
     let third = breaker.try_acquire().unwrap_err();
-    assert_eq!(third.state, State::HalfOpen);
+    assert_eq!(third.kind, RejectKind::CircuitOpen);
+    assert_eq!(breaker.state(), State::HalfOpen);
     assert_eq!(third.retry_after, None);
     a.success();
     assert_eq!(breaker.state(), State::HalfOpen, "one probe still out");
@@ -288,10 +290,12 @@ fn a_stuck_probe_cannot_wedge_half_open() {
     clock.advance(secs(10));
     let stuck = breaker.try_acquire().unwrap();
     clock.advance(secs(4));
-    assert_eq!(breaker.try_acquire().unwrap_err().state, State::HalfOpen);
+    assert!(breaker.try_acquire().is_err());
+    assert_eq!(breaker.state(), State::HalfOpen);
     clock.advance(secs(1));
     let rejected = breaker.try_acquire().unwrap_err();
-    assert_eq!(rejected.state, State::Open, "max wait reached: reopened");
+    assert_eq!(rejected.kind, RejectKind::CircuitOpen);
+    assert_eq!(breaker.state(), State::Open, "max wait reached: reopened");
     assert_eq!(rejected.retry_after, Some(secs(10)));
     // The stuck probe finally returns: it belongs to a round that is over and is ignored.
     stuck.success();
@@ -342,10 +346,12 @@ fn operator_states() {
 
     breaker.force_open();
     let rejected = breaker.try_acquire().unwrap_err();
-    assert_eq!(rejected.state, State::ForcedOpen);
+    assert_eq!(rejected.kind, RejectKind::CircuitOpen);
+    assert_eq!(breaker.state(), State::ForcedOpen);
     assert_eq!(rejected.retry_after, None);
     clock.advance(secs(3600));
-    assert_eq!(breaker.try_acquire().unwrap_err().state, State::ForcedOpen);
+    assert!(breaker.try_acquire().is_err());
+    assert_eq!(breaker.state(), State::ForcedOpen);
 
     breaker.disable();
     for _ in 0..20 {
@@ -425,18 +431,19 @@ async fn call_classifies_successes_as_failures_when_asked() {
         let answer = breaker
             .call_with(&finish_reason_error, || async { Ok::<_, ()>("error") })
             .await;
-        assert_eq!(answer, Ok("error"), "the caller still gets the result");
+        assert_eq!(answer.unwrap(), "error", "the caller still gets the result");
     }
     assert_eq!(breaker.state(), State::Open);
     let rejected = breaker.call(|| async { Ok::<_, ()>("fine") }).await;
-    assert!(matches!(rejected, Err(BreakerError::Rejected(r)) if r.state == State::Open));
+    assert!(matches!(rejected, Err(Error::Rejected(r)) if r.kind == RejectKind::CircuitOpen));
+    assert_eq!(breaker.state(), State::Open);
 }
 
 #[tokio::test]
 async fn call_returns_inner_errors() {
     let breaker = Breaker::builder().build().unwrap();
     let result = breaker.call(|| async { Err::<(), _>("boom") }).await;
-    assert_eq!(result, Err(BreakerError::Inner("boom")));
+    assert!(matches!(result, Err(Error::Inner("boom"))));
     assert_eq!(result.unwrap_err().to_string(), "boom");
 }
 

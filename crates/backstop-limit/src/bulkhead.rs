@@ -1,7 +1,7 @@
 //! A concurrency limiter (bulkhead): at most N calls in flight, a bounded queue behind them.
 
 use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
-use backstop_core::{Histogram, LoadSignal, LoadSnapshot};
+use backstop_core::{Histogram, LoadSignal, LoadSnapshot, RejectKind, Rejected};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -78,6 +78,15 @@ pub enum BulkheadError {
     /// Waited `max_wait` without getting a slot.
     #[error("no bulkhead slot within {0:?}")]
     Timeout(Duration),
+}
+
+impl From<BulkheadError> for Rejected {
+    fn from(error: BulkheadError) -> Self {
+        match error {
+            BulkheadError::Full { .. } => Rejected::new(RejectKind::ConcurrencyLimited),
+            BulkheadError::Timeout(_) => Rejected::new(RejectKind::Timeout),
+        }
+    }
 }
 
 /// A point-in-time view of a bulkhead.
@@ -227,6 +236,18 @@ impl Bulkhead {
             max_concurrent: self.inner.config.max_concurrent,
             max_queued: self.inner.config.max_queued,
         }
+    }
+
+    /// Whether [`acquire`](Self::acquire) would refuse now: every slot busy and the wait
+    /// queue full. Charges nothing; what tower's `poll_ready` reports through the bridge.
+    pub fn readiness(&self) -> Result<(), Rejected> {
+        let inner = &self.inner;
+        if inner.slots.available_permits() == 0
+            && inner.queued.load(Ordering::Acquire) >= inner.config.max_queued
+        {
+            return Err(Rejected::new(RejectKind::ConcurrencyLimited));
+        }
+        Ok(())
     }
 
     /// A snapshot of occupancy and counters.

@@ -1,22 +1,24 @@
 //! The typed outcomes of a rate-limit decision.
+//!
+//! A refusal is the workspace's one [`Rejected`] (kind
+//! [`RejectKind::RateLimited`] with the index of the refusing quota and its `retry_after`);
+//! [`CheckError`] adds the outcomes no wait can change.
 
+use backstop_core::{RejectKind, Rejected};
 use std::time::Duration;
 use thiserror::Error;
 
-/// A request the limiter turned away for now; it would be admitted after `retry_after`.
-///
-/// A transport answers this with `429 Too Many Requests` and `Retry-After`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-#[error("rate limited; retry after {retry_after:?}")]
-pub struct Rejected {
-    /// How long until the same request would be admitted, if nothing else is admitted first.
-    pub retry_after: Duration,
+/// The refusal of quota number `quota`, which would admit the same cost after `wait`.
+#[inline]
+pub(crate) fn limited(quota: usize, wait: Duration) -> Rejected {
+    let quota = u16::try_from(quota).unwrap_or(u16::MAX);
+    Rejected::new(RejectKind::RateLimited { quota }).with_retry_after(wait)
 }
 
 /// Why a check did not admit a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum CheckError {
-    /// Over the quota now; admitted later.
+    /// Over the quota now; admitted after the refusal's `retry_after`.
     #[error(transparent)]
     Rejected(#[from] Rejected),
     /// The cost exceeds the burst: this request can never be admitted, so waiting is useless.
@@ -48,9 +50,26 @@ impl CheckError {
     /// The wait after which the request would pass, when waiting can help.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            CheckError::Rejected(r) => Some(r.retry_after),
+            CheckError::Rejected(r) => r.retry_after,
             _ => None,
         }
+    }
+
+    /// The outcome as the workspace's one refusal, as a layer reports it.
+    pub fn rejection(&self) -> Rejected {
+        match *self {
+            CheckError::Rejected(r) => r,
+            CheckError::InsufficientCapacity { .. } | CheckError::CostsMismatch { .. } => {
+                Rejected::new(RejectKind::TooLarge { quota: 0 })
+            }
+            CheckError::TooManyKeys { .. } => Rejected::new(RejectKind::TooManyKeys),
+        }
+    }
+}
+
+impl From<CheckError> for Rejected {
+    fn from(error: CheckError) -> Self {
+        error.rejection()
     }
 }
 
@@ -66,4 +85,13 @@ pub enum WaitError {
     /// The request can never pass (cost above burst, or no room for the key).
     #[error(transparent)]
     Impossible(CheckError),
+}
+
+impl From<WaitError> for Rejected {
+    fn from(error: WaitError) -> Self {
+        match error {
+            WaitError::TooLong { retry_after } => limited(0, retry_after),
+            WaitError::Impossible(error) => error.rejection(),
+        }
+    }
 }

@@ -1,9 +1,10 @@
 //! The generic cell rate algorithm over one atomic word, and the direct (unkeyed) limiter.
 
 use crate::counters::Counters;
-use crate::error::{CheckError, Rejected};
+use crate::error::{CheckError, limited};
 use crate::quota::Quota;
 use backstop_core::{Clock, DefaultClock};
+use backstop_core::{RejectKind, Rejected};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -72,9 +73,7 @@ fn admit(state: &AtomicU64, now: u64, cost: u64, quota: &Quota) -> Result<(), Re
     loop {
         match decide(current, now, cost, quota) {
             Err(wait) => {
-                return Err(Rejected {
-                    retry_after: Duration::from_nanos(wait),
-                });
+                return Err(limited(0, Duration::from_nanos(wait)));
             }
             Ok(new_tat) => {
                 // Relaxed suffices: the limiter's whole state is this one word, and no other
@@ -129,7 +128,7 @@ pub struct LimiterStats {
 /// let limiter = RateLimiter::with_clock(Quota::per_second(2).unwrap(), clock.clone());
 /// assert!(limiter.check().is_ok());
 /// assert!(limiter.check().is_ok());
-/// let wait = limiter.check().unwrap_err().retry_after;
+/// let wait = limiter.check().unwrap_err().retry_after.unwrap();
 /// assert_eq!(wait, Duration::from_millis(500));
 /// clock.advance(wait);
 /// assert!(limiter.check().is_ok());
@@ -169,9 +168,7 @@ impl<C: Clock> RateLimiter<C> {
             Ok(()) => Ok(()),
             Err(CheckError::Rejected(r)) => Err(r),
             // A quota's burst is at least 1, so a single cell always fits.
-            Err(_) => Err(Rejected {
-                retry_after: Duration::MAX,
-            }),
+            Err(_) => Err(Rejected::new(RejectKind::TooLarge { quota: 0 })),
         }
     }
 
@@ -185,6 +182,15 @@ impl<C: Clock> RateLimiter<C> {
         let result = check_cell(&self.state.0, now, cost, &self.quota);
         self.counters.record(&result);
         result
+    }
+
+    /// Whether a check of one cell would pass now, without charging it.
+    pub fn readiness(&self) -> Result<(), Rejected> {
+        let now = self.timeline.now_nanos();
+        let tat = self.state.0.load(Ordering::Relaxed);
+        decide(tat, now, 1, &self.quota)
+            .map(drop)
+            .map_err(|wait| limited(0, Duration::from_nanos(wait)))
     }
 
     /// The quota this limiter enforces.
@@ -223,7 +229,7 @@ mod tests {
         }
         assert_eq!(
             l.check().unwrap_err().retry_after,
-            Duration::from_millis(100)
+            Some(Duration::from_millis(100))
         );
         clock.advance(Duration::from_millis(99));
         assert!(l.check().is_err());
@@ -324,7 +330,7 @@ mod tests {
                 if let Err(CheckError::Rejected(r)) = ours {
                     // The promised wait is exact: one nanosecond sooner still fails.
                     let tat = l.state.0.load(Ordering::Relaxed);
-                    let wait = u64::try_from(r.retry_after.as_nanos()).unwrap();
+                    let wait = u64::try_from(r.retry_after.unwrap().as_nanos()).unwrap();
                     prop_assert!(decide(tat, now + wait, cost, &l.quota()).is_ok());
                     prop_assert!(decide(tat, now + wait - 1, cost, &l.quota()).is_err());
                 }

@@ -1,148 +1,399 @@
 //! The limiters as a [`Layer`] over any [`Service`].
+//!
+//! One layer for every limiter of this crate: [`RateLimitLayer::new`] takes the limiter,
+//! [`key`](RateLimitLayer::key) says whose budget a request spends (required, and checked
+//! at compile time, for keyed limiters) and [`cost`](RateLimitLayer::cost) what it spends
+//! (one per request by default). A refusal reaches the caller as the stack's own error,
+//! built with [`StackError::rejected`], so the layer sits anywhere in a stack.
 
-use crate::bulkhead::{Bulkhead, BulkheadError};
+use crate::bulkhead::Bulkhead;
 use crate::error::CheckError;
 use crate::gcra::RateLimiter;
 use crate::keyed::KeyedRateLimiter;
-use backstop_core::{Clock, Layer, Service};
+use crate::multi::{KeyedMultiRateLimiter, MultiRateLimiter};
+use crate::window::{KeyedSlidingWindow, SlidingWindowLimiter};
+use backstop_core::{Clock, Layer, Rejected, Service, StackError, contain};
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
-use thiserror::Error;
 
-/// A call refused by a limiter, or the inner service's own error.
-#[derive(Debug, Error)]
-pub enum RateLimitError<E> {
-    /// The limiter refused the call; [`CheckError::retry_after`] feeds `Retry-After`.
-    #[error(transparent)]
-    Limited(CheckError),
-    /// The inner service failed.
-    #[error(transparent)]
-    Inner(E),
-}
+/// A limiter a [`RateLimitLayer`] charges.
+///
+/// `Cost` is what the layer's cost closure returns: `u64` for every limiter (a multi-quota
+/// limiter charges it to each quota), `[u64; N]` for a multi-quota limiter charging each
+/// quota its own (requests and tokens in one call, all or none).
+pub trait RateLimitHandle<Cost>: Send + Sync + 'static {
+    /// Whose budget a call spends: `()` for a direct limiter, the key for a keyed one.
+    type Key;
 
-impl<E> RateLimitError<E> {
-    /// The wait after which a retry would pass, when the call was rate limited.
-    pub fn retry_after(&self) -> Option<std::time::Duration> {
-        match self {
-            RateLimitError::Limited(e) => e.retry_after(),
-            RateLimitError::Inner(_) => None,
-        }
+    /// Charges `cost` to `key`, or refuses and charges nothing.
+    fn charge(&self, key: &Self::Key, cost: Cost) -> Result<(), CheckError>;
+
+    /// Whether a call costing one would be refused now. A keyed limiter cannot know
+    /// without the key, so it says ready.
+    fn readiness(&self) -> Result<(), Rejected> {
+        Ok(())
     }
 }
 
-type Admit<Req> = Arc<dyn Fn(&Req) -> Result<(), CheckError> + Send + Sync>;
+impl<Cost, T: RateLimitHandle<Cost> + ?Sized> RateLimitHandle<Cost> for Arc<T> {
+    type Key = T::Key;
+
+    #[inline]
+    fn charge(&self, key: &T::Key, cost: Cost) -> Result<(), CheckError> {
+        (**self).charge(key, cost)
+    }
+
+    fn readiness(&self) -> Result<(), Rejected> {
+        (**self).readiness()
+    }
+}
+
+impl<C: Clock> RateLimitHandle<u64> for RateLimiter<C> {
+    type Key = ();
+
+    #[inline]
+    fn charge(&self, _: &(), cost: u64) -> Result<(), CheckError> {
+        self.check_n(cost)
+    }
+
+    fn readiness(&self) -> Result<(), Rejected> {
+        RateLimiter::readiness(self)
+    }
+}
+
+impl<C: Clock> RateLimitHandle<u64> for SlidingWindowLimiter<C> {
+    type Key = ();
+
+    #[inline]
+    fn charge(&self, _: &(), cost: u64) -> Result<(), CheckError> {
+        self.check_n(cost)
+    }
+}
+
+impl<C: Clock> RateLimitHandle<u64> for MultiRateLimiter<C> {
+    type Key = ();
+
+    #[inline]
+    fn charge(&self, _: &(), cost: u64) -> Result<(), CheckError> {
+        self.check_n(cost)
+    }
+}
+
+impl<C: Clock, const N: usize> RateLimitHandle<[u64; N]> for MultiRateLimiter<C> {
+    type Key = ();
+
+    #[inline]
+    fn charge(&self, _: &(), costs: [u64; N]) -> Result<(), CheckError> {
+        self.check_costs(&costs)
+    }
+}
+
+impl<K, C> RateLimitHandle<u64> for KeyedRateLimiter<K, C>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    C: Clock,
+{
+    type Key = K;
+
+    #[inline]
+    fn charge(&self, key: &K, cost: u64) -> Result<(), CheckError> {
+        self.check_key_n(key, cost)
+    }
+}
+
+impl<K, C> RateLimitHandle<u64> for KeyedSlidingWindow<K, C>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    C: Clock,
+{
+    type Key = K;
+
+    #[inline]
+    fn charge(&self, key: &K, cost: u64) -> Result<(), CheckError> {
+        self.check_key_n(key, cost)
+    }
+}
+
+impl<K, C> RateLimitHandle<u64> for KeyedMultiRateLimiter<K, C>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    C: Clock,
+{
+    type Key = K;
+
+    #[inline]
+    fn charge(&self, key: &K, cost: u64) -> Result<(), CheckError> {
+        self.check_key_n(key, cost)
+    }
+}
+
+impl<K, C, const N: usize> RateLimitHandle<[u64; N]> for KeyedMultiRateLimiter<K, C>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    C: Clock,
+{
+    type Key = K;
+
+    #[inline]
+    fn charge(&self, key: &K, costs: [u64; N]) -> Result<(), CheckError> {
+        self.check_key_costs(key, &costs)
+    }
+}
+
+/// How a [`RateLimitLayer`] finds whose budget a request spends: a closure
+/// `Fn(&Req) -> Key` given to [`RateLimitLayer::key`], or [`Unkeyed`].
+pub trait LimitKey<Req>: Send + Sync + 'static {
+    /// The limiter's key.
+    type Key;
+    /// The key of `request`.
+    fn key_of(&self, request: &Req) -> Self::Key;
+}
+
+impl<F, Req, K> LimitKey<Req> for F
+where
+    F: Fn(&Req) -> K + Send + Sync + 'static,
+{
+    type Key = K;
+
+    #[inline]
+    fn key_of(&self, request: &Req) -> K {
+        self(request)
+    }
+}
+
+/// The key of a layer over a direct (unkeyed) limiter: every request spends one budget.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unkeyed;
+
+impl<Req> LimitKey<Req> for Unkeyed {
+    type Key = ();
+
+    #[inline]
+    fn key_of(&self, _: &Req) {}
+}
+
+/// How a [`RateLimitLayer`] prices a request: a closure `Fn(&Req) -> Cost` given to
+/// [`RateLimitLayer::cost`], or [`PerRequest`].
+pub trait LimitCost<Req>: Send + Sync + 'static {
+    /// The cost, as the limiter takes it (`u64`, or `[u64; N]` for one cost per quota).
+    type Cost;
+    /// The cost of `request`.
+    fn cost_of(&self, request: &Req) -> Self::Cost;
+}
+
+impl<F, Req, C> LimitCost<Req> for F
+where
+    F: Fn(&Req) -> C + Send + Sync + 'static,
+{
+    type Cost = C;
+
+    #[inline]
+    fn cost_of(&self, request: &Req) -> C {
+        self(request)
+    }
+}
+
+/// The default cost of a [`RateLimitLayer`]: one cell per request (on every quota).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PerRequest;
+
+impl<Req> LimitCost<Req> for PerRequest {
+    type Cost = u64;
+
+    #[inline]
+    fn cost_of(&self, _: &Req) -> u64 {
+        1
+    }
+}
 
 /// Admits each request through a shared limiter before calling the inner service.
 ///
-/// Every clone of the layer, and every service it makes, charges the same limiter.
+/// Every clone of the layer, and every service it makes, charges the same limiter. A
+/// refusal is the stack's error built from a [`Rejected`] (kind `RateLimited` with the
+/// refusing quota's index and `retry_after`; `TooLarge` for a cost no wait admits;
+/// `TooManyKeys` at the key cap), so the caller matches it whatever the layer order. A
+/// panicking `key` or `cost` closure becomes the stack's `Panicked` error.
 ///
 /// ```
-/// use backstop_core::{Service, Stack, service_fn};
-/// use backstop_limit::{KeyedRateLimiter, Quota, RateLimitLayer};
-/// use std::sync::Arc;
+/// use backstop_core::{Error, RejectKind, Service, ServiceExt, Stack, service_fn};
+/// use backstop_limit::{KeyedMultiRateLimiter, Quota, RateLimitLayer};
 ///
 /// struct Call { user: String, tokens: u64 }
 ///
-/// let tpm = Arc::new(KeyedRateLimiter::new(Quota::per_minute(1_000).unwrap()));
-/// let layer = RateLimitLayer::keyed(tpm, |c: &Call| c.user.clone(), |c: &Call| c.tokens);
-/// let model = service_fn(|c: Call| async move { Ok::<_, std::io::Error>(c.tokens) });
+/// // Requests and tokens per user, charged together: a refusal on either spends neither.
+/// let budget = KeyedMultiRateLimiter::new(vec![
+///     Quota::per_minute(60).unwrap(),
+///     Quota::per_minute(1_000).unwrap(),
+/// ])
+/// .unwrap();
+/// let layer = RateLimitLayer::new(budget)
+///     .key(|c: &Call| c.user.clone())
+///     .cost(|c: &Call| [1, c.tokens]);
+/// let model = service_fn(|c: Call| async move { Ok::<_, std::io::Error>(c.tokens) }).lift();
 /// let svc = Stack::new().layer(layer).service(model);
 /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 /// # rt.block_on(async {
 /// assert!(svc.call(Call { user: "ann".into(), tokens: 900 }).await.is_ok());
 /// let err = svc.call(Call { user: "ann".into(), tokens: 200 }).await.unwrap_err();
-/// assert!(err.retry_after().is_some());
+/// // Refused by quota 1, the tokens; `retry_after` feeds `Retry-After`.
+/// let refusal = err.rejection().unwrap();
+/// assert_eq!(refusal.kind, RejectKind::RateLimited { quota: 1 });
+/// assert!(refusal.retry_after.is_some());
 /// # });
 /// ```
-pub struct RateLimitLayer<Req> {
-    admit: Admit<Req>,
+pub struct RateLimitLayer<L, K = Unkeyed, F = PerRequest> {
+    limiter: Arc<L>,
+    key: Arc<K>,
+    cost: Arc<F>,
 }
 
-impl<Req> Clone for RateLimitLayer<Req> {
+impl<L, K, F> Clone for RateLimitLayer<L, K, F> {
     fn clone(&self) -> Self {
         Self {
-            admit: self.admit.clone(),
+            limiter: self.limiter.clone(),
+            key: self.key.clone(),
+            cost: self.cost.clone(),
         }
     }
 }
 
-impl<Req> fmt::Debug for RateLimitLayer<Req> {
+impl<L: fmt::Debug, K, F> fmt::Debug for RateLimitLayer<L, K, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimitLayer").finish_non_exhaustive()
+        f.debug_struct("RateLimitLayer")
+            .field("limiter", &self.limiter)
+            .finish_non_exhaustive()
     }
 }
 
-impl<Req: 'static> RateLimitLayer<Req> {
-    /// Charges `cost(&req)` cells to one shared limiter.
-    pub fn direct<C: Clock>(
-        limiter: Arc<RateLimiter<C>>,
-        cost: impl Fn(&Req) -> u64 + Send + Sync + 'static,
-    ) -> Self {
-        Self::from_fn(move |req| limiter.check_n(cost(req)))
-    }
-
-    /// Charges `cost(&req)` cells to the key `key(&req)` (a user, tenant or model).
-    pub fn keyed<K, C>(
-        limiter: Arc<KeyedRateLimiter<K, C>>,
-        key: impl Fn(&Req) -> K + Send + Sync + 'static,
-        cost: impl Fn(&Req) -> u64 + Send + Sync + 'static,
-    ) -> Self
-    where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        C: Clock,
-    {
-        Self::from_fn(move |req| limiter.check_key_n(&key(req), cost(req)))
-    }
-
-    /// Admits with any decision function, e.g. several limiters checked in turn.
-    pub fn from_fn(admit: impl Fn(&Req) -> Result<(), CheckError> + Send + Sync + 'static) -> Self {
+impl<L> RateLimitLayer<L> {
+    /// Charges `limiter`, one cell per request, until [`key`](Self::key) and
+    /// [`cost`](Self::cost) say otherwise. Pass the limiter itself or an `Arc` of it
+    /// (to keep a handle for `stats()`).
+    pub fn new(limiter: L) -> Self {
         Self {
-            admit: Arc::new(admit),
+            limiter: Arc::new(limiter),
+            key: Arc::new(Unkeyed),
+            cost: Arc::new(PerRequest),
         }
     }
 }
 
-impl<S, Req> Layer<S> for RateLimitLayer<Req> {
-    type Service = RateLimit<S, Req>;
+impl<L, K, F> RateLimitLayer<L, K, F> {
+    /// Charges the budget of `key(&request)` (a user, tenant or model).
+    pub fn key<K2>(self, key: K2) -> RateLimitLayer<L, K2, F> {
+        RateLimitLayer {
+            limiter: self.limiter,
+            key: Arc::new(key),
+            cost: self.cost,
+        }
+    }
+
+    /// Charges `cost(&request)`: a `u64`, or `[u64; N]` for one cost per quota of a
+    /// multi-quota limiter.
+    pub fn cost<F2>(self, cost: F2) -> RateLimitLayer<L, K, F2> {
+        RateLimitLayer {
+            limiter: self.limiter,
+            key: self.key,
+            cost: Arc::new(cost),
+        }
+    }
+}
+
+impl<S, L, K, F> Layer<S> for RateLimitLayer<L, K, F> {
+    type Service = RateLimitService<S, L, K, F>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimit {
+        RateLimitService {
             inner,
-            admit: self.admit.clone(),
+            limiter: self.limiter.clone(),
+            key: self.key.clone(),
+            cost: self.cost.clone(),
         }
     }
 }
 
 /// A service behind a rate limit, made by [`RateLimitLayer`].
-pub struct RateLimit<S, Req> {
+pub struct RateLimitService<S, L, K = Unkeyed, F = PerRequest> {
     inner: S,
-    admit: Admit<Req>,
+    limiter: Arc<L>,
+    key: Arc<K>,
+    cost: Arc<F>,
 }
 
-impl<S: fmt::Debug, Req> fmt::Debug for RateLimit<S, Req> {
+impl<S: Clone, L, K, F> Clone for RateLimitService<S, L, K, F> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            limiter: self.limiter.clone(),
+            key: self.key.clone(),
+            cost: self.cost.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, L: fmt::Debug, K, F> fmt::Debug for RateLimitService<S, L, K, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimit")
+        f.debug_struct("RateLimitService")
             .field("inner", &self.inner)
+            .field("limiter", &self.limiter)
             .finish_non_exhaustive()
     }
 }
 
-impl<S, Req> Service<Req> for RateLimit<S, Req>
+impl<S, L, K, F, Req> Service<Req> for RateLimitService<S, L, K, F>
 where
     S: Service<Req>,
+    S::Error: StackError,
+    K: LimitKey<Req>,
+    F: LimitCost<Req>,
+    L: RateLimitHandle<F::Cost, Key = K::Key>,
     Req: Send + 'static,
 {
     type Response = S::Response;
-    type Error = RateLimitError<S::Error>;
+    type Error = S::Error;
 
     async fn call(&self, req: Req) -> Result<Self::Response, Self::Error> {
-        (self.admit)(&req).map_err(RateLimitError::Limited)?;
-        self.inner.call(req).await.map_err(RateLimitError::Inner)
+        let decision = contain("rate limit key or cost", || {
+            self.limiter
+                .charge(&self.key.key_of(&req), self.cost.cost_of(&req))
+        });
+        match decision {
+            Ok(Ok(())) => self.inner.call(req).await,
+            Ok(Err(refused)) => Err(S::Error::rejected(refused.rejection())),
+            Err(panicked) => Err(S::Error::panicked(panicked)),
+        }
+    }
+
+    fn readiness(&self) -> Result<(), Rejected> {
+        self.limiter.readiness()?;
+        self.inner.readiness()
     }
 }
 
 /// Runs every call through a shared [`Bulkhead`].
+///
+/// A full bulkhead (every slot busy, the wait queue full) refuses with
+/// `RejectKind::ConcurrencyLimited`, a wait past `max_wait` with `RejectKind::Timeout`, and
+/// [`readiness`](Service::readiness) reports a full bulkhead, so tower's `LoadShed` in
+/// front of it (through the tower bridge) sheds instead of queueing.
+///
+/// ```
+/// use backstop_core::{Layer, RejectKind, Service, ServiceExt, service_fn};
+/// use backstop_limit::{Bulkhead, BulkheadConfig, BulkheadLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let bulkhead = Bulkhead::new(BulkheadConfig { max_concurrent: 1, max_queued: 0, max_wait: None }).unwrap();
+/// let svc = BulkheadLayer::new(bulkhead.clone())
+///     .layer(service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) }).lift());
+/// assert_eq!(svc.call(7).await.unwrap(), 7);
+/// let _held = bulkhead.acquire().await.unwrap();
+/// assert!(svc.readiness().is_err());
+/// let refused = svc.call(8).await.unwrap_err();
+/// assert_eq!(refused.rejection().unwrap().kind, RejectKind::ConcurrencyLimited);
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct BulkheadLayer {
     bulkhead: Bulkhead,
@@ -173,37 +424,27 @@ pub struct BulkheadService<S> {
     bulkhead: Bulkhead,
 }
 
-/// A call refused by the bulkhead, or the inner service's own error.
-///
-/// `Clone` when `E` is, so a deduplicating layer above can hand one error to every caller.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum BulkheadServiceError<E> {
-    /// No slot was available.
-    #[error(transparent)]
-    Bulkhead(BulkheadError),
-    /// The inner service failed.
-    #[error(transparent)]
-    Inner(E),
-}
-
 impl<S, Req> Service<Req> for BulkheadService<S>
 where
     S: Service<Req>,
+    S::Error: StackError,
     Req: Send + 'static,
 {
     type Response = S::Response;
-    type Error = BulkheadServiceError<S::Error>;
+    type Error = S::Error;
 
     async fn call(&self, req: Req) -> Result<Self::Response, Self::Error> {
         let _permit = self
             .bulkhead
             .acquire()
             .await
-            .map_err(BulkheadServiceError::Bulkhead)?;
-        self.inner
-            .call(req)
-            .await
-            .map_err(BulkheadServiceError::Inner)
+            .map_err(|refused| S::Error::rejected(refused.into()))?;
+        self.inner.call(req).await
+    }
+
+    fn readiness(&self) -> Result<(), Rejected> {
+        self.bulkhead.readiness()?;
+        self.inner.readiness()
     }
 }
 
@@ -211,7 +452,7 @@ where
 mod tests {
     use super::*;
     use crate::{BulkheadConfig, Quota};
-    use backstop_core::{ManualClock, service_fn};
+    use backstop_core::{Error, ManualClock, RejectKind, ServiceExt, service_fn};
     use std::convert::Infallible;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
@@ -225,25 +466,76 @@ mod tests {
         ));
         let calls = Arc::new(AtomicU64::new(0));
         let counted = calls.clone();
-        let inner = Arc::new(service_fn(move |n: u64| {
-            counted.fetch_add(1, Ordering::Relaxed);
-            async move { Ok::<_, Infallible>(n) }
-        }));
-        let layer = RateLimitLayer::direct(limiter.clone(), |n: &u64| *n);
+        let inner = Arc::new(
+            service_fn(move |n: u64| {
+                counted.fetch_add(1, Ordering::Relaxed);
+                async move { Ok::<_, Infallible>(n) }
+            })
+            .lift(),
+        );
+        let layer = RateLimitLayer::new(limiter.clone()).cost(|n: &u64| *n);
         let a = layer.layer(inner.clone());
         let b = layer.clone().layer(inner);
         assert_eq!(a.call(2).await.unwrap(), 2);
+        assert!(b.readiness().is_ok(), "one cell is left");
         let err = b.call(2).await.unwrap_err();
         assert_eq!(err.retry_after(), Some(Duration::from_secs(1) / 3));
         assert!(matches!(
             b.call(4).await,
-            Err(RateLimitError::Limited(
-                CheckError::InsufficientCapacity { .. }
-            ))
+            Err(Error::Rejected(r)) if r.kind == RejectKind::TooLarge { quota: 0 }
         ));
         b.call(1).await.unwrap();
+        assert_eq!(
+            b.readiness().unwrap_err().kind,
+            RejectKind::RateLimited { quota: 0 }
+        );
         assert_eq!(calls.load(Ordering::Relaxed), 2);
         assert_eq!(limiter.stats().admitted, 2);
+    }
+
+    #[tokio::test]
+    async fn keyed_layers_charge_each_key_and_multi_quota_refusals_name_the_quota() {
+        let clock = ManualClock::new();
+        let limiter = KeyedMultiRateLimiter::with_clock(
+            vec![
+                Quota::per_minute(2).unwrap(),
+                Quota::per_minute(100).unwrap(),
+            ],
+            clock,
+        )
+        .unwrap();
+        let svc = RateLimitLayer::new(limiter)
+            .key(|call: &(&'static str, u64)| call.0)
+            .cost(|call: &(&'static str, u64)| [1, call.1])
+            .layer(
+                service_fn(|call: (&'static str, u64)| async move { Ok::<_, Infallible>(call.1) })
+                    .lift(),
+            );
+        assert_eq!(svc.call(("ann", 60)).await.unwrap(), 60);
+        let tokens = svc.call(("ann", 60)).await.unwrap_err();
+        assert_eq!(
+            tokens.rejection().unwrap().kind,
+            RejectKind::RateLimited { quota: 1 }
+        );
+        svc.call(("ann", 1)).await.unwrap();
+        let requests = svc.call(("ann", 1)).await.unwrap_err();
+        assert_eq!(
+            requests.rejection().unwrap().kind,
+            RejectKind::RateLimited { quota: 0 }
+        );
+        assert!(
+            svc.call(("bob", 1)).await.is_ok(),
+            "another key has its own budget"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_cost_closure_is_the_stacks_panicked_error() {
+        let svc = RateLimitLayer::new(RateLimiter::new(Quota::per_second(10).unwrap()))
+            .cost(|_: &u32| -> u64 { panic!("bad cost") })
+            .layer(service_fn(|n: u32| async move { Ok::<_, Infallible>(n) }).lift());
+        let err = svc.call(1).await.unwrap_err();
+        assert_eq!(err.panic().unwrap().message(), "bad cost");
     }
 
     #[tokio::test]
@@ -254,14 +546,22 @@ mod tests {
             max_wait: None,
         })
         .unwrap();
-        let svc = BulkheadLayer::new(bulkhead.clone()).layer(service_fn(|fail: bool| async move {
-            if fail { Err("boom") } else { Ok(()) }
-        }));
-        assert!(matches!(
-            svc.call(true).await,
-            Err(BulkheadServiceError::Inner("boom"))
-        ));
+        let svc = BulkheadLayer::new(bulkhead.clone()).layer(
+            service_fn(|fail: bool| async move { if fail { Err("boom") } else { Ok(()) } }).lift(),
+        );
+        assert!(matches!(svc.call(true).await, Err(Error::Inner("boom"))));
         svc.call(false).await.unwrap();
         assert_eq!(bulkhead.stats().in_flight, 0);
+        let held = bulkhead.acquire().await.unwrap();
+        assert_eq!(
+            svc.readiness().unwrap_err().kind,
+            RejectKind::ConcurrencyLimited
+        );
+        assert_eq!(
+            svc.call(false).await.unwrap_err().rejection().unwrap().kind,
+            RejectKind::ConcurrencyLimited
+        );
+        drop(held);
+        assert!(svc.readiness().is_ok());
     }
 }

@@ -21,9 +21,13 @@
 //!   caller gives up without being charged ([`WaitPolicy`]).
 //! - [`Bulkhead`]: at most N calls in flight with a bounded wait queue; permits are RAII
 //!   guards, freed on drop, cancellation and panic; it reports a [`backstop_core::LoadSignal`].
-//! - [`RateLimitLayer`] and [`BulkheadLayer`] put the same limits in front of any
-//!   [`backstop_core::Service`], with key and cost extractors; a refusal is a typed
-//!   [`RateLimitError`] with `retry_after`, ready to become `429` + `Retry-After`.
+//! - [`RateLimitLayer`] (over any limiter above, `RateLimitLayer::new(limiter)` with
+//!   `.key(..)` and `.cost(..)`) and [`BulkheadLayer`] put the same limits in front of any
+//!   [`backstop_core::Service`]. A refusal is the workspace's one
+//!   [`Rejected`](backstop_core::Rejected) (which quota refused, `retry_after`) carried in
+//!   the stack's own error, ready to become `429` + `Retry-After`; the services report
+//!   readiness (an empty direct limiter, a full bulkhead) so tower's `LoadShed` works in
+//!   front of them.
 //! - [`SlidingWindowLimiter`] and [`KeyedSlidingWindow`]: "N per minute/hour/day" as
 //!   users state quotas, the two-bucket sliding-window counter (current window plus the
 //!   previous one weighted by its remaining overlap, as Cloudflare does). It is an
@@ -114,19 +118,29 @@ pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadError, BulkheadPermit, Bulk
 pub use distributed::{
     FailurePolicy, RedisDecision, RedisLimitError, RedisRateLimiter, RedisStats, TimeSource,
 };
-pub use error::{CheckError, Rejected, WaitError};
+pub use error::{CheckError, WaitError};
 pub use gcra::{LimiterStats, RateLimiter};
 pub use keyed::{KeyedRateLimiter, KeyedStats};
 pub use layer::{
-    BulkheadLayer, BulkheadService, BulkheadServiceError, RateLimit, RateLimitError, RateLimitLayer,
+    BulkheadLayer, BulkheadService, LimitCost, LimitKey, PerRequest, RateLimitHandle,
+    RateLimitLayer, RateLimitService, Unkeyed,
 };
 pub use multi::{KeyedMultiRateLimiter, MultiRateLimiter};
 pub use quota::{Quota, QuotaConfig};
 #[cfg(feature = "redis")]
 pub use redis_config::{FailureMode, RedisLimitConfig, TimeSourceConfig};
 #[cfg(feature = "redis")]
-pub use redis_layer::{RedisRateLimit, RedisRateLimitError, RedisRateLimitLayer};
+pub use redis_layer::{RedisRateLimitLayer, RedisRateLimitService};
 pub use wait::WaitPolicy;
 pub use window::{
     KeyedSlidingWindow, KeyedSlidingWindowStats, SlidingWindowLimiter, SlidingWindowStats,
+};
+
+mod adaptive;
+pub use adaptive::{
+    AdaptiveLayer, AdaptiveLimitConfig, AdaptiveLimitStats, AdaptiveLimiter, AdaptiveOutcome,
+    AdaptivePermit, AdaptiveService, AimdConfig, ClassifyOutcome, DefaultOutcome, DefaultPriority,
+    Gradient2Config, LimitAlgorithm, MAX_ADAPTIVE_LIMIT, MAX_PRIORITY_CLASSES, MAX_WINDOW,
+    MAX_WINDOW_SAMPLES, PriorityClass, PriorityClassConfig, PriorityClassStats, PriorityKey,
+    VegasConfig,
 };

@@ -2,7 +2,7 @@
 
 use crate::cap::KeyCap;
 use crate::counters::Counters;
-use crate::error::{CheckError, Rejected};
+use crate::error::{CheckError, limited};
 use crate::gcra::{LimiterStats, Timeline, decide, remaining};
 use crate::keyed::KeyedStats;
 use crate::quota::Quota;
@@ -196,9 +196,7 @@ fn charge_all(
             for (j, (quota, state)) in quotas[..i].iter().zip(states.iter()).enumerate() {
                 refund(state, costs.of(j), quota);
             }
-            return Err(CheckError::Rejected(Rejected {
-                retry_after: Duration::from_nanos(wait),
-            }));
+            return Err(CheckError::Rejected(limited(i, Duration::from_nanos(wait))));
         }
     }
     Ok(())

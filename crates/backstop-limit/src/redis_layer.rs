@@ -1,13 +1,12 @@
 //! Waiting on and layering the Redis-backed limiter.
 
 use crate::distributed::{RedisDecision, RedisLimitError, RedisRateLimiter};
-use crate::error::Rejected;
+use crate::error::limited;
 use crate::wait::{WaitPolicy, jitter};
-use backstop_core::{Layer, Service};
+use backstop_core::{Layer, RejectKind, Rejected, Service, StackError, contain};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-use thiserror::Error;
 
 impl RedisRateLimiter {
     /// Waits until `cost` is admitted for `key`, sleeping for each refusal's `retry_after`
@@ -48,30 +47,17 @@ impl RedisRateLimiter {
     }
 }
 
-/// A call refused by the Redis limiter, or the inner service's own error.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum RedisRateLimitError<E> {
-    /// Over the quota; `retry_after` feeds a 429's `Retry-After`.
-    #[error(transparent)]
-    Limited(Rejected),
-    /// The limiter could not decide in the caller's favour: cost above the burst, Redis
-    /// unavailable under fail-closed, or a wait longer than allowed.
-    #[error(transparent)]
-    Limit(RedisLimitError),
-    /// The inner service failed.
-    #[error(transparent)]
-    Inner(E),
-}
-
-impl<E> RedisRateLimitError<E> {
-    /// The wait after which a retry would pass, when the call was rate limited.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            RedisRateLimitError::Limited(r) => Some(r.retry_after),
-            RedisRateLimitError::Limit(RedisLimitError::WaitTooLong { retry_after }) => {
-                Some(*retry_after)
+impl From<RedisLimitError> for Rejected {
+    /// A cost no wait admits is `TooLarge`; Redis unreachable under fail-closed is
+    /// `Unavailable`; a wait past `max_wait` is the rate limit it waited on.
+    fn from(error: RedisLimitError) -> Self {
+        match error {
+            RedisLimitError::InsufficientCapacity { .. }
+            | RedisLimitError::CostsMismatch { .. } => {
+                Rejected::new(RejectKind::TooLarge { quota: 0 })
             }
-            _ => None,
+            RedisLimitError::Unavailable(_) => Rejected::new(RejectKind::Unavailable),
+            RedisLimitError::WaitTooLong { retry_after } => limited(0, retry_after),
         }
     }
 }
@@ -82,20 +68,25 @@ type CostFn<Req> = Arc<dyn Fn(&Req) -> u64 + Send + Sync>;
 /// Admits each request through a shared [`RedisRateLimiter`] before calling the inner
 /// service: one budget for every process.
 ///
-/// By default a refused request fails at once with [`RedisRateLimitError::Limited`];
+/// Every request spends the budget of the key `"global"` at a cost of one until
+/// [`key`](Self::key) and [`cost`](Self::cost) say otherwise. By default a refused request
+/// fails at once with the stack's error built from a [`Rejected`] (`RateLimited`, with
+/// `retry_after`; `Unavailable` when Redis is unreachable and the policy fails closed);
 /// [`wait`](Self::wait) makes it sleep until admitted instead, within a `max_wait`.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// use backstop_core::{Service, Stack, service_fn};
+/// use backstop_core::{Service, ServiceExt, Stack, service_fn};
 /// use backstop_limit::{Quota, RedisRateLimitLayer, RedisRateLimiter};
 ///
 /// struct Call { user: String, tokens: u64 }
 ///
 /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
 /// let tpm = RedisRateLimiter::new(client, "tpm", &[Quota::per_minute(100_000)?])?;
-/// let layer = RedisRateLimitLayer::new(tpm, |c: &Call| c.user.clone(), |c: &Call| c.tokens);
-/// let model = service_fn(|c: Call| async move { Ok::<_, std::io::Error>(c.tokens) });
+/// let layer = RedisRateLimitLayer::new(tpm)
+///     .key(|c: &Call| c.user.clone())
+///     .cost(|c: &Call| c.tokens);
+/// let model = service_fn(|c: Call| async move { Ok::<_, std::io::Error>(c.tokens) }).lift();
 /// let svc = Stack::new().layer(layer).service(model);
 /// match svc.call(Call { user: "ann".into(), tokens: 900 }).await {
 ///     Ok(tokens) => println!("spent {tokens}"),
@@ -131,18 +122,27 @@ impl<Req> fmt::Debug for RedisRateLimitLayer<Req> {
 }
 
 impl<Req> RedisRateLimitLayer<Req> {
-    /// Charges `cost(&req)` to the Redis key of `key(&req)` (a user, tenant or model).
-    pub fn new(
-        limiter: RedisRateLimiter,
-        key: impl Fn(&Req) -> String + Send + Sync + 'static,
-        cost: impl Fn(&Req) -> u64 + Send + Sync + 'static,
-    ) -> Self {
+    /// Charges `limiter`: one cell per request to the key `"global"` until
+    /// [`key`](Self::key) and [`cost`](Self::cost) say otherwise.
+    pub fn new(limiter: RedisRateLimiter) -> Self {
         Self {
             limiter,
-            key: Arc::new(key),
-            cost: Arc::new(cost),
+            key: Arc::new(|_| String::from("global")),
+            cost: Arc::new(|_| 1),
             wait: None,
         }
+    }
+
+    /// Charges the Redis key of `key(&request)` (a user, tenant or model).
+    pub fn key(mut self, key: impl Fn(&Req) -> String + Send + Sync + 'static) -> Self {
+        self.key = Arc::new(key);
+        self
+    }
+
+    /// Charges `cost(&request)` cells (the tokens of an LLM call).
+    pub fn cost(mut self, cost: impl Fn(&Req) -> u64 + Send + Sync + 'static) -> Self {
+        self.cost = Arc::new(cost);
+        self
     }
 
     /// Waits for admission following `policy` instead of refusing at once.
@@ -153,10 +153,10 @@ impl<Req> RedisRateLimitLayer<Req> {
 }
 
 impl<S, Req> Layer<S> for RedisRateLimitLayer<Req> {
-    type Service = RedisRateLimit<S, Req>;
+    type Service = RedisRateLimitService<S, Req>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RedisRateLimit {
+        RedisRateLimitService {
             inner,
             layer: self.clone(),
         }
@@ -164,44 +164,56 @@ impl<S, Req> Layer<S> for RedisRateLimitLayer<Req> {
 }
 
 /// A service behind a Redis-backed rate limit, made by [`RedisRateLimitLayer`].
-pub struct RedisRateLimit<S, Req> {
+pub struct RedisRateLimitService<S, Req> {
     inner: S,
     layer: RedisRateLimitLayer<Req>,
 }
 
-impl<S: fmt::Debug, Req> fmt::Debug for RedisRateLimit<S, Req> {
+impl<S: Clone, Req> Clone for RedisRateLimitService<S, Req> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            layer: self.layer.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, Req> fmt::Debug for RedisRateLimitService<S, Req> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisRateLimit")
+        f.debug_struct("RedisRateLimitService")
             .field("inner", &self.inner)
             .field("layer", &self.layer)
             .finish()
     }
 }
 
-impl<S, Req> Service<Req> for RedisRateLimit<S, Req>
+impl<S, Req> Service<Req> for RedisRateLimitService<S, Req>
 where
     S: Service<Req> + Sync,
+    S::Error: StackError,
     Req: Send + 'static,
 {
     type Response = S::Response;
-    type Error = RedisRateLimitError<S::Error>;
+    type Error = S::Error;
 
     async fn call(&self, req: Req) -> Result<Self::Response, Self::Error> {
-        let (key, cost) = ((self.layer.key)(&req), (self.layer.cost)(&req));
+        let charge = contain("redis rate limit key or cost", || {
+            ((self.layer.key)(&req), (self.layer.cost)(&req))
+        });
+        let (key, cost) = charge.map_err(S::Error::panicked)?;
         let limiter = &self.layer.limiter;
         let decision = match &self.layer.wait {
             Some(policy) => limiter.until_key_ready(&key, cost, policy).await,
             None => limiter.check_key_n(&key, cost).await,
         }
-        .map_err(RedisRateLimitError::Limit)?;
+        .map_err(|error| S::Error::rejected(error.into()))?;
         if !decision.allowed {
-            return Err(RedisRateLimitError::Limited(Rejected {
-                retry_after: decision.retry_after,
-            }));
+            return Err(S::Error::rejected(limited(0, decision.retry_after)));
         }
-        self.inner
-            .call(req)
-            .await
-            .map_err(RedisRateLimitError::Inner)
+        self.inner.call(req).await
+    }
+
+    fn readiness(&self) -> Result<(), Rejected> {
+        self.inner.readiness()
     }
 }

@@ -51,7 +51,7 @@ async fn wait_for(
     loop {
         let retry_after = match attempt() {
             Ok(()) => return Ok(()),
-            Err(CheckError::Rejected(r)) => r.retry_after,
+            Err(CheckError::Rejected(r)) => r.retry_after.unwrap_or_default(),
             Err(impossible) => return Err(WaitError::Impossible(impossible)),
         };
         if let Some(max_wait) = policy.max_wait

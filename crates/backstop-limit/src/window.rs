@@ -7,8 +7,9 @@
 //! but the current fixed window's count never exceeds the limit, so no aligned window ever
 //! admits more than `limit`.
 
+use crate::CheckError;
 use crate::cap::KeyCap;
-use crate::{CheckError, Rejected};
+use crate::error::limited;
 use backstop_core::config::{ConfigError, ensure};
 use backstop_core::{Clock, DefaultClock};
 use dashmap::DashMap;
@@ -126,7 +127,7 @@ impl<C: Clock> Shared<C> {
             Err(retry_after) => {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
                 tracing::trace!(?retry_after, "sliding window refused a request");
-                Err(CheckError::Rejected(Rejected { retry_after }))
+                Err(CheckError::Rejected(limited(0, retry_after)))
             }
         }
     }
@@ -533,7 +534,7 @@ mod tests {
                     Ok(()) => *per_window.entry(window).or_default() += cost,
                     Err(CheckError::Rejected(r)) => {
                         prop_assert!(cost <= limit);
-                        prop_assert!(r.retry_after > Duration::ZERO);
+                        prop_assert!(r.retry_after.unwrap() > Duration::ZERO);
                     }
                     Err(CheckError::InsufficientCapacity { .. }) => prop_assert!(cost > limit),
                     Err(other) => prop_assert!(false, "unexpected {other:?}"),

@@ -2,10 +2,10 @@
 #![cfg(feature = "redis")]
 
 use backstop_core::testing::RedisTestContext;
-use backstop_core::{Service, Stack, service_fn};
+use backstop_core::{RejectKind, Service, ServiceExt, Stack, service_fn};
 use backstop_limit::{
     FailureMode, FailurePolicy, Quota, QuotaConfig, RedisLimitConfig, RedisLimitError,
-    RedisRateLimitError, RedisRateLimitLayer, RedisRateLimiter, TimeSource, WaitPolicy,
+    RedisRateLimitLayer, RedisRateLimiter, TimeSource, WaitPolicy,
 };
 use std::time::{Duration, Instant};
 
@@ -246,34 +246,36 @@ async fn layer_charges_the_shared_budget_and_types_refusals() {
         .timeout(Duration::from_secs(2))
         .on_failure(FailureMode::Closed);
     let limiter = config.build(redis.client().clone()).unwrap();
-    let layer = RedisRateLimitLayer::new(
-        limiter.clone(),
-        |c: &Call| c.user.to_string(),
-        |c: &Call| c.tokens,
-    );
+    let layer = RedisRateLimitLayer::new(limiter.clone())
+        .key(|c: &Call| c.user.to_string())
+        .cost(|c: &Call| c.tokens);
     let model = service_fn(|c: Call| async move {
         if c.tokens == 13 {
             Err("unlucky")
         } else {
             Ok(c.tokens)
         }
-    });
+    })
+    .lift();
     let svc = Stack::new().layer(layer).service(model);
     assert_eq!(
         svc.call(Call {
             user: "ann",
             tokens: 60
         })
-        .await,
-        Ok(60)
+        .await
+        .unwrap(),
+        60
     );
     assert_eq!(
         svc.call(Call {
             user: "ann",
             tokens: 13
         })
-        .await,
-        Err(RedisRateLimitError::Inner("unlucky"))
+        .await
+        .unwrap_err()
+        .inner(),
+        Some(&"unlucky")
     );
     let refused = svc
         .call(Call {
@@ -282,25 +284,30 @@ async fn layer_charges_the_shared_budget_and_types_refusals() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(refused, RedisRateLimitError::Limited(_)));
+    assert_eq!(
+        refused.rejection().unwrap().kind,
+        RejectKind::RateLimited { quota: 0 }
+    );
     assert!(refused.retry_after().unwrap() > Duration::from_secs(60));
-    assert!(matches!(
+    assert_eq!(
         svc.call(Call {
             user: "ann",
             tokens: 101
         })
-        .await,
-        Err(RedisRateLimitError::Limit(
-            RedisLimitError::InsufficientCapacity { .. }
-        ))
-    ));
+        .await
+        .unwrap_err()
+        .rejection()
+        .map(|r| r.kind),
+        Some(RejectKind::TooLarge { quota: 0 })
+    );
     assert_eq!(
         svc.call(Call {
             user: "bob",
             tokens: 100
         })
-        .await,
-        Ok(100)
+        .await
+        .unwrap(),
+        100
     );
     let stats = limiter.stats();
     assert_eq!((stats.allowed, stats.rejected), (3, 1));
@@ -354,13 +361,13 @@ async fn until_key_ready_waits_for_the_refill_or_gives_up_past_max_wait() {
 async fn layer_over_a_down_server_fails_closed_within_the_timeout() {
     let layer = RedisRateLimitLayer::new(
         down(FailurePolicy::FailClosed).with_timeout(Duration::from_millis(200)),
-        |c: &Call| c.user.to_string(),
-        |c: &Call| c.tokens,
     )
+    .key(|c: &Call| c.user.to_string())
+    .cost(|c: &Call| c.tokens)
     .wait(WaitPolicy::default());
     let svc = Stack::new()
         .layer(layer)
-        .service(service_fn(|c: Call| async move { Ok::<_, ()>(c.tokens) }));
+        .service(service_fn(|c: Call| async move { Ok::<_, ()>(c.tokens) }).lift());
     let start = Instant::now();
     let err = svc
         .call(Call {
@@ -369,10 +376,7 @@ async fn layer_over_a_down_server_fails_closed_within_the_timeout() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(
-        err,
-        RedisRateLimitError::Limit(RedisLimitError::Unavailable(_))
-    ));
+    assert_eq!(err.rejection().unwrap().kind, RejectKind::Unavailable);
     assert!(start.elapsed() < Duration::from_secs(2));
 }
 

@@ -1,0 +1,525 @@
+//! The router handle and the fallback chain every entry point (standalone, layer) runs.
+
+use crate::class::{ClassifyRoute, ErrorClass, StandardRouteClassify};
+use crate::config::{AllCooling, RouteConfig};
+use crate::hints::RouteHints;
+use crate::pick::Attempted;
+use crate::stats::{RouterStats, router_counters::*, target_counters};
+use crate::target::{InFlight, Target, TargetInfo};
+use backstop_core::{
+    ConfigError, Error, LoadSignal, LoadSnapshot, RejectKind, Rejected, StackError,
+    StripedCounters, contain, deadline,
+};
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A set of upstream targets with fallback, balancing, cooldowns and per-target breakers
+/// and budgets: a cheap-clone handle (clones share all of it).
+///
+/// Use it standalone with [`call`](Router::call) or [`run`](Router::run), or in front of
+/// a service with [`RouteLayer`](crate::RouteLayer).
+///
+/// A request goes to the first priority group with a usable target (not tried, not
+/// cooling down, circuit admitting, budget with room, window large enough); within the
+/// group a sticky key picks by rendezvous hashing, otherwise weighted power of two
+/// choices over Peak-EWMA latency and budget headroom. A failure is classified
+/// ([`ErrorClass`]) and the chain moves on, within one deadline and `max_attempts` calls.
+///
+/// ```
+/// use backstop_route::{RouteConfig, RouteHints, TargetConfig};
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+/// # rt.block_on(async {
+/// let router = RouteConfig {
+///     targets: vec![
+///         TargetConfig { group: 0, ..TargetConfig::named("primary") },
+///         TargetConfig { group: 1, ..TargetConfig::named("backup") },
+///     ],
+///     ..RouteConfig::default()
+/// }
+/// .build()
+/// .unwrap();
+///
+/// let answer = router
+///     .call(&RouteHints::new(), |target| {
+///         let name = target.name().to_string();
+///         async move {
+///             if name == "primary" { Err("503") } else { Ok(format!("answered by {name}")) }
+///         }
+///     })
+///     .await;
+/// assert_eq!(answer.unwrap(), "answered by backup");
+/// assert_eq!(router.stats().fallbacks, 1);
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct Router {
+    shared: Arc<RouterState>,
+}
+
+pub(crate) struct RouterState {
+    pub(crate) config: RouteConfig,
+    pub(crate) targets: Box<[Target]>,
+    /// Target indices per priority group, lowest group first.
+    pub(crate) groups: Box<[Box<[u8]>]>,
+    origin: Instant,
+    counters: StripedCounters<COUNTERS>,
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field("targets", &self.shared.targets.len())
+            .field("groups", &self.shared.groups.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How one attempt ended when it did not return.
+enum Cut {
+    /// The attempt timeout fired: the target was too slow.
+    Slow,
+    /// The request's deadline passed: nothing more can be tried.
+    Deadline,
+}
+
+impl Router {
+    /// Validates `config` and builds the handle; the same as [`RouteConfig::build`].
+    pub fn new(config: RouteConfig) -> Result<Self, ConfigError> {
+        config.build()
+    }
+
+    pub(crate) fn from_valid(config: RouteConfig) -> Self {
+        let origin = Instant::now();
+        let targets: Box<[Target]> = config
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                Target::new(
+                    i,
+                    t,
+                    config.balance.default_latency,
+                    config.balance.decay,
+                    0,
+                )
+            })
+            .collect();
+        let mut levels: Vec<u32> = config.targets.iter().map(|t| t.group).collect();
+        levels.sort_unstable();
+        levels.dedup();
+        let groups = levels
+            .iter()
+            .map(|level| {
+                (0..config.targets.len())
+                    .filter(|&i| config.targets[i].group == *level)
+                    .map(|i| i as u8)
+                    .collect()
+            })
+            .collect();
+        Self {
+            shared: Arc::new(RouterState {
+                config,
+                targets,
+                groups,
+                origin,
+                counters: StripedCounters::new(),
+            }),
+        }
+    }
+
+    /// The validated config.
+    pub fn config(&self) -> &RouteConfig {
+        &self.shared.config
+    }
+
+    /// Every target, in config order.
+    pub fn targets(&self) -> impl Iterator<Item = &TargetInfo> {
+        self.shared.targets.iter().map(|t| &t.info)
+    }
+
+    /// The target named `name`.
+    pub fn target(&self, name: &str) -> Option<&TargetInfo> {
+        self.targets().find(|t| t.name() == name)
+    }
+
+    /// The target's circuit breaker, to force it open or read its stats.
+    pub fn breaker(
+        &self,
+        target: &TargetInfo,
+    ) -> Option<&backstop_breaker::Breaker<backstop_core::TokioClock>> {
+        self.shared.targets.get(target.index()).map(|t| &t.breaker)
+    }
+
+    /// Nanoseconds since the router was built, on Tokio's clock (paused in tests).
+    fn now(&self) -> u64 {
+        backstop_core::time::nanos(Instant::now().saturating_duration_since(self.shared.origin))
+    }
+
+    /// The target a request with `hints` would be sent to first, without charging or
+    /// calling anything (a sticky key always gives the same answer; otherwise the choice is
+    /// randomised).
+    pub fn pick(&self, hints: &RouteHints) -> Option<&TargetInfo> {
+        let mut req = Attempted {
+            tokens: hints.token_cost(),
+            sticky: hints.sticky_key(),
+            ..Attempted::default()
+        };
+        let now = self.now();
+        self.shared
+            .select(&mut req, now)
+            .map(|i| &self.shared.targets[i].info)
+    }
+
+    /// Cools `target` down for `length` (lengthening, never shortening, a cooldown), as a
+    /// failure would: for a health check or an operator that knows better.
+    pub fn cool_down(&self, target: &TargetInfo, length: Duration) {
+        if let Some(t) = self.shared.targets.get(target.index()) {
+            t.cool_down(
+                self.now(),
+                length.min(self.shared.config.cooldown.max),
+                "manual",
+            );
+        }
+    }
+
+    /// Totals since creation, and every target's state.
+    pub fn stats(&self) -> RouterStats {
+        let c = &self.shared.counters;
+        let now = self.now();
+        RouterStats {
+            calls: c.get(CALLS),
+            succeeded: c.get(SUCCEEDED),
+            fallbacks: c.get(FALLBACKS),
+            exhausted: c.get(EXHAUSTED),
+            all_cooling_refusals: c.get(ALL_COOLING),
+            probes: c.get(PROBES),
+            deadline_exhaustions: c.get(DEADLINE_EXHAUSTED),
+            panics: c.get(PANICKED),
+            waited_retry_after: c.get(WAITED),
+            targets: self.shared.targets.iter().map(|t| t.stats(now)).collect(),
+        }
+    }
+
+    /// `Ok` when some target is usable now (not cooling down, circuit admitting);
+    /// otherwise the refusal a call would get, with the soonest `retry_after`.
+    pub fn readiness(&self) -> Result<(), Rejected> {
+        let now = self.now();
+        let usable = self
+            .shared
+            .targets
+            .iter()
+            .any(|t| !t.cooling(now) && t.breaker.readiness().is_ok());
+        if usable {
+            Ok(())
+        } else {
+            Err(self.all_cooling(now))
+        }
+    }
+
+    /// The refusal when no target can be called: `Unavailable`, after the soonest time any
+    /// target's cooldown and circuit allow a call again, when known.
+    fn all_cooling(&self, now: u64) -> Rejected {
+        let soonest = self
+            .shared
+            .targets
+            .iter()
+            .filter_map(|t| {
+                let circuit = match t.breaker.readiness() {
+                    Ok(()) => Some(Duration::ZERO),
+                    Err(refused) => refused.retry_after,
+                };
+                circuit.map(|wait| wait.max(t.cooldown_left(now)))
+            })
+            .min();
+        let refused = Rejected::new(RejectKind::Unavailable);
+        match soonest {
+            Some(wait) => refused.with_retry_after(wait),
+            None => refused,
+        }
+    }
+
+    /// Routes one request with the standard classification; the attempt's own error `E`
+    /// comes back lifted into [`Error<E>`] (the router's refusals, such as every target
+    /// cooling down, are [`Error::Rejected`]).
+    pub async fn call<T, E, F, Fut>(&self, hints: &RouteHints, attempt: F) -> Result<T, Error<E>>
+    where
+        E: Send + Sync + 'static,
+        F: Fn(&TargetInfo) -> Fut + Sync,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.run(hints, &StandardRouteClassify, |target| {
+            let call = attempt(target);
+            async move { call.await.map_err(Error::Inner) }
+        })
+        .await
+    }
+
+    /// Routes one request: calls `attempt` with a chosen target until it succeeds,
+    /// `classify` calls the error fatal, `max_attempts` calls were made, the deadline
+    /// leaves too little time, or no target is left. The error returned is the last
+    /// attempt's, or a refusal when no call could be made (`Unavailable` with the soonest
+    /// `retry_after` when every target is cooling down, `DeadlineExceeded` when the
+    /// deadline was too close).
+    pub async fn run<T, E, C, F, Fut>(
+        &self,
+        hints: &RouteHints,
+        classify: &C,
+        attempt: F,
+    ) -> Result<T, E>
+    where
+        E: StackError,
+        C: ClassifyRoute<E> + ?Sized,
+        F: Fn(&TargetInfo) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        match self.shared.config.timeout {
+            Some(timeout) => deadline::scope(timeout, self.chain(hints, classify, &attempt)).await,
+            None => self.chain(hints, classify, &attempt).await,
+        }
+    }
+
+    fn too_close(&self) -> bool {
+        let least = self
+            .shared
+            .config
+            .min_attempt_time
+            .max(Duration::from_nanos(1));
+        deadline::remaining().is_some_and(|left| left < least)
+    }
+
+    async fn chain<T, E, C, F, Fut>(
+        &self,
+        hints: &RouteHints,
+        classify: &C,
+        attempt: &F,
+    ) -> Result<T, E>
+    where
+        E: StackError,
+        C: ClassifyRoute<E> + ?Sized,
+        F: Fn(&TargetInfo) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let s = &*self.shared;
+        let config = &s.config;
+        s.counters.add(CALLS);
+        let mut req = Attempted {
+            tokens: hints.token_cost(),
+            sticky: hints.sticky_key(),
+            ..Attempted::default()
+        };
+        let mut last_error: Option<E> = None;
+        let mut attempts = 0;
+        let mut probed = false;
+        let mut waited = false;
+        let mut again: Option<usize> = None;
+        while attempts < config.max_attempts {
+            let now = self.now();
+            let index = match again.take().or_else(|| s.select(&mut req, now)) {
+                Some(index) => index,
+                None if !probed
+                    && config.when_all_cooling == AllCooling::ProbeLeastRecentlyFailed =>
+                {
+                    let Some(index) = s.least_recently_failed(&req, now) else {
+                        break;
+                    };
+                    probed = true;
+                    s.counters.add(PROBES);
+                    tracing::debug!(target_name = %s.targets[index].info.name(), "route: every target cooling down; probing the least recently failed");
+                    index
+                }
+                None => break,
+            };
+            req.tried |= 1u64 << index;
+            let target = &s.targets[index];
+            if self.too_close() {
+                s.counters.add(DEADLINE_EXHAUSTED);
+                tracing::debug!("route: deadline too close to start an attempt");
+                return Err(last_error
+                    .unwrap_or_else(|| E::rejected(Rejected::new(RejectKind::DeadlineExceeded))));
+            }
+            if !target.charge(req.tokens) {
+                target.count(target_counters::SKIPPED_NO_BUDGET);
+                continue;
+            }
+            let Ok(permit) = target.breaker.try_acquire() else {
+                target.count(target_counters::SKIPPED_CIRCUIT_OPEN);
+                continue;
+            };
+            if attempts > 0 {
+                s.counters.add(FALLBACKS);
+                tracing::debug!(target_name = %target.info.name(), attempt = attempts + 1, "route: falling back");
+            }
+            attempts += 1;
+            target.count(target_counters::CHOSEN);
+            let started = self.now();
+            let result = {
+                let _in_flight = InFlight::enter(&target.pending);
+                self.timed(attempt(&target.info)).await
+            };
+            let ended = self.now();
+            let latency = ended.saturating_sub(started);
+            let error = match result {
+                Ok(Ok(value)) => {
+                    target.ewma.observe(latency, ended);
+                    target.succeeded();
+                    permit.success();
+                    target.count(target_counters::SUCCEEDED);
+                    s.counters.add(SUCCEEDED);
+                    return Ok(value);
+                }
+                Ok(Err(error)) => error,
+                Err(Cut::Deadline) => {
+                    // The caller's deadline, not the target's fault; the wait still bounds
+                    // the target's latency from below.
+                    target.ewma.observe(latency, ended);
+                    permit.ignore();
+                    s.counters.add(DEADLINE_EXHAUSTED);
+                    return Err(E::rejected(Rejected::new(RejectKind::DeadlineExceeded)));
+                }
+                Err(Cut::Slow) => E::rejected(Rejected::new(RejectKind::Timeout)),
+            };
+            let class = match contain("route.classify", || classify.classify(&error)) {
+                Ok(class) => class,
+                Err(panicked) => {
+                    permit.ignore();
+                    s.counters.add(PANICKED);
+                    tracing::warn!(%panicked, "route: classifier panicked");
+                    return Err(E::panicked(panicked));
+                }
+            };
+            target.count(class_counter(class));
+            let cooldown = &config.cooldown;
+            match class {
+                ErrorClass::Fatal => {
+                    permit.ignore();
+                    return Err(error);
+                }
+                ErrorClass::ContextLength => {
+                    permit.ignore();
+                    let larger = target
+                        .info
+                        .context_window()
+                        .map_or(u64::MAX, |w| w.saturating_add(1));
+                    req.min_window = req.min_window.max(larger);
+                    tracing::debug!(target_name = %target.info.name(), min_window = req.min_window, "route: context too long; trying larger windows");
+                }
+                ErrorClass::ServerError | ErrorClass::Timeout => {
+                    permit.failure();
+                    target.ewma.observe(latency, ended);
+                    if target.failed(ended) >= cooldown.consecutive_failures {
+                        let length = if class == ErrorClass::Timeout {
+                            cooldown.timeout
+                        } else {
+                            cooldown.server_error
+                        };
+                        target.cool_down(ended, length.min(cooldown.max), class.as_str());
+                    }
+                }
+                ErrorClass::RateLimited { retry_after } => {
+                    permit.ignore();
+                    target.last_failure.store(ended.max(1), Ordering::Relaxed);
+                    let wait = retry_after
+                        .unwrap_or(cooldown.rate_limited)
+                        .min(cooldown.max);
+                    target.cool_down(ended, wait, class.as_str());
+                    let short = retry_after.is_some_and(|w| w <= cooldown.wait_for_retry_after);
+                    let time_left = deadline::remaining()
+                        .is_none_or(|left| left > wait.saturating_add(config.min_attempt_time));
+                    if short && !waited && time_left {
+                        waited = true;
+                        s.counters.add(WAITED);
+                        tokio::time::sleep(wait).await;
+                        again = Some(index);
+                    }
+                }
+                ErrorClass::CircuitOpen { retry_after }
+                | ErrorClass::Unavailable { retry_after } => {
+                    permit.ignore();
+                    target.last_failure.store(ended.max(1), Ordering::Relaxed);
+                    let fallback = if matches!(class, ErrorClass::CircuitOpen { .. }) {
+                        cooldown.circuit_open
+                    } else {
+                        cooldown.unavailable
+                    };
+                    target.cool_down(
+                        ended,
+                        retry_after.unwrap_or(fallback).min(cooldown.max),
+                        class.as_str(),
+                    );
+                }
+            }
+            last_error = Some(error);
+        }
+        match last_error {
+            Some(error) => {
+                s.counters.add(EXHAUSTED);
+                Err(error)
+            }
+            None => {
+                s.counters.add(ALL_COOLING);
+                let refused = if req.no_budget != 0 && attempts == 0 {
+                    // Every usable target was out of budget: the caller is rate limited.
+                    let limited = Rejected::new(RejectKind::RateLimited { quota: 0 });
+                    match self.all_cooling(self.now()).retry_after {
+                        Some(wait) => limited.with_retry_after(wait),
+                        None => limited,
+                    }
+                } else {
+                    self.all_cooling(self.now())
+                };
+                tracing::debug!(%refused, "route: no target can take the request");
+                Err(E::rejected(refused))
+            }
+        }
+    }
+
+    /// Runs one attempt within the attempt timeout and what remains of the deadline.
+    async fn timed<T, E>(
+        &self,
+        attempt: impl Future<Output = Result<T, E>>,
+    ) -> Result<Result<T, E>, Cut> {
+        let left = deadline::remaining();
+        let (limit, cut) = match (self.shared.config.attempt_timeout, left) {
+            (Some(each), Some(left)) if left <= each => (left, Cut::Deadline),
+            (Some(each), _) => (each, Cut::Slow),
+            (None, Some(left)) => (left, Cut::Deadline),
+            (None, None) => return Ok(attempt.await),
+        };
+        tokio::time::timeout(backstop_core::time::clamp(limit), attempt)
+            .await
+            .map_err(|_| cut)
+    }
+}
+
+fn class_counter(class: ErrorClass) -> usize {
+    use target_counters::*;
+    match class {
+        ErrorClass::ServerError => SERVER_ERROR,
+        ErrorClass::Timeout => TIMEOUT,
+        ErrorClass::RateLimited { .. } => RATE_LIMITED,
+        ErrorClass::CircuitOpen { .. } => CIRCUIT_OPEN,
+        ErrorClass::Unavailable { .. } => UNAVAILABLE,
+        ErrorClass::ContextLength => CONTEXT_LENGTH,
+        ErrorClass::Fatal => FATAL,
+    }
+}
+
+impl LoadSignal for Router {
+    /// Attempts in flight over every target; a router has no queue and no fixed capacity.
+    fn load(&self) -> LoadSnapshot {
+        LoadSnapshot {
+            in_flight: self
+                .shared
+                .targets
+                .iter()
+                .map(|t| t.pending.load(Ordering::Relaxed))
+                .sum(),
+            ..LoadSnapshot::default()
+        }
+    }
+}

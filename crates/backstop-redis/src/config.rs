@@ -1,0 +1,362 @@
+//! The `[redis]` section: where Redis is and how to talk to it.
+
+use backstop_core::config::{
+    ConfigError, Validate, ensure, ensure_at_most, ensure_duration_at_most,
+};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How to reach Redis: exactly one of `url` (one server), `cluster_nodes` (a Redis
+/// Cluster's seed nodes) or `sentinel` (a primary found through Sentinel).
+///
+/// ```
+/// use backstop_redis::RedisConfig;
+/// use backstop_core::config::Validate;
+///
+/// let config: RedisConfig = serde_json::from_str(
+///     r#"{"sentinel": {"master": "cache", "nodes": ["10.0.0.1:26379", "10.0.0.2:26379"]},
+///         "timeout": "250ms"}"#,
+/// )
+/// .unwrap();
+/// assert!(config.validate().is_ok());
+///
+/// let both = RedisConfig {
+///     url: Some("redis://127.0.0.1:6379".into()),
+///     cluster_nodes: vec!["127.0.0.1:7000".into()],
+///     ..RedisConfig::default()
+/// };
+/// assert_eq!(both.validate().unwrap_err().field(), "cluster_nodes");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// One server: `redis://host:port/db` (or `rediss://` for TLS). Pointing it at a
+    /// cluster node or a replica is reported as a misconfiguration at connect.
+    pub url: Option<String>,
+    /// A Redis Cluster's seed nodes (`host:port` or URLs); the client discovers the rest
+    /// and follows slot moves and failovers.
+    pub cluster_nodes: Vec<String>,
+    /// A primary behind Sentinel, re-resolved on every reconnect.
+    pub sentinel: Option<SentinelConfig>,
+    /// TLS settings; present means TLS for `host:port` nodes (a `rediss://` URL implies
+    /// TLS on its own). Needs the crate feature `tls`.
+    pub tls: Option<TlsConfig>,
+    /// The most one command may take on the wire (at most [`RedisConfig::MAX_TIMEOUT`]);
+    /// each primitive bounds its calls further by its own timeout.
+    #[serde(with = "backstop_core::duration::human")]
+    pub timeout: Duration,
+    /// The most opening one connection may take (at most [`RedisConfig::MAX_TIMEOUT`]).
+    #[serde(with = "backstop_core::duration::human")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            cluster_nodes: Vec::new(),
+            sentinel: None,
+            tls: None,
+            timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A primary found through Sentinel.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SentinelConfig {
+    /// The master name the Sentinels monitor.
+    pub master: String,
+    /// The Sentinels' addresses (`host:port` or `redis://` URLs).
+    pub nodes: Vec<String>,
+}
+
+impl SentinelConfig {
+    /// Reads `master@host:port,host:port,…` (the form of the `REDIS_SENTINEL` variable).
+    ///
+    /// ```
+    /// use backstop_redis::SentinelConfig;
+    ///
+    /// let s = SentinelConfig::parse("cache@10.0.0.1:26379,10.0.0.2:26379").unwrap();
+    /// assert_eq!(s.master, "cache");
+    /// assert_eq!(s.nodes.len(), 2);
+    /// assert!(SentinelConfig::parse("no-master-name").is_err());
+    /// ```
+    pub fn parse(spec: &str) -> Result<Self, ConfigError> {
+        let (master, nodes) = spec
+            .split_once('@')
+            .ok_or_else(|| ConfigError::new("sentinel", "must read master@host:port,…"))?;
+        let config = Self {
+            master: master.to_string(),
+            nodes: nodes
+                .split(',')
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect(),
+        };
+        config.validate().map_err(|e| e.within("sentinel"))?;
+        Ok(config)
+    }
+}
+
+impl Validate for SentinelConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        ensure(!self.master.is_empty(), "master", "must not be empty")?;
+        ensure(
+            !self.nodes.is_empty(),
+            "nodes",
+            "must name at least one Sentinel",
+        )?;
+        ensure_at_most(
+            "nodes",
+            self.nodes.len() as u64,
+            RedisConfig::MAX_NODES as u64,
+        )?;
+        for (i, node) in self.nodes.iter().enumerate() {
+            check_node(node, false)
+                .map_err(|rule| ConfigError::new(format!("nodes[{i}]"), rule))?;
+        }
+        Ok(())
+    }
+}
+
+/// TLS settings: a custom CA and an optional client certificate (files in PEM).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The CA that signed the server's certificate; the system's roots when absent.
+    pub ca: Option<PathBuf>,
+    /// A client certificate, for servers that require one (with `key`).
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (with `cert`).
+    pub key: Option<PathBuf>,
+}
+
+impl Validate for TlsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        ensure(
+            self.cert.is_some() == self.key.is_some(),
+            if self.cert.is_some() { "key" } else { "cert" },
+            "must be given together with the other of `cert` and `key`",
+        )?;
+        ensure(
+            cfg!(feature = "tls"),
+            "tls",
+            "needs backstop-redis's `tls` feature (the umbrella's `redis-tls`)",
+        )
+    }
+}
+
+impl RedisConfig {
+    /// The longest `timeout` and `connect_timeout`: a Redis call slower than this is an
+    /// outage.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+    /// The most `cluster_nodes` or Sentinel `nodes`.
+    pub const MAX_NODES: usize = 1_000;
+
+    /// One server at `url`.
+    pub fn url(url: impl Into<String>) -> Self {
+        Self {
+            url: Some(url.into()),
+            ..Self::default()
+        }
+    }
+
+    /// A cluster reached through `nodes` (`host:port` seeds).
+    pub fn cluster<I: IntoIterator<Item = S>, S: Into<String>>(nodes: I) -> Self {
+        Self {
+            cluster_nodes: nodes.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// A primary behind Sentinel.
+    pub fn sentinel(sentinel: SentinelConfig) -> Self {
+        Self {
+            sentinel: Some(sentinel),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the TLS settings.
+    pub fn with_tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Sets the per-command timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// A node as the URL redis-rs reads: `host:port` gains `redis://` (or `rediss://` when
+    /// `tls` is set).
+    pub(crate) fn node_url(&self, node: &str) -> String {
+        if node.contains("://") {
+            node.to_string()
+        } else if self.tls.is_some() {
+            format!("rediss://{node}")
+        } else {
+            format!("redis://{node}")
+        }
+    }
+}
+
+impl Validate for RedisConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let set = [
+            ("url", self.url.is_some()),
+            ("cluster_nodes", !self.cluster_nodes.is_empty()),
+            ("sentinel", self.sentinel.is_some()),
+        ];
+        let mut chosen = set.iter().filter(|(_, on)| *on).map(|(name, _)| *name);
+        let first = chosen.next().ok_or_else(|| {
+            ConfigError::new("url", "or `cluster_nodes` or `sentinel` must be set")
+        })?;
+        if let Some(second) = chosen.next() {
+            return Err(ConfigError::new(
+                second,
+                format!("must not be set together with `{first}`: pick one topology"),
+            ));
+        }
+        if let Some(url) = &self.url {
+            check_node(url, true).map_err(|rule| ConfigError::new("url", rule))?;
+        }
+        ensure_at_most(
+            "cluster_nodes",
+            self.cluster_nodes.len() as u64,
+            Self::MAX_NODES as u64,
+        )?;
+        for (i, node) in self.cluster_nodes.iter().enumerate() {
+            check_node(&self.node_url(node), false)
+                .map_err(|rule| ConfigError::new(format!("cluster_nodes[{i}]"), rule))?;
+        }
+        if let Some(sentinel) = &self.sentinel {
+            sentinel.validate().map_err(|e| e.within("sentinel"))?;
+        }
+        if let Some(tls) = &self.tls {
+            tls.validate().map_err(|e| e.within("tls"))?;
+        }
+        for (field, value) in [
+            ("timeout", self.timeout),
+            ("connect_timeout", self.connect_timeout),
+        ] {
+            ensure(!value.is_zero(), field, "must be greater than zero")?;
+            ensure_duration_at_most(field, value, Self::MAX_TIMEOUT)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks one address; `standalone` says whether it is the `url` of one server.
+fn check_node(node: &str, standalone: bool) -> Result<(), String> {
+    if node.starts_with("redis+sentinel://") || node.starts_with("redis-sentinel://") {
+        return Err("is a Sentinel URL: configure `sentinel { master, nodes }` instead".into());
+    }
+    if node.starts_with("rediss://") && !cfg!(feature = "tls") {
+        return Err("is a TLS URL, which needs backstop-redis's `tls` feature".into());
+    }
+    let url = if node.contains("://") {
+        node.to_string()
+    } else if standalone {
+        return Err("must be a URL such as redis://host:6379 or rediss://host:6380".into());
+    } else {
+        format!("redis://{node}")
+    };
+    redis::parse_redis_url(&url)
+        .map(drop)
+        .ok_or_else(|| format!("is not a valid Redis address: {node:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(config: RedisConfig) -> String {
+        config.validate().unwrap_err().field().to_string()
+    }
+
+    #[test]
+    fn exactly_one_topology() {
+        assert_eq!(field(RedisConfig::default()), "url");
+        let mut both = RedisConfig::url("redis://127.0.0.1:6379");
+        both.sentinel = Some(SentinelConfig {
+            master: "m".into(),
+            nodes: vec!["127.0.0.1:26379".into()],
+        });
+        assert_eq!(field(both), "sentinel");
+        assert!(
+            RedisConfig::url("redis://127.0.0.1:6379")
+                .validate()
+                .is_ok()
+        );
+        assert!(RedisConfig::cluster(["127.0.0.1:7000"]).validate().is_ok());
+    }
+
+    #[test]
+    fn bad_addresses_name_their_field() {
+        assert_eq!(field(RedisConfig::url("127.0.0.1:6379")), "url");
+        assert_eq!(field(RedisConfig::url("redis+sentinel://h:26379/m")), "url");
+        assert_eq!(
+            field(RedisConfig::cluster([
+                "127.0.0.1:7000",
+                "redis://:::bad url"
+            ])),
+            "cluster_nodes[1]"
+        );
+        let sentinel = RedisConfig::sentinel(SentinelConfig {
+            master: String::new(),
+            nodes: vec!["h:1".into()],
+        });
+        assert_eq!(field(sentinel), "sentinel.master");
+        let sentinel = RedisConfig::sentinel(SentinelConfig {
+            master: "m".into(),
+            nodes: vec![],
+        });
+        assert_eq!(field(sentinel), "sentinel.nodes");
+    }
+
+    #[test]
+    fn timeouts_are_bounded() {
+        let base = || RedisConfig::url("redis://127.0.0.1:6379");
+        assert_eq!(field(base().with_timeout(Duration::ZERO)), "timeout");
+        assert_eq!(
+            field(base().with_timeout(Duration::from_secs(3600))),
+            "timeout"
+        );
+        let slow_connect = RedisConfig {
+            connect_timeout: Duration::MAX,
+            ..base()
+        };
+        assert_eq!(field(slow_connect), "connect_timeout");
+        let too_many = RedisConfig::cluster((0..2_000).map(|p| format!("127.0.0.1:{p}")));
+        assert_eq!(field(too_many), "cluster_nodes");
+    }
+
+    #[test]
+    fn tls_needs_cert_and_key_together() {
+        let half = RedisConfig::url("redis://127.0.0.1:6379").with_tls(TlsConfig {
+            cert: Some("client.crt".into()),
+            ..TlsConfig::default()
+        });
+        assert_eq!(field(half), "tls.key");
+    }
+
+    #[test]
+    fn reads_the_section() {
+        let config: RedisConfig = serde_json::from_str(
+            r#"{"cluster_nodes":["127.0.0.1:7000","127.0.0.1:7001"],"timeout":"150ms","connect_timeout":"2s"}"#,
+        )
+        .unwrap();
+        assert_eq!(config.timeout, Duration::from_millis(150));
+        assert_eq!(
+            config.node_url(&config.cluster_nodes[0]),
+            "redis://127.0.0.1:7000"
+        );
+        assert!(serde_json::from_str::<RedisConfig>(r#"{"nodes":[]}"#).is_err());
+    }
+}

@@ -1,0 +1,140 @@
+//! Against the primary, replica and three Sentinels `.ci/redis-fleet` starts
+//! (`REDIS_SENTINEL`).
+
+mod support;
+
+use backstop_redis::{Misconfiguration, RedisConfig, RedisConnection, RedisFault, Topology};
+use std::time::{Duration, Instant};
+
+async fn set(redis: &RedisConnection, key: &str, value: u64) -> Result<(), RedisFault> {
+    let key = key.to_string();
+    redis
+        .run(|mut c| async move {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(value)
+                .query_async(&mut c)
+                .await
+        })
+        .await
+}
+
+/// The primary is killed by pid during a write loop: the handle follows Sentinel's
+/// promotion by itself within down-after (1 s) + failover + a few seconds, no call
+/// outlasts its timeout, and the old primary comes back as a replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_primary_is_followed_to_the_promoted_replica() {
+    let Some(spec) = support::env("REDIS_SENTINEL") else {
+        return;
+    };
+    let config = support::sentinel()
+        .unwrap()
+        .with_timeout(Duration::from_millis(200));
+    let redis = RedisConnection::connect(&config).await.unwrap();
+    assert_eq!(redis.topology(), Topology::Sentinel);
+    set(&redis, "fleet-test:sentinel", 0).await.unwrap();
+
+    let old = support::sentinel_primary(&spec);
+    assert!(
+        support::wait_until(Duration::from_secs(30), || {
+            support::info_field(&old, "slave0").is_some_and(|s| s.contains("state=online"))
+        }),
+        "the primary {old} has an online replica to promote"
+    );
+    let killed = support::kill(&old);
+    let started = Instant::now();
+    let bound = Duration::from_secs(15);
+    let call_bound = config.timeout + config.connect_timeout + Duration::from_millis(100);
+    let mut failures = 0;
+    let mut slowest = Duration::ZERO;
+    let recovered = loop {
+        let call = Instant::now();
+        let outcome = set(&redis, "fleet-test:sentinel", 1).await;
+        slowest = slowest.max(call.elapsed());
+        match outcome {
+            Ok(()) if support::sentinel_primary(&spec) != old => break started.elapsed(),
+            Ok(()) => {}
+            Err(fault) => {
+                assert!(
+                    fault.is_outage(),
+                    "a failover is an outage, not a mistake: {fault:?}"
+                );
+                failures += 1;
+            }
+        }
+        assert!(started.elapsed() < bound, "not recovered within {bound:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    killed.restart();
+    assert!(
+        support::wait_until(Duration::from_secs(30), || {
+            support::info_field(&old, "role").as_deref() == Some("slave")
+        }),
+        "the old primary {old} rejoins as a replica"
+    );
+    println!(
+        "sentinel failover: writes back after {recovered:?} ({failures} failed calls, slowest call {slowest:?})"
+    );
+    assert!(
+        slowest <= call_bound,
+        "a call took {slowest:?}, over {call_bound:?}"
+    );
+    assert!(failures > 0, "the kill was noticed");
+    let new = support::sentinel_primary(&spec);
+    assert_ne!(new, old);
+}
+
+#[tokio::test]
+async fn a_url_at_a_replica_is_a_typed_mistake() {
+    let Some(spec) = support::env("REDIS_SENTINEL") else {
+        return;
+    };
+    let (master, nodes) = spec.split_once('@').unwrap();
+    let sentinel = nodes.split(',').next().unwrap();
+    let replicas = support::cli(sentinel, &["sentinel", "replicas", master]);
+    // The reply lists name, ip, port, … per replica; `name` is `ip:port`.
+    let mut lines = replicas.lines();
+    let replica = loop {
+        match lines.next() {
+            Some("name") => break lines.next().unwrap().to_string(),
+            Some(_) => {}
+            None => {
+                eprintln!("skipped: Sentinel lists no replica right now");
+                return;
+            }
+        }
+    };
+    if support::info_field(&replica, "role").as_deref() != Some("slave") {
+        eprintln!("skipped: {replica} is not a replica right now");
+        return;
+    }
+    let fault = RedisConnection::connect(&RedisConfig::url(format!("redis://{replica}")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            fault,
+            RedisFault::Misconfigured(Misconfiguration::Replica { .. })
+        ),
+        "{fault:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_master_name_is_a_typed_mistake() {
+    let Some(spec) = support::env("REDIS_SENTINEL") else {
+        return;
+    };
+    let nodes = spec.split_once('@').unwrap().1;
+    let config = RedisConfig::sentinel(
+        backstop_redis::SentinelConfig::parse(&format!("no-such-master@{nodes}")).unwrap(),
+    );
+    let fault = RedisConnection::connect(&config).await.unwrap_err();
+    assert!(
+        matches!(
+            fault,
+            RedisFault::Misconfigured(Misconfiguration::UnknownMaster(_))
+        ),
+        "{fault:?}"
+    );
+}

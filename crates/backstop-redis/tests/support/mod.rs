@@ -1,0 +1,152 @@
+//! What the fleet tests share: the addresses `.ci/redis-fleet` exports, and killing and
+//! restarting a server by pid for failover tests.
+#![allow(dead_code, unreachable_pub)]
+
+use backstop_redis::{RedisConfig, SentinelConfig, TlsConfig};
+use std::time::Duration;
+
+/// The variable's value, or `None` with a skip notice; under CI a missing variable fails
+/// the test, so no Redis test is silently skipped there.
+pub fn env(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "{name} is not set under CI: .ci/run must start the Redis fleet"
+            );
+            eprintln!("skipped: {name} is not set (run `bash .ci/redis-fleet start`)");
+            None
+        }
+    }
+}
+
+pub fn cluster() -> Option<RedisConfig> {
+    let nodes = env("REDIS_CLUSTER_NODES")?;
+    Some(RedisConfig::cluster(nodes.split(',')).with_timeout(Duration::from_millis(500)))
+}
+
+pub fn cluster_seeds() -> Option<Vec<String>> {
+    Some(
+        env("REDIS_CLUSTER_NODES")?
+            .split(',')
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+pub fn sentinel() -> Option<RedisConfig> {
+    let spec = env("REDIS_SENTINEL")?;
+    Some(RedisConfig::sentinel(
+        SentinelConfig::parse(&spec).expect("REDIS_SENTINEL reads master@host:port,…"),
+    ))
+}
+
+pub fn standalone() -> Option<RedisConfig> {
+    Some(RedisConfig::url(env("REDIS_URL")?))
+}
+
+pub fn tls() -> Option<RedisConfig> {
+    let url = env("REDIS_TLS_URL")?;
+    let ca = env("REDIS_TLS_CA")?;
+    Some(RedisConfig::url(url).with_tls(TlsConfig {
+        ca: Some(ca.into()),
+        ..TlsConfig::default()
+    }))
+}
+
+/// `redis-cli` against `host:port`, its output trimmed.
+pub fn cli(address: &str, args: &[&str]) -> String {
+    let (host, port) = address.rsplit_once(':').expect("host:port");
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", host, "-p", port])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// One field of `INFO` of the server at `address`.
+pub fn info_field(address: &str, field: &str) -> Option<String> {
+    cli(address, &["info"]).lines().find_map(|l| {
+        l.strip_prefix(field)?
+            .strip_prefix(':')
+            .map(|v| v.trim().to_string())
+    })
+}
+
+/// A server killed by pid; dropping this restarts it from its config file (it rejoins as
+/// a replica), so a failing test leaves the fleet whole for the next one.
+pub struct Killed {
+    config_file: String,
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("redis-server")
+            .arg(&self.config_file)
+            .status();
+    }
+}
+
+/// Kills the server at `address` with SIGKILL, by the pid its `INFO` reports.
+pub fn kill(address: &str) -> Killed {
+    let pid = info_field(address, "process_id").expect("INFO names the pid");
+    let config_file = info_field(address, "config_file").expect("started from a config file");
+    assert!(
+        !config_file.is_empty(),
+        "the fleet starts servers from config files"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    Killed { config_file }
+}
+
+impl Killed {
+    /// Starts the server again from its config file.
+    pub fn restart(self) {
+        drop(self);
+    }
+}
+
+/// Waits (polling `redis-cli`, at most `bound`) until `ready` holds: for setting the
+/// fleet back up between failover tests, not for the behaviour under test.
+pub fn wait_until(bound: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < bound {
+        if ready() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// The Sentinel's answer for the current primary of `master`, as `host:port`.
+pub fn sentinel_primary(spec: &str) -> String {
+    let (master, nodes) = spec.split_once('@').unwrap();
+    let first = nodes.split(',').next().unwrap();
+    let out = cli(first, &["sentinel", "get-master-addr-by-name", master]);
+    let mut lines = out.lines();
+    format!("{}:{}", lines.next().unwrap(), lines.next().unwrap())
+}
+
+/// The cluster primaries' addresses, from `CLUSTER NODES` of `seed`.
+pub fn cluster_primaries(seed: &str) -> Vec<String> {
+    cli(seed, &["cluster", "nodes"])
+        .lines()
+        .filter(|l| l.contains("master") && !l.contains("fail"))
+        .map(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .split('@')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}

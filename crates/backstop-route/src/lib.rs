@@ -28,11 +28,11 @@
 //! # Choosing within a group
 //!
 //! The first candidate is drawn in proportion to weight, the second uniformly among the
-//! others; each scores `weight × headroom / cost²` (cost: the Peak-EWMA latency times the
+//! others; each scores `weight × headroom / cost³` (cost: the Peak-EWMA latency times the
 //! calls in flight plus one; headroom: the fraction left of the tightest budget), and the
 //! first wins with probability `s₁ / (s₁ + s₂)`. Equal targets then get traffic exactly in
-//! proportion to their weights, and a target four times slower than its rival loses
-//! sixteen times out of seventeen. Scores, cooldowns and budgets are read without locks,
+//! proportion to their weights, and a target twice as slow (or twice as loaded) as its
+//! rival loses eight times out of nine. Scores, cooldowns and budgets are read without locks,
 //! and nothing is allocated per pick.
 //!
 //! # Example

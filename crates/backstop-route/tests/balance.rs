@@ -1,0 +1,193 @@
+//! Balancing within a group: P2C over Peak-EWMA avoids a slow target, follows a latency
+//! jump, and honours weights. Paused Tokio time: latencies are simulated exactly.
+
+mod common;
+
+use backstop_core::Error;
+use backstop_route::{RouteConfig, RouteHints, Router, TargetConfig};
+use common::*;
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Per-target simulated latency in milliseconds (changeable mid-run), with ±10 % jitter.
+struct Latencies(Vec<AtomicU64>);
+
+impl Latencies {
+    fn new(ms: &[u64]) -> Arc<Self> {
+        Arc::new(Self(ms.iter().map(|&m| AtomicU64::new(m)).collect()))
+    }
+
+    fn of(&self, index: usize) -> Duration {
+        let base = self.0[index].load(Ordering::Relaxed) as f64;
+        Duration::from_micros((base * 1_000.0 * (0.9 + 0.2 * fastrand::f64())) as u64)
+    }
+}
+
+/// `clients` concurrent callers each make `per_client` sequential requests; returns the
+/// target index of every request in the order they were started.
+async fn drive(
+    router: &Router,
+    latencies: &Arc<Latencies>,
+    clients: usize,
+    per_client: usize,
+) -> Vec<usize> {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let router = router.clone();
+        let latencies = latencies.clone();
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_client {
+                router
+                    .run(&RouteHints::new(), &classify, |target| {
+                        let index = target.index();
+                        log.lock().push(index);
+                        let latency = latencies.of(index);
+                        async move {
+                            tokio::time::sleep(latency).await;
+                            Ok::<_, Error<Status>>(())
+                        }
+                    })
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    Arc::try_unwrap(log).unwrap().into_inner()
+}
+
+fn share(log: &[usize], index: usize) -> f64 {
+    log.iter().filter(|&&i| i == index).count() as f64 / log.len() as f64
+}
+
+fn three() -> Router {
+    router(vec![
+        target("fast", 0),
+        target("medium", 0),
+        target("slow", 0),
+    ])
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_slow_target_gets_at_most_five_percent_after_warm_up() {
+    let router = three();
+    let latencies = Latencies::new(&[20, 40, 200]);
+    let log = drive(&router, &latencies, 4, 1_000).await;
+    let after_warm_up = &log[200..];
+    let slow = share(after_warm_up, 2);
+    let fast = share(after_warm_up, 0);
+    assert!(slow <= 0.05, "slow share {slow:.3}");
+    assert!(
+        fast > share(after_warm_up, 1),
+        "fast {fast:.3} beats medium"
+    );
+    let stats = router.stats();
+    let ewma = |i: usize| stats.targets[i].ewma_latency;
+    assert!(
+        ewma(0) < ewma(1) && ewma(1) < ewma(2),
+        "{:?}",
+        stats.targets
+    );
+}
+
+/// The bound: once the fast target's latency jumps from 20 to 300 ms, its first slow answer
+/// raises its estimate to the peak at once, so from one second after the jump on it gets at
+/// most 20 % of requests (P2C with three targets still gives the worse two a share when
+/// they are drawn together), and the medium target takes the lead.
+#[tokio::test(start_paused = true)]
+async fn traffic_leaves_a_target_whose_latency_jumps_within_a_second() {
+    let router = three();
+    let latencies = Latencies::new(&[20, 40, 200]);
+    let before = drive(&router, &latencies, 4, 500).await;
+    assert!(share(&before[200..], 0) > 0.5, "fast leads before the jump");
+
+    latencies.0[0].store(300, Ordering::Relaxed);
+    let jump = tokio::time::Instant::now();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (router, latencies, log) = (router.clone(), latencies.clone(), log.clone());
+        tasks.push(tokio::spawn(async move {
+            while jump.elapsed() < Duration::from_secs(5) {
+                let _: Result<(), Error<Status>> = router
+                    .run(&RouteHints::new(), &classify, |target| {
+                        let index = target.index();
+                        log.lock().push((jump.elapsed(), index));
+                        let latency = latencies.of(index);
+                        async move {
+                            tokio::time::sleep(latency).await;
+                            Ok(())
+                        }
+                    })
+                    .await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let log = log.lock();
+    let after: Vec<usize> = log
+        .iter()
+        .filter(|(at, _)| *at >= Duration::from_secs(1))
+        .map(|(_, i)| *i)
+        .collect();
+    let degraded = share(&after, 0);
+    assert!(degraded <= 0.20, "degraded target still gets {degraded:.3}");
+    assert!(
+        share(&after, 1) > 0.5,
+        "medium takes the lead: {:.3}",
+        share(&after, 1)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn equal_targets_share_by_weight() {
+    let weighted = |name: &str, weight| TargetConfig {
+        weight,
+        ..target(name, 0)
+    };
+    let router = router(vec![
+        weighted("one", 1),
+        weighted("two", 2),
+        weighted("three", 3),
+    ]);
+    let latencies = Latencies::new(&[30, 30, 30]);
+    let log = drive(&router, &latencies, 1, 6_000).await;
+    for (index, want) in [(0, 1.0 / 6.0), (1, 2.0 / 6.0), (2, 3.0 / 6.0)] {
+        let got = share(&log[300..], index);
+        assert!(
+            (got - want).abs() <= 0.03,
+            "target {index}: {got:.3} vs {want:.3}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_target_is_tried_again_as_its_estimate_decays() {
+    let router = RouteConfig {
+        targets: vec![target("a", 0), target("b", 0)],
+        ..RouteConfig::default()
+    }
+    .build()
+    .unwrap();
+    // "b" was once very slow; after a minute without traffic its estimate has decayed.
+    let latencies = Latencies::new(&[20, 2_000]);
+    drive(&router, &latencies, 1, 50).await;
+    let peak = router.stats().targets[1].ewma_latency;
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert!(router.stats().targets[1].ewma_latency < peak / 100);
+    latencies.0[1].store(20, Ordering::Relaxed);
+    let log = drive(&router, &latencies, 1, 200).await;
+    assert!(
+        share(&log, 1) > 0.2,
+        "b is back in rotation: {:.3}",
+        share(&log, 1)
+    );
+}

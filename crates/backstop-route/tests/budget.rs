@@ -1,0 +1,151 @@
+//! Budget awareness: three keys with different token budgets under load. A router that
+//! knows each key's budget sends no request a key cannot take (no provider 429 while the
+//! total budget remains); round-robin over the same keys gets many.
+
+mod common;
+
+use backstop_core::{Error, TokioClock};
+use backstop_limit::{Quota, RateLimiter};
+use backstop_route::{RouteConfig, RouteHints, Router, TargetConfig};
+use common::*;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+const BUDGETS: [u64; 3] = [60_000, 30_000, 10_000];
+const TOKENS: u64 = 1_000;
+
+/// The provider's side: each key's real token budget per minute, which answers 429 when
+/// exceeded.
+struct Provider {
+    keys: Vec<RateLimiter<TokioClock>>,
+    too_many: AtomicU64,
+    served: AtomicU64,
+}
+
+impl Provider {
+    fn new() -> Self {
+        Self {
+            keys: BUDGETS
+                .iter()
+                .map(|&b| RateLimiter::with_clock(Quota::per_minute(b).unwrap(), TokioClock))
+                .collect(),
+            too_many: AtomicU64::new(0),
+            served: AtomicU64::new(0),
+        }
+    }
+
+    async fn serve(&self, key: usize) -> Result<(), Error<Status>> {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if self.keys[key].check_n(TOKENS).is_ok() {
+            self.served.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        } else {
+            self.too_many.fetch_add(1, Ordering::Relaxed);
+            Err(too_many(Some(Duration::from_secs(10))))
+        }
+    }
+}
+
+/// 80 requests of 1,000 tokens per minute for five minutes: 80 % of the keys' total budget.
+async fn load(mut send: impl AsyncFnMut()) {
+    let gap = Duration::from_millis(750);
+    for _ in 0..400 {
+        send().await;
+        tokio::time::sleep(gap).await;
+    }
+}
+
+fn router() -> Router {
+    RouteConfig {
+        targets: BUDGETS
+            .iter()
+            .enumerate()
+            .map(|(i, &budget)| TargetConfig {
+                key: format!("key-{i}"),
+                tokens_per_minute: Some(budget),
+                ..TargetConfig::named(format!("key-{i}"))
+            })
+            .collect(),
+        ..RouteConfig::default()
+    }
+    .build()
+    .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_429_while_the_total_budget_remains_where_round_robin_gets_many() {
+    let provider = Provider::new();
+    let router = router();
+    let refused = AtomicU64::new(0);
+    load(async || {
+        let answer = router
+            .run(&RouteHints::new().tokens(TOKENS), &classify, |target| {
+                provider.serve(target.index())
+            })
+            .await;
+        if answer.is_err() {
+            refused.fetch_add(1, Ordering::Relaxed);
+        }
+    })
+    .await;
+    assert_eq!(
+        provider.too_many.load(Ordering::Relaxed),
+        0,
+        "no provider 429"
+    );
+    assert_eq!(refused.load(Ordering::Relaxed), 0, "every request served");
+    assert_eq!(provider.served.load(Ordering::Relaxed), 400);
+    let stats = router.stats();
+    // The small key is used, just less.
+    assert!(stats.targets[2].chosen > 0);
+    assert!(stats.targets[0].chosen > stats.targets[2].chosen);
+
+    let provider = Provider::new();
+    let next = AtomicUsize::new(0);
+    load(async || {
+        let key = next.fetch_add(1, Ordering::Relaxed) % BUDGETS.len();
+        let _ = provider.serve(key).await;
+    })
+    .await;
+    let round_robin_429s = provider.too_many.load(Ordering::Relaxed);
+    assert!(
+        round_robin_429s > 50,
+        "round-robin got {round_robin_429s} 429s"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_nearly_spent_key_is_chosen_less() {
+    let router = RouteConfig {
+        targets: (0..3)
+            .map(|i| TargetConfig {
+                tokens_per_minute: Some(60_000),
+                ..TargetConfig::named(format!("key-{i}"))
+            })
+            .collect(),
+        ..RouteConfig::default()
+    }
+    .build()
+    .unwrap();
+    // A sticky key that lands on key-0 spends 90 % of its budget.
+    let on_key_0 = (0u32..)
+        .map(|k| RouteHints::new().tokens(TOKENS).sticky(k))
+        .find(|hints| router.pick(hints).unwrap().index() == 0)
+        .unwrap();
+    for _ in 0..54 {
+        router
+            .run(&on_key_0, &classify, |target| {
+                assert_eq!(target.index(), 0);
+                async { Ok::<_, Error<Status>>(()) }
+            })
+            .await
+            .unwrap();
+    }
+    let mut picks = [0u32; 3];
+    for _ in 0..3_000 {
+        picks[router.pick(&RouteHints::new().tokens(1)).unwrap().index()] += 1;
+    }
+    // Headroom 10 % against 100 %: key-0 is drawn about a twentieth as often.
+    assert!(picks[0] * 5 < picks[1].min(picks[2]), "{picks:?}");
+    assert!(picks[0] > 0, "nearly spent is not skipped: {picks:?}");
+}

@@ -38,7 +38,7 @@ mod tests {
     #[test]
     fn grows_when_busy_and_fast_holds_when_app_limited() {
         let c = AimdConfig::default();
-        assert_eq!(next_limit(&c, 20.0, &window(100.0, 0, 20), 100.0), 24.0);
+        assert_eq!(next_limit(&c, 20.0, &window(100.0, 0, 20), 100.0), 22.0);
         assert_eq!(next_limit(&c, 20.0, &window(100.0, 0, 5), 100.0), 20.0);
     }
 

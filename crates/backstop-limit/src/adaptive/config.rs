@@ -189,7 +189,7 @@ pub struct AimdConfig {
 impl Default for AimdConfig {
     fn default() -> Self {
         Self {
-            increase: 4.0,
+            increase: 2.0,
             backoff_ratio: 0.9,
             tolerance: 1.1,
             timeout: None,

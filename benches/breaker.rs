@@ -48,9 +48,7 @@ fn ready<F: Future>(future: F) -> F::Output {
 // figure moved with code layout from build to build (whole-binary alignment luck, seen
 // as ±15 ns swings from adding an unrelated benchmark).
 #[inline(never)]
-fn backstop_call<C: Clock>(
-    breaker: &Breaker<C>,
-) -> Result<u64, backstop::breaker::BreakerError<()>> {
+fn backstop_call<C: Clock>(breaker: &Breaker<C>) -> Result<u64, backstop::core::Error<()>> {
     ready(breaker.call(|| async { Ok::<_, ()>(black_box(1u64)) }))
 }
 

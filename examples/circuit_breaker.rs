@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use backstop::breaker::{Breaker, BreakerError, BreakerEvent};
+use backstop::breaker::{Breaker, BreakerEvent};
+use backstop::core::Error;
 
 #[derive(Debug)]
 struct Unavailable;
@@ -78,8 +79,7 @@ async fn main() {
             .await
         {
             Ok(_) => ok += 1,
-            Err(BreakerError::Inner(_)) => failed += 1,
-            Err(BreakerError::Rejected(rejected)) => {
+            Err(Error::Rejected(rejected)) => {
                 shed += 1;
                 if shed % 50 == 1 {
                     println!(
@@ -90,6 +90,7 @@ async fn main() {
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+            Err(_) => failed += 1,
         }
     }
     let stats = breaker.stats();

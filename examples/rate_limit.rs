@@ -3,7 +3,7 @@
 //!
 //! `cargo run --example rate_limit`
 
-use backstop::core::{Service, Stack, service_fn};
+use backstop::core::{Service, ServiceExt, Stack, service_fn};
 use backstop::limit::{KeyedMultiRateLimiter, Quota, RateLimitLayer};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -27,14 +27,13 @@ async fn main() {
         .set_quotas("acme-premium", quotas(3, 50_000))
         .expect("same shape as the default");
 
-    let model = service_fn(|c: Completion| async move { Ok::<_, Infallible>(c.tokens) });
+    let model = service_fn(|c: Completion| async move { Ok::<_, Infallible>(c.tokens) }).lift();
     // One check charges the request slot and the tokens, or neither: a call refused for
     // its tokens keeps the user's request slot, and the refusal is one typed error with
     // `retry_after`.
-    let limiter = budgets.clone();
-    let budget = RateLimitLayer::from_fn(move |c: &Completion| {
-        limiter.check_key_costs(&c.user, &[1, c.tokens])
-    });
+    let budget = RateLimitLayer::new(budgets.clone())
+        .key(|c: &Completion| c.user)
+        .cost(|c: &Completion| [1, c.tokens]);
     let service = Stack::new().layer(budget).service(model);
 
     let calls = [

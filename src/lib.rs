@@ -23,13 +23,15 @@
 //!
 //! # A whole request path on one screen
 //!
-//! Each layer is a plain value sharing its state behind an `Arc`, so clones of the stack
-//! share one limit, one circuit and one cache. Outer to inner: per-user limit → response
-//! cache (which also coalesces identical in-flight prompts) → bulkhead → breaker → model.
+//! Each layer is built from a cheap-clone handle, so clones of the stack share one limit,
+//! one circuit and one cache. Outer to inner: per-user limit → response cache (which also
+//! coalesces identical in-flight prompts) → bulkhead → breaker → model. The model lifts
+//! its own error once (`.lift()`); from then on the whole stack, in any order, has the one
+//! error type [`Error<E>`](core::Error): a single `match` tells a refusal (which primitive,
+//! `retry_after`) from the model's own typed error, and `.boxed()` names the stack.
 //!
 //! ```
 //! use backstop::prelude::*;
-//! use std::sync::Arc;
 //! use std::time::Duration;
 //!
 //! #[derive(Clone)]
@@ -39,9 +41,10 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let model = service_fn(|ask: Ask| async move {
 //!     Ok::<_, std::io::Error>(format!("answer to {}", ask.prompt))
-//! });
+//! })
+//! .lift();
 //!
-//! let per_user = Arc::new(KeyedRateLimiter::new(Quota::per_minute(60)?.with_burst(10)?));
+//! let per_user = KeyedRateLimiter::new(Quota::per_minute(60)?.with_burst(1)?);
 //! let cache: TieredCache<String, String> = TieredCache::builder()
 //!     .memory(MemoryTier::with_capacity(10_000)?, None)
 //!     .build()?;
@@ -52,16 +55,24 @@
 //!     .wait_in_open(Duration::from_secs(10))
 //!     .build()?;
 //!
-//! let gateway = Stack::new()
-//!     .layer(RateLimitLayer::keyed(per_user, |a: &Ask| a.user.clone(), |_| 1))
+//! let gateway: BoxService<Ask, String, Error<std::io::Error>> = Stack::new()
+//!     .layer(RateLimitLayer::new(per_user).key(|a: &Ask| a.user.clone()))
 //!     .layer(CacheLayer::new(cache.clone()).key(|a: &Ask| Some(a.prompt.clone())))
 //!     .layer(BulkheadLayer::new(bulkhead))
 //!     .layer(BreakerLayer::new(breaker.clone()))
-//!     .service(model);
+//!     .service(model)
+//!     .boxed();
 //!
 //! let ask = Ask { user: "ann".into(), prompt: "plan the trip".into() };
 //! assert_eq!(gateway.call(ask.clone()).await?, "answer to plan the trip");
-//! assert_eq!(gateway.call(ask).await?, "answer to plan the trip"); // from the cache
+//! match gateway.call(ask).await {
+//!     Err(Error::Rejected(refused)) => {
+//!         // Over ann's burst: what an HTTP gateway answers with 429 and Retry-After.
+//!         assert_eq!(refused.kind, RejectKind::RateLimited { quota: 0 });
+//!         assert!(refused.retry_after.is_some());
+//!     }
+//!     other => panic!("expected a refusal, got {other:?}"),
+//! }
 //! assert_eq!(breaker.stats().buffered_calls, 1);
 //! # Ok(())
 //! # }

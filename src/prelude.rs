@@ -4,7 +4,7 @@
 //! `BoxService`, the one `Rejected` and the stack's `Error`, clocks, load signals),
 //! each primitive's main type with its layer, and the config and metrics entry points —
 //! each behind the feature of its crate. Error and stats types stay in their modules
-//! (`backstop::breaker::BreakerError`, …) so a glob import cannot shadow your own.
+//! (`backstop::batch::BatchError`, …) so a glob import cannot shadow your own.
 
 pub use backstop_core::{
     BoxService, Clock, Error, Layer, LoadSignal, LoadSnapshot, ManualClock, RejectKind, Rejected,
@@ -26,8 +26,8 @@ pub use backstop_cache::{
 pub use backstop_dedup::{DedupLayer, DedupWindow, Group};
 #[cfg(feature = "limit")]
 pub use backstop_limit::{
-    Bulkhead, BulkheadConfig, BulkheadLayer, KeyedRateLimiter, MultiRateLimiter, Quota,
-    RateLimitLayer, RateLimiter,
+    Bulkhead, BulkheadConfig, BulkheadLayer, KeyedMultiRateLimiter, KeyedRateLimiter,
+    MultiRateLimiter, Quota, RateLimitLayer, RateLimiter,
 };
 #[cfg(feature = "pool")]
 pub use backstop_pool::{Pool, PoolConfig, PoolLayer};

@@ -3,13 +3,12 @@
 
 #![cfg(feature = "full")]
 
-use backstop::breaker::{Breaker, BreakerError, BreakerLayer};
-use backstop::core::tower::{FromTower, TowerLayer};
-use backstop::core::{Service as _, Stack};
+use backstop::breaker::{Breaker, BreakerLayer};
+use backstop::core::tower::{FromTower, IntoTower, TowerLayer};
+use backstop::core::{Error, Layer as _, RejectKind, Service as _, ServiceExt as _, Stack};
 use backstop::dedup::{DedupLayer, Group};
 use backstop::limit::{
-    Bulkhead, BulkheadConfig, BulkheadLayer, BulkheadServiceError, KeyedRateLimiter, Quota,
-    RateLimitError, RateLimitLayer,
+    Bulkhead, BulkheadConfig, BulkheadLayer, KeyedRateLimiter, Quota, RateLimitLayer,
 };
 use futures::future::join_all;
 use std::sync::Arc;
@@ -66,12 +65,11 @@ async fn clones_of_a_service_builder_stack_share_one_limit_and_one_circuit() {
         .build()
         .unwrap();
     let service = ServiceBuilder::new()
-        .layer(TowerLayer::new(RateLimitLayer::keyed(
-            per_user,
-            |ask: &Ask| ask.user,
-            |_| 1,
-        )))
+        .layer(TowerLayer::new(
+            RateLimitLayer::new(per_user).key(|ask: &Ask| ask.user),
+        ))
         .layer(TowerLayer::new(BreakerLayer::new(breaker.clone())))
+        .map_err(Error::Inner)
         .service(provider(calls.clone()));
 
     for _ in 0..3 {
@@ -79,7 +77,10 @@ async fn clones_of_a_service_builder_stack_share_one_limit_and_one_circuit() {
         assert_eq!(reply.unwrap(), "answer to hi");
     }
     let limited = service.clone().oneshot(ask("ann", "hi")).await.unwrap_err();
-    assert!(matches!(limited, RateLimitError::Limited(_)), "{limited:?}");
+    assert!(
+        matches!(limited, Error::Rejected(r) if r.kind == RejectKind::RateLimited { quota: 0 }),
+        "{limited:?}"
+    );
     assert!(limited.retry_after().is_some());
 
     for user in ["bob", "cy"] {
@@ -88,17 +89,17 @@ async fn clones_of_a_service_builder_stack_share_one_limit_and_one_circuit() {
             ..ask(user, "x")
         };
         let error = service.clone().oneshot(failing).await.unwrap_err();
-        assert!(matches!(
-            error,
-            RateLimitError::Inner(BreakerError::Inner(ProviderFailed))
-        ));
+        assert!(matches!(error, Error::Inner(ProviderFailed)));
     }
     let before = calls.load(Ordering::SeqCst);
-    let shed = service.clone().oneshot(ask("dee", "y")).await.unwrap_err();
-    assert!(
-        matches!(shed, RateLimitError::Inner(BreakerError::Rejected(_))),
-        "{shed:?}"
-    );
+    // Through tower an open circuit is "not ready": the caller waits in `poll_ready` (tower's
+    // backpressure; `LoadShed` in front turns it into an immediate error, see below).
+    let waited = tokio::time::timeout(
+        Duration::from_secs(1),
+        service.clone().oneshot(ask("dee", "y")),
+    )
+    .await;
+    assert!(waited.is_err(), "not ready while open: {waited:?}");
     assert_eq!(
         calls.load(Ordering::SeqCst),
         before,
@@ -109,7 +110,7 @@ async fn clones_of_a_service_builder_stack_share_one_limit_and_one_circuit() {
 #[tokio::test(start_paused = true)]
 async fn a_dedup_layer_above_a_bulkhead_coalesces_identical_calls_to_a_tower_service() {
     let calls = Arc::new(AtomicU64::new(0));
-    let group: Group<&'static str, String, BulkheadServiceError<ProviderFailed>> = Group::new();
+    let group: Group<&'static str, String, Arc<Error<ProviderFailed>>> = Group::new();
     let bulkhead = Bulkhead::new(BulkheadConfig {
         max_concurrent: 1,
         max_queued: 8,
@@ -121,6 +122,7 @@ async fn a_dedup_layer_above_a_bulkhead_coalesces_identical_calls_to_a_tower_ser
             DedupLayer::new(group.clone()).key(|ask: &Ask| ask.prompt),
         ))
         .layer(TowerLayer::new(BulkheadLayer::new(bulkhead.clone())))
+        .map_err(Error::Inner)
         .service(provider(calls.clone()));
 
     let same = (0..10).map(|_| service.clone().oneshot(ask("ann", "plan")));
@@ -147,7 +149,7 @@ async fn a_dedup_layer_above_a_bulkhead_coalesces_identical_calls_to_a_tower_ser
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_bulkhead_layer_caps_concurrent_calls_across_clones() {
+async fn through_tower_a_full_bulkhead_is_backpressure_shared_by_every_clone() {
     let calls = Arc::new(AtomicU64::new(0));
     let bulkhead = Bulkhead::new(BulkheadConfig {
         max_concurrent: 2,
@@ -157,15 +159,23 @@ async fn a_bulkhead_layer_caps_concurrent_calls_across_clones() {
     .unwrap();
     let service = ServiceBuilder::new()
         .layer(TowerLayer::new(BulkheadLayer::new(bulkhead.clone())))
+        .map_err(Error::Inner)
         .service(provider(calls.clone()));
 
+    let started = tokio::time::Instant::now();
     let replies = join_all((0..3).map(|_| service.clone().oneshot(ask("ann", "q")))).await;
-    let full = replies
-        .iter()
-        .filter(|reply| matches!(reply, Err(BulkheadServiceError::Bulkhead(_))))
-        .count();
-    assert_eq!((calls.load(Ordering::SeqCst), full), (2, 1));
+    assert!(replies.iter().all(Result::is_ok), "{replies:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert!(
+        started.elapsed() >= Duration::from_millis(20),
+        "two slots across all clones: the third call waited for one"
+    );
     assert_eq!(bulkhead.stats().in_flight, 0, "permits released");
+    assert_eq!(
+        bulkhead.stats().rejected_full,
+        0,
+        "waited in poll_ready, never refused"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -177,10 +187,43 @@ async fn a_tower_service_runs_inside_a_backstop_stack() {
     let breaker = Breaker::builder().name("inner").build().unwrap();
     let stack = Stack::new()
         .layer(BreakerLayer::new(breaker.clone()))
-        .service(FromTower::new(tower_provider));
+        .service(FromTower::new(tower_provider).lift());
 
     let replies = join_all((0..4).map(|_| stack.call(ask("ann", "q")))).await;
     assert!(replies.iter().all(Result::is_ok), "{replies:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 4);
     assert_eq!(breaker.stats().buffered_calls, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn tower_load_shed_in_front_of_a_full_bulkhead_sheds_instead_of_queueing() {
+    let calls = Arc::new(AtomicU64::new(0));
+    let bulkhead = Bulkhead::new(BulkheadConfig {
+        max_concurrent: 1,
+        max_queued: 0,
+        ..BulkheadConfig::default()
+    })
+    .unwrap();
+    let guarded =
+        BulkheadLayer::new(bulkhead.clone()).layer(FromTower::new(provider(calls.clone())).lift());
+    let service = ServiceBuilder::new()
+        .load_shed()
+        .service(IntoTower::new(guarded));
+
+    // One call holds the only slot; the next five find the bulkhead full.
+    let held = bulkhead.acquire().await.unwrap();
+    let mut shed = 0;
+    for _ in 0..5 {
+        let error = service.clone().oneshot(ask("ann", "q")).await.unwrap_err();
+        if error.is::<tower::load_shed::error::Overloaded>() {
+            shed += 1;
+        }
+    }
+    assert_eq!(shed, 5, "LoadShed saw the full bulkhead through poll_ready");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    drop(held);
+    assert_eq!(
+        service.clone().oneshot(ask("ann", "q")).await.unwrap(),
+        "answer to q"
+    );
 }

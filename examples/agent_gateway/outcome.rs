@@ -1,15 +1,10 @@
 //! What happened to each request, and the counters every agent writes into.
 
-use backstop::batch::BatchError;
-use backstop::breaker::BreakerError;
-use backstop::cache::LoadError;
-use backstop::core::Histogram;
-use backstop::dedup::DedupError;
-use backstop::limit::RateLimitError;
+use backstop::core::{Error, Histogram, RejectKind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::provider::Answer;
+use crate::provider::{Answer, ProviderError};
 
 /// What a caller would turn into an HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,31 +56,26 @@ impl Outcome {
     }
 }
 
-pub(crate) type GatewayResult = Result<Answer, RateLimitError<DedupError<LoadError>>>;
+/// The one error of the whole stack, whatever the order of its layers.
+pub(crate) type GatewayError = Error<ProviderError>;
+pub(crate) type GatewayResult = Result<Answer, GatewayError>;
 
-/// Unwraps the layers' errors, outermost first: limiter, dedup, cache loader, breaker,
-/// batcher, provider.
+/// One `match` from the stack's error to a status: a refusal says which primitive refused,
+/// anything else is the provider's (possibly shared by a dedup or batch) failure.
 pub(crate) fn classify(result: &GatewayResult) -> Outcome {
-    let dedup = match result {
-        Ok(_) => return Outcome::Ok,
-        Err(RateLimitError::Limited(_)) => return Outcome::RateLimited,
-        Err(RateLimitError::Inner(error)) => error,
+    let Err(error) = result else {
+        return Outcome::Ok;
     };
-    let load = match dedup {
-        DedupError::Inner(load) => load,
-        DedupError::Rejected(_) => return Outcome::TimedOut,
-        _ => return Outcome::ProviderFailed,
+    let Some(refused) = error.rejection() else {
+        return Outcome::ProviderFailed;
     };
-    let inner = match load {
-        LoadError::Loader(inner) => inner,
-        LoadError::Timeout(_) => return Outcome::TimedOut,
-        LoadError::Panicked(_) => return Outcome::ProviderFailed,
-    };
-    match inner.downcast_ref::<BreakerError<BatchError>>() {
-        Some(BreakerError::Rejected(_)) => Outcome::Shed,
-        Some(BreakerError::Inner(BatchError::QueueFull)) => Outcome::Overloaded,
-        Some(BreakerError::Inner(BatchError::QueueTimeout { .. })) => Outcome::TimedOut,
-        _ => Outcome::ProviderFailed,
+    match refused.kind {
+        RejectKind::RateLimited { .. } | RejectKind::TooLarge { .. } | RejectKind::TooManyKeys => {
+            Outcome::RateLimited
+        }
+        RejectKind::CircuitOpen => Outcome::Shed,
+        RejectKind::Timeout | RejectKind::DeadlineExceeded => Outcome::TimedOut,
+        _ => Outcome::Overloaded,
     }
 }
 
@@ -130,12 +120,11 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backstop::breaker::Breaker;
+    use backstop::core::Rejected;
+    use std::sync::Arc;
 
-    fn through_loader(error: BreakerError<BatchError>) -> GatewayResult {
-        Err(RateLimitError::Inner(DedupError::Inner(LoadError::Loader(
-            std::sync::Arc::new(error),
-        ))))
+    fn refused(kind: RejectKind) -> GatewayResult {
+        Err(backstop::core::StackError::rejected(Rejected::new(kind)))
     }
 
     #[test]
@@ -146,26 +135,31 @@ mod tests {
         };
         assert_eq!(classify(&Ok(answer)), Outcome::Ok);
         assert_eq!(
-            classify(&through_loader(BreakerError::Inner(BatchError::QueueFull))),
+            classify(&refused(RejectKind::QueueFull)),
             Outcome::Overloaded
         );
-        let open = Breaker::builder()
-            .name("t")
-            .count_window(2)
-            .minimum_calls(1)
-            .build()
-            .unwrap();
-        open.force_open();
-        let rejected = open.try_acquire().map(|_| ()).unwrap_err();
+        assert_eq!(classify(&refused(RejectKind::CircuitOpen)), Outcome::Shed);
+        assert_eq!(classify(&refused(RejectKind::Timeout)), Outcome::TimedOut);
         assert_eq!(
-            classify(&through_loader(BreakerError::Rejected(rejected))),
-            Outcome::Shed
+            classify(&refused(RejectKind::RateLimited { quota: 1 })),
+            Outcome::RateLimited
         );
         assert_eq!(
-            classify(&Err(RateLimitError::Inner(DedupError::Inner(
-                LoadError::Timeout(Duration::from_secs(1))
-            )))),
-            Outcome::TimedOut
+            classify(&Err(Error::Inner(ProviderError::Outage))),
+            Outcome::ProviderFailed
+        );
+        // A provider failure shared by every caller of one batch or dedup flight is still
+        // the provider's, and a refusal shared the same way is still a refusal.
+        let shared = |error: GatewayError| -> GatewayResult {
+            Err(backstop::core::StackError::shared(Arc::new(error)))
+        };
+        assert_eq!(
+            classify(&shared(Error::Inner(ProviderError::Transient))),
+            Outcome::ProviderFailed
+        );
+        assert_eq!(
+            classify(&shared(refused(RejectKind::CircuitOpen).unwrap_err())),
+            Outcome::Shed
         );
     }
 

@@ -7,11 +7,10 @@ use backstop::cache::{CacheLayer, TieredCache};
 use backstop::config::{
     BackstopConfig, BuildError, CacheSection, PersistentTierSection, RedisTierSection, SloSection,
 };
-use backstop::core::{Layer, Service, Stack, service_fn};
+use backstop::core::{BoxService, Layer, Service, ServiceExt, Stack, service_fn};
 use backstop::dedup::{DedupLayer, DedupWindow, WindowConfig};
 use backstop::limit::{Quota, RateLimitLayer};
 use backstop::pool::{Pool, PoolConfig};
-use futures::future::BoxFuture;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,17 +19,19 @@ use std::time::Duration;
 use crate::args::Args;
 use crate::autoscale::PathLoad;
 use crate::fleet::Ask;
-use crate::outcome::GatewayResult;
+use crate::outcome::{GatewayError, GatewayResult};
 use crate::provider::{Answer, Connections, Provider, ProviderError};
 
-type Call = dyn Fn(Ask) -> BoxFuture<'static, GatewayResult> + Send + Sync;
+/// The whole stack as one named type: limit → dedup → cache → breaker → batcher →
+/// provider, with one error type throughout.
+pub(crate) type GatewayService = BoxService<Ask, Answer, GatewayError>;
 
 /// The assembled stack and a handle on each component, for the progress line and summary.
 pub(crate) struct Gateway {
-    call: Box<Call>,
+    service: GatewayService,
     pub(crate) provider: Arc<Provider>,
     pub(crate) cache: TieredCache<String, Answer>,
-    pub(crate) dedup: DedupWindow<String, Answer, backstop::cache::LoadError>,
+    pub(crate) dedup: DedupWindow<String, Answer, Arc<GatewayError>>,
     pub(crate) breaker: Breaker,
     pub(crate) batcher: Batcher<Ask, Answer>,
     pub(crate) pool: Pool<Connections>,
@@ -38,8 +39,8 @@ pub(crate) struct Gateway {
 }
 
 impl Gateway {
-    pub(crate) fn call(&self, ask: Ask) -> BoxFuture<'static, GatewayResult> {
-        (self.call)(ask)
+    pub(crate) async fn call(&self, ask: Ask) -> GatewayResult {
+        self.service.call(ask).await
     }
 
     pub(crate) fn tier_names(&self) -> Vec<String> {
@@ -82,9 +83,9 @@ pub(crate) async fn build(
         Quota::per_minute(900)?.with_burst(30)?,
         Quota::per_minute(500_000)?.with_burst(20_000)?,
     )?;
-    let budgets = RateLimitLayer::from_fn(move |ask: &Ask| {
-        budget.check_key_costs(&ask.user, &[1, ask.budget_cost()])
-    });
+    let budgets = RateLimitLayer::new(budget)
+        .key(|ask: &Ask| ask.user.clone())
+        .cost(|ask: &Ask| [1, ask.budget_cost()]);
 
     let dedup = DedupWindow::new(config.dedup.clone().unwrap_or(WindowConfig {
         ttl: Duration::from_secs(2),
@@ -146,25 +147,22 @@ pub(crate) async fn build(
                 provider.complete(batch).await
             }
         })
+        .lift()
     };
-    let batcher = BatchLayer::new(batch_config)
+    let batched = BatchLayer::new(batch_config)
         .map_err(|e| e.within("batch"))?
         .layer(completions);
+    let batcher = batched.batcher().clone();
 
-    let stack = Arc::new(
-        Stack::new()
-            .layer(budgets)
-            .layer(DedupLayer::new(dedup.clone()).key(|ask: &Ask| ask.prompt.clone()))
-            .layer(CacheLayer::new(cache.clone()).key(|ask: &Ask| Some(ask.prompt.clone())))
-            .layer(BreakerLayer::new(breaker.clone()))
-            .service(batcher.clone()),
-    );
-    let call: Box<Call> = Box::new(move |ask| {
-        let stack = stack.clone();
-        Box::pin(async move { stack.call(ask).await })
-    });
+    let service = Stack::new()
+        .layer(budgets)
+        .layer(DedupLayer::new(dedup.clone()).key(|ask: &Ask| ask.prompt.clone()))
+        .layer(CacheLayer::new(cache.clone()).key(|ask: &Ask| Some(ask.prompt.clone())))
+        .layer(BreakerLayer::new(breaker.clone()))
+        .service(batched)
+        .boxed();
     Ok(Arc::new(Gateway {
-        call,
+        service,
         provider,
         cache,
         dedup,

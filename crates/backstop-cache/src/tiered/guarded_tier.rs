@@ -1,8 +1,8 @@
 //! A tier behind a circuit breaker: when Redis is down, stop waiting on it.
 
 use async_trait::async_trait;
-use backstop_breaker::{Breaker, BreakerError, Outcome};
-use backstop_core::{Clock, RejectKind, Rejected, SystemClock};
+use backstop_breaker::Breaker;
+use backstop_core::{Clock, SystemClock};
 use std::future::Future;
 use std::time::Duration;
 
@@ -44,24 +44,14 @@ impl<T, C: Clock> GuardedTier<T, C> {
     where
         Fut: Future<Output = Result<R, TierError>>,
     {
-        let classify = |result: &Result<R, TierError>| match result {
-            Ok(_) => Outcome::Success,
-            Err(TierError::Codec(_)) => Outcome::Ignored,
-            Err(_) => Outcome::Failure,
-        };
-        self.breaker
-            .call_with(&classify, operation)
-            .await
-            .map_err(|error| match error {
-                BreakerError::Rejected(refused) => {
-                    let rejected = Rejected::new(RejectKind::CircuitOpen);
-                    TierError::Rejected(match refused.retry_after {
-                        Some(wait) => rejected.with_retry_after(wait),
-                        None => rejected,
-                    })
-                }
-                BreakerError::Inner(error) => error,
-            })
+        let permit = self.breaker.try_acquire().map_err(TierError::Rejected)?;
+        let result = operation().await;
+        match &result {
+            Ok(_) => permit.success(),
+            Err(TierError::Codec(_)) => permit.ignore(),
+            Err(_) => permit.failure(),
+        }
+        result
     }
 }
 

@@ -2,20 +2,21 @@
 //! budget.
 //!
 //! The script holds each quota's theoretical arrival time (TAT, microseconds since the Unix
-//! epoch) in one key. Several quotas for one user live under keys sharing a `{hash tag}`,
-//! so a Redis Cluster keeps them in one slot and the script checks them all or none.
+//! epoch) in one key. Several quotas for one user live under keys sharing a `{hash tag}`
+//! derived from the user key by [`backstop_redis::key::hash_tag`] (braces, empty and binary
+//! keys escaped), so a Redis Cluster keeps them in one slot and the script checks them all
+//! or none, whichever node owns the slot.
 
 use crate::multi::{CostError, Costs};
 use crate::{KeyedMultiRateLimiter, Quota};
 use backstop_core::DefaultClock;
 use backstop_core::config::ConfigError;
-use redis::aio::ConnectionManager;
+use backstop_redis::{RedisConnection, RedisFault};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
-use tokio::sync::OnceCell;
 
 // Microseconds keep the epoch TAT below 2^53, exact in Lua's doubles; `%.0f` keeps Lua's
 // `tostring` from storing it in lossy scientific notation.
@@ -144,9 +145,13 @@ pub enum RedisLimitError {
         /// The costs given.
         costs: usize,
     },
-    /// Redis failed or timed out and the policy is [`FailurePolicy::FailClosed`].
+    /// Redis failed or timed out and the policy is [`FailurePolicy::FailClosed`]
+    /// ([`RedisFault::Unavailable`] or [`RedisFault::TimedOut`]), or — whatever the policy —
+    /// the deployment is misconfigured ([`RedisFault::Misconfigured`]: a standalone URL at a
+    /// cluster node or a replica, an unknown Sentinel master, a wrong TLS CA). A mistake is
+    /// never hidden by failing open or deciding locally.
     #[error("rate limit store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(RedisFault),
     /// An async wait gave up: admission would come later than its `max_wait` allows.
     #[error("admission would take {retry_after:?}, more than the maximum wait")]
     WaitTooLong {
@@ -164,6 +169,8 @@ pub struct RedisStats {
     pub rejected: u64,
     /// Calls where Redis failed or timed out and the failure policy decided.
     pub redis_errors: u64,
+    /// Calls refused because the deployment is misconfigured (no policy applied).
+    pub misconfigured: u64,
 }
 
 #[derive(Default)]
@@ -171,6 +178,7 @@ struct Counters {
     allowed: AtomicU64,
     rejected: AtomicU64,
     redis_errors: AtomicU64,
+    misconfigured: AtomicU64,
     // Set when the local fallback decided; the next Redis decision sweeps it once.
     local_used: AtomicBool,
 }
@@ -180,13 +188,18 @@ struct Counters {
 /// Each decision is one `EVALSHA` round trip (the script is loaded on `NOSCRIPT`). Every
 /// quota is checked per key and charged all or none. Clones share the connection.
 ///
+/// It runs on any [`RedisConnection`]: one server, a Redis Cluster (each key's quotas share
+/// a slot, and the cluster client follows the slot to its node) or a primary behind
+/// Sentinel. Outages follow the [`FailurePolicy`]; a misconfiguration is always an error.
+///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use backstop_limit::{FailurePolicy, Quota, RedisRateLimiter};
+/// use backstop_redis::{RedisConfig, RedisConnection};
 ///
-/// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+/// let redis = RedisConnection::new(&RedisConfig::cluster(["10.0.0.1:6379", "10.0.0.2:6379"]))?;
 /// let quotas = [Quota::per_minute(60)?, Quota::per_hour(1_000)?];
-/// let limiter = RedisRateLimiter::new(client, "rl", &quotas)?
+/// let limiter = RedisRateLimiter::new(redis, "rl", &quotas)?
 ///     .with_failure_policy(FailurePolicy::local(&quotas)?);
 /// let decision = limiter.check_key_n("user-42", 1).await?;
 /// if !decision.allowed {
@@ -196,8 +209,7 @@ struct Counters {
 /// ```
 #[derive(Clone)]
 pub struct RedisRateLimiter {
-    client: redis::Client,
-    conn: Arc<OnceCell<ConnectionManager>>,
+    redis: RedisConnection,
     script: Arc<redis::Script>,
     prefix: Arc<str>,
     quotas: Arc<[Quota]>,
@@ -220,13 +232,22 @@ impl std::fmt::Debug for RedisRateLimiter {
 
 impl RedisRateLimiter {
     /// A limiter enforcing every quota in `quotas` per key, under keys starting with
-    /// `prefix`. Connects lazily on the first check; fails open with a 50 ms timeout and
-    /// reads Redis `TIME` until configured otherwise.
-    pub fn new(client: redis::Client, prefix: &str, quotas: &[Quota]) -> Result<Self, ConfigError> {
+    /// `prefix`, on `redis` (a [`RedisConnection`], or a `redis::Client` for one server).
+    /// Connects lazily on the first check; fails open with a 50 ms timeout and reads Redis
+    /// `TIME` until configured otherwise.
+    pub fn new(
+        redis: impl Into<RedisConnection>,
+        prefix: &str,
+        quotas: &[Quota],
+    ) -> Result<Self, ConfigError> {
         backstop_core::config::ensure(!quotas.is_empty(), "quotas", "must not be empty")?;
+        backstop_core::config::ensure(
+            backstop_redis::key::is_safe_prefix(prefix),
+            "prefix",
+            "must not contain glob characters or braces",
+        )?;
         Ok(Self {
-            client,
-            conn: Arc::new(OnceCell::new()),
+            redis: redis.into(),
             script: Arc::new(redis::Script::new(GCRA_SCRIPT)),
             prefix: prefix.into(),
             quotas: quotas.into(),
@@ -255,10 +276,12 @@ impl RedisRateLimiter {
         self
     }
 
-    /// The Redis key holding quota `index` of `key`: `{prefix}:{key}}:index`, hash-tagged on
-    /// the user key so one check touches one cluster slot.
+    /// The Redis key holding quota `index` of `key`: `prefix:{tag}:index`, where the tag is
+    /// the user key, escaped when it holds a brace, `%`, a space or a non-printable byte
+    /// (and `%` for the empty key), so one check touches one cluster slot and no two user
+    /// keys share a budget.
     pub fn redis_key(&self, key: &str, index: usize) -> String {
-        format!("{}:{{{key}}}:{index}", self.prefix)
+        backstop_redis::key::tagged(&self.prefix, key, &index.to_string())
     }
 
     /// Admits one request for `key`.
@@ -295,8 +318,13 @@ impl RedisRateLimiter {
                 self.sweep_local_after_outage();
                 decision
             }
-            Ok(Err(error)) => self.on_failure(key, costs, error.to_string())?,
-            Err(_) => self.on_failure(key, costs, "timed out".to_string())?,
+            Ok(Err(fault)) if !fault.is_outage() => {
+                self.counters.misconfigured.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(prefix = %self.prefix, %fault, "redis rate limiter is misconfigured; refusing");
+                return Err(RedisLimitError::Unavailable(fault));
+            }
+            Ok(Err(fault)) => self.on_failure(key, costs, fault)?,
+            Err(_) => self.on_failure(key, costs, RedisFault::TimedOut(timeout))?,
         };
         let counter = if decision.allowed {
             &self.counters.allowed
@@ -323,15 +351,11 @@ impl RedisRateLimiter {
             allowed: self.counters.allowed.load(Ordering::Relaxed),
             rejected: self.counters.rejected.load(Ordering::Relaxed),
             redis_errors: self.counters.redis_errors.load(Ordering::Relaxed),
+            misconfigured: self.counters.misconfigured.load(Ordering::Relaxed),
         }
     }
 
-    async fn eval(&self, key: &str, costs: Costs<'_>) -> redis::RedisResult<RedisDecision> {
-        let conn = self
-            .conn
-            .get_or_try_init(|| ConnectionManager::new(self.client.clone()))
-            .await?;
-        let mut conn = conn.clone();
+    async fn eval(&self, key: &str, costs: Costs<'_>) -> Result<RedisDecision, RedisFault> {
         let mut invocation = self.script.prepare_invoke();
         for index in 0..self.quotas.len() {
             invocation.key(self.redis_key(key, index));
@@ -345,8 +369,10 @@ impl RedisRateLimiter {
             invocation.arg(quota.tolerance_nanos() as f64 / 1_000.0);
             invocation.arg(costs.of(index));
         }
-        let (allowed, retry, remaining, reset): (i64, i64, i64, i64) =
-            invocation.invoke_async(&mut conn).await?;
+        let (allowed, retry, remaining, reset): (i64, i64, i64, i64) = self
+            .redis
+            .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await?;
         Ok(RedisDecision {
             allowed: allowed == 1,
             retry_after: micros(retry),
@@ -360,7 +386,7 @@ impl RedisRateLimiter {
         &self,
         key: &str,
         costs: Costs<'_>,
-        error: String,
+        error: RedisFault,
     ) -> Result<RedisDecision, RedisLimitError> {
         self.counters.redis_errors.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(prefix = %self.prefix, %error, "redis rate limit check failed; applying failure policy");

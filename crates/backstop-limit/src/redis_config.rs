@@ -131,8 +131,13 @@ impl RedisLimitConfig {
             .collect()
     }
 
-    /// Validates and builds the limiter on `client` (it connects on the first check).
-    pub fn build(&self, client: redis::Client) -> Result<RedisRateLimiter, ConfigError> {
+    /// Validates and builds the limiter on `redis` (a
+    /// [`RedisConnection`](backstop_redis::RedisConnection) for any topology, or a
+    /// `redis::Client` for one server); it connects on the first check.
+    pub fn build(
+        &self,
+        redis: impl Into<backstop_redis::RedisConnection>,
+    ) -> Result<RedisRateLimiter, ConfigError> {
         self.validate()?;
         let quotas = self.build_quotas()?;
         let failure = match self.on_failure {
@@ -144,7 +149,7 @@ impl RedisLimitConfig {
             TimeSourceConfig::Server => TimeSource::Server,
             TimeSourceConfig::Client => TimeSource::Client,
         };
-        Ok(RedisRateLimiter::new(client, &self.prefix, &quotas)?
+        Ok(RedisRateLimiter::new(redis, &self.prefix, &quotas)?
             .with_timeout(self.timeout)
             .with_failure_policy(failure)
             .with_time_source(time))

@@ -298,9 +298,12 @@ impl RedisConnection {
         if let Some(conn) = self.shared.current.read().clone() {
             return Ok(conn);
         }
+        // Boxed: connecting is the cold path, and redis-rs's connect futures (cluster,
+        // Sentinel) are deep enough that inlining them into every caller's future overflows
+        // the compiler's layout depth limit.
         let connect = tokio::time::timeout(
             backstop_core::time::clamp(self.shared.connect_timeout),
-            self.open(),
+            Box::pin(self.open()),
         );
         let conn = match connect.await {
             Ok(Ok(conn)) => conn,

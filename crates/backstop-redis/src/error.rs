@@ -25,6 +25,24 @@ pub enum RedisFault {
     Misconfigured(Misconfiguration),
 }
 
+/// Two faults are equal when they are the same failure: same variant, and for
+/// [`Unavailable`](RedisFault::Unavailable) the same error kind and message (redis-rs's
+/// error has no equality of its own).
+impl PartialEq for RedisFault {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Unavailable(a), Self::Unavailable(b)) => {
+                a.kind() == b.kind() && a.to_string() == b.to_string()
+            }
+            (Self::TimedOut(a), Self::TimedOut(b)) => a == b,
+            (Self::Misconfigured(a), Self::Misconfigured(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for RedisFault {}
+
 impl RedisFault {
     /// Whether this is an outage the caller's failure policy should handle (not a mistake).
     pub fn is_outage(&self) -> bool {

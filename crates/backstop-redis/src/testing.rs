@@ -1,8 +1,8 @@
-//! What the fleet tests share: the addresses `.ci/redis-fleet` exports, and killing and
-//! restarting a server by pid for failover tests.
-#![allow(dead_code, unreachable_pub)]
+//! What the fleet tests of every crate share (feature `testing`): the addresses
+//! `.ci/redis-fleet` exports, and killing and restarting a server by pid for failover
+//! tests. Not for production use.
 
-use backstop_redis::{RedisConfig, SentinelConfig, TlsConfig};
+use crate::{RedisConfig, SentinelConfig, TlsConfig};
 use std::time::Duration;
 
 /// The variable's value, or `None` with a skip notice; under CI a missing variable fails
@@ -21,11 +21,13 @@ pub fn env(name: &str) -> Option<String> {
     }
 }
 
+/// The fleet's cluster (`REDIS_CLUSTER_NODES`) with a 500 ms command timeout.
 pub fn cluster() -> Option<RedisConfig> {
     let nodes = env("REDIS_CLUSTER_NODES")?;
     Some(RedisConfig::cluster(nodes.split(',')).with_timeout(Duration::from_millis(500)))
 }
 
+/// The cluster's seeds as `host:port`.
 pub fn cluster_seeds() -> Option<Vec<String>> {
     Some(
         env("REDIS_CLUSTER_NODES")?
@@ -35,6 +37,7 @@ pub fn cluster_seeds() -> Option<Vec<String>> {
     )
 }
 
+/// The fleet's Sentinel setup (`REDIS_SENTINEL`).
 pub fn sentinel() -> Option<RedisConfig> {
     let spec = env("REDIS_SENTINEL")?;
     Some(RedisConfig::sentinel(
@@ -42,10 +45,12 @@ pub fn sentinel() -> Option<RedisConfig> {
     ))
 }
 
+/// The standalone server (`REDIS_URL`).
 pub fn standalone() -> Option<RedisConfig> {
     Some(RedisConfig::url(env("REDIS_URL")?))
 }
 
+/// The TLS server (`REDIS_TLS_URL`) trusting the fleet's CA (`REDIS_TLS_CA`).
 pub fn tls() -> Option<RedisConfig> {
     let url = env("REDIS_TLS_URL")?;
     let ca = env("REDIS_TLS_CA")?;
@@ -149,4 +154,50 @@ pub fn cluster_primaries(seed: &str) -> Vec<String> {
                 .to_string()
         })
         .collect()
+}
+
+/// The address of the primary serving `slot`, from `CLUSTER NODES` of `seed`.
+pub fn cluster_primary_of(seed: &str, slot: u16) -> Option<String> {
+    cli(seed, &["cluster", "nodes"]).lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if !fields.get(2)?.contains("master") || fields[2].contains("fail") {
+            return None;
+        }
+        let serves = fields
+            .iter()
+            .skip(8)
+            .any(|range| match range.split_once('-') {
+                Some((a, b)) => {
+                    a.parse::<u16>().is_ok_and(|a| a <= slot)
+                        && b.parse::<u16>().is_ok_and(|b| slot <= b)
+                }
+                None => range.parse::<u16>().is_ok_and(|s| s == slot),
+            });
+        serves.then(|| fields[1].split('@').next().unwrap_or_default().to_string())
+    })
+}
+
+/// Whether every node `seed` knows reports `cluster_state:ok` and every primary has a
+/// replica online: the cluster is whole again.
+pub fn cluster_whole(seed: &str) -> bool {
+    let nodes = cli(seed, &["cluster", "nodes"]);
+    let addresses: Vec<String> = nodes
+        .lines()
+        .filter(|l| !l.contains("fail") && !l.contains("disconnected"))
+        .filter_map(|l| Some(l.split_whitespace().nth(1)?.split('@').next()?.to_string()))
+        .collect();
+    let primaries = nodes
+        .lines()
+        .filter(|l| l.contains("master") && !l.contains("fail"))
+        .count();
+    let replicas = nodes
+        .lines()
+        .filter(|l| l.contains("slave") && !l.contains("fail"))
+        .count();
+    addresses.len() == 6
+        && primaries == 3
+        && replicas == 3
+        && addresses
+            .iter()
+            .all(|a| cli(a, &["cluster", "info"]).contains("cluster_state:ok"))
 }

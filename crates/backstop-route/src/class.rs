@@ -37,7 +37,8 @@ pub enum ErrorClass {
     },
     /// The request is too long for the target's context window: not the target's fault
     /// (no cooldown, no breaker failure); the chain continues only with targets whose
-    /// `context_window` is larger, in any group.
+    /// `context_window` is larger, in any group (none, when the failing target's window is
+    /// not configured: no other window is then known to be larger).
     ContextLength,
     /// The request itself is wrong (a 400, 401, 404): no other target would accept it,
     /// so the error goes straight back to the caller.

@@ -342,28 +342,32 @@ impl Router {
                 return Err(last_error
                     .unwrap_or_else(|| E::rejected(Rejected::new(RejectKind::DeadlineExceeded))));
             }
-            if !target.charge(req.tokens) {
-                target.count(target_counters::SKIPPED_NO_BUDGET);
-                continue;
-            }
+            // The permit first: a budget refusal then returns it unused, and a circuit
+            // refusal (a race past selection) spends no budget.
             let Ok(permit) = target.breaker.try_acquire() else {
                 target.count(target_counters::SKIPPED_CIRCUIT_OPEN);
                 continue;
             };
+            if !target.charge(req.tokens) {
+                permit.ignore();
+                target.count(target_counters::SKIPPED_NO_BUDGET);
+                continue;
+            }
             if attempts > 0 {
                 s.counters.add(FALLBACKS);
                 tracing::debug!(target_name = %target.info.name(), attempt = attempts + 1, "route: falling back");
             }
             attempts += 1;
             target.count(target_counters::CHOSEN);
-            let started = self.now();
+            // The clock read at selection, a few atomics ago, is the start.
+            let started = now;
             let result = {
                 let _in_flight = InFlight::enter(&target.pending);
                 self.timed(attempt(&target.info)).await
             };
             let ended = self.now();
             let latency = ended.saturating_sub(started);
-            let error = match result {
+            let (error, class) = match result {
                 Ok(Ok(value)) => {
                     target.ewma.observe(latency, ended);
                     target.succeeded();
@@ -372,7 +376,15 @@ impl Router {
                     s.counters.add(SUCCEEDED);
                     return Ok(value);
                 }
-                Ok(Err(error)) => error,
+                Ok(Err(error)) => match contain("route.classify", || classify.classify(&error)) {
+                    Ok(class) => (error, class),
+                    Err(panicked) => {
+                        permit.ignore();
+                        s.counters.add(PANICKED);
+                        tracing::warn!(%panicked, "route: classifier panicked");
+                        return Err(E::panicked(panicked));
+                    }
+                },
                 Err(Cut::Deadline) => {
                     // The caller's deadline, not the target's fault; the wait still bounds
                     // the target's latency from below.
@@ -381,16 +393,11 @@ impl Router {
                     s.counters.add(DEADLINE_EXHAUSTED);
                     return Err(E::rejected(Rejected::new(RejectKind::DeadlineExceeded)));
                 }
-                Err(Cut::Slow) => E::rejected(Rejected::new(RejectKind::Timeout)),
-            };
-            let class = match contain("route.classify", || classify.classify(&error)) {
-                Ok(class) => class,
-                Err(panicked) => {
-                    permit.ignore();
-                    s.counters.add(PANICKED);
-                    tracing::warn!(%panicked, "route: classifier panicked");
-                    return Err(E::panicked(panicked));
-                }
+                // The router's own attempt timeout: a timeout whatever the classifier says.
+                Err(Cut::Slow) => (
+                    E::rejected(Rejected::new(RejectKind::Timeout)),
+                    ErrorClass::Timeout,
+                ),
             };
             target.count(class_counter(class));
             let cooldown = &config.cooldown;

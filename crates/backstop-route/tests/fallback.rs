@@ -397,3 +397,38 @@ async fn refusals_below_the_router_are_classified_by_kind() {
     assert_eq!(stats.targets[0].failed.circuit_open, 1);
     assert_eq!(stats.targets[0].cooling_down, Some(Duration::from_secs(7)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_routers_attempt_timeout_is_a_timeout_whatever_the_classifier_says() {
+    let router = RouteConfig {
+        targets: vec![target("hangs", 0), target("ok", 1)],
+        attempt_timeout: Some(ms(200)),
+        ..RouteConfig::default()
+    }
+    .build()
+    .unwrap();
+    // A classifier that calls every error fatal must not stop the chain on the router's
+    // own timeout.
+    let answer = router
+        .run(
+            &RouteHints::new(),
+            &|_: &Error<Status>| backstop_route::ErrorClass::Fatal,
+            |target| {
+                let hangs = target.name() == "hangs";
+                async move {
+                    if hangs {
+                        sleep(Duration::from_secs(60)).await;
+                    }
+                    Ok::<_, Error<Status>>(())
+                }
+            },
+        )
+        .await;
+    assert!(answer.is_ok());
+    let stats = router.stats();
+    assert_eq!(stats.targets[0].failed.timeout, 1);
+    assert!(
+        stats.targets[0].ewma_latency >= ms(200),
+        "the wait raised the estimate"
+    );
+}

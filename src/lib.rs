@@ -9,6 +9,8 @@
 //! | `limit` | `limit` | GCRA, keyed, multi-quota and sliding-window limiters, bulkhead |
 //! | `breaker` | `breaker` | circuit breaker with count/time windows, registry |
 //! | `dedup` | `dedup` | singleflight `Group` and idempotency `DedupWindow` |
+//! | `retry` | `retry` | retries with a budget, one deadline across attempts, hedging |
+//! | `load` | `load` | load tests of any stack: open and closed loop, stress, regression checks |
 //! | `cache` | `cache` | S3-FIFO memory cache and the tiered cache (memory → Redis → file) |
 //! | `batch` | `batch` | dynamic batcher |
 //! | `pool` | `pool` | connection pool for any deadpool `Manager`, with its own fair core |
@@ -106,7 +108,11 @@ pub use backstop_cache as cache;
 pub use backstop_dedup as dedup;
 #[cfg(feature = "limit")]
 pub use backstop_limit as limit;
+#[cfg(feature = "load")]
+pub use backstop_load as load;
 #[cfg(feature = "pool")]
 pub use backstop_pool as pool;
+#[cfg(feature = "retry")]
+pub use backstop_retry as retry;
 #[cfg(feature = "scale")]
 pub use backstop_scale as scale;

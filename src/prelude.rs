@@ -31,6 +31,8 @@ pub use backstop_limit::{
 };
 #[cfg(feature = "pool")]
 pub use backstop_pool::{Pool, PoolConfig, PoolLayer};
+#[cfg(feature = "retry")]
+pub use backstop_retry::{Retry, RetryConfig, RetryLayer};
 #[cfg(feature = "scale")]
 pub use backstop_scale::{Observation, Policy, QueuePolicy, TargetTracking};
 

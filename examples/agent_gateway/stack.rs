@@ -11,6 +11,7 @@ use backstop::core::{BoxService, Layer, Service, ServiceExt, Stack, service_fn};
 use backstop::dedup::{DedupLayer, DedupWindow, WindowConfig};
 use backstop::limit::{Quota, RateLimitLayer};
 use backstop::pool::{Pool, PoolConfig};
+use backstop::retry::{Retry, RetryDecision, RetryLayer};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +34,7 @@ pub(crate) struct Gateway {
     pub(crate) cache: TieredCache<String, Answer>,
     pub(crate) dedup: DedupWindow<String, Answer, Arc<GatewayError>>,
     pub(crate) breaker: Breaker,
+    pub(crate) retry: Retry,
     pub(crate) batcher: Batcher<Ask, Answer>,
     pub(crate) pool: Pool<Connections>,
     opened: Arc<AtomicU64>,
@@ -107,6 +109,14 @@ pub(crate) async fn build(
             .build()?,
     };
 
+    // Retries stay inside the budget's share of the load, so an outage is not tripled.
+    let retry = config
+        .retry
+        .clone()
+        .unwrap_or_default()
+        .build()
+        .map_err(|e| e.within("retry"))?;
+
     let opened = Arc::new(AtomicU64::new(0));
     let pool_config = match &config.pool {
         Some(pool) => pool.clone(),
@@ -158,6 +168,7 @@ pub(crate) async fn build(
         .layer(budgets)
         .layer(DedupLayer::new(dedup.clone()).key(|ask: &Ask| ask.prompt.clone()))
         .layer(CacheLayer::new(cache.clone()).key(|ask: &Ask| Some(ask.prompt.clone())))
+        .layer(RetryLayer::new(retry.clone()).classify(retry_decision))
         .layer(BreakerLayer::new(breaker.clone()))
         .service(batched)
         .boxed();
@@ -167,10 +178,23 @@ pub(crate) async fn build(
         cache,
         dedup,
         breaker,
+        retry,
         batcher,
         pool,
         opened,
     }))
+}
+
+/// Retries only what a second attempt can fix: a transient provider error, the provider's
+/// own 429 or a dropped connection. An outage is the breaker's to handle and a refusal by
+/// the gateway's own primitives the agent's to weigh.
+fn retry_decision(error: &GatewayError) -> RetryDecision {
+    match error.inner() {
+        Some(
+            ProviderError::Transient | ProviderError::RateLimited | ProviderError::Connection(_),
+        ) => RetryDecision::Retry,
+        _ => RetryDecision::Stop,
+    }
 }
 
 /// The configured cache, else a small memory L1 (so lower tiers see traffic) over Redis

@@ -30,6 +30,8 @@ pub(crate) struct Summary {
     pub(crate) window_hits: u64,
     pub(crate) shed: u64,
     pub(crate) breaker_state: &'static str,
+    pub(crate) gateway_retries: u64,
+    pub(crate) retry_budget_refusals: u64,
     pub(crate) batches: u64,
     pub(crate) mean_batch_size: f64,
     pub(crate) batch_wait_p95: Duration,
@@ -70,6 +72,8 @@ impl Summary {
             window_hits: dedup.window_hits,
             shed: gateway.breaker.stats().rejected_calls,
             breaker_state: gateway.breaker.state().as_str(),
+            gateway_retries: gateway.retry.stats().retries,
+            retry_budget_refusals: gateway.retry.stats().budget_refusals,
             batches: batches.batches,
             mean_batch_size: batches.batch_size.mean,
             batch_wait_p95: batches.queue_wait.p95,
@@ -131,6 +135,10 @@ impl Summary {
         println!(
             "circuit breaker     {} calls shed while open; state now {}",
             self.shed, self.breaker_state
+        );
+        println!(
+            "gateway retries     {} transient provider failures and 429s retried, {} retries refused by the budget",
+            self.gateway_retries, self.retry_budget_refusals
         );
         println!(
             "batches             {} batches, mean size {:.1}, p95 queue wait {}",
@@ -319,6 +327,8 @@ mod tests {
             window_hits: 0,
             shed: 0,
             breaker_state: "closed",
+            gateway_retries: 0,
+            retry_budget_refusals: 0,
             batches: 0,
             mean_batch_size: 0.0,
             batch_wait_p95: Duration::ZERO,

@@ -1,7 +1,7 @@
 //! One configuration file for the whole stack.
 //!
 //! [`BackstopConfig`] reads a TOML file with one optional section per primitive —
-//! `[cache]`, `[batch]`, `[pool]`, `[breaker]`, `[limit]`, `[dedup]`, `[scale]` — plus the
+//! `[cache]`, `[batch]`, `[pool]`, `[breaker]`, `[limit]`, `[dedup]`, `[retry]`, `[scale]` — plus the
 //! `[slo]` a load run is judged against. Each section *is* the crate's own config type, so
 //! the file accepts exactly what the builders accept, with durations written as `"250ms"`
 //! or `"1h30m"`.
@@ -84,6 +84,9 @@ pub struct BackstopConfig {
     /// `[dedup]`: the idempotency window and follower timeout.
     #[cfg(feature = "dedup")]
     pub dedup: Option<backstop_dedup::WindowConfig>,
+    /// `[retry]`: attempts, backoff, the retry budget, the call's deadline and hedging.
+    #[cfg(feature = "retry")]
+    pub retry: Option<backstop_retry::RetryConfig>,
     /// `[scale]`: the autoscaling policy.
     #[cfg(feature = "scale")]
     pub scale: Option<ScaleSection>,
@@ -135,6 +138,8 @@ impl Validate for BackstopConfig {
         validate_section(&self.limit, "limit")?;
         #[cfg(feature = "dedup")]
         validate_section(&self.dedup, "dedup")?;
+        #[cfg(feature = "retry")]
+        validate_section(&self.retry, "retry")?;
         #[cfg(feature = "scale")]
         validate_section(&self.scale, "scale")?;
         validate_section(&self.slo, "slo")

@@ -203,8 +203,8 @@ pub struct BalanceConfig {
     #[serde(with = "backstop_core::duration::human")]
     pub default_latency: Duration,
     /// How fast an estimate forgets: a past peak weighs `e^(-t / decay)` after `t`, so an
-    /// idle target's estimate falls and it is tried again. From 1 ms. Default 10 s (as
-    /// Finagle and Envoy).
+    /// idle slow target's estimate falls back toward `default_latency` and it is tried
+    /// again. From 1 ms. Default 10 s (as Finagle and Envoy).
     #[serde(with = "backstop_core::duration::human")]
     pub decay: Duration,
 }

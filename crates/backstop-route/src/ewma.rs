@@ -1,6 +1,11 @@
 //! Peak-EWMA latency estimates (Finagle, Linkerd, `tower::load::PeakEwma`): quick to rise
 //! on a slow response, slow to fall, and decaying while a target is idle so that it is
 //! tried again.
+//!
+//! An idle estimate decays toward the default latency (what "unknown" costs), not toward
+//! zero: an estimate decayed to nothing would make an idle target the cheapest of all, and
+//! every request arriving before its first answer would pile onto it (Finagle and Envoy
+//! add a penalty for that case; a floor at the default needs none).
 
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,15 +23,20 @@ pub(crate) struct PeakEwma {
     stamp: AtomicU64,
     update: Mutex<()>,
     decay_nanos: f64,
+    /// Where an estimate above it decays to while no answer arrives.
+    rest: f64,
 }
 
 impl PeakEwma {
-    pub(crate) fn new(initial_nanos: u64, decay_nanos: u64, now: u64) -> Self {
+    /// An estimate starting at, and decaying toward, `default_nanos`.
+    pub(crate) fn new(default_nanos: u64, decay_nanos: u64, now: u64) -> Self {
+        let rest = (default_nanos as f64).max(FLOOR_NANOS);
         Self {
-            estimate: AtomicU64::new((initial_nanos as f64).max(FLOOR_NANOS).to_bits()),
+            estimate: AtomicU64::new(rest.to_bits()),
             stamp: AtomicU64::new(now),
             update: Mutex::new(()),
             decay_nanos: (decay_nanos as f64).max(1.0),
+            rest,
         }
     }
 
@@ -34,13 +44,17 @@ impl PeakEwma {
         (-(now.saturating_sub(stamp) as f64) / self.decay_nanos).exp()
     }
 
-    /// The estimate at `now`: the last one, decayed toward zero for the time since it was
-    /// made (as Finagle's read observes a zero latency).
+    /// The estimate at `now`: the last one, an excess over the default decayed for the
+    /// time since it was made; an estimate at or below the default stays (no evidence the
+    /// target got slower).
     #[inline]
     pub(crate) fn get(&self, now: u64) -> f64 {
         let estimate = f64::from_bits(self.estimate.load(Ordering::Relaxed));
+        if estimate <= self.rest {
+            return estimate;
+        }
         let stamp = self.stamp.load(Ordering::Relaxed);
-        (estimate * self.weight(stamp, now)).max(FLOOR_NANOS)
+        self.rest + (estimate - self.rest) * self.weight(stamp, now)
     }
 
     /// Records a latency: a peak replaces the estimate at once, a lower one is blended in
@@ -96,13 +110,26 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_estimate_decays_toward_zero() {
-        let ewma = PeakEwma::new(200 * MS, 10_000 * MS, 0);
-        let later = ewma.get(30_000 * MS);
+    fn an_idle_peak_decays_toward_the_default_and_a_low_estimate_stays() {
+        let ewma = PeakEwma::new(100 * MS, 10_000 * MS, 0);
+        ewma.observe(1_100 * MS, 0);
+        let excess = ewma.get(30_000 * MS) - 100.0 * MS as f64;
         assert!(
-            later < 200.0 * MS as f64 * 0.06,
-            "e^-3 of the peak, got {later}"
+            excess > 0.0 && excess < 1_000.0 * MS as f64 * 0.06,
+            "e^-3 of the excess, got {excess}"
         );
-        assert!(ewma.get(u64::MAX) >= FLOOR_NANOS);
+        assert_eq!(ewma.get(u64::MAX), 100.0 * MS as f64);
+
+        let fast = PeakEwma::new(100 * MS, 10_000 * MS, 0);
+        for i in 1..=1_000 {
+            fast.observe(5 * MS, i * 100 * MS);
+        }
+        let settled = fast.get(100_000 * MS);
+        assert!(settled < 6.0 * MS as f64);
+        assert_eq!(
+            fast.get(u64::MAX),
+            settled,
+            "idle, a fast target stays fast"
+        );
     }
 }

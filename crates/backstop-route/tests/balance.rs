@@ -177,12 +177,14 @@ async fn an_idle_target_is_tried_again_as_its_estimate_decays() {
     }
     .build()
     .unwrap();
-    // "b" was once very slow; after a minute without traffic its estimate has decayed.
-    let latencies = Latencies::new(&[20, 2_000]);
+    // "b" was once very slow; after a minute without traffic its estimate is back near the
+    // default (100 ms), below "a"'s 150 ms, so "b" is tried again and found fast.
+    let latencies = Latencies::new(&[150, 2_000]);
     drive(&router, &latencies, 1, 50).await;
     let peak = router.stats().targets[1].ewma_latency;
+    assert!(peak >= ms(500), "still remembered as slow: {peak:?}");
     tokio::time::advance(Duration::from_secs(60)).await;
-    assert!(router.stats().targets[1].ewma_latency < peak / 100);
+    assert!(router.stats().targets[1].ewma_latency < ms(110));
     latencies.0[1].store(20, Ordering::Relaxed);
     let log = drive(&router, &latencies, 1, 200).await;
     assert!(

@@ -21,6 +21,11 @@
 //!   caller gives up without being charged ([`WaitPolicy`]).
 //! - [`Bulkhead`]: at most N calls in flight with a bounded wait queue; permits are RAII
 //!   guards, freed on drop, cancellation and panic; it reports a [`backstop_core::LoadSignal`].
+//! - [`AdaptiveLimiter`]: an in-flight limit found from measured latency (AIMD, Vegas or
+//!   Gradient2 against a latency baseline guarded from drift, with no probe), with priority
+//!   classes that shed the least important work first; [`AdaptiveLayer`] puts it in front
+//!   of a service. Its docs list the anchors' traps it avoids and show a critical and a
+//!   sheddable class.
 //! - [`RateLimitLayer`] (over any limiter above, `RateLimitLayer::new(limiter)` with
 //!   `.key(..)` and `.cost(..)`) and [`BulkheadLayer`] put the same limits in front of any
 //!   [`backstop_core::Service`]. A refusal is the workspace's one

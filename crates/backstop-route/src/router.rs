@@ -217,23 +217,26 @@ impl Router {
         if usable {
             Ok(())
         } else {
-            Err(self.all_cooling(now))
+            Err(self.all_cooling(now, 0, 0))
         }
     }
 
-    /// The refusal when no target can be called: `Unavailable`, after the soonest time any
-    /// target's cooldown and circuit allow a call again, when known.
-    fn all_cooling(&self, now: u64) -> Rejected {
+    /// The refusal when no target can be called: `Unavailable`, after the soonest time a
+    /// target that fits the request could take it (its cooldown over, its circuit
+    /// admitting, its budgets with room), when known.
+    fn all_cooling(&self, now: u64, tokens: u64, min_window: u64) -> Rejected {
         let soonest = self
             .shared
             .targets
             .iter()
+            .filter(|t| t.fits(tokens, min_window))
             .filter_map(|t| {
                 let circuit = match t.breaker.readiness() {
                     Ok(()) => Some(Duration::ZERO),
                     Err(refused) => refused.retry_after,
-                };
-                circuit.map(|wait| wait.max(t.cooldown_left(now)))
+                }?;
+                let budget = t.budget_wait(tokens)?;
+                Some(circuit.max(budget).max(t.cooldown_left(now)))
             })
             .min();
         let refused = Rejected::new(RejectKind::Unavailable);
@@ -469,15 +472,16 @@ impl Router {
             }
             None => {
                 s.counters.add(ALL_COOLING);
-                let refused = if req.no_budget != 0 && attempts == 0 {
-                    // Every usable target was out of budget: the caller is rate limited.
+                let unavailable = self.all_cooling(self.now(), req.tokens, req.min_window);
+                let refused = if req.no_budget != 0 {
+                    // A target had no budget left for it: the caller is rate limited.
                     let limited = Rejected::new(RejectKind::RateLimited { quota: 0 });
-                    match self.all_cooling(self.now()).retry_after {
+                    match unavailable.retry_after {
                         Some(wait) => limited.with_retry_after(wait),
                         None => limited,
                     }
                 } else {
-                    self.all_cooling(self.now())
+                    unavailable
                 };
                 tracing::debug!(%refused, "route: no target can take the request");
                 Err(E::rejected(refused))

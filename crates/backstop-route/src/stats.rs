@@ -45,7 +45,8 @@ pub struct RouterStats {
     pub fallbacks: u64,
     /// Requests that failed after every target they could use was tried.
     pub exhausted: u64,
-    /// Requests refused without a call because every target was cooling down.
+    /// Requests refused without a call because no target could take them (every one
+    /// cooling down, its circuit open or its budget spent).
     pub all_cooling_refusals: u64,
     /// Probes of the least recently failed target while every target was cooling down.
     pub probes: u64,

@@ -243,6 +243,25 @@ impl Target {
         Room::Some(tightest.max(1e-3))
     }
 
+    /// How long until the budgets have room for one request of `tokens` tokens (zero when
+    /// they have it now), or `None` when they never will (a cost above a budget's burst).
+    pub(crate) fn budget_wait(&self, tokens: u64) -> Option<Duration> {
+        let mut wait = Duration::ZERO;
+        for (limiter, cost) in [(&self.requests, 1), (&self.tokens, tokens)] {
+            let Some(limiter) = limiter else { continue };
+            let quota = limiter.quota();
+            if cost > quota.burst() {
+                return None;
+            }
+            let missing = cost.saturating_sub(limiter.stats().remaining);
+            let nanos = u128::from(missing) * quota.replenish_interval().as_nanos();
+            wait = wait.max(Duration::from_nanos(
+                u64::try_from(nanos).unwrap_or(u64::MAX),
+            ));
+        }
+        Some(wait)
+    }
+
     /// Charges one request of `tokens` tokens, or nothing when a budget refuses. Tokens are
     /// charged first: they are the budget that usually refuses, and a refusal of the
     /// request budget after an admitted token charge (only under a race past [`room`])

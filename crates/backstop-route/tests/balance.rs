@@ -193,3 +193,26 @@ async fn an_idle_target_is_tried_again_as_its_estimate_decays() {
         share(&log, 1)
     );
 }
+
+/// A target idle for long (slow once, then cooled down for ten minutes while the other
+/// one served for eight) must not take a whole burst of requests that arrive before its first
+/// answer: its estimate rests at the default latency, and each request in flight raises
+/// its cost. (An estimate decaying toward zero made it the cheapest target by far.)
+#[tokio::test(start_paused = true)]
+async fn a_burst_does_not_pile_onto_an_idle_target() {
+    let router = router(vec![target("busy", 0), target("idle", 0)]);
+    let latencies = Latencies::new(&[50, 3_000]);
+    drive(&router, &latencies, 1, 40).await;
+    latencies.0[1].store(50, Ordering::Relaxed);
+    let idle = router.target("idle").unwrap().clone();
+    router.cool_down(&idle, Duration::from_secs(600));
+    for _ in 0..500 {
+        let served = drive(&router, &latencies, 1, 1).await;
+        assert_eq!(served, [0]);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    tokio::time::advance(Duration::from_secs(100)).await; // the cooldown is over
+    let burst = drive(&router, &latencies, 40, 1).await;
+    let idle = share(&burst, 1);
+    assert!(idle < 0.6, "the idle target took {idle:.2} of the burst");
+}

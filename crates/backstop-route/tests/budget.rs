@@ -149,3 +149,38 @@ async fn a_nearly_spent_key_is_chosen_less() {
     assert!(picks[0] * 5 < picks[1].min(picks[2]), "{picks:?}");
     assert!(picks[0] > 0, "nearly spent is not skipped: {picks:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_budget_is_a_rate_limit_refusal_with_the_time_until_room() {
+    let router = RouteConfig {
+        targets: vec![TargetConfig {
+            tokens_per_minute: Some(6_000), // 100 tokens a second
+            ..TargetConfig::named("small-key")
+        }],
+        ..RouteConfig::default()
+    }
+    .build()
+    .unwrap();
+    let call = async |tokens| {
+        let hints = RouteHints::new().tokens(tokens);
+        router
+            .run(&hints, &classify, |_| async { Ok::<_, Error<Status>>(()) })
+            .await
+    };
+    call(6_000).await.unwrap();
+    let refused = call(3_000).await.unwrap_err();
+    let refusal = refused.rejection().expect("refused without a call");
+    assert_eq!(
+        refusal.kind,
+        backstop_core::RejectKind::RateLimited { quota: 0 }
+    );
+    assert_eq!(refusal.retry_after, Some(Duration::from_secs(30)));
+    let stats = router.stats();
+    assert_eq!(
+        (stats.targets[0].chosen, stats.targets[0].skipped_no_budget),
+        (1, 1)
+    );
+    assert_eq!(stats.all_cooling_refusals, 1);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    call(3_000).await.unwrap();
+}

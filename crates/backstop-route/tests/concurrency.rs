@@ -28,7 +28,7 @@ async fn counts_add_up_under_concurrency() {
         tasks.push(tokio::spawn(async move {
             let mut ok = 0u64;
             for i in 0..500u64 {
-                let hints = if i % 4 == 0 {
+                let hints = if i.is_multiple_of(4) {
                     RouteHints::new().sticky(task)
                 } else {
                     RouteHints::new()
@@ -36,7 +36,7 @@ async fn counts_add_up_under_concurrency() {
                 let answer = router
                     .run(&hints, &classify, |target| {
                         calls.fetch_add(1, Ordering::Relaxed);
-                        let fails = (i + target.index() as u64) % 7 == 0;
+                        let fails = (i + target.index() as u64).is_multiple_of(7);
                         async move {
                             tokio::task::yield_now().await;
                             if fails {

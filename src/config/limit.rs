@@ -137,7 +137,8 @@ impl LimitSection {
         };
         let requests = build(&self.requests, default_requests, "limit.requests")?;
         let tokens = build(&self.tokens, default_tokens, "limit.tokens")?;
-        let mut limiter = KeyedMultiRateLimiter::new(vec![requests, tokens])?;
+        let mut limiter = KeyedMultiRateLimiter::new(vec![requests, tokens])?
+            .with_quota_names(["requests", "tokens"])?;
         if let Some(max_keys) = self.max_keys {
             limiter = limiter.with_max_keys(max_keys);
         }

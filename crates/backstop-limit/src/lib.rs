@@ -130,7 +130,7 @@ pub use layer::{
     BulkheadLayer, BulkheadService, LimitCost, LimitKey, PerRequest, RateLimitHandle,
     RateLimitLayer, RateLimitService, Unkeyed,
 };
-pub use multi::{KeyedMultiRateLimiter, MultiRateLimiter};
+pub use multi::{KeyedMultiRateLimiter, MAX_QUOTAS, MultiRateLimiter};
 pub use quota::{Quota, QuotaConfig};
 #[cfg(feature = "redis")]
 pub use redis_config::{FailureMode, RedisLimitConfig, TimeSourceConfig};

@@ -6,8 +6,8 @@ use crate::error::{CheckError, limited};
 use crate::gcra::{LimiterStats, Timeline, decide, remaining};
 use crate::keyed::KeyedStats;
 use crate::quota::Quota;
-use backstop_core::config::{ConfigError, ensure};
-use backstop_core::{Clock, DefaultClock};
+use backstop_core::config::{ConfigError, ensure, ensure_at_most};
+use backstop_core::{Clock, DefaultClock, QuotaState};
 use dashmap::DashMap;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -74,6 +74,7 @@ impl<C: Clock> MultiRateLimiter<C> {
     /// A multi-quota limiter reading time from `clock`; at least one quota is required.
     pub fn with_clock(quotas: Vec<Quota>, clock: C) -> Result<Self, ConfigError> {
         ensure(!quotas.is_empty(), "quotas", "must hold at least one quota")?;
+        ensure_at_most("quotas", quotas.len() as u64, MAX_QUOTAS as u64)?;
         let states = quotas.iter().map(|_| AtomicU64::new(0)).collect();
         Ok(Self {
             quotas: quotas.into_boxed_slice(),
@@ -126,6 +127,9 @@ impl<C: Clock> MultiRateLimiter<C> {
         }
     }
 }
+
+/// The most quotas one multi-quota limiter holds (a refusal names its quota by index).
+pub const MAX_QUOTAS: usize = 64;
 
 /// What a check charges each quota.
 #[derive(Debug, Clone, Copy)]
@@ -246,6 +250,9 @@ fn refund(state: &AtomicU64, cost: u64, quota: &Quota) {
 #[derive(Debug)]
 pub struct KeyedMultiRateLimiter<K: Hash + Eq, C = DefaultClock> {
     quotas: Box<[Quota]>,
+    /// One name per quota, for [`quota_states`](Self::quota_states) and the headers built
+    /// from them.
+    names: Box<[Arc<str>]>,
     cells: DashMap<K, Box<[AtomicU64]>>,
     overrides: DashMap<K, Arc<[Quota]>>,
     // Skips the override lookup on the hot path while there are none.
@@ -267,7 +274,11 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedMultiRateLimiter<K, C> {
     /// Every key is held to all of `quotas` (at least one) unless overridden.
     pub fn with_clock(quotas: Vec<Quota>, clock: C) -> Result<Self, ConfigError> {
         ensure(!quotas.is_empty(), "quotas", "must hold at least one quota")?;
+        ensure_at_most("quotas", quotas.len() as u64, MAX_QUOTAS as u64)?;
         Ok(Self {
+            names: (0..quotas.len())
+                .map(|i| Arc::from(format!("q{i}")))
+                .collect(),
             quotas: quotas.into_boxed_slice(),
             cells: DashMap::new(),
             overrides: DashMap::new(),
@@ -283,6 +294,84 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedMultiRateLimiter<K, C> {
     pub fn with_max_keys(mut self, max_keys: usize) -> Self {
         self.cap = KeyCap::at_most(max_keys);
         self
+    }
+
+    /// Names the quotas, in order (`["requests", "tokens"]`), for
+    /// [`quota_states`](Self::quota_states); the default names are `q0`, `q1`, …
+    pub fn with_quota_names<I, S>(mut self, names: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Arc<str>>,
+    {
+        let names: Box<[Arc<str>]> = names.into_iter().map(Into::into).collect();
+        ensure(
+            names.len() == self.quotas.len(),
+            "quota_names",
+            "must name every quota, in order",
+        )?;
+        ensure(
+            names.iter().all(|name| {
+                !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            }),
+            "quota_names",
+            "must be non-empty and made of ASCII letters, digits, `-` and `_` (they become header names)",
+        )?;
+        self.names = names;
+        Ok(self)
+    }
+
+    /// Where each quota of `key` stands now, in order: what a gateway puts in the IETF
+    /// `RateLimit` headers of an admitted or a refused response, requests and tokens apart.
+    ///
+    /// A GCRA quota grants its burst at once and earns it back over `burst × interval`, so
+    /// `limit` is the burst, `window` that refill time, and `reset` the time until the
+    /// quota is full again.
+    ///
+    /// ```
+    /// use backstop_core::ManualClock;
+    /// use backstop_limit::{KeyedMultiRateLimiter, Quota};
+    ///
+    /// let budget = KeyedMultiRateLimiter::with_clock(
+    ///     vec![Quota::per_minute(60).unwrap(), Quota::per_minute(10_000).unwrap()],
+    ///     ManualClock::new(),
+    /// )
+    /// .unwrap()
+    /// .with_quota_names(["requests", "tokens"])
+    /// .unwrap();
+    /// budget.check_key_costs(&"ann", &[1, 2_500]).unwrap();
+    /// let states = budget.quota_states(&"ann");
+    /// assert_eq!((&*states[0].name, states[0].remaining), ("requests", 59));
+    /// assert_eq!((&*states[1].name, states[1].remaining), ("tokens", 7_500));
+    /// ```
+    pub fn quota_states(&self, key: &K) -> Vec<QuotaState> {
+        let overridden = self.overrides.get(key).map(|q| Arc::clone(&q));
+        let quotas = overridden.as_deref().unwrap_or(&self.quotas);
+        let now = self.timeline.now_nanos();
+        let states = self.cells.get(key);
+        quotas
+            .iter()
+            .zip(self.names.iter())
+            .enumerate()
+            .map(|(i, (quota, name))| {
+                let tat = states
+                    .as_ref()
+                    .and_then(|s| s.get(i))
+                    .map_or(0, |s| s.load(Ordering::Relaxed));
+                let window = quota
+                    .replenish_interval()
+                    .saturating_mul(u32::try_from(quota.burst()).unwrap_or(u32::MAX));
+                QuotaState::new(
+                    Arc::clone(name),
+                    quota.burst(),
+                    remaining(tat, now, quota),
+                    Duration::from_nanos(tat.saturating_sub(now)),
+                    window,
+                )
+            })
+            .collect()
     }
 
     /// Gives `key` its own quotas (a premium tenant), as many as the default and in the

@@ -1,14 +1,14 @@
-//! The router handle and the fallback chain every entry point (standalone, layer) runs.
+//! The router handle: construction, inspection, readiness and the entry points.
 
-use crate::class::{ClassifyRoute, ErrorClass, StandardRouteClassify};
-use crate::config::{AllCooling, RouteConfig};
+use crate::class::{ClassifyRoute, StandardRouteClassify};
+use crate::config::RouteConfig;
 use crate::hints::RouteHints;
 use crate::pick::Attempted;
-use crate::stats::{RouterStats, router_counters::*, target_counters};
-use crate::target::{InFlight, Target, TargetInfo};
+use crate::stats::{RouterStats, router_counters::*};
+use crate::target::{Target, TargetInfo};
 use backstop_core::{
     ConfigError, Error, LoadSignal, LoadSnapshot, RejectKind, Rejected, StackError,
-    StripedCounters, contain, deadline,
+    StripedCounters, deadline,
 };
 use std::fmt;
 use std::future::Future;
@@ -27,7 +27,7 @@ use tokio::time::Instant;
 /// cooling down, circuit admitting, budget with room, window large enough); within the
 /// group a sticky key picks by rendezvous hashing, otherwise weighted power of two
 /// choices over Peak-EWMA latency and budget headroom. A failure is classified
-/// ([`ErrorClass`]) and the chain moves on, within one deadline and `max_attempts` calls.
+/// ([`ErrorClass`](crate::ErrorClass)) and the chain moves on, within one deadline and `max_attempts` calls.
 ///
 /// ```
 /// use backstop_route::{RouteConfig, RouteHints, TargetConfig};
@@ -58,7 +58,7 @@ use tokio::time::Instant;
 /// ```
 #[derive(Clone)]
 pub struct Router {
-    shared: Arc<RouterState>,
+    pub(crate) shared: Arc<RouterState>,
 }
 
 pub(crate) struct RouterState {
@@ -67,7 +67,7 @@ pub(crate) struct RouterState {
     /// Target indices per priority group, lowest group first.
     pub(crate) groups: Box<[Box<[u8]>]>,
     origin: Instant,
-    counters: StripedCounters<COUNTERS>,
+    pub(crate) counters: StripedCounters<COUNTERS>,
 }
 
 impl fmt::Debug for Router {
@@ -77,14 +77,6 @@ impl fmt::Debug for Router {
             .field("groups", &self.shared.groups.len())
             .finish_non_exhaustive()
     }
-}
-
-/// How one attempt ended when it did not return.
-enum Cut {
-    /// The attempt timeout fired: the target was too slow.
-    Slow,
-    /// The request's deadline passed: nothing more can be tried.
-    Deadline,
 }
 
 impl Router {
@@ -156,7 +148,7 @@ impl Router {
     }
 
     /// Nanoseconds since the router was built, on Tokio's clock (paused in tests).
-    fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         backstop_core::time::nanos(Instant::now().saturating_duration_since(self.shared.origin))
     }
 
@@ -224,7 +216,7 @@ impl Router {
     /// The refusal when no target can be called: `Unavailable`, after the soonest time a
     /// target that fits the request could take it (its cooldown over, its circuit
     /// admitting, its budgets with room), when known.
-    fn all_cooling(&self, now: u64, tokens: u64, min_window: u64) -> Rejected {
+    pub(crate) fn all_cooling(&self, now: u64, tokens: u64, min_window: u64) -> Rejected {
         let soonest = self
             .shared
             .targets
@@ -284,239 +276,6 @@ impl Router {
             Some(timeout) => deadline::scope(timeout, self.chain(hints, classify, &attempt)).await,
             None => self.chain(hints, classify, &attempt).await,
         }
-    }
-
-    fn too_close(&self) -> bool {
-        let least = self
-            .shared
-            .config
-            .min_attempt_time
-            .max(Duration::from_nanos(1));
-        deadline::remaining().is_some_and(|left| left < least)
-    }
-
-    async fn chain<T, E, C, F, Fut>(
-        &self,
-        hints: &RouteHints,
-        classify: &C,
-        attempt: &F,
-    ) -> Result<T, E>
-    where
-        E: StackError,
-        C: ClassifyRoute<E> + ?Sized,
-        F: Fn(&TargetInfo) -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let s = &*self.shared;
-        let config = &s.config;
-        s.counters.add(CALLS);
-        let mut req = Attempted {
-            tokens: hints.token_cost(),
-            sticky: hints.sticky_key(),
-            ..Attempted::default()
-        };
-        let mut last_error: Option<E> = None;
-        let mut attempts = 0;
-        let mut probed = false;
-        let mut waited = false;
-        let mut again: Option<usize> = None;
-        while attempts < config.max_attempts {
-            let now = self.now();
-            let index = match again.take().or_else(|| s.select(&mut req, now)) {
-                Some(index) => index,
-                None if !probed
-                    && config.when_all_cooling == AllCooling::ProbeLeastRecentlyFailed =>
-                {
-                    let Some(index) = s.least_recently_failed(&req, now) else {
-                        break;
-                    };
-                    probed = true;
-                    s.counters.add(PROBES);
-                    tracing::debug!(target_name = %s.targets[index].info.name(), "route: every target cooling down; probing the least recently failed");
-                    index
-                }
-                None => break,
-            };
-            req.tried |= 1u64 << index;
-            let target = &s.targets[index];
-            if self.too_close() {
-                s.counters.add(DEADLINE_EXHAUSTED);
-                tracing::debug!("route: deadline too close to start an attempt");
-                return Err(last_error
-                    .unwrap_or_else(|| E::rejected(Rejected::new(RejectKind::DeadlineExceeded))));
-            }
-            // The permit first: a budget refusal then returns it unused, and a circuit
-            // refusal (a race past selection) spends no budget.
-            let Ok(permit) = target.breaker.try_acquire() else {
-                target.count(target_counters::SKIPPED_CIRCUIT_OPEN);
-                continue;
-            };
-            if !target.charge(req.tokens) {
-                permit.ignore();
-                target.count(target_counters::SKIPPED_NO_BUDGET);
-                continue;
-            }
-            if attempts > 0 {
-                s.counters.add(FALLBACKS);
-                tracing::debug!(target_name = %target.info.name(), attempt = attempts + 1, "route: falling back");
-            }
-            attempts += 1;
-            target.count(target_counters::CHOSEN);
-            // The clock read at selection, a few atomics ago, is the start.
-            let started = now;
-            let result = {
-                let _in_flight = InFlight::enter(&target.pending);
-                self.timed(attempt(&target.info)).await
-            };
-            let ended = self.now();
-            let latency = ended.saturating_sub(started);
-            let (error, class) = match result {
-                Ok(Ok(value)) => {
-                    target.ewma.observe(latency, ended);
-                    target.succeeded();
-                    permit.success();
-                    target.count(target_counters::SUCCEEDED);
-                    s.counters.add(SUCCEEDED);
-                    return Ok(value);
-                }
-                Ok(Err(error)) => match contain("route.classify", || classify.classify(&error)) {
-                    Ok(class) => (error, class),
-                    Err(panicked) => {
-                        permit.ignore();
-                        s.counters.add(PANICKED);
-                        tracing::warn!(%panicked, "route: classifier panicked");
-                        return Err(E::panicked(panicked));
-                    }
-                },
-                Err(Cut::Deadline) => {
-                    // The caller's deadline, not the target's fault; the wait still bounds
-                    // the target's latency from below.
-                    target.ewma.observe(latency, ended);
-                    permit.ignore();
-                    s.counters.add(DEADLINE_EXHAUSTED);
-                    return Err(E::rejected(Rejected::new(RejectKind::DeadlineExceeded)));
-                }
-                // The router's own attempt timeout: a timeout whatever the classifier says.
-                Err(Cut::Slow) => (
-                    E::rejected(Rejected::new(RejectKind::Timeout)),
-                    ErrorClass::Timeout,
-                ),
-            };
-            target.count(class_counter(class));
-            let cooldown = &config.cooldown;
-            match class {
-                ErrorClass::Fatal => {
-                    permit.ignore();
-                    return Err(error);
-                }
-                ErrorClass::ContextLength => {
-                    permit.ignore();
-                    let larger = target
-                        .info
-                        .context_window()
-                        .map_or(u64::MAX, |w| w.saturating_add(1));
-                    req.min_window = req.min_window.max(larger);
-                    tracing::debug!(target_name = %target.info.name(), min_window = req.min_window, "route: context too long; trying larger windows");
-                }
-                ErrorClass::ServerError | ErrorClass::Timeout => {
-                    permit.failure();
-                    target.ewma.observe(latency, ended);
-                    if target.failed(ended) >= cooldown.consecutive_failures {
-                        let length = if class == ErrorClass::Timeout {
-                            cooldown.timeout
-                        } else {
-                            cooldown.server_error
-                        };
-                        target.cool_down(ended, length.min(cooldown.max), class.as_str());
-                    }
-                }
-                ErrorClass::RateLimited { retry_after } => {
-                    permit.ignore();
-                    target.last_failure.store(ended.max(1), Ordering::Relaxed);
-                    let wait = retry_after
-                        .unwrap_or(cooldown.rate_limited)
-                        .min(cooldown.max);
-                    target.cool_down(ended, wait, class.as_str());
-                    let short = retry_after.is_some_and(|w| w <= cooldown.wait_for_retry_after);
-                    let time_left = deadline::remaining()
-                        .is_none_or(|left| left > wait.saturating_add(config.min_attempt_time));
-                    if short && !waited && time_left {
-                        waited = true;
-                        s.counters.add(WAITED);
-                        tokio::time::sleep(wait).await;
-                        again = Some(index);
-                    }
-                }
-                ErrorClass::CircuitOpen { retry_after }
-                | ErrorClass::Unavailable { retry_after } => {
-                    permit.ignore();
-                    target.last_failure.store(ended.max(1), Ordering::Relaxed);
-                    let fallback = if matches!(class, ErrorClass::CircuitOpen { .. }) {
-                        cooldown.circuit_open
-                    } else {
-                        cooldown.unavailable
-                    };
-                    target.cool_down(
-                        ended,
-                        retry_after.unwrap_or(fallback).min(cooldown.max),
-                        class.as_str(),
-                    );
-                }
-            }
-            last_error = Some(error);
-        }
-        match last_error {
-            Some(error) => {
-                s.counters.add(EXHAUSTED);
-                Err(error)
-            }
-            None => {
-                s.counters.add(ALL_COOLING);
-                let unavailable = self.all_cooling(self.now(), req.tokens, req.min_window);
-                let refused = if req.no_budget != 0 {
-                    // A target had no budget left for it: the caller is rate limited.
-                    let limited = Rejected::new(RejectKind::RateLimited { quota: 0 });
-                    match unavailable.retry_after {
-                        Some(wait) => limited.with_retry_after(wait),
-                        None => limited,
-                    }
-                } else {
-                    unavailable
-                };
-                tracing::debug!(%refused, "route: no target can take the request");
-                Err(E::rejected(refused))
-            }
-        }
-    }
-
-    /// Runs one attempt within the attempt timeout and what remains of the deadline.
-    async fn timed<T, E>(
-        &self,
-        attempt: impl Future<Output = Result<T, E>>,
-    ) -> Result<Result<T, E>, Cut> {
-        let left = deadline::remaining();
-        let (limit, cut) = match (self.shared.config.attempt_timeout, left) {
-            (Some(each), Some(left)) if left <= each => (left, Cut::Deadline),
-            (Some(each), _) => (each, Cut::Slow),
-            (None, Some(left)) => (left, Cut::Deadline),
-            (None, None) => return Ok(attempt.await),
-        };
-        tokio::time::timeout(backstop_core::time::clamp(limit), attempt)
-            .await
-            .map_err(|_| cut)
-    }
-}
-
-fn class_counter(class: ErrorClass) -> usize {
-    use target_counters::*;
-    match class {
-        ErrorClass::ServerError => SERVER_ERROR,
-        ErrorClass::Timeout => TIMEOUT,
-        ErrorClass::RateLimited { .. } => RATE_LIMITED,
-        ErrorClass::CircuitOpen { .. } => CIRCUIT_OPEN,
-        ErrorClass::Unavailable { .. } => UNAVAILABLE,
-        ErrorClass::ContextLength => CONTEXT_LENGTH,
-        ErrorClass::Fatal => FATAL,
     }
 }
 

@@ -196,16 +196,28 @@ impl Target {
     }
 
     /// Cools the target down until `now + length` (never shortening a longer cooldown).
+    /// Counted in `cooldowns` whenever it starts or lengthens one.
     pub(crate) fn cool_down(&self, now: u64, length: Duration, reason: &'static str) {
         let until = now.saturating_add(backstop_core::time::nanos(length));
         let before = self.cooling_until.fetch_max(until, Ordering::Relaxed);
-        if until > before {
-            self.count(COOLDOWNS);
+        if until <= before {
+            return;
+        }
+        self.count(COOLDOWNS);
+        if before <= now {
             tracing::info!(
                 target_name = %self.info.name(),
                 reason,
                 cooldown = ?length,
                 "route: target cooling down"
+            );
+        } else {
+            // Concurrent failures of a target already cooling: one info event is enough.
+            tracing::debug!(
+                target_name = %self.info.name(),
+                reason,
+                cooldown = ?length,
+                "route: cooldown lengthened"
             );
         }
     }

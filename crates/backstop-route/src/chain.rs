@@ -88,7 +88,7 @@ impl Router {
                 target.count(target_counters::SKIPPED_CIRCUIT_OPEN);
                 continue;
             };
-            if !target.charge(req.tokens) {
+            if !target.charge(req.tokens, now) {
                 permit.ignore();
                 target.count(target_counters::SKIPPED_NO_BUDGET);
                 continue;

@@ -17,7 +17,9 @@
 //! - **Balancing** within a group: power of two choices over a Peak-EWMA latency estimate
 //!   times calls in flight (as Finagle, Linkerd and `tower::balance`), **weighted**, and
 //!   **budget-aware**: a target whose token or request budget is nearly spent is chosen
-//!   less, and one without room for the request is skipped without a call.
+//!   less, and one without room for the request is skipped without a call. Budgets are the
+//!   target's own limiters and what its provider reports ([`Router::observe_quotas`], from
+//!   rate-limit headers, for keys shared with traffic the router does not see).
 //! - **Sticky routing** ([`RouteHints::sticky`], [`RouteLayer::key`]): weighted rendezvous
 //!   hashing keeps a conversation on one target (its prompt cache warm) while the target
 //!   can take it; the fallback rules still apply.
@@ -94,6 +96,7 @@ mod ewma;
 mod hints;
 mod layer;
 mod pick;
+mod reported;
 mod router;
 mod stats;
 mod target;

@@ -59,7 +59,7 @@ impl RouterState {
             {
                 continue;
             }
-            let headroom = match target.room(req.tokens) {
+            let headroom = match target.room(req.tokens, now) {
                 Room::Unlimited => 1.0,
                 Room::Some(fraction) => fraction,
                 Room::None => {
@@ -146,7 +146,7 @@ impl RouterState {
 
     /// While every target cools down: the one that failed longest ago among those that fit
     /// the request and whose circuit and budget would admit it.
-    pub(crate) fn least_recently_failed(&self, req: &Attempted, _now: u64) -> Option<usize> {
+    pub(crate) fn least_recently_failed(&self, req: &Attempted, now: u64) -> Option<usize> {
         self.targets
             .iter()
             .enumerate()
@@ -154,7 +154,7 @@ impl RouterState {
                 req.tried & (1u64 << i) == 0
                     && t.fits(req.tokens, req.min_window)
                     && t.breaker.readiness().is_ok()
-                    && !matches!(t.room(req.tokens), Room::None)
+                    && !matches!(t.room(req.tokens, now), Room::None)
             })
             .min_by_key(|(_, t)| t.last_failure.load(std::sync::atomic::Ordering::Relaxed))
             .map(|(i, _)| i)

@@ -7,7 +7,7 @@ use crate::pick::Attempted;
 use crate::stats::{RouterStats, router_counters::*};
 use crate::target::{Target, TargetInfo};
 use backstop_core::{
-    ConfigError, Error, LoadSignal, LoadSnapshot, RejectKind, Rejected, StackError,
+    ConfigError, Error, LoadSignal, LoadSnapshot, QuotaState, RejectKind, Rejected, StackError,
     StripedCounters, deadline,
 };
 use std::fmt;
@@ -179,6 +179,54 @@ impl Router {
         }
     }
 
+    /// Tells the router what `target`'s provider reported of its quotas with an answer
+    /// (its `x-ratelimit-remaining-*`, `-limit-*` and `-reset-*` headers), the source of
+    /// truth when the key is shared with traffic this router does not see.
+    ///
+    /// A quota whose name contains `token` is compared with requests' token costs, any
+    /// other with one per request. Until its `reset` (at most `cooldown.max`), a report
+    /// caps the target's headroom, a target reported without room for a request is
+    /// skipped without a call, and each call routed there is taken off what was reported.
+    ///
+    /// ```
+    /// use backstop_core::QuotaState;
+    /// use backstop_route::{RouteConfig, RouteHints, TargetConfig};
+    /// use std::time::Duration;
+    ///
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    /// # rt.block_on(async {
+    /// let router = RouteConfig {
+    ///     targets: vec![TargetConfig::named("shared-key"), TargetConfig::named("own-key")],
+    ///     ..RouteConfig::default()
+    /// }
+    /// .build()
+    /// .unwrap();
+    /// let shared = router.target("shared-key").unwrap().clone();
+    /// let minute = Duration::from_secs(60);
+    /// router.observe_quotas(&shared, &[
+    ///     QuotaState::new("requests", 500, 420, Duration::from_secs(8), minute),
+    ///     QuotaState::new("tokens", 90_000, 300, Duration::from_secs(12), minute),
+    /// ]);
+    /// // 300 tokens left: a 1,000-token request goes to the other key.
+    /// let hints = RouteHints::new().tokens(1_000);
+    /// assert_eq!(router.pick(&hints).unwrap().name(), "own-key");
+    /// # });
+    /// ```
+    pub fn observe_quotas(&self, target: &TargetInfo, quotas: &[QuotaState]) {
+        let Some(t) = self.shared.targets.get(target.index()) else {
+            return;
+        };
+        let now = self.now();
+        for quota in quotas {
+            let name = quota.name.as_bytes();
+            let tokens = name.windows(5).any(|w| w.eq_ignore_ascii_case(b"token"));
+            let kind = usize::from(tokens);
+            let reset = quota.reset.min(self.shared.config.cooldown.max);
+            let until = now.saturating_add(backstop_core::time::nanos(reset));
+            t.reported[kind].set(quota.remaining, quota.limit, until);
+        }
+    }
+
     /// Totals since creation, and every target's state.
     pub fn stats(&self) -> RouterStats {
         let c = &self.shared.counters;
@@ -227,7 +275,7 @@ impl Router {
                     Ok(()) => Some(Duration::ZERO),
                     Err(refused) => refused.retry_after,
                 }?;
-                let budget = t.budget_wait(tokens)?;
+                let budget = t.budget_wait(tokens, now)?;
                 Some(circuit.max(budget).max(t.cooldown_left(now)))
             })
             .min();

@@ -3,6 +3,7 @@
 
 use crate::config::TargetConfig;
 use crate::ewma::PeakEwma;
+use crate::reported::ReportedQuota;
 use crate::stats::{TargetStats, target_counters::*};
 use backstop_breaker::Breaker;
 use backstop_core::{StripedCounters, TokioClock};
@@ -97,6 +98,8 @@ pub(crate) struct Target {
     /// When the target last failed (0: never), for the least-recently-failed probe.
     pub(crate) last_failure: AtomicU64,
     consecutive: AtomicU32,
+    /// What the provider last reported of its request (0) and token (1) quotas.
+    pub(crate) reported: [ReportedQuota; 2],
     pub(crate) counters: StripedCounters<COUNTERS>,
 }
 
@@ -162,6 +165,7 @@ impl Target {
             cooling_until: AtomicU64::new(0),
             last_failure: AtomicU64::new(0),
             consecutive: AtomicU32::new(0),
+            reported: Default::default(),
             counters: StripedCounters::new(),
         }
     }
@@ -235,20 +239,33 @@ impl Target {
         }
     }
 
-    /// Room in the target's budgets for one request of `tokens` tokens, without charging.
-    pub(crate) fn room(&self, tokens: u64) -> Room {
-        if self.requests.is_none() && self.tokens.is_none() {
-            return Room::Unlimited;
-        }
+    /// Room in the target's budgets (its own limiters, and what the provider reported) for
+    /// one request of `tokens` tokens, without charging.
+    pub(crate) fn room(&self, tokens: u64, now: u64) -> Room {
         let mut tightest = 1.0_f64;
+        let mut limited = false;
         for (limiter, cost) in [(&self.requests, 1), (&self.tokens, tokens)] {
             let Some(limiter) = limiter else { continue };
+            limited = true;
             let burst = limiter.quota().burst().max(1);
             let remaining = limiter.stats().remaining;
             if remaining < cost {
                 return Room::None;
             }
             tightest = tightest.min((remaining - cost) as f64 / burst as f64);
+        }
+        for (reported, cost) in self.reported.iter().zip([1, tokens]) {
+            let Some((remaining, limit)) = reported.view(now) else {
+                continue;
+            };
+            limited = true;
+            if remaining < cost {
+                return Room::None;
+            }
+            tightest = tightest.min((remaining - cost) as f64 / limit as f64);
+        }
+        if !limited {
+            return Room::Unlimited;
         }
         // A request that spends the last of a budget still has room; weigh it as nearly
         // spent, never as zero.
@@ -257,7 +274,7 @@ impl Target {
 
     /// How long until the budgets have room for one request of `tokens` tokens (zero when
     /// they have it now), or `None` when they never will (a cost above a budget's burst).
-    pub(crate) fn budget_wait(&self, tokens: u64) -> Option<Duration> {
+    pub(crate) fn budget_wait(&self, tokens: u64, now: u64) -> Option<Duration> {
         let mut wait = Duration::ZERO;
         for (limiter, cost) in [(&self.requests, 1), (&self.tokens, tokens)] {
             let Some(limiter) = limiter else { continue };
@@ -271,6 +288,16 @@ impl Target {
                 u64::try_from(nanos).unwrap_or(u64::MAX),
             ));
         }
+        for (reported, cost) in self.reported.iter().zip([1, tokens]) {
+            if let Some((remaining, limit)) = reported.view(now) {
+                if cost > limit {
+                    return None;
+                }
+                if remaining < cost {
+                    wait = wait.max(Duration::from_nanos(reported.left(now)));
+                }
+            }
+        }
         Some(wait)
     }
 
@@ -278,7 +305,7 @@ impl Target {
     /// charged first: they are the budget that usually refuses, and a refusal of the
     /// request budget after an admitted token charge (only under a race past [`room`])
     /// leaves those tokens spent — the budgets can under-admit, never over-admit.
-    pub(crate) fn charge(&self, tokens: u64) -> bool {
+    pub(crate) fn charge(&self, tokens: u64, now: u64) -> bool {
         if let Some(limiter) = &self.tokens
             && tokens > 0
             && limiter.check_n(tokens).is_err()
@@ -289,6 +316,9 @@ impl Target {
             && limiter.check().is_err()
         {
             return false;
+        }
+        for (reported, cost) in self.reported.iter().zip([1, tokens]) {
+            reported.spend(cost, now);
         }
         true
     }

@@ -184,3 +184,88 @@ async fn a_spent_budget_is_a_rate_limit_refusal_with_the_time_until_room() {
     tokio::time::advance(Duration::from_secs(30)).await;
     call(3_000).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_report_is_spent_locally_and_holds_until_its_reset() {
+    let router = RouteConfig {
+        targets: vec![
+            TargetConfig::named("shared"),
+            TargetConfig {
+                group: 1,
+                ..TargetConfig::named("backup")
+            },
+        ],
+        ..RouteConfig::default()
+    }
+    .build()
+    .unwrap();
+    let shared = router.target("shared").unwrap().clone();
+    router.observe_quotas(
+        &shared,
+        &[backstop_core::QuotaState::new(
+            "x-ratelimit-remaining-Tokens",
+            90_000,
+            2_500,
+            Duration::from_secs(12),
+            Duration::from_secs(60),
+        )],
+    );
+    let mut went = Vec::new();
+    for _ in 0..3 {
+        let name = router
+            .run(&RouteHints::new().tokens(TOKENS), &classify, |t| {
+                let name = t.name().to_string();
+                async move { Ok::<_, Error<Status>>(name) }
+            })
+            .await
+            .unwrap();
+        went.push(name);
+    }
+    assert_eq!(
+        went,
+        ["shared", "shared", "backup"],
+        "2,500 reported: room for two"
+    );
+    tokio::time::advance(Duration::from_secs(12)).await;
+    assert_eq!(
+        router
+            .pick(&RouteHints::new().tokens(TOKENS))
+            .unwrap()
+            .name(),
+        "shared"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_report_without_room_is_a_refusal_until_its_reset() {
+    let router = RouteConfig {
+        targets: vec![TargetConfig::named("only")],
+        ..RouteConfig::default()
+    }
+    .build()
+    .unwrap();
+    let only = router.target("only").unwrap().clone();
+    router.observe_quotas(
+        &only,
+        &[backstop_core::QuotaState::new(
+            "requests",
+            500,
+            0,
+            Duration::from_secs(7),
+            Duration::from_secs(60),
+        )],
+    );
+    let refused = router
+        .run(&RouteHints::new(), &classify, |_| async {
+            Ok::<_, Error<Status>>(())
+        })
+        .await
+        .unwrap_err();
+    let refusal = refused.rejection().unwrap();
+    assert_eq!(
+        refusal.kind,
+        backstop_core::RejectKind::RateLimited { quota: 0 }
+    );
+    assert_eq!(refusal.retry_after, Some(Duration::from_secs(7)));
+    assert_eq!(router.stats().targets[0].chosen, 0);
+}

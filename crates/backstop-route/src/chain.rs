@@ -177,7 +177,7 @@ impl Router {
                     let short = retry_after.is_some_and(|w| w <= cooldown.wait_for_retry_after);
                     let time_left = deadline::remaining()
                         .is_none_or(|left| left > wait.saturating_add(config.min_attempt_time));
-                    if short && !waited && time_left {
+                    if short && !waited && time_left && attempts < config.max_attempts {
                         waited = true;
                         s.counters.add(WAITED);
                         tokio::time::sleep(wait).await;

@@ -389,6 +389,16 @@ mod tests {
     }
 
     #[test]
+    fn a_config_round_trips_through_serde() {
+        let mut config = two();
+        config.targets[1].tokens_per_minute = Some(90_000);
+        config.timeout = Some(Duration::from_secs(20));
+        config.when_all_cooling = AllCooling::ProbeLeastRecentlyFailed;
+        let text = serde_json::to_string(&config).unwrap();
+        assert_eq!(serde_json::from_str::<RouteConfig>(&text).unwrap(), config);
+    }
+
+    #[test]
     fn unknown_fields_are_refused_and_defaults_fill_the_rest() {
         assert!(serde_json::from_str::<RouteConfig>(r#"{"target": []}"#).is_err());
         assert!(

@@ -269,3 +269,26 @@ async fn a_report_without_room_is_a_refusal_until_its_reset() {
     assert_eq!(refusal.retry_after, Some(Duration::from_secs(7)));
     assert_eq!(router.stats().targets[0].chosen, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_absurd_token_cost_is_a_typed_refusal_not_a_panic() {
+    let router = RouteConfig {
+        targets: vec![TargetConfig {
+            tokens_per_minute: Some(10_000),
+            context_window: Some(128_000),
+            ..TargetConfig::named("key")
+        }],
+        ..RouteConfig::default()
+    }
+    .build()
+    .unwrap();
+    let hints = RouteHints::new().tokens(u64::MAX);
+    let refused = router
+        .run(&hints, &classify, |_| async { Ok::<_, Error<Status>>(()) })
+        .await
+        .unwrap_err();
+    let refusal = refused.rejection().unwrap();
+    assert_eq!(refusal.kind, backstop_core::RejectKind::Unavailable);
+    assert_eq!(refusal.retry_after, None, "no wait would ever help");
+    assert!(router.readiness().is_ok(), "smaller requests still pass");
+}

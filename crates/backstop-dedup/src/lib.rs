@@ -19,6 +19,15 @@
 //!   per-call timeout.
 //! - [`DedupLayer`]: any of them around any [`backstop_core::Service`], with a key
 //!   extractor closure.
+//! - [`StreamGroup`]: shared in-flight *streams* (LLM answers token by token). Identical
+//!   concurrent requests read one upstream stream, each at its own pace; a late joiner
+//!   first replays the chunks already produced, then reads the live tail, so every reader
+//!   sees the full sequence and a follower's first token comes as soon as the leader's.
+//!   Buffered chunks are bounded in bytes ([`StreamShareConfig`]); a reader that falls
+//!   behind the bound gets a typed lag error or holds the others back ([`LagPolicy`]). An
+//!   upstream error reaches every reader after the chunks it had; the leader leaving
+//!   cancels nothing while others read. [`StreamDedupLayer`] puts it around any streaming
+//!   service.
 //!
 //! # Design
 //!
@@ -75,6 +84,7 @@ mod group;
 mod layer;
 mod outcome;
 mod stats;
+mod stream;
 mod window;
 
 pub use config::{MAX_WINDOW_ENTRIES, WindowConfig, WindowConfigBuilder};
@@ -85,4 +95,11 @@ pub use group::Group;
 pub use layer::{Coalesce, DedupKey, DedupLayer, DedupService, RequestKey};
 pub use outcome::{Outcome, Source};
 pub use stats::{GroupStats, WindowStats};
+pub use stream::config::{
+    LagPolicy, MAX_SHARED_STREAMS, MAX_STREAM_BUFFER_BYTES, StreamShareConfig,
+};
+pub use stream::group::{StreamGroup, StreamGroupBuilder};
+pub use stream::layer::{StreamDedupLayer, StreamDedupService};
+pub use stream::shared::SharedStream;
+pub use stream::stats::StreamGroupStats;
 pub use window::DedupWindow;

@@ -1,0 +1,154 @@
+//! `StreamDedupLayer`: identical streamed requests through any service share one upstream.
+
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use backstop_core::{Layer, Rejected, Service, StackError};
+use futures::Stream;
+
+use super::group::StreamGroup;
+use super::shared::SharedStream;
+use crate::layer::{DedupKey, RequestKey};
+
+/// Wraps a streaming [`Service`] (its response is a `Stream` of `Result<T, S::Error>`
+/// chunks) so identical requests in flight share one upstream stream through a
+/// [`StreamGroup`].
+///
+/// `StreamDedupLayer::new(group)` keys requests by the request itself;
+/// [`key`](Self::key) sets a closure that extracts the key. The service's response is a
+/// [`SharedStream`]; its error type is the inner service's own (`S::Error: StackError`),
+/// so it stacks with every other Backstop layer. `call` returns at once: the inner
+/// service is called (once per shared stream) when the stream is first polled, and a
+/// failure to open it is the stream's first item, as a failure mid-stream is a later one.
+///
+/// ```
+/// use backstop_core::{Error, Layer, Service, ServiceExt, service_fn};
+/// use backstop_dedup::{StreamDedupLayer, StreamGroup};
+/// use futures::StreamExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let model = service_fn(|prompt: String| async move {
+///     let tokens = prompt.split(' ').map(|t| Ok(t.to_string())).collect::<Vec<_>>();
+///     Ok::<_, Error<std::io::Error>>(futures::stream::iter(tokens))
+/// });
+/// let group = StreamGroup::new();
+/// let service = StreamDedupLayer::new(group.clone()).layer(model);
+/// let (a, b) = tokio::join!(service.call("hello there".into()), service.call("hello there".into()));
+/// let (a, b) = tokio::join!(a.unwrap().collect::<Vec<_>>(), b.unwrap().collect::<Vec<_>>());
+/// assert_eq!(a.len(), 2);
+/// assert_eq!(b[1].as_deref().unwrap(), "there");
+/// assert_eq!(group.stats().streams, 1);
+/// # }
+/// ```
+pub struct StreamDedupLayer<G, K = RequestKey> {
+    group: G,
+    key: Arc<K>,
+}
+
+impl<G> StreamDedupLayer<G> {
+    /// A layer sharing streams through `group`, keyed by the request itself until
+    /// [`key`](Self::key) says otherwise.
+    pub fn new(group: G) -> Self {
+        Self {
+            group,
+            key: Arc::new(RequestKey),
+        }
+    }
+}
+
+impl<G, K> StreamDedupLayer<G, K> {
+    /// Keys requests by `key(&request)`.
+    pub fn key<F>(self, key: F) -> StreamDedupLayer<G, F> {
+        StreamDedupLayer {
+            group: self.group,
+            key: Arc::new(key),
+        }
+    }
+
+    /// The group this layer shares streams through.
+    pub fn group(&self) -> &G {
+        &self.group
+    }
+}
+
+impl<G: Clone, K> Clone for StreamDedupLayer<G, K> {
+    fn clone(&self) -> Self {
+        Self {
+            group: self.group.clone(),
+            key: Arc::clone(&self.key),
+        }
+    }
+}
+
+impl<G: fmt::Debug, K> fmt::Debug for StreamDedupLayer<G, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamDedupLayer")
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, G: Clone, K> Layer<S> for StreamDedupLayer<G, K> {
+    type Service = StreamDedupService<S, G, K>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        StreamDedupService {
+            inner: Arc::new(inner),
+            group: self.group.clone(),
+            key: Arc::clone(&self.key),
+        }
+    }
+}
+
+/// The service built by [`StreamDedupLayer`]; its error is the inner service's.
+pub struct StreamDedupService<S, G, K = RequestKey> {
+    inner: Arc<S>,
+    group: G,
+    key: Arc<K>,
+}
+
+impl<S, G: Clone, K> Clone for StreamDedupService<S, G, K> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            group: self.group.clone(),
+            key: Arc::clone(&self.key),
+        }
+    }
+}
+
+impl<S, G: fmt::Debug, K> fmt::Debug for StreamDedupService<S, G, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamDedupService")
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, St, T, K, Req> Service<Req> for StreamDedupService<S, StreamGroup<K::Key, T, S::Error>, K>
+where
+    S: Service<Req, Response = St> + 'static,
+    S::Error: StackError,
+    St: Stream<Item = Result<T, S::Error>> + Send + 'static,
+    T: Clone + Send + Sync + 'static,
+    K: DedupKey<Req>,
+    K::Key: Hash + Eq + Clone + Send + Sync + 'static,
+    Req: Send + 'static,
+{
+    type Response = SharedStream<T, S::Error>;
+    type Error = S::Error;
+
+    async fn call(&self, req: Req) -> Result<SharedStream<T, S::Error>, S::Error> {
+        let key = self.key.key_of(&req);
+        let inner = Arc::clone(&self.inner);
+        Ok(self
+            .group
+            .share(key, move || async move { inner.call(req).await }))
+    }
+
+    fn readiness(&self) -> Result<(), Rejected> {
+        self.inner.readiness()
+    }
+}

@@ -227,17 +227,17 @@ pub struct Gradient2Config {
     pub tolerance: f64,
     /// Weight of the new limit against the old one (0 < smoothing ≤ 1).
     pub smoothing: f64,
-    /// Headroom added after the gradient, letting the limit probe upward;
-    /// `None` uses `√limit` (Envoy's choice), which grows faster from a small limit.
-    pub queue_size: Option<f64>,
+    /// Calls of headroom kept above the knee while latency shows queueing (0 ≤ queue_size ≤
+    /// 1,000); without queueing the limit probes upward by `√limit` instead.
+    pub queue_size: f64,
 }
 
 impl Default for Gradient2Config {
     fn default() -> Self {
         Self {
-            tolerance: 1.0,
+            tolerance: 1.05,
             smoothing: 0.5,
-            queue_size: None,
+            queue_size: 2.0,
         }
     }
 }
@@ -315,16 +315,13 @@ impl Validate for Gradient2Config {
             "smoothing",
             "must be greater than 0 and at most 1",
         )?;
-        if let Some(queue_size) = self.queue_size {
-            ensure_range(
-                "queue_size",
-                queue_size,
-                0.0,
-                MAX_ADAPTIVE_LIMIT as f64,
-                "must be from 0 to 1048576",
-            )?;
-        }
-        Ok(())
+        ensure_range(
+            "queue_size",
+            self.queue_size,
+            0.0,
+            1_000.0,
+            "must be from 0 to 1000",
+        )
     }
 }
 

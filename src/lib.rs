@@ -84,7 +84,7 @@
 //! [`TowerLayer`](core::tower::TowerLayer); [`BackstopConfig`](config::BackstopConfig)
 //! builds them from a TOML file (see `examples/backstop.toml`); a
 //! [`MetricsReporter`](metrics::MetricsReporter) publishes their stats; and
-//! `cargo run --release --example agent_gateway` runs the whole path — limit, dedup,
+//! `cargo run --release -p agent-gateway` runs the whole path — limit, dedup,
 //! tiered cache, breaker, batcher, pool and an autoscaler — against a simulated provider.
 
 #![forbid(unsafe_code)]

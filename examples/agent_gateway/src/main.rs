@@ -2,9 +2,9 @@
 //! serving a simulated fleet of agents.
 //!
 //! ```sh
-//! cargo run --release --example agent_gateway                      # ~12 s, constant load
-//! cargo run --release --example agent_gateway -- --pattern spike --duration 20s
-//! cargo run --release --example agent_gateway -- --config examples/backstop.toml --check-slo
+//! cargo run --release -p agent-gateway                      # ~12 s, constant load
+//! cargo run --release -p agent-gateway -- --pattern spike --duration 20s
+//! cargo run --release -p agent-gateway -- --config examples/backstop.toml --check-slo
 //! ```
 //!
 //! Every request passes, outer to inner:
@@ -36,6 +36,8 @@ mod provider;
 mod run;
 mod stack;
 mod summary;
+#[cfg(test)]
+mod tests;
 
 use backstop::config::BackstopConfig;
 use std::process::ExitCode;

@@ -1,34 +1,11 @@
-//! The flagship example, tested where CI runs tests: its modules are compiled here (their
-//! unit tests run with this file), and a two-second run checks that the numbers the
-//! summary prints add up.
-
-#![cfg(feature = "full")]
-
-#[path = "../examples/agent_gateway/args.rs"]
-mod args;
-#[path = "../examples/agent_gateway/autoscale.rs"]
-mod autoscale;
-#[path = "../examples/agent_gateway/fleet.rs"]
-mod fleet;
-#[path = "../examples/agent_gateway/outcome.rs"]
-mod outcome;
-#[path = "../examples/agent_gateway/pattern.rs"]
-mod pattern;
-#[path = "../examples/agent_gateway/progress.rs"]
-mod progress;
-#[path = "../examples/agent_gateway/provider.rs"]
-mod provider;
-#[path = "../examples/agent_gateway/run.rs"]
-mod run;
-#[path = "../examples/agent_gateway/stack.rs"]
-mod stack;
-#[path = "../examples/agent_gateway/summary.rs"]
-mod summary;
+//! The gateway as a whole: the shipped config drives it, and a two-second run checks that
+//! the numbers the summary prints add up.
 
 use backstop::config::{BackstopConfig, CacheSection, PolicyKind};
 use std::time::Duration;
 
-use outcome::Outcome;
+use crate::outcome::Outcome;
+use crate::{args, autoscale, run, stack, summary};
 
 #[test]
 fn usage_names_every_flag() {
@@ -46,7 +23,9 @@ fn usage_names_every_flag() {
 
 #[test]
 fn the_shipped_config_drives_the_autoscaler_on_a_metric_the_gateway_publishes() {
-    let config = BackstopConfig::from_file("examples/backstop.toml").unwrap();
+    let config =
+        BackstopConfig::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../backstop.toml"))
+            .unwrap();
     let scale = config.scale.as_ref().unwrap();
     assert_eq!(scale.policy, PolicyKind::Queue);
     assert_eq!(

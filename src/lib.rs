@@ -10,6 +10,7 @@
 //! | `breaker` | `breaker` | circuit breaker with count/time windows, registry |
 //! | `dedup` | `dedup` | singleflight `Group` and idempotency `DedupWindow` |
 //! | `retry` | `retry` | retries with a budget, one deadline across attempts, hedging |
+//! | `route` | `route` | fallback chains, P2C Peak-EWMA balancing over providers and keys, cooldowns |
 //! | `load` | `load` | load tests of any stack: open and closed loop, stress, regression checks |
 //! | `cache` | `cache` | S3-FIFO memory cache and the tiered cache (memory → Redis → file) |
 //! | `batch` | `batch` | dynamic batcher |
@@ -114,5 +115,7 @@ pub use backstop_load as load;
 pub use backstop_pool as pool;
 #[cfg(feature = "retry")]
 pub use backstop_retry as retry;
+#[cfg(feature = "route")]
+pub use backstop_route as route;
 #[cfg(feature = "scale")]
 pub use backstop_scale as scale;

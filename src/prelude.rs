@@ -33,6 +33,8 @@ pub use backstop_limit::{
 pub use backstop_pool::{Pool, PoolConfig, PoolLayer};
 #[cfg(feature = "retry")]
 pub use backstop_retry::{Retry, RetryConfig, RetryLayer};
+#[cfg(feature = "route")]
+pub use backstop_route::{RouteConfig, RouteLayer, Router};
 #[cfg(feature = "scale")]
 pub use backstop_scale::{Observation, Policy, QueuePolicy, TargetTracking};
 

@@ -1,7 +1,7 @@
 //! One configuration file for the whole stack.
 //!
 //! [`BackstopConfig`] reads a TOML file with one optional section per primitive —
-//! `[cache]`, `[batch]`, `[pool]`, `[breaker]`, `[limit]`, `[dedup]`, `[retry]`, `[scale]` — plus the
+//! `[cache]`, `[batch]`, `[pool]`, `[breaker]`, `[limit]`, `[dedup]`, `[retry]`, `[route]`, `[scale]` — plus the
 //! `[slo]` a load run is judged against. Each section *is* the crate's own config type, so
 //! the file accepts exactly what the builders accept, with durations written as `"250ms"`
 //! or `"1h30m"`.
@@ -87,6 +87,9 @@ pub struct BackstopConfig {
     /// `[retry]`: attempts, backoff, the retry budget, the call's deadline and hedging.
     #[cfg(feature = "retry")]
     pub retry: Option<backstop_retry::RetryConfig>,
+    /// `[route]`: targets (provider, model, key, region), groups, cooldowns and balancing.
+    #[cfg(feature = "route")]
+    pub route: Option<backstop_route::RouteConfig>,
     /// `[scale]`: the autoscaling policy.
     #[cfg(feature = "scale")]
     pub scale: Option<ScaleSection>,
@@ -140,6 +143,8 @@ impl Validate for BackstopConfig {
         validate_section(&self.dedup, "dedup")?;
         #[cfg(feature = "retry")]
         validate_section(&self.retry, "retry")?;
+        #[cfg(feature = "route")]
+        validate_section(&self.route, "route")?;
         #[cfg(feature = "scale")]
         validate_section(&self.scale, "scale")?;
         validate_section(&self.slo, "slo")

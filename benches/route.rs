@@ -1,6 +1,6 @@
 //! What choosing a target costs, against `tower::balance::p2c`.
 //!
-//! `cargo bench -p backstop-route --bench route`
+//! `cargo bench --bench route`
 //!
 //! - group `route_pick`: one request routed to one of 8 ready no-op services on a
 //!   current-thread runtime. `backstop` is [`Router::run`] (priority group, cooldown and
@@ -12,8 +12,8 @@ use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::Duration;
 
-use backstop_core::Error;
-use backstop_route::{RouteConfig, RouteHints, Router, StandardRouteClassify, TargetConfig};
+use backstop::core::Error;
+use backstop::route::{RouteConfig, RouteHints, Router, StandardRouteClassify, TargetConfig};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tower::ServiceExt as _;
 

@@ -1,7 +1,7 @@
 //! Where requests go when one provider is degraded and one key is exhausted, on simulated
 //! (paused) time.
 //!
-//! `cargo bench -p backstop-route --bench route_quality` prints one line per figure,
+//! `cargo bench --bench route_quality` prints one line per figure,
 //! `<metric> workload=degraded contender=<round_robin|tower_p2c|backstop> value=<v>`:
 //!
 //! - `error_rate`: requests that failed, as a fraction of all;
@@ -25,9 +25,9 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use backstop_core::{Error, TokioClock};
-use backstop_limit::{Quota, RateLimiter};
-use backstop_route::{ErrorClass, RouteConfig, RouteHints, Router, TargetConfig, standard_class};
+use backstop::core::{Error, TokioClock};
+use backstop::limit::{Quota, RateLimiter};
+use backstop::route::{ErrorClass, RouteConfig, RouteHints, Router, TargetConfig, standard_class};
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 

@@ -1,10 +1,10 @@
 //! Two simulated providers and three keys; one provider fails mid-run. Prints where the
 //! requests went in each phase and the router's stats.
 //!
-//! `cargo run -p backstop-route --example route`
+//! `cargo run --example route`
 
-use backstop_core::Error;
-use backstop_route::{ErrorClass, RouteConfig, RouteHints, TargetConfig, standard_class};
+use backstop::core::Error;
+use backstop::route::{ErrorClass, RouteConfig, RouteHints, TargetConfig, standard_class};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -167,7 +167,7 @@ mod tests {
                     let counters = counters.clone();
                     std::thread::spawn(move || {
                         for i in 0..per_thread {
-                            counters.add(usize::from((i + t as u64 + wave) % 3 == 0));
+                            counters.add(usize::from((i + t as u64 + wave).is_multiple_of(3)));
                         }
                     })
                 })

@@ -73,7 +73,6 @@ mod tests {
             smoothing: 1.0,
             queue_size: 0.0,
             tolerance: 1.0,
-            ..Default::default()
         };
         assert_eq!(next_limit(&c, 100.0, &window(125.0, 0, 100), 100.0), 80.0);
         assert_eq!(next_limit(&c, 100.0, &window(1_000.0, 0, 100), 100.0), 50.0);

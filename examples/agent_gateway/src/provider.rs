@@ -35,8 +35,12 @@ pub(crate) enum ProviderError {
 pub(crate) const DOLLARS_PER_1K_TOKENS: f64 = 0.002;
 
 pub(crate) struct Provider {
+    /// The name targets in `[route]` give as their `provider`.
+    pub(crate) name: &'static str,
     started: Instant,
-    outage: (Duration, Duration),
+    outage: Option<(Duration, Duration)>,
+    /// Its latency relative to the primary's.
+    slowdown: f64,
     own_limit: RateLimiter,
     pub(crate) calls: AtomicU64,
     pub(crate) items: AtomicU64,
@@ -45,15 +49,36 @@ pub(crate) struct Provider {
 }
 
 impl Provider {
-    /// A provider that is down between 45 % and 60 % of `run`, and answers at most
-    /// 25 batch calls a second (burst 15) before it starts returning 429.
+    /// The primary: down between 45 % and 60 % of `run`, and answers at most 25 batch
+    /// calls a second (burst 15) before it starts returning 429.
     pub(crate) fn new(run: Duration) -> Arc<Self> {
-        let quota = Quota::per_second(25)
+        Self::build(
+            "primary",
+            Some((run.mul_f64(0.45), run.mul_f64(0.60))),
+            1.0,
+            25,
+        )
+    }
+
+    /// The fallback: never down, but half again as slow and with less headroom.
+    pub(crate) fn fallback() -> Arc<Self> {
+        Self::build("fallback", None, 1.5, 15)
+    }
+
+    fn build(
+        name: &'static str,
+        outage: Option<(Duration, Duration)>,
+        slowdown: f64,
+        calls_per_second: u64,
+    ) -> Arc<Self> {
+        let quota = Quota::per_second(calls_per_second)
             .and_then(|quota| quota.with_burst(15))
             .expect("a positive quota");
         Arc::new(Self {
+            name,
             started: Instant::now(),
-            outage: (run.mul_f64(0.45), run.mul_f64(0.60)),
+            outage,
+            slowdown,
             own_limit: RateLimiter::new(quota),
             calls: AtomicU64::new(0),
             items: AtomicU64::new(0),
@@ -62,7 +87,8 @@ impl Provider {
         })
     }
 
-    pub(crate) fn outage_window(&self) -> (Duration, Duration) {
+    /// When the provider is down, if it ever is.
+    pub(crate) fn outage_window(&self) -> Option<(Duration, Duration)> {
         self.outage
     }
 
@@ -75,8 +101,11 @@ impl Provider {
         }
         let elapsed = self.started.elapsed();
         let longest = batch.iter().map(|ask| ask.max_tokens).max().unwrap_or(0);
-        tokio::time::sleep(latency(longest, batch.len())).await;
-        if elapsed >= self.outage.0 && elapsed < self.outage.1 {
+        tokio::time::sleep(latency(longest, batch.len()).mul_f64(self.slowdown)).await;
+        if self
+            .outage
+            .is_some_and(|(from, to)| elapsed >= from && elapsed < to)
+        {
             return Err(ProviderError::Outage);
         }
         if fastrand::f64() < 0.01 {
@@ -161,7 +190,7 @@ mod tests {
     async fn fails_during_the_scripted_outage_only() {
         let provider = Provider::new(Duration::from_secs(10));
         assert_eq!(
-            provider.outage_window(),
+            provider.outage_window().unwrap(),
             (Duration::from_millis(4500), Duration::from_secs(6))
         );
         tokio::time::sleep(Duration::from_secs(5)).await;

@@ -22,9 +22,9 @@ pub(crate) async fn run(
     let gateway = stack::build(config, args, scratch)
         .await
         .map_err(|error| error.to_string())?;
-    let (from, to) = gateway.provider.outage_window();
+    let (from, to) = gateway.providers[0].outage_window().unwrap_or_default();
     println!(
-        "{} agents ({} users), {} pattern for {}; cache tiers: {}; provider outage {:.1}–{:.1} s",
+        "{} agents ({} users), {} pattern for {}; cache tiers: {}; primary provider down {:.1}–{:.1} s (routed to the fallback)",
         args.agents,
         fleet::users(args.agents),
         args.pattern,

@@ -12,6 +12,9 @@ use backstop::dedup::{DedupLayer, DedupWindow, WindowConfig};
 use backstop::limit::{Quota, RateLimitLayer};
 use backstop::pool::{Pool, PoolConfig};
 use backstop::retry::{Retry, RetryDecision, RetryLayer};
+use backstop::route::{
+    ErrorClass, RouteConfig, RouteLayer, Routed, Router, TargetConfig, standard_class,
+};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +33,8 @@ pub(crate) type GatewayService = BoxService<Ask, Answer, GatewayError>;
 /// The assembled stack and a handle on each component, for the progress line and summary.
 pub(crate) struct Gateway {
     service: GatewayService,
-    pub(crate) provider: Arc<Provider>,
+    pub(crate) providers: Vec<Arc<Provider>>,
+    pub(crate) router: Router,
     pub(crate) cache: TieredCache<String, Answer>,
     pub(crate) dedup: DedupWindow<String, Answer, Arc<GatewayError>>,
     pub(crate) breaker: Breaker,
@@ -137,7 +141,13 @@ pub(crate) async fn build(
         message: error.to_string(),
     })?;
 
-    let provider = Provider::new(args.duration);
+    let providers = vec![Provider::new(args.duration), Provider::fallback()];
+    let router = match &config.route {
+        Some(route) => route.clone(),
+        None => default_route(),
+    }
+    .build()
+    .map_err(|e| e.within("route"))?;
     let batch_config = config.batch.clone().unwrap_or(BatchConfig {
         max_batch_size: 16,
         max_delay: Duration::from_millis(25),
@@ -145,23 +155,38 @@ pub(crate) async fn build(
         max_concurrent_batches: 16,
         ..BatchConfig::default()
     });
+    // Each batch goes to the provider the router picked for it.
     let completions = {
-        let (pool, provider) = (pool.clone(), provider.clone());
-        service_fn(move |batch: Vec<Ask>| {
-            let (pool, provider) = (pool.clone(), provider.clone());
+        let (pool, providers) = (pool.clone(), providers.clone());
+        service_fn(move |routed: Routed<Vec<Ask>>| {
+            let pool = pool.clone();
+            let provider = providers
+                .iter()
+                .find(|p| p.name == routed.target.provider())
+                .cloned();
             async move {
+                let provider = provider.ok_or_else(|| {
+                    ProviderError::Connection(format!(
+                        "no provider named {:?}",
+                        routed.target.provider()
+                    ))
+                })?;
                 let _connection = pool
                     .get()
                     .await
                     .map_err(|error| ProviderError::Connection(error.to_string()))?;
-                provider.complete(batch).await
+                provider.complete(routed.request).await
             }
         })
         .lift()
     };
+    let routed = RouteLayer::new(router.clone())
+        .cost(|batch: &Vec<Ask>| batch.iter().map(Ask::budget_cost).sum::<u64>())
+        .classify(route_class)
+        .layer(completions);
     let batched = BatchLayer::new(batch_config)
         .map_err(|e| e.within("batch"))?
-        .layer(completions);
+        .layer(routed);
     let batcher = batched.batcher().clone();
 
     let service = Stack::new()
@@ -174,7 +199,8 @@ pub(crate) async fn build(
         .boxed();
     Ok(Arc::new(Gateway {
         service,
-        provider,
+        providers,
+        router,
         cache,
         dedup,
         breaker,
@@ -183,6 +209,35 @@ pub(crate) async fn build(
         pool,
         opened,
     }))
+}
+
+/// Two targets: the primary provider, and the fallback provider tried only when the primary
+/// fails or cools down.
+fn default_route() -> RouteConfig {
+    RouteConfig {
+        targets: vec![
+            TargetConfig {
+                provider: "primary".into(),
+                ..TargetConfig::named("primary")
+            },
+            TargetConfig {
+                provider: "fallback".into(),
+                group: 1,
+                ..TargetConfig::named("fallback")
+            },
+        ],
+        ..RouteConfig::default()
+    }
+}
+
+/// A provider's own failures in the router's terms: its 429 cools the target down, an
+/// outage or a transient error is a server error, anything else the router knows already.
+fn route_class(error: &GatewayError) -> ErrorClass {
+    match error.inner() {
+        Some(ProviderError::RateLimited) => ErrorClass::RateLimited { retry_after: None },
+        Some(_) => ErrorClass::ServerError,
+        None => standard_class(error),
+    }
 }
 
 /// Retries only what a second attempt can fix: a transient provider error, the provider's

@@ -4,11 +4,11 @@ use backstop::cache::TieredStats;
 use backstop::config::SloSection;
 use backstop::core::LatencySummary;
 use backstop::dedup::WindowStats;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::outcome::{OUTCOMES, Outcome, Tally};
-use crate::provider::DOLLARS_PER_1K_TOKENS;
+use crate::provider::{DOLLARS_PER_1K_TOKENS, Provider};
 use crate::stack::Gateway;
 
 /// Everything the run measured, read once from the tally and the primitives' `stats()`.
@@ -38,6 +38,10 @@ pub(crate) struct Summary {
     pub(crate) connections_opened: u64,
     pub(crate) pool_wait_p95: Duration,
     pub(crate) provider_calls: u64,
+    /// Batch calls each route target answered, by target name.
+    pub(crate) routed: Vec<(String, u64)>,
+    /// Calls the router moved on from a failing or cooling target.
+    pub(crate) fallbacks: u64,
     pub(crate) provider_429s: u64,
     pub(crate) prompts_answered: u64,
     pub(crate) tokens_used: u64,
@@ -56,7 +60,14 @@ impl Summary {
         let dedup = gateway.dedup.stats();
         let batches = gateway.batcher.stats();
         let (tiers, cache_hit_rate) = hit_rates(&cache);
-        let provider = &gateway.provider;
+        let total = |counter: fn(&Provider) -> &AtomicU64| -> u64 {
+            gateway
+                .providers
+                .iter()
+                .map(|p| counter(p).load(Ordering::Relaxed))
+                .sum()
+        };
+        let routed = gateway.router.stats();
         Self {
             took,
             requests: tally.total(),
@@ -79,10 +90,16 @@ impl Summary {
             batch_wait_p95: batches.queue_wait.p95,
             connections_opened: gateway.connections_opened(),
             pool_wait_p95: gateway.pool.stats().wait.p95,
-            provider_calls: provider.calls.load(Ordering::Relaxed),
-            provider_429s: provider.refused.load(Ordering::Relaxed),
-            prompts_answered: provider.items.load(Ordering::Relaxed),
-            tokens_used: provider.tokens.load(Ordering::Relaxed),
+            provider_calls: total(|p| &p.calls),
+            provider_429s: total(|p| &p.refused),
+            prompts_answered: total(|p| &p.items),
+            tokens_used: total(|p| &p.tokens),
+            routed: routed
+                .targets
+                .iter()
+                .map(|t| (t.name.clone(), t.succeeded))
+                .collect(),
+            fallbacks: routed.fallbacks,
             tokens_without_backstop: tally.tokens_without_backstop.load(Ordering::Relaxed),
             decisions,
         }
@@ -150,6 +167,16 @@ impl Summary {
             "pool                {} connections opened, p95 wait {}",
             self.connections_opened,
             ms(self.pool_wait_p95)
+        );
+        let routed: Vec<String> = self
+            .routed
+            .iter()
+            .map(|(name, calls)| format!("{name} {calls}"))
+            .collect();
+        println!(
+            "routing             batch calls answered: {}; {} fallbacks from a failing or cooling target",
+            routed.join(", "),
+            self.fallbacks
         );
         println!(
             "provider            {} calls for {} requests ({} refused with its own 429), {} prompts answered",
@@ -335,6 +362,8 @@ mod tests {
             connections_opened: 0,
             pool_wait_p95: Duration::ZERO,
             provider_calls: 0,
+            routed: Vec::new(),
+            fallbacks: 0,
             provider_429s: 0,
             prompts_answered: 0,
             tokens_used: 10,

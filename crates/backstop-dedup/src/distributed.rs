@@ -6,6 +6,10 @@
 //! published result with a growing interval. A result is published under its own key
 //! with a TTL, so a caller arriving shortly after also gets it. When the executor dies
 //! its lease expires and the next poller takes it and runs the work itself.
+//!
+//! The lease and result keys of one key share a hash tag (`prefix:{tag}:lease`,
+//! `prefix:{tag}:result`, the tag escaped by [`backstop_redis::key::hash_tag`]), so the
+//! claim and publish scripts touch one slot and work on a Redis Cluster.
 
 use std::fmt;
 use std::hash::Hash;
@@ -17,11 +21,11 @@ use std::time::Duration;
 use backstop_core::config::{ConfigError, Validate, ensure, ensure_duration};
 use backstop_core::time::clamp;
 use backstop_core::{Panicked, RejectKind, Rejected};
+use backstop_redis::{Misconfiguration, RedisConn, RedisConnection, RedisFault};
 use futures::FutureExt;
-use redis::aio::ConnectionManager;
+use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use crate::error::DedupError;
@@ -81,9 +85,10 @@ pub enum RedisFailure {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DistributedConfig {
-    /// Prefix of every Redis key this group writes: `{prefix}:{key}:lease` holds the
-    /// executor's random token, `{prefix}:{key}:result` the published JSON result.
-    /// Default `"dedup"`.
+    /// Prefix of every Redis key this group writes: `prefix:{key}:lease` holds the
+    /// executor's random token, `prefix:{key}:result` the published JSON result (the key
+    /// escaped as a cluster hash tag by [`backstop_redis::key::hash_tag`]). No braces or
+    /// glob characters. Default `"dedup"`.
     pub prefix: String,
     /// How long a lease lasts without renewal; the executor renews it every third of
     /// this while the work runs, so it bounds how long others wait after the executor
@@ -130,6 +135,13 @@ impl Default for DistributedConfig {
 impl Validate for DistributedConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         ensure(!self.prefix.is_empty(), "prefix", "must not be empty")?;
+        // Braces would move the hash tag off the user key (the lease and result keys
+        // would land in different cluster slots).
+        ensure(
+            backstop_redis::key::is_safe_prefix(&self.prefix),
+            "prefix",
+            "must not contain braces or glob characters",
+        )?;
         ensure(
             self.lease_ttl >= Duration::from_millis(3),
             "lease_ttl",
@@ -176,6 +188,9 @@ pub struct DistributedStats {
     pub redis_errors: u64,
     /// Executions run without a lease because Redis failed.
     pub local_fallbacks: u64,
+    /// Calls refused because the Redis deployment is misconfigured (no fallback ran; see
+    /// [`DistributedGroup::misconfiguration`]).
+    pub misconfigured: u64,
 }
 
 #[derive(Debug, Default)]
@@ -186,6 +201,7 @@ struct RemoteCounters {
     polls: AtomicU64,
     redis_errors: AtomicU64,
     local_fallbacks: AtomicU64,
+    misconfigured: AtomicU64,
 }
 
 /// A value and whether it came from another process.
@@ -201,9 +217,18 @@ enum Claim {
     Held,
 }
 
+/// Why a Redis round trip gave no answer.
+enum CallFailure {
+    /// An outage: the failure policy decides.
+    Outage(String),
+    /// A misconfiguration: refused whatever the policy.
+    Mistake,
+}
+
 struct Shared {
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
+    redis: RedisConnection,
+    /// The last misconfiguration seen, for [`DistributedGroup::misconfiguration`].
+    mistake: Mutex<Option<Misconfiguration>>,
     config: DistributedConfig,
     claim: redis::Script,
     publish: redis::Script,
@@ -222,16 +247,24 @@ struct Shared {
 /// transient failure is retried once per waiting process rather than fanned out.
 /// An execution that panics or is cancelled (every local caller dropped) releases its
 /// lease at once; a crashed process's lease expires after `lease_ttl`; either way a
-/// waiter takes over. Redis failures follow [`DistributedConfig::on_redis_error`], and no
-/// Redis call waits longer than `redis_timeout`.
+/// waiter takes over. Redis outages follow [`DistributedConfig::on_redis_error`], and no
+/// Redis call waits longer than `redis_timeout`. A misconfigured deployment (a standalone
+/// URL at a cluster node or a replica, an unknown Sentinel master, a wrong TLS CA) is never
+/// an outage: the call fails with [`RejectKind::Unavailable`] under every policy, is
+/// counted in [`DistributedStats::misconfigured`] and named by
+/// [`misconfiguration`](Self::misconfiguration), and no process runs the work unleased.
+///
+/// It runs on any [`RedisConnection`]: one server, a Redis Cluster or a primary behind
+/// Sentinel, optionally over TLS.
 ///
 /// ```no_run
 /// use backstop_dedup::{DistributedConfig, DistributedGroup};
+/// use backstop_redis::{RedisConfig, RedisConnection};
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+/// let redis = RedisConnection::new(&RedisConfig::url("redis://127.0.0.1:6379"))?;
 /// let group: DistributedGroup<String, String, String> =
-///     DistributedGroup::new(client, DistributedConfig::default())?;
+///     DistributedGroup::new(redis, DistributedConfig::default())?;
 /// let answer = group
 ///     .work("summarize:doc-17".to_string(), || async { Ok("a summary".to_string()) })
 ///     .await?;
@@ -266,14 +299,18 @@ where
     V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     E: Clone + Send + Sync + 'static,
 {
-    /// A group on `client`'s Redis. Connects lazily, on the first call.
-    pub fn new(client: redis::Client, config: DistributedConfig) -> Result<Self, ConfigError> {
+    /// A group on `redis` (a [`RedisConnection`] of any topology, or a `redis::Client`
+    /// for one server). Connects lazily, on the first call.
+    pub fn new(
+        redis: impl Into<RedisConnection>,
+        config: DistributedConfig,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self {
             local: Group::new(),
             shared: Arc::new(Shared {
-                client,
-                conn: OnceCell::new(),
+                redis: redis.into(),
+                mistake: Mutex::new(None),
                 config,
                 claim: redis::Script::new(CLAIM),
                 publish: redis::Script::new(PUBLISH),
@@ -340,7 +377,14 @@ where
             polls: counters.polls.load(Relaxed),
             redis_errors: counters.redis_errors.load(Relaxed),
             local_fallbacks: counters.local_fallbacks.load(Relaxed),
+            misconfigured: counters.misconfigured.load(Relaxed),
         }
+    }
+
+    /// The last misconfiguration Redis calls met, if any: why calls are refused under
+    /// every failure policy.
+    pub fn misconfiguration(&self) -> Option<Misconfiguration> {
+        self.shared.mistake.lock().clone()
     }
 
     /// The configuration it was built with.
@@ -351,11 +395,11 @@ where
 
 impl Shared {
     fn result_key(&self, key: &str) -> String {
-        format!("{}:{key}:result", self.config.prefix)
+        backstop_redis::key::tagged(&self.config.prefix, key, "result")
     }
 
     fn lease_key(&self, key: &str) -> String {
-        format!("{}:{key}:lease", self.config.prefix)
+        backstop_redis::key::tagged(&self.config.prefix, key, "lease")
     }
 
     /// The local execution for `key`: the published result, or this process's run.
@@ -426,7 +470,10 @@ impl Shared {
                         .saturating_mul(2)
                         .min(self.config.max_poll_interval);
                 }
-                Err(reason) => return self.fall_back(reason, work).await,
+                Err(CallFailure::Outage(reason)) => return self.fall_back(reason, work).await,
+                Err(CallFailure::Mistake) => {
+                    return Err(DedupError::Rejected(Rejected::new(RejectKind::Unavailable)));
+                }
             }
         }
     }
@@ -470,7 +517,7 @@ impl Shared {
                             Ok(())
                         })
                         .await;
-                    if let Err(reason) = renewed {
+                    if let Err(CallFailure::Outage(reason)) = renewed {
                         tracing::warn!(target: "backstop_dedup", key, %reason, "could not renew a dedup lease");
                     }
                 }
@@ -503,7 +550,7 @@ impl Shared {
                         Ok(())
                     })
                     .await;
-                if let Err(reason) = published {
+                if let Err(CallFailure::Outage(reason)) = published {
                     tracing::warn!(target: "backstop_dedup", key, %reason, "could not publish a deduplicated result; waiting processes will run it themselves");
                 }
             }
@@ -530,7 +577,7 @@ impl Shared {
                 Ok(())
             })
             .await;
-        if let Err(reason) = released {
+        if let Err(CallFailure::Outage(reason)) = released {
             tracing::warn!(target: "backstop_dedup", key, %reason, "could not release a dedup lease; it will expire");
         }
     }
@@ -564,27 +611,28 @@ impl Shared {
         }
     }
 
-    /// One Redis round trip, connecting first if needed, under `redis_timeout`;
-    /// failures are counted and returned as a reason.
-    async fn call<'a, T, C, Fut>(&'a self, call: C) -> Result<T, String>
+    /// One Redis round trip, connecting first if needed, under `redis_timeout`. Outages
+    /// are counted and returned as a reason; a misconfiguration is counted, logged and
+    /// remembered, and never reaches the failure policy.
+    async fn call<'a, T, C, Fut>(&'a self, call: C) -> Result<T, CallFailure>
     where
-        C: FnOnce(ConnectionManager) -> Fut,
+        C: FnOnce(RedisConn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>> + 'a,
     {
-        let attempt = async {
-            let conn = self
-                .conn
-                .get_or_try_init(|| ConnectionManager::new(self.client.clone()))
-                .await?;
-            call(conn.clone()).await
-        };
+        let attempt = self.redis.run(call);
         let failure = match tokio::time::timeout(clamp(self.config.redis_timeout), attempt).await {
             Ok(Ok(value)) => return Ok(value),
-            Ok(Err(error)) => error.to_string(),
+            Ok(Err(RedisFault::Misconfigured(mistake))) => {
+                RemoteCounters::bump(&self.counters.misconfigured);
+                tracing::error!(target: "backstop_dedup", %mistake, "Redis is misconfigured; refusing instead of running unleased");
+                *self.mistake.lock() = Some(mistake);
+                return Err(CallFailure::Mistake);
+            }
+            Ok(Err(fault)) => fault.to_string(),
             Err(_) => format!("no answer within {:?}", self.config.redis_timeout),
         };
         RemoteCounters::bump(&self.counters.redis_errors);
-        Err(failure)
+        Err(CallFailure::Outage(failure))
     }
 }
 

@@ -133,7 +133,7 @@ async fn a_dead_executors_lease_expires_and_a_waiter_takes_over() {
     let config = config(&ctx);
     // A process that won the lease and died mid-work: no release, no renewal.
     let mut conn = ctx.connection().await;
-    let lease = format!("{}:k:lease", config.prefix);
+    let lease = format!("{}:{{k}}:lease", config.prefix);
     redis::cmd("SET")
         .arg(&lease)
         .arg("token-of-a-dead-process")

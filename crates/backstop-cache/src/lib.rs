@@ -89,6 +89,14 @@
 //! - **Semantic lookup** ([`SemanticCache`]): answers a prompt from a similar prompt's
 //!   entry by caller-provided embeddings, with an explicit threshold, semantic hits
 //!   counted apart, and a verifier hook (GPTCache's wrong-hit rates are why).
+//! - **Streams** ([`StreamCache`]): a streamed answer (LLM tokens, server-sent events)
+//!   that completed cleanly is stored as its chunk sequence ([`StreamRecord`], with the
+//!   delay before each chunk) in every tier and replayed as a stream, at once or paced like
+//!   the original ([`ReplayPacing`]). A stream that fails or is cut is never stored, not
+//!   even in part; recording memory is bounded ([`StreamCacheConfig`]) and counted.
+//!   `get_or_load_stream` replays a hit, or joins the stream in flight for the key (a
+//!   `backstop_dedup::StreamGroup`: late joiners replay what they missed) or opens it;
+//!   [`StreamCacheLayer`] puts it in front of any streaming service.
 //! - [`CacheLayer`] puts it in front of any `backstop_core::Service` (its service keeps
 //!   the inner service's error type), and
 //!   [`TieredCache::stats`] reports hits per tier, misses, promotions, loads and load
@@ -120,6 +128,7 @@
 #![warn(missing_docs)]
 
 mod memory;
+mod stream;
 mod tiered;
 
 pub use memory::cache::{CacheBuilder, Compute, MemoryCache, Weigher};
@@ -128,6 +137,11 @@ pub use memory::expiry::Expiry;
 pub use memory::layer::{MemoryCacheLayer, MemoryCacheService};
 pub use memory::listener::{EvictionListener, RemovalCause};
 pub use memory::stats::{CacheStats, Removals};
+pub use stream::cache::{CachedStream, StreamCache, StreamCacheBuilder};
+pub use stream::config::{MAX_STREAM_RECORD_BYTES, StreamCacheConfig};
+pub use stream::layer::{StreamCacheLayer, StreamCacheService};
+pub use stream::record::{ReplayPacing, ReplayStream, StreamRecord};
+pub use stream::stats::StreamCacheStats;
 pub use tiered::cache::{PartialWrite, TieredCache, TieredCacheBuilder, TieredStats};
 pub use tiered::codec::ValueCodec;
 pub use tiered::config::{Promotion, TieredConfig};
@@ -140,7 +154,9 @@ pub use tiered::namespace::validate_redis_namespace;
 #[cfg(feature = "persistent")]
 pub use tiered::persistent_tier::PersistentTier;
 #[cfg(feature = "redis")]
-pub use tiered::redis_tier::{MAX_REDIS_SCAN_BATCH, RedisTier, RedisTierConfig};
+pub use tiered::redis_tier::{
+    L1Invalidation, L1InvalidationStats, MAX_REDIS_SCAN_BATCH, RedisTier, RedisTierConfig,
+};
 pub use tiered::semantic::{
     EmbeddingError, ExactCosineIndex, SemanticCache, SemanticHit, SemanticStats, SimilarityIndex,
     Verifier,

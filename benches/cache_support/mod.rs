@@ -1,5 +1,6 @@
-//! Shared by the `cache` and `hit_ratio` benches: the contenders behind one trait
-//! and the synthetic key generators.
+//! Shared by the `cache` and `hit_ratio` benches: the contenders (Backstop, moka,
+//! quick_cache, Cloudflare's TinyUFO, a mutex-guarded LRU) behind one trait and the
+//! synthetic key generators.
 
 #![allow(dead_code)] // each bench uses a different part
 
@@ -43,6 +44,15 @@ impl Contender for quick_cache::sync::Cache<u64, u64> {
     }
 }
 
+impl Contender for tinyufo::TinyUfo<u64, u64> {
+    fn get(&self, k: u64) -> Option<u64> {
+        tinyufo::TinyUfo::get(self, &k)
+    }
+    fn insert(&self, k: u64, v: u64) {
+        tinyufo::TinyUfo::put(self, k, v, 1);
+    }
+}
+
 pub(crate) struct Lru(Mutex<lru::LruCache<u64, u64>>);
 
 impl Contender for Lru {
@@ -72,6 +82,10 @@ pub(crate) fn contenders(capacity: u64) -> Vec<(&'static str, Box<dyn Contender>
         (
             "quick_cache",
             Box::new(quick_cache::sync::Cache::new(capacity as usize)),
+        ),
+        (
+            "tinyufo",
+            Box::new(tinyufo::TinyUfo::new(capacity as usize, capacity as usize)),
         ),
         (
             "lru",

@@ -4,7 +4,8 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 
-use foldhash::fast::RandomState;
+use foldhash::SharedSeed;
+use foldhash::fast::SeedableRandomState;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use backstop_core::config::{ConfigError, Validate};
 use backstop_core::{Clock, Panicked, SystemClock, contain};
 
+use super::adapt::Tuning;
 use super::config::CacheConfig;
 use super::expiry::{Expiry, NEVER};
 use super::listener::{EvictionListener, RemovalCause};
@@ -74,7 +76,7 @@ impl<K, V> fmt::Debug for MemoryCache<K, V> {
 
 struct Inner<K, V> {
     shards: Box<[Shard<K, V>]>,
-    hasher: RandomState,
+    hasher: SeedableRandomState,
     clock: Arc<dyn Clock>,
     epoch: Instant,
     ttl: u64,
@@ -164,6 +166,13 @@ where
         self
     }
 
+    /// A fixed seed for the key hash, so that runs repeat exactly (see
+    /// [`PolicyConfig::hash_seed`](crate::PolicyConfig::hash_seed)).
+    pub fn hash_seed(mut self, seed: u64) -> Self {
+        self.config.policy.hash_seed = Some(seed);
+        self
+    }
+
     /// The clock every deadline is read from (a `ManualClock` makes tests exact).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -174,17 +183,26 @@ where
     pub fn build(self) -> Result<MemoryCache<K, V>, ConfigError> {
         let cfg = self.config;
         cfg.validate()?;
-        let n = cfg.shard_count();
-        // foldhash: randomly seeded per cache, and cheap enough to hash once for the shard
-        // and once in the shard map (SipHash made hashing most of the cost of a hit).
-        let hasher = RandomState::default();
+        let n = cfg.shard_count(self.weigher.is_some());
+        // foldhash: randomly seeded per cache unless a seed is given, and cheap enough to
+        // hash once for the shard and once in the shard map (SipHash made hashing most of
+        // the cost of a hit).
+        let hasher = match cfg.policy.hash_seed {
+            Some(seed) => SeedableRandomState::with_seed(seed, SharedSeed::global_fixed()),
+            None => SeedableRandomState::random(),
+        };
         let tti = cfg.tti.map_or(NEVER, nanos);
         let base = cfg.max_capacity / n as u64;
         let extra = cfg.max_capacity % n as u64;
+        let tuning = Arc::new(Tuning::new(
+            cfg.policy.small_ratio,
+            cfg.policy.adaptive,
+            cfg.max_capacity,
+        ));
         let shards = (0..n as u64)
             .map(|i| {
                 let cap = base + u64::from(i < extra);
-                Shard::new(cap, cfg.policy.small_ratio, cfg.policy.ghost_ratio, tti)
+                Shard::new(cap, Arc::clone(&tuning), cfg.policy.ghost_ratio, tti)
             })
             .collect();
         let timed = cfg.ttl.is_some() || cfg.tti.is_some() || self.expiry.is_some();

@@ -5,22 +5,34 @@ use std::time::Duration;
 use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
 use serde::Deserialize;
 
-/// Tuning of the S3-FIFO policy. The defaults are the ones the S3-FIFO paper and our
-/// hit-ratio traces agree on; change them only with a trace that says so.
+/// Tuning of the S3-FIFO policy. The defaults are the ones our hit-ratio traces agree
+/// on; change them only with a trace that says so.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
     /// Share of capacity given to the probationary queue that new keys enter (0 < r < 1).
+    /// With `adaptive` it is only the starting point (kept within 0.001 to 0.5).
     pub small_ratio: f64,
+    /// Tune `small_ratio` online by hill climbing on the hit ratio (default `true`):
+    /// it follows the workload within a few samples of ten lookups per entry held.
+    /// `false` keeps it fixed.
+    pub adaptive: bool,
     /// Ghost queue length as a multiple of the number of entries held (0 to 4).
     pub ghost_ratio: f64,
+    /// Seed of the key hash; `None` (the default) draws a random one per cache. A fixed
+    /// seed makes placement, and with it every eviction decision, repeat exactly from one
+    /// process to the next (for benchmarks and reproducible tests). Keys chosen by an
+    /// adversary can collide under a known seed, so keep it random in production.
+    pub hash_seed: Option<u64>,
 }
 
 impl Default for PolicyConfig {
     fn default() -> Self {
         Self {
             small_ratio: 0.002,
+            adaptive: true,
             ghost_ratio: 0.5,
+            hash_seed: None,
         }
     }
 }
@@ -54,8 +66,10 @@ pub struct CacheConfig {
     /// Maximum number of entries, or maximum total weight when a weigher is set (at most
     /// [`MAX_CACHE_CAPACITY`]).
     pub max_capacity: u64,
-    /// Number of shards; `None` picks one from the core count, keeping at least 64
-    /// units of capacity per shard.
+    /// Most shards; `None` picks a count from the cores. Either way each shard keeps at
+    /// least 512 units of capacity and a cache with a weigher has at most 8 shards, so
+    /// that the hit ratio does not depend on the count and an entry of up to an eighth
+    /// of the whole capacity is always admitted.
     pub shards: Option<usize>,
     /// Time to live of every entry unless an `Expiry` hook or `insert_with_ttl` says
     /// otherwise (at most a year, like every duration).
@@ -82,6 +96,17 @@ impl Default for CacheConfig {
 
 /// Hard upper bound on shards: beyond this, per-shard overhead outweighs contention gains.
 pub(crate) const MAX_SHARDS: usize = 1024;
+
+/// Capacity every shard keeps at least (fewer shards are used when the capacity is
+/// smaller). Each shard runs the policy on its own share; below about 500 entries a
+/// shard's queues are too short to tell a loop or a hot set from noise, and hit ratios
+/// moved by up to 5 points between 8 and 64 shards on the hit-ratio bench.
+pub(crate) const MIN_SHARD_CAPACITY: u64 = 512;
+
+/// The most shards a cache with a weigher uses, so that every shard holds at least an
+/// eighth of the capacity and an entry of up to `max_capacity / 8` is admitted whatever
+/// the configured count.
+pub(crate) const MAX_WEIGHTED_SHARDS: usize = 8;
 
 /// The largest `max_capacity`: 2^48 entries or units of weight (256 TiB of bytes). Nothing
 /// is allocated in proportion to capacity; the bound keeps per-shard arithmetic far from
@@ -117,16 +142,21 @@ impl Validate for CacheConfig {
 }
 
 impl CacheConfig {
-    /// The shard count to use: the configured one, or a power of two near four per core
-    /// with at least 64 units of capacity each.
-    pub(crate) fn shard_count(&self) -> usize {
-        if let Some(s) = self.shards {
-            return s;
+    /// The shard count to use: the configured one, or a power of two near four per core,
+    /// lowered so that each shard keeps [`MIN_SHARD_CAPACITY`] (and to
+    /// [`MAX_WEIGHTED_SHARDS`] when `weighted`).
+    pub(crate) fn shard_count(&self, weighted: bool) -> usize {
+        let wanted = self.shards.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+            (cores * 4).next_power_of_two()
+        });
+        let by_capacity =
+            usize::try_from(self.max_capacity / MIN_SHARD_CAPACITY).unwrap_or(MAX_SHARDS);
+        let mut n = wanted.min(by_capacity).clamp(1, MAX_SHARDS);
+        if weighted {
+            n = n.min(MAX_WEIGHTED_SHARDS);
         }
-        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
-        let by_cores = (cores * 4).next_power_of_two();
-        let by_capacity = (self.max_capacity / 64).max(1) as usize;
-        by_cores.min(by_capacity).clamp(1, MAX_SHARDS)
+        n
     }
 }
 
@@ -177,6 +207,7 @@ mod tests {
             policy: PolicyConfig {
                 small_ratio: 1.5,
                 ghost_ratio: 1.0,
+                ..PolicyConfig::default()
             },
             ..base()
         });
@@ -233,11 +264,34 @@ mod tests {
             max_capacity: 100,
             ..CacheConfig::default()
         };
-        assert_eq!(c.shard_count(), 1);
+        assert_eq!(c.shard_count(false), 1);
         let c = CacheConfig {
             max_capacity: 1 << 30,
             ..CacheConfig::default()
         };
-        assert!(c.shard_count() >= 4);
+        assert!(c.shard_count(false) >= 4);
+    }
+
+    #[test]
+    fn shards_keep_a_minimum_capacity_and_weighted_caches_few_shards() {
+        let c = CacheConfig {
+            max_capacity: 10_000,
+            shards: Some(64),
+            ..CacheConfig::default()
+        };
+        assert_eq!(c.shard_count(false), 19);
+        assert_eq!(c.shard_count(true), MAX_WEIGHTED_SHARDS);
+        let c = CacheConfig {
+            max_capacity: 1 << 40,
+            shards: Some(64),
+            ..CacheConfig::default()
+        };
+        assert_eq!(c.shard_count(false), 64);
+        let c = CacheConfig {
+            max_capacity: 1000,
+            shards: Some(1000),
+            ..CacheConfig::default()
+        };
+        assert_eq!(c.shard_count(false), 1);
     }
 }

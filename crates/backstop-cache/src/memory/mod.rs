@@ -1,5 +1,6 @@
 //! The in-memory cache: the standalone [`MemoryCache`] and the L1 tier of the tiered cache.
 
+pub(crate) mod adapt;
 pub(crate) mod cache;
 pub(crate) mod config;
 pub(crate) mod expiry;

@@ -108,12 +108,18 @@ impl Ghost {
 
     /// Forgets `hash`, returning whether it was remembered.
     pub(crate) fn remove(&mut self, hash: u64) -> bool {
+        self.take(hash).is_some()
+    }
+
+    /// Forgets `hash`, returning how many hashes were remembered after it (0 for the
+    /// latest), or `None` if it was not remembered.
+    pub(crate) fn take(&mut self, hash: u64) -> Option<u64> {
         match self.members.find_entry(hash, |&(h, _)| h == hash) {
             Ok(m) => {
-                m.remove();
-                true
+                let ((_, seq), _) = m.remove();
+                Some(self.seq - seq)
             }
-            Err(_) => false,
+            Err(_) => None,
         }
     }
 
@@ -151,6 +157,17 @@ mod tests {
         assert!(g.remove(6));
         assert!(g.remove(9));
         assert!(!g.remove(9));
+    }
+
+    #[test]
+    fn ghost_tells_how_long_ago_a_hash_was_remembered() {
+        let mut g = Ghost::default();
+        for h in 0..10 {
+            g.insert(h, 100);
+        }
+        assert_eq!(g.take(9), Some(0));
+        assert_eq!(g.take(2), Some(7));
+        assert_eq!(g.take(2), None);
     }
 
     #[test]

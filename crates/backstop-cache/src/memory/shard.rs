@@ -8,11 +8,13 @@
 use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 
 use hashbrown::HashTable;
 use parking_lot::{Mutex, RwLock};
 
+use super::adapt::{Tuning, WINDOW_SHARE};
 use super::expiry::{NEVER, TimerQueue};
 use super::listener::RemovalCause;
 use super::policy::{Access, Ghost};
@@ -120,10 +122,14 @@ pub(crate) struct ShardInner<K, V> {
     small_weight: u64,
     main_weight: u64,
     ghost: Ghost,
+    /// Hashes of the entries main evicted last (a window's worth), to tell when main
+    /// was too short for a key.
+    main_ghost: Ghost,
     sketch: Sketch,
     timers: TimerQueue,
     capacity: u64,
-    small_target: u64,
+    /// The probationary queue's share, tuned for the whole cache.
+    tuning: Arc<Tuning>,
     ghost_ratio: f64,
     tti: u64,
 }
@@ -148,8 +154,7 @@ pub(crate) struct Shard<K, V> {
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
-    pub(crate) fn new(capacity: u64, small_ratio: f64, ghost_ratio: f64, tti: u64) -> Self {
-        let small_target = ((capacity as f64) * small_ratio) as u64;
+    pub(crate) fn new(capacity: u64, tuning: Arc<Tuning>, ghost_ratio: f64, tti: u64) -> Self {
         Self {
             inner: RwLock::new(ShardInner {
                 map: HashTable::new(),
@@ -161,10 +166,11 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
                 small_weight: 0,
                 main_weight: 0,
                 ghost: Ghost::default(),
+                main_ghost: Ghost::default(),
                 sketch: Sketch::new(16),
                 timers: TimerQueue::default(),
                 capacity,
-                small_target,
+                tuning,
                 ghost_ratio,
                 tti,
             }),
@@ -420,6 +426,16 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
         self.small_weight + self.main_weight
     }
 
+    fn small_target(&self) -> u64 {
+        self.tuning.small_target(self.capacity)
+    }
+
+    /// How many evictions after leaving its queue a returning key counts as that
+    /// queue's miss (see `adapt.rs`).
+    fn window(&self) -> u64 {
+        ((self.capacity as f64 * WINDOW_SHARE) as u64).max(8)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn insert(
         &mut self,
@@ -562,11 +578,17 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
     fn admit(&mut self, hash: u64, weight: u64) -> (Queue, bool) {
         self.sketch.fit(self.map.len() as u64 + 1);
         self.sketch.add(hash, 1);
-        if !self.ghost.remove(hash) {
-            return (Queue::Small, false);
+        let window = self.window();
+        if self.main_ghost.remove(hash) {
+            self.tuning.main_missed();
+        }
+        match self.ghost.take(hash) {
+            None => return (Queue::Small, false),
+            Some(ago) if ago < window => self.tuning.probation_missed(),
+            Some(_) => {}
         }
         let evicts_main =
-            self.total() + weight > self.capacity && self.small_weight <= self.small_target;
+            self.total() + weight > self.capacity && self.small_weight <= self.small_target();
         if !evicts_main {
             return (Queue::Main, false);
         }
@@ -613,10 +635,12 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
     }
 
     /// S3-FIFO eviction: probation first while it is over its share (entries accessed
-    /// there move to main), else main with a second chance per recorded access.
+    /// there move to main, and so do unaccessed ones while main is short of its share),
+    /// else main with a second chance per recorded access.
     fn evict_one(&mut self, spare_main: bool, out: &mut RemovedList<K, V>) -> bool {
+        let small_target = self.small_target();
         loop {
-            let from_small = self.small_weight > self.small_target
+            let from_small = self.small_weight > small_target
                 || (spare_main && self.small_weight > 0)
                 || self.main.is_empty();
             if !from_small {
@@ -637,10 +661,20 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
                 continue;
             };
             let access = Access(slot.freq.load(Relaxed));
-            if access.chances() == 0 {
+            let (w, hash) = (u64::from(slot.weight), slot.hash);
+            // Main short of its share takes the entry even unaccessed: otherwise a
+            // workload without second accesses within probation (a loop longer than the
+            // cache) keeps main empty and every entry passes through probation unused.
+            // Filled this way, main holds a fixed part of the loop, the best any policy
+            // can do, and the admission test keeps it from churning. Only while
+            // probation stays over its share after the move, though: otherwise the next
+            // victim would come from main, and every new key would push an old one out
+            // of main, which is FIFO (a loop just over capacity then never hits).
+            let main_short = self.main_weight + w + small_target <= self.capacity
+                && self.small_weight - w > small_target;
+            if access.chances() == 0 && !main_short {
                 return self.evict(idx, true, out);
             }
-            let (w, hash) = (u64::from(slot.weight), slot.hash);
             slot.freq.store(0, Relaxed);
             slot.queue = Queue::Main;
             self.small_weight -= w;
@@ -667,6 +701,9 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
         if from_small {
             let cap = ((self.map.len().max(16) as f64) * self.ghost_ratio) as usize;
             self.ghost.insert(hash, cap);
+        } else {
+            let window = usize::try_from(self.window()).unwrap_or(usize::MAX);
+            self.main_ghost.insert(hash, window);
         }
         out.push((k, v, RemovalCause::Size));
         true
@@ -722,6 +759,7 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
         self.main.clear();
         self.timers.clear();
         self.ghost.clear();
+        self.main_ghost.clear();
         self.sketch.clear();
     }
 }

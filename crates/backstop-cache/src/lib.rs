@@ -154,7 +154,9 @@ pub use tiered::namespace::validate_redis_namespace;
 #[cfg(feature = "persistent")]
 pub use tiered::persistent_tier::PersistentTier;
 #[cfg(feature = "redis")]
-pub use tiered::redis_tier::{MAX_REDIS_SCAN_BATCH, RedisTier, RedisTierConfig};
+pub use tiered::redis_tier::{
+    L1Invalidation, L1InvalidationStats, MAX_REDIS_SCAN_BATCH, RedisTier, RedisTierConfig,
+};
 pub use tiered::semantic::{
     EmbeddingError, ExactCosineIndex, SemanticCache, SemanticHit, SemanticStats, SimilarityIndex,
     Verifier,

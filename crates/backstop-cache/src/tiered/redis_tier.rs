@@ -1,10 +1,17 @@
 //! The shared L2: a [`Tier`] on Redis (feature `redis`).
 
+mod invalidation;
+
+pub use invalidation::{L1Invalidation, L1InvalidationStats};
+
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
+use backstop_redis::key::slot;
+use backstop_redis::{RedisConfig, RedisConnection, RedisFault, Topology};
 use serde::{Serialize, de::DeserializeOwned};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::namespace::validate_redis_namespace;
@@ -28,6 +35,11 @@ pub struct RedisTierConfig {
     /// Keys scanned and unlinked per round trip during prefix invalidation (1 to
     /// [`MAX_REDIS_SCAN_BATCH`]).
     pub scan_batch: usize,
+    /// Whether every `set`, `delete` and invalidation is announced on the namespace's
+    /// invalidation channel (`PUBLISH`, one more round trip after the write), so other
+    /// processes' L1 caches subscribed with [`RedisTier::invalidate_l1`] drop the key.
+    /// Default `true`.
+    pub publish_invalidations: bool,
 }
 
 /// The largest `scan_batch`: one `UNLINK` of more keys would block the server.
@@ -58,20 +70,29 @@ impl Default for RedisTierConfig {
             codec: ValueCodec::new().compress_above(1024),
             operation_timeout: Duration::from_millis(250),
             scan_batch: 500,
+            publish_invalidations: true,
         }
     }
 }
 
-/// A cache tier in Redis, over one auto-reconnecting multiplexed connection.
+/// A cache tier in Redis: one server, a Redis Cluster or a primary behind Sentinel,
+/// optionally over TLS (any [`RedisConnection`]).
 ///
-/// Values are MessagePack, LZ4-compressed above a threshold; TTLs are set with `PX`;
-/// `get_many` is one `MGET`; prefix invalidation walks `SCAN … MATCH` in batches and
-/// removes with `UNLINK`, so a large invalidation never blocks the server. Every operation
-/// has a timeout, so a stalled Redis slows a request by at most that much.
+/// Values are MessagePack, LZ4-compressed above a threshold; TTLs are set with `PX`.
+/// `get_many` is one `MGET` on one server; on a cluster it is one `MGET` per slot, sent
+/// concurrently (a cluster refuses an `MGET` across slots). Prefix invalidation walks
+/// `SCAN … MATCH` on every primary in batches and removes with `UNLINK` per slot, so a
+/// large invalidation never blocks a server. Every operation has a timeout, so a stalled
+/// Redis slows a request by at most that much.
+///
+/// Every write is announced on the namespace's invalidation channel (see
+/// [`RedisTierConfig::publish_invalidations`]); [`invalidate_l1`](Self::invalidate_l1)
+/// keeps a process's L1 in step with the other processes' writes.
 pub struct RedisTier<V> {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     config: RedisTierConfig,
     counters: TierCounters,
+    origin: Arc<str>,
     _values: PhantomData<fn() -> V>,
 }
 
@@ -79,26 +100,35 @@ impl<V> RedisTier<V> {
     /// Connects to `url` (for example `redis://127.0.0.1:6379`), once `config` is valid
     /// ([`TierError::Config`] names the field otherwise).
     pub async fn connect(url: &str, config: RedisTierConfig) -> Result<Self, TierError> {
+        let redis = RedisConfig {
+            timeout: config.operation_timeout,
+            connect_timeout: config.operation_timeout.max(Duration::from_secs(1)),
+            ..RedisConfig::url(url)
+        };
+        Self::connect_to(&redis, config).await
+    }
+
+    /// Connects to the deployment `redis` describes (one server, a cluster, Sentinel; TLS)
+    /// now, so a misconfiguration or an unreachable Redis shows at startup.
+    pub async fn connect_to(
+        redis: &RedisConfig,
+        config: RedisTierConfig,
+    ) -> Result<Self, TierError> {
         config.validate()?;
-        let client = redis::Client::open(url).map_err(backend)?;
-        let connection = tokio::time::timeout(
-            config.operation_timeout.max(Duration::from_secs(1)),
-            ConnectionManager::new(client),
-        )
-        .await
-        .map_err(|_| TierError::Timeout(config.operation_timeout))?
-        .map_err(backend)?;
+        let connection = RedisConnection::connect(redis).await.map_err(fault)?;
         Ok(Self::with_connection(connection, config)?)
     }
 
-    /// Uses an existing connection manager, once `config` is valid.
+    /// Uses an existing connection (a [`RedisConnection`], or a `redis::Client` for one
+    /// server), once `config` is valid; it connects on first use.
     pub fn with_connection(
-        connection: ConnectionManager,
+        connection: impl Into<RedisConnection>,
         config: RedisTierConfig,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self {
-            connection,
+            connection: connection.into(),
+            origin: invalidation::origin(),
             config,
             counters: TierCounters::default(),
             _values: PhantomData,
@@ -109,20 +139,57 @@ impl<V> RedisTier<V> {
         format!("{}{key}", self.config.namespace)
     }
 
+    /// The channel writes are announced on: the namespace followed by `invalidations`.
+    pub fn invalidation_channel(&self) -> String {
+        invalidation::channel(&self.config.namespace)
+    }
+
     async fn timed<T>(
         &self,
-        operation: impl Future<Output = redis::RedisResult<T>>,
+        operation: impl Future<Output = Result<T, RedisFault>>,
     ) -> Result<T, TierError> {
         let result = match tokio::time::timeout(self.config.operation_timeout, operation).await {
-            Ok(result) => result.map_err(backend),
+            Ok(result) => result.map_err(fault),
             Err(_) => Err(TierError::Timeout(self.config.operation_timeout)),
         };
         self.counters.track(result)
     }
+
+    /// One command on the connection, under the operation timeout.
+    async fn query<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Result<T, TierError> {
+        self.timed(
+            self.connection
+                .run(|mut conn| async move { command.query_async(&mut conn).await }),
+        )
+        .await
+    }
+
+    /// Announces a change to other processes' L1 caches. A failed announcement is logged
+    /// and counted, not returned: the write itself succeeded, and the subscribers' L1 TTL
+    /// bounds how long they may serve the old value.
+    async fn announce(&self, change: invalidation::Change<'_>) {
+        if !self.config.publish_invalidations {
+            return;
+        }
+        let mut command = redis::cmd("PUBLISH");
+        command
+            .arg(self.invalidation_channel())
+            .arg(invalidation::encode(&self.origin, change));
+        if let Err(error) = self.query::<i64>(command).await {
+            tracing::warn!(%error, "could not announce a cache invalidation; other L1 caches keep the key until their TTL");
+        }
+    }
 }
 
-fn backend(error: redis::RedisError) -> TierError {
-    TierError::Backend(error.to_string())
+/// A Redis failure as the tier reports it: a misconfiguration names itself.
+fn fault(fault: RedisFault) -> TierError {
+    match fault {
+        RedisFault::Misconfigured(backstop_redis::Misconfiguration::Config(e)) => {
+            TierError::Config(e)
+        }
+        RedisFault::TimedOut(after) => TierError::Timeout(after),
+        other => TierError::Backend(other.to_string()),
+    }
 }
 
 /// Escapes the glob characters of `SCAN … MATCH` so a prefix is matched literally.
@@ -137,6 +204,15 @@ fn glob_escape(text: &str) -> String {
     escaped
 }
 
+/// Indices of `keys` grouped by cluster slot, in slot order.
+fn by_slot(keys: &[String]) -> BTreeMap<u16, Vec<usize>> {
+    let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+    for (index, key) in keys.iter().enumerate() {
+        groups.entry(slot(key.as_bytes())).or_default().push(index);
+    }
+    groups
+}
+
 #[async_trait]
 impl<V> Tier<V> for RedisTier<V>
 where
@@ -147,14 +223,9 @@ where
     }
 
     async fn get(&self, key: &str) -> Result<Option<V>, TierError> {
-        let mut connection = self.connection.clone();
-        let bytes: Option<Vec<u8>> = self
-            .timed(
-                redis::cmd("GET")
-                    .arg(self.full_key(key))
-                    .query_async(&mut connection),
-            )
-            .await?;
+        let mut command = redis::cmd("GET");
+        command.arg(self.full_key(key));
+        let bytes: Option<Vec<u8>> = self.query(command).await?;
         self.counters.read(bytes.is_some());
         let value = bytes
             .map(|bytes| self.config.codec.decode(&bytes))
@@ -166,15 +237,31 @@ where
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut connection = self.connection.clone();
         let full_keys: Vec<String> = keys.iter().map(|key| self.full_key(key)).collect();
-        let found: Vec<Option<Vec<u8>>> = self
-            .timed(
-                redis::cmd("MGET")
-                    .arg(&full_keys)
-                    .query_async(&mut connection),
-            )
-            .await?;
+        let found: Vec<Option<Vec<u8>>> = if self.connection.topology() == Topology::Cluster {
+            // One MGET per slot, all in flight at once: the cluster client sends each to
+            // the primary owning its slot over that node's multiplexed connection.
+            let groups = by_slot(&full_keys);
+            let reads = groups.values().map(|indices| {
+                let mut command = redis::cmd("MGET");
+                for &i in indices {
+                    command.arg(&full_keys[i]);
+                }
+                self.query::<Vec<Option<Vec<u8>>>>(command)
+            });
+            let replies = futures::future::try_join_all(reads).await?;
+            let mut found = vec![None; full_keys.len()];
+            for (indices, reply) in groups.values().zip(replies) {
+                for (&i, bytes) in indices.iter().zip(reply) {
+                    found[i] = bytes;
+                }
+            }
+            found
+        } else {
+            let mut command = redis::cmd("MGET");
+            command.arg(&full_keys);
+            self.query(command).await?
+        };
         let values = found
             .into_iter()
             .map(|bytes| {
@@ -196,33 +283,33 @@ where
             let millis = backstop_core::time::millis(ttl).max(1);
             command.arg("PX").arg(millis);
         }
-        let mut connection = self.connection.clone();
-        let () = self.timed(command.query_async(&mut connection)).await?;
+        let () = self.query(command).await?;
         self.counters.set();
+        self.announce(invalidation::Change::Key(key)).await;
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), TierError> {
-        let mut connection = self.connection.clone();
-        let _removed: u64 = self
-            .timed(
-                redis::cmd("UNLINK")
-                    .arg(self.full_key(key))
-                    .query_async(&mut connection),
-            )
-            .await?;
+        let mut command = redis::cmd("UNLINK");
+        command.arg(self.full_key(key));
+        let _removed: u64 = self.query(command).await?;
         self.counters.delete();
+        self.announce(invalidation::Change::Key(key)).await;
         Ok(())
     }
 
     async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, TierError> {
         ensure_prefix(prefix)?;
-        self.unlink_matching(prefix).await
+        let removed = self.unlink_matching(prefix).await?;
+        self.announce(invalidation::Change::Prefix(prefix)).await;
+        Ok(removed)
     }
 
     async fn invalidate_all(&self) -> Result<u64, TierError> {
         // The namespace is validated non-empty, so this is `namespace*`, never `*`.
-        self.unlink_matching("").await
+        let removed = self.unlink_matching("").await?;
+        self.announce(invalidation::Change::All).await;
+        Ok(removed)
     }
 
     fn stats(&self) -> TierStats {
@@ -231,37 +318,54 @@ where
 }
 
 impl<V> RedisTier<V> {
-    /// Unlinks every key of this namespace that starts with `prefix`.
+    /// Unlinks every key of this namespace that starts with `prefix`, on every primary.
     async fn unlink_matching(&self, prefix: &str) -> Result<u64, TierError> {
         let pattern = format!("{}*", glob_escape(&self.full_key(prefix)));
-        let mut connection = self.connection.clone();
-        let mut cursor: u64 = 0;
+        let nodes = self.timed(self.connection.scan_nodes()).await?;
         let mut removed = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .timed(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(self.config.scan_batch)
-                        .query_async(&mut connection),
-                )
-                .await?;
-            if !keys.is_empty() {
-                let count: u64 = self
-                    .timed(redis::cmd("UNLINK").arg(&keys).query_async(&mut connection))
+        for node in &nodes {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys) = self
+                    .timed(self.connection.scan_page(
+                        node,
+                        cursor,
+                        &pattern,
+                        self.config.scan_batch,
+                    ))
                     .await?;
-                removed += count;
+                removed += self.unlink(keys).await?;
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
         self.counters.invalidated(removed);
         Ok(removed)
+    }
+
+    /// `UNLINK` of `keys`: one command on one server, one per slot on a cluster.
+    async fn unlink(&self, keys: Vec<String>) -> Result<u64, TierError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        if self.connection.topology() != Topology::Cluster {
+            let mut command = redis::cmd("UNLINK");
+            command.arg(&keys);
+            return self.query(command).await;
+        }
+        let unlinks = by_slot(&keys).into_values().map(|indices| {
+            let mut command = redis::cmd("UNLINK");
+            for i in indices {
+                command.arg(&keys[i]);
+            }
+            self.query::<u64>(command)
+        });
+        Ok(futures::future::try_join_all(unlinks)
+            .await?
+            .into_iter()
+            .sum())
     }
 }
 

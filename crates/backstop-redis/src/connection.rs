@@ -90,6 +90,17 @@ enum Conn {
     Plain(MultiplexedConnection),
 }
 
+impl std::fmt::Debug for RedisConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.0 {
+            Conn::Managed(_) => "standalone",
+            Conn::Cluster(_) => "cluster",
+            Conn::Plain(_) => "sentinel primary",
+        };
+        f.debug_tuple("RedisConn").field(&kind).finish()
+    }
+}
+
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match &mut self.0 {

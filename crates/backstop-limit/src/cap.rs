@@ -19,7 +19,9 @@ pub(crate) const SWEEP_DIVISOR: usize = 8;
 /// The cap on a keyed store's map, and when a full map may sweep.
 #[derive(Debug)]
 pub(crate) struct KeyCap {
-    max_keys: Option<usize>,
+    // `usize::MAX` when unbounded. Atomic so that a limiter handle (shared through an
+    // `Arc`) takes its cap from a builder method without a `&mut`.
+    max_keys: AtomicUsize,
     // New keys refused at the cap since the last cap-triggered sweep; starts one short of
     // the threshold so that the first new key at a full map sweeps.
     refused: AtomicUsize,
@@ -30,25 +32,31 @@ impl KeyCap {
     /// No cap: the map grows until swept explicitly.
     pub(crate) fn unbounded() -> Self {
         Self {
-            max_keys: None,
+            max_keys: AtomicUsize::new(usize::MAX),
             refused: AtomicUsize::new(0),
             sweeps: AtomicU64::new(0),
         }
     }
 
     /// At most `max_keys` keys (`0` is treated as 1).
+    #[cfg(test)]
     pub(crate) fn at_most(max_keys: usize) -> Self {
+        let cap = Self::unbounded();
+        cap.set_max_keys(max_keys);
+        cap
+    }
+
+    /// Caps the map at `max_keys` keys (`0` is treated as 1).
+    pub(crate) fn set_max_keys(&self, max_keys: usize) {
         let max_keys = max_keys.max(1);
-        Self {
-            max_keys: Some(max_keys),
-            refused: AtomicUsize::new(sweep_every(max_keys) - 1),
-            sweeps: AtomicU64::new(0),
-        }
+        self.refused
+            .store(sweep_every(max_keys) - 1, Ordering::Relaxed);
+        self.max_keys.store(max_keys, Ordering::Relaxed);
     }
 
     /// The cap (`usize::MAX` when unbounded).
     pub(crate) fn max_keys(&self) -> usize {
-        self.max_keys.unwrap_or(usize::MAX)
+        self.max_keys.load(Ordering::Relaxed)
     }
 
     /// Sweeps the cap has run since creation.
@@ -60,10 +68,8 @@ impl KeyCap {
     /// `sweep` when its turn has come (see the module docs) and then looks again.
     #[inline]
     pub(crate) fn has_room(&self, len: impl Fn() -> usize, sweep: impl FnOnce()) -> bool {
-        let Some(max_keys) = self.max_keys else {
-            return true;
-        };
-        if len() < max_keys {
+        let max_keys = self.max_keys();
+        if max_keys == usize::MAX || len() < max_keys {
             return true;
         }
         let threshold = sweep_every(max_keys);

@@ -1,39 +1,16 @@
-//! The generic cell rate algorithm over one atomic word, and the direct (unkeyed) limiter.
+//! The generic cell rate algorithm over one or several quotas, and the direct (unkeyed)
+//! limiter of one quota.
 
-use crate::counters::Counters;
 use crate::error::{CheckError, limited};
+use crate::limiter::Limiter;
 use crate::quota::Quota;
-use backstop_core::{Clock, DefaultClock};
-use backstop_core::{RejectKind, Rejected};
+use crate::store::{DirectStore, RateAlgorithm, StateStore, sealed};
+use backstop_core::config::{ConfigError, ensure, ensure_at_most};
+use backstop_core::{Clock, DefaultClock, QuotaState, RejectKind, Rejected};
 use serde::Serialize;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-/// Nanoseconds since a limiter's origin, the unit every GCRA state is kept in.
-///
-/// Read through [`Clock::now_nanos`], an integer straight from the clock: building and
-/// subtracting `Instant`s cost as much as the rest of a check.
-#[derive(Debug)]
-pub(crate) struct Timeline<C> {
-    clock: C,
-    origin: u64,
-}
-
-impl<C: Clock> Timeline<C> {
-    pub(crate) fn new(clock: C) -> Self {
-        let origin = clock.now_nanos();
-        Self { clock, origin }
-    }
-
-    /// Starts at 1 so that a state of 0 always means "never used, fully replenished".
-    #[inline]
-    pub(crate) fn now_nanos(&self) -> u64 {
-        self.clock
-            .now_nanos()
-            .saturating_sub(self.origin)
-            .saturating_add(1)
-    }
-}
 
 /// The GCRA decision for one state word: the new theoretical arrival time, or the wait.
 #[inline]
@@ -51,45 +28,52 @@ pub(crate) fn decide(tat: u64, now: u64, cost: u64, quota: &Quota) -> Result<u64
 
 /// Applies [`decide`] to a shared word with a compare-and-swap loop.
 #[inline]
-pub(crate) fn check_cell(
-    state: &AtomicU64,
-    now: u64,
-    cost: u64,
-    quota: &Quota,
-) -> Result<(), CheckError> {
-    if cost > quota.burst() {
-        return Err(CheckError::InsufficientCapacity {
-            cost,
-            burst: quota.burst(),
-        });
-    }
-    admit(state, now, cost, quota).map_err(CheckError::Rejected)
-}
-
-/// The compare-and-swap loop for a cost known to fit the burst.
-#[inline]
-fn admit(state: &AtomicU64, now: u64, cost: u64, quota: &Quota) -> Result<(), Rejected> {
+fn charge(state: &AtomicU64, now: u64, cost: u64, quota: &Quota) -> Result<(), u64> {
     let mut current = state.load(Ordering::Relaxed);
     loop {
-        match decide(current, now, cost, quota) {
-            Err(wait) => {
-                return Err(limited(0, Duration::from_nanos(wait)));
-            }
-            Ok(new_tat) => {
-                // Relaxed suffices: the limiter's whole state is this one word, and no other
-                // memory is published through it.
-                match state.compare_exchange_weak(
-                    current,
-                    new_tat,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => return Ok(()),
-                    Err(actual) => current = actual,
-                }
-            }
+        let new_tat = decide(current, now, cost, quota)?;
+        // Relaxed suffices: each quota's whole state is this one word, and no other memory
+        // is published through it.
+        match state.compare_exchange_weak(current, new_tat, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return Ok(()),
+            Err(actual) => current = actual,
         }
     }
+}
+
+/// Takes back `cost` cells. The TAT may end at `now` rather than its old value below
+/// `now`, which decides the same for every later instant.
+fn refund(state: &AtomicU64, cost: u64, quota: &Quota) {
+    let increment = quota.emission_nanos().saturating_mul(cost);
+    let _ = state.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tat| {
+        Some(tat.saturating_sub(increment))
+    });
+}
+
+/// Charges each state its cost under its quota (same order), or charges none.
+///
+/// Each quota is charged in turn with its own compare-and-swap; if a later quota refuses,
+/// the earlier charges are refunded. Under concurrency a racing request may see a charge
+/// that is about to be refunded and be refused, never the reverse: several quotas can
+/// under-admit briefly, they never over-admit. With one quota this is one
+/// compare-and-swap loop.
+#[inline]
+pub(crate) fn charge_all(
+    quotas: &[Quota],
+    states: &[AtomicU64],
+    now: u64,
+    costs: Costs<'_>,
+) -> Result<(), CheckError> {
+    costs.fit(quotas)?;
+    for (i, (quota, state)) in quotas.iter().zip(states).enumerate() {
+        if let Err(wait) = charge(state, now, costs.of(i), quota) {
+            for (j, (quota, state)) in quotas[..i].iter().zip(states).enumerate() {
+                refund(state, costs.of(j), quota);
+            }
+            return Err(CheckError::Rejected(limited(i, Duration::from_nanos(wait))));
+        }
+    }
+    Ok(())
 }
 
 /// Cells still available at `now` for a state word.
@@ -98,26 +82,370 @@ pub(crate) fn remaining(tat: u64, now: u64, quota: &Quota) -> u64 {
     (quota.tolerance_nanos() - used_ahead.min(quota.tolerance_nanos())) / quota.emission_nanos()
 }
 
-/// A word on a cache line of its own (128 bytes: adjacent-line prefetchers pair lines).
-#[derive(Debug)]
-#[repr(align(128))]
-struct Padded(AtomicU64);
+/// What a check charges each quota.
+// Public only because it is `Gcra`'s cost type in the sealed `RateAlgorithm`; not
+// reachable from outside the crate.
+#[allow(unreachable_pub)]
+#[derive(Debug, Clone, Copy)]
+pub enum Costs<'a> {
+    /// The same cost to every quota.
+    Same(u64),
+    /// `costs[i]` to quota `i`.
+    Each(&'a [u64]),
+}
 
-/// A point-in-time view of a direct limiter.
+impl Costs<'_> {
+    #[inline]
+    pub(crate) fn of(&self, quota: usize) -> u64 {
+        match self {
+            Self::Same(cost) => *cost,
+            Self::Each(costs) => costs.get(quota).copied().unwrap_or(0),
+        }
+    }
+
+    /// One cost per quota, none above its quota's burst (which no wait could admit).
+    #[inline]
+    pub(crate) fn fit(&self, quotas: &[Quota]) -> Result<(), CostError> {
+        if let Self::Each(costs) = self
+            && costs.len() != quotas.len()
+        {
+            return Err(CostError::Mismatch {
+                quotas: quotas.len(),
+                costs: costs.len(),
+            });
+        }
+        for (i, quota) in quotas.iter().enumerate() {
+            let cost = self.of(i);
+            if cost > quota.burst() {
+                return Err(CostError::OverBurst {
+                    cost,
+                    burst: quota.burst(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Costs no wait could admit; each limiter reports it as its own error type.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CostError {
+    Mismatch { quotas: usize, costs: usize },
+    OverBurst { cost: u64, burst: u64 },
+}
+
+impl From<CostError> for CheckError {
+    fn from(error: CostError) -> Self {
+        match error {
+            CostError::Mismatch { quotas, costs } => Self::CostsMismatch { quotas, costs },
+            CostError::OverBurst { cost, burst } => Self::InsufficientCapacity { cost, burst },
+        }
+    }
+}
+
+/// The most quotas one multi-quota limiter holds (a refusal names its quota by index).
+pub const MAX_QUOTAS: usize = 64;
+
+/// The quotas of a [`Gcra`]: one [`Quota`] (its state one 8-byte word) or several
+/// (`Box<[Quota]>`, one word each).
+// Public only because it bounds `Gcra`'s impls; sealed and not reachable from outside
+// the crate.
+#[allow(unreachable_pub)]
+pub trait QuotaSet: sealed::Sealed + Send + Sync + 'static {
+    /// One word per quota.
+    type Words: Send + Sync + 'static;
+    /// The quotas, in order.
+    fn as_slice(&self) -> &[Quota];
+    /// Fresh words, one per quota.
+    fn new_words(&self) -> Self::Words;
+    /// The words, in the quotas' order.
+    fn words(words: &Self::Words) -> &[AtomicU64];
+}
+
+impl sealed::Sealed for Quota {}
+
+impl QuotaSet for Quota {
+    type Words = AtomicU64;
+
+    #[inline]
+    fn as_slice(&self) -> &[Quota] {
+        std::slice::from_ref(self)
+    }
+
+    fn new_words(&self) -> AtomicU64 {
+        AtomicU64::new(0)
+    }
+
+    #[inline]
+    fn words(words: &AtomicU64) -> &[AtomicU64] {
+        std::slice::from_ref(words)
+    }
+}
+
+impl sealed::Sealed for Box<[Quota]> {}
+
+impl QuotaSet for Box<[Quota]> {
+    type Words = Box<[AtomicU64]>;
+
+    #[inline]
+    fn as_slice(&self) -> &[Quota] {
+        self
+    }
+
+    fn new_words(&self) -> Box<[AtomicU64]> {
+        self.iter().map(|_| AtomicU64::new(0)).collect()
+    }
+
+    #[inline]
+    fn words(words: &Box<[AtomicU64]>) -> &[AtomicU64] {
+        words
+    }
+}
+
+/// The generic cell rate algorithm (the governor model) over one quota or several charged
+/// all or none.
+///
+/// A quota's whole state is its theoretical arrival time (TAT) in one `AtomicU64`: a
+/// decision is a clock read and a compare-and-swap per quota, with no lock and no
+/// allocation. It admits exactly what a token bucket admits, and a key whose TAT is in the
+/// past decides like a new one, so sweeping idle keys never changes a decision.
+#[derive(Debug)]
+pub struct Gcra<Q = Quota> {
+    quotas: Q,
+    /// One name per quota, for `quota_states` and the headers built from them.
+    names: Box<[Arc<str>]>,
+}
+
+impl<Q: QuotaSet> Gcra<Q> {
+    fn new(quotas: Q) -> Self {
+        let names = (0..quotas.as_slice().len())
+            .map(|i| Arc::from(format!("q{i}")))
+            .collect();
+        Self { quotas, names }
+    }
+
+    /// Where each of `quotas` stands at `now` given its words (`None`: fresh).
+    fn quota_states(&self, quotas: &Q, words: Option<&Q::Words>, now: u64) -> Vec<QuotaState> {
+        let words = words.map(Q::words);
+        quotas
+            .as_slice()
+            .iter()
+            .zip(self.names.iter())
+            .enumerate()
+            .map(|(i, (quota, name))| {
+                let tat = words
+                    .and_then(|w| w.get(i))
+                    .map_or(0, |w| w.load(Ordering::Relaxed));
+                let window = quota
+                    .replenish_interval()
+                    .saturating_mul(u32::try_from(quota.burst()).unwrap_or(u32::MAX));
+                QuotaState::new(
+                    Arc::clone(name),
+                    quota.burst(),
+                    remaining(tat, now, quota),
+                    Duration::from_nanos(tat.saturating_sub(now)),
+                    window,
+                )
+            })
+            .collect()
+    }
+}
+
+impl Gcra {
+    /// One quota.
+    pub(crate) fn one(quota: Quota) -> Self {
+        Self::new(quota)
+    }
+}
+
+impl Gcra<Box<[Quota]>> {
+    /// The quotas, in order.
+    pub(crate) fn quotas(&self) -> &[Quota] {
+        &self.quotas
+    }
+
+    /// Several quotas: at least one, at most [`MAX_QUOTAS`].
+    pub(crate) fn several(quotas: Vec<Quota>) -> Result<Self, ConfigError> {
+        ensure(!quotas.is_empty(), "quotas", "must hold at least one quota")?;
+        ensure_at_most("quotas", quotas.len() as u64, MAX_QUOTAS as u64)?;
+        Ok(Self::new(quotas.into_boxed_slice()))
+    }
+}
+
+impl<Q> sealed::Sealed for Gcra<Q> {}
+
+impl<Q: QuotaSet> RateAlgorithm for Gcra<Q> {
+    type State = Q::Words;
+    type Limits = Q;
+    type Cost<'a> = Costs<'a>;
+
+    #[inline]
+    fn limits(&self) -> &Q {
+        &self.quotas
+    }
+
+    fn new_state(&self, limits: &Q) -> Q::Words {
+        limits.new_words()
+    }
+
+    #[inline]
+    fn single(cost: u64) -> Costs<'static> {
+        Costs::Same(cost)
+    }
+
+    #[inline]
+    fn fit(limits: &Q, cost: Costs<'_>) -> Result<(), CheckError> {
+        cost.fit(limits.as_slice()).map_err(CheckError::from)
+    }
+
+    #[inline]
+    fn check(
+        &self,
+        limits: &Q,
+        state: &Q::Words,
+        now: u64,
+        cost: Costs<'_>,
+    ) -> Result<(), CheckError> {
+        charge_all(limits.as_slice(), Q::words(state), now, cost)
+    }
+
+    fn readiness(&self, limits: &Q, state: Option<&Q::Words>, now: u64) -> Result<(), Rejected> {
+        let Some(words) = state.map(Q::words) else {
+            return Ok(());
+        };
+        for (i, (quota, word)) in limits.as_slice().iter().zip(words).enumerate() {
+            decide(word.load(Ordering::Relaxed), now, 1, quota)
+                .map_err(|wait| limited(i, Duration::from_nanos(wait)))?;
+        }
+        Ok(())
+    }
+
+    fn remaining(&self, limits: &Q, state: Option<&Q::Words>, now: u64) -> u64 {
+        let words = state.map(Q::words);
+        limits
+            .as_slice()
+            .iter()
+            .enumerate()
+            .map(|(i, quota)| {
+                let tat = words
+                    .and_then(|w| w.get(i))
+                    .map_or(0, |w| w.load(Ordering::Relaxed));
+                remaining(tat, now, quota)
+            })
+            .min()
+            .unwrap_or(0)
+    }
+
+    fn is_idle(&self, state: &Q::Words, now: u64) -> bool {
+        Q::words(state)
+            .iter()
+            .all(|w| w.load(Ordering::Relaxed) <= now)
+    }
+}
+
+/// The methods every GCRA limiter shares, direct or keyed, one quota or several.
+impl<S, C, Q> Limiter<S, C>
+where
+    S: StateStore<Algorithm = Gcra<Q>>,
+    C: Clock,
+    Q: QuotaSet,
+{
+    /// Names the quotas, in order (`["requests", "tokens"]`), for `quota_states`; the
+    /// default names are `q0`, `q1`, … Call it before cloning the limiter.
+    pub fn with_quota_names<I, N>(mut self, names: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = N>,
+        N: Into<Arc<str>>,
+    {
+        let names: Box<[Arc<str>]> = names.into_iter().map(Into::into).collect();
+        ensure(
+            names.len() == self.algorithm().quotas.as_slice().len(),
+            "quota_names",
+            "must name every quota, in order",
+        )?;
+        ensure(
+            names.iter().all(|name| {
+                !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            }),
+            "quota_names",
+            "must be non-empty and made of ASCII letters, digits, `-` and `_` (they become header names)",
+        )?;
+        let Some(inner) = Arc::get_mut(&mut self.inner) else {
+            return Err(ConfigError::new(
+                "quota_names",
+                "must be set before the limiter is cloned",
+            ));
+        };
+        inner.store.algorithm_mut().names = names;
+        Ok(self)
+    }
+
+    /// Where each quota of `key` stands now, in order: what a gateway puts in the IETF
+    /// `RateLimit` headers of an admitted or a refused response, requests and tokens apart
+    /// (`&()` for a direct limiter).
+    ///
+    /// A GCRA quota grants its burst at once and earns it back over `burst × interval`, so
+    /// `limit` is the burst, `window` that refill time, and `reset` the time until the
+    /// quota is full again.
+    ///
+    /// ```
+    /// use backstop_core::ManualClock;
+    /// use backstop_limit::{KeyedMultiRateLimiter, Quota};
+    ///
+    /// let budget = KeyedMultiRateLimiter::with_clock(
+    ///     vec![Quota::per_minute(60).unwrap(), Quota::per_minute(10_000).unwrap()],
+    ///     ManualClock::new(),
+    /// )
+    /// .unwrap()
+    /// .with_quota_names(["requests", "tokens"])
+    /// .unwrap();
+    /// budget.check_key_costs(&"ann", &[1, 2_500]).unwrap();
+    /// let states = budget.quota_states(&"ann");
+    /// assert_eq!((&*states[0].name, states[0].remaining), ("requests", 59));
+    /// assert_eq!((&*states[1].name, states[1].remaining), ("tokens", 7_500));
+    /// ```
+    pub fn quota_states(&self, key: &S::Key) -> Vec<QuotaState> {
+        let now = self.now();
+        self.store().peek(key, |quotas, words| {
+            self.algorithm().quota_states(quotas, words, now)
+        })
+    }
+}
+
+/// A point-in-time view of a direct limiter ([`RateLimiter`] or
+/// [`MultiRateLimiter`](crate::MultiRateLimiter)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct LimiterStats {
     /// Checks that admitted their cost.
     pub admitted: u64,
     /// Checks that were turned away (rejected or impossible).
     pub rejected: u64,
-    /// Cells that could be admitted right now.
+    /// Cells that could be admitted right now (under the tightest quota).
     pub remaining: u64,
+}
+
+/// The methods every direct GCRA limiter shares, one quota or several.
+impl<C: Clock, Q: QuotaSet> Limiter<DirectStore<Gcra<Q>>, C> {
+    /// A snapshot of counters and the cells available now under the tightest quota.
+    pub fn stats(&self) -> LimiterStats {
+        let (admitted, rejected) = self.counts();
+        LimiterStats {
+            admitted,
+            rejected,
+            remaining: self.remaining_of(&()),
+        }
+    }
 }
 
 /// A GCRA rate limiter for one stream of requests (one API key, one model, one process).
 ///
 /// The whole state is one `AtomicU64` holding the theoretical arrival time, so a check is a
-/// clock read and a compare-and-swap, with no lock and no allocation.
+/// clock read and a compare-and-swap, with no lock and no allocation. A cheap-clone handle
+/// (clones share the state).
 ///
 /// ```
 /// use backstop_core::ManualClock;
@@ -133,15 +461,7 @@ pub struct LimiterStats {
 /// clock.advance(wait);
 /// assert!(limiter.check().is_ok());
 /// ```
-#[derive(Debug)]
-pub struct RateLimiter<C = DefaultClock> {
-    quota: Quota,
-    // Alone on its cache line: compare-and-swaps from other threads then do not evict
-    // the quota and clock every check reads.
-    state: Padded,
-    timeline: Timeline<C>,
-    counters: Counters,
-}
+pub type RateLimiter<C = DefaultClock> = Limiter<DirectStore<Gcra>, C>;
 
 impl RateLimiter<DefaultClock> {
     /// A limiter on the [`DefaultClock`].
@@ -153,12 +473,7 @@ impl RateLimiter<DefaultClock> {
 impl<C: Clock> RateLimiter<C> {
     /// A limiter reading time from `clock`.
     pub fn with_clock(quota: Quota, clock: C) -> Self {
-        Self {
-            quota,
-            state: Padded(AtomicU64::new(0)),
-            timeline: Timeline::new(clock),
-            counters: Counters::default(),
-        }
+        Self::from_store(DirectStore::new(Gcra::one(quota)), clock)
     }
 
     /// Admits one cell or says how long to wait.
@@ -172,40 +487,9 @@ impl<C: Clock> RateLimiter<C> {
         }
     }
 
-    /// Admits `cost` cells at once (the tokens of one LLM call) or none of them.
-    ///
-    /// A cost of 0 always passes; a cost above the burst is
-    /// [`CheckError::InsufficientCapacity`], since no wait would ever admit it.
-    #[inline]
-    pub fn check_n(&self, cost: u64) -> Result<(), CheckError> {
-        let now = self.timeline.now_nanos();
-        let result = check_cell(&self.state.0, now, cost, &self.quota);
-        self.counters.record(&result);
-        result
-    }
-
-    /// Whether a check of one cell would pass now, without charging it.
-    pub fn readiness(&self) -> Result<(), Rejected> {
-        let now = self.timeline.now_nanos();
-        let tat = self.state.0.load(Ordering::Relaxed);
-        decide(tat, now, 1, &self.quota)
-            .map(drop)
-            .map_err(|wait| limited(0, Duration::from_nanos(wait)))
-    }
-
     /// The quota this limiter enforces.
     pub fn quota(&self) -> Quota {
-        self.quota
-    }
-
-    /// A snapshot of counters and the cells available now.
-    pub fn stats(&self) -> LimiterStats {
-        let now = self.timeline.now_nanos();
-        LimiterStats {
-            admitted: self.counters.admitted(),
-            rejected: self.counters.rejected(),
-            remaining: remaining(self.state.0.load(Ordering::Relaxed), now, &self.quota),
-        }
+        self.algorithm().quotas
     }
 }
 
@@ -323,13 +607,13 @@ mod tests {
             let mut admitted_log: Vec<(u64, u64)> = Vec::new();
             for (advance, cost) in steps {
                 clock.advance(Duration::from_nanos(advance));
-                let now = l.timeline.now_nanos();
+                let now = l.now();
                 let ours = l.check_n(cost);
                 let expected = cost <= burst && bucket.check(now, cost);
                 prop_assert_eq!(ours.is_ok(), expected, "cost {} at {}", cost, now);
                 if let Err(CheckError::Rejected(r)) = ours {
                     // The promised wait is exact: one nanosecond sooner still fails.
-                    let tat = l.state.0.load(Ordering::Relaxed);
+                    let tat = l.store().state().load(Ordering::Relaxed);
                     let wait = u64::try_from(r.retry_after.unwrap().as_nanos()).unwrap();
                     prop_assert!(decide(tat, now + wait, cost, &l.quota()).is_ok());
                     prop_assert!(decide(tat, now + wait - 1, cost, &l.quota()).is_err());

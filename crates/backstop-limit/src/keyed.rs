@@ -1,44 +1,23 @@
-//! Per-key GCRA limiters (per user, tenant, model) with bounded memory and quota overrides.
+//! Per-key GCRA limiters of one quota (per user, tenant, model) with bounded memory and
+//! quota overrides.
 
-use crate::cap::KeyCap;
-use crate::counters::Counters;
-use crate::error::CheckError;
-use crate::gcra::{Timeline, check_cell, remaining};
+use crate::gcra::Gcra;
+use crate::limiter::Limiter;
 use crate::quota::Quota;
+use crate::store::{KeyedStore, StateStore};
 use backstop_core::{Clock, DefaultClock};
-use dashmap::DashMap;
-use serde::Serialize;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// A point-in-time view of a keyed limiter ([`KeyedRateLimiter`] or
-/// [`KeyedMultiRateLimiter`](crate::KeyedMultiRateLimiter)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct KeyedStats {
-    /// Checks that admitted their cost.
-    pub admitted: u64,
-    /// Checks that were turned away.
-    pub rejected: u64,
-    /// Keys currently holding state.
-    pub keys: usize,
-    /// Keys removed by sweeps since creation.
-    pub evicted: u64,
-    /// Keys with a quota override.
-    pub overrides: usize,
-    /// Sweeps a full map ran to make room for a new key (at most one per eighth of the
-    /// cap's worth of refused new keys).
-    pub cap_sweeps: u64,
-}
-
-/// One GCRA limiter per key, each an 8-byte atomic in a sharded `DashMap`.
+/// One GCRA limiter per key, each an 8-byte atomic in a sharded `DashMap` (a
+/// [`KeyedStore`]).
 ///
 /// Memory stays bounded: a key whose theoretical arrival time has passed is exactly as
-/// good as a key never seen, so [`retain_recent`](Self::retain_recent) drops it without
-/// changing any decision. With [`with_max_keys`](Self::with_max_keys) a full map refuses
-/// new keys ([`CheckError::TooManyKeys`]) and sweeps itself to make room: on the first new
-/// key at the cap, then once per `max_keys / 8` refused new keys, so a flood of new keys
-/// costs O(1) amortized per call instead of a full sweep each.
+/// good as a key never seen, so [`retain_recent`](Limiter::retain_recent) drops it without
+/// changing any decision. With [`with_max_keys`](Limiter::with_max_keys) a full map refuses
+/// new keys ([`CheckError::TooManyKeys`](crate::CheckError::TooManyKeys)) and sweeps itself
+/// to make room: on the first new key at the cap, then once per `max_keys / 8` refused new
+/// keys, so a flood of new keys costs O(1) amortized per call instead of a full sweep each.
+/// A cheap-clone handle (clones share the keys).
 ///
 /// ```
 /// use backstop_core::ManualClock;
@@ -56,170 +35,44 @@ pub struct KeyedStats {
 /// limiter.retain_recent();
 /// assert_eq!(limiter.len(), 0);
 /// ```
-#[derive(Debug)]
-pub struct KeyedRateLimiter<K: Hash + Eq, C = DefaultClock> {
-    quota: Quota,
-    cells: DashMap<K, AtomicU64>,
-    overrides: DashMap<K, Quota>,
-    has_overrides: AtomicBool,
-    cap: KeyCap,
-    timeline: Timeline<C>,
-    counters: Counters,
-    evicted: AtomicU64,
-}
+pub type KeyedRateLimiter<K, C = DefaultClock> = Limiter<KeyedStore<K, Gcra>, C>;
 
-impl<K: Hash + Eq + Clone> KeyedRateLimiter<K, DefaultClock> {
+impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedRateLimiter<K, DefaultClock> {
     /// A keyed limiter on the [`DefaultClock`].
     pub fn new(quota: Quota) -> Self {
         Self::with_clock(quota, DefaultClock::default())
     }
 }
 
-impl<K: Hash + Eq + Clone, C: Clock> KeyedRateLimiter<K, C> {
+impl<K: Hash + Eq + Clone + Send + Sync + 'static, C: Clock> KeyedRateLimiter<K, C> {
     /// A keyed limiter reading time from `clock`; every key gets `quota` unless overridden.
     pub fn with_clock(quota: Quota, clock: C) -> Self {
-        Self {
-            quota,
-            cells: DashMap::new(),
-            overrides: DashMap::new(),
-            has_overrides: AtomicBool::new(false),
-            cap: KeyCap::unbounded(),
-            timeline: Timeline::new(clock),
-            counters: Counters::default(),
-            evicted: AtomicU64::new(0),
-        }
-    }
-
-    /// Caps the number of tracked keys; `0` is treated as 1.
-    pub fn with_max_keys(mut self, max_keys: usize) -> Self {
-        self.cap = KeyCap::at_most(max_keys);
-        self
+        Self::from_store(KeyedStore::new(Gcra::one(quota)), clock)
     }
 
     /// Gives `key` its own quota (a premium tenant). Its current usage carries over.
     pub fn set_quota(&self, key: K, quota: Quota) {
-        self.overrides.insert(key, quota);
-        self.has_overrides.store(true, Ordering::Release);
-        tracing::debug!(target: "backstop_limit", "quota override set");
+        self.store().set_override(key, quota);
     }
 
     /// Returns `key` to the default quota.
     pub fn remove_quota(&self, key: &K) {
-        self.overrides.remove(key);
-        if self.overrides.is_empty() {
-            self.has_overrides.store(false, Ordering::Release);
-        }
+        self.store().remove_override(key);
     }
 
     /// The quota `key` is held to.
     pub fn quota_for(&self, key: &K) -> Quota {
-        if self.has_overrides.load(Ordering::Acquire)
-            && let Some(q) = self.overrides.get(key)
-        {
-            return *q;
-        }
-        self.quota
-    }
-
-    /// Admits one cell for `key`.
-    #[inline]
-    pub fn check_key(&self, key: &K) -> Result<(), CheckError> {
-        self.check_key_n(key, 1)
-    }
-
-    /// Admits `cost` cells for `key`, all or none.
-    pub fn check_key_n(&self, key: &K, cost: u64) -> Result<(), CheckError> {
-        let result = self.decide(key, cost);
-        self.counters.record(&result);
-        result
-    }
-
-    fn decide(&self, key: &K, cost: u64) -> Result<(), CheckError> {
-        let quota = self.quota_for(key);
-        let now = self.timeline.now_nanos();
-        if let Some(cell) = self.cells.get(key) {
-            return check_cell(&cell, now, cost, &quota);
-        }
-        if cost > quota.burst() {
-            return Err(CheckError::InsufficientCapacity {
-                cost,
-                burst: quota.burst(),
-            });
-        }
-        if !self.cap.has_room(
-            || self.cells.len(),
-            || {
-                self.retain_recent();
-            },
-        ) {
-            return Err(CheckError::TooManyKeys {
-                max_keys: self.cap.max_keys(),
-            });
-        }
-        let cell = self
-            .cells
-            .entry(key.clone())
-            .or_insert_with(|| AtomicU64::new(0));
-        check_cell(&cell, now, cost, &quota)
-    }
-
-    /// Cells `key` could spend right now.
-    pub fn remaining(&self, key: &K) -> u64 {
-        let quota = self.quota_for(key);
-        let tat = self.cells.get(key).map_or(0, |c| c.load(Ordering::Relaxed));
-        remaining(tat, self.timeline.now_nanos(), &quota)
-    }
-
-    /// Drops every key that is fully replenished; returns how many were dropped.
-    ///
-    /// Decisions are unchanged by a sweep, so call it as often as memory needs.
-    pub fn retain_recent(&self) -> usize {
-        let now = self.timeline.now_nanos();
-        let before = self.cells.len();
-        self.cells
-            .retain(|_, cell| cell.load(Ordering::Relaxed) > now);
-        let dropped = before.saturating_sub(self.cells.len());
-        if dropped > 0 {
-            self.evicted.fetch_add(dropped as u64, Ordering::Relaxed);
-            tracing::debug!(target: "backstop_limit", dropped, "idle keys swept");
-        }
-        dropped
-    }
-
-    /// Keys currently tracked.
-    pub fn len(&self) -> usize {
-        self.cells.len()
-    }
-
-    /// Whether no key is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.cells.is_empty()
-    }
-
-    /// Releases spare capacity of the map after a large sweep.
-    pub fn shrink_to_fit(&self) {
-        self.cells.shrink_to_fit();
-    }
-
-    /// A snapshot of counters and key counts.
-    pub fn stats(&self) -> KeyedStats {
-        KeyedStats {
-            admitted: self.counters.admitted(),
-            rejected: self.counters.rejected(),
-            keys: self.cells.len(),
-            evicted: self.evicted.load(Ordering::Relaxed),
-            overrides: self.overrides.len(),
-            cap_sweeps: self.cap.sweeps(),
-        }
+        self.store().peek(key, |quota, _| *quota)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::RateLimiter;
+    use crate::{CheckError, RateLimiter};
     use backstop_core::ManualClock;
     use proptest::prelude::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
 
     fn keyed(rate: u64) -> (KeyedRateLimiter<u32, ManualClock>, ManualClock) {

@@ -8,13 +8,12 @@
 
 use crate::bulkhead::Bulkhead;
 use crate::error::CheckError;
-use crate::gcra::RateLimiter;
-use crate::keyed::KeyedRateLimiter;
-use crate::multi::{KeyedMultiRateLimiter, MultiRateLimiter};
-use crate::window::{KeyedSlidingWindow, SlidingWindowLimiter};
+use crate::gcra::{Costs, Gcra};
+use crate::limiter::Limiter;
+use crate::quota::Quota;
+use crate::store::StateStore;
 use backstop_core::{Clock, Layer, Rejected, Service, StackError, contain};
 use std::fmt;
-use std::hash::Hash;
 use std::sync::Arc;
 
 /// A limiter a [`RateLimitLayer`] charges.
@@ -49,95 +48,36 @@ impl<Cost, T: RateLimitHandle<Cost> + ?Sized> RateLimitHandle<Cost> for Arc<T> {
     }
 }
 
-impl<C: Clock> RateLimitHandle<u64> for RateLimiter<C> {
-    type Key = ();
+/// Every limiter of this crate, over either store: one impl per cost shape rather than
+/// one per limiter.
+impl<S: StateStore, C: Clock> RateLimitHandle<u64> for Limiter<S, C> {
+    type Key = S::Key;
 
     #[inline]
-    fn charge(&self, _: &(), cost: u64) -> Result<(), CheckError> {
-        self.check_n(cost)
+    fn charge(&self, key: &S::Key, cost: u64) -> Result<(), CheckError> {
+        self.check_single(key, cost)
     }
 
     fn readiness(&self) -> Result<(), Rejected> {
-        RateLimiter::readiness(self)
+        self.store_readiness()
     }
 }
 
-impl<C: Clock> RateLimitHandle<u64> for SlidingWindowLimiter<C> {
-    type Key = ();
-
-    #[inline]
-    fn charge(&self, _: &(), cost: u64) -> Result<(), CheckError> {
-        self.check_n(cost)
-    }
-}
-
-impl<C: Clock> RateLimitHandle<u64> for MultiRateLimiter<C> {
-    type Key = ();
-
-    #[inline]
-    fn charge(&self, _: &(), cost: u64) -> Result<(), CheckError> {
-        self.check_n(cost)
-    }
-}
-
-impl<C: Clock, const N: usize> RateLimitHandle<[u64; N]> for MultiRateLimiter<C> {
-    type Key = ();
-
-    #[inline]
-    fn charge(&self, _: &(), costs: [u64; N]) -> Result<(), CheckError> {
-        self.check_costs(&costs)
-    }
-}
-
-impl<K, C> RateLimitHandle<u64> for KeyedRateLimiter<K, C>
+/// A multi-quota limiter, direct or keyed, charging each quota its own cost.
+impl<S, C, const N: usize> RateLimitHandle<[u64; N]> for Limiter<S, C>
 where
-    K: Hash + Eq + Clone + Send + Sync + 'static,
+    S: StateStore<Algorithm = Gcra<Box<[Quota]>>>,
     C: Clock,
 {
-    type Key = K;
+    type Key = S::Key;
 
     #[inline]
-    fn charge(&self, key: &K, cost: u64) -> Result<(), CheckError> {
-        self.check_key_n(key, cost)
+    fn charge(&self, key: &S::Key, costs: [u64; N]) -> Result<(), CheckError> {
+        self.check_with(key, Costs::Each(&costs))
     }
-}
 
-impl<K, C> RateLimitHandle<u64> for KeyedSlidingWindow<K, C>
-where
-    K: Hash + Eq + Clone + Send + Sync + 'static,
-    C: Clock,
-{
-    type Key = K;
-
-    #[inline]
-    fn charge(&self, key: &K, cost: u64) -> Result<(), CheckError> {
-        self.check_key_n(key, cost)
-    }
-}
-
-impl<K, C> RateLimitHandle<u64> for KeyedMultiRateLimiter<K, C>
-where
-    K: Hash + Eq + Clone + Send + Sync + 'static,
-    C: Clock,
-{
-    type Key = K;
-
-    #[inline]
-    fn charge(&self, key: &K, cost: u64) -> Result<(), CheckError> {
-        self.check_key_n(key, cost)
-    }
-}
-
-impl<K, C, const N: usize> RateLimitHandle<[u64; N]> for KeyedMultiRateLimiter<K, C>
-where
-    K: Hash + Eq + Clone + Send + Sync + 'static,
-    C: Clock,
-{
-    type Key = K;
-
-    #[inline]
-    fn charge(&self, key: &K, costs: [u64; N]) -> Result<(), CheckError> {
-        self.check_key_costs(key, &costs)
+    fn readiness(&self) -> Result<(), Rejected> {
+        self.store_readiness()
     }
 }
 
@@ -451,7 +391,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{BulkheadConfig, Quota};
+    use crate::{BulkheadConfig, KeyedMultiRateLimiter, RateLimiter};
     use backstop_core::{Error, ManualClock, RejectKind, ServiceExt, service_fn};
     use std::convert::Infallible;
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -108,12 +108,14 @@ mod error;
 mod gcra;
 mod keyed;
 mod layer;
+mod limiter;
 mod multi;
 mod quota;
 #[cfg(feature = "redis")]
 mod redis_config;
 #[cfg(feature = "redis")]
 mod redis_layer;
+mod store;
 mod wait;
 mod window;
 
@@ -124,21 +126,24 @@ pub use distributed::{
     FailurePolicy, RedisDecision, RedisLimitError, RedisRateLimiter, RedisStats, TimeSource,
 };
 pub use error::{CheckError, WaitError};
-pub use gcra::{LimiterStats, RateLimiter};
-pub use keyed::{KeyedRateLimiter, KeyedStats};
+pub use gcra::{Gcra, LimiterStats, MAX_QUOTAS, RateLimiter};
+pub use keyed::KeyedRateLimiter;
 pub use layer::{
     BulkheadLayer, BulkheadService, LimitCost, LimitKey, PerRequest, RateLimitHandle,
     RateLimitLayer, RateLimitService, Unkeyed,
 };
-pub use multi::{KeyedMultiRateLimiter, MAX_QUOTAS, MultiRateLimiter};
+pub use limiter::Limiter;
+pub use multi::{KeyedMultiRateLimiter, MultiRateLimiter};
 pub use quota::{Quota, QuotaConfig};
 #[cfg(feature = "redis")]
 pub use redis_config::{FailureMode, RedisLimitConfig, TimeSourceConfig};
 #[cfg(feature = "redis")]
 pub use redis_layer::{RedisRateLimitLayer, RedisRateLimitService};
+pub use store::{DirectStore, KeyedStats, KeyedStore, RateAlgorithm, StateStore};
 pub use wait::WaitPolicy;
 pub use window::{
-    KeyedSlidingWindow, KeyedSlidingWindowStats, SlidingWindowLimiter, SlidingWindowStats,
+    KeyedSlidingWindow, KeyedSlidingWindowStats, SlidingWindow, SlidingWindowLimiter,
+    SlidingWindowStats,
 };
 
 mod adaptive;

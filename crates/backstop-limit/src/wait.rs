@@ -1,8 +1,8 @@
 //! Async waiting for admission: sleep until the limiter would admit, bounded by `max_wait`.
 
 use crate::error::{CheckError, WaitError};
-use crate::gcra::RateLimiter;
-use crate::keyed::KeyedRateLimiter;
+use crate::limiter::Limiter;
+use crate::store::{DirectStore, KeyedStore, RateAlgorithm};
 use backstop_core::Clock;
 use backstop_core::config::{ConfigError, Validate, ensure_duration};
 use serde::Deserialize;
@@ -66,7 +66,10 @@ async fn wait_for(
     }
 }
 
-impl<C: Clock> RateLimiter<C> {
+/// Waiting for any direct limiter ([`RateLimiter`](crate::RateLimiter),
+/// [`MultiRateLimiter`](crate::MultiRateLimiter),
+/// [`SlidingWindowLimiter`](crate::SlidingWindowLimiter)).
+impl<A: RateAlgorithm, C: Clock> Limiter<DirectStore<A>, C> {
     /// Waits until `cost` cells are admitted, with no limit on the wait.
     ///
     /// Cancellation-safe: dropping the future charges nothing.
@@ -93,8 +96,18 @@ impl<C: Clock> RateLimiter<C> {
     }
 }
 
-impl<K: Hash + Eq + Clone, C: Clock> KeyedRateLimiter<K, C> {
+/// Waiting for any keyed limiter ([`KeyedRateLimiter`](crate::KeyedRateLimiter),
+/// [`KeyedMultiRateLimiter`](crate::KeyedMultiRateLimiter),
+/// [`KeyedSlidingWindow`](crate::KeyedSlidingWindow)).
+impl<K, A, C> Limiter<KeyedStore<K, A>, C>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    A: RateAlgorithm,
+    C: Clock,
+{
     /// Waits until `cost` cells are admitted for `key`, following `policy`.
+    ///
+    /// Cancellation-safe: dropping the future charges nothing.
     pub async fn until_key_ready(
         &self,
         key: &K,
@@ -108,7 +121,7 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedRateLimiter<K, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Quota, TokioClock};
+    use crate::{KeyedRateLimiter, Quota, RateLimiter, TokioClock};
     use futures::FutureExt;
     use std::sync::Arc;
     use tokio::time::Instant as TokioInstant;

@@ -7,21 +7,22 @@
 //! but the current fixed window's count never exceeds the limit, so no aligned window ever
 //! admits more than `limit`.
 
-use crate::CheckError;
-use crate::cap::KeyCap;
-use crate::error::limited;
+use crate::error::{CheckError, limited};
+use crate::limiter::Limiter;
+use crate::store::{DirectStore, KeyedStats, KeyedStore, RateAlgorithm, StateStore, sealed};
 use backstop_core::config::{ConfigError, ensure};
-use backstop_core::{Clock, DefaultClock};
-use dashmap::DashMap;
+use backstop_core::{Clock, DefaultClock, Rejected};
 use serde::Serialize;
 use std::hash::Hash;
-use std::sync::Mutex;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+/// One key's two windows: the current window's index and count, and the previous count.
+// Public only because it is `SlidingWindow`'s state type in the sealed `RateAlgorithm`;
+// not reachable from outside the crate.
+#[allow(unreachable_pub)]
 #[derive(Debug, Clone, Copy, Default)]
-struct WindowState {
+pub struct WindowState {
     index: u64,
     current: u64,
     previous: u64,
@@ -35,9 +36,8 @@ impl WindowState {
         index >= self.index.saturating_add(2) || (index == self.index + 1 && self.current == 0)
     }
 
-    /// Charges `cost` if the estimate allows, else returns how long until it would.
-    fn charge(&mut self, now: u64, window: u64, limit: u64, cost: u64) -> Result<(), Duration> {
-        let index = now / window;
+    /// Moves the windows on to window number `index`.
+    fn roll(&mut self, index: u64) {
         if index == self.index + 1 {
             self.previous = self.current;
             self.current = 0;
@@ -46,6 +46,11 @@ impl WindowState {
             self.current = 0;
         }
         self.index = index;
+    }
+
+    /// Charges `cost` if the estimate allows, else returns how long until it would.
+    fn charge(&mut self, now: u64, window: u64, limit: u64, cost: u64) -> Result<(), Duration> {
+        self.roll(now / window);
         let position = u128::from(now % window);
         let window = u128::from(window);
         let (previous, current) = (u128::from(self.previous), u128::from(self.current));
@@ -71,6 +76,118 @@ impl WindowState {
             u64::try_from(wait).unwrap_or(u64::MAX),
         ))
     }
+
+    /// The estimate's room left at `now` for this state, without charging.
+    fn remaining(mut self, now: u64, window: u64, limit: u64) -> u64 {
+        self.roll(now / window);
+        let position = u128::from(now % window);
+        let window = u128::from(window);
+        let allowed = u128::from(limit) * window;
+        let weighted = u128::from(self.previous) * (window - position);
+        let room = allowed.saturating_sub(weighted) / window;
+        u64::try_from(room.saturating_sub(u128::from(self.current))).unwrap_or(u64::MAX)
+    }
+}
+
+/// The sliding-window counter: at most `limit` cells per `window`, over the current and
+/// the previous fixed window.
+///
+/// Its state is three words under a mutex per key (uncontended: a decision holds it for a
+/// few arithmetic operations; cheaper to reason about than a lock-free two-bucket roll).
+#[derive(Debug)]
+pub struct SlidingWindow {
+    limit: u64,
+    window_nanos: u64,
+}
+
+impl SlidingWindow {
+    fn new(limit: u64, window: Duration) -> Result<Self, ConfigError> {
+        ensure(limit > 0, "limit", "must be at least 1")?;
+        backstop_core::config::ensure_duration("window", window)?;
+        let window_nanos = backstop_core::time::nanos(window);
+        ensure(window_nanos > 0, "window", "must be greater than zero")?;
+        Ok(Self {
+            limit,
+            window_nanos,
+        })
+    }
+}
+
+/// Windows count from the limiter's origin; the timeline starts at 1 (GCRA's "fresh").
+fn since_origin(now: u64) -> u64 {
+    now.saturating_sub(1)
+}
+
+fn lock(state: &Mutex<WindowState>) -> MutexGuard<'_, WindowState> {
+    // Three plain integers: a panic elsewhere cannot leave them inconsistent.
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl sealed::Sealed for SlidingWindow {}
+
+impl RateAlgorithm for SlidingWindow {
+    type State = Mutex<WindowState>;
+    type Limits = u64;
+    type Cost<'a> = u64;
+
+    fn limits(&self) -> &u64 {
+        &self.limit
+    }
+
+    fn new_state(&self, _: &u64) -> Mutex<WindowState> {
+        Mutex::default()
+    }
+
+    fn single(cost: u64) -> u64 {
+        cost
+    }
+
+    fn fit(limit: &u64, cost: u64) -> Result<(), CheckError> {
+        if cost > *limit {
+            return Err(CheckError::InsufficientCapacity {
+                cost,
+                burst: *limit,
+            });
+        }
+        Ok(())
+    }
+
+    fn check(
+        &self,
+        limit: &u64,
+        state: &Mutex<WindowState>,
+        now: u64,
+        cost: u64,
+    ) -> Result<(), CheckError> {
+        Self::fit(limit, cost)?;
+        let now = since_origin(now);
+        lock(state)
+            .charge(now, self.window_nanos, *limit, cost)
+            .map_err(|retry_after| {
+                tracing::trace!(?retry_after, "sliding window refused a request");
+                CheckError::Rejected(limited(0, retry_after))
+            })
+    }
+
+    fn readiness(
+        &self,
+        limit: &u64,
+        state: Option<&Mutex<WindowState>>,
+        now: u64,
+    ) -> Result<(), Rejected> {
+        let mut copy = state.map(|s| *lock(s)).unwrap_or_default();
+        copy.charge(since_origin(now), self.window_nanos, *limit, 1)
+            .map_err(|wait| limited(0, wait))
+    }
+
+    fn remaining(&self, limit: &u64, state: Option<&Mutex<WindowState>>, now: u64) -> u64 {
+        let copy = state.map(|s| *lock(s)).unwrap_or_default();
+        copy.remaining(since_origin(now), self.window_nanos, *limit)
+    }
+
+    fn is_idle(&self, state: &Mutex<WindowState>, now: u64) -> bool {
+        lock(state).is_idle(since_origin(now), self.window_nanos)
+    }
 }
 
 /// Counters of a sliding-window limiter.
@@ -83,65 +200,9 @@ pub struct SlidingWindowStats {
     pub rejected: u64,
 }
 
-#[derive(Debug)]
-struct Shared<C> {
-    limit: u64,
-    window_nanos: u64,
-    clock: C,
-    origin: u64,
-    admitted: AtomicU64,
-    rejected: AtomicU64,
-}
-
-impl<C: Clock> Shared<C> {
-    fn new(limit: u64, window: Duration, clock: C) -> Result<Self, ConfigError> {
-        ensure(limit > 0, "limit", "must be at least 1")?;
-        backstop_core::config::ensure_duration("window", window)?;
-        let window_nanos = backstop_core::time::nanos(window);
-        ensure(window_nanos > 0, "window", "must be greater than zero")?;
-        let origin = clock.now_nanos();
-        Ok(Self {
-            limit,
-            window_nanos,
-            clock,
-            origin,
-            admitted: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
-        })
-    }
-
-    fn now(&self) -> u64 {
-        self.clock.now_nanos().saturating_sub(self.origin)
-    }
-
-    fn decide(&self, state: &mut WindowState, limit: u64, cost: u64) -> Result<(), CheckError> {
-        if cost > limit {
-            self.rejected.fetch_add(1, Ordering::Relaxed);
-            return Err(CheckError::InsufficientCapacity { cost, burst: limit });
-        }
-        match state.charge(self.now(), self.window_nanos, limit, cost) {
-            Ok(()) => {
-                self.admitted.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(retry_after) => {
-                self.rejected.fetch_add(1, Ordering::Relaxed);
-                tracing::trace!(?retry_after, "sliding window refused a request");
-                Err(CheckError::Rejected(limited(0, retry_after)))
-            }
-        }
-    }
-
-    fn stats(&self) -> SlidingWindowStats {
-        SlidingWindowStats {
-            admitted: self.admitted.load(Ordering::Relaxed),
-            rejected: self.rejected.load(Ordering::Relaxed),
-        }
-    }
-}
-
 /// At most `limit` cells per `window` (sliding-window counter approximation); `window`
-/// is at most [`MAX_DURATION`](backstop_core::config::MAX_DURATION) (a year).
+/// is at most [`MAX_DURATION`](backstop_core::config::MAX_DURATION) (a year). A
+/// cheap-clone handle.
 ///
 /// ```
 /// use backstop_core::ManualClock;
@@ -156,13 +217,7 @@ impl<C: Clock> Shared<C> {
 /// clock.advance(Duration::from_secs(120));
 /// assert!(per_minute.check().is_ok());
 /// ```
-#[derive(Debug)]
-pub struct SlidingWindowLimiter<C = DefaultClock> {
-    shared: Shared<C>,
-    // Three words under an uncontended mutex: cheaper to reason about than a lock-free
-    // two-bucket roll, and a decision holds it for a few arithmetic operations.
-    state: Mutex<WindowState>,
-}
+pub type SlidingWindowLimiter<C = DefaultClock> = Limiter<DirectStore<SlidingWindow>, C>;
 
 impl SlidingWindowLimiter<DefaultClock> {
     /// `limit` cells per `window` on the [`DefaultClock`].
@@ -174,10 +229,10 @@ impl SlidingWindowLimiter<DefaultClock> {
 impl<C: Clock> SlidingWindowLimiter<C> {
     /// `limit` cells per `window`, time read from `clock`.
     pub fn with_clock(limit: u64, window: Duration, clock: C) -> Result<Self, ConfigError> {
-        Ok(Self {
-            shared: Shared::new(limit, window, clock)?,
-            state: Mutex::new(WindowState::default()),
-        })
+        Ok(Self::from_store(
+            DirectStore::new(SlidingWindow::new(limit, window)?),
+            clock,
+        ))
     }
 
     /// Admits one cell.
@@ -185,44 +240,25 @@ impl<C: Clock> SlidingWindowLimiter<C> {
         self.check_n(1)
     }
 
-    /// Admits `cost` cells all or nothing.
-    pub fn check_n(&self, cost: u64) -> Result<(), CheckError> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        self.shared.decide(&mut state, self.shared.limit, cost)
-    }
-
     /// A snapshot of the counters.
     pub fn stats(&self) -> SlidingWindowStats {
-        self.shared.stats()
+        let (admitted, rejected) = self.counts();
+        SlidingWindowStats { admitted, rejected }
     }
 }
 
-/// Counters and key bookkeeping of a [`KeyedSlidingWindow`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct KeyedSlidingWindowStats {
-    /// Requests admitted.
-    pub admitted: u64,
-    /// Requests refused (over the limit, impossible, or over the key cap).
-    pub rejected: u64,
-    /// Keys tracked now.
-    pub keys: usize,
-    /// Keys dropped by sweeps since creation.
-    pub evicted: u64,
-    /// Keys with their own limit.
-    pub overrides: usize,
-    /// Sweeps a full map ran to make room for a new key (at most one per eighth of the
-    /// cap's worth of refused new keys).
-    pub cap_sweeps: u64,
-}
+/// Counters and key bookkeeping of a [`KeyedSlidingWindow`]: the keyed stats every keyed
+/// limiter reports.
+pub type KeyedSlidingWindowStats = KeyedStats;
 
 /// A [`SlidingWindowLimiter`] per key (user, tenant, model), on `dashmap`.
 ///
 /// Memory stays bounded like [`KeyedRateLimiter`](crate::KeyedRateLimiter)'s: a key whose
-/// windows have both passed decides like a new key, so [`retain_recent`](Self::retain_recent)
-/// drops it without changing any decision, and [`with_max_keys`](Self::with_max_keys) caps
-/// the map (a full map refuses new keys with [`CheckError::TooManyKeys`], sweeping for room
-/// on the first and then once per `max_keys / 8` refused new keys).
+/// windows have both passed decides like a new key, so
+/// [`retain_recent`](Limiter::retain_recent) drops it without changing any decision, and
+/// [`with_max_keys`](Limiter::with_max_keys) caps the map (a full map refuses new keys with
+/// [`CheckError::TooManyKeys`], sweeping for room on the first and then once per
+/// `max_keys / 8` refused new keys). A cheap-clone handle.
 ///
 /// ```
 /// use backstop_limit::KeyedSlidingWindow;
@@ -234,142 +270,39 @@ pub struct KeyedSlidingWindowStats {
 /// assert!(per_day.check_key(&"ann").is_err());
 /// assert!(per_day.check_key_n(&"premium", 5_000).is_ok());
 /// ```
-#[derive(Debug)]
-pub struct KeyedSlidingWindow<K: Hash + Eq, C = DefaultClock> {
-    shared: Shared<C>,
-    states: DashMap<K, WindowState>,
-    overrides: DashMap<K, u64>,
-    // Skips the override lookup on the hot path while there are none.
-    has_overrides: AtomicBool,
-    cap: KeyCap,
-    evicted: AtomicU64,
-}
+pub type KeyedSlidingWindow<K, C = DefaultClock> = Limiter<KeyedStore<K, SlidingWindow>, C>;
 
-impl<K: Hash + Eq + Clone> KeyedSlidingWindow<K, DefaultClock> {
+impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedSlidingWindow<K, DefaultClock> {
     /// `limit` cells per `window` per key on the [`DefaultClock`].
     pub fn new(limit: u64, window: Duration) -> Result<Self, ConfigError> {
         Self::with_clock(limit, window, DefaultClock::default())
     }
 }
 
-impl<K: Hash + Eq + Clone, C: Clock> KeyedSlidingWindow<K, C> {
+impl<K: Hash + Eq + Clone + Send + Sync + 'static, C: Clock> KeyedSlidingWindow<K, C> {
     /// `limit` cells per `window` per key, time read from `clock`.
     pub fn with_clock(limit: u64, window: Duration, clock: C) -> Result<Self, ConfigError> {
-        Ok(Self {
-            shared: Shared::new(limit, window, clock)?,
-            states: DashMap::new(),
-            overrides: DashMap::new(),
-            has_overrides: AtomicBool::new(false),
-            cap: KeyCap::unbounded(),
-            evicted: AtomicU64::new(0),
-        })
-    }
-
-    /// Caps the number of tracked keys; `0` is treated as 1.
-    pub fn with_max_keys(mut self, max_keys: usize) -> Self {
-        self.cap = KeyCap::at_most(max_keys);
-        self
+        Ok(Self::from_store(
+            KeyedStore::new(SlidingWindow::new(limit, window)?),
+            clock,
+        ))
     }
 
     /// Gives `key` its own limit per window (a premium tenant); its usage carries over.
     pub fn set_limit(&self, key: K, limit: u64) -> Result<(), ConfigError> {
         ensure(limit > 0, "limit", "must be at least 1")?;
-        self.overrides.insert(key, limit);
-        self.has_overrides.store(true, Ordering::Release);
-        tracing::debug!(target: "backstop_limit", limit, "sliding-window limit override set");
+        self.store().set_override(key, limit);
         Ok(())
     }
 
     /// Returns `key` to the default limit.
     pub fn remove_limit(&self, key: &K) {
-        self.overrides.remove(key);
-        if self.overrides.is_empty() {
-            self.has_overrides.store(false, Ordering::Release);
-        }
+        self.store().remove_override(key);
     }
 
     /// The limit per window `key` is held to.
     pub fn limit_for(&self, key: &K) -> u64 {
-        if self.has_overrides.load(Ordering::Acquire)
-            && let Some(limit) = self.overrides.get(key)
-        {
-            return *limit;
-        }
-        self.shared.limit
-    }
-
-    /// Admits one cell for `key`.
-    pub fn check_key(&self, key: &K) -> Result<(), CheckError> {
-        self.check_key_n(key, 1)
-    }
-
-    /// Admits `cost` cells for `key` all or nothing; the entry's shard lock serialises
-    /// decisions for one key.
-    pub fn check_key_n(&self, key: &K, cost: u64) -> Result<(), CheckError> {
-        let limit = self.limit_for(key);
-        if let Some(mut state) = self.states.get_mut(key) {
-            return self.shared.decide(&mut state, limit, cost);
-        }
-        if cost > limit {
-            return self.shared.decide(&mut WindowState::default(), limit, cost);
-        }
-        if !self.cap.has_room(
-            || self.states.len(),
-            || {
-                self.retain_recent();
-            },
-        ) {
-            self.shared.rejected.fetch_add(1, Ordering::Relaxed);
-            return Err(CheckError::TooManyKeys {
-                max_keys: self.cap.max_keys(),
-            });
-        }
-        let mut state = self.states.entry(key.clone()).or_default();
-        self.shared.decide(&mut state, limit, cost)
-    }
-
-    /// Drops every key whose windows no longer count; returns how many were dropped.
-    ///
-    /// Decisions are unchanged by a sweep, so call it as often as memory needs.
-    pub fn retain_recent(&self) -> usize {
-        let now = self.shared.now();
-        let window = self.shared.window_nanos;
-        let before = self.states.len();
-        self.states.retain(|_, state| !state.is_idle(now, window));
-        let dropped = before.saturating_sub(self.states.len());
-        if dropped > 0 {
-            self.evicted.fetch_add(dropped as u64, Ordering::Relaxed);
-            tracing::debug!(target: "backstop_limit", dropped, "idle sliding-window keys swept");
-        }
-        dropped
-    }
-
-    /// Releases spare capacity of the map after a large sweep.
-    pub fn shrink_to_fit(&self) {
-        self.states.shrink_to_fit();
-    }
-
-    /// The number of keys held.
-    pub fn len(&self) -> usize {
-        self.states.len()
-    }
-
-    /// Whether no key is held.
-    pub fn is_empty(&self) -> bool {
-        self.states.is_empty()
-    }
-
-    /// A snapshot of the counters and key bookkeeping.
-    pub fn stats(&self) -> KeyedSlidingWindowStats {
-        let counts = self.shared.stats();
-        KeyedSlidingWindowStats {
-            admitted: counts.admitted,
-            rejected: counts.rejected,
-            keys: self.states.len(),
-            evicted: self.evicted.load(Ordering::Relaxed),
-            overrides: self.overrides.len(),
-            cap_sweeps: self.cap.sweeps(),
-        }
+        self.store().peek(key, |limit, _| *limit)
     }
 }
 

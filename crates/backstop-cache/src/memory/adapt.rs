@@ -33,6 +33,10 @@ pub(crate) const MAX_SMALL_SHARE: f64 = 0.5;
 /// evictions of its queue counts as that queue's miss.
 pub(crate) const WINDOW_SHARE: f64 = 0.05;
 
+/// The ghost queue grows as the probationary share to this power: 50 times the share
+/// (0.002 to 0.1) gives 4 times the ghost.
+const GHOST_EXPONENT: f64 = 0.354;
+
 /// The probationary queue's share of capacity, tuned online or fixed.
 #[derive(Debug)]
 pub(crate) struct Tuning {
@@ -41,6 +45,8 @@ pub(crate) struct Tuning {
     adaptive: bool,
     /// Doublings of the share per ghost hit.
     step: f64,
+    /// The configured share, where the ghost queue has its configured length.
+    initial: f64,
 }
 
 impl Tuning {
@@ -63,6 +69,7 @@ impl Tuning {
             small_share: AtomicU64::new(share.to_bits()),
             adaptive,
             step: 1.0 / (capacity as f64 * WINDOW_SHARE).max(64.0),
+            initial: share,
         }
     }
 
@@ -76,6 +83,19 @@ impl Tuning {
     #[inline]
     pub(crate) fn small_target(&self, capacity: u64) -> u64 {
         (capacity as f64 * self.small_share()) as u64
+    }
+
+    /// How much longer than configured the ghost queue is: it grows with the
+    /// probationary share (×4 at a share of 0.1 from the default 0.002), because
+    /// traffic that needs a longer probation also brings keys back later.
+    #[inline]
+    pub(crate) fn ghost_scale(&self) -> f64 {
+        if !self.adaptive {
+            return 1.0;
+        }
+        (self.small_share() / self.initial)
+            .powf(GHOST_EXPONENT)
+            .clamp(1.0, 8.0)
     }
 
     /// A key came back soon after leaving probation: grow probation.
@@ -113,6 +133,17 @@ mod tests {
         }
         assert_eq!(t.small_share(), 0.002);
         assert_eq!(t.small_target(10_000), 20);
+    }
+
+    #[test]
+    fn the_ghost_grows_with_the_share_and_never_below_its_configured_length() {
+        let t = Tuning::new(0.002, true, 1_000);
+        assert_eq!(t.ghost_scale(), 1.0);
+        t.small_share.store(0.1f64.to_bits(), Relaxed);
+        assert!((t.ghost_scale() - 4.0).abs() < 0.05, "{}", t.ghost_scale());
+        t.small_share.store(0.001f64.to_bits(), Relaxed);
+        assert_eq!(t.ghost_scale(), 1.0);
+        assert_eq!(Tuning::new(0.2, false, 1_000).ghost_scale(), 1.0);
     }
 
     #[test]

@@ -699,7 +699,8 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
             return false;
         };
         if from_small {
-            let cap = ((self.map.len().max(16) as f64) * self.ghost_ratio) as usize;
+            let ratio = self.ghost_ratio * self.tuning.ghost_scale();
+            let cap = ((self.map.len().max(16) as f64) * ratio) as usize;
             self.ghost.insert(hash, cap);
         } else {
             let window = usize::try_from(self.window()).unwrap_or(usize::MAX);

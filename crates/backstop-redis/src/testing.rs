@@ -177,27 +177,31 @@ pub fn cluster_primary_of(seed: &str, slot: u16) -> Option<String> {
     })
 }
 
-/// Whether every node `seed` knows reports `cluster_state:ok` and every primary has a
-/// replica online: the cluster is whole again.
+/// Whether the cluster is whole again, in every node's own view: six nodes, none failing,
+/// three primaries serving slots, three replicas, and `cluster_state:ok` everywhere.
 pub fn cluster_whole(seed: &str) -> bool {
-    let nodes = cli(seed, &["cluster", "nodes"]);
-    let addresses: Vec<String> = nodes
-        .lines()
-        .filter(|l| !l.contains("fail") && !l.contains("disconnected"))
-        .filter_map(|l| Some(l.split_whitespace().nth(1)?.split('@').next()?.to_string()))
-        .collect();
-    let primaries = nodes
-        .lines()
-        .filter(|l| l.contains("master") && !l.contains("fail"))
-        .count();
-    let replicas = nodes
-        .lines()
-        .filter(|l| l.contains("slave") && !l.contains("fail"))
-        .count();
-    addresses.len() == 6
-        && primaries == 3
-        && replicas == 3
-        && addresses
+    let view = |address: &str| {
+        let nodes = cli(address, &["cluster", "nodes"]);
+        let healthy: Vec<Vec<&str>> = nodes
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|f| f.len() >= 8 && !f[2].contains("fail") && f[7] == "connected")
+            .collect();
+        let primaries = healthy
             .iter()
-            .all(|a| cli(a, &["cluster", "info"]).contains("cluster_state:ok"))
+            .filter(|f| f[2].contains("master") && f.len() > 8)
+            .count();
+        let replicas = healthy.iter().filter(|f| f[2].contains("slave")).count();
+        let addresses: Vec<String> = healthy
+            .iter()
+            .map(|f| f[1].split('@').next().unwrap_or_default().to_string())
+            .collect();
+        (healthy.len() == 6 && primaries == 3 && replicas == 3).then_some(addresses)
+    };
+    let Some(addresses) = view(seed) else {
+        return false;
+    };
+    addresses
+        .iter()
+        .all(|a| view(a).is_some() && cli(a, &["cluster", "info"]).contains("cluster_state:ok"))
 }

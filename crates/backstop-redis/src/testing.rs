@@ -205,3 +205,18 @@ pub fn cluster_whole(seed: &str) -> bool {
         .iter()
         .all(|a| view(a).is_some() && cli(a, &["cluster", "info"]).contains("cluster_state:ok"))
 }
+
+/// A replica of the Sentinel setup's primary, as `host:port`, when one is online.
+pub fn sentinel_replica(spec: &str) -> Option<String> {
+    let (master, nodes) = spec.split_once('@')?;
+    let sentinel = nodes.split(',').next()?;
+    let replicas = cli(sentinel, &["sentinel", "replicas", master]);
+    // The reply lists name, ip, port, … per replica; `name` is `ip:port`.
+    let mut lines = replicas.lines();
+    let replica = loop {
+        if lines.next()? == "name" {
+            break lines.next()?.to_string();
+        }
+    };
+    (info_field(&replica, "role").as_deref() == Some("slave")).then_some(replica)
+}

@@ -1,0 +1,79 @@
+//! The Redis limiter behind Sentinel (`REDIS_SENTINEL`) and over TLS (`REDIS_TLS_URL` with
+//! `REDIS_TLS_CA`), and pointed at a replica, on the fleet `.ci/redis-fleet` starts.
+#![cfg(feature = "redis")]
+
+use backstop_limit::{FailurePolicy, Quota, RedisLimitError, RedisRateLimiter};
+use backstop_redis::testing as fleet;
+use backstop_redis::{Misconfiguration, RedisConfig, RedisConnection, RedisFault};
+use std::time::Duration;
+
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("fleet-test:{name}:{nanos}")
+}
+
+async fn admits_exactly_the_burst(config: &RedisConfig, name: &str) {
+    let limiter = RedisRateLimiter::new(
+        RedisConnection::new(config).unwrap(),
+        &unique(name),
+        &[Quota::per_hour(7).unwrap()],
+    )
+    .unwrap()
+    .with_timeout(Duration::from_secs(2))
+    .with_failure_policy(FailurePolicy::FailClosed);
+    let mut admitted = 0;
+    for _ in 0..12 {
+        let decision = limiter.check_key_n("{user}", 1).await.unwrap();
+        assert!(decision.from_redis);
+        admitted += u32::from(decision.allowed);
+    }
+    assert_eq!(admitted, 7, "{name}");
+}
+
+#[tokio::test]
+async fn the_limiter_is_exact_behind_sentinel() {
+    let Some(config) = fleet::sentinel() else {
+        return;
+    };
+    admits_exactly_the_burst(&config, "limit-sentinel").await;
+}
+
+#[tokio::test]
+async fn the_limiter_is_exact_over_tls() {
+    let Some(config) = fleet::tls() else { return };
+    admits_exactly_the_burst(&config, "limit-tls").await;
+}
+
+#[tokio::test]
+async fn a_url_at_a_replica_is_an_error_even_when_failing_open() {
+    let Some(spec) = fleet::env("REDIS_SENTINEL") else {
+        return;
+    };
+    let Some(replica) = fleet::sentinel_replica(&spec) else {
+        eprintln!("skipped: no replica online right now (a failover test may be running)");
+        return;
+    };
+    let redis = RedisConnection::new(&RedisConfig::url(format!("redis://{replica}"))).unwrap();
+    let limiter = RedisRateLimiter::new(
+        redis,
+        &unique("limit-replica"),
+        &[Quota::per_hour(7).unwrap()],
+    )
+    .unwrap()
+    .with_timeout(Duration::from_secs(2))
+    .with_failure_policy(FailurePolicy::FailOpen);
+    let error = limiter.check_key("ann").await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            RedisLimitError::Unavailable(RedisFault::Misconfigured(
+                Misconfiguration::Replica { .. }
+            ))
+        ),
+        "{error:?}"
+    );
+    assert_eq!(limiter.stats().allowed, 0);
+}

@@ -620,3 +620,28 @@ async fn the_layer_shares_one_inner_call_and_keeps_the_inner_error_type() {
     assert_eq!(failed[0].as_ref().unwrap_err().inner(), Some(&Boom(400)));
     assert!(service.readiness().is_ok());
 }
+
+#[tokio::test]
+async fn a_forgotten_key_opens_anew_and_its_old_stream_stops_keeping_chunks_for_joiners() {
+    let group = bytes_group(1 << 20, LagPolicy::Fail);
+    let feed = Feed::new();
+    let mut old = group.share("q", feed.open());
+    for i in 0..3 {
+        feed.send(Ok(chunk(i)));
+        old.next().await.unwrap().unwrap();
+    }
+    assert_eq!(group.stats().bytes_buffered, 12, "kept for joiners");
+    assert!(group.forget(&"q"));
+    assert_eq!(
+        group.stats().bytes_buffered,
+        0,
+        "nobody can join: nothing kept"
+    );
+    let other = Feed::new();
+    let _new = group.share("q", other.open());
+    assert_eq!(group.stats().streams, 2);
+    feed.send(Ok(chunk(3)));
+    feed.end();
+    assert_eq!(ok_chunks(old.collect().await), vec![chunk(3)]);
+    assert!(!group.forget(&"missing"));
+}

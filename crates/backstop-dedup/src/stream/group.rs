@@ -255,7 +255,13 @@ where
     /// Releases `key`: the next call opens a new upstream even if one is in flight.
     /// Readers of the old stream keep reading it. Returns whether a stream was in flight.
     pub fn forget(&self, key: &K) -> bool {
-        self.inner.streams.remove(key).is_some()
+        // Outside the shard lock: closing runs the release, which takes that lock.
+        let removed = self.inner.streams.remove(key);
+        if let Some((_, entry)) = &removed {
+            // Nobody can join it any more, so it stops keeping chunks for joiners.
+            entry.flight.close();
+        }
+        removed.is_some()
     }
 
     /// Whether a stream for `key` is in flight and open to joiners.

@@ -306,6 +306,26 @@ where
     }
 }
 
+impl<T, E> SharedFlight<T, E> {
+    /// Stops taking joiners (the key was forgotten): chunks every reader passed go.
+    pub(crate) fn close(&self) {
+        let mut state = self.state.lock();
+        let release = state.close_to_joiners();
+        let wake = if state.trim(&self.shared) && !state.full(&self.shared) {
+            state.take_wakers()
+        } else {
+            Vec::new()
+        };
+        drop(state);
+        if let Some(release) = release {
+            release();
+        }
+        for waker in wake {
+            waker.wake();
+        }
+    }
+}
+
 impl<T, E> Drop for SharedFlight<T, E> {
     fn drop(&mut self) {
         let bytes = self.state.get_mut().bytes;

@@ -515,3 +515,45 @@ impl Tier<Entry<StreamRecord<String>>> for SlowTier {
         self.inner.stats()
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_miss_that_finds_the_stream_stored_when_it_opens_replays_it_instead() {
+    let streams = streams();
+    let opened = Arc::new(AtomicUsize::new(0));
+    let key = "q".to_string();
+    let missed = streams
+        .get_or_load_stream(&key, opener(&opened, vec![10; 3], None))
+        .await;
+    // Another caller's stream completes and is stored between this miss and its first poll.
+    let record = StreamRecord::new(tokens(2));
+    streams.cache().insert(&key, record).await.unwrap();
+    assert_eq!(ok(collect(missed).await), tokens(2));
+    assert_eq!(opened.load(SeqCst), 0, "the upstream was never opened");
+    let stats = streams.stats();
+    assert_eq!((stats.loads, stats.replays), (0, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_weigher_stops_the_recording_not_the_stream() {
+    let streams: Streams = StreamCache::builder(
+        TieredCache::builder()
+            .memory(MemoryTier::with_capacity(100).unwrap(), None)
+            .build()
+            .unwrap(),
+        StreamGroup::new(),
+    )
+    .weigher(|_: &String| -> usize { panic!("bad weight") })
+    .build()
+    .unwrap();
+    let opened = Arc::new(AtomicUsize::new(0));
+    let key = "q".to_string();
+    let items = collect(
+        streams
+            .get_or_load_stream(&key, opener(&opened, vec![1; 3], None))
+            .await,
+    )
+    .await;
+    assert_eq!(ok(items), tokens(3));
+    assert!(streams.cache().get(&key).await.is_none());
+    assert_eq!(streams.stats().not_stored_too_large, 1);
+}

@@ -1,5 +1,6 @@
 //! Always-on per-shard counters and their serializable snapshot.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use serde::Serialize;
@@ -42,10 +43,17 @@ impl LookupCounters {
     #[inline]
     fn bump(&self, counter: impl Fn(&Stripe) -> &AtomicU64) {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
+        // A const-initialized `Cell` without a destructor: reading it is a plain load
+        // from thread-local storage, with no lazy-initialization check per hit.
         thread_local! {
-            static INDEX: usize = NEXT.fetch_add(1, Relaxed);
+            static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
         }
-        let i = INDEX.with(|i| *i);
+        let i = INDEX.with(|index| {
+            if index.get() == usize::MAX {
+                index.set(NEXT.fetch_add(1, Relaxed));
+            }
+            index.get()
+        });
         if i < self.owned {
             let c = counter(&self.stripes[i]);
             c.store(c.load(Relaxed) + 1, Relaxed);

@@ -355,6 +355,7 @@ impl<C: Clock> AdaptiveLimiter<C> {
             0 => None,
             n => Some(Duration::from_nanos(n)),
         };
+        let single = shared.partitions.classes.len() == 1;
         let classes: Vec<PriorityClassStats> = shared
             .partitions
             .classes
@@ -362,7 +363,11 @@ impl<C: Clock> AdaptiveLimiter<C> {
             .map(|c| PriorityClassStats {
                 name: c.name.clone(),
                 guaranteed: c.guaranteed.load(Ordering::Relaxed),
-                in_flight: c.in_flight.load(Ordering::Relaxed),
+                in_flight: if single {
+                    shared.in_flight.load(Ordering::Relaxed)
+                } else {
+                    c.in_flight.load(Ordering::Relaxed)
+                },
                 queued: c.queued.load(Ordering::Relaxed) as u64,
                 admitted: c.admitted.load(Ordering::Relaxed),
                 rejected: c.rejected.load(Ordering::Relaxed),
@@ -481,9 +486,13 @@ impl<C: Clock> Shared<C> {
                 Err(actual) => current = actual,
             }
         }
-        self.partitions.classes[index]
-            .in_flight
-            .fetch_add(1, Ordering::Relaxed);
+        // Per-class counts only feed the reservation of higher classes; with one class the
+        // total is its count, and the hot path skips an atomic.
+        if self.partitions.classes.len() > 1 {
+            self.partitions.classes[index]
+                .in_flight
+                .fetch_add(1, Ordering::Relaxed);
+        }
         Ok(current + 1)
     }
 
@@ -508,9 +517,11 @@ impl<C: Clock> Shared<C> {
     ) {
         let now = self.clock.now_nanos();
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.partitions.classes[class]
-            .in_flight
-            .fetch_sub(1, Ordering::Relaxed);
+        if self.partitions.classes.len() > 1 {
+            self.partitions.classes[class]
+                .in_flight
+                .fetch_sub(1, Ordering::Relaxed);
+        }
         match outcome {
             AdaptiveOutcome::Success | AdaptiveOutcome::Failure => self
                 .samples

@@ -160,6 +160,12 @@ pub trait QuotaSet: sealed::Sealed + Send + Sync + 'static {
     fn new_words(&self) -> Self::Words;
     /// The words, in the quotas' order.
     fn words(words: &Self::Words) -> &[AtomicU64];
+
+    /// Charges `costs` to `words` at `now`, all or none.
+    #[inline]
+    fn charge(&self, words: &Self::Words, now: u64, costs: Costs<'_>) -> Result<(), CheckError> {
+        charge_all(self.as_slice(), Self::words(words), now, costs)
+    }
 }
 
 impl sealed::Sealed for Quota {}
@@ -179,6 +185,24 @@ impl QuotaSet for Quota {
     #[inline]
     fn words(words: &AtomicU64) -> &[AtomicU64] {
         std::slice::from_ref(words)
+    }
+
+    /// [`charge_all`] written out for one quota: the hot path of a single-quota limiter is
+    /// the burst check and one compare-and-swap loop, whatever the optimizer makes of the
+    /// slices.
+    #[inline]
+    fn charge(&self, word: &AtomicU64, now: u64, costs: Costs<'_>) -> Result<(), CheckError> {
+        let Costs::Same(cost) = costs else {
+            return charge_all(self.as_slice(), Self::words(word), now, costs);
+        };
+        if cost > self.burst() {
+            return Err(CheckError::InsufficientCapacity {
+                cost,
+                burst: self.burst(),
+            });
+        }
+        charge(word, now, cost, self)
+            .map_err(|wait| CheckError::Rejected(limited(0, Duration::from_nanos(wait))))
     }
 }
 
@@ -306,7 +330,7 @@ impl<Q: QuotaSet> RateAlgorithm for Gcra<Q> {
         now: u64,
         cost: Costs<'_>,
     ) -> Result<(), CheckError> {
-        charge_all(limits.as_slice(), Q::words(state), now, cost)
+        limits.charge(state, now, cost)
     }
 
     fn readiness(&self, limits: &Q, state: Option<&Q::Words>, now: u64) -> Result<(), Rejected> {

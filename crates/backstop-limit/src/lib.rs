@@ -58,6 +58,14 @@
 //!
 //! # Design
 //!
+//! Every limiter above is one [`Limiter`]: an algorithm ([`Gcra`] over one quota or
+//! several, [`SlidingWindow`]) over a state store ([`DirectStore`] for one stream,
+//! [`KeyedStore`] for one state per key, with the overrides, the sweep and the key cap), as
+//! governor separates its algorithm from its `StateStore`. The public names are aliases of
+//! the combinations, so the keyed machinery, the counters, the async waits and the layer
+//! are written once. A limiter is a cheap-clone handle (an `Arc` inside): clones share
+//! the state, so it goes to layers and tasks as is.
+//!
 //! GCRA keeps one number per limiter, the theoretical arrival time (TAT), here in
 //! nanoseconds since the limiter's origin in one `AtomicU64`: a decision is a clock read
 //! and a compare-and-swap, with no lock, no allocation and no background task. It is

@@ -126,6 +126,7 @@ impl<K: Hash + Eq + Clone, A: RateAlgorithm> KeyedStore<K, A> {
         }
     }
 
+    #[inline]
     fn check_with(
         &self,
         limits: &A::Limits,
@@ -177,10 +178,12 @@ where
 
     #[inline]
     fn check(&self, key: &K, now: u64, cost: A::Cost<'_>) -> Result<(), CheckError> {
-        match self.override_of(key) {
-            Some(limits) => self.check_with(&limits, key, now, cost),
-            None => self.check_with(self.algorithm.limits(), key, now, cost),
+        if self.has_overrides.load(Ordering::Acquire)
+            && let Some(limits) = self.overrides.get(key)
+        {
+            return self.check_with(&limits, key, now, cost);
         }
+        self.check_with(self.algorithm.limits(), key, now, cost)
     }
 
     fn peek<R>(&self, key: &K, read: impl FnOnce(&A::Limits, Option<&A::State>) -> R) -> R {

@@ -741,6 +741,12 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
             self.small.retain(|(i, g)| gens[*i as usize] == *g);
             self.main.retain(|(i, g)| gens[*i as usize] == *g);
         }
+        // Probation holds everything while the cache first fills, then hands most of it
+        // to main; without this its buffer would stay the size of the cache beside
+        // main's (8 bytes an entry for nothing).
+        if self.small.capacity() > 4 * self.small.len() + 1024 {
+            self.small.shrink_to(2 * self.small.len());
+        }
         if self.timers.len() > 2 * live + 64 {
             self.timers.clear();
             for s in self.slots.iter_mut().flatten() {

@@ -2,7 +2,10 @@
 
 use crate::error::CheckError;
 use crate::gcra::Gcra;
-pub(crate) use crate::gcra::{CostError, Costs};
+// The Redis limiter checks its costs and decides locally with the same types.
+#[cfg(feature = "redis")]
+pub(crate) use crate::gcra::CostError;
+pub(crate) use crate::gcra::Costs;
 use crate::limiter::Limiter;
 use crate::quota::Quota;
 use crate::store::{DirectStore, KeyedStore};

@@ -12,7 +12,7 @@
 //! batcher (`backstop`) and the batcher in adaptive mode with a 50 ms handler-latency target
 //! (`backstop_adaptive`) as `<metric> workload=<w> contender=<c> value=<v>` lines.
 
-use backstop::batch::{AdaptiveConfig, BatchConfig, BatchError, BatchStats, Batcher};
+use backstop::batch::{AdaptiveBatchConfig, BatchConfig, BatchError, BatchStats, Batcher};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -180,7 +180,7 @@ async fn compare(rate: f64) {
         ..BatchConfig::default()
     };
     let adaptive = BatchConfig {
-        adaptive: Some(AdaptiveConfig {
+        adaptive: Some(AdaptiveBatchConfig {
             target_latency: ADAPTIVE_TARGET,
             min_batch_size: 1,
         }),

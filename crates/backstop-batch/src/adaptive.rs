@@ -1,6 +1,6 @@
 //! Adaptive batch size: additive increase, multiplicative decrease toward a latency target.
 
-use crate::config::AdaptiveConfig;
+use crate::config::AdaptiveBatchConfig;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ pub(crate) struct AdaptiveLimit {
 }
 
 impl AdaptiveLimit {
-    pub(crate) fn new(config: &AdaptiveConfig, max: usize) -> Self {
+    pub(crate) fn new(config: &AdaptiveBatchConfig, max: usize) -> Self {
         Self {
             target: config.target_latency,
             min: config.min_batch_size,
@@ -57,7 +57,7 @@ mod tests {
     use super::*;
 
     fn limit(max: usize, min: usize) -> AdaptiveLimit {
-        let config = AdaptiveConfig {
+        let config = AdaptiveBatchConfig {
             target_latency: Duration::from_millis(10),
             min_batch_size: min,
         };

@@ -2,7 +2,7 @@
 
 use crate::adaptive::AdaptiveLimit;
 use crate::batcher::{Batcher, Owner};
-use crate::config::{AdaptiveConfig, BatchConfig, CloseMode};
+use crate::config::{AdaptiveBatchConfig, BatchConfig, CloseMode};
 use crate::queue::Queues;
 use crate::shared::{HandlerFn, KeyFn, PriorityFn, Shared, State};
 use crate::stats::Recorder;
@@ -90,9 +90,9 @@ where
         self
     }
 
-    /// Turns on adaptive mode; see [`AdaptiveConfig`].
+    /// Turns on adaptive mode; see [`AdaptiveBatchConfig`].
     pub fn adaptive(mut self, target_latency: Duration, min_batch_size: usize) -> Self {
-        self.config.adaptive = Some(AdaptiveConfig {
+        self.config.adaptive = Some(AdaptiveBatchConfig {
             target_latency,
             min_batch_size,
         });

@@ -23,7 +23,7 @@ pub enum CloseMode {
 /// full batches stay under it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AdaptiveConfig {
+pub struct AdaptiveBatchConfig {
     /// The handler latency per batch to stay under.
     #[serde(with = "backstop_core::duration::human")]
     pub target_latency: Duration,
@@ -79,7 +79,7 @@ pub struct BatchConfig {
     /// What `close()` and dropping the batcher do with queued items.
     pub on_close: CloseMode,
     /// Adjust the effective batch size toward a handler latency target; `None` = fixed.
-    pub adaptive: Option<AdaptiveConfig>,
+    pub adaptive: Option<AdaptiveBatchConfig>,
 }
 
 impl Default for BatchConfig {
@@ -188,7 +188,7 @@ mod tests {
             (|c| c.priority_aging = Some(Duration::MAX), "priority_aging"),
             (
                 |c| {
-                    c.adaptive = Some(AdaptiveConfig {
+                    c.adaptive = Some(AdaptiveBatchConfig {
                         target_latency: Duration::MAX,
                         min_batch_size: 1,
                     })

@@ -3,9 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-/// An error a batch handler may return; boxed so every handler error fits one type.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
 /// Why [`Batcher::submit`](crate::Batcher::submit) returned no response.
 ///
 /// Rejections (`QueueFull`, `QueueTimeout`, `Closed`) mean the handler never saw the item;

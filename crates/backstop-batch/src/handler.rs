@@ -1,6 +1,6 @@
 //! The user's batch function: one call per batch, one result per item.
 
-use crate::error::BoxError;
+use backstop_core::BoxError;
 use std::future::Future;
 
 /// Processes a whole batch in one call and returns one response per item, in item order,

@@ -21,7 +21,7 @@
 //!   a wrong result count is [`BatchError::ResultCount`], a panic is
 //!   [`BatchError::HandlerPanicked`] — and the batcher keeps serving. A caller that gives
 //!   up before dispatch is removed from the queue; after dispatch its result is discarded.
-//! - **Adaptive mode** ([`AdaptiveConfig`], optional): the effective batch size shrinks
+//! - **Adaptive mode** ([`AdaptiveBatchConfig`], optional): the effective batch size shrinks
 //!   while handler calls exceed a latency target and grows back while full batches meet it.
 //! - **Shutdown**: [`Batcher::close`] (or dropping the last handle) stops intake and
 //!   flushes or fails what is queued ([`CloseMode`]); no caller is left waiting.
@@ -97,8 +97,8 @@ mod stats;
 
 pub use batcher::Batcher;
 pub use builder::BatcherBuilder;
-pub use config::{AdaptiveConfig, BatchConfig, CloseMode, MAX_BATCH_SIZE};
-pub use error::{BatchError, BoxError};
+pub use config::{AdaptiveBatchConfig, BatchConfig, CloseMode, MAX_BATCH_SIZE};
+pub use error::BatchError;
 pub use handler::BatchHandler;
 pub use layer::{BatchLayer, BatchService};
 pub use queue::DispatchReason;

@@ -2,10 +2,11 @@
 
 use crate::adaptive::AdaptiveLimit;
 use crate::config::{BatchConfig, CloseMode};
-use crate::error::{BatchError, BoxError};
+use crate::error::BatchError;
 use crate::handler::BatchHandler;
 use crate::queue::Queues;
 use crate::stats::{Recorder, bump};
+use backstop_core::BoxError;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use std::sync::Arc;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use backstop_core::config::{ConfigError, Validate};
 use backstop_core::{Clock, DefaultClock};
 
-use crate::{Backoff, Breaker, BreakerConfig, CancelledCalls, WindowConfig};
+use crate::{Backoff, Breaker, BreakerConfig, BreakerWindow, CancelledCalls};
 
 /// Builds a [`Breaker`]; every setter maps to a [`BreakerConfig`] field and
 /// [`build`](Self::build) validates the whole.
@@ -57,13 +57,13 @@ impl<C: Clock> BreakerBuilder<C> {
 
     /// Rates over the last `size` calls.
     pub fn count_window(mut self, size: u32) -> Self {
-        self.config.window = WindowConfig::Count { size };
+        self.config.window = BreakerWindow::Count { size };
         self
     }
 
     /// Rates over the calls of the last `seconds` seconds.
     pub fn time_window(mut self, seconds: u32) -> Self {
-        self.config.window = WindowConfig::Time { seconds };
+        self.config.window = BreakerWindow::Time { seconds };
         self
     }
 

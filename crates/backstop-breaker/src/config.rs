@@ -14,7 +14,7 @@ pub const MAX_TIME_WINDOW_SECONDS: u32 = 3_600;
 /// Which calls the failure and slow-call rates are computed over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum WindowConfig {
+pub enum BreakerWindow {
     /// The last `size` recorded calls (lock-free ring of outcomes).
     Count {
         /// How many of the most recent calls are kept, from 1 to [`MAX_COUNT_WINDOW`].
@@ -27,7 +27,7 @@ pub enum WindowConfig {
     },
 }
 
-impl Default for WindowConfig {
+impl Default for BreakerWindow {
     fn default() -> Self {
         Self::Count { size: 100 }
     }
@@ -80,7 +80,7 @@ pub enum CancelledCalls {
 #[serde(default, deny_unknown_fields)]
 pub struct BreakerConfig {
     /// Which calls the rates are computed over. Default: the last 100 calls.
-    pub window: WindowConfig,
+    pub window: BreakerWindow,
     /// No rate decision is taken before the window holds this many calls. Default 100.
     pub minimum_calls: u32,
     /// Percentage of failed calls, in (0, 100], at or above which the circuit opens. Default 50.
@@ -116,7 +116,7 @@ pub struct BreakerConfig {
 impl Default for BreakerConfig {
     fn default() -> Self {
         Self {
-            window: WindowConfig::default(),
+            window: BreakerWindow::default(),
             minimum_calls: 100,
             failure_rate_threshold: 50.0,
             slow_call_rate_threshold: 100.0,
@@ -139,11 +139,11 @@ fn is_rate(value: f64) -> bool {
 impl Validate for BreakerConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         match self.window {
-            WindowConfig::Count { size } => {
+            BreakerWindow::Count { size } => {
                 ensure(size >= 1, "window.size", "must be at least 1")?;
                 ensure_at_most("window.size", u64::from(size), u64::from(MAX_COUNT_WINDOW))?;
             }
-            WindowConfig::Time { seconds } => {
+            BreakerWindow::Time { seconds } => {
                 ensure(seconds >= 1, "window.seconds", "must be at least 1")?;
                 ensure_at_most(
                     "window.seconds",

@@ -87,7 +87,8 @@ mod window;
 pub use breaker::{Breaker, Permit};
 pub use builder::BreakerBuilder;
 pub use config::{
-    Backoff, BreakerConfig, CancelledCalls, MAX_COUNT_WINDOW, MAX_TIME_WINDOW_SECONDS, WindowConfig,
+    Backoff, BreakerConfig, BreakerWindow, CancelledCalls, MAX_COUNT_WINDOW,
+    MAX_TIME_WINDOW_SECONDS,
 };
 pub use event::BreakerEvent;
 pub use layer::{BreakerLayer, BreakerService};

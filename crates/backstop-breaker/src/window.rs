@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
 
 use parking_lot::Mutex;
 
-use crate::WindowConfig;
+use crate::BreakerWindow;
 use crate::config::{MAX_COUNT_WINDOW, MAX_TIME_WINDOW_SECONDS};
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
@@ -71,18 +71,18 @@ pub(crate) enum Window {
 impl Window {
     /// Sizes are clamped to the documented bounds as well as validated, so a config that
     /// skipped validation still cannot allocate in proportion to an unbounded value.
-    pub(crate) fn new(config: WindowConfig, minimum_calls: u32) -> Self {
+    pub(crate) fn new(config: BreakerWindow, minimum_calls: u32) -> Self {
         let config = match config {
-            WindowConfig::Count { size } => WindowConfig::Count {
+            BreakerWindow::Count { size } => BreakerWindow::Count {
                 size: size.clamp(1, MAX_COUNT_WINDOW),
             },
-            WindowConfig::Time { seconds } => WindowConfig::Time {
+            BreakerWindow::Time { seconds } => BreakerWindow::Time {
                 seconds: seconds.clamp(1, MAX_TIME_WINDOW_SECONDS),
             },
         };
         match config {
-            WindowConfig::Count { size } => Self::Count(CountWindow::new(size, minimum_calls)),
-            WindowConfig::Time { seconds } => Self::Time(Mutex::new(TimeWindow::new(seconds))),
+            BreakerWindow::Count { size } => Self::Count(CountWindow::new(size, minimum_calls)),
+            BreakerWindow::Time { seconds } => Self::Time(Mutex::new(TimeWindow::new(seconds))),
         }
     }
 
@@ -342,7 +342,7 @@ mod tests {
 
     #[test]
     fn successes_skipped_on_a_healthy_ring_still_evict_a_failure_on_time() {
-        let window = Window::new(WindowConfig::Count { size: 3 }, 1);
+        let window = Window::new(BreakerWindow::Count { size: 3 }, 1);
         for _ in 0..10 {
             window.record(OK, 0);
         }
@@ -365,7 +365,7 @@ mod tests {
 
     #[test]
     fn count_window_keeps_only_the_last_calls() {
-        let window = Window::new(WindowConfig::Count { size: 3 }, 1);
+        let window = Window::new(BreakerWindow::Count { size: 3 }, 1);
         window.record(FAIL, 0);
         window.record(FAIL, 0);
         window.record(OK, 0);
@@ -393,7 +393,7 @@ mod tests {
 
     #[test]
     fn count_window_asks_for_a_decision_on_bad_calls_and_at_minimum() {
-        let window = Window::new(WindowConfig::Count { size: 10 }, 3);
+        let window = Window::new(BreakerWindow::Count { size: 10 }, 3);
         assert!(window.record(OK, 0).is_none());
         assert!(window.record(OK, 0).is_none());
         assert!(window.record(OK, 0).is_some());
@@ -404,7 +404,7 @@ mod tests {
     #[test]
     fn time_window_expires_whole_seconds() {
         let second = NANOS_PER_SEC;
-        let window = Window::new(WindowConfig::Time { seconds: 2 }, 1);
+        let window = Window::new(BreakerWindow::Time { seconds: 2 }, 1);
         window.record(FAIL, 0);
         window.record(OK, second / 2);
         window.record(OK, second);
@@ -418,7 +418,7 @@ mod tests {
 
     #[test]
     fn count_window_is_consistent_after_concurrent_writers() {
-        let window = std::sync::Arc::new(Window::new(WindowConfig::Count { size: 64 }, 1));
+        let window = std::sync::Arc::new(Window::new(BreakerWindow::Count { size: 64 }, 1));
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let window = window.clone();
@@ -452,8 +452,8 @@ mod tests {
             size in 1u32..6,
             calls in proptest::collection::vec((0u64..1_500, 0u8..4), 0..80),
         ) {
-            let count = Window::new(WindowConfig::Count { size }, 1);
-            let time = Window::new(WindowConfig::Time { seconds: size }, 1);
+            let count = Window::new(BreakerWindow::Count { size }, 1);
+            let time = Window::new(BreakerWindow::Time { seconds: size }, 1);
             let mut now = 0;
             let mut all: Vec<(u64, Sample)> = Vec::new();
             for (advance_ms, kind) in calls {

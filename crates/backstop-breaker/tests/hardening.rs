@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use backstop_breaker::{
-    Breaker, BreakerConfig, BreakerEvent, CancelledCalls, MAX_COUNT_WINDOW,
-    MAX_TIME_WINDOW_SECONDS, Outcome, State, WindowConfig,
+    Breaker, BreakerConfig, BreakerEvent, BreakerWindow, CancelledCalls, MAX_COUNT_WINDOW,
+    MAX_TIME_WINDOW_SECONDS, Outcome, State,
 };
 use backstop_core::ManualClock;
 use backstop_core::config::{MAX_DURATION, Validate};
@@ -91,16 +91,16 @@ async fn a_panicking_classifier_leaves_the_result_to_the_caller_and_counts_nothi
 #[test]
 fn windows_beyond_their_bounds_are_refused_by_field() {
     let cases = [
-        (WindowConfig::Time { seconds: u32::MAX }, "window.seconds"),
+        (BreakerWindow::Time { seconds: u32::MAX }, "window.seconds"),
         (
-            WindowConfig::Time {
+            BreakerWindow::Time {
                 seconds: MAX_TIME_WINDOW_SECONDS + 1,
             },
             "window.seconds",
         ),
-        (WindowConfig::Count { size: u32::MAX }, "window.size"),
+        (BreakerWindow::Count { size: u32::MAX }, "window.size"),
         (
-            WindowConfig::Count {
+            BreakerWindow::Count {
                 size: MAX_COUNT_WINDOW + 1,
             },
             "window.size",
@@ -115,10 +115,10 @@ fn windows_beyond_their_bounds_are_refused_by_field() {
         assert!(Breaker::new("x", config).is_err());
     }
     for window in [
-        WindowConfig::Time {
+        BreakerWindow::Time {
             seconds: MAX_TIME_WINDOW_SECONDS,
         },
-        WindowConfig::Count {
+        BreakerWindow::Count {
             size: MAX_COUNT_WINDOW,
         },
     ] {

@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backstop_breaker::{
-    Breaker, BreakerBuilder, BreakerConfig, BreakerEvent, BreakerRegistry, CancelledCalls, Outcome,
-    RegistryConfig, State, WindowConfig,
+    Breaker, BreakerBuilder, BreakerConfig, BreakerEvent, BreakerRegistry, BreakerWindow,
+    CancelledCalls, Outcome, RegistryConfig, State,
 };
 use backstop_core::config::Validate;
 use backstop_core::{Error, ManualClock, RejectKind};
@@ -478,14 +478,14 @@ fn invalid_configs_name_the_field() {
         ),
         (
             BreakerConfig {
-                window: WindowConfig::Count { size: 0 },
+                window: BreakerWindow::Count { size: 0 },
                 ..Default::default()
             },
             "window.size",
         ),
         (
             BreakerConfig {
-                window: WindowConfig::Time { seconds: 0 },
+                window: BreakerWindow::Time { seconds: 0 },
                 ..Default::default()
             },
             "window.seconds",
@@ -541,7 +541,7 @@ fn config_deserializes_from_human_strings() {
         }"#,
     )
     .unwrap();
-    assert_eq!(config.window, WindowConfig::Time { seconds: 30 });
+    assert_eq!(config.window, BreakerWindow::Time { seconds: 30 });
     assert_eq!(config.slow_call_duration, Some(Duration::from_millis(1500)));
     assert_eq!(config.max_wait_in_half_open, Some(secs(120)));
     assert_eq!(config.cancelled_calls, CancelledCalls::Failure);
@@ -557,7 +557,7 @@ fn registry_applies_overrides_and_shares_breakers() {
         "fragile".into(),
         BreakerConfig {
             minimum_calls: 1,
-            window: WindowConfig::Count { size: 1 },
+            window: BreakerWindow::Count { size: 1 },
             ..Default::default()
         },
     );

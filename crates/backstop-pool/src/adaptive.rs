@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::AdaptiveConfig;
+use crate::config::AdaptivePoolConfig;
 use crate::stats::{WaitSnapshot, WaitTimes};
 
 /// One housekeeping sample.
@@ -27,7 +27,7 @@ pub(crate) struct Observed {
 }
 
 /// The policy: a new size and the reason, or `None` to keep the current one.
-pub(crate) fn decide(config: &AdaptiveConfig, seen: Observed) -> Option<(usize, String)> {
+pub(crate) fn decide(config: &AdaptivePoolConfig, seen: Observed) -> Option<(usize, String)> {
     let current = seen.max_size;
     if seen.checkouts > 0 && seen.p95_wait > config.target_wait && current < config.max_size {
         let size = (current + config.step).min(config.max_size);
@@ -60,7 +60,7 @@ pub(crate) fn decide(config: &AdaptiveConfig, seen: Observed) -> Option<(usize, 
 /// Collects samples over a window and applies [`decide`] when it ends.
 #[derive(Debug)]
 pub(crate) struct Adaptive {
-    config: AdaptiveConfig,
+    config: AdaptivePoolConfig,
     window_end: Option<Instant>,
     peak_in_use: usize,
     saw_waiters: bool,
@@ -68,7 +68,7 @@ pub(crate) struct Adaptive {
 }
 
 impl Adaptive {
-    pub(crate) fn new(config: AdaptiveConfig, wait: &WaitTimes) -> Self {
+    pub(crate) fn new(config: AdaptivePoolConfig, wait: &WaitTimes) -> Self {
         Self {
             config,
             window_end: None,
@@ -126,7 +126,7 @@ mod tests {
 
     #[test]
     fn grows_on_slow_waits_and_shrinks_when_idle() {
-        let config = AdaptiveConfig {
+        let config = AdaptivePoolConfig {
             min_size: 2,
             max_size: 10,
             step: 2,
@@ -152,7 +152,7 @@ mod tests {
             min in 1usize..20, extra in 0usize..20, current_off in 0usize..40,
             peak in 0usize..60, waiters: bool, p95 in 0u64..200, step in 1usize..5,
         ) {
-            let config = AdaptiveConfig { min_size: min, max_size: min + extra, step, ..Default::default() };
+            let config = AdaptivePoolConfig { min_size: min, max_size: min + extra, step, ..Default::default() };
             let current = min + current_off.min(extra);
             if let Some((size, _)) = decide(&config, seen(current, peak.min(current), waiters, p95)) {
                 prop_assert!((config.min_size..=config.max_size).contains(&size));

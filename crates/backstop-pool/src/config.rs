@@ -64,7 +64,7 @@ pub struct PoolConfig {
     /// Order in which idle connections are handed out.
     pub queue_mode: QueueMode,
     /// Optional policy that resizes `max_size` from observed waits and concurrency.
-    pub adaptive: Option<AdaptiveConfig>,
+    pub adaptive: Option<AdaptivePoolConfig>,
 }
 
 impl Default for PoolConfig {
@@ -201,7 +201,7 @@ pub const MAX_POOL_SIZE: usize = 1 << 16;
 /// the peak. Sizes stay within `min_size..=max_size`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct AdaptiveConfig {
+pub struct AdaptivePoolConfig {
     /// Smallest `max_size` the policy may set.
     pub min_size: usize,
     /// Largest `max_size` the policy may set.
@@ -218,7 +218,7 @@ pub struct AdaptiveConfig {
     pub shrink_below: f64,
 }
 
-impl Default for AdaptiveConfig {
+impl Default for AdaptivePoolConfig {
     fn default() -> Self {
         Self {
             min_size: 2,
@@ -231,7 +231,7 @@ impl Default for AdaptiveConfig {
     }
 }
 
-impl Validate for AdaptiveConfig {
+impl Validate for AdaptivePoolConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         ensure(self.min_size >= 1, "min_size", "must be at least 1")?;
         ensure_at_most("max_size", self.max_size as u64, MAX_POOL_SIZE as u64)?;
@@ -310,7 +310,7 @@ impl PoolConfigBuilder {
         /// Sets [`PoolConfig::queue_mode`].
         queue_mode: QueueMode => std::convert::identity;
         /// Enables adaptive sizing.
-        adaptive: AdaptiveConfig => Some;
+        adaptive: AdaptivePoolConfig => Some;
     }
 
     /// Validates and returns the config.
@@ -352,7 +352,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(error.field(), "wait_timeout");
         let error = PoolConfig::builder()
-            .adaptive(AdaptiveConfig {
+            .adaptive(AdaptivePoolConfig {
                 min_size: 5,
                 max_size: 4,
                 ..Default::default()
@@ -362,7 +362,7 @@ mod tests {
         assert_eq!(error.field(), "adaptive.min_size");
         let error = PoolConfig::builder()
             .max_size(100)
-            .adaptive(AdaptiveConfig::default())
+            .adaptive(AdaptivePoolConfig::default())
             .build()
             .unwrap_err();
         assert_eq!(error.field(), "max_size");

@@ -62,7 +62,7 @@ fn cause_suffix(last: &Option<String>) -> String {
 
 /// Why a pool could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum BuildError {
+pub enum PoolBuildError {
     /// The configuration broke a rule.
     #[error(transparent)]
     Config(#[from] ConfigError),

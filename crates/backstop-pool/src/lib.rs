@@ -18,7 +18,7 @@
 //!   a connection is held past a threshold;
 //! - **metrics**: [`Pool::stats`] ([`PoolStats`]: in use, idle, waiters, created, closed
 //!   by reason, timeouts, wait and usage latency) and [`LoadSignal`](backstop_core::LoadSignal);
-//! - **adaptive sizing** ([`AdaptiveConfig`]): grows `max_size` when the p95 wait exceeds a
+//! - **adaptive sizing** ([`AdaptivePoolConfig`]): grows `max_size` when the p95 wait exceeds a
 //!   target and shrinks it when peak concurrency leaves it unused, logging every resize
 //!   with its reason;
 //! - **named pools** ([`PoolSet`]) from one serde config map, a [`PoolLayer`] for
@@ -95,10 +95,10 @@ mod slots;
 mod stats;
 mod tcp;
 
-pub use config::{AdaptiveConfig, MAX_POOL_SIZE, PoolConfig, PoolConfigBuilder, QueueMode};
+pub use config::{AdaptivePoolConfig, MAX_POOL_SIZE, PoolConfig, PoolConfigBuilder, QueueMode};
 pub use conn::PoolManager;
 pub use deadpool::managed::{Manager, Metrics, RecycleError, RecycleResult};
-pub use error::{BuildError, PoolError};
+pub use error::{PoolBuildError, PoolError};
 pub use layer::{BrokenClassifier, Leased, NeverBroken, PoolLayer, PoolService};
 pub use pool::{BrokenFlag, Pool, Pooled};
 #[cfg(feature = "redis")]

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{PoolConfig, QueueMode};
 use crate::conn::{Conn, PoolManager, Rules, Verdict, nanos};
-use crate::error::{BuildError, PoolError};
+use crate::error::{PoolBuildError, PoolError};
 use crate::housekeeping;
 use crate::slots::{Grant, Slots, Status, Take};
 use crate::stats::{CloseReason, Counters, PoolStats};
@@ -97,7 +97,7 @@ where
     /// Builds a pool that keeps time with [`DefaultClock`]. Needs a running Tokio
     /// runtime when the config asks for background work (min idle, idle timeout, max
     /// lifetime, keepalive or adaptive sizing).
-    pub fn new(manager: M, config: PoolConfig) -> Result<Self, BuildError> {
+    pub fn new(manager: M, config: PoolConfig) -> Result<Self, PoolBuildError> {
         Self::build(manager, config, PoolClock::Default(DefaultClock::default()))
     }
 
@@ -133,15 +133,15 @@ where
         manager: M,
         config: PoolConfig,
         clock: impl Clock,
-    ) -> Result<Self, BuildError> {
+    ) -> Result<Self, PoolBuildError> {
         Self::build(manager, config, PoolClock::Given(Arc::new(clock)))
     }
 
-    fn build(manager: M, config: PoolConfig, clock: PoolClock) -> Result<Self, BuildError> {
+    fn build(manager: M, config: PoolConfig, clock: PoolClock) -> Result<Self, PoolBuildError> {
         config.validate()?;
         let runtime_needed = config.needs_housekeeping();
         if runtime_needed && tokio::runtime::Handle::try_current().is_err() {
-            return Err(BuildError::NoRuntime);
+            return Err(PoolBuildError::NoRuntime);
         }
         let rules = Rules {
             idle_timeout: config.idle_timeout.map_or(u64::MAX, nanos),

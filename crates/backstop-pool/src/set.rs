@@ -8,7 +8,7 @@ use backstop_core::Validate;
 use serde::{Deserialize, Serialize};
 
 use crate::config::PoolConfig;
-use crate::error::BuildError;
+use crate::error::PoolBuildError;
 use crate::pool::Pool;
 use crate::stats::PoolStats;
 
@@ -51,7 +51,7 @@ where
     pub fn new(
         config: PoolSetConfig,
         mut manager_for: impl FnMut(&str) -> M,
-    ) -> Result<Self, BuildError> {
+    ) -> Result<Self, PoolBuildError> {
         config.validate()?;
         let mut pools = BTreeMap::new();
         for (name, pool_config) in config.pools {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use backstop_core::{Layer, LoadSignal, Service, ServiceExt, TokioClock, service_fn};
 use backstop_pool::{
-    AdaptiveConfig, BuildError, Leased, Pool, PoolConfig, PoolError, PoolLayer, PoolSet,
+    AdaptivePoolConfig, Leased, Pool, PoolBuildError, PoolConfig, PoolError, PoolLayer, PoolSet,
     PoolSetConfig, Pooled,
 };
 use common::{Fake, FakeError};
@@ -465,7 +465,7 @@ async fn concurrent_checkouts_never_share_a_connection_or_lose_capacity() {
 async fn adaptive_sizing_grows_under_waits_and_shrinks_when_idle() {
     let (captured, _guard) = capture();
     let fake = Fake::default();
-    let adaptive = AdaptiveConfig {
+    let adaptive = AdaptivePoolConfig {
         min_size: 1,
         max_size: 8,
         target_wait: Duration::from_millis(10),
@@ -653,7 +653,7 @@ async fn pool_set_builds_named_pools_from_serde() {
     let bad: PoolSetConfig =
         serde_json::from_str(r#"{"vector_db": {"max_size": 2, "min_idle": 3}}"#).unwrap();
     match PoolSet::new(bad, |_| Fake::default()) {
-        Err(BuildError::Config(error)) => assert_eq!(error.field(), "pools.vector_db.min_idle"),
+        Err(PoolBuildError::Config(error)) => assert_eq!(error.field(), "pools.vector_db.min_idle"),
         other => panic!("expected a config error, got {other:?}"),
     }
 }
@@ -661,7 +661,7 @@ async fn pool_set_builds_named_pools_from_serde() {
 #[test]
 fn building_without_a_runtime_is_a_typed_error() {
     let result = Pool::new(Fake::default(), PoolConfig::default());
-    assert!(matches!(result, Err(BuildError::NoRuntime)));
+    assert!(matches!(result, Err(PoolBuildError::NoRuntime)));
 }
 
 #[tokio::test(start_paused = true)]

@@ -43,9 +43,10 @@ fuzz_target!(|input: Input| {
             Err(CheckError::Rejected(rejected)) => {
                 assert!(cost <= burst, "cost above burst must say so");
                 assert!(!idle, "an idle limiter admits {cost} <= burst {burst}");
+                let wait = rejected.retry_after.expect("a rate-limit refusal says when");
                 if retry {
-                    clock.advance(rejected.retry_after);
-                    now += rejected.retry_after.as_nanos();
+                    clock.advance(wait);
+                    now += wait.as_nanos();
                     assert!(limiter.check_n(cost).is_ok(), "retry_after was honest");
                     admitted.push((now, cost));
                 }

@@ -21,7 +21,9 @@
 //! | `core::tower` | `tower` | every layer as a `tower::Layer`, any tower service as a Backstop one; readiness for `LoadShed` |
 //! | `core::http` | `http` | refusals as 429/503, `Retry-After` and rate-limit headers |
 //!
-//! plus `redis` (Redis cache tier and distributed limiter), `persistent` (file cache tier)
+//! plus `redis` (one Redis connection for standalone, cluster and Sentinel, as [`redis`]
+//! re-exports it, under the cache tier, the distributed limiter and dedup, and the pool's
+//! manager; `redis-tls` adds TLS), `persistent` (file cache tier)
 //! and `quanta` (a TSC clock).
 //!
 //! # A whole request path on one screen
@@ -113,6 +115,8 @@ pub use backstop_limit as limit;
 pub use backstop_load as load;
 #[cfg(feature = "pool")]
 pub use backstop_pool as pool;
+#[cfg(feature = "redis")]
+pub use backstop_redis as redis;
 #[cfg(feature = "retry")]
 pub use backstop_retry as retry;
 #[cfg(feature = "route")]

@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release --example dedup`
 
-use backstop::dedup::{DedupWindow, Group, Source, WindowConfig};
+use backstop::dedup::{DedupWindow, DedupWindowConfig, Group, Source};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -50,7 +50,7 @@ async fn main() {
 
     // Idempotency window: a retry with the same key inside the TTL gets the first result.
     let window: DedupWindow<String, Arc<str>, String> = DedupWindow::new(
-        WindowConfig::builder()
+        DedupWindowConfig::builder()
             .ttl(Duration::from_secs(60))
             .max_entries(10_000)
             .build()

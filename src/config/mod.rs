@@ -83,7 +83,7 @@ pub struct BackstopConfig {
     pub limit: Option<LimitSection>,
     /// `[dedup]`: the idempotency window and follower timeout.
     #[cfg(feature = "dedup")]
-    pub dedup: Option<backstop_dedup::WindowConfig>,
+    pub dedup: Option<backstop_dedup::DedupWindowConfig>,
     /// `[retry]`: attempts, backoff, the retry budget, the call's deadline and hedging.
     #[cfg(feature = "retry")]
     pub retry: Option<backstop_retry::RetryConfig>,

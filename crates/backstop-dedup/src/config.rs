@@ -16,7 +16,7 @@ pub const MAX_WINDOW_ENTRIES: usize = 1 << 24;
 /// their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct WindowConfig {
+pub struct DedupWindowConfig {
     /// How long a completed result is remembered. Default 10 minutes, the default
     /// duplicate-detection window of Azure Service Bus.
     #[serde(with = "backstop_core::duration::human")]
@@ -32,7 +32,7 @@ pub struct WindowConfig {
     pub follower_timeout: Option<Duration>,
 }
 
-impl Default for WindowConfig {
+impl Default for DedupWindowConfig {
     fn default() -> Self {
         Self {
             ttl: Duration::from_secs(600),
@@ -43,7 +43,7 @@ impl Default for WindowConfig {
     }
 }
 
-impl Validate for WindowConfig {
+impl Validate for DedupWindowConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         ensure(!self.ttl.is_zero(), "ttl", "must be greater than zero")?;
         ensure_duration("ttl", self.ttl)?;
@@ -65,48 +65,48 @@ impl Validate for WindowConfig {
     }
 }
 
-impl WindowConfig {
+impl DedupWindowConfig {
     /// A builder starting from the defaults.
-    pub fn builder() -> WindowConfigBuilder {
-        WindowConfigBuilder {
+    pub fn builder() -> DedupWindowConfigBuilder {
+        DedupWindowConfigBuilder {
             config: Self::default(),
         }
     }
 }
 
-/// Builds a validated [`WindowConfig`].
+/// Builds a validated [`DedupWindowConfig`].
 #[derive(Debug, Clone)]
-pub struct WindowConfigBuilder {
-    config: WindowConfig,
+pub struct DedupWindowConfigBuilder {
+    config: DedupWindowConfig,
 }
 
-impl WindowConfigBuilder {
-    /// See [`WindowConfig::ttl`].
+impl DedupWindowConfigBuilder {
+    /// See [`DedupWindowConfig::ttl`].
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.config.ttl = ttl;
         self
     }
 
-    /// See [`WindowConfig::max_entries`].
+    /// See [`DedupWindowConfig::max_entries`].
     pub fn max_entries(mut self, max_entries: usize) -> Self {
         self.config.max_entries = max_entries;
         self
     }
 
-    /// See [`WindowConfig::cache_errors`].
+    /// See [`DedupWindowConfig::cache_errors`].
     pub fn cache_errors(mut self, cache_errors: bool) -> Self {
         self.config.cache_errors = cache_errors;
         self
     }
 
-    /// See [`WindowConfig::follower_timeout`].
+    /// See [`DedupWindowConfig::follower_timeout`].
     pub fn follower_timeout(mut self, timeout: Duration) -> Self {
         self.config.follower_timeout = Some(timeout);
         self
     }
 
     /// The configuration, or the first rule it breaks.
-    pub fn build(self) -> Result<WindowConfig, ConfigError> {
+    pub fn build(self) -> Result<DedupWindowConfig, ConfigError> {
         self.config.validate()?;
         Ok(self.config)
     }

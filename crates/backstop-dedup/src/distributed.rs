@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use crate::error::DedupError;
 use crate::group::Group;
-use crate::outcome::{Outcome, Source};
+use crate::outcome::{DedupOutcome, Source};
 use crate::stats::{Counters, GroupStats};
 
 /// Returns the published result, or takes the lease, or reports that it is held.
@@ -324,8 +324,8 @@ where
     /// Runs `work` for `key` unless another caller, in this process or another one,
     /// is already running it; then returns that execution's result.
     ///
-    /// [`Outcome::source`] is [`Source::Remote`] when another process ran it.
-    pub async fn work<F, Fut>(&self, key: K, work: F) -> Result<Outcome<V>, DedupError<E>>
+    /// [`DedupOutcome::source`] is [`Source::Remote`] when another process ran it.
+    pub async fn work<F, Fut>(&self, key: K, work: F) -> Result<DedupOutcome<V>, DedupError<E>>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
@@ -352,13 +352,13 @@ where
             .await?;
         let Arrival { value, remote } = outcome.value;
         Ok(if remote {
-            Outcome {
+            DedupOutcome {
                 value,
                 shared: true,
                 source: Source::Remote,
             }
         } else {
-            Outcome {
+            DedupOutcome {
                 value,
                 shared: outcome.shared,
                 source: outcome.source,

@@ -16,7 +16,7 @@ use backstop_core::{Panicked, RejectKind, Rejected};
 
 use crate::error::DedupError;
 use crate::flight::Flight;
-use crate::outcome::{Outcome, Source};
+use crate::outcome::{DedupOutcome, Source};
 use crate::stats::{Counters, GroupStats};
 
 pub(crate) type Output<V, E> = Result<V, DedupError<E>>;
@@ -155,7 +155,7 @@ where
     /// `work` is only called by the caller that starts the execution, and only when the
     /// execution is first polled. The returned future may be dropped at any point: see
     /// the type docs for what happens to the others.
-    pub async fn work<F, Fut>(&self, key: K, work: F) -> Result<Outcome<V>, DedupError<E>>
+    pub async fn work<F, Fut>(&self, key: K, work: F) -> Result<DedupOutcome<V>, DedupError<E>>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
@@ -174,7 +174,7 @@ where
         key: K,
         timeout: Duration,
         work: F,
-    ) -> Result<Outcome<V>, DedupError<E>>
+    ) -> Result<DedupOutcome<V>, DedupError<E>>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
@@ -218,7 +218,7 @@ where
         key: K,
         follower_timeout: Option<Duration>,
         make: impl FnOnce(Arc<Counters>) -> BoxFuture<'static, Output<V, E>>,
-    ) -> Result<Outcome<V>, DedupError<E>> {
+    ) -> Result<DedupOutcome<V>, DedupError<E>> {
         let (flight, id, leader) = match self.inner.flights.entry(key.clone()) {
             MapEntry::Occupied(mut occupied) => {
                 let entry = occupied.get_mut();
@@ -275,7 +275,7 @@ where
             waiter.done = true;
             true
         };
-        result.map(|value| Outcome {
+        result.map(|value| DedupOutcome {
             value,
             shared: !leader || joined,
             source: if leader {

@@ -6,7 +6,7 @@ use backstop_core::{Layer, Rejected, Service, StackError};
 
 use crate::error::DedupError;
 use crate::group::Group;
-use crate::outcome::Outcome;
+use crate::outcome::DedupOutcome;
 use crate::window::DedupWindow;
 
 /// Something that deduplicates work by key: a [`Group`], a [`DedupWindow`], or (feature
@@ -22,7 +22,7 @@ pub trait Coalesce<V, E>: Clone + Send + Sync + 'static {
         &self,
         key: Self::Key,
         work: F,
-    ) -> impl Future<Output = Result<Outcome<V>, DedupError<E>>> + Send
+    ) -> impl Future<Output = Result<DedupOutcome<V>, DedupError<E>>> + Send
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static;
@@ -40,7 +40,7 @@ where
         &self,
         key: K,
         work: F,
-    ) -> impl Future<Output = Result<Outcome<V>, DedupError<E>>> + Send
+    ) -> impl Future<Output = Result<DedupOutcome<V>, DedupError<E>>> + Send
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
@@ -61,7 +61,7 @@ where
         &self,
         key: K,
         work: F,
-    ) -> impl Future<Output = Result<Outcome<V>, DedupError<E>>> + Send
+    ) -> impl Future<Output = Result<DedupOutcome<V>, DedupError<E>>> + Send
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
@@ -83,7 +83,7 @@ where
         &self,
         key: K,
         work: F,
-    ) -> impl Future<Output = Result<Outcome<V>, DedupError<E>>> + Send
+    ) -> impl Future<Output = Result<DedupOutcome<V>, DedupError<E>>> + Send
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,

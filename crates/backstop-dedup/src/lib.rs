@@ -5,7 +5,7 @@
 //! several agents on one task). This crate offers:
 //!
 //! - [`Group`]: singleflight. `group.work(key, || fut)` runs `fut` once per key while it
-//!   is in flight; every concurrent caller gets a clone of the result, and [`Outcome`]
+//!   is in flight; every concurrent caller gets a clone of the result, and [`DedupOutcome`]
 //!   says whether it was shared. In-flight keys live in a sharded map (`dashmap`), so
 //!   there is no global lock on the hot path.
 //! - [`DedupWindow`]: a duplicate-detection window. Completed results are remembered by
@@ -87,13 +87,13 @@ mod stats;
 mod stream;
 mod window;
 
-pub use config::{MAX_WINDOW_ENTRIES, WindowConfig, WindowConfigBuilder};
+pub use config::{DedupWindowConfig, DedupWindowConfigBuilder, MAX_WINDOW_ENTRIES};
 #[cfg(feature = "redis")]
 pub use distributed::{DistributedConfig, DistributedGroup, DistributedStats, RedisFailure};
 pub use error::DedupError;
 pub use group::Group;
 pub use layer::{Coalesce, DedupKey, DedupLayer, DedupService, RequestKey};
-pub use outcome::{Outcome, Source};
+pub use outcome::{DedupOutcome, Source};
 pub use stats::{GroupStats, WindowStats};
 pub use stream::config::{
     LagPolicy, MAX_SHARED_STREAMS, MAX_STREAM_BUFFER_BYTES, StreamShareConfig,

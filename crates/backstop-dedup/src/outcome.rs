@@ -18,7 +18,7 @@ pub enum Source {
 
 /// A successful deduplicated call: the value plus how it was obtained.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome<V> {
+pub struct DedupOutcome<V> {
     /// The value the work produced.
     pub value: V,
     /// Whether the value went to more than one caller (Go's `shared` flag): true for
@@ -28,7 +28,7 @@ pub struct Outcome<V> {
     pub source: Source,
 }
 
-impl<V> Outcome<V> {
+impl<V> DedupOutcome<V> {
     /// The value, dropping the bookkeeping.
     pub fn into_value(self) -> V {
         self.value

@@ -9,21 +9,21 @@ use backstop_core::config::{ConfigError, Validate};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use crate::config::WindowConfig;
+use crate::config::DedupWindowConfig;
 use crate::error::DedupError;
 use crate::group::{Group, Output, execute};
-use crate::outcome::{Outcome, Source};
+use crate::outcome::{DedupOutcome, Source};
 use crate::stats::WindowStats;
 
 /// A duplicate-detection window: completed results remembered by idempotency key.
 ///
 /// Like a message broker's duplicate-detection history, a retry of a request that
-/// completed less than [`ttl`](WindowConfig::ttl) ago gets the first result instead of
+/// completed less than [`ttl`](DedupWindowConfig::ttl) ago gets the first result instead of
 /// running again, and duplicates that arrive while the first is still running join it
 /// (through a [`Group`], with the same cancellation and panic guarantees). At most
-/// [`max_entries`](WindowConfig::max_entries) results are remembered; the oldest is
+/// [`max_entries`](DedupWindowConfig::max_entries) results are remembered; the oldest is
 /// forgotten first. Errors are remembered only with
-/// [`cache_errors`](WindowConfig::cache_errors); panics never are.
+/// [`cache_errors`](DedupWindowConfig::cache_errors); panics never are.
 ///
 /// The result is recorded *before* the in-flight key is released, so there is no gap
 /// in which a retry finds neither the running execution nor its result. Expiry uses
@@ -33,11 +33,11 @@ use crate::stats::WindowStats;
 ///
 /// ```
 /// use std::time::Duration;
-/// use backstop_dedup::{DedupWindow, Source, WindowConfig};
+/// use backstop_dedup::{DedupWindow, Source, DedupWindowConfig};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// let config = WindowConfig::builder().ttl(Duration::from_secs(60)).max_entries(1_000).build().unwrap();
+/// let config = DedupWindowConfig::builder().ttl(Duration::from_secs(60)).max_entries(1_000).build().unwrap();
 /// let window: DedupWindow<String, String, String> = DedupWindow::new(config).unwrap();
 ///
 /// let charge = || async { Ok::<_, String>("charged card, receipt 17".to_string()) };
@@ -86,7 +86,7 @@ struct Entries<K, V, E> {
 }
 
 struct History<K, V, E> {
-    config: WindowConfig,
+    config: DedupWindowConfig,
     entries: Mutex<Entries<K, V, E>>,
     hits: AtomicU64,
     evicted: AtomicU64,
@@ -172,7 +172,7 @@ where
     E: Clone + Send + Sync + 'static,
 {
     /// A window with the given configuration, validated here.
-    pub fn new(config: WindowConfig) -> Result<Self, ConfigError> {
+    pub fn new(config: DedupWindowConfig) -> Result<Self, ConfigError> {
         config.validate().map_err(|e| e.within("window"))?;
         Ok(Self {
             group: Group::new(),
@@ -192,14 +192,14 @@ where
     /// Returns the remembered result for `key` if it completed within the window,
     /// joins the execution in flight for `key` if there is one, and otherwise runs
     /// `work` and remembers its result.
-    pub async fn work<F, Fut>(&self, key: K, work: F) -> Result<Outcome<V>, DedupError<E>>
+    pub async fn work<F, Fut>(&self, key: K, work: F) -> Result<DedupOutcome<V>, DedupError<E>>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
     {
         if let Some(result) = self.history.lookup(&key) {
             return match result {
-                Ok(value) => Ok(Outcome {
+                Ok(value) => Ok(DedupOutcome {
                     value,
                     shared: true,
                     source: Source::Window,
@@ -250,7 +250,7 @@ where
     }
 
     /// The configuration this window was built with.
-    pub fn config(&self) -> &WindowConfig {
+    pub fn config(&self) -> &DedupWindowConfig {
         &self.history.config
     }
 

@@ -89,7 +89,7 @@ async fn callers_of_two_processes_share_one_execution() {
     let sources = |outcomes: &[Result<_, _>], source| {
         outcomes
             .iter()
-            .filter(|o: &&Result<backstop_dedup::Outcome<u64>, _>| {
+            .filter(|o: &&Result<backstop_dedup::DedupOutcome<u64>, _>| {
                 o.as_ref().unwrap().source == source
             })
             .count()

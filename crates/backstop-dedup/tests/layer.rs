@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use backstop_core::{Error, Layer, Service, ServiceExt, service_fn};
-use backstop_dedup::{DedupLayer, DedupWindow, Group, WindowConfig};
+use backstop_dedup::{DedupLayer, DedupWindow, DedupWindowConfig, Group};
 
 fn backend(
     calls: &Arc<AtomicUsize>,
@@ -72,7 +72,7 @@ async fn inner_errors_are_shared_without_clone() {
 #[tokio::test(start_paused = true)]
 async fn window_layer_answers_retries_without_calling_again() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let window = DedupWindow::new(WindowConfig::default()).unwrap();
+    let window = DedupWindow::new(DedupWindowConfig::default()).unwrap();
     let service = DedupLayer::new(window.clone())
         .key(|req: &(String, u32)| req.0.clone())
         .layer(backend(&calls));

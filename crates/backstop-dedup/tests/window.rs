@@ -5,11 +5,11 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use backstop_core::RejectKind;
-use backstop_dedup::{DedupError, DedupWindow, Source, WindowConfig};
+use backstop_dedup::{DedupError, DedupWindow, DedupWindowConfig, Source};
 
 type W = DedupWindow<String, u64, String>;
 
-fn window(config: WindowConfig) -> W {
+fn window(config: DedupWindowConfig) -> W {
     DedupWindow::new(config).unwrap()
 }
 
@@ -30,7 +30,7 @@ fn counted(
 #[tokio::test(start_paused = true)]
 async fn retry_inside_the_ttl_gets_the_first_result_and_after_it_runs_again() {
     let w = window(
-        WindowConfig::builder()
+        DedupWindowConfig::builder()
             .ttl(Duration::from_secs(60))
             .build()
             .unwrap(),
@@ -69,7 +69,7 @@ async fn retry_inside_the_ttl_gets_the_first_result_and_after_it_runs_again() {
 
 #[tokio::test(start_paused = true)]
 async fn in_flight_duplicates_coalesce_then_later_ones_hit_the_window() {
-    let w = window(WindowConfig::default());
+    let w = window(DedupWindowConfig::default());
     let calls = Arc::new(AtomicUsize::new(0));
     let results =
         futures::future::join_all((0..20).map(|_| w.work("req".into(), counted(&calls, Ok(5)))))
@@ -88,7 +88,7 @@ async fn in_flight_duplicates_coalesce_then_later_ones_hit_the_window() {
 
 #[tokio::test(start_paused = true)]
 async fn errors_are_not_remembered_by_default() {
-    let w = window(WindowConfig::default());
+    let w = window(DedupWindowConfig::default());
     let calls = Arc::new(AtomicUsize::new(0));
     let err = w
         .work("req".into(), counted(&calls, Err("429".into())))
@@ -101,7 +101,12 @@ async fn errors_are_not_remembered_by_default() {
 
 #[tokio::test(start_paused = true)]
 async fn errors_are_remembered_when_configured() {
-    let w = window(WindowConfig::builder().cache_errors(true).build().unwrap());
+    let w = window(
+        DedupWindowConfig::builder()
+            .cache_errors(true)
+            .build()
+            .unwrap(),
+    );
     let calls = Arc::new(AtomicUsize::new(0));
     let _ = w
         .work("req".into(), counted(&calls, Err("invalid card".into())))
@@ -113,7 +118,12 @@ async fn errors_are_remembered_when_configured() {
 
 #[tokio::test(start_paused = true)]
 async fn panics_are_never_remembered() {
-    let w = window(WindowConfig::builder().cache_errors(true).build().unwrap());
+    let w = window(
+        DedupWindowConfig::builder()
+            .cache_errors(true)
+            .build()
+            .unwrap(),
+    );
     let result = w
         .work("req".into(), || async { panic!("tool crashed") })
         .await;
@@ -130,8 +140,13 @@ async fn panics_are_never_remembered() {
 
 #[tokio::test(start_paused = true)]
 async fn never_holds_more_than_max_entries() {
-    let w: DedupWindow<u64, u64, ()> =
-        DedupWindow::new(WindowConfig::builder().max_entries(100).build().unwrap()).unwrap();
+    let w: DedupWindow<u64, u64, ()> = DedupWindow::new(
+        DedupWindowConfig::builder()
+            .max_entries(100)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
     for key in 0..10_000u64 {
         w.work(key, move || async move { Ok(key) }).await.unwrap();
         assert!(w.len() <= 100, "{} entries after key {key}", w.len());
@@ -148,7 +163,7 @@ async fn never_holds_more_than_max_entries() {
 #[tokio::test(start_paused = true)]
 async fn expired_results_are_swept_as_new_ones_arrive() {
     let w: DedupWindow<u64, u64, ()> = DedupWindow::new(
-        WindowConfig::builder()
+        DedupWindowConfig::builder()
             .ttl(Duration::from_secs(1))
             .max_entries(1_000)
             .build()
@@ -166,7 +181,7 @@ async fn expired_results_are_swept_as_new_ones_arrive() {
 
 #[tokio::test(start_paused = true)]
 async fn forget_makes_the_next_call_run() {
-    let w = window(WindowConfig::default());
+    let w = window(DedupWindowConfig::default());
     let calls = Arc::new(AtomicUsize::new(0));
     w.work("req".into(), counted(&calls, Ok(1))).await.unwrap();
     assert!(w.forget(&"req".to_string()));
@@ -183,7 +198,7 @@ async fn forget_makes_the_next_call_run() {
 #[tokio::test(start_paused = true)]
 async fn follower_timeout_from_config_applies() {
     let w = window(
-        WindowConfig::builder()
+        DedupWindowConfig::builder()
             .follower_timeout(Duration::from_millis(3))
             .build()
             .unwrap(),
@@ -199,19 +214,19 @@ async fn follower_timeout_from_config_applies() {
 
 #[test]
 fn invalid_config_is_a_typed_error_naming_the_field() {
-    let err = DedupWindow::<u64, u64, ()>::new(WindowConfig {
+    let err = DedupWindow::<u64, u64, ()>::new(DedupWindowConfig {
         max_entries: 0,
-        ..WindowConfig::default()
+        ..DedupWindowConfig::default()
     })
     .unwrap_err();
     assert!(err.to_string().contains("max_entries"), "{err}");
     assert!(err.to_string().contains("window"), "{err}");
-    let err = WindowConfig::builder()
+    let err = DedupWindowConfig::builder()
         .ttl(Duration::ZERO)
         .build()
         .unwrap_err();
     assert!(err.to_string().contains("`ttl`"), "{err}");
-    let err = WindowConfig::builder()
+    let err = DedupWindowConfig::builder()
         .follower_timeout(Duration::ZERO)
         .build()
         .unwrap_err();
@@ -220,7 +235,7 @@ fn invalid_config_is_a_typed_error_naming_the_field() {
 
 #[test]
 fn config_deserializes_human_durations() {
-    let config: WindowConfig = serde_json::from_str(
+    let config: DedupWindowConfig = serde_json::from_str(
         r#"{ "ttl": "90s", "max_entries": 50, "cache_errors": true, "follower_timeout": "250ms" }"#,
     )
     .unwrap();
@@ -228,10 +243,10 @@ fn config_deserializes_human_durations() {
     assert_eq!(config.max_entries, 50);
     assert!(config.cache_errors);
     assert_eq!(config.follower_timeout, Some(Duration::from_millis(250)));
-    let defaults: WindowConfig = serde_json::from_str("{}").unwrap();
-    assert_eq!(defaults, WindowConfig::default());
-    assert!(serde_json::from_str::<WindowConfig>(r#"{ "ttl": "soon" }"#).is_err());
-    assert!(serde_json::from_str::<WindowConfig>(r#"{ "tll": "1s" }"#).is_err());
+    let defaults: DedupWindowConfig = serde_json::from_str("{}").unwrap();
+    assert_eq!(defaults, DedupWindowConfig::default());
+    assert!(serde_json::from_str::<DedupWindowConfig>(r#"{ "ttl": "soon" }"#).is_err());
+    assert!(serde_json::from_str::<DedupWindowConfig>(r#"{ "tll": "1s" }"#).is_err());
 }
 
 /// Issue 19: `ttl = "150000000000000d"` was accepted; the first caller then panicked on
@@ -239,16 +254,17 @@ fn config_deserializes_human_durations() {
 #[test]
 fn huge_durations_are_refused_at_validation() {
     let huge = Duration::from_secs(150_000_000_000_000 * 86_400);
-    let parsed: WindowConfig = serde_json::from_str(r#"{ "ttl": "150000000000000d" }"#).unwrap();
+    let parsed: DedupWindowConfig =
+        serde_json::from_str(r#"{ "ttl": "150000000000000d" }"#).unwrap();
     assert_eq!(parsed.ttl, huge);
     let err = DedupWindow::<String, u32, String>::new(parsed).unwrap_err();
     assert_eq!(err.field(), "window.ttl");
-    let err = WindowConfig::builder()
+    let err = DedupWindowConfig::builder()
         .follower_timeout(huge)
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "follower_timeout");
-    let err = WindowConfig::builder()
+    let err = DedupWindowConfig::builder()
         .max_entries(usize::MAX)
         .build()
         .unwrap_err();
@@ -260,7 +276,7 @@ fn huge_durations_are_refused_at_validation() {
 async fn the_longest_accepted_ttl_serves_every_waiter() {
     let longest = backstop_core::config::MAX_DURATION;
     let w = window(
-        WindowConfig::builder()
+        DedupWindowConfig::builder()
             .ttl(longest)
             .follower_timeout(longest)
             .build()

@@ -8,7 +8,7 @@ use backstop::config::{
     BackstopConfig, BuildError, CacheSection, PersistentTierSection, RedisTierSection, SloSection,
 };
 use backstop::core::{BoxService, Layer, Service, ServiceExt, Stack, service_fn};
-use backstop::dedup::{DedupLayer, DedupWindow, WindowConfig};
+use backstop::dedup::{DedupLayer, DedupWindow, DedupWindowConfig};
 use backstop::limit::{Quota, RateLimitLayer};
 use backstop::pool::{Pool, PoolConfig};
 use backstop::retry::{Retry, RetryDecision, RetryLayer};
@@ -93,9 +93,9 @@ pub(crate) async fn build(
         .key(|ask: &Ask| ask.user.clone())
         .cost(|ask: &Ask| [1, ask.budget_cost()]);
 
-    let dedup = DedupWindow::new(config.dedup.clone().unwrap_or(WindowConfig {
+    let dedup = DedupWindow::new(config.dedup.clone().unwrap_or(DedupWindowConfig {
         ttl: Duration::from_secs(2),
-        ..WindowConfig::default()
+        ..DedupWindowConfig::default()
     }))
     .map_err(|e| e.within("dedup"))?;
 

@@ -38,6 +38,13 @@
 //!   previous one weighted by its remaining overlap, as Cloudflare does). It is an
 //!   approximation at window boundaries, but never admits more than N in any aligned window.
 //!   The keyed form has per-key limit overrides, a lossless idle sweep and a key cap.
+//! - [`Budgets`] (module [`budget`]): token and money budgets that settle — reserve an
+//!   estimate on every quota of a key, its team and its organisation (any depth) all or
+//!   none, then settle with the actual usage (unused part refunded exactly, overruns
+//!   charged as debt, a dropped reservation settled by a [`DropRule`] exactly once); a
+//!   [`CostTable`] prices tokens in integer micro-units against daily and monthly budgets
+//!   (calendar periods in UTC); `RedisBudgets` (feature `redis`) does the same across
+//!   processes, one Lua script to reserve and one to settle.
 //! - `RedisRateLimiter` (feature `redis`): the same GCRA shared by every process through
 //!   Redis, one Lua script (one round trip, `EVALSHA` with `NOSCRIPT` fallback) per
 //!   decision, several quotas per key checked all or none, keys hash-tagged to one
@@ -107,6 +114,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod budget;
 mod bulkhead;
 mod cap;
 mod counters;
@@ -128,6 +136,12 @@ mod wait;
 mod window;
 
 pub use backstop_core::TokioClock;
+pub use budget::{
+    BudgetConfig, BudgetError, BudgetLevelConfig, BudgetMeter, BudgetPeriod, BudgetPlan,
+    BudgetPlanBuilder, BudgetQuota, BudgetQuotaConfig, BudgetReservation, BudgetStats, Budgets,
+    Charges, CostTable, DropRule, EntrySpend, LevelStats, ModelPrice, QuotaUse, Settlement,
+    TokenUsage,
+};
 pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadError, BulkheadPermit, BulkheadStats};
 #[cfg(feature = "redis")]
 pub use distributed::{

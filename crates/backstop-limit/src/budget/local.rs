@@ -1,0 +1,499 @@
+//! The in-process budget: one ledger per id per level, reserved all or none across levels.
+
+use super::error::BudgetError;
+use super::ledger::{Ledger, NoRoom};
+use super::money::{Charges, ModelPrice, TokenUsage};
+use super::period::WallTime;
+use super::plan::{BudgetPlan, BudgetQuota, LevelQuotas, level_quotas};
+use super::reservation::BudgetReservation;
+use super::stats::{BudgetCounters, BudgetStats, EntrySpend, LevelStats};
+use crate::cap::KeyCap;
+use crate::error::limited;
+use backstop_core::config::{ConfigError, ensure};
+use backstop_core::{Clock, DefaultClock, QuotaState};
+use dashmap::DashMap;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+/// One id at one level: its name and its ledger.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    id: Box<str>,
+    ledger: Mutex<Ledger>,
+}
+
+impl Entry {
+    /// The ledger. No code that can panic runs under the lock, so a poisoned lock (which
+    /// cannot happen) would still hold consistent balances.
+    #[inline]
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// A level's live state: overrides set at runtime, the ids tracked, the key cap.
+#[derive(Debug)]
+struct Level {
+    overrides: DashMap<String, LevelQuotas>,
+    // Skips the override lookup on the hot path while there are none.
+    has_overrides: AtomicBool,
+    entries: DashMap<String, Arc<Entry>>,
+    cap: KeyCap,
+    evicted: AtomicU64,
+}
+
+/// A level's quotas for one id: the level's own (borrowed) or an override.
+pub(crate) enum Quotas<'a> {
+    Default(&'a [BudgetQuota]),
+    Override(LevelQuotas),
+}
+
+impl Deref for Quotas<'_> {
+    type Target = [BudgetQuota];
+
+    #[inline]
+    fn deref(&self) -> &[BudgetQuota] {
+        match self {
+            Self::Default(quotas) => quotas,
+            Self::Override(quotas) => quotas,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared<C> {
+    pub(crate) plan: BudgetPlan,
+    levels: Box<[Level]>,
+    time: WallTime<C>,
+    pub(crate) counters: BudgetCounters,
+}
+
+/// Budgets enforced in this process: every call reserves an estimate on every quota of
+/// every level of its path (key, team, organisation…) all or none, and settles it with
+/// what it actually used. A cheap-clone handle (clones share the balances).
+///
+/// See the [module docs](crate::budget) for the rules; `RedisBudgets`
+/// (feature `redis`) enforces the same plan across processes.
+///
+/// ```
+/// use backstop_core::ManualClock;
+/// use backstop_limit::{BudgetPeriod, BudgetPlan, BudgetQuota, Budgets, CostTable, ModelPrice, TokenUsage};
+/// use std::time::SystemTime;
+///
+/// let plan = BudgetPlan::builder()
+///     .level("key", [BudgetQuota::tokens(10_000, BudgetPeriod::minute())?])
+///     .level("team", [BudgetQuota::spend(1_000_000, BudgetPeriod::Day)?]) // $1 a day
+///     .costs(CostTable::new().with("gpt-4o", ModelPrice::per_million(2_500_000, 10_000_000))?)
+///     .build()?;
+/// let budgets = Budgets::with_clock(plan, ManualClock::new(), SystemTime::now());
+///
+/// // Before the call: the prompt's tokens plus max_tokens.
+/// let reservation = budgets.reserve(&["key-1", "team-a"], "gpt-4o", TokenUsage::new(1_000, 4_000))?;
+/// assert_eq!(reservation.reserved().tokens, 5_000);
+/// // After it: what the provider reported. The unused part comes back exactly.
+/// let settled = reservation.settle_usage(TokenUsage::new(1_000, 250));
+/// assert_eq!(settled.charged.tokens, 1_250);
+/// assert_eq!(settled.charged.spend, 5_000); // $0.0025 + $0.0025
+/// let states = budgets.quota_states(&["key-1", "team-a"])?;
+/// assert_eq!((&*states[0].name, states[0].remaining), ("key-tokens", 8_750));
+/// assert_eq!((&*states[1].name, states[1].remaining), ("team-spend", 995_000));
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Budgets<C = DefaultClock> {
+    pub(crate) shared: Arc<Shared<C>>,
+}
+
+impl<C> Clone for Budgets<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl Budgets<DefaultClock> {
+    /// Budgets enforcing `plan`, on the wall clock.
+    pub fn new(plan: BudgetPlan) -> Self {
+        Self::with_clock(plan, DefaultClock::default(), SystemTime::now())
+    }
+}
+
+impl<C: Clock> Budgets<C> {
+    /// Budgets enforcing `plan`, reading time from `clock` starting at the wall time
+    /// `start` (tests drive calendar boundaries with a `ManualClock` and a chosen start).
+    pub fn with_clock(plan: BudgetPlan, clock: C, start: SystemTime) -> Self {
+        let levels = plan
+            .levels
+            .iter()
+            .map(|level| Level {
+                has_overrides: AtomicBool::new(!level.overrides.is_empty()),
+                overrides: level
+                    .overrides
+                    .iter()
+                    .map(|(id, quotas)| (id.clone(), quotas.clone()))
+                    .collect(),
+                entries: DashMap::new(),
+                cap: KeyCap::unbounded(),
+                evicted: AtomicU64::new(0),
+            })
+            .collect();
+        Self {
+            shared: Arc::new(Shared {
+                plan,
+                levels,
+                time: WallTime::new(clock, start),
+                counters: BudgetCounters::default(),
+            }),
+        }
+    }
+
+    /// Caps the ids tracked per level; `0` is treated as 1. A full level refuses new ids
+    /// with [`BudgetError::TooManyKeys`] after sweeping idle ones (ids with nothing used in
+    /// any current period and no reservation held), at most once per `max_keys / 8`
+    /// refusals.
+    pub fn with_max_keys(self, max_keys: usize) -> Self {
+        for level in self.shared.levels.iter() {
+            level.cap.set_max_keys(max_keys);
+        }
+        self
+    }
+
+    /// The plan enforced.
+    pub fn plan(&self) -> &BudgetPlan {
+        &self.shared.plan
+    }
+
+    /// Gives `id` at level `level` its own quotas from now on (its usage carries over quota
+    /// by quota, by position); reservations made before settle against them too.
+    pub fn set_override(
+        &self,
+        level: &str,
+        id: &str,
+        quotas: Vec<BudgetQuota>,
+    ) -> Result<(), ConfigError> {
+        let index = self.level_index(level)?;
+        let quotas = level_quotas(level, quotas)?;
+        let state = &self.shared.levels[index];
+        state.overrides.insert(id.to_string(), quotas);
+        state.has_overrides.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Returns `id` at `level` to the level's quotas.
+    pub fn remove_override(&self, level: &str, id: &str) -> Result<(), ConfigError> {
+        let index = self.level_index(level)?;
+        let state = &self.shared.levels[index];
+        state.overrides.remove(id);
+        if state.overrides.is_empty() {
+            state.has_overrides.store(false, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    fn level_index(&self, level: &str) -> Result<usize, ConfigError> {
+        let index = self.shared.plan.level_index(level);
+        ensure(
+            index.is_some(),
+            "level",
+            format!("`{level}` is not a level of the plan"),
+        )?;
+        Ok(index.unwrap_or(0))
+    }
+
+    /// Reserves the estimate of an LLM call to `model` (the prompt's tokens and
+    /// `max_tokens`) on every quota of every level of `path` (one id per level, narrowest
+    /// first), all or none: one request, the tokens, and their price from the cost table.
+    pub fn reserve(
+        &self,
+        path: &[&str],
+        model: &str,
+        estimate: TokenUsage,
+    ) -> Result<BudgetReservation<C>, BudgetError> {
+        let price = self.shared.plan.price(model)?;
+        let charges = price.map_or(Charges::new(1, estimate.total(), 0), |p| {
+            p.charges(estimate)
+        });
+        self.reserve_priced(path, charges, price)
+    }
+
+    /// Reserves `estimate` (any requests, tokens and micro-units) on every quota of every
+    /// level of `path`, all or none.
+    pub fn reserve_charges(
+        &self,
+        path: &[&str],
+        estimate: Charges,
+    ) -> Result<BudgetReservation<C>, BudgetError> {
+        self.reserve_priced(path, estimate, None)
+    }
+
+    fn reserve_priced(
+        &self,
+        path: &[&str],
+        estimate: Charges,
+        price: Option<ModelPrice>,
+    ) -> Result<BudgetReservation<C>, BudgetError> {
+        let result = self.try_reserve(path, &estimate);
+        let counters = &self.shared.counters;
+        match result {
+            Ok((entries, now)) => {
+                counters.reserved.fetch_add(1, Ordering::Relaxed);
+                Ok(BudgetReservation::new(
+                    self.clone(),
+                    entries,
+                    estimate,
+                    now,
+                    price,
+                ))
+            }
+            Err(error) => {
+                counters.refused.fetch_add(1, Ordering::Relaxed);
+                Err(error)
+            }
+        }
+    }
+
+    #[inline]
+    fn try_reserve(&self, path: &[&str], estimate: &Charges) -> Result<(Held, u64), BudgetError> {
+        let shared = &*self.shared;
+        let depth = shared.levels.len();
+        if path.len() != depth {
+            return Err(BudgetError::PathMismatch {
+                levels: depth,
+                given: path.len(),
+            });
+        }
+        let now = shared.time.now_micros();
+        // An impossible estimate creates no id anywhere.
+        for (level, id) in path.iter().enumerate() {
+            let quotas = self.quotas(level, id);
+            for (quota, q) in quotas.iter().enumerate() {
+                let cost = estimate.get(q.meter());
+                if cost > q.limit() {
+                    return Err(BudgetError::TooLarge {
+                        level,
+                        quota,
+                        index: self.flat_index(path, level, quota),
+                        cost,
+                        limit: q.limit(),
+                    });
+                }
+            }
+        }
+        let mut held = Held::default();
+        for (level, id) in path.iter().enumerate() {
+            let entry = match self.entry(level, id, now) {
+                Ok(entry) => entry,
+                Err(error) => {
+                    self.release(&held, path, now, estimate);
+                    return Err(error);
+                }
+            };
+            let quotas = self.quotas(level, id);
+            let charged = entry.lock().reserve(&quotas, now, estimate);
+            if let Err(NoRoom { quota, retry_after }) = charged {
+                self.release(&held, path, now, estimate);
+                let index = self.flat_index(path, level, quota);
+                return Err(BudgetError::Refused {
+                    rejected: limited(index, retry_after),
+                    level,
+                    quota,
+                });
+            }
+            held.0[level] = Some(entry);
+        }
+        Ok((held, now))
+    }
+
+    /// Takes back a partial reservation after a later level refused.
+    fn release(&self, held: &Held, path: &[&str], now: u64, estimate: &Charges) {
+        for (level, entry) in held.iter().enumerate() {
+            let quotas = self.quotas(level, path[level]);
+            entry
+                .lock()
+                .settle(&quotas, now, now, estimate, &Charges::ZERO);
+        }
+    }
+
+    /// Settles the ledgers of `held` (reserved at `reserved_at`) with `actual`.
+    pub(crate) fn settle_held(
+        &self,
+        held: &Held,
+        reserved_at: u64,
+        reserved: &Charges,
+        actual: &Charges,
+    ) {
+        let now = self.shared.time.now_micros();
+        for (level, entry) in held.iter().enumerate() {
+            let quotas = self.quotas(level, entry.id());
+            entry
+                .lock()
+                .settle(&quotas, reserved_at, now, reserved, actual);
+        }
+    }
+
+    /// The position of quota `quota` of level `level` among the path's quota states.
+    fn flat_index(&self, path: &[&str], level: usize, quota: usize) -> usize {
+        (0..level)
+            .map(|l| self.quotas(l, path[l]).len())
+            .sum::<usize>()
+            + quota
+    }
+
+    /// The quotas of `id` at `level`.
+    #[inline]
+    pub(crate) fn quotas(&self, level: usize, id: &str) -> Quotas<'_> {
+        let state = &self.shared.levels[level];
+        if state.has_overrides.load(Ordering::Acquire)
+            && let Some(quotas) = state.overrides.get(id)
+        {
+            return Quotas::Override(quotas.clone());
+        }
+        Quotas::Default(&self.shared.plan.levels[level].quotas)
+    }
+
+    /// The entry of `id` at `level`, created if there is room.
+    #[inline]
+    fn entry(&self, level: usize, id: &str, now: u64) -> Result<Arc<Entry>, BudgetError> {
+        let state = &self.shared.levels[level];
+        if let Some(entry) = state.entries.get(id) {
+            return Ok(Arc::clone(&entry));
+        }
+        if !state.cap.has_room(
+            || state.entries.len(),
+            || {
+                self.sweep_level(level, now);
+            },
+        ) {
+            return Err(BudgetError::TooManyKeys {
+                level,
+                max_keys: state.cap.max_keys(),
+            });
+        }
+        let entry = state.entries.entry(id.to_string()).or_insert_with(|| {
+            Arc::new(Entry {
+                id: id.into(),
+                ledger: Mutex::new(Ledger::default()),
+            })
+        });
+        Ok(Arc::clone(&entry))
+    }
+
+    fn sweep_level(&self, level: usize, now: u64) -> usize {
+        let state = &self.shared.levels[level];
+        let before = state.entries.len();
+        state.entries.retain(|id, entry| {
+            // A held reservation keeps its entry: its settlement must find the same ledger.
+            Arc::strong_count(entry) > 1 || !entry.lock().is_idle(&self.quotas(level, id), now)
+        });
+        let dropped = before.saturating_sub(state.entries.len());
+        state.evicted.fetch_add(dropped as u64, Ordering::Relaxed);
+        dropped
+    }
+
+    /// Drops every id with nothing used in any current period and no reservation held
+    /// (decisions are unchanged; its totals are forgotten); returns how many.
+    pub fn retain_recent(&self) -> usize {
+        let now = self.shared.time.now_micros();
+        (0..self.shared.levels.len())
+            .map(|level| self.sweep_level(level, now))
+            .sum()
+    }
+
+    /// Where every quota of every level of `path` stands now, levels in order: remaining
+    /// and reset per quota (requests, tokens and money apart), named `level-quota`
+    /// (`team-spend`), ready for `backstop_core::http::apply_headers` (feature `http`). A
+    /// refusal's quota index points into this list.
+    pub fn quota_states(&self, path: &[&str]) -> Result<Vec<QuotaState>, BudgetError> {
+        let depth = self.shared.levels.len();
+        if path.len() != depth {
+            return Err(BudgetError::PathMismatch {
+                levels: depth,
+                given: path.len(),
+            });
+        }
+        let now = self.shared.time.now_micros();
+        let mut out = Vec::new();
+        for (level, id) in path.iter().enumerate() {
+            let quotas = self.quotas(level, id);
+            match self.shared.levels[level].entries.get(*id) {
+                Some(entry) => entry.lock().states(&quotas, now, &mut out),
+                None => out.extend(quotas.iter().map(|q| super::ledger::fresh_or(q, None, now))),
+            }
+        }
+        Ok(out)
+    }
+
+    /// What `id` at `level` has used in each quota's current period, and its totals since
+    /// it was first tracked; `None` if it is not tracked.
+    pub fn spend(&self, level: &str, id: &str) -> Option<EntrySpend> {
+        let index = self.shared.plan.level_index(level)?;
+        let entry = self.shared.levels[index].entries.get(id)?;
+        Some(self.entry_spend(index, &entry))
+    }
+
+    fn entry_spend(&self, level: usize, entry: &Entry) -> EntrySpend {
+        let now = self.shared.time.now_micros();
+        let quotas = self.quotas(level, entry.id());
+        let ledger = entry.lock();
+        EntrySpend::new(
+            entry.id(),
+            quotas
+                .iter()
+                .enumerate()
+                .map(|(i, q)| (q, ledger.used(q, i, now))),
+            ledger.totals,
+        )
+    }
+
+    /// Counters, and the spend of every tracked id per level for the current periods.
+    pub fn stats(&self) -> BudgetStats {
+        let levels = self
+            .shared
+            .plan
+            .levels
+            .iter()
+            .zip(self.shared.levels.iter())
+            .enumerate()
+            .map(|(index, (plan, state))| LevelStats {
+                name: plan.name.to_string(),
+                keys: state.entries.len(),
+                evicted: state.evicted.load(Ordering::Relaxed),
+                spend: state
+                    .entries
+                    .iter()
+                    .map(|entry| self.entry_spend(index, entry.value()))
+                    .collect(),
+            })
+            .collect();
+        self.shared.counters.snapshot(levels)
+    }
+}
+
+/// The entries a reservation holds, one per level (at most [`BudgetPlan::MAX_LEVELS`]),
+/// inline so a reservation allocates nothing.
+#[derive(Debug, Default)]
+pub(crate) struct Held(pub(crate) [Option<Arc<Entry>>; BudgetPlan::MAX_LEVELS]);
+
+impl Held {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Entry>> {
+        self.0.iter().map_while(Option::as_ref)
+    }
+}
+
+impl BudgetPlan {
+    /// The price of `model`, `None` when no level counts money and the table lacks it.
+    pub(crate) fn price(&self, model: &str) -> Result<Option<ModelPrice>, BudgetError> {
+        match self.costs.price(model) {
+            Some(price) => Ok(Some(price)),
+            None if self.prices_needed => Err(BudgetError::UnknownModel(model.to_string())),
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The reservation guard: settled once with actual usage, or by the plan's drop rule.
+
+use super::local::{Budgets, Held};
+use super::money::{Charges, ModelPrice, TokenUsage};
+use super::plan::DropRule;
+use backstop_core::{Clock, DefaultClock, QuotaState, contain};
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+
+/// What a settlement charged: the actual usage, and how it differed from the estimate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Settlement {
+    /// What the call is finally charged (its actual usage).
+    pub charged: Charges,
+    /// The unused part of the estimate, given back.
+    pub refunded: Charges,
+    /// Usage beyond the estimate, charged even past a limit (debt).
+    pub overrun: Charges,
+}
+
+impl Settlement {
+    pub(crate) fn of(reserved: &Charges, actual: &Charges) -> Self {
+        Self {
+            charged: *actual,
+            refunded: reserved.saturating_sub(actual),
+            overrun: actual.saturating_sub(reserved),
+        }
+    }
+}
+
+/// An estimate held on every quota of every level of a path, until settled.
+///
+/// Settle it with [`settle_usage`](Self::settle_usage) (tokens, priced as reserved) or
+/// [`settle`](Self::settle) (any charges). Dropped without settling — the request was
+/// cancelled, the caller panicked or returned early — it applies the plan's [`DropRule`]
+/// exactly once, from `Drop`, contained so that nothing panics in `Drop`.
+#[derive(Debug)]
+#[must_use = "a reservation holds budget until it is settled; dropping it applies the drop rule"]
+pub struct BudgetReservation<C: Clock = DefaultClock> {
+    budgets: Budgets<C>,
+    held: Held,
+    reserved: Charges,
+    reserved_at: u64,
+    price: Option<ModelPrice>,
+    open: bool,
+}
+
+impl<C: Clock> BudgetReservation<C> {
+    pub(crate) fn new(
+        budgets: Budgets<C>,
+        held: Held,
+        reserved: Charges,
+        reserved_at: u64,
+        price: Option<ModelPrice>,
+    ) -> Self {
+        Self {
+            budgets,
+            held,
+            reserved,
+            reserved_at,
+            price,
+            open: true,
+        }
+    }
+
+    /// What is held: one request, the estimated tokens and their price.
+    pub fn reserved(&self) -> Charges {
+        self.reserved
+    }
+
+    /// Where every quota of the path stands now (the reservation included), levels in
+    /// order, for rate-limit headers on the admitted response.
+    pub fn quota_states(&self) -> Vec<QuotaState> {
+        let ids: Vec<&str> = self.held.iter().map(|e| e.id()).collect();
+        self.budgets.quota_states(&ids).unwrap_or_default()
+    }
+
+    /// Settles with the tokens the call actually used, priced as at reservation (one
+    /// request).
+    pub fn settle_usage(self, usage: TokenUsage) -> Settlement {
+        let actual = match self.price {
+            Some(price) => price.charges(usage),
+            None => Charges::new(1, usage.total(), 0),
+        };
+        self.settle(actual)
+    }
+
+    /// Settles with `actual`: the unused part of the estimate is returned exactly, an
+    /// overrun is charged even past the limits (the path is in debt until the period
+    /// ends).
+    pub fn settle(mut self, actual: Charges) -> Settlement {
+        self.apply(&actual);
+        self.budgets
+            .shared
+            .counters
+            .settled
+            .fetch_add(1, Ordering::Relaxed);
+        Settlement::of(&self.reserved, &actual)
+    }
+
+    /// Applies `actual` to every level, once: the first call closes the reservation.
+    fn apply(&mut self, actual: &Charges) {
+        if !std::mem::replace(&mut self.open, false) {
+            return;
+        }
+        self.budgets
+            .settle_held(&self.held, self.reserved_at, &self.reserved, actual);
+    }
+}
+
+impl<C: Clock> Drop for BudgetReservation<C> {
+    fn drop(&mut self) {
+        if !self.open {
+            return;
+        }
+        let rule = self.budgets.shared.plan.on_drop;
+        let actual = match rule {
+            DropRule::RefundAll => Charges::ZERO,
+            DropRule::ChargeEstimate => self.reserved,
+        };
+        // Our own arithmetic under a lock; contained all the same, since a panic here
+        // while the caller is already unwinding would abort the process.
+        let applied = contain("budget.drop", || {
+            self.apply(&actual);
+        });
+        let counters = &self.budgets.shared.counters;
+        match applied {
+            Ok(()) => counters.dropped.fetch_add(1, Ordering::Relaxed),
+            Err(_) => counters.drop_failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}

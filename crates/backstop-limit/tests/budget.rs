@@ -1,0 +1,302 @@
+//! Reserve → settle budgets in one process: levels all or none, exact refunds, debt,
+//! overrides, calendar resets, the drop rule, and what a decision reports.
+
+use backstop_core::{ManualClock, RejectKind};
+use backstop_limit::{
+    BudgetError, BudgetMeter, BudgetPeriod, BudgetPlan, BudgetQuota, Budgets, Charges, CostTable,
+    DropRule, ModelPrice, TokenUsage,
+};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// 2026-01-31 23:59:00 UTC: a minute before a new day and a new month.
+fn new_years_eve_minus_a_month() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_769_903_940)
+}
+
+fn plan(on_drop: DropRule) -> BudgetPlan {
+    BudgetPlan::builder()
+        .level(
+            "key",
+            [
+                BudgetQuota::requests(10, BudgetPeriod::minute()).unwrap(),
+                BudgetQuota::tokens(1_000, BudgetPeriod::minute()).unwrap(),
+            ],
+        )
+        .level(
+            "team",
+            [BudgetQuota::tokens(1_500, BudgetPeriod::Day).unwrap()],
+        )
+        .level(
+            "org",
+            [BudgetQuota::spend(100_000, BudgetPeriod::Month).unwrap()],
+        )
+        .costs(
+            CostTable::new()
+                .with("m", ModelPrice::per_million(10_000_000, 20_000_000))
+                .unwrap(),
+        )
+        .on_drop(on_drop)
+        .build()
+        .unwrap()
+}
+
+fn budgets(on_drop: DropRule) -> (Budgets<ManualClock>, ManualClock) {
+    let clock = ManualClock::new();
+    let budgets = Budgets::with_clock(plan(on_drop), clock.clone(), new_years_eve_minus_a_month());
+    (budgets, clock)
+}
+
+#[test]
+fn a_refusal_at_any_level_charges_no_level() {
+    let (b, _) = budgets(DropRule::ChargeEstimate);
+    let first = b
+        .reserve(&["ann", "ml", "acme"], "m", TokenUsage::new(400, 400))
+        .unwrap();
+    // Bob's key has room, the team does not (800 + 800 > 1,500): refused at level 1.
+    let refused = b
+        .reserve(&["bob", "ml", "acme"], "m", TokenUsage::new(400, 400))
+        .unwrap_err();
+    let BudgetError::Refused {
+        rejected,
+        level,
+        quota,
+    } = refused
+    else {
+        panic!("{refused:?}")
+    };
+    assert_eq!((level, quota), (1, 0));
+    // Its index points into the path's quota states: key-requests, key-tokens, team-tokens.
+    assert_eq!(rejected.kind, RejectKind::RateLimited { quota: 2 });
+    let states = b.quota_states(&["bob", "ml", "acme"]).unwrap();
+    assert_eq!(&*states[2].name, "team-tokens");
+    assert_eq!(states[2].remaining, 700);
+    // The day ends in a minute: that is when the team has room again.
+    assert_eq!(rejected.retry_after, Some(Duration::from_secs(60)));
+    // Bob's key was not charged by the refused call.
+    assert_eq!(states[0].remaining, 10);
+    assert_eq!(states[1].remaining, 1_000);
+    assert_eq!(b.spend("key", "bob").map(|s| s.totals), Some(Charges::ZERO));
+    first.settle_usage(TokenUsage::new(400, 100));
+    assert!(
+        b.reserve(&["bob", "ml", "acme"], "m", TokenUsage::new(400, 400))
+            .is_ok()
+    );
+}
+
+#[test]
+fn settling_refunds_exactly_and_an_overrun_is_debt_until_the_period_ends() {
+    let (b, clock) = budgets(DropRule::ChargeEstimate);
+    let path = ["ann", "ml", "acme"];
+    let r = b.reserve(&path, "m", TokenUsage::new(100, 500)).unwrap();
+    assert_eq!(r.reserved(), Charges::new(1, 600, 11_000));
+    let s = r.settle_usage(TokenUsage::new(100, 50));
+    assert_eq!(s.charged, Charges::new(1, 150, 2_000));
+    assert_eq!(s.refunded, Charges::new(0, 450, 9_000));
+    let ann = b.spend("key", "ann").unwrap();
+    assert_eq!(ann.quota("tokens").unwrap().used, 150);
+    assert_eq!(
+        b.spend("org", "acme").unwrap().quota("spend").unwrap().used,
+        2_000
+    );
+
+    // An overrun: estimated 100 tokens, used 1,200 — charged past the key's 1,000.
+    let r = b.reserve(&path, "m", TokenUsage::new(50, 50)).unwrap();
+    let s = r.settle_usage(TokenUsage::new(200, 1_000));
+    assert_eq!(s.overrun.tokens, 1_100);
+    let ann = b.spend("key", "ann").unwrap();
+    assert_eq!(ann.quota("tokens").unwrap().used, 1_350, "in debt");
+    assert_eq!(ann.totals.tokens, 150 + 1_200);
+    // In debt, even a call of no tokens waits for the minute to end.
+    let refused = b.reserve_charges(&path, Charges::new(0, 0, 0)).unwrap_err();
+    assert_eq!(refused.retry_after(), Some(Duration::from_secs(60)));
+    clock.advance(Duration::from_secs(60));
+    // A new minute (and day, and month): every balance starts again, totals remain.
+    let r = b.reserve(&path, "m", TokenUsage::new(10, 10)).unwrap();
+    drop(r);
+    let ann = b.spend("key", "ann").unwrap();
+    assert_eq!(ann.quota("tokens").unwrap().used, 20);
+    assert_eq!(ann.totals.tokens, 150 + 1_200 + 20);
+    let stats = b.stats();
+    assert_eq!(
+        (stats.reserved, stats.settled, stats.dropped, stats.refused),
+        (3, 2, 1, 1)
+    );
+}
+
+#[test]
+fn a_settlement_after_its_period_drops_the_refund_and_charges_the_overrun_now() {
+    let (b, clock) = budgets(DropRule::ChargeEstimate);
+    let path = ["ann", "ml", "acme"];
+    let small = b.reserve(&path, "m", TokenUsage::new(100, 100)).unwrap();
+    let large = b.reserve(&path, "m", TokenUsage::new(100, 100)).unwrap();
+    clock.advance(Duration::from_secs(61));
+    // The minute that held both estimates is gone: nothing to refund into.
+    small.settle_usage(TokenUsage::new(10, 0));
+    let used =
+        |b: &Budgets<ManualClock>| b.spend("key", "ann").unwrap().quota("tokens").unwrap().used;
+    assert_eq!(used(&b), 0);
+    // The overrun lands in the current minute.
+    large.settle_usage(TokenUsage::new(100, 400));
+    assert_eq!(used(&b), 300);
+    assert_eq!(b.spend("key", "ann").unwrap().totals.tokens, 10 + 500);
+}
+
+#[test]
+fn the_drop_rule_applies_once_to_an_unsettled_reservation() {
+    for (rule, expected) in [(DropRule::RefundAll, 0), (DropRule::ChargeEstimate, 600)] {
+        let (b, _) = budgets(rule);
+        let path = ["ann", "ml", "acme"];
+        let r = b.reserve(&path, "m", TokenUsage::new(100, 500)).unwrap();
+        drop(r);
+        let ann = b.spend("key", "ann").unwrap();
+        assert_eq!(ann.totals.tokens, expected, "{rule:?}");
+        assert_eq!(ann.quota("tokens").unwrap().used, expected);
+        assert_eq!(ann.totals.requests, u64::from(expected > 0));
+        let stats = b.stats();
+        assert_eq!((stats.dropped, stats.settled, stats.drop_failed), (1, 0, 0));
+    }
+}
+
+#[test]
+fn a_panicking_caller_between_reserve_and_settle_applies_the_rule_once() {
+    let (b, _) = budgets(DropRule::RefundAll);
+    let handle = b.clone();
+    let outcome = std::thread::spawn(move || {
+        let _held = handle
+            .reserve(&["ann", "ml", "acme"], "m", TokenUsage::new(100, 500))
+            .unwrap();
+        panic!("the caller fails mid-call");
+    })
+    .join();
+    assert!(outcome.is_err());
+    let stats = b.stats();
+    assert_eq!(
+        (stats.reserved, stats.dropped, stats.drop_failed),
+        (1, 1, 0)
+    );
+    assert_eq!(b.spend("team", "ml").unwrap().totals, Charges::ZERO);
+}
+
+#[test]
+fn overrides_replace_a_levels_quotas_for_one_id() {
+    let plan = BudgetPlan::builder()
+        .level(
+            "key",
+            [BudgetQuota::tokens(100, BudgetPeriod::hour()).unwrap()],
+        )
+        .level(
+            "team",
+            [BudgetQuota::tokens(1_000, BudgetPeriod::Day).unwrap()],
+        )
+        .override_quotas(
+            "key",
+            "vip",
+            [BudgetQuota::tokens(500, BudgetPeriod::hour()).unwrap()],
+        )
+        .build()
+        .unwrap();
+    let b = Budgets::with_clock(plan, ManualClock::new(), new_years_eve_minus_a_month());
+    let tokens = |n| Charges::new(1, n, 0);
+    assert!(matches!(
+        b.reserve_charges(&["ann", "t"], tokens(200)),
+        Err(BudgetError::TooLarge {
+            level: 0,
+            cost: 200,
+            limit: 100,
+            ..
+        })
+    ));
+    b.reserve_charges(&["vip", "t"], tokens(400))
+        .unwrap()
+        .settle(tokens(400));
+    b.set_override(
+        "team",
+        "t",
+        vec![BudgetQuota::tokens(450, BudgetPeriod::Day).unwrap()],
+    )
+    .unwrap();
+    let refused = b.reserve_charges(&["vip", "t"], tokens(100)).unwrap_err();
+    assert!(matches!(refused, BudgetError::Refused { level: 1, .. }));
+    b.remove_override("team", "t").unwrap();
+    b.reserve_charges(&["vip", "t"], tokens(100))
+        .unwrap()
+        .settle(tokens(100));
+    assert!(b.set_override("nope", "x", vec![]).is_err());
+}
+
+#[test]
+fn bad_calls_are_typed_errors_and_create_no_ids() {
+    let (b, _) = budgets(DropRule::ChargeEstimate);
+    assert_eq!(
+        b.reserve(&["ann"], "m", TokenUsage::default()).unwrap_err(),
+        BudgetError::PathMismatch {
+            levels: 3,
+            given: 1
+        }
+    );
+    assert_eq!(
+        b.reserve(&["ann", "ml", "acme"], "unknown", TokenUsage::default())
+            .unwrap_err(),
+        BudgetError::UnknownModel("unknown".into())
+    );
+    let too_large = b
+        .reserve(&["ann", "ml", "acme"], "m", TokenUsage::new(2_000, 0))
+        .unwrap_err();
+    assert_eq!(
+        too_large.rejection().kind,
+        RejectKind::TooLarge { quota: 1 }
+    );
+    assert_eq!(b.stats().levels.iter().map(|l| l.keys).sum::<usize>(), 0);
+}
+
+#[test]
+fn a_key_cap_sweeps_idle_ids_and_keeps_held_ones() {
+    let plan = BudgetPlan::builder()
+        .level(
+            "key",
+            [BudgetQuota::requests(5, BudgetPeriod::minute()).unwrap()],
+        )
+        .build()
+        .unwrap();
+    let clock = ManualClock::new();
+    let b =
+        Budgets::with_clock(plan, clock.clone(), new_years_eve_minus_a_month()).with_max_keys(2);
+    let one = Charges::new(1, 0, 0);
+    let held = b.reserve_charges(&["a"], one).unwrap();
+    b.reserve_charges(&["b"], one).unwrap().settle(one);
+    assert!(matches!(
+        b.reserve_charges(&["c"], one),
+        Err(BudgetError::TooManyKeys {
+            level: 0,
+            max_keys: 2
+        })
+    ));
+    clock.advance(Duration::from_secs(60));
+    // "b" is idle; "a" holds a reservation, so it stays for its settlement.
+    b.reserve_charges(&["c"], one).unwrap().settle(one);
+    held.settle(one);
+    assert_eq!(b.spend("key", "a").unwrap().totals.requests, 1);
+    assert!(b.spend("key", "b").is_none());
+    assert_eq!(b.stats().levels[0].evicted, 1);
+}
+
+#[test]
+fn reservation_states_report_requests_tokens_and_money_apart() {
+    let (b, _) = budgets(DropRule::ChargeEstimate);
+    let r = b
+        .reserve(&["ann", "ml", "acme"], "m", TokenUsage::new(100, 100))
+        .unwrap();
+    let states = r.quota_states();
+    let names: Vec<&str> = states.iter().map(|s| &*s.name).collect();
+    assert_eq!(
+        names,
+        ["key-requests", "key-tokens", "team-tokens", "org-spend"]
+    );
+    let remaining: Vec<u64> = states.iter().map(|s| s.remaining).collect();
+    assert_eq!(remaining, [9, 800, 1_300, 97_000]);
+    // The month resets at 2026-02-01 00:00 UTC, a minute away; a 31-day window.
+    assert_eq!(states[3].reset, Duration::from_secs(60));
+    assert_eq!(states[3].window, Duration::from_secs(31 * 86_400));
+    assert_eq!(BudgetMeter::Spend.as_str(), "spend");
+    r.settle_usage(TokenUsage::new(100, 100));
+}

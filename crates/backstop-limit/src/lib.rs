@@ -112,6 +112,9 @@
 //! assert!(matches!(admit("bob", 20_000), Err(CheckError::InsufficientCapacity { .. })));
 //! ```
 #![forbid(unsafe_code)]
+// docs.rs builds with `--cfg docsrs` on nightly: every item is labelled with the features it
+// needs (rustdoc's `doc_cfg`, which now includes what `doc_auto_cfg` did).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 pub mod budget;
@@ -141,6 +144,10 @@ pub use budget::{
     BudgetPlanBuilder, BudgetQuota, BudgetQuotaConfig, BudgetReservation, BudgetStats, Budgets,
     Charges, CostTable, DropRule, EntrySpend, LevelStats, ModelPrice, QuotaUse, Settlement,
     TokenUsage,
+};
+#[cfg(feature = "redis")]
+pub use budget::{
+    RedisBudgetReservation, RedisBudgetStats, RedisBudgets, ReserveFailure, SettleRetry,
 };
 pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadError, BulkheadPermit, BulkheadStats};
 #[cfg(feature = "redis")]

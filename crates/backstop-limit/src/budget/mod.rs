@@ -92,6 +92,8 @@ mod local;
 mod money;
 mod period;
 mod plan;
+#[cfg(feature = "redis")]
+mod redis;
 mod reservation;
 mod stats;
 
@@ -101,5 +103,9 @@ pub use local::Budgets;
 pub use money::{BudgetMeter, Charges, CostTable, ModelPrice, TokenUsage};
 pub use period::BudgetPeriod;
 pub use plan::{BudgetPlan, BudgetPlanBuilder, BudgetQuota, DropRule};
+#[cfg(feature = "redis")]
+pub use redis::{
+    RedisBudgetReservation, RedisBudgetStats, RedisBudgets, ReserveFailure, SettleRetry,
+};
 pub use reservation::{BudgetReservation, Settlement};
 pub use stats::{BudgetStats, EntrySpend, LevelStats, QuotaUse};

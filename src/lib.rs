@@ -92,7 +92,11 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// docs.rs builds with `--cfg docsrs` on nightly: every item is labelled with the features it
+// needs (rustdoc's `doc_cfg`, which now includes what `doc_auto_cfg` did).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[doc(inline)]
 pub use backstop_core as core;
 
 #[cfg(feature = "config")]
@@ -102,24 +106,35 @@ pub mod metrics;
 pub mod prelude;
 
 #[cfg(feature = "batch")]
+#[doc(inline)]
 pub use backstop_batch as batch;
 #[cfg(feature = "breaker")]
+#[doc(inline)]
 pub use backstop_breaker as breaker;
 #[cfg(feature = "cache")]
+#[doc(inline)]
 pub use backstop_cache as cache;
 #[cfg(feature = "dedup")]
+#[doc(inline)]
 pub use backstop_dedup as dedup;
 #[cfg(feature = "limit")]
+#[doc(inline)]
 pub use backstop_limit as limit;
 #[cfg(feature = "load")]
+#[doc(inline)]
 pub use backstop_load as load;
 #[cfg(feature = "pool")]
+#[doc(inline)]
 pub use backstop_pool as pool;
 #[cfg(feature = "redis")]
+#[doc(inline)]
 pub use backstop_redis as redis;
 #[cfg(feature = "retry")]
+#[doc(inline)]
 pub use backstop_retry as retry;
 #[cfg(feature = "route")]
+#[doc(inline)]
 pub use backstop_route as route;
 #[cfg(feature = "scale")]
+#[doc(inline)]
 pub use backstop_scale as scale;

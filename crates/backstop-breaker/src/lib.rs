@@ -72,6 +72,9 @@
 //! ```
 
 #![forbid(unsafe_code)]
+// docs.rs builds with `--cfg docsrs` on nightly: every item is labelled with the features it
+// needs (rustdoc's `doc_cfg`, which now includes what `doc_auto_cfg` did).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 mod breaker;

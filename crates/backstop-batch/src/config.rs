@@ -8,7 +8,7 @@ use std::time::Duration;
 pub const MAX_BATCH_SIZE: usize = 1 << 20;
 
 /// What happens to queued items when the batcher is closed or dropped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CloseMode {
     /// Dispatch everything already queued at once, without waiting for `max_delay`.
@@ -21,7 +21,7 @@ pub enum CloseMode {
 /// Adaptive mode: the batcher lowers its effective maximum batch size while handler calls
 /// take longer than `target_latency`, and raises it again (up to `max_batch_size`) while
 /// full batches stay under it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdaptiveBatchConfig {
     /// The handler latency per batch to stay under.
@@ -51,7 +51,7 @@ fn one() -> usize {
 /// }"#).unwrap();
 /// assert_eq!(config.max_concurrent_batches, 1);
 /// ```
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BatchConfig {
     /// Largest batch handed to the handler; a key whose queue reaches it dispatches at once.

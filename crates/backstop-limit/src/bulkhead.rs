@@ -13,7 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 ///
 /// Bounds: `max_concurrent` and `max_queued` at most [`MAX_SLOTS`](Self::MAX_SLOTS),
 /// `max_wait` at most [`MAX_DURATION`](backstop_core::config::MAX_DURATION) (a year).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BulkheadConfig {
     /// Calls allowed in flight at once.

@@ -104,7 +104,7 @@ impl Quota {
 }
 
 /// A quota as written in configuration: `{ rate = 600, period = "1m", burst = 50 }`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaConfig {
     /// Cells per period.

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use std::time::Duration;
 
 /// What the limiter does when Redis fails, as written in configuration.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureMode {
     /// Admit: availability over strictness.
@@ -22,7 +22,7 @@ pub enum FailureMode {
 }
 
 /// Where the script reads the time, as written in configuration.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TimeSourceConfig {
     /// Redis `TIME`.
@@ -47,7 +47,7 @@ pub enum TimeSourceConfig {
 /// let limiter = config.build(client).unwrap();
 /// assert_eq!(limiter.redis_key("ann", 1), "rpm:{ann}:1");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisLimitConfig {
     /// The prefix of every Redis key the limiter writes.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// How an async wait behaves; both durations are at most
 /// [`MAX_DURATION`](backstop_core::config::MAX_DURATION) (checked by [`Validate`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WaitPolicy {
     /// Give up (charging nothing) when admission is further away than this in total.

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 /// Tuning of the S3-FIFO policy. The defaults are the ones our hit-ratio traces agree
 /// on; change them only with a trace that says so.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
     /// Share of capacity given to the probationary queue that new keys enter (0 < r < 1).
@@ -60,7 +60,7 @@ impl Validate for PolicyConfig {
 /// let cfg: CacheConfig = serde_json::from_str(r#"{ "max_capacity": 10000, "ttl": "5m", "tti": "1m" }"#).unwrap();
 /// assert_eq!(cfg.ttl, Some(std::time::Duration::from_secs(300)));
 /// ```
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
     /// Maximum number of entries, or maximum total weight when a weigher is set (at most

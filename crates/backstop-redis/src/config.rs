@@ -28,7 +28,7 @@ use std::time::Duration;
 /// };
 /// assert_eq!(both.validate().unwrap_err().field(), "cluster_nodes");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// One server: `redis://host:port/db` (or `rediss://` for TLS). Pointing it at a
@@ -40,8 +40,22 @@ pub struct RedisConfig {
     /// A primary behind Sentinel, re-resolved on every reconnect.
     pub sentinel: Option<SentinelConfig>,
     /// TLS settings; present means TLS for `host:port` nodes (a `rediss://` URL implies
-    /// TLS on its own). Needs the crate feature `tls`.
+    /// TLS on its own) and for the primary Sentinel names. Sentinels written as
+    /// `redis://host:port` stay plain, so TLS data nodes can sit behind plain Sentinels.
+    /// Needs the crate feature `tls`.
     pub tls: Option<TlsConfig>,
+    /// The ACL user of every data node (Redis 6+); when set, it replaces any user written
+    /// in the URLs. Needs `password`.
+    pub username: Option<String>,
+    /// The password of every data node (`AUTH`); when set, it replaces any password written
+    /// in the URLs. Sentinels keep the credentials of their own URLs. Never printed by
+    /// `Debug`.
+    pub password: Option<String>,
+    /// Put in front of every key (and channel) the primitives on this connection write,
+    /// so several applications or environments can share one Redis: `""` by default, at
+    /// most [`RedisConfig::MAX_NAMESPACE_LEN`] bytes, no braces (they would move a key's
+    /// hash tag) and no `SCAN … MATCH` glob characters.
+    pub namespace: String,
     /// The most one command may take on the wire (at most [`RedisConfig::MAX_TIMEOUT`]);
     /// each primitive bounds its calls further by its own timeout.
     #[serde(with = "backstop_core::duration::human")]
@@ -58,9 +72,43 @@ impl Default for RedisConfig {
             cluster_nodes: Vec::new(),
             sentinel: None,
             tls: None,
+            username: None,
+            password: None,
+            namespace: String::new(),
             timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
         }
+    }
+}
+
+/// Every field, with the password redacted.
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("cluster_nodes", &self.cluster_nodes)
+            .field("sentinel", &self.sentinel)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("namespace", &self.namespace)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+/// `redis://user:secret@host` without the secret.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:<redacted>{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -156,6 +204,8 @@ impl RedisConfig {
     pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
     /// The most `cluster_nodes` or Sentinel `nodes`.
     pub const MAX_NODES: usize = 1_000;
+    /// The longest `namespace`, in bytes.
+    pub const MAX_NAMESPACE_LEN: usize = 256;
 
     /// One server at `url`.
     pub fn url(url: impl Into<String>) -> Self {
@@ -184,6 +234,23 @@ impl RedisConfig {
     /// Sets the TLS settings.
     pub fn with_tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Sets the ACL user and password of every data node.
+    pub fn with_credentials(
+        mut self,
+        username: Option<impl Into<String>>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.username = username.map(Into::into);
+        self.password = Some(password.into());
+        self
+    }
+
+    /// Sets the namespace every key and channel starts with.
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
         self
     }
 
@@ -241,6 +308,26 @@ impl Validate for RedisConfig {
         if let Some(tls) = &self.tls {
             tls.validate().map_err(|e| e.within("tls"))?;
         }
+        ensure(
+            self.username.is_none() || self.password.is_some(),
+            "password",
+            "must be set when `username` is",
+        )?;
+        ensure(
+            self.username.as_ref().is_none_or(|u| !u.is_empty()),
+            "username",
+            "must not be empty (leave it out for the default user)",
+        )?;
+        ensure_at_most(
+            "namespace",
+            self.namespace.len() as u64,
+            Self::MAX_NAMESPACE_LEN as u64,
+        )?;
+        ensure(
+            crate::key::is_safe_prefix(&self.namespace),
+            "namespace",
+            "must not contain braces or glob characters (`*`, `?`, `[`, `]`, `\\`)",
+        )?;
         for (field, value) in [
             ("timeout", self.timeout),
             ("connect_timeout", self.connect_timeout),
@@ -335,6 +422,37 @@ mod tests {
         assert_eq!(field(slow_connect), "connect_timeout");
         let too_many = RedisConfig::cluster((0..2_000).map(|p| format!("127.0.0.1:{p}")));
         assert_eq!(field(too_many), "cluster_nodes");
+    }
+
+    #[test]
+    fn credentials_and_namespace_are_checked_and_the_password_never_printed() {
+        let base = || RedisConfig::url("redis://app:hunter2@127.0.0.1:6379");
+        assert_eq!(
+            field(RedisConfig {
+                username: Some("app".into()),
+                ..base()
+            }),
+            "password"
+        );
+        assert_eq!(field(base().with_credentials(Some(""), "pw")), "username");
+        for bad in ["app{", "app*", "a?", "[x]", "a\\b"] {
+            assert_eq!(field(base().with_namespace(bad)), "namespace", "{bad:?}");
+        }
+        assert_eq!(field(base().with_namespace("n".repeat(300))), "namespace");
+        let good = base()
+            .with_credentials(Some("app"), "s3cret-pw")
+            .with_namespace("staging:");
+        assert!(good.validate().is_ok());
+        let printed = format!("{good:?}");
+        assert!(!printed.contains("s3cret-pw"), "{printed}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("staging:"), "{printed}");
+        let read: RedisConfig = serde_json::from_str(
+            r#"{"url":"redis://127.0.0.1:6379","username":"app","password":"pw","namespace":"prod:"}"#,
+        )
+        .unwrap();
+        assert_eq!(read.namespace, "prod:");
+        assert_eq!(read.password.as_deref(), Some("pw"));
     }
 
     #[test]

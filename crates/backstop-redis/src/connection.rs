@@ -2,7 +2,7 @@
 
 use crate::config::RedisConfig;
 use crate::error::{Misconfiguration, RedisFault, classify};
-use crate::tls::Certificates;
+use crate::tls::{Certificates, Credentials};
 use backstop_core::config::Validate;
 use parking_lot::RwLock;
 use redis::aio::{
@@ -11,7 +11,7 @@ use redis::aio::{
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::sentinel::{SentinelClient, SentinelServerType};
+use redis::sentinel::SentinelClient;
 use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Value};
 use std::future::Future;
 use std::sync::Arc;
@@ -60,6 +60,8 @@ struct Shared {
     /// The Sentinel master name.
     master: Option<String>,
     certificates: Option<Certificates>,
+    credentials: Credentials,
+    namespace: Box<str>,
 }
 
 enum Target {
@@ -179,9 +181,10 @@ impl RedisConnection {
                 format!("is refused by the client: {e}"),
             ))
         };
+        let credentials = Credentials::of(config);
         let (target, topology, address) = if let Some(url) = &config.url {
-            let client =
-                crate::tls::client(url, certificates.as_ref()).map_err(|e| invalid("url", e))?;
+            let client = crate::tls::client(url, certificates.as_ref(), &credentials)
+                .map_err(|e| invalid("url", e))?;
             let address = client.get_connection_info().addr().to_string();
             (Target::Standalone(client), Topology::Standalone, address)
         } else if !config.cluster_nodes.is_empty() {
@@ -191,16 +194,17 @@ impl RedisConnection {
                 .retries(3)
                 .min_retry_wait(10)
                 .max_retry_wait(500);
-            let builder = crate::tls::cluster(builder, certificates.as_ref());
+            let builder = crate::tls::cluster(builder, certificates.as_ref(), &credentials);
             let client = builder.build().map_err(|e| invalid("cluster_nodes", e))?;
             (Target::Cluster(client), Topology::Cluster, seeds.join(","))
         } else if let Some(sentinel) = &config.sentinel {
             let nodes: Vec<String> = sentinel.nodes.iter().map(|n| config.node_url(n)).collect();
-            let client = SentinelClient::build(
-                nodes.clone(),
-                sentinel.master.clone(),
-                None,
-                SentinelServerType::Master,
+            let client = crate::tls::sentinel(
+                &nodes,
+                &sentinel.master,
+                config.tls.is_some(),
+                certificates.as_ref(),
+                &credentials,
             )
             .map_err(|e| invalid("sentinel", e))?;
             (
@@ -220,6 +224,7 @@ impl RedisConnection {
             Self::from_target(target, topology, address, config, seeds, certificates);
         if let Some(shared) = Arc::get_mut(&mut connection.shared) {
             shared.master = master;
+            shared.credentials = credentials;
         }
         Ok(connection)
     }
@@ -245,6 +250,8 @@ impl RedisConnection {
                 seeds,
                 master: None,
                 certificates,
+                credentials: Credentials::default(),
+                namespace: config.namespace.as_str().into(),
             }),
         }
     }
@@ -265,6 +272,26 @@ impl RedisConnection {
     /// The per-command timeout.
     pub fn timeout(&self) -> Duration {
         self.shared.timeout
+    }
+
+    /// What every key and channel of the primitives on this connection starts with
+    /// ([`RedisConfig::namespace`]; empty by default).
+    pub fn namespace(&self) -> &str {
+        &self.shared.namespace
+    }
+
+    /// `text` behind the [`namespace`](Self::namespace): the prefix a primitive on this
+    /// connection gives its keys.
+    ///
+    /// ```
+    /// use backstop_redis::{RedisConfig, RedisConnection};
+    ///
+    /// let config = RedisConfig::url("redis://127.0.0.1:6379").with_namespace("staging:");
+    /// let redis = RedisConnection::new(&config).unwrap();
+    /// assert_eq!(redis.namespaced("rl"), "staging:rl");
+    /// ```
+    pub fn namespaced(&self, text: &str) -> String {
+        format!("{}{text}", self.shared.namespace)
     }
 
     /// Runs `f` on a live connection, connecting first when needed, within the handle's
@@ -416,7 +443,12 @@ impl RedisConnection {
     async fn master_not_found(&self, error: redis::RedisError) -> RedisFault {
         let master = self.shared.master.clone().unwrap_or_default();
         for node in &self.shared.seeds {
-            let Ok(client) = crate::tls::client(node, self.shared.certificates.as_ref()) else {
+            // Sentinels keep the credentials of their own URLs.
+            let Ok(client) = crate::tls::client(
+                node,
+                self.shared.certificates.as_ref(),
+                &Credentials::default(),
+            ) else {
                 continue;
             };
             let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
@@ -573,6 +605,10 @@ impl RedisConnection {
     }
 
     fn seed_client(&self, seed: &str) -> redis::RedisResult<Client> {
-        crate::tls::client(seed, self.shared.certificates.as_ref())
+        crate::tls::client(
+            seed,
+            self.shared.certificates.as_ref(),
+            &self.shared.credentials,
+        )
     }
 }

@@ -81,13 +81,12 @@ async fn budget_worker() {
     let b = budgets(&url, &prefix);
     let until = Instant::now() + Duration::from_secs(secs.parse().unwrap());
     let tasks: Vec<_> = (0..TASKS)
-        .map(|task| {
+        .map(|_| {
             let b = b.clone();
             tokio::spawn(async move {
                 let mut rng = fastrand::Rng::new();
-                let mut charged = vec![0u64; KEYS];
+                let mut charged = [0u64; KEYS];
                 let mut calls = 0u64;
-                let _ = task;
                 while Instant::now() < until {
                     let key = rng.usize(0..KEYS);
                     let ids = path(key);
@@ -114,7 +113,7 @@ async fn budget_worker() {
             })
         })
         .collect();
-    let mut charged = vec![0u64; KEYS];
+    let mut charged = [0u64; KEYS];
     let mut calls = 0;
     for task in tasks {
         let (mine, n) = task.await.unwrap();
@@ -203,7 +202,7 @@ async fn four_processes_charge_exactly_what_they_used() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut charged = vec![0u64; KEYS];
+    let mut charged = [0u64; KEYS];
     let mut calls = 0u64;
     for worker in workers {
         let output = worker.wait_with_output().unwrap();

@@ -6,6 +6,7 @@
 //! (one per request by default). A refusal reaches the caller as the stack's own error,
 //! built with [`StackError::rejected`], so the layer sits anywhere in a stack.
 
+#[cfg(feature = "tokio")]
 use crate::bulkhead::Bulkhead;
 use crate::error::CheckError;
 use crate::gcra::{Costs, Gcra};
@@ -334,11 +335,13 @@ where
 /// assert_eq!(refused.rejection().unwrap().kind, RejectKind::ConcurrencyLimited);
 /// # }
 /// ```
+#[cfg(feature = "tokio")]
 #[derive(Debug, Clone)]
 pub struct BulkheadLayer {
     bulkhead: Bulkhead,
 }
 
+#[cfg(feature = "tokio")]
 impl BulkheadLayer {
     /// Wraps services in `bulkhead` (clones share it).
     pub fn new(bulkhead: Bulkhead) -> Self {
@@ -346,6 +349,7 @@ impl BulkheadLayer {
     }
 }
 
+#[cfg(feature = "tokio")]
 impl<S> Layer<S> for BulkheadLayer {
     type Service = BulkheadService<S>;
 
@@ -358,12 +362,14 @@ impl<S> Layer<S> for BulkheadLayer {
 }
 
 /// A service behind a bulkhead, made by [`BulkheadLayer`].
+#[cfg(feature = "tokio")]
 #[derive(Debug, Clone)]
 pub struct BulkheadService<S> {
     inner: S,
     bulkhead: Bulkhead,
 }
 
+#[cfg(feature = "tokio")]
 impl<S, Req> Service<Req> for BulkheadService<S>
 where
     S: Service<Req>,
@@ -478,6 +484,7 @@ mod tests {
         assert_eq!(err.panic().unwrap().message(), "bad cost");
     }
 
+    #[cfg(feature = "tokio")]
     #[tokio::test]
     async fn inner_errors_pass_through_and_bulkhead_layer_frees_its_slot() {
         let bulkhead = Bulkhead::new(BulkheadConfig {

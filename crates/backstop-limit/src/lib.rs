@@ -16,12 +16,12 @@
 //!   call charges a request against requests-per-minute and its tokens against
 //!   tokens-per-minute, or neither. [`KeyedMultiRateLimiter`] does the same per key, with
 //!   per-key overrides, the same lossless sweep and a key cap.
-//! - Async waiting: [`RateLimiter::until_ready`] and
+//! - Async waiting (feature `tokio`, on by default): [`RateLimiter::until_ready`] and
 //!   [`KeyedRateLimiter::until_key_ready`], with jitter and a `max_wait` after which the
 //!   caller gives up without being charged ([`WaitPolicy`]).
-//! - [`Bulkhead`]: at most N calls in flight with a bounded wait queue; permits are RAII
+//! - [`Bulkhead`] (feature `tokio`): at most N calls in flight with a bounded wait queue; permits are RAII
 //!   guards, freed on drop, cancellation and panic; it reports a [`backstop_core::LoadSignal`].
-//! - [`AdaptiveLimiter`]: an in-flight limit found from measured latency (AIMD, Vegas or
+//! - [`AdaptiveLimiter`] (feature `tokio`): an in-flight limit found from measured latency (AIMD, Vegas or
 //!   Gradient2 against a latency baseline guarded from drift, with no probe), with priority
 //!   classes that shed the least important work first; [`AdaptiveLayer`] puts it in front
 //!   of a service. Its docs list the anchors' traps it avoids and show a critical and a
@@ -53,6 +53,16 @@
 //!   decided within a per-call timeout. `until_key_ready` waits for admission within a
 //!   `max_wait`; `RedisRateLimitLayer` puts it in front of a service; `RedisLimitConfig`
 //!   reads it from configuration.
+//!
+//! # Features
+//!
+//! - `tokio` (default): everything that waits or holds a permit across an await — the
+//!   async waits, [`Bulkhead`] and [`BulkheadLayer`], [`AdaptiveLimiter`] and
+//!   [`AdaptiveLayer`], [`TokioClock`]. Without it (`default-features = false`) the crate is
+//!   the synchronous limiters, [`RateLimitLayer`] and the local budgets, and pulls no
+//!   runtime.
+//! - `redis` (implies `tokio`): `RedisRateLimiter` with its layer, and `RedisBudgets`.
+//! - `quanta`: the default clock reads the CPU counter.
 //!
 //! # Bounds
 //!
@@ -118,6 +128,7 @@
 #![warn(missing_docs)]
 
 pub mod budget;
+#[cfg(feature = "tokio")]
 mod bulkhead;
 mod cap;
 mod counters;
@@ -138,6 +149,7 @@ mod store;
 mod wait;
 mod window;
 
+#[cfg(feature = "tokio")]
 pub use backstop_core::TokioClock;
 pub use budget::{
     BudgetConfig, BudgetError, BudgetLevelConfig, BudgetMeter, BudgetPeriod, BudgetPlan,
@@ -149,6 +161,7 @@ pub use budget::{
 pub use budget::{
     RedisBudgetReservation, RedisBudgetStats, RedisBudgets, ReserveFailure, SettleRetry,
 };
+#[cfg(feature = "tokio")]
 pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadError, BulkheadPermit, BulkheadStats};
 #[cfg(feature = "redis")]
 pub use distributed::{
@@ -157,9 +170,10 @@ pub use distributed::{
 pub use error::{CheckError, WaitError};
 pub use gcra::{Gcra, LimiterStats, MAX_QUOTAS, RateLimiter};
 pub use keyed::KeyedRateLimiter;
+#[cfg(feature = "tokio")]
+pub use layer::{BulkheadLayer, BulkheadService};
 pub use layer::{
-    BulkheadLayer, BulkheadService, LimitCost, LimitKey, PerRequest, RateLimitHandle,
-    RateLimitLayer, RateLimitService, Unkeyed,
+    LimitCost, LimitKey, PerRequest, RateLimitHandle, RateLimitLayer, RateLimitService, Unkeyed,
 };
 pub use limiter::Limiter;
 pub use multi::{KeyedMultiRateLimiter, MultiRateLimiter};
@@ -175,7 +189,9 @@ pub use window::{
     SlidingWindowStats,
 };
 
+#[cfg(feature = "tokio")]
 mod adaptive;
+#[cfg(feature = "tokio")]
 pub use adaptive::{
     AdaptiveLayer, AdaptiveLimitConfig, AdaptiveLimitStats, AdaptiveLimiter, AdaptiveOutcome,
     AdaptivePermit, AdaptiveService, AimdConfig, ClassifyOutcome, DefaultOutcome, DefaultPriority,

@@ -1,13 +1,16 @@
 //! Async waiting for admission: sleep until the limiter would admit, bounded by `max_wait`.
 
-use crate::error::{CheckError, WaitError};
-use crate::limiter::Limiter;
-use crate::store::{DirectStore, KeyedStore, RateAlgorithm};
-use backstop_core::Clock;
 use backstop_core::config::{ConfigError, Validate, ensure_duration};
 use serde::Deserialize;
-use std::hash::Hash;
 use std::time::Duration;
+#[cfg(feature = "tokio")]
+use {
+    crate::error::{CheckError, WaitError},
+    crate::limiter::Limiter,
+    crate::store::{DirectStore, KeyedStore, RateAlgorithm},
+    backstop_core::Clock,
+    std::hash::Hash,
+};
 
 /// How an async wait behaves; both durations are at most
 /// [`MAX_DURATION`](backstop_core::config::MAX_DURATION) (checked by [`Validate`]).
@@ -33,6 +36,7 @@ impl Validate for WaitPolicy {
 }
 
 /// A random extra sleep of at most `max`.
+#[cfg(feature = "tokio")]
 pub(crate) fn jitter(max: Duration) -> Duration {
     if max.is_zero() {
         return Duration::ZERO;
@@ -41,6 +45,7 @@ pub(crate) fn jitter(max: Duration) -> Duration {
     Duration::from_nanos(fastrand::u64(0..=max))
 }
 
+#[cfg(feature = "tokio")]
 /// Retries `attempt` after each promised wait. Nothing is held across the sleep, so
 /// dropping the future at any point charges nothing and leaks nothing.
 async fn wait_for(
@@ -66,6 +71,7 @@ async fn wait_for(
     }
 }
 
+#[cfg(feature = "tokio")]
 /// Waiting for any direct limiter ([`RateLimiter`](crate::RateLimiter),
 /// [`MultiRateLimiter`](crate::MultiRateLimiter),
 /// [`SlidingWindowLimiter`](crate::SlidingWindowLimiter)).
@@ -96,6 +102,7 @@ impl<A: RateAlgorithm, C: Clock> Limiter<DirectStore<A>, C> {
     }
 }
 
+#[cfg(feature = "tokio")]
 /// Waiting for any keyed limiter ([`KeyedRateLimiter`](crate::KeyedRateLimiter),
 /// [`KeyedMultiRateLimiter`](crate::KeyedMultiRateLimiter),
 /// [`KeyedSlidingWindow`](crate::KeyedSlidingWindow)).
@@ -118,7 +125,7 @@ where
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "tokio"))]
 mod tests {
     use super::*;
     use crate::{KeyedRateLimiter, Quota, RateLimiter, TokioClock};

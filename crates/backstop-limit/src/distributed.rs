@@ -11,7 +11,7 @@ use crate::multi::{CostError, Costs};
 use crate::{KeyedMultiRateLimiter, Quota};
 use backstop_core::DefaultClock;
 use backstop_core::config::ConfigError;
-use backstop_redis::{RedisConnection, RedisFault};
+use backstop_redis::{Misconfiguration, RedisConnection, RedisFault};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -146,12 +146,15 @@ pub enum RedisLimitError {
         costs: usize,
     },
     /// Redis failed or timed out and the policy is [`FailurePolicy::FailClosed`]
-    /// ([`RedisFault::Unavailable`] or [`RedisFault::TimedOut`]), or — whatever the policy —
-    /// the deployment is misconfigured ([`RedisFault::Misconfigured`]: a standalone URL at a
-    /// cluster node or a replica, an unknown Sentinel master, a wrong TLS CA). A mistake is
-    /// never hidden by failing open or deciding locally.
+    /// ([`RedisFault::Unavailable`] or [`RedisFault::TimedOut`]): an outage.
     #[error("rate limit store unavailable: {0}")]
     Unavailable(RedisFault),
+    /// The deployment is misconfigured (a standalone URL at a cluster node or a replica,
+    /// cluster seeds at a standalone server, an unknown Sentinel master, a wrong TLS CA,
+    /// refused credentials), whatever the policy: a mistake is never hidden by failing open
+    /// or deciding locally, and no retry fixes it.
+    #[error("rate limit store misconfigured: {0}")]
+    Misconfigured(Misconfiguration),
     /// An async wait gave up: admission would come later than its `max_wait` allows.
     #[error("admission would take {retry_after:?}, more than the maximum wait")]
     WaitTooLong {
@@ -232,7 +235,8 @@ impl std::fmt::Debug for RedisRateLimiter {
 
 impl RedisRateLimiter {
     /// A limiter enforcing every quota in `quotas` per key, under keys starting with
-    /// `prefix`, on `redis` (a [`RedisConnection`], or a `redis::Client` for one server).
+    /// `prefix` (behind the connection's [namespace](RedisConnection::namespace)), on
+    /// `redis` (a [`RedisConnection`], or a `redis::Client` for one server).
     /// Connects lazily on the first check; fails open with a 50 ms timeout and reads Redis
     /// `TIME` until configured otherwise.
     pub fn new(
@@ -246,10 +250,11 @@ impl RedisRateLimiter {
             "prefix",
             "must not contain glob characters or braces",
         )?;
+        let redis = redis.into();
         Ok(Self {
-            redis: redis.into(),
+            prefix: redis.namespaced(prefix).into(),
+            redis,
             script: Arc::new(redis::Script::new(GCRA_SCRIPT)),
-            prefix: prefix.into(),
             quotas: quotas.into(),
             time: TimeSource::Server,
             timeout: Duration::from_millis(50),
@@ -318,10 +323,10 @@ impl RedisRateLimiter {
                 self.sweep_local_after_outage();
                 decision
             }
-            Ok(Err(fault)) if !fault.is_outage() => {
+            Ok(Err(RedisFault::Misconfigured(mistake))) => {
                 self.counters.misconfigured.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(prefix = %self.prefix, %fault, "redis rate limiter is misconfigured; refusing");
-                return Err(RedisLimitError::Unavailable(fault));
+                tracing::error!(prefix = %self.prefix, %mistake, "redis rate limiter is misconfigured; refusing");
+                return Err(RedisLimitError::Misconfigured(mistake));
             }
             Ok(Err(fault)) => self.on_failure(key, costs, fault)?,
             Err(_) => self.on_failure(key, costs, RedisFault::TimedOut(timeout))?,

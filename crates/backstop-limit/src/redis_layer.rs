@@ -49,14 +49,18 @@ impl RedisRateLimiter {
 
 impl From<RedisLimitError> for Rejected {
     /// A cost no wait admits is `TooLarge`; Redis unreachable under fail-closed is
-    /// `Unavailable`; a wait past `max_wait` is the rate limit it waited on.
+    /// `Unavailable`, and so is a misconfigured deployment (logged as an error by the
+    /// limiter and counted in [`RedisStats::misconfigured`](crate::RedisStats), never
+    /// admitted); a wait past `max_wait` is the rate limit it waited on.
     fn from(error: RedisLimitError) -> Self {
         match error {
             RedisLimitError::InsufficientCapacity { .. }
             | RedisLimitError::CostsMismatch { .. } => {
                 Rejected::new(RejectKind::TooLarge { quota: 0 })
             }
-            RedisLimitError::Unavailable(_) => Rejected::new(RejectKind::Unavailable),
+            RedisLimitError::Unavailable(_) | RedisLimitError::Misconfigured(_) => {
+                Rejected::new(RejectKind::Unavailable)
+            }
             RedisLimitError::WaitTooLong { retry_after } => limited(0, retry_after),
         }
     }

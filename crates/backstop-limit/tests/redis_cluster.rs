@@ -5,7 +5,7 @@
 
 use backstop_limit::{FailurePolicy, Quota, RedisLimitError, RedisRateLimiter};
 use backstop_redis::testing as fleet;
-use backstop_redis::{Misconfiguration, RedisConfig, RedisConnection, RedisFault};
+use backstop_redis::{Misconfiguration, RedisConfig, RedisConnection};
 use futures::StreamExt;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -164,9 +164,7 @@ async fn a_standalone_url_at_a_cluster_node_is_an_error_even_when_failing_open()
         assert!(
             matches!(
                 error,
-                RedisLimitError::Unavailable(RedisFault::Misconfigured(
-                    Misconfiguration::ClusterNode { .. }
-                ))
+                RedisLimitError::Misconfigured(Misconfiguration::ClusterNode { .. })
             ),
             "{error:?}"
         );
@@ -194,9 +192,7 @@ async fn cluster_seeds_at_a_standalone_server_are_an_error_even_with_a_local_fal
     assert!(
         matches!(
             error,
-            RedisLimitError::Unavailable(RedisFault::Misconfigured(
-                Misconfiguration::NotACluster { .. }
-            ))
+            RedisLimitError::Misconfigured(Misconfiguration::NotACluster { .. })
         ),
         "{error:?}"
     );

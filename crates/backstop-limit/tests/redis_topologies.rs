@@ -4,7 +4,7 @@
 
 use backstop_limit::{FailurePolicy, Quota, RedisLimitError, RedisRateLimiter};
 use backstop_redis::testing as fleet;
-use backstop_redis::{Misconfiguration, RedisConfig, RedisConnection, RedisFault};
+use backstop_redis::{Misconfiguration, RedisConfig, RedisConnection};
 use std::time::Duration;
 
 fn unique(name: &str) -> String {
@@ -69,11 +69,47 @@ async fn a_url_at_a_replica_is_an_error_even_when_failing_open() {
     assert!(
         matches!(
             error,
-            RedisLimitError::Unavailable(RedisFault::Misconfigured(
-                Misconfiguration::Replica { .. }
-            ))
+            RedisLimitError::Misconfigured(Misconfiguration::Replica { .. })
         ),
         "{error:?}"
     );
     assert_eq!(limiter.stats().allowed, 0);
+}
+
+/// The connection's namespace goes in front of every key the limiter writes, so two
+/// namespaces on one Redis keep separate budgets for the same prefix and user.
+#[tokio::test]
+async fn the_namespace_separates_budgets_on_one_redis() {
+    let Some(base) = fleet::standalone() else {
+        return;
+    };
+    let prefix = unique("limit-ns");
+    let limiter = |namespace: &str| {
+        let redis = RedisConnection::new(&base.clone().with_namespace(namespace)).unwrap();
+        RedisRateLimiter::new(redis, &prefix, &[Quota::per_hour(1).unwrap()])
+            .unwrap()
+            .with_timeout(Duration::from_secs(2))
+            .with_failure_policy(FailurePolicy::FailClosed)
+    };
+    let (a, b) = (limiter("tenant-a:"), limiter("tenant-b:"));
+    assert_eq!(
+        a.redis_key("ann", 0),
+        format!("tenant-a:{prefix}:{{ann}}:0")
+    );
+    assert!(a.check_key("ann").await.unwrap().allowed);
+    assert!(
+        !a.check_key("ann").await.unwrap().allowed,
+        "a's budget is spent"
+    );
+    assert!(
+        b.check_key("ann").await.unwrap().allowed,
+        "b's budget is its own"
+    );
+    let redis = RedisConnection::new(&base).unwrap();
+    let key = a.redis_key("ann", 0);
+    let exists: i64 = redis
+        .run(|mut c| async move { redis::cmd("EXISTS").arg(key).query_async(&mut c).await })
+        .await
+        .unwrap();
+    assert_eq!(exists, 1, "the key Redis holds is the namespaced one");
 }

@@ -222,11 +222,13 @@ enum CallFailure {
     /// An outage: the failure policy decides.
     Outage(String),
     /// A misconfiguration: refused whatever the policy.
-    Mistake,
+    Mistake(Misconfiguration),
 }
 
 struct Shared {
     redis: RedisConnection,
+    /// `config.prefix` behind the connection's namespace.
+    prefix: String,
     /// The last misconfiguration seen, for [`DistributedGroup::misconfiguration`].
     mistake: Mutex<Option<Misconfiguration>>,
     config: DistributedConfig,
@@ -250,7 +252,7 @@ struct Shared {
 /// waiter takes over. Redis outages follow [`DistributedConfig::on_redis_error`], and no
 /// Redis call waits longer than `redis_timeout`. A misconfigured deployment (a standalone
 /// URL at a cluster node or a replica, an unknown Sentinel master, a wrong TLS CA) is never
-/// an outage: the call fails with [`RejectKind::Unavailable`] under every policy, is
+/// an outage: the call fails with [`DedupError::Misconfigured`] under every policy, is
 /// counted in [`DistributedStats::misconfigured`] and named by
 /// [`misconfiguration`](Self::misconfiguration), and no process runs the work unleased.
 ///
@@ -300,16 +302,19 @@ where
     E: Clone + Send + Sync + 'static,
 {
     /// A group on `redis` (a [`RedisConnection`] of any topology, or a `redis::Client`
-    /// for one server). Connects lazily, on the first call.
+    /// for one server), its keys behind the connection's
+    /// [namespace](RedisConnection::namespace). Connects lazily, on the first call.
     pub fn new(
         redis: impl Into<RedisConnection>,
         config: DistributedConfig,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        let redis = redis.into();
         Ok(Self {
             local: Group::new(),
             shared: Arc::new(Shared {
-                redis: redis.into(),
+                prefix: redis.namespaced(&config.prefix),
+                redis,
                 mistake: Mutex::new(None),
                 config,
                 claim: redis::Script::new(CLAIM),
@@ -395,11 +400,11 @@ where
 
 impl Shared {
     fn result_key(&self, key: &str) -> String {
-        backstop_redis::key::tagged(&self.config.prefix, key, "result")
+        backstop_redis::key::tagged(&self.prefix, key, "result")
     }
 
     fn lease_key(&self, key: &str) -> String {
-        backstop_redis::key::tagged(&self.config.prefix, key, "lease")
+        backstop_redis::key::tagged(&self.prefix, key, "lease")
     }
 
     /// The local execution for `key`: the published result, or this process's run.
@@ -471,8 +476,8 @@ impl Shared {
                         .min(self.config.max_poll_interval);
                 }
                 Err(CallFailure::Outage(reason)) => return self.fall_back(reason, work).await,
-                Err(CallFailure::Mistake) => {
-                    return Err(DedupError::Rejected(Rejected::new(RejectKind::Unavailable)));
+                Err(CallFailure::Mistake(mistake)) => {
+                    return Err(DedupError::Misconfigured(mistake));
                 }
             }
         }
@@ -625,8 +630,8 @@ impl Shared {
             Ok(Err(RedisFault::Misconfigured(mistake))) => {
                 RemoteCounters::bump(&self.counters.misconfigured);
                 tracing::error!(target: "backstop_dedup", %mistake, "Redis is misconfigured; refusing instead of running unleased");
-                *self.mistake.lock() = Some(mistake);
-                return Err(CallFailure::Mistake);
+                *self.mistake.lock() = Some(mistake.clone());
+                return Err(CallFailure::Mistake(mistake));
             }
             Ok(Err(fault)) => fault.to_string(),
             Err(_) => format!("no answer within {:?}", self.config.redis_timeout),

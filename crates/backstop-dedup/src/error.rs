@@ -23,6 +23,14 @@ pub enum DedupError<E> {
     /// could not be reached in time.
     #[error(transparent)]
     Rejected(Rejected),
+    /// Only from a `DistributedGroup`: the Redis deployment does not match its
+    /// configuration (a standalone URL at a cluster node or a replica, cluster seeds at a
+    /// standalone server, an unknown Sentinel master, a wrong TLS CA, refused credentials).
+    /// Returned under every failure policy: no process runs the work unleased, and no
+    /// retry fixes it.
+    #[cfg(feature = "redis")]
+    #[error("distributed dedup is misconfigured: {0}")]
+    Misconfigured(backstop_redis::Misconfiguration),
 }
 
 impl<E> DedupError<E> {
@@ -30,6 +38,15 @@ impl<E> DedupError<E> {
     pub fn into_inner(self) -> Option<E> {
         match self {
             Self::Inner(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The deployment mistake, if a `DistributedGroup` met one (feature `redis`).
+    #[cfg(feature = "redis")]
+    pub fn misconfiguration(&self) -> Option<&backstop_redis::Misconfiguration> {
+        match self {
+            Self::Misconfigured(m) => Some(m),
             _ => None,
         }
     }

@@ -262,6 +262,11 @@ where
             }
             Err(DedupError::Panicked(panicked)) => Err(S::Error::panicked(panicked)),
             Err(DedupError::Rejected(rejected)) => Err(S::Error::rejected(rejected)),
+            // A misconfigured Redis refuses the call (logged as an error by the group).
+            #[cfg(feature = "redis")]
+            Err(DedupError::Misconfigured(_)) => Err(S::Error::rejected(Rejected::new(
+                backstop_core::RejectKind::Unavailable,
+            ))),
         }
     }
 

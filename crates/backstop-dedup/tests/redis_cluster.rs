@@ -3,7 +3,6 @@
 //! processes run each key once; misconfiguration is refused, never run unleased.
 #![cfg(feature = "redis")]
 
-use backstop_core::RejectKind;
 use backstop_dedup::{DedupError, DistributedConfig, DistributedGroup, RedisFailure, Source};
 use backstop_redis::testing as fleet;
 use backstop_redis::{Misconfiguration, RedisConfig, RedisConnection};
@@ -185,9 +184,13 @@ async fn a_standalone_url_at_a_cluster_node_is_refused_not_run_locally() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&error, DedupError::Rejected(r) if r.kind == RejectKind::Unavailable),
-        "{error:?}"
+        matches!(
+            &error,
+            DedupError::Misconfigured(Misconfiguration::ClusterNode { .. })
+        ),
+        "a typed mistake, not a refusal a policy could hide: {error:?}"
     );
+    assert!(error.misconfiguration().is_some());
     assert_eq!(
         runs.load(Ordering::SeqCst),
         0,

@@ -4,7 +4,7 @@
 
 use backstop_dedup::{DistributedConfig, DistributedGroup, RedisFailure, Source};
 use backstop_redis::testing as fleet;
-use backstop_redis::{RedisConfig, RedisConnection};
+use backstop_redis::{Misconfiguration, RedisConfig, RedisConnection};
 use std::time::Duration;
 
 type Process = DistributedGroup<String, u64, String>;
@@ -53,4 +53,74 @@ async fn dedup_coordinates_behind_sentinel() {
 async fn dedup_coordinates_over_tls() {
     let Some(config) = fleet::tls() else { return };
     two_processes_share_one_execution(&config, "dedup-tls").await;
+}
+
+/// A URL at a replica is a typed mistake under the local-execution policy too: the work
+/// never runs unleased.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_at_a_replica_is_a_typed_error_not_a_local_run() {
+    let Some(spec) = fleet::env("REDIS_SENTINEL") else {
+        return;
+    };
+    let Some(replica) = fleet::sentinel_replica(&spec) else {
+        eprintln!("skipped: no replica online right now (a failover test may be running)");
+        return;
+    };
+    let redis = RedisConnection::new(&RedisConfig::url(format!("redis://{replica}"))).unwrap();
+    let group: Process = DistributedGroup::new(
+        redis,
+        DistributedConfig {
+            on_redis_error: RedisFailure::ExecuteLocally,
+            redis_timeout: Duration::from_secs(2),
+            ..DistributedConfig::default()
+        },
+    )
+    .unwrap();
+    let error = group
+        .work("job".to_string(), || async { Ok(1) })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error.misconfiguration(),
+            Some(Misconfiguration::Replica { .. })
+        ),
+        "{error:?}"
+    );
+    assert_eq!(group.stats().local_fallbacks, 0);
+}
+
+/// Two groups with one prefix on connections of different namespaces elect separately.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_namespace_separates_groups_on_one_redis() {
+    let Some(base) = fleet::standalone() else {
+        return;
+    };
+    let settings = DistributedConfig {
+        prefix: format!(
+            "fleet-test:dedup-ns:{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ),
+        redis_timeout: Duration::from_secs(2),
+        on_redis_error: RedisFailure::Fail,
+        ..DistributedConfig::default()
+    };
+    let group = |namespace: &str| -> Process {
+        let redis = RedisConnection::new(&base.clone().with_namespace(namespace)).unwrap();
+        DistributedGroup::new(redis, settings.clone()).unwrap()
+    };
+    let (a, b) = (group("tenant-a:"), group("tenant-b:"));
+    let first = a.work("job".to_string(), || async { Ok(1) }).await.unwrap();
+    let second = b.work("job".to_string(), || async { Ok(2) }).await.unwrap();
+    assert_eq!((first.value, first.source), (1, Source::Executed));
+    assert_eq!(
+        (second.value, second.source),
+        (2, Source::Executed),
+        "b does not see a's published result"
+    );
+    let again = a.work("job".to_string(), || async { Ok(3) }).await.unwrap();
+    assert_eq!((again.value, again.source), (1, Source::Remote));
 }

@@ -296,3 +296,149 @@ async fn get_many_and_invalidate_prefix_reach_every_primary() {
     }
     assert_eq!(tier.invalidate_all().await.unwrap(), 150);
 }
+
+/// A redis-server of the test's own, so the keepalive test can freeze it.
+struct OwnRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl OwnRedis {
+    fn start() -> Option<Self> {
+        use std::io::BufRead;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let mut child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        // Readiness is read from the server's own log line, not guessed with a sleep.
+        let stdout = child.stdout.take()?;
+        let ready = std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.contains("Ready to accept connections"));
+        ready.then_some(Self { child, port })
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        // SIGKILL ends a stopped process too.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A subscription whose server freezes (no FIN, no answer: what a partition looks like)
+/// is noticed by the keepalive `PING` within twice `L1Invalidation::KEEPALIVE`: L1 is
+/// emptied, and once the server answers again the subscription comes back by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silently_dead_subscription_is_found_by_its_keepalive() {
+    if fleet::env("REDIS_URL").is_none() {
+        return;
+    }
+    let server = OwnRedis::start().expect("redis-server starts");
+    let redis = RedisConfig::url(format!("redis://127.0.0.1:{}", server.port))
+        .with_timeout(Duration::from_millis(500));
+    let namespace = unique("l1-keepalive");
+    let a = instance(&redis, &namespace).await;
+    let b = instance(&redis, &namespace).await;
+    for i in 0..10 {
+        let key = format!("k{i}");
+        a.cache.insert(&key, "v".to_string()).await.unwrap();
+        applied(&b, i + 1).await;
+        assert!(b.cache.get(&key).await.is_some());
+    }
+    assert_eq!(b.l1.len(), 10);
+    let before = b.invalidation.stats();
+    server.signal("-STOP");
+    let frozen = Instant::now();
+    let bound = L1Invalidation::KEEPALIVE * 2 + Duration::from_millis(500);
+    while b.invalidation.stats().subscribed {
+        assert!(
+            frozen.elapsed() < bound,
+            "a frozen server went unnoticed for {bound:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!("frozen subscription noticed after {:?}", frozen.elapsed());
+    let after = b.invalidation.stats();
+    assert!(
+        after.keepalive_failures > before.keepalive_failures,
+        "{after:?}"
+    );
+    assert!(after.flushes > before.flushes, "{after:?}");
+    b.l1.run_pending_tasks();
+    assert_eq!(
+        b.l1.len(),
+        0,
+        "L1 emptied: changes may be missed while frozen"
+    );
+    server.signal("-CONT");
+    let thawed = Instant::now();
+    while b.invalidation.stats().subscriptions <= before.subscriptions {
+        assert!(
+            thawed.elapsed() < Duration::from_secs(5),
+            "not resubscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    b.invalidation.subscribed().await;
+    // And invalidation flows again.
+    assert!(b.cache.get(&"k1".to_string()).await.is_some());
+    a.cache.remove(&"k1".to_string()).await.unwrap();
+    dropped_within(&b.l1, "k1", Duration::from_secs(1)).await;
+}
+
+/// The connection's namespace goes in front of the tier's own, for keys and the
+/// invalidation channel alike.
+#[tokio::test]
+async fn the_connection_namespace_prefixes_keys_and_the_channel() {
+    let Some(redis) = fleet::standalone() else {
+        return;
+    };
+    let namespace = unique("tier-ns");
+    let connection = RedisConnection::new(&redis.clone().with_namespace("tenant-a:")).unwrap();
+    let tier: RedisTier<String> =
+        RedisTier::with_connection(connection, tier_config(&namespace)).unwrap();
+    assert_eq!(
+        tier.invalidation_channel(),
+        format!("tenant-a:{namespace}invalidations")
+    );
+    tier.set("k", &"v".to_string(), Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let plain = RedisConnection::new(&redis).unwrap();
+    let exists = |key: String| {
+        let plain = plain.clone();
+        async move {
+            plain
+                .run(|mut c| async move {
+                    redis::cmd("EXISTS")
+                        .arg(key)
+                        .query_async::<i64>(&mut c)
+                        .await
+                })
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(exists(format!("tenant-a:{namespace}k")).await, 1);
+    assert_eq!(exists(format!("{namespace}k")).await, 0);
+    assert_eq!(tier.get("k").await.unwrap().as_deref(), Some("v"));
+}

@@ -93,6 +93,8 @@ pub struct RedisTier<V> {
     config: RedisTierConfig,
     counters: TierCounters,
     origin: Arc<str>,
+    /// `config.namespace` behind the connection's namespace.
+    namespace: Box<str>,
     _values: PhantomData<fn() -> V>,
 }
 
@@ -120,14 +122,18 @@ impl<V> RedisTier<V> {
     }
 
     /// Uses an existing connection (a [`RedisConnection`], or a `redis::Client` for one
-    /// server), once `config` is valid; it connects on first use.
+    /// server), once `config` is valid; it connects on first use. Keys and the invalidation
+    /// channel start with the connection's [namespace](RedisConnection::namespace), then
+    /// `config.namespace`.
     pub fn with_connection(
         connection: impl Into<RedisConnection>,
         config: RedisTierConfig,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        let connection = connection.into();
         Ok(Self {
-            connection: connection.into(),
+            namespace: connection.namespaced(&config.namespace).into(),
+            connection,
             origin: invalidation::origin(),
             config,
             counters: TierCounters::default(),
@@ -136,12 +142,12 @@ impl<V> RedisTier<V> {
     }
 
     fn full_key(&self, key: &str) -> String {
-        format!("{}{key}", self.config.namespace)
+        format!("{}{key}", self.namespace)
     }
 
     /// The channel writes are announced on: the namespace followed by `invalidations`.
     pub fn invalidation_channel(&self) -> String {
-        invalidation::channel(&self.config.namespace)
+        invalidation::channel(&self.namespace)
     }
 
     async fn timed<T>(

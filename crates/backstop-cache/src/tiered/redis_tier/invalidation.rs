@@ -19,7 +19,10 @@
 //! loopback). A read in flight across a change can still put the old value back into L1;
 //! that entry lives at most its L1 TTL. When the subscription drops, the whole L1 is
 //! emptied at once and again as soon as it is re-established (changes announced in between
-//! were missed), and it is retried with a backoff of 50 ms doubling to 1 s. While it is
+//! were missed), and it is retried with a backoff of 50 ms doubling to 1 s. A connection
+//! that dies without closing (a partition, a frozen server) is found by a `PING` every
+//! [`L1Invalidation::KEEPALIVE`] (1 s) that must be answered within as long, so the drop is
+//! noticed within 2 s. While it is
 //! down, L1 entries filled from L2 live at most their L1 TTL: keep that TTL as short as the
 //! staleness you accept during a Redis outage.
 
@@ -27,6 +30,7 @@ use super::RedisTier;
 use crate::MemoryCache;
 use backstop_redis::RedisConnection;
 use futures::StreamExt;
+use futures::future::Either;
 use serde::Serialize;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -91,6 +95,9 @@ pub struct L1InvalidationStats {
     pub subscriptions: u64,
     /// Times the whole L1 was emptied because the subscription dropped or came back.
     pub flushes: u64,
+    /// Times the subscription was given up because a keepalive `PING` went unanswered
+    /// within [`L1Invalidation::KEEPALIVE`] (a silently dead connection).
+    pub keepalive_failures: u64,
     /// Whether the subscription is live now.
     pub subscribed: bool,
 }
@@ -101,6 +108,7 @@ struct Counters {
     own_skipped: AtomicU64,
     subscriptions: AtomicU64,
     flushes: AtomicU64,
+    keepalive_failures: AtomicU64,
 }
 
 /// A running subscription keeping one L1 in step with other processes' writes; dropping
@@ -125,7 +133,15 @@ impl Drop for L1Invalidation {
     }
 }
 
+/// How often the subscription is checked with a `PING`, and how long the answer may take.
+const KEEPALIVE: Duration = Duration::from_secs(1);
+
 impl L1Invalidation {
+    /// How often the subscription `PING`s its connection, and how long the answer may
+    /// take before the connection counts as dead (then L1 is emptied and it resubscribes):
+    /// a silently dead connection is noticed within twice this.
+    pub const KEEPALIVE: Duration = KEEPALIVE;
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> L1InvalidationStats {
         let c = &self.counters;
@@ -134,6 +150,7 @@ impl L1Invalidation {
             own_skipped: c.own_skipped.load(Ordering::Relaxed),
             subscriptions: c.subscriptions.load(Ordering::Relaxed),
             flushes: c.flushes.load(Ordering::Relaxed),
+            keepalive_failures: c.keepalive_failures.load(Ordering::Relaxed),
             subscribed: *self.live.borrow(),
         }
     }
@@ -189,6 +206,23 @@ async fn subscribe<V>(
         l1.invalidate_all();
         counters.flushes.fetch_add(1, Ordering::Relaxed);
     };
+    let apply = |payload: &[u8]| {
+        let Some((from, change)) = decode(payload) else {
+            return;
+        };
+        if from == &*origin {
+            counters.own_skipped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match change {
+            Change::Key(key) => {
+                l1.remove(key);
+            }
+            Change::Prefix(prefix) => l1.invalidate_prefix(prefix),
+            Change::All => l1.invalidate_all(),
+        }
+        counters.applied.fetch_add(1, Ordering::Relaxed);
+    };
     let mut retry = FIRST_RETRY;
     loop {
         let subscribed = match redis.pubsub().await {
@@ -204,29 +238,31 @@ async fn subscribe<V>(
                 None
             }
         };
-        if let Some(mut pubsub) = subscribed {
+        if let Some(pubsub) = subscribed {
             // Whatever changed while unsubscribed was missed: start L1 afresh.
             flush();
             counters.subscriptions.fetch_add(1, Ordering::Relaxed);
             live.send_replace(true);
             retry = FIRST_RETRY;
-            let mut messages = pubsub.on_message();
-            while let Some(message) = messages.next().await {
-                let Some((from, change)) = decode(message.get_payload_bytes()) else {
-                    continue;
-                };
-                if from == &*origin {
-                    counters.own_skipped.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                match change {
-                    Change::Key(key) => {
-                        l1.remove(key);
+            let (mut sink, mut messages) = pubsub.split();
+            let mut keepalive = tokio::time::interval(KEEPALIVE);
+            keepalive.tick().await;
+            loop {
+                let tick = std::pin::pin!(keepalive.tick());
+                match futures::future::select(messages.next(), tick).await {
+                    Either::Left((Some(message), _)) => apply(message.get_payload_bytes()),
+                    Either::Left((None, _)) => break,
+                    Either::Right(_) => {
+                        // A connection the server or the network dropped without a FIN
+                        // (a partition, a frozen server) never ends the message stream:
+                        // a PING that goes unanswered does.
+                        let ping = tokio::time::timeout(KEEPALIVE, sink.ping::<redis::Value>());
+                        if !matches!(ping.await, Ok(Ok(_))) {
+                            counters.keepalive_failures.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
                     }
-                    Change::Prefix(prefix) => l1.invalidate_prefix(prefix),
-                    Change::All => l1.invalidate_all(),
                 }
-                counters.applied.fetch_add(1, Ordering::Relaxed);
             }
             live.send_replace(false);
             tracing::warn!(

@@ -6,7 +6,7 @@
 //! | module | feature | what it holds |
 //! |---|---|---|
 //! | [`core`] | always | clocks, `Service`/`Layer`/`Stack`, load signals, histograms, config errors |
-//! | `limit` | `limit` | GCRA, keyed, multi-quota and sliding-window limiters, bulkhead |
+//! | `limit` | `limit` | GCRA, keyed, multi-quota and sliding-window limiters, bulkhead, adaptive concurrency (`limit-sync`: the synchronous limiters alone, no runtime) |
 //! | `breaker` | `breaker` | circuit breaker with count/time windows, registry |
 //! | `dedup` | `dedup` | singleflight `Group` and idempotency `DedupWindow` |
 //! | `retry` | `retry` | retries with a budget, one deadline across attempts, hedging |
@@ -117,7 +117,7 @@ pub use backstop_cache as cache;
 #[cfg(feature = "dedup")]
 #[doc(inline)]
 pub use backstop_dedup as dedup;
-#[cfg(feature = "limit")]
+#[cfg(any(feature = "limit", feature = "limit-sync"))]
 #[doc(inline)]
 pub use backstop_limit as limit;
 #[cfg(feature = "load")]

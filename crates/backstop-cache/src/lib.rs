@@ -124,6 +124,18 @@
 //! # }).unwrap();
 //! ```
 
+//!
+//! # Features
+//!
+//! - `tiered` (default): [`TieredCache`], [`StreamCache`], [`SemanticCache`],
+//!   [`CacheLayer`] — the async side, with stampede protection through `backstop-dedup` and
+//!   Tokio. Without it (`default-features = false`) the crate is [`MemoryCache`] and
+//!   [`MemoryCacheLayer`], with no runtime.
+//! - `breaker` (default): [`GuardedTier`], a tier behind a `backstop-breaker` circuit.
+//! - `codec`: [`ValueCodec`] (MessagePack, LZ4 above a threshold) for byte-oriented tiers;
+//!   `redis` and `persistent` turn it on, so a memory-only build pulls neither format.
+//! - `redis`: `RedisTier` and L1 invalidation over pub/sub; `persistent`: `PersistentTier` on redb.
+
 #![forbid(unsafe_code)]
 // docs.rs builds with `--cfg docsrs` on nightly: every item is labelled with the features it
 // needs (rustdoc's `doc_cfg`, which now includes what `doc_auto_cfg` did).
@@ -131,7 +143,9 @@
 #![warn(missing_docs)]
 
 mod memory;
+#[cfg(feature = "tiered")]
 mod stream;
+#[cfg(feature = "tiered")]
 mod tiered;
 
 pub use memory::cache::{CacheBuilder, Compute, MemoryCache, Weigher};
@@ -140,19 +154,33 @@ pub use memory::expiry::Expiry;
 pub use memory::layer::{MemoryCacheLayer, MemoryCacheService};
 pub use memory::listener::{EvictionListener, RemovalCause};
 pub use memory::stats::{CacheStats, Removals};
+#[cfg(feature = "tiered")]
 pub use stream::cache::{CachedStream, StreamCache, StreamCacheBuilder};
+#[cfg(feature = "tiered")]
 pub use stream::config::{MAX_STREAM_RECORD_BYTES, StreamCacheConfig};
+#[cfg(feature = "tiered")]
 pub use stream::layer::{StreamCacheLayer, StreamCacheService};
+#[cfg(feature = "tiered")]
 pub use stream::record::{ReplayPacing, ReplayStream, StreamRecord};
+#[cfg(feature = "tiered")]
 pub use stream::stats::StreamCacheStats;
+#[cfg(feature = "tiered")]
 pub use tiered::cache::{PartialWrite, TieredCache, TieredCacheBuilder, TieredStats};
+#[cfg(feature = "codec")]
 pub use tiered::codec::ValueCodec;
+#[cfg(feature = "tiered")]
 pub use tiered::config::{Promotion, TieredConfig};
+#[cfg(feature = "tiered")]
 pub use tiered::entry::{Entry, WallClock};
+#[cfg(feature = "breaker")]
 pub use tiered::guarded_tier::GuardedTier;
+#[cfg(feature = "tiered")]
 pub use tiered::layer::{CacheKey, CacheLayer, CacheService, RequestAsKey};
+#[cfg(feature = "tiered")]
 pub use tiered::load_error::LoadError;
+#[cfg(feature = "tiered")]
 pub use tiered::memory_tier::MemoryTier;
+#[cfg(feature = "tiered")]
 pub use tiered::namespace::validate_redis_namespace;
 #[cfg(feature = "persistent")]
 pub use tiered::persistent_tier::PersistentTier;
@@ -160,12 +188,16 @@ pub use tiered::persistent_tier::PersistentTier;
 pub use tiered::redis_tier::{
     L1Invalidation, L1InvalidationStats, MAX_REDIS_SCAN_BATCH, RedisTier, RedisTierConfig,
 };
+#[cfg(feature = "tiered")]
 pub use tiered::semantic::{
     EmbeddingError, ExactCosineIndex, SemanticCache, SemanticHit, SemanticStats, SimilarityIndex,
     Verifier,
 };
+#[cfg(feature = "tiered")]
 pub use tiered::tier::{Tier, TierError, TierStats};
+#[cfg(feature = "tiered")]
 pub use tiered::warm::WarmProgress;
+#[cfg(feature = "tiered")]
 pub use tiered::write_behind::{
     MAX_WRITE_BEHIND_BATCH, MAX_WRITE_BEHIND_QUEUE, WriteBehind, WriteBehindStats,
 };

@@ -2,9 +2,11 @@
 //! promotion, stampede protection, stale-while-revalidate and graceful degradation.
 
 pub(crate) mod cache;
+#[cfg(feature = "codec")]
 pub(crate) mod codec;
 pub(crate) mod config;
 pub(crate) mod entry;
+#[cfg(feature = "breaker")]
 pub(crate) mod guarded_tier;
 pub(crate) mod layer;
 pub(crate) mod load;

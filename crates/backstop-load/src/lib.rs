@@ -20,7 +20,9 @@
 //!   is compared per stage with Mann-Whitney U on the latency samples, a bootstrap interval
 //!   of the p99 ratio and a two-proportion test on error counts.
 //! - **Reports** as text (`Display`), JSON and CSV ([`LoadReport`]), and a live progress
-//!   line ([`LoadTest::on_progress`]).
+//!   line ([`LoadTest::on_progress`]); with feature `metrics`, requests, outcomes and a
+//!   latency histogram published live through the `metrics` facade ([`LoadTest::metrics`],
+//!   for Prometheus).
 //!
 //! ```
 //! use backstop_core::{Error, service_fn};
@@ -51,6 +53,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
+#[cfg(feature = "http")]
+mod http_target;
+#[cfg(feature = "metrics")]
+mod live;
 mod plan;
 mod recorder;
 mod regression;
@@ -62,6 +68,8 @@ mod stress;
 mod trace;
 
 pub use error::LoadTestError;
+#[cfg(feature = "http")]
+pub use http_target::{HttpTarget, HttpTargetError};
 pub use plan::{
     Arrivals, LoadMode, LoadPlan, LoadStage, MAX_IN_FLIGHT, MAX_RATE, MAX_SAMPLES, MAX_STAGES,
     MAX_TIMELINE_POINTS, MAX_USERS, RatePattern,

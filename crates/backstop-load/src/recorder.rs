@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use backstop_core::{HistogramSnapshot, Panicked, RejectKind, StackError};
+use backstop_core::{HistogramSnapshot, RejectKind, StackError};
 
 use crate::plan::{LoadMode, LoadStage};
 use crate::report::{LatencyFigures, OutcomeReport, StageReport};
@@ -33,13 +33,6 @@ impl OutcomeClass {
         }
     }
 
-    pub(crate) fn of_contained<T, E: StackError>(result: &Result<Result<T, E>, Panicked>) -> Self {
-        match result {
-            Ok(result) => Self::of(result),
-            Err(_) => Self::Error,
-        }
-    }
-
     /// A stable label: `ok`, `rejected:<kind>`, `error` or `timeout`.
     pub fn label(&self) -> String {
         match self {
@@ -51,17 +44,32 @@ impl OutcomeClass {
     }
 }
 
+/// One outcome class of a stage: its histogram (and its live metrics).
+struct Outcome {
+    class: OutcomeClass,
+    latency: HistogramSnapshot,
+    #[cfg(feature = "metrics")]
+    live: Option<crate::live::OutcomeMetrics>,
+}
+
 /// Accumulates one stage; owned by the driver task, so plain counters suffice.
 pub(crate) struct StageRecorder {
     all: HistogramSnapshot,
-    by_outcome: Vec<(OutcomeClass, HistogramSnapshot)>,
+    by_outcome: Vec<Outcome>,
     samples: Vec<u64>,
     seen: u64,
     capacity: u64,
     rng: fastrand::Rng,
+    /// Reservoir sampling by Li's algorithm L: once the reservoir is full, the count at
+    /// which the next latency replaces a sample, and the running weight behind it. A
+    /// latency between replacements costs one comparison, no random draw.
+    replace_at: u64,
+    weight: f64,
     pub(crate) sent: u64,
     pub(crate) dropped: u64,
     pub(crate) in_flight: u64,
+    #[cfg(feature = "metrics")]
+    pub(crate) live: Option<crate::live::StageMetrics>,
 }
 
 impl StageRecorder {
@@ -73,43 +81,93 @@ impl StageRecorder {
             seen: 0,
             capacity,
             rng: fastrand::Rng::with_seed(seed),
+            replace_at: u64::MAX,
+            weight: 1.0,
             sent: 0,
             dropped: 0,
             in_flight: 0,
+            #[cfg(feature = "metrics")]
+            live: None,
         }
+    }
+
+    /// Publishes this stage live through `live`.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn publish(&mut self, live: crate::live::StageMetrics) {
+        self.live = Some(live);
+    }
+
+    /// One request sent.
+    pub(crate) fn count_sent(&mut self) {
+        self.sent += 1;
+        self.in_flight += 1;
     }
 
     pub(crate) fn record(&mut self, class: OutcomeClass, latency: Duration) {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.all.record(latency);
-        match self.by_outcome.iter_mut().find(|(c, _)| *c == class) {
-            Some((_, histogram)) => histogram.record(latency),
+        let outcome = match self.by_outcome.iter().position(|o| o.class == class) {
+            Some(index) => &mut self.by_outcome[index],
             None => {
-                let mut histogram = HistogramSnapshot::empty();
-                histogram.record(latency);
-                self.by_outcome.push((class, histogram));
+                self.by_outcome.push(Outcome {
+                    class,
+                    latency: HistogramSnapshot::empty(),
+                    #[cfg(feature = "metrics")]
+                    live: self.live.as_ref().map(|live| live.outcome(&class)),
+                });
+                let last = self.by_outcome.len() - 1;
+                &mut self.by_outcome[last]
             }
+        };
+        outcome.latency.record(latency);
+        #[cfg(feature = "metrics")]
+        if let Some(live) = &outcome.live {
+            live.record(latency);
         }
-        // Reservoir sampling (Vitter's algorithm R): every latency is kept with equal
-        // probability, so a long stage's sample is still uniform over the stage.
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.sample(latency);
+    }
+
+    /// Keeps every latency in the reservoir with equal probability, so a long stage's
+    /// sample is still uniform over the stage.
+    fn sample(&mut self, latency: Duration) {
         self.seen += 1;
         if (self.samples.len() as u64) < self.capacity {
-            self.samples.push(micros);
-        } else {
-            let slot = self.rng.u64(0..self.seen);
-            if slot < self.capacity {
-                self.samples[slot as usize] = micros;
+            self.samples
+                .push(backstop_core::time::nanos(latency) / 1000);
+            if self.samples.len() as u64 == self.capacity {
+                self.weight = self.draw_weight();
+                self.replace_at = self.seen.saturating_add(self.skip());
             }
+        } else if self.seen == self.replace_at {
+            let slot = self.rng.usize(..self.samples.len());
+            self.samples[slot] = backstop_core::time::nanos(latency) / 1000;
+            self.weight *= self.draw_weight();
+            self.replace_at = self.seen.saturating_add(self.skip());
         }
+    }
+
+    /// A uniform draw in (0, 1].
+    fn uniform(&mut self) -> f64 {
+        1.0 - self.rng.f64()
+    }
+
+    fn draw_weight(&mut self) -> f64 {
+        (self.uniform().ln() / self.capacity as f64).exp()
+    }
+
+    /// How many latencies from now the next one replaces a sample (at least 1). The cast
+    /// saturates, and a NaN from a degenerate weight becomes 0.
+    fn skip(&mut self) -> u64 {
+        let gap = self.uniform().ln() / (1.0 - self.weight).ln();
+        (gap.floor() as u64).saturating_add(1)
     }
 
     pub(crate) fn finish(self, stage: &LoadStage, mode: &LoadMode) -> StageReport {
         let count = |wanted: fn(&OutcomeClass) -> bool| -> u64 {
             self.by_outcome
                 .iter()
-                .filter(|(class, _)| wanted(class))
-                .map(|(_, h)| h.count())
+                .filter(|o| wanted(&o.class))
+                .map(|o| o.latency.count())
                 .sum()
         };
         let ok = count(|c| matches!(c, OutcomeClass::Ok));
@@ -132,10 +190,10 @@ impl StageRecorder {
         let mut outcomes: Vec<OutcomeReport> = self
             .by_outcome
             .iter()
-            .map(|(class, histogram)| OutcomeReport {
-                class: class.label(),
-                count: histogram.count(),
-                latency: LatencyFigures::of(histogram),
+            .map(|o| OutcomeReport {
+                class: o.class.label(),
+                count: o.latency.count(),
+                latency: LatencyFigures::of(&o.latency),
             })
             .collect();
         outcomes.sort_by(|a, b| a.class.cmp(&b.class));

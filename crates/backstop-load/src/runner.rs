@@ -1,18 +1,22 @@
 //! The generator: sends a plan's traffic to a service and records what happened.
 
+use std::collections::VecDeque;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use backstop_core::config::Validate;
-use backstop_core::{LoadSignal, Service, StackError, contain, contain_future};
+use backstop_core::{LoadSignal, Service, StackError, contain};
 use futures::FutureExt as _;
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::LoadTestError;
-use crate::plan::{Arrivals, LoadMode, LoadPlan};
+use crate::plan::{Arrivals, LoadMode, LoadPlan, RatePattern};
 use crate::recorder::{OutcomeClass, StageRecorder};
 use crate::report::{LoadReport, SignalReading, TimelinePoint};
 
@@ -21,6 +25,8 @@ use crate::report::{LoadReport, SignalReading, TimelinePoint};
 const BURST: u32 = 1024;
 /// Longest integration step of a time-varying rate.
 const RATE_STEP: f64 = 0.010;
+/// Emptied call slots kept for reuse; more are freed (a burst of slow calls is over).
+const SPARE_SLOTS: usize = 1024;
 
 /// A live view of a running test, given to the progress callback every sample interval.
 #[derive(Debug, Clone, Copy)]
@@ -59,11 +65,15 @@ type ProgressFn = dyn Fn(&LoadProgress<'_>) + Send + Sync;
 ///
 /// The service's futures are polled by the generator's own task (no spawn per request), so
 /// the generator adds as little as possible to what it measures; a service that needs
-/// parallel CPU work spawns it itself.
+/// parallel CPU work spawns it itself. Each call is polled once as it is sent: one that
+/// answers at once is recorded there and then, and only a call that has to wait joins the
+/// set of calls in flight, in a heap slot reused from earlier calls.
 pub struct LoadTest {
     plan: LoadPlan,
     signals: Vec<(String, Arc<dyn LoadSignal>)>,
     progress: Option<Box<ProgressFn>>,
+    #[cfg(feature = "metrics")]
+    metrics: Option<crate::live::LiveMetrics>,
 }
 
 impl fmt::Debug for LoadTest {
@@ -83,6 +93,8 @@ impl LoadTest {
             plan,
             signals: Vec::new(),
             progress: None,
+            #[cfg(feature = "metrics")]
+            metrics: None,
         })
     }
 
@@ -98,6 +110,20 @@ impl LoadTest {
         progress: impl Fn(&LoadProgress<'_>) + Send + Sync + 'static,
     ) -> Self {
         self.progress = Some(Box::new(progress));
+        self
+    }
+
+    /// Publishes the run live through the [`metrics`](https://docs.rs/metrics) facade
+    /// (feature `metrics`), labelled `test = name`, for Prometheus or any recorder:
+    /// - `backstop_loadtest_requests_total{test, stage, outcome}` answered requests by
+    ///   outcome class (`ok`, `rejected:<kind>`, `error`, `timeout`), as they finish;
+    /// - `backstop_loadtest_latency_seconds{test, stage, outcome}` their latencies, a
+    ///   histogram (from the scheduled send in open loop);
+    /// - `backstop_loadtest_sent_total{test, stage}`, `backstop_loadtest_dropped_total{test,
+    ///   stage}` and the gauge `backstop_loadtest_in_flight{test}`, every sample interval.
+    #[cfg(feature = "metrics")]
+    pub fn metrics(mut self, name: impl Into<String>) -> Self {
+        self.metrics = Some(crate::live::LiveMetrics::new(name.into()));
         self
     }
 
@@ -120,41 +146,28 @@ impl LoadTest {
     {
         let plan = &self.plan;
         let start = Instant::now();
-        let stage_ends: Vec<Duration> = plan
-            .stages
-            .iter()
-            .scan(Duration::ZERO, |end, stage| {
-                *end = end.saturating_add(stage.duration);
-                Some(*end)
-            })
-            .collect();
-        let end = start + plan.duration();
+        let mut tally = Tally::new(plan, start);
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.metrics {
+            for (recorder, stage) in tally.recorders.iter_mut().zip(&plan.stages) {
+                recorder.publish(metrics.stage(&stage.name));
+            }
+        }
+        let end = tally.end;
         let drain_deadline = end + backstop_core::time::clamp(plan.drain_timeout);
-        let stage_at = |at: Instant| {
-            let offset = at.saturating_duration_since(start);
-            stage_ends
-                .partition_point(|end| *end <= offset)
-                .min(stage_ends.len() - 1)
-        };
-        let mut recorders: Vec<StageRecorder> = (0..plan.stages.len() as u64)
-            .map(|i| StageRecorder::new(plan.samples_per_stage, plan.seed ^ (i + 1)))
-            .collect();
-        let mut timeline = Timeline::new(start, plan.sample_interval, plan.duration());
         let mut readings = Vec::new();
         let mut schedule = match plan.mode {
             LoadMode::OpenLoop { arrivals } => Some(Schedule::new(plan, arrivals, start)),
             LoadMode::ClosedLoop { .. } => None,
         };
-        let (users, think) = match plan.mode {
-            LoadMode::ClosedLoop { users, think } => (users, think),
-            LoadMode::OpenLoop { .. } => (0, Duration::ZERO),
-        };
+        let users = tally.users;
 
         let mut in_flight = FuturesUnordered::new();
+        let mut slots = Vec::new();
         let mut issued: u64 = 0;
         let mut next_arrival = schedule.as_mut().and_then(Schedule::next);
         let mut next_tick = start + plan.sample_interval;
-        let mut finished: Option<Done> = None;
+        let mut finished = None;
         let sleep = tokio::time::sleep_until(start);
         tokio::pin!(sleep);
 
@@ -164,39 +177,29 @@ impl LoadTest {
             contain("backstop_load::request", || request(i)).map_err(LoadTestError::RequestPanicked)
         };
         // Closed loop: every user sends its first request at the start.
-        if users > 0 && !plan.duration().is_zero() {
-            for _ in 0..users {
-                let req = build(&mut issued)?;
-                recorders[0].sent += 1;
-                recorders[0].in_flight += 1;
-                timeline.sent(start);
-                in_flight.push(one_call(service, req, None, Duration::ZERO, plan.timeout));
-            }
+        if !plan.duration().is_zero() {
+            tally.waiting.extend((0..users).map(|_| start));
         }
 
         loop {
             let mut now = Instant::now();
-            // Send every arrival that is due, back to back.
+            // Send every arrival (or closed-loop user) that is due, back to back.
             let mut burst = 0;
             while let Some((at, stage)) = next_arrival {
                 if at > now {
                     break;
                 }
-                timeline.sent(at);
-                let recorder = &mut recorders[stage];
+                tally.timeline.sent(at);
                 if in_flight.len() as u64 >= plan.max_in_flight {
-                    recorder.dropped += 1;
+                    tally.recorders[stage].dropped += 1;
                 } else {
                     let req = build(&mut issued)?;
-                    recorder.sent += 1;
-                    recorder.in_flight += 1;
-                    in_flight.push(one_call(
-                        service,
-                        req,
-                        Some(at),
-                        Duration::ZERO,
-                        plan.timeout,
-                    ));
+                    tally.recorders[stage].count_sent();
+                    let call = send(&mut slots, service.call(req), at, stage, plan.timeout);
+                    match call {
+                        Sent::Answered(done) => tally.complete(done),
+                        Sent::Waiting(call) => in_flight.push(call),
+                    }
                 }
                 next_arrival = schedule.as_mut().and_then(Schedule::next);
                 burst += 1;
@@ -204,29 +207,32 @@ impl LoadTest {
                     break;
                 }
             }
+            while tally.waiting.front().is_some_and(|due| *due <= now) && now < end {
+                tally.waiting.pop_front();
+                let req = build(&mut issued)?;
+                let from = Instant::now();
+                let stage = tally.stage_at(from);
+                tally.recorders[stage].count_sent();
+                tally.timeline.sent(from);
+                match send(&mut slots, service.call(req), from, stage, plan.timeout) {
+                    Sent::Answered(done) => tally.complete(done),
+                    Sent::Waiting(call) => in_flight.push(call),
+                }
+            }
             // Record what finished: the request the select below woke for, then whatever
             // else is already done, without waiting.
             loop {
-                let done = match finished.take() {
+                let (done, slot) = match finished.take() {
                     Some(done) => done,
                     None => match in_flight.next().now_or_never() {
                         Some(Some(done)) => done,
                         _ => break,
                     },
                 };
-                let stage = stage_at(done.from);
-                let now = Instant::now();
-                timeline.completed(now, done.class);
-                recorders[stage].record(done.class, done.latency);
-                if users > 0 && now < end {
-                    // Closed loop: the user sends again (after its think time).
-                    let req = build(&mut issued)?;
-                    let next_stage = stage_at(now);
-                    recorders[next_stage].sent += 1;
-                    recorders[next_stage].in_flight += 1;
-                    timeline.sent(now);
-                    in_flight.push(one_call(service, req, None, think, plan.timeout));
+                if slots.len() < SPARE_SLOTS {
+                    slots.push(slot);
                 }
+                tally.complete(done);
             }
             now = Instant::now();
             if now >= next_tick {
@@ -245,11 +251,15 @@ impl LoadTest {
                         }
                     }));
                 }
+                #[cfg(feature = "metrics")]
+                if let Some(metrics) = &self.metrics {
+                    metrics.tick(&tally.recorders, in_flight.len() as u64);
+                }
                 if let Some(progress) = &self.progress {
                     progress(&LoadProgress {
                         elapsed: now.saturating_duration_since(start),
-                        stage: &plan.stages[stage_at(now)].name,
-                        sent: recorders.iter().map(|r| r.sent).sum(),
+                        stage: &plan.stages[tally.stage_at(now)].name,
+                        sent: tally.recorders.iter().map(|r| r.sent).sum(),
                         completed: issued.saturating_sub(in_flight.len() as u64),
                         in_flight: in_flight.len() as u64,
                     });
@@ -269,8 +279,10 @@ impl LoadTest {
                 tokio::task::yield_now().await;
                 continue;
             }
+            let user_due = tally.waiting.front().copied().filter(|_| now < end);
             let wake = next_arrival
                 .map_or(drain_deadline, |(at, _)| at)
+                .min(user_due.unwrap_or(drain_deadline))
                 .min(next_tick);
             if wake <= now {
                 continue;
@@ -283,7 +295,12 @@ impl LoadTest {
             };
         }
 
-        let stages = recorders
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.metrics {
+            metrics.tick(&tally.recorders, in_flight.len() as u64);
+        }
+        let stages = tally
+            .recorders
             .into_iter()
             .zip(&plan.stages)
             .map(|(recorder, stage)| recorder.finish(stage, &plan.mode))
@@ -291,51 +308,196 @@ impl LoadTest {
         Ok(LoadReport {
             mode: plan.mode.label(),
             stages,
-            timeline: timeline.points,
+            timeline: tally.timeline.points,
             signals: readings,
         })
     }
 }
 
+/// What the driver keeps per run besides the calls in flight.
+struct Tally {
+    start: Instant,
+    end: Instant,
+    stage_ends: Vec<Duration>,
+    recorders: Vec<StageRecorder>,
+    timeline: Timeline,
+    /// Closed loop: when each idle user sends next, in order (think time is constant).
+    waiting: VecDeque<Instant>,
+    users: u64,
+    think: Duration,
+}
+
+impl Tally {
+    fn new(plan: &LoadPlan, start: Instant) -> Self {
+        let stage_ends = plan
+            .stages
+            .iter()
+            .scan(Duration::ZERO, |end, stage| {
+                *end = end.saturating_add(stage.duration);
+                Some(*end)
+            })
+            .collect();
+        let (users, think) = match plan.mode {
+            LoadMode::ClosedLoop { users, think } => (users, think),
+            LoadMode::OpenLoop { .. } => (0, Duration::ZERO),
+        };
+        Self {
+            start,
+            end: start + plan.duration(),
+            stage_ends,
+            recorders: (0..plan.stages.len() as u64)
+                .map(|i| StageRecorder::new(plan.samples_per_stage, plan.seed ^ (i + 1)))
+                .collect(),
+            timeline: Timeline::new(start, plan.sample_interval, plan.duration()),
+            waiting: VecDeque::new(),
+            users,
+            think,
+        }
+    }
+
+    fn stage_at(&self, at: Instant) -> usize {
+        let offset = at.saturating_duration_since(self.start);
+        self.stage_ends
+            .partition_point(|end| *end <= offset)
+            .min(self.stage_ends.len() - 1)
+    }
+
+    fn complete(&mut self, done: Done) {
+        self.timeline.completed(done.end, done.class);
+        self.recorders[done.stage]
+            .record(done.class, done.end.saturating_duration_since(done.from));
+        if self.users > 0 && done.end < self.end {
+            // Closed loop: the user sends again after its think time.
+            self.waiting.push_back(done.end + self.think);
+        }
+    }
+}
+
 /// One finished request.
 struct Done {
+    /// Scheduled send (open loop) or actual send (closed loop): latency counts from here.
     from: Instant,
-    latency: Duration,
+    /// The stage it was sent in, whose figures it counts in.
+    stage: usize,
+    end: Instant,
     class: OutcomeClass,
 }
 
-/// Sends one request. Latency counts from `scheduled` when given (open loop: the time the
-/// request should have gone out, so waiting behind a stalled service is measured), else
-/// from the actual send after `think` (closed loop).
-async fn one_call<S, Req>(
-    service: &S,
-    req: Req,
-    scheduled: Option<Instant>,
-    think: Duration,
+/// A heap place for one call's future, reused from call to call: `Option` so it can be
+/// emptied and refilled in place without being moved.
+type Slot<C> = Pin<Box<Option<C>>>;
+
+enum Sent<C> {
+    Answered(Done),
+    Waiting(Waiting<C>),
+}
+
+/// Starts `call`: polls it once at once, so an immediate answer costs no allocation and
+/// no trip through the set of calls in flight. Latency counts from `from`; a call not
+/// answered `timeout` after it is a timeout.
+fn send<C, T, E>(
+    slots: &mut Vec<Slot<C>>,
+    call: C,
+    from: Instant,
+    stage: usize,
     timeout: Option<Duration>,
-) -> Done
+) -> Sent<C>
 where
-    S: Service<Req>,
-    S::Error: StackError,
+    C: Future<Output = Result<T, E>>,
+    E: StackError,
 {
-    if !think.is_zero() {
-        tokio::time::sleep(think).await;
-    }
-    let from = scheduled.unwrap_or_else(Instant::now);
-    let call = contain_future("backstop_load::call", service.call(req));
-    let class = match timeout {
-        Some(timeout) => {
-            match tokio::time::timeout_at(from + backstop_core::time::clamp(timeout), call).await {
-                Ok(result) => OutcomeClass::of_contained(&result),
-                Err(_) => OutcomeClass::Timeout,
-            }
+    let mut slot = slots.pop().unwrap_or_else(|| Box::pin(None));
+    slot.set(Some(call));
+    // The set of calls in flight polls a waiting call again with its own waker before the
+    // driver sleeps, so this first poll needs none.
+    let mut cx = Context::from_waker(Waker::noop());
+    match poll_contained(&mut slot, &mut cx) {
+        Poll::Ready(class) => {
+            slot.set(None);
+            slots.push(slot);
+            Sent::Answered(Done {
+                from,
+                stage,
+                end: Instant::now(),
+                class,
+            })
         }
-        None => OutcomeClass::of_contained(&call.await),
+        Poll::Pending => Sent::Waiting(Waiting {
+            slot: Some(slot),
+            from,
+            stage,
+            deadline: timeout.map(|t| {
+                Box::pin(tokio::time::sleep_until(
+                    from + backstop_core::time::clamp(t),
+                ))
+            }),
+        }),
+    }
+}
+
+/// Polls the call in `slot`; a panic while polling is an `Error` outcome.
+fn poll_contained<C, T, E>(slot: &mut Slot<C>, cx: &mut Context<'_>) -> Poll<OutcomeClass>
+where
+    C: Future<Output = Result<T, E>>,
+    E: StackError,
+{
+    let Some(call) = slot.as_mut().as_pin_mut() else {
+        return Poll::Ready(OutcomeClass::Error);
     };
-    Done {
-        from,
-        latency: Instant::now().saturating_duration_since(from),
-        class,
+    match contain("backstop_load::call", || call.poll(cx)) {
+        Ok(Poll::Ready(result)) => Poll::Ready(OutcomeClass::of(&result)),
+        Ok(Poll::Pending) => Poll::Pending,
+        Err(_) => Poll::Ready(OutcomeClass::Error),
+    }
+}
+
+/// A call that did not answer on its first poll, waiting in the set of calls in flight.
+/// It gives its slot back with the outcome.
+struct Waiting<C> {
+    slot: Option<Slot<C>>,
+    from: Instant,
+    stage: usize,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl<C, T, E> Future for Waiting<C>
+where
+    C: Future<Output = Result<T, E>>,
+    E: StackError,
+{
+    type Output = (Done, Slot<C>);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(slot) = this.slot.as_mut() else {
+            return Poll::Pending;
+        };
+        let class = match poll_contained(slot, cx) {
+            Poll::Ready(class) => class,
+            Poll::Pending => {
+                let expired = this
+                    .deadline
+                    .as_mut()
+                    .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready());
+                if !expired {
+                    return Poll::Pending;
+                }
+                OutcomeClass::Timeout
+            }
+        };
+        let Some(mut slot) = this.slot.take() else {
+            return Poll::Pending;
+        };
+        slot.set(None);
+        Poll::Ready((
+            Done {
+                from: this.from,
+                stage: this.stage,
+                end: Instant::now(),
+                class,
+            },
+            slot,
+        ))
     }
 }
 
@@ -349,6 +511,10 @@ struct Schedule<'a> {
     rng: fastrand::Rng,
     stage: usize,
     stage_start: f64,
+    /// The current stage's end and, for a constant pattern, its rate: read per arrival,
+    /// so kept rather than recomputed.
+    stage_end: f64,
+    constant: Option<f64>,
     t: f64,
     need: f64,
 }
@@ -362,15 +528,35 @@ impl<'a> Schedule<'a> {
             rng: fastrand::Rng::with_seed(plan.seed),
             stage: 0,
             stage_start: 0.0,
+            stage_end: 0.0,
+            constant: None,
             t: 0.0,
             need: 0.0,
         };
+        schedule.enter(0, 0.0);
         // Constant arrivals sit mid-slot, so a stage of n slots sends exactly n requests.
         schedule.need = match arrivals {
             Arrivals::Constant => 0.5,
             _ => schedule.draw(),
         };
         schedule
+    }
+
+    fn enter(&mut self, stage: usize, stage_start: f64) {
+        self.stage = stage;
+        self.stage_start = stage_start;
+        let (length, constant) = match self.plan.stages.get(stage) {
+            Some(stage) => (
+                stage.duration.as_secs_f64(),
+                match stage.pattern {
+                    RatePattern::Constant { rate } => Some(rate),
+                    _ => None,
+                },
+            ),
+            None => (0.0, None),
+        };
+        self.stage_end = stage_start + length;
+        self.constant = constant;
     }
 
     fn draw(&mut self) -> f64 {
@@ -384,20 +570,23 @@ impl<'a> Schedule<'a> {
     fn next(&mut self) -> Option<(Instant, usize)> {
         loop {
             let stage = self.plan.stages.get(self.stage)?;
-            let length = stage.duration.as_secs_f64();
-            let stage_end = self.stage_start + length;
-            if self.t >= stage_end {
-                self.stage += 1;
-                self.stage_start = stage_end;
+            if self.t >= self.stage_end {
+                self.enter(self.stage + 1, self.stage_end);
                 continue;
             }
-            let step = (stage_end - self.t).min(RATE_STEP);
-            let midpoint = Duration::from_secs_f64(self.t - self.stage_start + step / 2.0);
-            let rate = stage.pattern.rate_at(midpoint, stage.duration);
+            let step = (self.stage_end - self.t).min(RATE_STEP);
+            let rate = match self.constant {
+                Some(rate) => rate,
+                None => stage.pattern.rate_at(
+                    Duration::from_secs_f64(self.t - self.stage_start + step / 2.0),
+                    stage.duration,
+                ),
+            };
             if rate > 0.0 && rate * step >= self.need {
                 self.t += self.need / rate;
                 self.need = self.draw();
-                let at = self.start + Duration::from_secs_f64(self.t);
+                // Whole nanoseconds (saturating cast): plans last at most a year, 3.2e16 ns.
+                let at = self.start + Duration::from_nanos((self.t * 1e9) as u64);
                 return Some((at, self.stage));
             }
             self.need -= rate.max(0.0) * step;
@@ -409,8 +598,19 @@ impl<'a> Schedule<'a> {
 /// Requests per sample interval; the last point also takes everything after the plan.
 struct Timeline {
     start: Instant,
-    interval: Duration,
+    interval: u64,
     points: Vec<TimelinePoint>,
+    /// The point sends and answers were last counted in, with its time span, so a
+    /// count in the same interval as the last needs no division.
+    sending: Cursor,
+    answering: Cursor,
+}
+
+#[derive(Clone, Copy)]
+struct Cursor {
+    index: usize,
+    from: Instant,
+    until: Instant,
 }
 
 impl Timeline {
@@ -422,25 +622,46 @@ impl Timeline {
                 ..TimelinePoint::default()
             })
             .collect();
+        // Validation keeps the interval at 1 ms or more and at most a year.
+        let interval = backstop_core::time::nanos(interval).max(1);
+        let cursor = Cursor {
+            index: 0,
+            from: start,
+            until: start,
+        };
         Self {
             start,
             interval,
             points,
+            sending: cursor,
+            answering: cursor,
         }
     }
 
-    fn point(&mut self, at: Instant) -> &mut TimelinePoint {
-        let index = at.saturating_duration_since(self.start).as_nanos() / self.interval.as_nanos();
+    fn locate(&self, cursor: Cursor, at: Instant) -> Cursor {
+        if cursor.from <= at && at < cursor.until {
+            return cursor;
+        }
+        let offset = backstop_core::time::nanos(at.saturating_duration_since(self.start));
         let last = self.points.len() - 1;
-        &mut self.points[(index as usize).min(last)]
+        let index = ((offset / self.interval) as usize).min(last);
+        let from = self.start + Duration::from_nanos(index as u64 * self.interval);
+        let until = if index == last {
+            from + backstop_core::config::MAX_DURATION
+        } else {
+            from + Duration::from_nanos(self.interval)
+        };
+        Cursor { index, from, until }
     }
 
     fn sent(&mut self, at: Instant) {
-        self.point(at).sent += 1;
+        self.sending = self.locate(self.sending, at);
+        self.points[self.sending.index].sent += 1;
     }
 
     fn completed(&mut self, at: Instant, class: OutcomeClass) {
-        let point = self.point(at);
+        self.answering = self.locate(self.answering, at);
+        let point = &mut self.points[self.answering.index];
         point.completed += 1;
         if class == OutcomeClass::Ok {
             point.ok += 1;

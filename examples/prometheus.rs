@@ -12,16 +12,21 @@
 
 use backstop::breaker::Breaker;
 use backstop::cache::{MemoryTier, TieredCache};
+use backstop::core::Histogram;
 use backstop::core::LoadSignal;
 use backstop::dedup::Group;
 use backstop::limit::{Bulkhead, BulkheadConfig, KeyedRateLimiter, Quota};
-use backstop::metrics::MetricsReporter;
-use metrics_exporter_prometheus::PrometheusBuilder;
+use backstop::metrics::{LATENCY_BUCKETS, MetricsReporter};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let recorder = PrometheusBuilder::new().build_recorder();
+    // Histograms get buckets a Prometheus user expects (5 ms to 2 min); without them this
+    // exporter would render each histogram as a summary.
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)?
+        .build_recorder();
     let scrape = recorder.handle();
     metrics::set_global_recorder(recorder)?;
 
@@ -53,6 +58,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     reporter.register("provider", move || watched.stats());
     let watched = bulkhead.clone();
     reporter.register("provider", move || watched.load());
+    // A latency the application measures itself, published as a real histogram.
+    let provider_latency = Arc::new(Histogram::new());
+    let watched = provider_latency.clone();
+    reporter.register_histogram("provider", "backstop_call_seconds", move || {
+        watched.snapshot()
+    });
 
     for request in 0..40u32 {
         let user = format!("user-{}", request % 3);
@@ -65,11 +76,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let _permit = bulkhead.acquire().await?;
         let breaker = breaker.clone();
+        let latency = provider_latency.clone();
         let answer = prompts
             .work(prompt.clone(), move || {
                 async move {
                     breaker
                         .call(|| async move {
+                            latency.record(std::time::Duration::from_millis(
+                                u64::from(request % 8) * 30,
+                            ));
                             // The backend fails every prompt ending in 7.
                             if request % 8 == 7 {
                                 Err("503".to_string())

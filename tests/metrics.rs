@@ -5,15 +5,25 @@
 use backstop::batch::{BatchConfig, Batcher};
 use backstop::breaker::Breaker;
 use backstop::cache::{MemoryCache, MemoryTier, TieredCache};
+use backstop::core::{Error, Histogram};
+use backstop::core::{Layer, Service, ServiceExt, service_fn};
 use backstop::core::{LoadSignal, ManualClock};
 use backstop::dedup::Group;
-use backstop::limit::{Bulkhead, BulkheadConfig, KeyedRateLimiter, Quota};
-use backstop::metrics::MetricsReporter;
+use backstop::dedup::{DedupLayer, DedupWindow, DedupWindowConfig, StreamGroup};
+use backstop::limit::{
+    AdaptiveLimitConfig, AdaptiveLimiter, AdaptiveOutcome, Bulkhead, BulkheadConfig,
+    KeyedRateLimiter, Quota,
+};
+use backstop::metrics::{Kind, LATENCY_BUCKETS, MetricsReporter, SERIES};
 use backstop::pool::{Manager, Metrics, Pool, PoolConfig, RecycleResult};
+use backstop::retry::RetryConfig;
 use backstop::scale::{
     MetricSample, Observation, Policy, QueueConfig, QueuePolicy, Reading, Target,
 };
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use futures::StreamExt;
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use std::time::Duration;
 
 fn recorder() -> (PrometheusRecorder, PrometheusHandle) {
@@ -29,6 +39,33 @@ fn sample(text: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
         .parse()
         .expect("a number")
+}
+
+/// Every `backstop_` series in a scrape is in [`SERIES`], with its HELP text and the
+/// type the catalogue gives it.
+fn assert_every_series_is_described(text: &str) {
+    let names: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("backstop_"))
+        .map(|line| line.split(['{', ' ']).next().unwrap())
+        .collect();
+    assert!(!names.is_empty());
+    for name in names {
+        let series = SERIES
+            .iter()
+            .find(|series| series.name == name)
+            .unwrap_or_else(|| panic!("{name} is published but not in SERIES"));
+        assert!(
+            text.contains(&format!("# HELP {name} {}", series.help)),
+            "no HELP for {name}"
+        );
+        let kind = match series.kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            _ => "histogram",
+        };
+        assert!(text.contains(&format!("# TYPE {name} {kind}")), "{name}");
+    }
 }
 
 struct Connections;
@@ -130,9 +167,24 @@ async fn every_primitive_publishes_under_its_documented_names() {
     let desired = f64::from(decision.desired);
     reporter.register("gateway", move || decision.clone());
 
+    let adaptive = AdaptiveLimiter::new(AdaptiveLimitConfig::default()).unwrap();
+    let permit = adaptive.acquire().await.unwrap();
+    permit.complete(AdaptiveOutcome::Success);
+    let watched = adaptive.clone();
+    reporter.register("provider", move || watched.stats());
+
+    let retry = RetryConfig::default().build().unwrap();
+    retry
+        .call(|| async { Ok::<_, Error<std::io::Error>>(1) })
+        .await
+        .unwrap();
+    let watched = retry.clone();
+    reporter.register("provider", move || watched.stats());
+
     let (recorder, scrape) = recorder();
     metrics::with_local_recorder(&recorder, || reporter.publish());
     let text = scrape.render();
+    assert_every_series_is_described(&text);
 
     let hits = r#"backstop_cache_hits_total{name="responses",tier="l1",backend="memory"}"#;
     assert_eq!(sample(&text, hits), 1.0);
@@ -213,6 +265,17 @@ async fn every_primitive_publishes_under_its_documented_names() {
     );
     let desired_series = r#"backstop_scale_desired_replicas{name="gateway"}"#;
     assert_eq!(sample(&text, desired_series), desired);
+    assert_eq!(
+        sample(
+            &text,
+            r#"backstop_adaptive_admitted_total{name="provider"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, r#"backstop_retry_attempts_total{name="provider"}"#),
+        1.0
+    );
 
     drop((held, connection));
 }
@@ -255,5 +318,213 @@ fn a_registry_publishes_each_breaker_under_its_own_name() {
     for name in ["providers/openai", "providers/anthropic"] {
         let series = format!(r#"backstop_breaker_state{{name="{name}",state="closed"}}"#);
         assert_eq!(sample(&text, &series), 1.0);
+    }
+}
+
+#[test]
+fn every_series_follows_prometheus_conventions() {
+    let mut names = std::collections::HashSet::new();
+    for series in SERIES {
+        let name = series.name;
+        assert!(names.insert(name), "{name} twice");
+        assert!(name.starts_with("backstop_"), "{name}");
+        assert!(
+            name.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            "{name}"
+        );
+        assert_eq!(
+            series.kind == Kind::Counter,
+            name.ends_with("_total"),
+            "{name}: counters and only counters end in _total"
+        );
+        for reserved in ["_count", "_sum", "_bucket"] {
+            assert!(!name.ends_with(reserved), "{name} ends in {reserved}");
+        }
+        for word in name.split('_') {
+            assert!(
+                ![
+                    "percent", "pct", "ms", "us", "ns", "millis", "micros", "nanos"
+                ]
+                .contains(&word)
+                    && !word.starts_with("milli")
+                    && !word.starts_with("micro")
+                    && !word.starts_with("nano"),
+                "{name}: base units and ratios only"
+            );
+        }
+        let base = name.strip_suffix("_total").unwrap_or(name);
+        let expected = match series.unit {
+            Some(metrics::Unit::Seconds) => "_seconds",
+            Some(metrics::Unit::Bytes) => "_bytes",
+            None => "_ratio",
+            Some(metrics::Unit::Count) => "",
+            Some(other) => panic!("{name}: {other:?} is not a base unit"),
+        };
+        if expected.is_empty() {
+            for suffix in ["_seconds", "_bytes", "_ratio"] {
+                assert!(
+                    !base.ends_with(suffix),
+                    "{name} is a count but ends in {suffix}"
+                );
+            }
+        } else {
+            assert!(base.ends_with(expected), "{name} should end in {expected}");
+        }
+        assert!(
+            !series.help.is_empty() && series.help.ends_with('.'),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_breaker_failure_rate_is_published_as_a_ratio() {
+    let breaker = Breaker::builder()
+        .name("llm")
+        .count_window(4)
+        .minimum_calls(4)
+        .failure_rate_threshold(90.0)
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for fails in [true, false, false, false] {
+        let _ = runtime
+            .block_on(breaker.call(|| async move { if fails { Err("boom") } else { Ok(()) } }));
+    }
+    assert_eq!(
+        breaker.stats().failure_rate,
+        Some(25.0),
+        "the stats say percent"
+    );
+    let reporter = MetricsReporter::new();
+    reporter.register("llm", move || breaker.stats());
+    let (recorder, scrape) = recorder();
+    metrics::with_local_recorder(&recorder, || reporter.publish());
+    let text = scrape.render();
+    assert_eq!(
+        sample(&text, r#"backstop_breaker_failure_ratio{name="llm"}"#),
+        0.25
+    );
+}
+
+#[test]
+fn a_histogram_reaches_the_exporter_as_buckets_once_per_value() {
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+        .unwrap()
+        .build_recorder();
+    let scrape = recorder.handle();
+    let waits = std::sync::Arc::new(Histogram::new());
+    let reporter = MetricsReporter::new();
+    let watched = waits.clone();
+    reporter.register_histogram("provider", "backstop_pool_wait_seconds", move || {
+        watched.snapshot()
+    });
+    for ms in [2, 3, 40, 40, 700] {
+        waits.record(Duration::from_millis(ms));
+    }
+    metrics::with_local_recorder(&recorder, || reporter.publish());
+    waits.record(Duration::from_secs(7));
+    metrics::with_local_recorder(&recorder, || reporter.publish());
+    let text = scrape.render();
+    let bucket = |le: &str| {
+        sample(
+            &text,
+            &format!(r#"backstop_pool_wait_seconds_bucket{{name="provider",le="{le}"}}"#),
+        )
+    };
+    assert_eq!(bucket("0.005"), 2.0);
+    assert_eq!(bucket("0.05"), 4.0);
+    assert_eq!(bucket("1"), 5.0);
+    assert_eq!(
+        bucket("10"),
+        6.0,
+        "the second publish adds only the new value"
+    );
+    assert_eq!(bucket("+Inf"), 6.0);
+    assert_eq!(
+        sample(
+            &text,
+            r#"backstop_pool_wait_seconds_count{name="provider"}"#
+        ),
+        6.0
+    );
+    let sum = sample(&text, r#"backstop_pool_wait_seconds_sum{name="provider"}"#);
+    assert!((7.785..7.785 * 1.0625).contains(&sum), "{sum}");
+    assert!(text.contains("# HELP backstop_pool_wait_seconds Time callers waited"));
+}
+
+const CALLERS: usize = 60;
+
+fn coalesced(reporter: &MetricsReporter, name: &str) -> f64 {
+    let (recorder, scrape) = recorder();
+    metrics::with_local_recorder(&recorder, || reporter.publish());
+    let text = scrape.render();
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"backstop_dedup_executions_total{{name="{name}"}}"#)
+        ),
+        1.0,
+        "{name}"
+    );
+    sample(
+        &text,
+        &format!(r#"backstop_dedup_coalesced_total{{name="{name}"}}"#),
+    )
+}
+
+/// Issue 27: 60 callers shared one call and `backstop_dedup_coalesced_total` read 0. It
+/// is the callers served by an execution they did not start on every path.
+#[tokio::test(start_paused = true)]
+async fn sixty_callers_sharing_one_call_are_59_coalesced_on_every_path() {
+    let reporter = MetricsReporter::new();
+    let slow = || async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Ok::<_, String>(1u32)
+    };
+
+    let group: Group<u8, u32, String> = Group::new();
+    futures::future::join_all((0..CALLERS).map(|_| group.work(1, slow))).await;
+    reporter.register("group", move || group.stats());
+
+    // Callers one after another: the first runs, the others are answered by the window.
+    let window: DedupWindow<u8, u32, String> =
+        DedupWindow::new(DedupWindowConfig::default()).unwrap();
+    for _ in 0..CALLERS {
+        window.work(1, slow).await.unwrap();
+    }
+    let watched = window.clone();
+    reporter.register("window", move || watched.stats());
+
+    let layered = Group::new();
+    let service = DedupLayer::new(layered.clone()).layer(
+        service_fn(|_: u8| async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok::<_, std::io::Error>(1u32)
+        })
+        .lift(),
+    );
+    futures::future::join_all((0..CALLERS).map(|_| service.call(1))).await;
+    reporter.register("layer", move || layered.stats());
+
+    let streams: StreamGroup<u8, u32, Error<std::io::Error>> = StreamGroup::new();
+    let readers: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            streams.share(1, || async {
+                Ok(futures::stream::iter([Ok::<_, Error<std::io::Error>>(
+                    1u32,
+                )]))
+            })
+        })
+        .collect();
+    futures::future::join_all(readers.into_iter().map(|s| s.collect::<Vec<_>>())).await;
+    reporter.register("streams", move || streams.stats());
+
+    for name in ["group", "window", "layer", "streams"] {
+        assert_eq!(coalesced(&reporter, name), (CALLERS - 1) as f64, "{name}");
     }
 }

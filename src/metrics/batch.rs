@@ -1,4 +1,4 @@
-use super::{PublishMetrics, counter, gauge, latency};
+use super::{PublishMetrics, counter, gauge, quantiles};
 use backstop_batch::BatchStats;
 
 impl PublishMetrics for BatchStats {
@@ -77,15 +77,13 @@ impl PublishMetrics for BatchStats {
                 size as f64,
             );
         }
-        latency(
-            "backstop_batch_queue_wait_seconds",
-            "backstop_batch_queue_wait_seconds_count",
+        quantiles(
+            "backstop_batch_queue_wait_quantile_seconds",
             name,
             &self.queue_wait,
         );
-        latency(
-            "backstop_batch_handler_seconds",
-            "backstop_batch_handler_seconds_count",
+        quantiles(
+            "backstop_batch_handler_quantile_seconds",
             name,
             &self.handler_latency,
         );

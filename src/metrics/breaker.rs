@@ -25,11 +25,12 @@ impl PublishMetrics for BreakerStats {
             );
         }
         let labels = [("name", name.to_owned())];
+        // The stats say percent; Prometheus convention is a ratio from 0 to 1.
         if let Some(rate) = self.failure_rate {
-            gauge("backstop_breaker_failure_rate", &labels, rate);
+            gauge("backstop_breaker_failure_ratio", &labels, rate / 100.0);
         }
         if let Some(rate) = self.slow_call_rate {
-            gauge("backstop_breaker_slow_call_rate", &labels, rate);
+            gauge("backstop_breaker_slow_call_ratio", &labels, rate / 100.0);
         }
         gauge(
             "backstop_breaker_buffered_calls",

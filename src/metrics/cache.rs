@@ -1,4 +1,4 @@
-use super::{PublishMetrics, counter, gauge, latency};
+use super::{PublishMetrics, counter, gauge, quantiles};
 use backstop_cache::{CacheStats, TieredStats};
 
 /// Tiers are labelled by position (`l1`, `l2`, …) — what dashboards compare — and by
@@ -38,9 +38,8 @@ impl PublishMetrics for TieredStats {
         counter("backstop_cache_refreshes_total", &labels, self.refreshes);
         counter("backstop_cache_promotions_total", &labels, self.promotions);
         counter("backstop_cache_panicked_total", &labels, self.panicked);
-        latency(
-            "backstop_cache_load_seconds",
-            "backstop_cache_load_seconds_count",
+        quantiles(
+            "backstop_cache_load_quantile_seconds",
             name,
             &self.load_time,
         );
@@ -84,5 +83,38 @@ impl PublishMetrics for CacheStats {
             &labels,
             self.max_capacity as f64,
         );
+    }
+}
+
+/// A stream cache: its own counters, then its group's under the same name.
+#[cfg(feature = "dedup")]
+impl PublishMetrics for backstop_cache::StreamCacheStats {
+    fn publish(&self, name: &str) {
+        let labels = [("name", name.to_owned())];
+        counter("backstop_cache_stream_replays_total", &labels, self.replays);
+        counter("backstop_cache_stream_loads_total", &labels, self.loads);
+        counter("backstop_cache_stream_stored_total", &labels, self.stored);
+        for (reason, count) in [
+            ("failed", self.not_stored_failed),
+            ("cut", self.not_stored_cut),
+            ("too_large", self.not_stored_too_large),
+        ] {
+            counter(
+                "backstop_cache_stream_not_stored_total",
+                &[("name", name.to_owned()), ("reason", reason.to_owned())],
+                count,
+            );
+        }
+        counter(
+            "backstop_cache_stream_store_failures_total",
+            &labels,
+            self.store_failures,
+        );
+        gauge(
+            "backstop_cache_stream_recording_bytes",
+            &labels,
+            self.bytes_recording as f64,
+        );
+        self.group.publish(name);
     }
 }

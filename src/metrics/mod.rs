@@ -6,21 +6,42 @@
 //! snapshot to whatever recorder the application installed — a Prometheus exporter, a
 //! StatsD sink, a test recorder. Call it just before a scrape renders, or on an interval.
 //!
-//! Names follow Prometheus conventions and one scheme: `backstop_<primitive>_<what>`,
-//! `_total` for counters, `_seconds` for durations, a `name` label for the instance and
-//! further labels for dimensions (`tier`, `state`, `reason`, `quantile`):
+//! Names follow Prometheus conventions and one scheme, checked by a test over [`SERIES`]:
+//! `backstop_<primitive>_<what>`, `_total` for counters and only for them, base units
+//! (`_seconds`, `_bytes`), ratios from 0 to 1 (`_ratio`, never a percentage), a `name`
+//! label for the instance and further labels for dimensions (`tier`, `state`, `reason`,
+//! `class`, `target`). Every series is described to the recorder (HELP text and unit) on
+//! each publish; [`SERIES`] is the full list, for dashboards and alert rules.
 //!
 //! | primitive | examples |
 //! |---|---|
-//! | tiered cache | `backstop_cache_hits_total{name,tier="l1"}`, `backstop_cache_misses_total`, `backstop_cache_load_seconds{quantile}` |
+//! | tiered cache | `backstop_cache_hits_total{name,tier="l1"}`, `backstop_cache_misses_total`, `backstop_cache_loads_total` |
 //! | memory cache | `backstop_cache_hits_total{name,tier="memory"}`, `backstop_cache_evictions_total{name,cause}`, `backstop_cache_entries` |
-//! | breaker | `backstop_breaker_state{name,state}` (1 for the current state), `backstop_breaker_failure_rate`, `backstop_breaker_rejected_calls_total` |
-//! | limiter | `backstop_limit_admitted_total{name}`, `backstop_limit_rejected_total{name}`, `backstop_limit_keys{name}` |
+//! | stream cache | `backstop_cache_stream_replays_total`, `backstop_cache_stream_not_stored_total{name,reason}`, its group's `backstop_dedup_*` |
+//! | breaker | `backstop_breaker_state{name,state}` (1 for the current state), `backstop_breaker_failure_ratio`, `backstop_breaker_rejected_calls_total` |
+//! | limiter (local or Redis) | `backstop_limit_admitted_total{name}`, `backstop_limit_rejected_total{name}`, `backstop_limit_keys{name}`, `backstop_limit_redis_errors_total` |
 //! | bulkhead | `backstop_bulkhead_in_flight{name}`, `backstop_bulkhead_rejected_total{name,reason}` |
-//! | dedup | `backstop_dedup_executions_total{name}`, `backstop_dedup_coalesced_total{name}`, `backstop_dedup_window_hits_total{name}` |
-//! | batcher | `backstop_batch_batches_total{name,reason}`, `backstop_batch_size{name,quantile}`, `backstop_batch_queue_wait_seconds{name,quantile}` |
-//! | pool | `backstop_pool_connections{name,state="in_use"\|"idle"}`, `backstop_pool_wait_seconds{name,quantile}`, `backstop_pool_timeouts_total{name}` |
+//! | adaptive limiter | `backstop_adaptive_limit{name}`, `backstop_adaptive_rejected_total{name,reason}`, `backstop_adaptive_class_in_flight{name,class}` |
+//! | budgets | `backstop_budget_reserved_total{name}`, `backstop_budget_refused_total{name}`, `backstop_budget_keys{name,level}` |
+//! | dedup (group, window, distributed, streams) | `backstop_dedup_executions_total{name}`, `backstop_dedup_coalesced_total{name}` (every caller served by an execution it did not start), `backstop_dedup_window_hits_total{name}` |
+//! | retry | `backstop_retry_attempts_total{name}`, `backstop_retry_budget_refusals_total{name}`, `backstop_retry_hedge_delay_seconds{name}` |
+//! | router | `backstop_route_fallbacks_total{name}`, `backstop_route_target_failed_total{name,target,class}`, `backstop_route_target_ewma_latency_seconds{name,target}` |
+//! | batcher | `backstop_batch_batches_total{name,reason}`, `backstop_batch_size{name,quantile}` |
+//! | pool | `backstop_pool_connections{name,state="in_use"\|"idle"}`, `backstop_pool_timeouts_total{name}` |
 //! | autoscaler | `backstop_scale_desired_replicas{name}`, `backstop_scale_current_replicas{name}` |
+//!
+//! **Latency** is a histogram: [`MetricsReporter::register_histogram`] publishes a
+//! `backstop_core::Histogram` as observations, bucketed by the exporter with
+//! [`LATENCY_BUCKETS`] (or your own), so it aggregates across processes and windows with
+//! `rate()`. The batcher's, cache's and pool's stats carry only a summary today; it is
+//! published as `*_quantile_seconds{quantile}` gauges over their whole life, fine for a
+//! dashboard, not for alerting.
+//!
+//! **OpenTelemetry**: the facade is exporter-neutral. Install a recorder that forwards to
+//! an OpenTelemetry `MeterProvider` (for instance the `metrics-exporter-opentelemetry`
+//! crate) instead of the Prometheus one; the reporter, the names, the HELP text and the
+//! units are the same, counters arrive as monotonic sums, gauges as gauges, histograms as
+//! histograms whose bucket bounds an OTel `View` sets (use [`LATENCY_BUCKETS`]).
 //!
 //! ```
 //! use backstop::breaker::Breaker;
@@ -48,14 +69,23 @@ mod batch;
 mod breaker;
 #[cfg(feature = "cache")]
 mod cache;
+mod catalogue;
 #[cfg(feature = "dedup")]
 mod dedup;
+mod histogram;
 #[cfg(feature = "limit")]
 mod limit;
 #[cfg(feature = "pool")]
 mod pool;
+#[cfg(feature = "retry")]
+mod retry;
+#[cfg(feature = "route")]
+mod route;
 #[cfg(feature = "scale")]
 mod scale;
+
+pub use catalogue::{Kind, SERIES, Series, describe};
+pub use histogram::{LATENCY_BUCKETS, LatencyHistogram};
 
 use backstop_core::LoadSnapshot;
 use std::fmt;
@@ -105,8 +135,33 @@ impl MetricsReporter {
         self
     }
 
-    /// Reads every registered snapshot and writes it to the installed recorder.
+    /// Publishes the histogram `snapshot()` returns as the series `metric` (one of
+    /// [`SERIES`] of kind [`Kind::Histogram`]), labelled `name`, on every
+    /// [`publish`](Self::publish): the values recorded since the previous publish reach the
+    /// recorder as observations, so the exporter's own buckets (see [`LATENCY_BUCKETS`])
+    /// count them.
+    ///
+    /// `snapshot` is usually `move || histogram.snapshot()` over a shared
+    /// `backstop_core::Histogram`.
+    pub fn register_histogram<F>(
+        &self,
+        name: impl Into<String>,
+        metric: &'static str,
+        snapshot: F,
+    ) -> &Self
+    where
+        F: Fn() -> backstop_core::HistogramSnapshot + Send + Sync + 'static,
+    {
+        let published = LatencyHistogram::new(metric);
+        let publish: Snapshot = Box::new(move |name| published.publish(name, &snapshot()));
+        self.lock().push((name.into(), publish));
+        self
+    }
+
+    /// Reads every registered snapshot and writes it to the installed recorder, after
+    /// describing every series (HELP text and unit) to it.
     pub fn publish(&self) {
+        describe();
         for (name, publish) in self.lock().iter() {
             publish(name);
         }
@@ -156,14 +211,6 @@ impl PublishMetrics for LoadSnapshot {
 pub(crate) type Labels<'a> = [(&'static str, String)];
 
 /// Sets a monotonically increasing count read from a snapshot.
-#[cfg(any(
-    feature = "batch",
-    feature = "breaker",
-    feature = "cache",
-    feature = "dedup",
-    feature = "limit",
-    feature = "pool"
-))]
 pub(crate) fn counter(metric: &'static str, labels: &Labels<'_>, value: u64) {
     ::metrics::counter!(metric, labels).absolute(value);
 }
@@ -172,14 +219,21 @@ pub(crate) fn gauge(metric: &'static str, labels: &Labels<'_>, value: f64) {
     ::metrics::gauge!(metric, labels).set(value);
 }
 
-/// A latency summary as Prometheus-style quantile gauges plus a count.
+/// The `name` label alone.
+pub(crate) fn named(name: &str) -> [(&'static str, String); 1] {
+    [("name", name.to_owned())]
+}
+
+/// The `name` label and one more.
+pub(crate) fn with(name: &str, key: &'static str, value: &str) -> [(&'static str, String); 2] {
+    [("name", name.to_owned()), (key, value.to_owned())]
+}
+
+/// A latency summary's quantiles as gauges (`quantile` label), for the stats that carry
+/// only a summary. They are figures since creation, not a window: alert on a histogram
+/// registered with [`MetricsReporter::register_histogram`] where one is available.
 #[cfg(any(feature = "batch", feature = "cache", feature = "pool"))]
-pub(crate) fn latency(
-    metric: &'static str,
-    count: &'static str,
-    name: &str,
-    summary: &backstop_core::LatencySummary,
-) {
+pub(crate) fn quantiles(metric: &'static str, name: &str, summary: &backstop_core::LatencySummary) {
     for (quantile, value) in [
         ("0.5", summary.p50),
         ("0.95", summary.p95),
@@ -187,9 +241,8 @@ pub(crate) fn latency(
     ] {
         gauge(
             metric,
-            &[("name", name.to_owned()), ("quantile", quantile.to_owned())],
+            &with(name, "quantile", quantile),
             value.as_secs_f64(),
         );
     }
-    counter(count, &[("name", name.to_owned())], summary.count);
 }

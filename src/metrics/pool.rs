@@ -1,4 +1,4 @@
-use super::{PublishMetrics, counter, gauge, latency};
+use super::{PublishMetrics, counter, gauge, quantiles};
 use backstop_pool::PoolStats;
 
 impl PublishMetrics for PoolStats {
@@ -44,17 +44,7 @@ impl PublishMetrics for PoolStats {
             self.leaks_suspected,
         );
         counter("backstop_pool_resizes_total", &labels, self.resizes);
-        latency(
-            "backstop_pool_wait_seconds",
-            "backstop_pool_wait_seconds_count",
-            name,
-            &self.wait,
-        );
-        latency(
-            "backstop_pool_usage_seconds",
-            "backstop_pool_usage_seconds_count",
-            name,
-            &self.usage,
-        );
+        quantiles("backstop_pool_wait_quantile_seconds", name, &self.wait);
+        quantiles("backstop_pool_usage_quantile_seconds", name, &self.usage);
     }
 }

@@ -44,7 +44,7 @@ use std::collections::BTreeMap;
 /// let plan = config.build().unwrap();
 /// assert_eq!(plan.depth(), 1);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BudgetConfig {
     /// The levels, narrowest first (at most [`BudgetPlan::MAX_LEVELS`]).
@@ -60,7 +60,7 @@ pub struct BudgetConfig {
 }
 
 /// One level of a [`BudgetConfig`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BudgetLevelConfig {
     /// The level's name (`key`, `team`, `org`).
@@ -72,7 +72,7 @@ pub struct BudgetLevelConfig {
 }
 
 /// One quota of a [`BudgetLevelConfig`].
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetQuotaConfig {
     /// The quota's name; defaults to its meter's (`requests`, `tokens`, `spend`).

@@ -126,6 +126,20 @@ impl<'de> Deserialize<'de> for BudgetPeriod {
     }
 }
 
+/// Written as it is read: `"day"`, `"month"` or a human duration, so a printed
+/// configuration reads back equal.
+impl serde::Serialize for BudgetPeriod {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Self::Every(window) => {
+                serializer.serialize_str(&backstop_core::duration::format(window))
+            }
+            Self::Day => serializer.serialize_str("day"),
+            Self::Month => serializer.serialize_str("month"),
+        }
+    }
+}
+
 /// Microseconds since the Unix epoch of 00:00 UTC on the first day of month number `id`
 /// (0 is January 1970).
 fn month_start(id: u64) -> u64 {

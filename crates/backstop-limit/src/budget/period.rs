@@ -62,7 +62,15 @@ impl BudgetPeriod {
 
     /// Reads `"day"`, `"daily"`, `"month"`, `"monthly"` or a human duration (`"1m"`).
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let period = match text.trim() {
+        let period = Self::parse_unchecked(text)?;
+        period.validate()?;
+        Ok(period)
+    }
+
+    /// [`parse`](Self::parse) without the bounds, which configuration checks when it is
+    /// validated (naming the field by its whole path).
+    fn parse_unchecked(text: &str) -> Result<Self, ConfigError> {
+        Ok(match text.trim() {
             "day" | "daily" => Self::Day,
             "month" | "monthly" => Self::Month,
             other => Self::Every(backstop_core::duration::parse(other).map_err(|e| {
@@ -71,9 +79,7 @@ impl BudgetPeriod {
                     format!("must be `day`, `month` or a duration: {e}"),
                 )
             })?),
-        };
-        period.validate()?;
-        Ok(period)
+        })
     }
 
     /// Checks the bounds of an [`Every`](Self::Every) window.
@@ -122,7 +128,7 @@ impl BudgetPeriod {
 impl<'de> Deserialize<'de> for BudgetPeriod {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        Self::parse(&text).map_err(|e| serde::de::Error::custom(e.rule().to_string()))
+        Self::parse_unchecked(&text).map_err(|e| serde::de::Error::custom(e.rule().to_string()))
     }
 }
 

@@ -20,14 +20,16 @@ pub use backstop_batch::{BatchConfig, BatchLayer, Batcher};
 pub use backstop_breaker::{Breaker, BreakerConfig, BreakerLayer, BreakerRegistry};
 #[cfg(feature = "cache")]
 pub use backstop_cache::{
-    CacheConfig, CacheLayer, MemoryCache, MemoryCacheLayer, MemoryTier, Tier, TieredCache,
+    CacheConfig, CacheLayer, MemoryCache, MemoryCacheLayer, MemoryTier, StreamCache,
+    StreamCacheLayer, Tier, TieredCache,
 };
 #[cfg(feature = "dedup")]
-pub use backstop_dedup::{DedupLayer, DedupWindow, Group};
+pub use backstop_dedup::{DedupLayer, DedupWindow, Group, StreamDedupLayer, StreamGroup};
 #[cfg(feature = "limit")]
 pub use backstop_limit::{
-    Bulkhead, BulkheadConfig, BulkheadLayer, KeyedMultiRateLimiter, KeyedRateLimiter,
-    MultiRateLimiter, Quota, RateLimitLayer, RateLimiter,
+    AdaptiveLayer, AdaptiveLimitConfig, AdaptiveLimiter, Bulkhead, BulkheadConfig, BulkheadLayer,
+    KeyedMultiRateLimiter, KeyedRateLimiter, MultiRateLimiter, PriorityClassConfig, Quota,
+    RateLimitLayer, RateLimiter,
 };
 #[cfg(feature = "pool")]
 pub use backstop_pool::{Pool, PoolConfig, PoolLayer};

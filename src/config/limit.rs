@@ -1,6 +1,7 @@
 use backstop_core::config::{ConfigError, Validate};
 use backstop_limit::{
-    Bulkhead, BulkheadConfig, KeyedMultiRateLimiter, KeyedRateLimiter, Quota, QuotaConfig,
+    AdaptiveLimitConfig, Bulkhead, BulkheadConfig, KeyedMultiRateLimiter, KeyedRateLimiter, Quota,
+    QuotaConfig,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -24,8 +25,16 @@ use std::collections::BTreeMap;
 /// [limit.bulkhead]
 /// max_concurrent = 32
 /// max_queued = 256
+///
+/// [limit.adaptive]          # an in-flight limit found from measured latency
+/// algorithm = { kind = "gradient2" }
+/// initial_limit = 20
+/// classes = [
+///     { name = "critical", share = 0.5, max_queued = 64, queue_timeout = "500ms" },
+///     { name = "background" },
+/// ]
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitSection {
     /// Requests each user may make; `None` admits every request.
@@ -39,6 +48,10 @@ pub struct LimitSection {
     pub max_keys: Option<usize>,
     /// At most this many provider calls in flight, with a bounded wait queue.
     pub bulkhead: Option<BulkheadConfig>,
+    /// An in-flight limit on provider calls that follows measured latency (AIMD, Vegas or
+    /// Gradient2), with priority classes shed lowest first; build it with
+    /// [`AdaptiveLimitConfig::build`].
+    pub adaptive: Option<AdaptiveLimitConfig>,
 }
 
 /// One user's replacement quotas under `[limit.overrides.<user>]`.
@@ -82,6 +95,9 @@ impl Validate for LimitSection {
         }
         if let Some(bulkhead) = &self.bulkhead {
             bulkhead.validate().map_err(|e| e.within("bulkhead"))?;
+        }
+        if let Some(adaptive) = &self.adaptive {
+            adaptive.validate().map_err(|e| e.within("adaptive"))?;
         }
         Ok(())
     }
@@ -211,5 +227,30 @@ mod tests {
             ..LimitSection::default()
         };
         assert!(section.validate().is_ok());
+    }
+
+    #[test]
+    fn an_adaptive_limit_reads_with_its_classes_and_a_bad_one_names_its_field() {
+        let config = crate::config::BackstopConfig::from_toml_str(
+            "[limit.adaptive]\nalgorithm = { kind = \"aimd\", backoff_ratio = 0.8 }\n\
+             initial_limit = 8\nclasses = [{ name = \"critical\", share = 0.5, max_queued = 4, \
+             queue_timeout = \"250ms\" }, { name = \"background\" }]\n",
+        )
+        .unwrap();
+        let adaptive = config.limit.unwrap().adaptive.unwrap();
+        let limiter = adaptive.build().unwrap();
+        assert_eq!(limiter.limit(), 8);
+        assert!(limiter.class("critical").is_some() && limiter.class("background").is_some());
+
+        let error = crate::config::BackstopConfig::from_toml_str(
+            "[limit.adaptive]\ninitial_limit = 8\nmax_limit = 4\n",
+        )
+        .unwrap_err();
+        assert!(
+            error
+                .field()
+                .is_some_and(|f| f.starts_with("limit.adaptive.")),
+            "{error}"
+        );
     }
 }

@@ -11,6 +11,40 @@ use crate::args::Args;
 use crate::outcome::{Outcome, Tally, classify};
 use crate::stack::Gateway;
 
+/// Which class of the adaptive limit an agent's calls belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Priority {
+    /// An agent a person is watching: its answers stream token by token, and it keeps a
+    /// guaranteed share of the provider when the limit shrinks.
+    Critical,
+    /// An agent working in the background: its calls are batched and shed first.
+    Background,
+}
+
+impl Priority {
+    pub(crate) const ALL: [Priority; 2] = [Priority::Critical, Priority::Background];
+
+    /// One agent in four is critical.
+    pub(crate) fn of_agent(agent: usize) -> Self {
+        if agent.is_multiple_of(4) {
+            Priority::Critical
+        } else {
+            Priority::Background
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Priority::Critical => "critical",
+            Priority::Background => "background",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// One request an agent sends.
 #[derive(Debug, Clone)]
 pub(crate) struct Ask {
@@ -18,6 +52,7 @@ pub(crate) struct Ask {
     pub(crate) prompt: String,
     pub(crate) prompt_tokens: u64,
     pub(crate) max_tokens: u64,
+    pub(crate) priority: Priority,
 }
 
 impl Ask {
@@ -95,12 +130,13 @@ impl Plan {
         user: &str,
         agent: usize,
     ) -> Vec<Ask> {
+        let priority = Priority::of_agent(agent);
         self.done += 1;
         let shared = format!(
             "task #{} step {}: what should be done next?",
             self.task, self.done
         );
-        let mut asks = vec![ask(rng, user, shared)];
+        let mut asks = vec![ask(rng, user, shared, priority)];
         if rng.f64() < PRIVATE_SHARE {
             let private = format!(
                 "agent {agent}, task #{} step {}: interpret this tool output ({})",
@@ -108,18 +144,19 @@ impl Plan {
                 self.done,
                 rng.u64(..)
             );
-            asks.push(ask(rng, user, private));
+            asks.push(ask(rng, user, private, priority));
         }
         asks
     }
 }
 
-fn ask(rng: &mut fastrand::Rng, user: &str, prompt: String) -> Ask {
+fn ask(rng: &mut fastrand::Rng, user: &str, prompt: String, priority: Priority) -> Ask {
     Ask {
         user: user.to_string(),
         prompt_tokens: 40 + (prompt.len() as u64) * 2,
         max_tokens: 200 + rng.u64(0..400),
         prompt,
+        priority,
     }
 }
 
@@ -136,7 +173,8 @@ pub(crate) fn users(agents: usize) -> usize {
 
 /// Spawns the agents: each belongs to a user, works through plan after plan, thinks
 /// between calls (less as the pattern's intensity rises), backs off after a 429 and
-/// retries a failed call.
+/// retries a failed call. Critical agents read their answers as streams, background
+/// agents as whole (batched) answers.
 pub(crate) fn spawn(
     gateway: &Arc<Gateway>,
     tally: &Arc<Tally>,
@@ -200,9 +238,18 @@ async fn send(gateway: &Gateway, tally: &Tally, ask: &Ask) -> Outcome {
         .fetch_add(ask.expected_tokens(), Ordering::Relaxed);
     tally.in_flight.fetch_add(1, Ordering::Relaxed);
     let began = Instant::now();
-    let outcome = classify(&gateway.call(ask.clone()).await);
+    let outcome = match ask.priority {
+        Priority::Background => classify(&gateway.call(ask.clone()).await),
+        Priority::Critical => {
+            let (result, first_token) = gateway.stream(ask.clone()).await;
+            if let Some((role, ttft)) = first_token {
+                tally.record_first_token(role, ttft);
+            }
+            classify(&result)
+        }
+    };
     tally.in_flight.fetch_sub(1, Ordering::Relaxed);
-    tally.record(outcome, began.elapsed());
+    tally.record(ask.priority, outcome, began.elapsed());
     outcome
 }
 
@@ -236,6 +283,7 @@ mod tests {
             let asks = plan.next_step(&mut rng, "user-0", 0);
             assert!((1..=2).contains(&asks.len()));
             assert!(asks.iter().all(|ask| ask.user == "user-0"));
+            assert!(asks.iter().all(|ask| ask.priority == Priority::Critical));
             assert!(
                 asks.iter()
                     .all(|ask| ask.expected_tokens() < ask.budget_cost())
@@ -257,5 +305,12 @@ mod tests {
         let first_a = a.next_step(&mut rng, "user-1", 1).remove(0);
         let first_b = b.next_step(&mut rng, "user-2", 2).remove(0);
         assert_eq!(first_a.prompt, first_b.prompt);
+        assert_eq!(first_b.priority, Priority::Background);
+        assert_eq!(
+            (0..8)
+                .filter(|a| Priority::of_agent(*a) == Priority::Critical)
+                .count(),
+            2
+        );
     }
 }

@@ -7,25 +7,37 @@
 //! cargo run --release -p agent-gateway -- --config examples/backstop.toml --check-slo
 //! ```
 //!
-//! Every request passes, outer to inner:
+//! A background agent's request passes, outer to inner:
 //! 1. a per-user request quota and token budget (keyed GCRA, weighted by tokens) → 429;
 //! 2. a dedup window: identical in-flight prompts share one execution, repeats within
 //!    the window get the first answer;
 //! 3. a tiered response cache: memory L1, then Redis when `REDIS_URL` is set, else a file
 //!    in a temporary directory;
-//! 4. a circuit breaker that sheds calls while the provider is failing → 503;
-//! 5. a batcher that gathers single prompts into batch completions;
-//! 6. a connection pool to the provider;
-//! 7. the provider: log-normal latency plus per-token time, 1 % transient errors, an outage
-//!    from 45 % to 60 % of the run, and its own rate limit (429).
+//! 4. an adaptive concurrency limit (Gradient2 by default, `[limit.adaptive]`) in place of
+//!    a fixed bulkhead: critical agents hold half of it, background agents are refused
+//!    first when it shrinks → 503;
+//! 5. gateway retries within a budget, and a circuit breaker that sheds calls while the
+//!    provider is failing → 503;
+//! 6. a batcher that gathers single prompts into batch completions, routed to the primary
+//!    provider or the fallback, over a connection pool;
+//! 7. the provider: log-normal latency plus per-token time that grows past its capacity,
+//!    1 % transient errors, an outage from 45 % to 60 % of the run, and its own rate
+//!    limit (429).
+//!
+//! A critical agent (one in four) reads its answer as a stream instead: the same quota,
+//! then a stream deduplicator (identical asks in flight share one provider stream, late
+//! joiners replay what they missed), a stream cache (finished streams replay at once),
+//! the adaptive limit held until the stream ends, the breaker and the router.
 //!
 //! Agents work through multi-step plans on tasks of Zipf-like popularity, so their prompts
 //! repeat and overlap; they retry failed calls with backoff. Meanwhile backstop-scale's
 //! autoscaler reads queue depth and queue wait from the batcher's and the pool's
 //! `LoadSignal`s and recommends replicas. A progress line prints every second; at the end,
-//! a summary and the SLO checks from `[slo]` (exit status 1 on a failed SLO with
-//! `--check-slo`).
+//! a summary (per-class success, the adaptive limit's trajectory, time to first token for
+//! cache hits, followers and leaders) and the SLO checks from `[slo]` (exit status 1 on a
+//! failed SLO with `--check-slo`).
 
+mod adaptive;
 mod args;
 mod autoscale;
 mod fleet;
@@ -35,6 +47,7 @@ mod progress;
 mod provider;
 mod run;
 mod stack;
+mod streaming;
 mod summary;
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,9 @@ use backstop::core::{Error, Histogram, RejectKind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::fleet::Priority;
 use crate::provider::{Answer, ProviderError};
+use crate::streaming::Role;
 
 /// What a caller would turn into an HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,15 +16,17 @@ pub(crate) enum Outcome {
     Shed,
     ProviderFailed,
     Overloaded,
+    OverLimit,
     TimedOut,
 }
 
-pub(crate) const OUTCOMES: [Outcome; 6] = [
+pub(crate) const OUTCOMES: [Outcome; 7] = [
     Outcome::Ok,
     Outcome::RateLimited,
     Outcome::Shed,
     Outcome::ProviderFailed,
     Outcome::Overloaded,
+    Outcome::OverLimit,
     Outcome::TimedOut,
 ];
 
@@ -33,7 +37,8 @@ impl Outcome {
             Outcome::RateLimited => "429 rate limited (user quota or token budget)",
             Outcome::Shed => "503 shed while the circuit was open",
             Outcome::ProviderFailed => "502 provider error",
-            Outcome::Overloaded => "503 queue full",
+            Outcome::Overloaded => "503 queue full or no provider available",
+            Outcome::OverLimit => "503 over the adaptive limit (lowest class first)",
             Outcome::TimedOut => "504 timed out",
         }
     }
@@ -47,7 +52,7 @@ impl Outcome {
     pub(crate) fn is_retryable(self) -> bool {
         matches!(
             self,
-            Outcome::ProviderFailed | Outcome::Shed | Outcome::TimedOut
+            Outcome::ProviderFailed | Outcome::Shed | Outcome::OverLimit | Outcome::TimedOut
         )
     }
 
@@ -58,11 +63,11 @@ impl Outcome {
 
 /// The one error of the whole stack, whatever the order of its layers.
 pub(crate) type GatewayError = Error<ProviderError>;
-pub(crate) type GatewayResult = Result<Answer, GatewayError>;
+pub(crate) type GatewayResult<T = Answer> = Result<T, GatewayError>;
 
 /// One `match` from the stack's error to a status: a refusal says which primitive refused,
 /// anything else is the provider's (possibly shared by a dedup or batch) failure.
-pub(crate) fn classify(result: &GatewayResult) -> Outcome {
+pub(crate) fn classify<T>(result: &GatewayResult<T>) -> Outcome {
     let Err(error) = result else {
         return Outcome::Ok;
     };
@@ -74,15 +79,29 @@ pub(crate) fn classify(result: &GatewayResult) -> Outcome {
             Outcome::RateLimited
         }
         RejectKind::CircuitOpen => Outcome::Shed,
+        RejectKind::ConcurrencyLimited | RejectKind::Shed => Outcome::OverLimit,
         RejectKind::Timeout | RejectKind::DeadlineExceeded => Outcome::TimedOut,
         _ => Outcome::Overloaded,
     }
+}
+
+/// Requests of one priority class, and how many succeeded.
+#[derive(Default)]
+pub(crate) struct ClassTally {
+    pub(crate) requests: AtomicU64,
+    pub(crate) ok: AtomicU64,
+    /// Latency of its successful requests.
+    pub(crate) latency: Histogram,
 }
 
 /// Counters every agent writes into.
 #[derive(Default)]
 pub(crate) struct Tally {
     outcomes: [AtomicU64; OUTCOMES.len()],
+    /// Per priority class, as `Priority::index` orders them.
+    pub(crate) classes: [ClassTally; 2],
+    /// Time to the first token of streamed answers, by how the stream was served.
+    pub(crate) first_token: [Histogram; 3],
     /// Latency of successful requests, as the agent saw it.
     pub(crate) latency: Histogram,
     /// Tokens the requests would have cost had each gone to the provider.
@@ -93,11 +112,19 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    pub(crate) fn record(&self, outcome: Outcome, took: Duration) {
+    pub(crate) fn record(&self, priority: Priority, outcome: Outcome, took: Duration) {
         self.outcomes[outcome.index()].fetch_add(1, Ordering::Relaxed);
+        let class = &self.classes[priority.index()];
+        class.requests.fetch_add(1, Ordering::Relaxed);
         if outcome == Outcome::Ok {
             self.latency.record(took);
+            class.ok.fetch_add(1, Ordering::Relaxed);
+            class.latency.record(took);
         }
+    }
+
+    pub(crate) fn record_first_token(&self, role: Role, took: Duration) {
+        self.first_token[role.index()].record(took);
     }
 
     pub(crate) fn count(&self, outcome: Outcome) -> u64 {
@@ -139,13 +166,18 @@ mod tests {
             Outcome::Overloaded
         );
         assert_eq!(classify(&refused(RejectKind::CircuitOpen)), Outcome::Shed);
+        assert_eq!(classify(&refused(RejectKind::Shed)), Outcome::OverLimit);
+        assert_eq!(
+            classify(&refused(RejectKind::ConcurrencyLimited)),
+            Outcome::OverLimit
+        );
         assert_eq!(classify(&refused(RejectKind::Timeout)), Outcome::TimedOut);
         assert_eq!(
             classify(&refused(RejectKind::RateLimited { quota: 1 })),
             Outcome::RateLimited
         );
         assert_eq!(
-            classify(&Err(Error::Inner(ProviderError::Outage))),
+            classify::<Answer>(&Err(Error::Inner(ProviderError::Outage))),
             Outcome::ProviderFailed
         );
         // A provider failure shared by every caller of one batch or dedup flight is still
@@ -166,11 +198,28 @@ mod tests {
     #[test]
     fn the_tally_adds_up() {
         let tally = Tally::default();
-        tally.record(Outcome::Ok, Duration::from_millis(20));
-        tally.record(Outcome::RateLimited, Duration::from_millis(1));
-        tally.record(Outcome::Shed, Duration::from_millis(1));
-        tally.record(Outcome::ProviderFailed, Duration::from_millis(1));
+        tally.record(Priority::Critical, Outcome::Ok, Duration::from_millis(20));
+        tally.record(
+            Priority::Background,
+            Outcome::RateLimited,
+            Duration::from_millis(1),
+        );
+        tally.record(
+            Priority::Background,
+            Outcome::Shed,
+            Duration::from_millis(1),
+        );
+        tally.record(
+            Priority::Background,
+            Outcome::ProviderFailed,
+            Duration::from_millis(1),
+        );
         assert_eq!(tally.total(), 4);
+        let critical = &tally.classes[Priority::Critical.index()];
+        let background = &tally.classes[Priority::Background.index()];
+        assert_eq!(critical.ok.load(Ordering::Relaxed), 1);
+        assert_eq!(background.requests.load(Ordering::Relaxed), 3);
+        assert_eq!(background.ok.load(Ordering::Relaxed), 0);
         assert_eq!(tally.errors(), 2, "429s are not errors");
         assert_eq!(
             tally.latency.snapshot().count(),

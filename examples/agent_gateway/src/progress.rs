@@ -12,7 +12,8 @@ use crate::summary::{answered_without_provider, ms, percent};
 
 /// Prints a line every second until `run` has elapsed since `started`: elapsed time,
 /// requests per second, p95 latency of that second's successes, the share served
-/// without the provider, breaker state, waiting requests and recommended replicas.
+/// without the provider, breaker state, the adaptive limit (sampled for the summary's
+/// trajectory), waiting requests and recommended replicas.
 pub(crate) async fn report(
     gateway: &Gateway,
     tally: &Tally,
@@ -29,15 +30,17 @@ pub(crate) async fn report(
         let total = tally.total();
         let (snapshot, p95) = p95_since(tally, &last_latency);
         last_latency = snapshot;
-        let served =
-            answered_without_provider(tally, &gateway.cache.stats(), &gateway.dedup.stats());
+        let served = answered_without_provider(tally, gateway);
+        let second = started.elapsed().as_secs();
+        gateway.admission.sample(second);
         println!(
-            "[{:>3}s] {:>4} req/s  p95 {:>8}  from cache {:>6}  breaker {:<9}  in gateway {:>3}  replicas {}",
-            started.elapsed().as_secs(),
+            "[{:>3}s] {:>4} req/s  p95 {:>8}  from cache {:>6}  breaker {:<9}  limit {:>3}  in gateway {:>3}  replicas {}",
+            second,
             total - last_total,
             p95.map_or_else(|| "-".to_string(), ms),
             percent(served),
             gateway.breaker.state().as_str(),
+            gateway.admission.limiter.limit(),
             tally.in_flight.load(Ordering::Relaxed),
             deployment.replicas()
         );

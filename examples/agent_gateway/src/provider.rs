@@ -1,8 +1,12 @@
-//! The simulated LLM provider: a batch completion API with a latency distribution,
+//! The simulated LLM provider: a batch completion API and a streaming one, with a latency
+//! distribution that grows once more prompts are in generation than it has capacity for,
 //! per-token cost, transient errors, a scripted outage and its own rate limit.
 
+use backstop::core::Error;
 use backstop::limit::{Quota, RateLimiter};
 use backstop::pool::{Manager, Metrics, RecycleResult};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +35,20 @@ pub(crate) enum ProviderError {
     Connection(String),
 }
 
+/// One piece of a streamed answer, as stored in the stream cache's tiers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Chunk {
+    pub(crate) text: String,
+    /// Completion tokens in this chunk.
+    pub(crate) tokens: u64,
+}
+
+/// A streamed answer: chunks, or the error that cut it.
+pub(crate) type ChunkStream = BoxStream<'static, Result<Chunk, Error<ProviderError>>>;
+
+/// Chunks per streamed answer.
+pub(crate) const CHUNKS: usize = 8;
+
 /// US dollars per 1,000 tokens, prompt and completion alike (a mid-size model's price).
 pub(crate) const DOLLARS_PER_1K_TOKENS: f64 = 0.002;
 
@@ -41,6 +59,11 @@ pub(crate) struct Provider {
     outage: Option<(Duration, Duration)>,
     /// Its latency relative to the primary's.
     slowdown: f64,
+    /// Prompts it generates at full speed at once; past that, each takes longer in
+    /// proportion (its own queueing).
+    capacity: u64,
+    /// Prompts in generation now.
+    active: AtomicU64,
     own_limit: RateLimiter,
     pub(crate) calls: AtomicU64,
     pub(crate) items: AtomicU64,
@@ -49,36 +72,39 @@ pub(crate) struct Provider {
 }
 
 impl Provider {
-    /// The primary: down between 45 % and 60 % of `run`, and answers at most 25 batch
-    /// calls a second (burst 15) before it starts returning 429.
+    /// The primary: down between 45 % and 60 % of `run`, answers at most 80 calls a
+    /// second (burst 40) before it starts returning 429, and generates 48 prompts at once
+    /// at full speed.
     pub(crate) fn new(run: Duration) -> Arc<Self> {
         Self::build(
             "primary",
             Some((run.mul_f64(0.45), run.mul_f64(0.60))),
-            1.0,
-            25,
+            (1.0, 48),
+            (80, 40),
         )
     }
 
     /// The fallback: never down, but half again as slow and with less headroom.
     pub(crate) fn fallback() -> Arc<Self> {
-        Self::build("fallback", None, 1.5, 15)
+        Self::build("fallback", None, (1.5, 24), (50, 25))
     }
 
     fn build(
         name: &'static str,
         outage: Option<(Duration, Duration)>,
-        slowdown: f64,
-        calls_per_second: u64,
+        (slowdown, capacity): (f64, u64),
+        (calls_per_second, burst): (u64, u64),
     ) -> Arc<Self> {
         let quota = Quota::per_second(calls_per_second)
-            .and_then(|quota| quota.with_burst(15))
+            .and_then(|quota| quota.with_burst(burst))
             .expect("a positive quota");
         Arc::new(Self {
             name,
             started: Instant::now(),
             outage,
             slowdown,
+            capacity,
+            active: AtomicU64::new(0),
             own_limit: RateLimiter::new(quota),
             calls: AtomicU64::new(0),
             items: AtomicU64::new(0),
@@ -92,26 +118,49 @@ impl Provider {
         self.outage
     }
 
-    /// One batch completion over a pooled connection.
-    pub(crate) async fn complete(&self, batch: Vec<Ask>) -> Result<Vec<Answer>, ProviderError> {
+    /// How much slower than unloaded it is with `extra` more prompts in generation.
+    fn congestion(&self, extra: u64) -> f64 {
+        let active = self.active.load(Ordering::Relaxed) + extra;
+        (active as f64 / self.capacity as f64).max(1.0) * self.slowdown
+    }
+
+    /// Admission by its own rate limit.
+    fn admit(&self) -> Result<(), ProviderError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         if self.own_limit.check().is_err() {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(ProviderError::RateLimited);
         }
-        let elapsed = self.started.elapsed();
-        let longest = batch.iter().map(|ask| ask.max_tokens).max().unwrap_or(0);
-        tokio::time::sleep(latency(longest, batch.len()).mul_f64(self.slowdown)).await;
+        Ok(())
+    }
+
+    /// The outage, then 1 % transient errors: what an opened call may fail with.
+    fn failure(&self, since_start: Duration) -> Option<ProviderError> {
         if self
             .outage
-            .is_some_and(|(from, to)| elapsed >= from && elapsed < to)
+            .is_some_and(|(from, to)| since_start >= from && since_start < to)
         {
-            return Err(ProviderError::Outage);
+            return Some(ProviderError::Outage);
         }
-        if fastrand::f64() < 0.01 {
-            return Err(ProviderError::Transient);
+        (fastrand::f64() < 0.01).then_some(ProviderError::Transient)
+    }
+
+    /// One batch completion over a pooled connection.
+    pub(crate) async fn complete(
+        self: &Arc<Self>,
+        batch: Vec<Ask>,
+    ) -> Result<Vec<Answer>, ProviderError> {
+        self.admit()?;
+        let elapsed = self.started.elapsed();
+        let longest = batch.iter().map(|ask| ask.max_tokens).max().unwrap_or(0);
+        let items = batch.len() as u64;
+        let slowdown = self.congestion(items);
+        let _active = Generating::enter(self, items);
+        tokio::time::sleep(latency(longest, batch.len()).mul_f64(slowdown)).await;
+        if let Some(error) = self.failure(elapsed) {
+            return Err(error);
         }
-        self.items.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.items.fetch_add(items, Ordering::Relaxed);
         Ok(batch
             .into_iter()
             .map(|ask| {
@@ -125,16 +174,104 @@ impl Provider {
             })
             .collect())
     }
+
+    /// One streamed completion: the stream opens with its first token (or the error that
+    /// kept it from opening), then the rest come in [`CHUNKS`] chunks, one generation
+    /// step apart; one stream in 200 is cut by a transient error midway.
+    pub(crate) async fn stream(self: &Arc<Self>, ask: &Ask) -> Result<ChunkStream, ProviderError> {
+        self.admit()?;
+        let elapsed = self.started.elapsed();
+        let slowdown = self.congestion(1);
+        let active = Generating::enter(self, 1);
+        tokio::time::sleep(Duration::from_secs_f64(first_token_ms() * slowdown / 1e3)).await;
+        if let Some(error) = self.failure(elapsed) {
+            return Err(error);
+        }
+        let completion = ask.max_tokens / 2 + fastrand::u64(0..=ask.max_tokens / 2);
+        let usage = ask.prompt_tokens + completion;
+        let step =
+            Duration::from_secs_f64(generation_ms(completion) * slowdown / 1e3 / CHUNKS as f64);
+        let cut_at = (fastrand::f64() < 0.005).then(|| fastrand::usize(1..CHUNKS));
+        let per_chunk = completion / CHUNKS as u64;
+        // Generation ends when the stream does, however it ends.
+        let active = Arc::new(active);
+        let chunks = futures::stream::iter(0..CHUNKS).then(move |i| {
+            let active = active.clone();
+            async move {
+                if i > 0 {
+                    tokio::time::sleep(step).await;
+                }
+                if cut_at == Some(i) {
+                    return Err(Error::Inner(ProviderError::Transient));
+                }
+                let tokens = if i + 1 == CHUNKS {
+                    completion - per_chunk * (CHUNKS as u64 - 1)
+                } else {
+                    per_chunk
+                };
+                if i + 1 == CHUNKS {
+                    active.provider.items.fetch_add(1, Ordering::Relaxed);
+                    active.provider.tokens.fetch_add(usage, Ordering::Relaxed);
+                }
+                Ok(Chunk {
+                    text: format!("[{tokens} tokens] "),
+                    tokens,
+                })
+            }
+        });
+        // A stream ends at its first error, as a provider's would.
+        let mut failed = false;
+        Ok(chunks
+            .take_while(move |item| {
+                let go = !failed;
+                failed |= item.is_err();
+                std::future::ready(go)
+            })
+            .boxed())
+    }
 }
 
-/// Log-normal-ish time to first token plus generation time for the longest completion;
-/// batching adds a little per item, far less than a call each.
-fn latency(longest_completion: u64, items: usize) -> Duration {
+/// Prompts in generation, counted while this lives.
+struct Generating {
+    provider: Arc<Provider>,
+    items: u64,
+}
+
+impl Generating {
+    fn enter(provider: &Arc<Provider>, items: u64) -> Self {
+        provider.active.fetch_add(items, Ordering::Relaxed);
+        Self {
+            provider: provider.clone(),
+            items,
+        }
+    }
+}
+
+impl Drop for Generating {
+    fn drop(&mut self) {
+        self.provider
+            .active
+            .fetch_sub(self.items, Ordering::Relaxed);
+    }
+}
+
+/// Log-normal-ish time to the first token.
+fn first_token_ms() -> f64 {
     let normal: f64 = (0..6).map(|_| fastrand::f64()).sum::<f64>() - 3.0;
-    let first_token_ms = 35.0 * (0.5 * normal).exp();
-    let generation_ms = longest_completion as f64 * 0.05;
+    35.0 * (0.5 * normal).exp()
+}
+
+fn generation_ms(completion: u64) -> f64 {
+    completion as f64 * 0.05
+}
+
+/// Time to first token plus generation time for the longest completion; batching adds a
+/// little per item, far less than a call each.
+fn latency(longest_completion: u64, items: usize) -> Duration {
     let per_item_ms = 1.5 * items as f64;
-    Duration::from_secs_f64((first_token_ms + generation_ms + per_item_ms) / 1e3)
+    Duration::from_secs_f64(
+        (first_token_ms() + generation_ms(longest_completion) + per_item_ms) / 1e3,
+    )
 }
 
 /// Connections to the provider: a TLS handshake's worth of setup each.
@@ -166,6 +303,7 @@ mod tests {
             prompt: prompt.into(),
             prompt_tokens: 50,
             max_tokens: 200,
+            priority: crate::fleet::Priority::Critical,
         }
     }
 
@@ -207,7 +345,7 @@ mod tests {
         let provider = Provider::new(Duration::from_secs(100));
         // Latency is simulated with tokio sleeps; spawn the calls so they overlap and
         // reach the limiter within its burst's time.
-        let calls: Vec<_> = (0..40)
+        let calls: Vec<_> = (0..100)
             .map(|_| {
                 let provider = provider.clone();
                 tokio::spawn(async move { provider.complete(vec![ask("y")]).await })
@@ -220,9 +358,47 @@ mod tests {
                 Err(ProviderError::RateLimited)
             ));
         }
-        assert!(limited >= 10, "burst 15 admits at most ~16 of 40 at once");
+        assert!(limited >= 50, "burst 40 admits at most ~41 of 100 at once");
         assert_eq!(provider.refused.load(Ordering::Relaxed), limited);
-        assert_eq!(provider.calls.load(Ordering::Relaxed), 40);
+        assert_eq!(provider.calls.load(Ordering::Relaxed), 100);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_opens_with_its_first_token_and_counts_its_usage_at_the_end() {
+        let provider = Provider::new(Duration::from_secs(100));
+        let mut streamed = 0;
+        for _ in 0..5 {
+            let Ok(stream) = provider.stream(&ask("s")).await else {
+                continue;
+            };
+            let chunks: Vec<_> = stream.collect().await;
+            if chunks.iter().all(Result::is_ok) {
+                assert_eq!(chunks.len(), CHUNKS);
+                let completion: u64 = chunks.iter().map(|c| c.as_ref().unwrap().tokens).sum();
+                assert!((100..=200).contains(&completion), "{completion}");
+                streamed += 1;
+            } else {
+                assert!(
+                    chunks.last().unwrap().is_err(),
+                    "a cut stream ends at its error"
+                );
+            }
+        }
+        assert!(streamed >= 3);
+        assert_eq!(provider.items.load(Ordering::Relaxed), streamed);
+        assert_eq!(
+            provider.active.load(Ordering::Relaxed),
+            0,
+            "generation ended"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_its_capacity_the_provider_slows_down() {
+        let provider = Provider::new(Duration::from_secs(100));
+        assert_eq!(provider.congestion(1), 1.0);
+        let _busy = Generating::enter(&provider, 96);
+        assert!((provider.congestion(0) - 2.0).abs() < 1e-9);
     }
 
     #[test]

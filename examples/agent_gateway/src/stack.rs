@@ -3,13 +3,15 @@
 
 use backstop::batch::{BatchConfig, BatchLayer, Batcher};
 use backstop::breaker::{Breaker, BreakerLayer};
-use backstop::cache::{CacheLayer, TieredCache};
+use backstop::cache::{CacheLayer, StreamCache, StreamCacheLayer, TieredCache};
 use backstop::config::{
     BackstopConfig, BuildError, CacheSection, PersistentTierSection, RedisTierSection, SloSection,
 };
 use backstop::core::{BoxService, Layer, Service, ServiceExt, Stack, service_fn};
-use backstop::dedup::{DedupLayer, DedupWindow, DedupWindowConfig};
-use backstop::limit::{Quota, RateLimitLayer};
+use backstop::dedup::{
+    DedupLayer, DedupWindow, DedupWindowConfig, SharedStream, StreamDedupLayer, StreamGroup,
+};
+use backstop::limit::{AdaptiveLayer, Quota, RateLimitLayer};
 use backstop::pool::{Pool, PoolConfig};
 use backstop::retry::{Retry, RetryDecision, RetryLayer};
 use backstop::route::{
@@ -19,20 +21,32 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::time::Instant;
 
+use crate::adaptive::{self, Admission};
 use crate::args::Args;
 use crate::autoscale::PathLoad;
 use crate::fleet::Ask;
 use crate::outcome::{GatewayError, GatewayResult};
-use crate::provider::{Answer, Connections, Provider, ProviderError};
+use crate::provider::{Answer, Chunk, Connections, Provider, ProviderError};
+use crate::streaming::{Metered, Role, StreamAsk};
 
-/// The whole stack as one named type: limit → dedup → cache → breaker → batcher →
-/// provider, with one error type throughout.
+/// The whole-answer stack as one named type: limit → dedup → cache → adaptive limit →
+/// retry → breaker → batcher → router → pool → provider, with one error type throughout.
 pub(crate) type GatewayService = BoxService<Ask, Answer, GatewayError>;
+
+/// The streaming stack as one named type: limit → stream dedup → stream cache → adaptive
+/// limit (held for the whole stream) → breaker → router → provider.
+pub(crate) type StreamService =
+    BoxService<StreamAsk, SharedStream<Chunk, GatewayError>, GatewayError>;
 
 /// The assembled stack and a handle on each component, for the progress line and summary.
 pub(crate) struct Gateway {
     service: GatewayService,
+    stream_service: StreamService,
+    pub(crate) admission: Admission,
+    pub(crate) stream_group: StreamGroup<String, Chunk, GatewayError>,
+    pub(crate) streams: StreamCache<String, Chunk, GatewayError>,
     pub(crate) providers: Vec<Arc<Provider>>,
     pub(crate) router: Router,
     pub(crate) cache: TieredCache<String, Answer>,
@@ -47,6 +61,29 @@ pub(crate) struct Gateway {
 impl Gateway {
     pub(crate) async fn call(&self, ask: Ask) -> GatewayResult {
         self.service.call(ask).await
+    }
+
+    /// Reads one streamed answer to its end: the result, and (once a token arrived) how
+    /// the stream was served and the time to its first token.
+    pub(crate) async fn stream(&self, ask: Ask) -> (GatewayResult<()>, Option<(Role, Duration)>) {
+        use futures::StreamExt;
+        let request = StreamAsk::new(ask);
+        let role = request.role_handle();
+        let asked = Instant::now();
+        let mut stream = match self.stream_service.call(request).await {
+            Ok(stream) => stream,
+            Err(error) => return (Err(error), None),
+        };
+        let mut first = None;
+        let mut result = Ok(());
+        while let Some(chunk) = stream.next().await {
+            if let Err(error) = chunk {
+                result = Err(error);
+                break;
+            }
+            first.get_or_insert_with(|| asked.elapsed());
+        }
+        (result, first.map(|took| (role.get(), took)))
     }
 
     pub(crate) fn tier_names(&self) -> Vec<String> {
@@ -89,7 +126,7 @@ pub(crate) async fn build(
         Quota::per_minute(900)?.with_burst(30)?,
         Quota::per_minute(500_000)?.with_burst(20_000)?,
     )?;
-    let budgets = RateLimitLayer::new(budget)
+    let budgets = RateLimitLayer::new(budget.clone())
         .key(|ask: &Ask| ask.user.clone())
         .cost(|ask: &Ask| [1, ask.budget_cost()]);
 
@@ -100,6 +137,11 @@ pub(crate) async fn build(
     .map_err(|e| e.within("dedup"))?;
 
     let cache = cache_section(config, scratch).build::<Answer>().await?;
+    let admission = Admission::new(config.limit.as_ref().and_then(|l| l.adaptive.as_ref()))
+        .map_err(|message| BuildError::Backend {
+            section: "limit.adaptive",
+            message,
+        })?;
 
     let breaker = match config.breakers()? {
         Some(registry) => registry.get("provider"),
@@ -189,16 +231,118 @@ pub(crate) async fn build(
         .layer(routed);
     let batcher = batched.batcher().clone();
 
+    let classes = admission.clone();
     let service = Stack::new()
         .layer(budgets)
         .layer(DedupLayer::new(dedup.clone()).key(|ask: &Ask| ask.prompt.clone()))
         .layer(CacheLayer::new(cache.clone()).key(|ask: &Ask| Some(ask.prompt.clone())))
+        .layer(
+            AdaptiveLayer::new(admission.limiter.clone())
+                .key(move |ask: &Ask| classes.class(ask.priority))
+                .classify(adaptive::outcome::<Answer>),
+        )
         .layer(RetryLayer::new(retry.clone()).classify(retry_decision))
         .layer(BreakerLayer::new(breaker.clone()))
         .service(batched)
         .boxed();
+
+    // Streams: the provider's stream under the breaker and the router, holding an
+    // adaptive permit until it ends; the cache replays finished streams and stores new
+    // ones; the deduplicator in front shares one in flight among identical asks.
+    let provider_streams = {
+        let providers = providers.clone();
+        service_fn(move |routed: Routed<StreamAsk>| {
+            let provider = providers
+                .iter()
+                .find(|p| p.name == routed.target.provider())
+                .cloned();
+            async move {
+                let provider = provider.ok_or_else(|| {
+                    ProviderError::Connection(format!(
+                        "no provider named {:?}",
+                        routed.target.provider()
+                    ))
+                })?;
+                provider.stream(&routed.request.ask).await
+            }
+        })
+        .lift()
+    };
+    let open_stream = Arc::new(
+        Stack::new()
+            .layer(BreakerLayer::new(breaker.clone()))
+            .layer(
+                RouteLayer::new(router.clone())
+                    .cost(|request: &StreamAsk| request.ask.budget_cost())
+                    .classify(route_class),
+            )
+            .service(provider_streams),
+    );
+    let metered = {
+        let admission = admission.clone();
+        service_fn(move |request: StreamAsk| {
+            let (open_stream, admission) = (open_stream.clone(), admission.clone());
+            async move {
+                let permit = admission.acquire(request.ask.priority).await?;
+                match open_stream.call(request).await {
+                    Ok(stream) => Ok(Metered::new(stream, permit)),
+                    Err(error) => {
+                        permit.complete(adaptive::error_outcome(&error));
+                        Err(error)
+                    }
+                }
+            }
+        })
+    };
+    let streams = StreamCache::builder(
+        stream_cache_section(config, scratch)
+            .build::<backstop::cache::StreamRecord<Chunk>>()
+            .await?,
+        StreamGroup::new(),
+    )
+    .weigher(|chunk: &Chunk| chunk.text.len())
+    .build()
+    .map_err(|e| e.within("cache"))?;
+    let cached = Arc::new(
+        StreamCacheLayer::new(streams.clone())
+            .key(|request: &StreamAsk| Some(request.ask.prompt.clone()))
+            .layer(metered),
+    );
+    // Between the deduplicator and the cache: only a request that opened a shared stream
+    // gets here, and the cache says whether it replayed.
+    let marked = service_fn(move |request: StreamAsk| {
+        let cached = cached.clone();
+        async move {
+            let note = request.clone();
+            let stream = cached.call(request).await?;
+            note.mark(if stream.is_replay() {
+                Role::Hit
+            } else {
+                Role::Leader
+            });
+            Ok::<_, GatewayError>(stream)
+        }
+    });
+    let stream_group = StreamGroup::new();
+    let stream_service = Stack::new()
+        .layer(
+            RateLimitLayer::new(budget)
+                .key(|request: &StreamAsk| request.ask.user.clone())
+                .cost(|request: &StreamAsk| [1, request.ask.budget_cost()]),
+        )
+        .layer(
+            StreamDedupLayer::new(stream_group.clone())
+                .key(|request: &StreamAsk| request.ask.prompt.clone()),
+        )
+        .service(marked)
+        .boxed();
+
     Ok(Arc::new(Gateway {
         service,
+        stream_service,
+        admission,
+        stream_group,
+        streams,
         providers,
         router,
         cache,
@@ -250,6 +394,19 @@ fn retry_decision(error: &GatewayError) -> RetryDecision {
         ) => RetryDecision::Retry,
         _ => RetryDecision::Stop,
     }
+}
+
+/// The answer cache's tiers for streams: their own Redis namespace and file, so a
+/// recorded stream never meets a whole answer under the same key.
+fn stream_cache_section(config: &BackstopConfig, scratch: &Path) -> CacheSection {
+    let mut section = cache_section(config, scratch);
+    if let Some(redis) = &mut section.redis {
+        redis.namespace.push_str("streams:");
+    }
+    if let Some(file) = &mut section.persistent {
+        file.path.set_extension("streams.redb");
+    }
+    section
 }
 
 /// The configured cache, else a small memory L1 (so lower tiers see traffic) over Redis

@@ -3,13 +3,53 @@
 use backstop::cache::TieredStats;
 use backstop::config::SloSection;
 use backstop::core::LatencySummary;
-use backstop::dedup::WindowStats;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::fleet::Priority;
 use crate::outcome::{OUTCOMES, Outcome, Tally};
 use crate::provider::{DOLLARS_PER_1K_TOKENS, Provider};
 use crate::stack::Gateway;
+use crate::streaming::Role;
+
+/// One priority class of the adaptive limit, as its agents saw it.
+#[derive(Debug, Clone)]
+pub(crate) struct ClassSummary {
+    pub(crate) name: &'static str,
+    pub(crate) requests: u64,
+    pub(crate) ok: u64,
+    pub(crate) p99: Duration,
+    /// Calls the limit refused or timed out in the class's queue.
+    pub(crate) refused: u64,
+}
+
+impl ClassSummary {
+    pub(crate) fn success_rate(&self) -> f64 {
+        self.ok as f64 / self.requests.max(1) as f64
+    }
+}
+
+/// What the adaptive limit did over the run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LimitSummary {
+    /// `(second, limit)`, once a second.
+    pub(crate) trajectory: Vec<(u64, u64)>,
+    pub(crate) limit: u64,
+    pub(crate) baseline: Option<Duration>,
+    pub(crate) windows: u64,
+}
+
+/// How streamed answers were served.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StreamSummary {
+    /// Time to first token by how the stream was served: hit, follower, leader.
+    pub(crate) first_token: Vec<(Role, LatencySummary)>,
+    pub(crate) opened: u64,
+    pub(crate) followers: u64,
+    pub(crate) late_joiners: u64,
+    pub(crate) replays: u64,
+    pub(crate) stored: u64,
+}
 
 /// Everything the run measured, read once from the tally and the primitives' `stats()`.
 #[derive(Debug, Clone)]
@@ -47,6 +87,9 @@ pub(crate) struct Summary {
     pub(crate) tokens_used: u64,
     pub(crate) tokens_without_backstop: u64,
     pub(crate) decisions: Vec<String>,
+    pub(crate) classes: Vec<ClassSummary>,
+    pub(crate) limit: LimitSummary,
+    pub(crate) streams: StreamSummary,
 }
 
 impl Summary {
@@ -59,6 +102,26 @@ impl Summary {
         let cache = gateway.cache.stats();
         let dedup = gateway.dedup.stats();
         let batches = gateway.batcher.stats();
+        let limiter = gateway.admission.limiter.stats();
+        let streams = gateway.streams.stats();
+        let shared = gateway.stream_group.stats();
+        let classes = Priority::ALL
+            .iter()
+            .map(|priority| {
+                let class = &tally.classes[priority.index()];
+                let refused = limiter
+                    .classes
+                    .get(gateway.admission.class(*priority).index())
+                    .map_or(0, |c| c.rejected + c.shed + c.timed_out);
+                ClassSummary {
+                    name: priority.name(),
+                    requests: class.requests.load(Ordering::Relaxed),
+                    ok: class.ok.load(Ordering::Relaxed),
+                    p99: class.latency.snapshot().summary().p99,
+                    refused,
+                }
+            })
+            .collect();
         let (tiers, cache_hit_rate) = hit_rates(&cache);
         let total = |counter: fn(&Provider) -> &AtomicU64| -> u64 {
             gateway
@@ -78,7 +141,7 @@ impl Summary {
             latency: tally.latency.snapshot().summary(),
             tiers,
             cache_hit_rate,
-            served_without_provider: answered_without_provider(tally, &cache, &dedup),
+            served_without_provider: answered_without_provider(tally, gateway),
             coalesced: dedup.group.coalesced,
             window_hits: dedup.window_hits,
             shed: gateway.breaker.stats().rejected_calls,
@@ -102,6 +165,24 @@ impl Summary {
             fallbacks: routed.fallbacks,
             tokens_without_backstop: tally.tokens_without_backstop.load(Ordering::Relaxed),
             decisions,
+            classes,
+            limit: LimitSummary {
+                trajectory: gateway.admission.trajectory(),
+                limit: limiter.limit,
+                baseline: limiter.baseline,
+                windows: limiter.windows,
+            },
+            streams: StreamSummary {
+                first_token: Role::ALL
+                    .iter()
+                    .map(|role| (*role, tally.first_token[role.index()].snapshot().summary()))
+                    .collect(),
+                opened: shared.streams,
+                followers: shared.followers + streams.group.followers,
+                late_joiners: shared.late_joiners + streams.group.late_joiners,
+                replays: streams.replays,
+                stored: streams.stored,
+            },
         }
     }
 
@@ -190,6 +271,53 @@ impl Summary {
             percent(saved as f64 / self.tokens_without_backstop.max(1) as f64),
             saved as f64 / 1000.0 * DOLLARS_PER_1K_TOKENS,
             DOLLARS_PER_1K_TOKENS
+        );
+        for class in &self.classes {
+            println!(
+                "{:<19} {} of {} succeeded ({}), p99 {}, {} refused by the adaptive limit",
+                format!("{} agents", class.name),
+                class.ok,
+                class.requests,
+                percent(class.success_rate()),
+                ms(class.p99),
+                class.refused
+            );
+        }
+        let trajectory: Vec<String> = self
+            .limit
+            .trajectory
+            .iter()
+            .map(|(_, limit)| limit.to_string())
+            .collect();
+        println!(
+            "adaptive limit      now {} after {} windows, baseline {}; per second: {}",
+            self.limit.limit,
+            self.limit.windows,
+            self.limit.baseline.map_or_else(|| "-".to_string(), ms),
+            trajectory.join(" → ")
+        );
+        let first_token: Vec<String> = self
+            .streams
+            .first_token
+            .iter()
+            .map(|(role, latency)| {
+                format!(
+                    "{} p50 {} p95 {} ({})",
+                    role.name(),
+                    ms(latency.p50),
+                    ms(latency.p95),
+                    latency.count
+                )
+            })
+            .collect();
+        println!("first token         {}", first_token.join("; "));
+        println!(
+            "streams             {} opened upstream, {} readers joined one in flight ({} late), {} replays from the cache, {} stored",
+            self.streams.opened,
+            self.streams.followers,
+            self.streams.late_joiners,
+            self.streams.replays,
+            self.streams.stored
         );
         println!("scale decisions     {}", self.decisions.len());
         for decision in &self.decisions {
@@ -301,14 +429,18 @@ pub(crate) fn hit_rates(stats: &TieredStats) -> (Vec<(String, f64)>, f64) {
 }
 
 /// Of the requests the limiter admitted, the fraction answered without a provider call:
-/// from a cache tier, the dedup window, or by sharing another caller's in-flight call.
-pub(crate) fn answered_without_provider(
-    tally: &Tally,
-    cache: &TieredStats,
-    dedup: &WindowStats,
-) -> f64 {
+/// from a cache tier, the dedup window, or by sharing another caller's in-flight call,
+/// streamed or not.
+pub(crate) fn answered_without_provider(tally: &Tally, gateway: &Gateway) -> f64 {
+    let (cache, dedup) = (gateway.cache.stats(), gateway.dedup.stats());
+    let (streams, shared) = (gateway.streams.stats(), gateway.stream_group.stats());
     let tier_hits: u64 = cache.hits_by_tier.iter().sum();
-    let saved = tier_hits + dedup.window_hits + dedup.group.coalesced;
+    let saved = tier_hits
+        + dedup.window_hits
+        + dedup.group.coalesced
+        + streams.replays
+        + streams.group.followers
+        + shared.followers;
     let admitted = tally.total() - tally.count(Outcome::RateLimited);
     saved as f64 / admitted.max(1) as f64
 }
@@ -369,6 +501,9 @@ mod tests {
             tokens_used: 10,
             tokens_without_backstop: 5,
             decisions: Vec::new(),
+            classes: Vec::new(),
+            limit: LimitSummary::default(),
+            streams: StreamSummary::default(),
         }
     }
 

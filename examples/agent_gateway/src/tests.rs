@@ -79,4 +79,25 @@ async fn a_two_second_run_adds_up() {
     assert!(summary.batches > 0 && summary.mean_batch_size >= 1.0);
     assert!(summary.tokens_used < summary.tokens_without_backstop);
     assert!(summary.connections_opened >= 1);
+
+    // Both priority classes of the adaptive limit served their agents, and the limit was
+    // sampled once a second.
+    assert_eq!(summary.classes.len(), 2);
+    for class in &summary.classes {
+        assert!(class.requests > 0 && class.ok > 0, "{class:?}");
+    }
+    let by_class: u64 = summary.classes.iter().map(|c| c.requests).sum();
+    assert_eq!(by_class, summary.requests);
+    assert!(!summary.limit.trajectory.is_empty() && summary.limit.limit >= 1);
+
+    // Critical agents stream: some streams were opened at the provider, and every
+    // streamed answer that produced a token was counted under one way of serving it.
+    let streams = &summary.streams;
+    assert!(streams.opened > 0, "{streams:?}");
+    let leaders = streams
+        .first_token
+        .iter()
+        .find(|(role, _)| *role == crate::streaming::Role::Leader)
+        .map_or(0, |(_, latency)| latency.count);
+    assert!(leaders > 0, "{streams:?}");
 }

@@ -3,16 +3,21 @@
 //!
 //! ```sh
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run --release --example tiered_cache --features redis,persistent
+//! # or a Redis Cluster, from any of its nodes:
+//! REDIS_CLUSTER_NODES=10.0.0.1:6379,10.0.0.2:6379 cargo run --release --example tiered_cache --features redis,persistent
 //! ```
 //!
-//! Without `REDIS_URL` it runs with memory and disk tiers only and says so. It prints the
+//! Each gateway's L1 is subscribed to the other's writes through Redis
+//! (`RedisTier::invalidate_l1`). Without `REDIS_CLUSTER_NODES` or `REDIS_URL` it runs with
+//! memory and disk tiers only and says so. It prints the
 //! hits answered by each tier, the loader calls the cache saved, and the latency cost.
 
 use backstop::breaker::Breaker;
 use backstop::cache::{
-    Entry, GuardedTier, MemoryTier, PersistentTier, RedisTier, RedisTierConfig, TieredCache,
-    TieredConfig, ValueCodec,
+    Entry, GuardedTier, L1Invalidation, MemoryTier, PersistentTier, RedisTier, RedisTierConfig,
+    TieredCache, TieredConfig, ValueCodec,
 };
+use backstop::redis::RedisConfig;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,24 +31,46 @@ async fn complete(prompt: String, calls: Arc<AtomicU64>) -> Result<Option<String
     Ok(Some(format!("completion for [{prompt}]")))
 }
 
-async fn gateway(name: &str, redis_url: Option<&str>, dir: &std::path::Path) -> ResponseCache {
+/// The Redis the environment names: a cluster (`REDIS_CLUSTER_NODES`) or one server
+/// (`REDIS_URL`).
+fn redis_from_env() -> Option<RedisConfig> {
+    if let Ok(nodes) = std::env::var("REDIS_CLUSTER_NODES")
+        && !nodes.is_empty()
+    {
+        return Some(RedisConfig::cluster(nodes.split(',')));
+    }
+    std::env::var("REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .map(RedisConfig::url)
+}
+
+async fn gateway(
+    name: &str,
+    redis: Option<&RedisConfig>,
+    dir: &std::path::Path,
+) -> (ResponseCache, Option<L1Invalidation>) {
     let config = TieredConfig {
         fresh_for: Duration::from_secs(600),
         stale_grace: Some(Duration::from_secs(60)),
         ..TieredConfig::default()
     };
     let memory = MemoryTier::with_capacity(200).expect("a positive capacity is valid");
+    let l1 = memory.cache().clone();
     let mut builder = TieredCache::builder()
         .config(config)
         .memory(memory, Some(Duration::from_secs(60)));
-    if let Some(url) = redis_url {
+    let mut invalidation = None;
+    if let Some(redis) = redis {
         let redis_config = RedisTierConfig {
             namespace: "backstop-example:llm:".to_string(),
             ..RedisTierConfig::default()
         };
-        let redis: RedisTier<Entry<String>> = RedisTier::connect(url, redis_config)
+        let redis: RedisTier<Entry<String>> = RedisTier::connect_to(redis, redis_config)
             .await
-            .expect("REDIS_URL is reachable");
+            .expect("the Redis the environment names is reachable");
+        // The other gateway's writes drop this one's L1 copies.
+        invalidation = Some(redis.invalidate_l1(l1));
         let breaker = Breaker::builder()
             .name("redis-l2")
             .consecutive_failures(5)
@@ -53,10 +80,11 @@ async fn gateway(name: &str, redis_url: Option<&str>, dir: &std::path::Path) -> 
     }
     let disk = PersistentTier::open(dir.join(format!("{name}.redb")), ValueCodec::new())
         .expect("the example's temp dir is writable");
-    builder
+    let cache = builder
         .tier(disk, None)
         .build()
-        .expect("valid tiered cache")
+        .expect("valid tiered cache");
+    (cache, invalidation)
 }
 
 /// A skewed prompt mix: a few prompts are asked very often, most rarely (Zipf-like).
@@ -69,18 +97,22 @@ fn prompt(request: u64) -> String {
 
 #[tokio::main]
 async fn main() {
-    let redis_url = std::env::var("REDIS_URL").ok();
-    if redis_url.is_none() {
-        println!("REDIS_URL is not set: running with memory and disk tiers only (no shared L2)");
+    let redis = redis_from_env();
+    if redis.is_none() {
+        println!(
+            "neither REDIS_CLUSTER_NODES nor REDIS_URL is set: running with memory and disk tiers only (no shared L2)"
+        );
     }
     let dir = std::env::temp_dir().join(format!("backstop-tiered-example-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir is writable");
 
-    let gateways = [
-        gateway("gateway-a", redis_url.as_deref(), &dir).await,
-        gateway("gateway-b", redis_url.as_deref(), &dir).await,
-    ];
-    if redis_url.is_some() {
+    let (a, a_invalidation) = gateway("gateway-a", redis.as_ref(), &dir).await;
+    let (b, b_invalidation) = gateway("gateway-b", redis.as_ref(), &dir).await;
+    for subscription in [&a_invalidation, &b_invalidation].into_iter().flatten() {
+        subscription.subscribed().await;
+    }
+    let gateways = [a, b];
+    if redis.is_some() {
         // Everything in this example's Redis namespace, and nothing outside it.
         gateways[0].invalidate_all().await.expect("a clean start");
     }
@@ -122,6 +154,17 @@ async fn main() {
             "{name}: lookups={answered} loads={} load_p95={:?}",
             stats.loads, stats.load_time.p95
         );
+    }
+    for (name, subscription) in [
+        ("gateway-a", &a_invalidation),
+        ("gateway-b", &b_invalidation),
+    ] {
+        if let Some(subscription) = subscription {
+            println!(
+                "{name}: l1_invalidations_applied={}",
+                subscription.stats().applied
+            );
+        }
     }
     let calls = llm_calls.load(Ordering::Relaxed);
     println!(

@@ -13,7 +13,7 @@
 //! - **Measurement** per stage and per outcome class (ok, rejected with its
 //!   [`RejectKind`](backstop_core::RejectKind), error, timeout): latency percentiles,
 //!   throughput, error rate, a timeline per sample interval, and any
-//!   [`LoadSignal`](backstop_core::LoadSignal) read during the run.
+//!   [`LoadSignal`](backstop_core::LoadSignal) or `stats()` snapshot read during the run.
 //! - **SLOs** per stage ([`Slo`]): percentiles, error rate and throughput, each with
 //!   pass/fail and the margin.
 //! - **Regression detection** ([`compare`]): a run saved as JSON is the baseline; a new run
@@ -80,7 +80,8 @@ pub use regression::{
     TailShift, compare,
 };
 pub use report::{
-    LatencyFigures, LoadReport, OutcomeReport, SignalReading, StageReport, TimelinePoint,
+    LatencyFigures, LoadReport, OutcomeReport, SignalReading, StageReport, StatsReading,
+    TimelinePoint,
 };
 pub use runner::{LoadProgress, LoadTest};
 pub use slo::{Slo, SloCheck, SloObjective};

@@ -55,7 +55,13 @@ struct Outcome {
 /// Accumulates one stage; owned by the driver task, so plain counters suffice.
 pub(crate) struct StageRecorder {
     all: HistogramSnapshot,
+    /// Every class but `Ok`: an ok answer, the common case, is recorded once (into `all`),
+    /// and the ok histogram is what `all` holds beyond the other classes, with its own
+    /// maximum kept here.
     by_outcome: Vec<Outcome>,
+    ok_max: Duration,
+    #[cfg(feature = "metrics")]
+    ok_live: Option<crate::live::OutcomeMetrics>,
     samples: Vec<u64>,
     seen: u64,
     capacity: u64,
@@ -77,6 +83,9 @@ impl StageRecorder {
         Self {
             all: HistogramSnapshot::empty(),
             by_outcome: Vec::new(),
+            ok_max: Duration::ZERO,
+            #[cfg(feature = "metrics")]
+            ok_live: None,
             samples: Vec::new(),
             seen: 0,
             capacity,
@@ -106,6 +115,17 @@ impl StageRecorder {
     pub(crate) fn record(&mut self, class: OutcomeClass, latency: Duration) {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.all.record(latency);
+        if class == OutcomeClass::Ok {
+            self.ok_max = self.ok_max.max(latency);
+            #[cfg(feature = "metrics")]
+            if let Some(live) = &self.live {
+                self.ok_live
+                    .get_or_insert_with(|| live.outcome(&OutcomeClass::Ok))
+                    .record(latency);
+            }
+            self.sample(latency);
+            return;
+        }
         let outcome = match self.by_outcome.iter().position(|o| o.class == class) {
             Some(index) => &mut self.by_outcome[index],
             None => {
@@ -162,7 +182,20 @@ impl StageRecorder {
         (gap.floor() as u64).saturating_add(1)
     }
 
-    pub(crate) fn finish(self, stage: &LoadStage, mode: &LoadMode) -> StageReport {
+    pub(crate) fn finish(mut self, stage: &LoadStage, mode: &LoadMode) -> StageReport {
+        let ok_latency = self
+            .by_outcome
+            .iter()
+            .fold(self.all.clone(), |rest, other| rest.since(&other.latency));
+        if ok_latency.count() > 0 {
+            self.by_outcome.push(Outcome {
+                class: OutcomeClass::Ok,
+                latency: ok_latency,
+                #[cfg(feature = "metrics")]
+                live: None,
+            });
+        }
+        let ok_max_us = backstop_core::time::nanos(self.ok_max) / 1000;
         let count = |wanted: fn(&OutcomeClass) -> bool| -> u64 {
             self.by_outcome
                 .iter()
@@ -193,7 +226,11 @@ impl StageRecorder {
             .map(|o| OutcomeReport {
                 class: o.class.label(),
                 count: o.latency.count(),
-                latency: LatencyFigures::of(&o.latency),
+                latency: match o.class {
+                    // The derived ok histogram kept the maximum of every class.
+                    OutcomeClass::Ok => LatencyFigures::of(&o.latency).capped(ok_max_us),
+                    _ => LatencyFigures::of(&o.latency),
+                },
             })
             .collect();
         outcomes.sort_by(|a, b| a.class.cmp(&b.class));
@@ -275,5 +312,41 @@ mod tests {
         // A uniform sample of 0..1000 has its mean near 500.
         let mean = report.samples_us.iter().sum::<u64>() as f64 / 100.0;
         assert!((350.0..650.0).contains(&mean), "{mean}");
+    }
+
+    #[test]
+    fn ok_figures_derived_from_the_whole_match_an_ok_only_histogram() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut recorder = StageRecorder::new(10, 2);
+        let mut ok_only = HistogramSnapshot::empty();
+        for _ in 0..20_000 {
+            let latency = Duration::from_micros(rng.u64(0..2_000_000));
+            let class = match rng.u8(0..10) {
+                0 => OutcomeClass::Timeout,
+                1 => OutcomeClass::Rejected(RejectKind::Shed),
+                2 => OutcomeClass::Error,
+                _ => {
+                    // Ok answers are the fast ones, so their maximum is not the stage's.
+                    let fast = latency / 4;
+                    ok_only.record(fast);
+                    recorder.record(OutcomeClass::Ok, fast);
+                    continue;
+                }
+            };
+            recorder.record(class, latency);
+        }
+        let stage = LoadStage::constant("s", 10.0, Duration::from_secs(10));
+        let mode = LoadMode::OpenLoop {
+            arrivals: crate::Arrivals::Constant,
+        };
+        let report = recorder.finish(&stage, &mode);
+        let ok = report.outcomes.iter().find(|o| o.class == "ok").unwrap();
+        assert_eq!(ok.count, ok_only.count());
+        assert_eq!(ok.latency, LatencyFigures::of(&ok_only));
+        assert!(ok.latency.max_us < report.latency.max_us);
+        assert_eq!(
+            report.ok + report.rejected + report.errors + report.timeouts,
+            20_000
+        );
     }
 }

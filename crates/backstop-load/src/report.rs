@@ -46,6 +46,21 @@ impl LatencyFigures {
             max_us: us(histogram.quantile(1.0)),
         }
     }
+
+    /// The same figures, none above `max_us` (a histogram reads quantiles as the top of
+    /// their bucket, never above the largest value seen: this applies a smaller largest
+    /// value than the histogram's own).
+    pub(crate) fn capped(self, max_us: u64) -> Self {
+        Self {
+            p50_us: self.p50_us.min(max_us),
+            p90_us: self.p90_us.min(max_us),
+            p95_us: self.p95_us.min(max_us),
+            p99_us: self.p99_us.min(max_us),
+            p999_us: self.p999_us.min(max_us),
+            max_us: self.max_us.min(max_us),
+            ..self
+        }
+    }
 }
 
 /// One outcome class of a stage: how many, how fast.
@@ -139,6 +154,18 @@ pub struct SignalReading {
     pub p95_wait_us: u64,
 }
 
+/// A primitive's `stats()` snapshot read during the run ([`LoadTest::stats`](crate::LoadTest::stats)).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StatsReading {
+    /// The name the stats were registered under.
+    pub name: String,
+    /// When, from the start of the run.
+    pub at_ms: u64,
+    /// The snapshot, as JSON.
+    pub value: serde_json::Value,
+}
+
 /// The result of a run: per-stage figures and SLO verdicts, the timeline and the signals.
 /// Save it as JSON to compare a later run against it ([`compare`](crate::compare)).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,6 +179,9 @@ pub struct LoadReport {
     pub timeline: Vec<TimelinePoint>,
     /// Load signals read during the run.
     pub signals: Vec<SignalReading>,
+    /// Stats snapshots read during the run (absent from reports saved before they were).
+    #[serde(default)]
+    pub stats: Vec<StatsReading>,
 }
 
 impl LoadReport {

@@ -18,7 +18,7 @@ use tokio::time::{Instant, Sleep};
 use crate::LoadTestError;
 use crate::plan::{Arrivals, LoadMode, LoadPlan, RatePattern};
 use crate::recorder::{OutcomeClass, StageRecorder};
-use crate::report::{LoadReport, SignalReading, TimelinePoint};
+use crate::report::{LoadReport, SignalReading, StatsReading, TimelinePoint};
 
 /// Arrivals handled back to back before the driver yields to the runtime, so a generator
 /// running behind schedule cannot starve other tasks.
@@ -60,6 +60,7 @@ impl fmt::Display for LoadProgress<'_> {
 }
 
 type ProgressFn = dyn Fn(&LoadProgress<'_>) + Send + Sync;
+type StatsFn = dyn Fn() -> serde_json::Value + Send + Sync;
 
 /// Runs a [`LoadPlan`] against any Backstop [`Service`].
 ///
@@ -71,6 +72,7 @@ type ProgressFn = dyn Fn(&LoadProgress<'_>) + Send + Sync;
 pub struct LoadTest {
     plan: LoadPlan,
     signals: Vec<(String, Arc<dyn LoadSignal>)>,
+    stats: Vec<(String, Box<StatsFn>)>,
     progress: Option<Box<ProgressFn>>,
     #[cfg(feature = "metrics")]
     metrics: Option<crate::live::LiveMetrics>,
@@ -92,6 +94,7 @@ impl LoadTest {
         Ok(Self {
             plan,
             signals: Vec::new(),
+            stats: Vec::new(),
             progress: None,
             #[cfg(feature = "metrics")]
             metrics: None,
@@ -101,6 +104,32 @@ impl LoadTest {
     /// Also reads `signal` every sample interval (a pool, a batcher, a bulkhead).
     pub fn signal(mut self, name: impl Into<String>, signal: impl LoadSignal + 'static) -> Self {
         self.signals.push((name.into(), Arc::new(signal)));
+        self
+    }
+
+    /// Also records what `stats` returns every sample interval: any primitive's `stats()`
+    /// snapshot (they are `Serialize`), as JSON in [`LoadReport::stats`]. A panic in
+    /// `stats` skips that reading.
+    ///
+    /// ```
+    /// # use backstop_load::{Arrivals, LoadPlan, LoadStage, LoadTest};
+    /// # use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
+    /// # let plan = LoadPlan::open_loop(Arrivals::Constant)
+    /// #     .stage(LoadStage::constant("s", 10.0, std::time::Duration::from_secs(1)));
+    /// let calls = Arc::new(AtomicU64::new(0));
+    /// let seen = calls.clone();
+    /// let test = LoadTest::new(plan)?.stats("calls", move || seen.load(Ordering::Relaxed));
+    /// # Ok::<(), backstop_load::LoadTestError>(())
+    /// ```
+    pub fn stats<T: serde::Serialize>(
+        mut self,
+        name: impl Into<String>,
+        stats: impl Fn() -> T + Send + Sync + 'static,
+    ) -> Self {
+        self.stats.push((
+            name.into(),
+            Box::new(move || serde_json::to_value(stats()).unwrap_or_default()),
+        ));
         self
     }
 
@@ -156,6 +185,7 @@ impl LoadTest {
         let end = tally.end;
         let drain_deadline = end + backstop_core::time::clamp(plan.drain_timeout);
         let mut readings = Vec::new();
+        let mut stats_readings = Vec::new();
         let mut schedule = match plan.mode {
             LoadMode::OpenLoop { arrivals } => Some(Schedule::new(plan, arrivals, start)),
             LoadMode::ClosedLoop { .. } => None,
@@ -250,6 +280,15 @@ impl LoadTest {
                             p95_wait_us: backstop_core::time::nanos(load.p95_wait) / 1000,
                         }
                     }));
+                    for (name, stats) in &self.stats {
+                        if let Ok(value) = contain("backstop_load::stats", stats) {
+                            stats_readings.push(StatsReading {
+                                name: name.clone(),
+                                at_ms,
+                                value,
+                            });
+                        }
+                    }
                 }
                 #[cfg(feature = "metrics")]
                 if let Some(metrics) = &self.metrics {
@@ -310,6 +349,7 @@ impl LoadTest {
             stages,
             timeline: tally.timeline.points,
             signals: readings,
+            stats: stats_readings,
         })
     }
 }

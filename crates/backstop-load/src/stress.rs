@@ -216,6 +216,7 @@ impl StressTest {
                 stages: Vec::new(),
                 timeline: Vec::new(),
                 signals: Vec::new(),
+                stats: Vec::new(),
             }),
         })
     }

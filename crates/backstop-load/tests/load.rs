@@ -331,3 +331,52 @@ async fn a_panicking_request_builder_is_a_typed_error() {
         Err(backstop_load::LoadTestError::RequestPanicked(_))
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn stats_snapshots_are_sampled_during_the_run() {
+    let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = calls.clone();
+    let service = service_fn(move |_: u64| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, Error<()>>(()) }
+    });
+    #[derive(serde::Serialize)]
+    struct Stats {
+        calls: u64,
+    }
+    let seen = calls.clone();
+    let plan = LoadPlan::open_loop(Arrivals::Constant)
+        .sample_interval(Duration::from_millis(500))
+        .stage(LoadStage::constant("s", 100.0, Duration::from_secs(3)));
+    let report = LoadTest::new(plan)
+        .unwrap()
+        .stats("backend", move || Stats {
+            calls: seen.load(Ordering::SeqCst),
+        })
+        .stats("broken", || -> u64 { panic!("stats panicked") })
+        .run(&service, |i| i)
+        .await
+        .unwrap();
+    let readings: Vec<u64> = report
+        .stats
+        .iter()
+        .map(|r| {
+            assert_eq!(r.name, "backend");
+            r.value["calls"].as_u64().unwrap()
+        })
+        .collect();
+    // One reading per half second until the last send (2.995 s); each one the calls made
+    // by then (50 per interval).
+    assert_eq!(readings.len(), 5, "{readings:?}");
+    for (i, calls) in readings.iter().enumerate() {
+        assert_eq!(*calls, 50 * (i as u64 + 1), "{readings:?}");
+    }
+    let json = report.to_json();
+    assert_eq!(
+        backstop_load::LoadReport::from_json(&json)
+            .unwrap()
+            .stats
+            .len(),
+        readings.len()
+    );
+}

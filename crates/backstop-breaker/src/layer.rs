@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use backstop_core::{Clock, DefaultClock, Layer, Rejected, Service, StackError};
 
 use crate::{Breaker, Classify, IgnoreRejections};
@@ -119,19 +121,55 @@ where
     type Error = S::Error;
 
     async fn call(&self, req: Req) -> Result<S::Response, S::Error> {
-        self.breaker
-            .guard(
-                &*self.classifier,
-                || self.inner.call(req),
-                S::Error::rejected,
-                |error| error,
-            )
-            .await
+        let call = self.breaker.guard(
+            &*self.classifier,
+            || self.inner.call(req),
+            S::Error::rejected,
+            |error| error,
+        );
+        // One span per call (issue 27); disabled (no subscriber) it costs a level check.
+        let span = tracing::debug_span!(
+            target: "backstop",
+            "backstop.breaker",
+            name = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            reject_kind = tracing::field::Empty,
+            retry_after = tracing::field::Empty,
+        );
+        if span.is_disabled() {
+            return call.await;
+        }
+        span.record("name", self.breaker.name());
+        let result = call.instrument(span.clone()).await;
+        record_outcome(&span, &result);
+        result
     }
 
     /// Not ready while the circuit would refuse a call; then the inner service's answer.
     fn readiness(&self) -> Result<(), Rejected> {
         self.breaker.readiness()?;
         self.inner.readiness()
+    }
+}
+
+/// Records how a call through a layer ended on its span: `outcome` (`ok`, `rejected`,
+/// `error`), and for a refusal its kind and `retry_after` in seconds.
+fn record_outcome<T, E: StackError>(span: &tracing::Span, result: &Result<T, E>) {
+    match result {
+        Ok(_) => {
+            span.record("outcome", "ok");
+        }
+        Err(error) => match error.rejection() {
+            Some(refused) => {
+                span.record("outcome", "rejected");
+                span.record("reject_kind", tracing::field::display(&refused.kind));
+                if let Some(after) = refused.retry_after {
+                    span.record("retry_after", after.as_secs_f64());
+                }
+            }
+            None => {
+                span.record("outcome", "error");
+            }
+        },
     }
 }

@@ -2,6 +2,8 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use backstop_core::{Layer, Rejected, Service, StackError};
 
 use crate::error::DedupError;
@@ -251,26 +253,67 @@ where
     type Error = S::Error;
 
     async fn call(&self, req: Req) -> Result<S::Response, S::Error> {
-        let key = self.key.key_of(&req);
-        let inner = Arc::clone(&self.inner);
-        let work = move || async move { inner.call(req).await.map_err(Arc::new) };
-        match self.dedup.coalesce(key, work).await {
-            Ok(outcome) => Ok(outcome.into_value()),
-            // The only holder when nobody joined: the caller gets the error itself.
-            Err(DedupError::Inner(error)) => {
-                Err(Arc::try_unwrap(error).unwrap_or_else(S::Error::shared))
+        let span = tracing::debug_span!(
+            target: "backstop",
+            "backstop.dedup",
+            shared = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            reject_kind = tracing::field::Empty,
+            retry_after = tracing::field::Empty,
+        );
+        let call = async {
+            let key = self.key.key_of(&req);
+            let inner = Arc::clone(&self.inner);
+            let work = move || async move { inner.call(req).await.map_err(Arc::new) };
+            match self.dedup.coalesce(key, work).await {
+                Ok(outcome) => {
+                    span.record("shared", outcome.shared);
+                    Ok(outcome.into_value())
+                }
+                // The only holder when nobody joined: the caller gets the error itself.
+                Err(DedupError::Inner(error)) => {
+                    Err(Arc::try_unwrap(error).unwrap_or_else(S::Error::shared))
+                }
+                Err(DedupError::Panicked(panicked)) => Err(S::Error::panicked(panicked)),
+                Err(DedupError::Rejected(rejected)) => Err(S::Error::rejected(rejected)),
+                // A misconfigured Redis refuses the call (logged as an error by the group).
+                #[cfg(feature = "redis")]
+                Err(DedupError::Misconfigured(_)) => Err(S::Error::rejected(Rejected::new(
+                    backstop_core::RejectKind::Unavailable,
+                ))),
             }
-            Err(DedupError::Panicked(panicked)) => Err(S::Error::panicked(panicked)),
-            Err(DedupError::Rejected(rejected)) => Err(S::Error::rejected(rejected)),
-            // A misconfigured Redis refuses the call (logged as an error by the group).
-            #[cfg(feature = "redis")]
-            Err(DedupError::Misconfigured(_)) => Err(S::Error::rejected(Rejected::new(
-                backstop_core::RejectKind::Unavailable,
-            ))),
+        };
+        if span.is_disabled() {
+            return call.await;
         }
+        let result = call.instrument(span.clone()).await;
+        record_outcome(&span, &result);
+        result
     }
 
     fn readiness(&self) -> Result<(), Rejected> {
         self.inner.readiness()
+    }
+}
+
+/// Records how a call through a layer ended on its span: `outcome` (`ok`, `rejected`,
+/// `error`), and for a refusal its kind and `retry_after` in seconds.
+fn record_outcome<T, E: StackError>(span: &tracing::Span, result: &Result<T, E>) {
+    match result {
+        Ok(_) => {
+            span.record("outcome", "ok");
+        }
+        Err(error) => match error.rejection() {
+            Some(refused) => {
+                span.record("outcome", "rejected");
+                span.record("reject_kind", tracing::field::display(&refused.kind));
+                if let Some(after) = refused.retry_after {
+                    span.record("retry_after", after.as_secs_f64());
+                }
+            }
+            None => {
+                span.record("outcome", "error");
+            }
+        },
     }
 }

@@ -16,6 +16,7 @@ use crate::store::StateStore;
 use backstop_core::{Clock, Layer, Rejected, Service, StackError, contain};
 use std::fmt;
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// A limiter a [`RateLimitLayer`] charges.
 ///
@@ -295,15 +296,32 @@ where
     type Error = S::Error;
 
     async fn call(&self, req: Req) -> Result<Self::Response, Self::Error> {
-        let decision = contain("rate limit key or cost", || {
-            self.limiter
-                .charge(&self.key.key_of(&req), self.cost.cost_of(&req))
-        });
-        match decision {
-            Ok(Ok(())) => self.inner.call(req).await,
-            Ok(Err(refused)) => Err(S::Error::rejected(refused.rejection())),
-            Err(panicked) => Err(S::Error::panicked(panicked)),
+        // One span per call (issue 27); with no subscriber interested it is disabled and
+        // the call takes the plain path.
+        let span = tracing::debug_span!(
+            target: "backstop",
+            "backstop.limit",
+            outcome = tracing::field::Empty,
+            reject_kind = tracing::field::Empty,
+            retry_after = tracing::field::Empty,
+        );
+        let call = async {
+            let decision = contain("rate limit key or cost", || {
+                self.limiter
+                    .charge(&self.key.key_of(&req), self.cost.cost_of(&req))
+            });
+            match decision {
+                Ok(Ok(())) => self.inner.call(req).await,
+                Ok(Err(refused)) => Err(S::Error::rejected(refused.rejection())),
+                Err(panicked) => Err(S::Error::panicked(panicked)),
+            }
+        };
+        if span.is_disabled() {
+            return call.await;
         }
+        let result = call.instrument(span.clone()).await;
+        record_outcome(&span, &result);
+        result
     }
 
     fn readiness(&self) -> Result<(), Rejected> {
@@ -380,17 +398,54 @@ where
     type Error = S::Error;
 
     async fn call(&self, req: Req) -> Result<Self::Response, Self::Error> {
-        let _permit = self
-            .bulkhead
-            .acquire()
-            .await
-            .map_err(|refused| S::Error::rejected(refused.into()))?;
-        self.inner.call(req).await
+        let span = tracing::debug_span!(
+            target: "backstop",
+            "backstop.bulkhead",
+            outcome = tracing::field::Empty,
+            reject_kind = tracing::field::Empty,
+            retry_after = tracing::field::Empty,
+        );
+        let call = async {
+            let _permit = self
+                .bulkhead
+                .acquire()
+                .await
+                .map_err(|refused| S::Error::rejected(refused.into()))?;
+            self.inner.call(req).await
+        };
+        if span.is_disabled() {
+            return call.await;
+        }
+        let result = call.instrument(span.clone()).await;
+        record_outcome(&span, &result);
+        result
     }
 
     fn readiness(&self) -> Result<(), Rejected> {
         self.bulkhead.readiness()?;
         self.inner.readiness()
+    }
+}
+
+/// Records how a call through a layer ended on its span: `outcome` (`ok`, `rejected`,
+/// `error`), and for a refusal its kind and `retry_after` in seconds.
+pub(crate) fn record_outcome<T, E: StackError>(span: &tracing::Span, result: &Result<T, E>) {
+    match result {
+        Ok(_) => {
+            span.record("outcome", "ok");
+        }
+        Err(error) => match error.rejection() {
+            Some(refused) => {
+                span.record("outcome", "rejected");
+                span.record("reject_kind", tracing::field::display(&refused.kind));
+                if let Some(after) = refused.retry_after {
+                    span.record("retry_after", after.as_secs_f64());
+                }
+            }
+            None => {
+                span.record("outcome", "error");
+            }
+        },
     }
 }
 

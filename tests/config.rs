@@ -156,12 +156,12 @@ fn missing_sections_are_none_and_an_empty_file_is_valid() {
 fn a_broken_rule_names_the_nested_field() {
     let error = error_of("[cache.memory]\nmax_capacity = 0\n");
     assert_eq!(error.field(), Some("cache.memory.max_capacity"));
-    assert!(matches!(error, ConfigFileError::Invalid(_)));
+    assert!(matches!(error, ConfigFileError::Invalid { .. }));
 
     let error = error_of("[pool]\nmax_size = 4\nmin_idle = 8\n");
     assert_eq!(
         error.to_string(),
-        "invalid configuration: `pool.min_idle` must not exceed max_size"
+        "invalid configuration: `pool.min_idle` must not exceed max_size (line 3, column 1)"
     );
 
     let error = error_of("[breaker.overrides.openai]\nfailure_rate_threshold = 0.0\n");
@@ -246,7 +246,7 @@ fn a_missing_file_is_a_read_error() {
 
 #[test]
 fn validation_errors_keep_the_core_error_type() {
-    let ConfigFileError::Invalid(error) = error_of("[dedup]\nmax_entries = 0\n") else {
+    let ConfigFileError::Invalid { error, .. } = error_of("[dedup]\nmax_entries = 0\n") else {
         panic!("expected a rule violation");
     };
     let _: ConfigError = error.clone();

@@ -27,7 +27,7 @@ type SharedTier<V> = std::sync::Arc<dyn backstop_cache::Tier<Entry<V>>>;
 /// [cache.persistent]        # last tier, survives restarts
 /// path = "/var/cache/gateway.redb"
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheSection {
     /// Freshness, stale-while-revalidate, negative caching and promotion across tiers.
@@ -41,7 +41,7 @@ pub struct CacheSection {
 }
 
 /// `[cache.redis]`: where the shared tier lives and how it behaves.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisTierSection {
     /// The Redis URL; when absent it is read from the environment variable `url_env`.
@@ -79,7 +79,7 @@ impl Default for RedisTierSection {
 }
 
 /// `[cache.persistent]`: a file-backed tier.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PersistentTierSection {
     /// The database file; created if missing.

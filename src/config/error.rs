@@ -29,14 +29,58 @@ pub enum ConfigFileError {
     },
     /// A key that no section knows, usually a typo; silently ignoring it would leave a
     /// limit or timeout at its default without anyone noticing.
-    #[error("configuration: unknown field `{field}`")]
+    #[error("configuration: unknown field `{field}`{}", position(.line, .column))]
     UnknownField {
         /// Dotted path of the unknown key.
         field: String,
+        /// 1-based line of the key, when known.
+        line: Option<usize>,
+        /// 1-based column of the key, when known.
+        column: Option<usize>,
+    },
+    /// A section (or a key inside one) of a primitive whose Cargo feature is not compiled
+    /// in: the file is meant for a build with more features.
+    #[error("configuration: `{field}` needs backstop's `{feature}` feature{}", position(.line, .column))]
+    FeatureDisabled {
+        /// Dotted path of the key.
+        field: String,
+        /// The feature that would accept it.
+        feature: &'static str,
+        /// 1-based line of the key, when known.
+        line: Option<usize>,
+        /// 1-based column of the key, when known.
+        column: Option<usize>,
     },
     /// Every value parsed, but one broke a rule (`must be at least 1`).
-    #[error(transparent)]
-    Invalid(#[from] ConfigError),
+    #[error("{error}{}", position(.line, .column))]
+    Invalid {
+        /// The rule that broke, naming the field by its dotted path.
+        error: ConfigError,
+        /// 1-based line of the field (or of the table holding a defaulted field), when known.
+        line: Option<usize>,
+        /// 1-based column, when known.
+        column: Option<usize>,
+    },
+    /// An environment override could not be applied, or set a value that is wrong.
+    #[error("configuration: `{variable}` sets `{field}`: {message}")]
+    Env {
+        /// The variable, `BACKSTOP__LIMIT__MAX_KEYS`.
+        variable: String,
+        /// Dotted path of the key it sets.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl From<ConfigError> for ConfigFileError {
+    fn from(error: ConfigError) -> Self {
+        ConfigFileError::Invalid {
+            error,
+            line: None,
+            column: None,
+        }
+    }
 }
 
 impl ConfigFileError {
@@ -45,11 +89,31 @@ impl ConfigFileError {
         match self {
             ConfigFileError::Read { .. } => None,
             ConfigFileError::Parse { field, .. } if field.is_empty() => None,
-            ConfigFileError::Parse { field, .. } | ConfigFileError::UnknownField { field } => {
-                Some(field)
-            }
-            ConfigFileError::Invalid(error) => Some(error.field()),
+            ConfigFileError::Env { field, .. } if field.is_empty() => None,
+            ConfigFileError::Parse { field, .. }
+            | ConfigFileError::UnknownField { field, .. }
+            | ConfigFileError::FeatureDisabled { field, .. }
+            | ConfigFileError::Env { field, .. } => Some(field),
+            ConfigFileError::Invalid { error, .. } => Some(error.field()),
         }
+    }
+
+    /// 1-based line and column of the offending text, when the error is about the file.
+    pub fn position(&self) -> Option<(usize, usize)> {
+        match self {
+            ConfigFileError::Parse { line, column, .. }
+            | ConfigFileError::UnknownField { line, column, .. }
+            | ConfigFileError::FeatureDisabled { line, column, .. }
+            | ConfigFileError::Invalid { line, column, .. } => line.zip(*column),
+            ConfigFileError::Read { .. } | ConfigFileError::Env { .. } => None,
+        }
+    }
+}
+
+fn position(line: &Option<usize>, column: &Option<usize>) -> String {
+    match (line, column) {
+        (Some(line), Some(column)) => format!(" (line {line}, column {column})"),
+        _ => String::new(),
     }
 }
 
@@ -59,10 +123,7 @@ fn describe_parse(
     line: Option<usize>,
     column: Option<usize>,
 ) -> String {
-    let position = match (line, column) {
-        (Some(line), Some(column)) => format!(" (line {line}, column {column})"),
-        _ => String::new(),
-    };
+    let position = position(&line, &column);
     if field.is_empty() {
         format!("configuration is not valid TOML{position}: {message}")
     } else {

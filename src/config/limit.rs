@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 ///     { name = "background" },
 /// ]
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitSection {
     /// Requests each user may make; `None` admits every request.
@@ -55,7 +55,7 @@ pub struct LimitSection {
 }
 
 /// One user's replacement quotas under `[limit.overrides.<user>]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitOverride {
     /// Replaces `limit.requests` for this user.

@@ -6,9 +6,10 @@
 //! the file accepts exactly what the builders accept, with durations written as `"250ms"`
 //! or `"1h30m"`.
 //!
-//! Loading never panics. Malformed TOML, a value of the wrong type, an unknown key and a
-//! value that breaks a rule are each a [`ConfigFileError`] that names the field by its
-//! dotted path and says what is wrong:
+//! Loading never panics. Malformed TOML, a value of the wrong type, an unknown key, a
+//! section whose Cargo feature is off and a value that breaks a rule are each a
+//! [`ConfigFileError`] that names the field by its dotted path, says what is wrong and
+//! where (line and column):
 //!
 //! ```
 //! use backstop::config::BackstopConfig;
@@ -17,7 +18,7 @@
 //! assert_eq!(error.field(), Some("cache.memory.max_capacity"));
 //! assert_eq!(
 //!     error.to_string(),
-//!     "invalid configuration: `cache.memory.max_capacity` must be at least 1"
+//!     "invalid configuration: `cache.memory.max_capacity` must be at least 1 (line 2, column 1)"
 //! );
 //!
 //! let error = BackstopConfig::from_toml_str("[breaker.default]\nminimum_calls = \"ten\"\n")
@@ -35,10 +36,21 @@
 //! assert!(per_user.is_some());
 //! # Ok::<_, Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! `BackstopConfig` is also one field of the application's own configuration: its
+//! `Deserialize` refuses unknown keys inside Backstop's sections and checks every rule, so
+//! `#[derive(Deserialize)] struct App { server: Server, backstop: BackstopConfig }` is as
+//! strict as this module's loaders. [`ConfigLoader`] adds line and column to every error of
+//! such a file, reads one named table of it ([`BackstopConfig::from_toml_table`]) and
+//! applies `BACKSTOP__…` environment overrides; [`BackstopConfig::to_toml_string`] prints
+//! the effective configuration, defaults filled in.
 
 mod error;
+mod load;
 mod slo;
 
+#[cfg(feature = "limit")]
+mod budget;
 #[cfg(feature = "cache")]
 mod cache;
 #[cfg(feature = "limit")]
@@ -48,11 +60,14 @@ mod redis;
 #[cfg(feature = "scale")]
 mod scale;
 
+#[cfg(feature = "limit")]
+pub use budget::BudgetSection;
 #[cfg(feature = "cache")]
 pub use cache::{CacheSection, PersistentTierSection, RedisTierSection};
 pub use error::ConfigFileError;
 #[cfg(feature = "limit")]
 pub use limit::{LimitOverride, LimitSection};
+pub use load::ConfigLoader;
 #[cfg(feature = "redis")]
 pub use redis::RedisSection;
 #[cfg(feature = "scale")]
@@ -60,14 +75,52 @@ pub use scale::{PolicyKind, ScaleSection};
 pub use slo::SloSection;
 
 use backstop_core::config::{ConfigError, Validate};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use std::path::Path;
 
-/// Every primitive's configuration, read from one TOML file.
+/// Declares `BackstopConfig` and, from the same field list, the serde "remote" that reads
+/// its fields: the public `Deserialize` runs that reader, then refuses unknown keys and
+/// broken rules, so the type is strict wherever it is embedded.
+macro_rules! sections {
+    (
+        $(#[$attr:meta])*
+        pub struct BackstopConfig { $( $(#[$field_attr:meta])* pub $field:ident : $ty:ty, )* }
+    ) => {
+        $(#[$attr])*
+        pub struct BackstopConfig { $( $(#[$field_attr])* pub $field: $ty, )* }
+
+        /// The fields as written, before unknown keys and rules are checked.
+        // Never built: it only carries the derived reader of `BackstopConfig`'s fields.
+        #[allow(dead_code)]
+        #[derive(Deserialize)]
+        #[serde(remote = "BackstopConfig")]
+        struct Unchecked { $( $(#[$field_attr])* #[serde(default)] $field: $ty, )* }
+    };
+}
+
+sections! {
+/// Every primitive's configuration, read from one TOML file or one table of the
+/// application's own configuration.
 ///
 /// Sections left out of the file are `None`: the stack simply does without that layer.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+///
+/// ```
+/// use backstop::config::BackstopConfig;
+///
+/// #[derive(serde::Deserialize)]
+/// struct App {
+///     port: u16,
+///     backstop: BackstopConfig,
+/// }
+///
+/// let app: App = toml::from_str("port = 8080\n[backstop.limit]\nmax_keys = 1000\n")?;
+/// assert_eq!(app.backstop.limit.unwrap().max_keys, Some(1000));
+/// // Strict inside Backstop's sections, wherever they are embedded.
+/// assert!(toml::from_str::<App>("port = 1\n[backstop.limit]\nmax_key = 1\n").is_err());
+/// assert!(toml::from_str::<App>("port = 1\n[backstop.limit]\nmax_keys = 0\n").is_err());
+/// # Ok::<_, toml::de::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct BackstopConfig {
     /// `[cache]`: tiers, sizes and freshness of the response cache.
@@ -85,6 +138,9 @@ pub struct BackstopConfig {
     /// `[limit]`: per-user request and token quotas and a bulkhead.
     #[cfg(feature = "limit")]
     pub limit: Option<LimitSection>,
+    /// `[budget]`: token and money budgets that settle, per key, team and organisation.
+    #[cfg(feature = "limit")]
+    pub budget: Option<BudgetSection>,
     /// `[dedup]`: the idempotency window and follower timeout.
     #[cfg(feature = "dedup")]
     pub dedup: Option<backstop_dedup::DedupWindowConfig>,
@@ -105,23 +161,95 @@ pub struct BackstopConfig {
     /// `[slo]`: the service levels a load run must meet.
     pub slo: Option<SloSection>,
 }
+}
+
+/// Every top-level section and the Cargo feature that compiles it in, so that a file
+/// written for a fuller build says which feature it needs instead of "unknown field".
+const SECTION_FEATURES: &[(&str, &str, bool)] = &[
+    ("cache", "cache", cfg!(feature = "cache")),
+    ("batch", "batch", cfg!(feature = "batch")),
+    ("pool", "pool", cfg!(feature = "pool")),
+    ("breaker", "breaker", cfg!(feature = "breaker")),
+    ("limit", "limit", cfg!(feature = "limit")),
+    ("dedup", "dedup", cfg!(feature = "dedup")),
+    ("retry", "retry", cfg!(feature = "retry")),
+    ("route", "route", cfg!(feature = "route")),
+    ("scale", "scale", cfg!(feature = "scale")),
+    ("budget", "limit", cfg!(feature = "limit")),
+    ("redis", "redis", cfg!(feature = "redis")),
+];
+
+/// The feature a disabled section at the start of `field` needs, if it is one.
+fn disabled_feature(field: &str) -> Option<&'static str> {
+    let section = field.split('.').next()?;
+    SECTION_FEATURES
+        .iter()
+        .find(|(name, _, enabled)| *name == section && !enabled)
+        .map(|(_, feature, _)| *feature)
+}
+
+impl<'de> Deserialize<'de> for BackstopConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut unknown: Option<String> = None;
+        let mut note = |path: serde_ignored::Path<'_>| {
+            unknown.get_or_insert_with(|| load::dotted(&path));
+        };
+        let config =
+            Unchecked::deserialize(serde_ignored::Deserializer::new(deserializer, &mut note))?;
+        if let Some(field) = unknown {
+            return Err(load::refuse(match disabled_feature(&field) {
+                Some(feature) => load::Refusal::FeatureOff { field, feature },
+                None => load::Refusal::Unknown(field),
+            }));
+        }
+        config
+            .validate()
+            .map_err(|error| load::refuse(load::Refusal::Rule(error)))?;
+        Ok(config)
+    }
+}
 
 impl BackstopConfig {
     /// Reads and validates a TOML file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigFileError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_toml_str(&text)
+        ConfigLoader::new().load_file(path)
     }
 
     /// Parses and validates TOML text.
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigFileError> {
-        let config = parse(text)?;
-        config.validate()?;
-        Ok(config)
+        ConfigLoader::new().load_str(text)
+    }
+
+    /// Parses and validates one table of a larger TOML file — the application's own
+    /// settings stay beside it — with errors placed in the whole file.
+    ///
+    /// ```
+    /// use backstop::config::BackstopConfig;
+    ///
+    /// let file = "[server]\nport = 8080\n\n[backstop.cache.memory]\nmax_capacity = 0\n";
+    /// let error = BackstopConfig::from_toml_table(file, "backstop").unwrap_err();
+    /// assert_eq!(error.field(), Some("backstop.cache.memory.max_capacity"));
+    /// assert_eq!(error.position(), Some((5, 1)));
+    /// ```
+    pub fn from_toml_table(text: &str, table: &str) -> Result<Self, ConfigFileError> {
+        ConfigLoader::new().table(table).load_str(text)
+    }
+
+    /// The configuration as TOML, every default written out: what the stack will run with.
+    /// Reading the text back gives an equal configuration.
+    ///
+    /// ```
+    /// use backstop::config::BackstopConfig;
+    ///
+    /// let config = BackstopConfig::from_toml_str("[dedup]\nttl = \"5s\"\n")?;
+    /// let text = config.to_toml_string()?;
+    /// assert!(text.contains("ttl = \"5s\""), "{text}");
+    /// assert!(text.contains("max_entries = "), "defaults are written out: {text}");
+    /// assert_eq!(BackstopConfig::from_toml_str(&text)?, config);
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_toml_string(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(self)
     }
 
     /// The circuit-breaker registry, or `None` without a `[breaker]` section.
@@ -148,6 +276,8 @@ impl Validate for BackstopConfig {
         validate_section(&self.breaker, "breaker")?;
         #[cfg(feature = "limit")]
         validate_section(&self.limit, "limit")?;
+        #[cfg(feature = "limit")]
+        validate_section(&self.budget, "budget")?;
         #[cfg(feature = "dedup")]
         validate_section(&self.dedup, "dedup")?;
         #[cfg(feature = "retry")]
@@ -166,64 +296,6 @@ fn validate_section<T: Validate>(section: &Option<T>, name: &str) -> Result<(), 
     match section {
         Some(section) => section.validate().map_err(|e| e.within(name)),
         None => Ok(()),
-    }
-}
-
-/// Deserializes while tracking the path to every value, so a type error names its field,
-/// and collects keys no section knows, which are errors rather than silent defaults.
-fn parse(text: &str) -> Result<BackstopConfig, ConfigFileError> {
-    let position = |span: Option<std::ops::Range<usize>>| match span {
-        Some(span) => {
-            let (line, column) = error::line_and_column(text, span.start);
-            (Some(line), Some(column))
-        }
-        None => (None, None),
-    };
-    let deserializer = toml::Deserializer::parse(text).map_err(|error| {
-        let (line, column) = position(error.span());
-        ConfigFileError::Parse {
-            field: String::new(),
-            message: error.message().trim().to_string(),
-            line,
-            column,
-        }
-    })?;
-    let mut unknown = Vec::new();
-    let mut note_unknown = |path: serde_ignored::Path<'_>| unknown.push(dotted(&path));
-    let tracked = serde_ignored::Deserializer::new(deserializer, &mut note_unknown);
-    let config: BackstopConfig = serde_path_to_error::deserialize(tracked).map_err(|error| {
-        let field = error.path().to_string();
-        let (line, column) = position(error.inner().span());
-        ConfigFileError::Parse {
-            field: if field == "." { String::new() } else { field },
-            message: error.inner().message().trim().to_string(),
-            line,
-            column,
-        }
-    })?;
-    match unknown.into_iter().next() {
-        Some(field) => Err(ConfigFileError::UnknownField { field }),
-        None => Ok(config),
-    }
-}
-
-/// `cache.memory.max_capcity`: the keys leading to a value, without serde's markers for
-/// `Option` and newtype wrappers, which mean nothing to someone editing the file.
-fn dotted(path: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path;
-    let (parent, segment) = match path {
-        Path::Root => return String::new(),
-        Path::Seq { parent, index } => (parent, index.to_string()),
-        Path::Map { parent, key } => (parent, key.clone()),
-        Path::Some { parent }
-        | Path::NewtypeStruct { parent }
-        | Path::NewtypeVariant { parent } => {
-            return dotted(parent);
-        }
-    };
-    match dotted(parent) {
-        prefix if prefix.is_empty() => segment,
-        prefix => format!("{prefix}.{segment}"),
     }
 }
 
@@ -249,4 +321,32 @@ pub enum BuildError {
         /// The feature to enable.
         feature: &'static str,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A section added to `BackstopConfig` needs its feature listed, or a build without
+    /// that feature would call it an unknown field.
+    #[test]
+    fn every_section_names_its_feature() {
+        let fields = serde_json::to_value(BackstopConfig::default()).unwrap();
+        for (name, _) in fields.as_object().unwrap() {
+            assert!(
+                name == "slo" || SECTION_FEATURES.iter().any(|(section, ..)| section == name),
+                "add `{name}` to SECTION_FEATURES"
+            );
+        }
+    }
+
+    #[test]
+    fn a_disabled_section_names_its_feature() {
+        let off = SECTION_FEATURES.iter().find(|(.., enabled)| !enabled);
+        if let Some((section, feature, _)) = off {
+            assert_eq!(disabled_feature(&format!("{section}.x")), Some(*feature));
+        }
+        assert_eq!(disabled_feature("cach"), None);
+        assert_eq!(disabled_feature(""), None);
+    }
 }

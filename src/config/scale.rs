@@ -19,7 +19,7 @@ use serde::Deserialize;
 /// target_per_replica = 20.0
 /// max_replicas = 20
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScaleSection {
     /// The policy in charge.
@@ -40,7 +40,7 @@ pub struct ScaleSection {
 }
 
 /// The autoscaling policies `[scale] policy = "…"` can name.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PolicyKind {
     /// Kubernetes-HPA target tracking.

@@ -10,7 +10,7 @@ use std::time::Duration;
 /// max_error_rate = 0.02
 /// min_cache_hit_rate = 0.3
 /// ```
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SloSection {
     /// The 95th-percentile latency must not exceed this.

@@ -1,0 +1,143 @@
+//! One span per call on each layer, nested the way the stack is (issue 27): a trace
+//! viewer shows a request's path through the limiter, the breaker and dedup.
+
+#![cfg(all(feature = "limit", feature = "breaker", feature = "dedup"))]
+
+use backstop::breaker::{Breaker, BreakerLayer};
+use backstop::core::{Error, Layer, RejectKind, Service, ServiceExt, service_fn};
+use backstop::dedup::{DedupLayer, Group};
+use backstop::limit::{Quota, RateLimitLayer, RateLimiter};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+
+/// A span as a trace viewer would show it: its name, its parent's name and its fields.
+#[derive(Debug, Clone, Default)]
+struct Captured {
+    name: &'static str,
+    parent: Option<&'static str>,
+    fields: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Default)]
+struct Spans(Arc<Mutex<Vec<(Id, Captured)>>>);
+
+struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
+
+impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for Spans {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let parent = ctx
+            .span(id)
+            .and_then(|span| span.parent())
+            .map(|parent| parent.name());
+        let mut captured = Captured {
+            name: attrs.metadata().name(),
+            parent,
+            fields: BTreeMap::new(),
+        };
+        attrs.record(&mut Fields(&mut captured.fields));
+        self.0.lock().unwrap().push((id.clone(), captured));
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, _: Context<'_, S>) {
+        let mut spans = self.0.lock().unwrap();
+        if let Some((_, captured)) = spans.iter_mut().rev().find(|(known, _)| known == id) {
+            values.record(&mut Fields(&mut captured.fields));
+        }
+    }
+}
+
+impl Spans {
+    fn take(&self) -> Vec<Captured> {
+        self.0
+            .lock()
+            .unwrap()
+            .drain(..)
+            .map(|(_, captured)| captured)
+            .collect()
+    }
+}
+
+fn find<'a>(spans: &'a [Captured], name: &str) -> &'a Captured {
+    spans
+        .iter()
+        .find(|span| span.name == name)
+        .unwrap_or_else(|| panic!("no span {name} in {spans:#?}"))
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_three_layer_stack_makes_nested_spans_with_outcome_and_retry_after() {
+    let spans = Spans::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+
+    let backend = service_fn(|prompt: String| async move {
+        // The backend runs inside the innermost layer's span.
+        assert_eq!(
+            tracing::Span::current().metadata().map(|m| m.name()),
+            Some("backstop.dedup")
+        );
+        Ok::<_, std::io::Error>(prompt.len())
+    })
+    .lift();
+    let limiter = RateLimiter::new(Quota::per_second(1).unwrap());
+    let breaker = Breaker::builder().name("llm").build().unwrap();
+    let stack = RateLimitLayer::new(limiter)
+        .layer(BreakerLayer::new(breaker).layer(DedupLayer::new(Group::new()).layer(backend)));
+
+    assert_eq!(stack.call("hello".to_string()).await.unwrap(), 5);
+    let admitted = spans.take();
+    assert_eq!(admitted.len(), 3, "{admitted:#?}");
+    let limit = find(&admitted, "backstop.limit");
+    let breaker = find(&admitted, "backstop.breaker");
+    let dedup = find(&admitted, "backstop.dedup");
+    assert_eq!(limit.parent, None);
+    assert_eq!(breaker.parent, Some("backstop.limit"));
+    assert_eq!(dedup.parent, Some("backstop.breaker"));
+    for span in [limit, breaker, dedup] {
+        assert_eq!(span.fields["outcome"], "ok", "{span:?}");
+        assert!(!span.fields.contains_key("retry_after"), "{span:?}");
+    }
+    assert_eq!(breaker.fields["name"], "llm");
+    assert_eq!(dedup.fields["shared"], "false");
+
+    let refused: Error<std::io::Error> = stack.call("again".to_string()).await.unwrap_err();
+    assert!(matches!(
+        refused.rejection().map(|r| r.kind),
+        Some(RejectKind::RateLimited { .. })
+    ));
+    let refused = spans.take();
+    assert_eq!(
+        refused.len(),
+        1,
+        "the limiter refused before the inner layers"
+    );
+    let limit = find(&refused, "backstop.limit");
+    assert_eq!(limit.fields["outcome"], "rejected");
+    assert!(limit.fields["reject_kind"].contains("rate limited"));
+    let retry_after: f64 = limit.fields["retry_after"].parse().unwrap();
+    assert!(retry_after > 0.0 && retry_after <= 1.0, "{retry_after}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn without_a_subscriber_no_span_is_made() {
+    let limiter = RateLimiter::new(Quota::per_second(1).unwrap());
+    let service = RateLimitLayer::new(limiter)
+        .layer(service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) }).lift());
+    assert!(tracing::Span::current().is_disabled());
+    assert_eq!(service.call(3).await.unwrap(), 3);
+    assert!(service.call(4).await.unwrap_err().rejection().is_some());
+}

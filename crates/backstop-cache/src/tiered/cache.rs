@@ -103,6 +103,33 @@ pub(crate) struct Inner<V, C> {
 /// Every tier stores an [`Entry`]: the value and the Unix time until which it is fresh,
 /// so all processes sharing a Redis tier agree on staleness. Cloning the cache is cheap
 /// and clones share everything.
+///
+/// ```
+/// use backstop_cache::{MemoryTier, Promotion, TieredCache, TieredConfig};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // L1 in memory for a minute, L2 (here a second memory tier standing in for Redis).
+/// let l2 = MemoryTier::with_capacity(100_000)?;
+/// let cache: TieredCache<String, String> = TieredCache::builder()
+///     .memory(MemoryTier::with_capacity(1_000)?, Some(Duration::from_secs(60)))
+///     .tier(l2.clone(), Some(Duration::from_secs(3_600)))
+///     .config(TieredConfig { promotion: Promotion::Always, ..Default::default() })
+///     .build()?;
+///
+/// // One loader per key however many callers miss at once; the answer fills every tier.
+/// let prompt = "What is 2+2?".to_string();
+/// let answer = cache
+///     .get_or_load(&prompt, || async { Ok::<_, std::io::Error>(Some("4".to_string())) })
+///     .await?;
+/// assert_eq!(answer.as_deref(), Some("4"));
+/// assert_eq!(cache.get(&prompt).await.as_deref(), Some("4"));
+/// let stats = cache.stats();
+/// assert_eq!((stats.loads, stats.hits_by_tier[0]), (1, 1));
+/// # Ok(())
+/// # }
+/// ```
 pub struct TieredCache<K, V, C = SystemClock> {
     pub(crate) inner: Arc<Inner<V, C>>,
     _keys: PhantomData<fn(K)>,

@@ -152,6 +152,36 @@ pub struct SemanticStats {
 pub type Verifier = dyn Fn(&str, &str, f32) -> bool + Send + Sync;
 
 /// A [`TieredCache`] that can also answer from a similar prompt's entry.
+///
+/// Embeddings come from the caller (whatever model it already runs); the threshold has no
+/// default, and a verifier may veto a match.
+///
+/// ```
+/// use backstop_cache::{ExactCosineIndex, MemoryTier, SemanticCache, SemanticHit, TieredCache};
+/// use std::sync::Arc;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let tiers: TieredCache<String, String> =
+///     TieredCache::builder().memory(MemoryTier::with_capacity(1_000)?, None).build()?;
+/// let cache = SemanticCache::new(tiers, Arc::new(ExactCosineIndex::new(3)), 0.95)?
+///     // Never serve a prompt's answer to its negation, however close the vectors.
+///     .with_verifier(|query, matched, _| query.contains(" not ") == matched.contains(" not "));
+///
+/// cache.insert("capital of France?", &[0.9, 0.1, 0.0], "Paris".to_string()).await?;
+/// match cache.get("France's capital?", &[0.89, 0.12, 0.0]).await? {
+///     Some(SemanticHit::Similar { value, matched_key, .. }) => {
+///         assert_eq!((value.as_str(), matched_key.as_str()), ("Paris", "capital of France?"));
+///     }
+///     other => panic!("expected a similar hit, got {other:?}"),
+/// }
+/// assert!(cache.get("is Paris not the capital?", &[0.9, 0.1, 0.0]).await?.is_none());
+/// assert!(cache.get("weather in Oslo?", &[0.0, 0.2, 0.9]).await?.is_none());
+/// let stats = cache.stats();
+/// assert_eq!((stats.semantic_hits, stats.vetoed, stats.misses), (1, 1, 2));
+/// # Ok(())
+/// # }
+/// ```
 pub struct SemanticCache<V, C> {
     cache: TieredCache<String, V, C>,
     index: Arc<dyn SimilarityIndex>,

@@ -40,19 +40,21 @@
 mod adaptive;
 mod args;
 mod autoscale;
+mod billing;
 mod fleet;
 mod outcome;
 mod pattern;
 mod progress;
 mod provider;
 mod run;
+mod settings;
 mod stack;
 mod streaming;
 mod summary;
 #[cfg(test)]
 mod tests;
 
-use backstop::config::BackstopConfig;
+use settings::Settings;
 use std::process::ExitCode;
 
 #[tokio::main]
@@ -69,14 +71,14 @@ async fn main() -> ExitCode {
         }
     };
     let config = match &args.config {
-        Some(path) => match BackstopConfig::from_file(path) {
-            Ok(config) => config,
+        Some(path) => match Settings::from_file(path) {
+            Ok(settings) => settings,
             Err(error) => {
                 eprintln!("error: {error}");
                 return ExitCode::from(2);
             }
         },
-        None => BackstopConfig::default(),
+        None => Settings::default(),
     };
     let scratch = match tempfile::tempdir() {
         Ok(dir) => dir,
@@ -85,7 +87,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let summary = match run::run(&args, &config, scratch.path()).await {
+    let summary = match run::run(&args, &config.backstop, scratch.path()).await {
         Ok(summary) => summary,
         Err(error) => {
             eprintln!("error: {error}");
@@ -93,8 +95,7 @@ async fn main() -> ExitCode {
         }
     };
     summary.print();
-    let slo = config.slo.clone().unwrap_or_else(stack::default_slo);
-    let passed = summary::print_slos(&summary.slo_checks(&slo));
+    let passed = summary::print_slos(&summary.slo_checks(&config.slo));
     println!();
     for line in summary.quality_lines(&format!("agent_gateway/{}", args.pattern)) {
         println!("{line}");

@@ -159,6 +159,8 @@ mod tests {
         let answer = Answer {
             text: "hi".into(),
             tokens: 3,
+            completion_tokens: 2,
+            model: "m".into(),
         };
         assert_eq!(classify(&Ok(answer)), Outcome::Ok);
         assert_eq!(

@@ -20,8 +20,17 @@ use crate::fleet::Ask;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Answer {
     pub(crate) text: String,
+    /// Prompt and completion tokens.
     pub(crate) tokens: u64,
+    pub(crate) completion_tokens: u64,
+    /// The model that answered, as the cost table prices it.
+    pub(crate) model: String,
 }
+
+/// The primary provider's model, and the price every estimate is reserved at.
+pub(crate) const PRIMARY_MODEL: &str = "gpt-4o";
+/// The fallback provider's model.
+pub(crate) const FALLBACK_MODEL: &str = "gpt-4o-mini";
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum ProviderError {
@@ -55,6 +64,8 @@ pub(crate) const DOLLARS_PER_1K_TOKENS: f64 = 0.002;
 pub(crate) struct Provider {
     /// The name targets in `[route]` give as their `provider`.
     pub(crate) name: &'static str,
+    /// The model it serves.
+    pub(crate) model: &'static str,
     started: Instant,
     outage: Option<(Duration, Duration)>,
     /// Its latency relative to the primary's.
@@ -77,7 +88,7 @@ impl Provider {
     /// at full speed.
     pub(crate) fn new(run: Duration) -> Arc<Self> {
         Self::build(
-            "primary",
+            ("primary", PRIMARY_MODEL),
             Some((run.mul_f64(0.45), run.mul_f64(0.60))),
             (1.0, 48),
             (80, 40),
@@ -86,11 +97,11 @@ impl Provider {
 
     /// The fallback: never down, but half again as slow and with less headroom.
     pub(crate) fn fallback() -> Arc<Self> {
-        Self::build("fallback", None, (1.5, 24), (50, 25))
+        Self::build(("fallback", FALLBACK_MODEL), None, (1.5, 24), (50, 25))
     }
 
     fn build(
-        name: &'static str,
+        (name, model): (&'static str, &'static str),
         outage: Option<(Duration, Duration)>,
         (slowdown, capacity): (f64, u64),
         (calls_per_second, burst): (u64, u64),
@@ -100,6 +111,7 @@ impl Provider {
             .expect("a positive quota");
         Arc::new(Self {
             name,
+            model,
             started: Instant::now(),
             outage,
             slowdown,
@@ -170,6 +182,8 @@ impl Provider {
                 Answer {
                     text: format!("[{completion} tokens] answer to: {}", ask.prompt),
                     tokens,
+                    completion_tokens: completion,
+                    model: self.model.to_string(),
                 }
             })
             .collect())

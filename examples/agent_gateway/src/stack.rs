@@ -5,13 +5,13 @@ use backstop::batch::{BatchConfig, BatchLayer, Batcher};
 use backstop::breaker::{Breaker, BreakerLayer};
 use backstop::cache::{CacheLayer, StreamCache, StreamCacheLayer, TieredCache};
 use backstop::config::{
-    BackstopConfig, BuildError, CacheSection, PersistentTierSection, RedisTierSection, SloSection,
+    BackstopConfig, BuildError, CacheSection, PersistentTierSection, RedisTierSection,
 };
 use backstop::core::{BoxService, Layer, Service, ServiceExt, Stack, service_fn};
 use backstop::dedup::{
     DedupLayer, DedupWindow, DedupWindowConfig, SharedStream, StreamDedupLayer, StreamGroup,
 };
-use backstop::limit::{AdaptiveLayer, Quota, RateLimitLayer};
+use backstop::limit::{AdaptiveLayer, Quota, RateLimitLayer, TokenUsage};
 use backstop::pool::{Pool, PoolConfig};
 use backstop::retry::{Retry, RetryDecision, RetryLayer};
 use backstop::route::{
@@ -26,10 +26,11 @@ use tokio::time::Instant;
 use crate::adaptive::{self, Admission};
 use crate::args::Args;
 use crate::autoscale::PathLoad;
+use crate::billing::Billing;
 use crate::fleet::Ask;
 use crate::outcome::{GatewayError, GatewayResult};
 use crate::provider::{Answer, Chunk, Connections, Provider, ProviderError};
-use crate::streaming::{Metered, Role, StreamAsk};
+use crate::streaming::{Bill, Metered, Role, StreamAsk};
 
 /// The whole-answer stack as one named type: limit → dedup → cache → adaptive limit →
 /// retry → breaker → batcher → router → pool → provider, with one error type throughout.
@@ -45,6 +46,7 @@ pub(crate) struct Gateway {
     service: GatewayService,
     stream_service: StreamService,
     pub(crate) admission: Admission,
+    pub(crate) billing: Billing,
     pub(crate) stream_group: StreamGroup<String, Chunk, GatewayError>,
     pub(crate) streams: StreamCache<String, Chunk, GatewayError>,
     pub(crate) providers: Vec<Arc<Provider>>,
@@ -107,14 +109,6 @@ impl Gateway {
     }
 }
 
-pub(crate) fn default_slo() -> SloSection {
-    SloSection {
-        p95_latency: Duration::from_millis(500),
-        max_error_rate: 0.15,
-        min_cache_hit_rate: 0.50,
-    }
-}
-
 pub(crate) async fn build(
     config: &BackstopConfig,
     args: &Args,
@@ -142,6 +136,10 @@ pub(crate) async fn build(
             section: "limit.adaptive",
             message,
         })?;
+    let billing = Billing::new(config.budget.as_ref()).map_err(|message| BuildError::Backend {
+        section: "budget",
+        message,
+    })?;
 
     let breaker = match config.breakers()? {
         Some(registry) => registry.get("provider"),
@@ -232,18 +230,40 @@ pub(crate) async fn build(
     let batcher = batched.batcher().clone();
 
     let classes = admission.clone();
+    let provider_calls = Arc::new(
+        Stack::new()
+            .layer(
+                AdaptiveLayer::new(admission.limiter.clone())
+                    .key(move |ask: &Ask| classes.class(ask.priority))
+                    .classify(adaptive::outcome::<Answer>),
+            )
+            .layer(RetryLayer::new(retry.clone()).classify(retry_decision))
+            .layer(BreakerLayer::new(breaker.clone()))
+            .service(batched),
+    );
+    // Only a cache miss reaches the provider: it reserves its estimate on the key, team
+    // and org budgets, and is settled with the answer's usage.
+    let charged = {
+        let billing = billing.clone();
+        service_fn(move |ask: Ask| {
+            let (provider_calls, billing) = (provider_calls.clone(), billing.clone());
+            async move {
+                let reservation = billing.reserve(&ask)?;
+                let result = provider_calls.call(ask.clone()).await;
+                let used = result.as_ref().ok().map(|answer| {
+                    let usage = TokenUsage::new(ask.prompt_tokens, answer.completion_tokens);
+                    (answer.model.as_str(), usage)
+                });
+                billing.settle(reservation, used);
+                result
+            }
+        })
+    };
     let service = Stack::new()
         .layer(budgets)
         .layer(DedupLayer::new(dedup.clone()).key(|ask: &Ask| ask.prompt.clone()))
         .layer(CacheLayer::new(cache.clone()).key(|ask: &Ask| Some(ask.prompt.clone())))
-        .layer(
-            AdaptiveLayer::new(admission.limiter.clone())
-                .key(move |ask: &Ask| classes.class(ask.priority))
-                .classify(adaptive::outcome::<Answer>),
-        )
-        .layer(RetryLayer::new(retry.clone()).classify(retry_decision))
-        .layer(BreakerLayer::new(breaker.clone()))
-        .service(batched)
+        .service(charged)
         .boxed();
 
     // Streams: the provider's stream under the breaker and the router, holding an
@@ -263,7 +283,7 @@ pub(crate) async fn build(
                         routed.target.provider()
                     ))
                 })?;
-                provider.stream(&routed.request.ask).await
+                Ok((provider.model, provider.stream(&routed.request.ask).await?))
             }
         })
         .lift()
@@ -279,15 +299,27 @@ pub(crate) async fn build(
             .service(provider_streams),
     );
     let metered = {
-        let admission = admission.clone();
+        let (admission, billing) = (admission.clone(), billing.clone());
         service_fn(move |request: StreamAsk| {
             let (open_stream, admission) = (open_stream.clone(), admission.clone());
+            let billing = billing.clone();
             async move {
+                let reservation = billing.reserve(&request.ask)?;
                 let permit = admission.acquire(request.ask.priority).await?;
+                let prompt_tokens = request.ask.prompt_tokens;
                 match open_stream.call(request).await {
-                    Ok(stream) => Ok(Metered::new(stream, permit)),
+                    Ok((model, stream)) => {
+                        let bill = Bill {
+                            billing,
+                            reservation,
+                            model,
+                            prompt_tokens,
+                        };
+                        Ok(Metered::new(stream, permit, Some(bill)))
+                    }
                     Err(error) => {
                         permit.complete(adaptive::error_outcome(&error));
+                        billing.settle(reservation, None);
                         Err(error)
                     }
                 }
@@ -341,6 +373,7 @@ pub(crate) async fn build(
         service,
         stream_service,
         admission,
+        billing,
         stream_group,
         streams,
         providers,

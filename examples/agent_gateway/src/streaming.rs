@@ -1,7 +1,8 @@
 //! Streamed answers: what a streamed request carries, how each reader was served, and the
-//! stream that holds an adaptive-limit permit until the provider's answer ends.
+//! stream that holds an adaptive-limit permit and a budget reservation until the
+//! provider's answer ends.
 
-use backstop::limit::AdaptivePermit;
+use backstop::limit::{AdaptivePermit, BudgetReservation, TokenUsage};
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 
 use crate::adaptive;
+use crate::billing::Billing;
 use crate::fleet::Ask;
 use crate::outcome::GatewayError;
 use crate::provider::{Chunk, ChunkStream};
@@ -80,19 +82,31 @@ impl RoleHandle {
     }
 }
 
-/// A provider stream holding its adaptive-limit permit: the call counts as in flight
-/// until the answer's last chunk, and its latency and outcome are the whole stream's. A
-/// stream dropped before its end (every reader left) counts as dropped.
+/// A provider stream holding its adaptive-limit permit and its budget reservation: the
+/// call counts as in flight until the answer's last chunk, its latency and outcome are the
+/// whole stream's, and it is settled with the tokens streamed (a stream cut midway was
+/// still generated up to there). A stream dropped before its end (every reader left)
+/// counts as dropped and its reservation follows the budget's drop rule.
 pub(crate) struct Metered {
     inner: ChunkStream,
-    permit: Option<AdaptivePermit>,
+    open: Option<(AdaptivePermit, Option<Bill>)>,
+    completion_tokens: u64,
+}
+
+/// What a streamed call will be charged against, and how.
+pub(crate) struct Bill {
+    pub(crate) billing: Billing,
+    pub(crate) reservation: BudgetReservation,
+    pub(crate) model: &'static str,
+    pub(crate) prompt_tokens: u64,
 }
 
 impl Metered {
-    pub(crate) fn new(inner: ChunkStream, permit: AdaptivePermit) -> Self {
+    pub(crate) fn new(inner: ChunkStream, permit: AdaptivePermit, bill: Option<Bill>) -> Self {
         Self {
             inner,
-            permit: Some(permit),
+            open: Some((permit, bill)),
+            completion_tokens: 0,
         }
     }
 }
@@ -104,14 +118,22 @@ impl Stream for Metered {
         let this = self.get_mut();
         let item = ready!(this.inner.poll_next_unpin(cx));
         let ended = match &item {
-            Some(Ok(_)) => None,
+            Some(Ok(chunk)) => {
+                this.completion_tokens += chunk.tokens;
+                None
+            }
             Some(Err(error)) => Some(adaptive::error_outcome(error)),
             None => Some(backstop::limit::AdaptiveOutcome::Success),
         };
         if let Some(outcome) = ended
-            && let Some(permit) = this.permit.take()
+            && let Some((permit, bill)) = this.open.take()
         {
             permit.complete(outcome);
+            if let Some(bill) = bill {
+                let usage = TokenUsage::new(bill.prompt_tokens, this.completion_tokens);
+                bill.billing
+                    .settle(bill.reservation, Some((bill.model, usage)));
+            }
         }
         Poll::Ready(item)
     }
@@ -156,8 +178,11 @@ mod tests {
             })
         };
         let stream: ChunkStream = futures::stream::iter([chunk(1), chunk(2)]).boxed();
-        let mut metered =
-            Metered::new(stream, admission.acquire(Priority::Critical).await.unwrap());
+        let mut metered = Metered::new(
+            stream,
+            admission.acquire(Priority::Critical).await.unwrap(),
+            None,
+        );
         assert_eq!(admission.limiter.stats().in_flight, 1);
         assert!(metered.next().await.is_some());
         assert_eq!(admission.limiter.stats().in_flight, 1, "still streaming");
@@ -170,6 +195,7 @@ mod tests {
         let mut metered = Metered::new(
             failing,
             admission.acquire(Priority::Critical).await.unwrap(),
+            None,
         );
         assert!(metered.next().await.unwrap().is_err());
         assert_eq!(admission.limiter.stats().in_flight, 0);
@@ -178,6 +204,7 @@ mod tests {
         let metered = Metered::new(
             pending,
             admission.acquire(Priority::Critical).await.unwrap(),
+            None,
         );
         drop(metered);
         let stats = admission.limiter.stats();
@@ -186,6 +213,38 @@ mod tests {
             (stats.in_flight, stats.dropped),
             (0, 2),
             "cancelled counts as dropped"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_finished_stream_is_settled_with_the_tokens_it_streamed() {
+        let admission = Admission::new(None).unwrap();
+        let billing = Billing::new(None).unwrap();
+        let mut request = ask();
+        (request.prompt_tokens, request.max_tokens) = (100, 1_000);
+        let bill = Bill {
+            billing: billing.clone(),
+            reservation: billing.reserve(&request).unwrap(),
+            model: crate::provider::PRIMARY_MODEL,
+            prompt_tokens: 100,
+        };
+        let chunk = |tokens| {
+            Ok(Chunk {
+                text: String::new(),
+                tokens,
+            })
+        };
+        let stream: ChunkStream = futures::stream::iter([chunk(30), chunk(20)]).boxed();
+        let metered = Metered::new(
+            stream,
+            admission.acquire(Priority::Critical).await.unwrap(),
+            Some(bill),
+        );
+        assert_eq!(metered.collect::<Vec<_>>().await.len(), 2);
+        let key = billing.spend("key");
+        assert_eq!(
+            key[0].1.tokens, 150,
+            "100 prompt + 50 streamed, not the estimate"
         );
     }
 }

@@ -1,14 +1,15 @@
 //! The end-of-run summary and the SLO verdicts.
 
 use backstop::cache::TieredStats;
-use backstop::config::SloSection;
 use backstop::core::LatencySummary;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::billing::{ORG, dollars};
 use crate::fleet::Priority;
 use crate::outcome::{OUTCOMES, Outcome, Tally};
 use crate::provider::{DOLLARS_PER_1K_TOKENS, Provider};
+use crate::settings::Slo;
 use crate::stack::Gateway;
 use crate::streaming::Role;
 
@@ -90,6 +91,9 @@ pub(crate) struct Summary {
     pub(crate) classes: Vec<ClassSummary>,
     pub(crate) limit: LimitSummary,
     pub(crate) streams: StreamSummary,
+    /// Charged per team (and the org) this period: `(id, charges)`, settled calls at
+    /// their actual usage.
+    pub(crate) spend: Vec<(String, backstop::limit::Charges)>,
 }
 
 impl Summary {
@@ -171,6 +175,11 @@ impl Summary {
                 limit: limiter.limit,
                 baseline: limiter.baseline,
                 windows: limiter.windows,
+            },
+            spend: {
+                let mut spend = gateway.billing.spend("team");
+                spend.extend(gateway.billing.spend("org"));
+                spend
             },
             streams: StreamSummary {
                 first_token: Role::ALL
@@ -319,6 +328,27 @@ impl Summary {
             self.streams.replays,
             self.streams.stored
         );
+        let spend: Vec<String> = self
+            .spend
+            .iter()
+            .map(|(id, charges)| {
+                let who = if id == ORG {
+                    format!("org {id}")
+                } else {
+                    id.clone()
+                };
+                format!(
+                    "{who} {} ({} calls, {} tokens)",
+                    dollars(charges.spend),
+                    charges.requests,
+                    charges.tokens
+                )
+            })
+            .collect();
+        println!(
+            "spend per team      {} (reserved before each provider call, settled with its usage)",
+            spend.join("; ")
+        );
         println!("scale decisions     {}", self.decisions.len());
         for decision in &self.decisions {
             println!("  {decision}");
@@ -365,7 +395,7 @@ impl Summary {
 
     /// p95 latency, error rate (429s excluded: refusing is the limiter's job) and the
     /// fraction served without the provider, against the configured thresholds.
-    pub(crate) fn slo_checks(&self, slo: &SloSection) -> Vec<SloCheck> {
+    pub(crate) fn slo_checks(&self, slo: &Slo) -> Vec<SloCheck> {
         let error_rate = self.error_rate();
         let hit_rate = self.served_without_provider;
         vec![
@@ -504,11 +534,12 @@ mod tests {
             classes: Vec::new(),
             limit: LimitSummary::default(),
             streams: StreamSummary::default(),
+            spend: Vec::new(),
         }
     }
 
-    fn slo() -> SloSection {
-        SloSection {
+    fn slo() -> Slo {
+        Slo {
             p95_latency: Duration::from_millis(500),
             max_error_rate: 0.1,
             min_cache_hit_rate: 0.5,

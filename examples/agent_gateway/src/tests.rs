@@ -5,7 +5,7 @@ use backstop::config::{BackstopConfig, CacheSection, PolicyKind};
 use std::time::Duration;
 
 use crate::outcome::Outcome;
-use crate::{args, autoscale, run, stack, summary};
+use crate::{args, autoscale, run, settings, summary};
 
 #[test]
 fn usage_names_every_flag() {
@@ -23,9 +23,12 @@ fn usage_names_every_flag() {
 
 #[test]
 fn the_shipped_config_drives_the_autoscaler_on_a_metric_the_gateway_publishes() {
-    let config =
-        BackstopConfig::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../backstop.toml"))
-            .unwrap();
+    let config = settings::Settings::from_file(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../backstop.toml"
+    )))
+    .unwrap()
+    .backstop;
     let scale = config.scale.as_ref().unwrap();
     assert_eq!(scale.policy, PolicyKind::Queue);
     assert_eq!(
@@ -51,7 +54,7 @@ async fn a_two_second_run_adds_up() {
     let scratch = tempfile::tempdir().unwrap();
     let summary = run::run(&args, &config, scratch.path()).await.unwrap();
     summary.print();
-    let checks = summary.slo_checks(&stack::default_slo());
+    let checks = summary.slo_checks(&crate::settings::Slo::default());
     assert_eq!(checks.len(), 3);
     summary::print_slos(&checks);
     assert_eq!(summary.quality_lines("agent_gateway/constant").len(), 7);
@@ -100,4 +103,20 @@ async fn a_two_second_run_adds_up() {
         .find(|(role, _)| *role == crate::streaming::Role::Leader)
         .map_or(0, |(_, latency)| latency.count);
     assert!(leaders > 0, "{streams:?}");
+
+    // Every provider call was charged to its key, team and org: the org's settled tokens
+    // are the teams' together, and every team spent something.
+    let (org, teams): (Vec<_>, Vec<_>) = summary
+        .spend
+        .iter()
+        .partition(|(id, _)| id == crate::billing::ORG);
+    assert_eq!(
+        teams.len(),
+        crate::billing::TEAMS.len(),
+        "{:?}",
+        summary.spend
+    );
+    assert!(teams.iter().all(|(_, charges)| charges.spend > 0));
+    let team_tokens: u64 = teams.iter().map(|(_, c)| c.tokens).sum();
+    assert_eq!(org[0].1.tokens, team_tokens);
 }

@@ -32,6 +32,34 @@ impl Validate for PoolSetConfig {
 }
 
 /// A set of named pools, each with its own config and manager.
+///
+/// ```
+/// use backstop_pool::{Manager, Metrics, PoolSet, PoolSetConfig, RecycleResult};
+///
+/// /// Connections to one named backend.
+/// struct Backend(String);
+/// impl Manager for Backend {
+///     type Type = String;
+///     type Error = std::io::Error;
+///     async fn create(&self) -> Result<String, std::io::Error> { Ok(format!("conn to {}", self.0)) }
+///     async fn recycle(&self, _: &mut String, _: &Metrics) -> RecycleResult<std::io::Error> { Ok(()) }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // One section of the application's config file: a pool per backend.
+/// let config: PoolSetConfig = serde_json::from_str(
+///     r#"{ "llm_primary": { "max_size": 8 }, "vector_db": { "max_size": 2, "min_idle": 1 } }"#,
+/// )?;
+/// let pools = PoolSet::new(config, |name| Backend(name.to_string()))?;
+/// assert_eq!(pools.names().collect::<Vec<_>>(), ["llm_primary", "vector_db"]);
+///
+/// let conn = pools.get("vector_db").expect("configured").get().await?;
+/// assert_eq!(conn.as_str(), "conn to vector_db");
+/// assert_eq!(pools.stats()["vector_db"].in_use, 1);
+/// # Ok(())
+/// # }
+/// ```
 pub struct PoolSet<M: PoolManager> {
     pools: BTreeMap<String, Pool<M>>,
 }

@@ -1,59 +1,48 @@
-//! A stress test of a small Backstop stack: step the rate up until the p99 SLO breaks,
-//! print the report, then compare a repeat run with the first as a baseline.
+//! A stress test of a small Backstop stack: step the rate up until an SLO breaks, print
+//! the report, then compare a repeat run with the first as a baseline.
 //!
-//! The service simulates a backend with 4 workers taking 10 ms each: a capacity of about
-//! 400 requests per second, beyond which requests queue and the p99 climbs.
+//! The stack is a bulkhead (4 calls at once, 16 queued for at most 40 ms) in front of a
+//! backend taking 10 ms per call: a capacity of about 400 requests per second, beyond
+//! which the queue fills, the bulkhead refuses (`rejected:queue_full`) and the error-rate
+//! SLO breaks. The bulkhead's load and stats are sampled during the steady runs.
 //!
 //! Run with `cargo run --example load_test`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use backstop_core::{LoadSignal, LoadSnapshot, ServiceExt, service_fn};
+use backstop_core::{ServiceExt, Stack, service_fn};
+use backstop_limit::{Bulkhead, BulkheadConfig, BulkheadLayer};
 use backstop_load::{
-    Arrivals, LoadPlan, LoadStage, LoadTest, RegressionConfig, Slo, StressPlan, StressTest, compare,
+    Arrivals, LoadPlan, LoadReport, LoadStage, LoadTest, RegressionConfig, Slo, StressPlan,
+    StressTest, compare,
 };
-use tokio::sync::Semaphore;
-
-const WORKERS: usize = 4;
-
-/// The backend's worker pool as a load signal, sampled during the run.
-struct Workers(Arc<Semaphore>);
-
-impl LoadSignal for Workers {
-    fn load(&self) -> LoadSnapshot {
-        LoadSnapshot {
-            in_flight: (WORKERS - self.0.available_permits()) as u64,
-            capacity: Some(WORKERS as u64),
-            ..Default::default()
-        }
-    }
-}
 
 #[derive(Debug)]
 struct BackendDown;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let workers = Arc::new(Semaphore::new(WORKERS));
-    let pool = workers.clone();
-    // The bottom service lifts its error once; any Backstop layers would stack on top.
-    let backend = service_fn(move |prompt: String| {
-        let pool = pool.clone();
-        async move {
-            let _worker = pool.acquire().await.map_err(|_| BackendDown)?;
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            Ok::<_, BackendDown>(prompt.len())
-        }
+    let bulkhead = Bulkhead::new(BulkheadConfig {
+        max_concurrent: 4,
+        max_queued: 16,
+        max_wait: Some(Duration::from_millis(40)),
+    })?;
+    // The bottom service lifts its error once; every layer above keeps that one type.
+    let backend = service_fn(|prompt: String| async move {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Ok::<_, BackendDown>(prompt.len())
     })
     .lift();
+    let stack = Stack::new()
+        .layer(BulkheadLayer::new(bulkhead.clone()))
+        .service(backend);
 
     let slo = Slo::new()
-        .latency(0.99, Duration::from_millis(50))
+        .latency(0.99, Duration::from_millis(60))
         .error_rate_below(0.01);
     let stress = StressPlan::new(100.0, 100.0, 800.0, Duration::from_secs(1), slo.clone());
     let found = StressTest::new(stress)?
-        .run(&backend, |i| format!("request {i}"))
+        .run(&stack, |i| format!("request {i}"))
         .await?;
     println!("{found}\n");
 
@@ -61,21 +50,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rate = found.capacity.unwrap_or(100.0) * 0.8;
     let steady = || {
         LoadPlan::open_loop(Arrivals::Poisson)
+            .sample_interval(Duration::from_millis(500))
             .stage(LoadStage::constant("steady", rate, Duration::from_secs(2)).slo(slo.clone()))
     };
+    let stats = bulkhead.clone();
     let baseline = LoadTest::new(steady())?
-        .signal("workers", Workers(workers.clone()))
+        .signal("bulkhead", bulkhead.clone())
+        .stats("bulkhead", move || stats.stats())
         .on_progress(|progress| eprintln!("{progress}"))
-        .run(&backend, |i| format!("request {i}"))
+        .run(&stack, |i| format!("request {i}"))
         .await?;
     let saved = baseline.to_json();
     let again = LoadTest::new(steady().seed(2))?
-        .run(&backend, |i| format!("request {i}"))
+        .signal("bulkhead", bulkhead.clone())
+        .run(&stack, |i| format!("request {i}"))
         .await?;
     println!("{again}\n");
     println!("{}", again.to_csv());
     let verdict = compare(
-        &backstop_load::LoadReport::from_json(&saved)?,
+        &LoadReport::from_json(&saved)?,
         &again,
         &RegressionConfig::default(),
     );

@@ -100,6 +100,56 @@ pub struct AutoscalerStats {
 }
 
 /// Reads metrics, asks the policy, applies changes, and logs every decision with its reason.
+///
+/// [`step`](Self::step) is one evaluation (what tests and simulations drive);
+/// [`run`](Self::run) repeats it every interval.
+///
+/// ```
+/// use backstop_core::{LoadSignal, LoadSnapshot, ManualClock};
+/// use backstop_scale::{
+///     Autoscaler, Decision, HpaConfig, LoadSignalMetric, Replicas, ScaleError, ScaleTarget,
+///     TargetTracking,
+/// };
+/// use std::sync::{Arc, Mutex};
+/// use std::time::Duration;
+///
+/// /// The replicas being scaled: a Kubernetes Deployment, a VM group, a process pool…
+/// #[derive(Clone)]
+/// struct Fleet(Arc<Mutex<u32>>);
+/// impl ScaleTarget for Fleet {
+///     async fn replicas(&self) -> Result<Replicas, ScaleError> {
+///         let n = *self.0.lock().unwrap();
+///         Ok(Replicas { current: n, ready: n })
+///     }
+///     async fn apply(&self, decision: &Decision) -> Result<(), ScaleError> {
+///         *self.0.lock().unwrap() = decision.desired;
+///         Ok(())
+///     }
+/// }
+///
+/// /// 90 of 100 slots busy (in practice a `Bulkhead` or a `Pool`, which report a `LoadSignal`).
+/// struct Busy;
+/// impl LoadSignal for Busy {
+///     fn load(&self) -> LoadSnapshot {
+///         LoadSnapshot { in_flight: 90, capacity: Some(100), ..Default::default() }
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let fleet = Fleet(Arc::new(Mutex::new(2)));
+/// let policy = TargetTracking::new(HpaConfig::default().with_bounds(1, 10))?;
+/// let mut scaler = Autoscaler::new(policy, fleet.clone(), ManualClock::new(), Duration::from_secs(15))
+///     .source(LoadSignalMetric::utilization("workers", Arc::new(Busy), 60.0));
+///
+/// // 90 % busy against a 60 % target: ceil(2 × 90 / 60) = 3 replicas.
+/// let decision = scaler.step().await?;
+/// assert_eq!((decision.current, decision.desired), (2, 3));
+/// assert_eq!(*fleet.0.lock().unwrap(), 3);
+/// assert_eq!(scaler.stats().applied, 1);
+/// # Ok(())
+/// # }
+/// ```
 pub struct Autoscaler<P, T, C> {
     policy: P,
     target: T,

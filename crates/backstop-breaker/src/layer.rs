@@ -121,13 +121,10 @@ where
     type Error = S::Error;
 
     async fn call(&self, req: Req) -> Result<S::Response, S::Error> {
-        let call = self.breaker.guard(
-            &*self.classifier,
-            || self.inner.call(req),
-            S::Error::rejected,
-            |error| error,
-        );
-        // One span per call (issue 27); disabled (no subscriber) it costs a level check.
+        // One span per call (issue 27). Without a subscriber the span is disabled after a
+        // level check and the call is exactly the unspanned one: the guard future is built
+        // in each branch, so the disabled path keeps its old shape (measured: building it
+        // once before the branch cost ~25 ns per call).
         let span = tracing::debug_span!(
             target: "backstop",
             "backstop.breaker",
@@ -137,10 +134,27 @@ where
             retry_after = tracing::field::Empty,
         );
         if span.is_disabled() {
-            return call.await;
+            return self
+                .breaker
+                .guard(
+                    &*self.classifier,
+                    || self.inner.call(req),
+                    S::Error::rejected,
+                    |error| error,
+                )
+                .await;
         }
         span.record("name", self.breaker.name());
-        let result = call.instrument(span.clone()).await;
+        let result = self
+            .breaker
+            .guard(
+                &*self.classifier,
+                || self.inner.call(req),
+                S::Error::rejected,
+                |error| error,
+            )
+            .instrument(span.clone())
+            .await;
         record_outcome(&span, &result);
         result
     }

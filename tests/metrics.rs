@@ -528,3 +528,76 @@ async fn sixty_callers_sharing_one_call_are_59_coalesced_on_every_path() {
         assert_eq!(coalesced(&reporter, name), (CALLERS - 1) as f64, "{name}");
     }
 }
+
+/// Across processes, callers served by another process's execution are coalesced too:
+/// 50 callers in two processes, one execution, 49 coalesced in total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributed_dedup_counts_callers_served_by_another_process_as_coalesced() {
+    use backstop::core::testing::RedisTestContext;
+    use backstop::dedup::{DistributedConfig, DistributedGroup};
+
+    let Some(ctx) = RedisTestContext::from_env("metrics_distributed_coalesced").await else {
+        return;
+    };
+    let config = DistributedConfig {
+        prefix: ctx.key("dedup"),
+        poll_interval: Duration::from_millis(1),
+        max_poll_interval: Duration::from_millis(10),
+        ..DistributedConfig::default()
+    };
+    let process = || {
+        let client = redis::Client::open(ctx.url()).unwrap();
+        DistributedGroup::<String, u64, String>::new(client, config.clone()).unwrap()
+    };
+    let (a, b) = (process(), process());
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let released = futures::future::FutureExt::shared(async move { released.await.is_ok() });
+    let call = |group: &DistributedGroup<String, u64, String>| {
+        let (group, released) = (group.clone(), released.clone());
+        async move {
+            group
+                .work("k".to_string(), move || async move {
+                    released.await;
+                    Ok(42)
+                })
+                .await
+        }
+    };
+    let first = tokio::spawn(futures::future::join_all((0..20).map(|_| call(&a))));
+    while a.stats().leased_executions == 0 {
+        tokio::task::yield_now().await;
+    }
+    let second = tokio::spawn(futures::future::join_all((0..30).map(|_| call(&b))));
+    while b.stats().polls == 0 {
+        tokio::task::yield_now().await;
+    }
+    release.send(()).unwrap();
+    for outcome in first
+        .await
+        .unwrap()
+        .into_iter()
+        .chain(second.await.unwrap())
+    {
+        assert_eq!(outcome.unwrap().value, 42);
+    }
+
+    let reporter = MetricsReporter::new();
+    reporter.register("a", move || a.stats());
+    reporter.register("b", move || b.stats());
+    let (recorder, scrape) = recorder();
+    metrics::with_local_recorder(&recorder, || reporter.publish());
+    let text = scrape.render();
+    let total = |metric: &str| -> f64 {
+        ["a", "b"]
+            .iter()
+            .map(|name| sample(&text, &format!(r#"{metric}{{name="{name}"}}"#)))
+            .sum()
+    };
+    assert_eq!(total("backstop_dedup_executions_total"), 1.0);
+    assert_eq!(total("backstop_dedup_coalesced_total"), 49.0);
+    assert_eq!(
+        sample(&text, r#"backstop_dedup_remote_results_total{name="b"}"#),
+        1.0
+    );
+    ctx.cleanup().await;
+}

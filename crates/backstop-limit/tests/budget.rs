@@ -300,3 +300,43 @@ fn reservation_states_report_requests_tokens_and_money_apart() {
     assert_eq!(BudgetMeter::Spend.as_str(), "spend");
     r.settle_usage(TokenUsage::new(100, 100));
 }
+
+/// A call holding a reservation across the awaits of a streamed answer, aborted at each of
+/// them in turn (Tokio's paused clock): the drop rule, or the settlement once it ran,
+/// applies exactly once.
+#[tokio::test(start_paused = true)]
+async fn a_task_cancelled_at_every_await_applies_the_rule_exactly_once() {
+    const CHUNKS: u64 = 3;
+    for rule in [DropRule::RefundAll, DropRule::ChargeEstimate] {
+        for cancel_at in 0..=CHUNKS + 1 {
+            let (b, _) = budgets(rule);
+            let task = {
+                let b = b.clone();
+                tokio::spawn(async move {
+                    let held = b
+                        .reserve_charges(&["ann", "ml", "acme"], Charges::new(1, 500, 0))
+                        .unwrap();
+                    for _ in 0..CHUNKS {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    held.settle(Charges::new(1, 120, 0));
+                })
+            };
+            tokio::time::sleep(Duration::from_millis(10 * cancel_at + 5)).await;
+            task.abort();
+            let finished = task.await.is_ok();
+            assert_eq!(finished, cancel_at >= CHUNKS, "{rule:?} at {cancel_at}");
+            let expected = match (finished, rule) {
+                (true, _) => Charges::new(1, 120, 0),
+                (false, DropRule::RefundAll) => Charges::ZERO,
+                (false, _) => Charges::new(1, 500, 0),
+            };
+            for (level, id) in [("key", "ann"), ("team", "ml"), ("org", "acme")] {
+                let spend = b.spend(level, id).unwrap();
+                assert_eq!(spend.totals, expected, "{rule:?} at {cancel_at}, {level}");
+            }
+            let stats = b.stats();
+            assert_eq!(stats.settled + stats.dropped, 1, "{rule:?} at {cancel_at}");
+        }
+    }
+}

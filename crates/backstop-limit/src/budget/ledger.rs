@@ -13,7 +13,7 @@
 //!   equal the sum of actual usage of settled calls plus the estimates still held.
 
 use super::money::Charges;
-use super::plan::BudgetQuota;
+use super::plan::{BudgetPlan, BudgetQuota};
 use backstop_core::QuotaState;
 use std::time::Duration;
 
@@ -82,8 +82,11 @@ impl Ledger {
         now: u64,
         cost: &Charges,
     ) -> Result<(), NoRoom> {
+        // Each quota's period number once (a division, or a calendar computation).
+        let mut ids = [0u64; BudgetPlan::MAX_QUOTAS_PER_LEVEL];
         for (i, quota) in quotas.iter().enumerate() {
             let id = quota.period().id(now);
+            ids[i] = id;
             let used = self.slot(i).used_in(id);
             if used.saturating_add(cost.get(quota.meter())) > quota.limit() {
                 let end = quota.period().bounds(id).1;
@@ -94,8 +97,7 @@ impl Ledger {
             }
         }
         for (i, quota) in quotas.iter().enumerate() {
-            let id = quota.period().id(now);
-            self.slot_mut(i).add(id, cost.get(quota.meter()));
+            self.slot_mut(i).add(ids[i], cost.get(quota.meter()));
         }
         self.totals = self.totals.saturating_add(cost);
         Ok(())

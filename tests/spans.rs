@@ -1,12 +1,20 @@
 //! One span per call on each layer, nested the way the stack is (issue 27): a trace
 //! viewer shows a request's path through the limiter, the breaker and dedup.
 
-#![cfg(all(feature = "limit", feature = "breaker", feature = "dedup"))]
+#![cfg(all(
+    feature = "limit",
+    feature = "breaker",
+    feature = "dedup",
+    feature = "retry"
+))]
 
 use backstop::breaker::{Breaker, BreakerLayer};
 use backstop::core::{Error, Layer, RejectKind, Service, ServiceExt, service_fn};
 use backstop::dedup::{DedupLayer, Group};
-use backstop::limit::{Quota, RateLimitLayer, RateLimiter};
+use backstop::limit::{
+    AdaptiveLayer, AdaptiveLimitConfig, AdaptiveLimiter, Quota, RateLimitLayer, RateLimiter,
+};
+use backstop::retry::{RetryConfig, RetryLayer};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tracing::field::{Field, Visit};
@@ -140,4 +148,24 @@ async fn without_a_subscriber_no_span_is_made() {
     assert!(tracing::Span::current().is_disabled());
     assert_eq!(service.call(3).await.unwrap(), 3);
     assert!(service.call(4).await.unwrap_err().rejection().is_some());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn retry_and_adaptive_layers_nest_their_spans_too() {
+    let spans = Spans::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    let limiter = AdaptiveLimiter::new(AdaptiveLimitConfig::default()).unwrap();
+    let stack = RetryLayer::new(RetryConfig::default().build().unwrap()).layer(
+        AdaptiveLayer::new(limiter)
+            .layer(service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) }).lift()),
+    );
+    assert_eq!(stack.call(4).await.unwrap(), 4);
+    let captured = spans.take();
+    let retry = find(&captured, "backstop.retry");
+    let adaptive = find(&captured, "backstop.adaptive");
+    assert_eq!(retry.parent, None);
+    assert_eq!(adaptive.parent, Some("backstop.retry"));
+    assert_eq!(retry.fields["outcome"], "ok");
+    assert_eq!(adaptive.fields["outcome"], "ok");
 }

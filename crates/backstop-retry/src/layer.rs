@@ -4,6 +4,7 @@ use crate::Retry;
 use crate::classify::{ClassifyRetry, StandardClassify};
 use backstop_core::{Layer, Rejected, Service, StackError};
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// Retries the inner service's failed calls with a [`Retry`] handle's policy, budget,
 /// deadline and hedging.
@@ -110,13 +111,54 @@ where
     type Error = S::Error;
 
     async fn call(&self, req: Req) -> Result<S::Response, S::Error> {
-        self.retry
+        // One span per call (issue 27), around every attempt; disabled without a
+        // subscriber, and then the call is exactly the unspanned one.
+        let span = tracing::debug_span!(
+            target: "backstop",
+            "backstop.retry",
+            outcome = tracing::field::Empty,
+            reject_kind = tracing::field::Empty,
+            retry_after = tracing::field::Empty,
+        );
+        if span.is_disabled() {
+            return self
+                .retry
+                .run(&*self.classify, || self.inner.call(req.clone()))
+                .await;
+        }
+        let result = self
+            .retry
             .run(&*self.classify, || self.inner.call(req.clone()))
-            .await
+            .instrument(span.clone())
+            .await;
+        record_outcome(&span, &result);
+        result
     }
 
     /// The retry itself never refuses a first attempt; the inner service's readiness.
     fn readiness(&self) -> Result<(), Rejected> {
         self.inner.readiness()
+    }
+}
+
+/// Records how a call through the layer ended on its span: `outcome` (`ok`, `rejected`,
+/// `error`), and for a refusal its kind and `retry_after` in seconds.
+fn record_outcome<T, E: StackError>(span: &tracing::Span, result: &Result<T, E>) {
+    match result {
+        Ok(_) => {
+            span.record("outcome", "ok");
+        }
+        Err(error) => match error.rejection() {
+            Some(refused) => {
+                span.record("outcome", "rejected");
+                span.record("reject_kind", tracing::field::display(&refused.kind));
+                if let Some(after) = refused.retry_after {
+                    span.record("retry_after", after.as_secs_f64());
+                }
+            }
+            None => {
+                span.record("outcome", "error");
+            }
+        },
     }
 }

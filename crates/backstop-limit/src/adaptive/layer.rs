@@ -3,8 +3,10 @@
 use super::limiter::AdaptiveLimiter;
 use super::partition::PriorityClass;
 use super::permit::AdaptiveOutcome;
+use crate::layer::record_outcome;
 use backstop_core::{Clock, DefaultClock, Layer, Rejected, Service, StackError, contain};
 use std::fmt;
+use tracing::Instrument;
 
 /// Says which priority class a request belongs to: a closure
 /// `Fn(&Req) -> PriorityClass`, or [`DefaultPriority`].
@@ -201,25 +203,41 @@ where
     type Error = S::Error;
 
     async fn call(&self, request: Req) -> Result<Self::Response, Self::Error> {
-        let class = match contain("AdaptiveLayer::key", || self.key.class_of(&request)) {
-            Ok(class) => class.unwrap_or_else(|| self.limiter.default_class()),
-            Err(panicked) => {
-                self.limiter.note_panicked();
-                return Err(S::Error::panicked(panicked));
-            }
+        // One span per call (issue 27); disabled without a subscriber.
+        let span = tracing::debug_span!(
+            target: "backstop",
+            "backstop.adaptive",
+            outcome = tracing::field::Empty,
+            reject_kind = tracing::field::Empty,
+            retry_after = tracing::field::Empty,
+        );
+        let call = async {
+            let class = match contain("AdaptiveLayer::key", || self.key.class_of(&request)) {
+                Ok(class) => class.unwrap_or_else(|| self.limiter.default_class()),
+                Err(panicked) => {
+                    self.limiter.note_panicked();
+                    return Err(S::Error::panicked(panicked));
+                }
+            };
+            let permit = self
+                .limiter
+                .acquire_as(class)
+                .await
+                .map_err(S::Error::rejected)?;
+            let result = self.inner.call(request).await;
+            let outcome = contain("AdaptiveLayer::classify", || self.classify.outcome(&result))
+                .unwrap_or_else(|_| {
+                    self.limiter.note_panicked();
+                    AdaptiveOutcome::Ignored
+                });
+            permit.complete(outcome);
+            result
         };
-        let permit = self
-            .limiter
-            .acquire_as(class)
-            .await
-            .map_err(S::Error::rejected)?;
-        let result = self.inner.call(request).await;
-        let outcome = contain("AdaptiveLayer::classify", || self.classify.outcome(&result))
-            .unwrap_or_else(|_| {
-                self.limiter.note_panicked();
-                AdaptiveOutcome::Ignored
-            });
-        permit.complete(outcome);
+        if span.is_disabled() {
+            return call.await;
+        }
+        let result = call.instrument(span.clone()).await;
+        record_outcome(&span, &result);
         result
     }
 

@@ -38,6 +38,23 @@ pub enum Topology {
 /// refreshes its slot map after a failover, and a Sentinel connection that breaks or meets
 /// `READONLY` (its primary was demoted) asks the Sentinels for the current primary on the
 /// next call.
+///
+/// ```no_run
+/// use backstop_redis::{RedisConfig, RedisConnection};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Exactly one of `url`, `cluster_nodes` or `sentinel`; every Backstop Redis user
+/// // (limiter, dedup, cache tier, pool manager) takes this one handle.
+/// let config = RedisConfig { url: Some("redis://127.0.0.1:6379".into()), ..Default::default() };
+/// let redis = RedisConnection::connect(&config).await?;
+/// let pong: String = redis
+///     .run(|mut conn| async move { redis::cmd("PING").query_async(&mut conn).await })
+///     .await?;
+/// assert_eq!(pong, "PONG");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct RedisConnection {
     shared: Arc<Shared>,

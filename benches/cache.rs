@@ -11,6 +11,9 @@
 //!   `MemoryCache` read bare (`backstop_memory`).
 //! - `tiered_get_l2_hit`: a hit in Redis on loopback through `TieredCache` against a bare
 //!   `GET` + decode with the redis crate (`redis`); needs `REDIS_URL`, skipped without it.
+//!   With `REDIS_CLUSTER_NODES`, also `cluster/backstop` (the tier on a cluster
+//!   `RedisConnection`) against `cluster/redis-rs` (a bare redis-rs cluster client's `GET`
+//!   + decode of the same key).
 //! - `get_or_load_cold`: 64 concurrent callers on a cold key with a 1 ms loader against
 //!   moka's `future::Cache::get_with`.
 //!
@@ -223,6 +226,7 @@ fn tiered_get_l2_hit(c: &mut Criterion) {
             }
         })
     });
+    tiered_get_l2_hit_cluster(&mut group, &runtime, &namespace);
     group.finish();
     runtime.block_on(async {
         let _: () = redis::cmd("DEL")
@@ -230,6 +234,71 @@ fn tiered_get_l2_hit(c: &mut Criterion) {
             .query_async(&mut connection)
             .await
             .expect("cleanup");
+    });
+}
+
+/// `cluster/backstop` against `cluster/redis-rs`, when `REDIS_CLUSTER_NODES` names a
+/// cluster.
+#[cfg(feature = "redis")]
+fn tiered_get_l2_hit_cluster(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    namespace: &str,
+) {
+    use backstop::redis::RedisConfig;
+    let Ok(nodes) = std::env::var("REDIS_CLUSTER_NODES") else {
+        eprintln!("tiered_get_l2_hit cluster skipped: REDIS_CLUSTER_NODES is not set");
+        return;
+    };
+    let config = RedisTierConfig {
+        namespace: namespace.to_string(),
+        ..RedisTierConfig::default()
+    };
+    let seeds: Vec<String> = nodes.split(',').map(|n| format!("redis://{n}")).collect();
+    let (tiered, bare) = runtime.block_on(async {
+        let l2 = RedisTier::connect_to(&RedisConfig::cluster(nodes.split(',')), config)
+            .await
+            .expect("the cluster is reachable");
+        let tiered: TieredCache<String, String> = TieredCache::builder()
+            .tier(l2, None)
+            .build()
+            .expect("valid");
+        tiered
+            .insert(&"hit".to_string(), "cached answer".to_string())
+            .await
+            .expect("redis write");
+        let bare = backstop::redis::redis::cluster::ClusterClient::new(seeds)
+            .expect("valid seeds")
+            .get_async_connection()
+            .await
+            .expect("the cluster is reachable");
+        (tiered, bare)
+    });
+    let key = "hit".to_string();
+    group.bench_function("cluster/backstop", |b| {
+        b.to_async(runtime)
+            .iter(|| async { black_box(tiered.get(&key).await) })
+    });
+    let full_key = format!("{namespace}hit");
+    let codec = ValueCodec::new();
+    group.bench_function("cluster/redis-rs", |b| {
+        b.to_async(runtime).iter(|| {
+            let mut connection = bare.clone();
+            let full_key = &full_key;
+            async move {
+                let bytes: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(full_key)
+                    .query_async(&mut connection)
+                    .await
+                    .expect("redis GET");
+                black_box(
+                    bytes.map(|bytes| codec.decode::<Entry<String>>(&bytes).expect("decodes")),
+                )
+            }
+        })
+    });
+    runtime.block_on(async {
+        let _ = tiered.remove(&key).await;
     });
 }
 

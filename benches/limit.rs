@@ -15,7 +15,10 @@
 //!   checks/s (criterion's throughput): `backstop` is `RedisRateLimiter::check_key` (GCRA
 //!   Lua script, `EVALSHA`), `script` a hand-written fixed window (`INCR` + `EXPIRE` in one
 //!   Lua script, `EVALSHA`), each one round trip. Without `REDIS_URL` the group prints a
-//!   skip line and measures nothing.
+//!   skip line and measures nothing. With `REDIS_CLUSTER_NODES` it also measures
+//!   `cluster/backstop` (the limiter on a cluster `RedisConnection`) against
+//!   `cluster/redis-rs`, a bare redis-rs cluster client sending the same GCRA script
+//!   (`EVALSHA`) to the same key: Backstop's overhead over one cluster round trip.
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
@@ -160,6 +163,7 @@ fn limit_redis(c: &mut Criterion) {
             }
         })
     });
+    limit_redis_cluster(&mut group, &rt, &prefix);
     group.finish();
     let _: redis::RedisResult<()> = rt.block_on(async {
         redis::cmd("DEL")
@@ -167,6 +171,55 @@ fn limit_redis(c: &mut Criterion) {
             .arg(ours.redis_key("user", 0))
             .query_async(&mut conn)
             .await
+    });
+}
+
+/// `cluster/backstop` against `cluster/redis-rs` (the same GCRA script on the same key
+/// through a bare cluster client), when `REDIS_CLUSTER_NODES` names a cluster.
+fn limit_redis_cluster(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    prefix: &str,
+) {
+    use backstop::redis::{RedisConfig, RedisConnection};
+    let Ok(nodes) = std::env::var("REDIS_CLUSTER_NODES") else {
+        println!("limit_redis cluster skipped: REDIS_CLUSTER_NODES is not set");
+        return;
+    };
+    let seeds: Vec<String> = nodes.split(',').map(|n| format!("redis://{n}")).collect();
+    let connection = RedisConnection::new(&RedisConfig::cluster(nodes.split(',')))
+        .expect("REDIS_CLUSTER_NODES are valid seeds");
+    let ours = RedisRateLimiter::new(connection, prefix, &[backstop_quota()])
+        .expect("valid quota")
+        .with_timeout(Duration::from_secs(1));
+    let bare = rt
+        .block_on(
+            backstop::redis::redis::cluster::ClusterClient::new(seeds)
+                .expect("valid seeds")
+                .get_async_connection(),
+        )
+        .expect("connect to the cluster");
+    let script = redis::Script::new(RedisRateLimiter::script_source());
+    let key = ours.redis_key("user", 0);
+    group.bench_function("cluster/backstop", |b| {
+        b.to_async(rt).iter(|| async {
+            let decision = ours.check_key("user").await.expect("decision");
+            black_box(decision.allowed)
+        })
+    });
+    group.bench_function("cluster/redis-rs", |b| {
+        b.to_async(rt).iter(|| {
+            let mut conn = bare.clone();
+            let mut invocation = script.prepare_invoke();
+            // Server time, then emission interval, tolerance and cost in microseconds:
+            // what the limiter sends for its quota (a tolerance no cost reaches).
+            invocation.key(&key).arg("").arg(0.001).arg(1e9).arg(1);
+            async move {
+                let decision: (i64, i64, i64, i64) =
+                    invocation.invoke_async(&mut conn).await.expect("EVALSHA");
+                black_box(decision.0 == 1)
+            }
+        })
     });
 }
 

@@ -289,6 +289,13 @@ impl RedisRateLimiter {
         backstop_redis::key::tagged(&self.prefix, key, &index.to_string())
     }
 
+    /// The Lua script each decision runs (`EVALSHA`; keys: one per quota, args: the time
+    /// or `''` for Redis `TIME`, then emission interval, tolerance and cost per quota in
+    /// microseconds), for audits and for benchmarks that compare against a bare client.
+    pub fn script_source() -> &'static str {
+        GCRA_SCRIPT
+    }
+
     /// Admits one request for `key`.
     pub async fn check_key(&self, key: &str) -> Result<RedisDecision, RedisLimitError> {
         self.check_key_n(key, 1).await

@@ -172,44 +172,44 @@ async fn drive(config: &BackstopConfig) {
             let _ = bounded("batcher.submit", bound, batcher.submit(1)).await;
         }
     }
-    if let Some(dedup) = &config.dedup {
-        if let Ok(window) = backstop::dedup::DedupWindow::<String, u32, ()>::new(dedup.clone()) {
-            for _ in 0..2 {
-                let _ = bounded(
-                    "dedup.work",
-                    dedup.follower_timeout.unwrap_or(any),
-                    window.work("k".to_string(), || async { Ok(1) }),
-                )
-                .await;
-            }
-        }
-    }
-    if let Some(pool) = &config.pool {
-        if let Ok(handle) = backstop::pool::Pool::new(Connections, pool.clone()) {
-            let _ = bounded("pool.get", pool.wait_timeout, handle.get()).await;
-        }
-    }
-    if let Some(retry) = &config.retry {
-        if let Ok(retry) = retry.clone().build() {
+    if let Some(dedup) = &config.dedup
+        && let Ok(window) = backstop::dedup::DedupWindow::<String, u32, ()>::new(dedup.clone())
+    {
+        for _ in 0..2 {
             let _ = bounded(
-                "retry.call",
-                any,
-                retry.call(|| async { Err::<(), _>(std::io::Error::other("down")) }),
+                "dedup.work",
+                dedup.follower_timeout.unwrap_or(any),
+                window.work("k".to_string(), || async { Ok(1) }),
             )
             .await;
         }
     }
-    if let Some(scale) = &config.scale {
-        if let Ok(mut policy) = scale.policy() {
-            let observation = backstop::scale::Observation::new(Duration::from_secs(3_600), 2, 2);
-            let _ = policy.decide(&observation);
-        }
+    if let Some(pool) = &config.pool
+        && let Ok(handle) = backstop::pool::Pool::new(Connections, pool.clone())
+    {
+        let _ = bounded("pool.get", pool.wait_timeout, handle.get()).await;
     }
-    if let Some(cache) = &config.cache {
-        if let Ok(cache) = cache.build::<String>().await {
-            let _ = cache.insert(&"k".to_string(), "v".to_string()).await;
-            let _ = cache.get(&"k".to_string()).await;
-        }
+    if let Some(retry) = &config.retry
+        && let Ok(retry) = retry.clone().build()
+    {
+        let _ = bounded(
+            "retry.call",
+            any,
+            retry.call(|| async { Err::<(), _>(std::io::Error::other("down")) }),
+        )
+        .await;
+    }
+    if let Some(scale) = &config.scale
+        && let Ok(mut policy) = scale.policy()
+    {
+        let observation = backstop::scale::Observation::new(Duration::from_secs(3_600), 2, 2);
+        let _ = policy.decide(&observation);
+    }
+    if let Some(cache) = &config.cache
+        && let Ok(cache) = cache.build::<String>().await
+    {
+        let _ = cache.insert(&"k".to_string(), "v".to_string()).await;
+        let _ = cache.get(&"k".to_string()).await;
     }
 }
 

@@ -394,7 +394,7 @@ impl Located<'_, '_> {
                     line,
                     column,
                 })
-                .unwrap_or_else(|o| self.from_env(o, &path, strip_rule(&message)))
+                .unwrap_or_else(|o| self.env_error(o, &path, strip_rule(&message)))
             }
             Some(Refusal::Unknown(field)) => {
                 let path = self.join(&at, &field);
@@ -404,7 +404,7 @@ impl Located<'_, '_> {
                     line,
                     column,
                 })
-                .unwrap_or_else(|o| self.from_env(o, &path, "is not a known field".into()))
+                .unwrap_or_else(|o| self.env_error(o, &path, "is not a known field".into()))
             }
             Some(Refusal::FeatureOff { field, feature }) => {
                 let path = self.join(&at, &field);
@@ -416,12 +416,12 @@ impl Located<'_, '_> {
                     column,
                 })
                 .unwrap_or_else(|o| {
-                    self.from_env(o, &path, format!("needs backstop's `{feature}` feature"))
+                    self.env_error(o, &path, format!("needs backstop's `{feature}` feature"))
                 })
             }
             None => {
                 if let Some(o) = self.overridden(&at) {
-                    return self.from_env(o, &at, message);
+                    return self.env_error(o, &at, message);
                 }
                 let span = inner.span().or_else(|| locate(self.spans.get_ref(), &at));
                 let (line, column) = self.position(span);
@@ -478,7 +478,7 @@ impl Located<'_, '_> {
         Ok(build(line, column))
     }
 
-    fn from_env(&self, o: &Override, path: &[String], message: String) -> ConfigFileError {
+    fn env_error(&self, o: &Override, path: &[String], message: String) -> ConfigFileError {
         ConfigFileError::Env {
             variable: o.variable.clone(),
             field: self.full(path),

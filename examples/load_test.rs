@@ -2,9 +2,10 @@
 //! the report, then compare a repeat run with the first as a baseline.
 //!
 //! The stack is a bulkhead (4 calls at once, 16 queued for at most 40 ms) in front of a
-//! backend taking 10 ms per call: a capacity of about 400 requests per second, beyond
-//! which the queue fills, the bulkhead refuses (`rejected:queue_full`) and the error-rate
-//! SLO breaks. The bulkhead's load and stats are sampled during the steady runs.
+//! backend taking 10 ms per call: a capacity of at most 400 requests per second (less,
+//! with timer slack), beyond which the queue fills, the bulkhead refuses
+//! (`rejected:concurrency_limited` with a full queue, `rejected:timeout` after 40 ms
+//! queued) and the error-rate SLO breaks. The bulkhead's load and stats are sampled during the steady runs.
 //!
 //! Run with `cargo run --example load_test`.
 

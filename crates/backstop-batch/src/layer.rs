@@ -13,6 +13,7 @@ use std::future::Future;
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// Turns a service over batches (`Service<Vec<Req>, Response = Vec<Resp>>`) into a
 /// [`BatchService`], a `Service<Req>` for single requests with the batch service's own
@@ -208,7 +209,21 @@ where
     type Error = E;
 
     async fn call(&self, req: Req) -> Result<Resp, E> {
-        self.batcher.submit(req).await.map_err(stack_error)
+        // One span per call (issue 27); disabled without a subscriber.
+        let span = tracing::debug_span!(
+            target: "backstop",
+            "backstop.batch",
+            outcome = tracing::field::Empty,
+            reject_kind = tracing::field::Empty,
+            retry_after = tracing::field::Empty,
+        );
+        let call = async { self.batcher.submit(req).await.map_err(stack_error) };
+        if span.is_disabled() {
+            return call.await;
+        }
+        let result = call.instrument(span.clone()).await;
+        record_outcome(&span, &result);
+        result
     }
 
     fn readiness(&self) -> Result<(), Rejected> {
@@ -233,5 +248,27 @@ fn stack_error<E: StackError>(error: BatchError) -> E {
             &"the batch handler panicked",
         )),
         other => E::backend(Arc::new(other)),
+    }
+}
+
+/// Records how a call through the layer ended on its span: `outcome` (`ok`, `rejected`,
+/// `error`), and for a refusal its kind and `retry_after` in seconds.
+fn record_outcome<T, E: backstop_core::StackError>(span: &tracing::Span, result: &Result<T, E>) {
+    match result {
+        Ok(_) => {
+            span.record("outcome", "ok");
+        }
+        Err(error) => match error.rejection() {
+            Some(refused) => {
+                span.record("outcome", "rejected");
+                span.record("reject_kind", tracing::field::display(&refused.kind));
+                if let Some(after) = refused.retry_after {
+                    span.record("retry_after", after.as_secs_f64());
+                }
+            }
+            None => {
+                span.record("outcome", "error");
+            }
+        },
     }
 }

@@ -1,6 +1,7 @@
 //! [`PoolLayer`]: run each call of a [`Service`] with a checked-out connection.
 
 use std::fmt;
+use tracing::Instrument;
 
 use crate::conn::PoolManager;
 use backstop_core::{Layer, RejectKind, Rejected, Service, StackError};
@@ -179,21 +180,37 @@ where
     type Error = S::Error;
 
     async fn call(&self, request: Req) -> Result<Self::Response, Self::Error> {
-        let conn = self
-            .pool
-            .get_labeled("PoolLayer")
-            .await
-            .map_err(checkout_error)?;
-        let flag = Pooled::broken_flag(&conn);
-        match self.inner.call(Leased { conn, request }).await {
-            Ok(response) => Ok(response),
-            Err(error) => {
-                if self.is_broken.is_broken(&error) {
-                    flag.set();
+        // One span per call (issue 27); disabled without a subscriber.
+        let span = tracing::debug_span!(
+            target: "backstop",
+            "backstop.pool",
+            outcome = tracing::field::Empty,
+            reject_kind = tracing::field::Empty,
+            retry_after = tracing::field::Empty,
+        );
+        let call = async {
+            let conn = self
+                .pool
+                .get_labeled("PoolLayer")
+                .await
+                .map_err(checkout_error)?;
+            let flag = Pooled::broken_flag(&conn);
+            match self.inner.call(Leased { conn, request }).await {
+                Ok(response) => Ok(response),
+                Err(error) => {
+                    if self.is_broken.is_broken(&error) {
+                        flag.set();
+                    }
+                    Err(error)
                 }
-                Err(error)
             }
+        };
+        if span.is_disabled() {
+            return call.await;
         }
+        let result = call.instrument(span.clone()).await;
+        record_outcome(&span, &result);
+        result
     }
 
     /// Not ready when no connection is idle and the pool is full: a call now would wait.
@@ -202,5 +219,27 @@ where
             return Err(Rejected::new(RejectKind::PoolExhausted));
         }
         self.inner.readiness()
+    }
+}
+
+/// Records how a call through the layer ended on its span: `outcome` (`ok`, `rejected`,
+/// `error`), and for a refusal its kind and `retry_after` in seconds.
+fn record_outcome<T, E: backstop_core::StackError>(span: &tracing::Span, result: &Result<T, E>) {
+    match result {
+        Ok(_) => {
+            span.record("outcome", "ok");
+        }
+        Err(error) => match error.rejection() {
+            Some(refused) => {
+                span.record("outcome", "rejected");
+                span.record("reject_kind", tracing::field::display(&refused.kind));
+                if let Some(after) = refused.retry_after {
+                    span.record("retry_after", after.as_secs_f64());
+                }
+            }
+            None => {
+                span.record("outcome", "error");
+            }
+        },
     }
 }

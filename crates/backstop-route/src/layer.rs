@@ -7,6 +7,7 @@ use crate::target::TargetInfo;
 use backstop_core::{Layer, RejectKind, Rejected, Service, StackError, contain};
 use std::fmt;
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// A request on its way to one target: the inner service of a [`RouteService`] reads the
 /// target (provider, model, key, region) and sends the request there.
@@ -248,31 +249,47 @@ where
     type Error = S::Error;
 
     async fn call(&self, request: Req) -> Result<S::Response, S::Error> {
-        let layer = &self.layer;
-        let hints = contain("route.key", || layer.key.key(&request)).and_then(|key| {
-            contain("route.cost", || layer.cost.tokens(&request)).map(|tokens| (key, tokens))
-        });
-        let (key, tokens) = match hints {
-            Ok(hints) => hints,
-            Err(panicked) => {
-                tracing::warn!(%panicked, "route: key or cost closure panicked");
-                return Err(S::Error::panicked(panicked));
-            }
-        };
-        let hints = RouteHints::new().tokens(tokens);
-        let hints = match key {
-            Some(key) => hints.sticky_hash(key),
-            None => hints,
-        };
-        layer
-            .router
-            .run(&hints, &*layer.classify, |target| {
-                self.inner.call(Routed {
-                    target: target.clone(),
-                    request: request.clone(),
+        // One span per call (issue 27); disabled without a subscriber.
+        let span = tracing::debug_span!(
+            target: "backstop",
+            "backstop.route",
+            outcome = tracing::field::Empty,
+            reject_kind = tracing::field::Empty,
+            retry_after = tracing::field::Empty,
+        );
+        let call = async {
+            let layer = &self.layer;
+            let hints = contain("route.key", || layer.key.key(&request)).and_then(|key| {
+                contain("route.cost", || layer.cost.tokens(&request)).map(|tokens| (key, tokens))
+            });
+            let (key, tokens) = match hints {
+                Ok(hints) => hints,
+                Err(panicked) => {
+                    tracing::warn!(%panicked, "route: key or cost closure panicked");
+                    return Err(S::Error::panicked(panicked));
+                }
+            };
+            let hints = RouteHints::new().tokens(tokens);
+            let hints = match key {
+                Some(key) => hints.sticky_hash(key),
+                None => hints,
+            };
+            layer
+                .router
+                .run(&hints, &*layer.classify, |target| {
+                    self.inner.call(Routed {
+                        target: target.clone(),
+                        request: request.clone(),
+                    })
                 })
-            })
-            .await
+                .await
+        };
+        if span.is_disabled() {
+            return call.await;
+        }
+        let result = call.instrument(span.clone()).await;
+        record_outcome(&span, &result);
+        result
     }
 
     /// The router's own readiness (some target usable), then the inner service's.
@@ -333,5 +350,27 @@ where
             // A target without a service cannot be reached; the router moves on.
             None => Err(S::Error::rejected(Rejected::new(RejectKind::Closed))),
         }
+    }
+}
+
+/// Records how a call through the layer ended on its span: `outcome` (`ok`, `rejected`,
+/// `error`), and for a refusal its kind and `retry_after` in seconds.
+fn record_outcome<T, E: backstop_core::StackError>(span: &tracing::Span, result: &Result<T, E>) {
+    match result {
+        Ok(_) => {
+            span.record("outcome", "ok");
+        }
+        Err(error) => match error.rejection() {
+            Some(refused) => {
+                span.record("outcome", "rejected");
+                span.record("reject_kind", tracing::field::display(&refused.kind));
+                if let Some(after) = refused.retry_after {
+                    span.record("retry_after", after.as_secs_f64());
+                }
+            }
+            None => {
+                span.record("outcome", "error");
+            }
+        },
     }
 }

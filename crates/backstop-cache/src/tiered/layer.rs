@@ -2,6 +2,7 @@
 
 use backstop_core::{Clock, Layer, RejectKind, Rejected, Service, StackError, SystemClock};
 use std::sync::Arc;
+use tracing::Instrument;
 
 use crate::TieredCache;
 
@@ -154,24 +155,62 @@ where
     type Error = S::Error;
 
     async fn call(&self, req: Req) -> Result<V, S::Error> {
-        let Some(key) = self.key.cache_key(&req) else {
-            return self.inner.call(req).await;
+        // One span per call (issue 27); disabled without a subscriber.
+        let span = tracing::debug_span!(
+            target: "backstop",
+            "backstop.cache",
+            outcome = tracing::field::Empty,
+            reject_kind = tracing::field::Empty,
+            retry_after = tracing::field::Empty,
+        );
+        let call = async {
+            let Some(key) = self.key.cache_key(&req) else {
+                return self.inner.call(req).await;
+            };
+            let inner = self.inner.clone();
+            let loaded = self
+                .cache
+                .get_or_load(&key, move || async move { inner.call(req).await.map(Some) })
+                .await
+                .map_err(|error| error.into_stack_error())?;
+            // The loader always answers `Some`; `None` can only be a remembered "not found"
+            // written by another user of the same cache under this key: the cache cannot
+            // answer, and this layer does not call around it.
+            loaded.ok_or_else(|| S::Error::rejected(Rejected::new(RejectKind::Unavailable)))
         };
-        let inner = self.inner.clone();
-        let loaded = self
-            .cache
-            .get_or_load(&key, move || async move { inner.call(req).await.map(Some) })
-            .await
-            .map_err(|error| error.into_stack_error())?;
-        // The loader always answers `Some`; `None` can only be a remembered "not found"
-        // written by another user of the same cache under this key: the cache cannot
-        // answer, and this layer does not call around it.
-        loaded.ok_or_else(|| S::Error::rejected(Rejected::new(RejectKind::Unavailable)))
+        if span.is_disabled() {
+            return call.await;
+        }
+        let result = call.instrument(span.clone()).await;
+        record_outcome(&span, &result);
+        result
     }
 
     /// The cache refuses nothing itself; a miss needs the inner service, so its
     /// readiness is the inner service's.
     fn readiness(&self) -> Result<(), Rejected> {
         self.inner.readiness()
+    }
+}
+
+/// Records how a call through the layer ended on its span: `outcome` (`ok`, `rejected`,
+/// `error`), and for a refusal its kind and `retry_after` in seconds.
+fn record_outcome<T, E: backstop_core::StackError>(span: &tracing::Span, result: &Result<T, E>) {
+    match result {
+        Ok(_) => {
+            span.record("outcome", "ok");
+        }
+        Err(error) => match error.rejection() {
+            Some(refused) => {
+                span.record("outcome", "rejected");
+                span.record("reject_kind", tracing::field::display(&refused.kind));
+                if let Some(after) = refused.retry_after {
+                    span.record("retry_after", after.as_secs_f64());
+                }
+            }
+            None => {
+                span.record("outcome", "error");
+            }
+        },
     }
 }

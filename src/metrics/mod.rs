@@ -73,6 +73,17 @@ mod catalogue;
 #[cfg(feature = "dedup")]
 mod dedup;
 mod histogram;
+#[cfg(any(
+    feature = "batch",
+    feature = "breaker",
+    feature = "cache",
+    feature = "dedup",
+    feature = "limit",
+    feature = "pool",
+    feature = "retry",
+    feature = "route"
+))]
+mod labelled;
 #[cfg(feature = "limit")]
 mod limit;
 #[cfg(feature = "pool")]
@@ -210,23 +221,24 @@ impl PublishMetrics for LoadSnapshot {
 
 pub(crate) type Labels<'a> = [(&'static str, String)];
 
-/// Sets a monotonically increasing count read from a snapshot.
-pub(crate) fn counter(metric: &'static str, labels: &Labels<'_>, value: u64) {
-    ::metrics::counter!(metric, labels).absolute(value);
-}
+#[cfg(any(
+    feature = "batch",
+    feature = "breaker",
+    feature = "cache",
+    feature = "dedup",
+    feature = "limit",
+    feature = "pool",
+    feature = "retry",
+    feature = "route"
+))]
+pub(crate) use labelled::counter;
+#[cfg(any(feature = "dedup", feature = "retry", feature = "route"))]
+pub(crate) use labelled::named;
+#[cfg(any(feature = "batch", feature = "cache", feature = "pool"))]
+pub(crate) use labelled::with;
 
 pub(crate) fn gauge(metric: &'static str, labels: &Labels<'_>, value: f64) {
     ::metrics::gauge!(metric, labels).set(value);
-}
-
-/// The `name` label alone.
-pub(crate) fn named(name: &str) -> [(&'static str, String); 1] {
-    [("name", name.to_owned())]
-}
-
-/// The `name` label and one more.
-pub(crate) fn with(name: &str, key: &'static str, value: &str) -> [(&'static str, String); 2] {
-    [("name", name.to_owned()), (key, value.to_owned())]
 }
 
 /// A latency summary's quantiles as gauges (`quantile` label), for the stats that carry

@@ -412,6 +412,20 @@ fn invalid_configs_name_the_field() {
         ),
         (
             DistributedConfig {
+                prefix: "jobs*".to_owned(),
+                ..DistributedConfig::default()
+            },
+            "prefix",
+        ),
+        (
+            DistributedConfig {
+                prefix: "{jobs}".to_owned(),
+                ..DistributedConfig::default()
+            },
+            "prefix",
+        ),
+        (
+            DistributedConfig {
                 lease_ttl: Duration::from_millis(1),
                 ..DistributedConfig::default()
             },

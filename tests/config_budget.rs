@@ -87,14 +87,14 @@ fn broken_budget_rules_name_their_field() {
     // A value of the wrong shape is a parse error, located by serde's path.
     assert_eq!(
         field(&level(r#"{ meter = "coins", limit = 1, period = "1m" }"#)).as_deref(),
-        Some("budget.levels[0].quotas[0].meter")
+        Some("budget.levels.0.quotas.0.meter")
     );
     assert_eq!(
         field(&level(
             r#"{ meter = "tokens", limit = 1, period = "weekly" }"#
         ))
         .as_deref(),
-        Some("budget.levels[0].quotas[0].period")
+        Some("budget.levels.0.quotas.0.period")
     );
     assert_eq!(
         field("[budget]\non_drop = \"charge_estimate\"\n").as_deref(),

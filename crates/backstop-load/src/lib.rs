@@ -14,7 +14,8 @@
 //!   [`RejectKind`](backstop_core::RejectKind), error, timeout): latency percentiles,
 //!   throughput, error rate, a timeline per sample interval, and any
 //!   [`LoadSignal`](backstop_core::LoadSignal) or `stats()` snapshot read during the run.
-//! - **SLOs** per stage ([`Slo`]): percentiles, error rate and throughput, each with
+//! - **SLOs** per stage ([`Slo`]): percentiles, error rate (or failure rate, where a
+//!   rate limit's 429 is expected rather than a failure) and throughput, each with
 //!   pass/fail and the margin.
 //! - **Regression detection** ([`compare`]): a run saved as JSON is the baseline; a new run
 //!   is compared per stage with Mann-Whitney U on the latency samples, a bootstrap interval

@@ -22,6 +22,19 @@ pub enum OutcomeClass {
 }
 
 impl OutcomeClass {
+    /// A refusal by a rate limit, budget or key cap: the caller over its own quota, what
+    /// an HTTP front answers with 429 (`backstop_core::http::status`), expected under load.
+    pub fn is_quota_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::Rejected(
+                RejectKind::RateLimited { .. }
+                    | RejectKind::TooLarge { .. }
+                    | RejectKind::TooManyKeys
+            )
+        )
+    }
+
     /// Classifies a finished call by its result.
     pub fn of<T, E: StackError>(result: &Result<T, E>) -> Self {
         match result {
@@ -205,6 +218,7 @@ impl StageRecorder {
         };
         let ok = count(|c| matches!(c, OutcomeClass::Ok));
         let rejected = count(|c| matches!(c, OutcomeClass::Rejected(_)));
+        let quota_refusals = count(OutcomeClass::is_quota_refusal);
         let errors = count(|c| matches!(c, OutcomeClass::Error));
         let timeouts = count(|c| matches!(c, OutcomeClass::Timeout));
         let attempted = self.sent + self.dropped;
@@ -251,6 +265,11 @@ impl StageRecorder {
             } else {
                 0.0
             },
+            failure_rate: if attempted > 0 {
+                attempted.saturating_sub(ok + quota_refusals) as f64 / attempted as f64
+            } else {
+                0.0
+            },
             send_rate: per_second(self.sent),
             throughput: per_second(ok),
             latency: LatencyFigures::of(&self.all),
@@ -280,6 +299,40 @@ mod tests {
         assert_eq!(OutcomeClass::of(&ok), OutcomeClass::Ok);
         assert_eq!(OutcomeClass::of(&refused).label(), "rejected:queue_full");
         assert_eq!(OutcomeClass::of(&failed), OutcomeClass::Error);
+    }
+
+    #[test]
+    fn a_quota_refusal_is_an_error_but_not_a_failure() {
+        let stage = LoadStage::constant("s", 10.0, Duration::from_secs(1))
+            .slo(Slo::new().failure_rate_below(0.25).error_rate_below(0.25));
+        let mut recorder = StageRecorder::new(10, 1);
+        recorder.sent = 10;
+        recorder.in_flight = 10;
+        let classes = [
+            (
+                OutcomeClass::Rejected(RejectKind::RateLimited { quota: 1 }),
+                3,
+            ),
+            (OutcomeClass::Rejected(RejectKind::TooManyKeys), 1),
+            (OutcomeClass::Rejected(RejectKind::CircuitOpen), 1),
+            (OutcomeClass::Timeout, 1),
+            (OutcomeClass::Ok, 4),
+        ];
+        for (class, count) in classes {
+            for _ in 0..count {
+                recorder.record(class, Duration::from_millis(1));
+            }
+        }
+        let mode = LoadMode::OpenLoop {
+            arrivals: crate::Arrivals::Constant,
+        };
+        let report = recorder.finish(&stage, &mode);
+        assert_eq!(report.error_rate, 0.6);
+        assert_eq!(report.failure_rate, 0.2, "the circuit and the timeout only");
+        let verdicts: Vec<bool> = report.slo.iter().map(|check| check.passed).collect();
+        assert_eq!(verdicts, [true, false]);
+        assert!(OutcomeClass::Rejected(RejectKind::TooLarge { quota: 0 }).is_quota_refusal());
+        assert!(!OutcomeClass::Rejected(RejectKind::Shed).is_quota_refusal());
     }
 
     #[test]

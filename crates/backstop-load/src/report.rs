@@ -103,6 +103,11 @@ pub struct StageReport {
     pub timeouts: u64,
     /// Share of attempted requests (sent + dropped) that were not `ok`.
     pub error_rate: f64,
+    /// Share of attempted requests that failed: not `ok` and not refused by a rate limit,
+    /// budget or key cap (a 429: the caller's quota, expected under load). Absent from
+    /// reports saved before it was, read as 0.
+    #[serde(default)]
+    pub failure_rate: f64,
     /// Requests sent per second of the stage.
     pub send_rate: f64,
     /// Successful answers per second of the stage.
@@ -310,8 +315,14 @@ impl fmt::Display for LoadReport {
                 )?;
             }
         }
-        let mut names: Vec<&str> = self.signals.iter().map(|s| s.name.as_str()).collect();
-        names.dedup();
+        // Readings of several signals interleave (one of each per sample interval): each
+        // name once, in the order first read.
+        let mut names: Vec<&str> = Vec::new();
+        for reading in &self.signals {
+            if !names.contains(&reading.name.as_str()) {
+                names.push(&reading.name);
+            }
+        }
         for name in names {
             let readings = self.signals.iter().filter(|s| s.name == name);
             let (peak_in_flight, peak_queued) =
@@ -337,6 +348,41 @@ mod tests {
     fn csv_quotes_awkward_stage_names() {
         assert_eq!(csv_field("plain"), "plain");
         assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
+    }
+
+    #[test]
+    fn interleaved_signals_print_one_peak_line_each() {
+        let reading = |name: &str, at_ms, queued| SignalReading {
+            name: name.to_owned(),
+            at_ms,
+            in_flight: 1,
+            queued,
+            capacity: None,
+            mean_wait_us: 0,
+            p95_wait_us: 0,
+        };
+        let report = LoadReport {
+            mode: "open-loop".to_owned(),
+            stages: Vec::new(),
+            timeline: Vec::new(),
+            signals: vec![
+                reading("batcher", 1000, 3),
+                reading("pool", 1000, 0),
+                reading("batcher", 2000, 7),
+                reading("pool", 2000, 2),
+            ],
+            stats: Vec::new(),
+        };
+        let text = report.to_string();
+        assert_eq!(text.matches("signal batcher").count(), 1, "{text}");
+        assert!(
+            text.contains("signal batcher: peak in flight 1, peak queued 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("signal pool: peak in flight 1, peak queued 2"),
+            "{text}"
+        );
     }
 
     #[test]

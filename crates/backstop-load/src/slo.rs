@@ -26,6 +26,15 @@ pub enum SloObjective {
         /// Its ceiling.
         max: f64,
     },
+    /// The share of requests that failed is at most `max` (0..=1): as `ErrorRate`, except
+    /// that a refusal by a rate limit, budget or key cap (what an HTTP front answers with
+    /// 429) is expected, not a failure — the stack enforcing a caller's quota is doing its
+    /// job, as k6's `expectedStatuses(429)` says. Other refusals (circuit open, queue or
+    /// bulkhead full, shed, timeouts) still count: they are the service out of capacity.
+    FailureRate {
+        /// Its ceiling.
+        max: f64,
+    },
     /// Successful answers per second over the stage are at least `min`.
     Throughput {
         /// Its floor.
@@ -69,6 +78,13 @@ impl Slo {
         self
     }
 
+    /// Adds "at most `max` (0..=1) of requests failed", quota refusals (429s) not counted
+    /// ([`SloObjective::FailureRate`]).
+    pub fn failure_rate_below(mut self, max: f64) -> Self {
+        self.objectives.push(SloObjective::FailureRate { max });
+        self
+    }
+
     /// Adds "at least `min` successful answers per second".
     pub fn throughput_above(mut self, min: f64) -> Self {
         self.objectives.push(SloObjective::Throughput { min });
@@ -94,6 +110,11 @@ impl Slo {
                 SloObjective::ErrorRate { max } => ensure(
                     (0.0..=1.0).contains(&max),
                     "slo.error_rate",
+                    "must be between 0 and 1",
+                )?,
+                SloObjective::FailureRate { max } => ensure(
+                    (0.0..=1.0).contains(&max),
+                    "slo.failure_rate",
                     "must be between 0 and 1",
                 )?,
                 SloObjective::Throughput { min } => ensure(
@@ -124,6 +145,11 @@ impl Slo {
                 SloObjective::ErrorRate { max } => {
                     SloCheck::at_most("error rate".to_owned(), stage.error_rate, max)
                 }
+                SloObjective::FailureRate { max } => SloCheck::at_most(
+                    "failure rate (429s expected)".to_owned(),
+                    stage.failure_rate,
+                    max,
+                ),
                 SloObjective::Throughput { min } => {
                     SloCheck::at_least("throughput (ok/s)".to_owned(), stage.throughput, min)
                 }
@@ -199,6 +225,7 @@ mod tests {
     fn out_of_range_objectives_are_refused() {
         assert!(Slo::new().latency(1.5, Duration::ZERO).validate().is_err());
         assert!(Slo::new().error_rate_below(-0.1).validate().is_err());
+        assert!(Slo::new().failure_rate_below(1.5).validate().is_err());
         assert!(Slo::new().throughput_above(f64::NAN).validate().is_err());
     }
 }

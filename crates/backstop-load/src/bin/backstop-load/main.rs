@@ -28,6 +28,7 @@
 //!                                          # peak = 400, at = "2s", length = "1s" }, or
 //!                                          # trace = { file = "t.csv", speedup = 300 }
 //! slo = { p99 = "250ms", error_rate = 0.01, throughput = 150 }
+//!                                          # failure_rate: as error_rate, 429s expected
 //!
 //! [report]                                 # optional
 //! json = "run.json"                        # save the run (a later baseline)

@@ -144,6 +144,8 @@ struct SloSection {
     #[serde(with = "human_option")]
     p999: Option<Duration>,
     error_rate: Option<f64>,
+    /// As `error_rate`, with quota refusals (429s) expected rather than failures.
+    failure_rate: Option<f64>,
     throughput: Option<f64>,
 }
 
@@ -261,6 +263,9 @@ impl SloSection {
         }
         if let Some(max) = self.error_rate {
             slo = slo.error_rate_below(max);
+        }
+        if let Some(max) = self.failure_rate {
+            slo = slo.failure_rate_below(max);
         }
         if let Some(min) = self.throughput {
             slo = slo.throughput_above(min);

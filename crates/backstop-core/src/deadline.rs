@@ -20,6 +20,7 @@
 //! # });
 //! ```
 
+use crate::RejectKind;
 use crate::time::clamp;
 use std::future::Future;
 use std::time::Duration;
@@ -58,6 +59,56 @@ pub fn bound(wait: Duration) -> Duration {
     }
 }
 
+/// Runs `future` within `timeout` as [`scope`] does, or as it is without one: for a layer
+/// whose one deadline across attempts is optional.
+pub async fn scope_opt<F: Future>(timeout: Option<Duration>, future: F) -> F::Output {
+    match timeout {
+        Some(timeout) => scope(timeout, future).await,
+        None => future.await,
+    }
+}
+
+/// Whether less than `least` (and at least a nanosecond) is left before the current
+/// deadline: too little to start another attempt. `false` without a deadline.
+pub fn too_close(least: Duration) -> bool {
+    remaining().is_some_and(|left| left < least.max(Duration::from_nanos(1)))
+}
+
+/// Runs one attempt of a request within `each` (the attempt's own timeout, if any) and
+/// what remains of the current deadline. A cut attempt is dropped, and the kind says which
+/// limit cut it: [`RejectKind::Timeout`] for the attempt's own (another attempt may
+/// succeed), [`RejectKind::DeadlineExceeded`] for the request's (nothing more can be
+/// tried).
+///
+/// ```
+/// use backstop_core::{RejectKind, deadline};
+/// use std::time::Duration;
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+/// # rt.block_on(async {
+/// let stalls = std::future::pending::<()>;
+/// let each = Some(Duration::from_secs(1));
+/// assert_eq!(deadline::attempt(each, stalls()).await, Err(RejectKind::Timeout));
+/// let cut = deadline::scope(Duration::from_millis(300), deadline::attempt(each, stalls()));
+/// assert_eq!(cut.await, Err(RejectKind::DeadlineExceeded));
+/// assert_eq!(deadline::attempt(each, async { 7 }).await, Ok(7));
+/// # });
+/// ```
+pub async fn attempt<F: Future>(
+    each: Option<Duration>,
+    future: F,
+) -> Result<F::Output, RejectKind> {
+    let (limit, cut) = match (each, remaining()) {
+        (Some(each), Some(left)) if left <= each => (left, RejectKind::DeadlineExceeded),
+        (Some(each), _) => (each, RejectKind::Timeout),
+        (None, Some(left)) => (left, RejectKind::DeadlineExceeded),
+        (None, None) => return Ok(future.await),
+    };
+    tokio::time::timeout(clamp(limit), future)
+        .await
+        .map_err(|_| cut)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +130,23 @@ mod tests {
         })
         .await;
         assert_eq!(bound(Duration::from_secs(5)), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_is_cut_by_the_sooner_limit_and_says_which() {
+        let stalls = std::future::pending::<()>;
+        assert!(!too_close(Duration::from_secs(1)));
+        scope_opt(Some(Duration::from_secs(2)), async {
+            let started = Instant::now();
+            let own = attempt(Some(Duration::from_millis(500)), stalls()).await;
+            assert_eq!(own, Err(RejectKind::Timeout));
+            assert_eq!(started.elapsed(), Duration::from_millis(500));
+            let request = attempt(None, stalls()).await;
+            assert_eq!(request, Err(RejectKind::DeadlineExceeded));
+            assert_eq!(started.elapsed(), Duration::from_secs(2));
+            assert!(too_close(Duration::ZERO));
+        })
+        .await;
+        assert_eq!(scope_opt(None, async { remaining() }).await, None);
     }
 }

@@ -15,7 +15,6 @@ use std::fmt;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::time::Instant;
 
 /// A retry policy with its shared budget, hedge latency window and counters: a cheap-clone
@@ -156,10 +155,11 @@ impl Retry {
         F: Fn() -> Fut + Sync,
         Fut: Future<Output = Result<T, E>>,
     {
-        match self.shared.config.timeout {
-            Some(timeout) => deadline::scope(timeout, self.attempts(classify, &attempt)).await,
-            None => self.attempts(classify, &attempt).await,
-        }
+        deadline::scope_opt(
+            self.shared.config.timeout,
+            self.attempts(classify, &attempt),
+        )
+        .await
     }
 
     async fn attempts<T, E, C, F, Fut>(&self, classify: &C, attempt: &F) -> Result<T, E>
@@ -176,9 +176,7 @@ impl Retry {
         if let Some((_, hedge_budget)) = &s.hedge {
             hedge_budget.deposit();
         }
-        if deadline::remaining()
-            .is_some_and(|left| left < config.min_attempt_time.max(Duration::from_nanos(1)))
-        {
+        if deadline::too_close(config.min_attempt_time) {
             self.count(DEADLINE_EXHAUSTED);
             tracing::debug!("retry: deadline too close to start an attempt");
             return Err(E::rejected(Rejected::new(RejectKind::DeadlineExceeded)));
@@ -303,16 +301,8 @@ impl Retry {
         &self,
         attempt: impl Future<Output = Result<T, E>>,
     ) -> Result<T, E> {
-        let left = deadline::remaining();
-        let (limit, kind) = match (self.shared.config.attempt_timeout, left) {
-            (Some(each), Some(left)) if left <= each => (left, RejectKind::DeadlineExceeded),
-            (Some(each), _) => (each, RejectKind::Timeout),
-            (None, Some(left)) => (left, RejectKind::DeadlineExceeded),
-            (None, None) => return attempt.await,
-        };
-        match tokio::time::timeout(limit, attempt).await {
-            Ok(out) => out,
-            Err(_) => Err(E::rejected(Rejected::new(kind))),
-        }
+        deadline::attempt(self.shared.config.attempt_timeout, attempt)
+            .await
+            .unwrap_or_else(|cut| Err(E::rejected(Rejected::new(cut))))
     }
 }

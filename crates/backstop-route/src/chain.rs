@@ -12,26 +12,8 @@ use crate::target::{InFlight, TargetInfo};
 use backstop_core::{RejectKind, Rejected, StackError, contain, deadline};
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
-
-/// How one attempt ended when it did not return.
-enum Cut {
-    /// The attempt timeout fired: the target was too slow.
-    Slow,
-    /// The request's deadline passed: nothing more can be tried.
-    Deadline,
-}
 
 impl Router {
-    fn too_close(&self) -> bool {
-        let least = self
-            .shared
-            .config
-            .min_attempt_time
-            .max(Duration::from_nanos(1));
-        deadline::remaining().is_some_and(|left| left < least)
-    }
-
     pub(crate) async fn chain<T, E, C, F, Fut>(
         &self,
         hints: &RouteHints,
@@ -76,7 +58,7 @@ impl Router {
             };
             req.tried |= 1u64 << index;
             let target = &s.targets[index];
-            if self.too_close() {
+            if deadline::too_close(config.min_attempt_time) {
                 s.counters.add(DEADLINE_EXHAUSTED);
                 tracing::debug!("route: deadline too close to start an attempt");
                 return Err(last_error
@@ -103,7 +85,7 @@ impl Router {
             let started = now;
             let result = {
                 let _in_flight = InFlight::enter(&target.pending);
-                self.timed(attempt(&target.info)).await
+                deadline::attempt(config.attempt_timeout, attempt(&target.info)).await
             };
             let ended = self.now();
             let latency = ended.saturating_sub(started);
@@ -125,7 +107,7 @@ impl Router {
                         return Err(E::panicked(panicked));
                     }
                 },
-                Err(Cut::Deadline) => {
+                Err(RejectKind::DeadlineExceeded) => {
                     // The caller's deadline, not the target's fault; the wait still bounds
                     // the target's latency from below.
                     target.ewma.observe(latency, ended);
@@ -134,7 +116,7 @@ impl Router {
                     return Err(E::rejected(Rejected::new(RejectKind::DeadlineExceeded)));
                 }
                 // The router's own attempt timeout: a timeout whatever the classifier says.
-                Err(Cut::Slow) => (
+                Err(_) => (
                     E::rejected(Rejected::new(RejectKind::Timeout)),
                     ErrorClass::Timeout,
                 ),
@@ -224,23 +206,6 @@ impl Router {
                 Err(E::rejected(refused))
             }
         }
-    }
-
-    /// Runs one attempt within the attempt timeout and what remains of the deadline.
-    async fn timed<T, E>(
-        &self,
-        attempt: impl Future<Output = Result<T, E>>,
-    ) -> Result<Result<T, E>, Cut> {
-        let left = deadline::remaining();
-        let (limit, cut) = match (self.shared.config.attempt_timeout, left) {
-            (Some(each), Some(left)) if left <= each => (left, Cut::Deadline),
-            (Some(each), _) => (each, Cut::Slow),
-            (None, Some(left)) => (left, Cut::Deadline),
-            (None, None) => return Ok(attempt.await),
-        };
-        tokio::time::timeout(backstop_core::time::clamp(limit), attempt)
-            .await
-            .map_err(|_| cut)
     }
 }
 

@@ -320,10 +320,11 @@ impl Router {
         F: Fn(&TargetInfo) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        match self.shared.config.timeout {
-            Some(timeout) => deadline::scope(timeout, self.chain(hints, classify, &attempt)).await,
-            None => self.chain(hints, classify, &attempt).await,
-        }
+        deadline::scope_opt(
+            self.shared.config.timeout,
+            self.chain(hints, classify, &attempt),
+        )
+        .await
     }
 }
 

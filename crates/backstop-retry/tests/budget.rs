@@ -2,11 +2,13 @@
 //! load plus its floor, never the attempt count.
 
 use backstop_core::{Error, Layer, Service, service_fn};
-use backstop_retry::{Jitter, RetryBackoffConfig, RetryBudgetConfig, RetryConfig, RetryLayer};
+use backstop_retry::{Jitter, RetryBudgetConfig, RetryConfig, RetryLayer};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
+
+mod support;
 
 #[derive(Debug)]
 struct Down;
@@ -26,12 +28,7 @@ async fn a_minute_of_total_outage_stays_within_the_budget() {
     });
     let retry = RetryConfig {
         max_attempts: 5,
-        backoff: RetryBackoffConfig {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-            multiplier: 2.0,
-            jitter: Jitter::None,
-        },
+        backoff: support::backoff(Duration::from_millis(100), Jitter::None),
         budget: RetryBudgetConfig {
             ratio: RATIO,
             min_per_sec: FLOOR as u32,

@@ -3,46 +3,30 @@
 
 use backstop_core::{Error, Layer, Service, service_fn};
 use backstop_retry::{
-    HedgeConfig, Jitter, RetryBackoffConfig, RetryBudgetConfig, RetryConfig, RetryLayer,
-    StandardClassify, StreamTimeouts,
+    HedgeConfig, Jitter, RetryConfig, RetryLayer, StandardClassify, StreamTimeouts,
 };
 use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+mod support;
+
+use support::Live;
+
 #[derive(Debug)]
 struct Status;
 
-struct Live(Arc<AtomicI64>);
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 fn config() -> RetryConfig {
     RetryConfig {
-        max_attempts: 4,
-        backoff: RetryBackoffConfig {
-            initial: Duration::from_millis(50),
-            max: Duration::from_secs(1),
-            multiplier: 2.0,
-            jitter: Jitter::None,
-        },
-        budget: RetryBudgetConfig {
-            ratio: 1.0,
-            min_per_sec: 1_000,
-            max_banked: 1_000,
-        },
+        backoff: support::backoff(Duration::from_millis(50), Jitter::None),
         hedge: Some(HedgeConfig {
             percentile: 0.5,
             window: 10,
             max_ratio: 1.0,
             min_delay: Duration::from_millis(1),
         }),
-        ..RetryConfig::default()
+        ..support::exact_policy(4)
     }
 }
 
@@ -55,8 +39,7 @@ async fn cancelling_at_any_point_drops_every_attempt() {
     // and fail twice before succeeding, so a call passes attempts, hedges and backoffs.
     let service = service_fn(move |()| {
         let n = c.fetch_add(1, Ordering::Relaxed);
-        l.fetch_add(1, Ordering::Relaxed);
-        let guard = Live(l.clone());
+        let guard = Live::enter(&l);
         async move {
             let _guard = guard;
             if n < 10 {
@@ -100,8 +83,7 @@ async fn dropping_a_stream_or_its_opening_drops_the_inner_stream() {
     let open = || {
         let l = live.clone();
         async move {
-            l.fetch_add(1, Ordering::Relaxed);
-            let guard = Live(l);
+            let guard = Live::enter(&l);
             let chunks = futures::stream::iter([Ok::<_, Error<Status>>(1), Ok(2)])
                 .chain(futures::stream::pending())
                 .map(move |chunk| {
@@ -123,8 +105,7 @@ async fn dropping_a_stream_or_its_opening_drops_the_inner_stream() {
     let silent = || {
         let l = live.clone();
         async move {
-            l.fetch_add(1, Ordering::Relaxed);
-            let guard = Live(l);
+            let guard = Live::enter(&l);
             Ok::<_, Error<Status>>(
                 futures::stream::pending::<Result<u32, Error<Status>>>()
                     .map(move |chunk| {

@@ -2,32 +2,22 @@
 //! and no attempt starts when too little is left.
 
 use backstop_core::{Error, Layer, RejectKind, Service, deadline, service_fn};
-use backstop_retry::{Jitter, RetryBackoffConfig, RetryBudgetConfig, RetryConfig, RetryLayer};
+use backstop_retry::{RetryConfig, RetryLayer};
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+
+mod support;
 
 #[derive(Debug, PartialEq)]
 struct Status(u16);
 
 fn config(timeout: Duration, min_attempt_time: Duration) -> RetryConfig {
     RetryConfig {
-        max_attempts: 10,
         timeout: Some(timeout),
         min_attempt_time,
-        backoff: RetryBackoffConfig {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-            multiplier: 2.0,
-            jitter: Jitter::None,
-        },
-        budget: RetryBudgetConfig {
-            ratio: 1.0,
-            min_per_sec: 1_000,
-            max_banked: 1_000,
-        },
-        ..RetryConfig::default()
+        ..support::exact_policy(10)
     }
 }
 

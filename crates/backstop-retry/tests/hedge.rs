@@ -2,34 +2,19 @@
 //! stays within the hedge budget, losers are cancelled.
 
 use backstop_core::{Error, Layer, Service, service_fn};
-use backstop_retry::{HedgeConfig, RetryConfig, RetryLayer};
+use backstop_retry::RetryLayer;
 use futures::StreamExt;
-use parking_lot::Mutex;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
+use support::Live;
+use support::tail::{SeededLatency, hedging};
 use tokio::time::Instant;
+
+mod support;
 
 #[derive(Debug)]
 struct Never;
-
-/// Counts attempts alive (started, not finished or dropped).
-struct Live(Arc<AtomicI64>);
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Log-normal latencies (median 100 ms, sigma 0.25) with 2 % stragglers at 20×.
-fn lognormal_latency(rng: &mut fastrand::Rng) -> Duration {
-    let (u1, u2) = (rng.f64().max(f64::MIN_POSITIVE), rng.f64());
-    let normal = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-    let base = 0.100 * (0.25 * normal).exp();
-    let straggler = if rng.f64() < 0.02 { 20.0 } else { 1.0 };
-    Duration::from_secs_f64(base * straggler)
-}
 
 struct Backend {
     calls: Arc<AtomicU64>,
@@ -42,7 +27,7 @@ fn backend(
     impl Service<(), Response = (), Error = Error<Never>> + 'static,
     Backend,
 ) {
-    let rng = Mutex::new(fastrand::Rng::with_seed(seed));
+    let latencies = SeededLatency::new(seed);
     let counters = Backend {
         calls: Arc::default(),
         live: Arc::default(),
@@ -50,9 +35,8 @@ fn backend(
     let (calls, live) = (counters.calls.clone(), counters.live.clone());
     let service = service_fn(move |()| {
         calls.fetch_add(1, Ordering::Relaxed);
-        live.fetch_add(1, Ordering::Relaxed);
-        let guard = Live(live.clone());
-        let latency = lognormal_latency(&mut rng.lock());
+        let guard = Live::enter(&live);
+        let latency = latencies.next();
         async move {
             tokio::time::sleep(latency).await;
             drop(guard);
@@ -60,19 +44,6 @@ fn backend(
         }
     });
     (service, counters)
-}
-
-fn hedging() -> RetryConfig {
-    RetryConfig {
-        max_attempts: 1,
-        hedge: Some(HedgeConfig {
-            percentile: 0.97,
-            window: 1_000,
-            max_ratio: 0.05,
-            min_delay: Duration::from_millis(1),
-        }),
-        ..RetryConfig::default()
-    }
 }
 
 /// Runs `n` calls, 20 at a time; returns their latencies sorted.
@@ -144,8 +115,7 @@ async fn the_losing_attempt_is_cancelled_when_the_hedge_wins() {
     let stall = stall_next.clone();
     let service = service_fn(move |()| {
         c.fetch_add(1, Ordering::Relaxed);
-        l.fetch_add(1, Ordering::Relaxed);
-        let guard = Live(l.clone());
+        let guard = Live::enter(&l);
         let latency = if stall.swap(false, Ordering::Relaxed) {
             Duration::from_secs(60)
         } else {

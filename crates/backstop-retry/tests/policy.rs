@@ -1,34 +1,21 @@
 //! Backoff, jitter bounds, `Retry-After` and classification, on paused time.
 
 use backstop_core::{Error, Layer, RejectKind, Rejected, Service, service_fn};
-use backstop_retry::{
-    Jitter, RetryBackoffConfig, RetryBudgetConfig, RetryConfig, RetryDecision, RetryLayer,
-    standard_decision,
-};
+use backstop_retry::{Jitter, RetryConfig, RetryDecision, RetryLayer, standard_decision};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
+
+mod support;
 
 #[derive(Debug, PartialEq)]
 struct Status(u16);
 
 fn config(max_attempts: u32, jitter: Jitter) -> RetryConfig {
     RetryConfig {
-        max_attempts,
-        backoff: RetryBackoffConfig {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-            multiplier: 2.0,
-            jitter,
-        },
-        // These tests are about the policy: a budget that never runs dry.
-        budget: RetryBudgetConfig {
-            ratio: 1.0,
-            min_per_sec: 1_000,
-            max_banked: 1_000,
-        },
-        ..RetryConfig::default()
+        backoff: support::backoff(Duration::from_millis(100), jitter),
+        ..support::exact_policy(max_attempts)
     }
 }
 

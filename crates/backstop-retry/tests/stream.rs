@@ -2,15 +2,14 @@
 //! stream is an error.
 
 use backstop_core::{Error, RejectKind};
-use backstop_retry::{
-    Jitter, Retry, RetryBackoffConfig, RetryBudgetConfig, RetryConfig, StandardClassify,
-    StreamTimeouts,
-};
+use backstop_retry::{Retry, StandardClassify, StreamTimeouts};
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
+
+mod support;
 
 #[derive(Debug, PartialEq)]
 struct Status(u16);
@@ -18,23 +17,7 @@ struct Status(u16);
 type Chunks = BoxStream<'static, Result<&'static str, Error<Status>>>;
 
 fn retry() -> Retry {
-    RetryConfig {
-        max_attempts: 3,
-        backoff: RetryBackoffConfig {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-            multiplier: 2.0,
-            jitter: Jitter::None,
-        },
-        budget: RetryBudgetConfig {
-            ratio: 1.0,
-            min_per_sec: 100,
-            max_banked: 100,
-        },
-        ..RetryConfig::default()
-    }
-    .build()
-    .unwrap()
+    support::exact_policy(3).build().unwrap()
 }
 
 const TIMEOUTS: StreamTimeouts = StreamTimeouts {

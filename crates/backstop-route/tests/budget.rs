@@ -185,30 +185,32 @@ async fn a_spent_budget_is_a_rate_limit_refusal_with_the_time_until_room() {
     call(3_000).await.unwrap();
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_provider_report_is_spent_locally_and_holds_until_its_reset() {
-    let router = RouteConfig {
-        targets: vec![
-            TargetConfig::named("shared"),
-            TargetConfig {
-                group: 1,
-                ..TargetConfig::named("backup")
-            },
-        ],
-        ..RouteConfig::default()
-    }
-    .build()
-    .unwrap();
-    let shared = router.target("shared").unwrap().clone();
+/// What `target`'s provider reported of its quota `name` (a one-minute window): `limit`,
+/// `remaining`, resetting in `reset_secs`.
+fn report(router: &Router, target: &str, name: &str, limit: u64, remaining: u64, reset_secs: u64) {
+    let target = router.target(target).unwrap().clone();
     router.observe_quotas(
-        &shared,
+        &target,
         &[backstop_core::QuotaState::new(
-            "x-ratelimit-remaining-Tokens",
-            90_000,
-            2_500,
-            Duration::from_secs(12),
+            name,
+            limit,
+            remaining,
+            Duration::from_secs(reset_secs),
             Duration::from_secs(60),
         )],
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_report_is_spent_locally_and_holds_until_its_reset() {
+    let router = common::router(vec![target("shared", 0), target("backup", 1)]);
+    report(
+        &router,
+        "shared",
+        "x-ratelimit-remaining-Tokens",
+        90_000,
+        2_500,
+        12,
     );
     let mut went = Vec::new();
     for _ in 0..3 {
@@ -238,23 +240,8 @@ async fn a_provider_report_is_spent_locally_and_holds_until_its_reset() {
 
 #[tokio::test(start_paused = true)]
 async fn a_report_without_room_is_a_refusal_until_its_reset() {
-    let router = RouteConfig {
-        targets: vec![TargetConfig::named("only")],
-        ..RouteConfig::default()
-    }
-    .build()
-    .unwrap();
-    let only = router.target("only").unwrap().clone();
-    router.observe_quotas(
-        &only,
-        &[backstop_core::QuotaState::new(
-            "requests",
-            500,
-            0,
-            Duration::from_secs(7),
-            Duration::from_secs(60),
-        )],
-    );
+    let router = common::router(vec![target("only", 0)]);
+    report(&router, "only", "requests", 500, 0, 7);
     let refused = router
         .run(&RouteHints::new(), &classify, |_| async {
             Ok::<_, Error<Status>>(())

@@ -302,8 +302,7 @@ async fn an_unreachable_redis_is_a_build_error_not_a_hang() {
 
 #[tokio::test]
 async fn cache_section_builds_a_redis_tier_against_a_real_server() {
-    let Some(redis) =
-        backstop::core::testing::RedisTestContext::from_env("config_redis_tier").await
+    let Some(redis) = backstop_testkit::RedisTestContext::from_env("config_redis_tier").await
     else {
         return;
     };

@@ -533,8 +533,8 @@ async fn sixty_callers_sharing_one_call_are_59_coalesced_on_every_path() {
 /// 50 callers in two processes, one execution, 49 coalesced in total.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distributed_dedup_counts_callers_served_by_another_process_as_coalesced() {
-    use backstop::core::testing::RedisTestContext;
     use backstop::dedup::{DistributedConfig, DistributedGroup};
+    use backstop_testkit::RedisTestContext;
 
     let Some(ctx) = RedisTestContext::from_env("metrics_distributed_coalesced").await else {
         return;

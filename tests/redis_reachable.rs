@@ -1,7 +1,7 @@
 //! Proves the test environment really reaches Redis: CI sets `REDIS_URL`, and this test
 //! fails there (rather than skipping) if the server is missing or unreachable.
 
-use backstop_core::testing::RedisTestContext;
+use backstop_testkit::RedisTestContext;
 
 #[tokio::test]
 async fn redis_round_trip_under_a_private_prefix() {

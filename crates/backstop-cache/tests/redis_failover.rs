@@ -5,7 +5,7 @@
 
 use backstop_cache::{RedisTier, RedisTierConfig, Tier, TierError};
 use backstop_redis::RedisConnection;
-use backstop_redis::testing as fleet;
+use backstop_testkit::fleet;
 use std::time::{Duration, Instant};
 
 /// Stated bound: reads and writes succeed again within node timeout + failover + a few

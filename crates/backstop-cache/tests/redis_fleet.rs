@@ -7,8 +7,8 @@
 use backstop_cache::{
     Entry, L1Invalidation, MemoryCache, MemoryTier, RedisTier, RedisTierConfig, Tier, TieredCache,
 };
-use backstop_redis::testing as fleet;
 use backstop_redis::{RedisConfig, RedisConnection};
+use backstop_testkit::fleet;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 

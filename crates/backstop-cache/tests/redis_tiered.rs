@@ -5,7 +5,7 @@
 use backstop_breaker::Breaker;
 use backstop_cache::{GuardedTier, RedisTier, RedisTierConfig, TieredCache};
 use backstop_core::ManualClock;
-use backstop_core::testing::RedisTestContext;
+use backstop_testkit::RedisTestContext;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -415,7 +415,7 @@ async fn dropping_a_reader_at_every_await_leaves_the_others_whole() {
 #[tokio::test]
 async fn a_stream_cached_by_one_instance_replays_on_another_through_redis() {
     use backstop_cache::{RedisTier, RedisTierConfig};
-    use backstop_core::testing::RedisTestContext;
+    use backstop_testkit::RedisTestContext;
 
     let Some(redis) = RedisTestContext::from_env("stream_cache_redis_l2").await else {
         return;

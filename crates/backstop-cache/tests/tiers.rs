@@ -2,7 +2,7 @@
 #![cfg(all(feature = "redis", feature = "persistent"))]
 
 use backstop_cache::{PersistentTier, RedisTier, RedisTierConfig, Tier, TierError, ValueCodec};
-use backstop_core::testing::RedisTestContext;
+use backstop_testkit::RedisTestContext;
 use std::time::Duration;
 
 async fn redis_tier(test: &str) -> Option<(RedisTestContext, RedisTier<String>)> {

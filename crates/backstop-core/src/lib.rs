@@ -23,7 +23,6 @@
 //! - [`Histogram`]: a lock-free latency histogram for wait-time percentiles;
 //! - [`duration`]: human durations (`"250ms"`, `"5m"`) for serde configs, and [`config`]:
 //!   the [`ConfigError`] every config reports when validated;
-//! - `testing` (feature `testing`): a Redis test context that reads `REDIS_URL`;
 //! - `tower` (feature `tower`): adapters that make Backstop layers tower layers and tower
 //!   services Backstop services, and back; `poll_ready` follows [`Service::readiness`].
 //!
@@ -90,8 +89,6 @@ mod load;
 mod panicked;
 mod rejected;
 mod service;
-#[cfg(feature = "testing")]
-pub mod testing;
 pub mod time;
 #[cfg(feature = "tower")]
 pub mod tower;

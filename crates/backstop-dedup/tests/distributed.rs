@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use backstop_core::testing::RedisTestContext;
 use backstop_core::{Layer, RejectKind, Service, ServiceExt, Validate, service_fn};
 use backstop_dedup::{
     DedupError, DedupLayer, DistributedConfig, DistributedGroup, RedisFailure, Source,
 };
+use backstop_testkit::RedisTestContext;
 use futures::future::join_all;
 use tokio::sync::oneshot;
 

@@ -4,8 +4,8 @@
 #![cfg(feature = "redis")]
 
 use backstop_dedup::{DedupError, DistributedConfig, DistributedGroup, RedisFailure, Source};
-use backstop_redis::testing as fleet;
 use backstop_redis::{Misconfiguration, RedisConfig, RedisConnection};
+use backstop_testkit::fleet;
 use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

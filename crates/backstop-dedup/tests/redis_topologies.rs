@@ -3,8 +3,8 @@
 #![cfg(feature = "redis")]
 
 use backstop_dedup::{DistributedConfig, DistributedGroup, RedisFailure, Source};
-use backstop_redis::testing as fleet;
 use backstop_redis::{Misconfiguration, RedisConfig, RedisConnection};
+use backstop_testkit::fleet;
 use std::time::Duration;
 
 type Process = DistributedGroup<String, u64, String>;

@@ -9,8 +9,8 @@
 //! `BUDGET_WORKER`; `REDIS_URL` is required (skipped without it, a failure under `CI`).
 #![cfg(feature = "redis")]
 
-use backstop_core::testing::RedisTestContext;
 use backstop_limit::{BudgetPeriod, BudgetPlan, BudgetQuota, Charges, DropRule, RedisBudgets};
+use backstop_testkit::RedisTestContext;
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

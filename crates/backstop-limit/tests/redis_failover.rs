@@ -4,8 +4,8 @@
 #![cfg(feature = "redis")]
 
 use backstop_limit::{FailurePolicy, Quota, RedisLimitError, RedisRateLimiter};
-use backstop_redis::testing as fleet;
 use backstop_redis::{RedisConnection, RedisFault};
+use backstop_testkit::fleet;
 use std::time::{Duration, Instant};
 
 const BURST: u64 = 50;

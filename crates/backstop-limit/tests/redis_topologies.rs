@@ -3,8 +3,8 @@
 #![cfg(feature = "redis")]
 
 use backstop_limit::{FailurePolicy, Quota, RedisLimitError, RedisRateLimiter};
-use backstop_redis::testing as fleet;
 use backstop_redis::{Misconfiguration, RedisConfig, RedisConnection};
+use backstop_testkit::fleet;
 use std::time::Duration;
 
 fn unique(name: &str) -> String {

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use backstop_core::testing::RedisTestContext;
 use backstop_pool::{Pool, PoolConfig, RedisManager};
+use backstop_testkit::RedisTestContext;
 
 #[tokio::test]
 async fn redis_connections_are_pooled_and_health_checked() {

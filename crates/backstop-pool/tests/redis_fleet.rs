@@ -4,8 +4,8 @@
 #![cfg(feature = "redis")]
 
 use backstop_pool::{Pool, PoolConfig, PoolError, RedisManager};
-use backstop_redis::testing as fleet;
 use backstop_redis::{Misconfiguration, RedisConfig, RedisFault};
+use backstop_testkit::fleet;
 use std::time::Duration;
 
 fn pool(config: &RedisConfig) -> Pool<RedisManager> {

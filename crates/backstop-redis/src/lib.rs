@@ -36,8 +36,6 @@ mod config;
 mod connection;
 mod error;
 pub mod key;
-#[cfg(feature = "testing")]
-pub mod testing;
 mod tls;
 
 pub use config::{RedisConfig, SentinelConfig, TlsConfig};

@@ -1,8 +1,8 @@
 //! Credentials from the configuration (`username`, `password`) on every topology, and the
 //! namespace a connection hands its primitives.
 
-use backstop_redis::testing as support;
 use backstop_redis::{Misconfiguration, RedisConfig, RedisConnection, RedisFault};
+use backstop_testkit::fleet as support;
 
 /// An ACL user on `address` that may run every command on keys under `auth-test:`.
 fn acl_user(address: &str, user: &str, password: &str) {

@@ -1,6 +1,6 @@
 //! Against the 3-primary / 3-replica cluster `.ci/redis-fleet` starts (`REDIS_CLUSTER_NODES`).
 
-use backstop_redis::testing as support;
+use backstop_testkit::fleet as support;
 
 use backstop_redis::key::{slot, tagged};
 use backstop_redis::{Misconfiguration, RedisConfig, RedisConnection, RedisFault, Topology};

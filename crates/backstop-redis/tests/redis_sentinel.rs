@@ -1,7 +1,7 @@
 //! Against the primary, replica and three Sentinels `.ci/redis-fleet` starts
 //! (`REDIS_SENTINEL`).
 
-use backstop_redis::testing as support;
+use backstop_testkit::fleet as support;
 
 use backstop_redis::{Misconfiguration, RedisConfig, RedisConnection, RedisFault, Topology};
 use std::time::{Duration, Instant};

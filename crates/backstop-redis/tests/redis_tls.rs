@@ -1,6 +1,6 @@
 //! Against the TLS server `.ci/redis-fleet` starts (`REDIS_TLS_URL`, `REDIS_TLS_CA`).
 
-use backstop_redis::testing as support;
+use backstop_testkit::fleet as support;
 
 use backstop_redis::{Misconfiguration, RedisConfig, RedisConnection, RedisFault, TlsConfig};
 

@@ -1,8 +1,7 @@
-//! What the fleet tests of every crate share (feature `testing`): the addresses
-//! `.ci/redis-fleet` exports, and killing and restarting a server by pid for failover
-//! tests. Not for production use.
+//! What the fleet tests of every crate share: the addresses `.ci/redis-fleet` exports, and
+//! killing and restarting a server by pid for failover tests.
 
-use crate::{RedisConfig, SentinelConfig, TlsConfig};
+use backstop_redis::{RedisConfig, SentinelConfig, TlsConfig};
 use std::time::Duration;
 
 /// The variable's value, or `None` with a skip notice; under CI a missing variable fails

@@ -1,4 +1,4 @@
-//! Test support for features that talk to a real Redis server (feature `testing`).
+//! A Redis test context for tests that talk to a real Redis server.
 //!
 //! Tests call [`RedisTestContext::from_env`]. With `REDIS_URL` set it connects (a set but
 //! unreachable server fails the test: a broken CI setup must not pass as a skip) and hands
@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! # async fn example() {
-//! use backstop_core::testing::RedisTestContext;
+//! use backstop_testkit::RedisTestContext;
 //!
 //! let Some(redis) = RedisTestContext::from_env("my_feature_round_trips").await else {
 //!     return;

@@ -1,0 +1,16 @@
+//! Test harnesses shared by the tests of Backstop's crates, kept out of the published crates
+//! (`publish = false`, used only as a dev-dependency):
+//!
+//! - [`RedisTestContext`]: a connection to the standalone test server (`REDIS_URL`) and a key
+//!   prefix private to one test;
+//! - [`fleet`]: the addresses `.ci/redis-fleet` exports (cluster, Sentinel, TLS) as
+//!   `RedisConfig`s, and killing and restarting servers for failover tests.
+//!
+//! Without its variable a test is skipped with a notice; under `CI` a missing variable fails
+//! the test, so no Redis test is silently skipped there.
+#![forbid(unsafe_code)]
+
+mod context;
+pub mod fleet;
+
+pub use context::RedisTestContext;

@@ -13,34 +13,69 @@
 //!   equal the sum of actual usage of settled calls plus the estimates still held.
 
 use super::money::Charges;
-use super::plan::{BudgetPlan, BudgetQuota};
+use super::period::BudgetPeriod;
+use super::plan::BudgetQuota;
 use backstop_core::QuotaState;
 use std::time::Duration;
 
-/// The period a quota last counted in (`NONE`: never) and what was used in it.
+/// The period a quota last counted in and what was used in it: its bounds (microseconds
+/// since the Unix epoch) and the period's kind ([`BudgetPeriod::micros`], so an override
+/// with another period starts afresh). A decision inside the bounds reads the slot with two
+/// comparisons instead of computing the period number, a 64-bit division (or a calendar
+/// computation for months) per quota, twice per settlement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Slot {
-    pub(crate) period: u64,
+    kind: u64,
+    start: u64,
+    end: u64,
     pub(crate) used: u64,
 }
 
 impl Slot {
+    /// Never charged: holds no instant.
     const NONE: Self = Self {
-        period: u64::MAX,
+        kind: u64::MAX,
+        start: u64::MAX,
+        end: 0,
         used: 0,
     };
 
-    /// What was used in period `id` (nothing if the slot counts another period).
+    /// Whether `at` falls in the period this slot counts, under `period`.
     #[inline]
-    fn used_in(&self, id: u64) -> u64 {
-        if self.period == id { self.used } else { 0 }
+    fn holds(&self, period: BudgetPeriod, at: u64) -> bool {
+        self.start <= at && at < self.end && self.kind == period.micros()
     }
 
+    /// What was used in the period of `now` (nothing if the slot counts another period).
     #[inline]
-    fn add(&mut self, id: u64, amount: u64) {
-        if self.period != id {
+    fn used_at(&self, period: BudgetPeriod, now: u64) -> u64 {
+        if self.holds(period, now) {
+            self.used
+        } else {
+            0
+        }
+    }
+
+    /// The bounds of the period holding `now`: the slot's own when it counts it.
+    #[inline]
+    fn bounds_at(&self, period: BudgetPeriod, now: u64) -> (u64, u64) {
+        if self.holds(period, now) {
+            (self.start, self.end)
+        } else {
+            period.bounds(period.id(now))
+        }
+    }
+
+    /// Adds `amount` to the period of `now`, starting that period afresh if the slot
+    /// counted another.
+    #[inline]
+    fn add(&mut self, period: BudgetPeriod, now: u64, amount: u64) {
+        if !self.holds(period, now) {
+            let (start, end) = period.bounds(period.id(now));
             *self = Self {
-                period: id,
+                kind: period.micros(),
+                start,
+                end,
                 used: 0,
             };
         }
@@ -82,14 +117,11 @@ impl Ledger {
         now: u64,
         cost: &Charges,
     ) -> Result<(), NoRoom> {
-        // Each quota's period number once (a division, or a calendar computation).
-        let mut ids = [0u64; BudgetPlan::MAX_QUOTAS_PER_LEVEL];
         for (i, quota) in quotas.iter().enumerate() {
-            let id = quota.period().id(now);
-            ids[i] = id;
-            let used = self.slot(i).used_in(id);
+            let slot = self.slot(i);
+            let used = slot.used_at(quota.period(), now);
             if used.saturating_add(cost.get(quota.meter())) > quota.limit() {
-                let end = quota.period().bounds(id).1;
+                let end = slot.bounds_at(quota.period(), now).1;
                 return Err(NoRoom {
                     quota: i,
                     retry_after: Duration::from_micros(end.saturating_sub(now)),
@@ -97,7 +129,8 @@ impl Ledger {
             }
         }
         for (i, quota) in quotas.iter().enumerate() {
-            self.slot_mut(i).add(ids[i], cost.get(quota.meter()));
+            self.slot_mut(i)
+                .add(quota.period(), now, cost.get(quota.meter()));
         }
         self.totals = self.totals.saturating_add(cost);
         Ok(())
@@ -114,13 +147,13 @@ impl Ledger {
     ) {
         for (i, quota) in quotas.iter().enumerate() {
             let (held, used) = (reserved.get(quota.meter()), actual.get(quota.meter()));
-            let then = quota.period().id(reserved_at);
-            let current = quota.period().id(now);
+            let period = quota.period();
             let slot = self.slot_mut(i);
-            if then == current && slot.period == then {
+            // Both instants in the slot's period: the reservation's balance is current.
+            if slot.holds(period, reserved_at) && slot.holds(period, now) {
                 slot.used = slot.used.saturating_sub(held).saturating_add(used);
             } else if used > held {
-                slot.add(current, used - held);
+                slot.add(period, now, used - held);
             }
         }
         self.totals = self.totals.saturating_sub(reserved).saturating_add(actual);
@@ -135,7 +168,7 @@ impl Ledger {
 
     /// What quota `i` has used in its current period.
     pub(crate) fn used(&self, quota: &BudgetQuota, i: usize, now: u64) -> u64 {
-        self.slot(i).used_in(quota.period().id(now))
+        self.slot(i).used_at(quota.period(), now)
     }
 
     /// Whether every quota's period has ended, so dropping the ledger changes no decision.
@@ -143,15 +176,15 @@ impl Ledger {
         quotas
             .iter()
             .enumerate()
-            .all(|(i, q)| self.slot(i).used_in(q.period().id(now)) == 0)
+            .all(|(i, q)| self.slot(i).used_at(q.period(), now) == 0)
     }
 }
 
 /// A quota's state at `now` given its slot (`None`: never charged).
 pub(crate) fn fresh_or(quota: &BudgetQuota, slot: Option<Slot>, now: u64) -> QuotaState {
-    let id = quota.period().id(now);
-    let used = slot.map_or(0, |s| s.used_in(id));
-    let (start, end) = quota.period().bounds(id);
+    let slot = slot.unwrap_or(Slot::NONE);
+    let used = slot.used_at(quota.period(), now);
+    let (start, end) = slot.bounds_at(quota.period(), now);
     QuotaState::new(
         quota.label().clone(),
         quota.limit(),

@@ -243,7 +243,7 @@ impl<C: Clock> Budgets<C> {
         let counters = &self.shared.counters;
         match result {
             Ok((entries, now)) => {
-                counters.reserved.fetch_add(1, Ordering::Relaxed);
+                counters.add(BudgetCounters::RESERVED);
                 Ok(BudgetReservation::new(
                     self.clone(),
                     entries,
@@ -253,7 +253,7 @@ impl<C: Clock> Budgets<C> {
                 ))
             }
             Err(error) => {
-                counters.refused.fetch_add(1, Ordering::Relaxed);
+                counters.add(BudgetCounters::REFUSED);
                 Err(error)
             }
         }
@@ -270,7 +270,40 @@ impl<C: Clock> Budgets<C> {
             });
         }
         let now = shared.time.now_micros();
-        // An impossible estimate creates no id anywhere.
+        // One pass: each level's ledger refuses an estimate it has no room for, which
+        // covers an estimate above a limit (`cost > limit` leaves no room at any use). The
+        // separate check for such an estimate runs only on the cold paths, before a new id
+        // is created and after a refusal, so it still creates no id anywhere and still
+        // wins over a refusal or a full level, as if it had run first.
+        let mut held = Held::default();
+        for (level, id) in path.iter().enumerate() {
+            let entry = match self.entry(level, id, now, path, estimate) {
+                Ok(entry) => entry,
+                Err(error) => {
+                    self.release(&held, path, now, estimate);
+                    return Err(error);
+                }
+            };
+            let quotas = self.quotas(level, id);
+            let charged = entry.lock().reserve(&quotas, now, estimate);
+            if let Err(NoRoom { quota, retry_after }) = charged {
+                self.release(&held, path, now, estimate);
+                self.too_large(path, estimate)?;
+                let index = self.flat_index(path, level, quota);
+                return Err(BudgetError::Refused {
+                    rejected: limited(index, retry_after),
+                    level,
+                    quota,
+                });
+            }
+            held.0[level] = Some(entry);
+        }
+        Ok((held, now))
+    }
+
+    /// Refuses an estimate above a limit of the path, naming the first such quota.
+    #[cold]
+    fn too_large(&self, path: &[&str], estimate: &Charges) -> Result<(), BudgetError> {
         for (level, id) in path.iter().enumerate() {
             let quotas = self.quotas(level, id);
             for (quota, q) in quotas.iter().enumerate() {
@@ -286,29 +319,7 @@ impl<C: Clock> Budgets<C> {
                 }
             }
         }
-        let mut held = Held::default();
-        for (level, id) in path.iter().enumerate() {
-            let entry = match self.entry(level, id, now) {
-                Ok(entry) => entry,
-                Err(error) => {
-                    self.release(&held, path, now, estimate);
-                    return Err(error);
-                }
-            };
-            let quotas = self.quotas(level, id);
-            let charged = entry.lock().reserve(&quotas, now, estimate);
-            if let Err(NoRoom { quota, retry_after }) = charged {
-                self.release(&held, path, now, estimate);
-                let index = self.flat_index(path, level, quota);
-                return Err(BudgetError::Refused {
-                    rejected: limited(index, retry_after),
-                    level,
-                    quota,
-                });
-            }
-            held.0[level] = Some(entry);
-        }
-        Ok((held, now))
+        Ok(())
     }
 
     /// Takes back a partial reservation after a later level refused.
@@ -358,13 +369,36 @@ impl<C: Clock> Budgets<C> {
         Quotas::Default(&self.shared.plan.levels[level].quotas)
     }
 
-    /// The entry of `id` at `level`, created if there is room.
+    /// The entry of `id` at `level`, created if `estimate` fits the path's limits and the
+    /// level has room.
     #[inline]
-    fn entry(&self, level: usize, id: &str, now: u64) -> Result<Arc<Entry>, BudgetError> {
+    fn entry(
+        &self,
+        level: usize,
+        id: &str,
+        now: u64,
+        path: &[&str],
+        estimate: &Charges,
+    ) -> Result<Arc<Entry>, BudgetError> {
         let state = &self.shared.levels[level];
         if let Some(entry) = state.entries.get(id) {
             return Ok(Arc::clone(&entry));
         }
+        self.create_entry(level, id, now, path, estimate)
+    }
+
+    #[cold]
+    fn create_entry(
+        &self,
+        level: usize,
+        id: &str,
+        now: u64,
+        path: &[&str],
+        estimate: &Charges,
+    ) -> Result<Arc<Entry>, BudgetError> {
+        // An impossible estimate creates no id anywhere.
+        self.too_large(path, estimate)?;
+        let state = &self.shared.levels[level];
         if !state.cap.has_room(
             || state.entries.len(),
             || {

@@ -3,9 +3,9 @@
 use super::local::{Budgets, Held};
 use super::money::{Charges, ModelPrice, TokenUsage};
 use super::plan::DropRule;
+use super::stats::BudgetCounters;
 use backstop_core::{Clock, DefaultClock, QuotaState, contain};
 use serde::Serialize;
-use std::sync::atomic::Ordering;
 
 /// What a settlement charged: the actual usage, and how it differed from the estimate.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -91,11 +91,7 @@ impl<C: Clock> BudgetReservation<C> {
     /// ends).
     pub fn settle(mut self, actual: Charges) -> Settlement {
         self.apply(&actual);
-        self.budgets
-            .shared
-            .counters
-            .settled
-            .fetch_add(1, Ordering::Relaxed);
+        self.budgets.shared.counters.add(BudgetCounters::SETTLED);
         Settlement::of(&self.reserved, &actual)
     }
 
@@ -126,8 +122,8 @@ impl<C: Clock> Drop for BudgetReservation<C> {
         });
         let counters = &self.budgets.shared.counters;
         match applied {
-            Ok(()) => counters.dropped.fetch_add(1, Ordering::Relaxed),
-            Err(_) => counters.drop_failed.fetch_add(1, Ordering::Relaxed),
+            Ok(()) => counters.add(BudgetCounters::DROPPED),
+            Err(_) => counters.add(BudgetCounters::DROP_FAILED),
         };
     }
 }

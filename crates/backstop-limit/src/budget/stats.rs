@@ -2,27 +2,35 @@
 
 use super::money::{BudgetMeter, Charges};
 use super::plan::BudgetQuota;
+use backstop_core::StripedCounters;
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The counters behind [`BudgetStats`], striped per thread like the limiters' (a plain load
+/// and store on a line only the calling thread writes): a reserve → settle round counts
+/// twice, and a shared atomic add each time cost as much as a ledger update.
 #[derive(Debug, Default)]
-pub(crate) struct BudgetCounters {
-    pub(crate) reserved: AtomicU64,
-    pub(crate) refused: AtomicU64,
-    pub(crate) settled: AtomicU64,
-    pub(crate) dropped: AtomicU64,
-    pub(crate) drop_failed: AtomicU64,
-}
+pub(crate) struct BudgetCounters(StripedCounters<5>);
 
 impl BudgetCounters {
+    pub(crate) const RESERVED: usize = 0;
+    pub(crate) const REFUSED: usize = 1;
+    pub(crate) const SETTLED: usize = 2;
+    pub(crate) const DROPPED: usize = 3;
+    pub(crate) const DROP_FAILED: usize = 4;
+
+    /// Counts one of the events above.
+    #[inline(always)]
+    pub(crate) fn add(&self, counter: usize) {
+        self.0.add(counter);
+    }
+
     pub(crate) fn snapshot(&self, levels: Vec<LevelStats>) -> BudgetStats {
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         BudgetStats {
-            reserved: load(&self.reserved),
-            refused: load(&self.refused),
-            settled: load(&self.settled),
-            dropped: load(&self.dropped),
-            drop_failed: load(&self.drop_failed),
+            reserved: self.0.get(Self::RESERVED),
+            refused: self.0.get(Self::REFUSED),
+            settled: self.0.get(Self::SETTLED),
+            dropped: self.0.get(Self::DROPPED),
+            drop_failed: self.0.get(Self::DROP_FAILED),
             levels,
         }
     }

@@ -282,29 +282,24 @@ impl Clock for QuantaClock {
     }
 }
 
-impl<C: Clock + ?Sized> Clock for Arc<C> {
-    #[inline]
-    fn now(&self) -> Instant {
-        (**self).now()
-    }
+// A shared or boxed clock reads the clock it points to.
+macro_rules! forward_clock {
+    ($($pointer:ty),+) => {$(
+        impl<C: Clock + ?Sized> Clock for $pointer {
+            #[inline]
+            fn now(&self) -> Instant {
+                (**self).now()
+            }
 
-    #[inline]
-    fn now_nanos(&self) -> u64 {
-        (**self).now_nanos()
-    }
+            #[inline]
+            fn now_nanos(&self) -> u64 {
+                (**self).now_nanos()
+            }
+        }
+    )+};
 }
 
-impl<C: Clock + ?Sized> Clock for Box<C> {
-    #[inline]
-    fn now(&self) -> Instant {
-        (**self).now()
-    }
-
-    #[inline]
-    fn now_nanos(&self) -> u64 {
-        (**self).now_nanos()
-    }
-}
+forward_clock!(Arc<C>, Box<C>);
 
 #[cfg(test)]
 mod tests {

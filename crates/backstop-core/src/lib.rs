@@ -16,7 +16,8 @@
 //!   contain user code;
 //! - [`time`]: saturating deadline arithmetic; `deadline` (feature `tokio`): one deadline per
 //!   request that every wait inside respects; [`config`] bounds (`MAX_DURATION`,
-//!   `ensure_at_most`); [`StripedCounters`] for stats on hot paths;
+//!   `ensure_at_most`); [`StripedCounters`] for stats on hot paths; [`record_outcome`], how
+//!   every layer's span records the end of its call;
 //! - `http` (feature `http`): refusals as statuses, `Retry-After` and rate-limit headers;
 //! - [`LoadSignal`] and [`LoadSnapshot`]: how busy a pool, batcher or limiter is, for the
 //!   autoscaler to read;
@@ -89,6 +90,7 @@ mod load;
 mod panicked;
 mod rejected;
 mod service;
+mod span;
 pub mod time;
 #[cfg(feature = "tower")]
 pub mod tower;
@@ -109,3 +111,4 @@ pub use load::{LoadSignal, LoadSnapshot};
 pub use panicked::{Contained, Panicked, contain, contain_future};
 pub use rejected::{QuotaState, RejectKind, Rejected};
 pub use service::{Service, ServiceFn, service_fn};
+pub use span::record_outcome;

@@ -45,53 +45,31 @@ pub trait Service<Req>: Send + Sync {
     }
 }
 
-impl<S, Req> Service<Req> for Arc<S>
-where
-    S: Service<Req> + ?Sized,
-{
-    type Response = S::Response;
-    type Error = S::Error;
+// A shared, boxed or borrowed service is the service it points to.
+macro_rules! forward_service {
+    ($($pointer:ty),+) => {$(
+        impl<S, Req> Service<Req> for $pointer
+        where
+            S: Service<Req> + ?Sized,
+        {
+            type Response = S::Response;
+            type Error = S::Error;
 
-    fn call(&self, req: Req) -> impl Future<Output = Result<Self::Response, Self::Error>> + Send {
-        (**self).call(req)
-    }
+            fn call(
+                &self,
+                req: Req,
+            ) -> impl Future<Output = Result<Self::Response, Self::Error>> + Send {
+                (**self).call(req)
+            }
 
-    fn readiness(&self) -> Result<(), Rejected> {
-        (**self).readiness()
-    }
+            fn readiness(&self) -> Result<(), Rejected> {
+                (**self).readiness()
+            }
+        }
+    )+};
 }
 
-impl<S, Req> Service<Req> for Box<S>
-where
-    S: Service<Req> + ?Sized,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-
-    fn call(&self, req: Req) -> impl Future<Output = Result<Self::Response, Self::Error>> + Send {
-        (**self).call(req)
-    }
-
-    fn readiness(&self) -> Result<(), Rejected> {
-        (**self).readiness()
-    }
-}
-
-impl<S, Req> Service<Req> for &S
-where
-    S: Service<Req> + ?Sized,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-
-    fn call(&self, req: Req) -> impl Future<Output = Result<Self::Response, Self::Error>> + Send {
-        (**self).call(req)
-    }
-
-    fn readiness(&self) -> Result<(), Rejected> {
-        (**self).readiness()
-    }
-}
+forward_service!(Arc<S>, Box<S>, &S);
 
 /// Lifts an async closure `Fn(Req) -> Future<Output = Result<T, E>>` into a [`Service`].
 ///

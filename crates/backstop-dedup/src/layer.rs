@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use backstop_core::{Layer, Rejected, Service, StackError};
+use backstop_core::{Layer, Rejected, Service, StackError, record_outcome};
 
 use crate::error::DedupError;
 use crate::group::Group;
@@ -30,47 +30,33 @@ pub trait Coalesce<V, E>: Clone + Send + Sync + 'static {
         Fut: Future<Output = Result<V, E>> + Send + 'static;
 }
 
-impl<K, V, E> Coalesce<V, E> for Group<K, V, E>
-where
-    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-    E: Clone + Send + Sync + 'static,
-{
-    type Key = K;
+// The in-process group and window coalesce with their own `work`.
+macro_rules! coalesce_with_work {
+    ($($dedup:ident),+) => {$(
+        impl<K, V, E> Coalesce<V, E> for $dedup<K, V, E>
+        where
+            K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+            V: Clone + Send + Sync + 'static,
+            E: Clone + Send + Sync + 'static,
+        {
+            type Key = K;
 
-    fn coalesce<F, Fut>(
-        &self,
-        key: K,
-        work: F,
-    ) -> impl Future<Output = Result<DedupOutcome<V>, DedupError<E>>> + Send
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<V, E>> + Send + 'static,
-    {
-        self.work(key, work)
-    }
+            fn coalesce<F, Fut>(
+                &self,
+                key: K,
+                work: F,
+            ) -> impl Future<Output = Result<DedupOutcome<V>, DedupError<E>>> + Send
+            where
+                F: FnOnce() -> Fut + Send + 'static,
+                Fut: Future<Output = Result<V, E>> + Send + 'static,
+            {
+                self.work(key, work)
+            }
+        }
+    )+};
 }
 
-impl<K, V, E> Coalesce<V, E> for DedupWindow<K, V, E>
-where
-    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-    E: Clone + Send + Sync + 'static,
-{
-    type Key = K;
-
-    fn coalesce<F, Fut>(
-        &self,
-        key: K,
-        work: F,
-    ) -> impl Future<Output = Result<DedupOutcome<V>, DedupError<E>>> + Send
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<V, E>> + Send + 'static,
-    {
-        self.work(key, work)
-    }
-}
+coalesce_with_work!(Group, DedupWindow);
 
 #[cfg(feature = "redis")]
 impl<K, V, E> Coalesce<V, E> for crate::distributed::DistributedGroup<K, V, E>
@@ -293,27 +279,5 @@ where
 
     fn readiness(&self) -> Result<(), Rejected> {
         self.inner.readiness()
-    }
-}
-
-/// Records how a call through a layer ended on its span: `outcome` (`ok`, `rejected`,
-/// `error`), and for a refusal its kind and `retry_after` in seconds.
-fn record_outcome<T, E: StackError>(span: &tracing::Span, result: &Result<T, E>) {
-    match result {
-        Ok(_) => {
-            span.record("outcome", "ok");
-        }
-        Err(error) => match error.rejection() {
-            Some(refused) => {
-                span.record("outcome", "rejected");
-                span.record("reject_kind", tracing::field::display(&refused.kind));
-                if let Some(after) = refused.retry_after {
-                    span.record("retry_after", after.as_secs_f64());
-                }
-            }
-            None => {
-                span.record("outcome", "error");
-            }
-        },
     }
 }

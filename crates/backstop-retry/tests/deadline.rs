@@ -2,7 +2,7 @@
 //! and no attempt starts when too little is left.
 
 use backstop_core::{Error, Layer, RejectKind, Service, deadline, service_fn};
-use backstop_retry::{RetryConfig, RetryLayer};
+use backstop_retry::{Retry, RetryConfig, RetryLayer};
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +41,27 @@ fn failing_after(
     (service, seen)
 }
 
+/// `config(timeout, min_attempt_time)` over a backend failing after 300 ms: the handle
+/// (for its stats), the stack and what the backend saw.
+fn retried_failing(
+    timeout: Duration,
+    min_attempt_time: Duration,
+    t0: Instant,
+) -> (
+    Retry,
+    impl Service<(), Response = (), Error = Error<Status>>,
+    Seen,
+) {
+    let (backend, seen) = failing_after(Duration::from_millis(300), t0);
+    let retry = config(timeout, min_attempt_time).build().unwrap();
+    (retry.clone(), RetryLayer::new(retry).layer(backend), seen)
+}
+
+/// The kind of the refusal `error` is.
+fn refusal(error: &Error<Status>) -> RejectKind {
+    error.rejection().expect("a refusal").kind
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_hanging_backend_is_cut_at_the_deadline() {
     let retry = config(Duration::from_secs(1), Duration::from_millis(1))
@@ -51,10 +72,7 @@ async fn a_hanging_backend_is_cut_at_the_deadline() {
     let started = Instant::now();
     let error = stack.call(()).await.unwrap_err();
     assert_eq!(started.elapsed(), Duration::from_secs(1));
-    assert_eq!(
-        error.rejection().unwrap().kind,
-        RejectKind::DeadlineExceeded
-    );
+    assert_eq!(refusal(&error), RejectKind::DeadlineExceeded);
     let stats = retry.stats();
     assert_eq!((stats.attempts, stats.deadline_exhaustions), (1, 1));
 }
@@ -62,19 +80,13 @@ async fn a_hanging_backend_is_cut_at_the_deadline() {
 #[tokio::test(start_paused = true)]
 async fn attempts_see_what_remains_and_never_outlive_the_deadline() {
     let t0 = Instant::now();
-    let (backend, seen) = failing_after(Duration::from_millis(300), t0);
-    let retry = config(Duration::from_secs(1), Duration::from_millis(1))
-        .build()
-        .unwrap();
-    let stack = RetryLayer::new(retry.clone()).layer(backend);
+    let (retry, stack, seen) =
+        retried_failing(Duration::from_secs(1), Duration::from_millis(1), t0);
     let error = stack.call(()).await.unwrap_err();
     assert_eq!(t0.elapsed(), Duration::from_secs(1));
     // Backoffs of 100 and 200 ms: the third attempt (started at 900 ms, would end at
     // 1 200 ms) is cut at the deadline.
-    assert_eq!(
-        error.rejection().unwrap().kind,
-        RejectKind::DeadlineExceeded
-    );
+    assert_eq!(refusal(&error), RejectKind::DeadlineExceeded);
     let seen = seen.lock().clone();
     let starts: Vec<u64> = seen.iter().map(|(at, _)| at.as_millis() as u64).collect();
     assert_eq!(starts, [0, 400, 900]);
@@ -87,11 +99,8 @@ async fn attempts_see_what_remains_and_never_outlive_the_deadline() {
 #[tokio::test(start_paused = true)]
 async fn no_attempt_starts_with_too_little_time_left() {
     let t0 = Instant::now();
-    let (backend, seen) = failing_after(Duration::from_millis(300), t0);
-    let retry = config(Duration::from_secs(1), Duration::from_millis(250))
-        .build()
-        .unwrap();
-    let stack = RetryLayer::new(retry.clone()).layer(backend);
+    let (retry, stack, seen) =
+        retried_failing(Duration::from_secs(1), Duration::from_millis(250), t0);
     let error = stack.call(()).await.unwrap_err();
     // After the second failure (700 ms) a 200 ms backoff leaves 100 ms < 250 ms: stop there,
     // with the last error, without waiting.
@@ -104,35 +113,20 @@ async fn no_attempt_starts_with_too_little_time_left() {
 #[tokio::test(start_paused = true)]
 async fn a_callers_shorter_deadline_wins_and_a_spent_one_starts_nothing() {
     let t0 = Instant::now();
-    let (backend, seen) = failing_after(Duration::from_millis(300), t0);
-    let stack = RetryLayer::new(
-        config(Duration::from_secs(10), Duration::from_millis(1))
-            .build()
-            .unwrap(),
-    )
-    .layer(backend);
+    let (_, stack, seen) = retried_failing(Duration::from_secs(10), Duration::from_millis(1), t0);
     let error = deadline::scope(Duration::from_millis(500), stack.call(()))
         .await
         .unwrap_err();
-    assert_eq!(
-        error.rejection().unwrap().kind,
-        RejectKind::DeadlineExceeded
-    );
+    assert_eq!(refusal(&error), RejectKind::DeadlineExceeded);
     assert_eq!(t0.elapsed(), Duration::from_millis(500));
     assert_eq!(seen.lock().len(), 2);
 
-    let retry = config(Duration::from_secs(10), Duration::from_millis(1))
-        .build()
-        .unwrap();
-    let (backend, seen) = failing_after(Duration::from_millis(300), t0);
-    let stack = RetryLayer::new(retry.clone()).layer(backend);
+    let (retry, stack, seen) =
+        retried_failing(Duration::from_secs(10), Duration::from_millis(1), t0);
     let error = deadline::scope(Duration::ZERO, stack.call(()))
         .await
         .unwrap_err();
-    assert_eq!(
-        error.rejection().unwrap().kind,
-        RejectKind::DeadlineExceeded
-    );
+    assert_eq!(refusal(&error), RejectKind::DeadlineExceeded);
     assert!(seen.lock().is_empty());
     let stats = retry.stats();
     assert_eq!((stats.attempts, stats.deadline_exhaustions), (0, 1));

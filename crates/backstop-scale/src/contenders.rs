@@ -7,10 +7,11 @@ use backstop_core::ConfigError;
 
 use crate::burst::BurstHold;
 use crate::config::{
-    Behavior, BurstHoldConfig, ForecastModel, HpaConfig, PredictiveConfig, QueueConfig,
-    ScalingRules, ThresholdConfig,
+    Behavior, BurstEnvelopeConfig, BurstHoldConfig, ForecastModel, HpaConfig, PredictiveConfig,
+    QueueConfig, ScalingRules, ThresholdConfig,
 };
 use crate::decision::Policy;
+use crate::envelope::BurstEnvelope;
 use crate::hpa::TargetTracking;
 use crate::predictive::PredictivePolicy;
 use crate::queue::QueuePolicy;
@@ -31,11 +32,13 @@ pub struct Contender {
 
 /// The standard line-up for `trace` on `model`: reactive HPA target tracking, the
 /// threshold/step policy, KEDA-style queue scaling and the predictive policy (seasonal
-/// naive over a day, leading by the start-up delay), each bounded at 1.5 times the
+/// naive over a day, leading by the start-up delay), each bounded at 1 and at 1.5 times the
 /// peak's fleet; the HPA and queue policies again with the noise-aware band
 /// (`*_noise_aware`); the HPA and predictive policies under the burst-aware scale-down
-/// [`BurstHold`](crate::BurstHold) (`hpa_burst_hold`, `predictive_burst_hold`); and a fixed
-/// fleet sized for the peak (`fixed_peak`).
+/// [`BurstHold`](crate::BurstHold) (`hpa_burst_hold`, `predictive_burst_hold`) and under the
+/// burst-envelope headroom with the start-up-aware cap [`BurstEnvelope`](crate::BurstEnvelope)
+/// (`hpa_envelope`, `predictive_envelope`: the predictive policy degrading to the envelope
+/// while its forecasts are inaccurate); and a fixed fleet sized for the peak (`fixed_peak`).
 ///
 /// ```
 /// use backstop_scale::{ReplicaModel, Trace, contenders, simulate};
@@ -64,9 +67,11 @@ pub fn contenders(model: &ReplicaModel, trace: &Trace) -> Result<Vec<Contender>,
         error_window: 240,
         reactive: hpa.clone(),
     };
+    // Bounded below at 1 like the other policies, so the comparison measures the scaling rule
+    // rather than the floor (from zero, every activation waits a whole start-up).
     let queue = QueueConfig::default()
         .with_metric(metrics::QUEUE)
-        .with_bounds(0, max)
+        .with_bounds(1, max)
         .with_target(model.queue_target())
         .with_behavior(Behavior::default());
     // A percent step (KEDA/HPA `Percent` policy) so the step grows with the fleet; the
@@ -80,6 +85,11 @@ pub fn contenders(model: &ReplicaModel, trace: &Trace) -> Result<Vec<Contender>,
         ..Behavior::default()
     });
     let hold = BurstHoldConfig::default();
+    let envelope = BurstEnvelopeConfig::default()
+        .with_metric(metrics::REQUESTS, model.requests_target())
+        .with_backlog_metric(Some(metrics::QUEUE.to_owned()))
+        .with_startup(model.startup_delay)
+        .with_max_replicas(max);
     let predictive_held = PredictiveConfig {
         reactive: unstabilized.clone(),
         ..predictive.clone()
@@ -94,7 +104,7 @@ pub fn contenders(model: &ReplicaModel, trace: &Trace) -> Result<Vec<Contender>,
         contender(
             "hpa_noise_aware",
             false,
-            Box::new(TargetTracking::new(hpa.with_noise_tolerance(3.0))?),
+            Box::new(TargetTracking::new(hpa.clone().with_noise_tolerance(3.0))?),
         ),
         contender(
             "threshold",
@@ -110,7 +120,7 @@ pub fn contenders(model: &ReplicaModel, trace: &Trace) -> Result<Vec<Contender>,
         contender(
             "predictive",
             true,
-            Box::new(PredictivePolicy::new(predictive)?),
+            Box::new(PredictivePolicy::new(predictive.clone())?),
         ),
         contender(
             "hpa_burst_hold",
@@ -126,6 +136,22 @@ pub fn contenders(model: &ReplicaModel, trace: &Trace) -> Result<Vec<Contender>,
             Box::new(BurstHold::new(
                 PredictivePolicy::new(predictive_held)?,
                 hold,
+            )?),
+        ),
+        contender(
+            "hpa_envelope",
+            false,
+            Box::new(BurstEnvelope::new(
+                TargetTracking::new(hpa)?,
+                envelope.clone(),
+            )?),
+        ),
+        contender(
+            "predictive_envelope",
+            false,
+            Box::new(BurstEnvelope::new(
+                PredictivePolicy::new(predictive)?,
+                envelope,
             )?),
         ),
         contender(

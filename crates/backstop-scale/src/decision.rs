@@ -56,6 +56,11 @@ pub enum Reason {
     Predicted,
     /// A scheduled window's floor raised the count.
     Scheduled,
+    /// The burst-envelope headroom raised the count ([`BurstEnvelope`](crate::BurstEnvelope)).
+    BurstHeadroom,
+    /// A scale-up was trimmed to what will be needed once the new replicas serve
+    /// ([`BurstEnvelope`](crate::BurstEnvelope)).
+    StartupCapped,
 }
 
 /// One metric's proposal.

@@ -4,6 +4,7 @@ use backstop_core::config::{ConfigError, ensure};
 
 mod behavior;
 mod burst;
+mod envelope;
 mod hpa;
 mod predictive;
 mod queue;
@@ -13,6 +14,7 @@ mod tolerance;
 
 pub use behavior::{Behavior, RateKind, RatePolicy, ScalingRules, Select};
 pub use burst::{BurstHoldConfig, MAX_GAP_SAMPLES};
+pub use envelope::{BurstEnvelopeConfig, MAX_ENVELOPE_SAMPLES};
 pub use hpa::HpaConfig;
 pub use predictive::{
     ForecastModel, MAX_ERROR_WINDOW, MAX_LEAD_SAMPLES, MAX_LEAD_TIME, PredictiveConfig,

@@ -1,0 +1,130 @@
+//! Settings of the burst-envelope headroom and the start-up-aware scale-up cap.
+
+use std::time::Duration;
+
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_duration_at_most};
+use serde::{Deserialize, Serialize};
+
+/// The most demand samples [`BurstEnvelope`](crate::BurstEnvelope) keeps for its quantile (a
+/// day of 1.3 s evaluations); older ones are dropped first.
+pub const MAX_ENVELOPE_SAMPLES: usize = 1 << 16;
+
+/// The longest `lookback`, `startup` and `drain_time`.
+const MAX_SPAN: Duration = Duration::from_secs(7 * 86_400);
+
+/// How [`BurstEnvelope`](crate::BurstEnvelope) sizes its headroom and caps a scale-up.
+///
+/// Headroom: the demand can rise by `h` within one replica start-up, where `h` is the
+/// `quantile` of the rises seen over the last `lookback` (each rise is the demand now minus its
+/// lowest value over the preceding `startup`). The policy keeps at least
+/// `ceil((demand + h) / target_per_replica)` replicas, so a burst the recent past makes likely
+/// finds capacity already serving; a quiet `lookback` has no rises and no headroom.
+///
+/// Cap: replicas asked for now serve only after `startup`. A reactive scale-up is trimmed to
+/// what will be needed then: the demand plus the headroom, plus the backlog (the
+/// `backlog_metric`'s total, grown by the demand the ready replicas cannot take over the
+/// start-up) drained over `drain_time`, all at `target_per_replica`. A backlog-per-replica
+/// metric otherwise asks for one replica per few queued requests, and those replicas arrive
+/// after the backlog has gone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BurstEnvelopeConfig {
+    /// Name of the demand metric (its total over the workload, e.g. requests per second).
+    pub metric: String,
+    /// Demand one replica should carry.
+    pub target_per_replica: f64,
+    /// Name of the backlog metric (queued plus in-service work, in the demand's units times
+    /// seconds); `None` disables the cap.
+    pub backlog_metric: Option<String>,
+    /// Replica start-up: the span a rise is measured over and the time before new replicas
+    /// serve (at most 7 days).
+    #[serde(with = "backstop_core::duration::human")]
+    pub startup: Duration,
+    /// The backlog present when new replicas are ready is planned to drain over this long
+    /// (greater than 0, at most 7 days).
+    #[serde(with = "backstop_core::duration::human")]
+    pub drain_time: Duration,
+    /// How far back the rises are kept (at most 7 days and [`MAX_ENVELOPE_SAMPLES`] samples).
+    #[serde(with = "backstop_core::duration::human")]
+    pub lookback: Duration,
+    /// Which quantile of the recent rises the headroom covers, in [0, 1].
+    pub quantile: f64,
+    /// The headroom never raises the count above this.
+    pub max_replicas: u32,
+}
+
+impl Default for BurstEnvelopeConfig {
+    fn default() -> Self {
+        Self {
+            metric: "requests_per_second".to_owned(),
+            target_per_replica: 10.0,
+            backlog_metric: Some("queue_length".to_owned()),
+            startup: Duration::from_secs(180),
+            drain_time: Duration::from_secs(90),
+            lookback: Duration::from_secs(6 * 3600),
+            quantile: 0.99,
+            max_replicas: 100,
+        }
+    }
+}
+
+impl BurstEnvelopeConfig {
+    /// Sets the demand metric and the demand one replica should carry.
+    #[must_use]
+    pub fn with_metric(mut self, metric: impl Into<String>, target_per_replica: f64) -> Self {
+        self.metric = metric.into();
+        self.target_per_replica = target_per_replica;
+        self
+    }
+
+    /// Sets the backlog metric (`None` disables the start-up-aware cap).
+    #[must_use]
+    pub fn with_backlog_metric(mut self, metric: Option<String>) -> Self {
+        self.backlog_metric = metric;
+        self
+    }
+
+    /// Sets the replica start-up time.
+    #[must_use]
+    pub fn with_startup(mut self, startup: Duration) -> Self {
+        self.startup = startup;
+        self
+    }
+
+    /// Sets the largest count the headroom asks for.
+    #[must_use]
+    pub fn with_max_replicas(mut self, max: u32) -> Self {
+        self.max_replicas = max;
+        self
+    }
+}
+
+impl Validate for BurstEnvelopeConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        ensure(!self.metric.is_empty(), "metric", "must not be empty")?;
+        ensure(
+            self.backlog_metric.as_ref().is_none_or(|m| !m.is_empty()),
+            "backlog_metric",
+            "must not be empty",
+        )?;
+        ensure(
+            self.target_per_replica.is_finite() && self.target_per_replica > 0.0,
+            "target_per_replica",
+            "must be greater than 0",
+        )?;
+        ensure_duration_at_most("startup", self.startup, MAX_SPAN)?;
+        ensure(
+            !self.drain_time.is_zero(),
+            "drain_time",
+            "must be greater than 0",
+        )?;
+        ensure_duration_at_most("drain_time", self.drain_time, MAX_SPAN)?;
+        ensure_duration_at_most("lookback", self.lookback, MAX_SPAN)?;
+        ensure(
+            (0.0..=1.0).contains(&self.quantile),
+            "quantile",
+            "must be between 0 and 1",
+        )?;
+        ensure(self.max_replicas >= 1, "max_replicas", "must be at least 1")
+    }
+}

@@ -1,0 +1,209 @@
+//! Burst-envelope headroom and a start-up-aware scale-up cap around any policy.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use backstop_core::config::{ConfigError, Validate};
+
+use crate::config::{BurstEnvelopeConfig, MAX_ENVELOPE_SAMPLES};
+use crate::decision::{Decision, Policy, Reason};
+use crate::observation::Observation;
+
+/// Keeps the SLO on bursty traffic by holding headroom for the bursts the recent past makes
+/// likely, paid for by not starting replicas that would arrive after the backlog is gone.
+///
+/// Reactive policies size the fleet for the load they see, so every burst waits a whole replica
+/// start-up; and a backlog-per-replica metric then asks for one replica per few queued requests,
+/// which start after the backlog has drained and are held through the scale-down window. This
+/// wrapper changes both (see [`BurstEnvelopeConfig`]): it keeps `ceil((demand + h) / target)`
+/// replicas, `h` being a high quantile of how much the demand rose within one start-up over the
+/// last hours, and trims a reactive scale-up to what the demand, the headroom and the backlog
+/// will need once the new replicas serve. A forecast's scale-up ([`Reason::Predicted`]) is not
+/// trimmed: it is already sized for the time the replicas will be ready. Scale-downs are the
+/// inner policy's.
+///
+/// Wrapped around [`PredictivePolicy`](crate::PredictivePolicy), it is what the predictive
+/// policy degrades to while its forecasts are inaccurate.
+///
+/// ```
+/// use std::time::Duration;
+/// use backstop_scale::{BurstEnvelope, BurstEnvelopeConfig, HpaConfig, MetricSample,
+///     Observation, Policy, Reading, Target, TargetTracking};
+///
+/// let config = BurstEnvelopeConfig::default()
+///     .with_metric("rps", 10.0)
+///     .with_backlog_metric(None);
+/// let mut policy = BurstEnvelope::new(TargetTracking::new(HpaConfig::default()).unwrap(), config)
+///     .unwrap();
+/// let at = |s: u64, replicas: u32, rps: f64| {
+///     Observation::new(Duration::from_secs(s), replicas, replicas)
+///         .metric(MetricSample::new("rps", Target::AverageValue(10.0), Reading::Total(rps)))
+/// };
+/// // The demand jumped from 10 to 40 once: the rise of 30 becomes the headroom (taken once
+/// // per start-up, 180 s by default).
+/// policy.decide(&at(0, 1, 10.0));
+/// policy.decide(&at(15, 1, 40.0));
+/// policy.decide(&at(200, 4, 40.0));
+/// assert_eq!(policy.headroom(), 30.0);
+/// // Back at 10 with 4 replicas, the count covers 10 + 30: 4 stay.
+/// assert_eq!(policy.decide(&at(400, 4, 10.0)).desired, 4);
+/// ```
+#[derive(Debug, Clone)]
+pub struct BurstEnvelope<P> {
+    inner: P,
+    config: BurstEnvelopeConfig,
+    /// Demand samples over the last `startup`, increasing (a sliding minimum).
+    lows: VecDeque<(Duration, f64)>,
+    /// Demand samples over the last `startup`, decreasing (a sliding maximum).
+    highs: VecDeque<(Duration, f64)>,
+    /// Rises over the last `lookback`, oldest first.
+    rises: VecDeque<(Duration, f64)>,
+    headroom: f64,
+    refreshed: Option<Duration>,
+}
+
+impl<P: Policy> BurstEnvelope<P> {
+    /// Validates the config and wraps `inner`.
+    pub fn new(inner: P, config: BurstEnvelopeConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            inner,
+            config,
+            lows: VecDeque::new(),
+            highs: VecDeque::new(),
+            rises: VecDeque::new(),
+            headroom: 0.0,
+            refreshed: None,
+        })
+    }
+
+    /// The wrapped policy.
+    pub fn inner(&self) -> &P {
+        &self.inner
+    }
+
+    /// The current headroom, in demand units.
+    pub fn headroom(&self) -> f64 {
+        self.headroom
+    }
+
+    fn total(obs: &Observation, metric: &str) -> Option<f64> {
+        obs.find(metric)
+            .and_then(|m| m.total(obs.ready_replicas))
+            .filter(|v| v.is_finite() && *v >= 0.0)
+    }
+
+    fn replicas(&self, demand: f64) -> u32 {
+        // Float-to-int `as` saturates; the headroom floor is bounded by max_replicas anyway.
+        (demand / self.config.target_per_replica).ceil() as u32
+    }
+
+    /// Learns the demand of an evaluation, applied or not.
+    fn observe(&mut self, obs: &Observation) {
+        let Some(demand) = Self::total(obs, &self.config.metric) else {
+            return;
+        };
+        let c = &self.config;
+        while self.lows.back().is_some_and(|(_, v)| *v >= demand) {
+            self.lows.pop_back();
+        }
+        while self.lows.len() >= MAX_ENVELOPE_SAMPLES
+            || self
+                .lows
+                .front()
+                .is_some_and(|(at, _)| obs.at.saturating_sub(*at) > c.startup)
+        {
+            self.lows.pop_front();
+        }
+        self.lows.push_back((obs.at, demand));
+        while self.highs.back().is_some_and(|(_, v)| *v <= demand) {
+            self.highs.pop_back();
+        }
+        while self.highs.len() >= MAX_ENVELOPE_SAMPLES
+            || self
+                .highs
+                .front()
+                .is_some_and(|(at, _)| obs.at.saturating_sub(*at) > c.startup)
+        {
+            self.highs.pop_front();
+        }
+        self.highs.push_back((obs.at, demand));
+        let low = self.lows.front().map_or(demand, |(_, v)| *v);
+        while self.rises.len() >= MAX_ENVELOPE_SAMPLES
+            || self
+                .rises
+                .front()
+                .is_some_and(|(at, _)| obs.at.saturating_sub(*at) > c.lookback)
+        {
+            self.rises.pop_front();
+        }
+        self.rises.push_back((obs.at, demand - low));
+        // The headroom cannot usefully change faster than a replica starts, so the quantile
+        // (linear in the samples kept) is taken once per start-up rather than per evaluation.
+        if self
+            .refreshed
+            .is_none_or(|t| obs.at.saturating_sub(t) >= c.startup)
+        {
+            let mut rises: Vec<f64> = self.rises.iter().map(|(_, r)| *r).collect();
+            let index = ((rises.len() - 1) as f64 * c.quantile).round() as usize;
+            let (_, h, _) = rises.select_nth_unstable_by(index, f64::total_cmp);
+            self.headroom = *h;
+            self.refreshed = Some(obs.at);
+        }
+    }
+}
+
+impl<P: Policy> Policy for BurstEnvelope<P> {
+    fn recommend(&self, obs: &Observation) -> Decision {
+        let mut decision = self.inner.recommend(obs);
+        let current = obs.current_replicas;
+        let Some(demand) = Self::total(obs, &self.config.metric) else {
+            return decision;
+        };
+        if matches!(decision.reason, Reason::AboveMax | Reason::Cooldown) {
+            return decision;
+        }
+        let c = &self.config;
+        let envelope = demand + self.headroom;
+        // Capacity released now takes a whole start-up to come back, so the floor comes down
+        // only as the highest demand of the last start-up does (it never raises the count).
+        let recent = self
+            .highs
+            .front()
+            .filter(|(at, _)| obs.at.saturating_sub(*at) <= c.startup)
+            .map_or(demand, |(_, v)| v.max(demand));
+        if decision.desired > current
+            && decision.reason != Reason::Predicted
+            && let Some(backlog) = c
+                .backlog_metric
+                .as_deref()
+                .and_then(|m| Self::total(obs, m))
+        {
+            // What the ready replicas cannot take keeps queueing until the new ones serve.
+            let ready = f64::from(obs.ready_replicas) * c.target_per_replica;
+            let queued = backlog + (demand - ready).max(0.0) * c.startup.as_secs_f64();
+            let needed = self.replicas(envelope + queued / c.drain_time.as_secs_f64());
+            if decision.desired > needed {
+                decision.desired = needed.max(current);
+                decision.reason = Reason::StartupCapped;
+            }
+        }
+        let held = self.replicas(recent + self.headroom).min(current);
+        let floor = self.replicas(envelope).max(held).min(c.max_replicas);
+        if floor > decision.desired {
+            decision.desired = floor;
+            decision.reason = Reason::BurstHeadroom;
+        }
+        decision
+    }
+
+    fn commit(&mut self, obs: &Observation, decision: &Decision) {
+        self.observe(obs);
+        self.inner.commit(obs, decision);
+    }
+
+    fn apply_failed(&mut self, obs: &Observation, decision: &Decision) {
+        self.observe(obs);
+        self.inner.apply_failed(obs, decision);
+    }
+}

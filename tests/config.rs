@@ -10,7 +10,13 @@ use backstop::scale::{MetricSample, Observation, Reading, Target};
 use proptest::prelude::*;
 use std::time::Duration;
 
+/// The agent gateway's file: its own `[slo]` table and Backstop's sections under `[backstop]`.
 const SHIPPED: &str = include_str!("../examples/backstop.toml");
+
+/// Backstop's part of the shipped file.
+fn shipped() -> Result<BackstopConfig, ConfigFileError> {
+    BackstopConfig::from_toml_table(SHIPPED, "backstop")
+}
 
 /// Parses `text` (which must be valid) and returns why its cache section fails to build.
 async fn cache_build_error(text: &str) -> backstop::config::BuildError {
@@ -32,7 +38,7 @@ fn error_of(text: &str) -> ConfigFileError {
 
 #[test]
 fn shipped_file_configures_every_section() {
-    let config = BackstopConfig::from_toml_str(SHIPPED).expect("the shipped file is valid");
+    let config = shipped().expect("the shipped file is valid");
     assert!(config.cache.is_some());
     assert!(config.batch.is_some());
     assert!(config.pool.is_some());
@@ -40,7 +46,14 @@ fn shipped_file_configures_every_section() {
     assert!(config.limit.is_some());
     assert!(config.dedup.is_some());
     assert!(config.scale.is_some());
-    assert!(config.slo.is_some());
+    // The file is the gateway's: its `[slo]` beside one table, `[backstop]`, of Backstop's
+    // sections; read whole as Backstop's, that table is not one of them.
+    let whole = BackstopConfig::from_toml_str(SHIPPED).unwrap_err();
+    assert!(
+        matches!(whole, ConfigFileError::UnknownField { .. }),
+        "{whole:?}"
+    );
+    assert_eq!(whole.field(), Some("backstop"));
     let pool = config.pool.as_ref().unwrap();
     assert_eq!((pool.max_size, pool.min_idle), (32, 4));
     assert_eq!(
@@ -51,7 +64,7 @@ fn shipped_file_configures_every_section() {
 
 #[test]
 fn limits_apply_defaults_and_per_user_overrides() {
-    let config = BackstopConfig::from_toml_str(SHIPPED).unwrap();
+    let config = shipped().unwrap();
     let limit = config.limit.as_ref().unwrap();
     let requests = limit
         .requests_limiter()
@@ -79,7 +92,7 @@ fn limits_apply_defaults_and_per_user_overrides() {
 
 #[test]
 fn the_budget_limiter_charges_requests_and_tokens_together() {
-    let config = BackstopConfig::from_toml_str(SHIPPED).unwrap();
+    let config = shipped().unwrap();
     let limit = config.limit.as_ref().unwrap();
     let unused = Quota::per_second(1).unwrap();
     let budget = limit.budget_limiter(unused, unused).unwrap();
@@ -108,7 +121,7 @@ fn the_budget_limiter_charges_requests_and_tokens_together() {
 
 #[test]
 fn breaker_registry_uses_overrides_by_name() {
-    let config = BackstopConfig::from_toml_str(SHIPPED).unwrap();
+    let config = shipped().unwrap();
     let registry = config.breakers().unwrap().expect("breakers configured");
     let breakers = config.breaker.as_ref().unwrap();
     assert_eq!(breakers.config_for("primary").minimum_calls, 20);
@@ -118,7 +131,7 @@ fn breaker_registry_uses_overrides_by_name() {
 
 #[test]
 fn scale_policy_is_chosen_by_name_and_decides() {
-    let config = BackstopConfig::from_toml_str(SHIPPED).unwrap();
+    let config = shipped().unwrap();
     let scale = config.scale.as_ref().unwrap();
     assert_eq!(scale.policy, PolicyKind::Queue);
     let mut policy = scale.policy().unwrap();
@@ -185,8 +198,13 @@ fn a_broken_rule_names_the_nested_field() {
         "{error}"
     );
 
+    // Service levels are the application's (the agent gateway reads its own `[slo]`).
     let error = error_of("[slo]\nmax_error_rate = 1.5\n");
-    assert_eq!(error.field(), Some("slo.max_error_rate"));
+    assert_eq!(error.field(), Some("slo"));
+    assert!(
+        matches!(error, ConfigFileError::UnknownField { .. }),
+        "{error:?}"
+    );
 }
 
 #[test]
@@ -353,7 +371,7 @@ proptest! {
                 _ => format!("{l}\n"),
             })
             .collect();
-        if let Err(error) = BackstopConfig::from_toml_str(&mutated) {
+        if let Err(error) = BackstopConfig::from_toml_table(&mutated, "backstop") {
             prop_assert!(!error.to_string().is_empty());
         }
     }

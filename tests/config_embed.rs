@@ -18,6 +18,7 @@ use backstop::config::{BackstopConfig, ConfigFileError, ConfigLoader};
 use serde::Deserialize;
 use std::time::Duration;
 
+/// The agent gateway's file: its own `[slo]` table, Backstop's sections under `[backstop]`.
 const SHIPPED: &str = include_str!("../examples/backstop.toml");
 
 #[derive(Debug, Deserialize)]
@@ -145,7 +146,7 @@ fn rule_violations_carry_line_and_column() {
             })
             .collect();
         if let Err(error @ ConfigFileError::Invalid { .. }) =
-            BackstopConfig::from_toml_str(&mutated)
+            BackstopConfig::from_toml_table(&mutated, "backstop")
         {
             let (at, _) = error.position().expect("a rule violation has a position");
             assert!(at <= index + 1, "{error} for line {}", index + 1);
@@ -285,7 +286,7 @@ impl ValidateIsOk for BackstopConfig {
 /// Old code: config types were not `Serialize`; nothing printed the effective config.
 #[test]
 fn the_effective_config_prints_and_reads_back_equal() {
-    let config = BackstopConfig::from_toml_str(SHIPPED).unwrap();
+    let config = BackstopConfig::from_toml_table(SHIPPED, "backstop").unwrap();
     let text = config.to_toml_string().unwrap();
     let again =
         BackstopConfig::from_toml_str(&text).unwrap_or_else(|error| panic!("{error}\n{text}"));

@@ -42,13 +42,19 @@ const ALLOCATION_BUDGET: usize = 256 << 20;
 /// Measurements share one global allocator: one case at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Every section, memory-only (no Redis, no file) so each case is self-contained.
+/// Every section, memory-only (no Redis, no file) so each case is self-contained: the
+/// `[backstop]` table of the shipped file (the agent gateway's, whose own `[slo]` is not
+/// Backstop's), without its Redis tier.
 fn template() -> Value {
     let shipped = include_str!("../examples/backstop.toml");
-    let text = shipped.split("\n[cache.redis]").next().unwrap().to_string()
+    let text = shipped
+        .split("\n[backstop.cache.redis]")
+        .next()
+        .unwrap()
+        .to_string()
         + &shipped[shipped.find("\n# One breaker").unwrap()..]
-        + "\n[retry]\n";
-    let config = BackstopConfig::from_toml_str(&text).expect("the template is valid");
+        + "\n[backstop.retry]\n";
+    let config = BackstopConfig::from_toml_table(&text, "backstop").expect("the template is valid");
     let printed = config.to_toml_string().unwrap();
     toml::from_str(&printed).unwrap()
 }
@@ -246,7 +252,7 @@ fn every_field_at_every_extreme_is_an_error_or_works() {
     leaves(&template, &mut Vec::new(), &mut paths);
     let sections: std::collections::BTreeSet<&str> = paths.iter().map(|p| p[0].as_str()).collect();
     for section in [
-        "limit", "dedup", "cache", "breaker", "batch", "pool", "scale", "slo", "retry",
+        "limit", "dedup", "cache", "breaker", "batch", "pool", "scale", "retry", "budget",
     ] {
         assert!(sections.contains(section), "the template lacks [{section}]");
     }

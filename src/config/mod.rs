@@ -1,10 +1,12 @@
 //! One configuration file for the whole stack.
 //!
 //! [`BackstopConfig`] reads a TOML file with one optional section per primitive —
-//! `[cache]`, `[batch]`, `[pool]`, `[breaker]`, `[limit]`, `[dedup]`, `[retry]`, `[route]`, `[scale]` — plus the
-//! `[slo]` a load run is judged against. Each section *is* the crate's own config type, so
-//! the file accepts exactly what the builders accept, with durations written as `"250ms"`
-//! or `"1h30m"`.
+//! `[cache]`, `[batch]`, `[pool]`, `[breaker]`, `[limit]`, `[budget]`, `[dedup]`, `[retry]`,
+//! `[route]`, `[scale]` — and the fleet's shared `[redis]` connection. Each section *is* the
+//! crate's own config type, so the file accepts exactly what the builders accept, with
+//! durations written as `"250ms"` or `"1h30m"`. Nothing else is Backstop's: settings of the
+//! application (a load run's SLOs, a server's port) live in the application's own tables,
+//! beside Backstop's sections in the same file.
 //!
 //! Loading never panics. Malformed TOML, a value of the wrong type, an unknown key, a
 //! section whose Cargo feature is off and a value that breaks a rule are each a
@@ -26,14 +28,18 @@
 //! assert_eq!(error.field(), Some("breaker.default.minimum_calls"));
 //! ```
 //!
-//! A whole file, as shipped in `examples/backstop.toml`:
+//! A whole application's file, as shipped in `examples/backstop.toml`: the agent gateway's
+//! own `[slo]` table, and every Backstop section under `[backstop]`:
 //!
 //! ```
 //! use backstop::config::BackstopConfig;
 //!
-//! let config = BackstopConfig::from_toml_str(include_str!("../../examples/backstop.toml"))?;
+//! let file = include_str!("../../examples/backstop.toml");
+//! let config = BackstopConfig::from_toml_table(file, "backstop")?;
 //! let per_user = config.limit.as_ref().and_then(|l| l.requests_limiter().transpose()).transpose()?;
 //! assert!(per_user.is_some());
+//! // `[slo]` is the application's table, not one of Backstop's sections.
+//! assert!(BackstopConfig::from_toml_str(file).is_err());
 //! # Ok::<_, Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -47,7 +53,6 @@
 
 mod error;
 mod load;
-mod slo;
 
 #[cfg(feature = "limit")]
 mod budget;
@@ -72,7 +77,6 @@ pub use load::ConfigLoader;
 pub use redis::RedisSection;
 #[cfg(feature = "scale")]
 pub use scale::{PolicyKind, ScaleSection};
-pub use slo::SloSection;
 
 use backstop_core::config::{ConfigError, Validate};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -158,8 +162,6 @@ pub struct BackstopConfig {
     /// own, with `[redis.limit]` and `[redis.dedup]` on it.
     #[cfg(feature = "redis")]
     pub redis: Option<RedisSection>,
-    /// `[slo]`: the service levels a load run must meet.
-    pub slo: Option<SloSection>,
 }
 }
 
@@ -288,7 +290,7 @@ impl Validate for BackstopConfig {
         validate_section(&self.scale, "scale")?;
         #[cfg(feature = "redis")]
         validate_section(&self.redis, "redis")?;
-        validate_section(&self.slo, "slo")
+        Ok(())
     }
 }
 
@@ -334,7 +336,7 @@ mod tests {
         let fields = serde_json::to_value(BackstopConfig::default()).unwrap();
         for (name, _) in fields.as_object().unwrap() {
             assert!(
-                name == "slo" || SECTION_FEATURES.iter().any(|(section, ..)| section == name),
+                SECTION_FEATURES.iter().any(|(section, ..)| section == name),
                 "add `{name}` to SECTION_FEATURES"
             );
         }

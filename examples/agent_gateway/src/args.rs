@@ -9,15 +9,22 @@ pub(crate) const USAGE: &str = "\
 agent_gateway: an LLM gateway built from Backstop, under a simulated fleet of agents
 
 USAGE:
-    cargo run --release --example agent_gateway -- [FLAGS]
+    cargo run --release -p agent-gateway -- [FLAGS]
 
 FLAGS:
     --agents N          concurrent agents (default 24)
     --duration D        how long to run, e.g. 12s, 1m (default 12s)
-    --pattern P         constant | ramp | spike | stress (default constant)
-    --config PATH       a Backstop TOML file (see examples/backstop.toml)
+    --pattern P         constant | ramp | spike | stress (default constant): backstop-load's
+                        open-loop arrivals, 5 asks/s per agent at the base rate
+    --config PATH       the gateway's TOML file: [slo] and Backstop's [backstop.*] sections
+                        (see examples/backstop.toml)
     --check-slo         exit with status 1 when an SLO fails
-    -h, --help          this text";
+    -h, --help          this text
+
+ENVIRONMENT:
+    REDIS_CLUSTER_NODES host:port,... seeds of a Redis Cluster for the cache's shared tier
+    REDIS_URL           one Redis server instead (both unused when the file has [backstop.redis])
+    AGENT_GATEWAY__...  overrides a key of the file, e.g. AGENT_GATEWAY__SLO__P95_LATENCY=2s";
 
 #[derive(Debug, Clone)]
 pub(crate) struct Args {

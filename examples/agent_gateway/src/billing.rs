@@ -138,6 +138,7 @@ mod tests {
 
     fn ask(user: &str) -> Ask {
         Ask {
+            id: 0,
             user: user.into(),
             prompt: "p".into(),
             prompt_tokens: 1_000,

@@ -1,14 +1,15 @@
 //! The simulated agents: users whose agents work through multi-step plans, with prompts
-//! that repeat and overlap across the fleet, and that retry failed calls.
+//! that repeat and overlap across the fleet, and that retry failed calls. backstop-load
+//! decides when each ask is sent; the agents decide what it asks.
 
+use backstop::core::{Service, service_fn};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::args::Args;
-use crate::outcome::{Outcome, Tally, classify};
+use crate::outcome::{GatewayError, GatewayResult, Tally, classify};
 use crate::stack::Gateway;
 
 /// Which class of the adaptive limit an agent's calls belong to.
@@ -48,6 +49,8 @@ impl Priority {
 /// One request an agent sends.
 #[derive(Debug, Clone)]
 pub(crate) struct Ask {
+    /// The arrival it was sent as (seeds its retry jitter).
+    pub(crate) id: u64,
     pub(crate) user: String,
     pub(crate) prompt: String,
     pub(crate) prompt_tokens: u64,
@@ -152,6 +155,7 @@ impl Plan {
 
 fn ask(rng: &mut fastrand::Rng, user: &str, prompt: String, priority: Priority) -> Ask {
     Ask {
+        id: 0,
         user: user.to_string(),
         prompt_tokens: 40 + (prompt.len() as u64) * 2,
         max_tokens: 200 + rng.u64(0..400),
@@ -160,8 +164,9 @@ fn ask(rng: &mut fastrand::Rng, user: &str, prompt: String, priority: Priority) 
     }
 }
 
-/// Time an agent thinks between calls at unit intensity.
-pub(crate) const THINK_TIME: Duration = Duration::from_millis(150);
+/// Asks per second each agent sends at the pattern's base rate: the open-loop arrival
+/// rate is this times the number of agents.
+pub(crate) const ASKS_PER_AGENT: f64 = 5.0;
 /// Retries after a failed call, with exponential backoff from this delay.
 const RETRIES: u32 = 2;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -171,86 +176,114 @@ pub(crate) fn users(agents: usize) -> usize {
     agents.div_ceil(2)
 }
 
-/// Spawns the agents: each belongs to a user, works through plan after plan, thinks
-/// between calls (less as the pattern's intensity rises), backs off after a 429 and
-/// retries a failed call. Critical agents read their answers as streams, background
-/// agents as whole (batched) answers.
-pub(crate) fn spawn(
-    gateway: &Arc<Gateway>,
-    tally: &Arc<Tally>,
-    args: &Args,
-    started: Instant,
-) -> Vec<JoinHandle<()>> {
-    let mix = Arc::new(TaskMix::new());
-    (0..args.agents)
-        .map(|agent| {
-            let (gateway, tally, mix) = (gateway.clone(), tally.clone(), mix.clone());
-            let (run, pattern) = (args.duration, args.pattern);
-            let user = format!("user-{}", agent % users(args.agents));
-            tokio::spawn(async move {
-                let mut rng = fastrand::Rng::with_seed(agent as u64);
-                let mut plan = Plan::new(&mix, &mut rng);
-                // Agents come online over one think time, not all in the same instant.
-                tokio::time::sleep(THINK_TIME.mul_f64(rng.f64())).await;
-                while started.elapsed() < run {
-                    if plan.is_finished() {
-                        tally.plans.fetch_add(1, Ordering::Relaxed);
-                        plan = Plan::new(&mix, &mut rng);
-                    }
-                    let mut limited = false;
-                    for ask in plan.next_step(&mut rng, &user, agent) {
-                        limited |= send_with_retries(&gateway, &tally, &ask, &mut rng).await
-                            == Outcome::RateLimited;
-                    }
-                    let progress = started.elapsed().as_secs_f64() / run.as_secs_f64();
-                    let think = THINK_TIME.div_f64(pattern.intensity(progress));
-                    let pause = if limited { think * 2 } else { think };
-                    tokio::time::sleep(pause.mul_f64(0.5 + rng.f64())).await;
-                }
-            })
-        })
-        .collect()
+/// One agent: the user it works for, its plan and the asks of its current step.
+struct Agent {
+    user: String,
+    rng: fastrand::Rng,
+    plan: Plan,
+    pending: VecDeque<Ask>,
 }
 
-async fn send_with_retries(
-    gateway: &Gateway,
-    tally: &Tally,
-    ask: &Ask,
-    rng: &mut fastrand::Rng,
-) -> Outcome {
-    let mut outcome = send(gateway, tally, ask).await;
+/// The simulated agents as backstop-load's request builder: arrival `i` is the next ask
+/// of agent `i mod agents`, which works through plan after plan. The arrivals themselves
+/// are backstop-load's (open loop: an agent's next ask does not wait for its last answer,
+/// so a slow gateway shows as latency, not as less load).
+pub(crate) struct Fleet {
+    agents: Vec<Agent>,
+    mix: TaskMix,
+    /// Plans the agents finished.
+    pub(crate) plans: u64,
+}
+
+impl Fleet {
+    pub(crate) fn new(agents: usize) -> Self {
+        let mix = TaskMix::new();
+        let agents = (0..agents)
+            .map(|agent| {
+                let mut rng = fastrand::Rng::with_seed(agent as u64);
+                Agent {
+                    user: format!("user-{}", agent % users(agents)),
+                    plan: Plan::new(&mix, &mut rng),
+                    rng,
+                    pending: VecDeque::new(),
+                }
+            })
+            .collect();
+        Self {
+            agents,
+            mix,
+            plans: 0,
+        }
+    }
+
+    /// The ask of arrival `i`.
+    pub(crate) fn ask(&mut self, i: u64) -> Ask {
+        let index = (i % self.agents.len() as u64) as usize;
+        let agent = &mut self.agents[index];
+        loop {
+            if let Some(mut ask) = agent.pending.pop_front() {
+                ask.id = i;
+                return ask;
+            }
+            if agent.plan.is_finished() {
+                self.plans += 1;
+                agent.plan = Plan::new(&self.mix, &mut agent.rng);
+            }
+            let step = agent.plan.next_step(&mut agent.rng, &agent.user, index);
+            agent.pending.extend(step);
+        }
+    }
+}
+
+/// The gateway as the service backstop-load drives: one agent's ask, read whole
+/// (background agents) or as a stream (critical agents), retried with backoff while the
+/// failure may pass. Its error is the stack's own, so backstop-load classes each outcome
+/// (ok, a refusal and its kind, an error) from it; the gateway's own tally adds what only
+/// the gateway knows: the HTTP status, the priority class and time to first token.
+pub(crate) fn agent_service(
+    gateway: Arc<Gateway>,
+    tally: Arc<Tally>,
+) -> impl Service<Ask, Response = (), Error = GatewayError> {
+    service_fn(move |ask: Ask| {
+        let (gateway, tally) = (gateway.clone(), tally.clone());
+        async move { send_with_retries(&gateway, &tally, ask).await }
+    })
+}
+
+async fn send_with_retries(gateway: &Gateway, tally: &Tally, ask: Ask) -> GatewayResult<()> {
+    let mut rng = fastrand::Rng::with_seed(ask.id);
+    tally.in_flight.fetch_add(1, Ordering::Relaxed);
+    let began = Instant::now();
+    let mut result = send(gateway, tally, &ask).await;
     let mut backoff = FIRST_BACKOFF;
     for _ in 0..RETRIES {
-        if !outcome.is_retryable() {
+        if !classify(&result).is_retryable() {
             break;
         }
         tally.retries.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(backoff.mul_f64(0.5 + rng.f64())).await;
         backoff *= 2;
-        outcome = send(gateway, tally, ask).await;
+        result = send(gateway, tally, &ask).await;
     }
-    outcome
+    tally.in_flight.fetch_sub(1, Ordering::Relaxed);
+    tally.record(ask.priority, classify(&result), began.elapsed());
+    result
 }
 
-async fn send(gateway: &Gateway, tally: &Tally, ask: &Ask) -> Outcome {
+async fn send(gateway: &Gateway, tally: &Tally, ask: &Ask) -> GatewayResult<()> {
     tally
         .tokens_without_backstop
         .fetch_add(ask.expected_tokens(), Ordering::Relaxed);
-    tally.in_flight.fetch_add(1, Ordering::Relaxed);
-    let began = Instant::now();
-    let outcome = match ask.priority {
-        Priority::Background => classify(&gateway.call(ask.clone()).await),
+    match ask.priority {
+        Priority::Background => gateway.call(ask.clone()).await.map(drop),
         Priority::Critical => {
             let (result, first_token) = gateway.stream(ask.clone()).await;
             if let Some((role, ttft)) = first_token {
                 tally.record_first_token(role, ttft);
             }
-            classify(&result)
+            result
         }
-    };
-    tally.in_flight.fetch_sub(1, Ordering::Relaxed);
-    tally.record(ask.priority, outcome, began.elapsed());
-    outcome
+    }
 }
 
 #[cfg(test)]
@@ -271,6 +304,20 @@ mod tests {
             counts.iter().filter(|&&c| c > 0).count() > TASKS / 2,
             "a long tail"
         );
+    }
+
+    #[test]
+    fn arrivals_go_round_the_agents_and_each_walks_its_plans() {
+        let mut fleet = Fleet::new(4);
+        let asks: Vec<Ask> = (0..400).map(|i| fleet.ask(i)).collect();
+        assert!(asks.iter().enumerate().all(|(i, ask)| ask.id == i as u64));
+        assert_eq!(asks[0].user, "user-0");
+        assert_eq!(asks[1].user, "user-1");
+        assert_eq!(asks[2].user, "user-0", "two agents per user");
+        assert_eq!(asks[0].priority, Priority::Critical);
+        assert_eq!(asks[1].priority, Priority::Background);
+        // 100 asks each, 3 to 6 steps a plan and at most two asks a step.
+        assert!((8..=4 * 34).contains(&fleet.plans), "{}", fleet.plans);
     }
 
     #[test]

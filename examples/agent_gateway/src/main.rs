@@ -5,14 +5,21 @@
 //! cargo run --release -p agent-gateway                      # ~12 s, constant load
 //! cargo run --release -p agent-gateway -- --pattern spike --duration 20s
 //! cargo run --release -p agent-gateway -- --config examples/backstop.toml --check-slo
+//! REDIS_CLUSTER_NODES=127.0.0.1:7000,127.0.0.1:7001 cargo run --release -p agent-gateway
 //! ```
+//!
+//! The file (`--config`) is the gateway's own: its `[slo]` table, and Backstop's sections
+//! under `[backstop]`, read as one struct with `BackstopConfig` embedded
+//! (`AGENT_GATEWAY__…` environment variables override either).
 //!
 //! A background agent's request passes, outer to inner:
 //! 1. a per-user request quota and token budget (keyed GCRA, weighted by tokens) → 429;
 //! 2. a dedup window: identical in-flight prompts share one execution, repeats within
 //!    the window get the first answer;
-//! 3. a tiered response cache: memory L1, then Redis when `REDIS_URL` is set, else a file
-//!    in a temporary directory;
+//! 3. a tiered response cache: memory L1, then Redis on the shared `[backstop.redis]`
+//!    connection (made from `REDIS_CLUSTER_NODES` or `REDIS_URL` when the file has none),
+//!    with other processes' writes dropping L1 copies; without Redis, a file in a
+//!    temporary directory;
 //! 4. an adaptive concurrency limit (Gradient2 by default, `[limit.adaptive]`) in place of
 //!    a fixed bulkhead: critical agents hold half of it, background agents are refused
 //!    first when it shrinks → 503;
@@ -29,13 +36,18 @@
 //! joiners replay what they missed), a stream cache (finished streams replay at once),
 //! the adaptive limit held until the stream ends, the breaker and the router.
 //!
-//! Agents work through multi-step plans on tasks of Zipf-like popularity, so their prompts
-//! repeat and overlap; they retry failed calls with backoff. Meanwhile backstop-scale's
+//! backstop-load sends the load: open-loop Poisson arrivals (5 asks per second per agent
+//! at the base rate) shaped by `--pattern`, latency counted from each ask's scheduled send
+//! so a stalled gateway cannot hide its queueing. Each arrival is the next ask of one
+//! agent, working through multi-step plans on tasks of Zipf-like popularity, so prompts
+//! repeat and overlap; a failed call is retried with backoff. Meanwhile backstop-scale's
 //! autoscaler reads queue depth and queue wait from the batcher's and the pool's
 //! `LoadSignal`s and recommends replicas. A progress line prints every second; at the end,
-//! a summary (per-class success, the adaptive limit's trajectory, time to first token for
-//! cache hits, followers and leaders) and the SLO checks from `[slo]` (exit status 1 on a
-//! failed SLO with `--check-slo`).
+//! backstop-load's report (per stage: rates, outcome classes, latency, SLO checks), a
+//! summary (per-class success, the adaptive limit's trajectory, time to first token for
+//! cache hits, followers and leaders, spend per team) and the SLO verdicts from `[slo]`
+//! (exit status 1 on a failed SLO with `--check-slo`; under `--pattern stress`, the steps
+//! past the capacity it finds do not count).
 
 mod adaptive;
 mod args;
@@ -87,7 +99,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let summary = match run::run(&args, &config.backstop, scratch.path()).await {
+    let summary = match run::run(&args, &config.backstop, &config.slo, scratch.path()).await {
         Ok(summary) => summary,
         Err(error) => {
             eprintln!("error: {error}");
@@ -95,7 +107,17 @@ async fn main() -> ExitCode {
         }
     };
     summary.print();
-    let passed = summary::print_slos(&summary.slo_checks(&config.slo));
+    if args.pattern == pattern::Pattern::Stress {
+        let rate =
+            |rate: Option<f64>| rate.map_or_else(|| "-".to_string(), |r| format!("{r:.0} asks/s"));
+        let (held, broke) = summary.capacity();
+        println!(
+            "capacity            {} (the last step that met the SLO); broke at {}",
+            rate(held),
+            rate(broke)
+        );
+    }
+    let passed = summary::print_slos(&summary.slo_checks(&config.slo, args.pattern));
     println!();
     for line in summary.quality_lines(&format!("agent_gateway/{}", args.pattern)) {
         println!("{line}");

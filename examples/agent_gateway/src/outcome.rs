@@ -102,12 +102,12 @@ pub(crate) struct Tally {
     pub(crate) classes: [ClassTally; 2],
     /// Time to the first token of streamed answers, by how the stream was served.
     pub(crate) first_token: [Histogram; 3],
-    /// Latency of successful requests, as the agent saw it.
+    /// Latency of successful requests from their actual send, for the live progress line
+    /// (the summary's figures are backstop-load's, from the scheduled send).
     pub(crate) latency: Histogram,
     /// Tokens the requests would have cost had each gone to the provider.
     pub(crate) tokens_without_backstop: AtomicU64,
     pub(crate) retries: AtomicU64,
-    pub(crate) plans: AtomicU64,
     pub(crate) in_flight: AtomicU64,
 }
 

@@ -1,50 +1,57 @@
-//! The live progress line: once a second, plain text that reads well in a CI log.
+//! The live progress line: once a second (backstop-load's sample interval), plain text
+//! that reads well in a CI log.
 
 use backstop::core::HistogramSnapshot;
+use backstop::load::LoadProgress;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use tokio::time::Instant;
 
 use crate::autoscale::Deployment;
 use crate::outcome::Tally;
 use crate::stack::Gateway;
 use crate::summary::{answered_without_provider, ms, percent};
 
-/// Prints a line every second until `run` has elapsed since `started`: elapsed time,
-/// requests per second, p95 latency of that second's successes, the share served
-/// without the provider, breaker state, the adaptive limit (sampled for the summary's
-/// trajectory), waiting requests and recommended replicas.
-pub(crate) async fn report(
-    gateway: &Gateway,
-    tally: &Tally,
-    deployment: &Deployment,
-    started: Instant,
-    run: Duration,
-) {
-    let mut last_total = 0;
-    let mut last_latency = tally.latency.snapshot();
-    let mut tick =
-        tokio::time::interval_at(started + Duration::from_secs(1), Duration::from_secs(1));
-    while started.elapsed() < run {
-        tick.tick().await;
-        let total = tally.total();
-        let (snapshot, p95) = p95_since(tally, &last_latency);
-        last_latency = snapshot;
-        let served = answered_without_provider(tally, gateway);
-        let second = started.elapsed().as_secs();
+/// What the previous line counted from.
+struct Last {
+    sent: u64,
+    latency: HistogramSnapshot,
+}
+
+/// The progress callback for backstop-load: elapsed time, the stage, asks sent that
+/// second, p95 latency of that second's successes, the share served without the
+/// provider, breaker state, the adaptive limit (sampled for the summary's trajectory),
+/// asks in flight and recommended replicas.
+pub(crate) fn reporter(
+    gateway: Arc<Gateway>,
+    tally: Arc<Tally>,
+    deployment: Arc<Deployment>,
+) -> impl Fn(&LoadProgress<'_>) + Send + Sync + 'static {
+    let last = Mutex::new(Last {
+        sent: 0,
+        latency: HistogramSnapshot::empty(),
+    });
+    move |progress| {
+        let mut last = last.lock().unwrap_or_else(PoisonError::into_inner);
+        let (snapshot, p95) = p95_since(&tally, &last.latency);
+        let second = progress.elapsed.as_secs();
         gateway.admission.sample(second);
         println!(
-            "[{:>3}s] {:>4} req/s  p95 {:>8}  from cache {:>6}  breaker {:<9}  limit {:>3}  in gateway {:>3}  replicas {}",
+            "[{:>3}s] {:<9} {:>4} asks/s  p95 {:>8}  from cache {:>6}  breaker {:<9}  limit {:>3}  in flight {:>4}  replicas {}",
             second,
-            total - last_total,
+            progress.stage,
+            progress.sent - last.sent,
             p95.map_or_else(|| "-".to_string(), ms),
-            percent(served),
+            percent(answered_without_provider(&tally, &gateway)),
             gateway.breaker.state().as_str(),
             gateway.admission.limiter.limit(),
             tally.in_flight.load(Ordering::Relaxed),
             deployment.replicas()
         );
-        last_total = total;
+        *last = Last {
+            sent: progress.sent,
+            latency: snapshot,
+        };
     }
 }
 

@@ -313,6 +313,7 @@ mod tests {
 
     fn ask(prompt: &str) -> Ask {
         Ask {
+            id: 0,
             user: "user-0".into(),
             prompt: prompt.into(),
             prompt_tokens: 50,

@@ -1,17 +1,19 @@
-//! The gateway's own settings, read from the same file as Backstop's sections: `[slo]`,
-//! the service levels a load run is judged against, belongs to this program, not to the
-//! library, so it is read here and taken out of the text before the rest is handed to
-//! `BackstopConfig`.
+//! The gateway's file: its own `[slo]` table beside Backstop's sections, which live under
+//! `[backstop]` (`[backstop.limit]`, `[backstop.cache.redis]`, …). One serde struct with
+//! `BackstopConfig` embedded, read by Backstop's `ConfigLoader`: unknown keys inside
+//! Backstop's sections are refused and every error names its line, whichever table it is in.
 
-use backstop::config::BackstopConfig;
+use backstop::config::{BackstopConfig, ConfigFileError, ConfigLoader};
 use backstop::core::config::{ConfigError, Validate, ensure};
 use serde::Deserialize;
 use std::time::Duration;
 
-/// The tables of the file that are the gateway's, not Backstop's.
-const OWN_TABLES: [&str; 1] = ["slo"];
+/// The prefix of environment overrides: `AGENT_GATEWAY__SLO__P95_LATENCY=2s`,
+/// `AGENT_GATEWAY__BACKSTOP__LIMIT__MAX_KEYS=5000`.
+pub(crate) const ENV_PREFIX: &str = "AGENT_GATEWAY";
 
-/// `[slo]`: the service levels a load run is judged against.
+/// `[slo]`: the service levels a load run is judged against. The first two are checked
+/// by backstop-load on every stage of the run; the third is the gateway's own.
 ///
 /// ```toml
 /// [slo]
@@ -20,15 +22,50 @@ const OWN_TABLES: [&str; 1] = ["slo"];
 /// min_cache_hit_rate = 0.3
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(try_from = "SloFields")]
 pub(crate) struct Slo {
-    /// The 95th-percentile latency must not exceed this.
-    #[serde(with = "backstop::core::duration::human")]
+    /// The 95th-percentile latency (from each request's scheduled send) must not exceed this.
     pub(crate) p95_latency: Duration,
     /// At most this fraction of requests may fail (rate-limited requests are not failures).
     pub(crate) max_error_rate: f64,
     /// At least this fraction of admitted requests must be answered without the provider.
     pub(crate) min_cache_hit_rate: f64,
+}
+
+/// `[slo]` as written, before its rules are checked.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct SloFields {
+    #[serde(with = "backstop::core::duration::human")]
+    p95_latency: Duration,
+    max_error_rate: f64,
+    min_cache_hit_rate: f64,
+}
+
+impl Default for SloFields {
+    fn default() -> Self {
+        let slo = Slo::default();
+        Self {
+            p95_latency: slo.p95_latency,
+            max_error_rate: slo.max_error_rate,
+            min_cache_hit_rate: slo.min_cache_hit_rate,
+        }
+    }
+}
+
+impl TryFrom<SloFields> for Slo {
+    type Error = ConfigError;
+
+    /// A broken rule is refused while the file is read, so it is reported with its table.
+    fn try_from(fields: SloFields) -> Result<Self, ConfigError> {
+        let slo = Self {
+            p95_latency: fields.p95_latency,
+            max_error_rate: fields.max_error_rate,
+            min_cache_hit_rate: fields.min_cache_hit_rate,
+        };
+        slo.validate().map_err(|error| error.within("slo"))?;
+        Ok(slo)
+    }
 }
 
 impl Default for Slo {
@@ -62,93 +99,86 @@ impl Validate for Slo {
     }
 }
 
-/// Everything the file configures: Backstop's sections and the gateway's own.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Settings {
-    pub(crate) backstop: BackstopConfig,
-    pub(crate) slo: Slo,
+impl Slo {
+    /// The objectives backstop-load checks on each stage: the p95 latency and the failure
+    /// rate, where a 429 (a user over its quota) is the gateway doing its job.
+    pub(crate) fn per_stage(&self) -> backstop::load::Slo {
+        backstop::load::Slo::new()
+            .latency(0.95, self.p95_latency)
+            .failure_rate_below(self.max_error_rate)
+    }
 }
 
-/// Only the gateway's tables; Backstop's are looked at by `BackstopConfig`.
-#[derive(Deserialize)]
-struct OwnTables {
-    slo: Option<Slo>,
+/// Everything the file configures: the gateway's `[slo]` and Backstop's `[backstop]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Settings {
+    pub(crate) slo: Slo,
+    pub(crate) backstop: BackstopConfig,
 }
 
 impl Settings {
+    /// Reads `path`, with `AGENT_GATEWAY__…` environment overrides.
     pub(crate) fn from_file(path: &std::path::Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
-        Self::from_toml_str(&text)
+        Self::load(ConfigLoader::new().env_prefix(ENV_PREFIX).env(), &text)
+            .map_err(|error| format!("{}: {error}", path.display()))
     }
 
-    /// Reads the gateway's tables, then Backstop's sections from the rest of the text
-    /// (the gateway's tables blanked line for line, so Backstop's errors keep their line
-    /// numbers).
-    pub(crate) fn from_toml_str(text: &str) -> Result<Self, String> {
-        let own: OwnTables = toml::from_str(text).map_err(|error| error.to_string())?;
-        let slo = own.slo.unwrap_or_default();
-        slo.validate()
-            .map_err(|error| error.within("slo").to_string())?;
-        let backstop = BackstopConfig::from_toml_str(&without_own_tables(text))
-            .map_err(|error| error.to_string())?;
-        Ok(Self { backstop, slo })
+    /// Reads the gateway's file from `text` with `loader`'s overrides.
+    pub(crate) fn load(loader: ConfigLoader, text: &str) -> Result<Self, ConfigFileError> {
+        loader.deserialize_str(text)
     }
-}
-
-/// `text` with every line of the gateway's top-level tables (`[slo]` and its sub-tables)
-/// left empty.
-fn without_own_tables(text: &str) -> String {
-    let mut own = false;
-    let mut out = String::with_capacity(text.len());
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with('[') {
-            let name = trimmed
-                .trim_start_matches('[')
-                .split([']', '.'])
-                .next()
-                .unwrap_or("")
-                .trim()
-                .trim_matches('"');
-            own = OWN_TABLES.contains(&name);
-        }
-        if !own {
-            out.push_str(line);
-        }
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn load(text: &str) -> Result<Settings, ConfigFileError> {
+        Settings::load(ConfigLoader::new(), text)
+    }
+
     #[test]
-    fn the_gateway_reads_its_slo_and_backstop_never_sees_it() {
-        let text = "[dedup]\nttl = \"5s\"\n\n[slo]\np95_latency = \"800ms\"\nmax_error_rate = 0.02\n\n[pool]\nmax_size = 8\n";
-        let settings = Settings::from_toml_str(text).unwrap();
+    fn the_gateway_reads_its_slo_beside_backstops_sections() {
+        let text = "[backstop.dedup]\nttl = \"5s\"\n\n[slo]\np95_latency = \"800ms\"\nmax_error_rate = 0.02\n\n[backstop.pool]\nmax_size = 8\n";
+        let settings = load(text).unwrap();
         assert_eq!(settings.slo.p95_latency, Duration::from_millis(800));
         assert_eq!(
             settings.slo.min_cache_hit_rate,
             Slo::default().min_cache_hit_rate
         );
         assert!(settings.backstop.dedup.is_some() && settings.backstop.pool.is_some());
-        // Blanking keeps every line where it was, so Backstop's errors point at the file.
-        let stripped = without_own_tables(text);
-        assert_eq!(stripped.lines().count(), text.lines().count());
-        assert!(!stripped.contains("p95_latency") && stripped.contains("max_size = 8"));
 
-        let error = Settings::from_toml_str("[slo]\nmax_error_rate = 1.5\n").unwrap_err();
-        assert!(error.contains("slo.max_error_rate"), "{error}");
-        let error = Settings::from_toml_str("[slo]\np95 = \"1s\"\n").unwrap_err();
-        assert!(error.contains("p95"), "{error}");
-        let error = Settings::from_toml_str("[slo]\n\n[pool]\nmax_size = 0\n").unwrap_err();
+        let error = load("[slo]\nmax_error_rate = 1.5\n").unwrap_err();
+        assert!(error.to_string().contains("slo.max_error_rate"), "{error}");
+        let error = load("[slo]\np95 = \"1s\"\n").unwrap_err();
+        assert!(error.to_string().contains("p95"), "{error}");
+        // Backstop's strictness and positions hold inside the embedded sections.
+        let error = load("[slo]\n\n[backstop.pool]\nmax_size = 0\n").unwrap_err();
+        assert_eq!(error.field(), Some("backstop.pool.max_size"));
+        assert_eq!(error.position(), Some((4, 1)), "{error}");
+        let error = load("[backstop.pool]\nmax_sise = 4\n").unwrap_err();
+        assert!(error.to_string().contains("max_sise"), "{error}");
+        assert_eq!(error.position().map(|(line, _)| line), Some(2), "{error}");
+        // A table that is neither the gateway's nor Backstop's is a typo.
+        let error = load("[pool]\nmax_size = 4\n").unwrap_err();
         assert!(
-            error.contains("pool.max_size") && error.contains("line 4"),
+            error.to_string().contains("unknown field `pool`"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn environment_overrides_reach_both_tables() {
+        let loader = ConfigLoader::new().env_prefix(ENV_PREFIX).vars([
+            ("AGENT_GATEWAY__SLO__P95_LATENCY", "2s"),
+            ("AGENT_GATEWAY__BACKSTOP__POOL__MAX_SIZE", "3"),
+        ]);
+        let settings = Settings::load(loader, "[slo]\n").unwrap();
+        assert_eq!(settings.slo.p95_latency, Duration::from_secs(2));
+        assert_eq!(settings.backstop.pool.unwrap().max_size, 3);
     }
 
     #[test]
@@ -160,5 +190,10 @@ mod tests {
         .unwrap();
         assert_eq!(settings.slo.p95_latency, Duration::from_secs(1));
         assert!(settings.backstop.limit.is_some() && settings.backstop.budget.is_some());
+        assert_eq!(
+            settings.slo.per_stage().objectives().len(),
+            2,
+            "p95 latency and failure rate"
+        );
     }
 }

@@ -3,9 +3,11 @@
 
 use backstop::batch::{BatchConfig, BatchLayer, Batcher};
 use backstop::breaker::{Breaker, BreakerLayer};
-use backstop::cache::{CacheLayer, StreamCache, StreamCacheLayer, TieredCache};
+use backstop::cache::{
+    CacheLayer, L1Invalidation, StreamCache, StreamCacheLayer, StreamRecord, TieredCache,
+};
 use backstop::config::{
-    BackstopConfig, BuildError, CacheSection, PersistentTierSection, RedisTierSection,
+    BackstopConfig, BuildError, CacheSection, PersistentTierSection, RedisSection, RedisTierSection,
 };
 use backstop::core::{BoxService, Layer, Service, ServiceExt, Stack, service_fn};
 use backstop::dedup::{
@@ -57,6 +59,11 @@ pub(crate) struct Gateway {
     pub(crate) retry: Retry,
     pub(crate) batcher: Batcher<Ask, Answer>,
     pub(crate) pool: Pool<Connections>,
+    /// Where the cache's shared tier lives, for the start-up line.
+    pub(crate) redis: String,
+    /// The subscriptions that drop L1 copies other processes changed, one per cache on
+    /// the shared Redis; dropping them stops it.
+    invalidations: Vec<L1Invalidation>,
     opened: Arc<AtomicU64>,
 }
 
@@ -97,6 +104,14 @@ impl Gateway {
             .collect()
     }
 
+    /// Other processes' cache writes applied to this process's L1s.
+    pub(crate) fn l1_invalidations(&self) -> u64 {
+        self.invalidations
+            .iter()
+            .map(|subscription| subscription.stats().applied)
+            .sum()
+    }
+
     pub(crate) fn connections_opened(&self) -> u64 {
         self.opened.load(Ordering::Relaxed)
     }
@@ -130,7 +145,10 @@ pub(crate) async fn build(
     }))
     .map_err(|e| e.within("dedup"))?;
 
-    let cache = cache_section(config, scratch).build::<Answer>().await?;
+    let shared = Caches::new(config, scratch);
+    let (cache, answers_subscription) = shared
+        .build::<Answer>(answer_section(config), "responses.redb")
+        .await?;
     let admission = Admission::new(config.limit.as_ref().and_then(|l| l.adaptive.as_ref()))
         .map_err(|message| BuildError::Backend {
             section: "limit.adaptive",
@@ -326,15 +344,13 @@ pub(crate) async fn build(
             }
         })
     };
-    let streams = StreamCache::builder(
-        stream_cache_section(config, scratch)
-            .build::<backstop::cache::StreamRecord<Chunk>>()
-            .await?,
-        StreamGroup::new(),
-    )
-    .weigher(|chunk: &Chunk| chunk.text.len())
-    .build()
-    .map_err(|e| e.within("cache"))?;
+    let (stream_tiers, streams_subscription) = shared
+        .build::<StreamRecord<Chunk>>(stream_section(config), "streams.redb")
+        .await?;
+    let streams = StreamCache::builder(stream_tiers, StreamGroup::new())
+        .weigher(|chunk: &Chunk| chunk.text.len())
+        .build()
+        .map_err(|e| e.within("cache"))?;
     let cached = Arc::new(
         StreamCacheLayer::new(streams.clone())
             .key(|request: &StreamAsk| Some(request.ask.prompt.clone()))
@@ -384,6 +400,11 @@ pub(crate) async fn build(
         retry,
         batcher,
         pool,
+        redis: shared.describe(),
+        invalidations: [answers_subscription, streams_subscription]
+            .into_iter()
+            .flatten()
+            .collect(),
         opened,
     }))
 }
@@ -429,23 +450,99 @@ fn retry_decision(error: &GatewayError) -> RetryDecision {
     }
 }
 
-/// The answer cache's tiers for streams: their own Redis namespace and file, so a
-/// recorded stream never meets a whole answer under the same key.
-fn stream_cache_section(config: &BackstopConfig, scratch: &Path) -> CacheSection {
-    let mut section = cache_section(config, scratch);
-    if let Some(redis) = &mut section.redis {
-        redis.namespace.push_str("streams:");
-    }
-    if let Some(file) = &mut section.persistent {
-        file.path.set_extension("streams.redb");
-    }
-    section
+/// How the caches are built: on the fleet's shared Redis connection when there is one,
+/// else over a file tier in `scratch`.
+struct Caches<'a> {
+    config: &'a BackstopConfig,
+    /// `[backstop.redis]`, else one made from `REDIS_CLUSTER_NODES` or `REDIS_URL`.
+    redis: Option<RedisSection>,
+    scratch: &'a Path,
 }
 
-/// The configured cache, else a small memory L1 (so lower tiers see traffic) over Redis
-/// when `REDIS_URL` is set; without Redis, a file tier in `scratch` takes its place.
-fn cache_section(config: &BackstopConfig, scratch: &Path) -> CacheSection {
-    let mut section = config.cache.clone().unwrap_or_else(|| {
+impl<'a> Caches<'a> {
+    fn new(config: &'a BackstopConfig, scratch: &'a Path) -> Self {
+        Self {
+            config,
+            redis: config.redis.clone().or_else(redis_from_env),
+            scratch,
+        }
+    }
+
+    /// The Redis the cache's shared tier uses, in words.
+    fn describe(&self) -> String {
+        match &self.redis {
+            None => "none".to_string(),
+            Some(redis) if !redis.cluster_nodes.is_empty() => {
+                format!("cluster, {} seed nodes", redis.cluster_nodes.len())
+            }
+            Some(redis) if redis.sentinel.is_some() => "behind Sentinel".to_string(),
+            Some(redis) if redis.url.is_some() => "one server".to_string(),
+            Some(redis) => format!("one server from ${}", redis.url_env),
+        }
+    }
+
+    /// The tiered cache of `section`: its Redis tier on the shared connection, with the
+    /// L1 subscribed to other processes' writes (the subscription is returned), when
+    /// there is a shared Redis and the section has a Redis tier naming no URL of its own;
+    /// otherwise the section as written, with a file tier named `file` in `scratch` in
+    /// place of a Redis tier that has no Redis to use.
+    async fn build<V>(
+        &self,
+        mut section: CacheSection,
+        file: &str,
+    ) -> Result<(TieredCache<String, V>, Option<L1Invalidation>), BuildError>
+    where
+        V: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    {
+        let own_url = section
+            .redis
+            .as_ref()
+            .is_some_and(|tier| tier.url.is_some());
+        if section.redis.is_some() && !own_url && self.redis.is_some() {
+            let mut fleet = self.config.clone();
+            fleet.redis = self.redis.clone();
+            fleet.cache = Some(section);
+            return match fleet.redis_cache::<V>().await? {
+                Some(built) => Ok(built),
+                None => Err(BuildError::Backend {
+                    section: "cache",
+                    message: "no cache section to build".to_string(),
+                }),
+            };
+        }
+        if !own_url {
+            section.redis = None;
+        }
+        if section.redis.is_none() && section.persistent.is_none() {
+            section.persistent = Some(PersistentTierSection {
+                path: self.scratch.join(file),
+                ..PersistentTierSection::default()
+            });
+        }
+        Ok((section.build::<V>().await?, None))
+    }
+}
+
+/// `[backstop.redis]` for a file that has none: a cluster from `REDIS_CLUSTER_NODES`
+/// (comma-separated `host:port` seeds), else one server from `REDIS_URL`.
+fn redis_from_env() -> Option<RedisSection> {
+    let set = |name| std::env::var(name).ok().filter(|value| !value.is_empty());
+    if let Some(nodes) = set("REDIS_CLUSTER_NODES") {
+        return Some(RedisSection {
+            cluster_nodes: nodes
+                .split(',')
+                .map(|node| node.trim().to_string())
+                .collect(),
+            ..RedisSection::default()
+        });
+    }
+    set("REDIS_URL").map(|_| RedisSection::default())
+}
+
+/// The configured answer cache, else a small memory L1 (so lower tiers see traffic) over
+/// a Redis tier under this run's own namespace.
+fn answer_section(config: &BackstopConfig) -> CacheSection {
+    config.cache.clone().unwrap_or_else(|| {
         let mut section = CacheSection::default();
         section.memory.max_capacity = 256;
         section.redis = Some(RedisTierSection {
@@ -456,13 +553,18 @@ fn cache_section(config: &BackstopConfig, scratch: &Path) -> CacheSection {
             ..RedisTierSection::default()
         });
         section
-    });
-    if section.redis_url().is_none() && section.persistent.is_none() {
-        section.redis = None;
-        section.persistent = Some(PersistentTierSection {
-            path: scratch.join("responses.redb"),
-            ..PersistentTierSection::default()
-        });
+    })
+}
+
+/// The answer cache's tiers for streams: their own Redis namespace and file, so a
+/// recorded stream never meets a whole answer under the same key.
+fn stream_section(config: &BackstopConfig) -> CacheSection {
+    let mut section = answer_section(config);
+    if let Some(redis) = &mut section.redis {
+        redis.namespace.push_str("streams:");
+    }
+    if let Some(file) = &mut section.persistent {
+        file.path.set_extension("streams.redb");
     }
     section
 }

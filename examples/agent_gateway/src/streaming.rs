@@ -149,6 +149,7 @@ mod tests {
 
     fn ask() -> Ask {
         Ask {
+            id: 0,
             user: "u".into(),
             prompt: "p".into(),
             prompt_tokens: 1,

@@ -1,13 +1,18 @@
-//! The end-of-run summary and the SLO verdicts.
+//! The end-of-run summary and the SLO verdicts: backstop-load's report of the run (per
+//! stage: throughput, latency from each ask's scheduled send, outcome classes, SLO checks)
+//! and what only the gateway knows (statuses, priority classes, cache tiers, the adaptive
+//! limit, time to first token, spend).
 
 use backstop::cache::TieredStats;
 use backstop::core::LatencySummary;
+use backstop::load::{LatencyFigures, LoadReport};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::billing::{ORG, dollars};
 use crate::fleet::Priority;
 use crate::outcome::{OUTCOMES, Outcome, Tally};
+use crate::pattern::Pattern;
 use crate::provider::{DOLLARS_PER_1K_TOKENS, Provider};
 use crate::settings::Slo;
 use crate::stack::Gateway;
@@ -52,19 +57,26 @@ pub(crate) struct StreamSummary {
     pub(crate) stored: u64,
 }
 
-/// Everything the run measured, read once from the tally and the primitives' `stats()`.
+/// Everything the run measured, read once from backstop-load's report, the tally and the
+/// primitives' `stats()`.
 #[derive(Debug, Clone)]
 pub(crate) struct Summary {
     pub(crate) took: Duration,
+    /// backstop-load's report of the run.
+    pub(crate) report: LoadReport,
+    /// Asks answered (each with its retries), by status.
     pub(crate) requests: u64,
     pub(crate) outcomes: Vec<(Outcome, u64)>,
     pub(crate) errors: u64,
     pub(crate) retries: u64,
     pub(crate) plans: u64,
-    pub(crate) latency: LatencySummary,
+    /// Latency of successful asks per stage, from their scheduled send.
+    pub(crate) latency: Vec<(String, LatencySummary)>,
     /// Hit rate of each cache tier over all lookups, L1 first.
     pub(crate) tiers: Vec<(String, f64)>,
     pub(crate) cache_hit_rate: f64,
+    /// Other processes' writes that dropped an L1 copy (shared Redis only).
+    pub(crate) l1_invalidations: u64,
     /// Of the admitted requests, the fraction answered without a provider call.
     pub(crate) served_without_provider: f64,
     pub(crate) coalesced: u64,
@@ -100,6 +112,8 @@ impl Summary {
     pub(crate) fn collect(
         gateway: &Gateway,
         tally: &Tally,
+        report: LoadReport,
+        plans: u64,
         decisions: Vec<String>,
         took: Duration,
     ) -> Self {
@@ -135,16 +149,29 @@ impl Summary {
                 .sum()
         };
         let routed = gateway.router.stats();
+        let latency = report
+            .stages
+            .iter()
+            .map(|stage| {
+                let ok = stage.outcomes.iter().find(|o| o.class == "ok");
+                (
+                    stage.name.clone(),
+                    ok.map_or_else(LatencySummary::default, |o| summary_of(&o.latency)),
+                )
+            })
+            .collect();
         Self {
             took,
             requests: tally.total(),
             outcomes: OUTCOMES.iter().map(|o| (*o, tally.count(*o))).collect(),
             errors: tally.errors(),
             retries: tally.retries.load(Ordering::Relaxed),
-            plans: tally.plans.load(Ordering::Relaxed),
-            latency: tally.latency.snapshot().summary(),
+            plans,
+            latency,
+            report,
             tiers,
             cache_hit_rate,
+            l1_invalidations: gateway.l1_invalidations(),
             served_without_provider: answered_without_provider(tally, gateway),
             coalesced: dedup.group.coalesced,
             window_hits: dedup.window_hits,
@@ -204,22 +231,43 @@ impl Summary {
             .saturating_sub(self.tokens_used)
     }
 
+    /// The p95 latency of successful asks in the first stage (the pattern's base rate).
+    pub(crate) fn p95(&self) -> Duration {
+        self.latency
+            .first()
+            .map_or(Duration::ZERO, |(_, latency)| latency.p95)
+    }
+
+    /// The stress pattern's finding: the rate of the last step that met its SLO and the
+    /// first that broke it (`None` where there is none).
+    pub(crate) fn capacity(&self) -> (Option<f64>, Option<f64>) {
+        let held = self.report.stages.iter().take_while(|stage| stage.passed);
+        let broke = self.report.stages.iter().find(|stage| !stage.passed);
+        (
+            held.last().and_then(|stage| stage.target_rate),
+            broke.and_then(|stage| stage.target_rate),
+        )
+    }
+
     pub(crate) fn print(&self) {
         println!("\n=== summary after {:.1} s ===", self.took.as_secs_f64());
+        println!("{}\n", self.report);
         println!(
-            "requests            {} from {} finished plans ({} retries of failed calls)",
+            "requests            {} answered from {} finished plans ({} retries of failed calls)",
             self.requests, self.plans, self.retries
         );
         for (outcome, count) in &self.outcomes {
             println!("  {:<46} {count}", outcome.label());
         }
-        println!(
-            "latency (200s)      p50 {}  p95 {}  p99 {}  max {}",
-            ms(self.latency.p50),
-            ms(self.latency.p95),
-            ms(self.latency.p99),
-            ms(self.latency.max)
-        );
+        for (stage, latency) in &self.latency {
+            println!(
+                "latency (200s)      {stage}: p50 {}  p95 {}  p99 {}  max {} (from the scheduled send)",
+                ms(latency.p50),
+                ms(latency.p95),
+                ms(latency.p99),
+                ms(latency.max)
+            );
+        }
         let tiers: Vec<String> = self
             .tiers
             .iter()
@@ -227,9 +275,10 @@ impl Summary {
             .map(|(i, (name, rate))| format!("L{} {name} {}", i + 1, percent(*rate)))
             .collect();
         println!(
-            "cache hit rate      {} (total {})",
+            "cache hit rate      {} (total {}); {} L1 copies dropped for other processes' writes",
             tiers.join(", "),
-            percent(self.cache_hit_rate)
+            percent(self.cache_hit_rate),
+            self.l1_invalidations
         );
         println!(
             "served from cache   {} of admitted requests needed no provider call (tiers, dedup window, shared calls)",
@@ -378,7 +427,7 @@ impl Summary {
             line(
                 "p95_latency_ms",
                 "backstop",
-                format!("{:.1}", self.latency.p95.as_secs_f64() * 1e3),
+                format!("{:.1}", self.p95().as_secs_f64() * 1e3),
             ),
             line(
                 "error_rate",
@@ -393,56 +442,80 @@ impl Summary {
         ]
     }
 
-    /// p95 latency, error rate (429s excluded: refusing is the limiter's job) and the
-    /// fraction served without the provider, against the configured thresholds.
-    pub(crate) fn slo_checks(&self, slo: &Slo) -> Vec<SloCheck> {
-        let error_rate = self.error_rate();
+    /// backstop-load's verdicts on every stage (p95 latency and failure rate, 429s
+    /// excluded: refusing is the limiter's job), then the gateway's own: the fraction
+    /// served without the provider. Under the stress pattern only the first step (the base
+    /// rate) binds; the later steps search for the capacity and are expected to break.
+    pub(crate) fn slo_checks(&self, slo: &Slo, pattern: Pattern) -> Vec<SloCheck> {
+        let mut checks: Vec<SloCheck> = self
+            .report
+            .stages
+            .iter()
+            .enumerate()
+            .flat_map(|(index, stage)| {
+                let binding = pattern != Pattern::Stress || index == 0;
+                stage.slo.iter().map(move |check| SloCheck {
+                    name: format!("{} {}", stage.name, check.objective),
+                    target: format!("<= {:.3}", check.target),
+                    actual: format!("{:.3}", check.actual),
+                    pass: check.passed,
+                    binding,
+                })
+            })
+            .collect();
         let hit_rate = self.served_without_provider;
-        vec![
-            SloCheck {
-                name: "p95 latency",
-                target: format!("<= {}", ms(slo.p95_latency)),
-                actual: ms(self.latency.p95),
-                pass: self.latency.p95 <= slo.p95_latency,
-            },
-            SloCheck {
-                name: "error rate",
-                target: format!("<= {}", percent(slo.max_error_rate)),
-                actual: percent(error_rate),
-                pass: error_rate <= slo.max_error_rate,
-            },
-            SloCheck {
-                name: "served from cache",
-                target: format!(">= {}", percent(slo.min_cache_hit_rate)),
-                actual: percent(hit_rate),
-                pass: hit_rate >= slo.min_cache_hit_rate,
-            },
-        ]
+        checks.push(SloCheck {
+            name: "served from cache".to_string(),
+            target: format!(">= {}", percent(slo.min_cache_hit_rate)),
+            actual: percent(hit_rate),
+            pass: hit_rate >= slo.min_cache_hit_rate,
+            binding: true,
+        });
+        checks
     }
 }
 
 /// One SLO verdict.
 #[derive(Debug, Clone)]
 pub(crate) struct SloCheck {
-    pub(crate) name: &'static str,
+    pub(crate) name: String,
     pub(crate) target: String,
     pub(crate) actual: String,
     pub(crate) pass: bool,
+    /// Whether a failure fails the run (`--check-slo`); a stress step past the capacity
+    /// does not.
+    pub(crate) binding: bool,
 }
 
-/// Prints the verdicts; true when every SLO passed.
+/// Prints the verdicts; true when every binding SLO passed.
 pub(crate) fn print_slos(checks: &[SloCheck]) -> bool {
     println!("\nSLOs");
     for check in checks {
+        let verdict = match (check.pass, check.binding) {
+            (true, true) => "PASS",
+            (false, true) => "FAIL",
+            (true, false) => "held",
+            (false, false) => "broke (past the capacity)",
+        };
         println!(
-            "  {:<17} {:<10} target {:<10} {}",
-            check.name,
-            check.actual,
-            check.target,
-            if check.pass { "PASS" } else { "FAIL" }
+            "  {:<42} {:<10} target {:<10} {verdict}",
+            check.name, check.actual, check.target,
         );
     }
-    checks.iter().all(|check| check.pass)
+    checks.iter().all(|check| check.pass || !check.binding)
+}
+
+/// backstop-load's figures (µs) as the gateway prints them.
+fn summary_of(figures: &LatencyFigures) -> LatencySummary {
+    let us = Duration::from_micros;
+    LatencySummary {
+        count: figures.count,
+        mean: us(figures.mean_us),
+        p50: us(figures.p50_us),
+        p95: us(figures.p95_us),
+        p99: us(figures.p99_us),
+        max: us(figures.max_us),
+    }
 }
 
 /// Fraction of cache lookups answered by each tier, and by any.
@@ -493,24 +566,73 @@ pub(crate) fn percent(fraction: f64) -> String {
 mod tests {
     use super::*;
 
-    fn summary(p95_ms: u64, errors: u64, served: f64) -> Summary {
+    /// A report as backstop-load writes it: one stage per `(name, rate, p95 ms, failure
+    /// rate)`, judged against `slo()`.
+    fn report(stages: &[(&str, f64, u64, f64)]) -> LoadReport {
+        let slo = slo();
+        let stages: Vec<serde_json::Value> = stages
+            .iter()
+            .map(|(name, rate, p95_ms, failure_rate)| {
+                let p95_us = p95_ms * 1000;
+                let figures = serde_json::json!({
+                    "count": 90, "mean_us": p95_us / 2, "p50_us": p95_us / 3, "p90_us": p95_us,
+                    "p95_us": p95_us, "p99_us": p95_us, "p999_us": p95_us, "max_us": p95_us,
+                });
+                let target_ms = slo.p95_latency.as_secs_f64() * 1e3;
+                let checks = [
+                    ("p95 latency (ms)", *p95_ms as f64, target_ms),
+                    (
+                        "failure rate (429s expected)",
+                        *failure_rate,
+                        slo.max_error_rate,
+                    ),
+                ]
+                .map(|(objective, actual, target)| {
+                    serde_json::json!({
+                        "objective": objective, "target": target, "actual": actual,
+                        "margin": (target - actual) / target, "passed": actual <= target,
+                    })
+                });
+                let passed = checks.iter().all(|c| c["passed"] == true);
+                serde_json::json!({
+                    "name": name, "duration_secs": 2.0, "target_rate": rate, "sent": 100,
+                    "dropped": 0, "unfinished": 0, "completed": 100, "ok": 90, "rejected": 0,
+                    "errors": 10, "timeouts": 0, "error_rate": 0.1, "failure_rate": failure_rate,
+                    "send_rate": 50.0, "throughput": 45.0, "latency": figures,
+                    "outcomes": [{ "class": "ok", "count": 90, "latency": figures }],
+                    "slo": checks, "passed": passed, "samples_us": [],
+                })
+            })
+            .collect();
+        let json = serde_json::json!({
+            "mode": "open-loop, poisson arrivals", "stages": stages, "timeline": [], "signals": [],
+        });
+        LoadReport::from_json(&json.to_string()).unwrap()
+    }
+
+    fn summary(p95_ms: u64, failure_rate: f64, served: f64) -> Summary {
+        let report = report(&[("constant", 40.0, p95_ms, failure_rate)]);
+        summary_of_report(report, served)
+    }
+
+    fn summary_of_report(report: LoadReport, served: f64) -> Summary {
+        let latency = report
+            .stages
+            .iter()
+            .map(|stage| (stage.name.clone(), summary_of(&stage.outcomes[0].latency)))
+            .collect();
         Summary {
             took: Duration::from_secs(2),
+            report,
             requests: 100,
             outcomes: Vec::new(),
-            errors,
+            errors: 10,
             retries: 0,
             plans: 0,
-            latency: LatencySummary {
-                count: 100,
-                mean: Duration::from_millis(p95_ms / 2),
-                p50: Duration::from_millis(p95_ms / 3),
-                p95: Duration::from_millis(p95_ms),
-                p99: Duration::from_millis(p95_ms),
-                max: Duration::from_millis(p95_ms),
-            },
+            latency,
             tiers: Vec::new(),
             cache_hit_rate: served,
+            l1_invalidations: 0,
             served_without_provider: served,
             coalesced: 0,
             window_hits: 0,
@@ -548,16 +670,19 @@ mod tests {
 
     #[test]
     fn slos_pass_at_their_thresholds_and_fail_past_them() {
-        let passing = summary(500, 10, 0.5).slo_checks(&slo());
-        assert!(passing.iter().all(|c| c.pass));
+        let passing = summary(500, 0.1, 0.5).slo_checks(&slo(), Pattern::Constant);
+        assert!(passing.iter().all(|c| c.pass && c.binding));
         assert!(print_slos(&passing));
 
-        let failing = summary(501, 11, 0.49).slo_checks(&slo());
+        let failing = summary(501, 0.11, 0.49).slo_checks(&slo(), Pattern::Constant);
         assert_eq!(
-            failing.iter().map(|c| (c.name, c.pass)).collect::<Vec<_>>(),
+            failing
+                .iter()
+                .map(|c| (c.name.as_str(), c.pass))
+                .collect::<Vec<_>>(),
             [
-                ("p95 latency", false),
-                ("error rate", false),
+                ("constant p95 latency (ms)", false),
+                ("constant failure rate (429s expected)", false),
                 ("served from cache", false)
             ]
         );
@@ -565,8 +690,34 @@ mod tests {
     }
 
     #[test]
+    fn stress_binds_only_its_first_step_and_finds_the_capacity() {
+        let stress = summary_of_report(
+            report(&[
+                ("40/s", 40.0, 200, 0.0),
+                ("80/s", 80.0, 400, 0.05),
+                ("120/s", 120.0, 900, 0.3),
+                ("160/s", 160.0, 2000, 0.6),
+            ]),
+            0.6,
+        );
+        assert_eq!(stress.capacity(), (Some(80.0), Some(120.0)));
+        assert_eq!(stress.p95(), Duration::from_millis(200), "the base rate's");
+        let checks = stress.slo_checks(&slo(), Pattern::Stress);
+        assert_eq!(checks.iter().filter(|c| c.binding).count(), 3);
+        assert!(
+            print_slos(&checks),
+            "steps past the capacity do not fail the run"
+        );
+        let broken_base = summary_of_report(report(&[("40/s", 40.0, 600, 0.0)]), 0.6);
+        assert!(!print_slos(
+            &broken_base.slo_checks(&slo(), Pattern::Stress)
+        ));
+        assert_eq!(broken_base.capacity(), (None, Some(40.0)));
+    }
+
+    #[test]
     fn savings_never_underflow_and_durations_read_well() {
-        assert_eq!(summary(1, 0, 0.0).tokens_saved(), 0);
+        assert_eq!(summary(1, 0.0, 0.0).tokens_saved(), 0);
         assert_eq!(ms(Duration::from_micros(300)), "0.3 ms");
         assert_eq!(ms(Duration::from_millis(123)), "123 ms");
         assert_eq!(percent(0.125), "12.5 %");
@@ -574,7 +725,7 @@ mod tests {
 
     #[test]
     fn quality_lines_follow_the_bench_format() {
-        let lines = summary(120, 5, 0.6).quality_lines("agent_gateway/spike");
+        let lines = summary(120, 0.05, 0.6).quality_lines("agent_gateway/spike");
         assert!(lines.contains(
             &"provider_calls workload=agent_gateway/spike contender=none value=100".to_string()
         ));

@@ -52,15 +52,28 @@ async fn a_two_second_run_adds_up() {
     let mut config = BackstopConfig::default();
     config.cache = Some(cache);
     let scratch = tempfile::tempdir().unwrap();
-    let summary = run::run(&args, &config, scratch.path()).await.unwrap();
+    let slo = crate::settings::Slo::default();
+    let summary = run::run(&args, &config, &slo, scratch.path())
+        .await
+        .unwrap();
     summary.print();
-    let checks = summary.slo_checks(&crate::settings::Slo::default());
-    assert_eq!(checks.len(), 3);
+    let checks = summary.slo_checks(&slo, args.pattern);
+    assert_eq!(
+        checks.len(),
+        3,
+        "p95 and failure rate per stage, and the cache"
+    );
     summary::print_slos(&checks);
     assert_eq!(summary.quality_lines("agent_gateway/constant").len(), 7);
 
     assert!(summary.took >= Duration::from_secs(2));
     assert!(summary.requests > 30, "{summary:?}");
+    // backstop-load sent them on schedule (8 agents at 5 asks/s, Poisson) and every one
+    // was answered and counted by the gateway too.
+    let stage = &summary.report.stages[0];
+    assert!((50..110).contains(&stage.sent), "{stage:?}");
+    assert_eq!((stage.dropped, stage.unfinished), (0, 0), "{stage:?}");
+    assert_eq!(stage.sent, summary.requests);
     let by_outcome: u64 = summary.outcomes.iter().map(|(_, n)| n).sum();
     assert_eq!(by_outcome, summary.requests);
     let ok = summary
@@ -68,7 +81,9 @@ async fn a_two_second_run_adds_up() {
         .iter()
         .find(|(o, _)| *o == Outcome::Ok)
         .map_or(0, |(_, n)| *n);
-    assert_eq!(summary.latency.count, ok, "only successes are timed");
+    assert_eq!(stage.ok, ok, "one classification, the stack's error");
+    let timed: u64 = summary.latency.iter().map(|(_, l)| l.count).sum();
+    assert_eq!(timed, ok, "only successes are timed");
     assert!(ok > summary.requests / 2, "{summary:?}");
 
     // Backstop's point: fewer provider calls and tokens than requests would cost alone.

@@ -9,12 +9,12 @@
 
 use crate::multi::{CostError, Costs};
 use crate::{KeyedMultiRateLimiter, Quota};
-use backstop_core::DefaultClock;
 use backstop_core::config::ConfigError;
+use backstop_core::{DefaultClock, StripedCounters};
 use backstop_redis::{Misconfiguration, RedisConnection, RedisFault};
 use serde::Serialize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
@@ -176,14 +176,19 @@ pub struct RedisStats {
     pub misconfigured: u64,
 }
 
+/// The limiter's counts, on the workspace's one striped counter (as the local limiters').
 #[derive(Default)]
 struct Counters {
-    allowed: AtomicU64,
-    rejected: AtomicU64,
-    redis_errors: AtomicU64,
-    misconfigured: AtomicU64,
+    counts: StripedCounters<4>,
     // Set when the local fallback decided; the next Redis decision sweeps it once.
     local_used: AtomicBool,
+}
+
+impl Counters {
+    const ALLOWED: usize = 0;
+    const REJECTED: usize = 1;
+    const REDIS_ERRORS: usize = 2;
+    const MISCONFIGURED: usize = 3;
 }
 
 /// A GCRA rate limiter whose state lives in Redis, so all processes share one budget.
@@ -331,19 +336,18 @@ impl RedisRateLimiter {
                 decision
             }
             Ok(Err(RedisFault::Misconfigured(mistake))) => {
-                self.counters.misconfigured.fetch_add(1, Ordering::Relaxed);
+                self.counters.counts.add(Counters::MISCONFIGURED);
                 tracing::error!(prefix = %self.prefix, %mistake, "redis rate limiter is misconfigured; refusing");
                 return Err(RedisLimitError::Misconfigured(mistake));
             }
             Ok(Err(fault)) => self.on_failure(key, costs, fault)?,
             Err(_) => self.on_failure(key, costs, RedisFault::TimedOut(timeout))?,
         };
-        let counter = if decision.allowed {
-            &self.counters.allowed
+        self.counters.counts.add(if decision.allowed {
+            Counters::ALLOWED
         } else {
-            &self.counters.rejected
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+            Counters::REJECTED
+        });
         Ok(decision)
     }
 
@@ -360,10 +364,10 @@ impl RedisRateLimiter {
     /// A snapshot of the counters.
     pub fn stats(&self) -> RedisStats {
         RedisStats {
-            allowed: self.counters.allowed.load(Ordering::Relaxed),
-            rejected: self.counters.rejected.load(Ordering::Relaxed),
-            redis_errors: self.counters.redis_errors.load(Ordering::Relaxed),
-            misconfigured: self.counters.misconfigured.load(Ordering::Relaxed),
+            allowed: self.counters.counts.get(Counters::ALLOWED),
+            rejected: self.counters.counts.get(Counters::REJECTED),
+            redis_errors: self.counters.counts.get(Counters::REDIS_ERRORS),
+            misconfigured: self.counters.counts.get(Counters::MISCONFIGURED),
         }
     }
 
@@ -400,7 +404,7 @@ impl RedisRateLimiter {
         costs: Costs<'_>,
         error: RedisFault,
     ) -> Result<RedisDecision, RedisLimitError> {
-        self.counters.redis_errors.fetch_add(1, Ordering::Relaxed);
+        self.counters.counts.add(Counters::REDIS_ERRORS);
         tracing::warn!(prefix = %self.prefix, %error, "redis rate limit check failed; applying failure policy");
         let open = RedisDecision {
             allowed: true,
@@ -412,7 +416,7 @@ impl RedisRateLimiter {
         match &self.failure {
             FailurePolicy::FailOpen => Ok(open),
             FailurePolicy::FailClosed => {
-                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                self.counters.counts.add(Counters::REJECTED);
                 Err(RedisLimitError::Unavailable(error))
             }
             FailurePolicy::Local(limiter) => {

@@ -2,7 +2,7 @@
 
 use crate::distributed::{RedisDecision, RedisLimitError, RedisRateLimiter};
 use crate::error::limited;
-use crate::wait::{WaitPolicy, jitter};
+use crate::wait::{Attempt, WaitPolicy, wait_loop};
 use backstop_core::{Layer, RejectKind, Rejected, Service, StackError, contain};
 use std::fmt;
 use std::sync::Arc;
@@ -23,27 +23,19 @@ impl RedisRateLimiter {
         cost: u64,
         policy: &WaitPolicy,
     ) -> Result<RedisDecision, RedisLimitError> {
-        let mut waited = Duration::ZERO;
-        loop {
+        let attempt = || async move {
             let decision = self.check_key_n(key, cost).await?;
-            if decision.allowed {
-                return Ok(decision);
-            }
-            let retry_after = decision.retry_after;
-            if let Some(max_wait) = policy.max_wait
-                && waited.saturating_add(retry_after) > max_wait
-            {
-                return Err(RedisLimitError::WaitTooLong { retry_after });
-            }
-            // A zero wait (rounding in the script) would spin; wait at least a millisecond.
-            let sleep = backstop_core::time::clamp(
-                retry_after
-                    .max(Duration::from_millis(1))
-                    .saturating_add(jitter(policy.jitter)),
-            );
-            tokio::time::sleep(sleep).await;
-            waited = waited.saturating_add(sleep);
-        }
+            Ok(if decision.allowed {
+                Attempt::Admitted(decision)
+            } else {
+                Attempt::Refused(decision.retry_after)
+            })
+        };
+        // A zero wait (rounding in the script) would spin; wait at least a millisecond.
+        wait_loop(attempt, policy, Duration::from_millis(1), |retry_after| {
+            RedisLimitError::WaitTooLong { retry_after }
+        })
+        .await
     }
 }
 

@@ -45,30 +45,67 @@ pub(crate) fn jitter(max: Duration) -> Duration {
     Duration::from_nanos(fastrand::u64(0..=max))
 }
 
+/// What one attempt of a wait decided.
 #[cfg(feature = "tokio")]
-/// Retries `attempt` after each promised wait. Nothing is held across the sleep, so
-/// dropping the future at any point charges nothing and leaks nothing.
-async fn wait_for(
-    mut attempt: impl FnMut() -> Result<(), CheckError>,
+pub(crate) enum Attempt<T> {
+    /// Admitted, with the limiter's answer.
+    Admitted(T),
+    /// Refused for now: it would pass after this wait.
+    Refused(Duration),
+}
+
+/// The one wait loop of every limiter, local or Redis: retries `attempt` after each
+/// refusal's wait (at least `floor`) plus the policy's jitter, until it is admitted or
+/// fails (its error returned as is), or until the next wait would pass `policy.max_wait`
+/// (`too_long(retry_after)`, without sleeping). Nothing is held across the sleep, so
+/// dropping the future between attempts charges nothing and leaks nothing.
+#[cfg(feature = "tokio")]
+pub(crate) async fn wait_loop<T, E, F>(
+    mut attempt: impl FnMut() -> F,
     policy: &WaitPolicy,
-) -> Result<(), WaitError> {
+    floor: Duration,
+    too_long: impl Fn(Duration) -> E,
+) -> Result<T, E>
+where
+    F: std::future::Future<Output = Result<Attempt<T>, E>>,
+{
     let mut waited = Duration::ZERO;
     loop {
-        let retry_after = match attempt() {
-            Ok(()) => return Ok(()),
-            Err(CheckError::Rejected(r)) => r.retry_after.unwrap_or_default(),
-            Err(impossible) => return Err(WaitError::Impossible(impossible)),
+        let retry_after = match attempt().await? {
+            Attempt::Admitted(answer) => return Ok(answer),
+            Attempt::Refused(retry_after) => retry_after,
         };
         if let Some(max_wait) = policy.max_wait
             && waited.saturating_add(retry_after) > max_wait
         {
-            return Err(WaitError::TooLong { retry_after });
+            return Err(too_long(retry_after));
         }
         // Saturating: even a policy that was never validated cannot overflow the deadline.
-        let sleep = backstop_core::time::clamp(retry_after.saturating_add(jitter(policy.jitter)));
+        let sleep = backstop_core::time::clamp(
+            retry_after.max(floor).saturating_add(jitter(policy.jitter)),
+        );
         tokio::time::sleep(sleep).await;
         waited = waited.saturating_add(sleep);
     }
+}
+
+/// [`wait_loop`] over a local limiter's check: it sleeps exactly the promised wait.
+#[cfg(feature = "tokio")]
+async fn wait_for(
+    mut attempt: impl FnMut() -> Result<(), CheckError>,
+    policy: &WaitPolicy,
+) -> Result<(), WaitError> {
+    let attempt = || {
+        std::future::ready(match attempt() {
+            Ok(()) => Ok(Attempt::Admitted(())),
+            Err(CheckError::Rejected(r)) => Ok(Attempt::Refused(r.retry_after.unwrap_or_default())),
+            Err(impossible) => Err(WaitError::Impossible(impossible)),
+        })
+    };
+    wait_loop(attempt, policy, Duration::ZERO, |retry_after| {
+        WaitError::TooLong { retry_after }
+    })
+    .await
 }
 
 #[cfg(feature = "tokio")]

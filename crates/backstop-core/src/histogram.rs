@@ -26,14 +26,19 @@ fn bucket_of(micros: u64) -> usize {
     (shift as usize + 1) * SUB_BUCKETS + sub
 }
 
-/// The largest value that falls into `bucket`.
-fn bucket_ceiling(bucket: usize) -> u64 {
+/// The smallest value that falls into `bucket`.
+fn bucket_floor(bucket: usize) -> u64 {
     if bucket < SUB_BUCKETS {
         return bucket as u64;
     }
     let shift = (bucket / SUB_BUCKETS - 1) as u32;
     let sub = (bucket % SUB_BUCKETS) as u64;
-    ((SUB_BUCKETS as u64 + sub) << shift) + (1 << shift) - 1
+    (SUB_BUCKETS as u64 + sub) << shift
+}
+
+/// The largest value that falls into `bucket` (the buckets are contiguous).
+fn bucket_ceiling(bucket: usize) -> u64 {
+    bucket_floor(bucket + 1) - 1
 }
 
 /// A concurrent histogram of durations; share it by reference or `Arc`.
@@ -180,6 +185,47 @@ impl HistogramSnapshot {
         Duration::from_micros(self.max_micros)
     }
 
+    /// The `q`-quantile (`q` in 0..=1, clamped) interpolated linearly within the bucket
+    /// holding it, as if that bucket's values were spread evenly over it (as Prometheus'
+    /// `histogram_quantile` does), never above the largest value seen; zero when empty.
+    ///
+    /// [`quantile`](Self::quantile) answers with the bucket's top, up to 1/16 above the true
+    /// value; this estimate moves through the bucket with `q`, for a decision taken on the
+    /// value itself (a hedge delay) rather than a bound on it.
+    ///
+    /// ```
+    /// use backstop_core::HistogramSnapshot;
+    /// use std::time::Duration;
+    ///
+    /// let mut latencies = HistogramSnapshot::empty();
+    /// for ms in 1..=1_000 {
+    ///     latencies.record(Duration::from_millis(ms));
+    /// }
+    /// let p97 = latencies.quantile_interpolated(0.97).as_secs_f64();
+    /// assert!((0.969..=0.971).contains(&p97), "{p97}");
+    /// ```
+    pub fn quantile_interpolated(&self, q: f64) -> Duration {
+        let total: u64 = self.buckets.iter().sum();
+        if total == 0 {
+            return Duration::ZERO;
+        }
+        let q = if q.is_nan() { 1.0 } else { q.clamp(0.0, 1.0) };
+        let position = q * total as f64;
+        let mut below = 0;
+        for (bucket, &count) in self.buckets.iter().enumerate() {
+            if count > 0 && (below + count) as f64 >= position {
+                // Whole microseconds in [floor, ceiling]: the bucket spans up to ceiling + 1.
+                let floor = bucket_floor(bucket) as f64;
+                let width = (bucket_ceiling(bucket) + 1) as f64 - floor;
+                let within = ((position - below as f64) / count as f64).clamp(0.0, 1.0);
+                let micros = (floor + width * within).min(self.max_micros as f64);
+                return Duration::from_secs_f64(micros / 1e6);
+            }
+            below += count;
+        }
+        Duration::from_micros(self.max_micros)
+    }
+
     /// The values recorded after `earlier` was taken (both from the same histogram), for
     /// figures over a recent window rather than since start. The maximum is kept from
     /// `self`, as a maximum cannot be subtracted.
@@ -299,7 +345,10 @@ mod tests {
         for bucket in 1..BUCKETS {
             assert!(bucket_ceiling(bucket) > bucket_ceiling(bucket - 1));
             assert_eq!(bucket_of(bucket_ceiling(bucket)), bucket);
+            assert_eq!(bucket_of(bucket_floor(bucket)), bucket);
+            assert_eq!(bucket_of(bucket_floor(bucket) - 1), bucket - 1);
         }
+        assert_eq!(bucket_ceiling(BUCKETS - 1), MAX_MICROS);
     }
 
     proptest! {
@@ -320,6 +369,26 @@ mod tests {
             let reported = histogram.snapshot().quantile(q).as_micros() as u64;
             prop_assert!(reported >= truth, "reported {} < truth {}", reported, truth);
             prop_assert!(reported <= truth + truth / 16 + 1, "reported {} far above {}", reported, truth);
+        }
+
+        /// The interpolated quantile stays inside the bucket of the value at its rank (so
+        /// within 1/16 of it) and never above the largest value.
+        #[test]
+        fn interpolated_quantiles_stay_in_the_bucket_of_the_true_value(
+            mut values in proptest::collection::vec(0u64..50_000_000, 1..300),
+            q in 0.0f64..=1.0,
+        ) {
+            let histogram = Histogram::new();
+            for micros in &values {
+                histogram.record(Duration::from_micros(*micros));
+            }
+            values.sort_unstable();
+            let rank = ((q * values.len() as f64).ceil() as usize).max(1);
+            let bucket = bucket_of(values[rank - 1]);
+            let reported = histogram.snapshot().quantile_interpolated(q).as_secs_f64() * 1e6;
+            let (low, high) = (bucket_floor(bucket) as f64, (bucket_ceiling(bucket) + 1) as f64);
+            prop_assert!(reported >= low - 1e-3, "reported {} below bucket {}", reported, low);
+            prop_assert!(reported <= high.min(values[values.len() - 1] as f64) + 1e-3, "reported {} above {}", reported, high);
         }
     }
 }

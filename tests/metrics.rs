@@ -26,8 +26,13 @@ use metrics_exporter_prometheus::{
 };
 use std::time::Duration;
 
+/// A Prometheus recorder with Backstop's latency buckets, as an application sets it up
+/// (without buckets the exporter renders a histogram as a summary).
 fn recorder() -> (PrometheusRecorder, PrometheusHandle) {
-    let recorder = PrometheusBuilder::new().build_recorder();
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+        .unwrap()
+        .build_recorder();
     let handle = recorder.handle();
     (recorder, handle)
 }
@@ -42,12 +47,25 @@ fn sample(text: &str, series: &str) -> f64 {
 }
 
 /// Every `backstop_` series in a scrape is in [`SERIES`], with its HELP text and the
-/// type the catalogue gives it.
+/// type the catalogue gives it (a histogram's `_bucket`, `_sum` and `_count` samples
+/// under its own name).
 fn assert_every_series_is_described(text: &str) {
+    let is_histogram = |name: &str| {
+        SERIES
+            .iter()
+            .any(|series| series.name == name && series.kind == Kind::Histogram)
+    };
     let names: std::collections::BTreeSet<&str> = text
         .lines()
         .filter(|line| line.starts_with("backstop_"))
         .map(|line| line.split(['{', ' ']).next().unwrap())
+        .map(|sample| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .filter_map(|suffix| sample.strip_suffix(suffix))
+                .find(|name| is_histogram(name))
+                .unwrap_or(sample)
+        })
         .collect();
     assert!(!names.is_empty());
     for name in names {
@@ -338,6 +356,10 @@ fn every_series_follows_prometheus_conventions() {
             name.ends_with("_total"),
             "{name}: counters and only counters end in _total"
         );
+        assert!(
+            !(name.contains("quantile") && series.unit == Some(metrics::Unit::Seconds)),
+            "{name}: a latency is a histogram, not all-time quantile gauges"
+        );
         for reserved in ["_count", "_sum", "_bucket"] {
             assert!(!name.ends_with(reserved), "{name} ends in {reserved}");
         }
@@ -455,6 +477,71 @@ fn a_histogram_reaches_the_exporter_as_buckets_once_per_value() {
     let sum = sample(&text, r#"backstop_pool_wait_seconds_sum{name="provider"}"#);
     assert!((7.785..7.785 * 1.0625).contains(&sum), "{sum}");
     assert!(text.contains("# HELP backstop_pool_wait_seconds Time callers waited"));
+}
+
+/// Issue 27: the batcher's, the tiered cache's and the pool's latencies were all-time
+/// quantile gauges. They are histograms now, each value observed once across publishes.
+#[tokio::test(start_paused = true)]
+async fn batcher_cache_and_pool_latencies_are_histograms() {
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+        .unwrap()
+        .build_recorder();
+    let scrape = recorder.handle();
+    let reporter = MetricsReporter::new();
+
+    let batcher = Batcher::new(BatchConfig::default(), |items: Vec<u32>| async move {
+        Ok::<_, std::io::Error>(items)
+    })
+    .unwrap();
+    let watched = batcher.clone();
+    reporter.register("calls", move || watched.stats());
+    let cache: TieredCache<String, String> = TieredCache::builder()
+        .memory(MemoryTier::with_capacity(100).unwrap(), None)
+        .build()
+        .unwrap();
+    let watched = cache.clone();
+    reporter.register("responses", move || watched.stats());
+    let pool = Pool::new(Connections, PoolConfig::default()).unwrap();
+    let watched = pool.clone();
+    reporter.register("provider", move || watched.stats());
+
+    let count = |text: &str, metric: &str, name: &str| {
+        sample(text, &format!(r#"{metric}_count{{name="{name}"}}"#))
+    };
+    let mut published = Vec::new();
+    for round in 1..=2u32 {
+        assert_eq!(batcher.submit(round).await.unwrap(), round);
+        let key = format!("k{round}");
+        let loaded = cache
+            .get_or_load(&key, || async {
+                Ok::<_, std::io::Error>(Some("v".to_string()))
+            })
+            .await
+            .unwrap();
+        assert_eq!(loaded.as_deref(), Some("v"));
+        drop(pool.get().await.unwrap());
+        metrics::with_local_recorder(&recorder, || reporter.publish());
+        let text = scrape.render();
+        published.push([
+            count(&text, "backstop_batch_queue_wait_seconds", "calls"),
+            count(&text, "backstop_batch_handler_seconds", "calls"),
+            count(&text, "backstop_cache_load_seconds", "responses"),
+            count(&text, "backstop_pool_wait_seconds", "provider"),
+            count(&text, "backstop_pool_usage_seconds", "provider"),
+        ]);
+        if round == 2 {
+            assert_every_series_is_described(&text);
+            assert!(!text.contains("quantile_seconds"), "{text}");
+            let immediate = r#"backstop_pool_wait_seconds_bucket{name="provider",le="0.005"}"#;
+            assert_eq!(
+                sample(&text, immediate),
+                2.0,
+                "a checkout that found room waited 0"
+            );
+        }
+    }
+    assert_eq!(published, [[1.0; 5], [2.0; 5]], "each value observed once");
 }
 
 const CALLERS: usize = 60;

@@ -1,5 +1,6 @@
-use super::{PublishMetrics, counter, gauge, quantiles};
+use super::{PublishMetrics, counter, gauge};
 use backstop_batch::BatchStats;
+use backstop_core::HistogramSnapshot;
 
 impl PublishMetrics for BatchStats {
     fn publish(&self, name: &str) {
@@ -77,15 +78,15 @@ impl PublishMetrics for BatchStats {
                 size as f64,
             );
         }
-        quantiles(
-            "backstop_batch_queue_wait_quantile_seconds",
-            name,
-            &self.queue_wait,
-        );
-        quantiles(
-            "backstop_batch_handler_quantile_seconds",
-            name,
-            &self.handler_latency,
-        );
+    }
+
+    fn histograms(&self) -> Vec<(&'static str, &HistogramSnapshot)> {
+        vec![
+            (
+                "backstop_batch_queue_wait_seconds",
+                &self.queue_wait_histogram,
+            ),
+            ("backstop_batch_handler_seconds", &self.handler_histogram),
+        ]
     }
 }

@@ -1,5 +1,6 @@
-use super::{PublishMetrics, counter, gauge, quantiles};
+use super::{PublishMetrics, counter, gauge};
 use backstop_cache::{CacheStats, TieredStats};
+use backstop_core::HistogramSnapshot;
 
 /// Tiers are labelled by position (`l1`, `l2`, …) — what dashboards compare — and by
 /// backend (`memory`, `redis`, …) — what an operator debugs.
@@ -38,11 +39,10 @@ impl PublishMetrics for TieredStats {
         counter("backstop_cache_refreshes_total", &labels, self.refreshes);
         counter("backstop_cache_promotions_total", &labels, self.promotions);
         counter("backstop_cache_panicked_total", &labels, self.panicked);
-        quantiles(
-            "backstop_cache_load_quantile_seconds",
-            name,
-            &self.load_time,
-        );
+    }
+
+    fn histograms(&self) -> Vec<(&'static str, &HistogramSnapshot)> {
+        vec![("backstop_cache_load_seconds", &self.load_time_histogram)]
     }
 }
 

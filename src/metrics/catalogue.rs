@@ -173,12 +173,6 @@ pub const SERIES: &[Series] = &[
         "Batch handler calls that panicked (contained).",
     ),
     series(
-        "backstop_batch_handler_quantile_seconds",
-        Kind::Gauge,
-        Some(Unit::Seconds),
-        "Handler latency quantiles since creation (a summary: prefer a histogram for alerting).",
-    ),
-    series(
         "backstop_batch_handler_seconds",
         Kind::Histogram,
         Some(Unit::Seconds),
@@ -195,12 +189,6 @@ pub const SERIES: &[Series] = &[
         Kind::Gauge,
         Some(Unit::Count),
         "The effective maximum batch size now.",
-    ),
-    series(
-        "backstop_batch_queue_wait_quantile_seconds",
-        Kind::Gauge,
-        Some(Unit::Seconds),
-        "Queue wait quantiles since creation (a summary: prefer a histogram for alerting).",
     ),
     series(
         "backstop_batch_queue_wait_seconds",
@@ -393,12 +381,6 @@ pub const SERIES: &[Series] = &[
         Kind::Counter,
         Some(Unit::Count),
         "Loader runs that failed.",
-    ),
-    series(
-        "backstop_cache_load_quantile_seconds",
-        Kind::Gauge,
-        Some(Unit::Seconds),
-        "Loader latency quantiles since creation (a summary: prefer a histogram for alerting).",
     ),
     series(
         "backstop_cache_load_seconds",
@@ -803,28 +785,16 @@ pub const SERIES: &[Series] = &[
         "Checkouts that timed out.",
     ),
     series(
-        "backstop_pool_usage_quantile_seconds",
-        Kind::Gauge,
-        Some(Unit::Seconds),
-        "Connection hold time quantiles since creation (a summary: prefer a histogram for alerting).",
-    ),
-    series(
         "backstop_pool_usage_seconds",
         Kind::Histogram,
         Some(Unit::Seconds),
         "Time connections were held.",
     ),
     series(
-        "backstop_pool_wait_quantile_seconds",
-        Kind::Gauge,
-        Some(Unit::Seconds),
-        "Checkout wait quantiles since creation (a summary: prefer a histogram for alerting).",
-    ),
-    series(
         "backstop_pool_wait_seconds",
         Kind::Histogram,
         Some(Unit::Seconds),
-        "Time callers waited for a connection.",
+        "Time callers waited for a connection (zero for a checkout that found one idle).",
     ),
     series(
         "backstop_pool_waiters",

@@ -48,6 +48,11 @@ impl LatencyHistogram {
         }
     }
 
+    /// The series name.
+    pub fn metric(&self) -> &'static str {
+        self.metric
+    }
+
     /// Records what `current` holds beyond the previous publish, labelled `name`.
     pub fn publish(&self, name: &str, current: &HistogramSnapshot) {
         let mut previous = self.previous.lock().unwrap_or_else(PoisonError::into_inner);

@@ -13,9 +13,3 @@ pub(crate) fn counter(metric: &'static str, labels: &Labels<'_>, value: u64) {
 pub(crate) fn named(name: &str) -> [(&'static str, String); 1] {
     [("name", name.to_owned())]
 }
-
-/// The `name` label and one more.
-#[cfg(any(feature = "batch", feature = "cache", feature = "pool"))]
-pub(crate) fn with(name: &str, key: &'static str, value: &str) -> [(&'static str, String); 2] {
-    [("name", name.to_owned()), (key, value.to_owned())]
-}

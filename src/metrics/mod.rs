@@ -15,7 +15,7 @@
 //!
 //! | primitive | examples |
 //! |---|---|
-//! | tiered cache | `backstop_cache_hits_total{name,tier="l1"}`, `backstop_cache_misses_total`, `backstop_cache_loads_total` |
+//! | tiered cache | `backstop_cache_hits_total{name,tier="l1"}`, `backstop_cache_misses_total`, `backstop_cache_loads_total`, `backstop_cache_load_seconds` (histogram) |
 //! | memory cache | `backstop_cache_hits_total{name,tier="memory"}`, `backstop_cache_evictions_total{name,cause}`, `backstop_cache_entries` |
 //! | stream cache | `backstop_cache_stream_replays_total`, `backstop_cache_stream_not_stored_total{name,reason}`, its group's `backstop_dedup_*` |
 //! | breaker | `backstop_breaker_state{name,state}` (1 for the current state), `backstop_breaker_failure_ratio`, `backstop_breaker_rejected_calls_total` |
@@ -26,16 +26,17 @@
 //! | dedup (group, window, distributed, streams) | `backstop_dedup_executions_total{name}`, `backstop_dedup_coalesced_total{name}` (every caller served by an execution it did not start), `backstop_dedup_window_hits_total{name}` |
 //! | retry | `backstop_retry_attempts_total{name}`, `backstop_retry_budget_refusals_total{name}`, `backstop_retry_hedge_delay_seconds{name}` |
 //! | router | `backstop_route_fallbacks_total{name}`, `backstop_route_target_failed_total{name,target,class}`, `backstop_route_target_ewma_latency_seconds{name,target}` |
-//! | batcher | `backstop_batch_batches_total{name,reason}`, `backstop_batch_size{name,quantile}` |
-//! | pool | `backstop_pool_connections{name,state="in_use"\|"idle"}`, `backstop_pool_timeouts_total{name}` |
+//! | batcher | `backstop_batch_batches_total{name,reason}`, `backstop_batch_size{name,quantile}`, `backstop_batch_queue_wait_seconds` and `backstop_batch_handler_seconds` (histograms) |
+//! | pool | `backstop_pool_connections{name,state="in_use"\|"idle"}`, `backstop_pool_timeouts_total{name}`, `backstop_pool_wait_seconds` and `backstop_pool_usage_seconds` (histograms) |
 //! | autoscaler | `backstop_scale_desired_replicas{name}`, `backstop_scale_current_replicas{name}` |
 //!
-//! **Latency** is a histogram: [`MetricsReporter::register_histogram`] publishes a
-//! `backstop_core::Histogram` as observations, bucketed by the exporter with
-//! [`LATENCY_BUCKETS`] (or your own), so it aggregates across processes and windows with
-//! `rate()`. The batcher's, cache's and pool's stats carry only a summary today; it is
-//! published as `*_quantile_seconds{quantile}` gauges over their whole life, fine for a
-//! dashboard, not for alerting.
+//! **Latency** is a histogram, never a quantile gauge: the batcher's queue wait and handler
+//! time, the tiered cache's loader time and the pool's checkout wait and hold time reach
+//! the recorder as observations (each value once, the ones added since the previous
+//! publish), bucketed by the exporter with [`LATENCY_BUCKETS`] or your own, so
+//! `histogram_quantile(0.99, sum by (le) (rate(backstop_pool_wait_seconds_bucket[5m])))`
+//! works across processes and windows. Time your own calls with a
+//! `backstop_core::Histogram` and [`MetricsReporter::register_histogram`].
 //!
 //! **OpenTelemetry**: the facade is exporter-neutral. Install a recorder that forwards to
 //! an OpenTelemetry `MeterProvider` (for instance the `metrics-exporter-opentelemetry`
@@ -98,7 +99,7 @@ mod scale;
 pub use catalogue::{Kind, SERIES, Series, describe};
 pub use histogram::{LATENCY_BUCKETS, LatencyHistogram};
 
-use backstop_core::LoadSnapshot;
+use backstop_core::{HistogramSnapshot, LoadSnapshot};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -108,11 +109,25 @@ use std::sync::{Arc, Mutex, PoisonError};
 pub trait PublishMetrics {
     /// Writes this snapshot's counters and gauges, labelled with `name`.
     fn publish(&self, name: &str);
+
+    /// The latency histograms this snapshot carries, each with its series name (one of
+    /// [`SERIES`] of kind [`Kind::Histogram`]): every value since creation.
+    ///
+    /// A histogram reaches the recorder as the observations added since the previous
+    /// publish, so it needs a memory of that publish: [`MetricsReporter::register`]
+    /// keeps one per registration. [`publish`](Self::publish) alone writes none of them.
+    fn histograms(&self) -> Vec<(&'static str, &HistogramSnapshot)> {
+        Vec::new()
+    }
 }
 
 impl<T: PublishMetrics + ?Sized> PublishMetrics for &T {
     fn publish(&self, name: &str) {
         (**self).publish(name);
+    }
+
+    fn histograms(&self) -> Vec<(&'static str, &HistogramSnapshot)> {
+        (**self).histograms()
     }
 }
 
@@ -141,7 +156,27 @@ impl MetricsReporter {
         F: Fn() -> S + Send + Sync + 'static,
         S: PublishMetrics,
     {
-        let publish: Snapshot = Box::new(move |name| snapshot().publish(name));
+        // One series per histogram metric, created on first sight: each remembers what it
+        // published last, so a value is observed once however often `publish` runs.
+        let published: Mutex<Vec<LatencyHistogram>> = Mutex::new(Vec::new());
+        let publish: Snapshot = Box::new(move |name| {
+            let stats = snapshot();
+            stats.publish(name);
+            let mut published = published.lock().unwrap_or_else(PoisonError::into_inner);
+            for (metric, histogram) in stats.histograms() {
+                let index = match published
+                    .iter()
+                    .position(|series| series.metric() == metric)
+                {
+                    Some(index) => index,
+                    None => {
+                        published.push(LatencyHistogram::new(metric));
+                        published.len() - 1
+                    }
+                };
+                published[index].publish(name, histogram);
+            }
+        });
         self.lock().push((name.into(), publish));
         self
     }
@@ -234,27 +269,7 @@ pub(crate) type Labels<'a> = [(&'static str, String)];
 pub(crate) use labelled::counter;
 #[cfg(any(feature = "dedup", feature = "retry", feature = "route"))]
 pub(crate) use labelled::named;
-#[cfg(any(feature = "batch", feature = "cache", feature = "pool"))]
-pub(crate) use labelled::with;
 
 pub(crate) fn gauge(metric: &'static str, labels: &Labels<'_>, value: f64) {
     ::metrics::gauge!(metric, labels).set(value);
-}
-
-/// A latency summary's quantiles as gauges (`quantile` label), for the stats that carry
-/// only a summary. They are figures since creation, not a window: alert on a histogram
-/// registered with [`MetricsReporter::register_histogram`] where one is available.
-#[cfg(any(feature = "batch", feature = "cache", feature = "pool"))]
-pub(crate) fn quantiles(metric: &'static str, name: &str, summary: &backstop_core::LatencySummary) {
-    for (quantile, value) in [
-        ("0.5", summary.p50),
-        ("0.95", summary.p95),
-        ("0.99", summary.p99),
-    ] {
-        gauge(
-            metric,
-            &with(name, "quantile", quantile),
-            value.as_secs_f64(),
-        );
-    }
 }

@@ -1,4 +1,5 @@
-use super::{PublishMetrics, counter, gauge, quantiles};
+use super::{PublishMetrics, counter, gauge};
+use backstop_core::HistogramSnapshot;
 use backstop_pool::PoolStats;
 
 impl PublishMetrics for PoolStats {
@@ -44,7 +45,12 @@ impl PublishMetrics for PoolStats {
             self.leaks_suspected,
         );
         counter("backstop_pool_resizes_total", &labels, self.resizes);
-        quantiles("backstop_pool_wait_quantile_seconds", name, &self.wait);
-        quantiles("backstop_pool_usage_quantile_seconds", name, &self.usage);
+    }
+
+    fn histograms(&self) -> Vec<(&'static str, &HistogramSnapshot)> {
+        vec![
+            ("backstop_pool_wait_seconds", &self.wait_histogram),
+            ("backstop_pool_usage_seconds", &self.usage_histogram),
+        ]
     }
 }

@@ -111,6 +111,8 @@ impl Recorder {
 
     pub(crate) fn snapshot(&self, effective_max_batch_size: usize) -> BatchStats {
         let c = &self.counters;
+        let queue_wait = self.queue_wait.snapshot();
+        let handler_time = self.handler_time.snapshot();
         BatchStats {
             submitted: read(&c.submitted),
             succeeded: read(&c.succeeded),
@@ -136,8 +138,10 @@ impl Recorder {
             in_flight_batches: read(&c.in_flight),
             effective_max_batch_size,
             batch_size: self.batch_sizes.summary(),
-            queue_wait: self.queue_wait.snapshot().summary(),
-            handler_latency: self.handler_time.snapshot().summary(),
+            queue_wait: queue_wait.summary(),
+            handler_latency: handler_time.summary(),
+            queue_wait_histogram: queue_wait,
+            handler_histogram: handler_time,
         }
     }
 }
@@ -316,6 +320,14 @@ pub struct BatchStats {
     pub queue_wait: LatencySummary,
     /// Time the handler took per batch.
     pub handler_latency: LatencySummary,
+    /// Every queue wait since creation, bucketed: what a metrics exporter publishes as a
+    /// histogram (`queue_wait` summarises it). Not serialized.
+    #[serde(skip)]
+    pub queue_wait_histogram: HistogramSnapshot,
+    /// Every handler call's duration since creation, bucketed (`handler_latency`
+    /// summarises it). Not serialized.
+    #[serde(skip)]
+    pub handler_histogram: HistogramSnapshot,
 }
 
 #[cfg(test)]

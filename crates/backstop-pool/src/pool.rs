@@ -294,6 +294,7 @@ where
         let status = self.inner.slots.status();
         let counters = &self.inner.counters;
         let wait = counters.wait.snapshot();
+        let usage = self.inner.slots.usage();
         PoolStats {
             max_size: status.max_size,
             size: status.size,
@@ -309,7 +310,9 @@ where
             panicked: counters.panicked.load(Ordering::Relaxed),
             resizes: counters.resizes.load(Ordering::Relaxed),
             wait: wait.summary(),
-            usage: self.inner.slots.usage().summary(),
+            usage: usage.summary(),
+            wait_histogram: wait.histogram(),
+            usage_histogram: usage,
         }
     }
 

@@ -139,6 +139,15 @@ pub struct PoolStats {
     pub wait: LatencySummary,
     /// Time connections were held by callers.
     pub usage: LatencySummary,
+    /// Every checkout's wait since creation, bucketed, those that never waited as zero:
+    /// what a metrics exporter publishes as a histogram (`wait` summarises it). Not
+    /// serialized.
+    #[serde(skip)]
+    pub wait_histogram: HistogramSnapshot,
+    /// Every connection hold since creation, bucketed (`usage` summarises it). Not
+    /// serialized.
+    #[serde(skip)]
+    pub usage_histogram: HistogramSnapshot,
 }
 
 const STRIPES: usize = 16;
@@ -241,6 +250,13 @@ impl WaitSnapshot {
         }
         self.waited
             .quantile(((rank - self.immediate as f64) / waited as f64).clamp(0.0, 1.0))
+    }
+
+    /// Every checkout as one histogram, the immediate ones as zero waits.
+    pub(crate) fn histogram(&self) -> HistogramSnapshot {
+        let mut all = self.waited.clone();
+        all.record_many(Duration::ZERO, self.immediate);
+        all
     }
 
     pub(crate) fn summary(&self) -> LatencySummary {

@@ -1,6 +1,6 @@
 //! Tiers stacked into one cache: reads fall through, hits are promoted, writes go through.
 
-use backstop_core::{Clock, Histogram, LatencySummary, SystemClock};
+use backstop_core::{Clock, Histogram, HistogramSnapshot, LatencySummary, SystemClock};
 use dashmap::DashMap;
 use futures::future::join_all;
 use serde::Serialize;
@@ -54,6 +54,10 @@ pub struct TieredStats {
     pub panicked: u64,
     /// How long loader runs took.
     pub load_time: LatencySummary,
+    /// Every loader run's duration since creation, bucketed: what a metrics exporter
+    /// publishes as a histogram (`load_time` summarises it). Not serialized.
+    #[serde(skip)]
+    pub load_time_histogram: HistogramSnapshot,
     /// Each tier's own counters, top first, with its name.
     pub tiers: Vec<(String, TierStats)>,
 }
@@ -368,6 +372,7 @@ where
     pub fn stats(&self) -> TieredStats {
         let inner = &self.inner;
         let counter = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let load_time = inner.load_time.snapshot();
         TieredStats {
             hits_by_tier: inner.hits_by_tier.iter().map(counter).collect(),
             misses: counter(&inner.counters.misses),
@@ -379,7 +384,8 @@ where
             promotions: counter(&inner.counters.promotions),
             read_errors: counter(&inner.counters.read_errors),
             panicked: counter(&inner.counters.panicked),
-            load_time: inner.load_time.snapshot().summary(),
+            load_time: load_time.summary(),
+            load_time_histogram: load_time,
             tiers: inner
                 .levels
                 .iter()

@@ -95,8 +95,10 @@ mod error;
 mod handler;
 mod layer;
 mod queue;
+mod service;
 mod shared;
 mod stats;
+mod submit;
 
 pub use batcher::Batcher;
 pub use builder::BatcherBuilder;

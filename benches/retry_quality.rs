@@ -9,17 +9,23 @@
 //! - `attempts_per_request workload=outage contender=<tower_retry|backstop> value=<v>`: a
 //!   backend failing every call for a minute at 100 calls a second, 5 attempts allowed;
 //!   Backstop's budget allows 20 % retries (no floor), tower's `Retry` has no budget.
+//!
+//! The workload is seeded (paused time, one thread), so a run repeats exactly;
+//! `RETRY_QUALITY_SEED=<n>` (42 by default) draws other latencies, to check that a result
+//! holds beyond one draw.
+
+// The backend and hedging policy of the crate's own hedging test, so both measure the same.
+#[path = "../crates/backstop-retry/tests/support/tail.rs"]
+mod tail;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use backstop_core::{Error, Layer, Service, service_fn};
-use backstop_retry::{
-    HedgeConfig, Jitter, RetryBackoffConfig, RetryBudgetConfig, RetryConfig, RetryLayer,
-};
+use backstop_retry::{Jitter, RetryBackoffConfig, RetryBudgetConfig, RetryConfig, RetryLayer};
 use futures::StreamExt;
-use latency::SeededLatency;
+use tail::SeededLatency;
 use tokio::time::Instant;
 use tower::{Service as _, ServiceExt as _};
 
@@ -38,31 +44,18 @@ impl std::fmt::Display for Down {
 
 impl std::error::Error for Down {}
 
-mod latency {
-    use std::sync::Mutex;
-    use std::time::Duration;
-
-    /// Log-normal latencies with stragglers, from a seeded generator.
-    pub(crate) struct SeededLatency(Mutex<fastrand::Rng>);
-
-    impl SeededLatency {
-        pub(crate) fn new(seed: u64) -> Self {
-            Self(Mutex::new(fastrand::Rng::with_seed(seed)))
-        }
-
-        pub(crate) fn next(&self) -> Duration {
-            let mut rng = self.0.lock().expect("not poisoned");
-            let (u1, u2) = (rng.f64().max(f64::MIN_POSITIVE), rng.f64());
-            let normal = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-            let straggler = if rng.f64() < 0.02 { 20.0 } else { 1.0 };
-            Duration::from_secs_f64(0.100 * (0.25 * normal).exp() * straggler)
-        }
-    }
+/// The latency generator's seed: `RETRY_QUALITY_SEED`, 42 by default, so a result can be
+/// checked on other draws of the same workload.
+fn seed() -> u64 {
+    std::env::var("RETRY_QUALITY_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or(42)
 }
 
 /// The simulated backend: counts calls, sleeps a sampled latency.
 fn lognormal(calls: Arc<AtomicU64>) -> impl Fn(()) -> tokio::time::Sleep + Clone {
-    let latency = Arc::new(SeededLatency::new(42));
+    let latency = Arc::new(SeededLatency::new(seed()));
     move |()| {
         calls.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(latency.next())
@@ -168,18 +161,7 @@ async fn lognormal_workload() {
             Ok::<_, Error<Down>>(())
         }
     });
-    let retry = RetryConfig {
-        max_attempts: 1,
-        hedge: Some(HedgeConfig {
-            percentile: 0.97,
-            window: 1_000,
-            max_ratio: 0.05,
-            min_delay: Duration::from_millis(1),
-        }),
-        ..RetryConfig::default()
-    }
-    .build()
-    .expect("valid config");
+    let retry = tail::hedging().build().expect("valid config");
     let stack = Arc::new(RetryLayer::new(retry).layer(service));
     let call = || {
         let stack = stack.clone();
@@ -221,8 +203,17 @@ impl tower::retry::Policy<(), (), Down> for FourRetries {
 const OUTAGE_RATE: u64 = 100;
 const OUTAGE_SECONDS: u64 = 60;
 
-/// Sends `OUTAGE_RATE` calls a second for a minute; each call is spawned at its arrival.
-async fn outage<F, Fut>(call: F)
+/// The backend of the outage: counts calls, fails every one.
+fn failing(calls: Arc<AtomicU64>) -> impl Fn(()) -> std::future::Ready<Result<(), Down>> + Clone {
+    move |()| {
+        calls.fetch_add(1, Ordering::Relaxed);
+        std::future::ready(Err(Down))
+    }
+}
+
+/// Sends `OUTAGE_RATE` calls a second for a minute, each spawned at its arrival, and
+/// prints the attempts per request that reached the backend counting into `calls`.
+async fn outage<F, Fut>(contender: &str, calls: &AtomicU64, call: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -236,33 +227,26 @@ where
     for task in spawned {
         task.await.expect("no panic");
     }
+    let value = calls.load(Ordering::Relaxed) as f64 / (OUTAGE_RATE * OUTAGE_SECONDS) as f64;
+    println!("attempts_per_request workload=outage contender={contender} value={value:.3}");
 }
 
 async fn outage_workload() {
-    let requests = (OUTAGE_RATE * OUTAGE_SECONDS) as f64;
-
     let calls = Arc::new(AtomicU64::new(0));
-    let counted = calls.clone();
-    let failing = tower::service_fn(move |()| {
-        counted.fetch_add(1, Ordering::Relaxed);
-        async { Err::<(), _>(Down) }
-    });
-    let peer = tower::retry::Retry::new(FourRetries(0), failing);
-    outage(|| {
+    let peer = tower::retry::Retry::new(FourRetries(0), tower::service_fn(failing(calls.clone())));
+    outage("tower_retry", &calls, || {
         let peer = peer.clone();
         async move {
             let _ = peer.oneshot(()).await;
         }
     })
     .await;
-    let value = calls.load(Ordering::Relaxed) as f64 / requests;
-    println!("attempts_per_request workload=outage contender=tower_retry value={value:.3}");
 
     let calls = Arc::new(AtomicU64::new(0));
-    let counted = calls.clone();
+    let fail = failing(calls.clone());
     let failing = service_fn(move |()| {
-        counted.fetch_add(1, Ordering::Relaxed);
-        async { Err::<(), _>(Error::Inner(Down)) }
+        let failed = fail(());
+        async move { failed.await.map_err(Error::Inner) }
     });
     let retry = RetryConfig {
         max_attempts: 5,
@@ -280,15 +264,13 @@ async fn outage_workload() {
     .build()
     .expect("valid config");
     let stack = Arc::new(RetryLayer::new(retry).layer(failing));
-    outage(|| {
+    outage("backstop", &calls, || {
         let stack = stack.clone();
         async move {
             let _ = stack.call(()).await;
         }
     })
     .await;
-    let value = calls.load(Ordering::Relaxed) as f64 / requests;
-    println!("attempts_per_request workload=outage contender=backstop value={value:.3}");
 }
 
 fn main() {

@@ -4,16 +4,16 @@ use super::error::BudgetError;
 use super::ledger::{Ledger, NoRoom};
 use super::money::{Charges, ModelPrice, TokenUsage};
 use super::period::WallTime;
-use super::plan::{BudgetPlan, BudgetQuota, LevelQuotas, level_quotas};
+use super::plan::{BudgetPlan, BudgetQuota, LevelQuotas, Overrides, level_quotas};
 use super::reservation::BudgetReservation;
 use super::stats::{BudgetCounters, BudgetStats, EntrySpend, LevelStats};
 use crate::cap::KeyCap;
 use crate::error::limited;
-use backstop_core::config::{ConfigError, ensure};
+use backstop_core::config::ConfigError;
 use backstop_core::{Clock, DefaultClock, QuotaState};
 use dashmap::DashMap;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
@@ -40,9 +40,7 @@ impl Entry {
 /// A level's live state: overrides set at runtime, the ids tracked, the key cap.
 #[derive(Debug)]
 struct Level {
-    overrides: DashMap<String, LevelQuotas>,
-    // Skips the override lookup on the hot path while there are none.
-    has_overrides: AtomicBool,
+    overrides: Overrides,
     entries: DashMap<String, Arc<Entry>>,
     cap: KeyCap,
     evicted: AtomicU64,
@@ -133,12 +131,7 @@ impl<C: Clock> Budgets<C> {
             .levels
             .iter()
             .map(|level| Level {
-                has_overrides: AtomicBool::new(!level.overrides.is_empty()),
-                overrides: level
-                    .overrides
-                    .iter()
-                    .map(|(id, quotas)| (id.clone(), quotas.clone()))
-                    .collect(),
+                overrides: Overrides::of(level),
                 entries: DashMap::new(),
                 cap: KeyCap::unbounded(),
                 evicted: AtomicU64::new(0),
@@ -178,33 +171,17 @@ impl<C: Clock> Budgets<C> {
         id: &str,
         quotas: Vec<BudgetQuota>,
     ) -> Result<(), ConfigError> {
-        let index = self.level_index(level)?;
+        let index = self.shared.plan.level_of(level)?;
         let quotas = level_quotas(level, quotas)?;
-        let state = &self.shared.levels[index];
-        state.overrides.insert(id.to_string(), quotas);
-        state.has_overrides.store(true, Ordering::Release);
+        self.shared.levels[index].overrides.set(id, quotas);
         Ok(())
     }
 
     /// Returns `id` at `level` to the level's quotas.
     pub fn remove_override(&self, level: &str, id: &str) -> Result<(), ConfigError> {
-        let index = self.level_index(level)?;
-        let state = &self.shared.levels[index];
-        state.overrides.remove(id);
-        if state.overrides.is_empty() {
-            state.has_overrides.store(false, Ordering::Release);
-        }
+        let index = self.shared.plan.level_of(level)?;
+        self.shared.levels[index].overrides.remove(id);
         Ok(())
-    }
-
-    fn level_index(&self, level: &str) -> Result<usize, ConfigError> {
-        let index = self.shared.plan.level_index(level);
-        ensure(
-            index.is_some(),
-            "level",
-            format!("`{level}` is not a level of the plan"),
-        )?;
-        Ok(index.unwrap_or(0))
     }
 
     /// Reserves the estimate of an LLM call to `model` (the prompt's tokens and
@@ -277,12 +254,15 @@ impl<C: Clock> Budgets<C> {
         // wins over a refusal or a full level, as if it had run first.
         let mut held = Held::default();
         for (level, id) in path.iter().enumerate() {
-            let entry = match self.entry(level, id, now, path, estimate) {
-                Ok(entry) => entry,
-                Err(error) => {
-                    self.release(&held, path, now, estimate);
-                    return Err(error);
-                }
+            let entry = match self.entry(level, id) {
+                Some(entry) => entry,
+                None => match self.create_entry(level, id, now, path, estimate) {
+                    Ok(entry) => entry,
+                    Err(error) => {
+                        self.release(&held, path, now, estimate);
+                        return Err(error);
+                    }
+                },
             };
             let quotas = self.quotas(level, id);
             let charged = entry.lock().reserve(&quotas, now, estimate);
@@ -360,33 +340,21 @@ impl<C: Clock> Budgets<C> {
     /// The quotas of `id` at `level`.
     #[inline]
     pub(crate) fn quotas(&self, level: usize, id: &str) -> Quotas<'_> {
-        let state = &self.shared.levels[level];
-        if state.has_overrides.load(Ordering::Acquire)
-            && let Some(quotas) = state.overrides.get(id)
-        {
-            return Quotas::Override(quotas.clone());
+        match self.shared.levels[level].overrides.get(id) {
+            Some(quotas) => Quotas::Override(quotas),
+            None => Quotas::Default(&self.shared.plan.levels[level].quotas),
         }
-        Quotas::Default(&self.shared.plan.levels[level].quotas)
+    }
+
+    /// The entry of `id` at `level`, if it is tracked.
+    #[inline]
+    fn entry(&self, level: usize, id: &str) -> Option<Arc<Entry>> {
+        let entry = self.shared.levels[level].entries.get(id)?;
+        Some(Arc::clone(&entry))
     }
 
     /// The entry of `id` at `level`, created if `estimate` fits the path's limits and the
     /// level has room.
-    #[inline]
-    fn entry(
-        &self,
-        level: usize,
-        id: &str,
-        now: u64,
-        path: &[&str],
-        estimate: &Charges,
-    ) -> Result<Arc<Entry>, BudgetError> {
-        let state = &self.shared.levels[level];
-        if let Some(entry) = state.entries.get(id) {
-            return Ok(Arc::clone(&entry));
-        }
-        self.create_entry(level, id, now, path, estimate)
-    }
-
     #[cold]
     fn create_entry(
         &self,

@@ -4,8 +4,10 @@
 use super::money::{BudgetMeter, CostTable};
 use super::period::BudgetPeriod;
 use backstop_core::config::{ConfigError, ensure, ensure_at_most};
+use dashmap::DashMap;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One quota of one level: at most `limit` units of a meter per period.
 ///
@@ -135,6 +137,52 @@ pub(crate) fn level_quotas(
     Ok(quotas.into_iter().map(|q| q.labelled(level)).collect())
 }
 
+/// A level's per-id quotas as they stand at runtime (the plan's overrides, then those set
+/// and removed since), read on every decision of the local and the Redis budgets alike: a
+/// flag skips the map while the level has none.
+#[derive(Debug)]
+pub(crate) struct Overrides {
+    map: DashMap<String, LevelQuotas>,
+    any: AtomicBool,
+}
+
+impl Overrides {
+    /// The overrides `level` starts with.
+    pub(crate) fn of(level: &PlanLevel) -> Self {
+        Self {
+            any: AtomicBool::new(!level.overrides.is_empty()),
+            map: level
+                .overrides
+                .iter()
+                .map(|(id, quotas)| (id.clone(), quotas.clone()))
+                .collect(),
+        }
+    }
+
+    /// Holds `id` to `quotas` from now on.
+    pub(crate) fn set(&self, id: &str, quotas: LevelQuotas) {
+        self.map.insert(id.to_string(), quotas);
+        self.any.store(true, Ordering::Release);
+    }
+
+    /// Returns `id` to the level's quotas.
+    pub(crate) fn remove(&self, id: &str) {
+        self.map.remove(id);
+        if self.map.is_empty() {
+            self.any.store(false, Ordering::Release);
+        }
+    }
+
+    /// The quotas of `id`, if it has its own.
+    #[inline]
+    pub(crate) fn get(&self, id: &str) -> Option<LevelQuotas> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
+        self.map.get(id).map(|quotas| quotas.clone())
+    }
+}
+
 /// One level of a hierarchy: its name (`key`, `team`, `org`), its quotas and per-id
 /// overrides.
 #[derive(Debug, Clone)]
@@ -231,6 +279,13 @@ impl BudgetPlan {
     /// The index of the level named `name`.
     pub(crate) fn level_index(&self, name: &str) -> Option<usize> {
         self.levels.iter().position(|l| &*l.name == name)
+    }
+
+    /// The index of the level named `name`, or an error naming the field `level`.
+    pub(crate) fn level_of(&self, name: &str) -> Result<usize, ConfigError> {
+        self.level_index(name).ok_or_else(|| {
+            ConfigError::new("level", format!("`{name}` is not a level of the plan"))
+        })
     }
 }
 

@@ -14,17 +14,16 @@
 
 use super::error::BudgetError;
 use super::money::{Charges, ModelPrice, TokenUsage};
-use super::plan::{BudgetPlan, BudgetQuota, DropRule, LevelQuotas, level_quotas};
+use super::plan::{BudgetPlan, BudgetQuota, DropRule, LevelQuotas, Overrides, level_quotas};
 use super::reservation::Settlement;
 use crate::TimeSource;
 use crate::error::limited;
 use backstop_core::QuotaState;
 use backstop_core::config::{ConfigError, ensure, ensure_duration};
 use backstop_redis::{RedisConnection, RedisFault};
-use dashmap::DashMap;
 use serde::Serialize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
@@ -273,19 +272,13 @@ struct Counters {
     redis_errors: AtomicU64,
 }
 
-#[derive(Debug)]
-struct Overrides {
-    maps: Box<[DashMap<String, LevelQuotas>]>,
-    any: AtomicBool,
-}
-
 struct Shared {
     redis: RedisConnection,
     reserve: redis::Script,
     settle: redis::Script,
     prefix: Arc<str>,
     plan: BudgetPlan,
-    overrides: Overrides,
+    overrides: Box<[Overrides]>,
     time: TimeSource,
     timeout: Duration,
     reservation_ttl: Duration,
@@ -359,19 +352,7 @@ impl RedisBudgets {
             "prefix",
             "must not contain glob characters or braces",
         )?;
-        let overrides = Overrides {
-            any: AtomicBool::new(plan.levels.iter().any(|l| !l.overrides.is_empty())),
-            maps: plan
-                .levels
-                .iter()
-                .map(|l| {
-                    l.overrides
-                        .iter()
-                        .map(|(id, q)| (id.clone(), q.clone()))
-                        .collect()
-                })
-                .collect(),
-        };
+        let overrides = plan.levels.iter().map(Overrides::of).collect();
         Ok(Self {
             shared: Arc::new(Shared {
                 redis: redis.into(),
@@ -454,21 +435,10 @@ impl RedisBudgets {
         id: &str,
         quotas: Vec<BudgetQuota>,
     ) -> Result<(), ConfigError> {
-        let index = self.level_index(level)?;
+        let index = self.shared.plan.level_of(level)?;
         let quotas = level_quotas(level, quotas)?;
-        self.shared.overrides.maps[index].insert(id.to_string(), quotas);
-        self.shared.overrides.any.store(true, Ordering::Release);
+        self.shared.overrides[index].set(id, quotas);
         Ok(())
-    }
-
-    fn level_index(&self, level: &str) -> Result<usize, ConfigError> {
-        let index = self.shared.plan.level_index(level);
-        ensure(
-            index.is_some(),
-            "level",
-            format!("`{level}` is not a level of the plan"),
-        )?;
-        Ok(index.unwrap_or(0))
     }
 
     /// The plan enforced.
@@ -477,13 +447,9 @@ impl RedisBudgets {
     }
 
     fn quotas(&self, level: usize, id: &str) -> LevelQuotas {
-        let overrides = &self.shared.overrides;
-        if overrides.any.load(Ordering::Acquire)
-            && let Some(quotas) = overrides.maps[level].get(id)
-        {
-            return quotas.clone();
-        }
-        self.shared.plan.levels[level].quotas.clone()
+        self.shared.overrides[level]
+            .get(id)
+            .unwrap_or_else(|| self.shared.plan.levels[level].quotas.clone())
     }
 
     /// The Redis key of `id` at `level` on a path whose widest id is `top`.

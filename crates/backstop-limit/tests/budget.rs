@@ -3,10 +3,12 @@
 
 use backstop_core::{ManualClock, RejectKind};
 use backstop_limit::{
-    BudgetError, BudgetMeter, BudgetPeriod, BudgetPlan, BudgetQuota, Budgets, Charges, CostTable,
-    DropRule, ModelPrice, TokenUsage,
+    BudgetError, BudgetMeter, BudgetPeriod, BudgetPlan, BudgetQuota, Budgets, Charges, DropRule,
+    TokenUsage,
 };
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+mod budget_plan;
 
 /// 2026-01-31 23:59:00 UTC: a minute before a new day and a new month.
 fn new_years_eve_minus_a_month() -> SystemTime {
@@ -14,30 +16,7 @@ fn new_years_eve_minus_a_month() -> SystemTime {
 }
 
 fn plan(on_drop: DropRule) -> BudgetPlan {
-    BudgetPlan::builder()
-        .level(
-            "key",
-            [
-                BudgetQuota::requests(10, BudgetPeriod::minute()).unwrap(),
-                BudgetQuota::tokens(1_000, BudgetPeriod::minute()).unwrap(),
-            ],
-        )
-        .level(
-            "team",
-            [BudgetQuota::tokens(1_500, BudgetPeriod::Day).unwrap()],
-        )
-        .level(
-            "org",
-            [BudgetQuota::spend(100_000, BudgetPeriod::Month).unwrap()],
-        )
-        .costs(
-            CostTable::new()
-                .with("m", ModelPrice::per_million(10_000_000, 20_000_000))
-                .unwrap(),
-        )
-        .on_drop(on_drop)
-        .build()
-        .unwrap()
+    budget_plan::three_levels(BudgetPeriod::minute(), 10, 100_000, on_drop)
 }
 
 fn budgets(on_drop: DropRule) -> (Budgets<ManualClock>, ManualClock) {

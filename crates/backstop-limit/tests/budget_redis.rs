@@ -5,11 +5,10 @@
 #![cfg(feature = "redis")]
 
 use backstop_core::RejectKind;
+use backstop_core::testing::RedisTestContext;
 use backstop_limit::{
-    BudgetError, BudgetPeriod, BudgetPlan, BudgetQuota, Charges, CostTable, DropRule, ModelPrice,
-    RedisBudgets, SettleRetry, TokenUsage,
+    BudgetError, BudgetPeriod, BudgetPlan, Charges, DropRule, RedisBudgets, SettleRetry, TokenUsage,
 };
-use backstop_testkit::RedisTestContext;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,31 +18,10 @@ use std::time::Duration;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
+mod budget_plan;
+
 fn plan(on_drop: DropRule) -> BudgetPlan {
-    BudgetPlan::builder()
-        .level(
-            "key",
-            [
-                BudgetQuota::requests(100, BudgetPeriod::hour()).unwrap(),
-                BudgetQuota::tokens(1_000, BudgetPeriod::hour()).unwrap(),
-            ],
-        )
-        .level(
-            "team",
-            [BudgetQuota::tokens(1_500, BudgetPeriod::Day).unwrap()],
-        )
-        .level(
-            "org",
-            [BudgetQuota::spend(1_000_000, BudgetPeriod::Month).unwrap()],
-        )
-        .costs(
-            CostTable::new()
-                .with("m", ModelPrice::per_million(10_000_000, 20_000_000))
-                .unwrap(),
-        )
-        .on_drop(on_drop)
-        .build()
-        .unwrap()
+    budget_plan::three_levels(BudgetPeriod::hour(), 100, 1_000_000, on_drop)
 }
 
 fn budgets(redis: &RedisTestContext, on_drop: DropRule) -> RedisBudgets {

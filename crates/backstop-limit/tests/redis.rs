@@ -1,12 +1,12 @@
 //! The Redis-backed limiter against a real server (`REDIS_URL`; skipped without it).
 #![cfg(feature = "redis")]
 
+use backstop_core::testing::RedisTestContext;
 use backstop_core::{RejectKind, Service, ServiceExt, Stack, service_fn};
 use backstop_limit::{
     FailureMode, FailurePolicy, Quota, QuotaConfig, RedisLimitConfig, RedisLimitError,
     RedisRateLimitLayer, RedisRateLimiter, TimeSource, WaitPolicy,
 };
-use backstop_testkit::RedisTestContext;
 use std::time::{Duration, Instant};
 
 fn limiter(redis: &RedisTestContext, quotas: &[Quota]) -> RedisRateLimiter {
@@ -14,6 +14,11 @@ fn limiter(redis: &RedisTestContext, quotas: &[Quota]) -> RedisRateLimiter {
         .unwrap()
         .with_timeout(Duration::from_secs(2))
         .with_failure_policy(FailurePolicy::FailClosed)
+}
+
+/// Whether `limiter` admits `costs` (one per quota) for `key`.
+async fn admits(limiter: &RedisRateLimiter, key: &str, costs: &[u64]) -> bool {
+    limiter.check_key_costs(key, costs).await.unwrap().allowed
 }
 
 async fn admitted(limiter: &RedisRateLimiter, key: &str, tries: usize) -> usize {
@@ -79,32 +84,14 @@ async fn per_quota_costs_are_charged_all_or_none_across_instances() {
     // Requests per hour and tokens per hour, shared by two processes' limiters.
     let quotas = [Quota::per_hour(3).unwrap(), Quota::per_hour(2_000).unwrap()];
     let (first, second) = (limiter(&redis, &quotas), limiter(&redis, &quotas));
-    assert!(
-        first
-            .check_key_costs("ann", &[1, 900])
-            .await
-            .unwrap()
-            .allowed
-    );
-    assert!(
-        second
-            .check_key_costs("ann", &[1, 900])
-            .await
-            .unwrap()
-            .allowed
-    );
+    assert!(admits(&first, "ann", &[1, 900]).await);
+    assert!(admits(&second, "ann", &[1, 900]).await);
     // Over the tokens: refused, and the third request slot is not spent.
     let refused = first.check_key_costs("ann", &[1, 900]).await.unwrap();
     assert!(!refused.allowed && refused.retry_after > Duration::ZERO);
-    assert!(
-        second
-            .check_key_costs("ann", &[1, 200])
-            .await
-            .unwrap()
-            .allowed
-    );
+    assert!(admits(&second, "ann", &[1, 200]).await);
     // Now the requests are used up, whatever the tokens.
-    assert!(!first.check_key_costs("ann", &[1, 0]).await.unwrap().allowed);
+    assert!(!admits(&first, "ann", &[1, 0]).await);
     assert_eq!(
         first.check_key_costs("ann", &[1]).await,
         Err(RedisLimitError::CostsMismatch {

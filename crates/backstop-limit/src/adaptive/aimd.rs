@@ -25,15 +25,8 @@ pub(crate) fn next_limit(config: &AimdConfig, limit: f64, w: &WindowSummary, bas
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adaptive::window::window;
     use std::time::Duration;
-
-    fn window(mean_rtt: f64, drops: u64, max_in_flight: u64) -> WindowSummary {
-        WindowSummary {
-            mean_rtt,
-            drops,
-            max_in_flight,
-        }
-    }
 
     #[test]
     fn grows_when_busy_and_fast_holds_when_app_limited() {

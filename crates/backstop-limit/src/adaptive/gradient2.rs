@@ -42,14 +42,7 @@ pub(crate) fn next_limit(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn window(mean_rtt: f64, drops: u64, max_in_flight: u64) -> WindowSummary {
-        WindowSummary {
-            mean_rtt,
-            drops,
-            max_in_flight,
-        }
-    }
+    use crate::adaptive::window::window;
 
     #[test]
     fn probes_by_root_limit_without_queueing_unless_app_limited() {

@@ -40,14 +40,7 @@ pub(crate) fn next_limit(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn window(mean_rtt: f64, drops: u64, max_in_flight: u64) -> WindowSummary {
-        WindowSummary {
-            mean_rtt,
-            drops,
-            max_in_flight,
-        }
-    }
+    use crate::adaptive::window::window;
 
     #[test]
     fn grows_fast_without_a_queue_and_slowly_with_a_short_one() {

@@ -22,6 +22,16 @@ impl WindowSummary {
     }
 }
 
+/// A window's summary, for the algorithms' tests.
+#[cfg(test)]
+pub(crate) fn window(mean_rtt: f64, drops: u64, max_in_flight: u64) -> WindowSummary {
+    WindowSummary {
+        mean_rtt,
+        drops,
+        max_in_flight,
+    }
+}
+
 /// Accumulators for the window in progress.
 #[derive(Debug, Default)]
 pub(crate) struct WindowSamples {

@@ -1,0 +1,39 @@
+//! The plan the local and the Redis budget tests share: a key (requests and tokens per
+//! `key_period`), its team (1,500 tokens a day) and its organisation (spend per calendar
+//! month), with one priced model, `m`.
+
+use backstop_limit::{BudgetPeriod, BudgetPlan, BudgetQuota, CostTable, DropRule, ModelPrice};
+
+/// Key: `requests` calls and 1,000 tokens per `key_period`; team: 1,500 tokens a day;
+/// org: `org_spend` micro-units a month; `m` costs $10 / $20 per million tokens.
+pub(crate) fn three_levels(
+    key_period: BudgetPeriod,
+    requests: u64,
+    org_spend: u64,
+    on_drop: DropRule,
+) -> BudgetPlan {
+    BudgetPlan::builder()
+        .level(
+            "key",
+            [
+                BudgetQuota::requests(requests, key_period).unwrap(),
+                BudgetQuota::tokens(1_000, key_period).unwrap(),
+            ],
+        )
+        .level(
+            "team",
+            [BudgetQuota::tokens(1_500, BudgetPeriod::Day).unwrap()],
+        )
+        .level(
+            "org",
+            [BudgetQuota::spend(org_spend, BudgetPeriod::Month).unwrap()],
+        )
+        .costs(
+            CostTable::new()
+                .with("m", ModelPrice::per_million(10_000_000, 20_000_000))
+                .unwrap(),
+        )
+        .on_drop(on_drop)
+        .build()
+        .unwrap()
+}

@@ -6,7 +6,7 @@ use crate::config::BatchConfig;
 use crate::error::BatchError;
 use crate::shared::{KeyFn, PriorityFn, erase_handler};
 use backstop_core::config::{ConfigError, Validate};
-use backstop_core::{Layer, Panicked, Rejected, Service, StackError};
+use backstop_core::{Layer, Panicked, Rejected, Service, StackError, record_outcome};
 use futures::TryFutureExt;
 use std::fmt;
 use std::future::Future;
@@ -248,27 +248,5 @@ fn stack_error<E: StackError>(error: BatchError) -> E {
             &"the batch handler panicked",
         )),
         other => E::backend(Arc::new(other)),
-    }
-}
-
-/// Records how a call through the layer ended on its span: `outcome` (`ok`, `rejected`,
-/// `error`), and for a refusal its kind and `retry_after` in seconds.
-fn record_outcome<T, E: backstop_core::StackError>(span: &tracing::Span, result: &Result<T, E>) {
-    match result {
-        Ok(_) => {
-            span.record("outcome", "ok");
-        }
-        Err(error) => match error.rejection() {
-            Some(refused) => {
-                span.record("outcome", "rejected");
-                span.record("reject_kind", tracing::field::display(&refused.kind));
-                if let Some(after) = refused.retry_after {
-                    span.record("retry_after", after.as_secs_f64());
-                }
-            }
-            None => {
-                span.record("outcome", "error");
-            }
-        },
     }
 }

@@ -13,6 +13,7 @@ use crate::gcra::{Costs, Gcra};
 use crate::limiter::Limiter;
 use crate::quota::Quota;
 use crate::store::StateStore;
+pub(crate) use backstop_core::record_outcome;
 use backstop_core::{Clock, Layer, Rejected, Service, StackError, contain};
 use std::fmt;
 use std::sync::Arc;
@@ -424,28 +425,6 @@ where
     fn readiness(&self) -> Result<(), Rejected> {
         self.bulkhead.readiness()?;
         self.inner.readiness()
-    }
-}
-
-/// Records how a call through a layer ended on its span: `outcome` (`ok`, `rejected`,
-/// `error`), and for a refusal its kind and `retry_after` in seconds.
-pub(crate) fn record_outcome<T, E: StackError>(span: &tracing::Span, result: &Result<T, E>) {
-    match result {
-        Ok(_) => {
-            span.record("outcome", "ok");
-        }
-        Err(error) => match error.rejection() {
-            Some(refused) => {
-                span.record("outcome", "rejected");
-                span.record("reject_kind", tracing::field::display(&refused.kind));
-                if let Some(after) = refused.retry_after {
-                    span.record("retry_after", after.as_secs_f64());
-                }
-            }
-            None => {
-                span.record("outcome", "error");
-            }
-        },
     }
 }
 

@@ -4,7 +4,7 @@ use std::fmt;
 use tracing::Instrument;
 
 use crate::conn::PoolManager;
-use backstop_core::{Layer, RejectKind, Rejected, Service, StackError};
+use backstop_core::{Layer, RejectKind, Rejected, Service, StackError, record_outcome};
 
 use crate::error::PoolError;
 use crate::pool::{Pool, Pooled};
@@ -219,27 +219,5 @@ where
             return Err(Rejected::new(RejectKind::PoolExhausted));
         }
         self.inner.readiness()
-    }
-}
-
-/// Records how a call through the layer ended on its span: `outcome` (`ok`, `rejected`,
-/// `error`), and for a refusal its kind and `retry_after` in seconds.
-fn record_outcome<T, E: backstop_core::StackError>(span: &tracing::Span, result: &Result<T, E>) {
-    match result {
-        Ok(_) => {
-            span.record("outcome", "ok");
-        }
-        Err(error) => match error.rejection() {
-            Some(refused) => {
-                span.record("outcome", "rejected");
-                span.record("reject_kind", tracing::field::display(&refused.kind));
-                if let Some(after) = refused.retry_after {
-                    span.record("retry_after", after.as_secs_f64());
-                }
-            }
-            None => {
-                span.record("outcome", "error");
-            }
-        },
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::Retry;
 use crate::classify::{ClassifyRetry, StandardClassify};
-use backstop_core::{Layer, Rejected, Service, StackError};
+use backstop_core::{Layer, Rejected, Service, StackError, record_outcome};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -138,27 +138,5 @@ where
     /// The retry itself never refuses a first attempt; the inner service's readiness.
     fn readiness(&self) -> Result<(), Rejected> {
         self.inner.readiness()
-    }
-}
-
-/// Records how a call through the layer ended on its span: `outcome` (`ok`, `rejected`,
-/// `error`), and for a refusal its kind and `retry_after` in seconds.
-fn record_outcome<T, E: StackError>(span: &tracing::Span, result: &Result<T, E>) {
-    match result {
-        Ok(_) => {
-            span.record("outcome", "ok");
-        }
-        Err(error) => match error.rejection() {
-            Some(refused) => {
-                span.record("outcome", "rejected");
-                span.record("reject_kind", tracing::field::display(&refused.kind));
-                if let Some(after) = refused.retry_after {
-                    span.record("retry_after", after.as_secs_f64());
-                }
-            }
-            None => {
-                span.record("outcome", "error");
-            }
-        },
     }
 }

@@ -4,7 +4,7 @@ use crate::class::{ClassifyRoute, StandardRouteClassify};
 use crate::hints::RouteHints;
 use crate::router::Router;
 use crate::target::TargetInfo;
-use backstop_core::{Layer, RejectKind, Rejected, Service, StackError, contain};
+use backstop_core::{Layer, RejectKind, Rejected, Service, StackError, contain, record_outcome};
 use std::fmt;
 use std::sync::Arc;
 use tracing::Instrument;
@@ -350,27 +350,5 @@ where
             // A target without a service cannot be reached; the router moves on.
             None => Err(S::Error::rejected(Rejected::new(RejectKind::Closed))),
         }
-    }
-}
-
-/// Records how a call through the layer ended on its span: `outcome` (`ok`, `rejected`,
-/// `error`), and for a refusal its kind and `retry_after` in seconds.
-fn record_outcome<T, E: backstop_core::StackError>(span: &tracing::Span, result: &Result<T, E>) {
-    match result {
-        Ok(_) => {
-            span.record("outcome", "ok");
-        }
-        Err(error) => match error.rejection() {
-            Some(refused) => {
-                span.record("outcome", "rejected");
-                span.record("reject_kind", tracing::field::display(&refused.kind));
-                if let Some(after) = refused.retry_after {
-                    span.record("retry_after", after.as_secs_f64());
-                }
-            }
-            None => {
-                span.record("outcome", "error");
-            }
-        },
     }
 }

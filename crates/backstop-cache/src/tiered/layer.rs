@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use crate::TieredCache;
+pub(crate) use backstop_core::record_outcome;
 
 /// Which cache key a request is stored under; `None` lets the request pass through
 /// uncached. Implemented by closures `Fn(&Req) -> Option<K>` (set with
@@ -190,27 +191,5 @@ where
     /// readiness is the inner service's.
     fn readiness(&self) -> Result<(), Rejected> {
         self.inner.readiness()
-    }
-}
-
-/// Records how a call through the layer ended on its span: `outcome` (`ok`, `rejected`,
-/// `error`), and for a refusal its kind and `retry_after` in seconds.
-fn record_outcome<T, E: backstop_core::StackError>(span: &tracing::Span, result: &Result<T, E>) {
-    match result {
-        Ok(_) => {
-            span.record("outcome", "ok");
-        }
-        Err(error) => match error.rejection() {
-            Some(refused) => {
-                span.record("outcome", "rejected");
-                span.record("reject_kind", tracing::field::display(&refused.kind));
-                if let Some(after) = refused.retry_after {
-                    span.record("retry_after", after.as_secs_f64());
-                }
-            }
-            None => {
-                span.record("outcome", "error");
-            }
-        },
     }
 }

@@ -169,3 +169,142 @@ async fn retry_and_adaptive_layers_nest_their_spans_too() {
     assert_eq!(retry.fields["outcome"], "ok");
     assert_eq!(adaptive.fields["outcome"], "ok");
 }
+
+/// The `key_hash` a layer records for `key`: SipHash with fixed keys over the key's text.
+fn key_hash(key: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish().to_string()
+}
+
+/// No span field carries the key itself.
+fn assert_no_field_holds(spans: &[Captured], secret: &str) {
+    for span in spans {
+        for (field, value) in &span.fields {
+            assert!(!value.contains(secret), "{} {field} = {value}", span.name);
+        }
+    }
+}
+
+/// Issue 27: keyed layers record a hash of the key (so a viewer groups one key's calls)
+/// and never the key, which may be a user's prompt.
+#[cfg(all(feature = "cache", feature = "batch"))]
+#[tokio::test(flavor = "current_thread")]
+async fn keyed_layers_record_a_hash_of_the_key_never_the_key() {
+    use backstop::batch::{BatchConfig, BatchLayer};
+    use backstop::cache::{CacheLayer, MemoryTier, TieredCache};
+
+    let spans = Spans::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    let cache: TieredCache<String, usize> = TieredCache::builder()
+        .memory(MemoryTier::with_capacity(10).unwrap(), None)
+        .build()
+        .unwrap();
+    let cached = CacheLayer::new(cache).layer(
+        service_fn(|prompt: String| async move { Ok::<_, std::io::Error>(prompt.len()) }).lift(),
+    );
+    let secret = "my card number is 4111";
+    for _ in 0..2 {
+        assert_eq!(cached.call(secret.to_string()).await.unwrap(), secret.len());
+    }
+    let captured = spans.take();
+    assert_eq!(captured.len(), 2, "{captured:#?}");
+    for span in &captured {
+        assert_eq!(span.name, "backstop.cache");
+        assert_eq!(
+            span.fields["key_hash"],
+            key_hash(secret),
+            "the same key, the same hash"
+        );
+        assert_eq!(span.fields["outcome"], "ok");
+    }
+    assert_no_field_holds(&captured, secret);
+
+    let batched = BatchLayer::new(BatchConfig::default())
+        .unwrap()
+        .key(|prompt: &String| prompt.clone())
+        .layer(
+            service_fn(|prompts: Vec<String>| async move {
+                Ok::<_, std::io::Error>(prompts.iter().map(String::len).collect::<Vec<_>>())
+            })
+            .lift(),
+        );
+    assert_eq!(
+        batched.call(secret.to_string()).await.unwrap(),
+        secret.len()
+    );
+    let captured = spans.take();
+    let batch = find(&captured, "backstop.batch");
+    assert_eq!(batch.fields["key_hash"], key_hash(secret));
+    assert_eq!(batch.fields["outcome"], "ok");
+    assert_no_field_holds(&captured, secret);
+}
+
+/// Issue 27: the stream layers open a span per call too, with the key hashed, and the
+/// upstream they open (when the stream is first polled) runs inside it, so the layers
+/// below nest under it in a trace viewer.
+#[cfg(feature = "cache")]
+#[tokio::test(flavor = "current_thread")]
+async fn stream_layers_make_spans_the_upstream_nests_under() {
+    use backstop::cache::{MemoryTier, StreamCache, StreamCacheLayer, TieredCache};
+    use backstop::dedup::{StreamDedupLayer, StreamGroup};
+    use futures::StreamExt;
+
+    let spans = Spans::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    let model = || {
+        service_fn(|prompt: String| async move {
+            let tokens = prompt
+                .split(' ')
+                .map(|t| Ok(t.to_string()))
+                .collect::<Vec<_>>();
+            Ok::<_, Error<std::io::Error>>(futures::stream::iter(tokens))
+        })
+    };
+    let limited = || RateLimitLayer::new(RateLimiter::new(Quota::per_second(100).unwrap()));
+
+    let shared = StreamDedupLayer::new(StreamGroup::new()).layer(limited().layer(model()));
+    let stream = shared.call("hello there".to_string()).await.unwrap();
+    assert_eq!(stream.collect::<Vec<_>>().await.len(), 2);
+    let captured = spans.take();
+    let dedup = find(&captured, "backstop.stream_dedup");
+    assert_eq!(dedup.parent, None);
+    assert_eq!(dedup.fields["key_hash"], key_hash("hello there"));
+    assert_eq!(dedup.fields["outcome"], "ok");
+    let limit = find(&captured, "backstop.limit");
+    assert_eq!(limit.parent, Some("backstop.stream_dedup"));
+    assert_no_field_holds(&captured, "hello there");
+
+    let streams = StreamCache::builder(
+        TieredCache::builder()
+            .memory(MemoryTier::with_capacity(100).unwrap(), None)
+            .build()
+            .unwrap(),
+        StreamGroup::new(),
+    )
+    .build()
+    .unwrap();
+    let cached = StreamCacheLayer::new(streams).layer(limited().layer(model()));
+    let first = cached.call("hello again".to_string()).await.unwrap();
+    assert_eq!(first.collect::<Vec<_>>().await.len(), 2);
+    let captured = spans.take();
+    let cache = find(&captured, "backstop.stream_cache");
+    assert_eq!(cache.fields["key_hash"], key_hash("hello again"));
+    assert_eq!(cache.fields["outcome"], "ok");
+    assert_eq!(
+        find(&captured, "backstop.limit").parent,
+        Some("backstop.stream_cache")
+    );
+    let replay = cached.call("hello again".to_string()).await.unwrap();
+    assert!(replay.is_replay());
+    let captured = spans.take();
+    assert_eq!(
+        captured.len(),
+        1,
+        "a replay calls nothing below: {captured:#?}"
+    );
+    assert_eq!(captured[0].fields["key_hash"], key_hash("hello again"));
+}

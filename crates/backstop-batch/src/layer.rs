@@ -6,7 +6,7 @@ use crate::config::BatchConfig;
 use crate::error::BatchError;
 use crate::shared::{KeyFn, PriorityFn, erase_handler};
 use backstop_core::config::{ConfigError, Validate};
-use backstop_core::{Layer, Panicked, Rejected, Service, StackError, record_outcome};
+use backstop_core::{Layer, Panicked, Rejected, Service, StackError, contain, record_outcome};
 use futures::TryFutureExt;
 use std::fmt;
 use std::future::Future;
@@ -213,14 +213,20 @@ where
         let span = tracing::debug_span!(
             target: "backstop",
             "backstop.batch",
+            key_hash = tracing::field::Empty,
             outcome = tracing::field::Empty,
             reject_kind = tracing::field::Empty,
             retry_after = tracing::field::Empty,
         );
-        let call = async { self.batcher.submit(req).await.map_err(stack_error) };
         if span.is_disabled() {
-            return call.await;
+            return self.batcher.submit(req).await.map_err(stack_error);
         }
+        // The batcher runs the key closure again under `contain`; a panic here is
+        // contained too and leaves the span without a key.
+        if let Ok(key) = contain("batch.key", || (self.batcher.shared().key_fn)(&req)) {
+            span.record("key_hash", key_hash(&key));
+        }
+        let call = async { self.batcher.submit(req).await.map_err(stack_error) };
         let result = call.instrument(span.clone()).await;
         record_outcome(&span, &result);
         result
@@ -249,4 +255,13 @@ fn stack_error<E: StackError>(error: BatchError) -> E {
         )),
         other => E::backend(Arc::new(other)),
     }
+}
+
+/// The span's `key_hash`: a hash of the key, never the key itself (it may be a prompt or
+/// an API key). SipHash with fixed keys, so a key hashes alike in every process of one
+/// build and a trace viewer can group one key's calls.
+fn key_hash<Q: std::hash::Hash + ?Sized>(key: &Q) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    key.hash(&mut hasher);
+    std::hash::Hasher::finish(&hasher)
 }

@@ -6,7 +6,9 @@ use backstop_core::{Clock, Layer, Rejected, Service, StackError, SystemClock};
 use futures::Stream;
 
 use super::cache::{CachedStream, StreamCache};
+use crate::tiered::layer::{key_hash, record_outcome};
 use crate::{CacheKey, RequestAsKey};
+use tracing::Instrument;
 
 /// Wraps a streaming service (its response is a `Stream` of `Result<T, S::Error>`
 /// chunks) so requests with a cache key are answered by
@@ -131,14 +133,36 @@ where
     type Error = S::Error;
 
     async fn call(&self, req: Req) -> Result<CachedStream<T, S::Error>, S::Error> {
-        let Some(key) = self.key.cache_key(&req) else {
-            return Ok(CachedStream::direct(self.inner.call(req).await?));
+        // One span per call (issue 27); disabled without a subscriber. A miss opens the
+        // upstream inside it (even when first polled later), so the layers below nest.
+        let span = tracing::debug_span!(
+            target: "backstop",
+            "backstop.stream_cache",
+            key_hash = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            reject_kind = tracing::field::Empty,
+            retry_after = tracing::field::Empty,
+        );
+        let call = async {
+            let Some(key) = self.key.cache_key(&req) else {
+                return Ok(CachedStream::direct(self.inner.call(req).await?));
+            };
+            let inner = Arc::clone(&self.inner);
+            if span.is_disabled() {
+                let open = move || async move { inner.call(req).await };
+                return Ok(self.cache.get_or_load_stream(&key, open).await);
+            }
+            span.record("key_hash", key_hash(key.as_ref()));
+            let within = span.clone();
+            let open = move || async move { inner.call(req).await }.instrument(within);
+            Ok(self.cache.get_or_load_stream(&key, open).await)
         };
-        let inner = Arc::clone(&self.inner);
-        Ok(self
-            .cache
-            .get_or_load_stream(&key, move || async move { inner.call(req).await })
-            .await)
+        if span.is_disabled() {
+            return call.await;
+        }
+        let result = call.instrument(span.clone()).await;
+        record_outcome(&span, &result);
+        result
     }
 
     /// The cache refuses nothing itself; a miss needs the inner service, so its

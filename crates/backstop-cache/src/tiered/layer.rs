@@ -160,6 +160,7 @@ where
         let span = tracing::debug_span!(
             target: "backstop",
             "backstop.cache",
+            key_hash = tracing::field::Empty,
             outcome = tracing::field::Empty,
             reject_kind = tracing::field::Empty,
             retry_after = tracing::field::Empty,
@@ -168,6 +169,9 @@ where
             let Some(key) = self.key.cache_key(&req) else {
                 return self.inner.call(req).await;
             };
+            if !span.is_disabled() {
+                span.record("key_hash", key_hash(key.as_ref()));
+            }
             let inner = self.inner.clone();
             let loaded = self
                 .cache
@@ -192,4 +196,13 @@ where
     fn readiness(&self) -> Result<(), Rejected> {
         self.inner.readiness()
     }
+}
+
+/// The span's `key_hash`: a hash of the key, never the key itself (it may be a prompt or
+/// an API key). SipHash with fixed keys, so a key hashes alike in every process of one
+/// build and a trace viewer can group one key's calls.
+pub(crate) fn key_hash<Q: std::hash::Hash + ?Sized>(key: &Q) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    key.hash(&mut hasher);
+    std::hash::Hasher::finish(&hasher)
 }

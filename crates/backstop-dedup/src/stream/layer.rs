@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use backstop_core::{Layer, Rejected, Service, StackError};
 use futures::Stream;
+use tracing::Instrument;
 
 use super::group::StreamGroup;
 use super::shared::SharedStream;
@@ -141,14 +142,43 @@ where
     type Error = S::Error;
 
     async fn call(&self, req: Req) -> Result<SharedStream<T, S::Error>, S::Error> {
+        // One span per call (issue 27); disabled without a subscriber. The upstream, if
+        // this call opens it, opens inside the span, so the layers below nest under it.
+        let span = tracing::debug_span!(
+            target: "backstop",
+            "backstop.stream_dedup",
+            key_hash = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
         let key = self.key.key_of(&req);
         let inner = Arc::clone(&self.inner);
-        Ok(self
-            .group
-            .share(key, move || async move { inner.call(req).await }))
+        if span.is_disabled() {
+            return Ok(self
+                .group
+                .share(key, move || async move { inner.call(req).await }));
+        }
+        span.record("key_hash", key_hash(&key));
+        let open = span.clone();
+        let stream = span.in_scope(|| {
+            self.group.share(key, move || {
+                async move { inner.call(req).await }.instrument(open)
+            })
+        });
+        // Sharing never refuses: a failure to open is the stream's first item.
+        span.record("outcome", "ok");
+        Ok(stream)
     }
 
     fn readiness(&self) -> Result<(), Rejected> {
         self.inner.readiness()
     }
+}
+
+/// The span's `key_hash`: a hash of the key, never the key itself (it may be a prompt or
+/// an API key). SipHash with fixed keys, so a key hashes alike in every process of one
+/// build and a trace viewer can group one key's calls.
+fn key_hash<Q: std::hash::Hash + ?Sized>(key: &Q) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    key.hash(&mut hasher);
+    std::hash::Hasher::finish(&hasher)
 }

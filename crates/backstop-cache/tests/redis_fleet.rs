@@ -18,12 +18,9 @@ type Cache = TieredCache<String, String>;
 /// tests that count announcements must not run beside it.
 static SUBSCRIPTIONS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// A namespace of its own for each test run.
 fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("fleet-test:{name}:{nanos}:")
+    format!("{}:", fleet::unique(name))
 }
 
 fn tier_config(namespace: &str) -> RedisTierConfig {

@@ -30,13 +30,15 @@ pub trait Coalesce<V, E>: Clone + Send + Sync + 'static {
         Fut: Future<Output = Result<V, E>> + Send + 'static;
 }
 
-// The in-process group and window coalesce with their own `work`.
+// Every deduplicator coalesces with its own `work`; the distributed group also needs keys
+// it can print into Redis and values it can serialize.
 macro_rules! coalesce_with_work {
-    ($($dedup:ident),+) => {$(
-        impl<K, V, E> Coalesce<V, E> for $dedup<K, V, E>
+    ($(#[$attr:meta])* $dedup:ty, key: [$($key:tt)*], value: [$($value:tt)*]) => {
+        $(#[$attr])*
+        impl<K, V, E> Coalesce<V, E> for $dedup
         where
-            K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
-            V: Clone + Send + Sync + 'static,
+            K: std::hash::Hash + Eq + Clone + Send + Sync + 'static $($key)*,
+            V: Clone + Send + Sync + 'static $($value)*,
             E: Clone + Send + Sync + 'static,
         {
             type Key = K;
@@ -53,32 +55,17 @@ macro_rules! coalesce_with_work {
                 self.work(key, work)
             }
         }
-    )+};
+    };
 }
 
-coalesce_with_work!(Group, DedupWindow);
-
-#[cfg(feature = "redis")]
-impl<K, V, E> Coalesce<V, E> for crate::distributed::DistributedGroup<K, V, E>
-where
-    K: std::hash::Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
-    V: Clone + serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
-    E: Clone + Send + Sync + 'static,
-{
-    type Key = K;
-
-    fn coalesce<F, Fut>(
-        &self,
-        key: K,
-        work: F,
-    ) -> impl Future<Output = Result<DedupOutcome<V>, DedupError<E>>> + Send
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<V, E>> + Send + 'static,
-    {
-        self.work(key, work)
-    }
-}
+coalesce_with_work!(Group<K, V, E>, key: [], value: []);
+coalesce_with_work!(DedupWindow<K, V, E>, key: [], value: []);
+coalesce_with_work!(
+    #[cfg(feature = "redis")]
+    crate::distributed::DistributedGroup<K, V, E>,
+    key: [+ fmt::Display],
+    value: [+ serde::Serialize + serde::de::DeserializeOwned]
+);
 
 /// How a [`DedupLayer`] finds the key of a request: a closure `Fn(&Req) -> Key` given
 /// to [`DedupLayer::key`], or [`RequestKey`] (the request itself is the key).

@@ -16,14 +16,6 @@ type Process = DistributedGroup<String, u64, String>;
 const KEYS: usize = 200;
 const CHILD: &str = "BACKSTOP_DEDUP_FLEET_CHILD";
 
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("fleet-test:{name}:{nanos}")
-}
-
 fn config(prefix: &str) -> DistributedConfig {
     DistributedConfig {
         prefix: prefix.to_string(),
@@ -42,7 +34,7 @@ fn config(prefix: &str) -> DistributedConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_run_each_key_once_across_the_cluster() {
     let Some(_) = fleet::cluster() else { return };
-    let prefix = unique("dedup-procs");
+    let prefix = fleet::unique("dedup-procs");
     let exe = std::env::current_exe().unwrap();
     let children: Vec<_> = (0..3)
         .map(|_| {
@@ -136,7 +128,7 @@ async fn keys_with_braces_empty_and_binary_coordinate_in_one_slot() {
     let Some(config_cluster) = fleet::cluster() else {
         return;
     };
-    let prefix = unique("dedup-hostile");
+    let prefix = fleet::unique("dedup-hostile");
     let a: Process = DistributedGroup::new(
         RedisConnection::new(&config_cluster).unwrap(),
         config(&prefix),
@@ -170,7 +162,7 @@ async fn a_standalone_url_at_a_cluster_node_is_refused_not_run_locally() {
         redis,
         DistributedConfig {
             on_redis_error: RedisFailure::ExecuteLocally,
-            ..config(&unique("dedup-mistake"))
+            ..config(&fleet::unique("dedup-mistake"))
         },
     )
     .unwrap();

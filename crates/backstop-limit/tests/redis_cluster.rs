@@ -19,20 +19,12 @@ fn quota() -> Quota {
     Quota::per_hour(BURST).unwrap()
 }
 
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("fleet-test:{name}:{nanos}")
-}
-
 /// Three OS processes (this test binary, run again) hammer 1,000 keys spread over all
 /// slots: each key admits exactly the GCRA bound (the burst) in total.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_admit_exactly_the_burst_per_key_over_every_slot() {
     let Some(_) = fleet::cluster() else { return };
-    let prefix = unique("limit-procs");
+    let prefix = fleet::unique("limit-procs");
     let slots: HashSet<u16> = (0..KEYS)
         .map(|i| backstop_redis::key::slot(format!("{prefix}:{{user-{i}}}:0").as_bytes()))
         .collect();
@@ -118,7 +110,7 @@ async fn braces_empty_and_binary_keys_each_get_their_own_exact_budget() {
     };
     let limiter = RedisRateLimiter::new(
         RedisConnection::new(&config).unwrap(),
-        &unique("limit-hostile"),
+        &fleet::unique("limit-hostile"),
         &[quota(), Quota::per_minute(100).unwrap()],
     )
     .unwrap()
@@ -155,7 +147,7 @@ async fn a_standalone_url_at_a_cluster_node_is_an_error_even_when_failing_open()
         return;
     };
     let redis = RedisConnection::new(&RedisConfig::url(format!("redis://{}", seeds[0]))).unwrap();
-    let limiter = RedisRateLimiter::new(redis, &unique("limit-mistake"), &[quota()])
+    let limiter = RedisRateLimiter::new(redis, &fleet::unique("limit-mistake"), &[quota()])
         .unwrap()
         .with_failure_policy(FailurePolicy::FailOpen)
         .with_timeout(Duration::from_secs(2));
@@ -184,7 +176,7 @@ async fn cluster_seeds_at_a_standalone_server_are_an_error_even_with_a_local_fal
     let seed = url.trim_start_matches("redis://").trim_end_matches('/');
     let redis = RedisConnection::new(&RedisConfig::cluster([seed])).unwrap();
     let quotas = [quota()];
-    let limiter = RedisRateLimiter::new(redis, &unique("limit-mistake"), &quotas)
+    let limiter = RedisRateLimiter::new(redis, &fleet::unique("limit-mistake"), &quotas)
         .unwrap()
         .with_failure_policy(FailurePolicy::local(&quotas).unwrap())
         .with_timeout(Duration::from_secs(2));

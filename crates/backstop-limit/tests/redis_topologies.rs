@@ -7,18 +7,10 @@ use backstop_redis::{Misconfiguration, RedisConfig, RedisConnection};
 use backstop_testkit::fleet;
 use std::time::Duration;
 
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("fleet-test:{name}:{nanos}")
-}
-
 async fn admits_exactly_the_burst(config: &RedisConfig, name: &str) {
     let limiter = RedisRateLimiter::new(
         RedisConnection::new(config).unwrap(),
-        &unique(name),
+        &fleet::unique(name),
         &[Quota::per_hour(7).unwrap()],
     )
     .unwrap()
@@ -59,7 +51,7 @@ async fn a_url_at_a_replica_is_an_error_even_when_failing_open() {
     let redis = RedisConnection::new(&RedisConfig::url(format!("redis://{replica}"))).unwrap();
     let limiter = RedisRateLimiter::new(
         redis,
-        &unique("limit-replica"),
+        &fleet::unique("limit-replica"),
         &[Quota::per_hour(7).unwrap()],
     )
     .unwrap()
@@ -83,7 +75,7 @@ async fn the_namespace_separates_budgets_on_one_redis() {
     let Some(base) = fleet::standalone() else {
         return;
     };
-    let prefix = unique("limit-ns");
+    let prefix = fleet::unique("limit-ns");
     let limiter = |namespace: &str| {
         let redis = RedisConnection::new(&base.clone().with_namespace(namespace)).unwrap();
         RedisRateLimiter::new(redis, &prefix, &[Quota::per_hour(1).unwrap()])

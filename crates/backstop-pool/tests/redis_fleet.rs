@@ -39,30 +39,22 @@ async fn round_trips(pool: &Pool<RedisManager>, prefix: &str, keys: usize) {
     assert_eq!(pool.stats().closed.health_check, 0);
 }
 
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("fleet-test:{name}:{nanos}")
-}
-
 #[tokio::test]
 async fn pooled_cluster_connections_reach_every_slot() {
     let Some(config) = fleet::cluster() else {
         return;
     };
     // Before: two thirds of these got MOVED from the one node a standalone URL reached.
-    round_trips(&pool(&config), &unique("pool-cluster"), 300).await;
+    round_trips(&pool(&config), &fleet::unique("pool-cluster"), 300).await;
 }
 
 #[tokio::test]
 async fn pooled_connections_work_over_tls_and_behind_sentinel() {
     if let Some(config) = fleet::tls() {
-        round_trips(&pool(&config), &unique("pool-tls"), 20).await;
+        round_trips(&pool(&config), &fleet::unique("pool-tls"), 20).await;
     }
     if let Some(config) = fleet::sentinel() {
-        round_trips(&pool(&config), &unique("pool-sentinel"), 20).await;
+        round_trips(&pool(&config), &fleet::unique("pool-sentinel"), 20).await;
     }
 }
 

@@ -20,6 +20,20 @@ pub fn env(name: &str) -> Option<String> {
     }
 }
 
+/// A name no other run shares (`fleet-test:{name}:{nanos}`), for the prefixes and
+/// namespaces of tests whose keys outlive one process.
+///
+/// # Panics
+///
+/// When the system clock reads before the Unix epoch.
+pub fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock reads after the Unix epoch")
+        .as_nanos();
+    format!("fleet-test:{name}:{nanos}")
+}
+
 /// The fleet's cluster (`REDIS_CLUSTER_NODES`) with a 500 ms command timeout.
 pub fn cluster() -> Option<RedisConfig> {
     let nodes = env("REDIS_CLUSTER_NODES")?;

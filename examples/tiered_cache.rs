@@ -98,10 +98,15 @@ fn prompt(request: u64) -> String {
 #[tokio::main]
 async fn main() {
     let redis = redis_from_env();
-    if redis.is_none() {
-        println!(
+    match &redis {
+        None => println!(
             "neither REDIS_CLUSTER_NODES nor REDIS_URL is set: running with memory and disk tiers only (no shared L2)"
-        );
+        ),
+        Some(config) if !config.cluster_nodes.is_empty() => println!(
+            "shared L2: a Redis Cluster, {} seed nodes",
+            config.cluster_nodes.len()
+        ),
+        Some(_) => println!("shared L2: one Redis server"),
     }
     let dir = std::env::temp_dir().join(format!("backstop-tiered-example-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir is writable");

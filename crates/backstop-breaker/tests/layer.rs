@@ -9,17 +9,23 @@ use backstop_core::{
     Error, Layer, ManualClock, RejectKind, Service, ServiceExt, Stack, service_fn,
 };
 
-#[tokio::test]
-async fn layer_sheds_calls_while_open_and_clones_share_the_circuit() {
-    let clock = ManualClock::new();
-    let breaker = Breaker::builder()
+/// A breaker on `clock` judging the last two calls (from the second call on), open for 5 s
+/// once they trip it, then letting one trial call through.
+fn opens_after_two_failures(clock: &ManualClock) -> Breaker<ManualClock> {
+    Breaker::builder()
         .count_window(2)
         .minimum_calls(2)
         .wait_in_open(Duration::from_secs(5))
         .permitted_calls_in_half_open(1)
         .clock(clock.clone())
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn layer_sheds_calls_while_open_and_clones_share_the_circuit() {
+    let clock = ManualClock::new();
+    let breaker = opens_after_two_failures(&clock);
     let hits = Arc::new(AtomicUsize::new(0));
     let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let backend = {
@@ -89,14 +95,7 @@ async fn layer_classifier_ignores_caller_errors() {
 #[tokio::test]
 async fn readiness_reports_an_open_circuit_without_counting_a_rejection() {
     let clock = ManualClock::new();
-    let breaker = Breaker::builder()
-        .count_window(2)
-        .minimum_calls(2)
-        .wait_in_open(Duration::from_secs(5))
-        .permitted_calls_in_half_open(1)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let breaker = opens_after_two_failures(&clock);
     let backend = service_fn(|_: u32| async { Err::<u32, _>("down") }).lift();
     let service = BreakerLayer::new(breaker.clone()).layer(backend);
     assert_eq!(service.readiness(), Ok(()));

@@ -38,11 +38,18 @@
 //! works across processes and windows. Time your own calls with a
 //! `backstop_core::Histogram` and [`MetricsReporter::register_histogram`].
 //!
-//! **OpenTelemetry**: the facade is exporter-neutral. Install a recorder that forwards to
-//! an OpenTelemetry `MeterProvider` (for instance the `metrics-exporter-opentelemetry`
-//! crate) instead of the Prometheus one; the reporter, the names, the HELP text and the
-//! units are the same, counters arrive as monotonic sums, gauges as gauges, histograms as
-//! histograms whose bucket bounds an OTel `View` sets (use [`LATENCY_BUCKETS`]).
+//! **OpenTelemetry**: the facade is exporter-neutral, so the same reporter, names, HELP
+//! text and units reach OpenTelemetry through a `metrics::Recorder` that records into an
+//! OTel SDK `Meter` instead of the Prometheus recorder. `examples/otel.rs` is such a bridge
+//! (about a hundred lines over the `metrics` and `opentelemetry` APIs): one instrument per
+//! series, described with the HELP text and the unit in UCUM (`s`, `By`, `1`); counters
+//! become monotonic sums (the bridge adds the difference between the absolute totals the
+//! reporter writes, and drops `_total`, which an OTLP-to-Prometheus exporter adds back),
+//! gauges gauges, and the latency histograms explicit-bucket histograms with
+//! [`LATENCY_BUCKETS`] as their boundaries. Hand the `SdkMeterProvider` a
+//! `PeriodicReader` over `opentelemetry_otlp::MetricExporter` to ship them to a
+//! Collector, and call [`MetricsReporter::publish`] on an interval shorter than the
+//! reader's.
 //!
 //! ```
 //! use backstop::breaker::Breaker;

@@ -18,19 +18,7 @@ async fn every_key_is_served_whatever_node_owns_its_slot() {
     for i in 0..300 {
         let key = format!("{run}:{i}");
         slots.insert(slot(key.as_bytes()));
-        let k = key.clone();
-        let () = redis
-            .run(|mut c| async move {
-                redis::cmd("SET")
-                    .arg(&k)
-                    .arg(i)
-                    .arg("PX")
-                    .arg(60_000)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await
-            .unwrap();
+        set_for_a_minute(&redis, key.clone(), i).await;
         let got: i64 = redis
             .run(|mut c| async move { redis::cmd("GET").arg(&key).query_async(&mut c).await })
             .await
@@ -143,18 +131,7 @@ async fn a_scan_visits_every_primary() {
     let run = format!("fleet-test:scan:{}", fastrand_u64());
     for i in 0..60 {
         let key = format!("{run}:{i}");
-        let () = redis
-            .run(|mut c| async move {
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(1)
-                    .arg("PX")
-                    .arg(60_000)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await
-            .unwrap();
+        set_for_a_minute(&redis, key, 1).await;
     }
     let mut found = HashSet::new();
     let mut per_node = Vec::new();
@@ -180,6 +157,22 @@ async fn a_scan_visits_every_primary() {
         per_node.iter().all(|&n| n > 0),
         "every primary holds some: {per_node:?}"
     );
+}
+
+/// `SET key value PX 60000`: test keys expire by themselves.
+async fn set_for_a_minute(redis: &RedisConnection, key: String, value: i64) {
+    let () = redis
+        .run(|mut c| async move {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(value)
+                .arg("PX")
+                .arg(60_000)
+                .query_async(&mut c)
+                .await
+        })
+        .await
+        .unwrap();
 }
 
 fn fastrand_u64() -> u64 {

@@ -79,6 +79,12 @@ struct Slot<K, V> {
     queue: Queue,
     /// [`Access`] bits, written by readers under the shared lock.
     freq: AtomicU8,
+}
+
+/// A slot's time fields, kept in a vector beside the slots that a shard allocates only
+/// once it has an entry that can expire: a cache without TTL, TTI or per-entry expiry
+/// then spends 24 bytes less per slot (32 instead of 56 for `u64` keys and values).
+struct Times {
     /// Absolute time-to-live deadline in cache nanoseconds, `NEVER` if none.
     expires_at: u64,
     /// Last read or write, for time to idle.
@@ -87,7 +93,15 @@ struct Slot<K, V> {
     queued_deadline: u64,
 }
 
-impl<K, V> Slot<K, V> {
+impl Times {
+    fn new(expires_at: u64, now: u64) -> Self {
+        Self {
+            expires_at,
+            last_access: AtomicU64::new(now),
+            queued_deadline: NEVER,
+        }
+    }
+
     fn deadline(&self, tti: u64) -> u64 {
         if tti == NEVER {
             self.expires_at
@@ -115,6 +129,9 @@ pub(crate) struct Now {
 pub(crate) struct ShardInner<K, V> {
     map: HashTable<u32>,
     slots: Vec<Option<Slot<K, V>>>,
+    /// Each slot's [`Times`], empty until the shard has an entry that can expire (or a
+    /// time to idle), then exactly as long as `slots`.
+    times: Vec<Times>,
     gens: Vec<u32>,
     free: Vec<u32>,
     small: VecDeque<(u32, u32)>,
@@ -159,6 +176,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
             inner: RwLock::new(ShardInner {
                 map: HashTable::new(),
                 slots: Vec::new(),
+                times: Vec::new(),
                 gens: Vec::new(),
                 free: Vec::new(),
                 small: VecDeque::new(),
@@ -206,9 +224,15 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         let inner = self.inner.read();
-        let slot = inner.slot_of(key, hash)?;
-        if slot.deadline(t.tti) <= t.now {
-            return None;
+        let idx = inner.find(key, hash)? as usize;
+        let slot = inner.slots.get(idx)?.as_ref()?;
+        if let Some(times) = inner.times.get(idx) {
+            if times.deadline(t.tti) <= t.now {
+                return None;
+            }
+            if t.tti != NEVER {
+                times.last_access.fetch_max(t.now, Relaxed);
+            }
         }
         let before = slot.freq.load(Relaxed);
         let after = Access(before).hit().0;
@@ -216,9 +240,6 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
             // A lost increment under a race only costs policy precision, never safety;
             // once both counts saturate a hot entry stops writing its cache line.
             slot.freq.store(after, Relaxed);
-        }
-        if t.tti != NEVER {
-            slot.last_access.fetch_max(t.now, Relaxed);
         }
         Some(slot.value.clone())
     }
@@ -230,8 +251,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
     {
         let inner = self.inner.read();
         inner
-            .slot_of(key, hash)
-            .is_some_and(|s| s.deadline(t.tti) > t.now)
+            .find(key, hash)
+            .is_some_and(|idx| inner.deadline(idx, t.tti) > t.now)
     }
 
     /// Inserts or replaces; `weight` above the shard capacity is refused and reported.
@@ -268,9 +289,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
     {
         let mut inner = self.inner.write();
         let idx = inner.find(key, hash)?;
-        let expired = inner.slots[idx as usize]
-            .as_ref()
-            .is_some_and(|s| s.deadline(t.tti) <= t.now);
+        let expired = inner.deadline(idx, t.tti) <= t.now;
         let (k, v) = inner.take(idx, hash)?;
         self.publish(&inner);
         drop(inner);
@@ -302,9 +321,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
         let mut inner = self.inner.write();
         inner.expire(t, out);
         if let Some(idx) = inner.find(&key, hash)
-            && inner.slots[idx as usize]
-                .as_ref()
-                .is_some_and(|s| s.deadline(t.tti) <= t.now)
+            && inner.deadline(idx, t.tti) <= t.now
             && let Some((k, v)) = inner.take(idx, hash)
         {
             out.push((k, v, RemovalCause::Expired));
@@ -384,8 +401,9 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
             inner
                 .slots
                 .iter()
-                .flatten()
-                .filter(|s| s.deadline(t.tti) > t.now)
+                .enumerate()
+                .filter(|&(i, _)| inner.deadline(i as u32, t.tti) > t.now)
+                .filter_map(|(_, s)| s.as_ref())
                 .map(|s| (s.key.clone(), s.value.clone())),
         );
     }
@@ -420,6 +438,28 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
 
     fn slot_mut(&mut self, idx: u32) -> Option<&mut Slot<K, V>> {
         self.slots.get_mut(idx as usize)?.as_mut()
+    }
+
+    /// The slot's deadline, `NEVER` while the shard keeps no times.
+    fn deadline(&self, idx: u32, tti: u64) -> u64 {
+        self.times
+            .get(idx as usize)
+            .map_or(NEVER, |times| times.deadline(tti))
+    }
+
+    /// Records the times of slot `idx`, allocating the times of every slot the first
+    /// time an entry can expire.
+    fn set_times(&mut self, idx: u32, expires_at: u64, t: Now) {
+        if self.times.is_empty() {
+            if expires_at == NEVER && t.tti == NEVER {
+                return;
+            }
+            self.times
+                .resize_with(self.slots.len(), || Times::new(NEVER, t.now));
+        }
+        if let Some(times) = self.times.get_mut(idx as usize) {
+            *times = Times::new(expires_at, t.now);
+        }
     }
 
     fn total(&self) -> u64 {
@@ -465,9 +505,17 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
             };
             let old = std::mem::replace(&mut slot.value, value);
             let old_weight = std::mem::replace(&mut slot.weight, weight);
-            slot.expires_at = expires_at;
-            slot.last_access.store(t.now, Relaxed);
             let queue = slot.queue;
+            // The queued timer stays valid: `schedule` only queues an earlier deadline,
+            // and a later one is picked up when the queued timer fires.
+            let queued = self
+                .times
+                .get(idx as usize)
+                .map_or(NEVER, |x| x.queued_deadline);
+            self.set_times(idx, expires_at, t);
+            if let Some(times) = self.times.get_mut(idx as usize) {
+                times.queued_deadline = queued;
+            }
             let delta = i128::from(weight) - i128::from(old_weight);
             let w = match queue {
                 Queue::Small => &mut self.small_weight,
@@ -486,6 +534,9 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
             None => {
                 self.slots.push(None);
                 self.gens.push(0);
+                if !self.times.is_empty() {
+                    self.times.push(Times::new(NEVER, t.now));
+                }
                 (self.slots.len() - 1) as u32
             }
         };
@@ -497,10 +548,8 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
             weight,
             queue,
             freq: AtomicU8::new(0),
-            expires_at,
-            last_access: AtomicU64::new(t.now),
-            queued_deadline: NEVER,
         });
+        self.set_times(idx, expires_at, t);
         match queue {
             Queue::Small => {
                 self.small.push_back((idx, generation));
@@ -527,12 +576,15 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
     /// a later deadline is picked up when the earlier timer fires.
     fn schedule(&mut self, idx: u32, tti: u64) {
         let generation = self.gens[idx as usize];
-        let Some(slot) = self.slot_mut(idx) else {
+        if self.slots.get(idx as usize).is_none_or(Option::is_none) {
+            return;
+        }
+        let Some(times) = self.times.get_mut(idx as usize) else {
             return;
         };
-        let d = slot.deadline(tti);
-        if d < slot.queued_deadline {
-            slot.queued_deadline = d;
+        let d = times.deadline(tti);
+        if d < times.queued_deadline {
+            times.queued_deadline = d;
             self.timers.push(d, idx, generation);
         }
     }
@@ -543,14 +595,17 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
             if self.gens.get(idx as usize) != Some(&generation) {
                 continue;
             }
-            let Some(slot) = self.slot_mut(idx) else {
-                continue;
-            };
-            if slot.queued_deadline != d {
+            if self.slots.get(idx as usize).is_none_or(Option::is_none) {
                 continue;
             }
-            slot.queued_deadline = NEVER;
-            if slot.deadline(t.tti) <= t.now {
+            let Some(times) = self.times.get_mut(idx as usize) else {
+                continue;
+            };
+            if times.queued_deadline != d {
+                continue;
+            }
+            times.queued_deadline = NEVER;
+            if times.deadline(t.tti) <= t.now {
                 if let Some((k, v)) = self.take_unhashed(idx) {
                     out.push((k, v, RemovalCause::Expired));
                 }
@@ -749,8 +804,8 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
         }
         if self.timers.len() > 2 * live + 64 {
             self.timers.clear();
-            for s in self.slots.iter_mut().flatten() {
-                s.queued_deadline = NEVER;
+            for times in &mut self.times {
+                times.queued_deadline = NEVER;
             }
             for idx in 0..self.slots.len() as u32 {
                 self.schedule(idx, self.tti);
@@ -760,6 +815,7 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
 
     fn reset(&mut self) {
         self.slots.clear();
+        self.times.clear();
         self.gens.clear();
         self.free.clear();
         self.small.clear();
@@ -768,5 +824,37 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
         self.ghost.clear();
         self.main_ghost.clear();
         self.sketch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(k: u64) -> u64 {
+        k.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    #[test]
+    fn times_are_kept_only_once_an_entry_can_expire() {
+        assert_eq!(std::mem::size_of::<Option<Slot<u64, u64>>>(), 32);
+        let tuning = Arc::new(Tuning::new(0.002, true, 100));
+        let shard = Shard::<u64, u64>::new(100, tuning, 0.5, NEVER);
+        let at = |now| Now { now, tti: NEVER };
+        let mut out = RemovedList::default();
+        for k in 0..10 {
+            shard.insert(k, k, 1, hash(k), NEVER, at(0), &mut out);
+        }
+        assert!(shard.inner.read().times.is_empty());
+        shard.insert(10, 10, 1, hash(10), 50, at(0), &mut out);
+        {
+            let inner = shard.inner.read();
+            assert_eq!(inner.times.len(), inner.slots.len());
+        }
+        assert_eq!(shard.get(&3, hash(3), at(100)), Some(3));
+        assert_eq!(shard.get(&10, hash(10), at(49)), Some(10));
+        assert_eq!(shard.get(&10, hash(10), at(100)), None);
+        shard.expire(at(100), &mut out);
+        assert_eq!(shard.len(), 10);
     }
 }

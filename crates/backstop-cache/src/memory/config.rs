@@ -13,9 +13,11 @@ pub struct PolicyConfig {
     /// Share of capacity given to the probationary queue that new keys enter (0 < r < 1).
     /// With `adaptive` it is only the starting point (kept within 0.001 to 0.5).
     pub small_ratio: f64,
-    /// Tune `small_ratio` online by hill climbing on the hit ratio (default `true`):
-    /// it follows the workload within a few samples of ten lookups per entry held.
-    /// `false` keeps it fixed.
+    /// Tune `small_ratio` online from ghost hits, as ARC sizes its sides (default
+    /// `true`): a key asked for again soon after it left probation grows the share, one
+    /// asked for again soon after it left the main queue shrinks it, and the ghost queue
+    /// grows with the share. One share per cache, whatever the shard count. `false`
+    /// keeps it fixed.
     pub adaptive: bool,
     /// Ghost queue length as a multiple of the number of entries held (0 to 4).
     pub ghost_ratio: f64,

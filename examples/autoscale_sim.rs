@@ -11,8 +11,10 @@
 //!
 //! The line-up is `backstop::scale::contenders`: HPA target tracking (`hpa`), threshold
 //! steps, KEDA-style queue scaling, the predictive policy, the HPA and queue policies with
-//! the noise-aware band (`*_noise_aware`), and a fleet fixed at the peak's size
-//! (`fixed_peak`).
+//! the noise-aware band (`*_noise_aware`), the HPA and predictive policies under the
+//! burst-aware scale-down hold (`*_burst_hold`) and under the burst-envelope headroom with the
+//! start-up-aware cap (`hpa_envelope`, `predictive_envelope`), and a fleet fixed at the peak's
+//! size (`fixed_peak`). The line-up needs `backstop-scale`'s `sim` feature (on by default).
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use backstop_core::{Error, Layer, RejectKind, Rejected, Service, service_fn};
-use backstop_retry::{RetryConfig, RetryLayer};
+use backstop::core::{Error, Layer, RejectKind, Rejected, Service, service_fn};
+use backstop::retry::{RetryConfig, RetryLayer};
 use tokio::time::Instant;
 
 #[derive(Debug)]

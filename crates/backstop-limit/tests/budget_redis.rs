@@ -5,10 +5,10 @@
 #![cfg(feature = "redis")]
 
 use backstop_core::RejectKind;
-use backstop_core::testing::RedisTestContext;
 use backstop_limit::{
     BudgetError, BudgetPeriod, BudgetPlan, Charges, DropRule, RedisBudgets, SettleRetry, TokenUsage,
 };
+use backstop_testkit::RedisTestContext;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;

@@ -1,12 +1,12 @@
 //! The Redis-backed limiter against a real server (`REDIS_URL`; skipped without it).
 #![cfg(feature = "redis")]
 
-use backstop_core::testing::RedisTestContext;
 use backstop_core::{RejectKind, Service, ServiceExt, Stack, service_fn};
 use backstop_limit::{
     FailureMode, FailurePolicy, Quota, QuotaConfig, RedisLimitConfig, RedisLimitError,
     RedisRateLimitLayer, RedisRateLimiter, TimeSource, WaitPolicy,
 };
+use backstop_testkit::RedisTestContext;
 use std::time::{Duration, Instant};
 
 fn limiter(redis: &RedisTestContext, quotas: &[Quota]) -> RedisRateLimiter {

@@ -294,6 +294,19 @@ impl Validate for BackstopConfig {
     }
 }
 
+// Compiled with the sections that use it: with `config` alone the file has no section.
+#[cfg(any(
+    feature = "batch",
+    feature = "breaker",
+    feature = "cache",
+    feature = "dedup",
+    feature = "limit",
+    feature = "pool",
+    feature = "redis",
+    feature = "retry",
+    feature = "route",
+    feature = "scale"
+))]
 fn validate_section<T: Validate>(section: &Option<T>, name: &str) -> Result<(), ConfigError> {
     match section {
         Some(section) => section.validate().map_err(|e| e.within(name)),

@@ -155,11 +155,14 @@ impl Retry {
         F: Fn() -> Fut + Sync,
         Fut: Future<Output = Result<T, E>>,
     {
-        deadline::scope_opt(
-            self.shared.config.timeout,
-            self.attempts(classify, &attempt),
-        )
-        .await
+        // The deadline scope holds the attempts' future twice over (its argument and the
+        // scoped future): boxed, a call without a deadline does not pay for it.
+        match self.shared.config.timeout {
+            Some(timeout) => {
+                Box::pin(deadline::scope(timeout, self.attempts(classify, &attempt))).await
+            }
+            None => self.attempts(classify, &attempt).await,
+        }
     }
 
     async fn attempts<T, E, C, F, Fut>(&self, classify: &C, attempt: &F) -> Result<T, E>
@@ -181,14 +184,44 @@ impl Retry {
             tracing::debug!("retry: deadline too close to start an attempt");
             return Err(E::rejected(Rejected::new(RejectKind::DeadlineExceeded)));
         }
+        self.count(ATTEMPTS);
+        let first = if s.hedge.is_some() {
+            Box::pin(self.attempt_once(attempt)).await
+        } else if config.attempt_timeout.is_none() && deadline::current().is_none() {
+            // Nothing can cut this attempt: its future as it is, with no wrapper around it.
+            attempt().await
+        } else {
+            Box::pin(self.timed(attempt())).await
+        };
+        match first {
+            Ok(value) => Ok(value),
+            // Everything after a failed first attempt (classification, backoff, hedged
+            // retries) is its own boxed future, so a call that succeeds at once carries a
+            // future the size of one attempt: inline, the retry states made it 3 KB and
+            // moving it was most of the success path's time (issue 20).
+            Err(error) => Box::pin(self.after_failure(classify, attempt, error)).await,
+        }
+    }
+
+    /// The retries after a failed first attempt, until one succeeds or a rule stops them.
+    async fn after_failure<T, E, C, F, Fut>(
+        &self,
+        classify: &C,
+        attempt: &F,
+        first: E,
+    ) -> Result<T, E>
+    where
+        E: StackError,
+        C: ClassifyRetry<E> + ?Sized,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let s = &*self.shared;
+        let config = &s.config;
+        let mut error = first;
         let mut backoff = BackoffSeries::new(config.backoff);
         let mut made = 1;
         loop {
-            self.count(ATTEMPTS);
-            let error = match self.attempt_once(attempt).await {
-                Ok(value) => return Ok(value),
-                Err(error) => error,
-            };
             let decision = match contain("retry.classify", || classify.classify(&error)) {
                 Ok(decision) => decision,
                 Err(panicked) => {
@@ -225,6 +258,11 @@ impl Retry {
             tracing::debug!(attempt = made + 1, ?wait, "retry: retrying");
             tokio::time::sleep(wait).await;
             made += 1;
+            self.count(ATTEMPTS);
+            error = match self.attempt_once(attempt).await {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
         }
     }
 

@@ -111,9 +111,10 @@ where
         &self.owner.0
     }
 
-    /// Stops intake: later and waiting submits fail with [`BatchError::Closed`]; queued
-    /// items are flushed or failed according to [`BatchConfig::on_close`]. Batches already
-    /// in the handler finish normally. Idempotent.
+    /// Stops intake: later and waiting submits fail with
+    /// [`BatchError::Closed`](crate::BatchError::Closed); queued items are flushed or failed
+    /// according to [`BatchConfig::on_close`]. Batches already in the handler finish
+    /// normally. Idempotent.
     pub fn close(&self) {
         self.shared().close();
     }

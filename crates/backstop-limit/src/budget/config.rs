@@ -202,6 +202,9 @@ mod tests {
             field(r#"{"levels":[{"name":"key"}],"max_keys":0}"#),
             "max_keys"
         );
-        assert!(serde_json::from_str::<BudgetConfig>(r#"{"levels":[{"name":"k","quotas":[{"meter":"tokens","limit":1,"period":"weekly"}]}]}"#).is_err());
+        assert!(serde_json::from_str::<BudgetConfig>(
+            r#"{"levels":[{"name":"k","quotas":[{"meter":"tokens","limit":1,"period":"weekly"}]}]}"#
+        )
+        .is_err());
     }
 }

@@ -13,13 +13,12 @@
 //!   equal the sum of actual usage of settled calls plus the estimates still held.
 
 use super::money::Charges;
-use super::period::BudgetPeriod;
 use super::plan::BudgetQuota;
 use backstop_core::QuotaState;
 use std::time::Duration;
 
 /// The period a quota last counted in and what was used in it: its bounds (microseconds
-/// since the Unix epoch) and the period's kind ([`BudgetPeriod::micros`], so an override
+/// since the Unix epoch) and the period's kind ([`BudgetQuota::window`], so an override
 /// with another period starts afresh). A decision inside the bounds reads the slot with two
 /// comparisons instead of computing the period number, a 64-bit division (or a calendar
 /// computation for months) per quota, twice per settlement.
@@ -40,40 +39,36 @@ impl Slot {
         used: 0,
     };
 
-    /// Whether `at` falls in the period this slot counts, under `period`.
+    /// Whether `at` falls in the period this slot counts, under `quota`'s period.
     #[inline]
-    fn holds(&self, period: BudgetPeriod, at: u64) -> bool {
-        self.start <= at && at < self.end && self.kind == period.micros()
+    fn holds(&self, quota: &BudgetQuota, at: u64) -> bool {
+        self.start <= at && at < self.end && self.kind == quota.window()
     }
 
     /// What was used in the period of `now` (nothing if the slot counts another period).
     #[inline]
-    fn used_at(&self, period: BudgetPeriod, now: u64) -> u64 {
-        if self.holds(period, now) {
-            self.used
-        } else {
-            0
-        }
+    fn used_at(&self, quota: &BudgetQuota, now: u64) -> u64 {
+        if self.holds(quota, now) { self.used } else { 0 }
     }
 
     /// The bounds of the period holding `now`: the slot's own when it counts it.
     #[inline]
-    fn bounds_at(&self, period: BudgetPeriod, now: u64) -> (u64, u64) {
-        if self.holds(period, now) {
+    fn bounds_at(&self, quota: &BudgetQuota, now: u64) -> (u64, u64) {
+        if self.holds(quota, now) {
             (self.start, self.end)
         } else {
-            period.bounds(period.id(now))
+            quota.period().bounds_at(now)
         }
     }
 
     /// Adds `amount` to the period of `now`, starting that period afresh if the slot
     /// counted another.
     #[inline]
-    fn add(&mut self, period: BudgetPeriod, now: u64, amount: u64) {
-        if !self.holds(period, now) {
-            let (start, end) = period.bounds(period.id(now));
+    fn add(&mut self, quota: &BudgetQuota, now: u64, amount: u64) {
+        if !self.holds(quota, now) {
+            let (start, end) = quota.period().bounds_at(now);
             *self = Self {
-                kind: period.micros(),
+                kind: quota.window(),
                 start,
                 end,
                 used: 0,
@@ -119,9 +114,9 @@ impl Ledger {
     ) -> Result<(), NoRoom> {
         for (i, quota) in quotas.iter().enumerate() {
             let slot = self.slot(i);
-            let used = slot.used_at(quota.period(), now);
+            let used = slot.used_at(quota, now);
             if used.saturating_add(cost.get(quota.meter())) > quota.limit() {
-                let end = slot.bounds_at(quota.period(), now).1;
+                let end = slot.bounds_at(quota, now).1;
                 return Err(NoRoom {
                     quota: i,
                     retry_after: Duration::from_micros(end.saturating_sub(now)),
@@ -129,14 +124,15 @@ impl Ledger {
             }
         }
         for (i, quota) in quotas.iter().enumerate() {
-            self.slot_mut(i)
-                .add(quota.period(), now, cost.get(quota.meter()));
+            self.slot_mut(i).add(quota, now, cost.get(quota.meter()));
         }
         self.totals = self.totals.saturating_add(cost);
         Ok(())
     }
 
-    /// Settles a reservation of `reserved` made at `reserved_at` with `actual`, at `now`.
+    /// Settles a reservation of `reserved` made at `reserved_at` with `actual`, at `now`
+    /// (`reserved_at` itself when nothing overran: a refund to a period that has ended is
+    /// never read, so it need not be told from one to the current period).
     pub(crate) fn settle(
         &mut self,
         quotas: &[BudgetQuota],
@@ -147,13 +143,12 @@ impl Ledger {
     ) {
         for (i, quota) in quotas.iter().enumerate() {
             let (held, used) = (reserved.get(quota.meter()), actual.get(quota.meter()));
-            let period = quota.period();
             let slot = self.slot_mut(i);
             // Both instants in the slot's period: the reservation's balance is current.
-            if slot.holds(period, reserved_at) && slot.holds(period, now) {
+            if slot.holds(quota, reserved_at) && slot.holds(quota, now) {
                 slot.used = slot.used.saturating_sub(held).saturating_add(used);
             } else if used > held {
-                slot.add(period, now, used - held);
+                slot.add(quota, now, used - held);
             }
         }
         self.totals = self.totals.saturating_sub(reserved).saturating_add(actual);
@@ -168,7 +163,7 @@ impl Ledger {
 
     /// What quota `i` has used in its current period.
     pub(crate) fn used(&self, quota: &BudgetQuota, i: usize, now: u64) -> u64 {
-        self.slot(i).used_at(quota.period(), now)
+        self.slot(i).used_at(quota, now)
     }
 
     /// Whether every quota's period has ended, so dropping the ledger changes no decision.
@@ -176,15 +171,15 @@ impl Ledger {
         quotas
             .iter()
             .enumerate()
-            .all(|(i, q)| self.slot(i).used_at(q.period(), now) == 0)
+            .all(|(i, q)| self.slot(i).used_at(q, now) == 0)
     }
 }
 
 /// A quota's state at `now` given its slot (`None`: never charged).
 pub(crate) fn fresh_or(quota: &BudgetQuota, slot: Option<Slot>, now: u64) -> QuotaState {
     let slot = slot.unwrap_or(Slot::NONE);
-    let used = slot.used_at(quota.period(), now);
-    let (start, end) = slot.bounds_at(quota.period(), now);
+    let used = slot.used_at(quota, now);
+    let (start, end) = slot.bounds_at(quota, now);
     QuotaState::new(
         quota.label().clone(),
         quota.limit(),

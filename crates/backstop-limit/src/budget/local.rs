@@ -17,14 +17,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
-/// One id at one level: its name and its ledger.
+/// One id at one level: its name, its ledger, and the budget's [`Rules`]. A reservation
+/// holds its entries and reaches the clock, the quotas and the counters through them, so
+/// reserving clones no handle of the whole budget; the rules hold no entry, so entries and
+/// rules make no cycle.
 #[derive(Debug)]
-pub(crate) struct Entry {
+pub(crate) struct Entry<C> {
     id: Box<str>,
     ledger: Mutex<Ledger>,
+    rules: Arc<Rules<C>>,
 }
 
-impl Entry {
+impl<C> Entry<C> {
     /// The ledger. No code that can panic runs under the lock, so a poisoned lock (which
     /// cannot happen) would still hold consistent balances.
     #[inline]
@@ -37,11 +41,10 @@ impl Entry {
     }
 }
 
-/// A level's live state: overrides set at runtime, the ids tracked, the key cap.
+/// A level's ids and their key cap.
 #[derive(Debug)]
-struct Level {
-    overrides: Overrides,
-    entries: DashMap<String, Arc<Entry>>,
+struct Level<C> {
+    entries: DashMap<String, Arc<Entry<C>>>,
     cap: KeyCap,
     evicted: AtomicU64,
 }
@@ -64,12 +67,39 @@ impl Deref for Quotas<'_> {
     }
 }
 
+/// What every decision reads besides the ledgers: the plan, the overrides set at runtime,
+/// the clock and the counters.
 #[derive(Debug)]
-pub(crate) struct Shared<C> {
+pub(crate) struct Rules<C> {
     pub(crate) plan: BudgetPlan,
-    levels: Box<[Level]>,
+    overrides: Box<[Overrides]>,
     time: WallTime<C>,
     pub(crate) counters: BudgetCounters,
+}
+
+impl<C: Clock> Rules<C> {
+    /// Now, in microseconds since the Unix epoch.
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        self.time.now_micros()
+    }
+}
+
+impl<C> Rules<C> {
+    /// The quotas of `id` at `level`: its override, or the level's own.
+    #[inline]
+    pub(crate) fn quotas(&self, level: usize, id: &str) -> Quotas<'_> {
+        match self.overrides[level].get(id) {
+            Some(quotas) => Quotas::Override(quotas),
+            None => Quotas::Default(&self.plan.levels[level].quotas),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shared<C> {
+    rules: Arc<Rules<C>>,
+    levels: Box<[Level<C>]>,
 }
 
 /// Budgets enforced in this process: every call reserves an estimate on every quota of
@@ -105,7 +135,7 @@ pub(crate) struct Shared<C> {
 /// ```
 #[derive(Debug)]
 pub struct Budgets<C = DefaultClock> {
-    pub(crate) shared: Arc<Shared<C>>,
+    shared: Arc<Shared<C>>,
 }
 
 impl<C> Clone for Budgets<C> {
@@ -130,19 +160,22 @@ impl<C: Clock> Budgets<C> {
         let levels = plan
             .levels
             .iter()
-            .map(|level| Level {
-                overrides: Overrides::of(level),
+            .map(|_| Level {
                 entries: DashMap::new(),
                 cap: KeyCap::unbounded(),
                 evicted: AtomicU64::new(0),
             })
             .collect();
+        let rules = Rules {
+            overrides: plan.levels.iter().map(Overrides::of).collect(),
+            plan,
+            time: WallTime::new(clock, start),
+            counters: BudgetCounters::default(),
+        };
         Self {
             shared: Arc::new(Shared {
-                plan,
+                rules: Arc::new(rules),
                 levels,
-                time: WallTime::new(clock, start),
-                counters: BudgetCounters::default(),
             }),
         }
     }
@@ -160,7 +193,7 @@ impl<C: Clock> Budgets<C> {
 
     /// The plan enforced.
     pub fn plan(&self) -> &BudgetPlan {
-        &self.shared.plan
+        &self.shared.rules.plan
     }
 
     /// Gives `id` at level `level` its own quotas from now on (its usage carries over quota
@@ -171,16 +204,16 @@ impl<C: Clock> Budgets<C> {
         id: &str,
         quotas: Vec<BudgetQuota>,
     ) -> Result<(), ConfigError> {
-        let index = self.shared.plan.level_of(level)?;
+        let index = self.plan().level_of(level)?;
         let quotas = level_quotas(level, quotas)?;
-        self.shared.levels[index].overrides.set(id, quotas);
+        self.shared.rules.overrides[index].set(id, quotas);
         Ok(())
     }
 
     /// Returns `id` at `level` to the level's quotas.
     pub fn remove_override(&self, level: &str, id: &str) -> Result<(), ConfigError> {
-        let index = self.shared.plan.level_of(level)?;
-        self.shared.levels[index].overrides.remove(id);
+        let index = self.plan().level_of(level)?;
+        self.shared.rules.overrides[index].remove(id);
         Ok(())
     }
 
@@ -193,7 +226,7 @@ impl<C: Clock> Budgets<C> {
         model: &str,
         estimate: TokenUsage,
     ) -> Result<BudgetReservation<C>, BudgetError> {
-        let price = self.shared.plan.price(model)?;
+        let price = self.plan().price(model)?;
         let charges = price.map_or(Charges::new(1, estimate.total(), 0), |p| {
             p.charges(estimate)
         });
@@ -217,17 +250,11 @@ impl<C: Clock> Budgets<C> {
         price: Option<ModelPrice>,
     ) -> Result<BudgetReservation<C>, BudgetError> {
         let result = self.try_reserve(path, &estimate);
-        let counters = &self.shared.counters;
+        let counters = &self.shared.rules.counters;
         match result {
-            Ok((entries, now)) => {
+            Ok((held, now)) => {
                 counters.add(BudgetCounters::RESERVED);
-                Ok(BudgetReservation::new(
-                    self.clone(),
-                    entries,
-                    estimate,
-                    now,
-                    price,
-                ))
+                Ok(BudgetReservation::new(held, estimate, now, price))
             }
             Err(error) => {
                 counters.add(BudgetCounters::REFUSED);
@@ -237,48 +264,66 @@ impl<C: Clock> Budgets<C> {
     }
 
     #[inline]
-    fn try_reserve(&self, path: &[&str], estimate: &Charges) -> Result<(Held, u64), BudgetError> {
-        let shared = &*self.shared;
-        let depth = shared.levels.len();
-        if path.len() != depth {
+    fn try_reserve(
+        &self,
+        path: &[&str],
+        estimate: &Charges,
+    ) -> Result<(Held<C>, u64), BudgetError> {
+        let depth = self.shared.levels.len();
+        let Some((&first, _)) = path.split_first().filter(|_| path.len() == depth) else {
             return Err(BudgetError::PathMismatch {
                 levels: depth,
                 given: path.len(),
             });
-        }
-        let now = shared.time.now_micros();
+        };
+        let now = self.shared.rules.now();
         // One pass: each level's ledger refuses an estimate it has no room for, which
         // covers an estimate above a limit (`cost > limit` leaves no room at any use). The
         // separate check for such an estimate runs only on the cold paths, before a new id
         // is created and after a refusal, so it still creates no id anywhere and still
         // wins over a refusal or a full level, as if it had run first.
-        let mut held = Held::default();
-        for (level, id) in path.iter().enumerate() {
-            let entry = match self.entry(level, id) {
-                Some(entry) => entry,
-                None => match self.create_entry(level, id, now, path, estimate) {
-                    Ok(entry) => entry,
-                    Err(error) => {
-                        self.release(&held, path, now, estimate);
-                        return Err(error);
-                    }
-                },
-            };
-            let quotas = self.quotas(level, id);
-            let charged = entry.lock().reserve(&quotas, now, estimate);
-            if let Err(NoRoom { quota, retry_after }) = charged {
-                self.release(&held, path, now, estimate);
-                self.too_large(path, estimate)?;
-                let index = self.flat_index(path, level, quota);
-                return Err(BudgetError::Refused {
-                    rejected: limited(index, retry_after),
-                    level,
-                    quota,
-                });
+        let mut held = Held {
+            first: self.reserve_level(0, first, path, now, estimate)?,
+            rest: Default::default(),
+        };
+        for (level, id) in path.iter().enumerate().skip(1) {
+            match self.reserve_level(level, id, path, now, estimate) {
+                Ok(entry) => held.rest[level - 1] = Some(entry),
+                Err(error) => {
+                    held.release(now, estimate);
+                    return Err(error);
+                }
             }
-            held.0[level] = Some(entry);
         }
         Ok((held, now))
+    }
+
+    /// Charges `estimate` to `id` at `level`, or refuses it.
+    #[inline]
+    fn reserve_level(
+        &self,
+        level: usize,
+        id: &str,
+        path: &[&str],
+        now: u64,
+        estimate: &Charges,
+    ) -> Result<Arc<Entry<C>>, BudgetError> {
+        let entry = match self.entry(level, id) {
+            Some(entry) => entry,
+            None => self.create_entry(level, id, now, path, estimate)?,
+        };
+        let charged = entry.lock().reserve(&self.quotas(level, id), now, estimate);
+        match charged {
+            Ok(()) => Ok(entry),
+            Err(NoRoom { quota, retry_after }) => {
+                self.too_large(path, estimate)?;
+                Err(BudgetError::Refused {
+                    rejected: limited(self.flat_index(path, level, quota), retry_after),
+                    level,
+                    quota,
+                })
+            }
+        }
     }
 
     /// Refuses an estimate above a limit of the path, naming the first such quota.
@@ -302,33 +347,6 @@ impl<C: Clock> Budgets<C> {
         Ok(())
     }
 
-    /// Takes back a partial reservation after a later level refused.
-    fn release(&self, held: &Held, path: &[&str], now: u64, estimate: &Charges) {
-        for (level, entry) in held.iter().enumerate() {
-            let quotas = self.quotas(level, path[level]);
-            entry
-                .lock()
-                .settle(&quotas, now, now, estimate, &Charges::ZERO);
-        }
-    }
-
-    /// Settles the ledgers of `held` (reserved at `reserved_at`) with `actual`.
-    pub(crate) fn settle_held(
-        &self,
-        held: &Held,
-        reserved_at: u64,
-        reserved: &Charges,
-        actual: &Charges,
-    ) {
-        let now = self.shared.time.now_micros();
-        for (level, entry) in held.iter().enumerate() {
-            let quotas = self.quotas(level, entry.id());
-            entry
-                .lock()
-                .settle(&quotas, reserved_at, now, reserved, actual);
-        }
-    }
-
     /// The position of quota `quota` of level `level` among the path's quota states.
     fn flat_index(&self, path: &[&str], level: usize, quota: usize) -> usize {
         (0..level)
@@ -338,17 +356,13 @@ impl<C: Clock> Budgets<C> {
     }
 
     /// The quotas of `id` at `level`.
-    #[inline]
-    pub(crate) fn quotas(&self, level: usize, id: &str) -> Quotas<'_> {
-        match self.shared.levels[level].overrides.get(id) {
-            Some(quotas) => Quotas::Override(quotas),
-            None => Quotas::Default(&self.shared.plan.levels[level].quotas),
-        }
+    fn quotas(&self, level: usize, id: &str) -> Quotas<'_> {
+        self.shared.rules.quotas(level, id)
     }
 
     /// The entry of `id` at `level`, if it is tracked.
     #[inline]
-    fn entry(&self, level: usize, id: &str) -> Option<Arc<Entry>> {
+    fn entry(&self, level: usize, id: &str) -> Option<Arc<Entry<C>>> {
         let entry = self.shared.levels[level].entries.get(id)?;
         Some(Arc::clone(&entry))
     }
@@ -363,7 +377,7 @@ impl<C: Clock> Budgets<C> {
         now: u64,
         path: &[&str],
         estimate: &Charges,
-    ) -> Result<Arc<Entry>, BudgetError> {
+    ) -> Result<Arc<Entry<C>>, BudgetError> {
         // An impossible estimate creates no id anywhere.
         self.too_large(path, estimate)?;
         let state = &self.shared.levels[level];
@@ -382,6 +396,7 @@ impl<C: Clock> Budgets<C> {
             Arc::new(Entry {
                 id: id.into(),
                 ledger: Mutex::new(Ledger::default()),
+                rules: Arc::clone(&self.shared.rules),
             })
         });
         Ok(Arc::clone(&entry))
@@ -402,7 +417,7 @@ impl<C: Clock> Budgets<C> {
     /// Drops every id with nothing used in any current period and no reservation held
     /// (decisions are unchanged; its totals are forgotten); returns how many.
     pub fn retain_recent(&self) -> usize {
-        let now = self.shared.time.now_micros();
+        let now = self.shared.rules.now();
         (0..self.shared.levels.len())
             .map(|level| self.sweep_level(level, now))
             .sum()
@@ -420,7 +435,7 @@ impl<C: Clock> Budgets<C> {
                 given: path.len(),
             });
         }
-        let now = self.shared.time.now_micros();
+        let now = self.shared.rules.now();
         let mut out = Vec::new();
         for (level, id) in path.iter().enumerate() {
             let quotas = self.quotas(level, id);
@@ -435,13 +450,13 @@ impl<C: Clock> Budgets<C> {
     /// What `id` at `level` has used in each quota's current period, and its totals since
     /// it was first tracked; `None` if it is not tracked.
     pub fn spend(&self, level: &str, id: &str) -> Option<EntrySpend> {
-        let index = self.shared.plan.level_index(level)?;
+        let index = self.plan().level_index(level)?;
         let entry = self.shared.levels[index].entries.get(id)?;
         Some(self.entry_spend(index, &entry))
     }
 
-    fn entry_spend(&self, level: usize, entry: &Entry) -> EntrySpend {
-        let now = self.shared.time.now_micros();
+    fn entry_spend(&self, level: usize, entry: &Entry<C>) -> EntrySpend {
+        let now = self.shared.rules.now();
         let quotas = self.quotas(level, entry.id());
         let ledger = entry.lock();
         EntrySpend::new(
@@ -457,8 +472,7 @@ impl<C: Clock> Budgets<C> {
     /// Counters, and the spend of every tracked id per level for the current periods.
     pub fn stats(&self) -> BudgetStats {
         let levels = self
-            .shared
-            .plan
+            .plan()
             .levels
             .iter()
             .zip(self.shared.levels.iter())
@@ -474,18 +488,73 @@ impl<C: Clock> Budgets<C> {
                     .collect(),
             })
             .collect();
-        self.shared.counters.snapshot(levels)
+        self.shared.rules.counters.snapshot(levels)
     }
 }
 
 /// The entries a reservation holds, one per level (at most [`BudgetPlan::MAX_LEVELS`]),
-/// inline so a reservation allocates nothing.
-#[derive(Debug, Default)]
-pub(crate) struct Held(pub(crate) [Option<Arc<Entry>>; BudgetPlan::MAX_LEVELS]);
+/// inline so a reservation allocates nothing. A plan has at least one level, so there is
+/// always a first entry, and through it the rules.
+#[derive(Debug)]
+pub(crate) struct Held<C> {
+    first: Arc<Entry<C>>,
+    rest: [Option<Arc<Entry<C>>>; BudgetPlan::MAX_LEVELS - 1],
+}
 
-impl Held {
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Entry>> {
-        self.0.iter().map_while(Option::as_ref)
+impl<C: Clock> Held<C> {
+    /// The entries, levels in order.
+    fn iter(&self) -> impl Iterator<Item = &Arc<Entry<C>>> {
+        std::iter::once(&self.first).chain(self.rest.iter().map_while(Option::as_ref))
+    }
+
+    /// The rules of the budget the entries belong to.
+    #[inline]
+    pub(crate) fn rules(&self) -> &Rules<C> {
+        &self.first.rules
+    }
+
+    /// Settles every held ledger, reserved at `reserved_at`, with `actual`.
+    #[inline]
+    pub(crate) fn settle(&self, reserved_at: u64, reserved: &Charges, actual: &Charges) {
+        // Only an overrun needs the clock (it is charged to the period of now). A refund
+        // goes to the reservation's period if the slot still counts it, current or ended:
+        // nothing reads the use of a period that has ended, so refunding it changes no
+        // decision, and `reserved_at` can stand for now. Most calls use less than their
+        // estimate, and a clock read costs as much as a ledger update.
+        let now = if actual.within(reserved) {
+            reserved_at
+        } else {
+            self.rules().now()
+        };
+        self.settle_at(reserved_at, now, reserved, actual);
+    }
+
+    /// Takes back a reservation that a later level refused.
+    fn release(&self, now: u64, estimate: &Charges) {
+        self.settle_at(now, now, estimate, &Charges::ZERO);
+    }
+
+    #[inline]
+    fn settle_at(&self, reserved_at: u64, now: u64, reserved: &Charges, actual: &Charges) {
+        let rules = self.rules();
+        for (level, entry) in self.iter().enumerate() {
+            let quotas = rules.quotas(level, entry.id());
+            entry
+                .lock()
+                .settle(&quotas, reserved_at, now, reserved, actual);
+        }
+    }
+
+    /// Where every quota of the held path stands now, levels in order.
+    pub(crate) fn quota_states(&self) -> Vec<QuotaState> {
+        let rules = self.rules();
+        let now = rules.now();
+        let mut out = Vec::new();
+        for (level, entry) in self.iter().enumerate() {
+            let quotas = rules.quotas(level, entry.id());
+            entry.lock().states(&quotas, now, &mut out);
+        }
+        out
     }
 }
 

@@ -114,6 +114,12 @@ impl Charges {
         )
     }
 
+    /// Whether no meter of `self` is above `other`'s.
+    #[inline]
+    pub(crate) fn within(&self, other: &Self) -> bool {
+        self.requests <= other.requests && self.tokens <= other.tokens && self.spend <= other.spend
+    }
+
     /// Meter by meter `self + other`, saturating.
     pub fn saturating_add(&self, other: &Self) -> Self {
         Self::new(

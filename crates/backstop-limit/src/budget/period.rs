@@ -93,6 +93,7 @@ impl BudgetPeriod {
 
     /// The window length in microseconds; 0 stands for the calendar month (the encoding
     /// the Redis scripts read).
+    #[inline]
     pub(crate) fn micros(&self) -> u64 {
         match *self {
             Self::Every(window) => u64::try_from(window.as_micros()).unwrap_or(u64::MAX).max(1),
@@ -113,7 +114,18 @@ impl BudgetPeriod {
         }
     }
 
+    /// Start and end (microseconds since the Unix epoch) of the period holding `now`.
+    /// Out of line and cold: decisions reach it only when a period rolls over, and
+    /// inlined into them, the compiler would compute the calendar month ahead of the check
+    /// that skips it, on every decision.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn bounds_at(&self, now: u64) -> (u64, u64) {
+        self.bounds(self.id(now))
+    }
+
     /// Start and end (microseconds since the Unix epoch) of period `id`.
+    #[inline]
     pub(crate) fn bounds(&self, id: u64) -> (u64, u64) {
         match self.micros() {
             0 => (month_start(id), month_start(id.saturating_add(1))),

@@ -26,6 +26,9 @@ pub struct BudgetQuota {
     meter: BudgetMeter,
     limit: u64,
     period: BudgetPeriod,
+    /// `period.micros()`, kept so that a decision compares a ledger slot's period with one
+    /// load.
+    window: u64,
     /// `level-name`, the quota's name in `QuotaState`s and headers; set by its level.
     label: Arc<str>,
 }
@@ -56,6 +59,7 @@ impl BudgetQuota {
             meter,
             limit,
             period,
+            window: period.micros(),
             label: name.into(),
         })
     }
@@ -93,6 +97,13 @@ impl BudgetQuota {
     /// The period it counts over.
     pub fn period(&self) -> BudgetPeriod {
         self.period
+    }
+
+    /// The period's length in microseconds (0 for the calendar month), as
+    /// [`BudgetPeriod::micros`] gives it.
+    #[inline]
+    pub(crate) fn window(&self) -> u64 {
+        self.window
     }
 
     /// `level-name`, as reported in quota states.

@@ -863,7 +863,7 @@ fn states(quotas: &[LevelQuotas], reply: &[i64]) -> Vec<QuotaState> {
         .map(|(i, q)| {
             let used = reply.get(6 + 2 * i).copied().unwrap_or(0).max(0) as u64;
             let reset = reply.get(7 + 2 * i).copied().unwrap_or(0).max(0) as u64;
-            let (start, end) = q.period().bounds(q.period().id(now));
+            let (start, end) = q.period().bounds_at(now);
             QuotaState::new(
                 q.label().clone(),
                 q.limit(),

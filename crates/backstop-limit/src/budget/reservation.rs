@@ -1,6 +1,6 @@
 //! The reservation guard: settled once with actual usage, or by the plan's drop rule.
 
-use super::local::{Budgets, Held};
+use super::local::Held;
 use super::money::{Charges, ModelPrice, TokenUsage};
 use super::plan::DropRule;
 use super::stats::BudgetCounters;
@@ -38,8 +38,7 @@ impl Settlement {
 #[derive(Debug)]
 #[must_use = "a reservation holds budget until it is settled; dropping it applies the drop rule"]
 pub struct BudgetReservation<C: Clock = DefaultClock> {
-    budgets: Budgets<C>,
-    held: Held,
+    held: Held<C>,
     reserved: Charges,
     reserved_at: u64,
     price: Option<ModelPrice>,
@@ -48,14 +47,12 @@ pub struct BudgetReservation<C: Clock = DefaultClock> {
 
 impl<C: Clock> BudgetReservation<C> {
     pub(crate) fn new(
-        budgets: Budgets<C>,
-        held: Held,
+        held: Held<C>,
         reserved: Charges,
         reserved_at: u64,
         price: Option<ModelPrice>,
     ) -> Self {
         Self {
-            budgets,
             held,
             reserved,
             reserved_at,
@@ -72,8 +69,7 @@ impl<C: Clock> BudgetReservation<C> {
     /// Where every quota of the path stands now (the reservation included), levels in
     /// order, for rate-limit headers on the admitted response.
     pub fn quota_states(&self) -> Vec<QuotaState> {
-        let ids: Vec<&str> = self.held.iter().map(|e| e.id()).collect();
-        self.budgets.quota_states(&ids).unwrap_or_default()
+        self.held.quota_states()
     }
 
     /// Settles with the tokens the call actually used, priced as at reservation (one
@@ -91,7 +87,7 @@ impl<C: Clock> BudgetReservation<C> {
     /// ends).
     pub fn settle(mut self, actual: Charges) -> Settlement {
         self.apply(&actual);
-        self.budgets.shared.counters.add(BudgetCounters::SETTLED);
+        self.held.rules().counters.add(BudgetCounters::SETTLED);
         Settlement::of(&self.reserved, &actual)
     }
 
@@ -100,8 +96,7 @@ impl<C: Clock> BudgetReservation<C> {
         if !std::mem::replace(&mut self.open, false) {
             return;
         }
-        self.budgets
-            .settle_held(&self.held, self.reserved_at, &self.reserved, actual);
+        self.held.settle(self.reserved_at, &self.reserved, actual);
     }
 }
 
@@ -110,7 +105,7 @@ impl<C: Clock> Drop for BudgetReservation<C> {
         if !self.open {
             return;
         }
-        let rule = self.budgets.shared.plan.on_drop;
+        let rule = self.held.rules().plan.on_drop;
         let actual = match rule {
             DropRule::RefundAll => Charges::ZERO,
             DropRule::ChargeEstimate => self.reserved,
@@ -120,7 +115,7 @@ impl<C: Clock> Drop for BudgetReservation<C> {
         let applied = contain("budget.drop", || {
             self.apply(&actual);
         });
-        let counters = &self.budgets.shared.counters;
+        let counters = &self.held.rules().counters;
         match applied {
             Ok(()) => counters.add(BudgetCounters::DROPPED),
             Err(_) => counters.add(BudgetCounters::DROP_FAILED),

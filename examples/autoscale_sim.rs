@@ -8,6 +8,10 @@
 //!   `slo_violation_minutes workload=<file stem> contender=<policy> value=<v>`,
 //!   `replica_hours …`, `flaps …`, `actions …` and `longest_violation_minutes …` (the
 //!   longest time to recover from a burst).
+//! - `… --trace PATH --envelope-sweep` instead replays `hpa_envelope` over a grid of the
+//!   envelope's quantile and lookback and prints, per setting, its SLO-violation minutes and
+//!   replica-hours as multiples of HPA's (`envelope_sweep workload=… quantile=… lookback_h=…
+//!   violation_x=… replica_hours_x=…`): the trade-off the headroom buys on that trace.
 //!
 //! The line-up is `backstop::scale::contenders`: HPA target tracking (`hpa`), threshold
 //! steps, KEDA-style queue scaling, the predictive policy, the HPA and queue policies with
@@ -19,18 +23,27 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use backstop::scale::{ReplicaModel, SimReport, Trace, contenders, simulate};
+use std::time::Duration;
+
+use backstop::scale::{
+    BurstEnvelope, BurstEnvelopeConfig, HpaConfig, ReplicaModel, SimReport, TargetTracking, Trace,
+    contenders, metrics, simulate,
+};
 
 const DAYS: u32 = 4;
 const PEAK: f64 = 400.0;
 const SEED: u64 = 42;
 
-fn run(trace: &Trace) -> Vec<SimReport> {
-    // Every contender starts warm, sized for the trace's first sample.
-    let model = ReplicaModel {
+/// Every contender starts warm, sized for the trace's first sample.
+fn model(trace: &Trace) -> ReplicaModel {
+    ReplicaModel {
         initial_replicas: ReplicaModel::default().fleet_for(trace.rates[0]),
         ..ReplicaModel::default()
-    };
+    }
+}
+
+fn run(trace: &Trace) -> Vec<SimReport> {
+    let model = model(trace);
     contenders(&model, trace)
         .expect("the default model is valid")
         .into_iter()
@@ -40,15 +53,55 @@ fn run(trace: &Trace) -> Vec<SimReport> {
         .collect()
 }
 
-fn replay(path: &str, peak: f64) -> Result<(), String> {
+/// `hpa_envelope` as `contenders` builds it, with the headroom's quantile and lookback set.
+fn sweep(trace: &Trace) -> Result<(), String> {
+    let model = model(trace);
+    let hpa = HpaConfig::default().with_bounds(1, model.fleet_for(trace.peak() * 1.5));
+    let sim = |name: &str, policy: &mut TargetTracking| {
+        simulate(trace, &model, name, policy).map_err(|e| e.to_string())
+    };
+    let base = sim(
+        "hpa",
+        &mut TargetTracking::new(hpa.clone()).map_err(|e| e.to_string())?,
+    )?;
+    for quantile in [0.9, 0.95, 0.99, 0.995, 1.0] {
+        for hours in [1, 3, 6, 12, 24, 72] {
+            let config = BurstEnvelopeConfig {
+                lookback: Duration::from_secs(hours * 3600),
+                quantile,
+                ..BurstEnvelopeConfig::default()
+                    .with_metric(metrics::REQUESTS, model.requests_target())
+                    .with_backlog_metric(Some(metrics::QUEUE.to_owned()))
+                    .with_startup(model.startup_delay)
+                    .with_max_replicas(hpa.max_replicas)
+            };
+            let inner = TargetTracking::new(hpa.clone()).map_err(|e| e.to_string())?;
+            let mut policy = BurstEnvelope::new(inner, config).map_err(|e| e.to_string())?;
+            let r =
+                simulate(trace, &model, "hpa_envelope", &mut policy).map_err(|e| e.to_string())?;
+            println!(
+                "envelope_sweep workload={} quantile={quantile} lookback_h={hours} violation_x={:.2} replica_hours_x={:.2}",
+                trace.name,
+                r.slo_violation_min / base.slo_violation_min.max(f64::MIN_POSITIVE),
+                r.replica_hours / base.replica_hours
+            );
+        }
+    }
+    Ok(())
+}
+
+fn load(path: &str, peak: f64) -> Result<Trace, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     let stem = Path::new(path)
         .file_stem()
         .map_or_else(|| path.to_owned(), |s| s.to_string_lossy().into_owned());
-    let trace = Trace::from_series_csv(stem, &text)
+    Ok(Trace::from_series_csv(stem, &text)
         .map_err(|e| format!("{path}: {e}"))?
-        .scaled_to_peak(peak);
-    for r in run(&trace) {
+        .scaled_to_peak(peak))
+}
+
+fn replay(trace: &Trace) {
+    for r in run(trace) {
         let (w, c) = (&r.workload, &r.contender);
         println!(
             "slo_violation_minutes workload={w} contender={c} value={:.2}",
@@ -65,15 +118,20 @@ fn replay(path: &str, peak: f64) -> Result<(), String> {
             r.longest_violation_min
         );
     }
-    Ok(())
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut trace = None;
     let mut peak = PEAK;
+    let mut envelope_sweep = false;
     let mut i = 0;
     while i < args.len() {
+        if args[i] == "--envelope-sweep" {
+            envelope_sweep = true;
+            i += 1;
+            continue;
+        }
         match (args[i].as_str(), args.get(i + 1)) {
             ("--trace", Some(path)) => trace = Some(path.clone()),
             ("--peak-rps", Some(n)) => match n.parse::<f64>() {
@@ -85,7 +143,7 @@ fn main() -> ExitCode {
             },
             (other, _) => {
                 eprintln!(
-                    "usage: autoscale_sim [--trace PATH [--peak-rps N]] (unexpected {other})"
+                    "usage: autoscale_sim [--trace PATH [--peak-rps N] [--envelope-sweep]] (unexpected {other})"
                 );
                 return ExitCode::FAILURE;
             }
@@ -93,13 +151,24 @@ fn main() -> ExitCode {
         i += 2;
     }
     match trace {
-        Some(path) => match replay(&path, peak) {
+        Some(path) => match load(&path, peak).and_then(|trace| {
+            if envelope_sweep {
+                sweep(&trace)
+            } else {
+                replay(&trace);
+                Ok(())
+            }
+        }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::FAILURE
             }
         },
+        None if envelope_sweep => {
+            eprintln!("--envelope-sweep needs --trace PATH");
+            ExitCode::FAILURE
+        }
         None => {
             for trace in Trace::builtins(DAYS, PEAK, SEED) {
                 for report in run(&trace) {

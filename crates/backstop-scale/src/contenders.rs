@@ -75,10 +75,12 @@ pub fn contenders(model: &ReplicaModel, trace: &Trace) -> Result<Vec<Contender>,
         .with_target(model.queue_target())
         .with_behavior(Behavior::default());
     // A percent step (KEDA/HPA `Percent` policy) so the step grows with the fleet; the
-    // classic +1 per 300 s cooldown needs hours to cover a 4x load change.
+    // classic +1 per 300 s cooldown needs hours to cover a 4x load change. The queue metric
+    // sizes a scale-up past saturation: utilization stops at 100 % however large the burst.
     let threshold = ThresholdConfig::default()
         .with_bounds(1, max)
-        .with_step_percents(50.0, 20.0);
+        .with_step_percents(50.0, 20.0)
+        .with_demand_metric(Some(metrics::QUEUE.to_owned()));
     // The hold replaces the scale-down stabilization window, with the HPA's 300 s as its floor.
     let unstabilized = hpa.clone().with_behavior(Behavior {
         scale_down: ScalingRules::default_down().with_window(Duration::ZERO),

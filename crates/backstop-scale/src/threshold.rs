@@ -71,6 +71,18 @@ impl ThresholdPolicy {
         c.up_step.max(percent)
     }
 
+    /// The count the demand metric asks for, when it is configured, present and has an
+    /// `AverageValue` target.
+    fn demand_replicas(c: &ThresholdConfig, obs: &Observation) -> Option<u32> {
+        let sample = obs.find(c.demand_metric.as_deref()?)?;
+        let Target::AverageValue(target) = sample.target else {
+            return None;
+        };
+        let total = sample.total(obs.ready_replicas)?;
+        // Float-to-int `as` saturates; the result is capped at max_replicas by the caller.
+        (target > 0.0 && total >= 0.0).then(|| (total / target).ceil() as u32)
+    }
+
     fn down_step(c: &ThresholdConfig, current: u32) -> u32 {
         let percent = (f64::from(current) * c.down_step_percent / 100.0).floor() as u32;
         c.down_step.max(percent)
@@ -94,10 +106,17 @@ impl ThresholdPolicy {
         let Some(utilization) = Self::utilization(obs) else {
             return Decision::hold(obs.at, current, Reason::NoMetrics);
         };
-        let (desired, reason) = if utilization > c.scale_up_above {
+        let demand = Self::demand_replicas(c, obs)
+            .map(|n| n.min(c.max_replicas))
+            .filter(|n| *n > current);
+        let cooling = self
+            .last_action
+            .is_some_and(|t| obs.at.saturating_sub(t) < c.cooldown);
+        let (mut desired, reason) = if utilization > c.scale_up_above {
             (
                 current
                     .saturating_add(Self::up_step(c, current))
+                    .max(demand.unwrap_or(0))
                     .min(c.max_replicas),
                 Reason::ThresholdUp,
             )
@@ -114,11 +133,13 @@ impl ThresholdPolicy {
         if desired == current {
             return Decision::hold(obs.at, current, Reason::Steady);
         }
-        if self
-            .last_action
-            .is_some_and(|t| obs.at.saturating_sub(t) < c.cooldown)
-        {
-            return Decision::hold(obs.at, current, Reason::Cooldown);
+        if cooling {
+            // The cooldown waits for the last step to show in utilization; a demand metric
+            // measures the need directly, so the count it asks for is not held back by it.
+            match demand {
+                Some(n) if reason == Reason::ThresholdUp => desired = n,
+                _ => return Decision::hold(obs.at, current, Reason::Cooldown),
+            }
         }
         Decision {
             desired,

@@ -155,6 +155,38 @@ fn threshold_percent_step_scales_with_the_fleet() {
 }
 
 #[test]
+fn threshold_demand_metric_sizes_a_scale_up_past_saturation() {
+    let config = ThresholdConfig::default()
+        .with_bounds(1, 100)
+        .with_step_percents(50.0, 20.0)
+        .with_demand_metric(Some("queue".to_owned()));
+    let mut p = ThresholdPolicy::new(config).unwrap();
+    let obs = |s: u64, replicas: u32, queue: f64| {
+        Observation::new(secs(s), replicas, replicas)
+            .metric(MetricSample::new(
+                "cpu",
+                Target::Utilization(70.0),
+                Reading::Average(100.0),
+            ))
+            .metric(MetricSample::new(
+                "queue",
+                Target::AverageValue(7.0),
+                Reading::Total(queue),
+            ))
+    };
+    // Utilization stops at 100 %; the queue of 70 at 7 a replica asks for ceil(70 / 7) = 10,
+    // where the step alone gives 1 + ceil(1 × 50 %) = 2.
+    let d = p.decide(&obs(0, 1, 70.0));
+    assert_eq!((d.desired, d.reason), (10, Reason::ThresholdUp));
+    // Within the cooldown the demand's count still applies: ceil(140 / 7) = 20 ...
+    let d = p.decide(&obs(60, 10, 140.0));
+    assert_eq!((d.desired, d.reason), (20, Reason::ThresholdUp));
+    // ... but the step does not: 20 replicas already cover a queue of 100 (ceil(100 / 7) = 15).
+    let d = p.decide(&obs(120, 20, 100.0));
+    assert_eq!((d.desired, d.reason), (20, Reason::Cooldown));
+}
+
+#[test]
 fn a_fallback_goes_through_stabilization_instead_of_cutting_the_fleet() {
     // 10 replicas carrying 100 messages at 10 each, then the metrics API goes down with a
     // fallback of 2 after 1 failure. The fallback is a recommendation: the default 300 s

@@ -33,6 +33,12 @@ pub struct ThresholdConfig {
     /// No action within this long after the last one.
     #[serde(with = "backstop_core::duration::human")]
     pub cooldown: Duration,
+    /// A demand metric (an `AverageValue` target with its total, e.g. requests per second)
+    /// that sizes a scale-up: above `scale_up_above` the step is at least what brings the
+    /// fleet to `ceil(total / target)`. Utilization stops at 100 % however large the burst,
+    /// so without it a burst of ten replicas' worth is climbed one step per cooldown. `None`
+    /// (the default) steps by the configured sizes only.
+    pub demand_metric: Option<String>,
 }
 
 impl Default for ThresholdConfig {
@@ -47,6 +53,7 @@ impl Default for ThresholdConfig {
             up_step_percent: 0.0,
             down_step_percent: 0.0,
             cooldown: Duration::from_secs(300),
+            demand_metric: None,
         }
     }
 }
@@ -76,6 +83,13 @@ impl ThresholdConfig {
         self
     }
 
+    /// Sets the demand metric that sizes a scale-up (see [`ThresholdConfig::demand_metric`]).
+    #[must_use]
+    pub fn with_demand_metric(mut self, metric: Option<String>) -> Self {
+        self.demand_metric = metric;
+        self
+    }
+
     /// Sets the cooldown.
     #[must_use]
     pub fn with_cooldown(mut self, cooldown: Duration) -> Self {
@@ -97,6 +111,11 @@ impl Validate for ThresholdConfig {
             self.scale_up_above.is_finite() && self.scale_up_above > self.scale_down_below,
             "scale_up_above",
             "must be greater than scale_down_below",
+        )?;
+        ensure(
+            self.demand_metric.as_ref().is_none_or(|m| !m.is_empty()),
+            "demand_metric",
+            "must not be empty",
         )?;
         ensure(self.up_step >= 1, "up_step", "must be at least 1")?;
         ensure(self.down_step >= 1, "down_step", "must be at least 1")?;

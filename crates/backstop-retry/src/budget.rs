@@ -2,8 +2,9 @@
 //! per second, shared by every clone (as Finagle's `RetryBudget` and tower's `TpsBudget`).
 
 use crate::config::RetryBudgetConfig;
+use backstop_core::StripedCounters;
+use parking_lot::Mutex;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use tokio::time::Instant;
 
 /// One retry, in the budget's integer units (a thousandth of a retry), so a 20 % share is
@@ -18,6 +19,12 @@ const UNIT: i64 = 1_000;
 /// of `seconds` the retries are at most `calls × ratio + min_per_sec × (seconds + 1)`: a
 /// full outage multiplies load by at most `1 + ratio` (plus the floor), never by the
 /// attempt count.
+///
+/// A deposit only counts the call, on a per-thread stripe (no shared cache line, no locked
+/// instruction: it is on every call's success path); the balance takes in the calls counted
+/// since it was last read when a retry is asked for. Between two withdrawals only deposits
+/// and the floor add to the balance, and capped additions add up to the same capped sum in
+/// any grouping, so the lazy balance is the eager one exactly.
 ///
 /// ```
 /// use backstop_retry::{RetryBudget, RetryBudgetConfig};
@@ -42,31 +49,55 @@ struct BudgetState {
     /// Floor units earned per millisecond (`min_per_sec` retries a second).
     floor_per_ms: i64,
     cap: i64,
-    balance: AtomicI64,
     started: Instant,
-    /// Milliseconds since `started` whose floor has been credited.
-    credited_ms: AtomicU64,
+    /// Calls deposited, striped per thread; shared with the hedge budget of the same
+    /// handle, which earns from the same calls.
+    calls: Arc<StripedCounters<1>>,
+    settled: Mutex<Settled>,
+}
+
+/// The balance as of the last withdrawal or read.
+#[derive(Debug)]
+struct Settled {
+    balance: i64,
+    /// Calls already taken into `balance`.
+    calls: u64,
+    /// Milliseconds since `started` whose floor is in `balance`.
+    credited_ms: u64,
 }
 
 impl RetryBudget {
     /// A budget with `config`'s share, floor and cap (validated by
     /// [`RetryConfig`](crate::RetryConfig); out-of-range values are clamped here).
     pub fn new(config: RetryBudgetConfig) -> Self {
+        Self::counting(config, Arc::new(StripedCounters::new()))
+    }
+
+    /// A budget earning from the calls deposited into `self`: one deposit feeds both.
+    pub(crate) fn sharing_calls(&self, config: RetryBudgetConfig) -> Self {
+        Self::counting(config, self.inner.calls.clone())
+    }
+
+    fn counting(config: RetryBudgetConfig, calls: Arc<StripedCounters<1>>) -> Self {
         let ratio = if config.ratio.is_finite() {
             config.ratio.clamp(0.0, 1_000.0)
         } else {
             0.0
         };
+        let already = calls.get(0);
         Self {
             inner: Arc::new(BudgetState {
                 deposit: (ratio * UNIT as f64).round() as i64,
                 floor_per_ms: i64::from(config.min_per_sec),
                 cap: i64::from(config.max_banked).saturating_mul(UNIT),
-                balance: AtomicI64::new(
-                    i64::from(config.min_per_sec.min(config.max_banked)).saturating_mul(UNIT),
-                ),
                 started: Instant::now(),
-                credited_ms: AtomicU64::new(0),
+                calls,
+                settled: Mutex::new(Settled {
+                    balance: i64::from(config.min_per_sec.min(config.max_banked))
+                        .saturating_mul(UNIT),
+                    calls: already,
+                    credited_ms: 0,
+                }),
             }),
         }
     }
@@ -74,57 +105,85 @@ impl RetryBudget {
     /// Records one call (a first attempt), earning `ratio` of a retry.
     #[inline]
     pub fn deposit(&self) {
-        let s = &*self.inner;
-        if s.deposit == 0 {
-            return;
-        }
-        let before = s.balance.fetch_add(s.deposit, Ordering::Relaxed);
-        if before + s.deposit > s.cap {
-            s.balance.fetch_min(s.cap, Ordering::Relaxed);
-        }
+        self.inner.calls.add(0);
+    }
+
+    /// Calls deposited since creation.
+    pub(crate) fn calls(&self) -> u64 {
+        self.inner.calls.get(0)
     }
 
     /// Takes one retry from the budget; `false` (and nothing taken) when it is empty.
     pub fn try_withdraw(&self) -> bool {
-        let s = &*self.inner;
-        self.credit_floor();
-        s.balance
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                (b >= UNIT).then(|| b - UNIT)
-            })
-            .is_ok()
+        let mut settled = self.settle();
+        let granted = settled.balance >= UNIT;
+        if granted {
+            settled.balance -= UNIT;
+        }
+        granted
     }
 
     /// Retries the budget would grant now.
     pub fn available(&self) -> u64 {
-        self.credit_floor();
-        (self.inner.balance.load(Ordering::Relaxed).max(0) / UNIT) as u64
+        (self.settle().balance.max(0) / UNIT) as u64
     }
 
-    /// Credits the floor for the whole milliseconds since the last credit, exactly once.
-    fn credit_floor(&self) {
+    /// The balance with every call deposited and every whole millisecond of floor since
+    /// the last settlement credited, each exactly once, capped.
+    fn settle(&self) -> parking_lot::MutexGuard<'_, Settled> {
         let s = &*self.inner;
-        if s.floor_per_ms == 0 {
-            return;
-        }
-        let now_ms = u64::try_from(s.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let before = s.credited_ms.fetch_max(now_ms, Ordering::Relaxed);
-        if now_ms > before {
-            let earned = i64::try_from(now_ms - before)
-                .unwrap_or(i64::MAX)
-                .saturating_mul(s.floor_per_ms);
-            let after = s.balance.fetch_add(earned.min(s.cap), Ordering::Relaxed);
-            if after.saturating_add(earned) > s.cap {
-                s.balance.fetch_min(s.cap, Ordering::Relaxed);
+        let mut settled = s.settled.lock();
+        // Read under the lock: a sum read later is never smaller (each stripe only grows).
+        let calls = s.calls.get(0);
+        let new_calls = i64::try_from(calls.saturating_sub(settled.calls)).unwrap_or(i64::MAX);
+        settled.calls = settled.calls.max(calls);
+        let mut earned = new_calls.saturating_mul(s.deposit);
+        if s.floor_per_ms != 0 {
+            let now_ms = u64::try_from(s.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            if now_ms > settled.credited_ms {
+                let ms = i64::try_from(now_ms - settled.credited_ms).unwrap_or(i64::MAX);
+                earned = earned.saturating_add(ms.saturating_mul(s.floor_per_ms));
+                settled.credited_ms = now_ms;
             }
         }
+        settled.balance = settled.balance.saturating_add(earned).min(s.cap);
+        settled
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::time::Duration;
+
+    proptest! {
+        /// The lazy balance (calls taken in at each withdrawal) grants exactly what an eager
+        /// bucket capped at every deposit grants, in any order of deposits and withdrawals.
+        #[test]
+        fn the_lazy_balance_is_the_eager_one(
+            ops in proptest::collection::vec(any::<bool>(), 0..400),
+            ratio in 0.0f64..2.0,
+            max_banked in 0u32..20,
+        ) {
+            let config = RetryBudgetConfig { ratio, min_per_sec: 0, max_banked };
+            let budget = RetryBudget::new(config);
+            let (deposit, cap) = ((ratio * UNIT as f64).round() as i64, i64::from(max_banked) * UNIT);
+            let mut eager = 0i64;
+            for deposit_now in ops {
+                if deposit_now {
+                    budget.deposit();
+                    eager = (eager + deposit).min(cap);
+                } else {
+                    let granted = eager >= UNIT;
+                    if granted {
+                        eager -= UNIT;
+                    }
+                    prop_assert_eq!(budget.try_withdraw(), granted);
+                }
+            }
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_floor_earns_retries_each_second_and_the_cap_holds() {

@@ -15,6 +15,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// A retry policy with its shared budget, hedge latency window and counters: a cheap-clone
@@ -78,18 +79,20 @@ impl Retry {
     }
 
     pub(crate) fn from_valid(config: RetryConfig) -> Self {
+        let budget = RetryBudget::new(config.budget);
         let hedge = config.hedge.map(|h| {
-            let budget = RetryBudget::new(crate::RetryBudgetConfig {
+            // Earns from the same calls as the retry budget: one deposit per call feeds both.
+            let hedge_budget = budget.sharing_calls(crate::RetryBudgetConfig {
                 ratio: h.max_ratio,
                 min_per_sec: 0,
                 // Little banked: a quiet spell must not pay for a burst of hedges.
                 max_banked: 10,
             });
-            (HedgeDelay::new(h), budget)
+            (HedgeDelay::new(h), hedge_budget)
         });
         Self {
             shared: Arc::new(RetryState {
-                budget: RetryBudget::new(config.budget),
+                budget,
                 hedge,
                 counters: StripedCounters::new(),
                 config,
@@ -109,18 +112,24 @@ impl Retry {
 
     /// Totals since creation.
     pub fn stats(&self) -> RetryStats {
-        let c = &self.shared.counters;
+        let s = &*self.shared;
+        let c = &s.counters;
+        // Refusals before retries before calls: each counted after the call's deposit, so
+        // read in this order the derived attempts never run ahead of (or below) a count.
+        let refused_at_start = c.get(REFUSED_AT_START);
+        let retries = c.get(RETRIES);
+        let calls = s.budget.calls();
         RetryStats {
-            calls: c.get(CALLS),
-            attempts: c.get(ATTEMPTS),
-            retries: c.get(RETRIES),
+            calls,
+            attempts: calls.saturating_sub(refused_at_start) + retries,
+            retries,
             budget_refusals: c.get(BUDGET_REFUSED),
             hedges_fired: c.get(HEDGES_FIRED),
             hedges_won: c.get(HEDGES_WON),
-            deadline_exhaustions: c.get(DEADLINE_EXHAUSTED),
+            deadline_exhaustions: refused_at_start + c.get(DEADLINE_EXHAUSTED),
             classifier_panics: c.get(PANICKED),
             streams_cut: c.get(STREAMS_CUT),
-            hedge_delay: self.shared.hedge.as_ref().and_then(|(d, _)| d.delay()),
+            hedge_delay: s.hedge.as_ref().and_then(|(d, _)| d.delay()),
         }
     }
 
@@ -174,20 +183,21 @@ impl Retry {
     {
         let s = &*self.shared;
         let config = &s.config;
-        self.count(CALLS);
+        // The call's one count: the budgets' deposit, which is also `stats().calls`.
         s.budget.deposit();
-        if let Some((_, hedge_budget)) = &s.hedge {
-            hedge_budget.deposit();
-        }
-        if deadline::too_close(config.min_attempt_time) {
-            self.count(DEADLINE_EXHAUSTED);
+        // One read of the deadline for the start check and the choice of attempt below.
+        let deadline = deadline::current();
+        if let Some(at) = deadline
+            && at.saturating_duration_since(Instant::now())
+                < config.min_attempt_time.max(Duration::from_nanos(1))
+        {
+            self.count(REFUSED_AT_START);
             tracing::debug!("retry: deadline too close to start an attempt");
             return Err(E::rejected(Rejected::new(RejectKind::DeadlineExceeded)));
         }
-        self.count(ATTEMPTS);
         let first = if s.hedge.is_some() {
             Box::pin(self.attempt_once(attempt)).await
-        } else if config.attempt_timeout.is_none() && deadline::current().is_none() {
+        } else if config.attempt_timeout.is_none() && deadline.is_none() {
             // Nothing can cut this attempt: its future as it is, with no wrapper around it.
             attempt().await
         } else {
@@ -258,7 +268,6 @@ impl Retry {
             tracing::debug!(attempt = made + 1, ?wait, "retry: retrying");
             tokio::time::sleep(wait).await;
             made += 1;
-            self.count(ATTEMPTS);
             error = match self.attempt_once(attempt).await {
                 Ok(value) => return Ok(value),
                 Err(error) => error,

@@ -6,7 +6,8 @@
 
 use backstop_core::RejectKind;
 use backstop_limit::{
-    BudgetError, BudgetPeriod, BudgetPlan, Charges, DropRule, RedisBudgets, SettleRetry, TokenUsage,
+    BudgetError, BudgetPeriod, BudgetPlan, BudgetQuota, Charges, DropRule, RedisBudgets,
+    SettleRetry, TimeSource, TokenUsage,
 };
 use backstop_testkit::RedisTestContext;
 use std::future::Future;
@@ -108,6 +109,88 @@ async fn reserve_and_settle_are_exact_and_all_or_none_across_levels() {
     ));
     let stats = b.stats();
     assert_eq!((stats.reserved, stats.settled, stats.refused), (2, 2, 2));
+    // Every entry expires after the path's longest current period (the org's month) plus
+    // the reservation TTL (an hour).
+    let mut conn = redis.connection().await;
+    for (level, id) in ann.iter().enumerate() {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(b.redis_key("acme", level, id))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(
+            (3_600_000..=(31 * 24 + 1) * 3_600_000).contains(&ttl),
+            "{id}: {ttl}"
+        );
+    }
+    redis.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_override_holds_one_id_until_it_is_removed() {
+    let Some(redis) = RedisTestContext::from_env("budget_override").await else {
+        return;
+    };
+    let b = budgets(&redis, DropRule::ChargeEstimate);
+    let ann = ["ann", "ml", "acme"];
+    let tokens = |n| Charges::new(1, n, 0);
+    b.set_override(
+        "team",
+        "ml",
+        vec![BudgetQuota::tokens(300, BudgetPeriod::Day).unwrap()],
+    )
+    .unwrap();
+    let too_large = b.reserve_charges(&ann, tokens(400)).await.unwrap_err();
+    assert!(
+        matches!(
+            too_large,
+            BudgetError::TooLarge {
+                level: 1,
+                cost: 400,
+                limit: 300,
+                ..
+            }
+        ),
+        "{too_large:?}"
+    );
+    let held = b.reserve_charges(&ann, tokens(200)).await.unwrap();
+    held.settle(tokens(200)).await.unwrap();
+    let refused = b.reserve_charges(&ann, tokens(200)).await.unwrap_err();
+    assert!(
+        matches!(refused, BudgetError::Refused { level: 1, .. }),
+        "{refused:?}"
+    );
+    // Back on the level's 1,500 tokens a day, the 200 used carried over.
+    b.remove_override("team", "ml").unwrap();
+    let held = b.reserve_charges(&ann, tokens(400)).await.unwrap();
+    let team = &held.quota_states()[2];
+    assert_eq!(
+        (&*team.name, team.limit, team.remaining),
+        ("team-tokens", 1_500, 900)
+    );
+    held.settle(tokens(400)).await.unwrap();
+    assert_eq!(used(&b, "team", "ml", "tokens").await, 600);
+    assert!(b.remove_override("nope", "ml").is_err());
+    redis.cleanup().await;
+}
+
+#[tokio::test]
+async fn on_the_clients_clock_settlement_is_as_exact() {
+    let Some(redis) = RedisTestContext::from_env("budget_client_time").await else {
+        return;
+    };
+    let b = budgets(&redis, DropRule::ChargeEstimate)
+        .with_time_source(TimeSource::Client)
+        .unwrap();
+    let ann = ["ann", "ml", "acme"];
+    let held = b
+        .reserve(&ann, "m", TokenUsage::new(400, 400))
+        .await
+        .unwrap();
+    held.settle_usage(TokenUsage::new(400, 100)).await.unwrap();
+    assert_eq!(used(&b, "key", "ann", "tokens").await, 500);
+    assert_eq!(used(&b, "org", "acme", "spend").await, 6_000);
+    assert_eq!(totals(&b, "team", "ml").await, Charges::new(1, 500, 6_000));
     redis.cleanup().await;
 }
 

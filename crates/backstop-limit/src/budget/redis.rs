@@ -6,10 +6,10 @@
 //! - `prefix:{org}:b:<level>:<id>`: a hash per id per level, `p<i>`/`u<i>` the period and
 //!   use of quota `i`, `t0`/`t1`/`t2` the totals of requests, tokens and spend; it expires
 //!   after its longest current period plus the reservation TTL;
-//! - `prefix:{org}:r:<reservation>`: the reservation record (when, and the estimate),
-//!   deleted by the settlement that applies it. Settling twice — a retry after a timeout,
-//!   a cancelled settlement followed by the drop rule — finds no record and changes
-//!   nothing, so a settlement is applied exactly once. A record left by a process that
+//! - `prefix:{org}:r:<reservation>`: the reservation record (when, and the estimate, one
+//!   string), taken with `GETDEL` (Redis 6.2) by the settlement that applies it. Settling
+//!   twice — a retry after a timeout, a cancelled settlement followed by the drop rule —
+//!   finds no record and changes nothing, so a settlement is applied exactly once. A record left by a process that
 //!   died expires after the reservation TTL, its estimate staying charged.
 
 use super::error::BudgetError;
@@ -68,75 +68,114 @@ end
 local function clock(arg)
   if arg == '' then
     local t = redis.call('TIME')
-    return tonumber(t[1]) * 1000000 + tonumber(t[2])
+    return tonumber(t[1]) * 1000000 + tonumber(t[2]), t[1], t[2]
   end
-  return tonumber(arg)
+  return tonumber(arg), '0', arg
 end
-local function fmt(n) return string.format('%.0f', n) end
+";
+
+// Both scripts read each entry with one HMGET (every quota's period and use, then the
+// totals) and write it with one HSET. Its expiry, the end of the path's longest current
+// period plus the TTL margin, moves only when a quota of the path starts a new period (or
+// an entry is new), so most calls set none. Numbers go to `redis.call` as they are: Redis
+// writes them with `%.17g`, exact for the integers here (below 2^53), while
+// `string.format` cost as much as a command; field names come from constant tables (at
+// most `MAX_QUOTAS_PER_LEVEL` quotas), since `'u' .. q` formats the number `q` with
+// `sprintf`.
+const ENTRIES: &str = r"
+local PF = {'p0', 'p1', 'p2', 'p3', 'p4', 'p5', 'p6', 'p7', 'p8', 'p9', 'p10', 'p11', 'p12', 'p13', 'p14', 'p15'}
+local UF = {'u0', 'u1', 'u2', 'u3', 'u4', 'u5', 'u6', 'u7', 'u8', 'u9', 'u10', 'u11', 'u12', 'u13', 'u14', 'u15'}
+local TF = {'t0', 't1', 't2'}
+local function read(key, n)
+  local fields = {}
+  for q = 1, n do
+    fields[2 * q - 1] = PF[q]
+    fields[2 * q] = UF[q]
+  end
+  fields[2 * n + 1] = 't0'
+  fields[2 * n + 2] = 't1'
+  fields[2 * n + 3] = 't2'
+  return redis.call('HMGET', key, unpack(fields))
+end
 ";
 
 // KEYS: the record, then one entry per level. ARGV: now, record TTL (ms), the estimate
 // (requests, tokens, spend), then per level its quota count and per quota meter (0-2),
 // limit and period length. Reply: admitted (1/0), now, refusing level, quota and index,
-// retry (µs), then per quota its use after the decision and its reset (µs).
+// retry (µs), then per quota its use after the decision and its reset (µs). The record is
+// one string, `seconds micros c0 c1 c2` (the time as `TIME` gives it, or `0` and the
+// client's microseconds, then the estimate as passed): one SET to write with its TTL, one
+// GETDEL to settle, and no number formatted.
 const RESERVE: &str = r"
-local now = clock(ARGV[1])
+local now, sec, usec = clock(ARGV[1])
 local ttl = tonumber(ARGV[2])
 local cost = {tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])}
 local pos = 6
-local quotas = {}
+local levels = {}
 local refused = nil
-local longest = 0
+local last = 0
+local index = 0
+local moved = false
 for l = 1, #KEYS - 1 do
-  local key = KEYS[l + 1]
   local n = tonumber(ARGV[pos])
   pos = pos + 1
+  local stored = read(KEYS[l + 1], n)
+  if stored[2 * n + 1] == false then moved = true end
+  local level = {n = n, stored = stored, quotas = {}}
   for q = 0, n - 1 do
     local c = cost[tonumber(ARGV[pos]) + 1]
     local limit = tonumber(ARGV[pos + 1])
     local len = tonumber(ARGV[pos + 2])
     pos = pos + 3
     local id = pid(len, now)
-    local stored = redis.call('HMGET', key, 'p' .. q, 'u' .. q)
-    local same = tonumber(stored[1]) == id
     local used = 0
-    if same then used = tonumber(stored[2]) or 0 end
-    local reset = pend(len, id) - now
-    if reset > longest then longest = reset end
+    local same = tonumber(stored[2 * q + 1]) == id
+    if same then used = tonumber(stored[2 * q + 2]) or 0 else moved = true end
+    local ends = pend(len, id)
+    if ends > last then last = ends end
     if refused == nil and used + c > limit then
-      refused = {l - 1, q, #quotas, reset}
+      refused = {l - 1, q, index, ends - now}
     end
-    quotas[#quotas + 1] = {key, q, id, c, same, used, reset}
+    level.quotas[q + 1] = {id, c, used, ends - now, same}
+    index = index + 1
   end
+  levels[l] = level
 end
-local reply = {}
+local reply
 if refused then
   reply = {0, now, refused[1], refused[2], refused[3], refused[4]}
-  for _, s in ipairs(quotas) do
-    reply[#reply + 1] = s[6]
-    reply[#reply + 1] = s[7]
+else
+  reply = {1, now, 0, 0, 0, 0}
+end
+local at = math.ceil(last / 1000) + ttl
+for l, level in ipairs(levels) do
+  local args = {}
+  for q, s in ipairs(level.quotas) do
+    local used = s[3]
+    if not refused then used = used + s[2] end
+    reply[#reply + 1] = used
+    reply[#reply + 1] = s[4]
+    if not s[5] then
+      args[#args + 1] = PF[q]
+      args[#args + 1] = s[1]
+    end
+    args[#args + 1] = UF[q]
+    args[#args + 1] = used
   end
-  return reply
-end
-reply = {1, now, 0, 0, 0, 0}
-for _, s in ipairs(quotas) do
-  if s[5] then
-    redis.call('HINCRBY', s[1], 'u' .. s[2], fmt(s[4]))
-  else
-    redis.call('HSET', s[1], 'p' .. s[2], fmt(s[3]), 'u' .. s[2], fmt(s[4]))
+  if not refused then
+    local stored = level.stored
+    local n = level.n
+    for m = 1, 3 do
+      args[#args + 1] = TF[m]
+      args[#args + 1] = (tonumber(stored[2 * n + m]) or 0) + cost[m]
+    end
+    redis.call('HSET', KEYS[l + 1], unpack(args))
+    if moved then redis.call('PEXPIREAT', KEYS[l + 1], at) end
   end
-  reply[#reply + 1] = s[6] + s[4]
-  reply[#reply + 1] = s[7]
 end
-local expire = math.ceil(longest / 1000) + ttl
-for l = 2, #KEYS do
-  redis.call('HINCRBY', KEYS[l], 't0', fmt(cost[1]))
-  redis.call('HINCRBY', KEYS[l], 't1', fmt(cost[2]))
-  redis.call('HINCRBY', KEYS[l], 't2', fmt(cost[3]))
-  if redis.call('PTTL', KEYS[l]) < expire then redis.call('PEXPIRE', KEYS[l], expire) end
+if not refused then
+  redis.call('SET', KEYS[1], sec .. ' ' .. usec .. ' ' .. ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. ARGV[5], 'PX', ttl)
 end
-redis.call('HSET', KEYS[1], 'at', fmt(now), 'c0', fmt(cost[1]), 'c1', fmt(cost[2]), 'c2', fmt(cost[3]))
-redis.call('PEXPIRE', KEYS[1], ttl)
 return reply
 ";
 
@@ -146,47 +185,58 @@ return reply
 const SETTLE: &str = r"
 local now = clock(ARGV[1])
 local ttl = tonumber(ARGV[2])
-local rec = redis.call('HMGET', KEYS[1], 'at', 'c0', 'c1', 'c2')
-if not rec[1] then return {0, now} end
-redis.call('DEL', KEYS[1])
-local at = tonumber(rec[1])
-local held = {tonumber(rec[2]), tonumber(rec[3]), tonumber(rec[4])}
+local rec = redis.call('GETDEL', KEYS[1])
+if not rec then return {0, now} end
+local sec, usec, h0, h1, h2 = string.match(rec, '^(%d+) (%d+) (%d+) (%d+) (%d+)$')
+local at = tonumber(sec) * 1000000 + tonumber(usec)
+local held = {tonumber(h0), tonumber(h1), tonumber(h2)}
 local used = {tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])}
 local pos = 6
-local longest = 0
+local last = 0
+local moved = false
 for l = 1, #KEYS - 1 do
   local key = KEYS[l + 1]
   local n = tonumber(ARGV[pos])
   pos = pos + 1
+  local stored = read(key, n)
+  local args = {}
   for q = 0, n - 1 do
     local m = tonumber(ARGV[pos]) + 1
     local len = tonumber(ARGV[pos + 2])
     pos = pos + 3
     local before = pid(len, at)
     local current = pid(len, now)
-    local reset = pend(len, current) - now
-    if reset > longest then longest = reset end
-    local stored = redis.call('HMGET', key, 'p' .. q, 'u' .. q)
-    local period = tonumber(stored[1])
+    local ends = pend(len, current)
+    if ends > last then last = ends end
+    local period = tonumber(stored[2 * q + 1])
+    local value = nil
     if before == current and period == before then
-      local value = (tonumber(stored[2]) or 0) - held[m] + used[m]
+      value = (tonumber(stored[2 * q + 2]) or 0) - held[m] + used[m]
       if value < 0 then value = 0 end
-      redis.call('HSET', key, 'u' .. q, fmt(value))
     elseif used[m] > held[m] then
-      if period == current then
-        redis.call('HINCRBY', key, 'u' .. q, fmt(used[m] - held[m]))
-      else
-        redis.call('HSET', key, 'p' .. q, fmt(current), 'u' .. q, fmt(used[m] - held[m]))
+      value = used[m] - held[m]
+      if period == current then value = value + (tonumber(stored[2 * q + 2]) or 0) end
+    end
+    if value then
+      if period ~= current then
+        args[#args + 1] = PF[q + 1]
+        args[#args + 1] = current
+        moved = true
       end
+      args[#args + 1] = UF[q + 1]
+      args[#args + 1] = value
     end
   end
-end
-local expire = math.ceil(longest / 1000) + ttl
-for l = 2, #KEYS do
   for m = 1, 3 do
-    redis.call('HINCRBY', KEYS[l], 't' .. (m - 1), fmt(used[m] - held[m]))
+    args[#args + 1] = TF[m]
+    args[#args + 1] = (tonumber(stored[2 * n + m]) or 0) - held[m] + used[m]
   end
-  if redis.call('PTTL', KEYS[l]) < expire then redis.call('PEXPIRE', KEYS[l], expire) end
+  redis.call('HSET', key, unpack(args))
+  if stored[2 * n + 1] == false then moved = true end
+end
+if moved then
+  local at = math.ceil(last / 1000) + ttl
+  for l = 2, #KEYS do redis.call('PEXPIREAT', KEYS[l], at) end
 end
 return {1, now}
 ";
@@ -356,8 +406,8 @@ impl RedisBudgets {
         Ok(Self {
             shared: Arc::new(Shared {
                 redis: redis.into(),
-                reserve: redis::Script::new(&format!("{PERIODS}{RESERVE}")),
-                settle: redis::Script::new(&format!("{PERIODS}{SETTLE}")),
+                reserve: redis::Script::new(&format!("{PERIODS}{ENTRIES}{RESERVE}")),
+                settle: redis::Script::new(&format!("{PERIODS}{ENTRIES}{SETTLE}")),
                 prefix: prefix.into(),
                 plan,
                 overrides,
@@ -438,6 +488,14 @@ impl RedisBudgets {
         let index = self.shared.plan.level_of(level)?;
         let quotas = level_quotas(level, quotas)?;
         self.shared.overrides[index].set(id, quotas);
+        Ok(())
+    }
+
+    /// Returns `id` at `level` to the level's quotas (every process must remove it too);
+    /// its use in the current periods carries over.
+    pub fn remove_override(&self, level: &str, id: &str) -> Result<(), ConfigError> {
+        let index = self.shared.plan.level_of(level)?;
+        self.shared.overrides[index].remove(id);
         Ok(())
     }
 

@@ -2,31 +2,18 @@
 
 use std::time::Duration;
 
-use backstop_scale::{
-    Behavior, BurstEnvelope, BurstEnvelopeConfig, Decision, HpaConfig, MetricSample, Observation,
-    Policy, Reading, Reason, ScalingRules, Target, TargetTracking,
-};
+mod support;
 
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
+use support::{raw, secs};
+
+use backstop_scale::{
+    BurstEnvelope, BurstEnvelopeConfig, Decision, HpaConfig, MetricSample, Observation, Policy,
+    Reading, Reason, Target, TargetTracking,
+};
 
 /// No stabilization and no rate limit, so the wrapper's own rules show.
 fn raw_hpa() -> TargetTracking {
-    let unlimited = ScalingRules::default_up()
-        .with_window(Duration::ZERO)
-        .with_policies(vec![]);
-    let behavior = Behavior {
-        scale_up: unlimited.clone(),
-        scale_down: unlimited,
-        cooldown: Duration::ZERO,
-    };
-    TargetTracking::new(
-        HpaConfig::default()
-            .with_bounds(1, 100)
-            .with_behavior(behavior),
-    )
-    .unwrap()
+    raw(HpaConfig::default().with_bounds(1, 100))
 }
 
 /// 7 rps per replica, backlog metric `queue`, 180 s start-up, drained over 90 s.

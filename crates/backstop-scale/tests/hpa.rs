@@ -2,44 +2,43 @@
 
 use std::time::Duration;
 
+mod support;
+
+use support::{raw, secs};
+
 use backstop_scale::{
     Behavior, HpaConfig, MetricSample, Observation, Policy, RatePolicy, Reading, Reason,
     ReplicaReading, ScalingRules, Select, Target, TargetTracking,
 };
 
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
 /// No stabilization and no rate limit: isolates the replica calculator.
 fn raw_hpa(min: u32, max: u32) -> TargetTracking {
-    let unlimited = ScalingRules::default_up()
-        .with_window(Duration::ZERO)
-        .with_policies(vec![]);
-    let behavior = Behavior {
-        scale_up: unlimited.clone(),
-        scale_down: unlimited,
-        cooldown: Duration::ZERO,
-    };
-    TargetTracking::new(
-        HpaConfig::default()
-            .with_bounds(min, max)
-            .with_behavior(behavior),
-    )
-    .unwrap()
+    raw(HpaConfig::default().with_bounds(min, max))
 }
 
 fn avg(name: &str, target: f64, value: f64) -> MetricSample {
     MetricSample::new(name, Target::AverageValue(target), Reading::Average(value))
 }
 
-fn pods(values: &[(bool, Option<f64>)]) -> Reading {
-    Reading::PerReplica(
-        values
-            .iter()
-            .map(|&(ready, value)| ReplicaReading::new(ready, value))
-            .collect(),
-    )
+/// A metric `m` read per pod: `ready` pods reporting `value`, `missing` ready pods reporting
+/// nothing, and `warming` not-ready pods reporting 0.
+fn per_pod(
+    target: Target,
+    value: f64,
+    ready: usize,
+    missing: usize,
+    warming: usize,
+) -> MetricSample {
+    let pods = std::iter::repeat_n(ReplicaReading::new(true, Some(value)), ready)
+        .chain(std::iter::repeat_n(
+            ReplicaReading::new(true, None),
+            missing,
+        ))
+        .chain(std::iter::repeat_n(
+            ReplicaReading::new(false, Some(0.0)),
+            warming,
+        ));
+    MetricSample::new("m", target, Reading::PerReplica(pods.collect()))
 }
 
 fn decide(hpa: &mut TargetTracking, at: u64, current: u32, metrics: Vec<MetricSample>) -> u32 {
@@ -74,87 +73,48 @@ fn utilization_uses_the_same_formula() {
     assert_eq!(decide(&mut hpa, 0, 4, vec![cpu]), 8);
 }
 
+/// Steps of a raw HPA on a fleet of 4 read per pod: each `(seconds, value, ready, missing,
+/// warming, expected)`, see [`per_pod`].
+fn four_pods(target: Target, steps: &[(u64, f64, usize, usize, usize, u32)]) {
+    let mut hpa = raw_hpa(1, 100);
+    for &(at, value, ready, missing, warming, expected) in steps {
+        let metric = per_pod(target, value, ready, missing, warming);
+        assert_eq!(decide(&mut hpa, at, 4, vec![metric]), expected, "at {at}s");
+    }
+}
+
 #[test]
 fn missing_metrics_count_as_target_on_scale_down_and_zero_on_scale_up() {
-    let mut hpa = raw_hpa(1, 100);
-    // Three replicas at 50 against 100, one missing: (150 + 100) / 400 = 0.625 → ceil(2.5) = 3.
-    let down = MetricSample::new(
-        "m",
+    four_pods(
         Target::AverageValue(100.0),
-        pods(&[
-            (true, Some(50.0)),
-            (true, Some(50.0)),
-            (true, Some(50.0)),
-            (true, None),
-        ]),
+        &[
+            // Three replicas at 50 against 100, one missing: (150 + 100) / 400 = 0.625 →
+            // ceil(2.5) = 3.
+            (0, 50.0, 3, 1, 0, 3),
+            // Three at 200, one missing: 600 / 400 = 1.5 → 6 (not ceil(2 × 3) = 6 by luck:
+            // see below).
+            (15, 200.0, 3, 1, 0, 6),
+            // Two at 300, two missing: without the rule ceil(3 × 2) = 6; with it 600 / 400 =
+            // 1.5 → 6. Two at 130 and two missing: 260 / 400 = 0.65 reverses the direction →
+            // no change.
+            (30, 130.0, 2, 2, 0, 4),
+        ],
     );
-    assert_eq!(decide(&mut hpa, 0, 4, vec![down]), 3);
-    // Three at 200, one missing: 600 / 400 = 1.5 → 6 (not ceil(2 × 3) = 6 by luck: see below).
-    let up = MetricSample::new(
-        "m",
-        Target::AverageValue(100.0),
-        pods(&[
-            (true, Some(200.0)),
-            (true, Some(200.0)),
-            (true, Some(200.0)),
-            (true, None),
-        ]),
-    );
-    assert_eq!(decide(&mut hpa, 15, 4, vec![up]), 6);
-    // Two at 300, two missing: without the rule ceil(3 × 2) = 6; with it 600 / 400 = 1.5 → 6.
-    // Two at 130 and two missing: 260 / 400 = 0.65 reverses the direction → no change.
-    let reversed = MetricSample::new(
-        "m",
-        Target::AverageValue(100.0),
-        pods(&[
-            (true, Some(130.0)),
-            (true, Some(130.0)),
-            (true, None),
-            (true, None),
-        ]),
-    );
-    assert_eq!(decide(&mut hpa, 30, 4, vec![reversed]), 4);
 }
 
 #[test]
 fn not_ready_replicas_count_as_zero_on_scale_up_only() {
-    let mut hpa = raw_hpa(1, 100);
-    // Three ready at 150, one warming: 450 / 400 = 1.125 → ceil(4.5) = 5.
-    let up = MetricSample::new(
-        "cpu",
+    four_pods(
         Target::Utilization(100.0),
-        pods(&[
-            (true, Some(150.0)),
-            (true, Some(150.0)),
-            (true, Some(150.0)),
-            (false, Some(0.0)),
-        ]),
+        &[
+            // Three ready at 150, one warming: 450 / 400 = 1.125 → ceil(4.5) = 5.
+            (0, 150.0, 3, 0, 1, 5),
+            // Two ready at 120, two warming: 240 / 400 = 0.6 reverses → no change.
+            (15, 120.0, 2, 0, 2, 4),
+            // Scaling down ignores not-ready replicas: two ready at 40 → ceil(0.4 × 2) = 1.
+            (30, 40.0, 2, 0, 2, 1),
+        ],
     );
-    assert_eq!(decide(&mut hpa, 0, 4, vec![up]), 5);
-    // Two ready at 120, two warming: 240 / 400 = 0.6 reverses → no change.
-    let reversed = MetricSample::new(
-        "cpu",
-        Target::Utilization(100.0),
-        pods(&[
-            (true, Some(120.0)),
-            (true, Some(120.0)),
-            (false, Some(0.0)),
-            (false, Some(0.0)),
-        ]),
-    );
-    assert_eq!(decide(&mut hpa, 15, 4, vec![reversed]), 4);
-    // Scaling down ignores not-ready replicas: two ready at 40 → ceil(0.4 × 2) = 1.
-    let down = MetricSample::new(
-        "cpu",
-        Target::Utilization(100.0),
-        pods(&[
-            (true, Some(40.0)),
-            (true, Some(40.0)),
-            (false, Some(0.0)),
-            (false, Some(0.0)),
-        ]),
-    );
-    assert_eq!(decide(&mut hpa, 30, 4, vec![down]), 1);
 }
 
 #[test]

@@ -3,26 +3,18 @@
 
 use std::time::Duration;
 
+mod support;
+
+use support::{raw, secs};
+
 use backstop_scale::{
     Behavior, HpaConfig, MetricSample, Observation, Policy, Reading, Reason, ReplicaReading,
     ScalingRules, Target, TargetTracking, ToleranceRule,
 };
 
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
 /// No stabilization and no rate limit: isolates the replica calculator.
-fn raw(config: HpaConfig) -> TargetTracking {
-    let unlimited = ScalingRules::default_up()
-        .with_window(Duration::ZERO)
-        .with_policies(vec![]);
-    let behavior = Behavior {
-        scale_up: unlimited.clone(),
-        scale_down: unlimited,
-        cooldown: Duration::ZERO,
-    };
-    TargetTracking::new(config.with_bounds(1, 100).with_behavior(behavior)).unwrap()
+fn raw_hpa(config: HpaConfig) -> TargetTracking {
+    raw(config.with_bounds(1, 100))
 }
 
 fn pods(values: &[Option<f64>]) -> Reading {
@@ -40,7 +32,7 @@ fn avg(value: f64) -> MetricSample {
 
 #[test]
 fn a_missing_pod_under_a_utilization_target_counts_at_max_100_percent_and_target() {
-    let mut hpa = raw(HpaConfig::default());
+    let mut hpa = raw_hpa(HpaConfig::default());
     let readings = [Some(10.0), Some(10.0), Some(10.0), Some(10.0), None];
     // 4 pods at 10 % against 50 %: ratio 0.2, a scale-down, so the missing pod counts at
     // max(100 %, 50 %) = 100 %: (4 × 10 + 100) / (5 × 50) = 0.56, ceil(0.56 × 5) = ceil(2.8) = 3.
@@ -62,7 +54,7 @@ fn a_missing_pod_under_a_utilization_target_counts_at_max_100_percent_and_target
 
 #[test]
 fn a_ratio_of_exactly_one_with_missing_pods_changes_nothing() {
-    let mut hpa = raw(HpaConfig::default());
+    let mut hpa = raw_hpa(HpaConfig::default());
     // 2 of 4 pods report exactly the target: ratio 1.0. The controller adds missing pods on
     // neither side at 1.0, so the new ratio stays 1.0 and the count stays 4. (Putting them in
     // the denominator gave 200 / 400 = 0.5 and halved the fleet to 2.)
@@ -143,10 +135,10 @@ fn recommend_changes_nothing() {
 fn tolerance_at_exactly_1_10_holds_by_default_and_scales_under_the_1_28_rule() {
     // 10 replicas at 110 against 100: ratio 1.1. Current Kubernetes tests 1.1 ≤ 1 + 0.1: holds.
     // 1.28 tests |1 − 1.1| = 0.10000000000000009 ≤ 0.1: false, so ceil(10 × 1.1) = 11.
-    let mut current = raw(HpaConfig::default());
+    let mut current = raw_hpa(HpaConfig::default());
     let d = current.decide(&Observation::new(secs(0), 10, 10).metric(avg(110.0)));
     assert_eq!(d.desired, 10);
-    let mut old = raw(HpaConfig::default().with_tolerance_rule(ToleranceRule::Kubernetes128));
+    let mut old = raw_hpa(HpaConfig::default().with_tolerance_rule(ToleranceRule::Kubernetes128));
     let d = old.decide(&Observation::new(secs(0), 10, 10).metric(avg(110.0)));
     assert_eq!(d.desired, 11);
 }
@@ -155,12 +147,12 @@ fn tolerance_at_exactly_1_10_holds_by_default_and_scales_under_the_1_28_rule() {
 fn tolerances_per_direction() {
     // Up 0.5, down 0.05: 140 against 100 (ratio 1.4 ≤ 1.5) holds; 90 (0.9 < 0.95) scales
     // to ceil(10 × 0.9) = 9, which the symmetric 0.1 would hold (0.9 ≥ 0.9).
-    let mut hpa = raw(HpaConfig::default().with_direction_tolerances(0.5, 0.05));
+    let mut hpa = raw_hpa(HpaConfig::default().with_direction_tolerances(0.5, 0.05));
     let d = hpa.decide(&Observation::new(secs(0), 10, 10).metric(avg(140.0)));
     assert_eq!(d.desired, 10);
     let d = hpa.decide(&Observation::new(secs(15), 10, 10).metric(avg(90.0)));
     assert_eq!(d.desired, 9);
-    let mut symmetric = raw(HpaConfig::default());
+    let mut symmetric = raw_hpa(HpaConfig::default());
     let d = symmetric.decide(&Observation::new(secs(0), 10, 10).metric(avg(90.0)));
     assert_eq!(d.desired, 10);
     // A per-direction tolerance is validated like the shared one.
@@ -195,7 +187,7 @@ fn the_state_shows_the_window_the_events_and_the_conditions() {
 
 #[test]
 fn a_stale_metric_counts_as_failed() {
-    let mut hpa = raw(HpaConfig {
+    let mut hpa = raw_hpa(HpaConfig {
         max_metric_age: Some(secs(60)),
         ..HpaConfig::default()
     });
@@ -228,7 +220,7 @@ fn a_stale_metric_counts_as_failed() {
 #[test]
 fn metric_types_take_only_the_targets_kubernetes_allows() {
     use backstop_scale::MetricType;
-    let mut hpa = raw(HpaConfig::default());
+    let mut hpa = raw_hpa(HpaConfig::default());
     // A Pods metric with a Utilization target is refused by the Kubernetes API; here the
     // metric is invalid, and being the only one, nothing changes.
     let pods_util = MetricSample::new("p", Target::Utilization(50.0), Reading::Average(100.0))
@@ -263,7 +255,7 @@ fn metric_types_take_only_the_targets_kubernetes_allows() {
 
 #[test]
 fn utilization_with_pod_requests_is_usage_over_requests() {
-    let mut hpa = raw(HpaConfig::default());
+    let mut hpa = raw_hpa(HpaConfig::default());
     let pod =
         |usage: Option<f64>, request: f64| ReplicaReading::new(true, usage).with_request(request);
     // Requests 0.5, 0.5 and 1 core, usage 0.2, 0.2 and 1: utilization is 1.4 / 2 = 70 %

@@ -4,7 +4,7 @@ use super::error::BudgetError;
 use super::ledger::{Ledger, NoRoom};
 use super::money::{Charges, ModelPrice, TokenUsage};
 use super::period::WallTime;
-use super::plan::{BudgetPlan, BudgetQuota, LevelQuotas, Overrides, level_quotas};
+use super::plan::{BudgetPlan, BudgetQuota, LevelQuotas, Overrides};
 use super::reservation::BudgetReservation;
 use super::stats::{BudgetCounters, BudgetStats, EntrySpend, LevelStats};
 use crate::cap::KeyCap;
@@ -204,17 +204,14 @@ impl<C: Clock> Budgets<C> {
         id: &str,
         quotas: Vec<BudgetQuota>,
     ) -> Result<(), ConfigError> {
-        let index = self.plan().level_of(level)?;
-        let quotas = level_quotas(level, quotas)?;
-        self.shared.rules.overrides[index].set(id, quotas);
-        Ok(())
+        let rules = &self.shared.rules;
+        Overrides::set_in(&rules.overrides, &rules.plan, level, id, quotas)
     }
 
     /// Returns `id` at `level` to the level's quotas.
     pub fn remove_override(&self, level: &str, id: &str) -> Result<(), ConfigError> {
-        let index = self.plan().level_of(level)?;
-        self.shared.rules.overrides[index].remove(id);
-        Ok(())
+        let rules = &self.shared.rules;
+        Overrides::remove_in(&rules.overrides, &rules.plan, level, id)
     }
 
     /// Reserves the estimate of an LLM call to `model` (the prompt's tokens and

@@ -184,6 +184,31 @@ impl Overrides {
         }
     }
 
+    /// Holds `id` at the level named `level` of `plan` to `quotas`, in `all` (every level's
+    /// overrides, in the plan's order): what local and Redis budgets' `set_override` do.
+    pub(crate) fn set_in(
+        all: &[Self],
+        plan: &BudgetPlan,
+        level: &str,
+        id: &str,
+        quotas: Vec<BudgetQuota>,
+    ) -> Result<(), ConfigError> {
+        let index = plan.level_of(level)?;
+        all[index].set(id, level_quotas(level, quotas)?);
+        Ok(())
+    }
+
+    /// Returns `id` at the level named `level` of `plan` to the level's quotas, in `all`.
+    pub(crate) fn remove_in(
+        all: &[Self],
+        plan: &BudgetPlan,
+        level: &str,
+        id: &str,
+    ) -> Result<(), ConfigError> {
+        all[plan.level_of(level)?].remove(id);
+        Ok(())
+    }
+
     /// The quotas of `id`, if it has its own.
     #[inline]
     pub(crate) fn get(&self, id: &str) -> Option<LevelQuotas> {

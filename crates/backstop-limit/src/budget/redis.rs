@@ -14,7 +14,7 @@
 
 use super::error::BudgetError;
 use super::money::{Charges, ModelPrice, TokenUsage};
-use super::plan::{BudgetPlan, BudgetQuota, DropRule, LevelQuotas, Overrides, level_quotas};
+use super::plan::{BudgetPlan, BudgetQuota, DropRule, LevelQuotas, Overrides};
 use super::reservation::Settlement;
 use crate::TimeSource;
 use crate::error::limited;
@@ -485,18 +485,15 @@ impl RedisBudgets {
         id: &str,
         quotas: Vec<BudgetQuota>,
     ) -> Result<(), ConfigError> {
-        let index = self.shared.plan.level_of(level)?;
-        let quotas = level_quotas(level, quotas)?;
-        self.shared.overrides[index].set(id, quotas);
-        Ok(())
+        let shared = &self.shared;
+        Overrides::set_in(&shared.overrides, &shared.plan, level, id, quotas)
     }
 
     /// Returns `id` at `level` to the level's quotas (every process must remove it too);
     /// its use in the current periods carries over.
     pub fn remove_override(&self, level: &str, id: &str) -> Result<(), ConfigError> {
-        let index = self.shared.plan.level_of(level)?;
-        self.shared.overrides[index].remove(id);
-        Ok(())
+        let shared = &self.shared;
+        Overrides::remove_in(&shared.overrides, &shared.plan, level, id)
     }
 
     /// The plan enforced.

@@ -16,8 +16,8 @@
 //!   contain user code;
 //! - [`time`]: saturating deadline arithmetic; `deadline` (feature `tokio`): one deadline per
 //!   request that every wait inside respects; [`config`] bounds (`MAX_DURATION`,
-//!   `ensure_at_most`); [`StripedCounters`] for stats on hot paths; [`record_outcome`], how
-//!   every layer's span records the end of its call;
+//!   `ensure_at_most`); [`StripedCounters`] for stats on hot paths; [`layer_span!`],
+//!   [`in_span`], [`record_outcome`] and [`key_hash`]: every layer's one span per call;
 //! - `http` (feature `http`): refusals as statuses, `Retry-After` and rate-limit headers;
 //! - [`LoadSignal`] and [`LoadSnapshot`]: how busy a pool, batcher or limiter is, for the
 //!   autoscaler to read;
@@ -111,4 +111,10 @@ pub use load::{LoadSignal, LoadSnapshot};
 pub use panicked::{Contained, Panicked, contain, contain_future};
 pub use rejected::{QuotaState, RejectKind, Rejected};
 pub use service::{Service, ServiceFn, service_fn};
-pub use span::record_outcome;
+pub use span::{in_span, key_hash, record_key_hash, record_outcome};
+
+/// What the crate's macros reach; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use tracing;
+}

@@ -3,11 +3,12 @@
 use crate::distributed::{RedisDecision, RedisLimitError, RedisRateLimiter};
 use crate::error::limited;
 use crate::wait::{Attempt, WaitPolicy, wait_loop};
-use backstop_core::{Layer, RejectKind, Rejected, Service, StackError, contain, record_outcome};
+use backstop_core::{
+    Layer, RejectKind, Rejected, Service, StackError, contain, in_span, record_key_hash,
+};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::Instrument;
 
 impl RedisRateLimiter {
     /// Waits until `cost` is admitted for `key`, sleeping for each refusal's `retry_after`
@@ -196,23 +197,13 @@ where
     async fn call(&self, req: Req) -> Result<Self::Response, Self::Error> {
         // One span per call (issue 27), as `RateLimitLayer`'s, with a hash of the Redis
         // key (never the key: it names a user or a tenant).
-        let span = tracing::debug_span!(
-            target: "backstop",
-            "backstop.limit",
-            store = "redis",
-            key_hash = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-            reject_kind = tracing::field::Empty,
-            retry_after = tracing::field::Empty,
-        );
-        let call = async {
+        let span = backstop_core::layer_span!("backstop.limit", key_hash; store = "redis");
+        in_span(&span, || async {
             let charge = contain("redis rate limit key or cost", || {
                 ((self.layer.key)(&req), (self.layer.cost)(&req))
             });
             let (key, cost) = charge.map_err(S::Error::panicked)?;
-            if !span.is_disabled() {
-                span.record("key_hash", key_hash(&key));
-            }
+            record_key_hash(&span, key.as_str());
             let limiter = &self.layer.limiter;
             let decision = match &self.layer.wait {
                 Some(policy) => limiter.until_key_ready(&key, cost, policy).await,
@@ -223,25 +214,11 @@ where
                 return Err(S::Error::rejected(limited(0, decision.retry_after)));
             }
             self.inner.call(req).await
-        };
-        if span.is_disabled() {
-            return call.await;
-        }
-        let result = call.instrument(span.clone()).await;
-        record_outcome(&span, &result);
-        result
+        })
+        .await
     }
 
     fn readiness(&self) -> Result<(), Rejected> {
         self.inner.readiness()
     }
-}
-
-/// The span's `key_hash`: SipHash with fixed keys, so one Redis key hashes alike in every
-/// process of a build and a trace viewer can group its calls without seeing it.
-fn key_hash(key: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::hash::DefaultHasher::new();
-    key.hash(&mut hasher);
-    hasher.finish()
 }

@@ -3,10 +3,8 @@
 use super::limiter::AdaptiveLimiter;
 use super::partition::PriorityClass;
 use super::permit::AdaptiveOutcome;
-use crate::layer::record_outcome;
-use backstop_core::{Clock, DefaultClock, Layer, Rejected, Service, StackError, contain};
+use backstop_core::{Clock, DefaultClock, Layer, Rejected, Service, StackError, contain, in_span};
 use std::fmt;
-use tracing::Instrument;
 
 /// Says which priority class a request belongs to: a closure
 /// `Fn(&Req) -> PriorityClass`, or [`DefaultPriority`].
@@ -204,14 +202,8 @@ where
 
     async fn call(&self, request: Req) -> Result<Self::Response, Self::Error> {
         // One span per call (issue 27); disabled without a subscriber.
-        let span = tracing::debug_span!(
-            target: "backstop",
-            "backstop.adaptive",
-            outcome = tracing::field::Empty,
-            reject_kind = tracing::field::Empty,
-            retry_after = tracing::field::Empty,
-        );
-        let call = async {
+        let span = backstop_core::layer_span!("backstop.adaptive");
+        in_span(&span, || async {
             let class = match contain("AdaptiveLayer::key", || self.key.class_of(&request)) {
                 Ok(class) => class.unwrap_or_else(|| self.limiter.default_class()),
                 Err(panicked) => {
@@ -232,13 +224,8 @@ where
                 });
             permit.complete(outcome);
             result
-        };
-        if span.is_disabled() {
-            return call.await;
-        }
-        let result = call.instrument(span.clone()).await;
-        record_outcome(&span, &result);
-        result
+        })
+        .await
     }
 
     /// Not ready when every permit is taken (a call now would be refused or wait), then

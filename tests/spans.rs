@@ -187,6 +187,47 @@ fn assert_no_field_holds(spans: &[Captured], secret: &str) {
     }
 }
 
+/// Issue 27: `DedupLayer` and a keyed `RateLimitLayer` record a hash of their key, never
+/// the key; a direct limiter's key, `()`, has one value and no hash is recorded.
+#[tokio::test(flavor = "current_thread")]
+async fn dedup_and_keyed_limit_layers_record_a_hash_of_the_key_never_the_key() {
+    use backstop::limit::KeyedRateLimiter;
+
+    let spans = Spans::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    let limiter = KeyedRateLimiter::new(Quota::per_second(1).unwrap());
+    let stack = RateLimitLayer::new(limiter)
+        .key(|prompt: &String| prompt.clone())
+        .layer(
+            DedupLayer::new(Group::new()).layer(
+                service_fn(|prompt: String| async move { Ok::<_, std::io::Error>(prompt.len()) })
+                    .lift(),
+            ),
+        );
+    let secret = "my api key is sk-4111";
+    assert_eq!(stack.call(secret.to_string()).await.unwrap(), secret.len());
+    assert!(
+        stack.call(secret.to_string()).await.is_err(),
+        "one a second"
+    );
+    let captured = spans.take();
+    assert_eq!(captured.len(), 3, "{captured:#?}");
+    for span in &captured {
+        assert_eq!(span.fields["key_hash"], key_hash(secret), "{span:?}");
+    }
+    assert_eq!(find(&captured, "backstop.dedup").fields["outcome"], "ok");
+    assert_no_field_holds(&captured, secret);
+
+    let direct = RateLimitLayer::new(RateLimiter::new(Quota::per_second(1).unwrap()))
+        .layer(service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) }).lift());
+    assert_eq!(direct.call(1).await.unwrap(), 1);
+    let captured = spans.take();
+    let limit = find(&captured, "backstop.limit");
+    assert_eq!(limit.fields["outcome"], "ok");
+    assert!(!limit.fields.contains_key("key_hash"), "{limit:?}");
+}
+
 /// Issue 27: keyed layers record a hash of the key (so a viewer groups one key's calls)
 /// and never the key, which may be a user's prompt.
 #[cfg(all(feature = "cache", feature = "batch"))]

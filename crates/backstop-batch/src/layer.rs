@@ -6,14 +6,13 @@ use crate::config::BatchConfig;
 use crate::error::BatchError;
 use crate::shared::{KeyFn, PriorityFn, erase_handler};
 use backstop_core::config::{ConfigError, Validate};
-use backstop_core::{Layer, Panicked, Rejected, Service, StackError, contain, record_outcome};
+use backstop_core::{Layer, Panicked, Rejected, Service, StackError, contain, in_span, key_hash};
 use futures::TryFutureExt;
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use tracing::Instrument;
 
 /// Turns a service over batches (`Service<Vec<Req>, Response = Vec<Resp>>`) into a
 /// [`BatchService`], a `Service<Req>` for single requests with the batch service's own
@@ -210,26 +209,18 @@ where
 
     async fn call(&self, req: Req) -> Result<Resp, E> {
         // One span per call (issue 27); disabled without a subscriber.
-        let span = tracing::debug_span!(
-            target: "backstop",
-            "backstop.batch",
-            key_hash = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-            reject_kind = tracing::field::Empty,
-            retry_after = tracing::field::Empty,
-        );
-        if span.is_disabled() {
-            return self.batcher.submit(req).await.map_err(stack_error);
-        }
-        // The batcher runs the key closure again under `contain`; a panic here is
-        // contained too and leaves the span without a key.
-        if let Ok(key) = contain("batch.key", || (self.batcher.shared().key_fn)(&req)) {
+        let span = backstop_core::layer_span!("backstop.batch", key_hash);
+        // The batcher runs the key closure again under `contain` (only when a subscriber
+        // listens); a panic here is contained too and leaves the span without a key.
+        if !span.is_disabled()
+            && let Ok(key) = contain("batch.key", || (self.batcher.shared().key_fn)(&req))
+        {
             span.record("key_hash", key_hash(&key));
         }
-        let call = async { self.batcher.submit(req).await.map_err(stack_error) };
-        let result = call.instrument(span.clone()).await;
-        record_outcome(&span, &result);
-        result
+        in_span(&span, || async {
+            self.batcher.submit(req).await.map_err(stack_error)
+        })
+        .await
     }
 
     fn readiness(&self) -> Result<(), Rejected> {
@@ -255,13 +246,4 @@ fn stack_error<E: StackError>(error: BatchError) -> E {
         )),
         other => E::backend(Arc::new(other)),
     }
-}
-
-/// The span's `key_hash`: a hash of the key, never the key itself (it may be a prompt or
-/// an API key). SipHash with fixed keys, so a key hashes alike in every process of one
-/// build and a trace viewer can group one key's calls.
-fn key_hash<Q: std::hash::Hash + ?Sized>(key: &Q) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    key.hash(&mut hasher);
-    std::hash::Hasher::finish(&hasher)
 }

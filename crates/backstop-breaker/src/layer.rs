@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use tracing::Instrument;
-
-use backstop_core::{Clock, DefaultClock, Layer, Rejected, Service, StackError, record_outcome};
+use backstop_core::{Clock, DefaultClock, Layer, Rejected, Service, StackError, in_span};
 
 use crate::{Breaker, Classify, IgnoreRejections};
 
@@ -121,33 +119,21 @@ where
     type Error = S::Error;
 
     async fn call(&self, req: Req) -> Result<S::Response, S::Error> {
-        // One span per call (issue 27). Without a subscriber the span is disabled after a
-        // level check and the call is exactly the unspanned one: `guarded` builds the guard
-        // future in each branch, so the disabled path keeps its old shape (measured:
-        // building it once before the branch cost ~25 ns per call).
-        let span = tracing::debug_span!(
-            target: "backstop",
-            "backstop.breaker",
-            name = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-            reject_kind = tracing::field::Empty,
-            retry_after = tracing::field::Empty,
-        );
-        let guarded = |req: Req| {
+        // One span per call (issue 27); `in_span` builds the guard future in each branch,
+        // so without a subscriber the call is the unspanned one.
+        let span = backstop_core::layer_span!("backstop.breaker", name);
+        if !span.is_disabled() {
+            span.record("name", self.breaker.name());
+        }
+        in_span(&span, move || {
             self.breaker.guard(
                 &*self.classifier,
                 move || self.inner.call(req),
                 S::Error::rejected,
                 |error| error,
             )
-        };
-        if span.is_disabled() {
-            return guarded(req).await;
-        }
-        span.record("name", self.breaker.name());
-        let result = guarded(req).instrument(span.clone()).await;
-        record_outcome(&span, &result);
-        result
+        })
+        .await
     }
 
     /// Not ready while the circuit would refuse a call; then the inner service's answer.

@@ -1,10 +1,9 @@
 use std::fmt;
 use std::future::Future;
+use std::hash::Hash;
 use std::sync::Arc;
 
-use tracing::Instrument;
-
-use backstop_core::{Layer, Rejected, Service, StackError, record_outcome};
+use backstop_core::{Layer, Rejected, Service, StackError, in_span, record_key_hash};
 
 use crate::error::DedupError;
 use crate::group::Group;
@@ -220,22 +219,22 @@ where
     S::Error: StackError,
     D: Coalesce<S::Response, Arc<S::Error>, Key = K::Key>,
     K: DedupKey<Req>,
+    K::Key: Hash,
     Req: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
 
     async fn call(&self, req: Req) -> Result<S::Response, S::Error> {
-        let span = tracing::debug_span!(
-            target: "backstop",
-            "backstop.dedup",
-            shared = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-            reject_kind = tracing::field::Empty,
-            retry_after = tracing::field::Empty,
-        );
-        let call = async {
-            let key = self.key.key_of(&req);
+        let span = backstop_core::layer_span!("backstop.dedup", key_hash, shared);
+        in_span(&span, || async {
+            // Hashed in a block of its own: a borrowed local would count as held across the
+            // await below, and the key need not be `Send`.
+            let key = {
+                let key = self.key.key_of(&req);
+                record_key_hash(&span, &key);
+                key
+            };
             let inner = Arc::clone(&self.inner);
             let work = move || async move { inner.call(req).await.map_err(Arc::new) };
             match self.dedup.coalesce(key, work).await {
@@ -255,13 +254,8 @@ where
                     backstop_core::RejectKind::Unavailable,
                 ))),
             }
-        };
-        if span.is_disabled() {
-            return call.await;
-        }
-        let result = call.instrument(span.clone()).await;
-        record_outcome(&span, &result);
-        result
+        })
+        .await
     }
 
     fn readiness(&self) -> Result<(), Rejected> {

@@ -13,11 +13,12 @@ use crate::gcra::{Costs, Gcra};
 use crate::limiter::Limiter;
 use crate::quota::Quota;
 use crate::store::StateStore;
-pub(crate) use backstop_core::record_outcome;
-use backstop_core::{Clock, Layer, Rejected, Service, StackError, contain};
+use backstop_core::{
+    Clock, Layer, Rejected, Service, StackError, contain, in_span, record_key_hash,
+};
 use std::fmt;
+use std::hash::Hash;
 use std::sync::Arc;
-use tracing::Instrument;
 
 /// A limiter a [`RateLimitLayer`] charges.
 ///
@@ -289,6 +290,7 @@ where
     S: Service<Req>,
     S::Error: StackError,
     K: LimitKey<Req>,
+    K::Key: Hash,
     F: LimitCost<Req>,
     L: RateLimitHandle<F::Cost, Key = K::Key>,
     Req: Send + 'static,
@@ -297,32 +299,26 @@ where
     type Error = S::Error;
 
     async fn call(&self, req: Req) -> Result<Self::Response, Self::Error> {
-        // One span per call (issue 27); with no subscriber interested it is disabled and
-        // the call takes the plain path.
-        let span = tracing::debug_span!(
-            target: "backstop",
-            "backstop.limit",
-            outcome = tracing::field::Empty,
-            reject_kind = tracing::field::Empty,
-            retry_after = tracing::field::Empty,
-        );
-        let call = async {
+        // One span per call (issue 27), with a hash of the key (never the key: it names a
+        // user or a tenant); with no subscriber interested it is disabled and the call takes
+        // the plain path.
+        let span = backstop_core::layer_span!("backstop.limit", key_hash);
+        in_span(&span, || async {
             let decision = contain("rate limit key or cost", || {
-                self.limiter
-                    .charge(&self.key.key_of(&req), self.cost.cost_of(&req))
+                let key = self.key.key_of(&req);
+                // A direct limiter's key, `()`, has one value: its hash would say nothing.
+                if size_of::<K::Key>() != 0 {
+                    record_key_hash(&span, &key);
+                }
+                self.limiter.charge(&key, self.cost.cost_of(&req))
             });
             match decision {
                 Ok(Ok(())) => self.inner.call(req).await,
                 Ok(Err(refused)) => Err(S::Error::rejected(refused.rejection())),
                 Err(panicked) => Err(S::Error::panicked(panicked)),
             }
-        };
-        if span.is_disabled() {
-            return call.await;
-        }
-        let result = call.instrument(span.clone()).await;
-        record_outcome(&span, &result);
-        result
+        })
+        .await
     }
 
     fn readiness(&self) -> Result<(), Rejected> {
@@ -399,27 +395,16 @@ where
     type Error = S::Error;
 
     async fn call(&self, req: Req) -> Result<Self::Response, Self::Error> {
-        let span = tracing::debug_span!(
-            target: "backstop",
-            "backstop.bulkhead",
-            outcome = tracing::field::Empty,
-            reject_kind = tracing::field::Empty,
-            retry_after = tracing::field::Empty,
-        );
-        let call = async {
+        let span = backstop_core::layer_span!("backstop.bulkhead");
+        in_span(&span, || async {
             let _permit = self
                 .bulkhead
                 .acquire()
                 .await
                 .map_err(|refused| S::Error::rejected(refused.into()))?;
             self.inner.call(req).await
-        };
-        if span.is_disabled() {
-            return call.await;
-        }
-        let result = call.instrument(span.clone()).await;
-        record_outcome(&span, &result);
-        result
+        })
+        .await
     }
 
     fn readiness(&self) -> Result<(), Rejected> {

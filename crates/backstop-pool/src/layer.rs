@@ -1,10 +1,9 @@
 //! [`PoolLayer`]: run each call of a [`Service`] with a checked-out connection.
 
 use std::fmt;
-use tracing::Instrument;
 
 use crate::conn::PoolManager;
-use backstop_core::{Layer, RejectKind, Rejected, Service, StackError, record_outcome};
+use backstop_core::{Layer, RejectKind, Rejected, Service, StackError, in_span};
 
 use crate::error::PoolError;
 use crate::pool::{Pool, Pooled};
@@ -181,14 +180,8 @@ where
 
     async fn call(&self, request: Req) -> Result<Self::Response, Self::Error> {
         // One span per call (issue 27); disabled without a subscriber.
-        let span = tracing::debug_span!(
-            target: "backstop",
-            "backstop.pool",
-            outcome = tracing::field::Empty,
-            reject_kind = tracing::field::Empty,
-            retry_after = tracing::field::Empty,
-        );
-        let call = async {
+        let span = backstop_core::layer_span!("backstop.pool");
+        in_span(&span, || async {
             let conn = self
                 .pool
                 .get_labeled("PoolLayer")
@@ -204,13 +197,8 @@ where
                     Err(error)
                 }
             }
-        };
-        if span.is_disabled() {
-            return call.await;
-        }
-        let result = call.instrument(span.clone()).await;
-        record_outcome(&span, &result);
-        result
+        })
+        .await
     }
 
     /// Not ready when no connection is idle and the pool is full: a call now would wait.

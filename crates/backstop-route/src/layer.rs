@@ -4,10 +4,9 @@ use crate::class::{ClassifyRoute, StandardRouteClassify};
 use crate::hints::RouteHints;
 use crate::router::Router;
 use crate::target::TargetInfo;
-use backstop_core::{Layer, RejectKind, Rejected, Service, StackError, contain, record_outcome};
+use backstop_core::{Layer, RejectKind, Rejected, Service, StackError, contain, in_span};
 use std::fmt;
 use std::sync::Arc;
-use tracing::Instrument;
 
 /// A request on its way to one target: the inner service of a [`RouteService`] reads the
 /// target (provider, model, key, region) and sends the request there.
@@ -250,14 +249,8 @@ where
 
     async fn call(&self, request: Req) -> Result<S::Response, S::Error> {
         // One span per call (issue 27); disabled without a subscriber.
-        let span = tracing::debug_span!(
-            target: "backstop",
-            "backstop.route",
-            outcome = tracing::field::Empty,
-            reject_kind = tracing::field::Empty,
-            retry_after = tracing::field::Empty,
-        );
-        let call = async {
+        let span = backstop_core::layer_span!("backstop.route");
+        in_span(&span, || async {
             let layer = &self.layer;
             let hints = contain("route.key", || layer.key.key(&request)).and_then(|key| {
                 contain("route.cost", || layer.cost.tokens(&request)).map(|tokens| (key, tokens))
@@ -283,13 +276,8 @@ where
                     })
                 })
                 .await
-        };
-        if span.is_disabled() {
-            return call.await;
-        }
-        let result = call.instrument(span.clone()).await;
-        record_outcome(&span, &result);
-        result
+        })
+        .await
     }
 
     /// The router's own readiness (some target usable), then the inner service's.

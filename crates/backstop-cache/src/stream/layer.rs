@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
-use backstop_core::{Clock, Layer, Rejected, Service, StackError, SystemClock};
+use backstop_core::{
+    Clock, Layer, Rejected, Service, StackError, SystemClock, in_span, record_key_hash,
+};
 use futures::Stream;
 
 use super::cache::{CachedStream, StreamCache};
-use crate::tiered::layer::{key_hash, record_outcome};
 use crate::{CacheKey, RequestAsKey};
 use tracing::Instrument;
 
@@ -135,15 +136,8 @@ where
     async fn call(&self, req: Req) -> Result<CachedStream<T, S::Error>, S::Error> {
         // One span per call (issue 27); disabled without a subscriber. A miss opens the
         // upstream inside it (even when first polled later), so the layers below nest.
-        let span = tracing::debug_span!(
-            target: "backstop",
-            "backstop.stream_cache",
-            key_hash = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-            reject_kind = tracing::field::Empty,
-            retry_after = tracing::field::Empty,
-        );
-        let call = async {
+        let span = backstop_core::layer_span!("backstop.stream_cache", key_hash);
+        in_span(&span, || async {
             let Some(key) = self.key.cache_key(&req) else {
                 return Ok(CachedStream::direct(self.inner.call(req).await?));
             };
@@ -152,17 +146,12 @@ where
                 let open = move || async move { inner.call(req).await };
                 return Ok(self.cache.get_or_load_stream(&key, open).await);
             }
-            span.record("key_hash", key_hash(key.as_ref()));
+            record_key_hash(&span, key.as_ref());
             let within = span.clone();
             let open = move || async move { inner.call(req).await }.instrument(within);
             Ok(self.cache.get_or_load_stream(&key, open).await)
-        };
-        if span.is_disabled() {
-            return call.await;
-        }
-        let result = call.instrument(span.clone()).await;
-        record_outcome(&span, &result);
-        result
+        })
+        .await
     }
 
     /// The cache refuses nothing itself; a miss needs the inner service, so its

@@ -1,11 +1,11 @@
 //! `CacheLayer`: put a tiered cache in front of any [`Service`].
 
-use backstop_core::{Clock, Layer, RejectKind, Rejected, Service, StackError, SystemClock};
+use backstop_core::{
+    Clock, Layer, RejectKind, Rejected, Service, StackError, SystemClock, in_span, record_key_hash,
+};
 use std::sync::Arc;
-use tracing::Instrument;
 
 use crate::TieredCache;
-pub(crate) use backstop_core::record_outcome;
 
 /// Which cache key a request is stored under; `None` lets the request pass through
 /// uncached. Implemented by closures `Fn(&Req) -> Option<K>` (set with
@@ -157,21 +157,12 @@ where
 
     async fn call(&self, req: Req) -> Result<V, S::Error> {
         // One span per call (issue 27); disabled without a subscriber.
-        let span = tracing::debug_span!(
-            target: "backstop",
-            "backstop.cache",
-            key_hash = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-            reject_kind = tracing::field::Empty,
-            retry_after = tracing::field::Empty,
-        );
-        let call = async {
+        let span = backstop_core::layer_span!("backstop.cache", key_hash);
+        in_span(&span, || async {
             let Some(key) = self.key.cache_key(&req) else {
                 return self.inner.call(req).await;
             };
-            if !span.is_disabled() {
-                span.record("key_hash", key_hash(key.as_ref()));
-            }
+            record_key_hash(&span, key.as_ref());
             let inner = self.inner.clone();
             let loaded = self
                 .cache
@@ -182,13 +173,8 @@ where
             // written by another user of the same cache under this key: the cache cannot
             // answer, and this layer does not call around it.
             loaded.ok_or_else(|| S::Error::rejected(Rejected::new(RejectKind::Unavailable)))
-        };
-        if span.is_disabled() {
-            return call.await;
-        }
-        let result = call.instrument(span.clone()).await;
-        record_outcome(&span, &result);
-        result
+        })
+        .await
     }
 
     /// The cache refuses nothing itself; a miss needs the inner service, so its
@@ -196,13 +182,4 @@ where
     fn readiness(&self) -> Result<(), Rejected> {
         self.inner.readiness()
     }
-}
-
-/// The span's `key_hash`: a hash of the key, never the key itself (it may be a prompt or
-/// an API key). SipHash with fixed keys, so a key hashes alike in every process of one
-/// build and a trace viewer can group one key's calls.
-pub(crate) fn key_hash<Q: std::hash::Hash + ?Sized>(key: &Q) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    key.hash(&mut hasher);
-    std::hash::Hasher::finish(&hasher)
 }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use backstop_core::{Layer, Rejected, Service, StackError};
+use backstop_core::{Layer, Rejected, Service, StackError, record_key_hash};
 use futures::Stream;
 use tracing::Instrument;
 
@@ -144,12 +144,7 @@ where
     async fn call(&self, req: Req) -> Result<SharedStream<T, S::Error>, S::Error> {
         // One span per call (issue 27); disabled without a subscriber. The upstream, if
         // this call opens it, opens inside the span, so the layers below nest under it.
-        let span = tracing::debug_span!(
-            target: "backstop",
-            "backstop.stream_dedup",
-            key_hash = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-        );
+        let span = backstop_core::layer_span!("backstop.stream_dedup", key_hash);
         let key = self.key.key_of(&req);
         let inner = Arc::clone(&self.inner);
         if span.is_disabled() {
@@ -157,7 +152,7 @@ where
                 .group
                 .share(key, move || async move { inner.call(req).await }));
         }
-        span.record("key_hash", key_hash(&key));
+        record_key_hash(&span, &key);
         let open = span.clone();
         let stream = span.in_scope(|| {
             self.group.share(key, move || {
@@ -172,13 +167,4 @@ where
     fn readiness(&self) -> Result<(), Rejected> {
         self.inner.readiness()
     }
-}
-
-/// The span's `key_hash`: a hash of the key, never the key itself (it may be a prompt or
-/// an API key). SipHash with fixed keys, so a key hashes alike in every process of one
-/// build and a trace viewer can group one key's calls.
-fn key_hash<Q: std::hash::Hash + ?Sized>(key: &Q) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    key.hash(&mut hasher);
-    std::hash::Hasher::finish(&hasher)
 }

@@ -13,7 +13,7 @@
 //! Contenders, each polling one future that is ready at once with a no-op waker:
 //! - `unspanned`: the layer's work without its span, a bench-local service doing what the
 //!   layer does through the primitive's public API (`Breaker::call_with`, or
-//!   `RateLimiter::check` under `contain`) around the same inner service;
+//!   `RateLimitHandle::charge` under `contain`) around the same inner service;
 //! - `layer`: the same call through `BreakerLayer` / `RateLimitLayer`, no subscriber;
 //! - `layer_level_off`: the layer under a subscriber whose level is `info` (spans off);
 //! - `layer_traced` (for information): the layer under a subscriber that records every
@@ -23,11 +23,12 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use backstop::breaker::{Breaker, BreakerLayer, IgnoreRejections};
 use backstop::core::{Error, Layer, QuantaClock, Service, ServiceExt, contain, service_fn};
-use backstop::limit::{Quota, RateLimitLayer, RateLimiter};
+use backstop::limit::{Quota, RateLimitHandle, RateLimitLayer, RateLimiter};
 use criterion::{Criterion, criterion_group, criterion_main};
 use tracing::level_filters::LevelFilter;
 
@@ -72,9 +73,9 @@ where
 }
 
 /// The rate-limit layer's work without its span, as `RateLimitLayer` does it: key and
-/// cost under `contain`, the charge, then the inner call.
+/// cost under `contain`, the charge through the shared handle, then the inner call.
 struct UnspannedLimit<S> {
-    limiter: RateLimiter<QuantaClock>,
+    limiter: Arc<RateLimiter<QuantaClock>>,
     inner: S,
 }
 
@@ -86,9 +87,9 @@ where
     type Error = Error<Infallible>;
 
     async fn call(&self, req: u64) -> Result<u64, Error<Infallible>> {
-        match contain("rate limit key or cost", || self.limiter.check()) {
+        match contain("rate limit key or cost", || self.limiter.charge(&(), 1)) {
             Ok(Ok(())) => self.inner.call(req).await,
-            Ok(Err(refused)) => Err(Error::Rejected(refused)),
+            Ok(Err(refused)) => Err(Error::Rejected(refused.rejection())),
             Err(panicked) => Err(Error::Panicked(panicked)),
         }
     }
@@ -126,6 +127,10 @@ fn layered<S>(
             b.iter(|| black_box(through(service).is_ok()))
         });
     });
+    // A scoped subscriber raises tracing's global level and leaves it raised when its
+    // scope ends; recompute it, or the next group's `layer` row runs with `debug` on and
+    // no subscriber, which no application does.
+    tracing::callsite::rebuild_interest_cache();
 }
 
 fn layer_span_breaker(c: &mut Criterion) {
@@ -152,7 +157,7 @@ fn layer_span_limit(c: &mut Criterion) {
     let limiter = RateLimiter::with_clock(quota, QuantaClock::new());
     let inner = inner();
     let unspanned = UnspannedLimit {
-        limiter,
+        limiter: Arc::new(limiter),
         inner: inner.clone(),
     };
     group.bench_function("unspanned", |b| {

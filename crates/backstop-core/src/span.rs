@@ -10,6 +10,13 @@ use tracing::{Instrument, Span};
 /// fields [`record_outcome`] fills (`outcome`, `reject_kind`, `retry_after`) and, before
 /// them, each `$field` empty (to record later, e.g. `key_hash`) and each `$fixed = value`.
 ///
+/// When no subscriber wants `debug` (none is set, or its level is `info` or above) the
+/// span is [`Span::none`] after one relaxed load of the global level: tracing's own
+/// disabled span still fills its fields for the `log` crate whenever tracing's `log`
+/// feature is on (any dependency can turn it on, tower's default features do), which cost
+/// a closed breaker call 1.7× its unspanned time (`benches/layer_spans.rs`). So a layer's
+/// spans are never forwarded to `log`; a tracing subscriber sees them.
+///
 /// ```
 /// let span = backstop_core::layer_span!("backstop.example", key_hash; store = "memory");
 /// assert!(span.is_disabled(), "no subscriber listens");
@@ -17,15 +24,19 @@ use tracing::{Instrument, Span};
 #[macro_export]
 macro_rules! layer_span {
     ($name:literal $(, $field:ident)* $(; $($fixed:ident = $value:expr),+)?) => {
-        $crate::__private::tracing::debug_span!(
-            target: "backstop",
-            $name,
-            $($($fixed = $value,)+)?
-            $($field = $crate::__private::tracing::field::Empty,)*
-            outcome = $crate::__private::tracing::field::Empty,
-            reject_kind = $crate::__private::tracing::field::Empty,
-            retry_after = $crate::__private::tracing::field::Empty,
-        )
+        if $crate::__private::tracing::level_enabled!($crate::__private::tracing::Level::DEBUG) {
+            $crate::__private::tracing::debug_span!(
+                target: "backstop",
+                $name,
+                $($($fixed = $value,)+)?
+                $($field = $crate::__private::tracing::field::Empty,)*
+                outcome = $crate::__private::tracing::field::Empty,
+                reject_kind = $crate::__private::tracing::field::Empty,
+                retry_after = $crate::__private::tracing::field::Empty,
+            )
+        } else {
+            $crate::__private::tracing::Span::none()
+        }
     };
 }
 

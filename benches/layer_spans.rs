@@ -105,71 +105,58 @@ where
     ready(service.call(black_box(1)))
 }
 
-/// Benchmarks `service` as `layer`, `layer_level_off` and `layer_traced`.
-fn layered<S>(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    service: &S,
-) where
+/// One contender's row in `group`: its call, polled to completion, again and again.
+fn row<S>(c: &mut Criterion, group: &str, contender: &str, service: &S)
+where
     S: Service<u64, Response = u64, Error = Error<Infallible>>,
 {
-    group.bench_function("layer", |b| b.iter(|| black_box(through(service).is_ok())));
+    c.benchmark_group(group).bench_function(contender, |b| {
+        b.iter(|| black_box(through(service).is_ok()))
+    });
+}
+
+/// Every row, no-subscriber rows first. A subscriber, once installed, leaves tracing's
+/// global level raised after its scope ends (tracing keeps the highest level it has seen;
+/// rebuilding the interest cache does not lower it), so a no-subscriber row measured after
+/// one would run with `debug` on, which no application without a subscriber does.
+fn layer_spans(c: &mut Criterion) {
+    let breaker = Breaker::builder()
+        .name("bench")
+        .build()
+        .expect("default config is valid");
+    let unspanned_breaker = UnspannedBreaker {
+        breaker: breaker.clone(),
+        inner: inner(),
+    };
+    let breaker_layer = BreakerLayer::new(breaker).layer(inner());
+
+    let quota = Quota::per_second(1_000_000_000).expect("valid quota");
+    let unspanned_limit = UnspannedLimit {
+        limiter: Arc::new(RateLimiter::with_clock(quota, QuantaClock::new())),
+        inner: inner(),
+    };
+    let limit_layer =
+        RateLimitLayer::new(RateLimiter::with_clock(quota, QuantaClock::new())).layer(inner());
+
+    const BREAKER: &str = "layer_span_breaker";
+    const LIMIT: &str = "layer_span_limit";
+    row(c, BREAKER, "unspanned", &unspanned_breaker);
+    row(c, BREAKER, "layer", &breaker_layer);
+    row(c, LIMIT, "unspanned", &unspanned_limit);
+    row(c, LIMIT, "layer", &limit_layer);
     let level_off = tracing_subscriber::fmt()
         .with_max_level(LevelFilter::INFO)
         .with_writer(std::io::sink)
         .finish();
     tracing::subscriber::with_default(level_off, || {
-        group.bench_function("layer_level_off", |b| {
-            b.iter(|| black_box(through(service).is_ok()))
-        });
+        row(c, BREAKER, "layer_level_off", &breaker_layer);
+        row(c, LIMIT, "layer_level_off", &limit_layer);
     });
     tracing::subscriber::with_default(tracing_subscriber::registry(), || {
-        group.bench_function("layer_traced", |b| {
-            b.iter(|| black_box(through(service).is_ok()))
-        });
+        row(c, BREAKER, "layer_traced", &breaker_layer);
+        row(c, LIMIT, "layer_traced", &limit_layer);
     });
-    // A scoped subscriber raises tracing's global level and leaves it raised when its
-    // scope ends; recompute it, or the next group's `layer` row runs with `debug` on and
-    // no subscriber, which no application does.
-    tracing::callsite::rebuild_interest_cache();
 }
 
-fn layer_span_breaker(c: &mut Criterion) {
-    let mut group = c.benchmark_group("layer_span_breaker");
-    let breaker = Breaker::builder()
-        .name("bench")
-        .build()
-        .expect("default config is valid");
-    let inner = inner();
-    let unspanned = UnspannedBreaker {
-        breaker: breaker.clone(),
-        inner: inner.clone(),
-    };
-    group.bench_function("unspanned", |b| {
-        b.iter(|| black_box(through(&unspanned).is_ok()))
-    });
-    layered(&mut group, &BreakerLayer::new(breaker.clone()).layer(inner));
-    group.finish();
-}
-
-fn layer_span_limit(c: &mut Criterion) {
-    let mut group = c.benchmark_group("layer_span_limit");
-    let quota = Quota::per_second(1_000_000_000).expect("valid quota");
-    let limiter = RateLimiter::with_clock(quota, QuantaClock::new());
-    let inner = inner();
-    let unspanned = UnspannedLimit {
-        limiter: Arc::new(limiter),
-        inner: inner.clone(),
-    };
-    group.bench_function("unspanned", |b| {
-        b.iter(|| black_box(through(&unspanned).is_ok()))
-    });
-    let layered_limiter = RateLimiter::with_clock(quota, QuantaClock::new());
-    layered(
-        &mut group,
-        &RateLimitLayer::new(layered_limiter).layer(inner),
-    );
-    group.finish();
-}
-
-criterion_group!(benches, layer_span_breaker, layer_span_limit);
+criterion_group!(benches, layer_spans);
 criterion_main!(benches);

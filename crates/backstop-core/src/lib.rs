@@ -111,7 +111,7 @@ pub use load::{LoadSignal, LoadSnapshot};
 pub use panicked::{Contained, Panicked, contain, contain_future};
 pub use rejected::{QuotaState, RejectKind, Rejected};
 pub use service::{Service, ServiceFn, service_fn};
-pub use span::{in_span, key_hash, record_key_hash, record_outcome};
+pub use span::{in_span, key_hash, record_key_hash, record_outcome, spans_enabled};
 
 /// What the crate's macros reach; not part of the API.
 #[doc(hidden)]

@@ -24,7 +24,7 @@ use tracing::{Instrument, Span};
 #[macro_export]
 macro_rules! layer_span {
     ($name:literal $(, $field:ident)* $(; $($fixed:ident = $value:expr),+)?) => {
-        if $crate::__private::tracing::level_enabled!($crate::__private::tracing::Level::DEBUG) {
+        if $crate::spans_enabled() {
             $crate::__private::tracing::debug_span!(
                 target: "backstop",
                 $name,
@@ -38,6 +38,19 @@ macro_rules! layer_span {
             $crate::__private::tracing::Span::none()
         }
     };
+}
+
+/// Whether a subscriber may want layer spans now: tracing's global level admits `debug`
+/// (one relaxed load). [`layer_span!`](crate::layer_span) opens [`Span::none`] when it does
+/// not, and a layer whose admission is synchronous (the rate limit) checks it first and
+/// runs the call with no span object at all.
+///
+/// ```
+/// assert!(!backstop_core::spans_enabled(), "no subscriber is set");
+/// ```
+#[inline]
+pub fn spans_enabled() -> bool {
+    tracing::level_enabled!(tracing::Level::DEBUG)
 }
 
 /// Runs one call through a layer inside `span` and records how it ended.

@@ -15,6 +15,7 @@ use crate::quota::Quota;
 use crate::store::StateStore;
 use backstop_core::{
     Clock, Layer, Rejected, Service, StackError, contain, in_span, record_key_hash, record_outcome,
+    spans_enabled,
 };
 use std::fmt;
 use std::hash::Hash;
@@ -287,9 +288,11 @@ impl<S: fmt::Debug, L: fmt::Debug, K, F> fmt::Debug for RateLimitService<S, L, K
 }
 
 impl<S, L, K, F> RateLimitService<S, L, K, F> {
-    /// Charges `request`'s cost to its key, recording the key's hash on `span`; a refusal
-    /// or a panicking `key` / `cost` closure is the stack's error.
-    fn charge<Req, E>(&self, request: &Req, span: &Span) -> Result<(), E>
+    /// Charges `request`'s cost to its key, recording the key's hash on `span` if there is
+    /// one; a refusal or a panicking `key` / `cost` closure is the stack's error. Inlined:
+    /// called from two branches, it was left out of line (perf: 40% of the layer's samples).
+    #[inline]
+    fn charge<Req, E>(&self, request: &Req, span: Option<&Span>) -> Result<(), E>
     where
         E: StackError,
         K: LimitKey<Req>,
@@ -300,7 +303,9 @@ impl<S, L, K, F> RateLimitService<S, L, K, F> {
         let decision = contain("rate limit key or cost", || {
             let key = self.key.key_of(request);
             // A direct limiter's key, `()`, has one value: its hash would say nothing.
-            if size_of::<K::Key>() != 0 {
+            if let Some(span) = span
+                && size_of::<K::Key>() != 0
+            {
                 record_key_hash(span, &key);
             }
             self.limiter.charge(&key, self.cost.cost_of(request))
@@ -329,14 +334,13 @@ where
     async fn call(&self, req: Req) -> Result<Self::Response, Self::Error> {
         // One span per call (issue 27), with a hash of the key (never the key: it names a
         // user or a tenant). The charge is synchronous, so it runs before the inner call's
-        // future is built and a disabled span leaves the plain path: charge, then call
-        // (`benches/layer_spans.rs`: within ~2 ns of this layer with no span at all).
-        let span = backstop_core::layer_span!("backstop.limit", key_hash);
-        if span.is_disabled() {
-            self.charge::<Req, S::Error>(&req, &span)?;
+        // future is built; with no subscriber at `debug` there is no span object at all.
+        if !spans_enabled() {
+            self.charge::<Req, S::Error>(&req, None)?;
             return self.inner.call(req).await;
         }
-        match span.in_scope(|| self.charge(&req, &span)) {
+        let span = backstop_core::layer_span!("backstop.limit", key_hash);
+        match span.in_scope(|| self.charge(&req, Some(&span))) {
             Ok(()) => in_span(&span, || self.inner.call(req)).await,
             Err(refused) => {
                 let refused = Err(refused);

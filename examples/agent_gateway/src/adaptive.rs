@@ -109,7 +109,9 @@ pub(crate) fn outcome<T>(result: &Result<T, Error<ProviderError>>) -> AdaptiveOu
 /// How a failed provider call counts (see [`outcome`]).
 pub(crate) fn error_outcome(error: &Error<ProviderError>) -> AdaptiveOutcome {
     match (error.inner(), error.rejection()) {
-        (Some(ProviderError::RateLimited | ProviderError::Outage), _) => AdaptiveOutcome::Dropped,
+        (Some(ProviderError::RateLimited { .. } | ProviderError::Outage), _) => {
+            AdaptiveOutcome::Dropped
+        }
         (Some(_), _) => AdaptiveOutcome::Failure,
         (None, Some(refused)) if refused.kind == RejectKind::CircuitOpen => {
             AdaptiveOutcome::Ignored
@@ -172,7 +174,7 @@ mod tests {
         assert_eq!(outcome(&ok), AdaptiveOutcome::Success);
         let inner = |e| -> Result<(), Error<ProviderError>> { Err(Error::Inner(e)) };
         assert_eq!(
-            outcome(&inner(ProviderError::RateLimited)),
+            outcome(&inner(ProviderError::RateLimited { retry_after: None })),
             AdaptiveOutcome::Dropped
         );
         assert_eq!(

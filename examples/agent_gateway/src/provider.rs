@@ -34,8 +34,9 @@ pub(crate) const FALLBACK_MODEL: &str = "gpt-4o-mini";
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum ProviderError {
+    /// The provider's own 429, with its `Retry-After` when it sent one.
     #[error("provider rate limit exceeded (429)")]
-    RateLimited,
+    RateLimited { retry_after: Option<Duration> },
     #[error("provider returned a transient error (500)")]
     Transient,
     #[error("provider is down (503)")]
@@ -139,9 +140,13 @@ impl Provider {
     /// Admission by its own rate limit.
     fn admit(&self) -> Result<(), ProviderError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        if self.own_limit.check().is_err() {
+        if let Err(refused) = self.own_limit.check() {
             self.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(ProviderError::RateLimited);
+            // A real provider's 429 says when to come back; the simulated one says when
+            // its own limiter will admit again.
+            return Err(ProviderError::RateLimited {
+                retry_after: refused.retry_after,
+            });
         }
         Ok(())
     }
@@ -370,7 +375,7 @@ mod tests {
         for call in calls {
             limited += u64::from(matches!(
                 call.await.unwrap(),
-                Err(ProviderError::RateLimited)
+                Err(ProviderError::RateLimited { .. })
             ));
         }
         assert!(limited >= 50, "burst 40 admits at most ~41 of 100 at once");

@@ -9,13 +9,13 @@ use backstop::cache::{
 use backstop::config::{
     BackstopConfig, BuildError, CacheSection, PersistentTierSection, RedisSection, RedisTierSection,
 };
-use backstop::core::{BoxService, Layer, Service, ServiceExt, Stack, service_fn};
+use backstop::core::{BoxService, Layer, RejectKind, Service, ServiceExt, Stack, service_fn};
 use backstop::dedup::{
     DedupLayer, DedupWindow, DedupWindowConfig, SharedStream, StreamDedupLayer, StreamGroup,
 };
 use backstop::limit::{AdaptiveLayer, Quota, RateLimitLayer, TokenUsage};
 use backstop::pool::{Pool, PoolConfig};
-use backstop::retry::{Retry, RetryDecision, RetryLayer};
+use backstop::retry::{Retry, RetryDecision, RetryLayer, StreamTimeouts};
 use backstop::route::{
     ErrorClass, RouteConfig, RouteLayer, Routed, Router, TargetConfig, standard_class,
 };
@@ -39,7 +39,8 @@ use crate::streaming::{Bill, Metered, Role, StreamAsk};
 pub(crate) type GatewayService = BoxService<Ask, Answer, GatewayError>;
 
 /// The streaming stack as one named type: limit → stream dedup → stream cache → adaptive
-/// limit (held for the whole stream) → breaker → router → provider.
+/// limit (held for the whole stream) → retry (until the first token) → breaker → router →
+/// provider.
 pub(crate) type StreamService =
     BoxService<StreamAsk, SharedStream<Chunk, GatewayError>, GatewayError>;
 
@@ -317,15 +318,33 @@ pub(crate) async fn build(
             .service(provider_streams),
     );
     let metered = {
-        let (admission, billing) = (admission.clone(), billing.clone());
+        let (admission, billing, retry) = (admission.clone(), billing.clone(), retry.clone());
         service_fn(move |request: StreamAsk| {
             let (open_stream, admission) = (open_stream.clone(), admission.clone());
-            let billing = billing.clone();
+            let (billing, retry) = (billing.clone(), retry.clone());
             async move {
                 let reservation = billing.reserve(&request.ask)?;
                 let permit = admission.acquire(request.ask.priority).await?;
                 let prompt_tokens = request.ask.prompt_tokens;
-                match open_stream.call(request).await {
+                // Retried like a whole answer (same policy, budget and deadline) until its
+                // first chunk; a stream cut after that ends with its error, never replayed.
+                let model = std::sync::Mutex::new(None);
+                let opened = retry
+                    .stream(&retry_decision, STREAM_TIMEOUTS, || async {
+                        let (opened_model, stream) = open_stream.call(request.clone()).await?;
+                        *model.lock().unwrap_or_else(|e| e.into_inner()) = Some(opened_model);
+                        Ok(stream)
+                    })
+                    .await
+                    .and_then(|stream| {
+                        match model.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                            Some(model) => Ok((model, stream)),
+                            None => Err(GatewayError::Inner(ProviderError::Connection(
+                                "a stream opened without naming its model".into(),
+                            ))),
+                        }
+                    });
+                match opened {
                     Ok((model, stream)) => {
                         let bill = Bill {
                             billing,
@@ -333,7 +352,7 @@ pub(crate) async fn build(
                             model,
                             prompt_tokens,
                         };
-                        Ok(Metered::new(stream, permit, Some(bill)))
+                        Ok(Metered::new(Box::pin(stream), permit, Some(bill)))
                     }
                     Err(error) => {
                         permit.complete(adaptive::error_outcome(&error));
@@ -428,27 +447,51 @@ fn default_route() -> RouteConfig {
     }
 }
 
-/// A provider's own failures in the router's terms: its 429 cools the target down, an
-/// outage or a transient error is a server error, anything else the router knows already.
+/// A provider's own failures in the router's terms: its 429 cools the target down for its
+/// `Retry-After` (or the router's default cool-down), an outage or a transient error is a
+/// server error, anything else the router knows already.
 fn route_class(error: &GatewayError) -> ErrorClass {
     match error.inner() {
-        Some(ProviderError::RateLimited) => ErrorClass::RateLimited { retry_after: None },
+        Some(ProviderError::RateLimited { retry_after }) => ErrorClass::RateLimited {
+            retry_after: *retry_after,
+        },
         Some(_) => ErrorClass::ServerError,
         None => standard_class(error),
     }
 }
 
 /// Retries only what a second attempt can fix: a transient provider error, the provider's
-/// own 429 or a dropped connection. An outage is the breaker's to handle and a refusal by
-/// the gateway's own primitives the agent's to weigh.
+/// own 429 (after its `Retry-After`, which the policy's `max_retry_after` bounds), a dropped
+/// connection, or a stream silent past its time to first token. An outage is the
+/// breaker's to handle and any other refusal by the gateway's own primitives the agent's
+/// to weigh.
 fn retry_decision(error: &GatewayError) -> RetryDecision {
     match error.inner() {
+        Some(ProviderError::RateLimited {
+            retry_after: Some(wait),
+        }) => RetryDecision::RetryAfter(*wait),
         Some(
-            ProviderError::Transient | ProviderError::RateLimited | ProviderError::Connection(_),
+            ProviderError::Transient
+            | ProviderError::RateLimited { retry_after: None }
+            | ProviderError::Connection(_),
         ) => RetryDecision::Retry,
+        None if error
+            .rejection()
+            .is_some_and(|r| r.kind == RejectKind::Timeout) =>
+        {
+            RetryDecision::Retry
+        }
         _ => RetryDecision::Stop,
     }
 }
+
+/// A provider stream's timeouts: its first token within 2 s (the simulated provider's
+/// median is 35 ms; a stream silent that long is stuck, and is retried), then no gap
+/// between tokens over 1 s (a stream cut after its first token ends with a timeout).
+const STREAM_TIMEOUTS: StreamTimeouts = StreamTimeouts {
+    first_chunk: Duration::from_secs(2),
+    idle: Duration::from_secs(1),
+};
 
 /// How the caches are built: on the fleet's shared Redis connection when there is one,
 /// else over a file tier in `scratch`.
@@ -567,4 +610,40 @@ fn stream_section(config: &BackstopConfig) -> CacheSection {
         file.path.set_extension("streams.redb");
     }
     section
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backstop::core::{Error, Rejected};
+
+    fn limited(retry_after: Option<Duration>) -> GatewayError {
+        Error::Inner(ProviderError::RateLimited { retry_after })
+    }
+
+    #[test]
+    fn a_providers_429_is_retried_after_its_retry_after_and_cools_its_target_as_long() {
+        let wait = Duration::from_millis(250);
+        assert_eq!(
+            retry_decision(&limited(Some(wait))),
+            RetryDecision::RetryAfter(wait)
+        );
+        assert!(matches!(
+            route_class(&limited(Some(wait))),
+            ErrorClass::RateLimited { retry_after: Some(w) } if w == wait
+        ));
+        assert_eq!(retry_decision(&limited(None)), RetryDecision::Retry);
+    }
+
+    #[test]
+    fn a_silent_stream_is_retried_but_an_open_circuit_or_an_outage_is_not() {
+        let timed_out: GatewayError = Rejected::new(RejectKind::Timeout).into();
+        assert_eq!(retry_decision(&timed_out), RetryDecision::Retry);
+        let open: GatewayError = Rejected::new(RejectKind::CircuitOpen).into();
+        assert_eq!(retry_decision(&open), RetryDecision::Stop);
+        assert_eq!(
+            retry_decision(&Error::Inner(ProviderError::Outage)),
+            RetryDecision::Stop
+        );
+    }
 }

@@ -8,12 +8,33 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use backstop::core::{Error, Layer, RejectKind, Rejected, Service, service_fn};
-use backstop::retry::{RetryConfig, RetryLayer};
+use backstop::core::{Error, Layer, RetryHint, Service, service_fn};
+use backstop::retry::{HintedClassify, RetryConfig, RetryLayer};
 use tokio::time::Instant;
 
+/// The provider's errors, as its HTTP statuses would say them.
 #[derive(Debug)]
-struct ServerError;
+enum ProviderError {
+    /// 429, with the wait its `Retry-After` header asked for.
+    TooManyRequests(Duration),
+    /// 503.
+    Unavailable,
+}
+
+/// What each error says about another attempt: the retry layer's [`HintedClassify`] waits
+/// a 429's `Retry-After` and backs off after a 503.
+impl RetryHint for ProviderError {
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::TooManyRequests(wait) => Some(*wait),
+            Self::Unavailable => None,
+        }
+    }
+
+    fn is_rate_limited(&self) -> bool {
+        matches!(self, Self::TooManyRequests(_))
+    }
+}
 
 const CALLS: usize = 2_000;
 
@@ -21,7 +42,7 @@ const CALLS: usize = 2_000;
 /// rest answer in 50 to 150 ms.
 fn provider(
     attempts: Arc<AtomicU64>,
-) -> impl Service<u64, Response = String, Error = Error<ServerError>> {
+) -> impl Service<u64, Response = String, Error = Error<ProviderError>> {
     let rng = std::sync::Mutex::new(fastrand::Rng::with_seed(3));
     service_fn(move |prompt: u64| {
         attempts.fetch_add(1, Ordering::Relaxed);
@@ -31,13 +52,13 @@ fn provider(
         };
         async move {
             if roll < 0.10 {
-                let limited = Rejected::new(RejectKind::RateLimited { quota: 0 })
-                    .with_retry_after(Duration::from_millis(500));
-                return Err(Error::Rejected(limited));
+                return Err(Error::Inner(ProviderError::TooManyRequests(
+                    Duration::from_millis(500),
+                )));
             }
             if roll < 0.20 {
                 tokio::time::sleep(latency).await;
-                return Err(Error::Inner(ServerError));
+                return Err(Error::Inner(ProviderError::Unavailable));
             }
             if roll < 0.23 {
                 futures::future::pending::<()>().await;
@@ -51,7 +72,7 @@ fn provider(
 /// Calls `service` `CALLS` times, 50 at a time, each call cut at 10 s by the caller.
 async fn run<S>(name: &str, service: S, attempts: &AtomicU64)
 where
-    S: Service<u64, Response = String, Error = Error<ServerError>>,
+    S: Service<u64, Response = String, Error = Error<ProviderError>>,
 {
     use futures::StreamExt;
     let service = &service;
@@ -91,7 +112,9 @@ async fn main() {
     }
     .build()
     .expect("valid config");
-    let stack = RetryLayer::new(retry.clone()).layer(provider(attempts.clone()));
+    let stack = RetryLayer::new(retry.clone())
+        .classify(HintedClassify)
+        .layer(provider(attempts.clone()));
     run("with retry", stack, &attempts).await;
     let stats = retry.stats();
     println!(

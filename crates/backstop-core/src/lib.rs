@@ -10,7 +10,8 @@
 //!   tower's) with [`service_fn`], [`layer_fn`], the [`Stack`] builder, [`ServiceExt`]
 //!   (`map_err`, `map_response`, `lift`, `boxed`) and [`BoxService`] to name a stack;
 //! - [`Rejected`]: the one refusal every primitive returns, with [`RejectKind`] and
-//!   `retry_after`, and [`QuotaState`] for rate-limit headers; [`Error`] and
+//!   `retry_after`, and [`QuotaState`] for rate-limit headers; [`RetryHint`]: the same said
+//!   by a service's own error (a provider's 429 and `Retry-After`); [`Error`] and
 //!   [`StackError`]: one error type through any stack of layers, in any order (the decision
 //!   is recorded in `ARCHITECTURE.md`); [`Panicked`], [`contain`] and [`contain_future`] to
 //!   contain user code;
@@ -89,6 +90,7 @@ mod layer;
 mod load;
 mod panicked;
 mod rejected;
+mod retry_hint;
 mod service;
 mod span;
 pub mod time;
@@ -110,6 +112,7 @@ pub use layer::{Chain, Either, Identity, Layer, LayerFn, Stack, layer_fn};
 pub use load::{LoadSignal, LoadSnapshot};
 pub use panicked::{Contained, Panicked, contain, contain_future};
 pub use rejected::{QuotaState, RejectKind, Rejected};
+pub use retry_hint::RetryHint;
 pub use service::{Service, ServiceFn, service_fn};
 pub use span::{in_span, key_hash, record_key_hash, record_outcome, spans_enabled};
 

@@ -1,7 +1,7 @@
 //! What to do after a failed attempt: retry now (after backoff), retry after a given time,
 //! or stop.
 
-use backstop_core::StackError;
+use backstop_core::{Error, RetryHint, StackError};
 use std::time::Duration;
 
 /// The classification of one failed attempt.
@@ -71,5 +71,50 @@ pub fn standard_decision<E: StackError>(error: &E) -> RetryDecision {
             None => RetryDecision::Retry,
         },
         None => RetryDecision::Retry,
+    }
+}
+
+/// [`StandardClassify`] for Backstop's refusals, and for the service's own error what it
+/// says through [`RetryHint`]: a permanent error stops, one with a `Retry-After` is retried
+/// after it (up to the policy's `max_retry_after`), any other is retried after the backoff.
+/// A provider's 429 with `Retry-After` needs no hand-written classifier.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HintedClassify;
+
+impl<E: RetryHint + Send + Sync + 'static> ClassifyRetry<Error<E>> for HintedClassify {
+    fn classify(&self, error: &Error<E>) -> RetryDecision {
+        hinted_decision(error)
+    }
+}
+
+/// [`HintedClassify`]'s decision.
+///
+/// ```
+/// use backstop_core::{Error, RetryHint};
+/// use backstop_retry::{RetryDecision, hinted_decision};
+/// use std::time::Duration;
+///
+/// struct TooManyRequests(Duration);
+/// impl RetryHint for TooManyRequests {
+///     fn retry_after(&self) -> Option<Duration> { Some(self.0) }
+///     fn is_rate_limited(&self) -> bool { true }
+/// }
+/// struct BadRequest;
+/// impl RetryHint for BadRequest {
+///     fn is_permanent(&self) -> bool { true }
+/// }
+///
+/// let limited = Error::Inner(TooManyRequests(Duration::from_secs(3)));
+/// assert_eq!(hinted_decision(&limited), RetryDecision::RetryAfter(Duration::from_secs(3)));
+/// assert_eq!(hinted_decision(&Error::Inner(BadRequest)), RetryDecision::Stop);
+/// ```
+pub fn hinted_decision<E: RetryHint + Send + Sync + 'static>(error: &Error<E>) -> RetryDecision {
+    match error.inner() {
+        Some(inner) if inner.is_permanent() => RetryDecision::Stop,
+        Some(inner) => match inner.retry_after() {
+            Some(wait) => RetryDecision::RetryAfter(wait),
+            None => RetryDecision::Retry,
+        },
+        None => standard_decision(error),
     }
 }

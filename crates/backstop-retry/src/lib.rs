@@ -77,7 +77,10 @@ mod stats;
 mod stream;
 
 pub use budget::RetryBudget;
-pub use classify::{ClassifyRetry, RetryDecision, StandardClassify, standard_decision};
+pub use classify::{
+    ClassifyRetry, HintedClassify, RetryDecision, StandardClassify, hinted_decision,
+    standard_decision,
+};
 pub use config::{
     HedgeConfig, Jitter, MAX_ATTEMPTS, MAX_BUDGET_COUNT, RetryBackoffConfig, RetryBudgetConfig,
     RetryConfig,

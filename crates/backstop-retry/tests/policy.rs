@@ -1,7 +1,9 @@
 //! Backoff, jitter bounds, `Retry-After` and classification, on paused time.
 
-use backstop_core::{Error, Layer, RejectKind, Rejected, Service, service_fn};
-use backstop_retry::{Jitter, RetryConfig, RetryDecision, RetryLayer, standard_decision};
+use backstop_core::{Error, Layer, RejectKind, Rejected, RetryHint, Service, service_fn};
+use backstop_retry::{
+    HintedClassify, Jitter, RetryConfig, RetryDecision, RetryLayer, standard_decision,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -121,6 +123,56 @@ async fn a_user_classifier_reads_provider_errors() {
     );
     assert_eq!(gaps(&starts.lock()), [2_000]);
     assert_eq!(retry.stats().retries, 1);
+}
+
+/// A provider's status and `Retry-After` header, said through `RetryHint`.
+#[derive(Debug, PartialEq)]
+struct Upstream {
+    status: u16,
+    retry_after: Option<Duration>,
+}
+
+impl RetryHint for Upstream {
+    fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+    fn is_rate_limited(&self) -> bool {
+        self.status == 429
+    }
+    fn is_permanent(&self) -> bool {
+        (400..429).contains(&self.status)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_hinted_classifier_waits_a_providers_retry_after_and_stops_on_a_permanent_error() {
+    let fail = |status, retry_after| Err(Error::Inner(Upstream { status, retry_after }));
+    let starts = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let script = Arc::new(parking_lot::Mutex::new(
+        vec![
+            fail(429, Some(Duration::from_millis(1_500))),
+            fail(503, Some(Duration::from_millis(700))),
+            fail(500, None),
+            fail(400, None),
+        ]
+        .into_iter(),
+    ));
+    let seen = starts.clone();
+    let provider = service_fn(move |()| {
+        seen.lock().push(Instant::now());
+        let next = script.lock().next().unwrap_or(Ok(0u32));
+        async move { next }
+    });
+    let retry = config(5, Jitter::None).build().unwrap();
+    let stack = RetryLayer::new(retry.clone())
+        .classify(HintedClassify)
+        .layer(provider);
+    let error = stack.call(()).await.unwrap_err();
+    assert_eq!(error.inner().map(|e| e.status), Some(400));
+    // 429 and 503 wait exactly their Retry-After; the 500 the backoff's first step (the
+    // waits a callee set are not backoff steps); the 400 stops.
+    assert_eq!(gaps(&starts.lock()), [1_500, 700, 100]);
+    assert_eq!(retry.stats().retries, 3);
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,7 +1,7 @@
 //! What a failed attempt says about its target: the error class decides whether the chain
 //! moves on, how long the target cools down, and what its circuit breaker records.
 
-use backstop_core::{RejectKind, StackError};
+use backstop_core::{Error, RejectKind, RetryHint, StackError};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -119,6 +119,56 @@ pub fn standard_class<E: StackError>(error: &E) -> ErrorClass {
         // A cost no quota of this target can ever grant: another target may be larger.
         RejectKind::TooLarge { .. } => ErrorClass::ContextLength,
         _ => ErrorClass::Unavailable { retry_after },
+    }
+}
+
+/// [`StandardRouteClassify`] for Backstop's refusals, and for the service's own error what
+/// it says through [`RetryHint`]: a permanent error is [`ErrorClass::Fatal`], a 429 is
+/// [`ErrorClass::RateLimited`] with its `Retry-After`, another error with a `Retry-After`
+/// (a 503) is [`ErrorClass::Unavailable`] for that long, any other a server error.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HintedRouteClassify;
+
+impl<E: RetryHint + Send + Sync + 'static> ClassifyRoute<Error<E>> for HintedRouteClassify {
+    fn classify(&self, error: &Error<E>) -> ErrorClass {
+        hinted_class(error)
+    }
+}
+
+/// [`HintedRouteClassify`]'s class of `error`.
+///
+/// ```
+/// use backstop_core::{Error, RetryHint};
+/// use backstop_route::{ErrorClass, hinted_class};
+/// use std::time::Duration;
+///
+/// struct Upstream { status: u16, retry_after: Option<Duration> }
+/// impl RetryHint for Upstream {
+///     fn retry_after(&self) -> Option<Duration> { self.retry_after }
+///     fn is_rate_limited(&self) -> bool { self.status == 429 }
+///     fn is_permanent(&self) -> bool { (400..429).contains(&self.status) }
+/// }
+///
+/// let wait = Some(Duration::from_secs(20));
+/// let class = |status, retry_after| hinted_class(&Error::Inner(Upstream { status, retry_after }));
+/// assert_eq!(class(429, wait), ErrorClass::RateLimited { retry_after: wait });
+/// assert_eq!(class(503, wait), ErrorClass::Unavailable { retry_after: wait });
+/// assert_eq!(class(500, None), ErrorClass::ServerError);
+/// assert_eq!(class(400, None), ErrorClass::Fatal);
+/// ```
+pub fn hinted_class<E: RetryHint + Send + Sync + 'static>(error: &Error<E>) -> ErrorClass {
+    let Some(inner) = error.inner() else {
+        return standard_class(error);
+    };
+    let retry_after = inner.retry_after();
+    if inner.is_permanent() {
+        ErrorClass::Fatal
+    } else if inner.is_rate_limited() {
+        ErrorClass::RateLimited { retry_after }
+    } else if retry_after.is_some() {
+        ErrorClass::Unavailable { retry_after }
+    } else {
+        ErrorClass::ServerError
     }
 }
 

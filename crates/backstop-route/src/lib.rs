@@ -104,7 +104,10 @@ mod router;
 mod stats;
 mod target;
 
-pub use class::{ClassifyRoute, ErrorClass, StandardRouteClassify, standard_class};
+pub use class::{
+    ClassifyRoute, ErrorClass, HintedRouteClassify, StandardRouteClassify, hinted_class,
+    standard_class,
+};
 pub use config::{
     AllCooling, BalanceConfig, CooldownConfig, MAX_LABEL_LEN, MAX_TARGETS, MAX_WEIGHT, RouteConfig,
     TargetConfig,

@@ -2,7 +2,7 @@
 //! distribution that grows once more prompts are in generation than it has capacity for,
 //! per-token cost, transient errors, a scripted outage and its own rate limit.
 
-use backstop::core::Error;
+use backstop::core::{Error, RetryHint};
 use backstop::limit::{Quota, RateLimiter};
 use backstop::pool::{Manager, Metrics, RecycleResult};
 use futures::StreamExt;
@@ -43,6 +43,21 @@ pub(crate) enum ProviderError {
     Outage,
     #[error("no connection to the provider: {0}")]
     Connection(String),
+}
+
+/// What the provider's error says about another attempt, as its status and `Retry-After`
+/// would: the retry and routing classifiers read it.
+impl RetryHint for ProviderError {
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+
+    fn is_rate_limited(&self) -> bool {
+        matches!(self, Self::RateLimited { .. })
+    }
 }
 
 /// One piece of a streamed answer, as stored in the stream cache's tiers.

@@ -15,10 +15,8 @@ use backstop::dedup::{
 };
 use backstop::limit::{AdaptiveLayer, Quota, RateLimitLayer, TokenUsage};
 use backstop::pool::{Pool, PoolConfig};
-use backstop::retry::{Retry, RetryDecision, RetryLayer, StreamTimeouts};
-use backstop::route::{
-    ErrorClass, RouteConfig, RouteLayer, Routed, Router, TargetConfig, standard_class,
-};
+use backstop::retry::{Retry, RetryDecision, RetryLayer, StreamTimeouts, hinted_decision};
+use backstop::route::{HintedRouteClassify, RouteConfig, RouteLayer, Routed, Router, TargetConfig};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -241,7 +239,7 @@ pub(crate) async fn build(
     };
     let routed = RouteLayer::new(router.clone())
         .cost(|batch: &Vec<Ask>| batch.iter().map(Ask::budget_cost).sum::<u64>())
-        .classify(route_class)
+        .classify(HintedRouteClassify)
         .layer(completions);
     let batched = BatchLayer::new(batch_config)
         .map_err(|e| e.within("batch"))?
@@ -313,7 +311,7 @@ pub(crate) async fn build(
             .layer(
                 RouteLayer::new(router.clone())
                     .cost(|request: &StreamAsk| request.ask.budget_cost())
-                    .classify(route_class),
+                    .classify(HintedRouteClassify),
             )
             .service(provider_streams),
     );
@@ -447,19 +445,6 @@ fn default_route() -> RouteConfig {
     }
 }
 
-/// A provider's own failures in the router's terms: its 429 cools the target down for its
-/// `Retry-After` (or the router's default cool-down), an outage or a transient error is a
-/// server error, anything else the router knows already.
-fn route_class(error: &GatewayError) -> ErrorClass {
-    match error.inner() {
-        Some(ProviderError::RateLimited { retry_after }) => ErrorClass::RateLimited {
-            retry_after: *retry_after,
-        },
-        Some(_) => ErrorClass::ServerError,
-        None => standard_class(error),
-    }
-}
-
 /// Retries only what a second attempt can fix: a transient provider error, the provider's
 /// own 429 (after its `Retry-After`, which the policy's `max_retry_after` bounds), a dropped
 /// connection, or a stream silent past its time to first token. An outage is the
@@ -467,21 +452,15 @@ fn route_class(error: &GatewayError) -> ErrorClass {
 /// to weigh.
 fn retry_decision(error: &GatewayError) -> RetryDecision {
     match error.inner() {
-        Some(ProviderError::RateLimited {
-            retry_after: Some(wait),
-        }) => RetryDecision::RetryAfter(*wait),
-        Some(
-            ProviderError::Transient
-            | ProviderError::RateLimited { retry_after: None }
-            | ProviderError::Connection(_),
-        ) => RetryDecision::Retry,
+        Some(ProviderError::Outage) => RetryDecision::Stop,
+        Some(_) => hinted_decision(error),
         None if error
             .rejection()
             .is_some_and(|r| r.kind == RejectKind::Timeout) =>
         {
             RetryDecision::Retry
         }
-        _ => RetryDecision::Stop,
+        None => RetryDecision::Stop,
     }
 }
 
@@ -616,6 +595,7 @@ fn stream_section(config: &BackstopConfig) -> CacheSection {
 mod tests {
     use super::*;
     use backstop::core::{Error, Rejected};
+    use backstop::route::{ErrorClass, hinted_class};
 
     fn limited(retry_after: Option<Duration>) -> GatewayError {
         Error::Inner(ProviderError::RateLimited { retry_after })
@@ -628,10 +608,12 @@ mod tests {
             retry_decision(&limited(Some(wait))),
             RetryDecision::RetryAfter(wait)
         );
-        assert!(matches!(
-            route_class(&limited(Some(wait))),
-            ErrorClass::RateLimited { retry_after: Some(w) } if w == wait
-        ));
+        assert_eq!(
+            hinted_class(&limited(Some(wait))),
+            ErrorClass::RateLimited {
+                retry_after: Some(wait)
+            }
+        );
         assert_eq!(retry_decision(&limited(None)), RetryDecision::Retry);
     }
 

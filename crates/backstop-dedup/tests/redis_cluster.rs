@@ -22,7 +22,10 @@ fn config(prefix: &str) -> DistributedConfig {
         poll_interval: Duration::from_millis(2),
         max_poll_interval: Duration::from_millis(20),
         result_ttl: Duration::from_secs(60),
-        redis_timeout: Duration::from_secs(2),
+        // Generous: this file checks exactly-once, not latency, and a loaded CI machine
+        // (three processes on two cores beside the rest of the suite) can stall a command
+        // for seconds; under `Fail` a timeout would fail the key, not run it twice.
+        redis_timeout: Duration::from_secs(10),
         // An outage would run work twice; the test would see it. A mistake fails anyway.
         on_redis_error: RedisFailure::Fail,
         ..DistributedConfig::default()
@@ -42,6 +45,7 @@ async fn three_processes_run_each_key_once_across_the_cluster() {
                 .args(["fleet_child_runs_the_shared_keys", "--exact", "--nocapture"])
                 .env(CHILD, &prefix)
                 .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
                 .spawn()
                 .expect("the test binary runs again")
         })
@@ -50,7 +54,11 @@ async fn three_processes_run_each_key_once_across_the_cluster() {
     let mut remote = 0;
     for child in children {
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "a child process failed");
+        assert!(
+            out.status.success(),
+            "a child process failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         let line = text
             .lines()
@@ -101,7 +109,7 @@ async fn fleet_child_runs_the_shared_keys() {
                         Ok(i as u64)
                     })
                     .await
-                    .unwrap();
+                    .unwrap_or_else(|error| panic!("job-{i}: {error}"));
                 assert_eq!(outcome.value, i as u64);
                 (i, outcome.source)
             }

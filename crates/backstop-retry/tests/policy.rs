@@ -146,7 +146,12 @@ impl RetryHint for Upstream {
 
 #[tokio::test(start_paused = true)]
 async fn the_hinted_classifier_waits_a_providers_retry_after_and_stops_on_a_permanent_error() {
-    let fail = |status, retry_after| Err(Error::Inner(Upstream { status, retry_after }));
+    let fail = |status, retry_after| {
+        Err(Error::Inner(Upstream {
+            status,
+            retry_after,
+        }))
+    };
     let starts = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let script = Arc::new(parking_lot::Mutex::new(
         vec![

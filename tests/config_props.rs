@@ -52,8 +52,7 @@ fn template() -> Value {
         .next()
         .unwrap()
         .to_string()
-        + &shipped[shipped.find("\n# One breaker").unwrap()..]
-        + "\n[backstop.retry]\n";
+        + &shipped[shipped.find("\n# One breaker").unwrap()..];
     let config = BackstopConfig::from_toml_table(&text, "backstop").expect("the template is valid");
     let printed = config.to_toml_string().unwrap();
     toml::from_str(&printed).unwrap()

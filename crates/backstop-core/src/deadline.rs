@@ -23,6 +23,7 @@
 use crate::RejectKind;
 use crate::time::clamp;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -30,9 +31,20 @@ tokio::task_local! {
     static DEADLINE: Instant;
 }
 
+/// Set (for good) by the first [`scope`] in the process. Until then no task can have a
+/// deadline, and [`current`] answers from this flag alone: a plain load, where the
+/// task-local's thread-local lookup and borrow were a fifth of a retry layer's success path
+/// (issue 20). Sticky rather than counted, so scopes never write a shared cache line once it
+/// is set. A task that entered a scope and moved threads sees the flag: the runtime's hand-over
+/// of the task orders the store before the move.
+static ANY_SCOPE: AtomicBool = AtomicBool::new(false);
+
 /// Runs `future` with a deadline `timeout` from now, or the enclosing deadline if that is
 /// sooner: a nested scope can shorten the deadline, never extend it.
 pub async fn scope<F: Future>(timeout: Duration, future: F) -> F::Output {
+    if !ANY_SCOPE.load(Ordering::Relaxed) {
+        ANY_SCOPE.store(true, Ordering::Relaxed);
+    }
     let mine = Instant::now() + clamp(timeout);
     let deadline = match current() {
         Some(outer) if outer < mine => outer,
@@ -42,7 +54,11 @@ pub async fn scope<F: Future>(timeout: Duration, future: F) -> F::Output {
 }
 
 /// The current request's deadline, if one was set with [`scope`].
+#[inline]
 pub fn current() -> Option<Instant> {
+    if !ANY_SCOPE.load(Ordering::Relaxed) {
+        return None;
+    }
     DEADLINE.try_with(|d| *d).ok()
 }
 

@@ -2,7 +2,9 @@
 
 use crate::Retry;
 use crate::classify::{ClassifyRetry, StandardClassify};
+use crate::first::FirstAttempt;
 use backstop_core::{Layer, Rejected, Service, StackError, record_outcome};
+use std::future::Future;
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -99,6 +101,54 @@ impl<S, C> RetryService<S, C> {
     }
 }
 
+/// What a call that is not a plain first attempt does, in its boxed future.
+enum Path<E> {
+    /// Runs inside a `backstop.retry` span (a subscriber listens).
+    Spanned,
+    /// Runs under a deadline, an attempt timeout or a hedge.
+    Guarded,
+    /// Retries after the plain first attempt failed with this error.
+    Failed(E),
+}
+
+impl<S, C> RetryService<S, C> {
+    /// The call's slow paths, in one future type so a call is one [`FirstAttempt`] whatever
+    /// its path.
+    async fn slow<Req>(&self, req: Req, path: Path<S::Error>) -> Result<S::Response, S::Error>
+    where
+        S: Service<Req>,
+        S::Error: StackError,
+        C: ClassifyRetry<S::Error>,
+        Req: Clone + Send + Sync,
+    {
+        let attempt = || self.inner.call(req.clone());
+        match path {
+            Path::Spanned => {
+                let span = tracing::debug_span!(
+                    target: "backstop",
+                    "backstop.retry",
+                    outcome = tracing::field::Empty,
+                    reject_kind = tracing::field::Empty,
+                    retry_after = tracing::field::Empty,
+                );
+                let result = self
+                    .retry
+                    .run_inline(&*self.classify, attempt)
+                    .instrument(span.clone())
+                    .await;
+                record_outcome(&span, &result);
+                result
+            }
+            Path::Guarded => self.retry.run_inline(&*self.classify, attempt).await,
+            Path::Failed(error) => {
+                self.retry
+                    .after_failure(&*self.classify, &attempt, error)
+                    .await
+            }
+        }
+    }
+}
+
 impl<S, C, Req> Service<Req> for RetryService<S, C>
 where
     S: Service<Req>,
@@ -110,32 +160,26 @@ where
     type Response = S::Response;
     type Error = S::Error;
 
-    async fn call(&self, req: Req) -> Result<S::Response, S::Error> {
+    #[inline]
+    fn call(&self, req: Req) -> impl Future<Output = Result<S::Response, S::Error>> + Send {
         // One span per call (issue 27), around every attempt. Without a subscriber that
-        // wants it the call is exactly the unspanned one, and no span is made at all: with
-        // tracing's `log` feature on (as it is in most dependency graphs) even a disabled
-        // span records its fields and its drop for `log`, which cost twice the rest of the
-        // success path (issue 20).
-        if !tracing::enabled!(target: "backstop", tracing::Level::DEBUG) {
-            return self
-                .retry
-                .run(&*self.classify, || self.inner.call(req.clone()))
-                .await;
+        // wants it no span is made at all: with tracing's `log` feature on (as it is in
+        // most dependency graphs) even a disabled span records its fields and its drop for
+        // `log`, which cost twice the rest of the success path (issue 20).
+        if tracing::enabled!(target: "backstop", tracing::Level::DEBUG) {
+            return FirstAttempt::boxed(Box::pin(self.slow(req, Path::Spanned)));
         }
-        let span = tracing::debug_span!(
-            target: "backstop",
-            "backstop.retry",
-            outcome = tracing::field::Empty,
-            reject_kind = tracing::field::Empty,
-            retry_after = tracing::field::Empty,
-        );
-        let result = self
-            .retry
-            .run(&*self.classify, || self.inner.call(req.clone()))
-            .instrument(span.clone())
-            .await;
-        record_outcome(&span, &result);
-        result
+        if !self.retry.start_plain() {
+            return FirstAttempt::boxed(Box::pin(self.slow(req, Path::Guarded)));
+        }
+        // Nothing can cut or race the first attempt: the inner future as it is, and only a
+        // failure builds (and boxes) the retries. Every async wrapper around the first
+        // attempt cost a move of its state and a drop, and together they made the success
+        // path 1.7x tower's `Retry` (issue 20).
+        let first = self.inner.call(req.clone());
+        FirstAttempt::new(first, move |error| {
+            Box::pin(self.slow(req, Path::Failed(error)))
+        })
     }
 
     /// The retry itself never refuses a first attempt; the inner service's readiness.

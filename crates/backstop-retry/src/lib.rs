@@ -70,6 +70,7 @@ mod backoff;
 mod budget;
 mod classify;
 mod config;
+mod first;
 mod hedge;
 mod layer;
 mod retry;

@@ -174,6 +174,40 @@ impl Retry {
         }
     }
 
+    /// [`run`](Retry::run) for a caller that boxes the whole call itself: the deadline
+    /// scope inline, so the call makes one allocation, not two.
+    pub(crate) async fn run_inline<T, E, C, F, Fut>(&self, classify: &C, attempt: F) -> Result<T, E>
+    where
+        E: StackError,
+        C: ClassifyRetry<E> + ?Sized,
+        F: Fn() -> Fut + Sync,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        deadline::scope_opt(
+            self.shared.config.timeout,
+            self.attempts(classify, &attempt),
+        )
+        .await
+    }
+
+    /// Deposits the call and answers `true` when its first attempt can run as it is, with
+    /// nothing around it: no deadline, attempt timeout or hedge could cut or race it. On
+    /// `false` nothing is counted; the call goes through [`run`](Retry::run).
+    #[inline]
+    pub(crate) fn start_plain(&self) -> bool {
+        let s = &*self.shared;
+        let c = &s.config;
+        if c.timeout.is_some()
+            || c.attempt_timeout.is_some()
+            || s.hedge.is_some()
+            || deadline::current().is_some()
+        {
+            return false;
+        }
+        s.budget.deposit();
+        true
+    }
+
     async fn attempts<T, E, C, F, Fut>(&self, classify: &C, attempt: &F) -> Result<T, E>
     where
         E: StackError,
@@ -214,7 +248,7 @@ impl Retry {
     }
 
     /// The retries after a failed first attempt, until one succeeds or a rule stops them.
-    async fn after_failure<T, E, C, F, Fut>(
+    pub(crate) async fn after_failure<T, E, C, F, Fut>(
         &self,
         classify: &C,
         attempt: &F,

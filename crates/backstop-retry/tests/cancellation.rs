@@ -32,6 +32,25 @@ fn config() -> RetryConfig {
 
 #[tokio::test(start_paused = true)]
 async fn cancelling_at_any_point_drops_every_attempt() {
+    let stats = cancel_everywhere(config()).await;
+    assert!(stats.hedges_fired > 0 && stats.retries > 0, "{stats:?}");
+}
+
+/// The plain path (no deadline, timeout or hedge: the first attempt unwrapped, the retries
+/// boxed only after it fails) drops its attempts the same way.
+#[tokio::test(start_paused = true)]
+async fn cancelling_a_plain_call_at_any_point_drops_every_attempt() {
+    let stats = cancel_everywhere(RetryConfig {
+        hedge: None,
+        ..config()
+    })
+    .await;
+    assert!(stats.retries > 0 && stats.hedges_fired == 0, "{stats:?}");
+}
+
+/// Cancels calls through a layer with `config` after every 3 ms up to 400 ms, checking that
+/// no attempt outlives its call.
+async fn cancel_everywhere(config: RetryConfig) -> backstop_retry::RetryStats {
     let live = Arc::new(AtomicI64::new(0));
     let calls = Arc::new(AtomicU64::new(0));
     let (l, c) = (live.clone(), calls.clone());
@@ -54,7 +73,7 @@ async fn cancelling_at_any_point_drops_every_attempt() {
             }
         }
     });
-    let retry = config().build().unwrap();
+    let retry = config.build().unwrap();
     let stack = RetryLayer::new(retry.clone()).layer(service);
     for _ in 0..10 {
         stack.call(()).await.unwrap();
@@ -68,8 +87,7 @@ async fn cancelling_at_any_point_drops_every_attempt() {
             "cancelled after {cancel_after} ms"
         );
     }
-    let stats = retry.stats();
-    assert!(stats.hedges_fired > 0 && stats.retries > 0, "{stats:?}");
+    retry.stats()
 }
 
 #[tokio::test(start_paused = true)]

@@ -62,6 +62,48 @@ fn a_refusal_at_any_level_charges_no_level() {
     );
 }
 
+/// Eight levels (the most a plan takes): a reservation holds the first three inline and the
+/// rest apart, and every level is charged, refunded and released exactly.
+#[test]
+fn the_deepest_path_is_charged_settled_and_released_at_every_level() {
+    let names = ["l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7"];
+    let mut builder = BudgetPlan::builder();
+    for (depth, name) in names.iter().enumerate() {
+        // Level 6 is the tightest: room for one 60-token call, not two.
+        let limit = if depth == 6 { 100 } else { 1_000 };
+        builder = builder.level(
+            name,
+            [BudgetQuota::tokens(limit, BudgetPeriod::minute()).unwrap()],
+        );
+    }
+    let b = Budgets::with_clock(
+        builder.build().unwrap(),
+        ManualClock::new(),
+        new_years_eve_minus_a_month(),
+    );
+    let path = ["k", "a", "b", "c", "d", "e", "f", "g"];
+    let remaining = |b: &Budgets<ManualClock>| -> Vec<u64> {
+        b.quota_states(&path)
+            .unwrap()
+            .iter()
+            .map(|s| s.remaining)
+            .collect()
+    };
+    let held = b.reserve_charges(&path, Charges::new(1, 60, 0)).unwrap();
+    assert_eq!(remaining(&b), [940, 940, 940, 940, 940, 940, 40, 940]);
+    // Refused at level 6 after levels 0 to 5 (three of them held apart) reserved.
+    let refused = b
+        .reserve_charges(&path, Charges::new(1, 60, 0))
+        .unwrap_err();
+    assert!(
+        matches!(refused, BudgetError::Refused { level: 6, .. }),
+        "{refused:?}"
+    );
+    assert_eq!(remaining(&b), [940, 940, 940, 940, 940, 940, 40, 940]);
+    held.settle(Charges::new(1, 25, 0));
+    assert_eq!(remaining(&b), [975, 975, 975, 975, 975, 975, 75, 975]);
+}
+
 #[test]
 fn settling_refunds_exactly_and_an_overrun_is_debt_until_the_period_ends() {
     let (b, clock) = budgets(DropRule::ChargeEstimate);

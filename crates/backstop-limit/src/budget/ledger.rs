@@ -93,6 +93,7 @@ pub(crate) struct Ledger {
 }
 
 impl Ledger {
+    #[inline]
     fn slot_mut(&mut self, i: usize) -> &mut Slot {
         if self.slots.len() <= i {
             self.slots.resize(i + 1, Slot::NONE);
@@ -133,6 +134,7 @@ impl Ledger {
     /// Settles a reservation of `reserved` made at `reserved_at` with `actual`, at `now`
     /// (`reserved_at` itself when nothing overran: a refund to a period that has ended is
     /// never read, so it need not be told from one to the current period).
+    #[inline]
     pub(crate) fn settle(
         &mut self,
         quotas: &[BudgetQuota],

@@ -240,34 +240,21 @@ impl<C: Clock> Budgets<C> {
         self.reserve_priced(path, estimate, None)
     }
 
+    /// Reserves on every level of `path`, building the reservation in place and counting
+    /// the decision before the result is made: the reservation is returned as built, never
+    /// moved from a tuple into a guard into a result, since copying its entries was a
+    /// fifth of a reserve and settle (issue 23).
+    #[inline]
     fn reserve_priced(
         &self,
         path: &[&str],
         estimate: Charges,
         price: Option<ModelPrice>,
     ) -> Result<BudgetReservation<C>, BudgetError> {
-        let result = self.try_reserve(path, &estimate);
         let counters = &self.shared.rules.counters;
-        match result {
-            Ok((held, now)) => {
-                counters.add(BudgetCounters::RESERVED);
-                Ok(BudgetReservation::new(held, estimate, now, price))
-            }
-            Err(error) => {
-                counters.add(BudgetCounters::REFUSED);
-                Err(error)
-            }
-        }
-    }
-
-    #[inline]
-    fn try_reserve(
-        &self,
-        path: &[&str],
-        estimate: &Charges,
-    ) -> Result<(Held<C>, u64), BudgetError> {
         let depth = self.shared.levels.len();
         let Some((&first, _)) = path.split_first().filter(|_| path.len() == depth) else {
+            counters.add(BudgetCounters::REFUSED);
             return Err(BudgetError::PathMismatch {
                 levels: depth,
                 given: path.len(),
@@ -279,20 +266,35 @@ impl<C: Clock> Budgets<C> {
         // separate check for such an estimate runs only on the cold paths, before a new id
         // is created and after a refusal, so it still creates no id anywhere and still
         // wins over a refusal or a full level, as if it had run first.
-        let mut held = Held {
-            first: self.reserve_level(0, first, path, now, estimate)?,
-            rest: Default::default(),
+        let first = match self.reserve_level(0, first, path, now, &estimate) {
+            Ok(entry) => entry,
+            Err(error) => {
+                counters.add(BudgetCounters::REFUSED);
+                return Err(error);
+            }
         };
+        let mut reservation = BudgetReservation::new(
+            Held {
+                first,
+                near: [None, None],
+                far: None,
+            },
+            estimate,
+            now,
+            price,
+        );
         for (level, id) in path.iter().enumerate().skip(1) {
-            match self.reserve_level(level, id, path, now, estimate) {
-                Ok(entry) => held.rest[level - 1] = Some(entry),
+            match self.reserve_level(level, id, path, now, &estimate) {
+                Ok(entry) => reservation.held_mut().push(level, entry),
                 Err(error) => {
-                    held.release(now, estimate);
+                    reservation.withdraw();
+                    counters.add(BudgetCounters::REFUSED);
                     return Err(error);
                 }
             }
         }
-        Ok((held, now))
+        counters.add(BudgetCounters::RESERVED);
+        Ok(reservation)
     }
 
     /// Charges `estimate` to `id` at `level`, or refuses it.
@@ -489,19 +491,47 @@ impl<C: Clock> Budgets<C> {
     }
 }
 
-/// The entries a reservation holds, one per level (at most [`BudgetPlan::MAX_LEVELS`]),
-/// inline so a reservation allocates nothing. A plan has at least one level, so there is
-/// always a first entry, and through it the rules.
+/// The entries a reservation holds, one per level. A plan has at least one level, so there
+/// is always a first entry, and through it the rules. Levels 1 and 2 are inline and deeper
+/// ones in a boxed array, so a path of up to three levels (key, team, organisation) allocates
+/// nothing, and the reservation stays small: moving a guard of eight inline slots was a
+/// fifth of a reserve and settle (issue 23).
 #[derive(Debug)]
 pub(crate) struct Held<C> {
     first: Arc<Entry<C>>,
-    rest: [Option<Arc<Entry<C>>>; BudgetPlan::MAX_LEVELS - 1],
+    near: Slots<C, 2>,
+    far: Option<Box<Slots<C, { BudgetPlan::MAX_LEVELS - 3 }>>>,
 }
+
+/// Entries of consecutive levels, filled in order.
+type Slots<C, const N: usize> = [Option<Arc<Entry<C>>>; N];
 
 impl<C: Clock> Held<C> {
     /// The entries, levels in order.
     fn iter(&self) -> impl Iterator<Item = &Arc<Entry<C>>> {
-        std::iter::once(&self.first).chain(self.rest.iter().map_while(Option::as_ref))
+        std::iter::once(&self.first)
+            .chain(self.near.iter().map_while(Option::as_ref))
+            .chain(
+                self.far
+                    .iter()
+                    .flat_map(|far| far.iter().map_while(Option::as_ref)),
+            )
+    }
+
+    /// Holds `entry` for `level` (1 or deeper), the levels coming in order.
+    #[inline]
+    pub(crate) fn push(&mut self, level: usize, entry: Arc<Entry<C>>) {
+        let slot = match level {
+            1 | 2 => self.near.get_mut(level - 1),
+            _ => self
+                .far
+                .get_or_insert_default()
+                .get_mut(level.wrapping_sub(3)),
+        };
+        // A plan has at most `MAX_LEVELS` levels, so every level has its slot.
+        if let Some(slot) = slot {
+            *slot = Some(entry);
+        }
     }
 
     /// The rules of the budget the entries belong to.
@@ -527,7 +557,7 @@ impl<C: Clock> Held<C> {
     }
 
     /// Takes back a reservation that a later level refused.
-    fn release(&self, now: u64, estimate: &Charges) {
+    pub(crate) fn release(&self, now: u64, estimate: &Charges) {
         self.settle_at(now, now, estimate, &Charges::ZERO);
     }
 

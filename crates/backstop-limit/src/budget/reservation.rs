@@ -46,6 +46,7 @@ pub struct BudgetReservation<C: Clock = DefaultClock> {
 }
 
 impl<C: Clock> BudgetReservation<C> {
+    #[inline]
     pub(crate) fn new(
         held: Held<C>,
         reserved: Charges,
@@ -59,6 +60,18 @@ impl<C: Clock> BudgetReservation<C> {
             price,
             open: true,
         }
+    }
+
+    /// The entries held, for the reservation to grow level by level as it is made.
+    pub(crate) fn held_mut(&mut self) -> &mut Held<C> {
+        &mut self.held
+    }
+
+    /// Takes back what is held, for a reservation that a later level refused: nothing is
+    /// counted and no drop rule applies.
+    pub(crate) fn withdraw(mut self) {
+        self.open = false;
+        self.held.release(self.reserved_at, &self.reserved);
     }
 
     /// What is held: one request, the estimated tokens and their price.
@@ -85,6 +98,7 @@ impl<C: Clock> BudgetReservation<C> {
     /// Settles with `actual`: the unused part of the estimate is returned exactly, an
     /// overrun is charged even past the limits (the path is in debt until the period
     /// ends).
+    #[inline]
     pub fn settle(mut self, actual: Charges) -> Settlement {
         self.apply(&actual);
         self.held.rules().counters.add(BudgetCounters::SETTLED);

@@ -90,6 +90,10 @@ impl<P: Policy> BurstHold<P> {
 }
 
 impl<P: Policy> Policy for BurstHold<P> {
+    fn forecast_trusted(&self) -> bool {
+        self.inner.forecast_trusted()
+    }
+
     fn recommend(&self, obs: &Observation) -> Decision {
         let mut decision = self.inner.recommend(obs);
         let current = obs.current_replicas;

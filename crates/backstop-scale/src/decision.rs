@@ -136,6 +136,13 @@ pub trait Policy {
     /// a change that never happened.
     fn apply_failed(&mut self, observation: &crate::Observation, decision: &Decision);
 
+    /// Whether the policy is scaling on a forecast it currently trusts (the predictive
+    /// policy while its measured error is within its gate): a wrapper that holds headroom
+    /// for bursts nobody foresaw stands down meanwhile. `false` unless a policy forecasts.
+    fn forecast_trusted(&self) -> bool {
+        false
+    }
+
     /// Recommends and commits in one step.
     fn decide(&mut self, observation: &crate::Observation) -> Decision {
         let decision = self.recommend(observation);
@@ -155,6 +162,10 @@ impl<P: Policy + ?Sized> Policy for Box<P> {
 
     fn apply_failed(&mut self, observation: &crate::Observation, decision: &Decision) {
         (**self).apply_failed(observation, decision);
+    }
+
+    fn forecast_trusted(&self) -> bool {
+        (**self).forecast_trusted()
     }
 
     fn decide(&mut self, observation: &crate::Observation) -> Decision {

@@ -5,9 +5,12 @@ use std::time::Duration;
 
 use backstop_core::config::{ConfigError, Validate};
 
-use crate::config::{BurstEnvelopeConfig, MAX_ENVELOPE_SAMPLES};
+use crate::config::{BurstEnvelopeConfig, HeadroomScale, MAX_ENVELOPE_SAMPLES};
 use crate::decision::{Decision, Policy, Reason};
 use crate::observation::Observation;
+
+/// The lowest demand a proportional rise is measured from, in replicas' worth of load.
+const QUIET_FLOOR: f64 = 0.1;
 
 /// Keeps the SLO on bursty traffic by holding headroom for the bursts the recent past makes
 /// likely, paid for by not starting replicas that would arrive after the backlog is gone.
@@ -17,22 +20,25 @@ use crate::observation::Observation;
 /// which start after the backlog has drained and are held through the scale-down window. This
 /// wrapper changes both (see [`BurstEnvelopeConfig`]): it keeps `ceil((demand + h) / target)`
 /// replicas, `h` being a high quantile of how much the demand rose within one start-up over the
-/// last hours, and trims a reactive scale-up to what the demand, the headroom and the backlog
+/// last day (by default as a share of the demand it rose from), and trims a reactive scale-up to what the demand, the headroom and the backlog
 /// will need once the new replicas serve. A forecast's scale-up ([`Reason::Predicted`]) is not
 /// trimmed: it is already sized for the time the replicas will be ready. Scale-downs are the
 /// inner policy's.
 ///
 /// Wrapped around [`PredictivePolicy`](crate::PredictivePolicy), it is what the predictive
-/// policy degrades to while its forecasts are inaccurate.
+/// policy degrades to while its forecasts are inaccurate: while the forecast is trusted
+/// ([`Policy::forecast_trusted`]) it holds no headroom, since the forecast already sizes the
+/// fleet for what is coming, and a smooth periodic load pays for no burst it will not see.
 ///
 /// ```
 /// use std::time::Duration;
-/// use backstop_scale::{BurstEnvelope, BurstEnvelopeConfig, HpaConfig, MetricSample,
-///     Observation, Policy, Reading, Target, TargetTracking};
+/// use backstop_scale::{BurstEnvelope, BurstEnvelopeConfig, HeadroomScale, HpaConfig,
+///     MetricSample, Observation, Policy, Reading, Target, TargetTracking};
 ///
 /// let config = BurstEnvelopeConfig::default()
 ///     .with_metric("rps", 10.0)
-///     .with_backlog_metric(None);
+///     .with_backlog_metric(None)
+///     .with_scale(HeadroomScale::Absolute);
 /// let mut policy = BurstEnvelope::new(TargetTracking::new(HpaConfig::default()).unwrap(), config)
 ///     .unwrap();
 /// let at = |s: u64, replicas: u32, rps: f64| {
@@ -82,9 +88,18 @@ impl<P: Policy> BurstEnvelope<P> {
         &self.inner
     }
 
-    /// The current headroom, in demand units.
+    /// The headroom learnt: in demand units, or as a share of the demand under
+    /// [`HeadroomScale::Proportional`].
     pub fn headroom(&self) -> f64 {
         self.headroom
+    }
+
+    /// The headroom held over `demand`, in demand units.
+    fn headroom_over(&self, demand: f64) -> f64 {
+        match self.config.scale {
+            HeadroomScale::Absolute => self.headroom,
+            HeadroomScale::Proportional => demand * self.headroom,
+        }
     }
 
     fn total(obs: &Observation, metric: &str) -> Option<f64> {
@@ -137,7 +152,17 @@ impl<P: Policy> BurstEnvelope<P> {
         {
             self.rises.pop_front();
         }
-        self.rises.push_back((obs.at, demand - low));
+        let rise = match c.scale {
+            HeadroomScale::Absolute => demand - low,
+            // A rise from (nearly) nothing is measured against a tenth of one replica's
+            // load: as a share of zero it would be infinite and hold the whole fleet, and
+            // against a whole replica's load the rises of a quiet hour vanish (on the AAPL
+            // trace that left 1.6x the violation minutes).
+            HeadroomScale::Proportional => {
+                (demand - low) / low.max(c.target_per_replica * QUIET_FLOOR)
+            }
+        };
+        self.rises.push_back((obs.at, rise));
         // The headroom cannot usefully change faster than a replica starts, so the quantile
         // (linear in the samples kept) is taken once per start-up rather than per evaluation.
         if self
@@ -164,7 +189,14 @@ impl<P: Policy> Policy for BurstEnvelope<P> {
             return decision;
         }
         let c = &self.config;
-        let envelope = demand + self.headroom;
+        // A trusted forecast already sizes the fleet for the coming start-up.
+        let trusted = self.inner.forecast_trusted();
+        let headroom = if trusted {
+            0.0
+        } else {
+            self.headroom_over(demand)
+        };
+        let envelope = demand + headroom;
         // Capacity released now takes a whole start-up to come back, so the floor comes down
         // only as the highest demand of the last start-up does (it never raises the count).
         let recent = self
@@ -188,7 +220,12 @@ impl<P: Policy> Policy for BurstEnvelope<P> {
                 decision.reason = Reason::StartupCapped;
             }
         }
-        let held = self.replicas(recent + self.headroom).min(current);
+        let held = if trusted {
+            0
+        } else {
+            self.replicas(recent + self.headroom_over(recent))
+                .min(current)
+        };
         let floor = self.replicas(envelope).max(held).min(c.max_replicas);
         if floor > decision.desired {
             decision.desired = floor;
@@ -205,5 +242,9 @@ impl<P: Policy> Policy for BurstEnvelope<P> {
     fn apply_failed(&mut self, obs: &Observation, decision: &Decision) {
         self.observe(obs);
         self.inner.apply_failed(obs, decision);
+    }
+
+    fn forecast_trusted(&self) -> bool {
+        self.inner.forecast_trusted()
     }
 }

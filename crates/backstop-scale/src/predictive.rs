@@ -183,6 +183,11 @@ impl Policy for PredictivePolicy {
         self.evaluate(obs)
     }
 
+    fn forecast_trusted(&self) -> bool {
+        self.forecast_error()
+            .is_some_and(|e| e <= self.config.max_error)
+    }
+
     fn commit(&mut self, obs: &Observation, decision: &Decision) {
         self.observe(obs);
         if decision.reason == Reason::Predicted {

@@ -58,4 +58,8 @@ impl<P: Policy> Policy for Scheduled<P> {
     fn apply_failed(&mut self, obs: &Observation, decision: &Decision) {
         self.inner.apply_failed(obs, decision);
     }
+
+    fn forecast_trusted(&self) -> bool {
+        self.inner.forecast_trusted()
+    }
 }

@@ -7,8 +7,8 @@ mod support;
 use support::{raw, secs};
 
 use backstop_scale::{
-    BurstEnvelope, BurstEnvelopeConfig, Decision, HpaConfig, MetricSample, Observation, Policy,
-    Reading, Reason, Target, TargetTracking,
+    BurstEnvelope, BurstEnvelopeConfig, Decision, HeadroomScale, HpaConfig, MetricSample,
+    Observation, Policy, Reading, Reason, Target, TargetTracking,
 };
 
 /// No stabilization and no rate limit, so the wrapper's own rules show.
@@ -16,12 +16,15 @@ fn raw_hpa() -> TargetTracking {
     raw(HpaConfig::default().with_bounds(1, 100))
 }
 
-/// 7 rps per replica, backlog metric `queue`, 180 s start-up, drained over 90 s.
+/// 7 rps per replica, backlog metric `queue`, 180 s start-up, drained over 90 s, headroom
+/// in rps (the arithmetic below reads plainer in demand units; the proportional default
+/// has its own test).
 fn config() -> BurstEnvelopeConfig {
     BurstEnvelopeConfig::default()
         .with_metric("rps", 7.0)
         .with_backlog_metric(Some("queue".to_owned()))
         .with_max_replicas(100)
+        .with_scale(HeadroomScale::Absolute)
 }
 
 fn obs(at: u64, current: u32, ready: u32, rps: f64, queue: f64) -> Observation {
@@ -62,6 +65,82 @@ fn the_headroom_is_the_quantile_of_recent_rises_over_one_start_up() {
     }
     let d = later.recommend(&obs(73 * 15, 9, 9, 7.0, 0.0));
     assert_eq!((d.desired, d.reason), (5, Reason::BurstHeadroom));
+}
+
+#[test]
+fn a_proportional_headroom_is_a_share_of_the_demand_now() {
+    let config = config().with_scale(HeadroomScale::Proportional);
+    assert_eq!(
+        BurstEnvelopeConfig::default().scale,
+        HeadroomScale::Proportional
+    );
+    let mut policy = BurstEnvelope::new(raw_hpa(), config.clone()).unwrap();
+    // 7 rps, then 14: a rise of 7 from 7, kept as a share of 1.0; the largest share (the
+    // quantile's index is the last, as in the test above).
+    for step in 0..=58u64 {
+        let rps = if step < 40 { 7.0 } else { 14.0 };
+        policy.decide(&obs(step * 15, 2, 2, rps, 0.0));
+    }
+    assert_eq!(policy.headroom(), 1.0);
+    // At 70 rps the headroom is 70: ceil((70 + 70) / 7) = 20 (in rps units it would be
+    // ceil((70 + 7) / 7) = 11).
+    let d = policy.recommend(&obs(59 * 15, 10, 10, 70.0, 0.0));
+    assert_eq!((d.desired, d.reason), (20, Reason::BurstHeadroom));
+
+    // A rise from nothing is measured from a tenth of one replica's load (0.7 rps): 0 → 7
+    // is a share of 10, not an infinite one.
+    let mut policy = BurstEnvelope::new(raw_hpa(), config).unwrap();
+    for step in 0..=58u64 {
+        let rps = if step < 40 { 0.0 } else { 7.0 };
+        policy.decide(&obs(step * 15, 1, 1, rps, 0.0));
+    }
+    assert!(
+        (policy.headroom() - 10.0).abs() < 1e-9,
+        "{}",
+        policy.headroom()
+    );
+    // At 7 rps: ceil((7 + 70) / 7) = 11 replicas, well below the 100 cap.
+    let d = policy.recommend(&obs(59 * 15, 1, 1, 7.0, 0.0));
+    assert_eq!(d.desired, 11);
+}
+
+/// The HPA's answer, from a policy that says it trusts its forecast.
+struct Trusted(TargetTracking);
+
+impl Policy for Trusted {
+    fn recommend(&self, obs: &Observation) -> Decision {
+        self.0.recommend(obs)
+    }
+
+    fn commit(&mut self, obs: &Observation, decision: &Decision) {
+        self.0.commit(obs, decision);
+    }
+
+    fn apply_failed(&mut self, obs: &Observation, decision: &Decision) {
+        self.0.apply_failed(obs, decision);
+    }
+
+    fn forecast_trusted(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn no_headroom_is_held_while_the_forecast_is_trusted() {
+    // The burst of the first test, under a policy trusting its forecast: the headroom is
+    // still learnt (for when the forecast stops being trusted), but not held.
+    let mut policy = BurstEnvelope::new(Trusted(raw_hpa()), config()).unwrap();
+    for step in 0..=58u64 {
+        let rps = if step < 40 { 7.0 } else { 35.0 };
+        let replicas = if step < 40 { 1 } else { 9 };
+        policy.decide(&obs(step * 15, replicas, replicas, rps, 0.0));
+    }
+    assert_eq!(policy.headroom(), 28.0);
+    assert!(policy.forecast_trusted());
+    // ceil(7 / 7) = 1: the inner answer, where the untrusting envelope held 9.
+    let d = policy.recommend(&obs(59 * 15, 9, 9, 7.0, 0.0));
+    assert_eq!(d.desired, 1);
+    assert_ne!(d.reason, Reason::BurstHeadroom);
 }
 
 #[test]

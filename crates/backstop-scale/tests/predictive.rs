@@ -82,6 +82,8 @@ fn seasonal_forecast_scales_ahead_of_a_recurring_burst() {
         assert!(last[35].1 <= 3, "{model:?}: {:?}", last[35]);
         let stats = policy.stats();
         assert!(stats.confident && stats.predicted > 0, "{stats:?}");
+        // What a burst envelope around it reads to stand down.
+        assert!(policy.forecast_trusted());
     }
 }
 
@@ -93,7 +95,7 @@ fn unpredictable_load_leaves_the_reactive_policy_in_charge() {
     let trace = run(&mut policy, 400, |s| loads[s as usize]);
     assert!(trace.iter().all(|(_, _, r)| *r != Reason::Predicted));
     let stats = policy.stats();
-    assert!(!stats.confident);
+    assert!(!stats.confident && !policy.forecast_trusted());
     assert!(stats.forecast_error.unwrap() > 0.2);
 }
 

@@ -12,13 +12,31 @@ pub const MAX_ENVELOPE_SAMPLES: usize = 1 << 16;
 /// The longest `lookback`, `startup` and `drain_time`.
 const MAX_SPAN: Duration = Duration::from_secs(7 * 86_400);
 
+/// How a rise of the demand becomes [`BurstEnvelope`](crate::BurstEnvelope)'s headroom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadroomScale {
+    /// In proportion to the demand: each rise is kept as a share of the demand it rose from
+    /// (a demand below a tenth of one replica's `target_per_replica` counts as that much),
+    /// and the headroom is that share of the demand now. Bursts of request traffic grow with
+    /// the traffic, so a share learnt over a day covers a quiet night and a busy afternoon alike,
+    /// without holding the afternoon's headroom all night. The default.
+    #[default]
+    Proportional,
+    /// In demand units: the headroom is the rise itself, whatever the demand now.
+    Absolute,
+}
+
 /// How [`BurstEnvelope`](crate::BurstEnvelope) sizes its headroom and caps a scale-up.
 ///
-/// Headroom: the demand can rise by `h` within one replica start-up, where `h` is the
+/// Headroom: the demand can rise by `h` within one replica start-up, where `h` comes from the
 /// `quantile` of the rises seen over the last `lookback` (each rise is the demand now minus its
-/// lowest value over the preceding `startup`). The policy keeps at least
-/// `ceil((demand + h) / target_per_replica)` replicas, so a burst the recent past makes likely
-/// finds capacity already serving; a quiet `lookback` has no rises and no headroom.
+/// lowest value over the preceding `startup`), as a share of the demand or in demand units
+/// ([`HeadroomScale`]). The policy keeps at least `ceil((demand + h) / target_per_replica)`
+/// replicas, so a burst the recent past makes likely finds capacity already serving; a quiet
+/// `lookback` has no rises and no headroom. While the wrapped policy scales on a forecast it
+/// trusts ([`Policy::forecast_trusted`](crate::Policy::forecast_trusted)), the forecast
+/// covers what is coming and no headroom is held.
 ///
 /// Cap: replicas asked for now serve only after `startup`. A reactive scale-up is trimmed to
 /// what will be needed then: the demand plus the headroom, plus the backlog (the
@@ -49,6 +67,8 @@ pub struct BurstEnvelopeConfig {
     pub lookback: Duration,
     /// Which quantile of the recent rises the headroom covers, in [0, 1].
     pub quantile: f64,
+    /// Whether the headroom is a share of the demand or a fixed amount.
+    pub scale: HeadroomScale,
     /// The headroom never raises the count above this.
     pub max_replicas: u32,
 }
@@ -61,8 +81,9 @@ impl Default for BurstEnvelopeConfig {
             backlog_metric: Some("queue_length".to_owned()),
             startup: Duration::from_secs(180),
             drain_time: Duration::from_secs(90),
-            lookback: Duration::from_secs(6 * 3600),
+            lookback: Duration::from_secs(24 * 3600),
             quantile: 0.99,
+            scale: HeadroomScale::Proportional,
             max_replicas: 100,
         }
     }
@@ -88,6 +109,13 @@ impl BurstEnvelopeConfig {
     #[must_use]
     pub fn with_startup(mut self, startup: Duration) -> Self {
         self.startup = startup;
+        self
+    }
+
+    /// Sets how a rise becomes headroom.
+    #[must_use]
+    pub fn with_scale(mut self, scale: HeadroomScale) -> Self {
+        self.scale = scale;
         self
     }
 

@@ -14,7 +14,7 @@ mod tolerance;
 
 pub use behavior::{Behavior, RateKind, RatePolicy, ScalingRules, Select};
 pub use burst::{BurstHoldConfig, MAX_GAP_SAMPLES};
-pub use envelope::{BurstEnvelopeConfig, MAX_ENVELOPE_SAMPLES};
+pub use envelope::{BurstEnvelopeConfig, HeadroomScale, MAX_ENVELOPE_SAMPLES};
 pub use hpa::HpaConfig;
 pub use predictive::{
     ForecastModel, MAX_ERROR_WINDOW, MAX_LEAD_SAMPLES, MAX_LEAD_TIME, PredictiveConfig,

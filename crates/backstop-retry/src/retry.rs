@@ -167,9 +167,7 @@ impl Retry {
         // The deadline scope holds the attempts' future twice over (its argument and the
         // scoped future): boxed, a call without a deadline does not pay for it.
         match self.shared.config.timeout {
-            Some(timeout) => {
-                Box::pin(deadline::scope(timeout, self.attempts(classify, &attempt))).await
-            }
+            Some(_) => Box::pin(self.run_inline(classify, attempt)).await,
             None => self.attempts(classify, &attempt).await,
         }
     }
@@ -192,7 +190,7 @@ impl Retry {
 
     /// Deposits the call and answers `true` when its first attempt can run as it is, with
     /// nothing around it: no deadline, attempt timeout or hedge could cut or race it. On
-    /// `false` nothing is counted; the call goes through [`run`](Retry::run).
+    /// `false` nothing is counted, and the call goes through the whole attempt loop.
     #[inline]
     pub(crate) fn start_plain(&self) -> bool {
         let s = &*self.shared;

@@ -20,8 +20,8 @@ const QUIET_FLOOR: f64 = 0.1;
 /// which start after the backlog has drained and are held through the scale-down window. This
 /// wrapper changes both (see [`BurstEnvelopeConfig`]): it keeps `ceil((demand + h) / target)`
 /// replicas, `h` being a high quantile of how much the demand rose within one start-up over the
-/// last day (by default as a share of the demand it rose from), and trims a reactive scale-up to what the demand, the headroom and the backlog
-/// will need once the new replicas serve. A forecast's scale-up ([`Reason::Predicted`]) is not
+/// last day (by default as a share of the demand it rose from), and trims a reactive scale-up
+/// to what the demand, the headroom and the backlog will need once the new replicas serve. A forecast's scale-up ([`Reason::Predicted`]) is not
 /// trimmed: it is already sized for the time the replicas will be ready. Scale-downs are the
 /// inner policy's.
 ///

@@ -21,9 +21,9 @@ const QUIET_FLOOR: f64 = 0.1;
 /// wrapper changes both (see [`BurstEnvelopeConfig`]): it keeps `ceil((demand + h) / target)`
 /// replicas, `h` being a high quantile of how much the demand rose within one start-up over the
 /// last day (by default as a share of the demand it rose from), and trims a reactive scale-up
-/// to what the demand, the headroom and the backlog will need once the new replicas serve. A forecast's scale-up ([`Reason::Predicted`]) is not
-/// trimmed: it is already sized for the time the replicas will be ready. Scale-downs are the
-/// inner policy's.
+/// to what the demand, the headroom and the backlog will need once the new replicas serve. A
+/// forecast's scale-up ([`Reason::Predicted`]) is not trimmed: it is already sized for the time
+/// the replicas will be ready. Scale-downs are the inner policy's.
 ///
 /// Wrapped around [`PredictivePolicy`](crate::PredictivePolicy), it is what the predictive
 /// policy degrades to while its forecasts are inaccurate: while the forecast is trusted

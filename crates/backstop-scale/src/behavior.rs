@@ -3,8 +3,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::config::{Behavior, RateKind, ScalingRules, Select};
-use crate::decision::Reason;
+use crate::config::{Behavior, RateKind, RatePolicy, ScalingRules, Select};
+use crate::decision::{Decision, MetricProposal, Reason};
+use crate::observation::Observation;
 use crate::state::{ScaleConditions, ScaleEvent, ScaleState, StampedReplicas};
 
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +32,14 @@ fn within(at: Duration, now: Duration, span: Duration) -> bool {
     }
 }
 
+/// Drops the entries of `history` (oldest first) that are no longer within `span` of `now`:
+/// no window or period that long will read them again.
+fn drop_older(history: &mut VecDeque<Stamped>, now: Duration, span: Duration) {
+    while history.front().is_some_and(|s| !within(s.at, now, span)) {
+        history.pop_front();
+    }
+}
+
 impl Normalizer {
     pub(crate) fn new(behavior: Behavior) -> Self {
         Self {
@@ -42,11 +51,45 @@ impl Normalizer {
         }
     }
 
-    pub(crate) fn in_cooldown(&self, now: Duration) -> bool {
+    fn in_cooldown(&self, now: Duration) -> bool {
         !self.behavior.cooldown.is_zero()
             && self
                 .last_action
                 .is_some_and(|t| now.saturating_sub(t) < self.behavior.cooldown)
+    }
+
+    /// The decision on `raw`, the largest proposal (from `metric`): held in a cooldown,
+    /// otherwise stabilized and rate-limited within `min..=max` by [`Normalizer::normalize`].
+    pub(crate) fn decide(
+        &self,
+        obs: &Observation,
+        raw: u32,
+        (min, max): (u32, u32),
+        metric: String,
+        proposals: Vec<MetricProposal>,
+    ) -> Decision {
+        let current = obs.current_replicas;
+        if self.in_cooldown(obs.at) {
+            return Decision {
+                recommendation: Some(raw),
+                proposals,
+                ..Decision::hold(obs.at, current, Reason::Cooldown)
+            };
+        }
+        let (desired, why) = self.normalize(obs.at, current, raw, min, max);
+        let reason = why.unwrap_or(if desired == current {
+            Reason::Steady
+        } else {
+            Reason::Metric { metric }
+        });
+        Decision {
+            at: obs.at,
+            current,
+            desired,
+            recommendation: Some(raw),
+            reason,
+            proposals,
+        }
     }
 
     /// Stabilizes `desired`, then applies the rate policies and the bounds. Pure: the
@@ -119,13 +162,7 @@ impl Normalizer {
             .scale_up
             .stabilization_window
             .max(self.behavior.scale_down.stabilization_window);
-        while self
-            .recommendations
-            .front()
-            .is_some_and(|r| !within(r.at, now, longest))
-        {
-            self.recommendations.pop_front();
-        }
+        drop_older(&mut self.recommendations, now, longest);
         self.recommendations.push_back(Stamped {
             at: now,
             replicas: desired,
@@ -145,48 +182,27 @@ impl Normalizer {
             + Self::change_in_period(&self.downs, now, period)
     }
 
-    fn up_limit(&self, now: Duration, current: u32, rules: &ScalingRules) -> i64 {
-        let (mut result, pick): (i64, fn(i64, i64) -> i64) = match rules.select {
+    /// The furthest count the rate policies of `rules` allow in `direction`: the current count
+    /// when scaling that way is disabled, no bound when there are no policies, otherwise the
+    /// bound of the policy allowing the largest change (`Select::Max`) or the smallest.
+    fn limit(
+        &self,
+        now: Duration,
+        current: u32,
+        rules: &ScalingRules,
+        direction: Direction,
+    ) -> i64 {
+        let pick = match rules.select {
             Select::Disabled => return i64::from(current),
-            Select::Min => (i64::MAX, i64::min),
-            Select::Max => (i64::MIN, i64::max),
+            Select::Max => Direction::larger_change,
+            Select::Min => Direction::smaller_change,
         };
-        if rules.policies.is_empty() {
-            return i64::MAX;
-        }
-        for p in &rules.policies {
-            let start = self.period_start(now, current, p.period);
-            let proposed = match p.kind {
-                RateKind::Pods => start + i64::from(p.value),
-                // Rounded up so that a small fleet can always grow by at least one.
-                RateKind::Percent => {
-                    (start as f64 * (1.0 + f64::from(p.value) / 100.0)).ceil() as i64
-                }
-            };
-            result = pick(result, proposed);
-        }
-        result
-    }
-
-    fn down_limit(&self, now: Duration, current: u32, rules: &ScalingRules) -> i64 {
-        let (mut result, pick): (i64, fn(i64, i64) -> i64) = match rules.select {
-            Select::Disabled => return i64::from(current),
-            Select::Min => (i64::MIN, i64::max),
-            Select::Max => (i64::MAX, i64::min),
-        };
-        if rules.policies.is_empty() {
-            return i64::MIN;
-        }
-        for p in &rules.policies {
-            let start = self.period_start(now, current, p.period);
-            let proposed = match p.kind {
-                RateKind::Pods => start - i64::from(p.value),
-                // Truncated, as the HPA does.
-                RateKind::Percent => (start as f64 * (1.0 - f64::from(p.value) / 100.0)) as i64,
-            };
-            result = pick(result, proposed);
-        }
-        result
+        rules
+            .policies
+            .iter()
+            .map(|p| direction.bound(self.period_start(now, current, p.period), p))
+            .reduce(|a, b| pick(direction, a, b))
+            .unwrap_or(direction.unbounded())
     }
 
     fn rate_limit(
@@ -199,7 +215,7 @@ impl Normalizer {
     ) -> (u32, Option<Reason>) {
         if desired > current {
             let limit = self
-                .up_limit(now, current, &self.behavior.scale_up)
+                .limit(now, current, &self.behavior.scale_up, Direction::Up)
                 .max(i64::from(current));
             let (allowed, reason) = if i64::from(max) > limit {
                 (limit, Reason::ScaleUpLimit)
@@ -211,7 +227,7 @@ impl Normalizer {
             }
         } else if desired < current {
             let limit = self
-                .down_limit(now, current, &self.behavior.scale_down)
+                .limit(now, current, &self.behavior.scale_down, Direction::Down)
                 .min(i64::from(current));
             let (allowed, reason) = if i64::from(min) < limit {
                 (limit, Reason::ScaleDownLimit)
@@ -242,24 +258,13 @@ impl Normalizer {
         }
         let longest_up = longest_period(&self.behavior.scale_up);
         let longest_down = longest_period(&self.behavior.scale_down);
-        while self
-            .ups
-            .front()
-            .is_some_and(|e| !within(e.at, now, longest_up))
-        {
-            self.ups.pop_front();
-        }
-        while self
-            .downs
-            .front()
-            .is_some_and(|e| !within(e.at, now, longest_down))
-        {
-            self.downs.pop_front();
-        }
+        drop_older(&mut self.ups, now, longest_up);
+        drop_older(&mut self.downs, now, longest_down);
     }
 
-    /// The history as [`ScaleState`] shows it (conditions and last decision left default).
-    pub(crate) fn state(&self) -> ScaleState {
+    /// The history as [`ScaleState`] shows it, with the conditions `last` (the last committed
+    /// decision) leaves.
+    pub(crate) fn state(&self, last: Option<Decision>) -> ScaleState {
         let stamp = |s: &Stamped| StampedReplicas {
             at: s.at,
             replicas: s.replicas,
@@ -281,14 +286,63 @@ impl Normalizer {
             recommendations: self.recommendations.iter().map(stamp).collect(),
             events,
             last_change: self.last_action,
-            conditions: ScaleConditions::default(),
+            conditions: ScaleConditions::of(last.as_ref()),
             metric_failures: 0,
-            last: None,
+            last,
         }
     }
 
     pub(crate) fn history_len(&self) -> usize {
         self.recommendations.len()
+    }
+}
+
+/// Which way a rate policy limits the count.
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    Up,
+    Down,
+}
+
+impl Direction {
+    /// The count policy `p` allows from `start`, the count at the start of its period.
+    fn bound(self, start: i64, p: &RatePolicy) -> i64 {
+        match (self, p.kind) {
+            (Direction::Up, RateKind::Pods) => start + i64::from(p.value),
+            // Rounded up so that a small fleet can always grow by at least one.
+            (Direction::Up, RateKind::Percent) => {
+                (start as f64 * (1.0 + f64::from(p.value) / 100.0)).ceil() as i64
+            }
+            (Direction::Down, RateKind::Pods) => start - i64::from(p.value),
+            // Truncated, as the HPA does.
+            (Direction::Down, RateKind::Percent) => {
+                (start as f64 * (1.0 - f64::from(p.value) / 100.0)) as i64
+            }
+        }
+    }
+
+    /// Of two bounds, the one allowing the larger change.
+    fn larger_change(self, a: i64, b: i64) -> i64 {
+        match self {
+            Direction::Up => a.max(b),
+            Direction::Down => a.min(b),
+        }
+    }
+
+    /// Of two bounds, the one allowing the smaller change.
+    fn smaller_change(self, a: i64, b: i64) -> i64 {
+        match self {
+            Direction::Up => a.min(b),
+            Direction::Down => a.max(b),
+        }
+    }
+
+    /// The bound of a direction without rate policies.
+    fn unbounded(self) -> i64 {
+        match self {
+            Direction::Up => i64::MAX,
+            Direction::Down => i64::MIN,
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use backstop_core::config::{ConfigError, Validate};
 use crate::config::BurstHoldConfig;
 use crate::decision::{Decision, Policy, Reason};
 use crate::observation::Observation;
+use crate::recent::push_recent;
 
 /// The most recommendations the hold keeps, whatever the observation rate (an hour of 1 s
 /// evaluations).
@@ -119,10 +120,11 @@ impl<P: Policy> Policy for BurstHold<P> {
         if decision.desired > decision.current
             && let Some(down) = self.last_down.take()
         {
-            if self.gaps.len() >= self.config.gap_samples {
-                self.gaps.pop_front();
-            }
-            self.gaps.push_back(obs.at.saturating_sub(down));
+            push_recent(
+                &mut self.gaps,
+                self.config.gap_samples,
+                obs.at.saturating_sub(down),
+            );
         }
         if decision.desired < decision.current {
             self.last_down = Some(obs.at);

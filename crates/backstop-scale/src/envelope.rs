@@ -119,39 +119,10 @@ impl<P: Policy> BurstEnvelope<P> {
             return;
         };
         let c = &self.config;
-        while self.lows.back().is_some_and(|(_, v)| *v >= demand) {
-            self.lows.pop_back();
-        }
-        while self.lows.len() >= MAX_ENVELOPE_SAMPLES
-            || self
-                .lows
-                .front()
-                .is_some_and(|(at, _)| obs.at.saturating_sub(*at) > c.startup)
-        {
-            self.lows.pop_front();
-        }
-        self.lows.push_back((obs.at, demand));
-        while self.highs.back().is_some_and(|(_, v)| *v <= demand) {
-            self.highs.pop_back();
-        }
-        while self.highs.len() >= MAX_ENVELOPE_SAMPLES
-            || self
-                .highs
-                .front()
-                .is_some_and(|(at, _)| obs.at.saturating_sub(*at) > c.startup)
-        {
-            self.highs.pop_front();
-        }
-        self.highs.push_back((obs.at, demand));
+        push_extreme(&mut self.lows, obs.at, demand, c.startup, f64::le);
+        push_extreme(&mut self.highs, obs.at, demand, c.startup, f64::ge);
         let low = self.lows.front().map_or(demand, |(_, v)| *v);
-        while self.rises.len() >= MAX_ENVELOPE_SAMPLES
-            || self
-                .rises
-                .front()
-                .is_some_and(|(at, _)| obs.at.saturating_sub(*at) > c.lookback)
-        {
-            self.rises.pop_front();
-        }
+        make_room(&mut self.rises, obs.at, c.lookback);
         let rise = match c.scale {
             HeadroomScale::Absolute => demand - low,
             // A rise from (nearly) nothing is measured against a tenth of one replica's
@@ -247,4 +218,34 @@ impl<P: Policy> Policy for BurstEnvelope<P> {
     fn forecast_trusted(&self) -> bool {
         self.inner.forecast_trusted()
     }
+}
+
+/// Samples of the last `span`, oldest first: makes room for one more sample at `now` by
+/// dropping those older than `span` and, beyond [`MAX_ENVELOPE_SAMPLES`], the oldest.
+fn make_room(samples: &mut VecDeque<(Duration, f64)>, now: Duration, span: Duration) {
+    while samples.len() >= MAX_ENVELOPE_SAMPLES
+        || samples
+            .front()
+            .is_some_and(|(at, _)| now.saturating_sub(*at) > span)
+    {
+        samples.pop_front();
+    }
+}
+
+/// Adds `demand` at `now` to a sliding extreme over the last `span` (a monotonic queue whose
+/// front is the extreme): the later samples `demand` outranks (`outranks(demand, sample)`:
+/// `f64::le` for a minimum, `f64::ge` for a maximum) can never be the extreme again while it
+/// is in the window, so they go first.
+fn push_extreme(
+    samples: &mut VecDeque<(Duration, f64)>,
+    now: Duration,
+    demand: f64,
+    span: Duration,
+    outranks: fn(&f64, &f64) -> bool,
+) {
+    while samples.back().is_some_and(|(_, v)| outranks(&demand, v)) {
+        samples.pop_back();
+    }
+    make_room(samples, now, span);
+    samples.push_back((now, demand));
 }

@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 
 use crate::config::ForecastModel;
+use crate::recent::push_recent;
 
 /// A one-dimensional forecaster fed one sample per interval.
 pub trait Forecaster: Send {
@@ -51,10 +52,7 @@ impl SeasonalNaive {
 
 impl Forecaster for SeasonalNaive {
     fn observe(&mut self, value: f64) {
-        if self.history.len() == self.season {
-            self.history.pop_front();
-        }
-        self.history.push_back(value);
+        push_recent(&mut self.history, self.season, value);
     }
 
     fn forecast(&self, steps: usize) -> Option<f64> {
@@ -159,10 +157,7 @@ impl LinearTrend {
 
 impl Forecaster for LinearTrend {
     fn observe(&mut self, value: f64) {
-        if self.history.len() == self.window {
-            self.history.pop_front();
-        }
-        self.history.push_back(value);
+        push_recent(&mut self.history, self.window, value);
     }
 
     fn forecast(&self, steps: usize) -> Option<f64> {

@@ -8,7 +8,7 @@ use crate::config::{HpaConfig, Tolerance};
 use crate::decision::{Decision, MetricProposal, Policy, Reason};
 use crate::noise::NoiseBand;
 use crate::observation::{MetricSample, Observation, Reading, Target};
-use crate::state::{ScaleConditions, ScaleState};
+use crate::state::ScaleState;
 
 /// Target tracking exactly as the Kubernetes HPA documents and implements it.
 ///
@@ -254,10 +254,7 @@ fn from_requests(
     let ratio = usage * 100.0 / requested / target;
     let rebalance_unready = unready > 0 && ratio > 1.0;
     if !rebalance_unready && missing == 0 {
-        if tolerance.within(ratio) {
-            return Ok((ratio, current));
-        }
-        return Ok((ratio, ceil_u32(ratio * f64::from(with_metrics))));
+        return Ok(unadjusted(ratio, with_metrics, current, tolerance));
     }
     let mut count = with_metrics;
     if ratio < 1.0 {
@@ -273,17 +270,42 @@ fn from_requests(
         count += unready;
     }
     let new_ratio = usage * 100.0 / requested / target;
+    Ok(adjusted(ratio, new_ratio, count, current, tolerance))
+}
+
+/// The replica calculator's answer when no replica is missing a reading and no not-ready one
+/// is to be counted (there are none, or the ratio does not point up): within tolerance the
+/// count holds, otherwise the replicas that reported are scaled by the ratio.
+fn unadjusted(ratio: f64, with_metrics: u32, current: u32, tolerance: Tolerance) -> (f64, u32) {
+    if tolerance.within(ratio) {
+        return (ratio, current);
+    }
+    (ratio, ceil_u32(ratio * f64::from(with_metrics)))
+}
+
+/// The replica calculator's answer once missing and not-ready replicas are counted in
+/// (`new_ratio` over `count` replicas): the count holds when the new ratio is within
+/// tolerance, reverses the direction the reported `ratio` pointed to, or would move the count
+/// against that direction, so counting them can shrink or grow a change but never turn it
+/// around.
+fn adjusted(
+    ratio: f64,
+    new_ratio: f64,
+    count: u32,
+    current: u32,
+    tolerance: Tolerance,
+) -> (f64, u32) {
     if tolerance.within(new_ratio)
         || (ratio > 1.0 && new_ratio < 1.0)
         || (ratio < 1.0 && new_ratio > 1.0)
     {
-        return Ok((new_ratio, current));
+        return (new_ratio, current);
     }
     let replicas = ceil_u32(new_ratio * f64::from(count));
     if (new_ratio < 1.0 && replicas > current) || (new_ratio > 1.0 && replicas < current) {
-        return Ok((new_ratio, current));
+        return (new_ratio, current);
     }
-    Ok((new_ratio, replicas))
+    (new_ratio, replicas)
 }
 
 fn check(v: f64) -> Result<(), String> {
@@ -323,10 +345,7 @@ fn per_replica(
     let ratio = sum / (target * f64::from(with_metrics));
     let rebalance_unready = unready > 0 && ratio > 1.0;
     if !rebalance_unready && missing == 0 {
-        if tolerance.within(ratio) {
-            return Ok((ratio, current));
-        }
-        return Ok((ratio, ceil_u32(ratio * f64::from(with_metrics))));
+        return Ok(unadjusted(ratio, with_metrics, current, tolerance));
     }
     let mut total_sum = sum;
     let mut count = with_metrics;
@@ -349,17 +368,7 @@ fn per_replica(
         count += unready;
     }
     let new_ratio = total_sum / (target * f64::from(count));
-    if tolerance.within(new_ratio)
-        || (ratio > 1.0 && new_ratio < 1.0)
-        || (ratio < 1.0 && new_ratio > 1.0)
-    {
-        return Ok((new_ratio, current));
-    }
-    let replicas = ceil_u32(new_ratio * f64::from(count));
-    if (new_ratio < 1.0 && replicas > current) || (new_ratio > 1.0 && replicas < current) {
-        return Ok((new_ratio, current));
-    }
-    Ok((new_ratio, replicas))
+    Ok(adjusted(ratio, new_ratio, count, current, tolerance))
 }
 
 /// The largest valid proposal, or the reason to hold.
@@ -413,12 +422,7 @@ impl TargetTracking {
     /// println!("{}", serde_json::to_string(&state).unwrap());
     /// ```
     pub fn state(&self) -> ScaleState {
-        let last = self.stats.last.clone();
-        ScaleState {
-            conditions: ScaleConditions::of(last.as_ref()),
-            last,
-            ..self.normalizer.state()
-        }
+        self.normalizer.state(self.stats.last.clone())
     }
 
     /// Recommendations held for the stabilization windows.
@@ -452,13 +456,10 @@ impl TargetTracking {
             // The ratio does not depend on the tolerance, so the first pass measures the noise
             // and a second pass re-decides the metrics whose band it widens.
             for (sample, proposal) in obs.metrics.iter().zip(proposals.iter_mut()) {
-                let Some(ratio) = proposal.ratio else {
-                    continue;
-                };
-                let sigma = self.noise.peek(&sample.name, ratio * f64::from(current));
-                let widened = base.widened(NoiseBand::tolerance(0.0, k, sigma));
-                if base.is_wider(&widened) {
-                    *proposal = metric_proposal(sample, current, obs.ready_replicas, widened);
+                if let Some(ratio) = proposal.ratio
+                    && let Some(band) = self.noise.widened(&sample.name, ratio, current, base, k)
+                {
+                    *proposal = metric_proposal(sample, current, obs.ready_replicas, band);
                 }
             }
         }
@@ -512,27 +513,8 @@ impl TargetTracking {
                 };
             }
         };
-        if self.normalizer.in_cooldown(obs.at) {
-            return Decision {
-                recommendation: Some(raw),
-                proposals,
-                ..Decision::hold(obs.at, current, Reason::Cooldown)
-            };
-        }
-        let (desired, why) = self.normalizer.normalize(obs.at, current, raw, min, max);
-        let reason = why.unwrap_or(if desired == current {
-            Reason::Steady
-        } else {
-            Reason::Metric { metric }
-        });
-        Decision {
-            at: obs.at,
-            current,
-            desired,
-            recommendation: Some(raw),
-            reason,
-            proposals,
-        }
+        self.normalizer
+            .decide(obs, raw, (min, max), metric, proposals)
     }
 }
 

@@ -159,6 +159,7 @@ mod noise;
 mod observation;
 mod predictive;
 mod queue;
+mod recent;
 mod schedule;
 mod series;
 mod sim;

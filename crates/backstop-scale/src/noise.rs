@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use crate::config::Tolerance;
+
 /// Weight of the newest squared change in the running mean (about a 10-sample memory).
 const ALPHA: f64 = 0.1;
 
@@ -71,6 +73,22 @@ impl NoiseBand {
         self.metrics
             .get(metric)
             .map_or(0.0, |e| (e.msd / 2.0).sqrt())
+    }
+
+    /// The band for a metric whose demand `ratio × replicas` is about to be observed: `base`
+    /// widened to `k × σ`, when that is wider than `base` in some direction (and so may change
+    /// the metric's proposal), from the σ [`NoiseBand::peek`] reports.
+    pub(crate) fn widened(
+        &self,
+        metric: &str,
+        ratio: f64,
+        replicas: u32,
+        base: Tolerance,
+        k: f64,
+    ) -> Option<Tolerance> {
+        let sigma = self.peek(metric, ratio * f64::from(replicas));
+        let widened = base.widened(Self::tolerance(0.0, k, sigma));
+        base.is_wider(&widened).then_some(widened)
     }
 
     /// The tolerance for a metric: the configured one, widened to `k × σ` (capped).

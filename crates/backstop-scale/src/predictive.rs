@@ -10,6 +10,7 @@ use crate::decision::{Decision, Policy, Reason};
 use crate::forecast::{Forecaster, build};
 use crate::hpa::{PolicyStats, TargetTracking};
 use crate::observation::Observation;
+use crate::recent::push_recent;
 
 /// Predictive scaling combined with the reactive HPA policy by taking the larger count.
 ///
@@ -114,11 +115,11 @@ impl PredictivePolicy {
         if self.pending.len() >= self.lead
             && let Some(Some(predicted)) = self.pending.pop_front()
         {
-            if self.errors.len() == self.config.error_window {
-                self.errors.pop_front();
-            }
-            self.errors
-                .push_back(((predicted - demand).abs(), demand.abs()));
+            push_recent(
+                &mut self.errors,
+                self.config.error_window,
+                ((predicted - demand).abs(), demand.abs()),
+            );
         }
         self.forecaster.observe(demand);
         self.pending.push_back(self.forecaster.forecast(self.lead));

@@ -10,7 +10,7 @@ use crate::decision::{Decision, MetricProposal, Policy, Reason};
 use crate::hpa::{PolicyStats, metric_proposal};
 use crate::noise::NoiseBand;
 use crate::observation::{MetricSample, Observation, Reading, Target};
-use crate::state::{ScaleConditions, ScaleState};
+use crate::state::ScaleState;
 
 /// Queue-driven scaling in the manner of KEDA, with its known failure modes fixed:
 ///
@@ -66,12 +66,9 @@ impl QueuePolicy {
     /// The stabilization window's contents, the committed scale events, the conditions and
     /// the consecutive metric failures.
     pub fn state(&self) -> ScaleState {
-        let last = self.stats.last.clone();
         ScaleState {
-            conditions: ScaleConditions::of(last.as_ref()),
             metric_failures: self.failures,
-            last,
-            ..self.normalizer.state()
+            ..self.normalizer.state(self.stats.last.clone())
         }
     }
 
@@ -123,12 +120,11 @@ impl QueuePolicy {
             let mut proposal = metric_proposal(&sample, current, obs.ready_replicas, base);
             if c.noise_tolerance > 0.0
                 && let Some(ratio) = proposal.ratio
+                && let Some(band) =
+                    self.noise
+                        .widened(trigger.metric, ratio, current, base, c.noise_tolerance)
             {
-                let sigma = self.noise.peek(trigger.metric, ratio * f64::from(current));
-                let widened = base.widened(NoiseBand::tolerance(0.0, c.noise_tolerance, sigma));
-                if base.is_wider(&widened) {
-                    proposal = metric_proposal(&sample, current, obs.ready_replicas, widened);
-                }
+                proposal = metric_proposal(&sample, current, obs.ready_replicas, band);
             }
             read.proposals.push(proposal);
         }
@@ -210,37 +206,21 @@ impl QueuePolicy {
             .unwrap_or((current, c.metric.as_str()));
         let raw = raw.clamp(floor, c.max_replicas);
         let deciding = deciding.to_owned();
-        if self.normalizer.in_cooldown(obs.at) {
-            return Decision {
-                recommendation: Some(raw),
-                proposals,
-                ..Decision::hold(obs.at, current, Reason::Cooldown)
-            };
-        }
-        let (mut desired, why) =
+        let mut decision =
             self.normalizer
-                .normalize(obs.at, current, raw, floor, c.max_replicas);
-        let mut reason = why.unwrap_or(if desired == current {
-            Reason::Steady
-        } else {
-            Reason::Metric { metric: deciding }
-        });
+                .decide(obs, raw, (floor, c.max_replicas), deciding, proposals);
+        // Going idle is the last step of an ordinary scale-down, taken once it has reached the
+        // floor; a cooldown holds it like any other change.
         if let Some(idle) = idle
             && idle_long_enough
+            && decision.reason != Reason::Cooldown
             && current == floor
-            && desired == floor
+            && decision.desired == floor
         {
-            desired = idle;
-            reason = Reason::ScaleToZero;
+            decision.desired = idle;
+            decision.reason = Reason::ScaleToZero;
         }
-        Decision {
-            at: obs.at,
-            current,
-            desired,
-            recommendation: Some(raw),
-            reason,
-            proposals,
-        }
+        decision
     }
 
     /// Records what every evaluation records whether or not its decision was applied.

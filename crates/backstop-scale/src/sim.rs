@@ -6,6 +6,7 @@ use std::time::Duration;
 use backstop_core::config::{ConfigError, Validate, ensure, ensure_duration};
 use serde::{Deserialize, Serialize};
 
+use crate::config::{ensure_nonzero, ensure_positive};
 use crate::decision::{Decision, Policy, Reason};
 use crate::observation::{MetricSample, Observation, Reading, Target};
 use crate::trace::Trace;
@@ -67,21 +68,9 @@ impl Default for ReplicaModel {
 
 impl Validate for ReplicaModel {
     fn validate(&self) -> Result<(), ConfigError> {
-        ensure(
-            self.capacity_per_replica.is_finite() && self.capacity_per_replica > 0.0,
-            "capacity_per_replica",
-            "must be greater than 0",
-        )?;
-        ensure(
-            self.service_time.is_finite() && self.service_time > 0.0,
-            "service_time",
-            "must be greater than 0",
-        )?;
-        ensure(
-            !self.interval.is_zero(),
-            "interval",
-            "must be greater than 0",
-        )?;
+        ensure_positive("capacity_per_replica", self.capacity_per_replica)?;
+        ensure_positive("service_time", self.service_time)?;
+        ensure_nonzero("interval", self.interval)?;
         ensure_duration("interval", self.interval)?;
         ensure_duration("startup_delay", self.startup_delay)?;
         ensure_duration("slo_wait", self.slo_wait)?;

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use backstop_core::{LoadSignal, LoadSnapshot, ManualClock, TokioClock};
+use backstop_core::{Clock, LoadSignal, LoadSnapshot, ManualClock, TokioClock};
 use backstop_scale::{
     Autoscaler, Decision, HpaConfig, LoadSignalMetric, Replicas, ScaleError, ScaleTarget,
     TargetTracking,
@@ -49,20 +49,28 @@ impl LoadSignal for Busy {
     }
 }
 
+/// A driver of a default HPA (1 to `max` replicas) scaling `target` every 15 s on `clock`, on
+/// the utilization of `signal` against `target_percent`.
+fn hpa_scaler<T: ScaleTarget, C: Clock>(
+    target: T,
+    clock: C,
+    max: u32,
+    signal: Arc<Busy>,
+    target_percent: f64,
+) -> Autoscaler<TargetTracking, T, C> {
+    let policy = TargetTracking::new(HpaConfig::default().with_bounds(1, max)).unwrap();
+    Autoscaler::new(policy, target, clock, Duration::from_secs(15)).source(
+        LoadSignalMetric::utilization("pool", signal, target_percent),
+    )
+}
+
 #[tokio::test(start_paused = true)]
 async fn step_reads_decides_and_applies() {
     let fleet = Fleet::default();
     *fleet.replicas.lock().unwrap() = 2;
     let signal = Arc::new(Busy(Mutex::new(90)));
     let clock = ManualClock::new();
-    let policy = TargetTracking::new(HpaConfig::default().with_bounds(1, 10)).unwrap();
-    let mut scaler = Autoscaler::new(
-        policy,
-        fleet.clone(),
-        clock.clone(),
-        Duration::from_secs(15),
-    )
-    .source(LoadSignalMetric::utilization("pool", signal.clone(), 60.0));
+    let mut scaler = hpa_scaler(fleet.clone(), clock.clone(), 10, signal.clone(), 60.0);
     // 90 % against 60 %: ceil(2 × 1.5) = 3.
     let d = scaler.step().await.unwrap();
     assert_eq!(d.desired, 3);
@@ -85,9 +93,7 @@ async fn run_evaluates_on_the_interval() {
     let fleet = Fleet::default();
     *fleet.replicas.lock().unwrap() = 1;
     let signal = Arc::new(Busy(Mutex::new(100)));
-    let policy = TargetTracking::new(HpaConfig::default().with_bounds(1, 64)).unwrap();
-    let scaler = Autoscaler::new(policy, fleet.clone(), TokioClock, Duration::from_secs(15))
-        .source(LoadSignalMetric::utilization("pool", signal, 50.0));
+    let scaler = hpa_scaler(fleet.clone(), TokioClock, 64, signal, 50.0);
     let handle = tokio::spawn(scaler.run());
     // Ticks at 0, 15, 30 s; full load against 50 % doubles each time (default +100 %).
     tokio::time::sleep(Duration::from_secs(31)).await;
@@ -129,14 +135,7 @@ async fn a_failed_apply_is_retried_at_the_full_rate() {
     // 100 % busy against 50 %: 2 → 4 (the up limit is max(2 × 2, 2 + 4) = 6).
     let signal = Arc::new(Busy(Mutex::new(100)));
     let clock = ManualClock::new();
-    let policy = TargetTracking::new(HpaConfig::default().with_bounds(1, 10)).unwrap();
-    let mut scaler = Autoscaler::new(
-        policy,
-        target.clone(),
-        clock.clone(),
-        Duration::from_secs(15),
-    )
-    .source(LoadSignalMetric::utilization("pool", signal, 50.0));
+    let mut scaler = hpa_scaler(target.clone(), clock.clone(), 10, signal, 50.0);
     assert!(scaler.step().await.is_err());
     clock.advance(Duration::from_secs(5));
     // Had the failed +2 been recorded, the period would start at 0 and allow nothing.

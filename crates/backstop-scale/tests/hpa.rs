@@ -16,6 +16,16 @@ fn raw_hpa(min: u32, max: u32) -> TargetTracking {
     raw(HpaConfig::default().with_bounds(min, max))
 }
 
+/// 1 to 100 replicas under `behavior`.
+fn hpa_with(behavior: Behavior) -> TargetTracking {
+    TargetTracking::new(
+        HpaConfig::default()
+            .with_bounds(1, 100)
+            .with_behavior(behavior),
+    )
+    .unwrap()
+}
+
 fn avg(name: &str, target: f64, value: f64) -> MetricSample {
     MetricSample::new(name, Target::AverageValue(target), Reading::Average(value))
 }
@@ -168,7 +178,7 @@ fn bounds_apply_before_and_after_the_metrics() {
 
 #[test]
 fn default_scale_down_stabilization_holds_the_highest_recommendation_for_300s() {
-    let mut hpa = TargetTracking::new(HpaConfig::default().with_bounds(1, 100)).unwrap();
+    let mut hpa = hpa_with(Behavior::default());
     assert_eq!(decide(&mut hpa, 0, 10, vec![avg("m", 100.0, 100.0)]), 10);
     for t in (15..300).step_by(15) {
         let d = hpa.decide(&Observation::new(secs(t), 10, 10).metric(avg("m", 100.0, 50.0)));
@@ -184,7 +194,7 @@ fn default_scale_down_stabilization_holds_the_highest_recommendation_for_300s() 
 
 #[test]
 fn default_scale_up_is_the_larger_of_100_percent_or_4_pods_per_15s() {
-    let mut hpa = TargetTracking::new(HpaConfig::default().with_bounds(1, 100)).unwrap();
+    let mut hpa = hpa_with(Behavior::default());
     let d = hpa.decide(&Observation::new(secs(0), 1, 1).metric(avg("m", 10.0, 100.0)));
     assert_eq!((d.desired, d.reason), (5, Reason::ScaleUpLimit));
     // Within the same period, the 4 pods already added count: no further growth.
@@ -206,12 +216,7 @@ fn docs_scale_down(select: Select) -> TargetTracking {
             .with_select(select),
         ..Behavior::default()
     };
-    TargetTracking::new(
-        HpaConfig::default()
-            .with_bounds(1, 100)
-            .with_behavior(behavior),
-    )
-    .unwrap()
+    hpa_with(behavior)
 }
 
 #[test]
@@ -245,12 +250,7 @@ fn scale_up_stabilization_uses_the_lowest_recent_recommendation() {
         scale_up: ScalingRules::default_up().with_window(secs(60)),
         ..Behavior::default()
     };
-    let mut hpa = TargetTracking::new(
-        HpaConfig::default()
-            .with_bounds(1, 100)
-            .with_behavior(behavior),
-    )
-    .unwrap();
+    let mut hpa = hpa_with(behavior);
     assert_eq!(decide(&mut hpa, 0, 4, vec![avg("m", 100.0, 100.0)]), 4);
     let d = hpa.decide(&Observation::new(secs(15), 4, 4).metric(avg("m", 100.0, 200.0)));
     assert_eq!((d.desired, d.reason), (4, Reason::ScaleUpStabilized));
@@ -266,12 +266,7 @@ fn cooldown_holds_after_an_action() {
         scale_down: ScalingRules::default_down().with_window(Duration::ZERO),
         ..Behavior::default()
     };
-    let mut hpa = TargetTracking::new(
-        HpaConfig::default()
-            .with_bounds(1, 100)
-            .with_behavior(behavior),
-    )
-    .unwrap();
+    let mut hpa = hpa_with(behavior);
     assert_eq!(decide(&mut hpa, 0, 4, vec![avg("m", 100.0, 200.0)]), 8);
     let d = hpa.decide(&Observation::new(secs(60), 8, 8).metric(avg("m", 100.0, 50.0)));
     assert_eq!((d.desired, d.reason), (8, Reason::Cooldown));

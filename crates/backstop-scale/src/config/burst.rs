@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most};
+use backstop_core::config::{ConfigError, Validate, ensure};
 use serde::{Deserialize, Serialize};
+
+use super::{ensure_count, ensure_quantile};
 
 /// The most re-burst gaps the hold remembers.
 pub const MAX_GAP_SAMPLES: usize = 1024;
@@ -58,21 +60,12 @@ impl Validate for BurstHoldConfig {
             "min_window",
             "must not be greater than max_window",
         )?;
-        ensure(
-            (0.0..=1.0).contains(&self.quantile),
-            "quantile",
-            "must be between 0 and 1",
-        )?;
+        ensure_quantile("quantile", self.quantile)?;
         ensure(
             self.margin <= Duration::from_secs(3600),
             "margin",
             "must be at most 1h",
         )?;
-        ensure(self.gap_samples >= 1, "gap_samples", "must be at least 1")?;
-        ensure_at_most(
-            "gap_samples",
-            self.gap_samples as u64,
-            MAX_GAP_SAMPLES as u64,
-        )
+        ensure_count("gap_samples", self.gap_samples, 1, MAX_GAP_SAMPLES)
     }
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 use backstop_core::config::{ConfigError, Validate, ensure, ensure_duration_at_most};
 use serde::{Deserialize, Serialize};
 
+use super::{ensure_nonzero, ensure_optional_name, ensure_positive, ensure_quantile};
+
 /// The most demand samples [`BurstEnvelope`](crate::BurstEnvelope) keeps for its quantile (a
 /// day of 1.3 s evaluations); older ones are dropped first.
 pub const MAX_ENVELOPE_SAMPLES: usize = 1 << 16;
@@ -130,29 +132,13 @@ impl BurstEnvelopeConfig {
 impl Validate for BurstEnvelopeConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         ensure(!self.metric.is_empty(), "metric", "must not be empty")?;
-        ensure(
-            self.backlog_metric.as_ref().is_none_or(|m| !m.is_empty()),
-            "backlog_metric",
-            "must not be empty",
-        )?;
-        ensure(
-            self.target_per_replica.is_finite() && self.target_per_replica > 0.0,
-            "target_per_replica",
-            "must be greater than 0",
-        )?;
+        ensure_optional_name("backlog_metric", self.backlog_metric.as_deref())?;
+        ensure_positive("target_per_replica", self.target_per_replica)?;
         ensure_duration_at_most("startup", self.startup, MAX_SPAN)?;
-        ensure(
-            !self.drain_time.is_zero(),
-            "drain_time",
-            "must be greater than 0",
-        )?;
+        ensure_nonzero("drain_time", self.drain_time)?;
         ensure_duration_at_most("drain_time", self.drain_time, MAX_SPAN)?;
         ensure_duration_at_most("lookback", self.lookback, MAX_SPAN)?;
-        ensure(
-            (0.0..=1.0).contains(&self.quantile),
-            "quantile",
-            "must be between 0 and 1",
-        )?;
+        ensure_quantile("quantile", self.quantile)?;
         ensure(self.max_replicas >= 1, "max_replicas", "must be at least 1")
     }
 }

@@ -2,10 +2,13 @@
 
 use std::time::Duration;
 
-use backstop_core::config::{ConfigError, Validate, ensure, ensure_duration};
+use backstop_core::config::{ConfigError, Validate};
 use serde::{Deserialize, Serialize};
 
-use super::{Behavior, Tolerance, ToleranceRule, validate_bounds, validate_tolerance};
+use super::{
+    Behavior, Tolerance, ToleranceRule, ensure_non_negative, ensure_optional_duration,
+    ensure_tolerance, validate_bounds,
+};
 
 /// Kubernetes-HPA target tracking.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,24 +112,17 @@ impl HpaConfig {
 impl Validate for HpaConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         validate_bounds(self.min_replicas, self.max_replicas, false)?;
-        validate_tolerance(self.tolerance)?;
-        if let Some(age) = self.max_metric_age {
-            ensure_duration("max_metric_age", age)?;
-        }
+        ensure_tolerance("tolerance", self.tolerance)?;
+        ensure_optional_duration("max_metric_age", self.max_metric_age)?;
         for (tolerance, field) in [
             (self.scale_up_tolerance, "scale_up_tolerance"),
             (self.scale_down_tolerance, "scale_down_tolerance"),
         ] {
             if let Some(t) = tolerance {
-                validate_tolerance(t)
-                    .map_err(|_| ConfigError::new(field, "must be at least 0 and below 1"))?;
+                ensure_tolerance(field, t)?;
             }
         }
-        ensure(
-            self.noise_tolerance.is_finite() && self.noise_tolerance >= 0.0,
-            "noise_tolerance",
-            "must be a non-negative number",
-        )?;
+        ensure_non_negative("noise_tolerance", self.noise_tolerance)?;
         self.behavior.validate().map_err(|e| e.within("behavior"))
     }
 }

@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use backstop_core::config::{
-    ConfigError, Validate, ensure, ensure_at_most, ensure_duration, ensure_duration_at_most,
+    ConfigError, Validate, ensure, ensure_duration, ensure_duration_at_most,
 };
 
 use crate::forecast::MAX_TREND_WINDOW;
 use serde::{Deserialize, Serialize};
 
-use super::HpaConfig;
+use super::{HpaConfig, ensure_count, ensure_nonzero, ensure_positive};
 
 /// The longest `lead_time`: an hour, as AWS predictive scaling's largest buffer.
 pub const MAX_LEAD_TIME: Duration = Duration::from_secs(3600);
@@ -119,16 +119,8 @@ fn steps(span: Duration, interval: Duration) -> usize {
 impl Validate for PredictiveConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         ensure(!self.metric.is_empty(), "metric", "must not be empty")?;
-        ensure(
-            self.target_per_replica.is_finite() && self.target_per_replica > 0.0,
-            "target_per_replica",
-            "must be greater than 0",
-        )?;
-        ensure(
-            !self.interval.is_zero(),
-            "interval",
-            "must be greater than 0",
-        )?;
+        ensure_positive("target_per_replica", self.target_per_replica)?;
+        ensure_nonzero("interval", self.interval)?;
         let season = self.season_samples();
         match self.model {
             ForecastModel::SeasonalNaive | ForecastModel::HoltWinters { .. } => ensure(
@@ -137,8 +129,7 @@ impl Validate for PredictiveConfig {
                 "must span between 2 and 1,000,000 intervals",
             )?,
             ForecastModel::LinearTrend { window } => {
-                ensure(window >= 2, "model.window", "must be at least 2")?;
-                ensure_at_most("model.window", window as u64, MAX_TREND_WINDOW as u64)?;
+                ensure_count("model.window", window, 2, MAX_TREND_WINDOW)?;
             }
         }
         if let ForecastModel::HoltWinters { alpha, beta, gamma } = self.model {
@@ -158,17 +149,8 @@ impl Validate for PredictiveConfig {
                 "must be in [0, 1]",
             )?;
         }
-        ensure(
-            self.max_error.is_finite() && self.max_error > 0.0,
-            "max_error",
-            "must be greater than 0",
-        )?;
-        ensure(self.error_window >= 1, "error_window", "must be at least 1")?;
-        ensure_at_most(
-            "error_window",
-            self.error_window as u64,
-            MAX_ERROR_WINDOW as u64,
-        )?;
+        ensure_positive("max_error", self.max_error)?;
+        ensure_count("error_window", self.error_window, 1, MAX_ERROR_WINDOW)?;
         ensure_duration("interval", self.interval)?;
         ensure_duration("season", self.season)?;
         ensure_duration_at_most("lead_time", self.lead_time, MAX_LEAD_TIME)?;

@@ -5,7 +5,10 @@ use std::time::Duration;
 use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
 use serde::{Deserialize, Serialize};
 
-use super::{Behavior, validate_bounds, validate_tolerance};
+use super::{
+    Behavior, ensure_non_negative, ensure_optional_duration, ensure_positive, ensure_tolerance,
+    validate_bounds,
+};
 
 /// Which count a fallback aims for (KEDA's `fallback.behavior`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -250,23 +253,11 @@ impl Validate for QueueConfig {
         for (i, t) in self.triggers.iter().enumerate() {
             let field = |name: &str| format!("triggers[{i}].{name}");
             ensure(!t.metric.is_empty(), &field("metric"), "must not be empty")?;
-            ensure(
-                t.target_per_replica.is_finite() && t.target_per_replica > 0.0,
-                &field("target_per_replica"),
-                "must be greater than 0",
-            )?;
-            ensure(
-                t.activation_threshold.is_finite() && t.activation_threshold >= 0.0,
-                &field("activation_threshold"),
-                "must be a non-negative number",
-            )?;
+            ensure_positive(&field("target_per_replica"), t.target_per_replica)?;
+            ensure_non_negative(&field("activation_threshold"), t.activation_threshold)?;
         }
-        if let Some(age) = self.max_metric_age {
-            ensure_duration("max_metric_age", age)?;
-        }
-        if let Some(initial) = self.initial_cooldown {
-            ensure_duration("initial_cooldown", initial)?;
-        }
+        ensure_optional_duration("max_metric_age", self.max_metric_age)?;
+        ensure_optional_duration("initial_cooldown", self.initial_cooldown)?;
         if let Some(idle) = self.idle_replicas {
             ensure(
                 idle < self.min_replicas.max(1),
@@ -275,22 +266,10 @@ impl Validate for QueueConfig {
             )?;
         }
         validate_bounds(self.min_replicas, self.max_replicas, true)?;
-        ensure(
-            self.target_per_replica.is_finite() && self.target_per_replica > 0.0,
-            "target_per_replica",
-            "must be greater than 0",
-        )?;
-        ensure(
-            self.activation_threshold.is_finite() && self.activation_threshold >= 0.0,
-            "activation_threshold",
-            "must be a non-negative number",
-        )?;
-        validate_tolerance(self.tolerance)?;
-        ensure(
-            self.noise_tolerance.is_finite() && self.noise_tolerance >= 0.0,
-            "noise_tolerance",
-            "must be a non-negative number",
-        )?;
+        ensure_positive("target_per_replica", self.target_per_replica)?;
+        ensure_non_negative("activation_threshold", self.activation_threshold)?;
+        ensure_tolerance("tolerance", self.tolerance)?;
+        ensure_non_negative("noise_tolerance", self.noise_tolerance)?;
         if let Some(f) = &self.fallback {
             ensure(
                 f.replicas >= 1 && f.replicas <= self.max_replicas,

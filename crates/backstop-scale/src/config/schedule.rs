@@ -5,6 +5,8 @@ use std::time::Duration;
 use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
 use serde::{Deserialize, Serialize};
 
+use super::ensure_nonzero;
+
 /// The most windows one schedule holds.
 pub const MAX_SCHEDULE_WINDOWS: usize = 256;
 
@@ -77,7 +79,7 @@ impl ScheduleConfig {
 
 impl Validate for ScheduleConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        ensure(!self.period.is_zero(), "period", "must be greater than 0")?;
+        ensure_nonzero("period", self.period)?;
         ensure_duration("period", self.period)?;
         ensure(
             self.origin < self.period,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use backstop_core::config::{ConfigError, Validate, ensure, ensure_duration};
 use serde::{Deserialize, Serialize};
 
-use super::validate_bounds;
+use super::{ensure_non_negative, ensure_optional_name, validate_bounds};
 
 /// Step scaling on utilization thresholds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,28 +102,16 @@ impl Validate for ThresholdConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         ensure_duration("cooldown", self.cooldown)?;
         validate_bounds(self.min_replicas, self.max_replicas, false)?;
-        ensure(
-            self.scale_down_below.is_finite() && self.scale_down_below >= 0.0,
-            "scale_down_below",
-            "must be a non-negative number",
-        )?;
+        ensure_non_negative("scale_down_below", self.scale_down_below)?;
         ensure(
             self.scale_up_above.is_finite() && self.scale_up_above > self.scale_down_below,
             "scale_up_above",
             "must be greater than scale_down_below",
         )?;
-        ensure(
-            self.demand_metric.as_ref().is_none_or(|m| !m.is_empty()),
-            "demand_metric",
-            "must not be empty",
-        )?;
+        ensure_optional_name("demand_metric", self.demand_metric.as_deref())?;
         ensure(self.up_step >= 1, "up_step", "must be at least 1")?;
         ensure(self.down_step >= 1, "down_step", "must be at least 1")?;
-        ensure(
-            self.up_step_percent.is_finite() && self.up_step_percent >= 0.0,
-            "up_step_percent",
-            "must be a non-negative number",
-        )?;
+        ensure_non_negative("up_step_percent", self.up_step_percent)?;
         ensure(
             self.down_step_percent.is_finite() && (0.0..=100.0).contains(&self.down_step_percent),
             "down_step_percent",

@@ -3,7 +3,8 @@
 
 #![cfg(all(feature = "config", feature = "full"))]
 
-use backstop::config::{BackstopConfig, ConfigFileError, PolicyKind};
+use backstop::cache::TieredCache;
+use backstop::config::{BackstopConfig, BuildError, ConfigFileError, PolicyKind};
 use backstop::core::config::ConfigError;
 use backstop::limit::Quota;
 use backstop::scale::{MetricSample, Observation, Reading, Target};
@@ -18,15 +19,16 @@ fn shipped() -> Result<BackstopConfig, ConfigFileError> {
     BackstopConfig::from_toml_table(SHIPPED, "backstop")
 }
 
-/// Parses `text` (which must be valid) and returns why its cache section fails to build.
-async fn cache_build_error(text: &str) -> backstop::config::BuildError {
+/// Parses `text` (which must be valid) and builds its cache section.
+async fn build_cache(text: &str) -> Result<TieredCache<String, String>, BuildError> {
     let config = BackstopConfig::from_toml_str(text).unwrap();
     let cache = config.cache.as_ref().expect("a [cache] section");
-    cache
-        .build::<String>()
-        .await
-        .err()
-        .expect("the build fails")
+    cache.build::<String>().await
+}
+
+/// Parses `text` (which must be valid) and returns why its cache section fails to build.
+async fn cache_build_error(text: &str) -> BuildError {
+    build_cache(text).await.err().expect("the build fails")
 }
 
 fn error_of(text: &str) -> ConfigFileError {
@@ -34,6 +36,15 @@ fn error_of(text: &str) -> ConfigFileError {
         Ok(config) => panic!("expected an error for {text:?}, got {config:?}"),
         Err(error) => error,
     }
+}
+
+/// `error` is a key or table Backstop does not know, and names it.
+fn assert_unknown(error: &ConfigFileError, field: &str) {
+    assert_eq!(error.field(), Some(field));
+    assert!(
+        matches!(error, ConfigFileError::UnknownField { .. }),
+        "{error:?}"
+    );
 }
 
 #[test]
@@ -48,12 +59,10 @@ fn shipped_file_configures_every_section() {
     assert!(config.scale.is_some());
     // The file is the gateway's: its `[slo]` beside one table, `[backstop]`, of Backstop's
     // sections; read whole as Backstop's, that table is not one of them.
-    let whole = BackstopConfig::from_toml_str(SHIPPED).unwrap_err();
-    assert!(
-        matches!(whole, ConfigFileError::UnknownField { .. }),
-        "{whole:?}"
+    assert_unknown(
+        &BackstopConfig::from_toml_str(SHIPPED).unwrap_err(),
+        "backstop",
     );
-    assert_eq!(whole.field(), Some("backstop"));
     let pool = config.pool.as_ref().unwrap();
     assert_eq!((pool.max_size, pool.min_idle), (32, 4));
     assert_eq!(
@@ -199,12 +208,7 @@ fn a_broken_rule_names_the_nested_field() {
     );
 
     // Service levels are the application's (the agent gateway reads its own `[slo]`).
-    let error = error_of("[slo]\nmax_error_rate = 1.5\n");
-    assert_eq!(error.field(), Some("slo"));
-    assert!(
-        matches!(error, ConfigFileError::UnknownField { .. }),
-        "{error:?}"
-    );
+    assert_unknown(&error_of("[slo]\nmax_error_rate = 1.5\n"), "slo");
 }
 
 #[test]
@@ -230,11 +234,9 @@ fn unknown_keys_are_errors_not_silent_defaults() {
     let error = error_of("[cache.memory]\nmax_capcity = 5\n");
     assert_eq!(error.field(), Some("cache.memory.max_capcity"));
     assert_eq!(error_of("[cach]\n").field(), Some("cach"));
-    let error = error_of("[scale.hpa]\nmin_replica = 3\n");
-    assert_eq!(error.field(), Some("scale.hpa.min_replica"));
-    assert!(
-        matches!(error, ConfigFileError::UnknownField { .. }),
-        "{error:?}"
+    assert_unknown(
+        &error_of("[scale.hpa]\nmin_replica = 3\n"),
+        "scale.hpa.min_replica",
     );
 }
 
@@ -278,14 +280,7 @@ async fn cache_section_builds_memory_and_persistent_tiers() {
         "[cache.memory]\nmax_capacity = 100\n[cache.persistent]\npath = {:?}\n",
         dir.path().join("responses.redb")
     );
-    let config = BackstopConfig::from_toml_str(&text).unwrap();
-    let cache = config
-        .cache
-        .as_ref()
-        .unwrap()
-        .build::<String>()
-        .await
-        .unwrap();
+    let cache = build_cache(&text).await.unwrap();
     cache
         .insert(&"k".to_string(), "v".to_string())
         .await
@@ -297,14 +292,7 @@ async fn cache_section_builds_memory_and_persistent_tiers() {
 #[tokio::test]
 async fn an_unset_optional_redis_url_leaves_the_tier_out_and_a_required_one_fails() {
     let text = "[cache.redis]\nurl_env = \"BACKSTOP_TEST_NO_SUCH_VARIABLE\"\n";
-    let config = BackstopConfig::from_toml_str(text).unwrap();
-    let cache = config
-        .cache
-        .as_ref()
-        .unwrap()
-        .build::<String>()
-        .await
-        .unwrap();
+    let cache = build_cache(text).await.unwrap();
     assert_eq!(cache.stats().tiers.len(), 1);
 
     let error = cache_build_error(&format!("{text}required = true\n")).await;
@@ -329,14 +317,7 @@ async fn cache_section_builds_a_redis_tier_against_a_real_server() {
         std::env::var("REDIS_URL").unwrap(),
         redis.prefix()
     );
-    let config = BackstopConfig::from_toml_str(&text).unwrap();
-    let cache = config
-        .cache
-        .as_ref()
-        .unwrap()
-        .build::<String>()
-        .await
-        .unwrap();
+    let cache = build_cache(&text).await.unwrap();
     cache
         .insert(&"k".to_string(), "v".to_string())
         .await

@@ -37,6 +37,13 @@ fn recorder() -> (PrometheusRecorder, PrometheusHandle) {
     (recorder, handle)
 }
 
+/// What an exporter renders after `reporter` publishes into it once.
+fn publish_once(reporter: &MetricsReporter) -> String {
+    let (recorder, scrape) = recorder();
+    metrics::with_local_recorder(&recorder, || reporter.publish());
+    scrape.render()
+}
+
 /// The value of the sample whose line starts with `series`, e.g. `m{name="x"}`.
 fn sample(text: &str, series: &str) -> f64 {
     text.lines()
@@ -86,6 +93,22 @@ fn assert_every_series_is_described(text: &str) {
     }
 }
 
+/// A batcher answering each item with itself.
+fn echo_batcher() -> Batcher<u32, u32> {
+    Batcher::new(BatchConfig::default(), |items: Vec<u32>| async move {
+        Ok::<_, std::io::Error>(items)
+    })
+    .unwrap()
+}
+
+/// A tiered cache of one memory tier.
+fn memory_tiered() -> TieredCache<String, String> {
+    TieredCache::builder()
+        .memory(MemoryTier::with_capacity(100).unwrap(), None)
+        .build()
+        .unwrap()
+}
+
 struct Connections;
 
 impl Manager for Connections {
@@ -105,10 +128,7 @@ impl Manager for Connections {
 async fn every_primitive_publishes_under_its_documented_names() {
     let reporter = MetricsReporter::new();
 
-    let cache: TieredCache<String, String> = TieredCache::builder()
-        .memory(MemoryTier::with_capacity(100).unwrap(), None)
-        .build()
-        .unwrap();
+    let cache = memory_tiered();
     cache
         .insert(&"k".to_string(), "v".to_string())
         .await
@@ -161,10 +181,7 @@ async fn every_primitive_publishes_under_its_documented_names() {
     let watched = group.clone();
     reporter.register("prompts", move || watched.stats());
 
-    let batcher = Batcher::new(BatchConfig::default(), |items: Vec<u32>| async move {
-        Ok::<_, std::io::Error>(items)
-    })
-    .unwrap();
+    let batcher = echo_batcher();
     assert_eq!(batcher.submit(3).await.unwrap(), 3);
     let watched = batcher.clone();
     reporter.register("calls", move || watched.stats());
@@ -199,101 +216,53 @@ async fn every_primitive_publishes_under_its_documented_names() {
     let watched = retry.clone();
     reporter.register("provider", move || watched.stats());
 
-    let (recorder, scrape) = recorder();
-    metrics::with_local_recorder(&recorder, || reporter.publish());
-    let text = scrape.render();
+    let text = publish_once(&reporter);
     assert_every_series_is_described(&text);
 
-    let hits = r#"backstop_cache_hits_total{name="responses",tier="l1",backend="memory"}"#;
-    assert_eq!(sample(&text, hits), 1.0);
-    assert_eq!(
-        sample(&text, r#"backstop_cache_misses_total{name="responses"}"#),
-        1.0
-    );
-    assert_eq!(
-        sample(
-            &text,
-            r#"backstop_cache_hits_total{name="sessions",tier="memory"}"#
+    for (series, expected) in [
+        (
+            r#"backstop_cache_hits_total{name="responses",tier="l1",backend="memory"}"#,
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        sample(&text, r#"backstop_cache_entries{name="sessions"}"#),
-        1.0
-    );
-    assert_eq!(
-        sample(&text, r#"backstop_breaker_state{name="llm",state="open"}"#),
-        1.0
-    );
-    assert_eq!(
-        sample(
-            &text,
-            r#"backstop_breaker_state{name="llm",state="closed"}"#
+        (r#"backstop_cache_misses_total{name="responses"}"#, 1.0),
+        (
+            r#"backstop_cache_hits_total{name="sessions",tier="memory"}"#,
+            1.0,
         ),
-        0.0
-    );
-    assert_eq!(
-        sample(
-            &text,
-            r#"backstop_breaker_rejected_calls_total{name="llm"}"#
+        (r#"backstop_cache_entries{name="sessions"}"#, 1.0),
+        (r#"backstop_breaker_state{name="llm",state="open"}"#, 1.0),
+        (r#"backstop_breaker_state{name="llm",state="closed"}"#, 0.0),
+        (r#"backstop_breaker_rejected_calls_total{name="llm"}"#, 1.0),
+        (r#"backstop_limit_admitted_total{name="per_user"}"#, 1.0),
+        (r#"backstop_limit_rejected_total{name="per_user"}"#, 1.0),
+        (r#"backstop_limit_keys{name="per_user"}"#, 1.0),
+        (r#"backstop_bulkhead_in_flight{name="provider"}"#, 1.0),
+        (
+            r#"backstop_bulkhead_rejected_total{name="provider",reason="full"}"#,
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        sample(&text, r#"backstop_limit_admitted_total{name="per_user"}"#),
-        1.0
-    );
-    assert_eq!(
-        sample(&text, r#"backstop_limit_rejected_total{name="per_user"}"#),
-        1.0
-    );
-    assert_eq!(
-        sample(&text, r#"backstop_limit_keys{name="per_user"}"#),
-        1.0
-    );
-    assert_eq!(
-        sample(&text, r#"backstop_bulkhead_in_flight{name="provider"}"#),
-        1.0
-    );
-    let full = r#"backstop_bulkhead_rejected_total{name="provider",reason="full"}"#;
-    assert_eq!(sample(&text, full), 1.0);
-    assert_eq!(
-        sample(&text, r#"backstop_load_in_flight{name="provider"}"#),
-        1.0
-    );
-    assert_eq!(
-        sample(&text, r#"backstop_dedup_executions_total{name="prompts"}"#),
-        1.0
-    );
-    assert_eq!(
-        sample(&text, r#"backstop_batch_submitted_total{name="calls"}"#),
-        1.0
-    );
-    let in_use = r#"backstop_pool_connections{name="provider",state="in_use"}"#;
-    assert_eq!(sample(&text, in_use), 1.0);
-    assert_eq!(
-        sample(&text, r#"backstop_pool_checkouts_total{name="provider"}"#),
-        1.0
-    );
-    let recommended = r#"backstop_scale_recommended_replicas{name="gateway"}"#;
-    assert_eq!(
-        sample(&text, recommended),
-        10.0,
-        "50 queued at 5 per replica"
-    );
-    let desired_series = r#"backstop_scale_desired_replicas{name="gateway"}"#;
-    assert_eq!(sample(&text, desired_series), desired);
-    assert_eq!(
-        sample(
-            &text,
-            r#"backstop_adaptive_admitted_total{name="provider"}"#
+        (r#"backstop_load_in_flight{name="provider"}"#, 1.0),
+        (r#"backstop_dedup_executions_total{name="prompts"}"#, 1.0),
+        (r#"backstop_batch_submitted_total{name="calls"}"#, 1.0),
+        (
+            r#"backstop_pool_connections{name="provider",state="in_use"}"#,
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        sample(&text, r#"backstop_retry_attempts_total{name="provider"}"#),
-        1.0
-    );
+        (r#"backstop_pool_checkouts_total{name="provider"}"#, 1.0),
+        // 50 queued at 5 per replica.
+        (
+            r#"backstop_scale_recommended_replicas{name="gateway"}"#,
+            10.0,
+        ),
+        (
+            r#"backstop_scale_desired_replicas{name="gateway"}"#,
+            desired,
+        ),
+        (r#"backstop_adaptive_admitted_total{name="provider"}"#, 1.0),
+        (r#"backstop_retry_attempts_total{name="provider"}"#, 1.0),
+    ] {
+        assert_eq!(sample(&text, series), expected, "{series}");
+    }
 
     drop((held, connection));
 }
@@ -330,9 +299,7 @@ fn a_registry_publishes_each_breaker_under_its_own_name() {
     registry.get("anthropic");
     let reporter = MetricsReporter::new();
     reporter.register("providers", move || registry.stats());
-    let (recorder, scrape) = recorder();
-    metrics::with_local_recorder(&recorder, || reporter.publish());
-    let text = scrape.render();
+    let text = publish_once(&reporter);
     for name in ["providers/openai", "providers/anthropic"] {
         let series = format!(r#"backstop_breaker_state{{name="{name}",state="closed"}}"#);
         assert_eq!(sample(&text, &series), 1.0);
@@ -423,9 +390,7 @@ fn a_breaker_failure_rate_is_published_as_a_ratio() {
     );
     let reporter = MetricsReporter::new();
     reporter.register("llm", move || breaker.stats());
-    let (recorder, scrape) = recorder();
-    metrics::with_local_recorder(&recorder, || reporter.publish());
-    let text = scrape.render();
+    let text = publish_once(&reporter);
     assert_eq!(
         sample(&text, r#"backstop_breaker_failure_ratio{name="llm"}"#),
         0.25
@@ -434,11 +399,7 @@ fn a_breaker_failure_rate_is_published_as_a_ratio() {
 
 #[test]
 fn a_histogram_reaches_the_exporter_as_buckets_once_per_value() {
-    let recorder = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
-        .unwrap()
-        .build_recorder();
-    let scrape = recorder.handle();
+    let (recorder, scrape) = recorder();
     let waits = std::sync::Arc::new(Histogram::new());
     let reporter = MetricsReporter::new();
     let watched = waits.clone();
@@ -483,23 +444,13 @@ fn a_histogram_reaches_the_exporter_as_buckets_once_per_value() {
 /// quantile gauges. They are histograms now, each value observed once across publishes.
 #[tokio::test(start_paused = true)]
 async fn batcher_cache_and_pool_latencies_are_histograms() {
-    let recorder = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
-        .unwrap()
-        .build_recorder();
-    let scrape = recorder.handle();
+    let (recorder, scrape) = recorder();
     let reporter = MetricsReporter::new();
 
-    let batcher = Batcher::new(BatchConfig::default(), |items: Vec<u32>| async move {
-        Ok::<_, std::io::Error>(items)
-    })
-    .unwrap();
+    let batcher = echo_batcher();
     let watched = batcher.clone();
     reporter.register("calls", move || watched.stats());
-    let cache: TieredCache<String, String> = TieredCache::builder()
-        .memory(MemoryTier::with_capacity(100).unwrap(), None)
-        .build()
-        .unwrap();
+    let cache = memory_tiered();
     let watched = cache.clone();
     reporter.register("responses", move || watched.stats());
     let pool = Pool::new(Connections, PoolConfig::default()).unwrap();
@@ -547,9 +498,7 @@ async fn batcher_cache_and_pool_latencies_are_histograms() {
 const CALLERS: usize = 60;
 
 fn coalesced(reporter: &MetricsReporter, name: &str) -> f64 {
-    let (recorder, scrape) = recorder();
-    metrics::with_local_recorder(&recorder, || reporter.publish());
-    let text = scrape.render();
+    let text = publish_once(reporter);
     assert_eq!(
         sample(
             &text,
@@ -671,9 +620,7 @@ async fn distributed_dedup_counts_callers_served_by_another_process_as_coalesced
     let reporter = MetricsReporter::new();
     reporter.register("a", move || a.stats());
     reporter.register("b", move || b.stats());
-    let (recorder, scrape) = recorder();
-    metrics::with_local_recorder(&recorder, || reporter.publish());
-    let text = scrape.render();
+    let text = publish_once(&reporter);
     let total = |metric: &str| -> f64 {
         ["a", "b"]
             .iter()

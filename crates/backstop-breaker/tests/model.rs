@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use backstop_breaker::{Permit, State};
+use backstop_breaker::{Breaker, Permit, State};
 use backstop_core::ManualClock;
 use proptest::prelude::*;
 use support::model::{Finish, MS, Model, Params, Ticket, breaker, report};
@@ -30,41 +30,31 @@ enum Op {
     },
 }
 
-fn params() -> impl Strategy<Value = Params> {
-    (
-        1u32..8,
-        1u32..8,
-        prop::sample::select(vec![25.0, 50.0, 100.0]),
-        prop::sample::select(vec![50.0, 100.0]),
-        1u64..20,
-        1u64..50,
-        prop::option::of(50u64..400),
-        1u32..4,
-        prop::option::of(1u64..100),
-    )
-        .prop_map(
-            |(
-                size,
-                minimum,
-                failure_threshold,
-                slow_threshold,
-                slow_ms,
-                wait_ms,
-                backoff_max_ms,
-                permitted,
-                max_wait_ms,
-            )| Params {
-                size,
-                minimum,
-                failure_threshold,
-                slow_threshold,
-                slow_ms,
-                wait_ms,
-                backoff_max_ms,
-                permitted,
-                max_wait_ms,
-            },
-        )
+prop_compose! {
+    /// The breaker's settings, each field drawn by the strategy beside its name.
+    fn params()(
+        size in 1u32..8,
+        minimum in 1u32..8,
+        failure_threshold in prop::sample::select(vec![25.0, 50.0, 100.0]),
+        slow_threshold in prop::sample::select(vec![50.0, 100.0]),
+        slow_ms in 1u64..20,
+        wait_ms in 1u64..50,
+        backoff_max_ms in prop::option::of(50u64..400),
+        permitted in 1u32..4,
+        max_wait_ms in prop::option::of(1u64..100),
+    ) -> Params {
+        Params {
+            size,
+            minimum,
+            failure_threshold,
+            slow_threshold,
+            slow_ms,
+            wait_ms,
+            backoff_max_ms,
+            permitted,
+            max_wait_ms,
+        }
+    }
 }
 
 fn finish() -> impl Strategy<Value = Finish> {
@@ -85,6 +75,29 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Asks the breaker and the model for a permit: they must agree on admitting the call.
+fn admit<'b>(
+    breaker: &'b Breaker<ManualClock>,
+    model: &mut Model,
+) -> Result<Option<(Permit<'b, ManualClock>, Ticket)>, TestCaseError> {
+    let real = breaker.try_acquire();
+    let expected = model.acquire();
+    prop_assert_eq!(real.is_ok(), expected.is_some(), "admission differs");
+    Ok(real.ok().zip(expected))
+}
+
+/// Ends a call admitted by both, with the same `finish` in each.
+fn end(permit: Permit<'_, ManualClock>, ticket: Ticket, finish: Finish, model: &mut Model) {
+    report(permit, finish);
+    model.finish(ticket, finish);
+}
+
+/// Moves the breaker's clock and the model's time on together.
+fn advance(clock: &ManualClock, model: &mut Model, ms: u64) {
+    clock.advance(Duration::from_millis(ms));
+    model.now += ms * MS;
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -98,35 +111,20 @@ proptest! {
         for op in ops {
             match op {
                 Op::Call { ms, finish } => {
-                    let real = breaker.try_acquire();
-                    let expected = model.acquire();
-                    prop_assert_eq!(real.is_ok(), expected.is_some(), "admission differs");
-                    clock.advance(Duration::from_millis(ms));
-                    model.now += ms * MS;
-                    if let (Ok(permit), Some(ticket)) = (real, expected) {
-                        report(permit, finish);
-                        model.finish(ticket, finish);
+                    let admitted = admit(&breaker, &mut model)?;
+                    advance(&clock, &mut model, ms);
+                    if let Some((permit, ticket)) = admitted {
+                        end(permit, ticket, finish, &mut model);
                     }
                 }
-                Op::Start => {
-                    let real = breaker.try_acquire();
-                    let expected = model.acquire();
-                    prop_assert_eq!(real.is_ok(), expected.is_some(), "admission differs");
-                    if let (Ok(permit), Some(ticket)) = (real, expected) {
-                        in_flight.push((permit, ticket));
-                    }
-                }
+                Op::Start => in_flight.extend(admit(&breaker, &mut model)?),
                 Op::End { index, finish } => {
                     if !in_flight.is_empty() {
                         let (permit, ticket) = in_flight.swap_remove(index % in_flight.len());
-                        report(permit, finish);
-                        model.finish(ticket, finish);
+                        end(permit, ticket, finish, &mut model);
                     }
                 }
-                Op::Advance { ms } => {
-                    clock.advance(Duration::from_millis(ms));
-                    model.now += ms * MS;
-                }
+                Op::Advance { ms } => advance(&clock, &mut model, ms),
             }
             prop_assert_eq!(breaker.state(), model.state);
             let stats = breaker.stats();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use backstop_core::{Layer, RejectKind, Service, ServiceExt, Validate, service_fn};
 use backstop_dedup::{
-    DedupError, DedupLayer, DistributedConfig, DistributedGroup, RedisFailure, Source,
+    DedupError, DedupLayer, DedupOutcome, DistributedConfig, DistributedGroup, RedisFailure, Source,
 };
 use backstop_testkit::RedisTestContext;
 use futures::future::join_all;
@@ -30,6 +30,20 @@ fn process(ctx: &RedisTestContext, config: DistributedConfig) -> Process {
     process_of(ctx, config)
 }
 
+/// Two processes sharing `config` (and so one key space), each with its own connection.
+fn two_processes(ctx: &RedisTestContext, config: DistributedConfig) -> (Process, Process) {
+    (process(ctx, config.clone()), process(ctx, config))
+}
+
+/// A lease far longer than any test: a waiter that finishes promptly was handed the lease,
+/// it did not wait it out.
+fn long_lease(ctx: &RedisTestContext) -> DistributedConfig {
+    DistributedConfig {
+        lease_ttl: Duration::from_secs(30),
+        ..config(ctx)
+    }
+}
+
 /// A process whose work fails with `E` (a layer's shares `Arc<S::Error>`).
 fn process_of<E: Clone + Send + Sync + 'static>(
     ctx: &RedisTestContext,
@@ -48,12 +62,47 @@ async fn until(what: &str, mut reached: impl FnMut() -> bool) {
     }
 }
 
+async fn until_a_holds_the_lease(a: &Process) {
+    until("process A holds the lease", || {
+        a.stats().leased_executions == 1
+    })
+    .await;
+}
+
+/// Calls key `k` on `group` with work answering `value`: the result, and how long it took.
+async fn timed_work(
+    group: &Process,
+    value: u64,
+) -> (Result<DedupOutcome<u64>, DedupError<String>>, Duration) {
+    let started = Instant::now();
+    let result = group
+        .work("k".to_string(), move || async move { Ok(value) })
+        .await;
+    (result, started.elapsed())
+}
+
+/// Checks that key `k` executes on `group` within `bound`: whatever lease stood in its way
+/// was released or taken over, not waited out.
+async fn executes_within(group: &Process, value: u64, bound: Duration) {
+    let (result, waited) = timed_work(group, value).await;
+    let outcome = result.unwrap();
+    assert_eq!((outcome.value, outcome.source), (value, Source::Executed));
+    assert!(waited < bound, "the lease held it up: {waited:?}");
+}
+
+fn assert_unavailable(error: &DedupError<String>) {
+    assert!(
+        matches!(error, DedupError::Rejected(r) if r.kind == RejectKind::Unavailable),
+        "{error:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_of_two_processes_share_one_execution() {
     let Some(ctx) = RedisTestContext::from_env("dedup_two_processes").await else {
         return;
     };
-    let (a, b) = (process(&ctx, config(&ctx)), process(&ctx, config(&ctx)));
+    let (a, b) = two_processes(&ctx, config(&ctx));
     let runs = Arc::new(AtomicUsize::new(0));
     let (release, released) = oneshot::channel::<()>();
     let released = Arc::new(tokio::sync::Mutex::new(Some(released)));
@@ -73,10 +122,7 @@ async fn callers_of_two_processes_share_one_execution() {
         }
     };
     let first = tokio::spawn(join_all((0..20).map(|_| call(&a, 42))));
-    until("process A holds the lease", || {
-        a.stats().leased_executions == 1
-    })
-    .await;
+    until_a_holds_the_lease(&a).await;
     let second = tokio::spawn(join_all((0..20).map(|_| call(&b, 7))));
     until("process B polls for A's result", || b.stats().polls >= 1).await;
     release.send(()).expect("the executor is waiting");
@@ -89,9 +135,7 @@ async fn callers_of_two_processes_share_one_execution() {
     let sources = |outcomes: &[Result<_, _>], source| {
         outcomes
             .iter()
-            .filter(|o: &&Result<backstop_dedup::DedupOutcome<u64>, _>| {
-                o.as_ref().unwrap().source == source
-            })
+            .filter(|o: &&Result<DedupOutcome<u64>, _>| o.as_ref().unwrap().source == source)
             .count()
     };
     assert_eq!(sources(&first, Source::Executed), 1);
@@ -111,7 +155,7 @@ async fn a_published_result_answers_a_later_caller_without_running() {
     let Some(ctx) = RedisTestContext::from_env("dedup_published_result").await else {
         return;
     };
-    let (a, b) = (process(&ctx, config(&ctx)), process(&ctx, config(&ctx)));
+    let (a, b) = two_processes(&ctx, config(&ctx));
     let first = a.work("k".to_string(), || async { Ok(1) }).await.unwrap();
     let later = b
         .work("k".to_string(), || async { panic!("must not run") })
@@ -144,16 +188,10 @@ async fn a_dead_executors_lease_expires_and_a_waiter_takes_over() {
         .expect("plant the dead executor's lease");
     let b = process(&ctx, config);
 
-    let started = Instant::now();
-    let outcome = b.work("k".to_string(), || async { Ok(5) }).await.unwrap();
-    assert_eq!((outcome.value, outcome.source), (5, Source::Executed));
+    // Taken over within about one lease (150 ms).
+    executes_within(&b, 5, Duration::from_secs(2)).await;
     assert_eq!(b.stats().takeovers, 1);
     assert!(b.stats().polls >= 1, "it waited for the lease first");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "took over within about one lease: {:?}",
-        started.elapsed()
-    );
     ctx.cleanup().await;
 }
 
@@ -162,11 +200,7 @@ async fn a_cancelled_executor_releases_its_lease_at_once() {
     let Some(ctx) = RedisTestContext::from_env("dedup_cancelled_executor").await else {
         return;
     };
-    let config = DistributedConfig {
-        lease_ttl: Duration::from_secs(30),
-        ..config(&ctx)
-    };
-    let (a, b) = (process(&ctx, config.clone()), process(&ctx, config));
+    let (a, b) = two_processes(&ctx, long_lease(&ctx));
     let cancelled = tokio::spawn({
         let a = a.clone();
         async move {
@@ -177,22 +211,13 @@ async fn a_cancelled_executor_releases_its_lease_at_once() {
             .await
         }
     });
-    until("process A holds the lease", || {
-        a.stats().leased_executions == 1
-    })
-    .await;
+    until_a_holds_the_lease(&a).await;
     // Every caller of A goes away: the execution is dropped and its lease released.
     cancelled.abort();
     assert!(cancelled.await.unwrap_err().is_cancelled());
 
-    let started = Instant::now();
-    let outcome = b.work("k".to_string(), || async { Ok(5) }).await.unwrap();
-    assert_eq!((outcome.value, outcome.source), (5, Source::Executed));
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "did not wait out the 30 s lease: {:?}",
-        started.elapsed()
-    );
+    // Far sooner than the 30 s lease.
+    executes_within(&b, 5, Duration::from_secs(5)).await;
     ctx.cleanup().await;
 }
 
@@ -201,25 +226,15 @@ async fn a_panicking_executor_releases_its_lease_and_its_callers_get_an_error() 
     let Some(ctx) = RedisTestContext::from_env("dedup_panicking_executor").await else {
         return;
     };
-    let config = DistributedConfig {
-        lease_ttl: Duration::from_secs(30),
-        ..config(&ctx)
-    };
-    let (a, b) = (process(&ctx, config.clone()), process(&ctx, config));
+    let (a, b) = two_processes(&ctx, long_lease(&ctx));
     let error = a
         .work("k".to_string(), || async { panic!("tool crashed") })
         .await
         .unwrap_err();
     assert!(matches!(error, DedupError::Panicked(_)), "{error:?}");
 
-    let started = Instant::now();
-    let outcome = b.work("k".to_string(), || async { Ok(6) }).await.unwrap();
-    assert_eq!((outcome.value, outcome.source), (6, Source::Executed));
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "did not wait out the 30 s lease: {:?}",
-        started.elapsed()
-    );
+    // Far sooner than the 30 s lease.
+    executes_within(&b, 6, Duration::from_secs(5)).await;
     ctx.cleanup().await;
 }
 
@@ -228,7 +243,7 @@ async fn a_failed_execution_hands_the_lease_to_a_waiter() {
     let Some(ctx) = RedisTestContext::from_env("dedup_failed_execution").await else {
         return;
     };
-    let (a, b) = (process(&ctx, config(&ctx)), process(&ctx, config(&ctx)));
+    let (a, b) = two_processes(&ctx, config(&ctx));
     let (fail, failing) = oneshot::channel::<()>();
     let first = tokio::spawn({
         let a = a.clone();
@@ -240,10 +255,7 @@ async fn a_failed_execution_hands_the_lease_to_a_waiter() {
             .await
         }
     });
-    until("process A holds the lease", || {
-        a.stats().leased_executions == 1
-    })
-    .await;
+    until_a_holds_the_lease(&a).await;
     let second = tokio::spawn({
         let b = b.clone();
         async move { b.work("k".to_string(), || async { Ok(9) }).await }
@@ -301,8 +313,9 @@ async fn layers_of_two_processes_call_the_backend_once() {
     ctx.cleanup().await;
 }
 
-fn unreachable(on_redis_error: RedisFailure) -> Process {
-    let client = redis::Client::open("redis://127.0.0.1:1").expect("valid url");
+/// A process on the Redis at `url`, giving up on it after 200 ms.
+fn impatient(url: &str, on_redis_error: RedisFailure) -> Process {
+    let client = redis::Client::open(url).expect("valid url");
     let config = DistributedConfig {
         redis_timeout: Duration::from_millis(200),
         on_redis_error,
@@ -311,20 +324,17 @@ fn unreachable(on_redis_error: RedisFailure) -> Process {
     DistributedGroup::new(client, config).expect("valid config")
 }
 
+fn unreachable(on_redis_error: RedisFailure) -> Process {
+    impatient("redis://127.0.0.1:1", on_redis_error)
+}
+
 #[tokio::test]
 async fn unreachable_redis_runs_the_work_locally_by_default() {
     let group = unreachable(RedisFailure::ExecuteLocally);
-    let started = Instant::now();
-    let outcome = group
-        .work("k".to_string(), || async { Ok(3) })
-        .await
-        .unwrap();
+    let (result, waited) = timed_work(&group, 3).await;
+    let outcome = result.unwrap();
     assert_eq!((outcome.value, outcome.source), (3, Source::Executed));
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
     let stats = group.stats();
     assert_eq!((stats.local_fallbacks, stats.redis_errors), (1, 1));
 }
@@ -332,20 +342,9 @@ async fn unreachable_redis_runs_the_work_locally_by_default() {
 #[tokio::test]
 async fn unreachable_redis_fails_the_call_when_configured() {
     let group = unreachable(RedisFailure::Fail);
-    let started = Instant::now();
-    let error = group
-        .work("k".to_string(), || async { Ok(3) })
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&error, DedupError::Rejected(r) if r.kind == RejectKind::Unavailable),
-        "{error:?}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    let (result, waited) = timed_work(&group, 3).await;
+    assert_unavailable(&result.unwrap_err());
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
 }
 
 /// A server that accepts connections and never answers: a Redis that hangs mid-call.
@@ -367,16 +366,8 @@ async fn silent_server() -> (String, tokio::task::JoinHandle<()>) {
 async fn a_redis_that_stops_answering_is_cut_off_by_the_timeout() {
     let (url, server) = silent_server().await;
     for on_redis_error in [RedisFailure::ExecuteLocally, RedisFailure::Fail] {
-        let config = DistributedConfig {
-            redis_timeout: Duration::from_millis(200),
-            on_redis_error,
-            ..DistributedConfig::default()
-        };
-        let client = redis::Client::open(url.as_str()).expect("valid url");
-        let group: Process = DistributedGroup::new(client, config).expect("valid config");
-        let started = Instant::now();
-        let result = group.work("k".to_string(), || async { Ok(5) }).await;
-        let waited = started.elapsed();
+        let group = impatient(&url, on_redis_error);
+        let (result, waited) = timed_work(&group, 5).await;
         match on_redis_error {
             RedisFailure::ExecuteLocally => {
                 let outcome = result.expect("ran locally");
@@ -384,11 +375,7 @@ async fn a_redis_that_stops_answering_is_cut_off_by_the_timeout() {
                 assert_eq!(group.stats().local_fallbacks, 1);
             }
             RedisFailure::Fail => {
-                let error = result.expect_err("failed");
-                assert!(
-                    matches!(&error, DedupError::Rejected(r) if r.kind == RejectKind::Unavailable),
-                    "{error:?}"
-                );
+                assert_unavailable(&result.expect_err("failed"));
             }
         }
         assert!(group.stats().redis_errors >= 1);
@@ -402,66 +389,27 @@ async fn a_redis_that_stops_answering_is_cut_off_by_the_timeout() {
 
 #[test]
 fn invalid_configs_name_the_field() {
-    let cases = [
+    /// Breaks one rule of an otherwise default config.
+    type Break = fn(&mut DistributedConfig);
+    let cases: [(Break, &str); 8] = [
+        (|c| c.prefix = String::new(), "prefix"),
+        (|c| c.prefix = "jobs*".to_owned(), "prefix"),
+        (|c| c.prefix = "{jobs}".to_owned(), "prefix"),
+        (|c| c.lease_ttl = Duration::from_millis(1), "lease_ttl"),
         (
-            DistributedConfig {
-                prefix: String::new(),
-                ..DistributedConfig::default()
-            },
-            "prefix",
-        ),
-        (
-            DistributedConfig {
-                prefix: "jobs*".to_owned(),
-                ..DistributedConfig::default()
-            },
-            "prefix",
-        ),
-        (
-            DistributedConfig {
-                prefix: "{jobs}".to_owned(),
-                ..DistributedConfig::default()
-            },
-            "prefix",
-        ),
-        (
-            DistributedConfig {
-                lease_ttl: Duration::from_millis(1),
-                ..DistributedConfig::default()
-            },
-            "lease_ttl",
-        ),
-        (
-            DistributedConfig {
-                max_poll_interval: Duration::from_millis(1),
-                poll_interval: Duration::from_millis(5),
-                ..DistributedConfig::default()
+            |c| {
+                c.max_poll_interval = Duration::from_millis(1);
+                c.poll_interval = Duration::from_millis(5);
             },
             "max_poll_interval",
         ),
-        (
-            DistributedConfig {
-                redis_timeout: Duration::ZERO,
-                ..DistributedConfig::default()
-            },
-            "redis_timeout",
-        ),
-        (
-            DistributedConfig {
-                max_wait: Duration::MAX,
-                ..DistributedConfig::default()
-            },
-            "max_wait",
-        ),
-        (
-            DistributedConfig {
-                lease_ttl: Duration::MAX,
-                ..DistributedConfig::default()
-            },
-            "lease_ttl",
-        ),
+        (|c| c.redis_timeout = Duration::ZERO, "redis_timeout"),
+        (|c| c.max_wait = Duration::MAX, "max_wait"),
+        (|c| c.lease_ttl = Duration::MAX, "lease_ttl"),
     ];
-    for (config, field) in cases {
+    for (break_a_rule, field) in cases {
+        let mut config = DistributedConfig::default();
+        break_a_rule(&mut config);
         let error = config.validate().unwrap_err();
         assert_eq!(error.field(), field, "{error}");
     }
@@ -496,9 +444,6 @@ async fn the_longest_accepted_max_wait_never_panics() {
             .work("k".to_string(), || async { Ok(3) })
             .await
             .unwrap_err();
-        assert!(
-            matches!(&error, DedupError::Rejected(r) if r.kind == RejectKind::Unavailable),
-            "{error:?}"
-        );
+        assert_unavailable(&error);
     }
 }

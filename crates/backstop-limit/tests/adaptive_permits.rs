@@ -7,8 +7,8 @@ use backstop_core::{
     TokioClock, deadline, service_fn,
 };
 use backstop_limit::{
-    AdaptiveLayer, AdaptiveLimitConfig, AdaptiveLimiter, AdaptiveOutcome, AimdConfig,
-    LimitAlgorithm, PriorityClassConfig,
+    AdaptiveLayer, AdaptiveLimitConfig, AdaptiveLimiter, AdaptiveOutcome, AdaptivePermit,
+    AimdConfig, LimitAlgorithm, PriorityClass, PriorityClassConfig,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,6 +20,25 @@ fn config(initial: u64) -> AdaptiveLimitConfig {
         min_limit: 1,
         ..Default::default()
     }
+}
+
+/// A limiter of `initial` permits on Tokio's clock with one class, `name`, whose callers
+/// queue: at most `depth` of them, each for at most `timeout`.
+fn queueing(
+    initial: u64,
+    name: &str,
+    depth: usize,
+    timeout: Duration,
+) -> AdaptiveLimiter<TokioClock> {
+    let classes = vec![PriorityClassConfig::new(name, 1.0).with_queue(depth, timeout)];
+    AdaptiveLimiter::with_clock(
+        AdaptiveLimitConfig {
+            classes,
+            ..config(initial)
+        },
+        TokioClock,
+    )
+    .unwrap()
 }
 
 fn assert_idle<C: Clock>(limiter: &AdaptiveLimiter<C>) {
@@ -37,18 +56,7 @@ fn assert_idle<C: Clock>(limiter: &AdaptiveLimiter<C>) {
 
 #[tokio::test(start_paused = true)]
 async fn cancelling_a_layered_call_at_every_await_leaks_no_permit_and_counts_as_dropped() {
-    let limiter = AdaptiveLimiter::with_clock(
-        AdaptiveLimitConfig {
-            initial_limit: 4,
-            min_limit: 1,
-            classes: vec![
-                PriorityClassConfig::new("only", 1.0).with_queue(64, Duration::from_secs(1)),
-            ],
-            ..Default::default()
-        },
-        TokioClock,
-    )
-    .unwrap();
+    let limiter = queueing(4, "only", 64, Duration::from_secs(1));
     let service = Arc::new(
         AdaptiveLayer::new(limiter.clone()).layer(
             service_fn(|_: u32| async {
@@ -103,7 +111,7 @@ async fn a_panicking_key_fails_that_call_and_a_panicking_classifier_keeps_the_re
     let limiter = AdaptiveLimiter::new(config(4)).unwrap();
     let model = || service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) }).lift();
     let bad_key = AdaptiveLayer::new(limiter.clone())
-        .key(|_: &u32| -> backstop_limit::PriorityClass { panic!("key closure bug") })
+        .key(|_: &u32| -> PriorityClass { panic!("key closure bug") })
         .layer(model());
     let error: Error<std::io::Error> = bad_key.call(1).await.unwrap_err();
     assert!(error.panic().is_some(), "{error:?}");
@@ -157,18 +165,7 @@ async fn readiness_refuses_when_every_permit_is_taken_then_asks_the_inner_servic
 
 #[tokio::test(start_paused = true)]
 async fn a_queued_caller_gets_the_next_free_permit_or_its_timeout_or_its_deadline() {
-    let limiter = AdaptiveLimiter::with_clock(
-        AdaptiveLimitConfig {
-            initial_limit: 1,
-            min_limit: 1,
-            classes: vec![
-                PriorityClassConfig::new("q", 1.0).with_queue(1, Duration::from_millis(100)),
-            ],
-            ..Default::default()
-        },
-        TokioClock,
-    )
-    .unwrap();
+    let limiter = queueing(1, "q", 1, Duration::from_millis(100));
     let first = limiter.acquire().await.unwrap();
     // Freed after 30 ms: the queued caller gets it.
     let waiter = {
@@ -212,6 +209,14 @@ async fn a_queued_caller_gets_the_next_free_permit_or_its_timeout_or_its_deadlin
     assert_idle(&limiter);
 }
 
+/// Every permit `class` can get now; the loop ends with one refusal.
+fn take_all<C: Clock>(
+    limiter: &AdaptiveLimiter<C>,
+    class: PriorityClass,
+) -> Vec<AdaptivePermit<C>> {
+    std::iter::from_fn(|| limiter.try_acquire_as(class).ok()).collect()
+}
+
 #[tokio::test]
 async fn a_higher_class_borrows_a_lower_class_idle_share_but_not_the_reverse() {
     let limiter = AdaptiveLimiter::new(AdaptiveLimitConfig {
@@ -228,16 +233,14 @@ async fn a_higher_class_borrows_a_lower_class_idle_share_but_not_the_reverse() {
     let [critical, normal, sheddable] =
         ["critical", "normal", "sheddable"].map(|n| limiter.class(n).unwrap());
     // Normal may use its 5 and the unreserved rest, never critical's idle 3.
-    let normal_permits: Vec<_> =
-        std::iter::from_fn(|| limiter.try_acquire_as(normal).ok()).collect();
+    let normal_permits = take_all(&limiter, normal);
     assert_eq!(normal_permits.len(), 7);
     assert_eq!(
         limiter.try_acquire_as(sheddable).unwrap_err().kind,
         RejectKind::Shed
     );
     // Critical takes its 3, and nothing more is left for anyone.
-    let critical_permits: Vec<_> =
-        std::iter::from_fn(|| limiter.try_acquire_as(critical).ok()).collect();
+    let critical_permits = take_all(&limiter, critical);
     assert_eq!(critical_permits.len(), 3);
     assert_eq!(
         limiter.try_acquire_as(critical).unwrap_err().kind,
@@ -245,7 +248,7 @@ async fn a_higher_class_borrows_a_lower_class_idle_share_but_not_the_reverse() {
     );
     drop(normal_permits);
     // Critical may now borrow normal's idle share.
-    let borrowed: Vec<_> = std::iter::from_fn(|| limiter.try_acquire_as(critical).ok()).collect();
+    let borrowed = take_all(&limiter, critical);
     assert_eq!(borrowed.len(), 7);
     let stats = limiter.stats();
     assert_eq!(stats.classes[0].in_flight, 10);
@@ -279,52 +282,35 @@ fn manual(algorithm: LimitAlgorithm, initial: u64) -> (AdaptiveLimiter<ManualClo
     (limiter, clock)
 }
 
-/// Runs one window with `calls` calls in flight at once: `calls − 1` of `latency` ending
-/// with `outcome`, and one ignored call that ends the window at 100 ms.
+/// Runs one window with `calls` calls in flight at once: `calls − 1` of 50 ms ending with
+/// `outcome` (fast for the window: 50 ms of 100), and one ignored call that ends the window
+/// at 100 ms.
 fn window(
     limiter: &AdaptiveLimiter<ManualClock>,
     clock: &ManualClock,
     calls: usize,
-    latency: Duration,
     outcome: AdaptiveOutcome,
 ) {
+    let latency = Duration::from_millis(50);
     let probe = limiter.try_acquire().unwrap();
     let permits: Vec<_> = (1..calls).map(|_| limiter.try_acquire().unwrap()).collect();
     clock.advance(latency);
     for permit in permits {
         permit.complete(outcome);
     }
-    clock.advance(Duration::from_millis(100).saturating_sub(latency));
+    clock.advance(Duration::from_millis(100) - latency);
     probe.complete(AdaptiveOutcome::Ignored);
 }
 
 #[test]
 fn dropped_calls_back_the_limit_off_and_ignored_ones_do_not_count() {
     let (limiter, clock) = manual(LimitAlgorithm::Aimd(AimdConfig::default()), 20);
-    window(
-        &limiter,
-        &clock,
-        20,
-        Duration::from_millis(50),
-        AdaptiveOutcome::Success,
-    );
+    window(&limiter, &clock, 20, AdaptiveOutcome::Success);
     assert_eq!(limiter.limit(), 22, "a busy fast window grows AIMD by 2");
-    window(
-        &limiter,
-        &clock,
-        20,
-        Duration::from_millis(50),
-        AdaptiveOutcome::Dropped,
-    );
+    window(&limiter, &clock, 20, AdaptiveOutcome::Dropped);
     assert_eq!(limiter.limit(), 20, "a window with drops backs off by 10 %");
     let windows = limiter.stats().windows;
-    window(
-        &limiter,
-        &clock,
-        20,
-        Duration::from_millis(50),
-        AdaptiveOutcome::Ignored,
-    );
+    window(&limiter, &clock, 20, AdaptiveOutcome::Ignored);
     assert_eq!(
         limiter.stats().windows,
         windows,
@@ -340,18 +326,7 @@ fn dropped_calls_back_the_limit_off_and_ignored_ones_do_not_count() {
 
 #[tokio::test]
 async fn the_default_classifier_counts_a_refusal_from_below_as_dropped() {
-    let clock = ManualClock::new();
-    let limiter = AdaptiveLimiter::with_clock(
-        AdaptiveLimitConfig {
-            algorithm: LimitAlgorithm::Aimd(AimdConfig::default()),
-            initial_limit: 10,
-            min_limit: 1,
-            min_window_samples: 1,
-            ..Default::default()
-        },
-        clock.clone(),
-    )
-    .unwrap();
+    let (limiter, clock) = manual(LimitAlgorithm::Aimd(AimdConfig::default()), 10);
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
     let tick = clock.clone();
@@ -403,21 +378,9 @@ fn a_tracing_event_marks_every_move_larger_than_the_step() {
     with_default(Collect(events.clone()), || {
         let (limiter, clock) = manual(LimitAlgorithm::Aimd(AimdConfig::default()), 20);
         // +2 per window from 20: 22 (10 %, not more), 24 (20 % since 20: an event).
-        window(
-            &limiter,
-            &clock,
-            20,
-            Duration::from_millis(50),
-            AdaptiveOutcome::Success,
-        );
+        window(&limiter, &clock, 20, AdaptiveOutcome::Success);
         assert!(events.lock().unwrap().is_empty());
-        window(
-            &limiter,
-            &clock,
-            22,
-            Duration::from_millis(50),
-            AdaptiveOutcome::Success,
-        );
+        window(&limiter, &clock, 22, AdaptiveOutcome::Success);
         assert_eq!(limiter.limit(), 24);
     });
     assert_eq!(*events.lock().unwrap(), ["backstop_limit"]);

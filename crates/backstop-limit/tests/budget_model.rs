@@ -18,6 +18,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const START_SECS: u64 = 1_700_000_000;
 
+/// The levels' names, in path order.
+const LEVELS: [&str; 3] = ["key", "team", "org"];
+
 /// (meter, limit, window in seconds) per quota, per level.
 fn shape() -> Vec<Vec<(BudgetMeter, u64, u64)>> {
     vec![
@@ -31,7 +34,6 @@ fn shape() -> Vec<Vec<(BudgetMeter, u64, u64)>> {
 }
 
 fn plan(on_drop: DropRule) -> BudgetPlan {
-    let names = ["key", "team", "org"];
     let mut builder = BudgetPlan::builder()
         .costs(
             CostTable::new()
@@ -41,7 +43,7 @@ fn plan(on_drop: DropRule) -> BudgetPlan {
         .on_drop(on_drop);
     for (level, quotas) in shape().into_iter().enumerate() {
         builder = builder.level(
-            names[level],
+            LEVELS[level],
             quotas
                 .into_iter()
                 .enumerate()
@@ -252,35 +254,27 @@ fn run(steps: Vec<Step>, on_drop: DropRule) -> Result<(), TestCaseError> {
                     Err(other) => prop_assert!(false, "unexpected {:?}", other),
                 }
             }
-            Step::Settle {
-                pick,
-                input,
-                output,
-            } if !open.is_empty() => {
+            // A reservation ends, settled or dropped: the reference then charges what it cost.
+            step @ (Step::Settle { pick, .. } | Step::Drop { pick }) if !open.is_empty() => {
                 let Open {
                     reservation,
                     key,
                     held,
                     at,
                 } = open.swap_remove(pick % open.len());
-                let actual = charges(TokenUsage::new(input, output));
-                let settled = reservation.settle_usage(TokenUsage::new(input, output));
-                prop_assert_eq!(settled.charged, actual);
-                prop_assert_eq!(settled.refunded, held.saturating_sub(&actual));
-                prop_assert_eq!(settled.overrun, actual.saturating_sub(&held));
-                reference.settle(&path(key), held, at, actual, t);
-            }
-            Step::Drop { pick } if !open.is_empty() => {
-                let Open {
-                    reservation,
-                    key,
-                    held,
-                    at,
-                } = open.swap_remove(pick % open.len());
-                drop(reservation);
-                let actual = match on_drop {
-                    DropRule::RefundAll => Charges::ZERO,
-                    _ => held,
+                let actual = if let Step::Settle { input, output, .. } = step {
+                    let actual = charges(TokenUsage::new(input, output));
+                    let settled = reservation.settle_usage(TokenUsage::new(input, output));
+                    prop_assert_eq!(settled.charged, actual);
+                    prop_assert_eq!(settled.refunded, held.saturating_sub(&actual));
+                    prop_assert_eq!(settled.overrun, actual.saturating_sub(&held));
+                    actual
+                } else {
+                    drop(reservation);
+                    match on_drop {
+                        DropRule::RefundAll => Charges::ZERO,
+                        _ => held,
+                    }
                 };
                 reference.settle(&path(key), held, at, actual, t);
             }
@@ -321,7 +315,7 @@ fn run(steps: Vec<Step>, on_drop: DropRule) -> Result<(), TestCaseError> {
                     );
                     index += 1;
                 }
-                let name = ["key", "team", "org"][level];
+                let name = LEVELS[level];
                 let totals = budgets.spend(name, id).map_or(Charges::ZERO, |s| s.totals);
                 let expected = reference
                     .totals
@@ -345,7 +339,7 @@ fn run(steps: Vec<Step>, on_drop: DropRule) -> Result<(), TestCaseError> {
         reference.settle(&path(key), held, at, actual, now(&clock));
     }
     for ((level, id), expected) in &reference.totals {
-        let name = ["key", "team", "org"][*level];
+        let name = LEVELS[*level];
         prop_assert_eq!(budgets.spend(name, id).unwrap().totals, *expected);
     }
     let stats = budgets.stats();

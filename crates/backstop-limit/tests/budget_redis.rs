@@ -47,6 +47,14 @@ async fn used(b: &RedisBudgets, level: &str, id: &str, quota: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A key's tokens in its balance and its totals: the two must move together.
+async fn key_tokens_and_totals(b: &RedisBudgets, key: &str) -> (u64, Charges) {
+    (
+        used(b, "key", key, "tokens").await,
+        totals(b, "key", key).await,
+    )
+}
+
 #[tokio::test]
 async fn reserve_and_settle_are_exact_and_all_or_none_across_levels() {
     let Some(redis) = RedisTestContext::from_env("budget_exact").await else {
@@ -215,6 +223,14 @@ impl<F: Future> Future for PollAtMost<F> {
     }
 }
 
+/// Polls `future` at most `polls` times, then drops it.
+fn poll_at_most<F>(future: F, polls: usize) -> PollAtMost<F> {
+    PollAtMost {
+        inner: Box::pin(future),
+        left: polls,
+    }
+}
+
 #[tokio::test]
 async fn a_settlement_cancelled_at_every_await_is_applied_exactly_once() {
     let Some(redis) = RedisTestContext::from_env("budget_cancel_settle").await else {
@@ -230,14 +246,9 @@ async fn a_settlement_cancelled_at_every_await_is_applied_exactly_once() {
                 .reserve_charges(&path, Charges::new(1, 100, 0))
                 .await
                 .unwrap();
-            let settle = held.settle(Charges::new(1, 30, 0));
-            let outcome = PollAtMost {
-                inner: Box::pin(settle),
-                left: polls,
-            }
-            .await;
+            let outcome = poll_at_most(held.settle(Charges::new(1, 30, 0)), polls).await;
             b.flush().await;
-            let charged = totals(&b, "key", &key).await;
+            let (tokens, charged) = key_tokens_and_totals(&b, &key).await;
             let rule_amount = match rule {
                 DropRule::RefundAll => Charges::ZERO,
                 _ => Charges::new(1, 100, 0),
@@ -259,7 +270,6 @@ async fn a_settlement_cancelled_at_every_await_is_applied_exactly_once() {
                     "{rule:?} cancelled after {polls} polls: {charged:?}"
                 ),
             }
-            let tokens = used(&b, "key", &key, "tokens").await;
             assert_eq!(tokens, charged.tokens, "the balance moved with the totals");
         }
         assert!(
@@ -279,23 +289,17 @@ async fn a_reservation_cancelled_at_every_await_leaves_nothing_held() {
     for polls in 0..12usize {
         let key = format!("reserve-{polls}");
         let path = [key.as_str(), "t", "acme"];
-        let reserve = b.reserve_charges(&path, Charges::new(1, 100, 0));
-        let outcome = PollAtMost {
-            inner: Box::pin(reserve),
-            left: polls,
-        }
-        .await;
+        let outcome = poll_at_most(b.reserve_charges(&path, Charges::new(1, 100, 0)), polls).await;
         if let Some(held) = outcome {
             drop(held.unwrap());
         }
         b.flush().await;
         // Whether the script ran or not, RefundAll leaves the key as it was.
         assert_eq!(
-            totals(&b, "key", &key).await,
-            Charges::ZERO,
+            key_tokens_and_totals(&b, &key).await,
+            (0, Charges::ZERO),
             "after {polls} polls"
         );
-        assert_eq!(used(&b, "key", &key, "tokens").await, 0);
     }
     redis.cleanup().await;
 }
@@ -426,21 +430,26 @@ async fn redis_down_between_reserve_and_settle_retries_then_loses_only_the_diffe
     }
     let proxy = Proxy::start(&host_port(redis.url())).await;
     let direct = budgets(&redis, DropRule::ChargeEstimate);
-    let through = RedisBudgets::new(
-        redis::Client::open(proxy.url.as_str()).unwrap(),
-        redis.prefix(),
-        plan(DropRule::ChargeEstimate),
-    )
-    .unwrap()
-    .with_timeout(Duration::from_millis(300))
-    .unwrap()
-    .with_settle_retry(SettleRetry {
-        attempts: 3,
-        backoff: Duration::from_millis(20),
-    })
-    .unwrap();
+    // The same budgets as `direct`, reached through the proxy, retrying a settlement
+    // `attempts` times in all.
+    let via_proxy = |attempts| {
+        RedisBudgets::new(
+            redis::Client::open(proxy.url.as_str()).unwrap(),
+            redis.prefix(),
+            plan(DropRule::ChargeEstimate),
+        )
+        .unwrap()
+        .with_timeout(Duration::from_millis(300))
+        .unwrap()
+        .with_settle_retry(SettleRetry {
+            attempts,
+            backoff: Duration::from_millis(20),
+        })
+        .unwrap()
+    };
 
     // Down for good: three attempts, then the settlement is logged and counted as lost.
+    let through = via_proxy(3);
     let held = through
         .reserve_charges(&["lost", "t", "acme"], Charges::new(1, 400, 0))
         .await
@@ -455,10 +464,9 @@ async fn redis_down_between_reserve_and_settle_retries_then_loses_only_the_diffe
     );
     // What is lost: the refund of 300 tokens. The estimate stays charged for the period,
     // and the totals count the estimate, not the 100 tokens used.
-    assert_eq!(used(&direct, "key", "lost", "tokens").await, 400);
     assert_eq!(
-        totals(&direct, "key", "lost").await,
-        Charges::new(1, 400, 0)
+        key_tokens_and_totals(&direct, "lost").await,
+        (400, Charges::new(1, 400, 0))
     );
     // While down, a reservation fails closed by default.
     let refused = through
@@ -470,19 +478,7 @@ async fn redis_down_between_reserve_and_settle_retries_then_loses_only_the_diffe
 
     // Down briefly: a retry reaches Redis once it is back, and the settlement is exact.
     proxy.set_up(true).await;
-    let through = RedisBudgets::new(
-        redis::Client::open(proxy.url.as_str()).unwrap(),
-        redis.prefix(),
-        plan(DropRule::ChargeEstimate),
-    )
-    .unwrap()
-    .with_timeout(Duration::from_millis(300))
-    .unwrap()
-    .with_settle_retry(SettleRetry {
-        attempts: 50,
-        backoff: Duration::from_millis(20),
-    })
-    .unwrap();
+    let through = via_proxy(50);
     let held = through
         .reserve_charges(&["retried", "t", "acme"], Charges::new(1, 400, 0))
         .await
@@ -493,10 +489,9 @@ async fn redis_down_between_reserve_and_settle_retries_then_loses_only_the_diffe
     proxy.set_up(true).await;
     settle.await.unwrap().unwrap();
     assert!(through.stats().settle_retries >= 1);
-    assert_eq!(used(&direct, "key", "retried", "tokens").await, 100);
     assert_eq!(
-        totals(&direct, "key", "retried").await,
-        Charges::new(1, 100, 0)
+        key_tokens_and_totals(&direct, "retried").await,
+        (100, Charges::new(1, 100, 0))
     );
     redis.cleanup().await;
 }

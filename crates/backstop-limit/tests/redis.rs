@@ -153,12 +153,17 @@ async fn client_time_mode_decides_like_server_time() {
     redis.cleanup().await;
 }
 
-fn down(policy: FailurePolicy) -> RedisRateLimiter {
+/// A limiter of `quotas` whose Redis is down, applying `policy`.
+fn down_with(quotas: &[Quota], policy: FailurePolicy) -> RedisRateLimiter {
     let client = redis::Client::open("redis://127.0.0.1:1").unwrap();
-    RedisRateLimiter::new(client, "down", &[Quota::per_hour(2).unwrap()])
+    RedisRateLimiter::new(client, "down", quotas)
         .unwrap()
         .with_timeout(Duration::from_millis(500))
         .with_failure_policy(policy)
+}
+
+fn down(policy: FailurePolicy) -> RedisRateLimiter {
+    down_with(&[Quota::per_hour(2).unwrap()], policy)
 }
 
 #[tokio::test]
@@ -198,11 +203,7 @@ async fn down_server_applies_each_failure_policy() {
 #[tokio::test]
 async fn the_local_fallback_charges_per_quota_costs_all_or_none() {
     let quotas = [Quota::per_hour(3).unwrap(), Quota::per_hour(2_000).unwrap()];
-    let client = redis::Client::open("redis://127.0.0.1:1").unwrap();
-    let limiter = RedisRateLimiter::new(client, "down", &quotas)
-        .unwrap()
-        .with_timeout(Duration::from_millis(500))
-        .with_failure_policy(FailurePolicy::local(&quotas).unwrap());
+    let limiter = down_with(&quotas, FailurePolicy::local(&quotas).unwrap());
     let mut allowed = Vec::new();
     for costs in [[1, 1_500], [1, 1_000], [1, 500], [1, 0], [1, 0]] {
         let decision = limiter.check_key_costs("ann", &costs).await.unwrap();
@@ -216,6 +217,13 @@ async fn the_local_fallback_charges_per_quota_costs_all_or_none() {
 struct Call {
     user: &'static str,
     tokens: u64,
+}
+
+/// A layer over `limiter` charging each call's tokens to its user.
+fn per_user(limiter: RedisRateLimiter) -> RedisRateLimitLayer<Call> {
+    RedisRateLimitLayer::new(limiter)
+        .key(|c: &Call| c.user.to_string())
+        .cost(|c: &Call| c.tokens)
 }
 
 #[tokio::test]
@@ -233,9 +241,7 @@ async fn layer_charges_the_shared_budget_and_types_refusals() {
         .timeout(Duration::from_secs(2))
         .on_failure(FailureMode::Closed);
     let limiter = config.build(redis.client().clone()).unwrap();
-    let layer = RedisRateLimitLayer::new(limiter.clone())
-        .key(|c: &Call| c.user.to_string())
-        .cost(|c: &Call| c.tokens);
+    let layer = per_user(limiter.clone());
     let model = service_fn(|c: Call| async move {
         if c.tokens == 13 {
             Err("unlucky")
@@ -245,57 +251,24 @@ async fn layer_charges_the_shared_budget_and_types_refusals() {
     })
     .lift();
     let svc = Stack::new().layer(layer).service(model);
-    assert_eq!(
-        svc.call(Call {
-            user: "ann",
-            tokens: 60
-        })
-        .await
-        .unwrap(),
-        60
-    );
-    assert_eq!(
-        svc.call(Call {
-            user: "ann",
-            tokens: 13
-        })
-        .await
-        .unwrap_err()
-        .inner(),
-        Some(&"unlucky")
-    );
-    let refused = svc
-        .call(Call {
-            user: "ann",
-            tokens: 30,
-        })
-        .await
-        .unwrap_err();
+    let call = |user, tokens| svc.call(Call { user, tokens });
+    assert_eq!(call("ann", 60).await.unwrap(), 60);
+    assert_eq!(call("ann", 13).await.unwrap_err().inner(), Some(&"unlucky"));
+    let refused = call("ann", 30).await.unwrap_err();
     assert_eq!(
         refused.rejection().unwrap().kind,
         RejectKind::RateLimited { quota: 0 }
     );
     assert!(refused.retry_after().unwrap() > Duration::from_secs(60));
     assert_eq!(
-        svc.call(Call {
-            user: "ann",
-            tokens: 101
-        })
-        .await
-        .unwrap_err()
-        .rejection()
-        .map(|r| r.kind),
+        call("ann", 101)
+            .await
+            .unwrap_err()
+            .rejection()
+            .map(|r| r.kind),
         Some(RejectKind::TooLarge { quota: 0 })
     );
-    assert_eq!(
-        svc.call(Call {
-            user: "bob",
-            tokens: 100
-        })
-        .await
-        .unwrap(),
-        100
-    );
+    assert_eq!(call("bob", 100).await.unwrap(), 100);
     let stats = limiter.stats();
     assert_eq!((stats.allowed, stats.rejected), (3, 1));
     redis.cleanup().await;
@@ -313,21 +286,10 @@ async fn until_key_ready_waits_for_the_refill_or_gives_up_past_max_wait() {
         max_wait: Some(Duration::from_secs(1)),
         jitter: Duration::from_millis(2),
     };
-    assert!(
-        limiter
-            .until_key_ready("ann", 1, &policy)
-            .await
-            .unwrap()
-            .allowed
-    );
+    let ann_ready = || limiter.until_key_ready("ann", 1, &policy);
+    assert!(ann_ready().await.unwrap().allowed);
     let start = Instant::now();
-    assert!(
-        limiter
-            .until_key_ready("ann", 1, &policy)
-            .await
-            .unwrap()
-            .allowed
-    );
+    assert!(ann_ready().await.unwrap().allowed);
     assert!(start.elapsed() >= Duration::from_millis(30));
 
     let slow = self::limiter(&redis, &[Quota::per_hour(1).unwrap()]);
@@ -346,12 +308,8 @@ async fn until_key_ready_waits_for_the_refill_or_gives_up_past_max_wait() {
 
 #[tokio::test]
 async fn layer_over_a_down_server_fails_closed_within_the_timeout() {
-    let layer = RedisRateLimitLayer::new(
-        down(FailurePolicy::FailClosed).with_timeout(Duration::from_millis(200)),
-    )
-    .key(|c: &Call| c.user.to_string())
-    .cost(|c: &Call| c.tokens)
-    .wait(WaitPolicy::default());
+    let layer = per_user(down(FailurePolicy::FailClosed).with_timeout(Duration::from_millis(200)))
+        .wait(WaitPolicy::default());
     let svc = Stack::new()
         .layer(layer)
         .service(service_fn(|c: Call| async move { Ok::<_, ()>(c.tokens) }).lift());

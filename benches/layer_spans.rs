@@ -13,7 +13,7 @@
 //! Contenders, each polling one future that is ready at once with a no-op waker:
 //! - `unspanned`: the layer's work without its span, a bench-local service doing what the
 //!   layer does through the primitive's public API (`Breaker::call_with`, or
-//!   `RateLimitHandle::charge` under `contain`) around the same inner service;
+//!   `RateLimitHandle::admit` under `contain`) around the same inner service;
 //! - `layer`: the same call through `BreakerLayer` / `RateLimitLayer`, no subscriber;
 //! - `layer_level_off`: the layer under a subscriber whose level is `info` (spans off);
 //! - `layer_traced` (for information): the layer under a subscriber that records every
@@ -28,7 +28,7 @@ use std::task::{Context, Poll, Waker};
 
 use backstop::breaker::{Breaker, BreakerLayer, IgnoreRejections};
 use backstop::core::{Error, Layer, QuantaClock, Service, ServiceExt, contain, service_fn};
-use backstop::limit::{Quota, RateLimitHandle, RateLimitLayer, RateLimiter};
+use backstop::limit::{Admission, Quota, RateLimitHandle, RateLimitLayer, RateLimiter};
 use criterion::{Criterion, criterion_group, criterion_main};
 use tracing::level_filters::LevelFilter;
 
@@ -87,9 +87,10 @@ where
     type Error = Error<Infallible>;
 
     async fn call(&self, req: u64) -> Result<u64, Error<Infallible>> {
-        match contain("rate limit key or cost", || self.limiter.charge(&(), 1)) {
-            Ok(Ok(())) => self.inner.call(req).await,
-            Ok(Err(refused)) => Err(Error::Rejected(refused.rejection())),
+        match contain("rate limit key or cost", || self.limiter.admit(&(), 1)) {
+            Ok(Admission::Now(Ok(()))) => self.inner.call(req).await,
+            Ok(Admission::Now(Err(refused))) => Err(Error::Rejected(refused)),
+            Ok(Admission::Later(never)) => match never {},
             Err(panicked) => Err(Error::Panicked(panicked)),
         }
     }

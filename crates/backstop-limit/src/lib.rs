@@ -51,7 +51,8 @@
 //!   cluster slot, Redis `TIME` or client time, and an explicit `FailurePolicy` (fail
 //!   open, fail closed, or a local in-process limiter) when Redis is down or slow,
 //!   decided within a per-call timeout. `until_key_ready` waits for admission within a
-//!   `max_wait`; `RedisRateLimitLayer` puts it in front of a service; `RedisLimitConfig`
+//!   `max_wait`; [`RateLimitLayer`] puts it in front of a service like every other
+//!   limiter (a [`RateLimitHandle`] whose charge is a round trip); `RedisLimitConfig`
 //!   reads it from configuration.
 //!
 //! # Features
@@ -61,7 +62,8 @@
 //!   [`AdaptiveLayer`], [`TokioClock`]. Without it (`default-features = false`) the crate is
 //!   the synchronous limiters, [`RateLimitLayer`] and the local budgets, and pulls no
 //!   runtime.
-//! - `redis` (implies `tokio`): `RedisRateLimiter` with its layer, and `RedisBudgets`.
+//! - `redis` (implies `tokio`): `RedisRateLimiter` (under the same [`RateLimitLayer`]), and
+//!   `RedisBudgets`.
 //! - `quanta`: the default clock reads the CPU counter.
 //!
 //! # Bounds
@@ -170,20 +172,21 @@ pub use distributed::{
 pub use error::{CheckError, WaitError};
 pub use gcra::{Gcra, LimiterStats, MAX_QUOTAS, RateLimiter};
 pub use keyed::KeyedRateLimiter;
+pub use layer::{
+    Admission, Immediate, LimitCost, LimitKey, PerRequest, RateLimitHandle, RateLimitLayer,
+    RateLimitService, Unkeyed,
+};
 #[cfg(feature = "tokio")]
 pub use layer::{BulkheadLayer, BulkheadService};
-pub use layer::{
-    LimitCost, LimitKey, PerRequest, RateLimitHandle, RateLimitLayer, RateLimitService, Unkeyed,
-};
 pub use limiter::Limiter;
 pub use multi::{KeyedMultiRateLimiter, MultiRateLimiter};
 pub use quota::{Quota, QuotaConfig};
 #[cfg(feature = "redis")]
 pub use redis_config::{FailureMode, RedisLimitConfig, TimeSourceConfig};
-#[cfg(feature = "redis")]
-pub use redis_layer::{RedisRateLimitLayer, RedisRateLimitService};
 pub use store::{DirectStore, KeyedStats, KeyedStore, RateAlgorithm, StateStore};
 pub use wait::WaitPolicy;
+#[cfg(feature = "tokio")]
+pub use wait::Waiting;
 pub use window::{
     KeyedSlidingWindow, KeyedSlidingWindowStats, SlidingWindow, SlidingWindowLimiter,
     SlidingWindowStats,

@@ -6,10 +6,12 @@ use std::time::Duration;
 #[cfg(feature = "tokio")]
 use {
     crate::error::{CheckError, WaitError},
+    crate::layer::{Admission, RateLimitHandle},
     crate::limiter::Limiter,
     crate::store::{DirectStore, KeyedStore, RateAlgorithm},
-    backstop_core::Clock,
+    backstop_core::{BoxFuture, Clock, RejectKind, Rejected},
     std::hash::Hash,
+    std::sync::Arc,
 };
 
 /// How an async wait behaves; both durations are at most
@@ -50,35 +52,36 @@ pub(crate) fn jitter(max: Duration) -> Duration {
 pub(crate) enum Attempt<T> {
     /// Admitted, with the limiter's answer.
     Admitted(T),
-    /// Refused for now: it would pass after this wait.
-    Refused(Duration),
+    /// Refused for now: it would pass after the refusal's `retry_after`.
+    Refused(Rejected),
 }
 
 /// The one wait loop of every limiter, local or Redis: retries `attempt` after each
 /// refusal's wait (at least `floor`) plus the policy's jitter, until it is admitted or
 /// fails (its error returned as is), or until the next wait would pass `policy.max_wait`
-/// (`too_long(retry_after)`, without sleeping). Nothing is held across the sleep, so
+/// (`too_long(refusal)`, without sleeping). Nothing is held across the sleep, so
 /// dropping the future between attempts charges nothing and leaks nothing.
 #[cfg(feature = "tokio")]
 pub(crate) async fn wait_loop<T, E, F>(
     mut attempt: impl FnMut() -> F,
     policy: &WaitPolicy,
     floor: Duration,
-    too_long: impl Fn(Duration) -> E,
+    too_long: impl Fn(Rejected) -> E,
 ) -> Result<T, E>
 where
     F: std::future::Future<Output = Result<Attempt<T>, E>>,
 {
     let mut waited = Duration::ZERO;
     loop {
-        let retry_after = match attempt().await? {
+        let refusal = match attempt().await? {
             Attempt::Admitted(answer) => return Ok(answer),
-            Attempt::Refused(retry_after) => retry_after,
+            Attempt::Refused(refusal) => refusal,
         };
+        let retry_after = refusal.retry_after.unwrap_or_default();
         if let Some(max_wait) = policy.max_wait
             && waited.saturating_add(retry_after) > max_wait
         {
-            return Err(too_long(retry_after));
+            return Err(too_long(refusal));
         }
         // Saturating: even a policy that was never validated cannot overflow the deadline.
         let sleep = backstop_core::time::clamp(
@@ -98,12 +101,14 @@ async fn wait_for(
     let attempt = || {
         std::future::ready(match attempt() {
             Ok(()) => Ok(Attempt::Admitted(())),
-            Err(CheckError::Rejected(r)) => Ok(Attempt::Refused(r.retry_after.unwrap_or_default())),
+            Err(CheckError::Rejected(r)) => Ok(Attempt::Refused(r)),
             Err(impossible) => Err(WaitError::Impossible(impossible)),
         })
     };
-    wait_loop(attempt, policy, Duration::ZERO, |retry_after| {
-        WaitError::TooLong { retry_after }
+    wait_loop(attempt, policy, Duration::ZERO, |refusal| {
+        WaitError::TooLong {
+            retry_after: refusal.retry_after.unwrap_or_default(),
+        }
     })
     .await
 }
@@ -159,6 +164,92 @@ where
         policy: &WaitPolicy,
     ) -> Result<(), WaitError> {
         wait_for(|| self.check_key_n(key, cost), policy).await
+    }
+}
+
+/// A limiter whose rate refusals are slept out, made by
+/// [`RateLimitLayer::wait`](crate::RateLimitLayer::wait): any limiter of this crate,
+/// in process or in Redis, waits the same way.
+///
+/// Each refusal for rate is waited out (its `retry_after` plus the policy's jitter) and
+/// the charge tried again, until it is admitted, or refused once the next wait would pass
+/// `max_wait` (the last refusal, with its `retry_after`). Other refusals (a cost no wait
+/// admits, the key cap, Redis unavailable) return at once. An admission at the first try
+/// allocates nothing. Cancellation-safe: a refused try charges nothing, and nothing is held
+/// across the sleeps.
+#[cfg(feature = "tokio")]
+#[derive(Debug)]
+pub struct Waiting<L> {
+    limiter: Arc<L>,
+    policy: WaitPolicy,
+}
+
+#[cfg(feature = "tokio")]
+impl<L> Waiting<L> {
+    pub(crate) fn new(limiter: Arc<L>, policy: WaitPolicy) -> Self {
+        Self { limiter, policy }
+    }
+
+    /// Whether sleeping cures `refusal` within the policy's `max_wait`.
+    fn waits_out(&self, refusal: &Rejected) -> bool {
+        matches!(refusal.kind, RejectKind::RateLimited { .. })
+            && refusal
+                .retry_after
+                .is_some_and(|wait| self.policy.max_wait.is_none_or(|max| wait <= max))
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<Cost, L> RateLimitHandle<Cost> for Waiting<L>
+where
+    L: RateLimitHandle<Cost>,
+    L::Key: Clone + Send,
+    Cost: Copy + Send + 'static,
+{
+    type Key = L::Key;
+    type Pending<'a>
+        = BoxFuture<'a, Result<(), Rejected>>
+    where
+        Self: 'a;
+
+    fn admit(&self, key: &L::Key, cost: Cost) -> Admission<Self::Pending<'_>> {
+        // The first answer is kept: decided in place when no wait follows, otherwise the
+        // first attempt of the loop below.
+        let mut first = match self.limiter.admit(key, cost) {
+            Admission::Now(Err(refusal)) if self.waits_out(&refusal) => {
+                Some(Admission::Now(Err(refusal)))
+            }
+            Admission::Now(decided) => return Admission::Now(decided),
+            later @ Admission::Later(_) => Some(later),
+        };
+        let key = key.clone();
+        Admission::Later(Box::pin(async move {
+            let attempt = move || {
+                let admission = first
+                    .take()
+                    .unwrap_or_else(|| self.limiter.admit(&key, cost));
+                async move {
+                    let decided = match admission {
+                        Admission::Now(decided) => decided,
+                        Admission::Later(pending) => pending.await,
+                    };
+                    match decided {
+                        Ok(()) => Ok(Attempt::Admitted(())),
+                        Err(refusal) if self.waits_out(&refusal) => Ok(Attempt::Refused(refusal)),
+                        Err(refusal) => Err(refusal),
+                    }
+                }
+            };
+            wait_loop(attempt, &self.policy, Duration::ZERO, |refusal| refusal).await
+        }))
+    }
+
+    /// Ready unless the limiter refuses now for longer than a wait may last.
+    fn readiness(&self) -> Result<(), Rejected> {
+        match self.limiter.readiness() {
+            Err(refusal) if !self.waits_out(&refusal) => Err(refusal),
+            _ => Ok(()),
+        }
     }
 }
 

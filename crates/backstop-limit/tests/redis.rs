@@ -3,8 +3,8 @@
 
 use backstop_core::{RejectKind, Service, ServiceExt, Stack, service_fn};
 use backstop_limit::{
-    FailureMode, FailurePolicy, Quota, QuotaConfig, RedisLimitConfig, RedisLimitError,
-    RedisRateLimitLayer, RedisRateLimiter, TimeSource, WaitPolicy,
+    FailureMode, FailurePolicy, LimitCost, LimitKey, Quota, QuotaConfig, RateLimitLayer,
+    RedisLimitConfig, RedisLimitError, RedisRateLimiter, TimeSource, WaitPolicy,
 };
 use backstop_testkit::RedisTestContext;
 use std::time::{Duration, Instant};
@@ -220,8 +220,14 @@ struct Call {
 }
 
 /// A layer over `limiter` charging each call's tokens to its user.
-fn per_user(limiter: RedisRateLimiter) -> RedisRateLimitLayer<Call> {
-    RedisRateLimitLayer::new(limiter)
+fn per_user(
+    limiter: RedisRateLimiter,
+) -> RateLimitLayer<
+    RedisRateLimiter,
+    impl LimitKey<Call, Key = String>,
+    impl LimitCost<Call, Cost = u64>,
+> {
+    RateLimitLayer::new(limiter)
         .key(|c: &Call| c.user.to_string())
         .cost(|c: &Call| c.tokens)
 }
@@ -303,6 +309,51 @@ async fn until_key_ready_waits_for_the_refill_or_gives_up_past_max_wait() {
         start.elapsed() < Duration::from_millis(500),
         "gave up without sleeping"
     );
+    redis.cleanup().await;
+}
+
+/// The one `RateLimitLayer` over the Redis store: requests and tokens charged all or
+/// none, and a `wait` policy that sleeps a refusal out.
+#[tokio::test]
+async fn the_layer_charges_each_quota_its_cost_and_waits_when_told() {
+    let Some(redis) = RedisTestContext::from_env("limit_layer_costs").await else {
+        return;
+    };
+    let model = || service_fn(|c: Call| async move { Ok::<_, ()>(c.tokens) }).lift();
+    let quotas = [Quota::per_hour(2).unwrap(), Quota::per_hour(100).unwrap()];
+    let layer = RateLimitLayer::new(limiter(&redis, &quotas))
+        .key(|c: &Call| c.user.to_string())
+        .cost(|c: &Call| [1, c.tokens]);
+    let svc = Stack::new().layer(layer).service(model());
+    let call = |user, tokens| svc.call(Call { user, tokens });
+    assert_eq!(call("ann", 60).await.unwrap(), 60);
+    let refused = call("ann", 50).await.unwrap_err();
+    assert!(matches!(
+        refused.rejection().unwrap().kind,
+        RejectKind::RateLimited { .. }
+    ));
+    // The refusal on tokens spent no request: the second request still fits.
+    assert_eq!(call("ann", 40).await.unwrap(), 40);
+    assert!(call("ann", 0).await.is_err(), "two requests an hour");
+
+    // One cell every 40 ms: the second call waits about that long, then passes.
+    let quota = Quota::per_second(25).unwrap().with_burst(1).unwrap();
+    let policy = WaitPolicy {
+        max_wait: Some(Duration::from_secs(1)),
+        jitter: Duration::from_millis(2),
+    };
+    let waiting = per_user(limiter(&redis, &[quota])).wait(policy);
+    let svc = Stack::new().layer(waiting).service(model());
+    let bob = || {
+        svc.call(Call {
+            user: "bob",
+            tokens: 1,
+        })
+    };
+    assert_eq!(bob().await.unwrap(), 1);
+    let start = Instant::now();
+    assert_eq!(bob().await.unwrap(), 1);
+    assert!(start.elapsed() >= Duration::from_millis(30));
     redis.cleanup().await;
 }
 

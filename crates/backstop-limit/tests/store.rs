@@ -4,7 +4,7 @@
 use backstop_core::{Error, Layer, ManualClock, RejectKind, Service, ServiceExt, service_fn};
 use backstop_limit::{
     CheckError, KeyedMultiRateLimiter, KeyedRateLimiter, KeyedSlidingWindow, MultiRateLimiter,
-    Quota, RateLimitLayer, RateLimiter, SlidingWindowLimiter, TokioClock,
+    Quota, RateLimitLayer, RateLimiter, SlidingWindowLimiter, TokioClock, WaitPolicy,
 };
 use proptest::prelude::*;
 use std::convert::Infallible;
@@ -203,4 +203,68 @@ proptest! {
             prop_assert_eq!(l.check_n(cost).is_ok(), cost <= room);
         }
     }
+}
+
+/// `wait` sleeps out a rate refusal of any limiter; the layer over a local limiter then
+/// waits exactly the promised time.
+#[tokio::test(start_paused = true)]
+async fn a_waiting_layer_sleeps_out_a_refusal_and_gives_up_past_max_wait() {
+    let limiter = KeyedMultiRateLimiter::with_clock(
+        vec![
+            Quota::per_second(1).unwrap(),
+            Quota::per_minute(100).unwrap(),
+        ],
+        TokioClock,
+    )
+    .unwrap();
+    let policy = WaitPolicy {
+        max_wait: Some(Duration::from_secs(2)),
+        jitter: Duration::ZERO,
+    };
+    let svc = RateLimitLayer::new(limiter.clone())
+        .key(|_: &u64| "ann")
+        .cost(|tokens: &u64| [1, *tokens])
+        .wait(policy)
+        .layer(service_fn(|n: u64| async move { Ok::<_, Infallible>(n) }).lift());
+    let start = tokio::time::Instant::now();
+    assert_eq!(svc.call(10).await.unwrap(), 10);
+    assert_eq!(svc.call(10).await.unwrap(), 10);
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(1),
+        "waited for the request quota"
+    );
+    // Refused on the token quota for longer than `max_wait`: given up at once.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let start = tokio::time::Instant::now();
+    let refusal = svc.call(1_000).await.unwrap_err();
+    assert_eq!(
+        refusal.rejection().map(|r| r.kind),
+        Some(RejectKind::TooLarge { quota: 0 })
+    );
+    let refusal = svc.call(100).await.unwrap_err();
+    let refusal = refusal.rejection().unwrap();
+    assert_eq!(refusal.kind, RejectKind::RateLimited { quota: 1 });
+    assert!(refusal.retry_after.unwrap() > Duration::from_secs(2));
+    assert_eq!(start.elapsed(), Duration::ZERO, "gave up without sleeping");
+}
+
+/// Dropped while it sleeps, a waiting call charges nothing.
+#[tokio::test(start_paused = true)]
+async fn a_waiting_call_dropped_while_sleeping_charges_nothing() {
+    let limiter = RateLimiter::with_clock(Quota::per_second(1).unwrap(), TokioClock);
+    let svc = RateLimitLayer::new(limiter.clone())
+        .wait(WaitPolicy::default())
+        .layer(service_fn(|n: u32| async move { Ok::<_, Infallible>(n) }).lift());
+    svc.call(1).await.unwrap();
+    let waiting = tokio::time::timeout(Duration::from_millis(500), svc.call(2)).await;
+    assert!(waiting.is_err(), "still waiting after half the refill");
+    tokio::time::advance(Duration::from_millis(500)).await;
+    assert_eq!(
+        svc.call(3).await.unwrap(),
+        3,
+        "the dropped wait took nothing"
+    );
+    // The first try of the dropped call was refused; no retry ran.
+    assert_eq!((limiter.stats().admitted, limiter.stats().rejected), (2, 1));
 }

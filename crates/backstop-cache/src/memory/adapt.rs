@@ -8,7 +8,8 @@
 //! short: a key asked for again soon after it left probation (within a window of
 //! evictions) would have hit had probation been that much longer, and a key asked for
 //! again soon after it left main would have hit had main been longer. Each such miss
-//! moves the share a small geometric step towards the side that missed it, so the share
+//! moves the share a small geometric step towards the side that missed it (a key back
+//! from probation that then loses the admission test, a smaller one), so the share
 //! settles where both sides lose hits at the same rate at the margin, which is where
 //! moving capacity between them stops paying.
 //!
@@ -98,9 +99,11 @@ impl Tuning {
             .clamp(1.0, 8.0)
     }
 
-    /// A key came back soon after leaving probation: grow probation.
-    pub(crate) fn probation_missed(&self) {
-        self.nudge(self.step);
+    /// A key came back soon after leaving probation: grow probation, by `weight` of a
+    /// full step (1 for a key that earns its place in main, less for one that loses the
+    /// admission test, see `Shard::admit`).
+    pub(crate) fn probation_missed(&self, weight: f64) {
+        self.nudge(self.step * weight);
     }
 
     /// A key came back soon after leaving main: grow main.
@@ -129,7 +132,7 @@ mod tests {
     fn a_fixed_share_never_moves() {
         let t = Tuning::new(0.002, false, 1_000);
         for _ in 0..100 {
-            t.probation_missed();
+            t.probation_missed(1.0);
         }
         assert_eq!(t.small_share(), 0.002);
         assert_eq!(t.small_target(10_000), 20);
@@ -150,7 +153,7 @@ mod tests {
     fn misses_move_the_share_towards_the_side_that_missed() {
         let t = Tuning::new(0.01, true, 1_000);
         for _ in 0..64 {
-            t.probation_missed();
+            t.probation_missed(1.0);
         }
         assert!((t.small_share() - 0.02).abs() < 1e-9, "{}", t.small_share());
         for _ in 0..128 {
@@ -161,6 +164,15 @@ mod tests {
             "{}",
             t.small_share()
         );
+    }
+
+    #[test]
+    fn a_weighted_miss_moves_the_share_by_its_part_of_a_step() {
+        let t = Tuning::new(0.01, true, 1_000);
+        for _ in 0..128 {
+            t.probation_missed(0.5);
+        }
+        assert!((t.small_share() - 0.02).abs() < 1e-9, "{}", t.small_share());
     }
 
     #[test]
@@ -176,7 +188,7 @@ mod tests {
             // A deterministic stand-in for drawing each side's misses at its rate.
             let u = ((i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64) / (1u64 << 53) as f64;
             if u < probation_rate {
-                t.probation_missed();
+                t.probation_missed(1.0);
             }
             if u < main_rate {
                 t.main_missed();
@@ -191,7 +203,7 @@ mod tests {
         }
         let t = Tuning::new(0.4, true, 1_000);
         for _ in 0..1_000 {
-            t.probation_missed();
+            t.probation_missed(1.0);
         }
         assert_eq!(t.small_share(), MAX_SMALL_SHARE);
         for _ in 0..10_000 {

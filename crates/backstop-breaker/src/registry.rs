@@ -1,6 +1,6 @@
 //! Named breakers (one per provider or model) sharing a default configuration.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use backstop_core::config::{ConfigError, Validate};
@@ -27,8 +27,9 @@ use crate::{Breaker, BreakerConfig, BreakerStats};
 pub struct RegistryConfig {
     /// The configuration of every breaker without an override.
     pub default: BreakerConfig,
-    /// Per-name configurations, replacing the default for that name.
-    pub overrides: HashMap<String, BreakerConfig>,
+    /// Per-name configurations, replacing the default for that name. Ordered by name, so
+    /// the config prints the same every time and validation reports the same first error.
+    pub overrides: BTreeMap<String, BreakerConfig>,
 }
 
 impl RegistryConfig {
@@ -135,5 +136,32 @@ impl<C: Clock + Clone> BreakerRegistry<C> {
         let mut stats: Vec<BreakerStats> = breakers.iter().map(Breaker::stats).collect();
         stats.sort_by(|a, b| a.name.cmp(&b.name));
         stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `config_parse` fuzz target: with a hashed map the overrides printed in
+    /// a different order each time, so a printed config did not print back the same.
+    #[test]
+    fn overrides_print_in_name_order_every_time() {
+        let names = ["zeta", "alpha", "mid", "beta", "omega", "gamma"];
+        let mut config = RegistryConfig::default();
+        for name in names {
+            config
+                .overrides
+                .insert(name.to_string(), BreakerConfig::default());
+        }
+        let printed = serde_json::to_string(&config).unwrap();
+        let reloaded: RegistryConfig = serde_json::from_str(&printed).unwrap();
+        assert_eq!(serde_json::to_string(&reloaded).unwrap(), printed);
+        let mut printed_order = names.map(|name| (printed.find(&format!("\"{name}\"")), name));
+        printed_order.sort_unstable();
+        let order = printed_order.map(|(_, name)| name);
+        let mut sorted = names;
+        sorted.sort_unstable();
+        assert_eq!(order, sorted);
     }
 }

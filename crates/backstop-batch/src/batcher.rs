@@ -4,7 +4,7 @@
 use crate::builder::BatcherBuilder;
 use crate::config::BatchConfig;
 use crate::handler::BatchHandler;
-use crate::shared::{Shared, erase_handler};
+use crate::shared::{Routing, Shared, erase_handler};
 use crate::stats::BatchStats;
 use backstop_core::config::ConfigError;
 use std::fmt;
@@ -87,8 +87,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         BatcherBuilder {
             config: BatchConfig::default(),
             handler: erase_handler(handler),
-            key_fn: Arc::new(|_: &Req| ()),
-            priority_fn: Arc::new(|_: &Req| 0),
+            routing: Routing::ungrouped(),
         }
     }
 

@@ -4,7 +4,7 @@ use crate::adaptive::AdaptiveLimit;
 use crate::batcher::{Batcher, Owner};
 use crate::config::{AdaptiveBatchConfig, BatchConfig, CloseMode};
 use crate::queue::Queues;
-use crate::shared::{HandlerFn, KeyFn, PriorityFn, Shared, State};
+use crate::shared::{HandlerFn, Routing, Shared, State};
 use crate::stats::Recorder;
 use backstop_core::config::{ConfigError, Validate};
 use parking_lot::Mutex;
@@ -18,8 +18,7 @@ use tokio::sync::{Notify, Semaphore};
 pub struct BatcherBuilder<Req, Resp, K = ()> {
     pub(crate) config: BatchConfig,
     pub(crate) handler: HandlerFn<Req, Resp>,
-    pub(crate) key_fn: KeyFn<Req, K>,
-    pub(crate) priority_fn: PriorityFn<Req>,
+    pub(crate) routing: Routing<Req, K>,
 }
 
 impl<Req, Resp, K> fmt::Debug for BatcherBuilder<Req, Resp, K> {
@@ -42,51 +41,22 @@ where
         self
     }
 
-    /// See [`BatchConfig::max_batch_size`].
-    pub fn max_batch_size(mut self, size: usize) -> Self {
-        self.config.max_batch_size = size;
-        self
-    }
-
-    /// See [`BatchConfig::max_delay`].
-    pub fn max_delay(mut self, delay: Duration) -> Self {
-        self.config.max_delay = delay;
-        self
+    backstop_core::config_setters! {
+        BatchConfig;
+        max_batch_size: usize,
+        max_delay: Duration,
+        queue_capacity: usize,
+        queue_timeout: Some(Duration),
+        max_concurrent_batches: usize,
+        priority_levels: usize,
+        /// See [`BatchConfig::priority_aging`]; `None` makes priorities strict.
+        priority_aging: Option<Duration>,
+        on_close: CloseMode,
     }
 
     /// See [`BatchConfig::preferred_batch_sizes`].
     pub fn preferred_batch_sizes(mut self, sizes: impl IntoIterator<Item = usize>) -> Self {
         self.config.preferred_batch_sizes = sizes.into_iter().collect();
-        self
-    }
-
-    /// See [`BatchConfig::queue_capacity`].
-    pub fn queue_capacity(mut self, capacity: usize) -> Self {
-        self.config.queue_capacity = capacity;
-        self
-    }
-
-    /// See [`BatchConfig::queue_timeout`].
-    pub fn queue_timeout(mut self, timeout: Duration) -> Self {
-        self.config.queue_timeout = Some(timeout);
-        self
-    }
-
-    /// See [`BatchConfig::max_concurrent_batches`].
-    pub fn max_concurrent_batches(mut self, batches: usize) -> Self {
-        self.config.max_concurrent_batches = batches;
-        self
-    }
-
-    /// See [`BatchConfig::priority_levels`].
-    pub fn priority_levels(mut self, levels: usize) -> Self {
-        self.config.priority_levels = levels;
-        self
-    }
-
-    /// See [`BatchConfig::priority_aging`]; `None` makes priorities strict.
-    pub fn priority_aging(mut self, aging: Option<Duration>) -> Self {
-        self.config.priority_aging = aging;
         self
     }
 
@@ -99,12 +69,6 @@ where
         self
     }
 
-    /// See [`BatchConfig::on_close`].
-    pub fn on_close(mut self, mode: CloseMode) -> Self {
-        self.config.on_close = mode;
-        self
-    }
-
     /// Groups requests: only requests with equal keys share a batch, and each key has its
     /// own queue and delay timer (e.g. model name and a temperature bucket).
     pub fn key<K2, F>(self, key_fn: F) -> BatcherBuilder<Req, Resp, K2>
@@ -114,8 +78,7 @@ where
         BatcherBuilder {
             config: self.config,
             handler: self.handler,
-            key_fn: Arc::new(key_fn),
-            priority_fn: self.priority_fn,
+            routing: self.routing.key(key_fn),
         }
     }
 
@@ -125,7 +88,7 @@ where
     where
         F: Fn(&Req) -> usize + Send + Sync + 'static,
     {
-        self.priority_fn = Arc::new(priority_fn);
+        self.routing = self.routing.priority(priority_fn);
         self
     }
 
@@ -148,8 +111,8 @@ where
             wake: Notify::new(),
             room: Semaphore::new(config.queue_capacity),
             handler: self.handler,
-            key_fn: self.key_fn,
-            priority_fn: self.priority_fn,
+            key_fn: self.routing.key_fn,
+            priority_fn: self.routing.priority_fn,
             stats: Recorder::new(config.max_batch_size),
             adaptive: config
                 .adaptive
@@ -159,17 +122,6 @@ where
         };
         Batcher {
             owner: Arc::new(Owner(Arc::new(shared))),
-        }
-    }
-}
-
-impl<Req: Send + 'static, Resp: Send + 'static> BatcherBuilder<Req, Resp> {
-    pub(crate) fn from_erased(handler: HandlerFn<Req, Resp>) -> Self {
-        Self {
-            config: BatchConfig::default(),
-            handler,
-            key_fn: Arc::new(|_: &Req| ()),
-            priority_fn: Arc::new(|_: &Req| 0),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! How batches are formed, queued and dispatched.
 
-use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
+use backstop_core::config::{
+    ConfigError, Validate, ensure, ensure_at_most, ensure_duration, ensure_positive_duration,
+};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -113,10 +115,10 @@ impl Validate for BatchConfig {
         )?;
         ensure_duration("max_delay", self.max_delay)?;
         if let Some(timeout) = self.queue_timeout {
-            ensure_duration("queue_timeout", timeout)?;
+            ensure_positive_duration("queue_timeout", timeout)?;
         }
         if let Some(aging) = self.priority_aging {
-            ensure_duration("priority_aging", aging)?;
+            ensure_positive_duration("priority_aging", aging)?;
         }
         ensure(
             (1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&self.queue_capacity),
@@ -140,23 +142,8 @@ impl Validate for BatchConfig {
             "preferred_batch_sizes",
             "must each be between 1 and max_batch_size",
         )?;
-        ensure(
-            self.queue_timeout != Some(Duration::ZERO),
-            "queue_timeout",
-            "must be greater than zero",
-        )?;
-        ensure(
-            self.priority_aging != Some(Duration::ZERO),
-            "priority_aging",
-            "must be greater than zero",
-        )?;
         if let Some(adaptive) = &self.adaptive {
-            ensure_duration("adaptive.target_latency", adaptive.target_latency)?;
-            ensure(
-                adaptive.target_latency > Duration::ZERO,
-                "adaptive.target_latency",
-                "must be greater than zero",
-            )?;
+            ensure_positive_duration("adaptive.target_latency", adaptive.target_latency)?;
             ensure(
                 (1..=self.max_batch_size).contains(&adaptive.min_batch_size),
                 "adaptive.min_batch_size",

@@ -4,7 +4,7 @@ use crate::batcher::Batcher;
 use crate::builder::BatcherBuilder;
 use crate::config::BatchConfig;
 use crate::error::BatchError;
-use crate::shared::{KeyFn, PriorityFn, erase_handler};
+use crate::shared::{Routing, erase_handler};
 use backstop_core::config::{ConfigError, Validate};
 use backstop_core::{Layer, Panicked, Rejected, Service, StackError, contain, in_span, key_hash};
 use futures::TryFutureExt;
@@ -44,16 +44,14 @@ use std::sync::Arc;
 /// ```
 pub struct BatchLayer<Req, K = ()> {
     config: BatchConfig,
-    key_fn: KeyFn<Req, K>,
-    priority_fn: PriorityFn<Req>,
+    routing: Routing<Req, K>,
 }
 
 impl<Req, K> Clone for BatchLayer<Req, K> {
     fn clone(&self) -> Self {
         Self {
             config: self.config.clone(),
-            key_fn: self.key_fn.clone(),
-            priority_fn: self.priority_fn.clone(),
+            routing: self.routing.clone(),
         }
     }
 }
@@ -72,8 +70,7 @@ impl<Req> BatchLayer<Req> {
         config.validate()?;
         Ok(Self {
             config,
-            key_fn: Arc::new(|_: &Req| ()),
-            priority_fn: Arc::new(|_: &Req| 0),
+            routing: Routing::ungrouped(),
         })
     }
 }
@@ -86,8 +83,7 @@ impl<Req, K> BatchLayer<Req, K> {
     {
         BatchLayer {
             config: self.config,
-            key_fn: Arc::new(key_fn),
-            priority_fn: self.priority_fn,
+            routing: self.routing.key(key_fn),
         }
     }
 
@@ -96,7 +92,7 @@ impl<Req, K> BatchLayer<Req, K> {
     where
         F: Fn(&Req) -> usize + Send + Sync + 'static,
     {
-        self.priority_fn = Arc::new(priority_fn);
+        self.routing = self.routing.priority(priority_fn);
         self
     }
 }
@@ -152,13 +148,12 @@ where
     type Service = BatchService<Req, Resp, S::Error, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let key_fn = self.key_fn.clone();
-        let priority_fn = self.priority_fn.clone();
-        let batcher = BatcherBuilder::from_erased(erase_handler(ServiceHandler(inner)))
-            .config(self.config.clone())
-            .key(move |req: &Req| key_fn(req))
-            .priority(move |req| priority_fn(req))
-            .build_validated();
+        let batcher = BatcherBuilder {
+            config: self.config.clone(),
+            handler: erase_handler(ServiceHandler(inner)),
+            routing: self.routing.clone(),
+        }
+        .build_validated();
         BatchService {
             batcher,
             error: PhantomData,

@@ -301,6 +301,11 @@ mod tests {
         }
     }
 
+    /// What the dispatcher, not flushing and at the configured maximum, sends at `now`.
+    fn pick_at(queues: &Queues<u8, u64>, now: Instant, config: &BatchConfig) -> Option<Pick<u8>> {
+        queues.pick(now, config, false, config.max_batch_size)
+    }
+
     fn push(queues: &mut Queues<u8, u64>, key: u8, level: usize, id: u64, at: Instant) -> usize {
         queues.push(
             key,
@@ -319,30 +324,20 @@ mod tests {
         let config = config(2, 10);
         let mut queues = Queues::new(1);
         push(&mut queues, 1, 0, 0, start);
-        assert_eq!(
-            queues.pick(start, &config, false, config.max_batch_size),
-            None
-        );
+        assert_eq!(pick_at(&queues, start, &config), None);
         push(&mut queues, 1, 0, 1, start);
-        let pick = queues
-            .pick(start, &config, false, config.max_batch_size)
-            .unwrap();
+        let pick = pick_at(&queues, start, &config).unwrap();
         assert_eq!((pick.size, pick.reason), (2, DispatchReason::Full));
         push(&mut queues, 2, 0, 2, start);
         let taken = queues.take(&1, 2, start, None);
         assert_eq!(taken.iter().map(|q| q.item).collect::<Vec<_>>(), [0, 1]);
-        assert_eq!(
-            queues.pick(start, &config, false, config.max_batch_size),
-            None
-        );
+        assert_eq!(pick_at(&queues, start, &config), None);
         assert_eq!(
             queues.next_deadline(&config, true),
             Some(start + Duration::from_millis(10))
         );
         let later = start + Duration::from_millis(10);
-        let pick = queues
-            .pick(later, &config, false, config.max_batch_size)
-            .unwrap();
+        let pick = pick_at(&queues, later, &config).unwrap();
         assert_eq!((pick.key, pick.reason), (2, DispatchReason::Timeout));
     }
 
@@ -358,7 +353,7 @@ mod tests {
         push(&mut queues, 0, 0, 0, start);
         let deadline = queues.next_deadline(&config, true).unwrap();
         assert_eq!(deadline, start + backstop_core::time::MAX_WAIT);
-        assert_eq!(queues.pick(start, &config, false, 8), None);
+        assert_eq!(pick_at(&queues, start, &config), None);
     }
 
     #[test]
@@ -372,9 +367,7 @@ mod tests {
         for id in 0..5 {
             push(&mut queues, 0, 0, id, start);
         }
-        let pick = queues
-            .pick(start, &config, false, config.max_batch_size)
-            .unwrap();
+        let pick = pick_at(&queues, start, &config).unwrap();
         assert_eq!((pick.size, pick.reason), (4, DispatchReason::Preferred));
     }
 
@@ -409,10 +402,10 @@ mod tests {
         push(&mut queues, 1, 0, 0, start);
         push(&mut queues, 2, 1, 1, start + Duration::from_millis(5));
         let later = start + Duration::from_millis(20);
-        let first = queues.pick(later, &config, false, 8).unwrap();
+        let first = pick_at(&queues, later, &config).unwrap();
         assert_eq!((first.key, first.reason), (2, DispatchReason::Timeout));
         queues.take(&first.key, first.size, later, None);
-        assert_eq!(queues.pick(later, &config, false, 8).unwrap().key, 1);
+        assert_eq!(pick_at(&queues, later, &config).unwrap().key, 1);
     }
 
     #[test]
@@ -459,7 +452,7 @@ mod tests {
                         }
                     }
                     _ => {
-                        if let Some(pick) = queues.pick(now, &config, false, config.max_batch_size) {
+                        if let Some(pick) = pick_at(&queues, now, &config) {
                             let batch = queues.take(&pick.key, pick.size, now, config.priority_aging);
                             prop_assert!(!batch.is_empty() && batch.len() <= config.max_batch_size);
                             for queued in batch {

@@ -19,6 +19,55 @@ pub(crate) type HandlerFn<Req, Resp> =
 pub(crate) type KeyFn<Req, K> = Arc<dyn Fn(&Req) -> K + Send + Sync>;
 pub(crate) type PriorityFn<Req> = Arc<dyn Fn(&Req) -> usize + Send + Sync>;
 
+/// How requests are grouped into batches and ranked in the queue: the closures a
+/// [`BatcherBuilder`](crate::BatcherBuilder) and a [`BatchLayer`](crate::BatchLayer)
+/// collect before a batcher exists.
+pub(crate) struct Routing<Req, K> {
+    pub(crate) key_fn: KeyFn<Req, K>,
+    pub(crate) priority_fn: PriorityFn<Req>,
+}
+
+impl<Req> Routing<Req, ()> {
+    /// No grouping, every request at level 0.
+    pub(crate) fn ungrouped() -> Self {
+        Self {
+            key_fn: Arc::new(|_: &Req| ()),
+            priority_fn: Arc::new(|_: &Req| 0),
+        }
+    }
+}
+
+impl<Req, K> Routing<Req, K> {
+    pub(crate) fn key<K2>(
+        self,
+        key_fn: impl Fn(&Req) -> K2 + Send + Sync + 'static,
+    ) -> Routing<Req, K2> {
+        Routing {
+            key_fn: Arc::new(key_fn),
+            priority_fn: self.priority_fn,
+        }
+    }
+
+    pub(crate) fn priority(
+        self,
+        priority_fn: impl Fn(&Req) -> usize + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            key_fn: self.key_fn,
+            priority_fn: Arc::new(priority_fn),
+        }
+    }
+}
+
+impl<Req, K> Clone for Routing<Req, K> {
+    fn clone(&self) -> Self {
+        Self {
+            key_fn: self.key_fn.clone(),
+            priority_fn: self.priority_fn.clone(),
+        }
+    }
+}
+
 /// A queued item: the request and where its result goes.
 ///
 /// Each queued item holds one permit of `Shared::room`, forgotten when it is queued and

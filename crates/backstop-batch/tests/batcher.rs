@@ -28,6 +28,21 @@ fn echo(
     }
 }
 
+/// An [`echo`] batcher of at most `max_batch_size` requests, each waiting at most
+/// `max_delay`.
+fn echo_batcher(
+    log: &Log,
+    cost: Duration,
+    max_batch_size: usize,
+    max_delay: Duration,
+) -> Batcher<u32, u32> {
+    Batcher::builder(echo(log, cost))
+        .max_batch_size(max_batch_size)
+        .max_delay(max_delay)
+        .build()
+        .unwrap()
+}
+
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
@@ -35,11 +50,7 @@ fn ms(n: u64) -> Duration {
 #[tokio::test(start_paused = true)]
 async fn full_batch_dispatches_without_waiting_for_the_delay() {
     let log = Log::default();
-    let batcher = Batcher::builder(echo(&log, Duration::ZERO))
-        .max_batch_size(4)
-        .max_delay(Duration::from_secs(1))
-        .build()
-        .unwrap();
+    let batcher = echo_batcher(&log, Duration::ZERO, 4, Duration::from_secs(1));
     let start = Instant::now();
     let results = futures::future::join_all((0..4).map(|n| batcher.submit(n))).await;
     assert_eq!(start.elapsed(), Duration::ZERO);
@@ -54,11 +65,7 @@ async fn full_batch_dispatches_without_waiting_for_the_delay() {
 #[tokio::test(start_paused = true)]
 async fn partial_batch_dispatches_after_max_delay() {
     let log = Log::default();
-    let batcher = Batcher::builder(echo(&log, Duration::ZERO))
-        .max_batch_size(10)
-        .max_delay(ms(10))
-        .build()
-        .unwrap();
+    let batcher = echo_batcher(&log, Duration::ZERO, 10, ms(10));
     let start = Instant::now();
     let results = futures::future::join_all((0..3).map(|n| batcher.submit(n))).await;
     assert_eq!(start.elapsed(), ms(10));
@@ -384,11 +391,7 @@ async fn caller_dropped_after_dispatch_has_its_result_discarded() {
 #[tokio::test(start_paused = true)]
 async fn close_flushes_queued_items_at_once_and_rejects_new_ones() {
     let log = Log::default();
-    let batcher = Batcher::builder(echo(&log, Duration::ZERO))
-        .max_batch_size(8)
-        .max_delay(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let batcher = echo_batcher(&log, Duration::ZERO, 8, Duration::from_secs(60));
     let start = Instant::now();
     let queued = futures::future::join_all((0..3).map(|n| batcher.submit(n)));
     let (results, ()) = tokio::join!(queued, async {
@@ -636,11 +639,7 @@ async fn submitter_dropped_while_waiting_for_room_leaks_nothing() {
 #[tokio::test(start_paused = true)]
 async fn stats_serialize_with_human_durations() {
     let log = Log::default();
-    let batcher = Batcher::builder(echo(&log, ms(3)))
-        .max_batch_size(2)
-        .max_delay(ms(4))
-        .build()
-        .unwrap();
+    let batcher = echo_batcher(&log, ms(3), 2, ms(4));
     batcher.submit(1).await.unwrap();
     let stats = serde_json::to_value(batcher.stats()).unwrap();
     assert_eq!(stats["dispatch_reasons"]["timeout"], 1);

@@ -1,40 +1,12 @@
 //! The batcher reports failures and state changes as tracing events.
 
 use backstop_batch::{BatchError, Batcher};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use backstop_testkit::logs::capture_logs;
 use std::time::Duration;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn failures_and_close_are_reported() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture_logs(tracing::Level::DEBUG);
 
     let batcher = Batcher::builder(|batch: Vec<u32>| async move {
         match batch[0] {

@@ -67,69 +67,23 @@ impl<C: Clock> BreakerBuilder<C> {
         self
     }
 
-    /// See [`BreakerConfig::minimum_calls`].
-    pub fn minimum_calls(mut self, calls: u32) -> Self {
-        self.config.minimum_calls = calls;
-        self
-    }
-
-    /// See [`BreakerConfig::failure_rate_threshold`].
-    pub fn failure_rate_threshold(mut self, percent: f64) -> Self {
-        self.config.failure_rate_threshold = percent;
-        self
-    }
-
-    /// See [`BreakerConfig::slow_call_rate_threshold`].
-    pub fn slow_call_rate_threshold(mut self, percent: f64) -> Self {
-        self.config.slow_call_rate_threshold = percent;
-        self
-    }
-
-    /// See [`BreakerConfig::slow_call_duration`].
-    pub fn slow_call_duration(mut self, duration: Duration) -> Self {
-        self.config.slow_call_duration = Some(duration);
-        self
-    }
-
-    /// See [`BreakerConfig::consecutive_failures`].
-    pub fn consecutive_failures(mut self, failures: u32) -> Self {
-        self.config.consecutive_failures = Some(failures);
-        self
-    }
-
-    /// See [`BreakerConfig::wait_in_open`].
-    pub fn wait_in_open(mut self, wait: Duration) -> Self {
-        self.config.wait_in_open = wait;
-        self
+    backstop_core::config_setters! {
+        BreakerConfig;
+        minimum_calls: u32,
+        failure_rate_threshold: f64,
+        slow_call_rate_threshold: f64,
+        slow_call_duration: Some(Duration),
+        consecutive_failures: Some(u32),
+        wait_in_open: Duration,
+        permitted_calls_in_half_open: u32,
+        max_wait_in_half_open: Some(Duration),
+        automatic_transition: bool,
+        cancelled_calls: CancelledCalls,
     }
 
     /// See [`BreakerConfig::backoff`].
     pub fn backoff(mut self, multiplier: f64, max: Duration) -> Self {
         self.config.backoff = Some(Backoff { multiplier, max });
-        self
-    }
-
-    /// See [`BreakerConfig::permitted_calls_in_half_open`].
-    pub fn permitted_calls_in_half_open(mut self, calls: u32) -> Self {
-        self.config.permitted_calls_in_half_open = calls;
-        self
-    }
-
-    /// See [`BreakerConfig::max_wait_in_half_open`].
-    pub fn max_wait_in_half_open(mut self, wait: Duration) -> Self {
-        self.config.max_wait_in_half_open = Some(wait);
-        self
-    }
-
-    /// See [`BreakerConfig::automatic_transition`].
-    pub fn automatic_transition(mut self, automatic: bool) -> Self {
-        self.config.automatic_transition = automatic;
-        self
-    }
-
-    /// See [`BreakerConfig::cancelled_calls`].
-    pub fn cancelled_calls(mut self, cancelled: CancelledCalls) -> Self {
-        self.config.cancelled_calls = cancelled;
         self
     }
 

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
+use backstop_core::config::{
+    ConfigError, Validate, ensure, ensure_at_most, ensure_duration, ensure_positive_duration,
+};
 use serde::{Deserialize, Serialize};
 
 /// The largest count window: 2^20 calls (one byte each, so at most 1 MiB per breaker).
@@ -168,22 +170,12 @@ impl Validate for BreakerConfig {
             "must be a percentage in (0, 100]",
         )?;
         if let Some(slow) = self.slow_call_duration {
-            ensure_duration("slow_call_duration", slow)?;
-            ensure(
-                !slow.is_zero(),
-                "slow_call_duration",
-                "must be greater than zero",
-            )?;
+            ensure_positive_duration("slow_call_duration", slow)?;
         }
         if let Some(n) = self.consecutive_failures {
             ensure(n >= 1, "consecutive_failures", "must be at least 1")?;
         }
-        ensure_duration("wait_in_open", self.wait_in_open)?;
-        ensure(
-            !self.wait_in_open.is_zero(),
-            "wait_in_open",
-            "must be greater than zero",
-        )?;
+        ensure_positive_duration("wait_in_open", self.wait_in_open)?;
         if let Some(backoff) = self.backoff {
             ensure(
                 backoff.multiplier.is_finite() && backoff.multiplier >= 1.0,
@@ -203,12 +195,7 @@ impl Validate for BreakerConfig {
             "must be at least 1",
         )?;
         if let Some(wait) = self.max_wait_in_half_open {
-            ensure_duration("max_wait_in_half_open", wait)?;
-            ensure(
-                !wait.is_zero(),
-                "max_wait_in_half_open",
-                "must be greater than zero",
-            )?;
+            ensure_positive_duration("max_wait_in_half_open", wait)?;
         }
         Ok(())
     }

@@ -304,6 +304,14 @@ impl TimeWindow {
 mod tests {
     use super::*;
 
+    fn counts(calls: u64, failures: u64, slow: u64) -> Totals {
+        Totals {
+            calls,
+            failures,
+            slow,
+        }
+    }
+
     const OK: Sample = Sample {
         failed: false,
         slow: false,
@@ -369,24 +377,10 @@ mod tests {
         window.record(FAIL, 0);
         window.record(FAIL, 0);
         window.record(OK, 0);
-        assert_eq!(
-            window.totals(0),
-            Totals {
-                calls: 3,
-                failures: 2,
-                slow: 0
-            }
-        );
+        assert_eq!(window.totals(0), counts(3, 2, 0));
         window.record(SLOW, 0);
         window.record(OK, 0);
-        assert_eq!(
-            window.totals(0),
-            Totals {
-                calls: 3,
-                failures: 0,
-                slow: 1
-            }
-        );
+        assert_eq!(window.totals(0), counts(3, 0, 1));
         window.reset();
         assert_eq!(window.totals(0), Totals::default());
     }

@@ -9,6 +9,8 @@ use std::time::Duration;
 use backstop_breaker::{Breaker, BreakerBuilder, CancelledCalls, State};
 use backstop_core::ManualClock;
 
+mod support;
+
 /// A future that is pending `remaining` times before resolving to `Ok(())`.
 struct Steps {
     remaining: usize,
@@ -39,12 +41,13 @@ fn poll_times<F: Future>(future: Pin<&mut F>, times: usize) -> Option<F::Output>
 }
 
 fn builder(clock: &ManualClock) -> BreakerBuilder<ManualClock> {
-    Breaker::builder()
-        .count_window(2)
-        .minimum_calls(2)
-        .wait_in_open(Duration::from_secs(1))
-        .permitted_calls_in_half_open(1)
-        .clock(clock.clone())
+    support::two_call_breaker(clock, Duration::from_secs(1))
+}
+
+/// Starts a call that needs four polls, polls it `polls` times and drops it unfinished.
+fn cancel_after(breaker: &Breaker<ManualClock>, polls: usize) {
+    let mut call = Box::pin(breaker.call(|| Steps { remaining: 3 }));
+    assert!(poll_times(call.as_mut(), polls).is_none());
 }
 
 fn half_open(breaker: &Breaker<ManualClock>, clock: &ManualClock) {
@@ -54,8 +57,7 @@ fn half_open(breaker: &Breaker<ManualClock>, clock: &ManualClock) {
 
 #[test]
 fn dropping_a_probe_at_every_await_point_returns_its_permit() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock).build().unwrap();
+    let (clock, breaker) = support::on_new_clock(builder);
     half_open(&breaker, &clock);
     breaker.try_acquire().unwrap().ignore();
     assert_eq!(breaker.state(), State::HalfOpen);
@@ -82,25 +84,19 @@ fn dropping_a_probe_at_every_await_point_returns_its_permit() {
 
 #[test]
 fn a_cancelled_closed_call_is_not_recorded_by_default() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock).build().unwrap();
+    let (_, breaker) = support::on_new_clock(builder);
     for _ in 0..5 {
-        let mut call = Box::pin(breaker.call(|| Steps { remaining: 3 }));
-        assert!(poll_times(call.as_mut(), 2).is_none());
+        cancel_after(&breaker, 2);
     }
     assert_eq!(breaker.stats().buffered_calls, 0);
 }
 
 #[test]
 fn cancelled_calls_can_count_as_failures() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock)
-        .cancelled_calls(CancelledCalls::Failure)
-        .build()
-        .unwrap();
+    let (clock, breaker) =
+        support::on_new_clock(|clock| builder(clock).cancelled_calls(CancelledCalls::Failure));
     for _ in 0..2 {
-        let mut call = Box::pin(breaker.call(|| Steps { remaining: 3 }));
-        assert!(poll_times(call.as_mut(), 1).is_none());
+        cancel_after(&breaker, 1);
     }
     assert_eq!(
         breaker.state(),
@@ -108,30 +104,22 @@ fn cancelled_calls_can_count_as_failures() {
         "two cancelled calls = two failures"
     );
     clock.advance(Duration::from_secs(1));
-    let mut probe = Box::pin(breaker.call(|| Steps { remaining: 3 }));
-    assert!(poll_times(probe.as_mut(), 1).is_none());
-    drop(probe);
+    cancel_after(&breaker, 1);
     assert_eq!(breaker.state(), State::Open, "the cancelled probe failed");
 }
 
 #[test]
 fn cancelled_calls_can_count_as_successes() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock)
-        .cancelled_calls(CancelledCalls::Success)
-        .build()
-        .unwrap();
+    let (clock, breaker) =
+        support::on_new_clock(|clock| builder(clock).cancelled_calls(CancelledCalls::Success));
     half_open(&breaker, &clock);
-    let mut probe = Box::pin(breaker.call(|| Steps { remaining: 3 }));
-    assert!(poll_times(probe.as_mut(), 1).is_none());
-    drop(probe);
+    cancel_after(&breaker, 1);
     assert_eq!(breaker.state(), State::Closed);
 }
 
 #[test]
 fn a_completed_call_is_recorded_once() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock).count_window(10).build().unwrap();
+    let (_, breaker) = support::on_new_clock(|clock| builder(clock).count_window(10));
     let mut call = Box::pin(breaker.call(|| Steps { remaining: 2 }));
     assert!(matches!(poll_times(call.as_mut(), 3), Some(Ok(()))));
     drop(call);
@@ -140,8 +128,7 @@ fn a_completed_call_is_recorded_once() {
 
 #[tokio::test(start_paused = true)]
 async fn a_timed_out_probe_frees_half_open() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock).build().unwrap();
+    let (clock, breaker) = support::on_new_clock(builder);
     half_open(&breaker, &clock);
     let stuck = tokio::time::timeout(
         Duration::from_secs(30),

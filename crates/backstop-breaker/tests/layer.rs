@@ -9,15 +9,11 @@ use backstop_core::{
     Error, Layer, ManualClock, RejectKind, Service, ServiceExt, Stack, service_fn,
 };
 
-/// A breaker on `clock` judging the last two calls (from the second call on), open for 5 s
-/// once they trip it, then letting one trial call through.
+mod support;
+
+/// The two-call breaker of `support`, open for 5 s once tripped.
 fn opens_after_two_failures(clock: &ManualClock) -> Breaker<ManualClock> {
-    Breaker::builder()
-        .count_window(2)
-        .minimum_calls(2)
-        .wait_in_open(Duration::from_secs(5))
-        .permitted_calls_in_half_open(1)
-        .clock(clock.clone())
+    support::two_call_breaker(clock, Duration::from_secs(5))
         .build()
         .unwrap()
 }

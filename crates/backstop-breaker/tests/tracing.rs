@@ -1,36 +1,14 @@
 //! Transitions, rejections (once per state) and slow calls are reported through `tracing`.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backstop_breaker::Breaker;
 use backstop_core::ManualClock;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use backstop_testkit::logs::capture_logs;
 
 #[test]
 fn state_changes_rejections_and_slow_calls_are_traced() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture_logs(tracing::Level::DEBUG);
 
     let clock = ManualClock::new();
     let breaker = Breaker::builder()
@@ -49,7 +27,7 @@ fn state_changes_rejections_and_slow_calls_are_traced() {
     breaker.force_open();
     assert!(breaker.try_acquire().is_err());
 
-    let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let text = captured.text();
     let transition = text
         .lines()
         .find(|line| line.contains("circuit breaker state changed"))

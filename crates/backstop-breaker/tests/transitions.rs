@@ -10,6 +10,8 @@ use backstop_breaker::{
 use backstop_core::config::Validate;
 use backstop_core::{Error, ManualClock, RejectKind};
 
+mod support;
+
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
@@ -67,8 +69,7 @@ fn transitions(events: &Mutex<Vec<BreakerEvent>>) -> Vec<(State, State)> {
 
 #[test]
 fn failure_rate_opens_only_after_minimum_calls() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock).build().unwrap();
+    let (_, breaker) = support::on_new_clock(builder);
     fail(&breaker).unwrap();
     fail(&breaker).unwrap();
     fail(&breaker).unwrap();
@@ -80,11 +81,7 @@ fn failure_rate_opens_only_after_minimum_calls() {
 
 #[test]
 fn failure_rate_below_threshold_stays_closed() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock)
-        .failure_rate_threshold(60.0)
-        .build()
-        .unwrap();
+    let (_, breaker) = support::on_new_clock(|clock| builder(clock).failure_rate_threshold(60.0));
     for _ in 0..10 {
         fail(&breaker).unwrap();
         succeed(&breaker).unwrap();
@@ -97,12 +94,11 @@ fn failure_rate_below_threshold_stays_closed() {
 
 #[test]
 fn slow_call_rate_opens() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock)
-        .slow_call_duration(Duration::from_millis(100))
-        .slow_call_rate_threshold(50.0)
-        .build()
-        .unwrap();
+    let (clock, breaker) = support::on_new_clock(|clock| {
+        builder(clock)
+            .slow_call_duration(Duration::from_millis(100))
+            .slow_call_rate_threshold(50.0)
+    });
     let events = record_events(&breaker);
     for _ in 0..2 {
         let permit = breaker.try_acquire().unwrap();
@@ -122,13 +118,12 @@ fn slow_call_rate_opens() {
 
 #[test]
 fn consecutive_failures_open_regardless_of_rate() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock)
-        .count_window(100)
-        .minimum_calls(100)
-        .consecutive_failures(3)
-        .build()
-        .unwrap();
+    let (_, breaker) = support::on_new_clock(|clock| {
+        builder(clock)
+            .count_window(100)
+            .minimum_calls(100)
+            .consecutive_failures(3)
+    });
     fail(&breaker).unwrap();
     fail(&breaker).unwrap();
     succeed(&breaker).unwrap();
@@ -145,12 +140,8 @@ fn consecutive_failures_open_regardless_of_rate() {
 
 #[test]
 fn time_window_forgets_old_failures() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock)
-        .time_window(2)
-        .minimum_calls(2)
-        .build()
-        .unwrap();
+    let (clock, breaker) =
+        support::on_new_clock(|clock| builder(clock).time_window(2).minimum_calls(2));
     fail(&breaker).unwrap();
     clock.advance(secs(3));
     fail(&breaker).unwrap();
@@ -162,8 +153,7 @@ fn time_window_forgets_old_failures() {
 
 #[test]
 fn open_rejects_with_retry_after_then_half_opens_lazily() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock).build().unwrap();
+    let (clock, breaker) = support::on_new_clock(builder);
     trip(&breaker);
     clock.advance(secs(4));
     let rejected = breaker.try_acquire().unwrap_err();
@@ -180,8 +170,7 @@ fn open_rejects_with_retry_after_then_half_opens_lazily() {
 
 #[test]
 fn automatic_transition_is_visible_without_a_call() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock).automatic_transition(true).build().unwrap();
+    let (clock, breaker) = support::on_new_clock(|clock| builder(clock).automatic_transition(true));
     let events = record_events(&breaker);
     trip(&breaker);
     clock.advance(secs(10));
@@ -194,8 +183,7 @@ fn automatic_transition_is_visible_without_a_call() {
 
 #[test]
 fn half_open_admits_exactly_the_permitted_probes_and_closes() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock).build().unwrap();
+    let (clock, breaker) = support::on_new_clock(builder);
     let events = record_events(&breaker);
     trip(&breaker);
     clock.advance(secs(10));
@@ -226,12 +214,11 @@ fn half_open_admits_exactly_the_permitted_probes_and_closes() {
 
 #[test]
 fn failed_probes_reopen_with_backoff_up_to_the_cap() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock)
-        .permitted_calls_in_half_open(1)
-        .backoff(2.0, secs(35))
-        .build()
-        .unwrap();
+    let (clock, breaker) = support::on_new_clock(|clock| {
+        builder(clock)
+            .permitted_calls_in_half_open(1)
+            .backoff(2.0, secs(35))
+    });
     trip(&breaker);
     let mut periods = Vec::new();
     for _ in 0..4 {
@@ -255,12 +242,11 @@ fn failed_probes_reopen_with_backoff_up_to_the_cap() {
 
 #[test]
 fn half_open_decides_on_the_probe_failure_rate() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock)
-        .permitted_calls_in_half_open(4)
-        .failure_rate_threshold(50.0)
-        .build()
-        .unwrap();
+    let (clock, breaker) = support::on_new_clock(|clock| {
+        builder(clock)
+            .permitted_calls_in_half_open(4)
+            .failure_rate_threshold(50.0)
+    });
     trip(&breaker);
     clock.advance(secs(10));
     fail(&breaker).unwrap();
@@ -280,12 +266,11 @@ fn half_open_decides_on_the_probe_failure_rate() {
 
 #[test]
 fn a_stuck_probe_cannot_wedge_half_open() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock)
-        .permitted_calls_in_half_open(1)
-        .max_wait_in_half_open(secs(5))
-        .build()
-        .unwrap();
+    let (clock, breaker) = support::on_new_clock(|clock| {
+        builder(clock)
+            .permitted_calls_in_half_open(1)
+            .max_wait_in_half_open(secs(5))
+    });
     trip(&breaker);
     clock.advance(secs(10));
     let stuck = breaker.try_acquire().unwrap();
@@ -307,8 +292,7 @@ fn a_stuck_probe_cannot_wedge_half_open() {
 
 #[test]
 fn outcomes_from_before_a_transition_are_ignored() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock).build().unwrap();
+    let (clock, breaker) = support::on_new_clock(builder);
     let slow_closed_call = breaker.try_acquire().unwrap();
     trip(&breaker);
     clock.advance(secs(10));
@@ -322,11 +306,8 @@ fn outcomes_from_before_a_transition_are_ignored() {
 
 #[test]
 fn ignored_results_are_not_recorded_and_return_the_probe_permit() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock)
-        .permitted_calls_in_half_open(1)
-        .build()
-        .unwrap();
+    let (clock, breaker) =
+        support::on_new_clock(|clock| builder(clock).permitted_calls_in_half_open(1));
     for _ in 0..10 {
         breaker.try_acquire().unwrap().ignore();
     }
@@ -340,8 +321,7 @@ fn ignored_results_are_not_recorded_and_return_the_probe_permit() {
 
 #[test]
 fn operator_states() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock).build().unwrap();
+    let (clock, breaker) = support::on_new_clock(builder);
     let events = record_events(&breaker);
 
     breaker.force_open();
@@ -394,8 +374,7 @@ fn operator_states() {
 
 #[test]
 fn rejections_are_counted_and_published() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock).build().unwrap();
+    let (_, breaker) = support::on_new_clock(builder);
     let events = record_events(&breaker);
     trip(&breaker);
     for _ in 0..3 {
@@ -421,8 +400,7 @@ fn rejections_are_counted_and_published() {
 
 #[tokio::test]
 async fn call_classifies_successes_as_failures_when_asked() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock).build().unwrap();
+    let (_, breaker) = support::on_new_clock(builder);
     let finish_reason_error = |result: &Result<&str, ()>| match result {
         Ok("error") | Err(()) => Outcome::Failure,
         Ok(_) => Outcome::Success,
@@ -449,8 +427,7 @@ async fn call_returns_inner_errors() {
 
 #[test]
 fn stats_serialize() {
-    let clock = ManualClock::new();
-    let breaker = builder(&clock).build().unwrap();
+    let (_, breaker) = support::on_new_clock(builder);
     trip(&breaker);
     let json = serde_json::to_value(breaker.stats()).unwrap();
     assert_eq!(json["state"], "open");
@@ -461,58 +438,28 @@ fn stats_serialize() {
 
 #[test]
 fn invalid_configs_name_the_field() {
-    let cases: Vec<(BreakerConfig, &str)> = vec![
-        (
-            BreakerConfig {
-                failure_rate_threshold: 0.0,
-                ..Default::default()
-            },
-            "failure_rate_threshold",
-        ),
-        (
-            BreakerConfig {
-                slow_call_rate_threshold: 100.5,
-                ..Default::default()
-            },
-            "slow_call_rate_threshold",
-        ),
-        (
-            BreakerConfig {
-                window: BreakerWindow::Count { size: 0 },
-                ..Default::default()
-            },
-            "window.size",
-        ),
-        (
-            BreakerConfig {
-                window: BreakerWindow::Time { seconds: 0 },
-                ..Default::default()
-            },
-            "window.seconds",
-        ),
-        (
-            BreakerConfig {
-                permitted_calls_in_half_open: 0,
-                ..Default::default()
-            },
-            "permitted_calls_in_half_open",
-        ),
-        (
-            BreakerConfig {
-                minimum_calls: 0,
-                ..Default::default()
-            },
-            "minimum_calls",
-        ),
-        (
-            BreakerConfig {
-                wait_in_open: Duration::ZERO,
-                ..Default::default()
-            },
-            "wait_in_open",
-        ),
+    /// Breaks one rule of an otherwise default config.
+    type BreakRule = fn(&mut BreakerConfig);
+    let cases: [(&str, BreakRule); 7] = [
+        ("failure_rate_threshold", |c| c.failure_rate_threshold = 0.0),
+        ("slow_call_rate_threshold", |c| {
+            c.slow_call_rate_threshold = 100.5
+        }),
+        ("window.size", |c| {
+            c.window = BreakerWindow::Count { size: 0 }
+        }),
+        ("window.seconds", |c| {
+            c.window = BreakerWindow::Time { seconds: 0 }
+        }),
+        ("permitted_calls_in_half_open", |c| {
+            c.permitted_calls_in_half_open = 0
+        }),
+        ("minimum_calls", |c| c.minimum_calls = 0),
+        ("wait_in_open", |c| c.wait_in_open = Duration::ZERO),
     ];
-    for (config, field) in cases {
+    for (field, break_rule) in cases {
+        let mut config = BreakerConfig::default();
+        break_rule(&mut config);
         let error = Breaker::new("bad", config).unwrap_err();
         assert_eq!(error.field(), field);
         assert!(error.to_string().contains(field));

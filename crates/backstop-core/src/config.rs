@@ -93,6 +93,22 @@ pub fn ensure_duration(field: &str, value: Duration) -> Result<(), ConfigError> 
     ensure_duration_at_most(field, value, MAX_DURATION)
 }
 
+/// `Err` naming `field` unless `value` is greater than zero and at most [`MAX_DURATION`]:
+/// the rule of every timeout, interval and window, which a zero would turn off or spin.
+///
+/// ```
+/// use backstop_core::config::ensure_positive_duration;
+/// use std::time::Duration;
+///
+/// assert!(ensure_positive_duration("wait", Duration::from_secs(1)).is_ok());
+/// let error = ensure_positive_duration("wait", Duration::ZERO).unwrap_err();
+/// assert_eq!(error.rule(), "must be greater than zero");
+/// ```
+pub fn ensure_positive_duration(field: &str, value: Duration) -> Result<(), ConfigError> {
+    ensure_duration(field, value)?;
+    ensure(!value.is_zero(), field, "must be greater than zero")
+}
+
 /// `Err` naming `field` unless `value` is at most `max`.
 pub fn ensure_duration_at_most(
     field: &str,
@@ -126,6 +142,75 @@ pub fn ensure_at_most(field: &str, value: u64, max: u64) -> Result<(), ConfigErr
 pub trait Validate {
     /// `Ok` when every rule holds, otherwise the first broken one.
     fn validate(&self) -> Result<(), ConfigError>;
+}
+
+/// Builder setters that each set one field of the builder's `config` and return the builder.
+///
+/// Invoked inside the `impl` of a builder holding its configuration in a field named
+/// `config`; the first token names the configuration type, for the generated docs. Each
+/// entry is `field: Type` (sets the field to the argument) or `field: Some(Type)` (the field
+/// is an `Option` and the setter turns it on). An entry without doc comments is documented
+/// as "See \[`Config::field`\]."; doc comments written on an entry replace that line.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// #[derive(Debug, Default)]
+/// pub struct ServerConfig {
+///     /// Most requests served at once.
+///     pub max_requests: usize,
+///     /// How long a request may take (none by default).
+///     pub timeout: Option<Duration>,
+/// }
+///
+/// #[derive(Debug, Default)]
+/// pub struct ServerBuilder {
+///     config: ServerConfig,
+/// }
+///
+/// impl ServerBuilder {
+///     backstop_core::config_setters! {
+///         ServerConfig;
+///         max_requests: usize,
+///         /// Bounds each request; see [`ServerConfig::timeout`].
+///         timeout: Some(Duration),
+///     }
+/// }
+///
+/// let builder = ServerBuilder::default()
+///     .max_requests(64)
+///     .timeout(Duration::from_secs(5));
+/// assert_eq!(builder.config.max_requests, 64);
+/// assert_eq!(builder.config.timeout, Some(Duration::from_secs(5)));
+/// ```
+#[macro_export]
+macro_rules! config_setters {
+    ($config:ident; $($entries:tt)*) => {
+        $crate::config_setters!(@entry $config; $($entries)*);
+    };
+    (@entry $config:ident;) => {};
+    (@entry $config:ident; $(#[$doc:meta])* $field:ident: Some($ty:ty) $(, $($rest:tt)*)?) => {
+        $crate::config_setters!(@setter $config [$(#[$doc])*] $field: $ty => Some($field));
+        $crate::config_setters!(@entry $config; $($($rest)*)?);
+    };
+    (@entry $config:ident; $(#[$doc:meta])* $field:ident: $ty:ty $(, $($rest:tt)*)?) => {
+        $crate::config_setters!(@setter $config [$(#[$doc])*] $field: $ty => $field);
+        $crate::config_setters!(@entry $config; $($($rest)*)?);
+    };
+    (@setter $config:ident [] $field:ident: $ty:ty => $value:expr) => {
+        $crate::config_setters!(
+            @setter $config
+            [#[doc = concat!("See [`", stringify!($config), "::", stringify!($field), "`].")]]
+            $field: $ty => $value
+        );
+    };
+    (@setter $config:ident [$(#[$doc:meta])+] $field:ident: $ty:ty => $value:expr) => {
+        $(#[$doc])+
+        pub fn $field(mut self, $field: $ty) -> Self {
+            self.config.$field = $value;
+            self
+        }
+    };
 }
 
 #[cfg(test)]

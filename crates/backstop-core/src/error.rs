@@ -70,7 +70,10 @@ pub trait StackError: Sized + Send + Sync + 'static {
 /// Match it directly, or use the accessors, which look through [`Error::Shared`]:
 /// [`rejection`](Error::rejection), [`inner`](Error::inner),
 /// [`retry_after`](Error::retry_after).
-#[derive(Debug)]
+///
+/// It is `Clone` when `E` is, so a failure that several waiters share (a coalesced load)
+/// can be handed to each of them as this one type.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error<E> {
     /// A Backstop primitive refused the call; it did not run.

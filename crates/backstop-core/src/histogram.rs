@@ -374,6 +374,18 @@ mod tests {
         assert_eq!(bucket_ceiling(BUCKETS - 1), MAX_MICROS);
     }
 
+    /// Records `values` (in microseconds) and sorts them; returns the snapshot and the true
+    /// quantile `q`, the value at its rank.
+    fn record_sorted(values: &mut [u64], q: f64) -> (HistogramSnapshot, u64) {
+        let histogram = Histogram::new();
+        for micros in values.iter() {
+            histogram.record(Duration::from_micros(*micros));
+        }
+        values.sort_unstable();
+        let rank = ((q * values.len() as f64).ceil() as usize).max(1);
+        (histogram.snapshot(), values[rank - 1])
+    }
+
     proptest! {
         /// Against a sorted list: the reported quantile is never below the true one and at
         /// most 1/16 above it.
@@ -382,14 +394,8 @@ mod tests {
             mut values in proptest::collection::vec(0u64..50_000_000, 1..300),
             q in 0.0f64..=1.0,
         ) {
-            let histogram = Histogram::new();
-            for micros in &values {
-                histogram.record(Duration::from_micros(*micros));
-            }
-            values.sort_unstable();
-            let rank = ((q * values.len() as f64).ceil() as usize).max(1);
-            let truth = values[rank - 1];
-            let reported = histogram.snapshot().quantile(q).as_micros() as u64;
+            let (snapshot, truth) = record_sorted(&mut values, q);
+            let reported = snapshot.quantile(q).as_micros() as u64;
             prop_assert!(reported >= truth, "reported {} < truth {}", reported, truth);
             prop_assert!(reported <= truth + truth / 16 + 1, "reported {} far above {}", reported, truth);
         }
@@ -401,14 +407,9 @@ mod tests {
             mut values in proptest::collection::vec(0u64..50_000_000, 1..300),
             q in 0.0f64..=1.0,
         ) {
-            let histogram = Histogram::new();
-            for micros in &values {
-                histogram.record(Duration::from_micros(*micros));
-            }
-            values.sort_unstable();
-            let rank = ((q * values.len() as f64).ceil() as usize).max(1);
-            let bucket = bucket_of(values[rank - 1]);
-            let reported = histogram.snapshot().quantile_interpolated(q).as_secs_f64() * 1e6;
+            let (snapshot, truth) = record_sorted(&mut values, q);
+            let bucket = bucket_of(truth);
+            let reported = snapshot.quantile_interpolated(q).as_secs_f64() * 1e6;
             let (low, high) = (bucket_floor(bucket) as f64, (bucket_ceiling(bucket) + 1) as f64);
             prop_assert!(reported >= low - 1e-3, "reported {} below bucket {}", reported, low);
             prop_assert!(reported <= high.min(values[values.len() - 1] as f64) + 1e-3, "reported {} above {}", reported, high);

@@ -24,7 +24,8 @@
 //!   autoscaler to read;
 //! - [`Histogram`]: a lock-free latency histogram for wait-time percentiles;
 //! - [`duration`]: human durations (`"250ms"`, `"5m"`) for serde configs, and [`config`]:
-//!   the [`ConfigError`] every config reports when validated;
+//!   the [`ConfigError`] every config reports when validated, with [`config_setters!`] for
+//!   the builders' one-field setters;
 //! - `tower` (feature `tower`): adapters that make Backstop layers tower layers and tower
 //!   services Backstop services, and back; `poll_ready` follows [`Service::readiness`].
 //!

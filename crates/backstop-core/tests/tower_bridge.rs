@@ -115,7 +115,8 @@ async fn tower_readiness_errors_reach_the_backstop_caller() {
 }
 
 /// A service that reports itself full until `open` is set: what a full bulkhead or an
-/// open circuit reports through `readiness`.
+/// open circuit reports through `readiness`. Clones share the switch and the count.
+#[derive(Clone, Default)]
 struct Gate {
     open: Arc<std::sync::atomic::AtomicBool>,
     calls: Arc<AtomicUsize>,
@@ -143,13 +144,10 @@ impl Service<u32> for Gate {
 
 #[tokio::test(start_paused = true)]
 async fn load_shed_sheds_in_front_of_a_service_that_is_not_ready() {
-    let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let calls = Arc::new(AtomicUsize::new(0));
-    let gate = IntoTower::new(Gate {
-        open: open.clone(),
-        calls: calls.clone(),
-    });
-    let shed = ServiceBuilder::new().load_shed().service(gate.clone());
+    let gate = Gate::default();
+    let shed = ServiceBuilder::new()
+        .load_shed()
+        .service(IntoTower::new(gate.clone()));
     let mut shed_count = 0;
     for n in 0..5 {
         match shed.clone().oneshot(n).await {
@@ -159,27 +157,22 @@ async fn load_shed_sheds_in_front_of_a_service_that_is_not_ready() {
     }
     assert_eq!(shed_count, 5);
     assert_eq!(
-        calls.load(Ordering::SeqCst),
+        gate.calls.load(Ordering::SeqCst),
         0,
         "no shed request reached the service"
     );
 
-    open.store(true, Ordering::SeqCst);
+    gate.open.store(true, Ordering::SeqCst);
     assert_eq!(shed.oneshot(7).await.unwrap(), 7);
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(gate.calls.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_waiting_caller_is_woken_when_the_service_becomes_ready() {
-    let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let calls = Arc::new(AtomicUsize::new(0));
-    let gate = IntoTower::new(Gate {
-        open: open.clone(),
-        calls,
-    });
-    let waiting = tokio::spawn(gate.oneshot(3));
+    let gate = Gate::default();
+    let waiting = tokio::spawn(IntoTower::new(gate.clone()).oneshot(3));
     tokio::task::yield_now().await;
     assert!(!waiting.is_finished());
-    open.store(true, Ordering::SeqCst);
+    gate.open.store(true, Ordering::SeqCst);
     assert_eq!(waiting.await.unwrap().unwrap(), 3);
 }

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
+use backstop_core::config::{
+    ConfigError, Validate, ensure, ensure_at_most, ensure_duration, ensure_positive_duration,
+};
 use serde::{Deserialize, Serialize};
 
 /// Which idle connection a checkout takes first.
@@ -112,59 +114,33 @@ impl Validate for PoolConfig {
         ensure(self.max_size >= 1, "max_size", "must be at least 1")?;
         ensure_at_most("max_size", self.max_size as u64, MAX_POOL_SIZE as u64)?;
         for (field, value) in [
-            ("wait_timeout", Some(self.wait_timeout)),
-            ("create_timeout", Some(self.create_timeout)),
-            ("recycle_timeout", Some(self.recycle_timeout)),
-            ("idle_timeout", self.idle_timeout),
-            ("max_lifetime", self.max_lifetime),
-            ("keepalive_interval", self.keepalive_interval),
-            ("leak_detection_threshold", self.leak_detection_threshold),
-            ("housekeeping_interval", Some(self.housekeeping_interval)),
-            ("health_check_bypass", Some(self.health_check_bypass)),
+            ("wait_timeout", self.wait_timeout),
+            ("create_timeout", self.create_timeout),
+            ("recycle_timeout", self.recycle_timeout),
+            ("housekeeping_interval", self.housekeeping_interval),
         ] {
-            ensure_duration(field, value.unwrap_or_default())?;
+            ensure_positive_duration(field, value)?;
         }
-        ensure(
-            self.min_idle <= self.max_size,
-            "min_idle",
-            "must not exceed max_size",
-        )?;
-        ensure(
-            !self.wait_timeout.is_zero(),
-            "wait_timeout",
-            "must be greater than zero",
-        )?;
-        ensure(
-            !self.create_timeout.is_zero(),
-            "create_timeout",
-            "must be greater than zero",
-        )?;
-        ensure(
-            !self.recycle_timeout.is_zero(),
-            "recycle_timeout",
-            "must be greater than zero",
-        )?;
         for (field, value) in [
             ("idle_timeout", self.idle_timeout),
             ("max_lifetime", self.max_lifetime),
             ("keepalive_interval", self.keepalive_interval),
             ("leak_detection_threshold", self.leak_detection_threshold),
         ] {
-            ensure(
-                value.is_none_or(|d| !d.is_zero()),
-                field,
-                "must be greater than zero when set",
-            )?;
+            if let Some(value) = value {
+                ensure_positive_duration(field, value)?;
+            }
         }
+        ensure_duration("health_check_bypass", self.health_check_bypass)?;
+        ensure(
+            self.min_idle <= self.max_size,
+            "min_idle",
+            "must not exceed max_size",
+        )?;
         ensure(
             (0.0..=0.5).contains(&self.lifetime_jitter),
             "lifetime_jitter",
             "must be between 0 and 0.5",
-        )?;
-        ensure(
-            !self.housekeeping_interval.is_zero(),
-            "housekeeping_interval",
-            "must be greater than zero",
         )?;
         ensure(
             self.fill_concurrency >= 1,
@@ -235,22 +211,12 @@ impl Validate for AdaptivePoolConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         ensure(self.min_size >= 1, "min_size", "must be at least 1")?;
         ensure_at_most("max_size", self.max_size as u64, MAX_POOL_SIZE as u64)?;
-        ensure_duration("target_wait", self.target_wait)?;
-        ensure_duration("evaluate_every", self.evaluate_every)?;
+        ensure_positive_duration("target_wait", self.target_wait)?;
+        ensure_positive_duration("evaluate_every", self.evaluate_every)?;
         ensure(
             self.min_size <= self.max_size,
             "min_size",
             "must not exceed max_size",
-        )?;
-        ensure(
-            !self.target_wait.is_zero(),
-            "target_wait",
-            "must be greater than zero",
-        )?;
-        ensure(
-            !self.evaluate_every.is_zero(),
-            "evaluate_every",
-            "must be greater than zero",
         )?;
         ensure(self.step >= 1, "step", "must be at least 1")?;
         ensure(
@@ -267,50 +233,27 @@ pub struct PoolConfigBuilder {
     config: PoolConfig,
 }
 
-macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty => $value:expr;)*) => {
-        $(
-            $(#[$doc])*
-            pub fn $name(mut self, $name: $ty) -> Self {
-                self.config.$name = $value($name);
-                self
-            }
-        )*
-    };
-}
-
 impl PoolConfigBuilder {
-    setters! {
-        /// Sets [`PoolConfig::max_size`].
-        max_size: usize => std::convert::identity;
-        /// Sets [`PoolConfig::min_idle`].
-        min_idle: usize => std::convert::identity;
-        /// Sets [`PoolConfig::wait_timeout`].
-        wait_timeout: Duration => std::convert::identity;
-        /// Sets [`PoolConfig::create_timeout`].
-        create_timeout: Duration => std::convert::identity;
-        /// Sets [`PoolConfig::recycle_timeout`].
-        recycle_timeout: Duration => std::convert::identity;
-        /// Sets [`PoolConfig::idle_timeout`] (`None` disables).
-        idle_timeout: Option<Duration> => std::convert::identity;
-        /// Sets [`PoolConfig::max_lifetime`] (`None` disables).
-        max_lifetime: Option<Duration> => std::convert::identity;
-        /// Sets [`PoolConfig::lifetime_jitter`].
-        lifetime_jitter: f64 => std::convert::identity;
-        /// Sets [`PoolConfig::health_check_bypass`].
-        health_check_bypass: Duration => std::convert::identity;
-        /// Sets [`PoolConfig::keepalive_interval`].
-        keepalive_interval: Duration => Some;
-        /// Sets [`PoolConfig::leak_detection_threshold`].
-        leak_detection_threshold: Duration => Some;
-        /// Sets [`PoolConfig::housekeeping_interval`].
-        housekeeping_interval: Duration => std::convert::identity;
-        /// Sets [`PoolConfig::fill_concurrency`].
-        fill_concurrency: usize => std::convert::identity;
-        /// Sets [`PoolConfig::queue_mode`].
-        queue_mode: QueueMode => std::convert::identity;
-        /// Enables adaptive sizing.
-        adaptive: AdaptivePoolConfig => Some;
+    backstop_core::config_setters! {
+        PoolConfig;
+        max_size: usize,
+        min_idle: usize,
+        wait_timeout: Duration,
+        create_timeout: Duration,
+        recycle_timeout: Duration,
+        /// See [`PoolConfig::idle_timeout`] (`None` disables).
+        idle_timeout: Option<Duration>,
+        /// See [`PoolConfig::max_lifetime`] (`None` disables).
+        max_lifetime: Option<Duration>,
+        lifetime_jitter: f64,
+        health_check_bypass: Duration,
+        keepalive_interval: Some(Duration),
+        leak_detection_threshold: Some(Duration),
+        housekeeping_interval: Duration,
+        fill_concurrency: usize,
+        queue_mode: QueueMode,
+        /// Enables adaptive sizing; see [`PoolConfig::adaptive`].
+        adaptive: Some(AdaptivePoolConfig),
     }
 
     /// Validates and returns the config.

@@ -291,6 +291,11 @@ mod tests {
         }
     }
 
+    fn size_and_idle(slots: &Slots<u32>) -> (usize, usize) {
+        let status = slots.status();
+        (status.size, status.idle)
+    }
+
     #[test]
     fn returns_go_to_the_longest_waiter_before_the_idle_queue() {
         let slots = Slots::new(1, true);
@@ -301,8 +306,7 @@ mod tests {
         assert!(matches!(granted(first), Grant::Conn(7)));
         slots.release();
         assert!(matches!(granted(second), Grant::Slot));
-        assert_eq!(slots.status().size, 1);
-        assert_eq!(slots.status().idle, 0);
+        assert_eq!(size_and_idle(&slots), (1, 0));
     }
 
     #[test]
@@ -312,8 +316,7 @@ mod tests {
         drop(slots.take());
         assert_eq!(slots.status().waiters, 0);
         assert!(slots.put(1, None).is_none());
-        let status = slots.status();
-        assert_eq!((status.size, status.idle), (1, 1));
+        assert_eq!(size_and_idle(&slots), (1, 1));
     }
 
     #[test]
@@ -328,8 +331,7 @@ mod tests {
         assert_eq!(slots.resize(1), vec![1]);
         assert_eq!(slots.put(2, None), Some(2), "over size: closed on return");
         assert!(slots.put(3, None).is_none());
-        let status = slots.status();
-        assert_eq!((status.size, status.idle), (1, 1));
+        assert_eq!(size_and_idle(&slots), (1, 1));
     }
 
     #[test]

@@ -2,29 +2,18 @@
 
 mod common;
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backstop_core::{Layer, LoadSignal, Service, ServiceExt, TokioClock, service_fn};
+use backstop_core::{Layer, LoadSignal, Service, ServiceExt, service_fn};
 use backstop_pool::{
     AdaptivePoolConfig, Leased, Pool, PoolBuildError, PoolConfig, PoolError, PoolLayer, PoolSet,
     PoolSetConfig, Pooled,
 };
-use common::{Fake, FakeError};
+use backstop_testkit::logs::capture_logs;
+use common::{Fake, FakeError, config, pool};
 use parking_lot::Mutex;
 use tokio::time::sleep;
-
-fn config() -> backstop_pool::PoolConfigBuilder {
-    PoolConfig::builder()
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .wait_timeout(Duration::from_secs(1))
-}
-
-fn pool(fake: &Fake, config: PoolConfig) -> Pool<Fake> {
-    Pool::with_clock(fake.clone(), config, TokioClock).unwrap()
-}
 
 /// Lets spawned tasks (the housekeeper, waiters) run to their next timer.
 async fn settle() {
@@ -34,7 +23,7 @@ async fn settle() {
 #[tokio::test(start_paused = true)]
 async fn min_idle_is_filled_and_refilled() {
     let fake = Fake::default();
-    let pool = pool(&fake, config().max_size(5).min_idle(2).build().unwrap());
+    let pool = pool(&fake, config().max_size(5).min_idle(2));
     settle().await;
     assert_eq!(pool.stats().idle, 2);
     assert_eq!(fake.creates(), 2);
@@ -56,9 +45,7 @@ async fn idle_connections_above_min_idle_are_reaped() {
         config()
             .max_size(5)
             .min_idle(1)
-            .idle_timeout(Some(Duration::from_secs(60)))
-            .build()
-            .unwrap(),
+            .idle_timeout(Some(Duration::from_secs(60))),
     );
     let conns = [
         pool.get().await.unwrap(),
@@ -83,9 +70,7 @@ async fn max_lifetime_is_enforced_by_the_reaper_with_jitter() {
         config()
             .max_size(4)
             .max_lifetime(Some(Duration::from_secs(100)))
-            .lifetime_jitter(0.1)
-            .build()
-            .unwrap(),
+            .lifetime_jitter(0.1),
     );
     drop(pool.get().await.unwrap());
     sleep(Duration::from_secs(89)).await;
@@ -105,9 +90,7 @@ async fn expired_connections_are_replaced_at_checkout() {
             .max_size(2)
             .max_lifetime(Some(Duration::from_secs(10)))
             .lifetime_jitter(0.0)
-            .housekeeping_interval(Duration::from_secs(3600))
-            .build()
-            .unwrap(),
+            .housekeeping_interval(Duration::from_secs(3600)),
     );
     let first = *pool.get().await.unwrap();
     sleep(Duration::from_secs(11)).await;
@@ -120,7 +103,7 @@ async fn expired_connections_are_replaced_at_checkout() {
 #[tokio::test(start_paused = true)]
 async fn health_check_is_bypassed_for_recently_used_connections() {
     let fake = Fake::default();
-    let pool = pool(&fake, config().max_size(2).build().unwrap());
+    let pool = pool(&fake, config().max_size(2));
     drop(pool.get().await.unwrap());
     drop(pool.get().await.unwrap());
     assert_eq!(fake.recycles(), 0, "used within 500 ms: no health check");
@@ -132,7 +115,7 @@ async fn health_check_is_bypassed_for_recently_used_connections() {
 #[tokio::test(start_paused = true)]
 async fn failed_health_check_discards_and_creates_a_new_connection() {
     let fake = Fake::default();
-    let pool = pool(&fake, config().max_size(2).build().unwrap());
+    let pool = pool(&fake, config().max_size(2));
     let first = *pool.get().await.unwrap();
     sleep(Duration::from_secs(1)).await;
     fake.fail_recycles(true);
@@ -149,9 +132,7 @@ async fn keepalive_checks_idle_connections_and_refill_replaces_failures() {
         config()
             .max_size(3)
             .min_idle(1)
-            .keepalive_interval(Duration::from_secs(30))
-            .build()
-            .unwrap(),
+            .keepalive_interval(Duration::from_secs(30)),
     );
     settle().await;
     assert_eq!(fake.creates(), 1);
@@ -162,47 +143,15 @@ async fn keepalive_checks_idle_connections_and_refill_replaces_failures() {
     assert_eq!(stats.idle, 1, "min_idle refilled: {stats:?}");
 }
 
-/// Captures formatted tracing output for the current thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock()).into_owned()
-    }
-}
-
-fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
-}
-
 #[tokio::test(start_paused = true)]
 async fn leak_warning_names_the_label_and_the_checkout_site() {
-    let (captured, _guard) = capture();
+    let (captured, _guard) = capture_logs(tracing::Level::INFO);
     let fake = Fake::default();
     let pool = pool(
         &fake,
         config()
             .max_size(2)
-            .leak_detection_threshold(Duration::from_secs(5))
-            .build()
-            .unwrap(),
+            .leak_detection_threshold(Duration::from_secs(5)),
     );
     drop(pool.get_labeled("quick").await.unwrap());
     sleep(Duration::from_secs(6)).await;
@@ -229,7 +178,7 @@ async fn leak_warning_names_the_label_and_the_checkout_site() {
 async fn create_errors_are_reported_not_hidden_behind_timeouts() {
     let fake = Fake::default();
     fake.fail_creates(true);
-    let pool = pool(&fake, config().max_size(1).build().unwrap());
+    let pool = pool(&fake, config().max_size(1));
     match pool.get().await {
         Err(PoolError::Create(FakeError(message))) => assert!(message.contains("refused")),
         other => panic!("expected the creation error, got {other:?}"),
@@ -268,7 +217,7 @@ async fn create_errors_are_reported_not_hidden_behind_timeouts() {
 #[tokio::test(start_paused = true)]
 async fn plain_wait_timeout_when_the_pool_is_busy() {
     let fake = Fake::default();
-    let pool = pool(&fake, config().max_size(1).build().unwrap());
+    let pool = pool(&fake, config().max_size(1));
     let held = pool.get().await.unwrap();
     match pool.get().await {
         Err(PoolError::Timeout {
@@ -290,7 +239,7 @@ async fn plain_wait_timeout_when_the_pool_is_busy() {
 async fn failing_creation_backs_off_instead_of_spinning() {
     let fake = Fake::default();
     fake.fail_creates(true);
-    let pool = pool(&fake, config().max_size(4).min_idle(2).build().unwrap());
+    let pool = pool(&fake, config().max_size(4).min_idle(2));
     sleep(Duration::from_secs(60)).await;
     let attempts = fake.creates();
     // One attempt round per second would be 120 creates; backoff doubles to 30 s.
@@ -305,7 +254,7 @@ async fn failing_creation_backs_off_instead_of_spinning() {
 #[tokio::test(start_paused = true)]
 async fn cancelled_gets_never_lose_capacity() {
     let fake = Fake::default();
-    let pool = pool(&fake, config().max_size(1).build().unwrap());
+    let pool = pool(&fake, config().max_size(1));
 
     // Dropped while waiting for a slot.
     let held = pool.get().await.unwrap();
@@ -319,12 +268,7 @@ async fn cancelled_gets_never_lose_capacity() {
     // Dropped during a slow creation.
     let fresh = Fake::default();
     fresh.create_delay(Duration::from_secs(1));
-    let slow = Pool::with_clock(
-        fresh.clone(),
-        config().max_size(1).build().unwrap(),
-        TokioClock,
-    )
-    .unwrap();
+    let slow = common::pool(&fresh, config().max_size(1));
     assert!(
         tokio::time::timeout(Duration::from_millis(10), slow.get())
             .await
@@ -357,11 +301,7 @@ async fn a_get_cancelled_mid_health_check_closes_that_connection_and_keeps_capac
     let fake = Fake::default();
     let pool = pool(
         &fake,
-        config()
-            .max_size(1)
-            .health_check_bypass(Duration::ZERO)
-            .build()
-            .unwrap(),
+        config().max_size(1).health_check_bypass(Duration::ZERO),
     );
     drop(pool.get().await.unwrap());
     fake.recycle_delay(Duration::from_secs(5));
@@ -463,7 +403,7 @@ async fn concurrent_checkouts_never_share_a_connection_or_lose_capacity() {
 
 #[tokio::test(start_paused = true)]
 async fn adaptive_sizing_grows_under_waits_and_shrinks_when_idle() {
-    let (captured, _guard) = capture();
+    let (captured, _guard) = capture_logs(tracing::Level::INFO);
     let fake = Fake::default();
     let adaptive = AdaptivePoolConfig {
         min_size: 1,
@@ -473,10 +413,7 @@ async fn adaptive_sizing_grows_under_waits_and_shrinks_when_idle() {
         step: 2,
         shrink_below: 0.5,
     };
-    let pool = pool(
-        &fake,
-        config().max_size(2).adaptive(adaptive).build().unwrap(),
-    );
+    let pool = pool(&fake, config().max_size(2).adaptive(adaptive));
     let workers: Vec<_> = (0..6)
         .map(|_| {
             let pool = pool.clone();
@@ -510,7 +447,7 @@ async fn adaptive_sizing_grows_under_waits_and_shrinks_when_idle() {
 #[tokio::test(start_paused = true)]
 async fn discard_and_layer_close_broken_connections() {
     let fake = Fake::default();
-    let pool = pool(&fake, config().max_size(2).build().unwrap());
+    let pool = pool(&fake, config().max_size(2));
     Pooled::discard(pool.get().await.unwrap());
     assert_eq!(pool.stats().closed.broken, 1);
     assert_eq!(pool.stats().size, 0);
@@ -549,7 +486,7 @@ async fn discard_and_layer_close_broken_connections() {
 #[tokio::test(start_paused = true)]
 async fn stats_and_load_signal_reflect_use() {
     let fake = Fake::default();
-    let pool = pool(&fake, config().max_size(3).build().unwrap());
+    let pool = pool(&fake, config().max_size(3));
     let a = pool.get().await.unwrap();
     let b = pool.get().await.unwrap();
     sleep(Duration::from_millis(40)).await;
@@ -574,7 +511,7 @@ async fn stats_and_load_signal_reflect_use() {
 #[tokio::test(start_paused = true)]
 async fn closing_the_pool_fails_waiters_and_counts_every_connection_it_closes() {
     let fake = Fake::default();
-    let pool = pool(&fake, config().max_size(2).build().unwrap());
+    let pool = pool(&fake, config().max_size(2));
     let held = pool.get().await.unwrap();
     drop(pool.get().await.unwrap());
     let held_too = pool.get().await.unwrap();
@@ -599,7 +536,7 @@ async fn closing_the_pool_fails_waiters_and_counts_every_connection_it_closes() 
     assert_eq!(stats.closed.total(), 2);
     assert_eq!(stats.size, 0);
 
-    let with_idle = self::pool(&fake, config().max_size(1).build().unwrap());
+    let with_idle = common::pool(&fake, config().max_size(1));
     drop(with_idle.get().await.unwrap());
     assert_eq!(with_idle.stats().idle, 1);
     with_idle.close();
@@ -610,7 +547,7 @@ async fn closing_the_pool_fails_waiters_and_counts_every_connection_it_closes() 
 #[tokio::test(start_paused = true)]
 async fn dropping_the_pool_stops_background_work() {
     let fake = Fake::default();
-    let pool = pool(&fake, config().max_size(3).min_idle(2).build().unwrap());
+    let pool = pool(&fake, config().max_size(3).min_idle(2));
     settle().await;
     let tasks_with_pool = tokio::runtime::Handle::current()
         .metrics()
@@ -667,7 +604,7 @@ fn building_without_a_runtime_is_a_typed_error() {
 #[tokio::test(start_paused = true)]
 async fn layer_refuses_with_pool_exhausted_and_reports_not_ready_when_full() {
     let fake = Fake::default();
-    let pool = pool(&fake, config().max_size(1).build().unwrap());
+    let pool = pool(&fake, config().max_size(1));
     let svc = PoolLayer::new(pool.clone()).layer(
         service_fn(|leased: Leased<Fake, ()>| async move { Ok::<_, FakeError>(*leased.conn) })
             .lift(),

@@ -1,11 +1,14 @@
 //! Issue 19: no configuration value or manager callback can crash, hang or kill the pool.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
 use backstop_core::TokioClock;
 use backstop_pool::{MAX_POOL_SIZE, Manager, Metrics, Pool, PoolConfig, PoolError, RecycleResult};
+use common::{config, pool};
 use tokio::time::sleep;
 
 /// Panics in whichever callback it is told to: `create` for the first `panic_creates`
@@ -47,23 +50,11 @@ impl Manager for Panicky {
     }
 }
 
-fn config() -> backstop_pool::PoolConfigBuilder {
-    PoolConfig::builder()
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .wait_timeout(Duration::from_secs(1))
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_panicking_create_is_a_typed_error_for_the_caller() {
     let manager = Panicky::default();
     manager.panic_creates.store(1, SeqCst);
-    let pool = Pool::with_clock(
-        manager.clone(),
-        config().max_size(2).build().unwrap(),
-        TokioClock,
-    )
-    .unwrap();
+    let pool = pool(&manager, config().max_size(2));
     match pool.get().await {
         Err(PoolError::Panicked(p)) => {
             assert_eq!(p.site(), "manager.create");
@@ -81,16 +72,10 @@ async fn a_panicking_create_is_a_typed_error_for_the_caller() {
 #[tokio::test(start_paused = true)]
 async fn panicking_recycle_and_detach_close_the_connection_without_panicking() {
     let manager = Panicky::default();
-    let pool = Pool::with_clock(
-        manager.clone(),
-        config()
-            .max_size(1)
-            .health_check_bypass(Duration::ZERO)
-            .build()
-            .unwrap(),
-        TokioClock,
-    )
-    .unwrap();
+    let pool = pool(
+        &manager,
+        config().max_size(1).health_check_bypass(Duration::ZERO),
+    );
     drop(pool.get().await.unwrap());
     manager.panic_checks.store(1, SeqCst);
     sleep(Duration::from_millis(10)).await;
@@ -107,12 +92,7 @@ async fn panicking_recycle_and_detach_close_the_connection_without_panicking() {
 async fn housekeeping_survives_a_panicking_create_and_keeps_min_idle() {
     let manager = Panicky::default();
     manager.panic_creates.store(1, SeqCst);
-    let pool = Pool::with_clock(
-        manager.clone(),
-        config().max_size(4).min_idle(2).build().unwrap(),
-        TokioClock,
-    )
-    .unwrap();
+    let pool = pool(&manager, config().max_size(4).min_idle(2));
     sleep(Duration::from_secs(5)).await;
     let stats = pool.stats();
     assert_eq!(stats.idle, 2, "{stats:?}");

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use backstop_pool::{Pool, PoolConfig, PoolError, TcpManager};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 /// An echo server that keeps its accepted sockets until it is aborted.
@@ -24,6 +24,14 @@ fn serve(listener: TcpListener) -> JoinHandle<()> {
     })
 }
 
+/// Sends `message` over `conn` and checks that the echo server sent it back.
+async fn assert_echoes(conn: &mut TcpStream, message: &[u8; 4]) {
+    conn.write_all(message).await.unwrap();
+    let mut reply = [0u8; 4];
+    conn.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply, message);
+}
+
 #[tokio::test]
 async fn broken_connections_are_discarded_and_the_pool_recovers() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -37,13 +45,7 @@ async fn broken_connections_are_discarded_and_the_pool_recovers() {
         .unwrap();
     let pool = Pool::new(TcpManager::new(addr.to_string()), config).unwrap();
 
-    {
-        let mut conn = pool.get().await.unwrap();
-        conn.write_all(b"ping").await.unwrap();
-        let mut reply = [0u8; 4];
-        conn.read_exact(&mut reply).await.unwrap();
-        assert_eq!(&reply, b"ping");
-    }
+    assert_echoes(&mut pool.get().await.unwrap(), b"ping").await;
     assert_eq!(pool.stats().idle, 1);
 
     // Kill the server: every accepted socket closes, and nothing listens any more.
@@ -66,10 +68,7 @@ async fn broken_connections_are_discarded_and_the_pool_recovers() {
     // Restart on the same port: the pool recovers with a fresh connection.
     let server = serve(TcpListener::bind(addr).await.unwrap());
     let mut conn = pool.get().await.unwrap();
-    conn.write_all(b"back").await.unwrap();
-    let mut reply = [0u8; 4];
-    conn.read_exact(&mut reply).await.unwrap();
-    assert_eq!(&reply, b"back");
+    assert_echoes(&mut conn, b"back").await;
     assert_eq!(pool.stats().created, 2);
     drop(conn);
     server.abort();

@@ -158,16 +158,7 @@ impl Validate for SentinelConfig {
             "nodes",
             "must name at least one Sentinel",
         )?;
-        ensure_at_most(
-            "nodes",
-            self.nodes.len() as u64,
-            RedisConfig::MAX_NODES as u64,
-        )?;
-        for (i, node) in self.nodes.iter().enumerate() {
-            check_node(node, false)
-                .map_err(|rule| ConfigError::new(format!("nodes[{i}]"), rule))?;
-        }
-        Ok(())
+        check_nodes("nodes", self.nodes.iter())
     }
 }
 
@@ -293,15 +284,10 @@ impl Validate for RedisConfig {
         if let Some(url) = &self.url {
             check_node(url, true).map_err(|rule| ConfigError::new("url", rule))?;
         }
-        ensure_at_most(
+        check_nodes(
             "cluster_nodes",
-            self.cluster_nodes.len() as u64,
-            Self::MAX_NODES as u64,
+            self.cluster_nodes.iter().map(|node| self.node_url(node)),
         )?;
-        for (i, node) in self.cluster_nodes.iter().enumerate() {
-            check_node(&self.node_url(node), false)
-                .map_err(|rule| ConfigError::new(format!("cluster_nodes[{i}]"), rule))?;
-        }
         if let Some(sentinel) = &self.sentinel {
             sentinel.validate().map_err(|e| e.within("sentinel"))?;
         }
@@ -337,6 +323,20 @@ impl Validate for RedisConfig {
         }
         Ok(())
     }
+}
+
+/// Checks the addresses of a cluster or of Sentinels, listed under `field`: at most
+/// [`RedisConfig::MAX_NODES`] of them, each a valid address of one node.
+fn check_nodes(
+    field: &str,
+    nodes: impl ExactSizeIterator<Item = impl AsRef<str>>,
+) -> Result<(), ConfigError> {
+    ensure_at_most(field, nodes.len() as u64, RedisConfig::MAX_NODES as u64)?;
+    for (i, node) in nodes.enumerate() {
+        check_node(node.as_ref(), false)
+            .map_err(|rule| ConfigError::new(format!("{field}[{i}]"), rule))?;
+    }
+    Ok(())
 }
 
 /// Checks one address; `standalone` says whether it is the `url` of one server.

@@ -50,11 +50,8 @@ async fn configured_credentials_reach_a_standalone_server_and_a_wrong_password_i
     assert!(incr(&redis, "elsewhere").await.is_err());
 
     let wrong = RedisConfig::url(&url).with_credentials(Some("backstop-auth"), "wrong-pw");
-    let fault = RedisConnection::connect(&wrong).await.unwrap_err();
-    assert!(
-        matches!(fault, RedisFault::Misconfigured(Misconfiguration::Auth(_))),
-        "{fault:?}"
-    );
+    let mistake = support::connect_mistake(&wrong).await;
+    assert!(matches!(mistake, Misconfiguration::Auth(_)), "{mistake:?}");
 }
 
 #[tokio::test]

@@ -108,15 +108,10 @@ async fn cluster_nodes_at_a_standalone_server_are_a_typed_mistake() {
         return;
     };
     let seed = url.trim_start_matches("redis://").trim_end_matches('/');
-    let fault = RedisConnection::connect(&RedisConfig::cluster([seed]))
-        .await
-        .unwrap_err();
+    let mistake = support::connect_mistake(&RedisConfig::cluster([seed])).await;
     assert!(
-        matches!(
-            fault,
-            RedisFault::Misconfigured(Misconfiguration::NotACluster { .. })
-        ),
-        "{fault:?}"
+        matches!(mistake, Misconfiguration::NotACluster { .. }),
+        "{mistake:?}"
     );
 }
 

@@ -108,15 +108,10 @@ async fn a_url_at_a_replica_is_a_typed_mistake() {
         eprintln!("skipped: {replica} is not a replica right now");
         return;
     }
-    let fault = RedisConnection::connect(&RedisConfig::url(format!("redis://{replica}")))
-        .await
-        .unwrap_err();
+    let mistake = support::connect_mistake(&RedisConfig::url(format!("redis://{replica}"))).await;
     assert!(
-        matches!(
-            fault,
-            RedisFault::Misconfigured(Misconfiguration::Replica { .. })
-        ),
-        "{fault:?}"
+        matches!(mistake, Misconfiguration::Replica { .. }),
+        "{mistake:?}"
     );
 }
 
@@ -129,12 +124,9 @@ async fn an_unknown_master_name_is_a_typed_mistake() {
     let config = RedisConfig::sentinel(
         backstop_redis::SentinelConfig::parse(&format!("no-such-master@{nodes}")).unwrap(),
     );
-    let fault = RedisConnection::connect(&config).await.unwrap_err();
+    let mistake = support::connect_mistake(&config).await;
     assert!(
-        matches!(
-            fault,
-            RedisFault::Misconfigured(Misconfiguration::UnknownMaster(_))
-        ),
-        "{fault:?}"
+        matches!(mistake, Misconfiguration::UnknownMaster(_)),
+        "{mistake:?}"
     );
 }

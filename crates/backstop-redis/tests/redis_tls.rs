@@ -2,7 +2,7 @@
 
 use backstop_testkit::fleet as support;
 
-use backstop_redis::{Misconfiguration, RedisConfig, RedisConnection, RedisFault, TlsConfig};
+use backstop_redis::{Misconfiguration, RedisConfig, RedisConnection, TlsConfig};
 
 #[tokio::test]
 async fn rediss_with_the_fleet_ca_works() {
@@ -27,11 +27,8 @@ async fn a_wrong_ca_is_a_clear_tls_error() {
         ca: Some(other.into()),
         ..TlsConfig::default()
     });
-    let fault = RedisConnection::connect(&config).await.unwrap_err();
-    assert!(
-        matches!(fault, RedisFault::Misconfigured(Misconfiguration::Tls(_))),
-        "{fault:?}"
-    );
+    let mistake = support::connect_mistake(&config).await;
+    assert!(matches!(mistake, Misconfiguration::Tls(_)), "{mistake:?}");
 }
 
 #[test]

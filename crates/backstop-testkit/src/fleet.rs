@@ -1,8 +1,20 @@
 //! What the fleet tests of every crate share: the addresses `.ci/redis-fleet` exports, and
 //! killing and restarting a server by pid for failover tests.
 
-use backstop_redis::{RedisConfig, SentinelConfig, TlsConfig};
+use backstop_redis::{
+    Misconfiguration, RedisConfig, RedisConnection, RedisFault, SentinelConfig, TlsConfig,
+};
 use std::time::Duration;
+
+/// The mistake connecting with `config` is refused for: it names a deployment that does
+/// not match it. Panics when the connection succeeds or fails for another reason.
+pub async fn connect_mistake(config: &RedisConfig) -> Misconfiguration {
+    match RedisConnection::connect(config).await {
+        Err(RedisFault::Misconfigured(mistake)) => mistake,
+        Err(other) => panic!("expected a misconfiguration, got {other:?}"),
+        Ok(_) => panic!("expected a misconfiguration, the connection succeeded"),
+    }
+}
 
 /// The variable's value, or `None` with a skip notice; under CI a missing variable fails
 /// the test, so no Redis test is silently skipped there.

@@ -4,7 +4,8 @@
 //! - [`RedisTestContext`]: a connection to the standalone test server (`REDIS_URL`) and a key
 //!   prefix private to one test;
 //! - [`fleet`]: the addresses `.ci/redis-fleet` exports (cluster, Sentinel, TLS) as
-//!   `RedisConfig`s, and killing and restarting servers for failover tests.
+//!   `RedisConfig`s, and killing and restarting servers for failover tests;
+//! - [`logs`]: formatted `tracing` output captured for assertions.
 //!
 //! Without its variable a test is skipped with a notice; under `CI` a missing variable fails
 //! the test, so no Redis test is silently skipped there.
@@ -12,5 +13,6 @@
 
 mod context;
 pub mod fleet;
+pub mod logs;
 
 pub use context::RedisTestContext;

@@ -1,11 +1,28 @@
-//! A counting fake manager shared by the integration tests.
+//! A counting fake manager and the pool setup shared by the integration tests.
+#![allow(dead_code)] // each test binary uses a different part of it
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use backstop_pool::{Manager, Metrics, RecycleError, RecycleResult};
+use backstop_core::TokioClock;
+use backstop_pool::{
+    Manager, Metrics, Pool, PoolConfig, PoolConfigBuilder, PoolManager, RecycleError, RecycleResult,
+};
 use parking_lot::Mutex;
+
+/// The tests' base config: no idle timeout or lifetime, 1 s to wait for a connection.
+pub(crate) fn config() -> PoolConfigBuilder {
+    PoolConfig::builder()
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .wait_timeout(Duration::from_secs(1))
+}
+
+/// A pool over a clone of `manager`, on tokio's clock (paused in most tests).
+pub(crate) fn pool<M: PoolManager + Clone>(manager: &M, config: PoolConfigBuilder) -> Pool<M> {
+    Pool::with_clock(manager.clone(), config.build().unwrap(), TokioClock).unwrap()
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct FakeError(pub(crate) String);

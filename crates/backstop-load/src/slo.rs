@@ -177,32 +177,23 @@ pub struct SloCheck {
 
 impl SloCheck {
     fn at_most(objective: String, actual: f64, target: f64) -> Self {
-        let margin = if target > 0.0 {
-            (target - actual) / target
-        } else {
-            target - actual
-        };
-        Self {
-            objective,
-            target,
-            actual,
-            margin,
-            passed: actual <= target,
-        }
+        Self::with_spare(objective, actual, target, target - actual, actual <= target)
     }
 
     fn at_least(objective: String, actual: f64, target: f64) -> Self {
-        let margin = if target > 0.0 {
-            (actual - target) / target
-        } else {
-            actual - target
-        };
+        Self::with_spare(objective, actual, target, actual - target, actual >= target)
+    }
+
+    /// The check of an objective met with `spare` to spare (negative when broken), the
+    /// margin being `spare` as a fraction of a positive target.
+    fn with_spare(objective: String, actual: f64, target: f64, spare: f64, passed: bool) -> Self {
+        let margin = if target > 0.0 { spare / target } else { spare };
         Self {
             objective,
             target,
             actual,
             margin,
-            passed: actual >= target,
+            passed,
         }
     }
 }

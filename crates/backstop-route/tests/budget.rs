@@ -214,11 +214,7 @@ async fn a_provider_report_is_spent_locally_and_holds_until_its_reset() {
     );
     let mut went = Vec::new();
     for _ in 0..3 {
-        let name = router
-            .run(&RouteHints::new().tokens(TOKENS), &classify, |t| {
-                let name = t.name().to_string();
-                async move { Ok::<_, Error<Status>>(name) }
-            })
+        let name = chosen(&router, &RouteHints::new().tokens(TOKENS))
             .await
             .unwrap();
         went.push(name);

@@ -90,11 +90,6 @@ async fn a_cancelled_request_leaves_nothing_in_flight() {
     assert_eq!(router.stats().targets[0].in_flight, 0);
     // The breaker got its permit back: the target is still usable.
     assert!(router.readiness().is_ok());
-    let answer = router
-        .run(&RouteHints::new(), &classify, |t| {
-            let name = t.name().to_string();
-            async move { Ok::<_, Error<Status>>(name) }
-        })
-        .await;
+    let answer = chosen(&router, &RouteHints::new()).await;
     assert_eq!(answer.unwrap(), "slow-0");
 }

@@ -24,6 +24,46 @@ pub(crate) struct Normalizer {
     last_action: Option<Duration>,
 }
 
+/// [`Policy`](crate::Policy) for a policy that scales through a [`Normalizer`]: it has
+/// `evaluate(obs)`, `observe(obs, decision)` (what an evaluation leaves behind, applied or not)
+/// and the fields `normalizer` and `stats`.
+macro_rules! normalized_policy {
+    ($policy:ty) => {
+        impl $crate::decision::Policy for $policy {
+            fn recommend(
+                &self,
+                obs: &$crate::observation::Observation,
+            ) -> $crate::decision::Decision {
+                self.evaluate(obs)
+            }
+
+            fn commit(
+                &mut self,
+                obs: &$crate::observation::Observation,
+                decision: &$crate::decision::Decision,
+            ) {
+                self.observe(obs, decision);
+                self.normalizer
+                    .record_scale(obs.at, decision.current, decision.desired);
+                self.stats.record(decision);
+            }
+
+            fn apply_failed(
+                &mut self,
+                obs: &$crate::observation::Observation,
+                decision: &$crate::decision::Decision,
+            ) {
+                // As the HPA: the recommendation stays in the window, but no scale event is
+                // recorded, so the rate limits of the retry are not spent on a change that never
+                // happened.
+                self.observe(obs, decision);
+                self.stats.apply_failures += 1;
+            }
+        }
+    };
+}
+pub(crate) use normalized_policy;
+
 /// `true` when `at` is strictly after `now - span` (the HPA's `After(cutoff)`).
 fn within(at: Duration, now: Duration, span: Duration) -> bool {
     match now.checked_sub(span) {

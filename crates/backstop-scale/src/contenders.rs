@@ -96,72 +96,60 @@ pub fn contenders(model: &ReplicaModel, trace: &Trace) -> Result<Vec<Contender>,
         reactive: unstabilized.clone(),
         ..predictive.clone()
     };
-    let contender = |name, dynamic, policy: Box<dyn Policy>| Contender {
-        name,
-        dynamic,
-        policy,
-    };
     Ok(vec![
-        contender("hpa", true, Box::new(TargetTracking::new(hpa.clone())?)),
+        contender("hpa", true, TargetTracking::new(hpa.clone())?),
         contender(
             "hpa_noise_aware",
             false,
-            Box::new(TargetTracking::new(hpa.clone().with_noise_tolerance(3.0))?),
+            TargetTracking::new(hpa.clone().with_noise_tolerance(3.0))?,
         ),
-        contender(
-            "threshold",
-            true,
-            Box::new(ThresholdPolicy::new(threshold)?),
-        ),
-        contender("queue", true, Box::new(QueuePolicy::new(queue.clone())?)),
+        contender("threshold", true, ThresholdPolicy::new(threshold)?),
+        contender("queue", true, QueuePolicy::new(queue.clone())?),
         contender(
             "queue_noise_aware",
             false,
-            Box::new(QueuePolicy::new(queue.with_noise_tolerance(3.0))?),
+            QueuePolicy::new(queue.with_noise_tolerance(3.0))?,
         ),
         contender(
             "predictive",
             true,
-            Box::new(PredictivePolicy::new(predictive.clone())?),
+            PredictivePolicy::new(predictive.clone())?,
         ),
         contender(
             "hpa_burst_hold",
             false,
-            Box::new(BurstHold::new(
-                TargetTracking::new(unstabilized)?,
-                hold.clone(),
-            )?),
+            BurstHold::new(TargetTracking::new(unstabilized)?, hold.clone())?,
         ),
         contender(
             "predictive_burst_hold",
             false,
-            Box::new(BurstHold::new(
-                PredictivePolicy::new(predictive_held)?,
-                hold,
-            )?),
+            BurstHold::new(PredictivePolicy::new(predictive_held)?, hold)?,
         ),
         contender(
             "hpa_envelope",
             false,
-            Box::new(BurstEnvelope::new(
-                TargetTracking::new(hpa)?,
-                envelope.clone(),
-            )?),
+            BurstEnvelope::new(TargetTracking::new(hpa)?, envelope.clone())?,
         ),
         contender(
             "predictive_envelope",
             false,
-            Box::new(BurstEnvelope::new(
-                PredictivePolicy::new(predictive)?,
-                envelope,
-            )?),
+            BurstEnvelope::new(PredictivePolicy::new(predictive)?, envelope)?,
         ),
         contender(
             "fixed_peak",
             false,
-            Box::new(FixedPolicy {
+            FixedPolicy {
                 replicas: model.fleet_for(trace.peak()),
-            }),
+            },
         ),
     ])
+}
+
+/// `policy` in the line-up as `name`.
+fn contender(name: &'static str, dynamic: bool, policy: impl Policy + 'static) -> Contender {
+    Contender {
+        name,
+        dynamic,
+        policy: Box::new(policy),
+    }
 }

@@ -3,9 +3,9 @@
 use backstop_core::config::{ConfigError, Validate};
 use serde::Serialize;
 
-use crate::behavior::Normalizer;
+use crate::behavior::{Normalizer, normalized_policy};
 use crate::config::{HpaConfig, Tolerance};
-use crate::decision::{Decision, MetricProposal, Policy, Reason};
+use crate::decision::{Decision, MetricProposal, Reason};
 use crate::noise::NoiseBand;
 use crate::observation::{MetricSample, Observation, Reading, Target};
 use crate::state::ScaleState;
@@ -47,7 +47,7 @@ pub struct PolicyStats {
     pub scale_ups: u64,
     /// Decisions that lowered the count.
     pub scale_downs: u64,
-    /// Decisions reported as failed to apply ([`Policy::apply_failed`]).
+    /// Decisions reported as failed to apply ([`Policy::apply_failed`](crate::Policy::apply_failed)).
     pub apply_failures: u64,
     /// The last decision.
     pub last: Option<Decision>,
@@ -518,22 +518,4 @@ impl TargetTracking {
     }
 }
 
-impl Policy for TargetTracking {
-    fn recommend(&self, obs: &Observation) -> Decision {
-        self.evaluate(obs)
-    }
-
-    fn commit(&mut self, obs: &Observation, decision: &Decision) {
-        self.observe(obs, decision);
-        self.normalizer
-            .record_scale(obs.at, decision.current, decision.desired);
-        self.stats.record(decision);
-    }
-
-    fn apply_failed(&mut self, obs: &Observation, decision: &Decision) {
-        // As the HPA: the recommendation stays in the window, but no scale event is recorded,
-        // so the rate limits of the retry are not spent on a change that never happened.
-        self.observe(obs, decision);
-        self.stats.apply_failures += 1;
-    }
-}
+normalized_policy!(TargetTracking);

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use backstop_core::config::{ConfigError, Validate};
 
-use crate::behavior::Normalizer;
+use crate::behavior::{Normalizer, normalized_policy};
 use crate::config::{FallbackBehavior, QueueConfig, Tolerance};
-use crate::decision::{Decision, MetricProposal, Policy, Reason};
+use crate::decision::{Decision, MetricProposal, Reason};
 use crate::hpa::{PolicyStats, metric_proposal};
 use crate::noise::NoiseBand;
 use crate::observation::{MetricSample, Observation, Reading, Target};
@@ -268,20 +268,4 @@ struct TriggerRead {
     proposals: Vec<MetricProposal>,
 }
 
-impl Policy for QueuePolicy {
-    fn recommend(&self, obs: &Observation) -> Decision {
-        self.evaluate(obs)
-    }
-
-    fn commit(&mut self, obs: &Observation, decision: &Decision) {
-        self.observe(obs, decision);
-        self.normalizer
-            .record_scale(obs.at, decision.current, decision.desired);
-        self.stats.record(decision);
-    }
-
-    fn apply_failed(&mut self, obs: &Observation, decision: &Decision) {
-        self.observe(obs, decision);
-        self.stats.apply_failures += 1;
-    }
-}
+normalized_policy!(QueuePolicy);

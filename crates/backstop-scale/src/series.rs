@@ -144,14 +144,12 @@ mod tests {
     fn gaps_hold_the_last_value_and_errors_name_the_line() {
         let t = Trace::from_series_csv("x", "0,1\n30,2\n90,3\n").unwrap();
         assert_eq!(t.rates, vec![1.0, 2.0, 2.0, 3.0]);
-        assert!(matches!(
-            Trace::from_series_csv("x", "0,1\n30,2\n20,3\n"),
-            Err(TraceError::UnevenStep { line: 3 })
-        ));
-        assert!(matches!(
-            Trace::from_series_csv("x", "0,1\n30,x\n"),
-            Err(TraceError::Malformed { line: 2 })
-        ));
+        for (csv, error) in [
+            ("0,1\n30,2\n20,3\n", TraceError::UnevenStep { line: 3 }),
+            ("0,1\n30,x\n", TraceError::Malformed { line: 2 }),
+        ] {
+            assert_eq!(Trace::from_series_csv("x", csv), Err(error), "{csv:?}");
+        }
         assert!(matches!(
             Trace::from_series_csv("x", "0,1\n0.001,2\n1e9,3\n"),
             Err(TraceError::TooLong { .. })

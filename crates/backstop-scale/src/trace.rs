@@ -223,21 +223,13 @@ mod tests {
         assert_eq!(t.step, Duration::from_secs(60));
         assert_eq!(t.rates, vec![1.5, 2.0, 3.0]);
         assert_eq!(t.rate_at(Duration::from_secs(61)), 2.0);
-        assert!(matches!(
-            Trace::from_csv("x", "0,1\n60,x\n"),
-            Err(TraceError::Malformed { line: 2 })
-        ));
-        assert!(matches!(
-            Trace::from_csv("x", "0,1\n60,2\n180,3\n"),
-            Err(TraceError::UnevenStep { line: 3 })
-        ));
-        assert!(matches!(
-            Trace::from_csv("x", "0,-1\n60,2"),
-            Err(TraceError::Negative { line: 1 })
-        ));
-        assert!(matches!(
-            Trace::from_csv("x", "0,1\n"),
-            Err(TraceError::TooShort)
-        ));
+        for (csv, error) in [
+            ("0,1\n60,x\n", TraceError::Malformed { line: 2 }),
+            ("0,1\n60,2\n180,3\n", TraceError::UnevenStep { line: 3 }),
+            ("0,-1\n60,2", TraceError::Negative { line: 1 }),
+            ("0,1\n", TraceError::TooShort),
+        ] {
+            assert_eq!(Trace::from_csv("x", csv), Err(error), "{csv:?}");
+        }
     }
 }

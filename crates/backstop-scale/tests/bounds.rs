@@ -12,6 +12,14 @@ use backstop_scale::{
 
 const HUGE: Duration = Duration::from_secs(150_000_000_000_000 * 86_400);
 
+/// The field validation names when it refuses `config`.
+fn refused(config: PredictiveConfig) -> String {
+    PredictivePolicy::new(config)
+        .unwrap_err()
+        .field()
+        .to_owned()
+}
+
 #[test]
 fn a_huge_lead_time_is_refused_and_clamped() {
     // `"150000000000000d"`: the old policy looped over every interval of the lead per decision.
@@ -20,26 +28,19 @@ fn a_huge_lead_time_is_refused_and_clamped() {
         ..PredictiveConfig::default()
     };
     assert_eq!(config.lead_samples(), MAX_LEAD_SAMPLES);
-    let error = PredictivePolicy::new(config).unwrap_err();
-    assert_eq!(error.field(), "lead_time");
+    assert_eq!(refused(config), "lead_time");
     // Just above the bound, and a lead within the time bound but too many intervals.
     let over = PredictiveConfig {
         lead_time: MAX_LEAD_TIME + Duration::from_secs(1),
         ..PredictiveConfig::default()
     };
-    assert_eq!(
-        PredictivePolicy::new(over).unwrap_err().field(),
-        "lead_time"
-    );
+    assert_eq!(refused(over), "lead_time");
     let fine = PredictiveConfig {
         lead_time: MAX_LEAD_TIME,
         interval: Duration::from_millis(100),
         ..PredictiveConfig::default()
     };
-    assert_eq!(
-        PredictivePolicy::new(fine).unwrap_err().field(),
-        "lead_time"
-    );
+    assert_eq!(refused(fine), "lead_time");
 }
 
 #[test]
@@ -72,10 +73,7 @@ fn a_huge_linear_trend_window_is_refused_and_never_allocated() {
         model: ForecastModel::LinearTrend { window: 1 << 40 },
         ..PredictiveConfig::default()
     };
-    assert_eq!(
-        PredictivePolicy::new(config).unwrap_err().field(),
-        "model.window"
-    );
+    assert_eq!(refused(config), "model.window");
     // Built directly (no validation): clamped, and memory grows with samples, not the setting.
     let mut trend = LinearTrend::new(1 << 40);
     for i in 0..10 {
@@ -90,10 +88,7 @@ fn a_huge_error_window_is_refused() {
         error_window: MAX_ERROR_WINDOW + 1,
         ..PredictiveConfig::default()
     };
-    assert_eq!(
-        PredictivePolicy::new(config).unwrap_err().field(),
-        "error_window"
-    );
+    assert_eq!(refused(config), "error_window");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use backstop_core::Error;
-use backstop_route::{ErrorClass, RouteConfig, Router, TargetConfig, standard_class};
+use backstop_route::{ErrorClass, RouteConfig, RouteHints, Router, TargetConfig, standard_class};
 use std::time::Duration;
 
 /// A provider's answer when it is not a success.
@@ -64,4 +64,15 @@ pub fn router(targets: Vec<TargetConfig>) -> Router {
 
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
+}
+
+/// The name of the target `router` sends a request with `hints` to, every target answering
+/// at once with a success.
+pub async fn chosen(router: &Router, hints: &RouteHints) -> Result<String, Error<Status>> {
+    router
+        .run(hints, &classify, |t| {
+            let name = t.name().to_string();
+            async move { Ok(name) }
+        })
+        .await
 }

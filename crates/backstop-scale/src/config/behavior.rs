@@ -95,25 +95,13 @@ impl ScalingRules {
         }
     }
 
-    /// Replaces the stabilization window.
-    #[must_use]
-    pub fn with_window(mut self, window: Duration) -> Self {
-        self.stabilization_window = window;
-        self
-    }
-
-    /// Replaces the rate policies.
-    #[must_use]
-    pub fn with_policies(mut self, policies: Vec<RatePolicy>) -> Self {
-        self.policies = policies;
-        self
-    }
-
-    /// Replaces the select rule.
-    #[must_use]
-    pub fn with_select(mut self, select: Select) -> Self {
-        self.select = select;
-        self
+    setters! {
+        /// Replaces the stabilization window.
+        with_window(window: Duration) { stabilization_window = window }
+        /// Replaces the rate policies.
+        with_policies(policies: Vec<RatePolicy>) { policies = policies }
+        /// Replaces the select rule.
+        with_select(select: Select) { select = select }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

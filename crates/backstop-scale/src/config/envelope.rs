@@ -92,40 +92,20 @@ impl Default for BurstEnvelopeConfig {
 }
 
 impl BurstEnvelopeConfig {
-    /// Sets the demand metric and the demand one replica should carry.
-    #[must_use]
-    pub fn with_metric(mut self, metric: impl Into<String>, target_per_replica: f64) -> Self {
-        self.metric = metric.into();
-        self.target_per_replica = target_per_replica;
-        self
-    }
-
-    /// Sets the backlog metric (`None` disables the start-up-aware cap).
-    #[must_use]
-    pub fn with_backlog_metric(mut self, metric: Option<String>) -> Self {
-        self.backlog_metric = metric;
-        self
-    }
-
-    /// Sets the replica start-up time.
-    #[must_use]
-    pub fn with_startup(mut self, startup: Duration) -> Self {
-        self.startup = startup;
-        self
-    }
-
-    /// Sets how a rise becomes headroom.
-    #[must_use]
-    pub fn with_scale(mut self, scale: HeadroomScale) -> Self {
-        self.scale = scale;
-        self
-    }
-
-    /// Sets the largest count the headroom asks for.
-    #[must_use]
-    pub fn with_max_replicas(mut self, max: u32) -> Self {
-        self.max_replicas = max;
-        self
+    setters! {
+        /// Sets the demand metric and the demand one replica should carry.
+        with_metric(metric: impl Into<String>, target_per_replica: f64) {
+            metric = metric.into(),
+            target_per_replica = target_per_replica
+        }
+        /// Sets the backlog metric (`None` disables the start-up-aware cap).
+        with_backlog_metric(metric: Option<String>) { backlog_metric = metric }
+        /// Sets the replica start-up time.
+        with_startup(startup: Duration) { startup = startup }
+        /// Sets how a rise becomes headroom.
+        with_scale(scale: HeadroomScale) { scale = scale }
+        /// Sets the largest count the headroom asks for.
+        with_max_replicas(max: u32) { max_replicas = max }
     }
 }
 

@@ -56,41 +56,22 @@ impl Default for HpaConfig {
 }
 
 impl HpaConfig {
-    /// Sets the noise-aware band multiplier (0 disables it).
-    #[must_use]
-    pub fn with_noise_tolerance(mut self, k: f64) -> Self {
-        self.noise_tolerance = k;
-        self
-    }
-
-    /// Sets the replica bounds.
-    #[must_use]
-    pub fn with_bounds(mut self, min: u32, max: u32) -> Self {
-        self.min_replicas = min;
-        self.max_replicas = max;
-        self
-    }
-
-    /// Sets the tolerance.
-    #[must_use]
-    pub fn with_tolerance(mut self, tolerance: f64) -> Self {
-        self.tolerance = tolerance;
-        self
-    }
-
-    /// Sets one tolerance per direction (Kubernetes' `scaleUp.tolerance`/`scaleDown.tolerance`).
-    #[must_use]
-    pub fn with_direction_tolerances(mut self, up: f64, down: f64) -> Self {
-        self.scale_up_tolerance = Some(up);
-        self.scale_down_tolerance = Some(down);
-        self
-    }
-
-    /// Sets the tolerance rule.
-    #[must_use]
-    pub fn with_tolerance_rule(mut self, rule: ToleranceRule) -> Self {
-        self.tolerance_rule = rule;
-        self
+    setters! {
+        /// Sets the noise-aware band multiplier (0 disables it).
+        with_noise_tolerance(k: f64) { noise_tolerance = k }
+        /// Sets the replica bounds.
+        with_bounds(min: u32, max: u32) { min_replicas = min, max_replicas = max }
+        /// Sets the tolerance.
+        with_tolerance(tolerance: f64) { tolerance = tolerance }
+        /// Sets one tolerance per direction (Kubernetes' `scaleUp.tolerance`/`scaleDown.tolerance`).
+        with_direction_tolerances(up: f64, down: f64) {
+            scale_up_tolerance = Some(up),
+            scale_down_tolerance = Some(down)
+        }
+        /// Sets the tolerance rule.
+        with_tolerance_rule(rule: ToleranceRule) { tolerance_rule = rule }
+        /// Sets the behaviour.
+        with_behavior(behavior: Behavior) { behavior = behavior }
     }
 
     pub(crate) fn band(&self) -> Tolerance {
@@ -99,13 +80,6 @@ impl HpaConfig {
             down: self.scale_down_tolerance.unwrap_or(self.tolerance),
             rule: self.tolerance_rule,
         }
-    }
-
-    /// Sets the behaviour.
-    #[must_use]
-    pub fn with_behavior(mut self, behavior: Behavior) -> Self {
-        self.behavior = behavior;
-        self
     }
 }
 

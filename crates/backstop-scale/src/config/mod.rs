@@ -1,6 +1,22 @@
 //! Serde configuration for every policy, validated into
 //! [`ConfigError`](backstop_core::config::ConfigError), one file per concept.
 
+/// Builder methods that only store their arguments: each `with_x(args) { field = value, … }`
+/// becomes a `#[must_use]` method taking and returning `self`. Defined before the modules so
+/// that every config file can use it.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),+) { $($field:ident = $value:expr),+ })*) => {
+        $(
+            $(#[$doc])*
+            #[must_use]
+            pub fn $name(mut self, $($arg: $ty),+) -> Self {
+                $(self.$field = $value;)+
+                self
+            }
+        )*
+    };
+}
+
 mod behavior;
 mod burst;
 mod checks;

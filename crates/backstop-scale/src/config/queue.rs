@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_duration};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Behavior, ensure_non_negative, ensure_optional_duration, ensure_positive, ensure_tolerance,
-    validate_bounds,
+    Behavior, ensure_count, ensure_non_negative, ensure_optional_duration, ensure_positive,
+    ensure_tolerance, validate_bounds,
 };
 
 /// Which count a fallback aims for (KEDA's `fallback.behavior`).
@@ -133,51 +133,31 @@ impl Default for QueueConfig {
 }
 
 impl QueueConfig {
-    /// Sets the noise-aware band multiplier (0 disables it).
-    #[must_use]
-    pub fn with_noise_tolerance(mut self, k: f64) -> Self {
-        self.noise_tolerance = k;
-        self
-    }
-
-    /// Sets the metric name.
-    #[must_use]
-    pub fn with_metric(mut self, metric: impl Into<String>) -> Self {
-        self.metric = metric.into();
-        self
-    }
-
-    /// Sets the replica bounds.
-    #[must_use]
-    pub fn with_bounds(mut self, min: u32, max: u32) -> Self {
-        self.min_replicas = min;
-        self.max_replicas = max;
-        self
-    }
-
-    /// Sets the backlog target per replica.
-    #[must_use]
-    pub fn with_target(mut self, target_per_replica: f64) -> Self {
-        self.target_per_replica = target_per_replica;
-        self
-    }
-
-    /// Sets the activation threshold.
-    #[must_use]
-    pub fn with_activation(mut self, threshold: f64) -> Self {
-        self.activation_threshold = threshold;
-        self
-    }
-
-    /// Sets the fallback.
-    #[must_use]
-    pub fn with_fallback(mut self, failure_threshold: u32, replicas: u32) -> Self {
-        self.fallback = Some(FallbackConfig {
-            failure_threshold,
-            replicas,
-            behavior: FallbackBehavior::Static,
-        });
-        self
+    setters! {
+        /// Sets the noise-aware band multiplier (0 disables it).
+        with_noise_tolerance(k: f64) { noise_tolerance = k }
+        /// Sets the metric name.
+        with_metric(metric: impl Into<String>) { metric = metric.into() }
+        /// Sets the replica bounds.
+        with_bounds(min: u32, max: u32) { min_replicas = min, max_replicas = max }
+        /// Sets the backlog target per replica.
+        with_target(target_per_replica: f64) { target_per_replica = target_per_replica }
+        /// Sets the activation threshold.
+        with_activation(threshold: f64) { activation_threshold = threshold }
+        /// Sets the fallback.
+        with_fallback(failure_threshold: u32, replicas: u32) {
+            fallback = Some(FallbackConfig {
+                failure_threshold,
+                replicas,
+                behavior: FallbackBehavior::Static,
+            })
+        }
+        /// Sets KEDA's `initialCooldownPeriod`.
+        with_initial_cooldown(initial: Duration) { initial_cooldown = Some(initial) }
+        /// Sets KEDA's `idleReplicaCount`.
+        with_idle_replicas(idle: u32) { idle_replicas = Some(idle) }
+        /// Sets the behaviour.
+        with_behavior(behavior: Behavior) { behavior = behavior }
     }
 
     /// Sets the fallback's behaviour (after [`QueueConfig::with_fallback`]).
@@ -210,20 +190,6 @@ impl QueueConfig {
         }))
     }
 
-    /// Sets KEDA's `initialCooldownPeriod`.
-    #[must_use]
-    pub fn with_initial_cooldown(mut self, initial: Duration) -> Self {
-        self.initial_cooldown = Some(initial);
-        self
-    }
-
-    /// Sets KEDA's `idleReplicaCount`.
-    #[must_use]
-    pub fn with_idle_replicas(mut self, idle: u32) -> Self {
-        self.idle_replicas = Some(idle);
-        self
-    }
-
     /// The count an inactive workload goes to, when idling is enabled.
     pub(crate) fn idle_count(&self) -> Option<u32> {
         match (self.idle_replicas, self.min_replicas) {
@@ -232,24 +198,13 @@ impl QueueConfig {
             (None, _) => None,
         }
     }
-
-    /// Sets the behaviour.
-    #[must_use]
-    pub fn with_behavior(mut self, behavior: Behavior) -> Self {
-        self.behavior = behavior;
-        self
-    }
 }
 
 impl Validate for QueueConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         ensure(!self.metric.is_empty(), "metric", "must not be empty")?;
         ensure_duration("cooldown", self.cooldown)?;
-        ensure_at_most(
-            "triggers",
-            self.triggers.len() as u64,
-            MAX_QUEUE_TRIGGERS as u64,
-        )?;
+        ensure_count("triggers", self.triggers.len(), 0, MAX_QUEUE_TRIGGERS)?;
         for (i, t) in self.triggers.iter().enumerate() {
             let field = |name: &str| format!("triggers[{i}].{name}");
             ensure(!t.metric.is_empty(), &field("metric"), "must not be empty")?;

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_duration};
 use serde::{Deserialize, Serialize};
 
-use super::ensure_nonzero;
+use super::{ensure_count, ensure_nonzero};
 
 /// The most windows one schedule holds.
 pub const MAX_SCHEDULE_WINDOWS: usize = 256;
@@ -86,11 +86,7 @@ impl Validate for ScheduleConfig {
             "origin",
             "must be within the period",
         )?;
-        ensure_at_most(
-            "windows",
-            self.windows.len() as u64,
-            MAX_SCHEDULE_WINDOWS as u64,
-        )?;
+        ensure_count("windows", self.windows.len(), 0, MAX_SCHEDULE_WINDOWS)?;
         for (i, w) in self.windows.iter().enumerate() {
             ensure(
                 w.start < self.period,

@@ -59,42 +59,17 @@ impl Default for ThresholdConfig {
 }
 
 impl ThresholdConfig {
-    /// Sets the replica bounds.
-    #[must_use]
-    pub fn with_bounds(mut self, min: u32, max: u32) -> Self {
-        self.min_replicas = min;
-        self.max_replicas = max;
-        self
-    }
-
-    /// Sets the step sizes.
-    #[must_use]
-    pub fn with_steps(mut self, up: u32, down: u32) -> Self {
-        self.up_step = up;
-        self.down_step = down;
-        self
-    }
-
-    /// Sets the proportional steps, in percent of the current replicas.
-    #[must_use]
-    pub fn with_step_percents(mut self, up: f64, down: f64) -> Self {
-        self.up_step_percent = up;
-        self.down_step_percent = down;
-        self
-    }
-
-    /// Sets the demand metric that sizes a scale-up (see [`ThresholdConfig::demand_metric`]).
-    #[must_use]
-    pub fn with_demand_metric(mut self, metric: Option<String>) -> Self {
-        self.demand_metric = metric;
-        self
-    }
-
-    /// Sets the cooldown.
-    #[must_use]
-    pub fn with_cooldown(mut self, cooldown: Duration) -> Self {
-        self.cooldown = cooldown;
-        self
+    setters! {
+        /// Sets the replica bounds.
+        with_bounds(min: u32, max: u32) { min_replicas = min, max_replicas = max }
+        /// Sets the step sizes.
+        with_steps(up: u32, down: u32) { up_step = up, down_step = down }
+        /// Sets the proportional steps, in percent of the current replicas.
+        with_step_percents(up: f64, down: f64) { up_step_percent = up, down_step_percent = down }
+        /// Sets the demand metric that sizes a scale-up (see [`ThresholdConfig::demand_metric`]).
+        with_demand_metric(metric: Option<String>) { demand_metric = metric }
+        /// Sets the cooldown.
+        with_cooldown(cooldown: Duration) { cooldown = cooldown }
     }
 }
 

@@ -41,6 +41,30 @@ fn counted(
     }
 }
 
+/// A cache whose values stay fresh for 10 s, with the settings `configure` adds, `v1`
+/// loaded at `key`, and the count of loader runs (that load was the first).
+async fn fresh_with_v1(
+    key: &String,
+    configure: impl FnOnce(&mut TieredConfig),
+) -> (Cache, ManualClock, Arc<AtomicUsize>) {
+    let mut config = TieredConfig {
+        fresh_for: Duration::from_secs(10),
+        ..TieredConfig::default()
+    };
+    configure(&mut config);
+    let (cache, clock) = cache(config);
+    let runs = Arc::new(AtomicUsize::new(0));
+    cache.get_or_load(key, counted(&runs, "v1")).await.unwrap();
+    (cache, clock, runs)
+}
+
+/// Waits for a load in the background to store `value` at `key`.
+async fn until_stored(cache: &Cache, key: &String, value: &str) {
+    while cache.get(key).await.as_deref() != Some(value) {
+        tokio::task::yield_now().await;
+    }
+}
+
 async fn until_loads(cache: &Cache, loads: u64) {
     while cache.stats().loads < loads {
         tokio::task::yield_now().await;
@@ -99,14 +123,9 @@ async fn a_slow_loader_times_out_for_every_caller() {
 /// stays served and the next refresh runs.
 #[tokio::test]
 async fn a_panicking_refresh_is_counted_and_the_next_one_runs() {
-    let (cache, clock) = cache(TieredConfig {
-        fresh_for: Duration::from_secs(10),
-        stale_grace: Some(Duration::from_secs(60)),
-        ..TieredConfig::default()
-    });
     let key = "news".to_string();
-    let runs = Arc::new(AtomicUsize::new(0));
-    cache.get_or_load(&key, counted(&runs, "v1")).await.unwrap();
+    let (cache, clock, runs) =
+        fresh_with_v1(&key, |c| c.stale_grace = Some(Duration::from_secs(60))).await;
     clock.advance(Duration::from_secs(11));
     let served = cache
         .get_or_load(&key, || async {
@@ -123,9 +142,7 @@ async fn a_panicking_refresh_is_counted_and_the_next_one_runs() {
     assert_eq!(cache.stats().load_failures, 1);
     let again = cache.get_or_load(&key, counted(&runs, "v2")).await.unwrap();
     assert_eq!(again.as_deref(), Some("v1"), "still stale within grace");
-    while cache.get(&key).await.as_deref() != Some("v2") {
-        tokio::task::yield_now().await;
-    }
+    until_stored(&cache, &key, "v2").await;
 }
 
 /// Loads coalesce only among callers with one error type, so each gets its own `E`.
@@ -245,14 +262,9 @@ async fn not_found_is_remembered_only_with_a_negative_ttl() {
 
 #[tokio::test]
 async fn stale_values_are_served_within_grace_while_one_refresh_runs() {
-    let (cache, clock) = cache(TieredConfig {
-        fresh_for: Duration::from_secs(10),
-        stale_grace: Some(Duration::from_secs(5)),
-        ..TieredConfig::default()
-    });
     let key = "news".to_string();
-    let runs = Arc::new(AtomicUsize::new(0));
-    cache.get_or_load(&key, counted(&runs, "v1")).await.unwrap();
+    let (cache, clock, runs) =
+        fresh_with_v1(&key, |c| c.stale_grace = Some(Duration::from_secs(5))).await;
 
     clock.advance(Duration::from_secs(11));
     let served = cache.get_or_load(&key, counted(&runs, "v2")).await.unwrap();
@@ -262,9 +274,7 @@ async fn stale_values_are_served_within_grace_while_one_refresh_runs() {
         "stale within grace, at once"
     );
     until_loads(&cache, 2).await;
-    while cache.get(&key).await.as_deref() != Some("v2") {
-        tokio::task::yield_now().await;
-    }
+    until_stored(&cache, &key, "v2").await;
     assert_eq!(cache.stats().stale_served, 1);
 
     clock.advance(Duration::from_secs(16));
@@ -279,14 +289,9 @@ async fn stale_values_are_served_within_grace_while_one_refresh_runs() {
 
 #[tokio::test]
 async fn values_about_to_go_stale_are_refreshed_ahead() {
-    let (cache, clock) = cache(TieredConfig {
-        fresh_for: Duration::from_secs(10),
-        refresh_ahead: Some(Duration::from_secs(2)),
-        ..TieredConfig::default()
-    });
     let key = "hot".to_string();
-    let runs = Arc::new(AtomicUsize::new(0));
-    cache.get_or_load(&key, counted(&runs, "v1")).await.unwrap();
+    let (cache, clock, runs) =
+        fresh_with_v1(&key, |c| c.refresh_ahead = Some(Duration::from_secs(2))).await;
     clock.advance(Duration::from_secs(5));
     assert_eq!(
         cache
@@ -302,9 +307,7 @@ async fn values_about_to_go_stale_are_refreshed_ahead() {
         Some("v1".to_string())
     );
     until_loads(&cache, 2).await;
-    while cache.get(&key).await.as_deref() != Some("v2") {
-        tokio::task::yield_now().await;
-    }
+    until_stored(&cache, &key, "v2").await;
     assert_eq!(cache.stats().refreshes, 1);
 }
 

@@ -81,6 +81,22 @@ async fn collect(stream: CachedStream<String, E>) -> Vec<Item> {
     stream.collect().await
 }
 
+/// Every item of a call for `key`, whose upstream (when it is opened) answers after
+/// `gaps_ms`, counted in `opened`.
+async fn load_whole(
+    streams: &Streams,
+    key: &String,
+    opened: &Arc<AtomicUsize>,
+    gaps_ms: Vec<u64>,
+) -> Vec<Item> {
+    collect(
+        streams
+            .get_or_load_stream(key, opener(opened, gaps_ms, None))
+            .await,
+    )
+    .await
+}
+
 fn ok(items: Vec<Item>) -> Vec<String> {
     items.into_iter().map(Result::unwrap).collect()
 }
@@ -132,12 +148,7 @@ async fn paced_replay_keeps_the_original_inter_chunk_delays() {
     let opened = Arc::new(AtomicUsize::new(0));
     let key = "q".to_string();
     let gaps = vec![300, 20, 35, 5, 120, 20];
-    ok(collect(
-        streams
-            .get_or_load_stream(&key, opener(&opened, gaps.clone(), None))
-            .await,
-    )
-    .await);
+    ok(load_whole(&streams, &key, &opened, gaps.clone()).await);
 
     let mut hit = streams
         .get_or_load_stream(&key, opener(&opened, gaps.clone(), None))
@@ -200,12 +211,7 @@ async fn a_stream_failing_after_k_chunks_reaches_every_reader_and_is_never_store
             (0, 1, 0)
         );
         // The next call opens the upstream again.
-        let again = collect(
-            streams
-                .get_or_load_stream(&key, opener(&opened, vec![1], None))
-                .await,
-        )
-        .await;
+        let again = load_whole(&streams, &key, &opened, vec![1]).await;
         assert_eq!(ok(again), tokens(1));
         assert_eq!(opened.load(SeqCst), 2);
     }
@@ -238,12 +244,7 @@ async fn the_end_is_seen_only_once_the_record_is_stored_even_by_a_slow_tier() {
     let opened = Arc::new(AtomicUsize::new(0));
     let key = "q".to_string();
     let started = Instant::now();
-    let items = collect(
-        streams
-            .get_or_load_stream(&key, opener(&opened, vec![10; 3], None))
-            .await,
-    )
-    .await;
+    let items = load_whole(&streams, &key, &opened, vec![10; 3]).await;
     assert_eq!(ok(items), tokens(3));
     assert_eq!(
         started.elapsed(),
@@ -306,12 +307,7 @@ async fn streams_past_the_record_bounds_pass_through_unstored() {
     );
     let opened = Arc::new(AtomicUsize::new(0));
     let key = "q".to_string();
-    let items = collect(
-        streams
-            .get_or_load_stream(&key, opener(&opened, vec![1; 5], None))
-            .await,
-    )
-    .await;
+    let items = load_whole(&streams, &key, &opened, vec![1; 5]).await;
     assert_eq!(ok(items), tokens(5), "passed through whole");
     assert!(streams.cache().get(&key).await.is_none());
     let stats = streams.stats();
@@ -442,11 +438,7 @@ async fn a_stream_cached_by_one_instance_replays_on_another_through_redis() {
     let (a, b) = (instance().await, instance().await);
     let opened = Arc::new(AtomicUsize::new(0));
     let key = "prompt:stream".to_string();
-    let original = ok(collect(
-        a.get_or_load_stream(&key, opener(&opened, vec![3, 1, 2], None))
-            .await,
-    )
-    .await);
+    let original = ok(load_whole(&a, &key, &opened, vec![3, 1, 2]).await);
     let replayed = b
         .get_or_load_stream(&key, opener(&opened, vec![3, 1, 2], None))
         .await;
@@ -547,12 +539,7 @@ async fn a_panicking_weigher_stops_the_recording_not_the_stream() {
     .unwrap();
     let opened = Arc::new(AtomicUsize::new(0));
     let key = "q".to_string();
-    let items = collect(
-        streams
-            .get_or_load_stream(&key, opener(&opened, vec![1; 3], None))
-            .await,
-    )
-    .await;
+    let items = load_whole(&streams, &key, &opened, vec![1; 3]).await;
     assert_eq!(ok(items), tokens(3));
     assert!(streams.cache().get(&key).await.is_none());
     assert_eq!(streams.stats().not_stored_too_large, 1);

@@ -326,16 +326,24 @@ mod semantic {
         two_tiers(Promotion::Always).0
     }
 
-    /// Issue 19: a panicking verifier reached the caller of `get`; now it is a veto.
-    #[tokio::test]
-    async fn a_panicking_verifier_vetoes_the_match_and_is_counted() {
-        let semantic = SemanticCache::new(cache(), Arc::new(ExactCosineIndex::new(3)), 0.9)
-            .unwrap()
-            .with_verifier(|_, _, _| panic!("verifier exploded"));
+    /// A semantic cache of 3-dimensional embeddings matching at `threshold`, that knows
+    /// the capital of France.
+    async fn knows_paris(threshold: f32) -> SemanticCache<String, ManualClock> {
+        let semantic =
+            SemanticCache::new(cache(), Arc::new(ExactCosineIndex::new(3)), threshold).unwrap();
         semantic
             .insert("capital of france?", &[1.0, 0.0, 0.1], "Paris".to_string())
             .await
             .unwrap();
+        semantic
+    }
+
+    /// Issue 19: a panicking verifier reached the caller of `get`; now it is a veto.
+    #[tokio::test]
+    async fn a_panicking_verifier_vetoes_the_match_and_is_counted() {
+        let semantic = knows_paris(0.9)
+            .await
+            .with_verifier(|_, _, _| panic!("verifier exploded"));
         let similar = semantic
             .get("france capital?", &[1.0, 0.0, 0.12])
             .await
@@ -347,12 +355,7 @@ mod semantic {
 
     #[tokio::test]
     async fn similar_prompts_share_an_answer_and_are_counted_apart() {
-        let semantic =
-            SemanticCache::new(cache(), Arc::new(ExactCosineIndex::new(3)), 0.95).unwrap();
-        semantic
-            .insert("capital of france?", &[1.0, 0.0, 0.1], "Paris".to_string())
-            .await
-            .unwrap();
+        let semantic = knows_paris(0.95).await;
         let exact = semantic
             .get("capital of france?", &[1.0, 0.0, 0.1])
             .await

@@ -15,7 +15,6 @@ use std::fmt;
 use std::hash::Hash;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use backstop_core::config::{ConfigError, Validate, ensure, ensure_duration};
@@ -31,7 +30,7 @@ use tokio::time::Instant;
 use crate::error::DedupError;
 use crate::group::Group;
 use crate::outcome::{DedupOutcome, Source};
-use crate::stats::{Counters, GroupStats};
+use crate::stats::{Counters, GroupStats, counter_set};
 
 /// Returns the published result, or takes the lease, or reports that it is held.
 const CLAIM: &str = r"
@@ -193,16 +192,18 @@ pub struct DistributedStats {
     pub misconfigured: u64,
 }
 
-#[derive(Debug, Default)]
-struct RemoteCounters {
-    leased_executions: AtomicU64,
-    takeovers: AtomicU64,
-    remote_results: AtomicU64,
-    polls: AtomicU64,
-    redis_errors: AtomicU64,
-    local_fallbacks: AtomicU64,
-    misconfigured: AtomicU64,
-}
+counter_set!(
+    /// What happened on the way through Redis; the local group keeps its own counters.
+    RemoteCounters => DistributedStats {
+        leased_executions,
+        takeovers,
+        remote_results,
+        polls,
+        redis_errors,
+        local_fallbacks,
+        misconfigured,
+    }
+);
 
 /// A value and whether it came from another process.
 #[derive(Clone)]
@@ -373,17 +374,10 @@ where
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> DistributedStats {
-        let counters = &self.shared.counters;
-        DistributedStats {
+        self.shared.counters.read_into(DistributedStats {
             local: self.local.stats(),
-            leased_executions: counters.leased_executions.load(Relaxed),
-            takeovers: counters.takeovers.load(Relaxed),
-            remote_results: counters.remote_results.load(Relaxed),
-            polls: counters.polls.load(Relaxed),
-            redis_errors: counters.redis_errors.load(Relaxed),
-            local_fallbacks: counters.local_fallbacks.load(Relaxed),
-            misconfigured: counters.misconfigured.load(Relaxed),
-        }
+            ..DistributedStats::default()
+        })
     }
 
     /// The last misconfiguration Redis calls met, if any: why calls are refused under
@@ -510,21 +504,15 @@ impl Shared {
             tokio::select! {
                 result = &mut running => break result,
                 _ = renewal.tick() => {
-                    let renewed = self
-                        .call(|mut conn| async move {
-                            let _: i64 = self
-                                .renew
-                                .key(self.lease_key(key))
-                                .arg(token)
-                                .arg(millis(self.config.lease_ttl))
-                                .invoke_async(&mut conn)
-                                .await?;
-                            Ok(())
-                        })
-                        .await;
-                    if let Err(CallFailure::Outage(reason)) = renewed {
-                        tracing::warn!(target: "backstop_dedup", key, %reason, "could not renew a dedup lease");
-                    }
+                    self.run_or_warn(
+                        key,
+                        self.renew
+                            .key(self.lease_key(key))
+                            .arg(token)
+                            .arg(millis(self.config.lease_ttl)),
+                        "could not renew a dedup lease",
+                    )
+                    .await;
                 }
             }
         };
@@ -541,23 +529,17 @@ impl Shared {
         lease.held = false;
         match serde_json::to_string(&value) {
             Ok(json) => {
-                let published = self
-                    .call(|mut conn| async move {
-                        let _: i64 = self
-                            .publish
-                            .key(self.result_key(key))
-                            .key(self.lease_key(key))
-                            .arg(token)
-                            .arg(&json)
-                            .arg(millis(self.config.result_ttl))
-                            .invoke_async(&mut conn)
-                            .await?;
-                        Ok(())
-                    })
-                    .await;
-                if let Err(CallFailure::Outage(reason)) = published {
-                    tracing::warn!(target: "backstop_dedup", key, %reason, "could not publish a deduplicated result; waiting processes will run it themselves");
-                }
+                self.run_or_warn(
+                    key,
+                    self.publish
+                        .key(self.result_key(key))
+                        .key(self.lease_key(key))
+                        .arg(token)
+                        .arg(&json)
+                        .arg(millis(self.config.result_ttl)),
+                    "could not publish a deduplicated result; waiting processes will run it themselves",
+                )
+                .await;
             }
             Err(error) => {
                 tracing::warn!(target: "backstop_dedup", key, %error, "deduplicated result does not serialize; other processes will run it themselves");
@@ -571,19 +553,25 @@ impl Shared {
 
     /// Deletes the lease if `token` still holds it, so a waiter can take over now.
     async fn release_lease(&self, key: &str, token: &str) {
-        let released = self
+        self.run_or_warn(
+            key,
+            self.release.key(self.lease_key(key)).arg(token),
+            "could not release a dedup lease; it will expire",
+        )
+        .await;
+    }
+
+    /// Runs a script whose answer nothing waits for (a renewal, publication or release)
+    /// and logs an outage as `failed`; a misconfiguration is logged by [`call`](Self::call).
+    async fn run_or_warn(&self, key: &str, script: &redis::ScriptInvocation<'_>, failed: &str) {
+        let ran = self
             .call(|mut conn| async move {
-                let _: i64 = self
-                    .release
-                    .key(self.lease_key(key))
-                    .arg(token)
-                    .invoke_async(&mut conn)
-                    .await?;
+                let _: i64 = script.invoke_async(&mut conn).await?;
                 Ok(())
             })
             .await;
-        if let Err(CallFailure::Outage(reason)) = released {
-            tracing::warn!(target: "backstop_dedup", key, %reason, "could not release a dedup lease; it will expire");
+        if let Err(CallFailure::Outage(reason)) = ran {
+            tracing::warn!(target: "backstop_dedup", key, %reason, "{failed}");
         }
     }
 
@@ -668,12 +656,6 @@ impl Drop for LeaseGuard {
             std::mem::take(&mut self.token),
         );
         runtime.spawn(async move { shared.release_lease(&key, &token).await });
-    }
-}
-
-impl RemoteCounters {
-    fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Relaxed);
     }
 }
 

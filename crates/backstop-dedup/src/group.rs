@@ -210,7 +210,10 @@ where
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> GroupStats {
-        self.inner.counters.snapshot(self.inner.flights.len())
+        self.inner.counters.read_into(GroupStats {
+            in_flight: self.inner.flights.len() as u64,
+            ..GroupStats::default()
+        })
     }
 
     pub(crate) async fn run(

@@ -1,9 +1,8 @@
-use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use backstop_core::{Layer, Rejected, Service, StackError, in_span, record_key_hash};
+use backstop_core::{Rejected, Service, StackError, in_span, record_key_hash};
 
 use crate::error::DedupError;
 use crate::group::Group;
@@ -62,9 +61,93 @@ coalesce_with_work!(DedupWindow<K, V, E>, key: [], value: []);
 coalesce_with_work!(
     #[cfg(feature = "redis")]
     crate::distributed::DistributedGroup<K, V, E>,
-    key: [+ fmt::Display],
+    key: [+ std::fmt::Display],
     value: [+ serde::Serialize + serde::de::DeserializeOwned]
 );
+
+// A keyed layer and the service it builds hold a cheap-clone handle and the shared key
+// extractor; only the handle differs between the coalescing and the stream layers. This
+// writes their constructor, builder, accessor, clones, debug output and `Layer` once.
+// (`Debug` and `Clone` are by hand so the key closure need be neither.)
+macro_rules! keyed_layer {
+    (
+        $layer:ident<$H:ident>, $service:ident, $handle:ident,
+        { $(#[$new_doc:meta])* fn new; $(#[$doc:meta])* fn $accessor:ident }
+    ) => {
+        impl<$H> $layer<$H> {
+            $(#[$new_doc])*
+            pub fn new($handle: $H) -> Self {
+                Self {
+                    $handle,
+                    key: std::sync::Arc::new($crate::layer::RequestKey),
+                }
+            }
+        }
+
+        impl<$H, K> $layer<$H, K> {
+            /// Keys requests by `key(&request)`.
+            pub fn key<F>(self, key: F) -> $layer<$H, F> {
+                $layer {
+                    $handle: self.$handle,
+                    key: std::sync::Arc::new(key),
+                }
+            }
+
+            $(#[$doc])*
+            pub fn $accessor(&self) -> &$H {
+                &self.$handle
+            }
+        }
+
+        impl<$H: Clone, K> Clone for $layer<$H, K> {
+            fn clone(&self) -> Self {
+                Self {
+                    $handle: self.$handle.clone(),
+                    key: std::sync::Arc::clone(&self.key),
+                }
+            }
+        }
+
+        impl<$H: std::fmt::Debug, K> std::fmt::Debug for $layer<$H, K> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($layer))
+                    .field(stringify!($handle), &self.$handle)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl<S, $H: Clone, K> backstop_core::Layer<S> for $layer<$H, K> {
+            type Service = $service<S, $H, K>;
+
+            fn layer(&self, inner: S) -> Self::Service {
+                $service {
+                    inner: std::sync::Arc::new(inner),
+                    $handle: self.$handle.clone(),
+                    key: std::sync::Arc::clone(&self.key),
+                }
+            }
+        }
+
+        impl<S, $H: Clone, K> Clone for $service<S, $H, K> {
+            fn clone(&self) -> Self {
+                Self {
+                    inner: std::sync::Arc::clone(&self.inner),
+                    $handle: self.$handle.clone(),
+                    key: std::sync::Arc::clone(&self.key),
+                }
+            }
+        }
+
+        impl<S, $H: std::fmt::Debug, K> std::fmt::Debug for $service<S, $H, K> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($service))
+                    .field(stringify!($handle), &self.$handle)
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+pub(crate) use keyed_layer;
 
 /// How a [`DedupLayer`] finds the key of a request: a closure `Fn(&Req) -> Key` given
 /// to [`DedupLayer::key`], or [`RequestKey`] (the request itself is the key).
@@ -132,61 +215,6 @@ pub struct DedupLayer<D, K = RequestKey> {
     key: Arc<K>,
 }
 
-impl<D> DedupLayer<D> {
-    /// A layer deduplicating through `dedup`, keyed by the request itself until
-    /// [`key`](DedupLayer::key) says otherwise.
-    pub fn new(dedup: D) -> Self {
-        Self {
-            dedup,
-            key: Arc::new(RequestKey),
-        }
-    }
-}
-
-impl<D, K> DedupLayer<D, K> {
-    /// Keys requests by `key(&request)`.
-    pub fn key<F>(self, key: F) -> DedupLayer<D, F> {
-        DedupLayer {
-            dedup: self.dedup,
-            key: Arc::new(key),
-        }
-    }
-
-    /// The deduplicating handle this layer shares.
-    pub fn handle(&self) -> &D {
-        &self.dedup
-    }
-}
-
-impl<D: Clone, K> Clone for DedupLayer<D, K> {
-    fn clone(&self) -> Self {
-        Self {
-            dedup: self.dedup.clone(),
-            key: Arc::clone(&self.key),
-        }
-    }
-}
-
-impl<D: fmt::Debug, K> fmt::Debug for DedupLayer<D, K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DedupLayer")
-            .field("dedup", &self.dedup)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S, D: Clone, K> Layer<S> for DedupLayer<D, K> {
-    type Service = DedupService<S, D, K>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        DedupService {
-            inner: Arc::new(inner),
-            dedup: self.dedup.clone(),
-            key: Arc::clone(&self.key),
-        }
-    }
-}
-
 /// The service built by [`DedupLayer`]; its error is the inner service's.
 pub struct DedupService<S, D, K = RequestKey> {
     inner: Arc<S>,
@@ -194,23 +222,13 @@ pub struct DedupService<S, D, K = RequestKey> {
     key: Arc<K>,
 }
 
-impl<S, D: Clone, K> Clone for DedupService<S, D, K> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: Arc::clone(&self.inner),
-            dedup: self.dedup.clone(),
-            key: Arc::clone(&self.key),
-        }
-    }
-}
-
-impl<S, D: fmt::Debug, K> fmt::Debug for DedupService<S, D, K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DedupService")
-            .field("dedup", &self.dedup)
-            .finish_non_exhaustive()
-    }
-}
+keyed_layer!(DedupLayer<D>, DedupService, dedup, {
+    /// A layer deduplicating through `dedup`, keyed by the request itself until
+    /// [`key`](DedupLayer::key) says otherwise.
+    fn new;
+    /// The deduplicating handle this layer shares.
+    fn handle
+});
 
 impl<S, D, K, Req> Service<Req> for DedupService<S, D, K>
 where

@@ -1,5 +1,3 @@
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-
 use serde::Serialize;
 
 /// A point-in-time snapshot of a [`Group`](crate::Group)'s counters.
@@ -32,28 +30,39 @@ pub struct WindowStats {
     pub group: GroupStats,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) executions: AtomicU64,
-    pub(crate) coalesced: AtomicU64,
-    pub(crate) panics: AtomicU64,
-    pub(crate) timeouts: AtomicU64,
-    pub(crate) abandoned: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Relaxed);
-    }
-
-    pub(crate) fn snapshot(&self, in_flight: usize) -> GroupStats {
-        GroupStats {
-            executions: self.executions.load(Relaxed),
-            coalesced: self.coalesced.load(Relaxed),
-            panics: self.panics.load(Relaxed),
-            timeouts: self.timeouts.load(Relaxed),
-            abandoned: self.abandoned.load(Relaxed),
-            in_flight: in_flight as u64,
+// Every counter set is one `AtomicU64` per event, read field by field into the stats
+// snapshot field of the same name: one list of names writes both halves, so a counter
+// cannot be added without reaching the snapshot.
+macro_rules! counter_set {
+    ($(#[$attr:meta])* $name:ident => $stats:ident { $($field:ident),+ $(,)? }) => {
+        $(#[$attr])*
+        #[derive(Debug, Default)]
+        pub(crate) struct $name {
+            $(pub(crate) $field: std::sync::atomic::AtomicU64,)+
         }
-    }
+
+        impl $name {
+            pub(crate) fn bump(counter: &std::sync::atomic::AtomicU64) {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+
+            /// `stats` with each counter's current value in the field of its name.
+            pub(crate) fn read_into(&self, mut stats: $stats) -> $stats {
+                $(stats.$field = self.$field.load(std::sync::atomic::Ordering::Relaxed);)+
+                stats
+            }
+        }
+    };
 }
+pub(crate) use counter_set;
+
+counter_set!(
+    /// A [`Group`](crate::Group)'s event counters (`in_flight` is its map's length).
+    Counters => GroupStats {
+        executions,
+        coalesced,
+        panics,
+        timeouts,
+        abandoned,
+    }
+);

@@ -2,12 +2,15 @@
 //! (leaders included). Every surviving caller must get a value produced by an execution
 //! for its key, executions for one key must never overlap, and no entry may leak.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use backstop_dedup::Group;
 use proptest::prelude::*;
+use support::on_paused_clock;
 
 const KEYS: usize = 3;
 
@@ -43,12 +46,7 @@ impl Drop for Running {
 }
 
 fn run(callers: Vec<Caller>, work_ms: [u64; KEYS]) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
-    runtime.block_on(async move {
+    on_paused_clock(async move {
         let group: Group<usize, u64, ()> = Group::new();
         let probes: Arc<Vec<Arc<KeyProbe>>> =
             Arc::new((0..KEYS).map(|_| Arc::new(KeyProbe::default())).collect());

@@ -30,9 +30,16 @@ fn process(ctx: &RedisTestContext, config: DistributedConfig) -> Process {
     process_of(ctx, config)
 }
 
-/// Two processes sharing `config` (and so one key space), each with its own connection.
-fn two_processes(ctx: &RedisTestContext, config: DistributedConfig) -> (Process, Process) {
-    (process(ctx, config.clone()), process(ctx, config))
+/// The Redis context of test `name` (none without `REDIS_URL`) and two processes sharing
+/// the config `config` makes for it (and so one key space), each with its own connection.
+async fn two_processes(
+    name: &str,
+    config: fn(&RedisTestContext) -> DistributedConfig,
+) -> Option<(RedisTestContext, Process, Process)> {
+    let ctx = RedisTestContext::from_env(name).await?;
+    let config = config(&ctx);
+    let (a, b) = (process(&ctx, config.clone()), process(&ctx, config));
+    Some((ctx, a, b))
 }
 
 /// A lease far longer than any test: a waiter that finishes promptly was handed the lease,
@@ -90,6 +97,12 @@ async fn executes_within(group: &Process, value: u64, bound: Duration) {
     assert!(waited < bound, "the lease held it up: {waited:?}");
 }
 
+/// Checks that key `k` executes on `group` far sooner than [`long_lease`]'s 30 s: the lease
+/// was released at once.
+async fn executes_before_the_long_lease_ends(group: &Process, value: u64) {
+    executes_within(group, value, Duration::from_secs(5)).await;
+}
+
 fn assert_unavailable(error: &DedupError<String>) {
     assert!(
         matches!(error, DedupError::Rejected(r) if r.kind == RejectKind::Unavailable),
@@ -99,10 +112,9 @@ fn assert_unavailable(error: &DedupError<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_of_two_processes_share_one_execution() {
-    let Some(ctx) = RedisTestContext::from_env("dedup_two_processes").await else {
+    let Some((ctx, a, b)) = two_processes("dedup_two_processes", config).await else {
         return;
     };
-    let (a, b) = two_processes(&ctx, config(&ctx));
     let runs = Arc::new(AtomicUsize::new(0));
     let (release, released) = oneshot::channel::<()>();
     let released = Arc::new(tokio::sync::Mutex::new(Some(released)));
@@ -152,10 +164,9 @@ async fn callers_of_two_processes_share_one_execution() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_published_result_answers_a_later_caller_without_running() {
-    let Some(ctx) = RedisTestContext::from_env("dedup_published_result").await else {
+    let Some((ctx, a, b)) = two_processes("dedup_published_result", config).await else {
         return;
     };
-    let (a, b) = two_processes(&ctx, config(&ctx));
     let first = a.work("k".to_string(), || async { Ok(1) }).await.unwrap();
     let later = b
         .work("k".to_string(), || async { panic!("must not run") })
@@ -197,10 +208,9 @@ async fn a_dead_executors_lease_expires_and_a_waiter_takes_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_executor_releases_its_lease_at_once() {
-    let Some(ctx) = RedisTestContext::from_env("dedup_cancelled_executor").await else {
+    let Some((ctx, a, b)) = two_processes("dedup_cancelled_executor", long_lease).await else {
         return;
     };
-    let (a, b) = two_processes(&ctx, long_lease(&ctx));
     let cancelled = tokio::spawn({
         let a = a.clone();
         async move {
@@ -216,34 +226,30 @@ async fn a_cancelled_executor_releases_its_lease_at_once() {
     cancelled.abort();
     assert!(cancelled.await.unwrap_err().is_cancelled());
 
-    // Far sooner than the 30 s lease.
-    executes_within(&b, 5, Duration::from_secs(5)).await;
+    executes_before_the_long_lease_ends(&b, 5).await;
     ctx.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_executor_releases_its_lease_and_its_callers_get_an_error() {
-    let Some(ctx) = RedisTestContext::from_env("dedup_panicking_executor").await else {
+    let Some((ctx, a, b)) = two_processes("dedup_panicking_executor", long_lease).await else {
         return;
     };
-    let (a, b) = two_processes(&ctx, long_lease(&ctx));
     let error = a
         .work("k".to_string(), || async { panic!("tool crashed") })
         .await
         .unwrap_err();
     assert!(matches!(error, DedupError::Panicked(_)), "{error:?}");
 
-    // Far sooner than the 30 s lease.
-    executes_within(&b, 6, Duration::from_secs(5)).await;
+    executes_before_the_long_lease_ends(&b, 6).await;
     ctx.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_execution_hands_the_lease_to_a_waiter() {
-    let Some(ctx) = RedisTestContext::from_env("dedup_failed_execution").await else {
+    let Some((ctx, a, b)) = two_processes("dedup_failed_execution", config).await else {
         return;
     };
-    let (a, b) = two_processes(&ctx, config(&ctx));
     let (fail, failing) = oneshot::channel::<()>();
     let first = tokio::spawn({
         let a = a.clone();

@@ -104,6 +104,16 @@ fn bytes_group(max: usize, lag: LagPolicy) -> StreamGroup<&'static str, Chunk, E
         .unwrap()
 }
 
+/// A fed upstream and the first two readers sharing it, under key `q`.
+fn two_readers(
+    group: &StreamGroup<&'static str, Chunk, E>,
+) -> (Arc<Feed>, SharedStream<Chunk, E>, SharedStream<Chunk, E>) {
+    let feed = Feed::new();
+    let first = group.share("q", feed.open());
+    let second = group.share("q", feed.open());
+    (feed, first, second)
+}
+
 /// Polls once without a runtime.
 fn poll_once<S: Stream + Unpin>(stream: &mut S) -> Poll<Option<S::Item>> {
     let waker = noop_waker();
@@ -196,9 +206,7 @@ async fn slow_and_fast_readers_each_go_at_their_own_pace() {
 #[tokio::test]
 async fn a_reader_dropped_mid_stream_frees_its_buffer_share() {
     let group = bytes_group(1 << 20, LagPolicy::Fail);
-    let feed = Feed::new();
-    let mut fast = group.share("q", feed.open());
-    let mut slow = group.share("q", feed.open());
+    let (feed, mut fast, mut slow) = two_readers(&group);
     for i in 0..10 {
         feed.send(Ok(chunk(i)));
     }
@@ -216,9 +224,7 @@ async fn a_reader_dropped_mid_stream_frees_its_buffer_share() {
 #[tokio::test]
 async fn the_leader_dropped_mid_stream_leaves_followers_reading_the_same_upstream() {
     let group = group();
-    let feed = Feed::new();
-    let mut leader = group.share("q", feed.open());
-    let mut follower = group.share("q", feed.open());
+    let (feed, mut leader, mut follower) = two_readers(&group);
     feed.send(Ok(chunk(0)));
     feed.send(Ok(chunk(1)));
     assert_eq!(leader.next().await.unwrap().unwrap(), chunk(0));
@@ -243,9 +249,7 @@ async fn the_leader_dropped_mid_stream_leaves_followers_reading_the_same_upstrea
 #[tokio::test]
 async fn a_stalled_poller_does_not_stall_the_others() {
     let group = group();
-    let feed = Feed::new();
-    let mut stalled = group.share("q", feed.open());
-    let mut reader = group.share("q", feed.open());
+    let (feed, mut stalled, mut reader) = two_readers(&group);
     // `stalled` polls the upstream (it is pending) and is then never polled again, as
     // in a `select!` that went another way, but not dropped.
     assert!(poll_once(&mut stalled).is_pending());
@@ -263,9 +267,7 @@ async fn a_stalled_poller_does_not_stall_the_others() {
 async fn an_upstream_error_after_k_chunks_reaches_every_reader_after_its_k_chunks() {
     for k in 0..4 {
         let group = group();
-        let feed = Feed::new();
-        let mut first = group.share("q", feed.open());
-        let second = group.share("q", feed.open());
+        let (feed, mut first, second) = two_readers(&group);
         for i in 0..k {
             feed.send(Ok(chunk(i)));
         }
@@ -368,9 +370,7 @@ async fn a_failure_to_open_is_every_sharers_first_item() {
 async fn lag_fail_cuts_only_the_reader_behind_the_bound_and_closes_the_stream_to_joiners() {
     // Each chunk is 4 bytes ("tokN"); the bound holds 3 of them.
     let group = bytes_group(12, LagPolicy::Fail);
-    let feed = Feed::new();
-    let mut fast = group.share("q", feed.open());
-    let mut slow = group.share("q", feed.open());
+    let (feed, mut fast, mut slow) = two_readers(&group);
     for i in 0..3 {
         feed.send(Ok(chunk(i)));
         fast.next().await.unwrap().unwrap();
@@ -407,9 +407,7 @@ async fn lag_fail_cuts_only_the_reader_behind_the_bound_and_closes_the_stream_to
 #[tokio::test]
 async fn lag_wait_holds_the_upstream_for_the_slowest_reader_and_cuts_nobody() {
     let group = bytes_group(8, LagPolicy::Wait);
-    let feed = Feed::new();
-    let mut fast = group.share("q", feed.open());
-    let mut slow = group.share("q", feed.open());
+    let (feed, mut fast, mut slow) = two_readers(&group);
     for i in 0..6 {
         feed.send(Ok(chunk(i)));
     }
@@ -516,9 +514,7 @@ async fn leaving_at_every_point_never_stops_the_others_and_the_last_leaving_drop
     const N: usize = 5;
     for leave_after in 0..=N + 1 {
         let group = group();
-        let feed = Feed::new();
-        let mut leaving = group.share("q", feed.open());
-        let staying = group.share("q", feed.open());
+        let (feed, mut leaving, staying) = two_readers(&group);
         for i in 0..N {
             feed.send(Ok(chunk(i)));
         }
@@ -535,9 +531,7 @@ async fn leaving_at_every_point_never_stops_the_others_and_the_last_leaving_drop
     // Everyone leaves before the end: the upstream is dropped and the key released.
     for polls in 0..3 {
         let group = group();
-        let feed = Feed::new();
-        let mut a = group.share("q", feed.open());
-        let mut b = group.share("q", feed.open());
+        let (feed, mut a, mut b) = two_readers(&group);
         feed.send(Ok(chunk(0)));
         for _ in 0..polls {
             let _ = poll_once(&mut a);

@@ -4,6 +4,8 @@
 //! from its first chunk, ending as the upstream did (or with a lag error under
 //! `LagPolicy::Fail`), and nothing may be left behind: no reader, byte or key.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
@@ -12,6 +14,7 @@ use backstop_core::{Error, RejectKind};
 use backstop_dedup::{LagPolicy, StreamGroup, StreamShareConfig};
 use futures::StreamExt;
 use proptest::prelude::*;
+use support::on_paused_clock;
 
 type E = Error<u32>;
 
@@ -47,12 +50,7 @@ fn run(
     lag: LagPolicy,
     bound: usize,
 ) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
-    runtime.block_on(async move {
+    on_paused_clock(async move {
         let group: StreamGroup<u8, u64, E> = StreamGroup::builder()
             .config(StreamShareConfig {
                 max_buffered_bytes: bound,

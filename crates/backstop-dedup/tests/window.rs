@@ -1,16 +1,26 @@
 //! Duplicate-detection window: TTL, bounded history, error policy, coalescing.
 
+use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use backstop_core::RejectKind;
-use backstop_dedup::{DedupError, DedupWindow, DedupWindowConfig, Source};
+use backstop_dedup::{
+    DedupError, DedupWindow, DedupWindowConfig, DedupWindowConfigBuilder, Source,
+};
 
 type W = DedupWindow<String, u64, String>;
 
-fn window(config: DedupWindowConfig) -> W {
-    DedupWindow::new(config).unwrap()
+/// A window on the default config as `configure` changes it, through the builder.
+fn window<K, E>(
+    configure: impl FnOnce(DedupWindowConfigBuilder) -> DedupWindowConfigBuilder,
+) -> DedupWindow<K, u64, E>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    E: Clone + Send + Sync + 'static,
+{
+    DedupWindow::new(configure(DedupWindowConfig::builder()).build().unwrap()).unwrap()
 }
 
 fn counted(
@@ -29,12 +39,7 @@ fn counted(
 
 #[tokio::test(start_paused = true)]
 async fn retry_inside_the_ttl_gets_the_first_result_and_after_it_runs_again() {
-    let w = window(
-        DedupWindowConfig::builder()
-            .ttl(Duration::from_secs(60))
-            .build()
-            .unwrap(),
-    );
+    let w: W = window(|c| c.ttl(Duration::from_secs(60)));
     let calls = Arc::new(AtomicUsize::new(0));
     let first = w
         .work("req-1".into(), counted(&calls, Ok(1)))
@@ -69,7 +74,7 @@ async fn retry_inside_the_ttl_gets_the_first_result_and_after_it_runs_again() {
 
 #[tokio::test(start_paused = true)]
 async fn in_flight_duplicates_coalesce_then_later_ones_hit_the_window() {
-    let w = window(DedupWindowConfig::default());
+    let w: W = window(|c| c);
     let calls = Arc::new(AtomicUsize::new(0));
     let results =
         futures::future::join_all((0..20).map(|_| w.work("req".into(), counted(&calls, Ok(5)))))
@@ -88,7 +93,7 @@ async fn in_flight_duplicates_coalesce_then_later_ones_hit_the_window() {
 
 #[tokio::test(start_paused = true)]
 async fn errors_are_not_remembered_by_default() {
-    let w = window(DedupWindowConfig::default());
+    let w: W = window(|c| c);
     let calls = Arc::new(AtomicUsize::new(0));
     let err = w
         .work("req".into(), counted(&calls, Err("429".into())))
@@ -101,12 +106,7 @@ async fn errors_are_not_remembered_by_default() {
 
 #[tokio::test(start_paused = true)]
 async fn errors_are_remembered_when_configured() {
-    let w = window(
-        DedupWindowConfig::builder()
-            .cache_errors(true)
-            .build()
-            .unwrap(),
-    );
+    let w: W = window(|c| c.cache_errors(true));
     let calls = Arc::new(AtomicUsize::new(0));
     let _ = w
         .work("req".into(), counted(&calls, Err("invalid card".into())))
@@ -118,12 +118,7 @@ async fn errors_are_remembered_when_configured() {
 
 #[tokio::test(start_paused = true)]
 async fn panics_are_never_remembered() {
-    let w = window(
-        DedupWindowConfig::builder()
-            .cache_errors(true)
-            .build()
-            .unwrap(),
-    );
+    let w: W = window(|c| c.cache_errors(true));
     let result = w
         .work("req".into(), || async { panic!("tool crashed") })
         .await;
@@ -140,13 +135,7 @@ async fn panics_are_never_remembered() {
 
 #[tokio::test(start_paused = true)]
 async fn never_holds_more_than_max_entries() {
-    let w: DedupWindow<u64, u64, ()> = DedupWindow::new(
-        DedupWindowConfig::builder()
-            .max_entries(100)
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+    let w: DedupWindow<u64, u64, ()> = window(|c| c.max_entries(100));
     for key in 0..10_000u64 {
         w.work(key, move || async move { Ok(key) }).await.unwrap();
         assert!(w.len() <= 100, "{} entries after key {key}", w.len());
@@ -162,14 +151,7 @@ async fn never_holds_more_than_max_entries() {
 
 #[tokio::test(start_paused = true)]
 async fn expired_results_are_swept_as_new_ones_arrive() {
-    let w: DedupWindow<u64, u64, ()> = DedupWindow::new(
-        DedupWindowConfig::builder()
-            .ttl(Duration::from_secs(1))
-            .max_entries(1_000)
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+    let w: DedupWindow<u64, u64, ()> = window(|c| c.ttl(Duration::from_secs(1)).max_entries(1_000));
     for key in 0..500u64 {
         w.work(key, move || async move { Ok(key) }).await.unwrap();
     }
@@ -181,7 +163,7 @@ async fn expired_results_are_swept_as_new_ones_arrive() {
 
 #[tokio::test(start_paused = true)]
 async fn forget_makes_the_next_call_run() {
-    let w = window(DedupWindowConfig::default());
+    let w: W = window(|c| c);
     let calls = Arc::new(AtomicUsize::new(0));
     w.work("req".into(), counted(&calls, Ok(1))).await.unwrap();
     assert!(w.forget(&"req".to_string()));
@@ -197,12 +179,7 @@ async fn forget_makes_the_next_call_run() {
 
 #[tokio::test(start_paused = true)]
 async fn follower_timeout_from_config_applies() {
-    let w = window(
-        DedupWindowConfig::builder()
-            .follower_timeout(Duration::from_millis(3))
-            .build()
-            .unwrap(),
-    );
+    let w: W = window(|c| c.follower_timeout(Duration::from_millis(3)));
     let calls = Arc::new(AtomicUsize::new(0));
     let (leader, follower) = tokio::join!(
         w.work("req".into(), counted(&calls, Ok(1))),
@@ -275,13 +252,7 @@ fn huge_durations_are_refused_at_validation() {
 #[tokio::test(start_paused = true)]
 async fn the_longest_accepted_ttl_serves_every_waiter() {
     let longest = backstop_core::config::MAX_DURATION;
-    let w = window(
-        DedupWindowConfig::builder()
-            .ttl(longest)
-            .follower_timeout(longest)
-            .build()
-            .unwrap(),
-    );
+    let w: W = window(|c| c.ttl(longest).follower_timeout(longest));
     let calls = Arc::new(AtomicUsize::new(0));
     let (a, b, c) = tokio::join!(
         w.work("req".into(), counted(&calls, Ok(1))),

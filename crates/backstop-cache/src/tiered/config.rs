@@ -144,86 +144,35 @@ mod tests {
         assert_eq!(TieredConfig::default().validate(), Ok(()));
     }
 
+    /// Checks that the defaults as `change` leaves them are refused, naming `field`.
+    fn refused(field: &str, change: impl FnOnce(&mut TieredConfig)) {
+        let mut config = TieredConfig::default();
+        change(&mut config);
+        assert_eq!(config.validate().unwrap_err().field(), field);
+    }
+
     #[test]
     fn each_rule_names_its_field() {
-        let broken = [
-            (
-                TieredConfig {
-                    fresh_for: Duration::ZERO,
-                    ..Default::default()
-                },
-                "fresh_for",
-            ),
-            (
-                TieredConfig {
-                    refresh_ahead: Some(Duration::from_secs(300)),
-                    ..Default::default()
-                },
-                "refresh_ahead",
-            ),
-            (
-                TieredConfig {
-                    negative_ttl: Some(Duration::ZERO),
-                    ..Default::default()
-                },
-                "negative_ttl",
-            ),
-            (
-                TieredConfig {
-                    loader_timeout: Some(Duration::ZERO),
-                    ..Default::default()
-                },
-                "loader_timeout",
-            ),
-            (
-                TieredConfig {
-                    promotion: Promotion::AfterHits(0),
-                    ..Default::default()
-                },
-                "promotion.after_hits",
-            ),
-        ];
-        for (config, field) in broken {
-            assert_eq!(config.validate().unwrap_err().field(), field);
-        }
+        refused("fresh_for", |c| c.fresh_for = Duration::ZERO);
+        refused("refresh_ahead", |c| {
+            c.refresh_ahead = Some(Duration::from_secs(300))
+        });
+        refused("negative_ttl", |c| c.negative_ttl = Some(Duration::ZERO));
+        refused("loader_timeout", |c| {
+            c.loader_timeout = Some(Duration::ZERO)
+        });
+        refused("promotion.after_hits", |c| {
+            c.promotion = Promotion::AfterHits(0)
+        });
     }
 
     #[test]
     fn durations_are_at_most_a_year() {
         let huge = Duration::from_secs(150_000_000_000_000 * 86_400);
-        let broken = [
-            (
-                TieredConfig {
-                    fresh_for: huge,
-                    ..Default::default()
-                },
-                "fresh_for",
-            ),
-            (
-                TieredConfig {
-                    stale_grace: Some(huge),
-                    ..Default::default()
-                },
-                "stale_grace",
-            ),
-            (
-                TieredConfig {
-                    negative_ttl: Some(Duration::MAX),
-                    ..Default::default()
-                },
-                "negative_ttl",
-            ),
-            (
-                TieredConfig {
-                    loader_timeout: Some(Duration::MAX),
-                    ..Default::default()
-                },
-                "loader_timeout",
-            ),
-        ];
-        for (config, field) in broken {
-            assert_eq!(config.validate().unwrap_err().field(), field);
-        }
+        refused("fresh_for", |c| c.fresh_for = huge);
+        refused("stale_grace", |c| c.stale_grace = Some(huge));
+        refused("negative_ttl", |c| c.negative_ttl = Some(Duration::MAX));
+        refused("loader_timeout", |c| c.loader_timeout = Some(Duration::MAX));
         let year = TieredConfig {
             fresh_for: backstop_core::config::MAX_DURATION,
             stale_grace: Some(backstop_core::config::MAX_DURATION),

@@ -217,10 +217,7 @@ where
             .store
             .counters
             .track(blocking(move || store.get(&owned_key, unix_millis_now())).await)?;
-        self.store.counters.read(bytes.is_some());
-        let value = bytes
-            .map(|bytes| self.store.codec.decode(&bytes))
-            .transpose();
+        let value = self.store.counters.decode_read(&self.store.codec, bytes);
         self.store.counters.track(value)
     }
 

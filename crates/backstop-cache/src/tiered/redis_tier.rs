@@ -232,10 +232,7 @@ where
         let mut command = redis::cmd("GET");
         command.arg(self.full_key(key));
         let bytes: Option<Vec<u8>> = self.query(command).await?;
-        self.counters.read(bytes.is_some());
-        let value = bytes
-            .map(|bytes| self.config.codec.decode(&bytes))
-            .transpose();
+        let value = self.counters.decode_read(&self.config.codec, bytes);
         self.counters.track(value)
     }
 
@@ -270,12 +267,7 @@ where
         };
         let values = found
             .into_iter()
-            .map(|bytes| {
-                self.counters.read(bytes.is_some());
-                bytes
-                    .map(|bytes| self.config.codec.decode(&bytes))
-                    .transpose()
-            })
+            .map(|bytes| self.counters.decode_read(&self.config.codec, bytes))
             .collect();
         self.counters.track(values)
     }

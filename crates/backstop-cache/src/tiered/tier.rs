@@ -1,8 +1,12 @@
 //! The contract every cache tier fulfils, so tiers can be stacked as `Box<dyn Tier<V>>`.
 
+#[cfg(any(feature = "redis", feature = "persistent"))]
+use crate::ValueCodec;
 use async_trait::async_trait;
 use backstop_core::{ConfigError, Rejected};
 use serde::Serialize;
+#[cfg(any(feature = "redis", feature = "persistent"))]
+use serde::de::DeserializeOwned;
 #[cfg(any(feature = "redis", feature = "persistent"))]
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -130,9 +134,19 @@ pub(crate) struct TierCounters {
 
 #[cfg(any(feature = "redis", feature = "persistent"))]
 impl TierCounters {
-    pub(crate) fn read(&self, found: bool) {
-        let counter = if found { &self.hits } else { &self.misses };
+    /// Counts a read as a hit or a miss by what it found, and decodes what it found.
+    pub(crate) fn decode_read<V: DeserializeOwned>(
+        &self,
+        codec: &ValueCodec,
+        found: Option<Vec<u8>>,
+    ) -> Result<Option<V>, TierError> {
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
+        found.map(|bytes| codec.decode(&bytes)).transpose()
     }
 
     pub(crate) fn set(&self) {

@@ -271,7 +271,8 @@ where
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> StreamGroupStats {
-        let mut stats = self.inner.shared.counters.snapshot();
+        let counters = &self.inner.shared.counters;
+        let mut stats = counters.read_into(StreamGroupStats::default());
         stats.in_flight = self.inner.streams.len() as u64;
         stats
     }

@@ -1,16 +1,15 @@
 //! `StreamDedupLayer`: identical streamed requests through any service share one upstream.
 
-use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use backstop_core::{Layer, Rejected, Service, StackError, record_key_hash};
+use backstop_core::{Rejected, Service, StackError, record_key_hash};
 use futures::Stream;
 use tracing::Instrument;
 
 use super::group::StreamGroup;
 use super::shared::SharedStream;
-use crate::layer::{DedupKey, RequestKey};
+use crate::layer::{DedupKey, RequestKey, keyed_layer};
 
 /// Wraps a streaming [`Service`] (its response is a `Stream` of `Result<T, S::Error>`
 /// chunks) so identical requests in flight share one upstream stream through a
@@ -48,61 +47,6 @@ pub struct StreamDedupLayer<G, K = RequestKey> {
     key: Arc<K>,
 }
 
-impl<G> StreamDedupLayer<G> {
-    /// A layer sharing streams through `group`, keyed by the request itself until
-    /// [`key`](Self::key) says otherwise.
-    pub fn new(group: G) -> Self {
-        Self {
-            group,
-            key: Arc::new(RequestKey),
-        }
-    }
-}
-
-impl<G, K> StreamDedupLayer<G, K> {
-    /// Keys requests by `key(&request)`.
-    pub fn key<F>(self, key: F) -> StreamDedupLayer<G, F> {
-        StreamDedupLayer {
-            group: self.group,
-            key: Arc::new(key),
-        }
-    }
-
-    /// The group this layer shares streams through.
-    pub fn group(&self) -> &G {
-        &self.group
-    }
-}
-
-impl<G: Clone, K> Clone for StreamDedupLayer<G, K> {
-    fn clone(&self) -> Self {
-        Self {
-            group: self.group.clone(),
-            key: Arc::clone(&self.key),
-        }
-    }
-}
-
-impl<G: fmt::Debug, K> fmt::Debug for StreamDedupLayer<G, K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StreamDedupLayer")
-            .field("group", &self.group)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S, G: Clone, K> Layer<S> for StreamDedupLayer<G, K> {
-    type Service = StreamDedupService<S, G, K>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        StreamDedupService {
-            inner: Arc::new(inner),
-            group: self.group.clone(),
-            key: Arc::clone(&self.key),
-        }
-    }
-}
-
 /// The service built by [`StreamDedupLayer`]; its error is the inner service's.
 pub struct StreamDedupService<S, G, K = RequestKey> {
     inner: Arc<S>,
@@ -110,23 +54,13 @@ pub struct StreamDedupService<S, G, K = RequestKey> {
     key: Arc<K>,
 }
 
-impl<S, G: Clone, K> Clone for StreamDedupService<S, G, K> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: Arc::clone(&self.inner),
-            group: self.group.clone(),
-            key: Arc::clone(&self.key),
-        }
-    }
-}
-
-impl<S, G: fmt::Debug, K> fmt::Debug for StreamDedupService<S, G, K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StreamDedupService")
-            .field("group", &self.group)
-            .finish_non_exhaustive()
-    }
-}
+keyed_layer!(StreamDedupLayer<G>, StreamDedupService, group, {
+    /// A layer sharing streams through `group`, keyed by the request itself until
+    /// [`key`](Self::key) says otherwise.
+    fn new;
+    /// The group this layer shares streams through.
+    fn group
+});
 
 impl<S, St, T, K, Req> Service<Req> for StreamDedupService<S, StreamGroup<K::Key, T, S::Error>, K>
 where

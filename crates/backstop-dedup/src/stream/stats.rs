@@ -1,8 +1,8 @@
 //! Counters of a [`StreamGroup`](crate::StreamGroup).
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-
 use serde::Serialize;
+
+use crate::stats::counter_set;
 
 /// A point-in-time snapshot of a [`StreamGroup`](crate::StreamGroup)'s counters.
 ///
@@ -42,43 +42,21 @@ pub struct StreamGroupStats {
     pub bytes_buffered: u64,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct StreamCounters {
-    pub(crate) streams: AtomicU64,
-    pub(crate) followers: AtomicU64,
-    pub(crate) late_joiners: AtomicU64,
-    pub(crate) unshared: AtomicU64,
-    pub(crate) chunks: AtomicU64,
-    pub(crate) lagged: AtomicU64,
-    pub(crate) overflowed: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    pub(crate) panicked: AtomicU64,
-    pub(crate) abandoned: AtomicU64,
-    pub(crate) in_flight: AtomicU64,
-    pub(crate) readers: AtomicU64,
-    pub(crate) bytes_buffered: AtomicU64,
-}
-
-impl StreamCounters {
-    pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Relaxed);
+counter_set!(
+    /// A [`StreamGroup`](crate::StreamGroup)'s counters and gauges, shared with its streams.
+    StreamCounters => StreamGroupStats {
+        streams,
+        followers,
+        late_joiners,
+        unshared,
+        chunks,
+        lagged,
+        overflowed,
+        failed,
+        panicked,
+        abandoned,
+        in_flight,
+        readers,
+        bytes_buffered,
     }
-
-    pub(crate) fn snapshot(&self) -> StreamGroupStats {
-        StreamGroupStats {
-            streams: self.streams.load(Relaxed),
-            followers: self.followers.load(Relaxed),
-            late_joiners: self.late_joiners.load(Relaxed),
-            unshared: self.unshared.load(Relaxed),
-            chunks: self.chunks.load(Relaxed),
-            lagged: self.lagged.load(Relaxed),
-            overflowed: self.overflowed.load(Relaxed),
-            failed: self.failed.load(Relaxed),
-            panicked: self.panicked.load(Relaxed),
-            abandoned: self.abandoned.load(Relaxed),
-            in_flight: self.in_flight.load(Relaxed),
-            readers: self.readers.load(Relaxed),
-            bytes_buffered: self.bytes_buffered.load(Relaxed),
-        }
-    }
-}
+);

@@ -262,12 +262,7 @@ where
 
     fn now(&self) -> Now {
         let now = if self.inner.timed.load(Relaxed) {
-            nanos(
-                self.inner
-                    .clock
-                    .now()
-                    .saturating_duration_since(self.inner.epoch),
-            )
+            self.clock_nanos()
         } else {
             0
         };
@@ -275,6 +270,19 @@ where
             now,
             tti: self.inner.tti,
         }
+    }
+
+    /// Nanoseconds since the cache's epoch. Kept out of line: inlined, the dynamic clock
+    /// call made every lookup of an untimed cache save and restore registers for it
+    /// (and a timed cache's lookup pays far more for the clock than for the call).
+    #[inline(never)]
+    fn clock_nanos(&self) -> u64 {
+        nanos(
+            self.inner
+                .clock
+                .now()
+                .saturating_duration_since(self.inner.epoch),
+        )
     }
 
     /// The entry's weight; `None` when the weigher panicked (contained, counted and

@@ -38,12 +38,20 @@ impl Access {
     const MAX_CHANCES: u8 = 3;
     const MAX_UNFOLDED: u8 = 15;
 
-    /// The bits after one more hit (both counts saturate).
+    /// The bits after one more hit (both counts saturate). Each count below its maximum
+    /// is incremented in place, which cannot carry into the next field, so the hit path
+    /// spends two compares and an add instead of unpacking and repacking both fields.
     #[inline]
     pub(crate) fn hit(self) -> Self {
-        let chances = (self.chances() + 1).min(Self::MAX_CHANCES);
-        let unfolded = (self.unfolded() + 1).min(Self::MAX_UNFOLDED);
-        Self(unfolded << 2 | chances)
+        let chances = u8::from(self.chances() < Self::MAX_CHANCES);
+        let unfolded = u8::from(self.unfolded() < Self::MAX_UNFOLDED) << 2;
+        Self(self.0 + unfolded + chances)
+    }
+
+    /// Whether both counts are at their maximum, so that a hit changes nothing.
+    #[inline]
+    pub(crate) fn saturated(self) -> bool {
+        self.0 == Self::MAX_UNFOLDED << 2 | Self::MAX_CHANCES
     }
 
     /// Second chances left.
@@ -141,7 +149,9 @@ mod tests {
             a = a.hit();
         }
         assert_eq!((a.chances(), a.unfolded()), (3, 15));
+        assert!(a.saturated() && a.hit() == a);
         let a = a.second_chance();
+        assert!(!a.saturated());
         assert_eq!((a.chances(), a.unfolded()), (2, 0));
         assert_eq!(a.hit().unfolded(), 1);
         assert_eq!(Access(0).second_chance(), Access(0));

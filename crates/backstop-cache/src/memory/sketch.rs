@@ -62,27 +62,32 @@ impl Sketch {
         }
     }
 
-    fn index(&self, hash: u64, row: usize) -> usize {
-        (hash.wrapping_mul(SEEDS[row]) >> self.shift) as usize
+    /// The counter of `hash` in each row.
+    #[inline]
+    fn indices(&self, hash: u64) -> [usize; 4] {
+        SEEDS.map(|seed| (hash.wrapping_mul(seed) >> self.shift) as usize)
     }
 
     /// The estimated number of recent requests for `hash`.
     pub(crate) fn frequency(&self, hash: u64) -> u8 {
-        (0..SEEDS.len())
-            .map(|r| self.counters[self.index(hash, r)])
-            .min()
-            .unwrap_or(0)
+        self.min_of(&self.indices(hash))
+    }
+
+    fn min_of(&self, indices: &[usize; 4]) -> u8 {
+        indices.iter().map(|&i| self.counters[i]).min().unwrap_or(0)
     }
 
     /// Records `count` requests for `hash` (conservative update: only the smallest
-    /// counters grow, which keeps over-estimates down).
+    /// counters grow, which keeps over-estimates down). The row indices are computed
+    /// once for reading and writing: this runs for every entry the eviction hand gives a
+    /// second chance.
     pub(crate) fn add(&mut self, hash: u64, count: u8) {
         if count == 0 {
             return;
         }
-        let target = self.frequency(hash).saturating_add(count).min(MAX_COUNT);
-        for r in 0..SEEDS.len() {
-            let i = self.index(hash, r);
+        let indices = self.indices(hash);
+        let target = self.min_of(&indices).saturating_add(count).min(MAX_COUNT);
+        for i in indices {
             if self.counters[i] < target {
                 self.counters[i] = target;
             }

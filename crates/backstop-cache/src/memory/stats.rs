@@ -11,16 +11,19 @@ use super::listener::RemovalCause;
 /// concurrently on a shard, and a shared per-shard counter would bounce its cache line
 /// between the readers of a hot shard on every hit. `stats()` sums the stripes.
 ///
-/// Each thread has a process-wide index. The first `owned` threads each own a stripe
-/// and count with a plain load and store: being its only writer, they cannot lose a
-/// count, and they skip the locked read-modify-write that was a fifth of a hit's cost.
-/// Later threads share the remaining stripes and count with `fetch_add`. Either way the
-/// counts are exact.
+/// Each thread has a process-wide index. The first threads, one per `owned` stripe,
+/// each own a stripe and count with a plain load and store: being its only writer,
+/// they cannot lose a count, and they skip the locked read-modify-write that was a
+/// fifth of a hit's cost. Later threads share the `shared` stripes and count with
+/// `fetch_add`. Either way the counts are exact.
 #[derive(Debug)]
 pub(crate) struct LookupCounters {
-    stripes: Box<[Stripe]>,
-    /// Stripes `0..owned` belong to one thread each, the rest are shared.
-    owned: usize,
+    /// Stripe `i` belongs to the thread with index `i`. Kept apart from `shared` so that
+    /// an owner finds its stripe with one bounds check, which a thread without an index
+    /// yet (`usize::MAX`) fails too.
+    owned: Box<[Stripe]>,
+    /// Shared by the threads past `owned.len()`, by index modulo their number.
+    shared: Box<[Stripe]>,
 }
 
 #[derive(Debug, Default)]
@@ -30,35 +33,49 @@ struct Stripe {
     misses: AtomicU64,
 }
 
+thread_local! {
+    /// The thread's process-wide index, `usize::MAX` until its first lookup. A
+    /// const-initialized `Cell` without a destructor: reading it is a plain load from
+    /// thread-local storage, with no lazy-initialization check per hit.
+    static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
 impl LookupCounters {
     pub(crate) fn new() -> Self {
         let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
         let owned = (cores * 2).next_power_of_two().clamp(4, 64);
+        let stripes = |n| (0..n).map(|_| Stripe::default()).collect();
         Self {
-            stripes: (0..2 * owned).map(|_| Stripe::default()).collect(),
-            owned,
+            owned: stripes(owned),
+            shared: stripes(owned),
         }
     }
 
     #[inline]
     fn bump(&self, counter: impl Fn(&Stripe) -> &AtomicU64) {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        // A const-initialized `Cell` without a destructor: reading it is a plain load
-        // from thread-local storage, with no lazy-initialization check per hit.
-        thread_local! {
-            static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
-        }
-        let i = INDEX.with(|index| {
-            if index.get() == usize::MAX {
-                index.set(NEXT.fetch_add(1, Relaxed));
-            }
-            index.get()
-        });
-        if i < self.owned {
-            let c = counter(&self.stripes[i]);
+        if let Some(stripe) = self.owned.get(INDEX.get()) {
+            let c = counter(stripe);
             c.store(c.load(Relaxed) + 1, Relaxed);
         } else {
-            counter(&self.stripes[self.owned + (i & (self.owned - 1))]).fetch_add(1, Relaxed);
+            self.bump_shared(counter);
+        }
+    }
+
+    /// A thread's first lookup, and every lookup of a thread without a stripe of its own.
+    #[cold]
+    #[inline(never)]
+    fn bump_shared(&self, counter: impl Fn(&Stripe) -> &AtomicU64) {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let mut i = INDEX.get();
+        if i == usize::MAX {
+            i = NEXT.fetch_add(1, Relaxed);
+            INDEX.set(i);
+        }
+        if let Some(stripe) = self.owned.get(i) {
+            let c = counter(stripe);
+            c.store(c.load(Relaxed) + 1, Relaxed);
+        } else {
+            counter(&self.shared[i & (self.shared.len() - 1)]).fetch_add(1, Relaxed);
         }
     }
 
@@ -73,7 +90,7 @@ impl LookupCounters {
     }
 
     pub(crate) fn add_to(&self, s: &mut CacheStats) {
-        for stripe in self.stripes.iter() {
+        for stripe in self.owned.iter().chain(self.shared.iter()) {
             s.hits += stripe.hits.load(Relaxed);
             s.misses += stripe.misses.load(Relaxed);
         }
@@ -177,7 +194,7 @@ mod tests {
     fn striped_lookup_counts_are_exact_across_threads() {
         let c = LookupCounters::new();
         std::thread::scope(|s| {
-            for _ in 0..(c.stripes.len() + 3) {
+            for _ in 0..(c.owned.len() + c.shared.len() + 3) {
                 s.spawn(|| {
                     for i in 0..1_000 {
                         if i % 4 == 0 { c.miss() } else { c.hit() }
@@ -187,7 +204,7 @@ mod tests {
         });
         let mut stats = CacheStats::default();
         c.add_to(&mut stats);
-        let threads = (c.stripes.len() + 3) as u64;
+        let threads = (c.owned.len() + c.shared.len() + 3) as u64;
         assert_eq!((stats.hits, stats.misses), (750 * threads, 250 * threads));
     }
 }

@@ -97,7 +97,7 @@ fn limit_redis_reserve_settle(c: &mut Criterion) {
                     .check_key_costs("user-42", &[1, 1_000])
                     .await
                     .expect("redis answers")
-                    .allowed,
+                    .admitted,
             )
         })
     });

@@ -18,14 +18,16 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use backstop::dedup::Group;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use futures::future::join_all;
+use tokio::runtime::Runtime;
 
 const CALLERS: u64 = 64;
 
 type Peer = async_singleflight::Group<u64, u64, ()>;
 
-fn runtime() -> tokio::runtime::Runtime {
+fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a current-thread runtime")
@@ -72,24 +74,8 @@ fn coalesced(c: &mut Criterion) {
     let mut group = c.benchmark_group("dedup_coalesced");
     group.throughput(Throughput::Elements(CALLERS));
     let next = AtomicU64::new(0);
-
-    let ours: Group<u64, u64, ()> = Group::new();
-    group.bench_function("backstop", |b| {
-        b.to_async(&rt).iter(|| async {
-            let key = next.fetch_add(1, Relaxed);
-            let calls = (0..CALLERS).map(|_| ours.work(key, move || yielding(key)));
-            black_box(join_all(calls).await)
-        })
-    });
-
-    let peer = Peer::new();
-    group.bench_function("async_singleflight", |b| {
-        b.to_async(&rt).iter(|| async {
-            let key = next.fetch_add(1, Relaxed);
-            let calls = (0..CALLERS).map(|_| peer.work(&key, yielding(key)));
-            black_box(join_all(calls).await)
-        })
-    });
+    let one_key = |next: &AtomicU64| vec![next.fetch_add(1, Relaxed); CALLERS as usize];
+    contenders(&mut group, &rt, &next, one_key);
     group.finish();
 }
 
@@ -98,25 +84,11 @@ fn distinct(c: &mut Criterion) {
     let mut group = c.benchmark_group("dedup_distinct");
     group.throughput(Throughput::Elements(CALLERS));
     let next = AtomicU64::new(0);
-
-    let ours: Group<u64, u64, ()> = Group::new();
-    group.bench_function("backstop", |b| {
-        b.to_async(&rt).iter(|| async {
-            let base = next.fetch_add(CALLERS, Relaxed);
-            let calls = (base..base + CALLERS).map(|key| ours.work(key, move || yielding(key)));
-            black_box(join_all(calls).await)
-        })
-    });
-
-    let peer = Peer::new();
-    group.bench_function("async_singleflight", |b| {
-        b.to_async(&rt).iter(|| async {
-            let base = next.fetch_add(CALLERS, Relaxed);
-            let keys: Vec<u64> = (base..base + CALLERS).collect();
-            let calls = keys.iter().map(|key| peer.work(key, yielding(*key)));
-            black_box(join_all(calls).await)
-        })
-    });
+    let key_each = |next: &AtomicU64| {
+        let base = next.fetch_add(CALLERS, Relaxed);
+        (base..base + CALLERS).collect()
+    };
+    contenders(&mut group, &rt, &next, key_each);
 
     group.bench_function("baseline", |b| {
         b.to_async(&rt).iter(|| async {
@@ -125,6 +97,34 @@ fn distinct(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// `backstop` and `async_singleflight` with one concurrent caller per key `keys` draws
+/// from `next` each iteration (collected first: `async_singleflight` borrows its key).
+fn contenders(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    next: &AtomicU64,
+    keys: impl Fn(&AtomicU64) -> Vec<u64>,
+) {
+    let ours: Group<u64, u64, ()> = Group::new();
+    group.bench_function("backstop", |b| {
+        b.to_async(rt).iter(|| async {
+            let calls = keys(next)
+                .into_iter()
+                .map(|key| ours.work(key, move || yielding(key)));
+            black_box(join_all(calls).await)
+        })
+    });
+
+    let peer = Peer::new();
+    group.bench_function("async_singleflight", |b| {
+        b.to_async(rt).iter(|| async {
+            let keys = keys(next);
+            let calls = keys.iter().map(|key| peer.work(key, yielding(*key)));
+            black_box(join_all(calls).await)
+        })
+    });
 }
 
 criterion_group!(benches, uncontended, coalesced, distinct);

@@ -149,7 +149,7 @@ fn limit_redis(c: &mut Criterion) {
     group.bench_function("backstop", |b| {
         b.to_async(&rt).iter(|| async {
             let decision = ours.check_key("user").await.expect("decision");
-            black_box(decision.allowed)
+            black_box(decision.admitted)
         })
     });
     group.bench_function("script", |b| {
@@ -204,7 +204,7 @@ fn limit_redis_cluster(
     group.bench_function("cluster/backstop", |b| {
         b.to_async(rt).iter(|| async {
             let decision = ours.check_key("user").await.expect("decision");
-            black_box(decision.allowed)
+            black_box(decision.admitted)
         })
     });
     group.bench_function("cluster/redis-rs", |b| {

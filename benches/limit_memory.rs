@@ -20,6 +20,9 @@ use std::time::Duration;
 use backstop::core::ManualClock;
 use backstop::limit::{KeyedRateLimiter, Quota};
 use governor::clock::FakeRelativeClock;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::DashMapStateStore;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 #[global_allocator]
@@ -47,39 +50,73 @@ fn report(contender: &str, empty: i64, full: i64, swept: i64) {
     );
 }
 
+/// What the measurement does with a contender's keyed limiter.
+trait KeyedLimiter {
+    /// Whether one call for `key` is admitted.
+    fn admit(&self, key: &u64) -> bool;
+    /// Drops every idle key and the map's spare capacity; whether no key is left.
+    fn sweep(&self) -> bool;
+}
+
+// Both contenders name these operations alike.
+macro_rules! keyed_limiter {
+    ($($limiter:ty),*) => {$(
+        impl KeyedLimiter for $limiter {
+            fn admit(&self, key: &u64) -> bool {
+                self.check_key(key).is_ok()
+            }
+
+            fn sweep(&self) -> bool {
+                self.retain_recent();
+                self.shrink_to_fit();
+                self.is_empty()
+            }
+        }
+    )*};
+}
+
+/// What `governor::RateLimiter::dashmap_with_clock` builds on the test clock.
+type GovernorKeyed =
+    governor::RateLimiter<u64, DashMapStateStore<u64>, FakeRelativeClock, NoOpMiddleware<Nanos>>;
+
+keyed_limiter!(KeyedRateLimiter<u64, ManualClock>, GovernorKeyed);
+
+/// Measures `limiter`, built under `region`: the live heap empty, with `KEYS` keys
+/// admitted, and swept once `idle` has made every key idle.
+fn measure(
+    contender: &str,
+    region: &Region<'_, System>,
+    limiter: &impl KeyedLimiter,
+    idle: impl FnOnce(),
+) {
+    let empty = live(region);
+    for key in 0..KEYS {
+        assert!(limiter.admit(&key));
+    }
+    let full = live(region);
+    idle();
+    assert!(limiter.sweep());
+    let swept = live(region);
+    report(contender, empty, full, swept);
+}
+
 fn backstop() {
     let clock = ManualClock::new();
     let region = Region::new(GLOBAL);
     let limiter = KeyedRateLimiter::with_clock(Quota::per_second(1).expect("quota"), clock.clone());
-    let empty = live(&region);
-    for key in 0..KEYS {
-        assert!(limiter.check_key(&key).is_ok());
-    }
-    let full = live(&region);
-    clock.advance(Duration::from_secs(2));
-    limiter.retain_recent();
-    limiter.shrink_to_fit();
-    assert!(limiter.is_empty());
-    let swept = live(&region);
-    report("backstop", empty, full, swept);
+    measure("backstop", &region, &limiter, || {
+        clock.advance(Duration::from_secs(2));
+    });
 }
 
 fn governor() {
     let clock = FakeRelativeClock::default();
     let quota = governor::Quota::per_second(NonZeroU32::new(1).expect("non-zero"));
     let region = Region::new(GLOBAL);
-    let limiter = governor::RateLimiter::dashmap_with_clock(quota, clock.clone());
-    let empty = live(&region);
-    for key in 0..KEYS {
-        assert!(limiter.check_key(&key).is_ok());
-    }
-    let full = live(&region);
-    clock.advance(Duration::from_secs(2));
-    limiter.retain_recent();
-    limiter.shrink_to_fit();
-    assert!(limiter.is_empty());
-    let swept = live(&region);
-    report("governor", empty, full, swept);
+    let limiter = GovernorKeyed::dashmap_with_clock(quota, clock.clone());
+    measure("governor", &region, &limiter, || {
+        clock.advance(Duration::from_secs(2));
+    });
 }
 
 fn main() {

@@ -15,7 +15,9 @@ use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use backstop::pool::{Pool, PoolConfig};
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
+use tokio::runtime::Runtime;
 
 const SIZE: usize = 8;
 const TASKS: u64 = 64;
@@ -58,7 +60,7 @@ impl bb8::ManageConnection for NoopBb8 {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -66,7 +68,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn backstop_pool(rt: &tokio::runtime::Runtime) -> Pool<Noop> {
+fn backstop_pool(rt: &Runtime) -> Pool<Noop> {
     let config = PoolConfig::builder()
         .max_size(SIZE)
         .build()
@@ -81,30 +83,80 @@ fn deadpool_pool() -> deadpool::managed::Pool<Noop> {
         .expect("pool")
 }
 
-fn bb8_pool(rt: &tokio::runtime::Runtime) -> bb8::Pool<NoopBb8> {
+fn bb8_pool(rt: &Runtime) -> bb8::Pool<NoopBb8> {
     rt.block_on(bb8::Pool::builder().max_size(SIZE as u32).build(NoopBb8))
         .expect("pool")
 }
 
+/// A pool under test: one object checked out and returned at once.
+trait Checkout: Clone + Send + Sync + 'static {
+    /// Checks one object out and returns it.
+    fn get_put(&self) -> impl Future<Output = ()> + Send;
+}
+
+impl Checkout for Pool<Noop> {
+    async fn get_put(&self) {
+        drop(self.get().await.expect("get"));
+    }
+}
+
+impl Checkout for deadpool::managed::Pool<Noop> {
+    async fn get_put(&self) {
+        drop(self.get().await.expect("get"));
+    }
+}
+
+impl Checkout for bb8::Pool<NoopBb8> {
+    async fn get_put(&self) {
+        drop(self.get().await.expect("get"));
+    }
+}
+
 fn get_put(c: &mut Criterion) {
+    every_pool(c, "pool_get_put", Load::Alone);
+}
+
+fn get_put_contended(c: &mut Criterion) {
+    every_pool(c, "pool_get_put_contended", Load::Shared);
+}
+
+/// Who checks objects out.
+#[derive(Clone, Copy)]
+enum Load {
+    /// One task, back to back.
+    Alone,
+    /// `TASKS` tasks in a loop; time per checkout.
+    Shared,
+}
+
+/// The group `name`: each contender under `load`.
+fn every_pool(c: &mut Criterion, name: &str, load: Load) {
     let rt = runtime();
-    let mut group = c.benchmark_group("pool_get_put");
-    let pool = backstop_pool(&rt);
-    group.bench_function("backstop", |b| {
-        b.to_async(&rt)
-            .iter(|| async { drop(pool.get().await.expect("get")) })
-    });
-    let pool = deadpool_pool();
-    group.bench_function("deadpool", |b| {
-        b.to_async(&rt)
-            .iter(|| async { drop(pool.get().await.expect("get")) })
-    });
-    let pool = bb8_pool(&rt);
-    group.bench_function("bb8", |b| {
-        b.to_async(&rt)
-            .iter(|| async { drop(pool.get().await.expect("get")) })
-    });
+    let mut group = c.benchmark_group(name);
+    contender(&mut group, &rt, load, "backstop", backstop_pool(&rt));
+    contender(&mut group, &rt, load, "deadpool", deadpool_pool());
+    contender(&mut group, &rt, load, "bb8", bb8_pool(&rt));
     group.finish();
+}
+
+/// The bench `name`: `pool` checked out and in under `load`.
+fn contender(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    load: Load,
+    name: &str,
+    pool: impl Checkout,
+) {
+    group.bench_function(name, |b| match load {
+        Load::Alone => b.to_async(rt).iter(|| pool.get_put()),
+        Load::Shared => b.to_async(rt).iter_custom(|iters| {
+            let pool = pool.clone();
+            contended(iters, move || {
+                let pool = pool.clone();
+                async move { pool.get_put().await }
+            })
+        }),
+    });
 }
 
 /// Runs `iters` checkouts spread over `TASKS` tasks and returns the wall time.
@@ -129,42 +181,6 @@ where
         task.await.expect("task finished");
     }
     start.elapsed()
-}
-
-fn get_put_contended(c: &mut Criterion) {
-    let rt = runtime();
-    let mut group = c.benchmark_group("pool_get_put_contended");
-    let pool = backstop_pool(&rt);
-    group.bench_function("backstop", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let pool = pool.clone();
-            contended(iters, move || {
-                let pool = pool.clone();
-                async move { drop(pool.get().await.expect("get")) }
-            })
-        })
-    });
-    let pool = deadpool_pool();
-    group.bench_function("deadpool", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let pool = pool.clone();
-            contended(iters, move || {
-                let pool = pool.clone();
-                async move { drop(pool.get().await.expect("get")) }
-            })
-        })
-    });
-    let pool = bb8_pool(&rt);
-    group.bench_function("bb8", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let pool = pool.clone();
-            contended(iters, move || {
-                let pool = pool.clone();
-                async move { drop(pool.get().await.expect("get")) }
-            })
-        })
-    });
-    group.finish();
 }
 
 criterion_group!(benches, get_put, get_put_contended);

@@ -16,16 +16,9 @@ use backstop_retry::{RetryConfig, RetryLayer};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tower::ServiceExt as _;
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("never")]
 struct Never;
-
-impl std::fmt::Display for Never {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("never")
-    }
-}
-
-impl std::error::Error for Never {}
 
 /// A tower retry policy that never retries: the price of the wrapper alone.
 #[derive(Clone)]

@@ -33,16 +33,9 @@ const CALLS: usize = 20_000;
 const WARMUP: usize = 2_000;
 const IN_FLIGHT: usize = 20;
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("down")]
 struct Down;
-
-impl std::fmt::Display for Down {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("down")
-    }
-}
-
-impl std::error::Error for Down {}
 
 /// The latency generator's seed: `RETRY_QUALITY_SEED`, 42 by default, so a result can be
 /// checked on other draws of the same workload.
@@ -97,6 +90,23 @@ fn report(contender: &str, latencies: &[Duration], backend_calls: u64) {
     println!("extra_load workload=lognormal contender={contender} value={extra:.4}");
 }
 
+/// Reports `CALLS` of `call` after a warm-up, counting only the backend calls (`calls`)
+/// they made.
+async fn report_warm<F, Fut>(contender: &str, calls: &AtomicU64, call: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    drive(WARMUP, &call).await;
+    let before = calls.load(Ordering::Relaxed);
+    let latencies = drive(CALLS, &call).await;
+    report(
+        contender,
+        &latencies,
+        calls.load(Ordering::Relaxed) - before,
+    );
+}
+
 #[derive(Clone)]
 struct HedgeAll;
 
@@ -142,14 +152,7 @@ async fn lognormal_workload() {
         };
         pending.await.expect("never fails");
     };
-    drive(WARMUP, call).await;
-    let before = calls.load(Ordering::Relaxed);
-    let latencies = drive(CALLS, call).await;
-    report(
-        "tower_hedge",
-        &latencies,
-        calls.load(Ordering::Relaxed) - before,
-    );
+    report_warm("tower_hedge", &calls, call).await;
 
     // Backstop, after its first latency window.
     let calls = Arc::new(AtomicU64::new(0));
@@ -167,14 +170,7 @@ async fn lognormal_workload() {
         let stack = stack.clone();
         async move { stack.call(()).await.expect("never fails") }
     };
-    drive(WARMUP, call).await;
-    let before = calls.load(Ordering::Relaxed);
-    let latencies = drive(CALLS, call).await;
-    report(
-        "backstop",
-        &latencies,
-        calls.load(Ordering::Relaxed) - before,
-    );
+    report_warm("backstop", &calls, call).await;
 }
 
 /// Tower retry policy: up to 4 retries, no budget.

@@ -103,7 +103,7 @@ mod fleet {
                 .check_key("the-fleet")
                 .await
                 .expect("redis decides")
-                .allowed
+                .admitted
             {
                 admitted += 1;
             }

@@ -5,6 +5,9 @@
 use backstop::config::BackstopConfig;
 use backstop::limit::{BudgetError, DropRule, TokenUsage};
 
+mod support;
+use support::refused_field;
+
 const FILE: &str = r#"
 [budget]
 on_drop = "refund_all"
@@ -59,65 +62,50 @@ fn a_budget_section_builds_levels_overrides_and_prices() {
 
 #[test]
 fn broken_budget_rules_name_their_field() {
-    let field = |toml: &str| {
-        BackstopConfig::from_toml_str(toml)
-            .unwrap_err()
-            .field()
-            .map(str::to_string)
-    };
     let level = |quota: &str| format!("[[budget.levels]]\nname = \"key\"\nquotas = [{quota}]\n");
-    assert_eq!(
-        field(&level(r#"{ meter = "tokens", limit = 0, period = "1m" }"#)).as_deref(),
-        Some("budget.levels.0.quotas.0.limit")
-    );
-    assert_eq!(
-        field(&level(
-            r#"{ meter = "tokens", limit = 1125899906842625, period = "1m" }"#
-        ))
-        .as_deref(),
-        Some("budget.levels.0.quotas.0.limit")
-    );
-    assert_eq!(
-        field(&level(
-            r#"{ meter = "tokens", limit = 1, period = "400d" }"#
-        ))
-        .as_deref(),
-        Some("budget.levels.0.quotas.0.period")
-    );
-    // A value of the wrong shape is a parse error, located by serde's path.
-    assert_eq!(
-        field(&level(r#"{ meter = "coins", limit = 1, period = "1m" }"#)).as_deref(),
-        Some("budget.levels.0.quotas.0.meter")
-    );
-    assert_eq!(
-        field(&level(
-            r#"{ meter = "tokens", limit = 1, period = "weekly" }"#
-        ))
-        .as_deref(),
-        Some("budget.levels.0.quotas.0.period")
-    );
-    assert_eq!(
-        field("[budget]\non_drop = \"charge_estimate\"\n").as_deref(),
-        Some("budget.levels")
-    );
     let deep: String = (0..9)
         .map(|i| format!("[[budget.levels]]\nname = \"l{i}\"\n"))
         .collect();
-    assert_eq!(field(&deep).as_deref(), Some("budget.levels"));
-    assert_eq!(
-        field(&format!("{}max_keys = 0\n", "[budget]\n")).as_deref(),
-        Some("budget.max_keys")
-    );
-    assert_eq!(
-        field(&format!(
-            "{}[budget.models.m]\ninput_per_million = 1000000000001\noutput_per_million = 0\n",
-            level(r#"{ meter = "tokens", limit = 1, period = "1m" }"#)
-        ))
-        .as_deref(),
-        Some("budget.models.m.input_per_million")
-    );
-    assert_eq!(
-        field("[budget]\nlevels = []\nsurprise = 1\n").as_deref(),
-        Some("budget.surprise")
-    );
+    for (text, field) in [
+        (
+            level(r#"{ meter = "tokens", limit = 0, period = "1m" }"#),
+            "budget.levels.0.quotas.0.limit",
+        ),
+        (
+            level(r#"{ meter = "tokens", limit = 1125899906842625, period = "1m" }"#),
+            "budget.levels.0.quotas.0.limit",
+        ),
+        (
+            level(r#"{ meter = "tokens", limit = 1, period = "400d" }"#),
+            "budget.levels.0.quotas.0.period",
+        ),
+        // A value of the wrong shape is a parse error, located by serde's path.
+        (
+            level(r#"{ meter = "coins", limit = 1, period = "1m" }"#),
+            "budget.levels.0.quotas.0.meter",
+        ),
+        (
+            level(r#"{ meter = "tokens", limit = 1, period = "weekly" }"#),
+            "budget.levels.0.quotas.0.period",
+        ),
+        (
+            "[budget]\non_drop = \"charge_estimate\"\n".to_string(),
+            "budget.levels",
+        ),
+        (deep, "budget.levels"),
+        (format!("{}max_keys = 0\n", "[budget]\n"), "budget.max_keys"),
+        (
+            format!(
+                "{}[budget.models.m]\ninput_per_million = 1000000000001\noutput_per_million = 0\n",
+                level(r#"{ meter = "tokens", limit = 1, period = "1m" }"#)
+            ),
+            "budget.models.m.input_per_million",
+        ),
+        (
+            "[budget]\nlevels = []\nsurprise = 1\n".to_string(),
+            "budget.surprise",
+        ),
+    ] {
+        assert_eq!(refused_field(&text).as_deref(), Some(field), "{text}");
+    }
 }

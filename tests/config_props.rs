@@ -24,13 +24,15 @@
 
 use backstop::config::BackstopConfig;
 use backstop::core::config::MAX_DURATION;
-use backstop::pool::{Manager, Metrics, RecycleResult};
 use proptest::prelude::*;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use std::alloc::System;
 use std::sync::Mutex;
 use std::time::Duration;
 use toml::Value;
+
+mod support;
+use support::Connections;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -103,21 +105,6 @@ fn extremes(value: &Value) -> Vec<Value> {
             .into_iter()
             .map(|s| Value::String(s.to_string()))
             .collect(),
-    }
-}
-
-struct Connections;
-
-impl Manager for Connections {
-    type Type = u32;
-    type Error = std::io::Error;
-
-    async fn create(&self) -> Result<u32, std::io::Error> {
-        Ok(7)
-    }
-
-    async fn recycle(&self, _: &mut u32, _: &Metrics) -> RecycleResult<std::io::Error> {
-        Ok(())
     }
 }
 

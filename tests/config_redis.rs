@@ -10,30 +10,29 @@
     feature = "cache"
 ))]
 
-use backstop::config::{BackstopConfig, BuildError};
+use backstop::config::{BackstopConfig, BuildError, RedisSection};
+use backstop::dedup::{DedupError, DedupOutcome};
+use backstop::redis::RedisConnection;
+use backstop_testkit::fleet::{env, unique};
 use std::time::{Duration, Instant};
 
-/// The variable, or a skip notice (a failure under CI, where `.ci/run` sets them all).
-fn env(name: &str) -> Option<String> {
-    match std::env::var(name) {
-        Ok(value) if !value.is_empty() => Some(value),
-        _ => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "{name} is not set under CI: .ci/run must start the Redis fleet"
-            );
-            eprintln!("skipped: {name} is not set (run `bash .ci/redis-fleet start`)");
-            None
-        }
-    }
-}
+mod support;
+use support::refused_field;
 
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+/// The job `"job"` through the `[redis.dedup]` group on `connection`, answering `answer`
+/// when it runs here.
+async fn job(
+    redis: &RedisSection,
+    connection: &RedisConnection,
+    answer: u64,
+) -> Result<DedupOutcome<u64>, DedupError<String>> {
+    let group = redis
+        .dedup_group::<String, u64, String>(connection)
         .unwrap()
-        .as_nanos();
-    format!("cfg-test-{name}-{nanos}")
+        .unwrap();
+    group
+        .work("job".to_string(), move || async move { Ok(answer) })
+        .await
 }
 
 /// A whole fleet file on `connection` (the `[redis]` lines naming the topology).
@@ -97,7 +96,7 @@ async fn the_file_runs_the_fleet(connection: &str, name: &str) {
                 .check_key_costs("ann", &[1, 10])
                 .await
                 .unwrap()
-                .allowed,
+                .admitted,
         );
     }
     assert_eq!(
@@ -106,22 +105,8 @@ async fn the_file_runs_the_fleet(connection: &str, name: &str) {
     );
 
     // Dedup: the second process gets the first one's result.
-    let g1 = redis
-        .dedup_group::<String, u64, String>(&one)
-        .unwrap()
-        .unwrap();
-    let g2 = redis
-        .dedup_group::<String, u64, String>(&two)
-        .unwrap()
-        .unwrap();
-    let first = g1
-        .work("job".to_string(), || async { Ok(1) })
-        .await
-        .unwrap();
-    let second = g2
-        .work("job".to_string(), || async { Ok(2) })
-        .await
-        .unwrap();
+    let first = job(redis, &one, 1).await.unwrap();
+    let second = job(redis, &two, 2).await.unwrap();
     assert_eq!((first.value, second.value), (1, 1), "{name}: one execution");
 
     // The cache: L2 on the shared connection, L1 kept in step across instances.
@@ -205,7 +190,7 @@ async fn one_redis_section_runs_over_tls_and_a_wrong_ca_is_an_error() {
         .unwrap();
     let error = limiter.check_key("ann").await.unwrap_err();
     assert!(
-        matches!(error, backstop::limit::RedisLimitError::Misconfigured(_)),
+        matches!(error, backstop::limit::CheckError::Misconfigured(_)),
         "a wrong CA is a mistake even when failing open: {error:?}"
     );
 }
@@ -229,48 +214,39 @@ async fn a_url_at_a_cluster_node_is_a_mistake_for_every_primitive() {
     let limiter = redis.limiter(&connection).unwrap().unwrap();
     assert!(matches!(
         limiter.check_key("ann").await,
-        Err(backstop::limit::RedisLimitError::Misconfigured(_))
+        Err(backstop::limit::CheckError::Misconfigured(_))
     ));
-    let group = redis
-        .dedup_group::<String, u64, String>(&connection)
-        .unwrap()
-        .unwrap();
-    let error = group
-        .work("job".to_string(), || async { Ok(1) })
-        .await
-        .unwrap_err();
+    let error = job(redis, &connection, 1).await.unwrap_err();
     assert!(error.misconfiguration().is_some(), "{error:?}");
 }
 
 #[test]
 fn bad_redis_sections_name_their_field() {
-    let field = |text: &str| {
-        BackstopConfig::from_toml_str(text)
-            .unwrap_err()
-            .field()
-            .map(str::to_string)
-    };
-    assert_eq!(
-        field("[redis]\nurl = \"redis://h:1\"\ncluster_nodes = [\"h:2\"]\n").as_deref(),
-        Some("redis.cluster_nodes")
-    );
-    assert_eq!(
-        field("[redis]\nurl = \"redis://h:1\"\nnamespace = \"a{b}\"\n").as_deref(),
-        Some("redis.namespace")
-    );
-    assert_eq!(
-        field("[redis]\nurl = \"redis://h:1\"\nusername = \"app\"\n").as_deref(),
-        Some("redis.password")
-    );
-    assert_eq!(
-        field("[redis]\nurl = \"redis://h:1\"\n[redis.limit]\nprefix = \"\"\n").as_deref(),
-        Some("redis.limit.prefix")
-    );
-    assert_eq!(
-        field("[redis]\nurl = \"redis://h:1\"\n[redis.dedup]\nprefix = \"a*\"\n").as_deref(),
-        Some("redis.dedup.prefix")
-    );
-    assert!(field("[redis]\nurl = \"redis://h:1\"\nnodes = []\n").is_some());
+    for (text, field) in [
+        (
+            "[redis]\nurl = \"redis://h:1\"\ncluster_nodes = [\"h:2\"]\n",
+            "redis.cluster_nodes",
+        ),
+        (
+            "[redis]\nurl = \"redis://h:1\"\nnamespace = \"a{b}\"\n",
+            "redis.namespace",
+        ),
+        (
+            "[redis]\nurl = \"redis://h:1\"\nusername = \"app\"\n",
+            "redis.password",
+        ),
+        (
+            "[redis]\nurl = \"redis://h:1\"\n[redis.limit]\nprefix = \"\"\n",
+            "redis.limit.prefix",
+        ),
+        (
+            "[redis]\nurl = \"redis://h:1\"\n[redis.dedup]\nprefix = \"a*\"\n",
+            "redis.dedup.prefix",
+        ),
+    ] {
+        assert_eq!(refused_field(text).as_deref(), Some(field), "{text}");
+    }
+    assert!(refused_field("[redis]\nurl = \"redis://h:1\"\nnodes = []\n").is_some());
 }
 
 #[test]

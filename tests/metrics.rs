@@ -15,7 +15,7 @@ use backstop::limit::{
     KeyedRateLimiter, Quota,
 };
 use backstop::metrics::{Kind, LATENCY_BUCKETS, MetricsReporter, SERIES};
-use backstop::pool::{Manager, Metrics, Pool, PoolConfig, RecycleResult};
+use backstop::pool::{Pool, PoolConfig};
 use backstop::retry::RetryConfig;
 use backstop::scale::{
     MetricSample, Observation, Policy, QueueConfig, QueuePolicy, Reading, Target,
@@ -25,6 +25,9 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 use std::time::Duration;
+
+mod support;
+use support::Connections;
 
 /// A Prometheus recorder with Backstop's latency buckets, as an application sets it up
 /// (without buckets the exporter renders a histogram as a summary).
@@ -107,21 +110,6 @@ fn memory_tiered() -> TieredCache<String, String> {
         .memory(MemoryTier::with_capacity(100).unwrap(), None)
         .build()
         .unwrap()
-}
-
-struct Connections;
-
-impl Manager for Connections {
-    type Type = u32;
-    type Error = std::io::Error;
-
-    async fn create(&self) -> Result<u32, std::io::Error> {
-        Ok(7)
-    }
-
-    async fn recycle(&self, _: &mut u32, _: &Metrics) -> RecycleResult<std::io::Error> {
-        Ok(())
-    }
 }
 
 #[tokio::test]

@@ -52,6 +52,16 @@ fn provider(
     })
 }
 
+/// A bulkhead of `max_concurrent` slots and `max_queued` places in its queue.
+fn bulkhead(max_concurrent: usize, max_queued: usize) -> Bulkhead {
+    Bulkhead::new(BulkheadConfig {
+        max_concurrent,
+        max_queued,
+        ..BulkheadConfig::default()
+    })
+    .unwrap()
+}
+
 #[tokio::test(start_paused = true)]
 async fn clones_of_a_service_builder_stack_share_one_limit_and_one_circuit() {
     let calls = Arc::new(AtomicU64::new(0));
@@ -111,12 +121,7 @@ async fn clones_of_a_service_builder_stack_share_one_limit_and_one_circuit() {
 async fn a_dedup_layer_above_a_bulkhead_coalesces_identical_calls_to_a_tower_service() {
     let calls = Arc::new(AtomicU64::new(0));
     let group: Group<&'static str, String, Arc<Error<ProviderFailed>>> = Group::new();
-    let bulkhead = Bulkhead::new(BulkheadConfig {
-        max_concurrent: 1,
-        max_queued: 8,
-        ..BulkheadConfig::default()
-    })
-    .unwrap();
+    let bulkhead = bulkhead(1, 8);
     let service = ServiceBuilder::new()
         .layer(TowerLayer::new(
             DedupLayer::new(group.clone()).key(|ask: &Ask| ask.prompt),
@@ -151,12 +156,7 @@ async fn a_dedup_layer_above_a_bulkhead_coalesces_identical_calls_to_a_tower_ser
 #[tokio::test(start_paused = true)]
 async fn through_tower_a_full_bulkhead_is_backpressure_shared_by_every_clone() {
     let calls = Arc::new(AtomicU64::new(0));
-    let bulkhead = Bulkhead::new(BulkheadConfig {
-        max_concurrent: 2,
-        max_queued: 0,
-        ..BulkheadConfig::default()
-    })
-    .unwrap();
+    let bulkhead = bulkhead(2, 0);
     let service = ServiceBuilder::new()
         .layer(TowerLayer::new(BulkheadLayer::new(bulkhead.clone())))
         .map_err(Error::Inner)
@@ -198,12 +198,7 @@ async fn a_tower_service_runs_inside_a_backstop_stack() {
 #[tokio::test(start_paused = true)]
 async fn tower_load_shed_in_front_of_a_full_bulkhead_sheds_instead_of_queueing() {
     let calls = Arc::new(AtomicU64::new(0));
-    let bulkhead = Bulkhead::new(BulkheadConfig {
-        max_concurrent: 1,
-        max_queued: 0,
-        ..BulkheadConfig::default()
-    })
-    .unwrap();
+    let bulkhead = bulkhead(1, 0);
     let guarded =
         BulkheadLayer::new(bulkhead.clone()).layer(FromTower::new(provider(calls.clone())).lift());
     let service = ServiceBuilder::new()

@@ -78,6 +78,24 @@ impl Default for RedisTierSection {
     }
 }
 
+#[cfg(feature = "redis")]
+impl RedisTierSection {
+    /// The tier's settings, whichever connection it runs on (its own `url` or the
+    /// shared `[redis]`).
+    pub(crate) fn tier_config(&self) -> backstop_cache::RedisTierConfig {
+        let mut codec = backstop_cache::ValueCodec::new();
+        if let Some(bytes) = self.compress_above {
+            codec = codec.compress_above(bytes);
+        }
+        backstop_cache::RedisTierConfig {
+            namespace: self.namespace.clone(),
+            codec,
+            operation_timeout: self.operation_timeout,
+            ..backstop_cache::RedisTierConfig::default()
+        }
+    }
+}
+
 /// `[cache.persistent]`: a file-backed tier.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -186,17 +204,7 @@ async fn redis_tier<V>(section: &RedisTierSection, url: &str) -> Result<SharedTi
 where
     V: serde::Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    let mut codec = backstop_cache::ValueCodec::new();
-    if let Some(bytes) = section.compress_above {
-        codec = codec.compress_above(bytes);
-    }
-    let config = backstop_cache::RedisTierConfig {
-        namespace: section.namespace.clone(),
-        codec,
-        operation_timeout: section.operation_timeout,
-        ..backstop_cache::RedisTierConfig::default()
-    };
-    let tier = backstop_cache::RedisTier::connect(url, config)
+    let tier = backstop_cache::RedisTier::connect(url, section.tier_config())
         .await
         .map_err(|source| BuildError::Backend {
             section: "cache.redis",

@@ -83,22 +83,48 @@ use serde::{Deserialize, Deserializer, Serialize};
 use std::path::Path;
 
 /// Declares `BackstopConfig` and, from the same field list, the serde "remote" that reads
-/// its fields: the public `Deserialize` runs that reader, then refuses unknown keys and
-/// broken rules, so the type is strict wherever it is embedded.
+/// its fields, the feature each section needs and the validation of every section: the
+/// public `Deserialize` runs that reader, then refuses unknown keys and broken rules, so the
+/// type is strict wherever it is embedded.
 macro_rules! sections {
     (
         $(#[$attr:meta])*
-        pub struct BackstopConfig { $( $(#[$field_attr:meta])* pub $field:ident : $ty:ty, )* }
+        pub struct BackstopConfig { $(
+            $(#[doc = $doc:literal])*
+            #[cfg(feature = $feature:tt)]
+            pub $field:ident : $ty:ty,
+        )* }
     ) => {
         $(#[$attr])*
-        pub struct BackstopConfig { $( $(#[$field_attr])* pub $field: $ty, )* }
+        pub struct BackstopConfig { $(
+            $(#[doc = $doc])*
+            #[cfg(feature = $feature)]
+            pub $field: $ty,
+        )* }
 
         /// The fields as written, before unknown keys and rules are checked.
         // Never built: it only carries the derived reader of `BackstopConfig`'s fields.
         #[allow(dead_code)]
         #[derive(Deserialize)]
         #[serde(remote = "BackstopConfig")]
-        struct Unchecked { $( $(#[$field_attr])* #[serde(default)] $field: $ty, )* }
+        struct Unchecked { $( #[cfg(feature = $feature)] #[serde(default)] $field: $ty, )* }
+
+        /// Every top-level section and the Cargo feature that compiles it in, so that a file
+        /// written for a fuller build says which feature it needs instead of "unknown field".
+        const SECTION_FEATURES: &[(&str, &str, bool)] =
+            &[$( (stringify!($field), $feature, cfg!(feature = $feature)), )*];
+
+        impl Validate for BackstopConfig {
+            fn validate(&self) -> Result<(), ConfigError> {
+                $(
+                    #[cfg(feature = $feature)]
+                    if let Some(section) = &self.$field {
+                        section.validate().map_err(|e| e.within(stringify!($field)))?;
+                    }
+                )*
+                Ok(())
+            }
+        }
     };
 }
 
@@ -164,22 +190,6 @@ pub struct BackstopConfig {
     pub redis: Option<RedisSection>,
 }
 }
-
-/// Every top-level section and the Cargo feature that compiles it in, so that a file
-/// written for a fuller build says which feature it needs instead of "unknown field".
-const SECTION_FEATURES: &[(&str, &str, bool)] = &[
-    ("cache", "cache", cfg!(feature = "cache")),
-    ("batch", "batch", cfg!(feature = "batch")),
-    ("pool", "pool", cfg!(feature = "pool")),
-    ("breaker", "breaker", cfg!(feature = "breaker")),
-    ("limit", "limit", cfg!(feature = "limit")),
-    ("dedup", "dedup", cfg!(feature = "dedup")),
-    ("retry", "retry", cfg!(feature = "retry")),
-    ("route", "route", cfg!(feature = "route")),
-    ("scale", "scale", cfg!(feature = "scale")),
-    ("budget", "limit", cfg!(feature = "limit")),
-    ("redis", "redis", cfg!(feature = "redis")),
-];
 
 /// The feature a disabled section at the start of `field` needs, if it is one.
 fn disabled_feature(field: &str) -> Option<&'static str> {
@@ -263,54 +273,6 @@ impl BackstopConfig {
                 backstop_breaker::BreakerRegistry::new(config).map_err(|e| e.within("breaker"))
             })
             .transpose()
-    }
-}
-
-impl Validate for BackstopConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        #[cfg(feature = "cache")]
-        validate_section(&self.cache, "cache")?;
-        #[cfg(feature = "batch")]
-        validate_section(&self.batch, "batch")?;
-        #[cfg(feature = "pool")]
-        validate_section(&self.pool, "pool")?;
-        #[cfg(feature = "breaker")]
-        validate_section(&self.breaker, "breaker")?;
-        #[cfg(feature = "limit")]
-        validate_section(&self.limit, "limit")?;
-        #[cfg(feature = "limit")]
-        validate_section(&self.budget, "budget")?;
-        #[cfg(feature = "dedup")]
-        validate_section(&self.dedup, "dedup")?;
-        #[cfg(feature = "retry")]
-        validate_section(&self.retry, "retry")?;
-        #[cfg(feature = "route")]
-        validate_section(&self.route, "route")?;
-        #[cfg(feature = "scale")]
-        validate_section(&self.scale, "scale")?;
-        #[cfg(feature = "redis")]
-        validate_section(&self.redis, "redis")?;
-        Ok(())
-    }
-}
-
-// Compiled with the sections that use it: with `config` alone the file has no section.
-#[cfg(any(
-    feature = "batch",
-    feature = "breaker",
-    feature = "cache",
-    feature = "dedup",
-    feature = "limit",
-    feature = "pool",
-    feature = "redis",
-    feature = "retry",
-    feature = "route",
-    feature = "scale"
-))]
-fn validate_section<T: Validate>(section: &Option<T>, name: &str) -> Result<(), ConfigError> {
-    match section {
-        Some(section) => section.validate().map_err(|e| e.within(name)),
-        None => Ok(()),
     }
 }
 

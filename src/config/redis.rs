@@ -285,18 +285,8 @@ impl BackstopConfig {
         let memory =
             MemoryCache::from_config(cache.memory.clone()).map_err(|e| e.within("cache.memory"))?;
         let l1 = memory.clone();
-        let mut codec = backstop_cache::ValueCodec::new();
-        if let Some(bytes) = section.compress_above {
-            codec = codec.compress_above(bytes);
-        }
-        let tier_config = backstop_cache::RedisTierConfig {
-            namespace: section.namespace.clone(),
-            codec,
-            operation_timeout: section.operation_timeout,
-            ..backstop_cache::RedisTierConfig::default()
-        };
         let tier: RedisTier<Entry<V>> =
-            RedisTier::with_connection(redis.connection()?, tier_config)
+            RedisTier::with_connection(redis.connection()?, section.tier_config())
                 .map_err(|e| e.within("cache.redis"))?;
         let invalidation = tier.invalidate_l1(l1);
         let built = TieredCache::builder()

@@ -110,23 +110,30 @@ impl ScaleSection {
     }
 
     fn base_policy(&self) -> Result<Box<dyn Policy + Send>, ConfigError> {
-        Ok(match self.policy {
-            PolicyKind::Hpa => Box::new(
-                TargetTracking::new(self.hpa.clone().unwrap_or_default())
-                    .map_err(|e| e.within("scale.hpa"))?,
-            ),
-            PolicyKind::Threshold => Box::new(
-                ThresholdPolicy::new(self.threshold.clone().unwrap_or_default())
-                    .map_err(|e| e.within("scale.threshold"))?,
-            ),
-            PolicyKind::Queue => Box::new(
-                QueuePolicy::new(self.queue.clone().unwrap_or_default())
-                    .map_err(|e| e.within("scale.queue"))?,
-            ),
-            PolicyKind::Predictive => Box::new(
-                PredictivePolicy::new(self.predictive.clone().unwrap_or_default())
-                    .map_err(|e| e.within("scale.predictive"))?,
-            ),
-        })
+        match self.policy {
+            PolicyKind::Hpa => boxed(&self.hpa, "scale.hpa", TargetTracking::new),
+            PolicyKind::Threshold => {
+                boxed(&self.threshold, "scale.threshold", ThresholdPolicy::new)
+            }
+            PolicyKind::Queue => boxed(&self.queue, "scale.queue", QueuePolicy::new),
+            PolicyKind::Predictive => {
+                boxed(&self.predictive, "scale.predictive", PredictivePolicy::new)
+            }
+        }
     }
+}
+
+/// The policy `new` builds from `config` (its defaults when the sub-table is absent), its
+/// errors placed under `field`.
+fn boxed<C, P>(
+    config: &Option<C>,
+    field: &str,
+    new: impl FnOnce(C) -> Result<P, ConfigError>,
+) -> Result<Box<dyn Policy + Send>, ConfigError>
+where
+    C: Clone + Default,
+    P: Policy + Send + 'static,
+{
+    let policy = new(config.clone().unwrap_or_default()).map_err(|e| e.within(field))?;
+    Ok(Box::new(policy))
 }

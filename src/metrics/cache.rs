@@ -1,4 +1,4 @@
-use super::{PublishMetrics, counter, gauge};
+use super::{Labels, PublishMetrics, values};
 use backstop_cache::{CacheStats, TieredStats};
 use backstop_core::HistogramSnapshot;
 
@@ -6,39 +6,19 @@ use backstop_core::HistogramSnapshot;
 /// backend (`memory`, `redis`, …) — what an operator debugs.
 impl PublishMetrics for TieredStats {
     fn publish(&self, name: &str) {
+        let labels = Labels::named(name);
         for (index, (backend, tier)) in self.tiers.iter().enumerate() {
-            let labels = [
-                ("name", name.to_owned()),
-                ("tier", format!("l{}", index + 1)),
-                ("backend", backend.clone()),
-            ];
             let hits = self.hits_by_tier.get(index).copied().unwrap_or(tier.hits);
-            counter("backstop_cache_hits_total", &labels, hits);
-            counter("backstop_cache_tier_misses_total", &labels, tier.misses);
-            counter("backstop_cache_tier_writes_total", &labels, tier.sets);
-            counter("backstop_cache_tier_errors_total", &labels, tier.errors);
+            let tier_labels = labels
+                .with("tier", format!("l{}", index + 1))
+                .with("backend", backend.clone());
+            tier_labels.publish_fields("backstop_cache_tier", tier);
+            tier_labels.publish(values! {
+                "backstop_cache_hits_total" => hits,
+                "backstop_cache_tier_writes_total" => tier.sets,
+            });
         }
-        let labels = [("name", name.to_owned())];
-        counter("backstop_cache_misses_total", &labels, self.misses);
-        counter(
-            "backstop_cache_stale_served_total",
-            &labels,
-            self.stale_served,
-        );
-        counter(
-            "backstop_cache_negative_hits_total",
-            &labels,
-            self.negative_hits,
-        );
-        counter("backstop_cache_loads_total", &labels, self.loads);
-        counter(
-            "backstop_cache_load_failures_total",
-            &labels,
-            self.load_failures,
-        );
-        counter("backstop_cache_refreshes_total", &labels, self.refreshes);
-        counter("backstop_cache_promotions_total", &labels, self.promotions);
-        counter("backstop_cache_panicked_total", &labels, self.panicked);
+        labels.publish_fields("backstop_cache", self);
     }
 
     fn histograms(&self) -> Vec<(&'static str, &HistogramSnapshot)> {
@@ -49,39 +29,22 @@ impl PublishMetrics for TieredStats {
 /// A standalone memory cache is one tier, labelled `tier="memory"`.
 impl PublishMetrics for CacheStats {
     fn publish(&self, name: &str) {
-        let tier = [("name", name.to_owned()), ("tier", "memory".to_owned())];
-        counter("backstop_cache_hits_total", &tier, self.hits);
-        counter("backstop_cache_tier_misses_total", &tier, self.misses);
-        let labels = [("name", name.to_owned())];
-        counter("backstop_cache_insertions_total", &labels, self.insertions);
-        counter("backstop_cache_panicked_total", &labels, self.panicked);
-        counter(
-            "backstop_cache_rejected_oversize_total",
-            &labels,
-            self.rejected_oversize,
-        );
-        for (cause, count) in [
-            ("size", self.removals.size),
-            ("expired", self.removals.expired),
-            ("explicit", self.removals.explicit),
-            ("replaced", self.removals.replaced),
-        ] {
-            counter(
-                "backstop_cache_evictions_total",
-                &[("name", name.to_owned()), ("cause", cause.to_owned())],
-                count,
-            );
-        }
-        gauge("backstop_cache_entries", &labels, self.entries as f64);
-        gauge(
-            "backstop_cache_weighted_size",
-            &labels,
-            self.weighted_size as f64,
-        );
-        gauge(
-            "backstop_cache_max_capacity",
-            &labels,
-            self.max_capacity as f64,
+        let labels = Labels::named(name);
+        labels.with("tier", "memory").publish(values! {
+            "backstop_cache_hits_total" => self.hits,
+            "backstop_cache_tier_misses_total" => self.misses,
+        });
+        labels.publish_fields_except("backstop_cache", self, &["hits", "misses"]);
+        let removals = &self.removals;
+        labels.publish_by(
+            "backstop_cache_evictions_total",
+            "cause",
+            values! {
+                "size" => removals.size,
+                "expired" => removals.expired,
+                "explicit" => removals.explicit,
+                "replaced" => removals.replaced,
+            },
         );
     }
 }
@@ -90,30 +53,19 @@ impl PublishMetrics for CacheStats {
 #[cfg(feature = "dedup")]
 impl PublishMetrics for backstop_cache::StreamCacheStats {
     fn publish(&self, name: &str) {
-        let labels = [("name", name.to_owned())];
-        counter("backstop_cache_stream_replays_total", &labels, self.replays);
-        counter("backstop_cache_stream_loads_total", &labels, self.loads);
-        counter("backstop_cache_stream_stored_total", &labels, self.stored);
-        for (reason, count) in [
-            ("failed", self.not_stored_failed),
-            ("cut", self.not_stored_cut),
-            ("too_large", self.not_stored_too_large),
-        ] {
-            counter(
-                "backstop_cache_stream_not_stored_total",
-                &[("name", name.to_owned()), ("reason", reason.to_owned())],
-                count,
-            );
-        }
-        counter(
-            "backstop_cache_stream_store_failures_total",
-            &labels,
-            self.store_failures,
-        );
-        gauge(
-            "backstop_cache_stream_recording_bytes",
-            &labels,
-            self.bytes_recording as f64,
+        let labels = Labels::named(name);
+        labels.publish_fields("backstop_cache_stream", self);
+        labels.publish(values! {
+            "backstop_cache_stream_recording_bytes" => self.bytes_recording,
+        });
+        labels.publish_by(
+            "backstop_cache_stream_not_stored_total",
+            "reason",
+            values! {
+                "failed" => self.not_stored_failed,
+                "cut" => self.not_stored_cut,
+                "too_large" => self.not_stored_too_large,
+            },
         );
         self.group.publish(name);
     }

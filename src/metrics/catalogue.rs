@@ -38,7 +38,7 @@ const fn series(name: &'static str, kind: Kind, unit: Option<Unit>, help: &'stat
     }
 }
 
-/// Every series any primitive publishes (whichever features are enabled).
+/// Every series any primitive publishes (whichever features are enabled), sorted by name.
 pub const SERIES: &[Series] = &[
     series(
         "backstop_adaptive_admitted_total",
@@ -998,6 +998,44 @@ pub fn describe() {
             (Kind::Gauge, None) => metrics::describe_gauge!(name, help),
             (Kind::Histogram, Some(unit)) => metrics::describe_histogram!(name, unit, help),
             (Kind::Histogram, None) => metrics::describe_histogram!(name, help),
+        }
+    }
+}
+
+/// The kind of the series `name`, if [`SERIES`] lists it: what the publishers write it as.
+pub(crate) fn kind(name: &str) -> Option<Kind> {
+    find(name).map(|series| series.kind)
+}
+
+/// The series a stats field is published as by name, if [`SERIES`] lists it: the field
+/// `field` of a snapshot under `prefix` is `{prefix}_{field}_total` if it is a counter,
+/// `{prefix}_{field}` if it is a gauge.
+pub(crate) fn named_after(prefix: &str, field: &str) -> Option<&'static str> {
+    let gauge = format!("{prefix}_{field}");
+    let series = find(&format!("{gauge}_total")).or_else(|| find(&gauge))?;
+    Some(series.name)
+}
+
+fn find(name: &str) -> Option<&'static Series> {
+    let index = SERIES
+        .binary_search_by(|series| series.name.cmp(name))
+        .ok()?;
+    Some(&SERIES[index])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_are_sorted_by_name_for_kind_to_search() {
+        for pair in SERIES.windows(2) {
+            assert!(
+                pair[0].name < pair[1].name,
+                "{} before {}",
+                pair[0].name,
+                pair[1].name
+            );
         }
     }
 }

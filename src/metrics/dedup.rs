@@ -2,7 +2,7 @@
 //! did not start, whatever the path (joined in flight, answered from a window, read from
 //! another process, joined a shared stream), so "callers saved" is one series.
 
-use super::{PublishMetrics, counter, gauge, named};
+use super::{Labels, PublishMetrics, values};
 use backstop_dedup::{GroupStats, StreamGroupStats, WindowStats};
 
 impl PublishMetrics for GroupStats {
@@ -17,14 +17,11 @@ impl PublishMetrics for WindowStats {
     fn publish(&self, name: &str) {
         let coalesced = self.group.coalesced + self.window_hits;
         publish_group(&self.group, self.group.executions, coalesced, name);
-        let labels = named(name);
-        counter(
-            "backstop_dedup_window_hits_total",
-            &labels,
-            self.window_hits,
-        );
-        gauge("backstop_dedup_remembered", &labels, self.remembered as f64);
-        counter("backstop_dedup_window_evicted_total", &labels, self.evicted);
+        let labels = Labels::named(name);
+        labels.publish_fields("backstop_dedup", self);
+        labels.publish(values! {
+            "backstop_dedup_window_evicted_total" => self.evicted,
+        });
     }
 }
 
@@ -36,29 +33,7 @@ impl PublishMetrics for backstop_dedup::DistributedStats {
         let executions = self.leased_executions + self.local_fallbacks;
         let coalesced = self.local.coalesced + self.remote_results;
         publish_group(&self.local, executions, coalesced, name);
-        let labels = named(name);
-        counter("backstop_dedup_takeovers_total", &labels, self.takeovers);
-        counter(
-            "backstop_dedup_remote_results_total",
-            &labels,
-            self.remote_results,
-        );
-        counter("backstop_dedup_polls_total", &labels, self.polls);
-        counter(
-            "backstop_dedup_redis_errors_total",
-            &labels,
-            self.redis_errors,
-        );
-        counter(
-            "backstop_dedup_local_fallbacks_total",
-            &labels,
-            self.local_fallbacks,
-        );
-        counter(
-            "backstop_dedup_misconfigured_total",
-            &labels,
-            self.misconfigured,
-        );
+        Labels::named(name).publish_fields("backstop_dedup", self);
     }
 }
 
@@ -66,53 +41,24 @@ impl PublishMetrics for backstop_dedup::DistributedStats {
 /// execution.
 impl PublishMetrics for StreamGroupStats {
     fn publish(&self, name: &str) {
-        let labels = named(name);
-        counter(
-            "backstop_dedup_executions_total",
-            &labels,
-            self.streams + self.unshared,
-        );
-        counter("backstop_dedup_coalesced_total", &labels, self.followers);
-        counter(
-            "backstop_dedup_stream_late_joiners_total",
-            &labels,
-            self.late_joiners,
-        );
-        counter(
-            "backstop_dedup_stream_unshared_total",
-            &labels,
-            self.unshared,
-        );
-        counter("backstop_dedup_stream_chunks_total", &labels, self.chunks);
-        counter("backstop_dedup_stream_lagged_total", &labels, self.lagged);
-        counter(
-            "backstop_dedup_stream_overflowed_total",
-            &labels,
-            self.overflowed,
-        );
-        counter("backstop_dedup_stream_failed_total", &labels, self.failed);
-        counter("backstop_dedup_panics_total", &labels, self.panicked);
-        counter("backstop_dedup_abandoned_total", &labels, self.abandoned);
-        gauge("backstop_dedup_in_flight", &labels, self.in_flight as f64);
-        gauge(
-            "backstop_dedup_stream_readers",
-            &labels,
-            self.readers as f64,
-        );
-        gauge(
-            "backstop_dedup_stream_buffered_bytes",
-            &labels,
-            self.bytes_buffered as f64,
-        );
+        let labels = Labels::named(name);
+        labels.publish_fields("backstop_dedup_stream", self);
+        labels.publish(values! {
+            "backstop_dedup_executions_total" => self.streams + self.unshared,
+            "backstop_dedup_coalesced_total" => self.followers,
+            "backstop_dedup_panics_total" => self.panicked,
+            "backstop_dedup_abandoned_total" => self.abandoned,
+            "backstop_dedup_in_flight" => self.in_flight,
+            "backstop_dedup_stream_buffered_bytes" => self.bytes_buffered,
+        });
     }
 }
 
 fn publish_group(group: &GroupStats, executions: u64, coalesced: u64, name: &str) {
-    let labels = named(name);
-    counter("backstop_dedup_executions_total", &labels, executions);
-    counter("backstop_dedup_coalesced_total", &labels, coalesced);
-    counter("backstop_dedup_panics_total", &labels, group.panics);
-    counter("backstop_dedup_timeouts_total", &labels, group.timeouts);
-    counter("backstop_dedup_abandoned_total", &labels, group.abandoned);
-    gauge("backstop_dedup_in_flight", &labels, group.in_flight as f64);
+    let labels = Labels::named(name);
+    labels.publish_fields_except("backstop_dedup", group, &["executions", "coalesced"]);
+    labels.publish(values! {
+        "backstop_dedup_executions_total" => executions,
+        "backstop_dedup_coalesced_total" => coalesced,
+    });
 }

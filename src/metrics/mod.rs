@@ -80,18 +80,8 @@ mod cache;
 mod catalogue;
 #[cfg(feature = "dedup")]
 mod dedup;
+mod fields;
 mod histogram;
-#[cfg(any(
-    feature = "batch",
-    feature = "breaker",
-    feature = "cache",
-    feature = "dedup",
-    feature = "limit",
-    feature = "pool",
-    feature = "retry",
-    feature = "route"
-))]
-mod labelled;
 #[cfg(feature = "limit")]
 mod limit;
 #[cfg(feature = "pool")]
@@ -102,9 +92,11 @@ mod retry;
 mod route;
 #[cfg(feature = "scale")]
 mod scale;
+mod write;
 
 pub use catalogue::{Kind, SERIES, Series, describe};
 pub use histogram::{LATENCY_BUCKETS, LatencyHistogram};
+use write::{Labels, values};
 
 use backstop_core::{HistogramSnapshot, LoadSnapshot};
 use std::fmt;
@@ -242,41 +234,11 @@ impl fmt::Debug for MetricsReporter {
 /// `backstop_load_*{name}`: the load any primitive reports through `LoadSignal`.
 impl PublishMetrics for LoadSnapshot {
     fn publish(&self, name: &str) {
-        let labels = [("name", name.to_owned())];
-        gauge("backstop_load_in_flight", &labels, self.in_flight as f64);
-        gauge("backstop_load_queued", &labels, self.queued as f64);
-        if let Some(capacity) = self.capacity {
-            gauge("backstop_load_capacity", &labels, capacity as f64);
-        }
-        gauge(
-            "backstop_load_mean_wait_seconds",
-            &labels,
-            self.mean_wait.as_secs_f64(),
-        );
-        gauge(
-            "backstop_load_p95_wait_seconds",
-            &labels,
-            self.p95_wait.as_secs_f64(),
-        );
+        let labels = Labels::named(name);
+        labels.publish_fields("backstop_load", self);
+        labels.publish(values! {
+            "backstop_load_mean_wait_seconds" => self.mean_wait,
+            "backstop_load_p95_wait_seconds" => self.p95_wait,
+        });
     }
-}
-
-pub(crate) type Labels<'a> = [(&'static str, String)];
-
-#[cfg(any(
-    feature = "batch",
-    feature = "breaker",
-    feature = "cache",
-    feature = "dedup",
-    feature = "limit",
-    feature = "pool",
-    feature = "retry",
-    feature = "route"
-))]
-pub(crate) use labelled::counter;
-#[cfg(any(feature = "dedup", feature = "retry", feature = "route"))]
-pub(crate) use labelled::named;
-
-pub(crate) fn gauge(metric: &'static str, labels: &Labels<'_>, value: f64) {
-    ::metrics::gauge!(metric, labels).set(value);
 }

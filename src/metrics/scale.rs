@@ -1,4 +1,4 @@
-use super::{PublishMetrics, gauge};
+use super::{Labels, PublishMetrics, values};
 use backstop_scale::Decision;
 
 /// The latest decision: what the policy wants now and what it saw. Counting decisions
@@ -6,23 +6,10 @@ use backstop_scale::Decision;
 /// step in `desired_replicas`.
 impl PublishMetrics for Decision {
     fn publish(&self, name: &str) {
-        let labels = [("name", name.to_owned())];
-        gauge(
-            "backstop_scale_current_replicas",
-            &labels,
-            f64::from(self.current),
-        );
-        gauge(
-            "backstop_scale_desired_replicas",
-            &labels,
-            f64::from(self.desired),
-        );
-        if let Some(recommendation) = self.recommendation {
-            gauge(
-                "backstop_scale_recommended_replicas",
-                &labels,
-                f64::from(recommendation),
-            );
-        }
+        Labels::named(name).publish(values! {
+            "backstop_scale_current_replicas" => self.current,
+            "backstop_scale_desired_replicas" => self.desired,
+            "backstop_scale_recommended_replicas" => self.recommendation,
+        });
     }
 }

@@ -1,7 +1,7 @@
 //! How batches are formed, queued and dispatched.
 
 use backstop_core::config::{
-    ConfigError, Validate, ensure, ensure_at_most, ensure_duration, ensure_positive_duration,
+    ConfigError, Validate, ensure, ensure_count, ensure_duration, ensure_positive_duration,
 };
 use serde::Deserialize;
 use std::time::Duration;
@@ -103,16 +103,7 @@ impl Default for BatchConfig {
 
 impl Validate for BatchConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        ensure(
-            self.max_batch_size > 0,
-            "max_batch_size",
-            "must be at least 1",
-        )?;
-        ensure_at_most(
-            "max_batch_size",
-            self.max_batch_size as u64,
-            MAX_BATCH_SIZE as u64,
-        )?;
+        ensure_count("max_batch_size", self.max_batch_size, 1, MAX_BATCH_SIZE)?;
         ensure_duration("max_delay", self.max_delay)?;
         if let Some(timeout) = self.queue_timeout {
             ensure_positive_duration("queue_timeout", timeout)?;

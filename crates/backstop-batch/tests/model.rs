@@ -1,6 +1,7 @@
 //! Whole-batcher properties: random arrivals under paused time, and a real-thread stress.
 
 use backstop_batch::{BatchConfig, Batcher};
+use backstop_testkit::on_paused_clock;
 use futures::FutureExt;
 use proptest::prelude::*;
 use std::collections::HashSet;
@@ -81,13 +82,8 @@ proptest! {
             queue_capacity: 16,
             ..BatchConfig::default()
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
         let batches = Batches::default();
-        let outcomes = runtime.block_on(async {
+        let outcomes = on_paused_clock(async {
             let batcher = recording_batcher(config, &batches, Duration::from_millis(2));
             let mut callers = Vec::new();
             for (id, (gap, key, priority, patience)) in arrivals.iter().enumerate() {

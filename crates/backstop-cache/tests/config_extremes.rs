@@ -7,6 +7,7 @@ use backstop_cache::{
     CacheConfig, MemoryCache, MemoryTier, PolicyConfig, Promotion, TieredCache, TieredConfig,
 };
 use backstop_core::config::{MAX_DURATION, Validate};
+use backstop_testkit::on_paused_clock;
 use proptest::prelude::*;
 use std::time::Duration;
 
@@ -112,12 +113,7 @@ proptest! {
         config in tiered_config(),
         tier_ttl in proptest::option::of(duration()),
     ) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
+        on_paused_clock(async move {
             let built = TieredCache::<String, String>::builder()
                 .memory(MemoryTier::with_capacity(100).unwrap(), tier_ttl)
                 .config(config.clone())

@@ -13,14 +13,9 @@ use std::time::{Duration, Instant};
 /// slack): a failover costs misses and failed writes for that long, never a hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_cluster_primary_costs_misses_for_seconds_then_the_tier_recovers() {
-    let Some(config) = fleet::cluster() else {
+    let Some((config, seeds)) = fleet::whole_cluster() else {
         return;
     };
-    let seeds = fleet::cluster_seeds().unwrap();
-    assert!(
-        fleet::wait_until(Duration::from_secs(30), || fleet::cluster_whole(&seeds[0])),
-        "the cluster is whole before the test"
-    );
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -138,19 +138,43 @@ pub fn ensure_at_most(field: &str, value: u64, max: u64) -> Result<(), ConfigErr
     ensure(value <= max, field, format!("must be at most {max}"))
 }
 
+/// `Err` naming `field` unless `count` (the length of a list, a capacity, a batch size, a
+/// number of samples kept) is at least `min` and at most `max`, its documented bound.
+///
+/// ```
+/// use backstop_core::config::ensure_count;
+///
+/// assert!(ensure_count("targets", 3, 1, 64).is_ok());
+/// assert_eq!(ensure_count("targets", 0, 1, 64).unwrap_err().rule(), "must be at least 1");
+/// assert_eq!(ensure_count("targets", 65, 1, 64).unwrap_err().rule(), "must be at most 64");
+/// ```
+pub fn ensure_count(field: &str, count: usize, min: usize, max: usize) -> Result<(), ConfigError> {
+    ensure(count >= min, field, format!("must be at least {min}"))?;
+    ensure_at_most(field, count as u64, max as u64)
+}
+
 /// A configuration that can check its own rules.
 pub trait Validate {
     /// `Ok` when every rule holds, otherwise the first broken one.
     fn validate(&self) -> Result<(), ConfigError>;
 }
 
-/// Builder setters that each set one field of the builder's `config` and return the builder.
+/// Builder setters that each set fields of the builder and return it.
 ///
-/// Invoked inside the `impl` of a builder holding its configuration in a field named
-/// `config`; the first token names the configuration type, for the generated docs. Each
-/// entry is `field: Type` (sets the field to the argument) or `field: Some(Type)` (the field
-/// is an `Option` and the setter turns it on). An entry without doc comments is documented
-/// as "See \[`Config::field`\]."; doc comments written on an entry replace that line.
+/// Invoked inside the `impl` of a builder. The first token says where the fields are:
+/// the name of the configuration type when the builder holds it in a field named `config`
+/// (the setters write `self.config.field`), or `self` when the fields are the builder's own
+/// (a configuration with chained setters, a builder without a separate config). Each entry
+/// is one of:
+///
+/// - `field: Type`: a setter named for the field, setting it to the argument;
+/// - `field: Some(Type)`: the field is an `Option` and the setter turns it on;
+/// - `name(arg: Type, …) { field = value, … }`: a setter of another name or arguments,
+///   setting each listed field to its expression of the arguments.
+///
+/// With a configuration type named, a `field` entry without doc comments is documented as
+/// "See \[`Config::field`\]."; doc comments written on an entry replace that line (and every
+/// setter of a `self` builder carries its own). Every setter is `#[must_use]`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -183,31 +207,91 @@ pub trait Validate {
 /// assert_eq!(builder.config.max_requests, 64);
 /// assert_eq!(builder.config.timeout, Some(Duration::from_secs(5)));
 /// ```
+///
+/// Fields on the builder itself, with a setter of its own shape:
+///
+/// ```
+/// #[derive(Debug, Default)]
+/// pub struct Plan {
+///     name: String,
+///     min: u32,
+///     max: u32,
+/// }
+///
+/// impl Plan {
+///     backstop_core::config_setters! {
+///         self;
+///         /// Names the plan.
+///         with_name(name: impl Into<String>) { name = name.into() }
+///         /// Sets both bounds.
+///         with_bounds(min: u32, max: u32) { min = min, max = max }
+///     }
+/// }
+///
+/// let plan = Plan::default().with_name("nightly").with_bounds(1, 8);
+/// assert_eq!((plan.name.as_str(), plan.min, plan.max), ("nightly", 1, 8));
+/// ```
 #[macro_export]
 macro_rules! config_setters {
+    (self; $($entries:tt)*) => {
+        $crate::config_setters!(@entry [self]; $($entries)*);
+    };
     ($config:ident; $($entries:tt)*) => {
-        $crate::config_setters!(@entry $config; $($entries)*);
+        $crate::config_setters!(@entry [config $config]; $($entries)*);
     };
-    (@entry $config:ident;) => {};
-    (@entry $config:ident; $(#[$doc:meta])* $field:ident: Some($ty:ty) $(, $($rest:tt)*)?) => {
-        $crate::config_setters!(@setter $config [$(#[$doc])*] $field: $ty => Some($field));
-        $crate::config_setters!(@entry $config; $($($rest)*)?);
-    };
-    (@entry $config:ident; $(#[$doc:meta])* $field:ident: $ty:ty $(, $($rest:tt)*)?) => {
-        $crate::config_setters!(@setter $config [$(#[$doc])*] $field: $ty => $field);
-        $crate::config_setters!(@entry $config; $($($rest)*)?);
-    };
-    (@setter $config:ident [] $field:ident: $ty:ty => $value:expr) => {
+    (@entry $target:tt;) => {};
+    (@entry $target:tt; $(#[$doc:meta])* $field:ident: Some($ty:ty) $(, $($rest:tt)*)?) => {
         $crate::config_setters!(
-            @setter $config
+            @docs $target $field [$(#[$doc])*] $field($field: $ty) { $field = Some($field) }
+        );
+        $crate::config_setters!(@entry $target; $($($rest)*)?);
+    };
+    (@entry $target:tt; $(#[$doc:meta])* $field:ident: $ty:ty $(, $($rest:tt)*)?) => {
+        $crate::config_setters!(
+            @docs $target $field [$(#[$doc])*] $field($field: $ty) { $field = $field }
+        );
+        $crate::config_setters!(@entry $target; $($($rest)*)?);
+    };
+    (
+        @entry $target:tt;
+        $(#[$doc:meta])*
+        $name:ident($($arg:ident: $ty:ty),+ $(,)?) { $($field:ident = $value:expr),+ $(,)? }
+        $($rest:tt)*
+    ) => {
+        $crate::config_setters!(
+            @setter $target [$(#[$doc])*] $name($($arg: $ty),+) { $($field = $value),+ }
+        );
+        $crate::config_setters!(@entry $target; $($rest)*);
+    };
+    (@docs [config $config:ident] $field:ident [] $($setter:tt)*) => {
+        $crate::config_setters!(
+            @setter [config $config]
             [#[doc = concat!("See [`", stringify!($config), "::", stringify!($field), "`].")]]
-            $field: $ty => $value
+            $($setter)*
         );
     };
-    (@setter $config:ident [$(#[$doc:meta])+] $field:ident: $ty:ty => $value:expr) => {
-        $(#[$doc])+
-        pub fn $field(mut self, $field: $ty) -> Self {
-            self.config.$field = $value;
+    (@docs $target:tt $field:ident [$($doc:tt)*] $($setter:tt)*) => {
+        $crate::config_setters!(@setter $target [$($doc)*] $($setter)*);
+    };
+    (
+        @setter [config $config:ident] [$(#[$doc:meta])*]
+        $name:ident($($arg:ident: $ty:ty),+) { $($field:ident = $value:expr),+ }
+    ) => {
+        $(#[$doc])*
+        #[must_use]
+        pub fn $name(mut self, $($arg: $ty),+) -> Self {
+            $(self.config.$field = $value;)+
+            self
+        }
+    };
+    (
+        @setter [self] [$(#[$doc:meta])*]
+        $name:ident($($arg:ident: $ty:ty),+) { $($field:ident = $value:expr),+ }
+    ) => {
+        $(#[$doc])*
+        #[must_use]
+        pub fn $name(mut self, $($arg: $ty),+) -> Self {
+            $(self.$field = $value;)+
             self
         }
     };

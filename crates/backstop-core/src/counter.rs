@@ -8,6 +8,11 @@
 //! leased per thread for the whole process (every counter set uses the same index) and returned
 //! when the thread exits; threads beyond the stripe count share one last stripe with
 //! `fetch_add`. Reading sums the stripes, so counts stay exact.
+//!
+//! Counters off the hot path — events that each cost a Redis round trip, a loader run or a
+//! stream chunk, and gauges that go down as well as up — need no stripes: they are a
+//! [`counter_set!`](crate::counter_set), one named `AtomicU64` per event. Both kinds end the
+//! same way, read into the `stats()` snapshot field named for the event.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -148,6 +153,71 @@ impl<const N: usize> fmt::Debug for StripedCounters<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries((0..N).map(|i| self.get(i))).finish()
     }
+}
+
+/// Declares a set of named event counters and how they fill a stats snapshot.
+///
+/// Each name becomes an `AtomicU64` field, and `read_into(stats)` copies every counter into
+/// the field of the same name of the snapshot it is given, so one list of names writes both
+/// halves and a counter cannot be added without reaching the snapshot. `bump` adds one to a
+/// counter; gauges and larger steps use the atomic's own `fetch_add` and `fetch_sub`.
+/// The visibility written before `struct` applies to the type and its fields.
+///
+/// This is the counter set for events off the hot path (a Redis call, a load, a chunk); a
+/// check costing nanoseconds counts with [`StripedCounters`](crate::StripedCounters).
+///
+/// ```
+/// use std::sync::atomic::Ordering;
+///
+/// #[derive(Debug, Default, PartialEq)]
+/// pub struct LoaderStats {
+///     pub loads: u64,
+///     pub failures: u64,
+///     pub in_flight: u64,
+///     pub name: &'static str,
+/// }
+///
+/// backstop_core::counter_set! {
+///     /// A loader's counters.
+///     pub struct LoaderCounters => LoaderStats { loads, failures, in_flight }
+/// }
+///
+/// let counters = LoaderCounters::default();
+/// LoaderCounters::bump(&counters.loads);
+/// LoaderCounters::bump(&counters.loads);
+/// counters.in_flight.fetch_add(3, Ordering::Relaxed);
+/// let stats = counters.read_into(LoaderStats { name: "users", ..LoaderStats::default() });
+/// assert_eq!(stats, LoaderStats { loads: 2, failures: 0, in_flight: 3, name: "users" });
+/// ```
+#[macro_export]
+macro_rules! counter_set {
+    (
+        $(#[$attr:meta])*
+        $vis:vis struct $name:ident => $stats:ident { $($field:ident),+ $(,)? }
+    ) => {
+        $(#[$attr])*
+        #[derive(Debug, Default)]
+        $vis struct $name {
+            $(
+                #[doc = concat!("Fills [`", stringify!($stats), "::", stringify!($field), "`].")]
+                $vis $field: ::std::sync::atomic::AtomicU64,
+            )+
+        }
+
+        impl $name {
+            /// Adds one to `counter`.
+            #[allow(dead_code)]
+            $vis fn bump(counter: &::std::sync::atomic::AtomicU64) {
+                counter.fetch_add(1, ::std::sync::atomic::Ordering::Relaxed);
+            }
+
+            /// `stats` with each counter's current value in the field of its name.
+            $vis fn read_into(&self, mut stats: $stats) -> $stats {
+                $(stats.$field = self.$field.load(::std::sync::atomic::Ordering::Relaxed);)+
+                stats
+            }
+        }
+    };
 }
 
 #[cfg(test)]

@@ -122,6 +122,13 @@ pub struct HistogramSnapshot {
     max_micros: u64,
 }
 
+/// The same as [`HistogramSnapshot::empty`].
+impl Default for HistogramSnapshot {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
 impl HistogramSnapshot {
     /// An empty histogram with the same buckets as [`Histogram`], recorded into through
     /// `&mut` by one owner: for values recorded under a lock the owner holds anyway,

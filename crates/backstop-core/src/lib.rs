@@ -17,7 +17,7 @@
 //!   contain user code;
 //! - [`time`]: saturating deadline arithmetic; `deadline` (feature `tokio`): one deadline per
 //!   request that every wait inside respects; [`config`] bounds (`MAX_DURATION`,
-//!   `ensure_at_most`); [`StripedCounters`] for stats on hot paths; [`layer_span!`],
+//!   `ensure_at_most`); [`StripedCounters`] for stats on hot paths and [`counter_set!`] off them; [`layer_span!`],
 //!   [`in_span`], [`record_outcome`] and [`key_hash`]: every layer's one span per call;
 //! - `http` (feature `http`): refusals as statuses, `Retry-After` and rate-limit headers;
 //! - [`LoadSignal`] and [`LoadSnapshot`]: how busy a pool, batcher or limiter is, for the

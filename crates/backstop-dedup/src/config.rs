@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
+use backstop_core::config::{ConfigError, Validate, ensure_count, ensure_positive_duration};
 use serde::{Deserialize, Serialize};
 
 /// The most results a [`DedupWindow`](crate::DedupWindow) may be configured to remember
@@ -45,23 +45,12 @@ impl Default for DedupWindowConfig {
 
 impl Validate for DedupWindowConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        ensure(!self.ttl.is_zero(), "ttl", "must be greater than zero")?;
-        ensure_duration("ttl", self.ttl)?;
-        ensure(self.max_entries > 0, "max_entries", "must be at least 1")?;
-        ensure_at_most(
-            "max_entries",
-            self.max_entries as u64,
-            MAX_WINDOW_ENTRIES as u64,
-        )?;
-        ensure(
-            self.follower_timeout.is_none_or(|t| !t.is_zero()),
-            "follower_timeout",
-            "must be greater than zero when set",
-        )?;
-        ensure_duration(
-            "follower_timeout",
-            self.follower_timeout.unwrap_or_default(),
-        )
+        ensure_positive_duration("ttl", self.ttl)?;
+        ensure_count("max_entries", self.max_entries, 1, MAX_WINDOW_ENTRIES)?;
+        if let Some(timeout) = self.follower_timeout {
+            ensure_positive_duration("follower_timeout", timeout)?;
+        }
+        Ok(())
     }
 }
 
@@ -81,28 +70,12 @@ pub struct DedupWindowConfigBuilder {
 }
 
 impl DedupWindowConfigBuilder {
-    /// See [`DedupWindowConfig::ttl`].
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.config.ttl = ttl;
-        self
-    }
-
-    /// See [`DedupWindowConfig::max_entries`].
-    pub fn max_entries(mut self, max_entries: usize) -> Self {
-        self.config.max_entries = max_entries;
-        self
-    }
-
-    /// See [`DedupWindowConfig::cache_errors`].
-    pub fn cache_errors(mut self, cache_errors: bool) -> Self {
-        self.config.cache_errors = cache_errors;
-        self
-    }
-
-    /// See [`DedupWindowConfig::follower_timeout`].
-    pub fn follower_timeout(mut self, timeout: Duration) -> Self {
-        self.config.follower_timeout = Some(timeout);
-        self
+    backstop_core::config_setters! {
+        DedupWindowConfig;
+        ttl: Duration,
+        max_entries: usize,
+        cache_errors: bool,
+        follower_timeout: Some(Duration),
     }
 
     /// The configuration, or the first rule it breaks.

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use crate::error::DedupError;
 use crate::group::Group;
 use crate::outcome::{DedupOutcome, Source};
-use crate::stats::{Counters, GroupStats, counter_set};
+use crate::stats::{Counters, GroupStats};
 
 /// Returns the published result, or takes the lease, or reports that it is held.
 const CLAIM: &str = r"
@@ -192,9 +192,9 @@ pub struct DistributedStats {
     pub misconfigured: u64,
 }
 
-counter_set!(
+backstop_core::counter_set!(
     /// What happened on the way through Redis; the local group keeps its own counters.
-    RemoteCounters => DistributedStats {
+    pub(crate) struct RemoteCounters => DistributedStats {
         leased_executions,
         takeovers,
         remote_results,

@@ -30,35 +30,9 @@ pub struct WindowStats {
     pub group: GroupStats,
 }
 
-// Every counter set is one `AtomicU64` per event, read field by field into the stats
-// snapshot field of the same name: one list of names writes both halves, so a counter
-// cannot be added without reaching the snapshot.
-macro_rules! counter_set {
-    ($(#[$attr:meta])* $name:ident => $stats:ident { $($field:ident),+ $(,)? }) => {
-        $(#[$attr])*
-        #[derive(Debug, Default)]
-        pub(crate) struct $name {
-            $(pub(crate) $field: std::sync::atomic::AtomicU64,)+
-        }
-
-        impl $name {
-            pub(crate) fn bump(counter: &std::sync::atomic::AtomicU64) {
-                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-
-            /// `stats` with each counter's current value in the field of its name.
-            pub(crate) fn read_into(&self, mut stats: $stats) -> $stats {
-                $(stats.$field = self.$field.load(std::sync::atomic::Ordering::Relaxed);)+
-                stats
-            }
-        }
-    };
-}
-pub(crate) use counter_set;
-
-counter_set!(
+backstop_core::counter_set!(
     /// A [`Group`](crate::Group)'s event counters (`in_flight` is its map's length).
-    Counters => GroupStats {
+    pub(crate) struct Counters => GroupStats {
         executions,
         coalesced,
         panics,

@@ -2,15 +2,13 @@
 //! (leaders included). Every surviving caller must get a value produced by an execution
 //! for its key, executions for one key must never overlap, and no entry may leak.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use backstop_dedup::Group;
+use backstop_testkit::on_paused_clock;
 use proptest::prelude::*;
-use support::on_paused_clock;
 
 const KEYS: usize = 3;
 

@@ -4,17 +4,15 @@
 //! from its first chunk, ending as the upstream did (or with a lag error under
 //! `LagPolicy::Fail`), and nothing may be left behind: no reader, byte or key.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use backstop_core::{Error, RejectKind};
 use backstop_dedup::{LagPolicy, StreamGroup, StreamShareConfig};
+use backstop_testkit::on_paused_clock;
 use futures::StreamExt;
 use proptest::prelude::*;
-use support::on_paused_clock;
 
 type E = Error<u32>;
 

@@ -1,6 +1,8 @@
 //! A concurrency limiter (bulkhead): at most N calls in flight, a bounded queue behind them.
 
-use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
+use backstop_core::config::{
+    ConfigError, Validate, ensure, ensure_at_most, ensure_count, ensure_duration,
+};
 use backstop_core::{Histogram, LoadSignal, LoadSnapshot, RejectKind, Rejected};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -42,16 +44,7 @@ impl Default for BulkheadConfig {
 
 impl Validate for BulkheadConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        ensure(
-            self.max_concurrent > 0,
-            "max_concurrent",
-            "must be at least 1",
-        )?;
-        ensure_at_most(
-            "max_concurrent",
-            self.max_concurrent as u64,
-            Self::MAX_SLOTS as u64,
-        )?;
+        ensure_count("max_concurrent", self.max_concurrent, 1, Self::MAX_SLOTS)?;
         ensure_at_most("max_queued", self.max_queued as u64, Self::MAX_SLOTS as u64)?;
         if let Some(max_wait) = self.max_wait {
             ensure_duration("max_wait", max_wait)?;

@@ -7,16 +7,16 @@
 //! keys escaped), so a Redis Cluster keeps them in one slot and the script checks them all
 //! or none, whichever node owns the slot.
 
-use crate::multi::{CostError, Costs};
+use crate::error::CheckError;
+use crate::multi::Costs;
+use crate::stats::LimiterStats;
 use crate::{KeyedMultiRateLimiter, Quota};
 use backstop_core::config::ConfigError;
 use backstop_core::{DefaultClock, StripedCounters};
-use backstop_redis::{Misconfiguration, RedisConnection, RedisFault};
-use serde::Serialize;
+use backstop_redis::{RedisConnection, RedisFault};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use thiserror::Error;
 
 // Microseconds keep the epoch TAT below 2^53, exact in Lua's doubles; `%.0f` keeps Lua's
 // `tostring` from storing it in lossy scientific notation.
@@ -78,7 +78,7 @@ pub enum TimeSource {
 pub enum FailurePolicy {
     /// Admit the request: availability over strictness.
     FailOpen,
-    /// Refuse with [`RedisLimitError::Unavailable`]: strictness over availability.
+    /// Refuse with [`CheckError::Unavailable`]: strictness over availability.
     FailClosed,
     /// Decide with an in-process limiter holding the same quotas in the same order, so
     /// each process enforces them on its own (all or none, with the same costs) until
@@ -115,7 +115,7 @@ impl FailurePolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RedisDecision {
     /// Whether the request was admitted (and charged).
-    pub allowed: bool,
+    pub admitted: bool,
     /// When refused, how long until the same request would pass; zero when admitted.
     pub retry_after: Duration,
     /// Cells still admissible right now under the tightest quota.
@@ -124,56 +124,6 @@ pub struct RedisDecision {
     pub reset_after: Duration,
     /// Whether Redis decided (`false` when the failure policy did).
     pub from_redis: bool,
-}
-
-/// Why a distributed check could not decide.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum RedisLimitError {
-    /// The cost exceeds a quota's burst; no wait would ever admit it.
-    #[error("cost {cost} exceeds the burst of {burst}; it can never be admitted")]
-    InsufficientCapacity {
-        /// The cost asked for.
-        cost: u64,
-        /// The burst of the quota it exceeds.
-        burst: u64,
-    },
-    /// A per-quota check was given a different number of costs than there are quotas.
-    #[error("{costs} costs given for {quotas} quotas")]
-    CostsMismatch {
-        /// The limiter's quotas.
-        quotas: usize,
-        /// The costs given.
-        costs: usize,
-    },
-    /// Redis failed or timed out and the policy is [`FailurePolicy::FailClosed`]
-    /// ([`RedisFault::Unavailable`] or [`RedisFault::TimedOut`]): an outage.
-    #[error("rate limit store unavailable: {0}")]
-    Unavailable(RedisFault),
-    /// The deployment is misconfigured (a standalone URL at a cluster node or a replica,
-    /// cluster seeds at a standalone server, an unknown Sentinel master, a wrong TLS CA,
-    /// refused credentials), whatever the policy: a mistake is never hidden by failing open
-    /// or deciding locally, and no retry fixes it.
-    #[error("rate limit store misconfigured: {0}")]
-    Misconfigured(Misconfiguration),
-    /// An async wait gave up: admission would come later than its `max_wait` allows.
-    #[error("admission would take {retry_after:?}, more than the maximum wait")]
-    WaitTooLong {
-        /// How long admission would still have taken.
-        retry_after: Duration,
-    },
-}
-
-/// Counters of a [`RedisRateLimiter`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct RedisStats {
-    /// Requests admitted (by Redis or by the failure policy).
-    pub allowed: u64,
-    /// Requests refused (by Redis, the local fallback or fail-closed).
-    pub rejected: u64,
-    /// Calls where Redis failed or timed out and the failure policy decided.
-    pub redis_errors: u64,
-    /// Calls refused because the deployment is misconfigured (no policy applied).
-    pub misconfigured: u64,
 }
 
 /// The limiter's counts, on the workspace's one striped counter (as the local limiters').
@@ -185,7 +135,7 @@ struct Counters {
 }
 
 impl Counters {
-    const ALLOWED: usize = 0;
+    const ADMITTED: usize = 0;
     const REJECTED: usize = 1;
     const REDIS_ERRORS: usize = 2;
     const MISCONFIGURED: usize = 3;
@@ -210,7 +160,7 @@ impl Counters {
 /// let limiter = RedisRateLimiter::new(redis, "rl", &quotas)?
 ///     .with_failure_policy(FailurePolicy::local(&quotas)?);
 /// let decision = limiter.check_key_n("user-42", 1).await?;
-/// if !decision.allowed {
+/// if !decision.admitted {
 ///     println!("429, Retry-After: {}s", decision.retry_after.as_secs_f64().ceil());
 /// }
 /// # Ok(()) }
@@ -268,22 +218,14 @@ impl RedisRateLimiter {
         })
     }
 
-    /// What to do when Redis fails or times out.
-    pub fn with_failure_policy(mut self, policy: FailurePolicy) -> Self {
-        self.failure = policy;
-        self
-    }
-
-    /// The bound on one decision, connection included, before the failure policy applies.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Where the script reads the current time.
-    pub fn with_time_source(mut self, time: TimeSource) -> Self {
-        self.time = time;
-        self
+    backstop_core::config_setters! {
+        self;
+        /// What to do when Redis fails or times out.
+        with_failure_policy(policy: FailurePolicy) { failure = policy }
+        /// The bound on one decision, connection included, before the failure policy applies.
+        with_timeout(timeout: Duration) { timeout = timeout }
+        /// Where the script reads the current time.
+        with_time_source(time: TimeSource) { time = time }
     }
 
     /// The Redis key holding quota `index` of `key`: `prefix:{tag}:index`, where the tag is
@@ -302,17 +244,13 @@ impl RedisRateLimiter {
     }
 
     /// Admits one request for `key`.
-    pub async fn check_key(&self, key: &str) -> Result<RedisDecision, RedisLimitError> {
+    pub async fn check_key(&self, key: &str) -> Result<RedisDecision, CheckError> {
         self.check_key_n(key, 1).await
     }
 
     /// Admits a request of weight `cost` (e.g. LLM tokens) for `key` against every quota,
     /// charging all or none.
-    pub async fn check_key_n(
-        &self,
-        key: &str,
-        cost: u64,
-    ) -> Result<RedisDecision, RedisLimitError> {
+    pub async fn check_key_n(&self, key: &str, cost: u64) -> Result<RedisDecision, CheckError> {
         self.check(key, Costs::Same(cost)).await
     }
 
@@ -322,11 +260,11 @@ impl RedisRateLimiter {
         &self,
         key: &str,
         costs: &[u64],
-    ) -> Result<RedisDecision, RedisLimitError> {
+    ) -> Result<RedisDecision, CheckError> {
         self.check(key, Costs::Each(costs)).await
     }
 
-    async fn check(&self, key: &str, costs: Costs<'_>) -> Result<RedisDecision, RedisLimitError> {
+    async fn check(&self, key: &str, costs: Costs<'_>) -> Result<RedisDecision, CheckError> {
         costs.fit(&self.quotas)?;
         let timeout = backstop_core::time::clamp(self.timeout);
         let outcome = tokio::time::timeout(timeout, self.eval(key, costs)).await;
@@ -338,13 +276,13 @@ impl RedisRateLimiter {
             Ok(Err(RedisFault::Misconfigured(mistake))) => {
                 self.counters.counts.add(Counters::MISCONFIGURED);
                 tracing::error!(prefix = %self.prefix, %mistake, "redis rate limiter is misconfigured; refusing");
-                return Err(RedisLimitError::Misconfigured(mistake));
+                return Err(CheckError::Misconfigured(mistake));
             }
             Ok(Err(fault)) => self.on_failure(key, costs, fault)?,
             Err(_) => self.on_failure(key, costs, RedisFault::TimedOut(timeout))?,
         };
-        self.counters.counts.add(if decision.allowed {
-            Counters::ALLOWED
+        self.counters.counts.add(if decision.admitted {
+            Counters::ADMITTED
         } else {
             Counters::REJECTED
         });
@@ -361,13 +299,15 @@ impl RedisRateLimiter {
         }
     }
 
-    /// A snapshot of the counters.
-    pub fn stats(&self) -> RedisStats {
-        RedisStats {
-            allowed: self.counters.counts.get(Counters::ALLOWED),
+    /// A snapshot of the counters: admitted and rejected as every limiter counts them,
+    /// and the store's failures (the key fields are zero: the keys live in Redis).
+    pub fn stats(&self) -> LimiterStats {
+        LimiterStats {
+            admitted: self.counters.counts.get(Counters::ADMITTED),
             rejected: self.counters.counts.get(Counters::REJECTED),
             redis_errors: self.counters.counts.get(Counters::REDIS_ERRORS),
             misconfigured: self.counters.counts.get(Counters::MISCONFIGURED),
+            ..LimiterStats::default()
         }
     }
 
@@ -385,12 +325,12 @@ impl RedisRateLimiter {
             invocation.arg(quota.tolerance_nanos() as f64 / 1_000.0);
             invocation.arg(costs.of(index));
         }
-        let (allowed, retry, remaining, reset): (i64, i64, i64, i64) = self
+        let (admitted, retry, remaining, reset): (i64, i64, i64, i64) = self
             .redis
             .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
             .await?;
         Ok(RedisDecision {
-            allowed: allowed == 1,
+            admitted: admitted == 1,
             retry_after: micros(retry),
             remaining: u64::try_from(remaining).unwrap_or(0),
             reset_after: micros(reset),
@@ -403,11 +343,11 @@ impl RedisRateLimiter {
         key: &str,
         costs: Costs<'_>,
         error: RedisFault,
-    ) -> Result<RedisDecision, RedisLimitError> {
+    ) -> Result<RedisDecision, CheckError> {
         self.counters.counts.add(Counters::REDIS_ERRORS);
         tracing::warn!(prefix = %self.prefix, %error, "redis rate limit check failed; applying failure policy");
         let open = RedisDecision {
-            allowed: true,
+            admitted: true,
             retry_after: Duration::ZERO,
             remaining: 0,
             reset_after: Duration::ZERO,
@@ -417,14 +357,14 @@ impl RedisRateLimiter {
             FailurePolicy::FailOpen => Ok(open),
             FailurePolicy::FailClosed => {
                 self.counters.counts.add(Counters::REJECTED);
-                Err(RedisLimitError::Unavailable(error))
+                Err(CheckError::Unavailable(error))
             }
             FailurePolicy::Local(limiter) => {
                 self.counters.local_used.store(true, Ordering::Relaxed);
                 let key = key.to_string();
                 if let Err(refused) = limiter.check_key_with(&key, costs) {
                     return Ok(RedisDecision {
-                        allowed: false,
+                        admitted: false,
                         retry_after: refused.retry_after().unwrap_or(Duration::ZERO),
                         ..open
                     });
@@ -434,15 +374,6 @@ impl RedisRateLimiter {
                     ..open
                 })
             }
-        }
-    }
-}
-
-impl From<CostError> for RedisLimitError {
-    fn from(error: CostError) -> Self {
-        match error {
-            CostError::Mismatch { quotas, costs } => Self::CostsMismatch { quotas, costs },
-            CostError::OverBurst { cost, burst } => Self::InsufficientCapacity { cost, burst },
         }
     }
 }
@@ -477,7 +408,7 @@ mod tests {
         for user in 0..200 {
             let decision = limiter.check_key(&format!("user-{user}")).await.unwrap();
             assert!(!decision.from_redis);
-            assert_eq!(decision.allowed, user < 16, "user {user}");
+            assert_eq!(decision.admitted, user < 16, "user {user}");
         }
         assert_eq!(local.len(), 16, "the outage held at most the cap");
         assert!(local.stats().cap_sweeps >= 1, "a full fallback sweeps");

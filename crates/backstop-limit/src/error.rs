@@ -2,9 +2,12 @@
 //!
 //! A refusal is the workspace's one [`Rejected`] (kind
 //! [`RejectKind::RateLimited`] with the index of the refusing quota and its `retry_after`);
-//! [`CheckError`] adds the outcomes no wait can change.
+//! [`CheckError`] adds the outcomes no wait can change, and is the check error of every
+//! limiter, in process or in Redis; [`WaitError`] is the error of every wait.
 
 use backstop_core::{RejectKind, Rejected};
+#[cfg(feature = "redis")]
+use backstop_redis::{Misconfiguration, RedisFault};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -15,8 +18,11 @@ pub(crate) fn limited(quota: usize, wait: Duration) -> Rejected {
     Rejected::new(RejectKind::RateLimited { quota }).with_retry_after(wait)
 }
 
-/// Why a check did not admit a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+/// Why a check did not admit a request, for every limiter: direct, keyed and Redis.
+///
+/// Not `Copy`: the Redis outcomes carry the store's fault.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum CheckError {
     /// Over the quota now; admitted after the refusal's `retry_after`.
     #[error(transparent)]
@@ -44,6 +50,19 @@ pub enum CheckError {
         /// The configured cap.
         max_keys: usize,
     },
+    /// The Redis store failed or timed out and the failure policy is
+    /// [`FailurePolicy::FailClosed`](crate::FailurePolicy::FailClosed)
+    /// ([`RedisFault::Unavailable`] or [`RedisFault::TimedOut`]): an outage.
+    #[cfg(feature = "redis")]
+    #[error("rate limit store unavailable: {0}")]
+    Unavailable(RedisFault),
+    /// The Redis deployment is misconfigured (a standalone URL at a cluster node or a
+    /// replica, cluster seeds at a standalone server, an unknown Sentinel master, a wrong
+    /// TLS CA, refused credentials), whatever the policy: a mistake is never hidden by
+    /// failing open or deciding locally, and no retry fixes it.
+    #[cfg(feature = "redis")]
+    #[error("rate limit store misconfigured: {0}")]
+    Misconfigured(Misconfiguration),
 }
 
 impl CheckError {
@@ -55,14 +74,22 @@ impl CheckError {
         }
     }
 
-    /// The outcome as the workspace's one refusal, as a layer reports it.
+    /// The outcome as the workspace's one refusal, as a layer reports it: a cost no wait
+    /// admits is `TooLarge`; a Redis store that is down under fail-closed, or misconfigured
+    /// (logged as an error by the limiter and counted in
+    /// [`LimiterStats::misconfigured`](crate::LimiterStats::misconfigured), never admitted),
+    /// is `Unavailable`.
     pub fn rejection(&self) -> Rejected {
-        match *self {
-            CheckError::Rejected(r) => r,
+        match self {
+            CheckError::Rejected(r) => *r,
             CheckError::InsufficientCapacity { .. } | CheckError::CostsMismatch { .. } => {
                 Rejected::new(RejectKind::TooLarge { quota: 0 })
             }
             CheckError::TooManyKeys { .. } => Rejected::new(RejectKind::TooManyKeys),
+            #[cfg(feature = "redis")]
+            CheckError::Unavailable(_) | CheckError::Misconfigured(_) => {
+                Rejected::new(RejectKind::Unavailable)
+            }
         }
     }
 }
@@ -73,8 +100,8 @@ impl From<CheckError> for Rejected {
     }
 }
 
-/// Why an async wait for admission gave up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+/// Why an async wait for admission gave up, for every limiter: direct, keyed and Redis.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum WaitError {
     /// Admission would come later than `max_wait` allows; nothing was charged.
     #[error("admission would take {retry_after:?}, more than the maximum wait")]
@@ -82,12 +109,25 @@ pub enum WaitError {
         /// How long admission would still have taken.
         retry_after: Duration,
     },
-    /// The request can never pass (cost above burst, or no room for the key).
+    /// A check failed in a way no wait cures (cost above burst, no room for the key, the
+    /// Redis store down under fail-closed or misconfigured).
     #[error(transparent)]
     Impossible(CheckError),
 }
 
+impl WaitError {
+    /// The give-up of a wait whose next refusal, `refusal`, would outlast `max_wait`.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn too_long(refusal: Rejected) -> Self {
+        WaitError::TooLong {
+            retry_after: refusal.retry_after.unwrap_or_default(),
+        }
+    }
+}
+
 impl From<WaitError> for Rejected {
+    /// A wait past `max_wait` is the rate limit it waited on; anything else is the check's
+    /// own [`rejection`](CheckError::rejection).
     fn from(error: WaitError) -> Self {
         match error {
             WaitError::TooLong { retry_after } => limited(0, retry_after),

@@ -7,7 +7,6 @@ use crate::quota::Quota;
 use crate::store::{DirectStore, RateAlgorithm, StateStore, sealed};
 use backstop_core::config::{ConfigError, ensure, ensure_at_most};
 use backstop_core::{Clock, DefaultClock, QuotaState, RejectKind, Rejected};
-use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -436,32 +435,6 @@ where
         self.store().peek(key, |quotas, words| {
             self.algorithm().quota_states(quotas, words, now)
         })
-    }
-}
-
-/// A point-in-time view of a direct limiter ([`RateLimiter`] or
-/// [`MultiRateLimiter`](crate::MultiRateLimiter)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct LimiterStats {
-    /// Checks that admitted their cost.
-    pub admitted: u64,
-    /// Checks that were turned away (rejected or impossible).
-    pub rejected: u64,
-    /// Cells that could be admitted right now (under the tightest quota).
-    pub remaining: u64,
-}
-
-/// The methods every direct GCRA limiter shares, one quota or several.
-impl<C: Clock, Q: QuotaSet> Limiter<DirectStore<Gcra<Q>>, C> {
-    /// A snapshot of counters and the cells available now under the tightest quota.
-    pub fn stats(&self) -> LimiterStats {
-        let (admitted, rejected) = self.counts();
-        LimiterStats {
-            admitted,
-            rejected,
-            remaining: self.remaining_of(&()),
-        }
     }
 }
 

@@ -69,6 +69,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static, C: Clock> KeyedRateLimiter<K,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::flood_at_the_cap;
     use crate::{CheckError, RateLimiter};
     use backstop_core::ManualClock;
     use proptest::prelude::*;
@@ -142,71 +143,68 @@ mod tests {
         let clock = ManualClock::new();
         let l = KeyedRateLimiter::with_clock(Quota::per_hour(1).unwrap(), clock.clone())
             .with_max_keys(64);
-        for key in 0..64 {
-            l.check_key(&key).unwrap();
-        }
-        for key in 64..6_464 {
-            assert_eq!(
-                l.check_key(&key).unwrap_err(),
-                CheckError::TooManyKeys { max_keys: 64 }
-            );
-        }
         // One sweep per 8 refusals (64 / 8), not one per refusal.
-        assert_eq!(l.stats().cap_sweeps, 800);
+        assert_eq!(flood_at_the_cap(&l, 64), 800);
         // Once the tracked keys are idle, a later refusal's sweep makes room again.
         clock.advance(Duration::from_secs(3600));
         let admitted = (10_000..10_008).filter(|k| l.check_key(k).is_ok()).count();
         assert!(admitted >= 1, "a sweep within 8 refusals freed room");
     }
 
-    #[test]
-    fn many_threads_on_one_key_never_exceed_the_quota() {
-        let (l, _clock) = keyed(1);
-        l.set_quota(7, Quota::per_hour(500).unwrap());
+    /// Has `threads` threads check key 7 a thousand times each, every check followed by
+    /// `between(thread, i)` (traffic on other keys, time passing); returns how many checks
+    /// of key 7 were admitted.
+    fn admitted_on_one_key(
+        l: &KeyedRateLimiter<u32, ManualClock>,
+        threads: u32,
+        between: impl Fn(u32, u32) + Sync,
+    ) -> u64 {
         let admitted = AtomicU64::new(0);
         std::thread::scope(|s| {
-            for _ in 0..4 {
-                s.spawn(|| {
+            for t in 0..threads {
+                let (admitted, between) = (&admitted, &between);
+                s.spawn(move || {
                     for i in 0..1000u32 {
                         if l.check_key(&7).is_ok() {
                             admitted.fetch_add(1, Ordering::Relaxed);
                         }
-                        let _ = l.check_key(&(i % 16 + 100));
+                        between(t, i);
                     }
                 });
             }
         });
-        assert_eq!(admitted.load(Ordering::Relaxed), 500);
+        admitted.into_inner()
+    }
+
+    #[test]
+    fn many_threads_on_one_key_never_exceed_the_quota() {
+        let (l, _clock) = keyed(1);
+        l.set_quota(7, Quota::per_hour(500).unwrap());
+        let admitted = admitted_on_one_key(&l, 4, |_, i| {
+            let _ = l.check_key(&(i % 16 + 100));
+        });
+        assert_eq!(admitted, 500);
     }
 
     #[test]
     fn concurrent_sweeps_never_let_a_busy_key_over_its_quota() {
         let (l, clock) = keyed(1);
         l.set_quota(7, Quota::per_hour(300).unwrap());
-        let admitted = AtomicU64::new(0);
-        std::thread::scope(|s| {
-            for t in 0..3u32 {
-                let (l, admitted, clock) = (&l, &admitted, &clock);
-                s.spawn(move || {
-                    for i in 0..1000u32 {
-                        if l.check_key(&7).is_ok() {
-                            admitted.fetch_add(1, Ordering::Relaxed);
-                        }
-                        let _ = l.check_key(&(1000 + t * 1000 + i));
-                        if i % 50 == 0 {
-                            clock.advance(Duration::from_millis(1));
-                        }
-                    }
-                });
-            }
+        let admitted = std::thread::scope(|s| {
             s.spawn(|| {
                 for _ in 0..200 {
                     l.retain_recent();
                 }
             });
+            admitted_on_one_key(&l, 3, |t, i| {
+                let _ = l.check_key(&(1000 + t * 1000 + i));
+                if i % 50 == 0 {
+                    clock.advance(Duration::from_millis(1));
+                }
+            })
         });
         // 60 ms of advances earn back nothing under 300/hour (one cell per 12 s).
-        assert_eq!(admitted.load(Ordering::Relaxed), 300);
+        assert_eq!(admitted, 300);
         clock.advance(Duration::from_secs(3600));
         l.retain_recent();
         assert!(l.is_empty());

@@ -55,6 +55,12 @@
 //!   limiter (a [`RateLimitHandle`] whose charge is a round trip); `RedisLimitConfig`
 //!   reads it from configuration.
 //!
+//! Every limiter above, in process or in Redis, answers a check with one error,
+//! [`CheckError`] (its Redis outcomes, `Unavailable` and `Misconfigured`, under the `redis`
+//! feature), a wait with one [`WaitError`], and reports one [`LimiterStats`]: `admitted` and
+//! `rejected` everywhere, the room left for a direct limiter, the key bookkeeping for a
+//! keyed one, Redis failures for the Redis limiter (zero where they do not apply).
+//!
 //! # Features
 //!
 //! - `tokio` (default): everything that waits or holds a permit across an await — the
@@ -147,6 +153,7 @@ mod quota;
 mod redis_config;
 #[cfg(feature = "redis")]
 mod redis_layer;
+mod stats;
 mod store;
 mod wait;
 mod window;
@@ -166,11 +173,9 @@ pub use budget::{
 #[cfg(feature = "tokio")]
 pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadError, BulkheadPermit, BulkheadStats};
 #[cfg(feature = "redis")]
-pub use distributed::{
-    FailurePolicy, RedisDecision, RedisLimitError, RedisRateLimiter, RedisStats, TimeSource,
-};
+pub use distributed::{FailurePolicy, RedisDecision, RedisRateLimiter, TimeSource};
 pub use error::{CheckError, WaitError};
-pub use gcra::{Gcra, LimiterStats, MAX_QUOTAS, RateLimiter};
+pub use gcra::{Gcra, MAX_QUOTAS, RateLimiter};
 pub use keyed::KeyedRateLimiter;
 pub use layer::{
     Admission, Immediate, LimitCost, LimitKey, PerRequest, RateLimitHandle, RateLimitLayer,
@@ -183,14 +188,12 @@ pub use multi::{KeyedMultiRateLimiter, MultiRateLimiter};
 pub use quota::{Quota, QuotaConfig};
 #[cfg(feature = "redis")]
 pub use redis_config::{FailureMode, RedisLimitConfig, TimeSourceConfig};
-pub use store::{DirectStore, KeyedStats, KeyedStore, RateAlgorithm, StateStore};
+pub use stats::LimiterStats;
+pub use store::{DirectStore, KeyedStore, RateAlgorithm, StateStore};
 pub use wait::WaitPolicy;
 #[cfg(feature = "tokio")]
 pub use wait::Waiting;
-pub use window::{
-    KeyedSlidingWindow, KeyedSlidingWindowStats, SlidingWindow, SlidingWindowLimiter,
-    SlidingWindowStats,
-};
+pub use window::{KeyedSlidingWindow, SlidingWindow, SlidingWindowLimiter};
 
 #[cfg(feature = "tokio")]
 mod adaptive;

@@ -2,6 +2,7 @@
 
 use crate::counters::Counters;
 use crate::error::CheckError;
+use crate::stats::LimiterStats;
 use crate::store::{RateAlgorithm, StateStore};
 use backstop_core::{Clock, DefaultClock, Rejected};
 use std::fmt;
@@ -150,9 +151,15 @@ impl<S: StateStore, C: Clock> Limiter<S, C> {
         self.inner.store.readiness(self.now())
     }
 
-    /// Checks admitted and refused since creation.
-    pub(crate) fn counts(&self) -> (u64, u64) {
+    /// A snapshot of the counters, with the cells a direct limiter could admit now under
+    /// its tightest limit, or a keyed limiter's key bookkeeping.
+    pub fn stats(&self) -> LimiterStats {
         let counters = &self.inner.counters;
-        (counters.admitted(), counters.rejected())
+        let counts = LimiterStats {
+            admitted: counters.admitted(),
+            rejected: counters.rejected(),
+            ..LimiterStats::default()
+        };
+        self.inner.store.stats(counts, self.now())
     }
 }

@@ -2,9 +2,7 @@
 
 use crate::error::CheckError;
 use crate::gcra::Gcra;
-// The Redis limiter checks its costs and decides locally with the same types.
-#[cfg(feature = "redis")]
-pub(crate) use crate::gcra::CostError;
+// The Redis limiter checks its costs and decides locally with the same type.
 pub(crate) use crate::gcra::Costs;
 use crate::limiter::Limiter;
 use crate::quota::Quota;
@@ -177,6 +175,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static, C: Clock> KeyedMultiRateLimit
 mod tests {
     use super::*;
     use crate::gcra::{decide, remaining};
+    use crate::store::flood_at_the_cap;
     use backstop_core::ManualClock;
     use proptest::prelude::*;
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -296,14 +295,48 @@ mod tests {
         )
         .unwrap()
         .with_max_keys(80);
-        for key in 0..80 {
-            l.check_key(&key).unwrap();
-        }
-        for key in 80..8_080 {
-            assert!(l.check_key(&key).is_err());
-        }
-        assert_eq!(l.stats().cap_sweeps, 800, "one sweep per 10 refusals");
+        assert_eq!(flood_at_the_cap(&l, 80), 800, "one sweep per 10 refusals");
         assert_eq!(l.len(), 80);
+    }
+
+    /// Runs `steps` (a clock advance, then one cost per quota) against a limiter of `quotas`
+    /// and a model of separate GCRA quotas (each quota's TAT): `check` (the limiter charging
+    /// the costs) must admit exactly when every quota admits its cost and the costs `fit`
+    /// (none above a burst); then the model is charged like the limiter (all or none) and
+    /// every quota's room must match.
+    fn follows_the_model(
+        quotas: Vec<Quota>,
+        steps: impl IntoIterator<Item = (u64, [u64; 2])>,
+        fit: impl Fn([u64; 2]) -> bool,
+        check: impl Fn(&MultiRateLimiter<ManualClock>, [u64; 2]) -> bool,
+    ) -> Result<(), TestCaseError> {
+        let clock = ManualClock::new();
+        let l = MultiRateLimiter::with_clock(quotas.clone(), clock.clone()).unwrap();
+        let mut model = [0u64; 2];
+        for (advance, costs) in steps {
+            clock.advance(Duration::from_nanos(advance));
+            let now = l.now();
+            let decisions: Vec<_> = quotas
+                .iter()
+                .zip(model.iter())
+                .zip(costs)
+                .map(|((q, &tat), cost)| decide(tat, now, cost, q))
+                .collect();
+            let expected = fit(costs) && decisions.iter().all(Result::is_ok);
+            prop_assert_eq!(check(&l, costs), expected);
+            if expected {
+                for (tat, d) in model.iter_mut().zip(decisions) {
+                    *tat = d.unwrap_or(*tat);
+                }
+            }
+            for (i, q) in quotas.iter().enumerate() {
+                prop_assert_eq!(
+                    remaining(l.store().state()[i].load(Ordering::Relaxed), now, q),
+                    remaining(model[i], now, q)
+                );
+            }
+        }
+        Ok(())
     }
 
     proptest! {
@@ -340,37 +373,15 @@ mod tests {
         fn per_quota_costs_are_charged_all_or_none(
             steps in prop::collection::vec((0u64..500_000_000, 0u64..3, 0u64..12), 1..200),
         ) {
-            let clock = ManualClock::new();
-            let quotas = vec![
-                Quota::per_second(2).unwrap().with_burst(3).unwrap(),
-                Quota::per_second(8).unwrap().with_burst(10).unwrap(),
-            ];
-            let l = MultiRateLimiter::with_clock(quotas.clone(), clock.clone()).unwrap();
-            let mut model = [0u64; 2];
-            for (advance, requests, tokens) in steps {
-                clock.advance(Duration::from_nanos(advance));
-                let now = l.now();
-                let costs = [requests, tokens];
-                let decisions: Vec<_> = quotas
-                    .iter()
-                    .zip(model.iter())
-                    .zip(costs)
-                    .map(|((q, &tat), cost)| decide(tat, now, cost, q))
-                    .collect();
-                let expected = tokens <= 10 && decisions.iter().all(Result::is_ok);
-                prop_assert_eq!(l.check_costs(&costs).is_ok(), expected);
-                if expected {
-                    for (tat, d) in model.iter_mut().zip(decisions) {
-                        *tat = d.unwrap_or(*tat);
-                    }
-                }
-                for (i, q) in quotas.iter().enumerate() {
-                    prop_assert_eq!(
-                        remaining(l.store().state()[i].load(Ordering::Relaxed), now, q),
-                        remaining(model[i], now, q)
-                    );
-                }
-            }
+            follows_the_model(
+                vec![
+                    Quota::per_second(2).unwrap().with_burst(3).unwrap(),
+                    Quota::per_second(8).unwrap().with_burst(10).unwrap(),
+                ],
+                steps.into_iter().map(|(advance, requests, tokens)| (advance, [requests, tokens])),
+                |[_, tokens]| tokens <= 10,
+                |l, costs| l.check_costs(&costs).is_ok(),
+            )?;
         }
 
         /// Sequentially, the limiter admits exactly when every separate limiter would,
@@ -379,31 +390,15 @@ mod tests {
         fn matches_all_or_none_over_separate_limiters(
             steps in prop::collection::vec((0u64..500_000_000, 0u64..6), 1..200),
         ) {
-            let clock = ManualClock::new();
-            let quotas = vec![
-                Quota::per_second(4).unwrap().with_burst(5).unwrap(),
-                Quota::per_second(1).unwrap().with_burst(8).unwrap(),
-            ];
-            let l = MultiRateLimiter::with_clock(quotas.clone(), clock.clone()).unwrap();
-            let mut model = [0u64; 2];
-            for (advance, cost) in steps {
-                clock.advance(Duration::from_nanos(advance));
-                let now = l.now();
-                let decisions: Vec<_> = quotas.iter().zip(model.iter()).map(|(q, &tat)| decide(tat, now, cost, q)).collect();
-                let expected = cost <= 5 && decisions.iter().all(Result::is_ok);
-                prop_assert_eq!(l.check_n(cost).is_ok(), expected);
-                if expected {
-                    for (tat, d) in model.iter_mut().zip(decisions) {
-                        *tat = d.unwrap_or(*tat);
-                    }
-                }
-                for (i, q) in quotas.iter().enumerate() {
-                    prop_assert_eq!(
-                        remaining(l.store().state()[i].load(Ordering::Relaxed), now, q),
-                        remaining(model[i], now, q)
-                    );
-                }
-            }
+            follows_the_model(
+                vec![
+                    Quota::per_second(4).unwrap().with_burst(5).unwrap(),
+                    Quota::per_second(1).unwrap().with_burst(8).unwrap(),
+                ],
+                steps.into_iter().map(|(advance, cost)| (advance, [cost; 2])),
+                |[cost, _]| cost <= 5,
+                |l, [cost, _]| l.check_n(cost).is_ok(),
+            )?;
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Quotas: a sustained rate plus a burst, and their serde configuration.
 
-use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
+use backstop_core::config::{
+    ConfigError, Validate, ensure, ensure_at_most, ensure_positive_duration,
+};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -36,9 +38,8 @@ impl Quota {
     pub fn new(rate: u64, period: Duration) -> Result<Self, ConfigError> {
         ensure(rate > 0, "rate", "must be at least 1")?;
         ensure_at_most("rate", rate, Self::MAX_CELLS)?;
-        ensure_duration("period", period)?;
+        ensure_positive_duration("period", period)?;
         let period_nanos = backstop_core::time::nanos(period);
-        ensure(period_nanos > 0, "period", "must be greater than zero")?;
         let emission_nanos = period_nanos / rate;
         ensure(
             emission_nanos > 0,

@@ -3,7 +3,7 @@
 use crate::distributed::{FailurePolicy, RedisRateLimiter, TimeSource};
 use crate::quota::{Quota, QuotaConfig};
 use backstop_core::config::{
-    ConfigError, Validate, ensure, ensure_at_most, ensure_duration_at_most,
+    ConfigError, Validate, ensure, ensure_at_most, ensure_count, ensure_duration_at_most,
 };
 use serde::Deserialize;
 use std::time::Duration;
@@ -88,34 +88,18 @@ impl RedisLimitConfig {
     /// The longest `prefix`, in bytes.
     pub const MAX_PREFIX_LEN: usize = 256;
 
-    /// Sets the key prefix.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// Replaces the quotas.
-    pub fn quotas(mut self, quotas: Vec<QuotaConfig>) -> Self {
-        self.quotas = quotas;
-        self
-    }
-
-    /// Sets the per-decision timeout.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Sets the failure policy.
-    pub fn on_failure(mut self, mode: FailureMode) -> Self {
-        self.on_failure = mode;
-        self
-    }
-
-    /// Sets the time source.
-    pub fn time_source(mut self, time_source: TimeSourceConfig) -> Self {
-        self.time_source = time_source;
-        self
+    backstop_core::config_setters! {
+        self;
+        /// Sets the key prefix.
+        prefix(prefix: impl Into<String>) { prefix = prefix.into() }
+        /// Replaces the quotas.
+        quotas: Vec<QuotaConfig>,
+        /// Sets the per-decision timeout.
+        timeout: Duration,
+        /// Sets the failure policy.
+        on_failure: FailureMode,
+        /// Sets the time source.
+        time_source: TimeSourceConfig,
     }
 
     fn build_quotas(&self) -> Result<Vec<Quota>, ConfigError> {
@@ -177,15 +161,11 @@ impl Validate for RedisLimitConfig {
             "must be greater than zero",
         )?;
         ensure_duration_at_most("timeout", self.timeout, Self::MAX_TIMEOUT)?;
-        ensure(
-            self.local_max_keys > 0,
+        ensure_count(
             "local_max_keys",
-            "must be at least 1",
-        )?;
-        ensure_at_most(
-            "local_max_keys",
-            self.local_max_keys as u64,
-            Self::MAX_LOCAL_KEYS as u64,
+            self.local_max_keys,
+            1,
+            Self::MAX_LOCAL_KEYS,
         )?;
         self.build_quotas().map(drop)
     }

@@ -1,16 +1,17 @@
 //! Waiting on the Redis-backed limiter, and the limiter as a [`RateLimitHandle`].
 
-use crate::distributed::{RedisDecision, RedisLimitError, RedisRateLimiter};
-use crate::error::limited;
+use crate::distributed::{RedisDecision, RedisRateLimiter};
+use crate::error::{CheckError, WaitError, limited};
 use crate::layer::{Admission, RateLimitHandle};
 use crate::wait::{Attempt, WaitPolicy, wait_loop};
-use backstop_core::{BoxFuture, RejectKind, Rejected};
+use backstop_core::{BoxFuture, Rejected};
 use std::time::Duration;
 
 impl RedisRateLimiter {
     /// Waits until `cost` is admitted for `key`, sleeping for each refusal's `retry_after`
-    /// (plus the policy's jitter); gives up with [`RedisLimitError::WaitTooLong`] once the
-    /// next wait would pass `policy.max_wait`.
+    /// (plus the policy's jitter); gives up with [`WaitError::TooLong`] once the next wait
+    /// would pass `policy.max_wait`, and with [`WaitError::Impossible`] when a check fails
+    /// (a cost no wait admits, Redis down under fail-closed or misconfigured).
     ///
     /// Cancellation: a refused attempt charges nothing in Redis and nothing is held across
     /// the sleeps, so dropping the future while it sleeps leaves no trace. Dropped during a
@@ -21,41 +22,26 @@ impl RedisRateLimiter {
         key: &str,
         cost: u64,
         policy: &WaitPolicy,
-    ) -> Result<RedisDecision, RedisLimitError> {
+    ) -> Result<RedisDecision, WaitError> {
         let attempt = || async move {
-            let decision = self.check_key_n(key, cost).await?;
-            Ok(if decision.allowed {
+            let decision = self
+                .check_key_n(key, cost)
+                .await
+                .map_err(WaitError::Impossible)?;
+            Ok(if decision.admitted {
                 Attempt::Admitted(decision)
             } else {
                 Attempt::Refused(limited(0, decision.retry_after))
             })
         };
         // A zero wait (rounding in the script) would spin; wait at least a millisecond.
-        wait_loop(attempt, policy, Duration::from_millis(1), |refusal| {
-            RedisLimitError::WaitTooLong {
-                retry_after: refusal.retry_after.unwrap_or_default(),
-            }
-        })
+        wait_loop(
+            attempt,
+            policy,
+            Duration::from_millis(1),
+            WaitError::too_long,
+        )
         .await
-    }
-}
-
-impl From<RedisLimitError> for Rejected {
-    /// A cost no wait admits is `TooLarge`; Redis unreachable under fail-closed is
-    /// `Unavailable`, and so is a misconfigured deployment (logged as an error by the
-    /// limiter and counted in [`RedisStats::misconfigured`](crate::RedisStats), never
-    /// admitted); a wait past `max_wait` is the rate limit it waited on.
-    fn from(error: RedisLimitError) -> Self {
-        match error {
-            RedisLimitError::InsufficientCapacity { .. }
-            | RedisLimitError::CostsMismatch { .. } => {
-                Rejected::new(RejectKind::TooLarge { quota: 0 })
-            }
-            RedisLimitError::Unavailable(_) | RedisLimitError::Misconfigured(_) => {
-                Rejected::new(RejectKind::Unavailable)
-            }
-            RedisLimitError::WaitTooLong { retry_after } => limited(0, retry_after),
-        }
     }
 }
 
@@ -112,9 +98,9 @@ impl<const N: usize> RateLimitHandle<[u64; N]> for RedisRateLimiter {
 }
 
 /// A Redis decision as the layer's answer.
-fn decided(outcome: Result<RedisDecision, RedisLimitError>) -> Result<(), Rejected> {
+fn decided(outcome: Result<RedisDecision, CheckError>) -> Result<(), Rejected> {
     match outcome {
-        Ok(decision) if decision.allowed => Ok(()),
+        Ok(decision) if decision.admitted => Ok(()),
         Ok(decision) => Err(limited(0, decision.retry_after)),
         Err(error) => Err(error.into()),
     }

@@ -105,12 +105,7 @@ async fn wait_for(
             Err(impossible) => Err(WaitError::Impossible(impossible)),
         })
     };
-    wait_loop(attempt, policy, Duration::ZERO, |refusal| {
-        WaitError::TooLong {
-            retry_after: refusal.retry_after.unwrap_or_default(),
-        }
-    })
-    .await
+    wait_loop(attempt, policy, Duration::ZERO, WaitError::too_long).await
 }
 
 #[cfg(feature = "tokio")]

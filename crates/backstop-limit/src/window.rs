@@ -9,10 +9,9 @@
 
 use crate::error::{CheckError, limited};
 use crate::limiter::Limiter;
-use crate::store::{DirectStore, KeyedStats, KeyedStore, RateAlgorithm, StateStore, sealed};
+use crate::store::{DirectStore, KeyedStore, RateAlgorithm, StateStore, sealed};
 use backstop_core::config::{ConfigError, ensure};
 use backstop_core::{Clock, DefaultClock, Rejected};
-use serde::Serialize;
 use std::hash::Hash;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -103,12 +102,10 @@ pub struct SlidingWindow {
 impl SlidingWindow {
     fn new(limit: u64, window: Duration) -> Result<Self, ConfigError> {
         ensure(limit > 0, "limit", "must be at least 1")?;
-        backstop_core::config::ensure_duration("window", window)?;
-        let window_nanos = backstop_core::time::nanos(window);
-        ensure(window_nanos > 0, "window", "must be greater than zero")?;
+        backstop_core::config::ensure_positive_duration("window", window)?;
         Ok(Self {
             limit,
-            window_nanos,
+            window_nanos: backstop_core::time::nanos(window),
         })
     }
 }
@@ -190,16 +187,6 @@ impl RateAlgorithm for SlidingWindow {
     }
 }
 
-/// Counters of a sliding-window limiter.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct SlidingWindowStats {
-    /// Requests admitted.
-    pub admitted: u64,
-    /// Requests refused (over the limit or impossible).
-    pub rejected: u64,
-}
-
 /// At most `limit` cells per `window` (sliding-window counter approximation); `window`
 /// is at most [`MAX_DURATION`](backstop_core::config::MAX_DURATION) (a year). A
 /// cheap-clone handle.
@@ -239,17 +226,7 @@ impl<C: Clock> SlidingWindowLimiter<C> {
     pub fn check(&self) -> Result<(), CheckError> {
         self.check_n(1)
     }
-
-    /// A snapshot of the counters.
-    pub fn stats(&self) -> SlidingWindowStats {
-        let (admitted, rejected) = self.counts();
-        SlidingWindowStats { admitted, rejected }
-    }
 }
-
-/// Counters and key bookkeeping of a [`KeyedSlidingWindow`]: the keyed stats every keyed
-/// limiter reports.
-pub type KeyedSlidingWindowStats = KeyedStats;
 
 /// A [`SlidingWindowLimiter`] per key (user, tenant, model), on `dashmap`.
 ///
@@ -309,6 +286,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static, C: Clock> KeyedSlidingWindow<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::LimiterStats;
+    use crate::store::flood_at_the_cap;
     use backstop_core::ManualClock;
     use proptest::prelude::*;
 
@@ -329,9 +308,11 @@ mod tests {
         assert!(limiter.check_n(1).is_ok());
         assert_eq!(
             limiter.stats(),
-            SlidingWindowStats {
+            LimiterStats {
                 admitted: 3,
-                rejected: 1
+                rejected: 1,
+                remaining: 0,
+                ..LimiterStats::default()
             }
         );
     }
@@ -398,13 +379,14 @@ mod tests {
         assert_eq!(limiter.limit_for(&9), 2);
         assert_eq!(
             limiter.stats(),
-            KeyedSlidingWindowStats {
+            LimiterStats {
                 admitted: 3,
                 rejected: 3,
                 keys: 1,
                 evicted: 2,
                 overrides: 0,
                 cap_sweeps: 2,
+                ..LimiterStats::default()
             }
         );
     }
@@ -414,13 +396,11 @@ mod tests {
         let limiter = KeyedSlidingWindow::with_clock(1, WINDOW, ManualClock::new())
             .unwrap()
             .with_max_keys(16);
-        for key in 0..16 {
-            limiter.check_key(&key).unwrap();
-        }
-        for key in 16..1_616 {
-            assert!(limiter.check_key(&key).is_err());
-        }
-        assert_eq!(limiter.stats().cap_sweeps, 800, "one sweep per 2 refusals");
+        assert_eq!(
+            flood_at_the_cap(&limiter, 16),
+            800,
+            "one sweep per 2 refusals"
+        );
     }
 
     proptest! {

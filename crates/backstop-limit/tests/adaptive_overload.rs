@@ -17,11 +17,11 @@
 
 mod adaptive_sim;
 
-use adaptive_sim::{Backend, ClassReport, Contender, Phase, run};
+use adaptive_sim::{Backend, ClassReport, Contender, Phase, Report, run};
 use backstop_core::TokioClock;
 use backstop_limit::{
     AdaptiveLimitConfig, AdaptiveLimiter, AimdConfig, Bulkhead, BulkheadConfig, Gradient2Config,
-    LimitAlgorithm, PriorityClassConfig, VegasConfig,
+    LimitAlgorithm, PriorityClass, PriorityClassConfig, VegasConfig,
 };
 use std::time::Duration;
 
@@ -61,13 +61,26 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-#[tokio::test(start_paused = true)]
-async fn at_3x_capacity_p99_stays_under_1_5x_unloaded_while_a_2c_bulkhead_grows_without_bound() {
-    let overload = |class| Phase {
+/// `class` alone at 3× capacity for 20 s on `contender`, over the backend with ±10 %
+/// service-time jitter.
+async fn at_3x_capacity(contender: Contender, class: PriorityClass) -> Report {
+    let overload = Phase {
         duration: Duration::from_secs(20),
         rates: vec![(class, 3.0 * CAPACITY_PER_SEC)],
         resize: None,
     };
+    run(
+        Backend::new(100, SERVICE, 0.1),
+        contender,
+        1,
+        vec![overload],
+        WINDOW,
+    )
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_3x_capacity_p99_stays_under_1_5x_unloaded_while_a_2c_bulkhead_grows_without_bound() {
     let bulkhead = Bulkhead::new(BulkheadConfig {
         max_concurrent: 200,
         max_queued: BulkheadConfig::MAX_SLOTS,
@@ -75,15 +88,7 @@ async fn at_3x_capacity_p99_stays_under_1_5x_unloaded_while_a_2c_bulkhead_grows_
     })
     .unwrap();
     let adaptive = limiter(LimitAlgorithm::default(), Vec::new());
-    let class = adaptive.default_class();
-    let fixed = run(
-        Backend::new(100, SERVICE, 0.1),
-        Contender::Fixed(bulkhead),
-        1,
-        vec![overload(class)],
-        WINDOW,
-    )
-    .await;
+    let fixed = at_3x_capacity(Contender::Fixed(bulkhead), adaptive.default_class()).await;
     let fixed_p99 = fixed.phases[0][0].quantile(0.99);
     println!("fixed_bulkhead(2C, queued): p99 {:.0} ms", ms(fixed_p99));
     assert!(
@@ -95,14 +100,7 @@ async fn at_3x_capacity_p99_stays_under_1_5x_unloaded_while_a_2c_bulkhead_grows_
     for (name, algorithm) in algorithms() {
         let limiter = limiter(algorithm, Vec::new());
         let class = limiter.default_class();
-        let report = run(
-            Backend::new(100, SERVICE, 0.1),
-            Contender::Adaptive(limiter),
-            1,
-            vec![overload(class)],
-            WINDOW,
-        )
-        .await;
+        let report = at_3x_capacity(Contender::Adaptive(limiter), class).await;
         let answered: &ClassReport = &report.phases[0][0];
         let p99 = answered.quantile(0.99);
         println!(

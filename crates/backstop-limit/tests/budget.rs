@@ -35,14 +35,7 @@ fn a_refusal_at_any_level_charges_no_level() {
     let refused = b
         .reserve(&["bob", "ml", "acme"], "m", TokenUsage::new(400, 400))
         .unwrap_err();
-    let BudgetError::Refused {
-        rejected,
-        level,
-        quota,
-    } = refused
-    else {
-        panic!("{refused:?}")
-    };
+    let (rejected, level, quota) = budget_plan::refusal(refused);
     assert_eq!((level, quota), (1, 0));
     // Its index points into the path's quota states: key-requests, key-tokens, team-tokens.
     assert_eq!(rejected.kind, RejectKind::RateLimited { quota: 2 });
@@ -308,13 +301,7 @@ fn reservation_states_report_requests_tokens_and_money_apart() {
         .reserve(&["ann", "ml", "acme"], "m", TokenUsage::new(100, 100))
         .unwrap();
     let states = r.quota_states();
-    let names: Vec<&str> = states.iter().map(|s| &*s.name).collect();
-    assert_eq!(
-        names,
-        ["key-requests", "key-tokens", "team-tokens", "org-spend"]
-    );
-    let remaining: Vec<u64> = states.iter().map(|s| s.remaining).collect();
-    assert_eq!(remaining, [9, 800, 1_300, 97_000]);
+    budget_plan::assert_quota_states(&states, [9, 800, 1_300, 97_000]);
     // The month resets at 2026-02-01 00:00 UTC, a minute away; a 31-day window.
     assert_eq!(states[3].reset, Duration::from_secs(60));
     assert_eq!(states[3].window, Duration::from_secs(31 * 86_400));

@@ -66,27 +66,13 @@ async fn reserve_and_settle_are_exact_and_all_or_none_across_levels() {
         .reserve(&ann, "m", TokenUsage::new(400, 400))
         .await
         .unwrap();
-    let states = held.quota_states();
-    let names: Vec<&str> = states.iter().map(|s| &*s.name).collect();
-    assert_eq!(
-        names,
-        ["key-requests", "key-tokens", "team-tokens", "org-spend"]
-    );
-    let remaining: Vec<u64> = states.iter().map(|s| s.remaining).collect();
-    assert_eq!(remaining, [99, 200, 700, 988_000]);
+    budget_plan::assert_quota_states(held.quota_states(), [99, 200, 700, 988_000]);
     // Bob's key has room; the team does not: refused at level 1, nothing charged.
     let refused = b
         .reserve(&["bob", "ml", "acme"], "m", TokenUsage::new(400, 400))
         .await
         .unwrap_err();
-    let BudgetError::Refused {
-        rejected,
-        level,
-        quota,
-    } = refused
-    else {
-        panic!("{refused:?}")
-    };
+    let (rejected, level, quota) = budget_plan::refusal(refused);
     assert_eq!(
         (level, quota, rejected.kind),
         (1, 0, RejectKind::RateLimited { quota: 2 })

@@ -3,8 +3,8 @@
 
 use backstop_core::{RejectKind, Service, ServiceExt, Stack, service_fn};
 use backstop_limit::{
-    FailureMode, FailurePolicy, LimitCost, LimitKey, Quota, QuotaConfig, RateLimitLayer,
-    RedisLimitConfig, RedisLimitError, RedisRateLimiter, TimeSource, WaitPolicy,
+    CheckError, FailureMode, FailurePolicy, LimitCost, LimitKey, Quota, QuotaConfig,
+    RateLimitLayer, RedisLimitConfig, RedisRateLimiter, TimeSource, WaitError, WaitPolicy,
 };
 use backstop_testkit::RedisTestContext;
 use std::time::{Duration, Instant};
@@ -18,13 +18,13 @@ fn limiter(redis: &RedisTestContext, quotas: &[Quota]) -> RedisRateLimiter {
 
 /// Whether `limiter` admits `costs` (one per quota) for `key`.
 async fn admits(limiter: &RedisRateLimiter, key: &str, costs: &[u64]) -> bool {
-    limiter.check_key_costs(key, costs).await.unwrap().allowed
+    limiter.check_key_costs(key, costs).await.unwrap().admitted
 }
 
 async fn admitted(limiter: &RedisRateLimiter, key: &str, tries: usize) -> usize {
     let mut count = 0;
     for _ in 0..tries {
-        if limiter.check_key(key).await.unwrap().allowed {
+        if limiter.check_key(key).await.unwrap().admitted {
             count += 1;
         }
     }
@@ -38,19 +38,19 @@ async fn admits_exactly_the_burst_then_reports_retry_after() {
     };
     let limiter = limiter(&redis, &[Quota::per_hour(10).unwrap()]);
     let first = limiter.check_key("ann").await.unwrap();
-    assert!(first.allowed && first.from_redis);
+    assert!(first.admitted && first.from_redis);
     assert_eq!(first.remaining, 9);
     assert!(first.reset_after > Duration::from_secs(359));
     assert_eq!(admitted(&limiter, "ann", 20).await, 9);
     let refused = limiter.check_key("ann").await.unwrap();
-    assert!(!refused.allowed);
+    assert!(!refused.admitted);
     assert_eq!(refused.remaining, 0);
     // One cell comes back every 6 minutes.
     assert!(refused.retry_after > Duration::from_secs(350));
     assert!(refused.retry_after <= Duration::from_secs(360));
     assert_eq!(admitted(&limiter, "bob", 3).await, 3);
     let stats = limiter.stats();
-    assert_eq!((stats.allowed, stats.redis_errors), (13, 0));
+    assert_eq!((stats.admitted, stats.redis_errors), (13, 0));
     assert!(redis.key("x").starts_with(redis.prefix()));
     redis.cleanup().await;
 }
@@ -61,14 +61,14 @@ async fn weighted_costs_and_cost_above_burst() {
         return;
     };
     let limiter = limiter(&redis, &[Quota::per_minute(10_000).unwrap()]);
-    assert!(limiter.check_key_n("ann", 8_000).await.unwrap().allowed);
+    assert!(limiter.check_key_n("ann", 8_000).await.unwrap().admitted);
     let refused = limiter.check_key_n("ann", 4_000).await.unwrap();
-    assert!(!refused.allowed);
+    assert!(!refused.admitted);
     assert!(refused.retry_after > Duration::from_secs(10));
-    assert!(limiter.check_key_n("ann", 2_000).await.unwrap().allowed);
+    assert!(limiter.check_key_n("ann", 2_000).await.unwrap().admitted);
     assert_eq!(
         limiter.check_key_n("ann", 10_001).await,
-        Err(RedisLimitError::InsufficientCapacity {
+        Err(CheckError::InsufficientCapacity {
             cost: 10_001,
             burst: 10_000
         })
@@ -88,20 +88,20 @@ async fn per_quota_costs_are_charged_all_or_none_across_instances() {
     assert!(admits(&second, "ann", &[1, 900]).await);
     // Over the tokens: refused, and the third request slot is not spent.
     let refused = first.check_key_costs("ann", &[1, 900]).await.unwrap();
-    assert!(!refused.allowed && refused.retry_after > Duration::ZERO);
+    assert!(!refused.admitted && refused.retry_after > Duration::ZERO);
     assert!(admits(&second, "ann", &[1, 200]).await);
     // Now the requests are used up, whatever the tokens.
     assert!(!admits(&first, "ann", &[1, 0]).await);
     assert_eq!(
         first.check_key_costs("ann", &[1]).await,
-        Err(RedisLimitError::CostsMismatch {
+        Err(CheckError::CostsMismatch {
             quotas: 2,
             costs: 1
         })
     );
     assert_eq!(
         first.check_key_costs("ann", &[1, 2_001]).await,
-        Err(RedisLimitError::InsufficientCapacity {
+        Err(CheckError::InsufficientCapacity {
             cost: 2_001,
             burst: 2_000
         })
@@ -170,13 +170,13 @@ fn down(policy: FailurePolicy) -> RedisRateLimiter {
 async fn down_server_applies_each_failure_policy() {
     let open = down(FailurePolicy::FailOpen);
     let decision = open.check_key("ann").await.unwrap();
-    assert!(decision.allowed && !decision.from_redis);
+    assert!(decision.admitted && !decision.from_redis);
     assert_eq!(open.stats().redis_errors, 1);
 
     let closed = down(FailurePolicy::FailClosed);
     assert!(matches!(
         closed.check_key("ann").await,
-        Err(RedisLimitError::Unavailable(_))
+        Err(CheckError::Unavailable(_))
     ));
     assert_eq!(closed.stats().redis_errors, 1);
     assert_eq!(closed.stats().rejected, 1);
@@ -190,12 +190,12 @@ async fn down_server_applies_each_failure_policy() {
     for _ in 0..4 {
         let decision = local.check_key("ann").await.unwrap();
         assert!(!decision.from_redis);
-        allowed += usize::from(decision.allowed);
+        allowed += usize::from(decision.admitted);
     }
     assert_eq!(allowed, 2);
     let stats = local.stats();
     assert_eq!(
-        (stats.allowed, stats.rejected, stats.redis_errors),
+        (stats.admitted, stats.rejected, stats.redis_errors),
         (2, 2, 4)
     );
 }
@@ -208,7 +208,7 @@ async fn the_local_fallback_charges_per_quota_costs_all_or_none() {
     for costs in [[1, 1_500], [1, 1_000], [1, 500], [1, 0], [1, 0]] {
         let decision = limiter.check_key_costs("ann", &costs).await.unwrap();
         assert!(!decision.from_redis);
-        allowed.push(decision.allowed);
+        allowed.push(decision.admitted);
     }
     // The refused second call spent no request: the fourth still fits.
     assert_eq!(allowed, [true, false, true, true, false]);
@@ -276,7 +276,7 @@ async fn layer_charges_the_shared_budget_and_types_refusals() {
     );
     assert_eq!(call("bob", 100).await.unwrap(), 100);
     let stats = limiter.stats();
-    assert_eq!((stats.allowed, stats.rejected), (3, 1));
+    assert_eq!((stats.admitted, stats.rejected), (3, 1));
     redis.cleanup().await;
 }
 
@@ -293,17 +293,17 @@ async fn until_key_ready_waits_for_the_refill_or_gives_up_past_max_wait() {
         jitter: Duration::from_millis(2),
     };
     let ann_ready = || limiter.until_key_ready("ann", 1, &policy);
-    assert!(ann_ready().await.unwrap().allowed);
+    assert!(ann_ready().await.unwrap().admitted);
     let start = Instant::now();
-    assert!(ann_ready().await.unwrap().allowed);
+    assert!(ann_ready().await.unwrap().admitted);
     assert!(start.elapsed() >= Duration::from_millis(30));
 
     let slow = self::limiter(&redis, &[Quota::per_hour(1).unwrap()]);
-    assert!(slow.check_key("bob").await.unwrap().allowed);
+    assert!(slow.check_key("bob").await.unwrap().admitted);
     let start = Instant::now();
     let gave_up = slow.until_key_ready("bob", 1, &policy).await.unwrap_err();
     assert!(
-        matches!(gave_up, RedisLimitError::WaitTooLong { retry_after } if retry_after > Duration::from_secs(3000))
+        matches!(gave_up, WaitError::TooLong { retry_after } if retry_after > Duration::from_secs(3000))
     );
     assert!(
         start.elapsed() < Duration::from_millis(500),
@@ -393,7 +393,7 @@ async fn a_wait_dropped_while_sleeping_charges_nothing() {
     );
     // Still exactly one emission interval (30 min) to wait: the dropped wait took nothing.
     let refused = limiter.check_key("ann").await.unwrap();
-    assert!(!refused.allowed);
+    assert!(!refused.admitted);
     assert!(refused.retry_after > Duration::from_secs(1790));
     assert!(refused.retry_after <= Duration::from_secs(1800));
     redis.cleanup().await;

@@ -3,7 +3,7 @@
 //! during a request loop.
 #![cfg(feature = "redis")]
 
-use backstop_limit::{FailurePolicy, Quota, RedisLimitError, RedisRateLimiter};
+use backstop_limit::{CheckError, FailurePolicy, Quota, RedisRateLimiter};
 use backstop_redis::{RedisConnection, RedisFault};
 use backstop_testkit::fleet;
 use std::time::{Duration, Instant};
@@ -21,29 +21,20 @@ const BEFORE: u64 = 30;
 /// admissions of that replication lag.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_cluster_primary_is_followed_and_the_count_survives() {
-    let Some(config) = fleet::cluster() else {
+    let Some((config, seeds)) = fleet::whole_cluster() else {
         return;
     };
-    let seeds = fleet::cluster_seeds().unwrap();
-    assert!(
-        fleet::wait_until(Duration::from_secs(30), || fleet::cluster_whole(&seeds[0])),
-        "the cluster is whole before the test"
-    );
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
     let timeout = Duration::from_millis(300);
     let limiter = RedisRateLimiter::new(
         RedisConnection::new(&config).unwrap(),
-        &format!("fleet-test:failover:{nanos}"),
+        &fleet::unique("failover"),
         &[Quota::per_hour(BURST).unwrap()],
     )
     .unwrap()
     .with_timeout(timeout)
     .with_failure_policy(FailurePolicy::FailClosed);
     for _ in 0..BEFORE {
-        assert!(limiter.check_key("ann").await.unwrap().allowed);
+        assert!(limiter.check_key("ann").await.unwrap().admitted);
     }
     let slot = backstop_redis::key::slot(limiter.redis_key("ann", 0).as_bytes());
     let primary = fleet::cluster_primary_of(&seeds[0], slot).unwrap();
@@ -65,7 +56,7 @@ async fn a_killed_cluster_primary_is_followed_and_the_count_survives() {
         slowest = slowest.max(call.elapsed());
         match outcome {
             Ok(decision) => break decision,
-            Err(RedisLimitError::Unavailable(fault)) => {
+            Err(CheckError::Unavailable(fault)) => {
                 assert!(fault.is_outage(), "a failover is an outage: {fault:?}");
                 timed_out += u64::from(matches!(fault, RedisFault::TimedOut(_)));
                 failed += 1;
@@ -79,8 +70,8 @@ async fn a_killed_cluster_primary_is_followed_and_the_count_survives() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let recovered = started.elapsed();
-    let mut after = u64::from(first.allowed);
-    while limiter.check_key("ann").await.unwrap().allowed {
+    let mut after = u64::from(first.admitted);
+    while limiter.check_key("ann").await.unwrap().admitted {
         after += 1;
         assert!(after <= BURST, "the count was lost");
     }

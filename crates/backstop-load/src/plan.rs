@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
+use backstop_core::config::{
+    ConfigError, Validate, ensure, ensure_at_most, ensure_count, ensure_duration,
+};
 
 use crate::slo::Slo;
 use crate::trace::TraceReplay;
@@ -319,22 +321,14 @@ impl LoadPlan {
         self
     }
 
-    /// The plan with a per-request timeout.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// The plan with another sample interval.
-    pub fn sample_interval(mut self, interval: Duration) -> Self {
-        self.sample_interval = interval;
-        self
-    }
-
-    /// The plan with another seed.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
+    backstop_core::config_setters! {
+        self;
+        /// The plan with a per-request timeout.
+        timeout: Some(Duration),
+        /// The plan with another sample interval.
+        sample_interval: Duration,
+        /// The plan with another seed.
+        seed: u64,
     }
 
     /// The planned length of the run, all stages together.
@@ -347,12 +341,7 @@ impl LoadPlan {
 
 impl Validate for LoadPlan {
     fn validate(&self) -> Result<(), ConfigError> {
-        ensure(
-            !self.stages.is_empty(),
-            "stages",
-            "must hold at least one stage",
-        )?;
-        ensure_at_most("stages", self.stages.len() as u64, MAX_STAGES)?;
+        ensure_count("stages", self.stages.len(), 1, MAX_STAGES as usize)?;
         for (index, stage) in self.stages.iter().enumerate() {
             let field = format!("stages.{index}");
             ensure_duration(&format!("{field}.duration"), stage.duration)?;

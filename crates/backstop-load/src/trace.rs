@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use backstop_core::time::{TimestampRules, parse_timestamp};
+
 /// The most points a trace may hold.
 pub const MAX_TRACE_POINTS: usize = 1_000_000;
 
@@ -69,7 +71,7 @@ impl TraceReplay {
                     reason: "expected `timestamp,value`",
                 });
             };
-            let seconds = parse_timestamp(stamp.trim());
+            let seconds = parse_timestamp(stamp.trim(), TimestampRules::STRICT);
             let value = value.trim().parse::<f64>().ok();
             match (seconds, value) {
                 (Some(seconds), Some(value)) if value.is_finite() && value >= 0.0 => {
@@ -157,55 +159,26 @@ impl TraceReplay {
     }
 }
 
-/// Seconds since the Unix epoch of `YYYY-MM-DD HH:MM:SS`, or a plain number of seconds.
-fn parse_timestamp(text: &str) -> Option<f64> {
-    if let Ok(seconds) = text.parse::<f64>() {
-        return seconds.is_finite().then_some(seconds);
-    }
-    let (date, time) = text.split_once([' ', 'T'])?;
-    let mut date = date.split('-').map(|part| part.parse::<i64>().ok());
-    let (year, month, day) = (date.next()??, date.next()??, date.next()??);
-    let mut time = time.split(':').map(|part| part.parse::<f64>().ok());
-    let (hour, minute, second) = (time.next()??, time.next()??, time.next()??);
-    let valid = (1..=12).contains(&month)
-        && (1..=31).contains(&day)
-        && (0.0..24.0).contains(&hour)
-        && (0.0..60.0).contains(&minute)
-        && (0.0..61.0).contains(&second)
-        && (0..=9999).contains(&year);
-    if !valid || date.next().is_some() || time.next().is_some() {
-        return None;
-    }
-    Some(
-        days_from_civil(year, month, day) as f64 * 86_400.0
-            + hour * 3600.0
-            + minute * 60.0
-            + second,
-    )
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12;
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn timestamps_in_both_forms() {
-        assert_eq!(parse_timestamp("1970-01-01 00:00:00"), Some(0.0));
-        assert_eq!(parse_timestamp("2000-03-01 00:00:01"), Some(951_868_801.0));
-        assert_eq!(parse_timestamp("12.5"), Some(12.5));
-        assert_eq!(parse_timestamp("2000-13-01 00:00:00"), None);
-        assert_eq!(parse_timestamp("yesterday"), None);
+        assert_eq!(
+            parse_timestamp("1970-01-01 00:00:00", TimestampRules::STRICT),
+            Some(0.0)
+        );
+        assert_eq!(
+            parse_timestamp("2000-03-01 00:00:01", TimestampRules::STRICT),
+            Some(951_868_801.0)
+        );
+        assert_eq!(parse_timestamp("12.5", TimestampRules::STRICT), Some(12.5));
+        assert_eq!(
+            parse_timestamp("2000-13-01 00:00:00", TimestampRules::STRICT),
+            None
+        );
+        assert_eq!(parse_timestamp("yesterday", TimestampRules::STRICT), None);
     }
 
     #[test]

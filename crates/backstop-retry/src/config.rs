@@ -1,7 +1,9 @@
 //! Serde configuration, validated once into a [`Retry`].
 
 use crate::Retry;
-use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
+use backstop_core::config::{
+    ConfigError, Validate, ensure, ensure_at_most, ensure_duration, ensure_positive_duration,
+};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -204,8 +206,7 @@ impl Validate for RetryConfig {
             ensure_duration("timeout", t)?;
         }
         if let Some(t) = self.attempt_timeout {
-            ensure_duration("attempt_timeout", t)?;
-            ensure(!t.is_zero(), "attempt_timeout", "must be positive")?;
+            ensure_positive_duration("attempt_timeout", t)?;
         }
         ensure_duration("min_attempt_time", self.min_attempt_time)?;
         ensure_duration("max_retry_after", self.max_retry_after)?;

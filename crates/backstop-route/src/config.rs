@@ -3,7 +3,10 @@
 
 use crate::Router;
 use backstop_breaker::BreakerConfig;
-use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
+use backstop_core::config::{
+    ConfigError, Validate, ensure, ensure_at_most, ensure_count, ensure_duration,
+    ensure_positive_duration,
+};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -265,12 +268,7 @@ impl Validate for TargetConfig {
 
 impl Validate for RouteConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        ensure(
-            !self.targets.is_empty(),
-            "targets",
-            "must hold at least one target",
-        )?;
-        ensure_at_most("targets", self.targets.len() as u64, MAX_TARGETS as u64)?;
+        ensure_count("targets", self.targets.len(), 1, MAX_TARGETS)?;
         for (i, target) in self.targets.iter().enumerate() {
             target
                 .validate()
@@ -300,7 +298,6 @@ impl Validate for RouteConfig {
             ("cooldown.unavailable", c.unavailable),
             ("cooldown.max", c.max),
             ("cooldown.wait_for_retry_after", c.wait_for_retry_after),
-            ("balance.default_latency", self.balance.default_latency),
             ("balance.decay", self.balance.decay),
             ("min_attempt_time", self.min_attempt_time),
         ] {
@@ -311,19 +308,14 @@ impl Validate for RouteConfig {
             "balance.decay",
             "must be at least 1ms",
         )?;
-        ensure(
-            !self.balance.default_latency.is_zero(),
-            "balance.default_latency",
-            "must be greater than zero",
-        )?;
+        ensure_positive_duration("balance.default_latency", self.balance.default_latency)?;
         ensure(self.max_attempts >= 1, "max_attempts", "must be at least 1")?;
         ensure_at_most("max_attempts", self.max_attempts.into(), MAX_TARGETS as u64)?;
         if let Some(t) = self.timeout {
             ensure_duration("timeout", t)?;
         }
         if let Some(t) = self.attempt_timeout {
-            ensure_duration("attempt_timeout", t)?;
-            ensure(!t.is_zero(), "attempt_timeout", "must be greater than zero")?;
+            ensure_positive_duration("attempt_timeout", t)?;
         }
         Ok(())
     }

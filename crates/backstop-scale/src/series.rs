@@ -2,45 +2,14 @@
 
 use std::time::Duration;
 
+use backstop_core::time::{TimestampRules, parse_timestamp};
+
 use crate::error::TraceError;
 use crate::trace::Trace;
 
 /// The most steps a series may expand to once gaps are filled (a year of 5-second samples is
 /// about 6.3 M), so a CSV with two far-apart timestamps cannot allocate without bound.
 pub const MAX_SERIES_STEPS: usize = 1 << 23;
-
-/// Seconds since 1970-01-01 of a civil date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Parses seconds (`12.5`) or a date and time (`2014-07-01 00:30:00`, `T` also accepted,
-/// seconds optional), as seconds from the epoch.
-fn parse_time(text: &str) -> Option<f64> {
-    if let Ok(seconds) = text.parse::<f64>() {
-        return seconds.is_finite().then_some(seconds);
-    }
-    let (date, time) = text.split_once([' ', 'T'])?;
-    let mut date = date.splitn(3, '-').map(str::parse::<i64>);
-    let (y, mo, d) = (date.next()?.ok()?, date.next()?.ok()?, date.next()?.ok()?);
-    let time = time.trim_end_matches('Z');
-    let mut hms = time.splitn(3, ':');
-    let h: i64 = hms.next()?.parse().ok()?;
-    let mi: i64 = hms.next()?.parse().ok()?;
-    let s: f64 = hms.next().map_or(Ok(0.0), str::parse).ok()?;
-    let valid = (1..=12).contains(&mo)
-        && (1..=31).contains(&d)
-        && (0..24).contains(&h)
-        && (0..60).contains(&mi)
-        && (0.0..61.0).contains(&s);
-    valid.then(|| (days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60) as f64 + s)
-}
 
 impl Trace {
     /// Parses a `timestamp,value` series: timestamps in seconds or as dates and times,
@@ -67,7 +36,10 @@ impl Trace {
             let Some((t, v)) = line.split_once(',') else {
                 return Err(TraceError::Malformed { line: line_no });
             };
-            let (t, v) = (parse_time(t.trim()), v.trim().parse::<f64>());
+            let (t, v) = (
+                parse_timestamp(t.trim(), TimestampRules::LENIENT),
+                v.trim().parse::<f64>(),
+            );
             let (Some(t), Ok(v)) = (t, v) else {
                 if points.is_empty() && i == 0 {
                     continue; // the header
@@ -133,11 +105,23 @@ mod tests {
 
     #[test]
     fn dates_are_seconds_from_the_epoch() {
-        assert_eq!(parse_time("1970-01-01 00:00:00"), Some(0.0));
-        assert_eq!(parse_time("2000-03-01T00:00:00"), Some(951_868_800.0));
-        assert_eq!(parse_time("2014-07-01 00:30:00"), Some(1_404_174_600.0));
-        assert_eq!(parse_time("2014-13-01 00:30:00"), None);
-        assert_eq!(parse_time("12.5"), Some(12.5));
+        assert_eq!(
+            parse_timestamp("1970-01-01 00:00:00", TimestampRules::LENIENT),
+            Some(0.0)
+        );
+        assert_eq!(
+            parse_timestamp("2000-03-01T00:00:00", TimestampRules::LENIENT),
+            Some(951_868_800.0)
+        );
+        assert_eq!(
+            parse_timestamp("2014-07-01 00:30:00", TimestampRules::LENIENT),
+            Some(1_404_174_600.0)
+        );
+        assert_eq!(
+            parse_timestamp("2014-13-01 00:30:00", TimestampRules::LENIENT),
+            None
+        );
+        assert_eq!(parse_timestamp("12.5", TimestampRules::LENIENT), Some(12.5));
     }
 
     #[test]

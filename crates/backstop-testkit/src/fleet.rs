@@ -52,6 +52,22 @@ pub fn cluster() -> Option<RedisConfig> {
     Some(RedisConfig::cluster(nodes.split(',')).with_timeout(Duration::from_millis(500)))
 }
 
+/// The fleet's cluster and its seeds, once the cluster is whole (waiting up to 30 s): the
+/// start of every failover test, which must not begin while a previous one still heals.
+///
+/// # Panics
+///
+/// When the cluster is not whole within 30 s.
+pub fn whole_cluster() -> Option<(RedisConfig, Vec<String>)> {
+    let config = cluster()?;
+    let seeds = cluster_seeds()?;
+    assert!(
+        wait_until(Duration::from_secs(30), || cluster_whole(&seeds[0])),
+        "the cluster is whole before the test"
+    );
+    Some((config, seeds))
+}
+
 /// The cluster's seeds as `host:port`.
 pub fn cluster_seeds() -> Option<Vec<String>> {
     Some(
@@ -229,6 +245,17 @@ pub fn cluster_whole(seed: &str) -> bool {
     addresses
         .iter()
         .all(|a| view(a).is_some() && cli(a, &["cluster", "info"]).contains("cluster_state:ok"))
+}
+
+/// A `redis://` URL at a replica of the Sentinel setup's primary, for tests that such a URL
+/// is refused; `None` with a skip notice without the setup or without a replica online.
+pub fn sentinel_replica_url() -> Option<String> {
+    let spec = env("REDIS_SENTINEL")?;
+    let Some(replica) = sentinel_replica(&spec) else {
+        eprintln!("skipped: no replica online right now (a failover test may be running)");
+        return None;
+    };
+    Some(format!("redis://{replica}"))
 }
 
 /// A replica of the Sentinel setup's primary, as `host:port`, when one is online.

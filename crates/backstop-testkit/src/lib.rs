@@ -5,7 +5,8 @@
 //!   prefix private to one test;
 //! - [`fleet`]: the addresses `.ci/redis-fleet` exports (cluster, Sentinel, TLS) as
 //!   `RedisConfig`s, and killing and restarting servers for failover tests;
-//! - [`logs`]: formatted `tracing` output captured for assertions.
+//! - [`logs`]: formatted `tracing` output captured for assertions;
+//! - [`on_paused_clock`]: a current-thread runtime with paused time, for synchronous tests.
 //!
 //! Without its variable a test is skipped with a notice; under `CI` a missing variable fails
 //! the test, so no Redis test is silently skipped there.
@@ -14,5 +15,7 @@
 mod context;
 pub mod fleet;
 pub mod logs;
+mod runtime;
 
 pub use context::RedisTestContext;
+pub use runtime::on_paused_clock;

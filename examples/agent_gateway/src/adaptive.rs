@@ -173,28 +173,20 @@ mod tests {
         let ok: Result<(), Error<ProviderError>> = Ok(());
         assert_eq!(outcome(&ok), AdaptiveOutcome::Success);
         let inner = |e| -> Result<(), Error<ProviderError>> { Err(Error::Inner(e)) };
-        assert_eq!(
-            outcome(&inner(ProviderError::RateLimited { retry_after: None })),
-            AdaptiveOutcome::Dropped
-        );
-        assert_eq!(
-            outcome(&inner(ProviderError::Outage)),
-            AdaptiveOutcome::Dropped
-        );
-        assert_eq!(
-            outcome(&inner(ProviderError::Transient)),
-            AdaptiveOutcome::Failure
-        );
         let refused = |kind| -> Result<(), Error<ProviderError>> {
             Err(Error::rejected(Rejected::new(kind)))
         };
-        assert_eq!(
-            outcome(&refused(RejectKind::CircuitOpen)),
-            AdaptiveOutcome::Ignored
-        );
-        assert_eq!(
-            outcome(&refused(RejectKind::QueueFull)),
-            AdaptiveOutcome::Dropped
-        );
+        for (result, expected) in [
+            (
+                inner(ProviderError::RateLimited { retry_after: None }),
+                AdaptiveOutcome::Dropped,
+            ),
+            (inner(ProviderError::Outage), AdaptiveOutcome::Dropped),
+            (inner(ProviderError::Transient), AdaptiveOutcome::Failure),
+            (refused(RejectKind::CircuitOpen), AdaptiveOutcome::Ignored),
+            (refused(RejectKind::QueueFull), AdaptiveOutcome::Dropped),
+        ] {
+            assert_eq!(outcome(&result), expected, "{result:?}");
+        }
     }
 }

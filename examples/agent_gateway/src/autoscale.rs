@@ -200,14 +200,20 @@ mod tests {
         assert_eq!(load.p95_wait, Duration::from_millis(50));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_deep_queue_scales_up_and_the_decision_is_recorded() {
+    /// The deployment after the autoscaler has watched one stage for a second and a half.
+    async fn scaled_over(stage: Arc<dyn LoadSignal + Send + Sync>) -> Arc<Deployment> {
         let load = Arc::new(PathLoad {
-            stages: vec![stage(0, 16, 10)],
+            stages: vec![stage],
         });
         let (deployment, driver) = start(policy(None).unwrap(), load);
         tokio::time::sleep(Duration::from_millis(1500)).await;
         driver.abort();
+        deployment
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deep_queue_scales_up_and_the_decision_is_recorded() {
+        let deployment = scaled_over(stage(0, 16, 10)).await;
         // 16 waiting at 2 per replica; the HPA's scale-up rate allows 1 → 5 at once.
         assert!(deployment.replicas() > 1, "{:?}", deployment.decisions());
         let decisions = deployment.decisions();
@@ -219,12 +225,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_long_wait_alone_scales_up() {
-        let load = Arc::new(PathLoad {
-            stages: vec![stage(0, 0, 200)],
-        });
-        let (deployment, driver) = start(policy(None).unwrap(), load);
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        driver.abort();
+        let deployment = scaled_over(stage(0, 0, 200)).await;
         assert!(deployment.replicas() > 1);
         let decisions = deployment.decisions();
         assert!(

@@ -217,17 +217,9 @@ pub(crate) async fn build(
         let (pool, providers) = (pool.clone(), providers.clone());
         service_fn(move |routed: Routed<Vec<Ask>>| {
             let pool = pool.clone();
-            let provider = providers
-                .iter()
-                .find(|p| p.name == routed.target.provider())
-                .cloned();
+            let provider = provider_named(&providers, routed.target.provider());
             async move {
-                let provider = provider.ok_or_else(|| {
-                    ProviderError::Connection(format!(
-                        "no provider named {:?}",
-                        routed.target.provider()
-                    ))
-                })?;
+                let provider = provider?;
                 let _connection = pool
                     .get()
                     .await
@@ -289,17 +281,9 @@ pub(crate) async fn build(
     let provider_streams = {
         let providers = providers.clone();
         service_fn(move |routed: Routed<StreamAsk>| {
-            let provider = providers
-                .iter()
-                .find(|p| p.name == routed.target.provider())
-                .cloned();
+            let provider = provider_named(&providers, routed.target.provider());
             async move {
-                let provider = provider.ok_or_else(|| {
-                    ProviderError::Connection(format!(
-                        "no provider named {:?}",
-                        routed.target.provider()
-                    ))
-                })?;
+                let provider = provider?;
                 Ok((provider.model, provider.stream(&routed.request.ask).await?))
             }
         })
@@ -424,6 +408,14 @@ pub(crate) async fn build(
             .collect(),
         opened,
     }))
+}
+
+/// The provider a routed call's target names.
+fn provider_named(providers: &[Arc<Provider>], name: &str) -> Result<Arc<Provider>, ProviderError> {
+    let provider = providers.iter().find(|provider| provider.name == name);
+    provider
+        .cloned()
+        .ok_or_else(|| ProviderError::Connection(format!("no provider named {name:?}")))
 }
 
 /// Two targets: the primary provider, and the fallback provider tried only when the primary

@@ -1,7 +1,5 @@
 //! Counters of a [`StreamCache`](crate::StreamCache).
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-
 use backstop_dedup::StreamGroupStats;
 use serde::Serialize;
 
@@ -32,34 +30,25 @@ pub struct StreamCacheStats {
     pub group: StreamGroupStats,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct StreamCacheCounters {
-    pub(crate) replays: AtomicU64,
-    pub(crate) loads: AtomicU64,
-    pub(crate) stored: AtomicU64,
-    pub(crate) not_stored_failed: AtomicU64,
-    pub(crate) not_stored_cut: AtomicU64,
-    pub(crate) not_stored_too_large: AtomicU64,
-    pub(crate) store_failures: AtomicU64,
-    pub(crate) bytes_recording: AtomicU64,
-}
+backstop_core::counter_set!(
+    /// A [`StreamCache`](crate::StreamCache)'s counters and its `bytes_recording` gauge.
+    pub(crate) struct StreamCacheCounters => StreamCacheStats {
+        replays,
+        loads,
+        stored,
+        not_stored_failed,
+        not_stored_cut,
+        not_stored_too_large,
+        store_failures,
+        bytes_recording,
+    }
+);
 
 impl StreamCacheCounters {
-    pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Relaxed);
-    }
-
     pub(crate) fn snapshot(&self, group: StreamGroupStats) -> StreamCacheStats {
-        StreamCacheStats {
-            replays: self.replays.load(Relaxed),
-            loads: self.loads.load(Relaxed),
-            stored: self.stored.load(Relaxed),
-            not_stored_failed: self.not_stored_failed.load(Relaxed),
-            not_stored_cut: self.not_stored_cut.load(Relaxed),
-            not_stored_too_large: self.not_stored_too_large.load(Relaxed),
-            store_failures: self.store_failures.load(Relaxed),
-            bytes_recording: self.bytes_recording.load(Relaxed),
+        self.read_into(StreamCacheStats {
             group,
-        }
+            ..StreamCacheStats::default()
+        })
     }
 }

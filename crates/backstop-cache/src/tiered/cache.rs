@@ -28,7 +28,7 @@ pub struct PartialWrite {
 }
 
 /// Counters of a [`TieredCache`] and of each of its tiers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct TieredStats {
     /// Fresh reads answered, by the index of the tier that answered (top first).
@@ -71,18 +71,20 @@ pub(crate) struct Level<V> {
 /// Caps the memory of hit counting under [`Promotion::AfterHits`].
 const MAX_TRACKED_KEYS: usize = 100_000;
 
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub(crate) misses: AtomicU64,
-    pub(crate) stale_served: AtomicU64,
-    pub(crate) negative_hits: AtomicU64,
-    pub(crate) loads: AtomicU64,
-    pub(crate) load_failures: AtomicU64,
-    pub(crate) refreshes: AtomicU64,
-    pub(crate) promotions: AtomicU64,
-    pub(crate) read_errors: AtomicU64,
-    pub(crate) panicked: AtomicU64,
-}
+backstop_core::counter_set!(
+    /// The cache's own counters behind [`TieredStats`] (hits are counted per tier apart).
+    pub(crate) struct Counters => TieredStats {
+        misses,
+        stale_served,
+        negative_hits,
+        loads,
+        load_failures,
+        refreshes,
+        promotions,
+        read_errors,
+        panicked,
+    }
+);
 
 pub(crate) struct Inner<V, C> {
     /// The first tier again, typed, when it is a memory tier: read without a boxed future.
@@ -371,19 +373,13 @@ where
     /// Counters of the cache and of each tier.
     pub fn stats(&self) -> TieredStats {
         let inner = &self.inner;
-        let counter = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let load_time = inner.load_time.snapshot();
-        TieredStats {
-            hits_by_tier: inner.hits_by_tier.iter().map(counter).collect(),
-            misses: counter(&inner.counters.misses),
-            stale_served: counter(&inner.counters.stale_served),
-            negative_hits: counter(&inner.counters.negative_hits),
-            loads: counter(&inner.counters.loads),
-            load_failures: counter(&inner.counters.load_failures),
-            refreshes: counter(&inner.counters.refreshes),
-            promotions: counter(&inner.counters.promotions),
-            read_errors: counter(&inner.counters.read_errors),
-            panicked: counter(&inner.counters.panicked),
+        inner.counters.read_into(TieredStats {
+            hits_by_tier: inner
+                .hits_by_tier
+                .iter()
+                .map(|hits| hits.load(Ordering::Relaxed))
+                .collect(),
             load_time: load_time.summary(),
             load_time_histogram: load_time,
             tiers: inner
@@ -391,7 +387,8 @@ where
                 .iter()
                 .map(|level| (level.tier.name().to_string(), level.tier.stats()))
                 .collect(),
-        }
+            ..TieredStats::default()
+        })
     }
 }
 

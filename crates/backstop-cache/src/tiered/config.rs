@@ -1,6 +1,8 @@
 //! Settings of a [`TieredCache`](crate::TieredCache), loadable with serde.
 
-use backstop_core::config::{ConfigError, Validate, ensure, ensure_duration};
+use backstop_core::config::{
+    ConfigError, Validate, ensure, ensure_duration, ensure_positive_duration,
+};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -91,12 +93,7 @@ impl TieredConfig {
 
 impl Validate for TieredConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        ensure(
-            !self.fresh_for.is_zero(),
-            "fresh_for",
-            "must be longer than zero",
-        )?;
-        ensure_duration("fresh_for", self.fresh_for)?;
+        ensure_positive_duration("fresh_for", self.fresh_for)?;
         for (field, value) in [
             ("stale_grace", self.stale_grace),
             ("refresh_ahead", self.refresh_ahead),

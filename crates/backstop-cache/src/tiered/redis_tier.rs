@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::namespace::validate_redis_namespace;
 use super::tier::{TierCounters, ensure_prefix};
 use crate::{Tier, TierError, TierStats, ValueCodec};
-use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_duration};
+use backstop_core::config::{ConfigError, Validate, ensure_count, ensure_positive_duration};
 
 /// Settings of a [`RedisTier`], checked when the tier is made ([`Validate`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,18 +48,8 @@ pub const MAX_REDIS_SCAN_BATCH: usize = 100_000;
 impl Validate for RedisTierConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         validate_redis_namespace("namespace", &self.namespace)?;
-        ensure(
-            !self.operation_timeout.is_zero(),
-            "operation_timeout",
-            "must be greater than zero",
-        )?;
-        ensure_duration("operation_timeout", self.operation_timeout)?;
-        ensure(self.scan_batch > 0, "scan_batch", "must be at least 1")?;
-        ensure_at_most(
-            "scan_batch",
-            self.scan_batch as u64,
-            MAX_REDIS_SCAN_BATCH as u64,
-        )
+        ensure_positive_duration("operation_timeout", self.operation_timeout)?;
+        ensure_count("scan_batch", self.scan_batch, 1, MAX_REDIS_SCAN_BATCH)
     }
 }
 

@@ -9,7 +9,6 @@
 use parking_lot::RwLock;
 use serde::Serialize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use backstop_core::{Clock, contain};
 
@@ -187,12 +186,19 @@ pub struct SemanticCache<V, C> {
     index: Arc<dyn SimilarityIndex>,
     threshold: f32,
     verifier: Option<Box<Verifier>>,
-    exact_hits: AtomicU64,
-    semantic_hits: AtomicU64,
-    vetoed: AtomicU64,
-    misses: AtomicU64,
-    panicked: AtomicU64,
+    counters: SemanticCounters,
 }
+
+backstop_core::counter_set!(
+    /// The counters behind [`SemanticStats`].
+    struct SemanticCounters => SemanticStats {
+        exact_hits,
+        semantic_hits,
+        vetoed,
+        misses,
+        panicked,
+    }
+);
 
 impl<V, C> SemanticCache<V, C>
 where
@@ -214,11 +220,7 @@ where
             index,
             threshold,
             verifier: None,
-            exact_hits: AtomicU64::new(0),
-            semantic_hits: AtomicU64::new(0),
-            vetoed: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-            panicked: AtomicU64::new(0),
+            counters: SemanticCounters::default(),
         })
     }
 
@@ -253,26 +255,26 @@ where
         embedding: &[f32],
     ) -> Result<Option<SemanticHit<V>>, EmbeddingError> {
         if let Some(value) = self.cache.get(&key.to_string()).await {
-            self.exact_hits.fetch_add(1, Ordering::Relaxed);
+            SemanticCounters::bump(&self.counters.exact_hits);
             return Ok(Some(SemanticHit::Exact(value)));
         }
         let candidate = self.index.nearest(embedding)?;
         let Some((matched_key, similarity)) =
             candidate.filter(|(_, similarity)| *similarity >= self.threshold)
         else {
-            self.misses.fetch_add(1, Ordering::Relaxed);
+            SemanticCounters::bump(&self.counters.misses);
             return Ok(None);
         };
         if let Some(verifier) = &self.verifier
             && !self.verified(verifier, key, &matched_key, similarity)
         {
-            self.vetoed.fetch_add(1, Ordering::Relaxed);
-            self.misses.fetch_add(1, Ordering::Relaxed);
+            SemanticCounters::bump(&self.counters.vetoed);
+            SemanticCounters::bump(&self.counters.misses);
             return Ok(None);
         }
         match self.cache.get(&matched_key).await {
             Some(value) => {
-                self.semantic_hits.fetch_add(1, Ordering::Relaxed);
+                SemanticCounters::bump(&self.counters.semantic_hits);
                 Ok(Some(SemanticHit::Similar {
                     value,
                     matched_key,
@@ -282,7 +284,7 @@ where
             None => {
                 // The answer expired or was invalidated: its embedding is stale too.
                 self.index.remove(&matched_key);
-                self.misses.fetch_add(1, Ordering::Relaxed);
+                SemanticCounters::bump(&self.counters.misses);
                 Ok(None)
             }
         }
@@ -295,7 +297,7 @@ where
             verifier(key, matched_key, similarity)
         })
         .unwrap_or_else(|panicked| {
-            self.panicked.fetch_add(1, Ordering::Relaxed);
+            SemanticCounters::bump(&self.counters.panicked);
             tracing::error!(%panicked, "semantic cache verifier panicked; the match is vetoed");
             false
         })
@@ -303,13 +305,7 @@ where
 
     /// Counters, with semantic hits apart from exact ones.
     pub fn stats(&self) -> SemanticStats {
-        SemanticStats {
-            exact_hits: self.exact_hits.load(Ordering::Relaxed),
-            semantic_hits: self.semantic_hits.load(Ordering::Relaxed),
-            vetoed: self.vetoed.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
-            panicked: self.panicked.load(Ordering::Relaxed),
-        }
+        self.counters.read_into(SemanticStats::default())
     }
 }
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 #[cfg(any(feature = "redis", feature = "persistent"))]
 use serde::de::DeserializeOwned;
 #[cfg(any(feature = "redis", feature = "persistent"))]
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Why a tier operation failed. A failing lower tier is reported, never a panic: the
@@ -120,17 +120,18 @@ impl TierStats {
     }
 }
 
-/// Lock-free counters behind [`TierStats`], for the byte-oriented tier implementations.
 #[cfg(any(feature = "redis", feature = "persistent"))]
-#[derive(Debug, Default)]
-pub(crate) struct TierCounters {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    sets: AtomicU64,
-    deletes: AtomicU64,
-    invalidated: AtomicU64,
-    errors: AtomicU64,
-}
+backstop_core::counter_set!(
+    /// Lock-free counters behind [`TierStats`], for the byte-oriented tier implementations.
+    pub(crate) struct TierCounters => TierStats {
+        hits,
+        misses,
+        sets,
+        deletes,
+        invalidated,
+        errors,
+    }
+);
 
 #[cfg(any(feature = "redis", feature = "persistent"))]
 impl TierCounters {
@@ -145,16 +146,16 @@ impl TierCounters {
         } else {
             &self.misses
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        Self::bump(counter);
         found.map(|bytes| codec.decode(&bytes)).transpose()
     }
 
     pub(crate) fn set(&self) {
-        self.sets.fetch_add(1, Ordering::Relaxed);
+        Self::bump(&self.sets);
     }
 
     pub(crate) fn delete(&self) {
-        self.deletes.fetch_add(1, Ordering::Relaxed);
+        Self::bump(&self.deletes);
     }
 
     pub(crate) fn invalidated(&self, count: u64) {
@@ -164,19 +165,12 @@ impl TierCounters {
     /// Counts a failed operation and passes its result through.
     pub(crate) fn track<T>(&self, result: Result<T, TierError>) -> Result<T, TierError> {
         if result.is_err() {
-            self.errors.fetch_add(1, Ordering::Relaxed);
+            Self::bump(&self.errors);
         }
         result
     }
 
     pub(crate) fn snapshot(&self) -> TierStats {
-        TierStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
-            sets: self.sets.load(Ordering::Relaxed),
-            deletes: self.deletes.load(Ordering::Relaxed),
-            invalidated: self.invalidated.load(Ordering::Relaxed),
-            errors: self.errors.load(Ordering::Relaxed),
-        }
+        self.read_into(TierStats::default())
     }
 }

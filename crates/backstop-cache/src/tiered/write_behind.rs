@@ -1,7 +1,7 @@
 //! Write-behind for slow tiers: writes return at once and reach the tier in batches.
 
 use async_trait::async_trait;
-use backstop_core::config::{ConfigError, ensure, ensure_at_most};
+use backstop_core::config::{ConfigError, ensure_count};
 use backstop_core::contain_future;
 use dashmap::DashMap;
 use serde::Serialize;
@@ -24,10 +24,7 @@ struct Shared<V> {
     tier: Arc<dyn Tier<V>>,
     pending: DashMap<String, Pending<V>>,
     next_sequence: AtomicU64,
-    dropped: AtomicU64,
-    flushed: AtomicU64,
-    failed: AtomicU64,
-    panicked: AtomicU64,
+    counters: WriteBehindCounters,
     /// Held while a batch is applied and while a delete or invalidation runs, so a
     /// flush can never write back a value that a delete has just removed.
     applying: tokio::sync::Mutex<()>,
@@ -63,24 +60,15 @@ impl<V: Clone + Send + Sync + 'static> WriteBehind<V> {
         capacity: usize,
         batch_size: usize,
     ) -> Result<Self, ConfigError> {
-        ensure(capacity > 0, "capacity", "must be at least 1")?;
-        ensure_at_most("capacity", capacity as u64, MAX_WRITE_BEHIND_QUEUE as u64)?;
-        ensure(batch_size > 0, "batch_size", "must be at least 1")?;
-        ensure_at_most(
-            "batch_size",
-            batch_size as u64,
-            MAX_WRITE_BEHIND_BATCH as u64,
-        )?;
+        ensure_count("capacity", capacity, 1, MAX_WRITE_BEHIND_QUEUE)?;
+        ensure_count("batch_size", batch_size, 1, MAX_WRITE_BEHIND_BATCH)?;
         let (queue, receiver) = mpsc::channel(capacity);
         let name = format!("{}+write_behind", tier.name());
         let shared = Arc::new(Shared {
             tier: Arc::new(tier),
             pending: DashMap::new(),
             next_sequence: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            flushed: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            panicked: AtomicU64::new(0),
+            counters: WriteBehindCounters::default(),
             applying: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(flush_loop(shared.clone(), receiver, batch_size));
@@ -98,19 +86,16 @@ impl<V: Clone + Send + Sync + 'static> WriteBehind<V> {
 
     /// Writes refused because the queue was full.
     pub fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
+        self.shared.counters.dropped.load(Ordering::Relaxed)
     }
 
     /// The queue's counters.
     pub fn queue_stats(&self) -> WriteBehindStats {
         let shared = &self.shared;
-        WriteBehindStats {
+        shared.counters.read_into(WriteBehindStats {
             queued: shared.pending.len(),
-            dropped: shared.dropped.load(Ordering::Relaxed),
-            flushed: shared.flushed.load(Ordering::Relaxed),
-            failed: shared.failed.load(Ordering::Relaxed),
-            panicked: shared.panicked.load(Ordering::Relaxed),
-        }
+            ..WriteBehindStats::default()
+        })
     }
 }
 
@@ -130,6 +115,16 @@ pub struct WriteBehindStats {
     /// batch's writes counted as failed, and the flusher went on with the next batch.
     pub panicked: u64,
 }
+
+backstop_core::counter_set!(
+    /// The counters behind [`WriteBehindStats`].
+    struct WriteBehindCounters => WriteBehindStats {
+        dropped,
+        flushed,
+        failed,
+        panicked,
+    }
+);
 
 async fn flush_loop<V: Clone + Send + Sync + 'static>(
     shared: Arc<Shared<V>>,
@@ -156,7 +151,7 @@ async fn flush_loop<V: Clone + Send + Sync + 'static>(
         let results = match contain_future("write-behind flush", flush).await {
             Ok(results) => results,
             Err(panicked) => {
-                shared.panicked.fetch_add(1, Ordering::Relaxed);
+                shared.counters.panicked.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(tier = shared.tier.name(), %panicked, "write-behind flush panicked; batch dropped");
                 writes
                     .iter()
@@ -169,10 +164,10 @@ async fn flush_loop<V: Clone + Send + Sync + 'static>(
                 .pending
                 .remove_if(key, |_, pending| pending.sequence == *sequence);
             match result {
-                Ok(()) => shared.flushed.fetch_add(1, Ordering::Relaxed),
+                Ok(()) => shared.counters.flushed.fetch_add(1, Ordering::Relaxed),
                 Err(error) => {
                     tracing::warn!(tier = shared.tier.name(), %error, "write-behind flush failed");
-                    shared.failed.fetch_add(1, Ordering::Relaxed)
+                    shared.counters.failed.fetch_add(1, Ordering::Relaxed)
                 }
             };
         }
@@ -195,7 +190,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> for WriteBehind<V> {
     async fn set(&self, key: &str, value: &V, ttl: Option<Duration>) -> Result<(), TierError> {
         let sequence = self.shared.next_sequence.fetch_add(1, Ordering::Relaxed);
         let permit = self.queue.try_reserve().map_err(|_| {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
             TierError::Backend(format!("{} queue is full", self.name))
         })?;
         let pending = Pending {
@@ -240,8 +235,8 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> for WriteBehind<V> {
 
     fn stats(&self) -> TierStats {
         let mut stats = self.shared.tier.stats();
-        stats.errors += self.shared.dropped.load(Ordering::Relaxed)
-            + self.shared.failed.load(Ordering::Relaxed);
+        stats.errors += self.shared.counters.dropped.load(Ordering::Relaxed)
+            + self.shared.counters.failed.load(Ordering::Relaxed);
         stats
     }
 }

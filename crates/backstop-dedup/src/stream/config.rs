@@ -1,7 +1,7 @@
 //! Settings of a [`StreamGroup`](crate::StreamGroup): how much it may buffer and what a
 //! reader that falls behind that bound gets.
 
-use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most};
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most, ensure_count};
 use serde::{Deserialize, Serialize};
 
 /// The largest `max_buffered_bytes` of one shared stream: 1 GiB.
@@ -79,12 +79,7 @@ impl Validate for StreamShareConfig {
             self.max_buffered_bytes as u64,
             MAX_STREAM_BUFFER_BYTES as u64,
         )?;
-        ensure(self.max_streams > 0, "max_streams", "must be at least 1")?;
-        ensure_at_most(
-            "max_streams",
-            self.max_streams as u64,
-            MAX_SHARED_STREAMS as u64,
-        )
+        ensure_count("max_streams", self.max_streams, 1, MAX_SHARED_STREAMS)
     }
 }
 

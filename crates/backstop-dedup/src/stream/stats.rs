@@ -2,8 +2,6 @@
 
 use serde::Serialize;
 
-use crate::stats::counter_set;
-
 /// A point-in-time snapshot of a [`StreamGroup`](crate::StreamGroup)'s counters.
 ///
 /// Counters are totals since the group was made; `in_flight`, `readers` and
@@ -42,9 +40,9 @@ pub struct StreamGroupStats {
     pub bytes_buffered: u64,
 }
 
-counter_set!(
+backstop_core::counter_set!(
     /// A [`StreamGroup`](crate::StreamGroup)'s counters and gauges, shared with its streams.
-    StreamCounters => StreamGroupStats {
+    pub(crate) struct StreamCounters => StreamGroupStats {
         streams,
         followers,
         late_joiners,

@@ -3,6 +3,7 @@
 
 use backstop_core::config::{
     ConfigError, Validate, ensure, ensure_at_most, ensure_duration, ensure_duration_at_most,
+    ensure_positive_duration,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -274,8 +275,7 @@ impl Validate for AimdConfig {
             "must be greater than 1 and at most 10",
         )?;
         if let Some(timeout) = self.timeout {
-            ensure_duration("timeout", timeout)?;
-            ensure(!timeout.is_zero(), "timeout", "must be greater than zero")?;
+            ensure_positive_duration("timeout", timeout)?;
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 use super::money::{BudgetMeter, CostTable, ModelPrice};
 use super::period::BudgetPeriod;
 use super::plan::{BudgetPlan, BudgetQuota, DropRule};
-use backstop_core::config::{ConfigError, Validate, ensure, ensure_at_most};
+use backstop_core::config::{ConfigError, Validate, ensure_at_most, ensure_count};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -129,8 +129,7 @@ impl BudgetConfig {
             costs = costs.with_default(price)?;
         }
         if let Some(max_keys) = self.max_keys {
-            ensure(max_keys > 0, "max_keys", "must be at least 1")?;
-            ensure_at_most("max_keys", max_keys as u64, Self::MAX_KEYS as u64)?;
+            ensure_count("max_keys", max_keys, 1, Self::MAX_KEYS)?;
         }
         builder.costs(costs).build()
     }

@@ -163,19 +163,9 @@ impl serde::Serialize for BudgetPeriod {
 fn month_start(id: u64) -> u64 {
     let year = 1970 + id / 12;
     let month = id % 12 + 1;
-    days_from_civil(year, month).saturating_mul(MICROS_PER_DAY)
-}
-
-/// Days since 1970-01-01 of the first of `month` in `year` (Howard Hinnant's algorithm,
-/// for dates from 1970 on).
-fn days_from_civil(year: u64, month: u64) -> u64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year / 400;
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12;
-    let day_of_year = (153 * month_index + 2) / 5;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    (era * 146_097 + day_of_era).saturating_sub(719_468)
+    // From 1970 on the day count is never negative.
+    let days = backstop_core::time::days_from_civil(year as i64, month as i64, 1);
+    (days as u64).saturating_mul(MICROS_PER_DAY)
 }
 
 /// `(year, month, day)` of `days` since 1970-01-01.
@@ -235,9 +225,9 @@ mod tests {
 
     fn micros(date: &str) -> u64 {
         // "YYYY-MM-DD" at 00:00 UTC.
-        let parts: Vec<u64> = date.split('-').map(|p| p.parse().unwrap()).collect();
+        let parts: Vec<i64> = date.split('-').map(|p| p.parse().unwrap()).collect();
         let (year, month, day) = (parts[0], parts[1], parts[2]);
-        (days_from_civil(year, month) + day - 1) * MICROS_PER_DAY
+        backstop_core::time::days_from_civil(year, month, day) as u64 * MICROS_PER_DAY
     }
 
     #[test]

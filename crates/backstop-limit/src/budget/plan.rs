@@ -357,17 +357,13 @@ impl BudgetPlanBuilder {
         self
     }
 
-    /// The prices of spend quotas.
-    pub fn costs(mut self, costs: CostTable) -> Self {
-        self.costs = costs;
-        self
-    }
-
-    /// What a reservation dropped without settling does (default
-    /// [`DropRule::ChargeEstimate`]).
-    pub fn on_drop(mut self, rule: DropRule) -> Self {
-        self.on_drop = rule;
-        self
+    backstop_core::config_setters! {
+        self;
+        /// The prices of spend quotas.
+        costs: CostTable,
+        /// What a reservation dropped without settling does (default
+        /// [`DropRule::ChargeEstimate`]).
+        on_drop: DropRule,
     }
 
     /// Validates: 1 to [`MAX_LEVELS`](BudgetPlan::MAX_LEVELS) levels with distinct names,

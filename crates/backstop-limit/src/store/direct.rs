@@ -3,6 +3,7 @@
 use super::{RateAlgorithm, StateStore, sealed};
 use crate::error::CheckError;
 use crate::limiter::Limiter;
+use crate::stats::LimiterStats;
 use backstop_core::{Clock, Rejected};
 
 /// A state on a cache line of its own (128 bytes: adjacent-line prefetchers pair lines), so
@@ -64,6 +65,15 @@ impl<A: RateAlgorithm> StateStore for DirectStore<A> {
     fn readiness(&self, now: u64) -> Result<(), Rejected> {
         self.algorithm
             .readiness(self.algorithm.limits(), Some(&self.state.0), now)
+    }
+
+    fn stats(&self, counts: LimiterStats, now: u64) -> LimiterStats {
+        LimiterStats {
+            remaining: self
+                .algorithm
+                .remaining(self.algorithm.limits(), Some(&self.state.0), now),
+            ..counts
+        }
     }
 }
 

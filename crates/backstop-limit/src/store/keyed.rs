@@ -5,33 +5,12 @@ use super::{RateAlgorithm, StateStore, sealed};
 use crate::cap::KeyCap;
 use crate::error::CheckError;
 use crate::limiter::Limiter;
+use crate::stats::LimiterStats;
 use backstop_core::{Clock, Rejected};
 use dashmap::DashMap;
 use dashmap::mapref::one::Ref;
-use serde::Serialize;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-/// A point-in-time view of a keyed limiter ([`KeyedRateLimiter`](crate::KeyedRateLimiter),
-/// [`KeyedMultiRateLimiter`](crate::KeyedMultiRateLimiter) or
-/// [`KeyedSlidingWindow`](crate::KeyedSlidingWindow)).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct KeyedStats {
-    /// Checks that admitted their cost.
-    pub admitted: u64,
-    /// Checks that were turned away (over the limit, impossible, or over the key cap).
-    pub rejected: u64,
-    /// Keys currently holding state.
-    pub keys: usize,
-    /// Keys removed by sweeps since creation.
-    pub evicted: u64,
-    /// Keys with an override of the limits.
-    pub overrides: usize,
-    /// Sweeps a full map ran to make room for a new key (at most one per eighth of the
-    /// cap's worth of refused new keys).
-    pub cap_sweeps: u64,
-}
 
 /// One state per key in a sharded `DashMap`.
 ///
@@ -114,18 +93,6 @@ impl<K: Hash + Eq + Clone, A: RateAlgorithm> KeyedStore<K, A> {
         self.states.shrink_to_fit();
     }
 
-    /// Key bookkeeping, with the limiter's `admitted` and `rejected` counts.
-    pub(crate) fn stats(&self, admitted: u64, rejected: u64) -> KeyedStats {
-        KeyedStats {
-            admitted,
-            rejected,
-            keys: self.states.len(),
-            evicted: self.evicted.load(Ordering::Relaxed),
-            overrides: self.overrides.len(),
-            cap_sweeps: self.cap.sweeps(),
-        }
-    }
-
     #[inline]
     fn check_with(
         &self,
@@ -196,6 +163,16 @@ where
     fn readiness(&self, _: u64) -> Result<(), Rejected> {
         Ok(())
     }
+
+    fn stats(&self, counts: LimiterStats, _: u64) -> LimiterStats {
+        LimiterStats {
+            keys: self.states.len(),
+            evicted: self.evicted.load(Ordering::Relaxed),
+            overrides: self.overrides.len(),
+            cap_sweeps: self.cap.sweeps(),
+            ..counts
+        }
+    }
 }
 
 /// The methods every keyed limiter shares ([`KeyedRateLimiter`](crate::KeyedRateLimiter),
@@ -255,10 +232,26 @@ where
     pub fn shrink_to_fit(&self) {
         self.store().shrink_to_fit();
     }
+}
 
-    /// A snapshot of counters and key counts.
-    pub fn stats(&self) -> KeyedStats {
-        let (admitted, rejected) = self.counts();
-        self.store().stats(admitted, rejected)
+/// Fills `limiter`, capped at `max_keys`, with that many keys, then offers a hundred new
+/// keys per tracked one, asserting each is refused for the cap; returns the sweeps the
+/// flood cost (the cap's promise: one per `max_keys / 8` refusals, so 800).
+#[cfg(test)]
+pub(crate) fn flood_at_the_cap<A: RateAlgorithm, C: Clock>(
+    limiter: &Limiter<KeyedStore<u64, A>, C>,
+    max_keys: u64,
+) -> u64 {
+    for key in 0..max_keys {
+        limiter.check_key(&key).unwrap();
     }
+    for key in max_keys..max_keys * 101 {
+        assert_eq!(
+            limiter.check_key(&key).unwrap_err(),
+            CheckError::TooManyKeys {
+                max_keys: usize::try_from(max_keys).unwrap()
+            }
+        );
+    }
+    limiter.stats().cap_sweeps
 }

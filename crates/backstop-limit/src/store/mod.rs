@@ -14,9 +14,12 @@ mod direct;
 mod keyed;
 
 pub use direct::DirectStore;
-pub use keyed::{KeyedStats, KeyedStore};
+pub use keyed::KeyedStore;
+#[cfg(test)]
+pub(crate) use keyed::flood_at_the_cap;
 
 use crate::error::CheckError;
+use crate::stats::LimiterStats;
 use backstop_core::Rejected;
 
 /// Seals the traits: the algorithms and stores are this crate's.
@@ -122,4 +125,9 @@ pub trait StateStore: sealed::Sealed + Send + Sync + 'static {
     /// store knows; a keyed store cannot without the key, so it says ready.
     #[doc(hidden)]
     fn readiness(&self, now: u64) -> Result<(), Rejected>;
+
+    /// `counts` (the limiter's admitted and rejected) with what this store reports at
+    /// `now`: the room left for a direct store, the key bookkeeping for a keyed one.
+    #[doc(hidden)]
+    fn stats(&self, counts: LimiterStats, now: u64) -> LimiterStats;
 }

@@ -2,7 +2,10 @@
 //! `key_period`), its team (1,500 tokens a day) and its organisation (spend per calendar
 //! month), with one priced model, `m`.
 
-use backstop_limit::{BudgetPeriod, BudgetPlan, BudgetQuota, CostTable, DropRule, ModelPrice};
+use backstop_core::{QuotaState, Rejected};
+use backstop_limit::{
+    BudgetError, BudgetPeriod, BudgetPlan, BudgetQuota, CostTable, DropRule, ModelPrice,
+};
 
 /// Key: `requests` calls and 1,000 tokens per `key_period`; team: 1,500 tokens a day;
 /// org: `org_spend` micro-units a month; `m` costs $10 / $20 per million tokens.
@@ -36,4 +39,29 @@ pub(crate) fn three_levels(
         .on_drop(on_drop)
         .build()
         .unwrap()
+}
+
+/// A reservation under [`three_levels`] reports each of its four quotas by name, in level
+/// order, with `remaining` left on each.
+pub(crate) fn assert_quota_states(states: &[QuotaState], remaining: [u64; 4]) {
+    let names: Vec<&str> = states.iter().map(|s| &*s.name).collect();
+    assert_eq!(
+        names,
+        ["key-requests", "key-tokens", "team-tokens", "org-spend"]
+    );
+    let left: Vec<u64> = states.iter().map(|s| s.remaining).collect();
+    assert_eq!(left, remaining);
+}
+
+/// The refusal, refusing level and quota index of `error`, which must be a refusal.
+pub(crate) fn refusal(error: BudgetError) -> (Rejected, usize, usize) {
+    let BudgetError::Refused {
+        rejected,
+        level,
+        quota,
+    } = error
+    else {
+        panic!("not a refusal: {error:?}")
+    };
+    (rejected, level, quota)
 }

@@ -95,7 +95,9 @@ impl ScalingRules {
         }
     }
 
-    setters! {
+    backstop_core::config_setters! {
+
+        self;
         /// Replaces the stabilization window.
         with_window(window: Duration) { stabilization_window = window }
         /// Replaces the rate policies.

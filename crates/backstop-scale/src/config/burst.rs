@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use backstop_core::config::{ConfigError, Validate, ensure};
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_count};
 use serde::{Deserialize, Serialize};
 
-use super::{ensure_count, ensure_quantile};
+use super::ensure_quantile;
 
 /// The most re-burst gaps the hold remembers.
 pub const MAX_GAP_SAMPLES: usize = 1024;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use backstop_core::config::{ConfigError, ensure, ensure_at_most, ensure_duration};
+use backstop_core::config::{ConfigError, ensure, ensure_duration};
 
 /// The replica bounds: `max` at least 1, `min` at most `max`, and `min` at least 1 unless the
 /// policy can scale to zero.
@@ -76,16 +76,4 @@ pub(crate) fn ensure_quantile(field: &str, quantile: f64) -> Result<(), ConfigEr
         field,
         "must be between 0 and 1",
     )
-}
-
-/// A count of samples kept: at least `min`, and at most `max` so that no allocation is
-/// proportional to an unbounded setting.
-pub(crate) fn ensure_count(
-    field: &str,
-    count: usize,
-    min: usize,
-    max: usize,
-) -> Result<(), ConfigError> {
-    ensure(count >= min, field, format!("must be at least {min}"))?;
-    ensure_at_most(field, count as u64, max as u64)
 }

@@ -92,7 +92,8 @@ impl Default for BurstEnvelopeConfig {
 }
 
 impl BurstEnvelopeConfig {
-    setters! {
+    backstop_core::config_setters! {
+        self;
         /// Sets the demand metric and the demand one replica should carry.
         with_metric(metric: impl Into<String>, target_per_replica: f64) {
             metric = metric.into(),

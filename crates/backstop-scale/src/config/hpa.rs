@@ -56,7 +56,8 @@ impl Default for HpaConfig {
 }
 
 impl HpaConfig {
-    setters! {
+    backstop_core::config_setters! {
+        self;
         /// Sets the noise-aware band multiplier (0 disables it).
         with_noise_tolerance(k: f64) { noise_tolerance = k }
         /// Sets the replica bounds.

@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use backstop_core::config::{
-    ConfigError, Validate, ensure, ensure_duration, ensure_duration_at_most,
+    ConfigError, Validate, ensure, ensure_count, ensure_duration, ensure_duration_at_most,
 };
 
 use crate::forecast::MAX_TREND_WINDOW;
 use serde::{Deserialize, Serialize};
 
-use super::{HpaConfig, ensure_count, ensure_nonzero, ensure_positive};
+use super::{HpaConfig, ensure_nonzero, ensure_positive};
 
 /// The longest `lead_time`: an hour, as AWS predictive scaling's largest buffer.
 pub const MAX_LEAD_TIME: Duration = Duration::from_secs(3600);

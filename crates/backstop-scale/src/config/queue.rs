@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use backstop_core::config::{ConfigError, Validate, ensure, ensure_duration};
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_count, ensure_duration};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Behavior, ensure_count, ensure_non_negative, ensure_optional_duration, ensure_positive,
-    ensure_tolerance, validate_bounds,
+    Behavior, ensure_non_negative, ensure_optional_duration, ensure_positive, ensure_tolerance,
+    validate_bounds,
 };
 
 /// Which count a fallback aims for (KEDA's `fallback.behavior`).
@@ -133,7 +133,8 @@ impl Default for QueueConfig {
 }
 
 impl QueueConfig {
-    setters! {
+    backstop_core::config_setters! {
+        self;
         /// Sets the noise-aware band multiplier (0 disables it).
         with_noise_tolerance(k: f64) { noise_tolerance = k }
         /// Sets the metric name.

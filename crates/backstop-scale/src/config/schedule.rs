@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use backstop_core::config::{ConfigError, Validate, ensure, ensure_duration};
+use backstop_core::config::{ConfigError, Validate, ensure, ensure_count, ensure_duration};
 use serde::{Deserialize, Serialize};
 
-use super::{ensure_count, ensure_nonzero};
+use super::ensure_nonzero;
 
 /// The most windows one schedule holds.
 pub const MAX_SCHEDULE_WINDOWS: usize = 256;

@@ -59,7 +59,8 @@ impl Default for ThresholdConfig {
 }
 
 impl ThresholdConfig {
-    setters! {
+    backstop_core::config_setters! {
+        self;
         /// Sets the replica bounds.
         with_bounds(min: u32, max: u32) { min_replicas = min, max_replicas = max }
         /// Sets the step sizes.

@@ -86,17 +86,14 @@ impl Tuning {
         (capacity as f64 * self.small_share()) as u64
     }
 
-    /// How much longer than configured the ghost queue is: it grows with the
-    /// probationary share (×4 at a share of 0.1 from the default 0.002), because
-    /// traffic that needs a longer probation also brings keys back later.
-    #[inline]
-    pub(crate) fn ghost_scale(&self) -> f64 {
+    /// How much longer than configured the ghost queue is at probationary share
+    /// `share`: it grows with the share (×4 at a share of 0.1 from the default 0.002),
+    /// because traffic that needs a longer probation also brings keys back later.
+    fn ghost_scale_at(&self, share: f64) -> f64 {
         if !self.adaptive {
             return 1.0;
         }
-        (self.small_share() / self.initial)
-            .powf(GHOST_EXPONENT)
-            .clamp(1.0, 8.0)
+        (share / self.initial).powf(GHOST_EXPONENT).clamp(1.0, 8.0)
     }
 
     /// A key came back soon after leaving probation: grow probation, by `weight` of a
@@ -124,6 +121,39 @@ impl Tuning {
     }
 }
 
+/// A shard's copy of [`Tuning`]'s ghost scale, recomputed only when the share has moved
+/// since: the share moves on ghost hits, while the scale is read on every eviction from
+/// probation, where `powf` was a tenth of an insert's cost.
+#[derive(Debug)]
+pub(crate) struct GhostScale {
+    /// The share (as `f64` bits) `scale` was computed at; `u64::MAX`, a NaN no share
+    /// takes, before the first read.
+    share_bits: u64,
+    scale: f64,
+}
+
+impl Default for GhostScale {
+    fn default() -> Self {
+        Self {
+            share_bits: u64::MAX,
+            scale: 1.0,
+        }
+    }
+}
+
+impl GhostScale {
+    /// The ghost scale at `tuning`'s current share.
+    #[inline]
+    pub(crate) fn get(&mut self, tuning: &Tuning) -> f64 {
+        let bits = tuning.small_share.load(Relaxed);
+        if bits != self.share_bits {
+            self.share_bits = bits;
+            self.scale = tuning.ghost_scale_at(f64::from_bits(bits));
+        }
+        self.scale
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,12 +171,16 @@ mod tests {
     #[test]
     fn the_ghost_grows_with_the_share_and_never_below_its_configured_length() {
         let t = Tuning::new(0.002, true, 1_000);
-        assert_eq!(t.ghost_scale(), 1.0);
+        let mut scale = GhostScale::default();
+        assert_eq!(scale.get(&t), 1.0);
         t.small_share.store(0.1f64.to_bits(), Relaxed);
-        assert!((t.ghost_scale() - 4.0).abs() < 0.05, "{}", t.ghost_scale());
+        let grown = scale.get(&t);
+        assert!((grown - 4.0).abs() < 0.05, "{grown}");
         t.small_share.store(0.001f64.to_bits(), Relaxed);
-        assert_eq!(t.ghost_scale(), 1.0);
-        assert_eq!(Tuning::new(0.2, false, 1_000).ghost_scale(), 1.0);
+        assert_eq!(scale.get(&t), 1.0);
+        let fixed = Tuning::new(0.2, false, 1_000);
+        fixed.small_share.store(0.4f64.to_bits(), Relaxed);
+        assert_eq!(GhostScale::default().get(&fixed), 1.0);
     }
 
     #[test]

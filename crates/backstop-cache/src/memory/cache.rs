@@ -306,20 +306,21 @@ where
         tracing::error!(%panicked, "cache callback panicked; contained");
     }
 
-    /// Reports removals to the stats and the listener, outside any shard lock.
-    fn notify(&self, shard: &Shard<K, V>, removed: RemovedList<K, V>) {
+    /// Reports removals to the listener, outside any shard lock (the shard counted
+    /// them). Without a listener the list is dropped unread.
+    fn notify(&self, removed: RemovedList<K, V>) {
+        let Some(listener) = &self.inner.listener else {
+            return;
+        };
         for (k, v, cause) in removed {
-            shard.counters.removed(cause);
-            if let Some(listener) = &self.inner.listener
-                && let Err(panicked) =
-                    contain("cache eviction listener", || listener(&k, &v, cause))
-            {
+            if let Err(panicked) = contain("cache eviction listener", || listener(&k, &v, cause)) {
                 self.panicked(&panicked);
             }
         }
     }
 
     /// The value for `key`, if present and not expired. Takes only a shared shard lock.
+    #[inline]
     pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
@@ -385,19 +386,15 @@ where
         let update = self.inner.expiry.is_some() && shard.contains(&key, hash, t);
         let expires_at = self.deadline(&key, &value, t, update, ttl);
         let mut removed = RemovedList::default();
-        match shard.insert(key, value, weight, hash, expires_at, t, &mut removed) {
-            Inserted::New => shard.counters.insertions.fetch_add(1, Relaxed),
-            Inserted::Replaced => shard.counters.updates.fetch_add(1, Relaxed),
-            Inserted::Rejected => {
-                tracing::warn!(
-                    weight,
-                    shard_capacity = shard.capacity(),
-                    "cache entry heavier than a shard's capacity refused"
-                );
-                shard.counters.rejected.fetch_add(1, Relaxed)
-            }
-        };
-        self.notify(shard, removed);
+        if shard.insert(key, value, weight, hash, expires_at, t, &mut removed) == Inserted::Rejected
+        {
+            tracing::warn!(
+                weight,
+                shard_capacity = shard.capacity(),
+                "cache entry heavier than a shard's capacity refused"
+            );
+        }
+        self.notify(removed);
     }
 
     /// Inserts or replaces the value for `key`.
@@ -421,7 +418,7 @@ where
         let shard = self.shard_for(hash);
         let mut removed = RemovedList::default();
         let v = shard.remove(key, hash, self.now(), &mut removed);
-        self.notify(shard, removed);
+        self.notify(removed);
         v
     }
 
@@ -452,14 +449,8 @@ where
         };
         let weigh = |k: &K, v: &V| self.weigh(k, v);
         let mut removed = RemovedList::default();
-        let (value, outcome) = shard.compute(key, hash, t, ttl_nanos, &weigh, f, &mut removed);
-        match outcome {
-            Some(Inserted::New) => shard.counters.insertions.fetch_add(1, Relaxed),
-            Some(Inserted::Replaced) => shard.counters.updates.fetch_add(1, Relaxed),
-            Some(Inserted::Rejected) => shard.counters.rejected.fetch_add(1, Relaxed),
-            None => 0,
-        };
-        self.notify(shard, removed);
+        let value = shard.compute(key, hash, t, ttl_nanos, &weigh, f, &mut removed);
+        self.notify(removed);
         value
     }
 
@@ -526,7 +517,7 @@ where
         for shard in self.inner.shards.iter() {
             let mut removed = RemovedList::default();
             shard.retain_not(t, &mut pred, &mut removed);
-            self.notify(shard, removed);
+            self.notify(removed);
         }
     }
 
@@ -544,7 +535,7 @@ where
         for shard in self.inner.shards.iter() {
             let mut removed = RemovedList::default();
             shard.expire(t, &mut removed);
-            self.notify(shard, removed);
+            self.notify(removed);
         }
     }
 
@@ -603,7 +594,7 @@ where
         self.inner.lookups.add_to(&mut s);
         s.panicked = self.inner.panicked.load(Relaxed);
         for shard in self.inner.shards.iter() {
-            shard.counters.add_to(&mut s);
+            shard.add_counts_to(&mut s);
             s.entries += shard.len();
             s.weighted_size += shard.weighted_size();
         }

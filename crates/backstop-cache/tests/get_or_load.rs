@@ -41,6 +41,16 @@ fn counted(
     }
 }
 
+/// `get_or_load` of `key` through a [`counted`] loader answering `answer`.
+async fn load_counted(
+    cache: &Cache,
+    key: &String,
+    runs: &Arc<AtomicUsize>,
+    answer: &str,
+) -> Option<String> {
+    cache.get_or_load(key, counted(runs, answer)).await.unwrap()
+}
+
 /// A cache whose values stay fresh for 10 s, with the settings `configure` adds, `v1`
 /// loaded at `key`, and the count of loader runs (that load was the first).
 async fn fresh_with_v1(
@@ -54,7 +64,7 @@ async fn fresh_with_v1(
     configure(&mut config);
     let (cache, clock) = cache(config);
     let runs = Arc::new(AtomicUsize::new(0));
-    cache.get_or_load(key, counted(&runs, "v1")).await.unwrap();
+    load_counted(&cache, key, &runs, "v1").await;
     (cache, clock, runs)
 }
 
@@ -140,7 +150,7 @@ async fn a_panicking_refresh_is_counted_and_the_next_one_runs() {
         tokio::task::yield_now().await;
     }
     assert_eq!(cache.stats().load_failures, 1);
-    let again = cache.get_or_load(&key, counted(&runs, "v2")).await.unwrap();
+    let again = load_counted(&cache, &key, &runs, "v2").await;
     assert_eq!(again.as_deref(), Some("v1"), "still stale within grace");
     until_stored(&cache, &key, "v2").await;
 }
@@ -188,7 +198,7 @@ async fn errors_reach_the_caller_and_are_not_cached() {
     }
     let runs = Arc::new(AtomicUsize::new(0));
     assert_eq!(
-        cache.get_or_load(&key, counted(&runs, "ok")).await.unwrap(),
+        load_counted(&cache, &key, &runs, "ok").await,
         Some("ok".to_string())
     );
     assert_eq!(runs.load(Ordering::SeqCst), 1);
@@ -210,10 +220,7 @@ async fn a_panicking_loader_is_an_error_and_the_key_is_released() {
     );
     let runs = Arc::new(AtomicUsize::new(0));
     assert_eq!(
-        cache
-            .get_or_load(&key, counted(&runs, "fine"))
-            .await
-            .unwrap(),
+        load_counted(&cache, &key, &runs, "fine").await,
         Some("fine".to_string())
     );
 }
@@ -267,7 +274,7 @@ async fn stale_values_are_served_within_grace_while_one_refresh_runs() {
         fresh_with_v1(&key, |c| c.stale_grace = Some(Duration::from_secs(5))).await;
 
     clock.advance(Duration::from_secs(11));
-    let served = cache.get_or_load(&key, counted(&runs, "v2")).await.unwrap();
+    let served = load_counted(&cache, &key, &runs, "v2").await;
     assert_eq!(
         served,
         Some("v1".to_string()),
@@ -278,7 +285,7 @@ async fn stale_values_are_served_within_grace_while_one_refresh_runs() {
     assert_eq!(cache.stats().stale_served, 1);
 
     clock.advance(Duration::from_secs(16));
-    let reloaded = cache.get_or_load(&key, counted(&runs, "v3")).await.unwrap();
+    let reloaded = load_counted(&cache, &key, &runs, "v3").await;
     assert_eq!(
         reloaded,
         Some("v3".to_string()),
@@ -294,16 +301,13 @@ async fn values_about_to_go_stale_are_refreshed_ahead() {
         fresh_with_v1(&key, |c| c.refresh_ahead = Some(Duration::from_secs(2))).await;
     clock.advance(Duration::from_secs(5));
     assert_eq!(
-        cache
-            .get_or_load(&key, counted(&runs, "unused"))
-            .await
-            .unwrap(),
+        load_counted(&cache, &key, &runs, "unused").await,
         Some("v1".to_string())
     );
     assert_eq!(cache.stats().refreshes, 0, "plenty of freshness left");
     clock.advance(Duration::from_secs(4));
     assert_eq!(
-        cache.get_or_load(&key, counted(&runs, "v2")).await.unwrap(),
+        load_counted(&cache, &key, &runs, "v2").await,
         Some("v1".to_string())
     );
     until_loads(&cache, 2).await;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 mod support;
 
-use support::MapTier;
+use support::{MapTier, put};
 
 fn redis_config(namespace: &str) -> RedisTierConfig {
     RedisTierConfig {
@@ -144,15 +144,9 @@ async fn reads_survive_redis_dying_and_recover_when_it_returns() {
         .tier(GuardedTier::new(l2, breaker), None)
         .build()
         .unwrap();
-    cache
-        .insert(&"hot".to_string(), "in both tiers".to_string())
-        .await
-        .unwrap();
+    put(&cache, "hot", "in both tiers").await;
     l1.entries.lock().unwrap().remove("hot");
-    cache
-        .insert(&"l1".to_string(), "served locally".to_string())
-        .await
-        .unwrap();
+    put(&cache, "l1", "served locally").await;
 
     drop(server);
     assert_eq!(

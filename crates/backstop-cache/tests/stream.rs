@@ -81,6 +81,19 @@ async fn collect(stream: CachedStream<String, E>) -> Vec<Item> {
     stream.collect().await
 }
 
+/// A call for `key` whose upstream (when it is opened) answers after `gaps_ms`, counted
+/// in `opened`.
+async fn load_stream(
+    streams: &Streams,
+    key: &String,
+    opened: &Arc<AtomicUsize>,
+    gaps_ms: Vec<u64>,
+) -> CachedStream<String, E> {
+    streams
+        .get_or_load_stream(key, opener(opened, gaps_ms, None))
+        .await
+}
+
 /// Every item of a call for `key`, whose upstream (when it is opened) answers after
 /// `gaps_ms`, counted in `opened`.
 async fn load_whole(
@@ -89,12 +102,7 @@ async fn load_whole(
     opened: &Arc<AtomicUsize>,
     gaps_ms: Vec<u64>,
 ) -> Vec<Item> {
-    collect(
-        streams
-            .get_or_load_stream(key, opener(opened, gaps_ms, None))
-            .await,
-    )
-    .await
+    collect(load_stream(streams, key, opened, gaps_ms).await).await
 }
 
 fn ok(items: Vec<Item>) -> Vec<String> {
@@ -106,17 +114,13 @@ async fn a_completed_stream_is_stored_and_replayed_as_the_same_sequence_at_once(
     let streams = streams();
     let opened = Arc::new(AtomicUsize::new(0));
     let key = "q".to_string();
-    let live = streams
-        .get_or_load_stream(&key, opener(&opened, vec![300, 20, 20, 20], None))
-        .await;
+    let live = load_stream(&streams, &key, &opened, vec![300, 20, 20, 20]).await;
     assert!(!live.is_replay());
     let original = ok(collect(live).await);
     assert_eq!(original, tokens(4));
 
     let started = Instant::now();
-    let mut hit = streams
-        .get_or_load_stream(&key, opener(&opened, vec![300, 20, 20, 20], None))
-        .await;
+    let mut hit = load_stream(&streams, &key, &opened, vec![300, 20, 20, 20]).await;
     assert!(hit.is_replay());
     let first = hit.next().await.unwrap().unwrap();
     assert_eq!(
@@ -150,9 +154,7 @@ async fn paced_replay_keeps_the_original_inter_chunk_delays() {
     let gaps = vec![300, 20, 35, 5, 120, 20];
     ok(load_whole(&streams, &key, &opened, gaps.clone()).await);
 
-    let mut hit = streams
-        .get_or_load_stream(&key, opener(&opened, gaps.clone(), None))
-        .await;
+    let mut hit = load_stream(&streams, &key, &opened, gaps.clone()).await;
     assert!(hit.is_replay());
     let started = Instant::now();
     let mut last = started;
@@ -222,9 +224,7 @@ async fn a_stream_cut_by_its_last_reader_is_not_stored() {
     let streams = streams();
     let opened = Arc::new(AtomicUsize::new(0));
     let key = "q".to_string();
-    let mut reader = streams
-        .get_or_load_stream(&key, opener(&opened, vec![10; 5], None))
-        .await;
+    let mut reader = load_stream(&streams, &key, &opened, vec![10; 5]).await;
     reader.next().await.unwrap().unwrap();
     reader.next().await.unwrap().unwrap();
     drop(reader);
@@ -277,14 +277,10 @@ async fn concurrent_misses_share_one_upstream_and_a_late_joiner_gets_the_whole_s
     let streams = streams();
     let opened = Arc::new(AtomicUsize::new(0));
     let key = "q".to_string();
-    let first = streams
-        .get_or_load_stream(&key, opener(&opened, vec![300, 20, 20, 20, 20], None))
-        .await;
+    let first = load_stream(&streams, &key, &opened, vec![300, 20, 20, 20, 20]).await;
     let first = tokio::spawn(collect(first));
     tokio::time::sleep(Duration::from_millis(330)).await; // two chunks in
-    let late = streams
-        .get_or_load_stream(&key, opener(&opened, vec![1], None))
-        .await;
+    let late = load_stream(&streams, &key, &opened, vec![1]).await;
     assert!(!late.is_replay());
     let late = collect(late).await;
     assert_eq!(ok(late), tokens(5));
@@ -384,12 +380,8 @@ async fn dropping_a_reader_at_every_await_leaves_the_others_whole() {
         let streams = streams();
         let opened = Arc::new(AtomicUsize::new(0));
         let key = "q".to_string();
-        let mut leaving = streams
-            .get_or_load_stream(&key, opener(&opened, vec![10; 4], None))
-            .await;
-        let staying = streams
-            .get_or_load_stream(&key, opener(&opened, vec![10; 4], None))
-            .await;
+        let mut leaving = load_stream(&streams, &key, &opened, vec![10; 4]).await;
+        let staying = load_stream(&streams, &key, &opened, vec![10; 4]).await;
         let staying = tokio::spawn(collect(staying));
         for _ in 0..stop_after {
             if leaving.next().await.is_none() {
@@ -513,9 +505,7 @@ async fn a_miss_that_finds_the_stream_stored_when_it_opens_replays_it_instead() 
     let streams = streams();
     let opened = Arc::new(AtomicUsize::new(0));
     let key = "q".to_string();
-    let missed = streams
-        .get_or_load_stream(&key, opener(&opened, vec![10; 3], None))
-        .await;
+    let missed = load_stream(&streams, &key, &opened, vec![10; 3]).await;
     // Another caller's stream completes and is stored between this miss and its first poll.
     let record = StreamRecord::new(tokens(2));
     streams.cache().insert(&key, record).await.unwrap();

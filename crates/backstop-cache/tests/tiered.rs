@@ -8,7 +8,7 @@ use std::time::Duration;
 
 mod support;
 
-use support::MapTier;
+use support::{MapTier, put};
 
 const L1_TTL: Option<Duration> = Some(Duration::from_secs(60));
 const L2_TTL: Option<Duration> = Some(Duration::from_secs(3600));
@@ -73,18 +73,9 @@ async fn never_promoting_leaves_upper_tiers_alone() {
 #[tokio::test]
 async fn writes_deletes_and_invalidations_reach_every_tier() {
     let (cache, l1, l2) = two_tiers(Promotion::Always);
-    cache
-        .insert(&"user:1".to_string(), "a".to_string())
-        .await
-        .unwrap();
-    cache
-        .insert(&"user:2".to_string(), "b".to_string())
-        .await
-        .unwrap();
-    cache
-        .insert(&"team:1".to_string(), "c".to_string())
-        .await
-        .unwrap();
+    put(&cache, "user:1", "a").await;
+    put(&cache, "user:2", "b").await;
+    put(&cache, "team:1", "c").await;
     assert_eq!(l1.holds("user:1"), Some(("a".to_string(), L1_TTL)));
     // The L2 TTL (1 h) is capped at the freshness (default 5 m): a stale entry is useless
     // without stale grace.
@@ -123,10 +114,7 @@ async fn values_go_stale_after_fresh_for_and_negative_entries_read_as_missing() 
         ..TieredConfig::default()
     };
     let (cache, clock, _, l2) = configured(config);
-    cache
-        .insert(&"k".to_string(), "v".to_string())
-        .await
-        .unwrap();
+    put(&cache, "k", "v").await;
     clock.advance(Duration::from_millis(9_999));
     assert_eq!(cache.get(&"k".to_string()).await, Some("v".to_string()));
     clock.advance(Duration::from_millis(1));
@@ -163,10 +151,7 @@ async fn tiers_without_a_ttl_keep_entries_for_fresh_time_plus_grace() {
         .clock(clock)
         .build()
         .unwrap();
-    cache
-        .insert(&"k".to_string(), "v".to_string())
-        .await
-        .unwrap();
+    put(&cache, "k", "v").await;
     assert_eq!(
         tier.holds("k"),
         Some(("v".to_string(), Some(Duration::from_secs(90))))
@@ -210,14 +195,19 @@ async fn warming_writes_every_entry_through() {
     assert_eq!(l2.entries.lock().unwrap().len(), 10);
 }
 
+/// An entry holding `value` that never goes stale.
+fn never_stale(value: &str) -> Entry<String> {
+    Entry {
+        value: Some(value.to_string()),
+        fresh_until: u64::MAX,
+    }
+}
+
 #[tokio::test]
 async fn write_behind_answers_reads_from_its_queue_and_flushes_in_the_background() {
     let slow = MapTier::named("slow");
     let behind = WriteBehind::new(slow.clone(), 16, 4).unwrap();
-    let entry = Entry {
-        value: Some("v".to_string()),
-        fresh_until: u64::MAX,
-    };
+    let entry = never_stale("v");
     for i in 0..8 {
         behind.set(&format!("k{i}"), &entry, None).await.unwrap();
     }
@@ -254,10 +244,7 @@ async fn write_behind_sizes_are_bounded() {
 async fn write_behind_flusher_survives_a_panicking_tier() {
     let slow = MapTier::named("slow");
     let behind = WriteBehind::new(slow.clone(), 16, 4).unwrap();
-    let entry = Entry {
-        value: Some("v".to_string()),
-        fresh_until: u64::MAX,
-    };
+    let entry = never_stale("v");
     slow.panics.store(true, Ordering::SeqCst);
     behind.set("lost", &entry, None).await.unwrap();
     while behind.queue_stats().panicked == 0 {
@@ -281,10 +268,7 @@ async fn write_behind_flusher_survives_a_panicking_tier() {
 #[tokio::test]
 async fn an_empty_prefix_is_refused_and_invalidate_all_is_explicit() {
     let (cache, l1, l2) = two_tiers(Promotion::Always);
-    cache
-        .insert(&"user:1".to_string(), "a".to_string())
-        .await
-        .unwrap();
+    put(&cache, "user:1", "a").await;
     let refused = cache.invalidate_prefix("").await.unwrap_err();
     assert_eq!((refused.reached, refused.total), (0, 2));
     assert!(
@@ -305,10 +289,7 @@ async fn write_behind_refuses_writes_when_its_queue_is_full() {
     let slow = MapTier::named("slow");
     // current_thread runtime: the flush task cannot run until this test yields.
     let behind = WriteBehind::new(slow, 2, 1).unwrap();
-    let entry = Entry {
-        value: Some("v".to_string()),
-        fresh_until: u64::MAX,
-    };
+    let entry = never_stale("v");
     behind.set("a", &entry, None).await.unwrap();
     behind.set("b", &entry, None).await.unwrap();
     assert!(matches!(
@@ -442,10 +423,7 @@ mod memory_l1 {
         assert!(!memory.contains("k"), "the L1 TTL applies");
         assert_eq!(cache.stats().tiers[0].0, "memory");
 
-        cache
-            .insert(&"user:1".to_string(), "a".to_string())
-            .await
-            .unwrap();
+        put(&cache, "user:1", "a").await;
         cache.invalidate_prefix("user:").await.unwrap();
         assert!(!memory.contains("user:1"));
         assert!(l2.holds("user:1").is_none());

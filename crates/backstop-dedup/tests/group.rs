@@ -1,12 +1,14 @@
 //! Singleflight behaviour, including the failures reported against the anchors
 //! (Go's x/sync/singleflight and async_singleflight).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use backstop_core::RejectKind;
-use backstop_dedup::{DedupError, Group, Source};
+use backstop_dedup::{DedupError, DedupOutcome, Group, Source};
 use futures::FutureExt;
 use tokio::sync::Notify;
 
@@ -123,17 +125,38 @@ async fn distinct_keys_do_not_share() {
     assert_eq!(probe.max_alive.load(SeqCst), 2);
 }
 
+/// `callers` concurrent calls for one key whose work ends after 5 ms with what `end` gives.
+async fn concurrent_calls(
+    group: &G,
+    callers: usize,
+    end: fn() -> Result<u64, String>,
+) -> Vec<Result<DedupOutcome<u64>, DedupError<String>>> {
+    let calls = (0..callers).map(|_| {
+        group.work("k".into(), move || async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            end()
+        })
+    });
+    futures::future::join_all(calls).await
+}
+
+/// A call for "k" running [`slow`], polled once so that it has joined the group.
+async fn started<'g>(
+    group: &'g G,
+    probe: &Arc<Probe>,
+    steps: u32,
+    value: u64,
+) -> Pin<Box<impl Future<Output = Result<DedupOutcome<u64>, DedupError<String>>> + 'g>> {
+    let mut call = Box::pin(group.work("k".into(), slow(probe, steps, value)));
+    assert!(futures::poll!(&mut call).is_pending());
+    call
+}
+
 /// async_singleflight #8 (and rueidis): followers must see the leader's real error.
 #[tokio::test(start_paused = true)]
 async fn every_follower_gets_the_real_error() {
     let group = G::new();
-    let calls = (0..5).map(|_| {
-        group.work("k".into(), || async {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            Err::<u64, _>("upstream 503".to_string())
-        })
-    });
-    let results = futures::future::join_all(calls).await;
+    let results = concurrent_calls(&group, 5, || Err("upstream 503".to_string())).await;
     for result in results {
         assert_eq!(
             result.unwrap_err(),
@@ -149,13 +172,8 @@ async fn every_follower_gets_the_real_error() {
 #[tokio::test(start_paused = true)]
 async fn panic_reaches_every_waiter_and_the_next_call_runs_again() {
     let group = G::new();
-    let calls = (0..4).map(|_| {
-        group.work("k".into(), || async {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            panic!("model returned garbage");
-        })
-    });
-    let results = tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(calls))
+    let calls = concurrent_calls(&group, 4, || panic!("model returned garbage"));
+    let results = tokio::time::timeout(Duration::from_secs(60), calls)
         .await
         .expect("waiters must not hang after a panic");
     for result in results {
@@ -193,8 +211,7 @@ async fn panic_in_the_closure_itself_is_contained() {
 async fn dropping_the_leader_neither_loses_nor_restarts_the_work() {
     let group = G::new();
     let probe = Arc::new(Probe::default());
-    let mut leader = Box::pin(group.work("k".into(), slow(&probe, 10, 5)));
-    assert!(futures::poll!(&mut leader).is_pending());
+    let mut leader = started(&group, &probe, 10, 5).await;
     let mut followers: Vec<_> = (0..5)
         .map(|_| Box::pin(group.work("k".into(), slow(&probe, 10, 99))))
         .collect();
@@ -222,11 +239,9 @@ async fn leader_dropped_at_every_await_point() {
     for drop_after in 0..=STEPS + 1 {
         let group = G::new();
         let probe = Arc::new(Probe::default());
-        let mut leader = Box::pin(group.work("k".into(), slow(&probe, STEPS, 3)));
-        let mut follower = Box::pin(group.work("k".into(), slow(&probe, STEPS, 4)));
         // First polls: the leader registers the key and starts, the follower joins.
-        assert!(futures::poll!(&mut leader).is_pending());
-        assert!(futures::poll!(&mut follower).is_pending());
+        let mut leader = started(&group, &probe, STEPS, 3).await;
+        let follower = started(&group, &probe, STEPS, 4).await;
         let mut leader_result = None;
         for _ in 0..drop_after {
             tokio::time::advance(Duration::from_millis(10)).await;
@@ -251,10 +266,8 @@ async fn leader_dropped_at_every_await_point() {
 async fn when_every_waiter_leaves_the_work_is_dropped_and_the_key_released() {
     let group = G::new();
     let probe = Arc::new(Probe::default());
-    let mut a = Box::pin(group.work("k".into(), slow(&probe, 10, 1)));
-    let mut b = Box::pin(group.work("k".into(), slow(&probe, 10, 1)));
-    assert!(futures::poll!(&mut a).is_pending());
-    assert!(futures::poll!(&mut b).is_pending());
+    let a = started(&group, &probe, 10, 1).await;
+    let b = started(&group, &probe, 10, 1).await;
     assert_eq!(probe.alive.load(SeqCst), 1);
     drop(a);
     assert_eq!(group.in_flight(), 1);
@@ -271,8 +284,7 @@ async fn caller_dropped_before_the_first_poll_leaks_nothing() {
     let group = G::new();
     let probe = Arc::new(Probe::default());
     drop(group.work("k".into(), slow(&probe, 1, 1)));
-    let mut polled_once = Box::pin(group.work("k".into(), slow(&probe, 1, 1)));
-    assert!(futures::poll!(&mut polled_once).is_pending());
+    let polled_once = started(&group, &probe, 1, 1).await;
     drop(polled_once);
     assert_eq!(group.in_flight(), 0);
     assert_eq!(probe.alive.load(SeqCst), 0);
@@ -284,12 +296,10 @@ async fn caller_dropped_before_the_first_poll_leaks_nothing() {
 async fn forget_starts_a_new_execution_and_old_waiters_keep_theirs() {
     let group = G::new();
     let probe = Arc::new(Probe::default());
-    let mut old = Box::pin(group.work("k".into(), slow(&probe, 2, 1)));
-    assert!(futures::poll!(&mut old).is_pending());
+    let old = started(&group, &probe, 2, 1).await;
     assert!(group.forget(&"k".to_string()));
     assert!(!group.forget(&"missing".to_string()));
-    let mut new = Box::pin(group.work("k".into(), slow(&probe, 5, 2)));
-    assert!(futures::poll!(&mut new).is_pending());
+    let new = started(&group, &probe, 5, 2).await;
     assert_eq!(old.await.unwrap().value, 1);
     assert!(
         group.is_in_flight(&"k".to_string()),

@@ -71,6 +71,13 @@ impl Feed {
         self.tx.unbounded_send(item).unwrap();
     }
 
+    /// Sends the chunks numbered `numbers`, in order.
+    fn send_chunks(&self, numbers: std::ops::Range<usize>) {
+        for i in numbers {
+            self.send(Ok(chunk(i)));
+        }
+    }
+
     fn end(&self) {
         self.tx.close_channel();
     }
@@ -136,9 +143,7 @@ async fn late_joiners_at_every_chunk_boundary_receive_exactly_the_full_sequence(
             assert_eq!(leader.next().await.unwrap().unwrap(), chunk(i));
         }
         let follower = group.share("q", feed.open());
-        for i in k..N {
-            feed.send(Ok(chunk(i)));
-        }
+        feed.send_chunks(k..N);
         feed.end();
         let (rest, all) = tokio::join!(leader.collect::<Vec<_>>(), follower.collect::<Vec<_>>());
         assert_eq!(ok_chunks(rest), tokens(N)[k..].to_vec(), "leader, k={k}");
@@ -207,9 +212,7 @@ async fn slow_and_fast_readers_each_go_at_their_own_pace() {
 async fn a_reader_dropped_mid_stream_frees_its_buffer_share() {
     let group = bytes_group(1 << 20, LagPolicy::Fail);
     let (feed, mut fast, mut slow) = two_readers(&group);
-    for i in 0..10 {
-        feed.send(Ok(chunk(i)));
-    }
+    feed.send_chunks(0..10);
     feed.end();
     assert_eq!(slow.next().await.unwrap().unwrap(), chunk(0));
     while fast.next().await.is_some() {}
@@ -236,9 +239,7 @@ async fn the_leader_dropped_mid_stream_leaves_followers_reading_the_same_upstrea
         !feed.dropped.load(SeqCst),
         "the upstream lives on for the follower"
     );
-    for i in 2..5 {
-        feed.send(Ok(chunk(i)));
-    }
+    feed.send_chunks(2..5);
     feed.end();
     let all = follower.by_ref().collect::<Vec<_>>().await;
     assert_eq!(ok_chunks(all), tokens(5));
@@ -268,9 +269,7 @@ async fn an_upstream_error_after_k_chunks_reaches_every_reader_after_its_k_chunk
     for k in 0..4 {
         let group = group();
         let (feed, mut first, second) = two_readers(&group);
-        for i in 0..k {
-            feed.send(Ok(chunk(i)));
-        }
+        feed.send_chunks(0..k);
         if k > 0 {
             first.next().await.unwrap().unwrap();
         }
@@ -392,9 +391,7 @@ async fn lag_fail_cuts_only_the_reader_behind_the_bound_and_closes_the_stream_to
     assert!(slow.next().await.is_none());
     assert_eq!(group.stats().lagged, 1);
 
-    for i in 4..8 {
-        feed.send(Ok(chunk(i)));
-    }
+    feed.send_chunks(4..8);
     feed.end();
     let rest = fast.collect::<Vec<_>>().await;
     assert_eq!(
@@ -408,9 +405,7 @@ async fn lag_fail_cuts_only_the_reader_behind_the_bound_and_closes_the_stream_to
 async fn lag_wait_holds_the_upstream_for_the_slowest_reader_and_cuts_nobody() {
     let group = bytes_group(8, LagPolicy::Wait);
     let (feed, mut fast, mut slow) = two_readers(&group);
-    for i in 0..6 {
-        feed.send(Ok(chunk(i)));
-    }
+    feed.send_chunks(0..6);
     feed.end();
     let mut got = Vec::new();
     // The fast reader runs until the buffer is full (past 8 bytes), then waits.
@@ -515,9 +510,7 @@ async fn leaving_at_every_point_never_stops_the_others_and_the_last_leaving_drop
     for leave_after in 0..=N + 1 {
         let group = group();
         let (feed, mut leaving, staying) = two_readers(&group);
-        for i in 0..N {
-            feed.send(Ok(chunk(i)));
-        }
+        feed.send_chunks(0..N);
         feed.end();
         for _ in 0..leave_after {
             let _ = poll_once(&mut leaving);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use backstop_core::RejectKind;
 use backstop_dedup::{
-    DedupError, DedupWindow, DedupWindowConfig, DedupWindowConfigBuilder, Source,
+    DedupError, DedupOutcome, DedupWindow, DedupWindowConfig, DedupWindowConfigBuilder, Source,
 };
 
 type W = DedupWindow<String, u64, String>;
@@ -37,24 +37,23 @@ fn counted(
     }
 }
 
+/// A [`counted`] call for `key` that succeeds with `value` if it runs.
+async fn work_ok(w: &W, key: &str, calls: &Arc<AtomicUsize>, value: u64) -> DedupOutcome<u64> {
+    w.work(key.into(), counted(calls, Ok(value))).await.unwrap()
+}
+
 #[tokio::test(start_paused = true)]
 async fn retry_inside_the_ttl_gets_the_first_result_and_after_it_runs_again() {
     let w: W = window(|c| c.ttl(Duration::from_secs(60)));
     let calls = Arc::new(AtomicUsize::new(0));
-    let first = w
-        .work("req-1".into(), counted(&calls, Ok(1)))
-        .await
-        .unwrap();
+    let first = work_ok(&w, "req-1", &calls, 1).await;
     assert_eq!(
         (first.value, first.source, first.shared),
         (1, Source::Executed, false)
     );
 
     tokio::time::advance(Duration::from_secs(59)).await;
-    let retry = w
-        .work("req-1".into(), counted(&calls, Ok(2)))
-        .await
-        .unwrap();
+    let retry = work_ok(&w, "req-1", &calls, 2).await;
     assert_eq!(
         (retry.value, retry.source, retry.shared),
         (1, Source::Window, true)
@@ -62,10 +61,7 @@ async fn retry_inside_the_ttl_gets_the_first_result_and_after_it_runs_again() {
     assert_eq!(calls.load(SeqCst), 1);
 
     tokio::time::advance(Duration::from_secs(1)).await;
-    let expired = w
-        .work("req-1".into(), counted(&calls, Ok(3)))
-        .await
-        .unwrap();
+    let expired = work_ok(&w, "req-1", &calls, 3).await;
     assert_eq!((expired.value, expired.source), (3, Source::Executed));
     assert_eq!(calls.load(SeqCst), 2);
     let stats = w.stats();
@@ -80,13 +76,7 @@ async fn in_flight_duplicates_coalesce_then_later_ones_hit_the_window() {
         futures::future::join_all((0..20).map(|_| w.work("req".into(), counted(&calls, Ok(5)))))
             .await;
     assert!(results.iter().all(|r| r.as_ref().unwrap().value == 5));
-    assert_eq!(
-        w.work("req".into(), counted(&calls, Ok(6)))
-            .await
-            .unwrap()
-            .value,
-        5
-    );
+    assert_eq!(work_ok(&w, "req", &calls, 6).await.value, 5);
     assert_eq!(calls.load(SeqCst), 1);
     assert_eq!(w.stats().group.coalesced, 19);
 }
@@ -99,7 +89,7 @@ async fn errors_are_not_remembered_by_default() {
         .work("req".into(), counted(&calls, Err("429".into())))
         .await;
     assert_eq!(err.unwrap_err(), DedupError::Inner("429".into()));
-    let ok = w.work("req".into(), counted(&calls, Ok(1))).await.unwrap();
+    let ok = work_ok(&w, "req", &calls, 1).await;
     assert_eq!((ok.value, ok.source), (1, Source::Executed));
     assert_eq!(calls.load(SeqCst), 2);
 }
@@ -165,16 +155,10 @@ async fn expired_results_are_swept_as_new_ones_arrive() {
 async fn forget_makes_the_next_call_run() {
     let w: W = window(|c| c);
     let calls = Arc::new(AtomicUsize::new(0));
-    w.work("req".into(), counted(&calls, Ok(1))).await.unwrap();
+    work_ok(&w, "req", &calls, 1).await;
     assert!(w.forget(&"req".to_string()));
     assert!(!w.forget(&"req".to_string()));
-    assert_eq!(
-        w.work("req".into(), counted(&calls, Ok(2)))
-            .await
-            .unwrap()
-            .value,
-        2
-    );
+    assert_eq!(work_ok(&w, "req", &calls, 2).await.value, 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -264,7 +248,7 @@ async fn the_longest_accepted_ttl_serves_every_waiter() {
         (1, 1, 1)
     );
     tokio::time::advance(Duration::from_secs(3600)).await;
-    let again = w.work("req".into(), counted(&calls, Ok(4))).await.unwrap();
+    let again = work_ok(&w, "req", &calls, 4).await;
     assert_eq!((again.value, again.source), (1, Source::Window));
     assert_eq!(calls.load(SeqCst), 1);
 }

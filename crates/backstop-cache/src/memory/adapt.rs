@@ -158,6 +158,24 @@ impl GhostScale {
 mod tests {
     use super::*;
 
+    /// An adaptive tuning starting at a 1 % share, after `misses` probation misses of
+    /// `weight` each.
+    fn adaptive_after_probation_misses(misses: usize, weight: f64) -> Tuning {
+        let t = Tuning::new(0.01, true, 1_000);
+        for _ in 0..misses {
+            t.probation_missed(weight);
+        }
+        t
+    }
+
+    fn assert_share(t: &Tuning, expected: f64) {
+        assert!(
+            (t.small_share() - expected).abs() < 1e-9,
+            "{}",
+            t.small_share()
+        );
+    }
+
     #[test]
     fn a_fixed_share_never_moves() {
         let t = Tuning::new(0.002, false, 1_000);
@@ -185,28 +203,18 @@ mod tests {
 
     #[test]
     fn misses_move_the_share_towards_the_side_that_missed() {
-        let t = Tuning::new(0.01, true, 1_000);
-        for _ in 0..64 {
-            t.probation_missed(1.0);
-        }
-        assert!((t.small_share() - 0.02).abs() < 1e-9, "{}", t.small_share());
+        let t = adaptive_after_probation_misses(64, 1.0);
+        assert_share(&t, 0.02);
         for _ in 0..128 {
             t.main_missed();
         }
-        assert!(
-            (t.small_share() - 0.005).abs() < 1e-9,
-            "{}",
-            t.small_share()
-        );
+        assert_share(&t, 0.005);
     }
 
     #[test]
     fn a_weighted_miss_moves_the_share_by_its_part_of_a_step() {
-        let t = Tuning::new(0.01, true, 1_000);
-        for _ in 0..128 {
-            t.probation_missed(0.5);
-        }
-        assert!((t.small_share() - 0.02).abs() < 1e-9, "{}", t.small_share());
+        let t = adaptive_after_probation_misses(128, 0.5);
+        assert_share(&t, 0.02);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 #![allow(dead_code)] // each test binary uses a different part of it
 
 use async_trait::async_trait;
-use backstop_cache::{Entry, Tier, TierError, TierStats};
+use backstop_cache::{Entry, Tier, TierError, TierStats, TieredCache};
+use backstop_core::Clock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -107,4 +108,12 @@ impl Tier<Entry<String>> for MapTier {
     fn stats(&self) -> TierStats {
         TierStats::default()
     }
+}
+
+/// Writes `value` at `key` through every tier; a partial write fails the test.
+pub(crate) async fn put<C: Clock>(cache: &TieredCache<String, String, C>, key: &str, value: &str) {
+    cache
+        .insert(&key.to_string(), value.to_string())
+        .await
+        .unwrap();
 }

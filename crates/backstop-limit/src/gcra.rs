@@ -493,6 +493,7 @@ impl<C: Clock> RateLimiter<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limiter::admitted_across_threads;
     use backstop_core::ManualClock;
     use proptest::prelude::*;
 
@@ -551,19 +552,8 @@ mod tests {
     #[test]
     fn threads_hammering_one_limiter_never_exceed_the_quota() {
         let (l, _clock) = limiter(1, 1000);
-        let admitted = AtomicU64::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..4 {
-                s.spawn(|| {
-                    for _ in 0..2000 {
-                        if l.check().is_ok() {
-                            admitted.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                });
-            }
-        });
-        assert_eq!(admitted.load(Ordering::Relaxed), 1000);
+        let admitted = admitted_across_threads(4, 2000, |_, _| u64::from(l.check().is_ok()));
+        assert_eq!(admitted, 1000);
         assert_eq!(l.stats().rejected, 7000);
     }
 

@@ -69,11 +69,11 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static, C: Clock> KeyedRateLimiter<K,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limiter::admitted_across_threads;
     use crate::store::flood_at_the_cap;
     use crate::{CheckError, RateLimiter};
     use backstop_core::ManualClock;
     use proptest::prelude::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
 
     fn keyed(rate: u64) -> (KeyedRateLimiter<u32, ManualClock>, ManualClock) {
@@ -159,21 +159,11 @@ mod tests {
         threads: u32,
         between: impl Fn(u32, u32) + Sync,
     ) -> u64 {
-        let admitted = AtomicU64::new(0);
-        std::thread::scope(|s| {
-            for t in 0..threads {
-                let (admitted, between) = (&admitted, &between);
-                s.spawn(move || {
-                    for i in 0..1000u32 {
-                        if l.check_key(&7).is_ok() {
-                            admitted.fetch_add(1, Ordering::Relaxed);
-                        }
-                        between(t, i);
-                    }
-                });
-            }
-        });
-        admitted.into_inner()
+        admitted_across_threads(threads, 1000, |t, i| {
+            let admitted = l.check_key(&7).is_ok();
+            between(t, i);
+            u64::from(admitted)
+        })
     }
 
     #[test]

@@ -136,24 +136,48 @@ where
     }
 }
 
-/// How a [`RateLimitLayer`] finds whose budget a request spends: a closure
-/// `Fn(&Req) -> Key` given to [`RateLimitLayer::key`], or [`Unkeyed`].
-pub trait LimitKey<Req>: Send + Sync + 'static {
-    /// The limiter's key.
-    type Key;
-    /// The key of `request`.
-    fn key_of(&self, request: &Req) -> Self::Key;
+/// Declares a trait that reads one value off a request, and implements it for every
+/// closure `Fn(&Req) -> T` so callers can pass a closure wherever the trait is taken.
+macro_rules! request_fn_trait {
+    (
+        $(#[$trait_doc:meta])*
+        trait $trait:ident {
+            $(#[$assoc_doc:meta])*
+            type $assoc:ident;
+            $(#[$fn_doc:meta])*
+            fn $method:ident;
+        }
+    ) => {
+        $(#[$trait_doc])*
+        pub trait $trait<Req>: Send + Sync + 'static {
+            $(#[$assoc_doc])*
+            type $assoc;
+            $(#[$fn_doc])*
+            fn $method(&self, request: &Req) -> Self::$assoc;
+        }
+
+        impl<F, Req, T> $trait<Req> for F
+        where
+            F: Fn(&Req) -> T + Send + Sync + 'static,
+        {
+            type $assoc = T;
+
+            #[inline]
+            fn $method(&self, request: &Req) -> T {
+                self(request)
+            }
+        }
+    };
 }
 
-impl<F, Req, K> LimitKey<Req> for F
-where
-    F: Fn(&Req) -> K + Send + Sync + 'static,
-{
-    type Key = K;
-
-    #[inline]
-    fn key_of(&self, request: &Req) -> K {
-        self(request)
+request_fn_trait! {
+    /// How a [`RateLimitLayer`] finds whose budget a request spends: a closure
+    /// `Fn(&Req) -> Key` given to [`RateLimitLayer::key`], or [`Unkeyed`].
+    trait LimitKey {
+        /// The limiter's key.
+        type Key;
+        /// The key of `request`.
+        fn key_of;
     }
 }
 
@@ -168,24 +192,14 @@ impl<Req> LimitKey<Req> for Unkeyed {
     fn key_of(&self, _: &Req) {}
 }
 
-/// How a [`RateLimitLayer`] prices a request: a closure `Fn(&Req) -> Cost` given to
-/// [`RateLimitLayer::cost`], or [`PerRequest`].
-pub trait LimitCost<Req>: Send + Sync + 'static {
-    /// The cost, as the limiter takes it (`u64`, or `[u64; N]` for one cost per quota).
-    type Cost;
-    /// The cost of `request`.
-    fn cost_of(&self, request: &Req) -> Self::Cost;
-}
-
-impl<F, Req, C> LimitCost<Req> for F
-where
-    F: Fn(&Req) -> C + Send + Sync + 'static,
-{
-    type Cost = C;
-
-    #[inline]
-    fn cost_of(&self, request: &Req) -> C {
-        self(request)
+request_fn_trait! {
+    /// How a [`RateLimitLayer`] prices a request: a closure `Fn(&Req) -> Cost` given to
+    /// [`RateLimitLayer::cost`], or [`PerRequest`].
+    trait LimitCost {
+        /// The cost, as the limiter takes it (`u64`, or `[u64; N]` for one cost per quota).
+        type Cost;
+        /// The cost of `request`.
+        fn cost_of;
     }
 }
 

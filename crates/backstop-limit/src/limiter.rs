@@ -163,3 +163,26 @@ impl<S: StateStore, C: Clock> Limiter<S, C> {
         self.inner.store.stats(counts, self.now())
     }
 }
+
+/// Runs `threads` threads making `calls` calls each to `check(thread, i)`, which returns
+/// the cells it was admitted for (0 when refused); returns the cells admitted in all.
+#[cfg(test)]
+pub(crate) fn admitted_across_threads(
+    threads: u32,
+    calls: u32,
+    check: impl Fn(u32, u32) -> u64 + Sync,
+) -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let admitted = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (admitted, check) = (&admitted, &check);
+            s.spawn(move || {
+                for i in 0..calls {
+                    admitted.fetch_add(check(t, i), Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    admitted.into_inner()
+}

@@ -175,10 +175,11 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static, C: Clock> KeyedMultiRateLimit
 mod tests {
     use super::*;
     use crate::gcra::{decide, remaining};
+    use crate::limiter::admitted_across_threads;
     use crate::store::flood_at_the_cap;
     use backstop_core::ManualClock;
     use proptest::prelude::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     #[test]
@@ -225,21 +226,10 @@ mod tests {
             clock,
         )
         .unwrap();
-        let admitted = AtomicU64::new(0);
-        std::thread::scope(|s| {
-            for t in 0..4u64 {
-                let (l, admitted) = (&l, &admitted);
-                s.spawn(move || {
-                    for i in 0..500u64 {
-                        let cost = (i + t) % 3 + 1;
-                        if l.check_n(cost).is_ok() {
-                            admitted.fetch_add(cost, Ordering::Relaxed);
-                        }
-                    }
-                });
-            }
+        let total = admitted_across_threads(4, 500, |t, i| {
+            let cost = u64::from((i + t) % 3 + 1);
+            if l.check_n(cost).is_ok() { cost } else { 0 }
         });
-        let total = admitted.load(Ordering::Relaxed);
         assert!(total <= 250, "admitted {total} cells over a burst of 250");
         assert!(total >= 200, "refunds left the limiter usable: {total}");
     }

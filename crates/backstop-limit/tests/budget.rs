@@ -15,6 +15,11 @@ fn new_years_eve_minus_a_month() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_769_903_940)
 }
 
+/// Ann's key, in the ml team, in the acme org: a path through the plan's three levels.
+const ANN: [&str; 3] = ["ann", "ml", "acme"];
+/// Bob's key, in Ann's team.
+const BOB: [&str; 3] = ["bob", "ml", "acme"];
+
 fn plan(on_drop: DropRule) -> BudgetPlan {
     budget_plan::three_levels(BudgetPeriod::minute(), 10, 100_000, on_drop)
 }
@@ -28,18 +33,14 @@ fn budgets(on_drop: DropRule) -> (Budgets<ManualClock>, ManualClock) {
 #[test]
 fn a_refusal_at_any_level_charges_no_level() {
     let (b, _) = budgets(DropRule::ChargeEstimate);
-    let first = b
-        .reserve(&["ann", "ml", "acme"], "m", TokenUsage::new(400, 400))
-        .unwrap();
+    let first = b.reserve(&ANN, "m", TokenUsage::new(400, 400)).unwrap();
     // Bob's key has room, the team does not (800 + 800 > 1,500): refused at level 1.
-    let refused = b
-        .reserve(&["bob", "ml", "acme"], "m", TokenUsage::new(400, 400))
-        .unwrap_err();
+    let refused = b.reserve(&BOB, "m", TokenUsage::new(400, 400)).unwrap_err();
     let (rejected, level, quota) = budget_plan::refusal(refused);
     assert_eq!((level, quota), (1, 0));
     // Its index points into the path's quota states: key-requests, key-tokens, team-tokens.
     assert_eq!(rejected.kind, RejectKind::RateLimited { quota: 2 });
-    let states = b.quota_states(&["bob", "ml", "acme"]).unwrap();
+    let states = b.quota_states(&BOB).unwrap();
     assert_eq!(&*states[2].name, "team-tokens");
     assert_eq!(states[2].remaining, 700);
     // The day ends in a minute: that is when the team has room again.
@@ -49,10 +50,7 @@ fn a_refusal_at_any_level_charges_no_level() {
     assert_eq!(states[1].remaining, 1_000);
     assert_eq!(b.spend("key", "bob").map(|s| s.totals), Some(Charges::ZERO));
     first.settle_usage(TokenUsage::new(400, 100));
-    assert!(
-        b.reserve(&["bob", "ml", "acme"], "m", TokenUsage::new(400, 400))
-            .is_ok()
-    );
+    assert!(b.reserve(&BOB, "m", TokenUsage::new(400, 400)).is_ok());
 }
 
 /// Eight levels (the most a plan takes): a reservation holds the first three inline and the
@@ -100,8 +98,7 @@ fn the_deepest_path_is_charged_settled_and_released_at_every_level() {
 #[test]
 fn settling_refunds_exactly_and_an_overrun_is_debt_until_the_period_ends() {
     let (b, clock) = budgets(DropRule::ChargeEstimate);
-    let path = ["ann", "ml", "acme"];
-    let r = b.reserve(&path, "m", TokenUsage::new(100, 500)).unwrap();
+    let r = b.reserve(&ANN, "m", TokenUsage::new(100, 500)).unwrap();
     assert_eq!(r.reserved(), Charges::new(1, 600, 11_000));
     let s = r.settle_usage(TokenUsage::new(100, 50));
     assert_eq!(s.charged, Charges::new(1, 150, 2_000));
@@ -114,18 +111,18 @@ fn settling_refunds_exactly_and_an_overrun_is_debt_until_the_period_ends() {
     );
 
     // An overrun: estimated 100 tokens, used 1,200 — charged past the key's 1,000.
-    let r = b.reserve(&path, "m", TokenUsage::new(50, 50)).unwrap();
+    let r = b.reserve(&ANN, "m", TokenUsage::new(50, 50)).unwrap();
     let s = r.settle_usage(TokenUsage::new(200, 1_000));
     assert_eq!(s.overrun.tokens, 1_100);
     let ann = b.spend("key", "ann").unwrap();
     assert_eq!(ann.quota("tokens").unwrap().used, 1_350, "in debt");
     assert_eq!(ann.totals.tokens, 150 + 1_200);
     // In debt, even a call of no tokens waits for the minute to end.
-    let refused = b.reserve_charges(&path, Charges::new(0, 0, 0)).unwrap_err();
+    let refused = b.reserve_charges(&ANN, Charges::new(0, 0, 0)).unwrap_err();
     assert_eq!(refused.retry_after(), Some(Duration::from_secs(60)));
     clock.advance(Duration::from_secs(60));
     // A new minute (and day, and month): every balance starts again, totals remain.
-    let r = b.reserve(&path, "m", TokenUsage::new(10, 10)).unwrap();
+    let r = b.reserve(&ANN, "m", TokenUsage::new(10, 10)).unwrap();
     drop(r);
     let ann = b.spend("key", "ann").unwrap();
     assert_eq!(ann.quota("tokens").unwrap().used, 20);
@@ -140,9 +137,8 @@ fn settling_refunds_exactly_and_an_overrun_is_debt_until_the_period_ends() {
 #[test]
 fn a_settlement_after_its_period_drops_the_refund_and_charges_the_overrun_now() {
     let (b, clock) = budgets(DropRule::ChargeEstimate);
-    let path = ["ann", "ml", "acme"];
-    let small = b.reserve(&path, "m", TokenUsage::new(100, 100)).unwrap();
-    let large = b.reserve(&path, "m", TokenUsage::new(100, 100)).unwrap();
+    let small = b.reserve(&ANN, "m", TokenUsage::new(100, 100)).unwrap();
+    let large = b.reserve(&ANN, "m", TokenUsage::new(100, 100)).unwrap();
     clock.advance(Duration::from_secs(61));
     // The minute that held both estimates is gone: nothing to refund into.
     small.settle_usage(TokenUsage::new(10, 0));
@@ -159,8 +155,7 @@ fn a_settlement_after_its_period_drops_the_refund_and_charges_the_overrun_now() 
 fn the_drop_rule_applies_once_to_an_unsettled_reservation() {
     for (rule, expected) in [(DropRule::RefundAll, 0), (DropRule::ChargeEstimate, 600)] {
         let (b, _) = budgets(rule);
-        let path = ["ann", "ml", "acme"];
-        let r = b.reserve(&path, "m", TokenUsage::new(100, 500)).unwrap();
+        let r = b.reserve(&ANN, "m", TokenUsage::new(100, 500)).unwrap();
         drop(r);
         let ann = b.spend("key", "ann").unwrap();
         assert_eq!(ann.totals.tokens, expected, "{rule:?}");
@@ -177,7 +172,7 @@ fn a_panicking_caller_between_reserve_and_settle_applies_the_rule_once() {
     let handle = b.clone();
     let outcome = std::thread::spawn(move || {
         let _held = handle
-            .reserve(&["ann", "ml", "acme"], "m", TokenUsage::new(100, 500))
+            .reserve(&ANN, "m", TokenUsage::new(100, 500))
             .unwrap();
         panic!("the caller fails mid-call");
     })
@@ -249,13 +244,11 @@ fn bad_calls_are_typed_errors_and_create_no_ids() {
         }
     );
     assert_eq!(
-        b.reserve(&["ann", "ml", "acme"], "unknown", TokenUsage::default())
+        b.reserve(&ANN, "unknown", TokenUsage::default())
             .unwrap_err(),
         BudgetError::UnknownModel("unknown".into())
     );
-    let too_large = b
-        .reserve(&["ann", "ml", "acme"], "m", TokenUsage::new(2_000, 0))
-        .unwrap_err();
+    let too_large = b.reserve(&ANN, "m", TokenUsage::new(2_000, 0)).unwrap_err();
     assert_eq!(
         too_large.rejection().kind,
         RejectKind::TooLarge { quota: 1 }
@@ -297,9 +290,7 @@ fn a_key_cap_sweeps_idle_ids_and_keeps_held_ones() {
 #[test]
 fn reservation_states_report_requests_tokens_and_money_apart() {
     let (b, _) = budgets(DropRule::ChargeEstimate);
-    let r = b
-        .reserve(&["ann", "ml", "acme"], "m", TokenUsage::new(100, 100))
-        .unwrap();
+    let r = b.reserve(&ANN, "m", TokenUsage::new(100, 100)).unwrap();
     let states = r.quota_states();
     budget_plan::assert_quota_states(&states, [9, 800, 1_300, 97_000]);
     // The month resets at 2026-02-01 00:00 UTC, a minute away; a 31-day window.
@@ -321,9 +312,7 @@ async fn a_task_cancelled_at_every_await_applies_the_rule_exactly_once() {
             let task = {
                 let b = b.clone();
                 tokio::spawn(async move {
-                    let held = b
-                        .reserve_charges(&["ann", "ml", "acme"], Charges::new(1, 500, 0))
-                        .unwrap();
+                    let held = b.reserve_charges(&ANN, Charges::new(1, 500, 0)).unwrap();
                     for _ in 0..CHUNKS {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }

@@ -463,108 +463,54 @@ mod tests {
 
     #[test]
     fn bad_settings_name_their_field() {
-        let check =
-            |config: AdaptiveLimitConfig| config.validate().unwrap_err().field().to_string();
-        let base = AdaptiveLimitConfig::default;
-        assert_eq!(
-            check(AdaptiveLimitConfig {
-                min_limit: 0,
-                ..base()
-            }),
-            "min_limit"
-        );
-        assert_eq!(
-            check(AdaptiveLimitConfig {
-                max_limit: u64::MAX,
-                ..base()
-            }),
-            "max_limit"
-        );
-        assert_eq!(
-            check(AdaptiveLimitConfig {
-                initial_limit: 5_000,
-                ..base()
-            }),
-            "initial_limit"
-        );
-        assert_eq!(
-            check(AdaptiveLimitConfig {
-                window: Duration::ZERO,
-                ..base()
-            }),
-            "window"
-        );
-        assert_eq!(
-            check(AdaptiveLimitConfig {
-                window: Duration::from_secs(3600),
-                ..base()
-            }),
-            "window"
-        );
-        assert_eq!(
-            check(AdaptiveLimitConfig {
-                trace_step: f64::NAN,
-                ..base()
-            }),
-            "trace_step"
-        );
-        assert_eq!(
-            check(AdaptiveLimitConfig {
-                algorithm: LimitAlgorithm::Aimd(AimdConfig {
+        // Each case breaks one setting of the default config; validation names it.
+        type Breaks = fn(&mut AdaptiveLimitConfig);
+        let cases: [(&str, Breaks); 12] = [
+            ("min_limit", |c| c.min_limit = 0),
+            ("max_limit", |c| c.max_limit = u64::MAX),
+            ("initial_limit", |c| c.initial_limit = 5_000),
+            ("window", |c| c.window = Duration::ZERO),
+            ("window", |c| c.window = Duration::from_secs(3600)),
+            ("trace_step", |c| c.trace_step = f64::NAN),
+            ("algorithm.aimd.backoff_ratio", |c| {
+                c.algorithm = LimitAlgorithm::Aimd(AimdConfig {
                     backoff_ratio: 1.5,
                     ..Default::default()
-                }),
-                ..base()
+                })
             }),
-            "algorithm.aimd.backoff_ratio"
-        );
-        assert_eq!(
-            check(AdaptiveLimitConfig {
-                algorithm: LimitAlgorithm::Vegas(VegasConfig {
+            ("algorithm.vegas.beta", |c| {
+                c.algorithm = LimitAlgorithm::Vegas(VegasConfig {
                     beta: 1.0,
                     ..Default::default()
-                }),
-                ..base()
+                })
             }),
-            "algorithm.vegas.beta"
-        );
-        assert_eq!(
-            check(AdaptiveLimitConfig {
-                classes: vec![
+            ("classes", |c| {
+                c.classes = vec![
                     PriorityClassConfig::new("a", 0.7),
-                    PriorityClassConfig::new("b", 0.7)
-                ],
-                ..base()
+                    PriorityClassConfig::new("b", 0.7),
+                ]
             }),
-            "classes"
-        );
-        assert_eq!(
-            check(AdaptiveLimitConfig {
-                classes: vec![
+            ("classes[1].name", |c| {
+                c.classes = vec![
                     PriorityClassConfig::new("a", 0.1),
-                    PriorityClassConfig::new("a", 0.1)
-                ],
-                ..base()
+                    PriorityClassConfig::new("a", 0.1),
+                ]
             }),
-            "classes[1].name"
-        );
-        assert_eq!(
-            check(AdaptiveLimitConfig {
-                classes: vec![PriorityClassConfig::new("a", 0.1); MAX_PRIORITY_CLASSES + 1],
-                ..base()
+            ("classes", |c| {
+                c.classes = vec![PriorityClassConfig::new("a", 0.1); MAX_PRIORITY_CLASSES + 1]
             }),
-            "classes"
-        );
-        assert_eq!(
-            check(AdaptiveLimitConfig {
-                classes: vec![PriorityClassConfig {
+            ("classes[0].max_queued", |c| {
+                c.classes = vec![PriorityClassConfig {
                     max_queued: usize::MAX,
                     ..PriorityClassConfig::new("a", 0.1)
-                }],
-                ..base()
+                }]
             }),
-            "classes[0].max_queued"
-        );
+        ];
+        for (field, breaks) in cases {
+            let mut config = AdaptiveLimitConfig::default();
+            breaks(&mut config);
+            assert_eq!(config.validate().unwrap_err().field(), field);
+        }
     }
 
     #[test]

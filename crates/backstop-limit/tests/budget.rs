@@ -58,17 +58,13 @@ fn a_refusal_at_any_level_charges_no_level() {
 #[test]
 fn the_deepest_path_is_charged_settled_and_released_at_every_level() {
     let names = ["l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7"];
-    let mut builder = BudgetPlan::builder();
-    for (depth, name) in names.iter().enumerate() {
+    let plan = budget_plan::token_levels(names.iter().enumerate().map(|(depth, name)| {
         // Level 6 is the tightest: room for one 60-token call, not two.
         let limit = if depth == 6 { 100 } else { 1_000 };
-        builder = builder.level(
-            name,
-            [BudgetQuota::tokens(limit, BudgetPeriod::minute()).unwrap()],
-        );
-    }
+        (*name, limit, BudgetPeriod::minute())
+    }));
     let b = Budgets::with_clock(
-        builder.build().unwrap(),
+        plan.build().unwrap(),
         ManualClock::new(),
         new_years_eve_minus_a_month(),
     );
@@ -188,22 +184,17 @@ fn a_panicking_caller_between_reserve_and_settle_applies_the_rule_once() {
 
 #[test]
 fn overrides_replace_a_levels_quotas_for_one_id() {
-    let plan = BudgetPlan::builder()
-        .level(
-            "key",
-            [BudgetQuota::tokens(100, BudgetPeriod::hour()).unwrap()],
-        )
-        .level(
-            "team",
-            [BudgetQuota::tokens(1_000, BudgetPeriod::Day).unwrap()],
-        )
-        .override_quotas(
-            "key",
-            "vip",
-            [BudgetQuota::tokens(500, BudgetPeriod::hour()).unwrap()],
-        )
-        .build()
-        .unwrap();
+    let plan = budget_plan::token_levels([
+        ("key", 100, BudgetPeriod::hour()),
+        ("team", 1_000, BudgetPeriod::Day),
+    ])
+    .override_quotas(
+        "key",
+        "vip",
+        [BudgetQuota::tokens(500, BudgetPeriod::hour()).unwrap()],
+    )
+    .build()
+    .unwrap();
     let b = Budgets::with_clock(plan, ManualClock::new(), new_years_eve_minus_a_month());
     let tokens = |n| Charges::new(1, n, 0);
     assert!(matches!(

@@ -16,6 +16,8 @@ use proptest::prelude::*;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod budget_plan;
+
 const START_SECS: u64 = 1_700_000_000;
 
 /// The levels' names, in path order.
@@ -365,17 +367,12 @@ proptest! {
 /// more than its limit plus the overruns of calls in flight at once.
 #[test]
 fn racing_threads_charge_exactly_what_they_used() {
-    let plan = BudgetPlan::builder()
-        .level(
-            "key",
-            [BudgetQuota::tokens(2_000, BudgetPeriod::hour()).unwrap()],
-        )
-        .level(
-            "team",
-            [BudgetQuota::tokens(3_000, BudgetPeriod::hour()).unwrap()],
-        )
-        .build()
-        .unwrap();
+    let plan = budget_plan::token_levels([
+        ("key", 2_000, BudgetPeriod::hour()),
+        ("team", 3_000, BudgetPeriod::hour()),
+    ])
+    .build()
+    .unwrap();
     let clock = ManualClock::new();
     let budgets = Budgets::with_clock(plan, clock.clone(), SystemTime::now());
     const THREADS: u64 = 4;

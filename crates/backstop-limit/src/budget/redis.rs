@@ -592,15 +592,7 @@ impl RedisBudgets {
             top,
             &format!("r:{:016x}{serial:x}", shared.nonce),
         );
-        let mut invocation = shared.reserve.prepare_invoke();
-        invocation.key(&record);
-        for key in &entries {
-            invocation.key(key);
-        }
-        invocation.arg(self.now_arg());
-        invocation.arg(millis(shared.reservation_ttl));
-        push_charges(&mut invocation, &estimate);
-        push_quotas(&mut invocation, &quotas);
+        let invocation = self.invocation(&shared.reserve, &record, &entries, &quotas, &estimate);
         // The guard exists before the round trip: if this future is cancelled after the
         // script ran, dropping it settles the record by the drop rule (and finds nothing
         // to settle if the script never ran).
@@ -691,31 +683,30 @@ impl RedisBudgets {
         }
     }
 
-    /// One settle attempt: `Ok(true)` applied, `Ok(false)` the record was already gone.
-    async fn settle_once(
+    /// `script` invoked on `record` and the path's `entries` with the time, the reservation
+    /// TTL, `charges` and `quotas`: the arguments the reserve and the settle script share.
+    fn invocation<'s>(
         &self,
+        script: &'s redis::Script,
         record: &str,
         entries: &[String],
         quotas: &[LevelQuotas],
-        actual: &Charges,
-    ) -> Result<bool, RedisFault> {
-        let shared = &*self.shared;
-        let mut invocation = shared.settle.prepare_invoke();
+        charges: &Charges,
+    ) -> redis::ScriptInvocation<'s> {
+        let mut invocation = script.prepare_invoke();
         invocation.key(record);
         for key in entries {
             invocation.key(key);
         }
         invocation.arg(self.now_arg());
-        invocation.arg(millis(shared.reservation_ttl));
-        push_charges(&mut invocation, actual);
+        invocation.arg(millis(self.shared.reservation_ttl));
+        push_charges(&mut invocation, charges);
         push_quotas(&mut invocation, quotas);
-        let reply: Vec<i64> = self
-            .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
-            .await?;
-        Ok(reply.first() == Some(&1))
+        invocation
     }
 
-    /// Settles with retries per the policy; `Err` once every attempt failed (logged).
+    /// Settles with retries per the policy: `Ok(true)` applied, `Ok(false)` the record was
+    /// already gone (settled before); `Err` once every attempt failed (logged).
     async fn settle_retrying(
         &self,
         record: &str,
@@ -727,8 +718,13 @@ impl RedisBudgets {
         let mut backoff = shared.retry.backoff;
         let mut attempt = 1;
         loop {
-            match self.settle_once(record, entries, quotas, actual).await {
-                Ok(applied) => {
+            let invocation = self.invocation(&shared.settle, record, entries, quotas, actual);
+            let outcome = self
+                .run(|mut conn| async move { invocation.invoke_async::<Vec<i64>>(&mut conn).await })
+                .await;
+            match outcome {
+                Ok(reply) => {
+                    let applied = reply.first() == Some(&1);
                     let counter = if applied {
                         &shared.counters.settled
                     } else {

@@ -1,10 +1,12 @@
 //! The plan the local and the Redis budget tests share: a key (requests and tokens per
 //! `key_period`), its team (1,500 tokens a day) and its organisation (spend per calendar
-//! month), with one priced model, `m`.
+//! month), with one priced model, `m`; and plans of one token quota per level.
+#![allow(dead_code)] // each test binary uses a different part of it
 
 use backstop_core::{QuotaState, Rejected};
 use backstop_limit::{
-    BudgetError, BudgetPeriod, BudgetPlan, BudgetQuota, CostTable, DropRule, ModelPrice,
+    BudgetError, BudgetPeriod, BudgetPlan, BudgetPlanBuilder, BudgetQuota, CostTable, DropRule,
+    ModelPrice,
 };
 
 /// Key: `requests` calls and 1,000 tokens per `key_period`; team: 1,500 tokens a day;
@@ -39,6 +41,18 @@ pub(crate) fn three_levels(
         .on_drop(on_drop)
         .build()
         .unwrap()
+}
+
+/// A plan whose levels, narrowest first, each hold one token quota: `(name, tokens,
+/// period)` per level.
+pub(crate) fn token_levels<'a>(
+    levels: impl IntoIterator<Item = (&'a str, u64, BudgetPeriod)>,
+) -> BudgetPlanBuilder {
+    levels
+        .into_iter()
+        .fold(BudgetPlan::builder(), |plan, (name, tokens, period)| {
+            plan.level(name, [BudgetQuota::tokens(tokens, period).unwrap()])
+        })
 }
 
 /// A reservation under [`three_levels`] reports each of its four quotas by name, in level

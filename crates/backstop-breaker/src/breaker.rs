@@ -231,7 +231,7 @@ impl<C: Clock> Breaker<C> {
         f: F,
     ) -> impl Future<Output = Result<T, Error<E>>>
     where
-        K: Classify<T, E> + ?Sized,
+        K: Classify<Result<T, E>, Outcome> + ?Sized,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
@@ -251,7 +251,7 @@ impl<C: Clock> Breaker<C> {
         failed: impl FnOnce(E) -> Out,
     ) -> Result<T, Out>
     where
-        K: Classify<T, E> + ?Sized,
+        K: Classify<Result<T, E>, Outcome> + ?Sized,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
@@ -432,7 +432,7 @@ impl<C: Clock> Inner<C> {
     #[inline]
     fn classify<K, T, E>(&self, classifier: &K, result: &Result<T, E>) -> Outcome
     where
-        K: Classify<T, E> + ?Sized,
+        K: Classify<Result<T, E>, Outcome> + ?Sized,
     {
         match contain("breaker.classify", || classifier.classify(result)) {
             Ok(outcome) => outcome,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use backstop_core::{Clock, DefaultClock, Layer, Rejected, Service, StackError, in_span};
 
-use crate::{Breaker, Classify, IgnoreRejections};
+use crate::{Breaker, Classify, IgnoreRejections, Outcome};
 
 /// Wraps services so every call goes through one shared [`Breaker`]; clones of the layer
 /// and of the services it makes share the circuit.
@@ -113,7 +113,7 @@ where
     S::Error: StackError,
     Req: Send,
     C: Clock,
-    K: Classify<S::Response, S::Error>,
+    K: Classify<Result<S::Response, S::Error>, Outcome>,
 {
     type Response = S::Response;
     type Error = S::Error;

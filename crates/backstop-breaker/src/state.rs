@@ -79,23 +79,10 @@ pub enum Outcome {
 
 /// Decides how a call's result counts: which errors are failures, which are ignored,
 /// and which successful results are failures after all (an LLM answer whose finish
-/// reason is an error).
-///
-/// Implemented for every `Fn(&Result<T, E>) -> Outcome`; [`DefaultClassifier`] counts
-/// `Ok` as success and `Err` as failure.
-pub trait Classify<T, E>: Send + Sync {
-    /// How `result` counts.
-    fn classify(&self, result: &Result<T, E>) -> Outcome;
-}
-
-impl<T, E, F> Classify<T, E> for F
-where
-    F: Fn(&Result<T, E>) -> Outcome + Send + Sync,
-{
-    fn classify(&self, result: &Result<T, E>) -> Outcome {
-        self(result)
-    }
-}
+/// reason is an error). A breaker's classifier is a [`Classify`] of the call's `Result`
+/// into an [`Outcome`], so every `Fn(&Result<T, E>) -> Outcome` closure is one;
+/// [`DefaultClassifier`] counts `Ok` as success and `Err` as failure.
+pub use backstop_core::classify::Classify;
 
 /// `Ok` is a success and `Err` a failure.
 #[derive(Debug, Clone, Copy, Default)]
@@ -107,7 +94,7 @@ pub struct DefaultClassifier;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct IgnoreRejections;
 
-impl<T, E: StackError> Classify<T, E> for IgnoreRejections {
+impl<T, E: StackError> Classify<Result<T, E>, Outcome> for IgnoreRejections {
     fn classify(&self, result: &Result<T, E>) -> Outcome {
         match result {
             Ok(_) => Outcome::Success,
@@ -117,7 +104,7 @@ impl<T, E: StackError> Classify<T, E> for IgnoreRejections {
     }
 }
 
-impl<T, E> Classify<T, E> for DefaultClassifier {
+impl<T, E> Classify<Result<T, E>, Outcome> for DefaultClassifier {
     fn classify(&self, result: &Result<T, E>) -> Outcome {
         match result {
             Ok(_) => Outcome::Success,

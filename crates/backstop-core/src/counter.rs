@@ -220,6 +220,40 @@ macro_rules! counter_set {
     };
 }
 
+/// Declares the indices of a [`StripedCounters`] set as `pub(crate)` constants, numbered
+/// in the order listed, and `COUNTERS`, how many there are: a counter is added by its name
+/// alone, with no number to keep unique and no total to keep in step.
+///
+/// ```
+/// use backstop_core::StripedCounters;
+///
+/// backstop_core::counter_indices! {
+///     ADMITTED,
+///     /// Refused for any reason.
+///     REJECTED,
+/// }
+///
+/// let counters = StripedCounters::<COUNTERS>::new();
+/// counters.add(REJECTED);
+/// assert_eq!((ADMITTED, REJECTED, COUNTERS), (0, 1, 2));
+/// assert_eq!((counters.get(ADMITTED), counters.get(REJECTED)), (0, 1));
+/// ```
+#[macro_export]
+macro_rules! counter_indices {
+    (@from $index:expr; $(#[$attr:meta])* $name:ident $(, $(#[$rest_attr:meta])* $rest:ident)*) => {
+        $(#[$attr])*
+        pub(crate) const $name: usize = $index;
+        $crate::counter_indices!(@from $index + 1; $($(#[$rest_attr])* $rest),*);
+    };
+    (@from $index:expr;) => {
+        /// How many counters there are.
+        pub(crate) const COUNTERS: usize = $index;
+    };
+    ($($(#[$attr:meta])* $name:ident),+ $(,)?) => {
+        $crate::counter_indices!(@from 0; $($(#[$attr])* $name),+);
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,6 +76,7 @@
 #![warn(missing_docs)]
 
 mod boxed;
+pub mod classify;
 mod clock;
 pub mod config;
 mod counter;

@@ -1,6 +1,7 @@
 //! What to do after a failed attempt: retry now (after backoff), retry after a given time,
 //! or stop.
 
+use backstop_core::classify::Classify;
 use backstop_core::{Error, RetryHint, StackError};
 use std::time::Duration;
 
@@ -16,21 +17,13 @@ pub enum RetryDecision {
     Stop,
 }
 
-/// Classifies a failed attempt's error. Implemented by [`StandardClassify`] and by every
-/// `Fn(&E) -> RetryDecision + Send + Sync` closure.
-pub trait ClassifyRetry<E>: Send + Sync {
-    /// The decision for `error`.
-    fn classify(&self, error: &E) -> RetryDecision;
-}
+/// Classifies a failed attempt's error: any [`Classify`] answering a [`RetryDecision`], so
+/// [`StandardClassify`], [`HintedClassify`] and every `Fn(&E) -> RetryDecision + Send + Sync`
+/// closure. A classifier type of one's own implements `Classify<E, RetryDecision>` and has
+/// this trait with it.
+pub trait ClassifyRetry<E>: Classify<E, RetryDecision> {}
 
-impl<E, F> ClassifyRetry<E> for F
-where
-    F: Fn(&E) -> RetryDecision + Send + Sync,
-{
-    fn classify(&self, error: &E) -> RetryDecision {
-        self(error)
-    }
-}
+impl<E, C: Classify<E, RetryDecision> + ?Sized> ClassifyRetry<E> for C {}
 
 /// The default classification: a refusal ([`backstop_core::Rejected`]) that can never pass
 /// ([`Rejected::is_transient`](backstop_core::Rejected::is_transient) is `false`) stops; a
@@ -43,7 +36,7 @@ where
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StandardClassify;
 
-impl<E: StackError> ClassifyRetry<E> for StandardClassify {
+impl<E: StackError> Classify<E, RetryDecision> for StandardClassify {
     fn classify(&self, error: &E) -> RetryDecision {
         standard_decision(error)
     }
@@ -81,7 +74,7 @@ pub fn standard_decision<E: StackError>(error: &E) -> RetryDecision {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HintedClassify;
 
-impl<E: RetryHint + Send + Sync + 'static> ClassifyRetry<Error<E>> for HintedClassify {
+impl<E: RetryHint + Send + Sync + 'static> Classify<Error<E>, RetryDecision> for HintedClassify {
     fn classify(&self, error: &Error<E>) -> RetryDecision {
         hinted_decision(error)
     }

@@ -77,6 +77,7 @@ mod retry;
 mod stats;
 mod stream;
 
+pub use backstop_core::classify::Classify;
 pub use budget::RetryBudget;
 pub use classify::{
     ClassifyRetry, HintedClassify, RetryDecision, StandardClassify, hinted_decision,

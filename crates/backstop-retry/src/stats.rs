@@ -5,17 +5,18 @@ use std::time::Duration;
 
 // Calls are the budget's deposits and attempts are derived (calls that started one plus
 // retries), so a call that succeeds at once counts nothing here: one striped add per call.
-pub(crate) const RETRIES: usize = 0;
-pub(crate) const BUDGET_REFUSED: usize = 1;
-pub(crate) const HEDGES_FIRED: usize = 2;
-pub(crate) const HEDGES_WON: usize = 3;
-/// Calls refused before their first attempt: too little time left.
-pub(crate) const REFUSED_AT_START: usize = 4;
-/// Calls stopped before a retry: too little time left.
-pub(crate) const DEADLINE_EXHAUSTED: usize = 5;
-pub(crate) const PANICKED: usize = 6;
-pub(crate) const STREAMS_CUT: usize = 7;
-pub(crate) const COUNTERS: usize = 8;
+backstop_core::counter_indices! {
+    RETRIES,
+    BUDGET_REFUSED,
+    HEDGES_FIRED,
+    HEDGES_WON,
+    /// Calls refused before their first attempt: too little time left.
+    REFUSED_AT_START,
+    /// Calls stopped before a retry: too little time left.
+    DEADLINE_EXHAUSTED,
+    PANICKED,
+    STREAMS_CUT,
+}
 
 /// A snapshot of a retry handle's counters (totals since creation, shared by every clone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]

@@ -57,6 +57,18 @@ fn retried_failing(
     (retry.clone(), RetryLayer::new(retry).layer(backend), seen)
 }
 
+/// One call through [`retried_failing`]: the handle, the error, how long the call took and
+/// what the backend saw.
+async fn call_failing(
+    timeout: Duration,
+    min_attempt_time: Duration,
+) -> (Retry, Error<Status>, Duration, Seen) {
+    let t0 = Instant::now();
+    let (retry, stack, seen) = retried_failing(timeout, min_attempt_time, t0);
+    let error = stack.call(()).await.unwrap_err();
+    (retry, error, t0.elapsed(), seen)
+}
+
 /// The kind of the refusal `error` is.
 fn refusal(error: &Error<Status>) -> RejectKind {
     error.rejection().expect("a refusal").kind
@@ -79,11 +91,9 @@ async fn a_hanging_backend_is_cut_at_the_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn attempts_see_what_remains_and_never_outlive_the_deadline() {
-    let t0 = Instant::now();
-    let (retry, stack, seen) =
-        retried_failing(Duration::from_secs(1), Duration::from_millis(1), t0);
-    let error = stack.call(()).await.unwrap_err();
-    assert_eq!(t0.elapsed(), Duration::from_secs(1));
+    let (retry, error, took, seen) =
+        call_failing(Duration::from_secs(1), Duration::from_millis(1)).await;
+    assert_eq!(took, Duration::from_secs(1));
     // Backoffs of 100 and 200 ms: the third attempt (started at 900 ms, would end at
     // 1 200 ms) is cut at the deadline.
     assert_eq!(refusal(&error), RejectKind::DeadlineExceeded);
@@ -98,14 +108,12 @@ async fn attempts_see_what_remains_and_never_outlive_the_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn no_attempt_starts_with_too_little_time_left() {
-    let t0 = Instant::now();
-    let (retry, stack, seen) =
-        retried_failing(Duration::from_secs(1), Duration::from_millis(250), t0);
-    let error = stack.call(()).await.unwrap_err();
+    let (retry, error, took, seen) =
+        call_failing(Duration::from_secs(1), Duration::from_millis(250)).await;
     // After the second failure (700 ms) a 200 ms backoff leaves 100 ms < 250 ms: stop there,
     // with the last error, without waiting.
     assert_eq!(error.inner(), Some(&Status(503)));
-    assert_eq!(t0.elapsed(), Duration::from_millis(700));
+    assert_eq!(took, Duration::from_millis(700));
     assert_eq!(seen.lock().len(), 2);
     assert_eq!(retry.stats().deadline_exhaustions, 1);
 }

@@ -1,6 +1,7 @@
 //! What a failed attempt says about its target: the error class decides whether the chain
 //! moves on, how long the target cools down, and what its circuit breaker records.
 
+use backstop_core::classify::Classify;
 use backstop_core::{Error, RejectKind, RetryHint, StackError};
 use serde::Serialize;
 use std::time::Duration;
@@ -60,21 +61,13 @@ impl ErrorClass {
     }
 }
 
-/// Classifies a failed attempt's error. Implemented by [`StandardRouteClassify`] and by
-/// every `Fn(&E) -> ErrorClass + Send + Sync` closure.
-pub trait ClassifyRoute<E>: Send + Sync {
-    /// The class of `error`.
-    fn classify(&self, error: &E) -> ErrorClass;
-}
+/// Classifies a failed attempt's error: any [`Classify`] answering an [`ErrorClass`], so
+/// [`StandardRouteClassify`], [`HintedRouteClassify`] and every
+/// `Fn(&E) -> ErrorClass + Send + Sync` closure. A classifier type of one's own implements
+/// `Classify<E, ErrorClass>` and has this trait with it.
+pub trait ClassifyRoute<E>: Classify<E, ErrorClass> {}
 
-impl<E, F> ClassifyRoute<E> for F
-where
-    F: Fn(&E) -> ErrorClass + Send + Sync,
-{
-    fn classify(&self, error: &E) -> ErrorClass {
-        self(error)
-    }
-}
+impl<E, C: Classify<E, ErrorClass> + ?Sized> ClassifyRoute<E> for C {}
 
 /// The default classification, from what Backstop itself knows: refusals carried by the
 /// error ([`StackError::rejection`]) by kind, and every other error a server error.
@@ -85,7 +78,7 @@ where
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StandardRouteClassify;
 
-impl<E: StackError> ClassifyRoute<E> for StandardRouteClassify {
+impl<E: StackError> Classify<E, ErrorClass> for StandardRouteClassify {
     fn classify(&self, error: &E) -> ErrorClass {
         standard_class(error)
     }
@@ -129,7 +122,7 @@ pub fn standard_class<E: StackError>(error: &E) -> ErrorClass {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HintedRouteClassify;
 
-impl<E: RetryHint + Send + Sync + 'static> ClassifyRoute<Error<E>> for HintedRouteClassify {
+impl<E: RetryHint + Send + Sync + 'static> Classify<Error<E>, ErrorClass> for HintedRouteClassify {
     fn classify(&self, error: &Error<E>) -> ErrorClass {
         hinted_class(error)
     }

@@ -104,6 +104,7 @@ mod router;
 mod stats;
 mod target;
 
+pub use backstop_core::classify::Classify;
 pub use class::{
     ClassifyRoute, ErrorClass, HintedRouteClassify, StandardRouteClassify, hinted_class,
     standard_class,

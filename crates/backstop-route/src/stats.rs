@@ -4,32 +4,34 @@ use serde::Serialize;
 use std::time::Duration;
 
 pub(crate) mod router_counters {
-    pub(crate) const CALLS: usize = 0;
-    pub(crate) const SUCCEEDED: usize = 1;
-    pub(crate) const FALLBACKS: usize = 2;
-    pub(crate) const EXHAUSTED: usize = 3;
-    pub(crate) const ALL_COOLING: usize = 4;
-    pub(crate) const PROBES: usize = 5;
-    pub(crate) const DEADLINE_EXHAUSTED: usize = 6;
-    pub(crate) const PANICKED: usize = 7;
-    pub(crate) const WAITED: usize = 8;
-    pub(crate) const COUNTERS: usize = 9;
+    backstop_core::counter_indices!(
+        CALLS,
+        SUCCEEDED,
+        FALLBACKS,
+        EXHAUSTED,
+        ALL_COOLING,
+        PROBES,
+        DEADLINE_EXHAUSTED,
+        PANICKED,
+        WAITED,
+    );
 }
 
 pub(crate) mod target_counters {
-    pub(crate) const CHOSEN: usize = 0;
-    pub(crate) const SUCCEEDED: usize = 1;
-    pub(crate) const SERVER_ERROR: usize = 2;
-    pub(crate) const TIMEOUT: usize = 3;
-    pub(crate) const RATE_LIMITED: usize = 4;
-    pub(crate) const CIRCUIT_OPEN: usize = 5;
-    pub(crate) const UNAVAILABLE: usize = 6;
-    pub(crate) const CONTEXT_LENGTH: usize = 7;
-    pub(crate) const FATAL: usize = 8;
-    pub(crate) const SKIPPED_NO_BUDGET: usize = 9;
-    pub(crate) const SKIPPED_CIRCUIT_OPEN: usize = 10;
-    pub(crate) const COOLDOWNS: usize = 11;
-    pub(crate) const COUNTERS: usize = 12;
+    backstop_core::counter_indices!(
+        CHOSEN,
+        SUCCEEDED,
+        SERVER_ERROR,
+        TIMEOUT,
+        RATE_LIMITED,
+        CIRCUIT_OPEN,
+        UNAVAILABLE,
+        CONTEXT_LENGTH,
+        FATAL,
+        SKIPPED_NO_BUDGET,
+        SKIPPED_CIRCUIT_OPEN,
+        COOLDOWNS,
+    );
 }
 
 /// A snapshot of a router's counters (totals since creation, shared by every clone) and

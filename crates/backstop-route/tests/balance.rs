@@ -25,6 +25,38 @@ impl Latencies {
     }
 }
 
+/// One routed request answered after its target's simulated latency; `chose` is told the
+/// index of every target called.
+async fn request(
+    router: &Router,
+    latencies: &Latencies,
+    chose: impl Fn(usize),
+) -> Result<(), Error<Status>> {
+    router
+        .run(&RouteHints::new(), &classify, |target| {
+            let index = target.index();
+            chose(index);
+            let latency = latencies.of(index);
+            async move {
+                tokio::time::sleep(latency).await;
+                Ok(())
+            }
+        })
+        .await
+}
+
+/// Spawns `clients` tasks, each running a future made by `client`, and waits for them all.
+async fn concurrently<F, Fut>(clients: usize, client: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..clients).map(|_| tokio::spawn(client())).collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
 /// `clients` concurrent callers each make `per_client` sequential requests; returns the
 /// target index of every request in the order they were started.
 async fn drive(
@@ -34,31 +66,17 @@ async fn drive(
     per_client: usize,
 ) -> Vec<usize> {
     let log = Arc::new(Mutex::new(Vec::new()));
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let router = router.clone();
-        let latencies = latencies.clone();
-        let log = log.clone();
-        tasks.push(tokio::spawn(async move {
+    concurrently(clients, || {
+        let (router, latencies, log) = (router.clone(), latencies.clone(), log.clone());
+        async move {
             for _ in 0..per_client {
-                router
-                    .run(&RouteHints::new(), &classify, |target| {
-                        let index = target.index();
-                        log.lock().push(index);
-                        let latency = latencies.of(index);
-                        async move {
-                            tokio::time::sleep(latency).await;
-                            Ok::<_, Error<Status>>(())
-                        }
-                    })
+                request(&router, &latencies, |index| log.lock().push(index))
                     .await
                     .unwrap();
             }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
+        }
+    })
+    .await;
     Arc::try_unwrap(log).unwrap().into_inner()
 }
 
@@ -110,28 +128,16 @@ async fn traffic_leaves_a_target_whose_latency_jumps_within_a_second() {
     latencies.0[0].store(300, Ordering::Relaxed);
     let jump = tokio::time::Instant::now();
     let log = Arc::new(Mutex::new(Vec::new()));
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
+    concurrently(4, || {
         let (router, latencies, log) = (router.clone(), latencies.clone(), log.clone());
-        tasks.push(tokio::spawn(async move {
+        async move {
             while jump.elapsed() < Duration::from_secs(5) {
-                let _: Result<(), Error<Status>> = router
-                    .run(&RouteHints::new(), &classify, |target| {
-                        let index = target.index();
-                        log.lock().push((jump.elapsed(), index));
-                        let latency = latencies.of(index);
-                        async move {
-                            tokio::time::sleep(latency).await;
-                            Ok(())
-                        }
-                    })
-                    .await;
+                let chose = |index| log.lock().push((jump.elapsed(), index));
+                let _ = request(&router, &latencies, chose).await;
             }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
+        }
+    })
+    .await;
     let log = log.lock();
     let after: Vec<usize> = log
         .iter()
@@ -140,11 +146,8 @@ async fn traffic_leaves_a_target_whose_latency_jumps_within_a_second() {
         .collect();
     let degraded = share(&after, 0);
     assert!(degraded <= 0.20, "degraded target still gets {degraded:.3}");
-    assert!(
-        share(&after, 1) > 0.5,
-        "medium takes the lead: {:.3}",
-        share(&after, 1)
-    );
+    let medium = share(&after, 1);
+    assert!(medium > 0.5, "medium takes the lead: {medium:.3}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -187,11 +190,8 @@ async fn an_idle_target_is_tried_again_as_its_estimate_decays() {
     assert!(router.stats().targets[1].ewma_latency < ms(110));
     latencies.0[1].store(20, Ordering::Relaxed);
     let log = drive(&router, &latencies, 1, 200).await;
-    assert!(
-        share(&log, 1) > 0.2,
-        "b is back in rotation: {:.3}",
-        share(&log, 1)
-    );
+    let b = share(&log, 1);
+    assert!(b > 0.2, "b is back in rotation: {b:.3}");
 }
 
 /// A target idle for long (slow once, then cooled down for ten minutes while the other

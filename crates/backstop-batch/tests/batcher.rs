@@ -3,6 +3,7 @@
 use backstop_batch::{BatchConfig, BatchError, BatchLayer, Batcher, CloseMode};
 use backstop_core::{Error, Layer, LoadSignal, RejectKind, Service, ServiceExt, service_fn};
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::{Instant, sleep};
@@ -13,10 +14,8 @@ type Log = Arc<Mutex<Vec<Vec<u32>>>>;
 fn echo(
     log: &Log,
     cost: Duration,
-) -> impl Fn(Vec<u32>) -> futures::future::BoxFuture<'static, Result<Vec<u32>, std::io::Error>>
-+ Send
-+ Sync
-+ 'static {
+) -> impl Fn(Vec<u32>) -> BoxFuture<'static, Result<Vec<u32>, std::io::Error>> + Send + Sync + 'static
+{
     let log = log.clone();
     move |batch: Vec<u32>| {
         log.lock().unwrap().push(batch.clone());
@@ -45,6 +44,13 @@ fn echo_batcher(
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
+}
+
+/// `future`, boxed, after checking that its first poll leaves it pending.
+fn still_pending<'a, T>(future: impl Future<Output = T> + Send + 'a) -> BoxFuture<'a, T> {
+    let mut future = future.boxed();
+    assert!((&mut future).now_or_never().is_none());
+    future
 }
 
 #[tokio::test(start_paused = true)]
@@ -231,14 +237,12 @@ async fn full_queue_fails_fast_or_waits_for_room() {
         ..c
     })
     .await;
-    let mut queued = futures::future::join_all([1, 2].map(|n| batcher.submit(n))).boxed();
-    assert!((&mut queued).now_or_never().is_none());
+    let queued = still_pending(futures::future::join_all([1, 2].map(|n| batcher.submit(n))));
     assert!(matches!(
         batcher.try_submit(3).await,
         Err(BatchError::QueueFull)
     ));
-    let mut waiting = batcher.submit(4).boxed();
-    assert!((&mut waiting).now_or_never().is_none());
+    let waiting = still_pending(batcher.submit(4));
     assert_eq!(batcher.load().queued, 2);
     let (queued, waiting) = tokio::join!(queued, waiting);
     assert!(queued.iter().all(Result::is_ok));
@@ -355,8 +359,7 @@ async fn caller_dropped_before_dispatch_is_removed_and_frees_its_slot() {
         .queue_capacity(1)
         .build()
         .unwrap();
-    let mut gone = batcher.submit(1).boxed();
-    assert!((&mut gone).now_or_never().is_none());
+    let gone = still_pending(batcher.submit(1));
     assert!(matches!(
         batcher.try_submit(2).await,
         Err(BatchError::QueueFull)
@@ -375,8 +378,7 @@ async fn caller_dropped_after_dispatch_has_its_result_discarded() {
         .max_batch_size(2)
         .build()
         .unwrap();
-    let mut gone = batcher.submit(1).boxed();
-    assert!((&mut gone).now_or_never().is_none());
+    let gone = still_pending(batcher.submit(1));
     let kept = batcher.submit(2);
     let (kept, ()) = tokio::join!(kept, async {
         sleep(ms(5)).await;
@@ -619,10 +621,8 @@ async fn submitter_dropped_while_waiting_for_room_leaks_nothing() {
         ..c
     })
     .await;
-    let mut queued = batcher.submit(1).boxed();
-    assert!((&mut queued).now_or_never().is_none());
-    let mut waiting = batcher.submit(2).boxed();
-    assert!((&mut waiting).now_or_never().is_none());
+    let queued = still_pending(batcher.submit(1));
+    let waiting = still_pending(batcher.submit(2));
     drop(waiting);
     let (queued, late) = tokio::join!(queued, async {
         // Once item 1 is dispatched its room goes to this submit, not to the dropped one.
@@ -664,8 +664,7 @@ fn callers_get_an_error_when_the_dispatchers_runtime_shuts_down() {
     let (a, b) = runtime.block_on(async { tokio::join!(batcher.submit(1), batcher.submit(2)) });
     assert_eq!((a.unwrap(), b.unwrap()), (1, 2));
     // A caller elsewhere queues an item that waits for the 60 s delay...
-    let mut stranded = batcher.submit(3).boxed();
-    assert!((&mut stranded).now_or_never().is_none());
+    let stranded = still_pending(batcher.submit(3));
     // ...and the dispatcher's runtime goes away: the caller is failed, not left hanging.
     drop(runtime);
     let result = futures::executor::block_on(stranded);

@@ -464,16 +464,16 @@ fn invalid_configs_name_the_field() {
         assert_eq!(error.field(), field);
         assert!(error.to_string().contains(field));
     }
-    let error = Breaker::builder()
-        .backoff(0.5, secs(60))
-        .build()
-        .unwrap_err();
-    assert_eq!(error.field(), "backoff.multiplier");
-    let error = Breaker::builder()
-        .backoff(2.0, secs(1))
-        .build()
-        .unwrap_err();
-    assert_eq!(error.field(), "backoff.max");
+    for (multiplier, max, field) in [
+        (0.5, secs(60), "backoff.multiplier"),
+        (2.0, secs(1), "backoff.max"),
+    ] {
+        let error = Breaker::builder()
+            .backoff(multiplier, max)
+            .build()
+            .unwrap_err();
+        assert_eq!(error.field(), field);
+    }
 }
 
 #[test]

@@ -277,38 +277,31 @@ mod tests {
         assert_eq!(config.leak_detection_threshold, None);
     }
 
+    /// The field named by the error that refuses `builder`'s config.
+    fn refused_field(builder: PoolConfigBuilder) -> String {
+        builder.build().unwrap_err().field().to_owned()
+    }
+
     #[test]
     fn rejects_min_idle_above_max_size() {
-        let error = PoolConfig::builder()
-            .max_size(2)
-            .min_idle(3)
-            .build()
-            .unwrap_err();
-        assert_eq!(error.field(), "min_idle");
+        let builder = PoolConfig::builder().max_size(2).min_idle(3);
+        assert_eq!(refused_field(builder), "min_idle");
     }
 
     #[test]
     fn rejects_zero_timeouts_and_bad_adaptive_bounds() {
-        let error = PoolConfig::builder()
-            .wait_timeout(Duration::ZERO)
-            .build()
-            .unwrap_err();
-        assert_eq!(error.field(), "wait_timeout");
-        let error = PoolConfig::builder()
-            .adaptive(AdaptivePoolConfig {
-                min_size: 5,
-                max_size: 4,
-                ..Default::default()
-            })
-            .build()
-            .unwrap_err();
-        assert_eq!(error.field(), "adaptive.min_size");
-        let error = PoolConfig::builder()
+        let builder = PoolConfig::builder().wait_timeout(Duration::ZERO);
+        assert_eq!(refused_field(builder), "wait_timeout");
+        let builder = PoolConfig::builder().adaptive(AdaptivePoolConfig {
+            min_size: 5,
+            max_size: 4,
+            ..Default::default()
+        });
+        assert_eq!(refused_field(builder), "adaptive.min_size");
+        let builder = PoolConfig::builder()
             .max_size(100)
-            .adaptive(AdaptivePoolConfig::default())
-            .build()
-            .unwrap_err();
-        assert_eq!(error.field(), "max_size");
+            .adaptive(AdaptivePoolConfig::default());
+        assert_eq!(refused_field(builder), "max_size");
     }
 
     #[test]

@@ -291,6 +291,13 @@ mod tests {
         }
     }
 
+    /// A fair pool of one whose only unit is out, as a reservation.
+    fn one_slot_taken() -> Slots<u32> {
+        let slots = Slots::new(1, true);
+        assert!(matches!(slots.take(), Take::Slot));
+        slots
+    }
+
     fn size_and_idle(slots: &Slots<u32>) -> (usize, usize) {
         let status = slots.status();
         (status.size, status.idle)
@@ -298,8 +305,7 @@ mod tests {
 
     #[test]
     fn returns_go_to_the_longest_waiter_before_the_idle_queue() {
-        let slots = Slots::new(1, true);
-        assert!(matches!(slots.take(), Take::Slot));
+        let slots = one_slot_taken();
         let first = slots.take();
         let second = slots.take();
         assert!(slots.put(7, None).is_none());
@@ -311,8 +317,7 @@ mod tests {
 
     #[test]
     fn a_waiter_that_gave_up_passes_its_grant_on() {
-        let slots = Slots::new(1, true);
-        assert!(matches!(slots.take(), Take::Slot));
+        let slots = one_slot_taken();
         drop(slots.take());
         assert_eq!(slots.status().waiters, 0);
         assert!(slots.put(1, None).is_none());
@@ -336,8 +341,7 @@ mod tests {
 
     #[test]
     fn closing_ends_waits_and_refuses_returns() {
-        let slots = Slots::new(1, true);
-        assert!(matches!(slots.take(), Take::Slot));
+        let slots = one_slot_taken();
         let Take::Wait(mut waiter) = slots.take() else {
             panic!("expected to wait");
         };

@@ -11,7 +11,7 @@ use backstop_pool::{
     PoolSetConfig, Pooled,
 };
 use backstop_testkit::logs::capture_logs;
-use common::{Fake, FakeError, config, pool};
+use common::{Fake, FakeError, config, fake_pool, one_idle_checked, pool};
 use parking_lot::Mutex;
 use tokio::time::sleep;
 
@@ -22,8 +22,7 @@ async fn settle() {
 
 #[tokio::test(start_paused = true)]
 async fn min_idle_is_filled_and_refilled() {
-    let fake = Fake::default();
-    let pool = pool(&fake, config().max_size(5).min_idle(2));
+    let (fake, pool) = fake_pool(config().max_size(5).min_idle(2));
     settle().await;
     assert_eq!(pool.stats().idle, 2);
     assert_eq!(fake.creates(), 2);
@@ -39,9 +38,7 @@ async fn min_idle_is_filled_and_refilled() {
 
 #[tokio::test(start_paused = true)]
 async fn idle_connections_above_min_idle_are_reaped() {
-    let fake = Fake::default();
-    let pool = pool(
-        &fake,
+    let (_, pool) = fake_pool(
         config()
             .max_size(5)
             .min_idle(1)
@@ -64,9 +61,7 @@ async fn idle_connections_above_min_idle_are_reaped() {
 
 #[tokio::test(start_paused = true)]
 async fn max_lifetime_is_enforced_by_the_reaper_with_jitter() {
-    let fake = Fake::default();
-    let pool = pool(
-        &fake,
+    let (_, pool) = fake_pool(
         config()
             .max_size(4)
             .max_lifetime(Some(Duration::from_secs(100)))
@@ -83,9 +78,7 @@ async fn max_lifetime_is_enforced_by_the_reaper_with_jitter() {
 
 #[tokio::test(start_paused = true)]
 async fn expired_connections_are_replaced_at_checkout() {
-    let fake = Fake::default();
-    let pool = pool(
-        &fake,
+    let (fake, pool) = fake_pool(
         config()
             .max_size(2)
             .max_lifetime(Some(Duration::from_secs(10)))
@@ -102,8 +95,7 @@ async fn expired_connections_are_replaced_at_checkout() {
 
 #[tokio::test(start_paused = true)]
 async fn health_check_is_bypassed_for_recently_used_connections() {
-    let fake = Fake::default();
-    let pool = pool(&fake, config().max_size(2));
+    let (fake, pool) = fake_pool(config().max_size(2));
     drop(pool.get().await.unwrap());
     drop(pool.get().await.unwrap());
     assert_eq!(fake.recycles(), 0, "used within 500 ms: no health check");
@@ -114,8 +106,7 @@ async fn health_check_is_bypassed_for_recently_used_connections() {
 
 #[tokio::test(start_paused = true)]
 async fn failed_health_check_discards_and_creates_a_new_connection() {
-    let fake = Fake::default();
-    let pool = pool(&fake, config().max_size(2));
+    let (fake, pool) = fake_pool(config().max_size(2));
     let first = *pool.get().await.unwrap();
     sleep(Duration::from_secs(1)).await;
     fake.fail_recycles(true);
@@ -126,9 +117,7 @@ async fn failed_health_check_discards_and_creates_a_new_connection() {
 
 #[tokio::test(start_paused = true)]
 async fn keepalive_checks_idle_connections_and_refill_replaces_failures() {
-    let fake = Fake::default();
-    let pool = pool(
-        &fake,
+    let (fake, pool) = fake_pool(
         config()
             .max_size(3)
             .min_idle(1)
@@ -146,9 +135,7 @@ async fn keepalive_checks_idle_connections_and_refill_replaces_failures() {
 #[tokio::test(start_paused = true)]
 async fn leak_warning_names_the_label_and_the_checkout_site() {
     let (captured, _guard) = capture_logs(tracing::Level::INFO);
-    let fake = Fake::default();
-    let pool = pool(
-        &fake,
+    let (_, pool) = fake_pool(
         config()
             .max_size(2)
             .leak_detection_threshold(Duration::from_secs(5)),
@@ -216,8 +203,7 @@ async fn create_errors_are_reported_not_hidden_behind_timeouts() {
 
 #[tokio::test(start_paused = true)]
 async fn plain_wait_timeout_when_the_pool_is_busy() {
-    let fake = Fake::default();
-    let pool = pool(&fake, config().max_size(1));
+    let (_, pool) = fake_pool(config().max_size(1));
     let held = pool.get().await.unwrap();
     match pool.get().await {
         Err(PoolError::Timeout {
@@ -253,8 +239,7 @@ async fn failing_creation_backs_off_instead_of_spinning() {
 
 #[tokio::test(start_paused = true)]
 async fn cancelled_gets_never_lose_capacity() {
-    let fake = Fake::default();
-    let pool = pool(&fake, config().max_size(1));
+    let (_, pool) = fake_pool(config().max_size(1));
 
     // Dropped while waiting for a slot.
     let held = pool.get().await.unwrap();
@@ -299,11 +284,7 @@ async fn cancelled_gets_never_lose_capacity() {
 #[tokio::test(start_paused = true)]
 async fn a_get_cancelled_mid_health_check_closes_that_connection_and_keeps_capacity() {
     let fake = Fake::default();
-    let pool = pool(
-        &fake,
-        config().max_size(1).health_check_bypass(Duration::ZERO),
-    );
-    drop(pool.get().await.unwrap());
+    let pool = one_idle_checked(&fake).await;
     fake.recycle_delay(Duration::from_secs(5));
     assert!(
         tokio::time::timeout(Duration::from_millis(10), pool.get())
@@ -446,8 +427,7 @@ async fn adaptive_sizing_grows_under_waits_and_shrinks_when_idle() {
 
 #[tokio::test(start_paused = true)]
 async fn discard_and_layer_close_broken_connections() {
-    let fake = Fake::default();
-    let pool = pool(&fake, config().max_size(2));
+    let (_, pool) = fake_pool(config().max_size(2));
     Pooled::discard(pool.get().await.unwrap());
     assert_eq!(pool.stats().closed.broken, 1);
     assert_eq!(pool.stats().size, 0);
@@ -485,8 +465,7 @@ async fn discard_and_layer_close_broken_connections() {
 
 #[tokio::test(start_paused = true)]
 async fn stats_and_load_signal_reflect_use() {
-    let fake = Fake::default();
-    let pool = pool(&fake, config().max_size(3));
+    let (_, pool) = fake_pool(config().max_size(3));
     let a = pool.get().await.unwrap();
     let b = pool.get().await.unwrap();
     sleep(Duration::from_millis(40)).await;
@@ -510,8 +489,7 @@ async fn stats_and_load_signal_reflect_use() {
 
 #[tokio::test(start_paused = true)]
 async fn closing_the_pool_fails_waiters_and_counts_every_connection_it_closes() {
-    let fake = Fake::default();
-    let pool = pool(&fake, config().max_size(2));
+    let (fake, pool) = fake_pool(config().max_size(2));
     let held = pool.get().await.unwrap();
     drop(pool.get().await.unwrap());
     let held_too = pool.get().await.unwrap();
@@ -546,8 +524,7 @@ async fn closing_the_pool_fails_waiters_and_counts_every_connection_it_closes() 
 
 #[tokio::test(start_paused = true)]
 async fn dropping_the_pool_stops_background_work() {
-    let fake = Fake::default();
-    let pool = pool(&fake, config().max_size(3).min_idle(2));
+    let (fake, pool) = fake_pool(config().max_size(3).min_idle(2));
     settle().await;
     let tasks_with_pool = tokio::runtime::Handle::current()
         .metrics()
@@ -603,8 +580,7 @@ fn building_without_a_runtime_is_a_typed_error() {
 
 #[tokio::test(start_paused = true)]
 async fn layer_refuses_with_pool_exhausted_and_reports_not_ready_when_full() {
-    let fake = Fake::default();
-    let pool = pool(&fake, config().max_size(1));
+    let (_, pool) = fake_pool(config().max_size(1));
     let svc = PoolLayer::new(pool.clone()).layer(
         service_fn(|leased: Leased<Fake, ()>| async move { Ok::<_, FakeError>(*leased.conn) })
             .lift(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use backstop_core::TokioClock;
 use backstop_pool::{MAX_POOL_SIZE, Manager, Metrics, Pool, PoolConfig, PoolError, RecycleResult};
-use common::{config, pool};
+use common::{config, one_idle_checked, pool};
 use tokio::time::sleep;
 
 /// Panics in whichever callback it is told to: `create` for the first `panic_creates`
@@ -72,11 +72,7 @@ async fn a_panicking_create_is_a_typed_error_for_the_caller() {
 #[tokio::test(start_paused = true)]
 async fn panicking_recycle_and_detach_close_the_connection_without_panicking() {
     let manager = Panicky::default();
-    let pool = pool(
-        &manager,
-        config().max_size(1).health_check_bypass(Duration::ZERO),
-    );
-    drop(pool.get().await.unwrap());
+    let pool = one_idle_checked(&manager).await;
     manager.panic_checks.store(1, SeqCst);
     sleep(Duration::from_millis(10)).await;
     // The idle connection's health check panics, detaching it panics too: both are

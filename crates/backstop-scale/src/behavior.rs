@@ -1,5 +1,6 @@
 //! The HPA's stabilization windows and rate policies, as in `normalizeDesiredReplicasWithBehaviors`.
 
+use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -116,7 +117,7 @@ impl Normalizer {
                 ..Decision::hold(obs.at, current, Reason::Cooldown)
             };
         }
-        let (desired, why) = self.normalize(obs.at, current, raw, min, max);
+        let (desired, why) = self.normalize(obs.at, current, raw, (min, max));
         let reason = why.unwrap_or(if desired == current {
             Reason::Steady
         } else {
@@ -139,11 +140,10 @@ impl Normalizer {
         now: Duration,
         current: u32,
         desired: u32,
-        min: u32,
-        max: u32,
+        bounds: (u32, u32),
     ) -> (u32, Option<Reason>) {
         let (stabilized, stab_reason) = self.stabilize(now, current, desired);
-        let (limited, rate_reason) = self.rate_limit(now, current, stabilized, min, max);
+        let (limited, rate_reason) = self.rate_limit(now, current, stabilized, bounds);
         let reason = if limited != stabilized {
             rate_reason
         } else if stabilized != desired {
@@ -245,38 +245,45 @@ impl Normalizer {
             .unwrap_or(direction.unbounded())
     }
 
+    /// Holds a change in `desired` to what the rate policies of its direction allow, and
+    /// to the bound (`min` or `max`) it moves towards, naming whichever held it.
     fn rate_limit(
         &self,
         now: Duration,
         current: u32,
         desired: u32,
-        min: u32,
-        max: u32,
+        (min, max): (u32, u32),
     ) -> (u32, Option<Reason>) {
-        if desired > current {
-            let limit = self
-                .limit(now, current, &self.behavior.scale_up, Direction::Up)
-                .max(i64::from(current));
-            let (allowed, reason) = if i64::from(max) > limit {
-                (limit, Reason::ScaleUpLimit)
-            } else {
-                (i64::from(max), Reason::TooManyReplicas)
-            };
-            if i64::from(desired) > allowed {
-                return (clamp_u32(allowed), Some(reason));
-            }
-        } else if desired < current {
-            let limit = self
-                .limit(now, current, &self.behavior.scale_down, Direction::Down)
-                .min(i64::from(current));
-            let (allowed, reason) = if i64::from(min) < limit {
-                (limit, Reason::ScaleDownLimit)
-            } else {
-                (i64::from(min), Reason::TooFewReplicas)
-            };
-            if i64::from(desired) < allowed {
-                return (clamp_u32(allowed), Some(reason));
-            }
+        let (direction, rules, bound, rate_reason, bound_reason) = match desired.cmp(&current) {
+            Ordering::Greater => (
+                Direction::Up,
+                &self.behavior.scale_up,
+                max,
+                Reason::ScaleUpLimit,
+                Reason::TooManyReplicas,
+            ),
+            Ordering::Less => (
+                Direction::Down,
+                &self.behavior.scale_down,
+                min,
+                Reason::ScaleDownLimit,
+                Reason::TooFewReplicas,
+            ),
+            Ordering::Equal => return (desired, None),
+        };
+        // The rate policies never push the count the other way.
+        let limit = direction.larger_change(
+            self.limit(now, current, rules, direction),
+            i64::from(current),
+        );
+        let bound = i64::from(bound);
+        let (allowed, reason) = if direction.beyond(bound, limit) {
+            (limit, rate_reason)
+        } else {
+            (bound, bound_reason)
+        };
+        if direction.beyond(i64::from(desired), allowed) {
+            return (clamp_u32(allowed), Some(reason));
         }
         (desired, None)
     }
@@ -361,20 +368,22 @@ impl Direction {
         }
     }
 
+    /// Whether count `a` lies strictly further in this direction than `b`.
+    fn beyond(self, a: i64, b: i64) -> bool {
+        match self {
+            Direction::Up => a > b,
+            Direction::Down => a < b,
+        }
+    }
+
     /// Of two bounds, the one allowing the larger change.
     fn larger_change(self, a: i64, b: i64) -> i64 {
-        match self {
-            Direction::Up => a.max(b),
-            Direction::Down => a.min(b),
-        }
+        if self.beyond(a, b) { a } else { b }
     }
 
     /// Of two bounds, the one allowing the smaller change.
     fn smaller_change(self, a: i64, b: i64) -> i64 {
-        match self {
-            Direction::Up => a.min(b),
-            Direction::Down => a.max(b),
-        }
+        if self.beyond(a, b) { b } else { a }
     }
 
     /// The bound of a direction without rate policies.

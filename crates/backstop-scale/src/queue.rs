@@ -152,7 +152,7 @@ impl QueuePolicy {
             aim
         } else {
             self.normalizer
-                .normalize(obs.at, current, aim, 1, c.max_replicas)
+                .normalize(obs.at, current, aim, (1, c.max_replicas))
                 .0
         };
         Decision {

@@ -105,23 +105,19 @@ mod tests {
 
     #[test]
     fn dates_are_seconds_from_the_epoch() {
-        assert_eq!(
-            parse_timestamp("1970-01-01 00:00:00", TimestampRules::LENIENT),
-            Some(0.0)
-        );
-        assert_eq!(
-            parse_timestamp("2000-03-01T00:00:00", TimestampRules::LENIENT),
-            Some(951_868_800.0)
-        );
-        assert_eq!(
-            parse_timestamp("2014-07-01 00:30:00", TimestampRules::LENIENT),
-            Some(1_404_174_600.0)
-        );
-        assert_eq!(
-            parse_timestamp("2014-13-01 00:30:00", TimestampRules::LENIENT),
-            None
-        );
-        assert_eq!(parse_timestamp("12.5", TimestampRules::LENIENT), Some(12.5));
+        for (text, seconds) in [
+            ("1970-01-01 00:00:00", Some(0.0)),
+            ("2000-03-01T00:00:00", Some(951_868_800.0)),
+            ("2014-07-01 00:30:00", Some(1_404_174_600.0)),
+            ("2014-13-01 00:30:00", None),
+            ("12.5", Some(12.5)),
+        ] {
+            assert_eq!(
+                parse_timestamp(text, TimestampRules::LENIENT),
+                seconds,
+                "{text}"
+            );
+        }
     }
 
     #[test]

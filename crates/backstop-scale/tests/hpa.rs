@@ -51,10 +51,22 @@ fn per_pod(
     MetricSample::new("m", target, Reading::PerReplica(pods.collect()))
 }
 
-fn decide(hpa: &mut TargetTracking, at: u64, current: u32, metrics: Vec<MetricSample>) -> u32 {
+/// The desired count and why, for `current` replicas reading `metrics` at `at` seconds.
+fn decide_why(
+    hpa: &mut TargetTracking,
+    at: u64,
+    current: u32,
+    metrics: Vec<MetricSample>,
+) -> (u32, Reason) {
     let mut obs = Observation::new(secs(at), current, current);
     obs.metrics = metrics;
-    hpa.decide(&obs).desired
+    let decision = hpa.decide(&obs);
+    (decision.desired, decision.reason)
+}
+
+/// The desired count for `current` replicas reading `metrics` at `at` seconds.
+fn decide(hpa: &mut TargetTracking, at: u64, current: u32, metrics: Vec<MetricSample>) -> u32 {
+    decide_why(hpa, at, current, metrics).0
 }
 
 #[test]
@@ -168,12 +180,18 @@ fn bounds_apply_before_and_after_the_metrics() {
     let mut hpa = raw_hpa(2, 8);
     assert_eq!(decide(&mut hpa, 0, 4, vec![avg("m", 100.0, 1000.0)]), 8);
     assert_eq!(decide(&mut hpa, 15, 4, vec![avg("m", 100.0, 1.0)]), 2);
-    let d = hpa.decide(&Observation::new(secs(30), 12, 12).metric(avg("m", 100.0, 100.0)));
-    assert_eq!((d.desired, d.reason), (8, Reason::AboveMax));
-    let d = hpa.decide(&Observation::new(secs(45), 1, 1).metric(avg("m", 100.0, 100.0)));
-    assert_eq!((d.desired, d.reason), (2, Reason::BelowMin));
-    let d = hpa.decide(&Observation::new(secs(60), 0, 0).metric(avg("m", 100.0, 100.0)));
-    assert_eq!((d.desired, d.reason), (0, Reason::ScalingDisabled));
+    assert_eq!(
+        decide_why(&mut hpa, 30, 12, vec![avg("m", 100.0, 100.0)]),
+        (8, Reason::AboveMax)
+    );
+    assert_eq!(
+        decide_why(&mut hpa, 45, 1, vec![avg("m", 100.0, 100.0)]),
+        (2, Reason::BelowMin)
+    );
+    assert_eq!(
+        decide_why(&mut hpa, 60, 0, vec![avg("m", 100.0, 100.0)]),
+        (0, Reason::ScalingDisabled)
+    );
 }
 
 #[test]
@@ -181,9 +199,8 @@ fn default_scale_down_stabilization_holds_the_highest_recommendation_for_300s() 
     let mut hpa = hpa_with(Behavior::default());
     assert_eq!(decide(&mut hpa, 0, 10, vec![avg("m", 100.0, 100.0)]), 10);
     for t in (15..300).step_by(15) {
-        let d = hpa.decide(&Observation::new(secs(t), 10, 10).metric(avg("m", 100.0, 50.0)));
         assert_eq!(
-            (d.desired, d.reason),
+            decide_why(&mut hpa, t, 10, vec![avg("m", 100.0, 50.0)]),
             (10, Reason::ScaleDownStabilized),
             "t={t}"
         );
@@ -195,8 +212,10 @@ fn default_scale_down_stabilization_holds_the_highest_recommendation_for_300s() 
 #[test]
 fn default_scale_up_is_the_larger_of_100_percent_or_4_pods_per_15s() {
     let mut hpa = hpa_with(Behavior::default());
-    let d = hpa.decide(&Observation::new(secs(0), 1, 1).metric(avg("m", 10.0, 100.0)));
-    assert_eq!((d.desired, d.reason), (5, Reason::ScaleUpLimit));
+    assert_eq!(
+        decide_why(&mut hpa, 0, 1, vec![avg("m", 10.0, 100.0)]),
+        (5, Reason::ScaleUpLimit)
+    );
     // Within the same period, the 4 pods already added count: no further growth.
     assert_eq!(decide(&mut hpa, 5, 5, vec![avg("m", 10.0, 20.0)]), 5);
     // Next period: max(5 × 2, 5 + 4) = 10.
@@ -222,8 +241,10 @@ fn docs_scale_down(select: Select) -> TargetTracking {
 #[test]
 fn docs_example_scale_down_80_to_10_removes_8_then_8_per_minute() {
     let mut hpa = docs_scale_down(Select::Max);
-    let d = hpa.decide(&Observation::new(secs(0), 80, 80).metric(avg("m", 100.0, 12.5)));
-    assert_eq!((d.desired, d.reason), (72, Reason::ScaleDownLimit));
+    assert_eq!(
+        decide_why(&mut hpa, 0, 80, vec![avg("m", 100.0, 12.5)]),
+        (72, Reason::ScaleDownLimit)
+    );
     // Still inside the minute: nothing more may go.
     assert_eq!(decide(&mut hpa, 30, 72, vec![avg("m", 100.0, 10.0)]), 72);
     // 72 × 0.9 = 64.8 → 64, more than 72 − 4.
@@ -252,8 +273,10 @@ fn scale_up_stabilization_uses_the_lowest_recent_recommendation() {
     };
     let mut hpa = hpa_with(behavior);
     assert_eq!(decide(&mut hpa, 0, 4, vec![avg("m", 100.0, 100.0)]), 4);
-    let d = hpa.decide(&Observation::new(secs(15), 4, 4).metric(avg("m", 100.0, 200.0)));
-    assert_eq!((d.desired, d.reason), (4, Reason::ScaleUpStabilized));
+    assert_eq!(
+        decide_why(&mut hpa, 15, 4, vec![avg("m", 100.0, 200.0)]),
+        (4, Reason::ScaleUpStabilized)
+    );
     assert_eq!(decide(&mut hpa, 30, 4, vec![avg("m", 100.0, 200.0)]), 4);
     // At t=60 the t=0 recommendation (4) has left the window; the lowest left is 8.
     assert_eq!(decide(&mut hpa, 60, 4, vec![avg("m", 100.0, 200.0)]), 8);
@@ -268,8 +291,10 @@ fn cooldown_holds_after_an_action() {
     };
     let mut hpa = hpa_with(behavior);
     assert_eq!(decide(&mut hpa, 0, 4, vec![avg("m", 100.0, 200.0)]), 8);
-    let d = hpa.decide(&Observation::new(secs(60), 8, 8).metric(avg("m", 100.0, 50.0)));
-    assert_eq!((d.desired, d.reason), (8, Reason::Cooldown));
+    assert_eq!(
+        decide_why(&mut hpa, 60, 8, vec![avg("m", 100.0, 50.0)]),
+        (8, Reason::Cooldown)
+    );
     assert_eq!(decide(&mut hpa, 120, 8, vec![avg("m", 100.0, 50.0)]), 4);
 }
 

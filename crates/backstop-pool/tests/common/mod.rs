@@ -24,6 +24,27 @@ pub(crate) fn pool<M: PoolManager + Clone>(manager: &M, config: PoolConfigBuilde
     Pool::with_clock(manager.clone(), config.build().unwrap(), TokioClock).unwrap()
 }
 
+/// A fresh [`Fake`] and a pool over it.
+pub(crate) fn fake_pool(config: PoolConfigBuilder) -> (Fake, Pool<Fake>) {
+    let fake = Fake::default();
+    let pool = pool(&fake, config);
+    (fake, pool)
+}
+
+/// A pool of one over `manager` that health-checks every checkout, its one connection
+/// already made and back in the idle queue.
+pub(crate) async fn one_idle_checked<M>(manager: &M) -> Pool<M>
+where
+    M: PoolManager<Error: std::fmt::Debug> + Clone,
+{
+    let pool = pool(
+        manager,
+        config().max_size(1).health_check_bypass(Duration::ZERO),
+    );
+    drop(pool.get().await.unwrap());
+    pool
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct FakeError(pub(crate) String);
 

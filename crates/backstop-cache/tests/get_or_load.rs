@@ -81,6 +81,15 @@ async fn until_loads(cache: &Cache, loads: u64) {
     }
 }
 
+/// Checks that a load of `key` on a cache holding `v1` (from [`fresh_with_v1`]) answers
+/// `v1` at once, `why`, while a second load in the background stores `v2`.
+async fn serves_v1_while_v2_loads(cache: &Cache, key: &String, runs: &Arc<AtomicUsize>, why: &str) {
+    let served = load_counted(cache, key, runs, "v2").await;
+    assert_eq!(served, Some("v1".to_string()), "{why}");
+    until_loads(cache, 2).await;
+    until_stored(cache, key, "v2").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_concurrent_callers_on_a_cold_key_run_the_loader_once() {
     let (cache, _) = cache(TieredConfig::default());
@@ -274,14 +283,7 @@ async fn stale_values_are_served_within_grace_while_one_refresh_runs() {
         fresh_with_v1(&key, |c| c.stale_grace = Some(Duration::from_secs(5))).await;
 
     clock.advance(Duration::from_secs(11));
-    let served = load_counted(&cache, &key, &runs, "v2").await;
-    assert_eq!(
-        served,
-        Some("v1".to_string()),
-        "stale within grace, at once"
-    );
-    until_loads(&cache, 2).await;
-    until_stored(&cache, &key, "v2").await;
+    serves_v1_while_v2_loads(&cache, &key, &runs, "stale within grace, at once").await;
     assert_eq!(cache.stats().stale_served, 1);
 
     clock.advance(Duration::from_secs(16));
@@ -306,12 +308,7 @@ async fn values_about_to_go_stale_are_refreshed_ahead() {
     );
     assert_eq!(cache.stats().refreshes, 0, "plenty of freshness left");
     clock.advance(Duration::from_secs(4));
-    assert_eq!(
-        load_counted(&cache, &key, &runs, "v2").await,
-        Some("v1".to_string())
-    );
-    until_loads(&cache, 2).await;
-    until_stored(&cache, &key, "v2").await;
+    serves_v1_while_v2_loads(&cache, &key, &runs, "refreshed ahead, at once").await;
     assert_eq!(cache.stats().refreshes, 1);
 }
 
@@ -400,32 +397,29 @@ mod layer {
     use super::*;
     use backstop_cache::CacheLayer;
     use backstop_core::{Error, Layer, Service, ServiceExt, service_fn};
+    use backstop_testkit::Calls;
 
     #[tokio::test]
     async fn keyed_requests_are_served_from_the_cache_and_others_pass_through() {
         let (cache, _) = cache(TieredConfig::default());
-        let calls = Arc::new(AtomicUsize::new(0));
-        let counted = calls.clone();
-        let llm = service_fn(move |prompt: String| {
-            counted.fetch_add(1, Ordering::SeqCst);
-            async move {
-                if prompt == "fail" {
-                    Err(ProviderError)
-                } else {
-                    Ok(format!("answer: {prompt}"))
-                }
+        let calls = Calls::new();
+        let llm = service_fn(calls.counting(|prompt: String| async move {
+            if prompt == "fail" {
+                Err(ProviderError)
+            } else {
+                Ok(format!("answer: {prompt}"))
             }
-        })
+        }))
         .lift();
         let svc = CacheLayer::new(cache)
             .key(|prompt: &String| (!prompt.starts_with("nocache")).then(|| prompt.clone()))
             .layer(llm);
         assert_eq!(svc.call("a".to_string()).await.unwrap(), "answer: a");
         assert_eq!(svc.call("a".to_string()).await.unwrap(), "answer: a");
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(calls.count(), 1);
         svc.call("nocache-1".to_string()).await.unwrap();
         svc.call("nocache-1".to_string()).await.unwrap();
-        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert_eq!(calls.count(), 3);
         let error = svc.call("fail".to_string()).await.unwrap_err();
         // The inner service's own error type comes back, not a cache wrapper.
         assert!(matches!(error, Error::Inner(ProviderError)), "{error:?}");

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use backstop_cache::{CacheConfig, Compute, Expiry, MemoryCache, MemoryCacheLayer, RemovalCause};
 use backstop_core::{Layer, ManualClock, Service, service_fn};
+use backstop_testkit::Calls;
 
 type Log = Arc<Mutex<Vec<(u32, u32, RemovalCause)>>>;
 
@@ -496,22 +497,17 @@ fn stats_serialize() {
 
 #[tokio::test]
 async fn layer_answers_repeats_from_memory_and_does_not_cache_errors() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let c = Arc::clone(&calls);
-    let inner = service_fn(move |n: u32| {
-        let c = Arc::clone(&c);
-        async move {
-            c.fetch_add(1, Ordering::SeqCst);
-            if n == 0 { Err("zero") } else { Ok(n * 10) }
-        }
-    });
+    let calls = Calls::new();
+    let inner = service_fn(
+        calls.counting(|n: u32| async move { if n == 0 { Err("zero") } else { Ok(n * 10) } }),
+    );
     let cache: MemoryCache<u32, u32> = MemoryCache::builder().max_capacity(10).build().unwrap();
     let svc = MemoryCacheLayer::new(cache).layer(inner);
     assert_eq!(svc.call(1).await, Ok(10));
     assert_eq!(svc.call(1).await, Ok(10));
     assert_eq!(svc.call(0).await, Err("zero"));
     assert_eq!(svc.call(0).await, Err("zero"));
-    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(calls.count(), 3);
     assert_eq!(svc.cache().stats().hits, 1);
 }
 

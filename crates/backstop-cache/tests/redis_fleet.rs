@@ -5,7 +5,8 @@
 #![cfg(feature = "redis")]
 
 use backstop_cache::{
-    Entry, L1Invalidation, MemoryCache, MemoryTier, RedisTier, RedisTierConfig, Tier, TieredCache,
+    Entry, L1Invalidation, L1InvalidationStats, MemoryCache, MemoryTier, RedisTier,
+    RedisTierConfig, Tier, TieredCache,
 };
 use backstop_redis::{RedisConfig, RedisConnection};
 use backstop_testkit::fleet;
@@ -59,11 +60,12 @@ async fn instance(redis: &RedisConfig, namespace: &str) -> Instance {
     }
 }
 
-/// Instances A and B: two processes sharing the L2 under `namespace`.
-async fn two_instances(redis: &RedisConfig, namespace: &str) -> (Instance, Instance) {
+/// Instances A and B: two processes sharing the L2 under a [`unique`] namespace for `name`.
+async fn two_instances(redis: &RedisConfig, name: &str) -> (Instance, Instance) {
+    let namespace = unique(name);
     (
-        instance(redis, namespace).await,
-        instance(redis, namespace).await,
+        instance(redis, &namespace).await,
+        instance(redis, &namespace).await,
     )
 }
 
@@ -100,6 +102,27 @@ async fn removal_reaches_b(a: &Instance, b: &Instance) {
     dropped_within(&b.l1, "k1", Duration::from_secs(1)).await;
 }
 
+/// Checks that B's invalidation flushed its L1 since `before` and that the L1 is empty
+/// (`why`): announcements may have been missed while the subscription was down.
+fn l1_flushed(b: &Instance, before: &L1InvalidationStats, why: &str) {
+    let after = b.invalidation.stats();
+    assert!(after.flushes > before.flushes, "{after:?}");
+    b.l1.run_pending_tasks();
+    assert_eq!(b.l1.len(), 0, "{why}");
+}
+
+/// Waits (5 s at most) until B's subscription has come back since `before`; how long
+/// that took.
+async fn resubscribed(b: &Instance, before: &L1InvalidationStats) -> Duration {
+    let start = Instant::now();
+    while b.invalidation.stats().subscriptions <= before.subscriptions {
+        assert!(start.elapsed() < Duration::from_secs(5), "not resubscribed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    b.invalidation.subscribed().await;
+    start.elapsed()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index].as_secs_f64() * 1_000.0
@@ -122,8 +145,7 @@ async fn applied(b: &Instance, count: u64) {
 /// bound. Returns the delays.
 async fn invalidation_delays(redis: &RedisConfig, workload: &str, changes: usize) -> Vec<Duration> {
     let _alone = SUBSCRIPTIONS.lock().await;
-    let namespace = unique(&format!("l1-{workload}"));
-    let (a, b) = two_instances(redis, &namespace).await;
+    let (a, b) = two_instances(redis, &format!("l1-{workload}")).await;
     let bound = Duration::from_secs(1);
     let mut delays = Vec::with_capacity(changes);
     for i in 0..changes {
@@ -220,27 +242,18 @@ async fn a_killed_subscription_empties_l1_and_resubscribes() {
     };
     let seeds = fleet::cluster_seeds().unwrap();
     let _alone = SUBSCRIPTIONS.lock().await;
-    let namespace = unique("l1-kill");
-    let (a, b) = two_instances(&redis, &namespace).await;
+    let (a, b) = two_instances(&redis, "l1-kill").await;
     b_holds_copies(&a, &b, 20).await;
     let before = b.invalidation.stats();
     for node in &seeds {
         fleet::cli(node, &["client", "kill", "type", "pubsub"]);
     }
-    let start = Instant::now();
-    while b.invalidation.stats().subscriptions < before.subscriptions + 1 {
-        assert!(start.elapsed() < Duration::from_secs(5), "not resubscribed");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    b.invalidation.subscribed().await;
-    println!("subscription back after {:?}", start.elapsed());
-    let after = b.invalidation.stats();
-    assert!(after.flushes > before.flushes, "{after:?}");
-    b.l1.run_pending_tasks();
-    assert_eq!(
-        b.l1.len(),
-        0,
-        "the L1 was emptied: changes may have been missed"
+    let back = resubscribed(&b, &before).await;
+    println!("subscription back after {back:?}");
+    l1_flushed(
+        &b,
+        &before,
+        "the L1 was emptied: changes may have been missed",
     );
     // And invalidation flows again.
     removal_reaches_b(&a, &b).await;
@@ -251,8 +264,7 @@ async fn two_caches_share_l2_across_slots() {
     let Some(redis) = fleet::cluster() else {
         return;
     };
-    let namespace = unique("share");
-    let (a, b) = two_instances(&redis, &namespace).await;
+    let (a, b) = two_instances(&redis, "share").await;
     for i in 0..200 {
         a.cache
             .insert(&format!("key-{i}"), format!("value-{i}"))
@@ -367,8 +379,7 @@ async fn a_silently_dead_subscription_is_found_by_its_keepalive() {
     let server = OwnRedis::start().expect("redis-server starts");
     let redis = RedisConfig::url(format!("redis://127.0.0.1:{}", server.port))
         .with_timeout(Duration::from_millis(500));
-    let namespace = unique("l1-keepalive");
-    let (a, b) = two_instances(&redis, &namespace).await;
+    let (a, b) = two_instances(&redis, "l1-keepalive").await;
     b_holds_copies(&a, &b, 10).await;
     let before = b.invalidation.stats();
     server.signal("-STOP");
@@ -387,23 +398,13 @@ async fn a_silently_dead_subscription_is_found_by_its_keepalive() {
         after.keepalive_failures > before.keepalive_failures,
         "{after:?}"
     );
-    assert!(after.flushes > before.flushes, "{after:?}");
-    b.l1.run_pending_tasks();
-    assert_eq!(
-        b.l1.len(),
-        0,
-        "L1 emptied: changes may be missed while frozen"
+    l1_flushed(
+        &b,
+        &before,
+        "L1 emptied: changes may be missed while frozen",
     );
     server.signal("-CONT");
-    let thawed = Instant::now();
-    while b.invalidation.stats().subscriptions <= before.subscriptions {
-        assert!(
-            thawed.elapsed() < Duration::from_secs(5),
-            "not resubscribed"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    b.invalidation.subscribed().await;
+    resubscribed(&b, &before).await;
     // And invalidation flows again.
     removal_reaches_b(&a, &b).await;
 }

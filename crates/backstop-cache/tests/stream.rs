@@ -12,6 +12,7 @@ use backstop_cache::{
 };
 use backstop_core::{Error, Layer, Service, service_fn};
 use backstop_dedup::StreamGroup;
+use backstop_testkit::Calls;
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
@@ -336,19 +337,13 @@ async fn streams_past_the_record_bounds_pass_through_unstored() {
 
 #[tokio::test(start_paused = true)]
 async fn the_layer_caches_streams_keeps_the_inner_error_and_passes_keyless_requests() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let model = {
-        let calls = calls.clone();
-        service_fn(move |prompt: String| {
-            calls.fetch_add(1, SeqCst);
-            async move {
-                if prompt == "bad" {
-                    return Err(Error::Inner(Boom(400)));
-                }
-                Ok(provider(vec![5; 3], None))
-            }
-        })
-    };
+    let calls = Calls::new();
+    let model = service_fn(calls.counting(|prompt: String| async move {
+        if prompt == "bad" {
+            return Err(Error::Inner(Boom(400)));
+        }
+        Ok(provider(vec![5; 3], None))
+    }));
     let streams = streams();
     let service = StreamCacheLayer::new(streams.clone())
         .key(|prompt: &String| (prompt != "nocache").then(|| prompt.clone()))
@@ -358,7 +353,7 @@ async fn the_layer_caches_streams_keeps_the_inner_error_and_passes_keyless_reque
     let b = service.call("hi".into()).await.unwrap();
     assert!(b.is_replay());
     assert_eq!(ok(collect(b).await), tokens(3));
-    assert_eq!(calls.load(SeqCst), 1);
+    assert_eq!(calls.count(), 1);
 
     let failed = collect(service.call("bad".into()).await.unwrap()).await;
     assert_eq!(failed.len(), 1);
@@ -370,7 +365,7 @@ async fn the_layer_caches_streams_keeps_the_inner_error_and_passes_keyless_reque
         assert!(!direct.is_replay());
         assert_eq!(ok(collect(direct).await), tokens(3));
     }
-    assert_eq!(calls.load(SeqCst), 4);
+    assert_eq!(calls.count(), 4);
     assert!(service.readiness().is_ok());
 }
 

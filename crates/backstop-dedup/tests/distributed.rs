@@ -11,7 +11,7 @@ use backstop_core::{Layer, RejectKind, Service, ServiceExt, Validate, service_fn
 use backstop_dedup::{
     DedupError, DedupLayer, DedupOutcome, DistributedConfig, DistributedGroup, RedisFailure, Source,
 };
-use backstop_testkit::RedisTestContext;
+use backstop_testkit::{Calls, RedisTestContext};
 use futures::future::join_all;
 use tokio::sync::oneshot;
 
@@ -284,25 +284,21 @@ async fn layers_of_two_processes_call_the_backend_once() {
     let Some(ctx) = RedisTestContext::from_env("dedup_layer_two_processes").await else {
         return;
     };
-    let calls = Arc::new(AtomicUsize::new(0));
-    let backend = |calls: Arc<AtomicUsize>| {
-        service_fn(move |prompt: String| {
-            let calls = calls.clone();
-            async move {
-                calls.fetch_add(1, SeqCst);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                Ok::<u64, String>(prompt.len() as u64)
-            }
-        })
+    let calls = Calls::new();
+    let backend = || {
+        service_fn(calls.counting(|prompt: String| async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<u64, String>(prompt.len() as u64)
+        }))
         .lift()
     };
     let key = |prompt: &String| format!("prompt:{prompt}");
     let a = DedupLayer::new(process_of(&ctx, config(&ctx)))
         .key(key)
-        .layer(backend(calls.clone()));
+        .layer(backend());
     let b = DedupLayer::new(process_of(&ctx, config(&ctx)))
         .key(key)
-        .layer(backend(calls.clone()));
+        .layer(backend());
 
     let callers = (0..10).map(|i| {
         let service = if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -311,11 +307,7 @@ async fn layers_of_two_processes_call_the_backend_once() {
     for answer in join_all(callers).await {
         assert_eq!(answer.unwrap().unwrap(), 13);
     }
-    assert_eq!(
-        calls.load(SeqCst),
-        1,
-        "one backend call across both processes"
-    );
+    assert_eq!(calls.count(), 1, "one backend call across both processes");
     ctx.cleanup().await;
 }
 

@@ -1,34 +1,30 @@
 //! `DedupLayer` over `backstop_core::Service`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use backstop_core::{Error, Layer, Service, ServiceExt, service_fn};
 use backstop_dedup::{DedupLayer, DedupWindow, DedupWindowConfig, Group};
+use backstop_testkit::Calls;
 
 fn backend(
-    calls: &Arc<AtomicUsize>,
+    calls: &Calls,
 ) -> impl Service<(String, u32), Response = String, Error = Error<String>> + 'static {
-    let calls = calls.clone();
-    service_fn(move |(prompt, attempt): (String, u32)| {
-        let calls = calls.clone();
-        async move {
-            calls.fetch_add(1, SeqCst);
+    service_fn(
+        calls.counting(|(prompt, attempt): (String, u32)| async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
             if prompt == "fail" {
                 Err(format!("refused attempt {attempt}"))
             } else {
                 Ok(format!("answer to {prompt}"))
             }
-        }
-    })
+        }),
+    )
     .lift()
 }
 
 #[tokio::test(start_paused = true)]
 async fn identical_requests_reach_the_inner_service_once() {
-    let calls = Arc::new(AtomicUsize::new(0));
+    let calls = Calls::new();
     let group = Group::new();
     let layer = DedupLayer::new(group.clone()).key(|req: &(String, u32)| req.0.clone());
     let service = layer.clone().layer(backend(&calls));
@@ -47,13 +43,13 @@ async fn identical_requests_reach_the_inner_service_once() {
             .iter()
             .all(|r| r.as_deref().ok() == Some("answer to capital of France"))
     );
-    assert_eq!(calls.load(SeqCst), 1);
+    assert_eq!(calls.count(), 1);
     assert_eq!(group.stats().coalesced, 49);
 }
 
 #[tokio::test(start_paused = true)]
 async fn inner_errors_are_shared_without_clone() {
-    let calls = Arc::new(AtomicUsize::new(0));
+    let calls = Calls::new();
     let service = DedupLayer::new(Group::new())
         .key(|req: &(String, u32)| req.0.clone())
         .layer(backend(&calls));
@@ -66,12 +62,12 @@ async fn inner_errors_are_shared_without_clone() {
     assert!(matches!(a, Error::Shared(_)), "{a:?}");
     assert_eq!(a.inner().map(String::as_str), Some("refused attempt 1"));
     assert_eq!(b.inner().map(String::as_str), Some("refused attempt 1"));
-    assert_eq!(calls.load(SeqCst), 1);
+    assert_eq!(calls.count(), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn window_layer_answers_retries_without_calling_again() {
-    let calls = Arc::new(AtomicUsize::new(0));
+    let calls = Calls::new();
     let window = DedupWindow::new(DedupWindowConfig::default()).unwrap();
     let service = DedupLayer::new(window.clone())
         .key(|req: &(String, u32)| req.0.clone())
@@ -79,7 +75,7 @@ async fn window_layer_answers_retries_without_calling_again() {
     service.call(("q".into(), 1)).await.unwrap();
     tokio::time::advance(Duration::from_secs(30)).await;
     assert_eq!(service.call(("q".into(), 2)).await.unwrap(), "answer to q");
-    assert_eq!(calls.load(SeqCst), 1);
+    assert_eq!(calls.count(), 1);
     assert_eq!(window.stats().window_hits, 1);
 }
 

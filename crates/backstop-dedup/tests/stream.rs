@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use backstop_core::{Error, Layer, RejectKind, Service, service_fn};
 use backstop_dedup::{LagPolicy, SharedStream, StreamDedupLayer, StreamGroup, StreamShareConfig};
+use backstop_testkit::Calls;
 use futures::channel::mpsc;
 use futures::task::noop_waker;
 use futures::{Stream, StreamExt};
@@ -570,23 +571,17 @@ async fn past_max_streams_a_call_reads_its_own_upstream() {
 
 #[tokio::test]
 async fn the_layer_shares_one_inner_call_and_keeps_the_inner_error_type() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let model = {
-        let calls = calls.clone();
-        service_fn(move |prompt: String| {
-            calls.fetch_add(1, SeqCst);
-            async move {
-                if prompt.is_empty() {
-                    return Err(Error::Inner(Boom(400)));
-                }
-                let words = prompt
-                    .split(' ')
-                    .map(|w| Ok::<_, E>(Arc::from(w)))
-                    .collect::<Vec<Item>>();
-                Ok(futures::stream::iter(words))
-            }
-        })
-    };
+    let calls = Calls::new();
+    let model = service_fn(calls.counting(|prompt: String| async move {
+        if prompt.is_empty() {
+            return Err(Error::Inner(Boom(400)));
+        }
+        let words = prompt
+            .split(' ')
+            .map(|w| Ok::<_, E>(Arc::from(w)))
+            .collect::<Vec<Item>>();
+        Ok(futures::stream::iter(words))
+    }));
     let group: StreamGroup<String, Chunk, E> = StreamGroup::new();
     let service = StreamDedupLayer::new(group.clone())
         .key(|prompt: &String| prompt.to_lowercase())
@@ -596,7 +591,7 @@ async fn the_layer_shares_one_inner_call_and_keeps_the_inner_error_type() {
     let (a, b) = tokio::join!(a.collect::<Vec<_>>(), b.collect::<Vec<_>>());
     assert_eq!(ok_chunks(a), vec![Arc::from("Hello"), Arc::from("World")]);
     assert_eq!(b.len(), 2);
-    assert_eq!(calls.load(SeqCst), 1);
+    assert_eq!(calls.count(), 1);
 
     let failed = service
         .call(String::new())

@@ -5,6 +5,7 @@
 //!   prefix private to one test;
 //! - [`fleet`]: the addresses `.ci/redis-fleet` exports (cluster, Sentinel, TLS) as
 //!   `RedisConfig`s, and killing and restarting servers for failover tests;
+//! - [`Calls`]: counts the calls a test double receives;
 //! - [`logs`]: formatted `tracing` output captured for assertions;
 //! - [`on_paused_clock`]: a current-thread runtime with paused time, for synchronous tests.
 //!
@@ -12,10 +13,12 @@
 //! the test, so no Redis test is silently skipped there.
 #![forbid(unsafe_code)]
 
+mod calls;
 mod context;
 pub mod fleet;
 pub mod logs;
 mod runtime;
 
+pub use calls::Calls;
 pub use context::RedisTestContext;
 pub use runtime::on_paused_clock;

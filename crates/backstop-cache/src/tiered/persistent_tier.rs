@@ -281,14 +281,16 @@ impl<V> PersistentTier<V> {
 mod tests {
     use super::*;
 
-    fn store(dir: &tempfile::TempDir) -> PersistentTier<String> {
-        PersistentTier::open(dir.path().join("cache.redb"), ValueCodec::new()).unwrap()
+    /// A tier on a fresh file, and the directory that holds it (removed when dropped).
+    fn tier() -> (tempfile::TempDir, PersistentTier<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = PersistentTier::open(dir.path().join("cache.redb"), ValueCodec::new()).unwrap();
+        (dir, tier)
     }
 
     #[test]
     fn deadlines_are_honoured_on_read_and_reclaimed_from_the_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let tier = store(&dir);
+        let (_dir, tier) = tier();
         let store = &tier.store;
         store.set("short", b"a", 1_000).unwrap();
         store.set("long", b"b", 5_000).unwrap();
@@ -312,8 +314,7 @@ mod tests {
 
     #[test]
     fn overwriting_moves_the_deadline() {
-        let dir = tempfile::tempdir().unwrap();
-        let tier = store(&dir);
+        let (_dir, tier) = tier();
         let store = &tier.store;
         store.set("k", b"old", 1_000).unwrap();
         store.set("k", b"new", 9_000).unwrap();

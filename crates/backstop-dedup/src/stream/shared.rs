@@ -143,6 +143,16 @@ impl<T, E> State<T, E> {
         trimmed
     }
 
+    /// Trims, and if that made room, takes the wakers of the readers waiting for it (to
+    /// wake once the lock is released).
+    fn trim_and_take_wakers(&mut self, shared: &GroupShared<T>) -> Vec<Waker> {
+        if self.trim(shared) && !self.full(shared) {
+            self.take_wakers()
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Whether, under [`LagPolicy::Wait`], the upstream must not be read until the slowest
     /// reader frees room.
     fn full(&self, shared: &GroupShared<T>) -> bool {
@@ -311,16 +321,12 @@ impl<T, E> SharedFlight<T, E> {
     pub(crate) fn close(&self) {
         let mut state = self.state.lock();
         let release = state.close_to_joiners();
-        let wake = if state.trim(&self.shared) && !state.full(&self.shared) {
-            state.take_wakers()
-        } else {
-            Vec::new()
-        };
+        let wakers = state.trim_and_take_wakers(&self.shared);
         drop(state);
         if let Some(release) = release {
             release();
         }
-        for waker in wake {
+        for waker in wakers {
             waker.wake();
         }
     }
@@ -463,13 +469,9 @@ where
                 None => state.at_tail += 1,
             }
             this.cursor += 1;
-            let wake = if state.trim(shared) && !state.full(shared) {
-                state.take_wakers()
-            } else {
-                Vec::new()
-            };
+            let wakers = state.trim_and_take_wakers(shared);
             drop(state);
-            for waker in wake {
+            for waker in wakers {
                 waker.wake();
             }
             return Poll::Ready(Some(Ok(chunk)));

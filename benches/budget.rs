@@ -15,6 +15,8 @@
 //! Every quota is far above what a run spends, so every call is admitted and the figures
 //! are the decisions alone; both sides read the quanta clock.
 
+mod redis_support;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -24,6 +26,7 @@ use backstop::limit::{
     RedisBudgets, RedisRateLimiter,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
+use redis_support::redis_client;
 
 /// Cells per second for the GCRA side, as `benches/limit.rs`: every check is admitted.
 const RATE: u64 = 1_000_000_000;
@@ -71,16 +74,9 @@ fn limit_reserve_settle(c: &mut Criterion) {
 }
 
 fn limit_redis_reserve_settle(c: &mut Criterion) {
-    let Ok(url) = std::env::var("REDIS_URL") else {
-        println!("limit_redis_reserve_settle skipped: REDIS_URL is not set");
+    let Some((client, rt)) = redis_client("limit_redis_reserve_settle") else {
         return;
     };
-    let client = redis::Client::open(url).expect("REDIS_URL is a valid Redis URL");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
     let prefix = format!("bench:budget:{}", std::process::id());
     let limiter = RedisRateLimiter::new(client.clone(), &prefix, &quotas())
         .expect("valid quotas")

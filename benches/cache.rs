@@ -22,6 +22,8 @@
 //! `hit_ratio` bench.
 
 mod cache_support;
+#[cfg(feature = "redis")]
+mod redis_support;
 
 use std::future::Future;
 use std::hint::black_box;
@@ -31,7 +33,11 @@ use backstop::cache::{Entry, MemoryCache, MemoryTier, TieredCache};
 #[cfg(feature = "redis")]
 use backstop::cache::{RedisTier, RedisTierConfig, ValueCodec};
 use cache_support::{XorShift, contenders, zipf_keys};
+#[cfg(feature = "redis")]
+use criterion::{BenchmarkGroup, measurement::WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+#[cfg(feature = "redis")]
+use redis_support::{bare_cluster_connection, cluster_nodes, redis_url};
 
 const TRACE: usize = 1 << 16;
 
@@ -171,8 +177,7 @@ fn tiered_get_l1_hit(c: &mut Criterion) {
 /// A Redis hit on loopback through the tiered cache (L2 only) against a bare GET + decode.
 #[cfg(feature = "redis")]
 fn tiered_get_l2_hit(c: &mut Criterion) {
-    let Ok(url) = std::env::var("REDIS_URL") else {
-        eprintln!("tiered_get_l2_hit skipped: REDIS_URL is not set");
+    let Some(url) = redis_url("tiered_get_l2_hit") else {
         return;
     };
     let runtime = tiered_runtime();
@@ -182,106 +187,91 @@ fn tiered_get_l2_hit(c: &mut Criterion) {
         namespace: namespace.clone(),
         ..RedisTierConfig::default()
     };
-    let (tiered, mut connection) = runtime.block_on(async {
+    let (tiered, connection) = runtime.block_on(async {
         let l2 = RedisTier::connect(&url, config)
             .await
             .expect("redis reachable");
-        let tiered: TieredCache<String, String> = TieredCache::builder()
-            .tier(l2, None)
-            .build()
-            .expect("valid");
-        tiered
-            .insert(&"hit".to_string(), "cached answer".to_string())
-            .await
-            .expect("redis write");
         let client = redis::Client::open(url.as_str()).expect("valid url");
-        (
-            tiered,
-            client
-                .get_multiplexed_async_connection()
-                .await
-                .expect("redis reachable"),
-        )
+        let connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis reachable");
+        (tiered_with_hit(l2).await, connection)
     });
-    let key = "hit".to_string();
-    group.bench_function("backstop", |b| {
-        b.to_async(&runtime)
-            .iter(|| async { black_box(tiered.get(&key).await) })
-    });
-    let full_key = format!("{namespace}hit");
-    let codec = ValueCodec::new();
-    group.bench_function("redis", |b| {
-        b.to_async(&runtime).iter(|| {
-            let mut connection = connection.clone();
-            let full_key = &full_key;
-            async move {
-                let bytes: Option<Vec<u8>> = redis::cmd("GET")
-                    .arg(full_key)
-                    .query_async(&mut connection)
-                    .await
-                    .expect("redis GET");
-                black_box(
-                    bytes.map(|bytes| codec.decode::<Entry<String>>(&bytes).expect("decodes")),
-                )
-            }
-        })
-    });
+    let contenders = ["backstop", "redis"];
+    l2_hit(
+        &mut group, &runtime, &tiered, connection, &namespace, contenders,
+    );
     tiered_get_l2_hit_cluster(&mut group, &runtime, &namespace);
     group.finish();
-    runtime.block_on(async {
-        let _: () = redis::cmd("DEL")
-            .arg(&full_key)
-            .query_async(&mut connection)
-            .await
-            .expect("cleanup");
-    });
 }
 
 /// `cluster/backstop` against `cluster/redis-rs`, when `REDIS_CLUSTER_NODES` names a
 /// cluster.
 #[cfg(feature = "redis")]
 fn tiered_get_l2_hit_cluster(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    group: &mut BenchmarkGroup<'_, WallTime>,
     runtime: &tokio::runtime::Runtime,
     namespace: &str,
 ) {
     use backstop::redis::RedisConfig;
-    let Ok(nodes) = std::env::var("REDIS_CLUSTER_NODES") else {
-        eprintln!("tiered_get_l2_hit cluster skipped: REDIS_CLUSTER_NODES is not set");
+    let Some(nodes) = cluster_nodes("tiered_get_l2_hit") else {
         return;
     };
     let config = RedisTierConfig {
         namespace: namespace.to_string(),
         ..RedisTierConfig::default()
     };
-    let seeds: Vec<String> = nodes.split(',').map(|n| format!("redis://{n}")).collect();
     let (tiered, bare) = runtime.block_on(async {
         let l2 = RedisTier::connect_to(&RedisConfig::cluster(nodes.split(',')), config)
             .await
             .expect("the cluster is reachable");
-        let tiered: TieredCache<String, String> = TieredCache::builder()
-            .tier(l2, None)
-            .build()
-            .expect("valid");
-        tiered
-            .insert(&"hit".to_string(), "cached answer".to_string())
-            .await
-            .expect("redis write");
-        let bare = backstop::redis::redis::cluster::ClusterClient::new(seeds)
-            .expect("valid seeds")
-            .get_async_connection()
-            .await
-            .expect("the cluster is reachable");
-        (tiered, bare)
+        (
+            tiered_with_hit(l2).await,
+            bare_cluster_connection(&nodes).await,
+        )
     });
-    let key = "hit".to_string();
-    group.bench_function("cluster/backstop", |b| {
+    let contenders = ["cluster/backstop", "cluster/redis-rs"];
+    l2_hit(group, runtime, &tiered, bare, namespace, contenders);
+}
+
+/// The key every L2 hit reads.
+#[cfg(feature = "redis")]
+const HIT: &str = "hit";
+
+/// A tiered cache over `l2` alone, holding an answer at [`HIT`].
+#[cfg(feature = "redis")]
+async fn tiered_with_hit(l2: RedisTier<Entry<String>>) -> TieredCache<String, String> {
+    let tiered: TieredCache<String, String> = TieredCache::builder()
+        .tier(l2, None)
+        .build()
+        .expect("valid");
+    tiered
+        .insert(&HIT.to_string(), "cached answer".to_string())
+        .await
+        .expect("redis write");
+    tiered
+}
+
+/// `ours` (the hit through `tiered`) against `theirs` (a GET of the same entry in
+/// `namespace` through `bare`, and a decode); the entry is removed afterwards.
+#[cfg(feature = "redis")]
+fn l2_hit<C: redis::aio::ConnectionLike + Clone>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    tiered: &TieredCache<String, String>,
+    bare: C,
+    namespace: &str,
+    [ours, theirs]: [&str; 2],
+) {
+    let key = HIT.to_string();
+    group.bench_function(ours, |b| {
         b.to_async(runtime)
             .iter(|| async { black_box(tiered.get(&key).await) })
     });
-    let full_key = format!("{namespace}hit");
+    let full_key = format!("{namespace}{HIT}");
     let codec = ValueCodec::new();
-    group.bench_function("cluster/redis-rs", |b| {
+    group.bench_function(theirs, |b| {
         b.to_async(runtime).iter(|| {
             let mut connection = bare.clone();
             let full_key = &full_key;

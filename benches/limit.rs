@@ -20,6 +20,8 @@
 //!   `cluster/redis-rs`, a bare redis-rs cluster client sending the same GCRA script
 //!   (`EVALSHA`) to the same key: Backstop's overhead over one cluster round trip.
 
+mod redis_support;
+
 use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Barrier};
@@ -28,6 +30,7 @@ use std::time::{Duration, Instant};
 use backstop::core::QuantaClock;
 use backstop::limit::{KeyedRateLimiter, Quota, RateLimiter, RedisRateLimiter};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use redis_support::{bare_cluster_connection, cluster_nodes, redis_client};
 
 const RATE: u32 = 1_000_000_000;
 const KEYS: u64 = 10_000;
@@ -124,16 +127,9 @@ return n
 ";
 
 fn limit_redis(c: &mut Criterion) {
-    let Ok(url) = std::env::var("REDIS_URL") else {
-        println!("limit_redis skipped: REDIS_URL is not set");
+    let Some((client, rt)) = redis_client("limit_redis") else {
         return;
     };
-    let client = redis::Client::open(url).expect("REDIS_URL is a valid Redis URL");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
     let prefix = format!("bench:limit:{}", std::process::id());
     let ours = RedisRateLimiter::new(client.clone(), &prefix, &[backstop_quota()])
         .expect("valid quota")
@@ -182,23 +178,15 @@ fn limit_redis_cluster(
     prefix: &str,
 ) {
     use backstop::redis::{RedisConfig, RedisConnection};
-    let Ok(nodes) = std::env::var("REDIS_CLUSTER_NODES") else {
-        println!("limit_redis cluster skipped: REDIS_CLUSTER_NODES is not set");
+    let Some(nodes) = cluster_nodes("limit_redis") else {
         return;
     };
-    let seeds: Vec<String> = nodes.split(',').map(|n| format!("redis://{n}")).collect();
     let connection = RedisConnection::new(&RedisConfig::cluster(nodes.split(',')))
         .expect("REDIS_CLUSTER_NODES are valid seeds");
     let ours = RedisRateLimiter::new(connection, prefix, &[backstop_quota()])
         .expect("valid quota")
         .with_timeout(Duration::from_secs(1));
-    let bare = rt
-        .block_on(
-            backstop::redis::redis::cluster::ClusterClient::new(seeds)
-                .expect("valid seeds")
-                .get_async_connection(),
-        )
-        .expect("connect to the cluster");
+    let bare = rt.block_on(bare_cluster_connection(&nodes));
     let script = redis::Script::new(RedisRateLimiter::script_source());
     let key = ours.redis_key("user", 0);
     group.bench_function("cluster/backstop", |b| {

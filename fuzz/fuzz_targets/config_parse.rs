@@ -8,24 +8,9 @@ use backstop::core::config::{MAX_DURATION, Validate};
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
 
-struct Connections;
-
-impl backstop::pool::Manager for Connections {
-    type Type = u32;
-    type Error = std::io::Error;
-
-    async fn create(&self) -> Result<u32, std::io::Error> {
-        Ok(7)
-    }
-
-    async fn recycle(
-        &self,
-        _: &mut u32,
-        _: &backstop::pool::Metrics,
-    ) -> backstop::pool::RecycleResult<std::io::Error> {
-        Ok(())
-    }
-}
+#[path = "../../tests/support/connections.rs"]
+mod connections;
+use connections::Connections;
 
 /// The call finishes within `bound` (plus a second) of paused time.
 async fn bounded<T>(bound: Duration, call: impl Future<Output = T>) -> T {

@@ -388,35 +388,38 @@ impl Located<'_, '_> {
                     prefix if prefix.is_empty() => rule,
                     prefix => rule.within(&prefix),
                 };
-                let message = rule.to_string();
-                self.place(&path, |line, column| ConfigFileError::Invalid {
-                    error: rule,
-                    line,
-                    column,
+                let env_message = strip_rule(&rule.to_string());
+                self.place(&path, env_message, |line, column| {
+                    ConfigFileError::Invalid {
+                        error: rule,
+                        line,
+                        column,
+                    }
                 })
-                .unwrap_or_else(|o| self.env_error(o, &path, strip_rule(&message)))
             }
             Some(Refusal::Unknown(field)) => {
                 let path = self.join(&at, &field);
                 let field = self.full(&path);
-                self.place(&path, |line, column| ConfigFileError::UnknownField {
-                    field,
-                    line,
-                    column,
+                let env_message = "is not a known field".into();
+                self.place(&path, env_message, |line, column| {
+                    ConfigFileError::UnknownField {
+                        field,
+                        line,
+                        column,
+                    }
                 })
-                .unwrap_or_else(|o| self.env_error(o, &path, "is not a known field".into()))
             }
             Some(Refusal::FeatureOff { field, feature }) => {
                 let path = self.join(&at, &field);
                 let field = self.full(&path);
-                self.place(&path, |line, column| ConfigFileError::FeatureDisabled {
-                    field,
-                    feature,
-                    line,
-                    column,
-                })
-                .unwrap_or_else(|o| {
-                    self.env_error(o, &path, format!("needs backstop's `{feature}` feature"))
+                let env_message = format!("needs backstop's `{feature}` feature");
+                self.place(&path, env_message, |line, column| {
+                    ConfigFileError::FeatureDisabled {
+                        field,
+                        feature,
+                        line,
+                        column,
+                    }
                 })
             }
             None => {
@@ -465,17 +468,19 @@ impl Located<'_, '_> {
             .find(|o| path.starts_with(&o.path))
     }
 
-    /// The error built at the field's position, or the override that set the field.
-    fn place<'o>(
-        &'o self,
+    /// The error built at the field's position or, when an override set the field, the
+    /// override's error saying `env_message`.
+    fn place(
+        &self,
         path: &[String],
+        env_message: String,
         build: impl FnOnce(Option<usize>, Option<usize>) -> ConfigFileError,
-    ) -> Result<ConfigFileError, &'o Override> {
+    ) -> ConfigFileError {
         if let Some(o) = self.overridden(path) {
-            return Err(o);
+            return self.env_error(o, path, env_message);
         }
         let (line, column) = self.position(locate(self.spans.get_ref(), path));
-        Ok(build(line, column))
+        build(line, column)
     }
 
     fn env_error(&self, o: &Override, path: &[String], message: String) -> ConfigFileError {

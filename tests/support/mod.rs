@@ -13,24 +13,9 @@ pub(crate) fn refused_field(text: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// A pool manager whose connections are the number 7 and always recycle.
 #[cfg(feature = "pool")]
-pub(crate) struct Connections;
-
+mod connections;
+// Unused in the test crates that drive no pool, like the rest of this module.
 #[cfg(feature = "pool")]
-impl backstop::pool::Manager for Connections {
-    type Type = u32;
-    type Error = std::io::Error;
-
-    async fn create(&self) -> Result<u32, std::io::Error> {
-        Ok(7)
-    }
-
-    async fn recycle(
-        &self,
-        _: &mut u32,
-        _: &backstop::pool::Metrics,
-    ) -> backstop::pool::RecycleResult<std::io::Error> {
-        Ok(())
-    }
-}
+#[allow(unused_imports)]
+pub(crate) use connections::Connections;

@@ -6,22 +6,21 @@
 //! the others are woken once, when the result is in, and a driver that leaves hands the
 //! work to one of them.
 //!
-//! Every operation is O(1) amortized in the number of waiters: wakers live in a map keyed
-//! by waiter, removed when a waiter leaves and shrunk when it empties, so a stuck key
-//! followed by a million callers that give up holds nothing for them and never scans for
-//! them.
+//! Every operation is O(1) amortized in the number of waiters: wakers are kept by waiter
+//! ([`Wakers`]) and removed when a waiter leaves, so a stuck key followed by a million
+//! callers that give up holds nothing for them and never scans for them.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use backstop_core::{Panicked, contain};
-use foldhash::fast::RandomState;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
+
+use crate::wakers::Wakers;
 
 /// The work and its result, shared by the execution's waiters.
 pub(crate) struct Flight<T> {
@@ -41,31 +40,10 @@ struct State<T> {
     driver: Option<u64>,
     /// The wakers of waiters that polled and still wait: the ones to call when the result
     /// is in. A waiter's entry goes when it leaves.
-    wakers: HashMap<u64, Waker, RandomState>,
+    wakers: Wakers,
     next_waiter: u64,
     /// A waiter found the work out being polled and went to sleep.
     missed: bool,
-}
-
-impl<T> State<T> {
-    /// Gives memory back after a crowd of waiters left, so the map stays proportional to
-    /// the waiters present (and iterating it to find one stays cheap).
-    fn shrink(&mut self) {
-        if self.wakers.capacity() > 4 * self.wakers.len() + 64 {
-            self.wakers.shrink_to(2 * self.wakers.len());
-        }
-    }
-
-    /// Takes every waker but `keep`'s.
-    fn take_others(&mut self, keep: Option<u64>) -> Vec<Waker> {
-        let own = keep.and_then(|id| self.wakers.remove(&id).map(|w| (id, w)));
-        let others = self.wakers.drain().map(|(_, waker)| waker).collect();
-        if let Some((id, waker)) = own {
-            self.wakers.insert(id, waker);
-        }
-        self.shrink();
-        others
-    }
 }
 
 impl<T: Clone> Flight<T> {
@@ -75,7 +53,7 @@ impl<T: Clone> Flight<T> {
                 work: Some(work),
                 result: None,
                 driver: None,
-                wakers: HashMap::default(),
+                wakers: Wakers::default(),
                 next_waiter: 0,
                 missed: false,
             }),
@@ -130,13 +108,7 @@ impl<T: Clone> Future for Joined<T> {
         // Whoever polls while nobody else is polling the work drives it: a driver whose
         // owner stopped polling it (it sits in a `select!` that went another way, say)
         // must not stall the others.
-        match state.wakers.get_mut(&this.id) {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            Some(waker) => *waker = cx.waker().clone(),
-            None => {
-                state.wakers.insert(this.id, cx.waker().clone());
-            }
-        }
+        state.wakers.register(this.id, cx.waker());
         let Some(mut work) = state.work.take() else {
             // Another waiter is polling the work right now: sleep; it wakes us if its
             // poll ends pending, so we never depend on its owner polling again.
@@ -155,7 +127,7 @@ impl<T: Clone> Future for Joined<T> {
             Poll::Pending => {
                 state.work = Some(work);
                 if std::mem::take(&mut state.missed) {
-                    let missed = state.take_others(Some(this.id));
+                    let missed = state.wakers.take_others(this.id);
                     drop(state);
                     for waker in missed {
                         waker.wake();
@@ -166,7 +138,8 @@ impl<T: Clone> Future for Joined<T> {
             Poll::Ready(result) => {
                 state.result = Some(result.clone());
                 state.driver = None;
-                let sleepers = state.take_others(None);
+                // Every waiter but this one, which returns the result itself.
+                let sleepers = state.wakers.take_others(this.id);
                 drop(state);
                 // Dropped outside the lock: its `Drop` is user code.
                 drop(work);
@@ -186,16 +159,14 @@ impl<T> Drop for Joined<T> {
             return;
         }
         let mut state = self.flight.state.lock();
-        state.wakers.remove(&self.id);
-        state.shrink();
+        state.wakers.remove(self.id);
         if state.driver == Some(self.id) {
             state.driver = None;
         }
         // Nobody drives the unfinished work: wake one sleeper to take it over, from
         // where it is. (A sleeper woken for this that leaves first lands here too.)
         if state.driver.is_none() && state.result.is_none() {
-            let next = state.wakers.keys().next().copied();
-            let next = next.and_then(|id| state.wakers.remove(&id));
+            let next = state.wakers.take_any();
             drop(state);
             if let Some(waker) = next {
                 waker.wake();

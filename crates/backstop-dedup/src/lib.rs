@@ -88,6 +88,7 @@ mod layer;
 mod outcome;
 mod stats;
 mod stream;
+mod wakers;
 mod window;
 
 pub use config::{DedupWindowConfig, DedupWindowConfigBuilder, MAX_WINDOW_ENTRIES};

@@ -18,6 +18,53 @@ pub(crate) fn limited(quota: usize, wait: Duration) -> Rejected {
     Rejected::new(RejectKind::RateLimited { quota }).with_retry_after(wait)
 }
 
+/// Why a local store did not admit a request: [`CheckError`]'s local outcomes, small and
+/// `Copy`, so the check path hands it back in registers and never matches a [`CheckError`],
+/// whose Redis outcomes make it large and give it drop glue (the direct limiter's check went
+/// from 10 ns to 16 ns through it). Public methods convert it at their boundary.
+// Public only because it is in the sealed `RateAlgorithm`'s signatures; not reachable from
+// outside the crate.
+#[allow(unreachable_pub)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// [`CheckError::Rejected`].
+    Rejected(Rejected),
+    /// [`CheckError::InsufficientCapacity`].
+    InsufficientCapacity { cost: u64, burst: u64 },
+    /// [`CheckError::CostsMismatch`].
+    CostsMismatch { quotas: usize, costs: usize },
+    /// [`CheckError::TooManyKeys`].
+    TooManyKeys { max_keys: usize },
+}
+
+impl Refusal {
+    /// The refusal a layer reports, as [`CheckError::rejection`] says.
+    #[inline]
+    pub(crate) fn rejection(self) -> Rejected {
+        match self {
+            Refusal::Rejected(r) => r,
+            Refusal::InsufficientCapacity { .. } | Refusal::CostsMismatch { .. } => {
+                Rejected::new(RejectKind::TooLarge { quota: 0 })
+            }
+            Refusal::TooManyKeys { .. } => Rejected::new(RejectKind::TooManyKeys),
+        }
+    }
+}
+
+impl From<Refusal> for CheckError {
+    #[inline]
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Rejected(r) => Self::Rejected(r),
+            Refusal::InsufficientCapacity { cost, burst } => {
+                Self::InsufficientCapacity { cost, burst }
+            }
+            Refusal::CostsMismatch { quotas, costs } => Self::CostsMismatch { quotas, costs },
+            Refusal::TooManyKeys { max_keys } => Self::TooManyKeys { max_keys },
+        }
+    }
+}
+
 /// Why a check did not admit a request, for every limiter: direct, keyed and Redis.
 ///
 /// Not `Copy`: the Redis outcomes carry the store's fault.

@@ -1,12 +1,12 @@
 //! The generic cell rate algorithm over one or several quotas, and the direct (unkeyed)
 //! limiter of one quota.
 
-use crate::error::{CheckError, limited};
+use crate::error::{Refusal, limited};
 use crate::limiter::Limiter;
 use crate::quota::Quota;
 use crate::store::{DirectStore, RateAlgorithm, StateStore, sealed};
 use backstop_core::config::{ConfigError, ensure, ensure_at_most};
-use backstop_core::{Clock, DefaultClock, QuotaState, RejectKind, Rejected};
+use backstop_core::{Clock, DefaultClock, QuotaState, Rejected};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -62,14 +62,14 @@ pub(crate) fn charge_all(
     states: &[AtomicU64],
     now: u64,
     costs: Costs<'_>,
-) -> Result<(), CheckError> {
+) -> Result<(), Refusal> {
     costs.fit(quotas)?;
     for (i, (quota, state)) in quotas.iter().zip(states).enumerate() {
         if let Err(wait) = charge(state, now, costs.of(i), quota) {
             for (j, (quota, state)) in quotas[..i].iter().zip(states).enumerate() {
                 refund(state, costs.of(j), quota);
             }
-            return Err(CheckError::Rejected(limited(i, Duration::from_nanos(wait))));
+            return Err(Refusal::Rejected(limited(i, Duration::from_nanos(wait))));
         }
     }
     Ok(())
@@ -104,11 +104,11 @@ impl Costs<'_> {
 
     /// One cost per quota, none above its quota's burst (which no wait could admit).
     #[inline]
-    pub(crate) fn fit(&self, quotas: &[Quota]) -> Result<(), CostError> {
+    pub(crate) fn fit(&self, quotas: &[Quota]) -> Result<(), Refusal> {
         if let Self::Each(costs) = self
             && costs.len() != quotas.len()
         {
-            return Err(CostError::Mismatch {
+            return Err(Refusal::CostsMismatch {
                 quotas: quotas.len(),
                 costs: costs.len(),
             });
@@ -116,29 +116,13 @@ impl Costs<'_> {
         for (i, quota) in quotas.iter().enumerate() {
             let cost = self.of(i);
             if cost > quota.burst() {
-                return Err(CostError::OverBurst {
+                return Err(Refusal::InsufficientCapacity {
                     cost,
                     burst: quota.burst(),
                 });
             }
         }
         Ok(())
-    }
-}
-
-/// Costs no wait could admit; each limiter reports it as its own error type.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum CostError {
-    Mismatch { quotas: usize, costs: usize },
-    OverBurst { cost: u64, burst: u64 },
-}
-
-impl From<CostError> for CheckError {
-    fn from(error: CostError) -> Self {
-        match error {
-            CostError::Mismatch { quotas, costs } => Self::CostsMismatch { quotas, costs },
-            CostError::OverBurst { cost, burst } => Self::InsufficientCapacity { cost, burst },
-        }
     }
 }
 
@@ -162,7 +146,7 @@ pub trait QuotaSet: sealed::Sealed + Send + Sync + 'static {
 
     /// Charges `costs` to `words` at `now`, all or none.
     #[inline]
-    fn charge(&self, words: &Self::Words, now: u64, costs: Costs<'_>) -> Result<(), CheckError> {
+    fn charge(&self, words: &Self::Words, now: u64, costs: Costs<'_>) -> Result<(), Refusal> {
         charge_all(self.as_slice(), Self::words(words), now, costs)
     }
 }
@@ -190,18 +174,18 @@ impl QuotaSet for Quota {
     /// the burst check and one compare-and-swap loop, whatever the optimizer makes of the
     /// slices.
     #[inline]
-    fn charge(&self, word: &AtomicU64, now: u64, costs: Costs<'_>) -> Result<(), CheckError> {
+    fn charge(&self, word: &AtomicU64, now: u64, costs: Costs<'_>) -> Result<(), Refusal> {
         let Costs::Same(cost) = costs else {
             return charge_all(self.as_slice(), Self::words(word), now, costs);
         };
         if cost > self.burst() {
-            return Err(CheckError::InsufficientCapacity {
+            return Err(Refusal::InsufficientCapacity {
                 cost,
                 burst: self.burst(),
             });
         }
         charge(word, now, cost, self)
-            .map_err(|wait| CheckError::Rejected(limited(0, Duration::from_nanos(wait))))
+            .map_err(|wait| Refusal::Rejected(limited(0, Duration::from_nanos(wait))))
     }
 }
 
@@ -317,8 +301,8 @@ impl<Q: QuotaSet> RateAlgorithm for Gcra<Q> {
     }
 
     #[inline]
-    fn fit(limits: &Q, cost: Costs<'_>) -> Result<(), CheckError> {
-        cost.fit(limits.as_slice()).map_err(CheckError::from)
+    fn fit(limits: &Q, cost: Costs<'_>) -> Result<(), Refusal> {
+        cost.fit(limits.as_slice())
     }
 
     #[inline]
@@ -328,7 +312,7 @@ impl<Q: QuotaSet> RateAlgorithm for Gcra<Q> {
         state: &Q::Words,
         now: u64,
         cost: Costs<'_>,
-    ) -> Result<(), CheckError> {
+    ) -> Result<(), Refusal> {
         limits.charge(state, now, cost)
     }
 
@@ -476,12 +460,9 @@ impl<C: Clock> RateLimiter<C> {
     /// Admits one cell or says how long to wait.
     #[inline]
     pub fn check(&self) -> Result<(), Rejected> {
-        match self.check_n(1) {
-            Ok(()) => Ok(()),
-            Err(CheckError::Rejected(r)) => Err(r),
-            // A quota's burst is at least 1, so a single cell always fits.
-            Err(_) => Err(Rejected::new(RejectKind::TooLarge { quota: 0 })),
-        }
+        // A quota's burst is at least 1, so a single cell always fits: only a rate refusal
+        // comes back.
+        self.check_single(&(), 1).map_err(Refusal::rejection)
     }
 
     /// The quota this limiter enforces.
@@ -493,6 +474,7 @@ impl<C: Clock> RateLimiter<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::CheckError;
     use crate::limiter::admitted_across_threads;
     use backstop_core::ManualClock;
     use proptest::prelude::*;

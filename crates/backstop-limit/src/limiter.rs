@@ -1,7 +1,7 @@
 //! The limiter handle: a state store, a clock and counters behind one `Arc`.
 
 use crate::counters::Counters;
-use crate::error::CheckError;
+use crate::error::Refusal;
 use crate::stats::LimiterStats;
 use crate::store::{RateAlgorithm, StateStore};
 use backstop_core::{Clock, DefaultClock, Rejected};
@@ -123,7 +123,7 @@ impl<S: StateStore, C: Clock> Limiter<S, C> {
         &self,
         key: &S::Key,
         cost: <S::Algorithm as RateAlgorithm>::Cost<'_>,
-    ) -> Result<(), CheckError> {
+    ) -> Result<(), Refusal> {
         let inner = &*self.inner;
         let now = inner.timeline.now_nanos();
         let result = inner.store.check(key, now, cost);
@@ -133,7 +133,7 @@ impl<S: StateStore, C: Clock> Limiter<S, C> {
 
     /// Charges `cost` to `key` under every limit; counted.
     #[inline]
-    pub(crate) fn check_single(&self, key: &S::Key, cost: u64) -> Result<(), CheckError> {
+    pub(crate) fn check_single(&self, key: &S::Key, cost: u64) -> Result<(), Refusal> {
         self.check_with(key, S::Algorithm::single(cost))
     }
 

@@ -83,6 +83,7 @@ impl<C: Clock> MultiRateLimiter<C> {
     /// `costs` must hold one cost per quota, in the order the quotas were given.
     pub fn check_costs(&self, costs: &[u64]) -> Result<(), CheckError> {
         self.check_with(&(), Costs::Each(costs))
+            .map_err(CheckError::from)
     }
 }
 
@@ -162,12 +163,13 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static, C: Clock> KeyedMultiRateLimit
     /// ```
     pub fn check_key_costs(&self, key: &K, costs: &[u64]) -> Result<(), CheckError> {
         self.check_with(key, Costs::Each(costs))
+            .map_err(CheckError::from)
     }
 
     /// Charges `costs` to `key` (the Redis limiter's local fallback decides through it).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn check_key_with(&self, key: &K, costs: Costs<'_>) -> Result<(), CheckError> {
-        self.check_with(key, costs)
+        self.check_with(key, costs).map_err(CheckError::from)
     }
 }
 

@@ -7,7 +7,7 @@
 //! but the current fixed window's count never exceeds the limit, so no aligned window ever
 //! admits more than `limit`.
 
-use crate::error::{CheckError, limited};
+use crate::error::{CheckError, Refusal, limited};
 use crate::limiter::Limiter;
 use crate::store::{DirectStore, KeyedStore, RateAlgorithm, StateStore, sealed};
 use backstop_core::config::{ConfigError, ensure};
@@ -139,9 +139,9 @@ impl RateAlgorithm for SlidingWindow {
         cost
     }
 
-    fn fit(limit: &u64, cost: u64) -> Result<(), CheckError> {
+    fn fit(limit: &u64, cost: u64) -> Result<(), Refusal> {
         if cost > *limit {
-            return Err(CheckError::InsufficientCapacity {
+            return Err(Refusal::InsufficientCapacity {
                 cost,
                 burst: *limit,
             });
@@ -155,14 +155,14 @@ impl RateAlgorithm for SlidingWindow {
         state: &Mutex<WindowState>,
         now: u64,
         cost: u64,
-    ) -> Result<(), CheckError> {
+    ) -> Result<(), Refusal> {
         Self::fit(limit, cost)?;
         let now = since_origin(now);
         lock(state)
             .charge(now, self.window_nanos, *limit, cost)
             .map_err(|retry_after| {
                 tracing::trace!(?retry_after, "sliding window refused a request");
-                CheckError::Rejected(limited(0, retry_after))
+                Refusal::Rejected(limited(0, retry_after))
             })
     }
 

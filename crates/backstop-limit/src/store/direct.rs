@@ -1,7 +1,7 @@
 //! The direct store: one state for one stream of requests.
 
 use super::{RateAlgorithm, StateStore, sealed};
-use crate::error::CheckError;
+use crate::error::{CheckError, Refusal};
 use crate::limiter::Limiter;
 use crate::stats::LimiterStats;
 use backstop_core::{Clock, Rejected};
@@ -53,7 +53,7 @@ impl<A: RateAlgorithm> StateStore for DirectStore<A> {
     }
 
     #[inline]
-    fn check(&self, _: &(), now: u64, cost: A::Cost<'_>) -> Result<(), CheckError> {
+    fn check(&self, _: &(), now: u64, cost: A::Cost<'_>) -> Result<(), Refusal> {
         self.algorithm
             .check(self.algorithm.limits(), &self.state.0, now, cost)
     }
@@ -89,7 +89,7 @@ impl<A: RateAlgorithm, C: Clock> Limiter<DirectStore<A>, C> {
     /// `retry_after` is the wait of the first quota that refused.
     #[inline]
     pub fn check_n(&self, cost: u64) -> Result<(), CheckError> {
-        self.check_single(&(), cost)
+        self.check_single(&(), cost).map_err(CheckError::from)
     }
 
     /// Whether a check of one cell would pass now, without charging it.

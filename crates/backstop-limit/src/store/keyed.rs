@@ -3,7 +3,7 @@
 
 use super::{RateAlgorithm, StateStore, sealed};
 use crate::cap::KeyCap;
-use crate::error::CheckError;
+use crate::error::{CheckError, Refusal};
 use crate::limiter::Limiter;
 use crate::stats::LimiterStats;
 use backstop_core::{Clock, Rejected};
@@ -100,7 +100,7 @@ impl<K: Hash + Eq + Clone, A: RateAlgorithm> KeyedStore<K, A> {
         key: &K,
         now: u64,
         cost: A::Cost<'_>,
-    ) -> Result<(), CheckError> {
+    ) -> Result<(), Refusal> {
         if let Some(state) = self.states.get(key) {
             return self.algorithm.check(limits, &state, now, cost);
         }
@@ -112,7 +112,7 @@ impl<K: Hash + Eq + Clone, A: RateAlgorithm> KeyedStore<K, A> {
                 self.retain_recent(now);
             },
         ) {
-            return Err(CheckError::TooManyKeys {
+            return Err(Refusal::TooManyKeys {
                 max_keys: self.cap.max_keys(),
             });
         }
@@ -144,7 +144,7 @@ where
     }
 
     #[inline]
-    fn check(&self, key: &K, now: u64, cost: A::Cost<'_>) -> Result<(), CheckError> {
+    fn check(&self, key: &K, now: u64, cost: A::Cost<'_>) -> Result<(), Refusal> {
         if self.has_overrides.load(Ordering::Acquire)
             && let Some(limits) = self.overrides.get(key)
         {
@@ -196,13 +196,13 @@ where
     /// Admits one cell for `key` under every limit.
     #[inline]
     pub fn check_key(&self, key: &K) -> Result<(), CheckError> {
-        self.check_single(key, 1)
+        self.check_single(key, 1).map_err(CheckError::from)
     }
 
     /// Admits `cost` cells for `key` under every limit, all or none.
     #[inline]
     pub fn check_key_n(&self, key: &K, cost: u64) -> Result<(), CheckError> {
-        self.check_single(key, cost)
+        self.check_single(key, cost).map_err(CheckError::from)
     }
 
     /// Cells `key` could spend right now under its tightest limit.

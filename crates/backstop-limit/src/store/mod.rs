@@ -18,7 +18,7 @@ pub use keyed::KeyedStore;
 #[cfg(test)]
 pub(crate) use keyed::flood_at_the_cap;
 
-use crate::error::CheckError;
+use crate::error::Refusal;
 use crate::stats::LimiterStats;
 use backstop_core::Rejected;
 
@@ -53,7 +53,7 @@ pub trait RateAlgorithm: sealed::Sealed + Send + Sync + 'static {
     /// Refuses a cost no wait could admit under `limits` (checked before a new key takes
     /// room in a keyed store).
     #[doc(hidden)]
-    fn fit(limits: &Self::Limits, cost: Self::Cost<'_>) -> Result<(), CheckError>;
+    fn fit(limits: &Self::Limits, cost: Self::Cost<'_>) -> Result<(), Refusal>;
 
     /// Charges `cost` to `state` at `now` (nanoseconds since the limiter's origin, at
     /// least 1), or refuses and charges nothing.
@@ -64,7 +64,7 @@ pub trait RateAlgorithm: sealed::Sealed + Send + Sync + 'static {
         state: &Self::State,
         now: u64,
         cost: Self::Cost<'_>,
-    ) -> Result<(), CheckError>;
+    ) -> Result<(), Refusal>;
 
     /// Whether a cost of one would pass now, charging nothing (`None`: a fresh state).
     #[doc(hidden)]
@@ -107,7 +107,7 @@ pub trait StateStore: sealed::Sealed + Send + Sync + 'static {
         key: &Self::Key,
         now: u64,
         cost: <Self::Algorithm as RateAlgorithm>::Cost<'_>,
-    ) -> Result<(), CheckError>;
+    ) -> Result<(), Refusal>;
 
     /// Runs `read` on the limits and the state of `key` (`None` when it holds none, which
     /// decides like a fresh state), creating nothing.

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::cache::Inner;
-use super::load_error::{Failure, FlightKey};
+use super::load_error::{Failure, FlightKey, loader_failure, typed};
 use crate::{LoadError, TieredCache};
 
 /// Whether a load may be answered by a value another load wrote meanwhile.
@@ -86,7 +86,7 @@ where
         inner.counters.misses.fetch_add(1, Ordering::Relaxed);
         Inner::load(inner.clone(), key.to_string(), loader, Reload::IfMissing)
             .await
-            .map_err(Failure::typed)
+            .map_err(typed)
     }
 
     fn refresh_in_background<F, Fut, E>(&self, key: &str, loader: F)
@@ -171,7 +171,7 @@ where
                         inner.counters.panicked.fetch_add(1, Ordering::Relaxed);
                         Failure::Panicked(panicked)
                     })?;
-                    let value = loaded.map_err(Failure::loader)?;
+                    let value = loaded.map_err(loader_failure)?;
                     if value.is_some() || inner.config.negative_ttl.is_some() {
                         // A failed write leaves the tiers as they were; the caller still
                         // gets the value, and the failure is logged and counted by the tier.

@@ -7,7 +7,7 @@
 //! way), so every caller of a flight asked for the same `E` and the downcast back to
 //! `Arc<E>` cannot miss.
 
-use backstop_core::{BackendError, Panicked, RejectKind, Rejected, StackError};
+use backstop_core::{Error, Panicked, RejectKind, Rejected, StackError};
 use std::any::{Any, TypeId};
 use std::fmt;
 use std::sync::Arc;
@@ -16,16 +16,14 @@ use std::sync::Arc;
 /// same error: the loader's own `E`, shared as an `Arc`.
 ///
 /// ```
-/// use backstop_cache::{LoadError, MemoryTier, TieredCache};
+/// use backstop_cache::{LoadError, TieredCache};
 ///
 /// #[derive(Debug)]
 /// struct ProviderDown(u16);
 ///
 /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 /// # rt.block_on(async {
-/// let cache: TieredCache<String, String> = TieredCache::builder()
-///     .memory(MemoryTier::with_capacity(100).unwrap(), None)
-///     .build()
+/// let cache: TieredCache<String, String> = TieredCache::in_memory(100)
 ///     .unwrap();
 /// let failed = cache
 ///     .get_or_load(&"q".to_string(), || async { Err::<Option<String>, _>(ProviderDown(503)) })
@@ -113,82 +111,47 @@ impl<E: std::error::Error + 'static> std::error::Error for LoadError<E> {
     }
 }
 
-/// A load's failure inside the coalescing group, whatever the loader's error type.
+/// The loader's error inside the coalescing group, whatever its type.
 #[derive(Clone)]
-pub(crate) enum Failure {
-    Loader(Arc<dyn Any + Send + Sync>),
-    Rejected(Rejected),
-    Panicked(Panicked),
-    Backend(BackendError),
-    Shared(Arc<Failure>),
-}
+pub(crate) struct AnyError(Arc<dyn Any + Send + Sync>);
 
-impl Failure {
-    pub(crate) fn loader<E: Send + Sync + 'static>(error: E) -> Self {
-        Self::Loader(Arc::new(error))
-    }
-
-    /// The caller's typed error. `E` is the type the flight was keyed by.
-    pub(crate) fn typed<E: Send + Sync + 'static>(self) -> LoadError<E> {
-        match self {
-            Self::Loader(error) => match error.downcast::<E>() {
-                Ok(error) => LoadError::Loader(error),
-                // Unreachable while flights are keyed by `TypeId::of::<E>()`; a refusal
-                // is still a typed answer rather than a panic.
-                Err(_) => LoadError::Rejected(Rejected::new(RejectKind::Unavailable)),
-            },
-            Self::Rejected(rejected) => LoadError::Rejected(rejected),
-            Self::Panicked(panicked) => LoadError::Panicked(panicked),
-            // Only a Redis-backed coordination store fails this way; the cache's own
-            // group has none, so this is a store being unavailable, not the loader.
-            Self::Backend(_) => LoadError::Rejected(Rejected::new(RejectKind::Unavailable)),
-            Self::Shared(shared) => Arc::unwrap_or_clone(shared).typed(),
-        }
-    }
-}
-
-/// For logs: what failed, without needing `E: Display`.
-impl fmt::Display for Failure {
+/// For logs: what failed, without needing the loader's error to be `Display`.
+impl fmt::Display for AnyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Loader(_) => f.write_str("the loader returned an error"),
-            Self::Rejected(rejected) => fmt::Display::fmt(rejected, f),
-            Self::Panicked(panicked) => fmt::Display::fmt(panicked, f),
-            Self::Backend(error) => fmt::Display::fmt(error, f),
-            Self::Shared(shared) => fmt::Display::fmt(shared, f),
-        }
+        f.write_str("the loader returned an error")
     }
 }
 
-impl fmt::Debug for Failure {
+impl fmt::Debug for AnyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Failure({self})")
+        write!(f, "AnyError({self})")
     }
 }
 
-impl StackError for Failure {
-    fn rejected(rejected: Rejected) -> Self {
-        Self::Rejected(rejected)
-    }
+/// A load's failure inside the coalescing group: the stack error over the loader's
+/// type-erased error, so refusals, panics and sharing are core's own variants.
+pub(crate) type Failure = Error<AnyError>;
 
-    fn shared(error: Arc<Self>) -> Self {
-        Self::Shared(error)
-    }
+/// The loader's error as a group failure.
+pub(crate) fn loader_failure<E: Send + Sync + 'static>(error: E) -> Failure {
+    Error::Inner(AnyError(Arc::new(error)))
+}
 
-    fn panicked(panicked: Panicked) -> Self {
-        Self::Panicked(panicked)
-    }
-
-    fn backend(error: BackendError) -> Self {
-        Self::Backend(error)
-    }
-
-    fn rejection(&self) -> Option<&Rejected> {
-        match self {
-            Self::Rejected(rejected) => Some(rejected),
-            Self::Shared(shared) => shared.rejection(),
-            _ => None,
-        }
+/// The caller's typed error. `E` is the type the flight was keyed by.
+pub(crate) fn typed<E: Send + Sync + 'static>(failure: Failure) -> LoadError<E> {
+    match failure {
+        Error::Inner(AnyError(error)) => match error.downcast::<E>() {
+            Ok(error) => LoadError::Loader(error),
+            // Unreachable while flights are keyed by `TypeId::of::<E>()`; a refusal is
+            // still a typed answer rather than a panic.
+            Err(_) => LoadError::Rejected(Rejected::new(RejectKind::Unavailable)),
+        },
+        Error::Rejected(rejected) => LoadError::Rejected(rejected),
+        Error::Panicked(panicked) => LoadError::Panicked(panicked),
+        Error::Shared(shared) => typed(Arc::unwrap_or_clone(shared)),
+        // A backend failure: only a Redis-backed coordination store fails this way; the
+        // cache's own group has none, so this is a store being unavailable, not the loader.
+        _ => LoadError::Rejected(Rejected::new(RejectKind::Unavailable)),
     }
 }
 

@@ -21,7 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backstop::cache::{MemoryTier, StreamCache, TieredCache};
+use backstop::cache::{StreamCache, TieredCache};
 use backstop::core::Error;
 use backstop::dedup::{Group, StreamGroup};
 use futures::{Stream, StreamExt};
@@ -55,10 +55,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 }
 
 async fn hit() {
-    let whole: TieredCache<String, Arc<Vec<Chunk>>> = TieredCache::builder()
-        .memory(MemoryTier::with_capacity(100).unwrap(), None)
-        .build()
-        .unwrap();
+    let whole: TieredCache<String, Arc<Vec<Chunk>>> = TieredCache::in_memory(100).unwrap();
     let answer: Vec<Chunk> = provider().map(Result::unwrap).collect().await;
     let key = "prompt".to_string();
     whole.insert(&key, Arc::new(answer)).await.unwrap();
@@ -71,15 +68,10 @@ async fn hit() {
     }
     print("ttft_ms", "hit", "buffered", ms(median(samples)));
 
-    let streams: StreamCache<String, Chunk, E> = StreamCache::builder(
-        TieredCache::builder()
-            .memory(MemoryTier::with_capacity(100).unwrap(), None)
+    let streams: StreamCache<String, Chunk, E> =
+        StreamCache::builder(TieredCache::in_memory(100).unwrap(), StreamGroup::new())
             .build()
-            .unwrap(),
-        StreamGroup::new(),
-    )
-    .build()
-    .unwrap();
+            .unwrap();
     let stored = streams
         .get_or_load_stream(&key, || async { Ok(provider()) })
         .await;

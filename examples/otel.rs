@@ -16,7 +16,7 @@
 //! The bridge is example code rather than a dependency: the one published bridge crate
 //! is young and single-maintainer, and the bridge is ~100 lines over two stable APIs.
 
-use backstop::cache::{MemoryTier, TieredCache};
+use backstop::cache::TieredCache;
 use backstop::metrics::{LATENCY_BUCKETS, MetricsReporter};
 use metrics::{
     Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
@@ -293,9 +293,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let cache: TieredCache<String, String> = TieredCache::builder()
-        .memory(MemoryTier::with_capacity(1_000)?, None)
-        .build()?;
+    let cache: TieredCache<String, String> = TieredCache::in_memory(1_000)?;
     let reporter = MetricsReporter::new();
     let watched = cache.clone();
     reporter.register("answers", move || watched.stats());

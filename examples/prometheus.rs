@@ -11,7 +11,7 @@
 //! `reporter.publish()` then return `handle.render()`.
 
 use backstop::breaker::Breaker;
-use backstop::cache::{MemoryTier, TieredCache};
+use backstop::cache::TieredCache;
 use backstop::core::Histogram;
 use backstop::core::LoadSignal;
 use backstop::dedup::Group;
@@ -32,9 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let per_user = Arc::new(KeyedRateLimiter::new(Quota::per_second(5)?.with_burst(5)?));
     let prompts: Group<String, String, String> = Group::new();
-    let cache: TieredCache<String, String> = TieredCache::builder()
-        .memory(MemoryTier::with_capacity(1_000)?, None)
-        .build()?;
+    let cache: TieredCache<String, String> = TieredCache::in_memory(1_000)?;
     let breaker = Breaker::builder()
         .name("provider")
         .count_window(10)

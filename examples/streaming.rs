@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use backstop::cache::{MemoryTier, StreamCache, StreamCacheLayer, TieredCache};
+use backstop::cache::{StreamCache, StreamCacheLayer, TieredCache};
 use backstop::core::{Error, Layer, Service, service_fn};
 use backstop::dedup::StreamGroup;
 use futures::StreamExt;
@@ -52,14 +52,10 @@ fn provider(
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let streams: StreamCache<String, Event, Error<ProviderDown>> = StreamCache::builder(
-        TieredCache::builder()
-            .memory(MemoryTier::with_capacity(10_000)?, None)
-            .build()?,
-        StreamGroup::new(),
-    )
-    .weigher(|event: &Event| event.len())
-    .build()?;
+    let streams: StreamCache<String, Event, Error<ProviderDown>> =
+        StreamCache::builder(TieredCache::in_memory(10_000)?, StreamGroup::new())
+            .weigher(|event: &Event| event.len())
+            .build()?;
     let calls = Arc::new(AtomicU32::new(0));
     let gateway = Arc::new(
         StreamCacheLayer::new(streams.clone())

@@ -50,9 +50,7 @@
 //! .lift();
 //!
 //! let per_user = KeyedRateLimiter::new(Quota::per_minute(60)?.with_burst(1)?);
-//! let cache: TieredCache<String, String> = TieredCache::builder()
-//!     .memory(MemoryTier::with_capacity(10_000)?, None)
-//!     .build()?;
+//! let cache: TieredCache<String, String> = TieredCache::in_memory(10_000)?;
 //! let bulkhead = Bulkhead::new(BulkheadConfig { max_concurrent: 32, ..Default::default() })?;
 //! let breaker = Breaker::builder()
 //!     .name("model")

@@ -4,7 +4,7 @@
 
 use backstop::batch::{BatchConfig, Batcher};
 use backstop::breaker::Breaker;
-use backstop::cache::{MemoryCache, MemoryTier, TieredCache};
+use backstop::cache::{MemoryCache, TieredCache};
 use backstop::core::{Error, Histogram};
 use backstop::core::{Layer, Service, ServiceExt, service_fn};
 use backstop::core::{LoadSignal, ManualClock};
@@ -106,10 +106,7 @@ fn echo_batcher() -> Batcher<u32, u32> {
 
 /// A tiered cache of one memory tier.
 fn memory_tiered() -> TieredCache<String, String> {
-    TieredCache::builder()
-        .memory(MemoryTier::with_capacity(100).unwrap(), None)
-        .build()
-        .unwrap()
+    TieredCache::in_memory(100).unwrap()
 }
 
 #[tokio::test]

@@ -234,15 +234,12 @@ async fn dedup_and_keyed_limit_layers_record_a_hash_of_the_key_never_the_key() {
 #[tokio::test(flavor = "current_thread")]
 async fn keyed_layers_record_a_hash_of_the_key_never_the_key() {
     use backstop::batch::{BatchConfig, BatchLayer};
-    use backstop::cache::{CacheLayer, MemoryTier, TieredCache};
+    use backstop::cache::{CacheLayer, TieredCache};
 
     let spans = Spans::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
-    let cache: TieredCache<String, usize> = TieredCache::builder()
-        .memory(MemoryTier::with_capacity(10).unwrap(), None)
-        .build()
-        .unwrap();
+    let cache: TieredCache<String, usize> = TieredCache::in_memory(10).unwrap();
     let cached = CacheLayer::new(cache).layer(
         service_fn(|prompt: String| async move { Ok::<_, std::io::Error>(prompt.len()) }).lift(),
     );
@@ -289,7 +286,7 @@ async fn keyed_layers_record_a_hash_of_the_key_never_the_key() {
 #[cfg(feature = "cache")]
 #[tokio::test(flavor = "current_thread")]
 async fn stream_layers_make_spans_the_upstream_nests_under() {
-    use backstop::cache::{MemoryTier, StreamCache, StreamCacheLayer, TieredCache};
+    use backstop::cache::{StreamCache, StreamCacheLayer, TieredCache};
     use backstop::dedup::{StreamDedupLayer, StreamGroup};
     use futures::StreamExt;
 
@@ -319,15 +316,9 @@ async fn stream_layers_make_spans_the_upstream_nests_under() {
     assert_eq!(limit.parent, Some("backstop.stream_dedup"));
     assert_no_field_holds(&captured, "hello there");
 
-    let streams = StreamCache::builder(
-        TieredCache::builder()
-            .memory(MemoryTier::with_capacity(100).unwrap(), None)
-            .build()
-            .unwrap(),
-        StreamGroup::new(),
-    )
-    .build()
-    .unwrap();
+    let streams = StreamCache::builder(TieredCache::in_memory(100).unwrap(), StreamGroup::new())
+        .build()
+        .unwrap();
     let cached = StreamCacheLayer::new(streams).layer(limited().layer(model()));
     let first = cached.call("hello again".to_string()).await.unwrap();
     assert_eq!(first.collect::<Vec<_>>().await.len(), 2);

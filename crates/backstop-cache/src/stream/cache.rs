@@ -43,7 +43,7 @@ pub(crate) struct StreamShared<T> {
 /// sharing the Redis tier replays it). Cloning is cheap and clones share everything.
 ///
 /// ```
-/// use backstop_cache::{MemoryTier, StreamCache, StreamCacheConfig, TieredCache};
+/// use backstop_cache::{StreamCache, StreamCacheConfig, TieredCache};
 /// use backstop_core::Error;
 /// use backstop_dedup::StreamGroup;
 /// use futures::StreamExt;
@@ -51,7 +51,7 @@ pub(crate) struct StreamShared<T> {
 /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 /// # rt.block_on(async {
 /// let streams: StreamCache<String, String, Error<std::io::Error>> = StreamCache::builder(
-///     TieredCache::builder().memory(MemoryTier::with_capacity(1_000)?, None).build()?,
+///     TieredCache::in_memory(1_000)?,
 ///     StreamGroup::new(),
 /// )
 /// .weigher(|chunk: &String| chunk.len())

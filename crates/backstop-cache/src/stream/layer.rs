@@ -22,7 +22,7 @@ use tracing::Instrument;
 /// and its failure to open is the stream's first item.
 ///
 /// ```
-/// use backstop_cache::{MemoryTier, StreamCache, StreamCacheLayer, TieredCache};
+/// use backstop_cache::{StreamCache, StreamCacheLayer, TieredCache};
 /// use backstop_core::{Error, Layer, Service, service_fn};
 /// use backstop_dedup::StreamGroup;
 /// use futures::StreamExt;
@@ -34,7 +34,7 @@ use tracing::Instrument;
 ///     Ok::<_, Error<std::io::Error>>(futures::stream::iter(tokens))
 /// });
 /// let streams = StreamCache::builder(
-///     TieredCache::builder().memory(MemoryTier::with_capacity(1_000)?, None).build()?,
+///     TieredCache::in_memory(1_000)?,
 ///     StreamGroup::new(),
 /// )
 /// .build()?;

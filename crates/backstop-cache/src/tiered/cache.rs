@@ -257,6 +257,29 @@ where
 }
 
 impl<K, V> TieredCache<K, V, SystemClock> {
+    /// A cache of one memory tier holding at most `entries` entries, with default settings
+    /// and the system clock: the shortest way to a cache, as moka's `Cache::new(capacity)`.
+    ///
+    /// ```
+    /// use backstop_cache::TieredCache;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), backstop_core::ConfigError> {
+    /// let cache: TieredCache<String, String> = TieredCache::in_memory(1_000)?;
+    /// cache.insert(&"k".to_string(), "v".to_string()).await.unwrap();
+    /// assert_eq!(cache.get(&"k".to_string()).await.as_deref(), Some("v"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn in_memory(entries: u64) -> Result<Self, backstop_core::ConfigError>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        Self::builder()
+            .memory(MemoryTier::with_capacity(entries)?, None)
+            .build()
+    }
+
     /// Starts a builder with default settings and the system clock.
     pub fn builder() -> TieredCacheBuilder<K, V, SystemClock> {
         TieredCacheBuilder {

@@ -51,14 +51,12 @@ where
 /// [`Rejected`] with `RejectKind::Timeout`, a panic as [`StackError::panicked`].
 ///
 /// ```
-/// use backstop_cache::{CacheLayer, MemoryTier, TieredCache};
+/// use backstop_cache::{CacheLayer, TieredCache};
 /// use backstop_core::{Layer, Service, ServiceExt, service_fn};
 ///
 /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 /// # rt.block_on(async {
-/// let cache: TieredCache<String, String> = TieredCache::builder()
-///     .memory(MemoryTier::with_capacity(10_000).unwrap(), None)
-///     .build()
+/// let cache: TieredCache<String, String> = TieredCache::in_memory(10_000)
 ///     .unwrap();
 /// let llm = service_fn(|prompt: String| async move {
 ///     Ok::<_, std::io::Error>(format!("answer to {prompt}"))

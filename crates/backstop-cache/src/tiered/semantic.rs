@@ -156,13 +156,13 @@ pub type Verifier = dyn Fn(&str, &str, f32) -> bool + Send + Sync;
 /// default, and a verifier may veto a match.
 ///
 /// ```
-/// use backstop_cache::{ExactCosineIndex, MemoryTier, SemanticCache, SemanticHit, TieredCache};
+/// use backstop_cache::{ExactCosineIndex, SemanticCache, SemanticHit, TieredCache};
 /// use std::sync::Arc;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let tiers: TieredCache<String, String> =
-///     TieredCache::builder().memory(MemoryTier::with_capacity(1_000)?, None).build()?;
+///     TieredCache::in_memory(1_000)?;
 /// let cache = SemanticCache::new(tiers, Arc::new(ExactCosineIndex::new(3)), 0.95)?
 ///     // Never serve a prompt's answer to its negation, however close the vectors.
 ///     .with_verifier(|query, matched, _| query.contains(" not ") == matched.contains(" not "));

@@ -70,25 +70,18 @@ fn uncontended(c: &mut Criterion) {
 }
 
 fn coalesced(c: &mut Criterion) {
-    let rt = runtime();
-    let mut group = c.benchmark_group("dedup_coalesced");
-    group.throughput(Throughput::Elements(CALLERS));
-    let next = AtomicU64::new(0);
+    let (rt, next) = (runtime(), AtomicU64::new(0));
     let one_key = |next: &AtomicU64| vec![next.fetch_add(1, Relaxed); CALLERS as usize];
-    contenders(&mut group, &rt, &next, one_key);
-    group.finish();
+    contenders(c, "dedup_coalesced", &rt, &next, one_key).finish();
 }
 
 fn distinct(c: &mut Criterion) {
-    let rt = runtime();
-    let mut group = c.benchmark_group("dedup_distinct");
-    group.throughput(Throughput::Elements(CALLERS));
-    let next = AtomicU64::new(0);
+    let (rt, next) = (runtime(), AtomicU64::new(0));
     let key_each = |next: &AtomicU64| {
         let base = next.fetch_add(CALLERS, Relaxed);
         (base..base + CALLERS).collect()
     };
-    contenders(&mut group, &rt, &next, key_each);
+    let mut group = contenders(c, "dedup_distinct", &rt, &next, key_each);
 
     group.bench_function("baseline", |b| {
         b.to_async(&rt).iter(|| async {
@@ -99,14 +92,18 @@ fn distinct(c: &mut Criterion) {
     group.finish();
 }
 
-/// `backstop` and `async_singleflight` with one concurrent caller per key `keys` draws
-/// from `next` each iteration (collected first: `async_singleflight` borrows its key).
-fn contenders(
-    group: &mut BenchmarkGroup<'_, WallTime>,
+/// The group `name`, counted in callers, with `backstop` and `async_singleflight` run
+/// with one concurrent caller per key `keys` draws from `next` each iteration (collected
+/// first: `async_singleflight` borrows its key). The caller may add contenders.
+fn contenders<'c>(
+    c: &'c mut Criterion,
+    name: &str,
     rt: &Runtime,
     next: &AtomicU64,
     keys: impl Fn(&AtomicU64) -> Vec<u64>,
-) {
+) -> BenchmarkGroup<'c, WallTime> {
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements(CALLERS));
     let ours: Group<u64, u64, ()> = Group::new();
     group.bench_function("backstop", |b| {
         b.to_async(rt).iter(|| async {
@@ -125,6 +122,7 @@ fn contenders(
             black_box(join_all(calls).await)
         })
     });
+    group
 }
 
 criterion_group!(benches, uncontended, coalesced, distinct);

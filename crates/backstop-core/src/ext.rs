@@ -69,21 +69,37 @@ impl<S: Service<Req>, Req> ServiceExt<Req> for S {}
 pub type Lifted<S, Req> =
     MapErr<S, fn(<S as Service<Req>>::Error) -> Error<<S as Service<Req>>::Error>>;
 
-/// A service whose errors are mapped, made by [`ServiceExt::map_err`] and
-/// [`ServiceExt::lift`].
-#[derive(Clone)]
-pub struct MapErr<S, F> {
-    inner: S,
-    f: F,
+// A mapping service holds the inner service and the function; its debug output shows
+// the inner service only, so the function need not be `Debug`.
+macro_rules! mapping_service {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name<S, F> {
+            inner: S,
+            f: F,
+        }
+
+        impl<S: fmt::Debug, F> fmt::Debug for $name<S, F> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("inner", &self.inner)
+                    .finish()
+            }
+        }
+    };
 }
 
-impl<S: fmt::Debug, F> fmt::Debug for MapErr<S, F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MapErr")
-            .field("inner", &self.inner)
-            .finish()
-    }
-}
+mapping_service!(
+    /// A service whose errors are mapped, made by [`ServiceExt::map_err`] and
+    /// [`ServiceExt::lift`].
+    MapErr
+);
+
+mapping_service!(
+    /// A service whose responses are mapped, made by [`ServiceExt::map_response`].
+    MapResponse
+);
 
 impl<S, F, E2, Req> Service<Req> for MapErr<S, F>
 where
@@ -100,21 +116,6 @@ where
 
     fn readiness(&self) -> Result<(), Rejected> {
         self.inner.readiness()
-    }
-}
-
-/// A service whose responses are mapped, made by [`ServiceExt::map_response`].
-#[derive(Clone)]
-pub struct MapResponse<S, F> {
-    inner: S,
-    f: F,
-}
-
-impl<S: fmt::Debug, F> fmt::Debug for MapResponse<S, F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MapResponse")
-            .field("inner", &self.inner)
-            .finish()
     }
 }
 

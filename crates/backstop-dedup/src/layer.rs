@@ -67,13 +67,29 @@ coalesce_with_work!(
 
 // A keyed layer and the service it builds hold a cheap-clone handle and the shared key
 // extractor; only the handle differs between the coalescing and the stream layers. This
-// writes their constructor, builder, accessor, clones, debug output and `Layer` once.
-// (`Debug` and `Clone` are by hand so the key closure need be neither.)
+// declares both and writes their constructor, builder, accessor, clones, debug output
+// and `Layer` once. (`Debug` and `Clone` are by hand so the key closure need be neither.)
 macro_rules! keyed_layer {
     (
-        $layer:ident<$H:ident>, $service:ident, $handle:ident,
-        { $(#[$new_doc:meta])* fn new; $(#[$doc:meta])* fn $accessor:ident }
+        $(#[$layer_doc:meta])* pub struct $layer:ident<$H:ident>;
+        $(#[$service_doc:meta])* pub struct $service:ident;
+        handle $handle:ident;
+        $(#[$new_doc:meta])* fn new;
+        $(#[$doc:meta])* fn $accessor:ident
     ) => {
+        $(#[$layer_doc])*
+        pub struct $layer<$H, K = $crate::layer::RequestKey> {
+            $handle: $H,
+            key: std::sync::Arc<K>,
+        }
+
+        $(#[$service_doc])*
+        pub struct $service<S, $H, K = $crate::layer::RequestKey> {
+            inner: std::sync::Arc<S>,
+            $handle: $H,
+            key: std::sync::Arc<K>,
+        }
+
         impl<$H> $layer<$H> {
             $(#[$new_doc])*
             pub fn new($handle: $H) -> Self {
@@ -181,54 +197,46 @@ impl<Req: Clone> DedupKey<Req> for RequestKey {
     }
 }
 
-/// Wraps a [`Service`] so identical requests (same key) share one call to the inner
-/// service.
-///
-/// `DedupLayer::new(handle)` keys requests by the request itself; [`key`](DedupLayer::key)
-/// sets a closure that extracts the key. Clones of the layer, and every service it
-/// builds, share the same [`Group`], [`DedupWindow`] or `DistributedGroup` (cheap-clone
-/// handles). Only the first request of a coalesced set reaches the inner service; the
-/// others get clones of its response, or its error shared through
-/// [`StackError::shared`], so the service's error is the inner service's own `S::Error`
-/// and need not be `Clone`. The handle's error type is therefore `Arc<S::Error>`.
-///
-/// ```
-/// use backstop_core::{Error, Layer, Service, ServiceExt, service_fn};
-/// use backstop_dedup::{DedupLayer, Group};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// let backend = service_fn(|prompt: String| async move {
-///     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-///     Ok::<_, std::io::Error>(prompt.len())
-/// })
-/// .lift();
-/// let layer = DedupLayer::new(Group::new()).key(|prompt: &String| prompt.to_lowercase());
-/// let service = layer.layer(backend);
-/// let (a, b) = tokio::join!(service.call("hello".into()), service.call("HELLO".into()));
-/// assert_eq!((a.unwrap(), b.unwrap()), (5, 5));
-/// # let _: Option<Error<std::io::Error>> = None;
-/// # }
-/// ```
-pub struct DedupLayer<D, K = RequestKey> {
-    dedup: D,
-    key: Arc<K>,
-}
-
-/// The service built by [`DedupLayer`]; its error is the inner service's.
-pub struct DedupService<S, D, K = RequestKey> {
-    inner: Arc<S>,
-    dedup: D,
-    key: Arc<K>,
-}
-
-keyed_layer!(DedupLayer<D>, DedupService, dedup, {
+keyed_layer! {
+    /// Wraps a [`Service`] so identical requests (same key) share one call to the inner
+    /// service.
+    ///
+    /// `DedupLayer::new(handle)` keys requests by the request itself; [`key`](DedupLayer::key)
+    /// sets a closure that extracts the key. Clones of the layer, and every service it
+    /// builds, share the same [`Group`], [`DedupWindow`] or `DistributedGroup` (cheap-clone
+    /// handles). Only the first request of a coalesced set reaches the inner service; the
+    /// others get clones of its response, or its error shared through
+    /// [`StackError::shared`], so the service's error is the inner service's own `S::Error`
+    /// and need not be `Clone`. The handle's error type is therefore `Arc<S::Error>`.
+    ///
+    /// ```
+    /// use backstop_core::{Error, Layer, Service, ServiceExt, service_fn};
+    /// use backstop_dedup::{DedupLayer, Group};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let backend = service_fn(|prompt: String| async move {
+    ///     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    ///     Ok::<_, std::io::Error>(prompt.len())
+    /// })
+    /// .lift();
+    /// let layer = DedupLayer::new(Group::new()).key(|prompt: &String| prompt.to_lowercase());
+    /// let service = layer.layer(backend);
+    /// let (a, b) = tokio::join!(service.call("hello".into()), service.call("HELLO".into()));
+    /// assert_eq!((a.unwrap(), b.unwrap()), (5, 5));
+    /// # let _: Option<Error<std::io::Error>> = None;
+    /// # }
+    /// ```
+    pub struct DedupLayer<D>;
+    /// The service built by [`DedupLayer`]; its error is the inner service's.
+    pub struct DedupService;
+    handle dedup;
     /// A layer deduplicating through `dedup`, keyed by the request itself until
     /// [`key`](DedupLayer::key) says otherwise.
     fn new;
     /// The deduplicating handle this layer shares.
     fn handle
-});
+}
 
 impl<S, D, K, Req> Service<Req> for DedupService<S, D, K>
 where

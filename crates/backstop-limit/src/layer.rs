@@ -399,36 +399,6 @@ impl<S, L, K, F> RateLimitService<S, L, K, F> {
             Err(panicked) => Err(E::panicked(panicked)),
         }
     }
-
-    /// A call under its span (issue 27), with a hash of the key (never the key: it names
-    /// a user or a tenant).
-    async fn traced<Req>(&self, req: Req) -> Result<S::Response, S::Error>
-    where
-        S: Service<Req>,
-        S::Error: StackError,
-        K: LimitKey<Req>,
-        K::Key: Hash,
-        F: LimitCost<Req>,
-        L: RateLimitHandle<F::Cost, Key = K::Key>,
-    {
-        let span = backstop_core::layer_span!("backstop.limit", key_hash);
-        let charged = match span.in_scope(|| self.charge(&req, Some(&span))) {
-            Ok(None) => Ok(()),
-            Ok(Some(pending)) => pending
-                .instrument(span.clone())
-                .await
-                .map_err(S::Error::rejected),
-            Err(refused) => Err(refused),
-        };
-        match charged {
-            Ok(()) => in_span(&span, || self.inner.call(req)).await,
-            Err(refused) => {
-                let refused = Err(refused);
-                record_outcome(&span, &refused);
-                refused
-            }
-        }
-    }
 }
 
 pin_project! {
@@ -476,8 +446,28 @@ where
         // call each take one boxed future instead, so neither adds a state to this one
         // (awaiting them here cost the plain path 3 ns of its 15, though never taken).
         let then: Then<_, BoxFuture<'_, Result<S::Response, S::Error>>> = if spans_enabled() {
+            // A call under its span (issue 27), with a hash of the key (never the key: it
+            // names a user or a tenant).
             Then::Boxed {
-                call: Box::pin(self.traced(req)),
+                call: Box::pin(async move {
+                    let span = backstop_core::layer_span!("backstop.limit", key_hash);
+                    let charged = match span.in_scope(|| self.charge(&req, Some(&span))) {
+                        Ok(None) => Ok(()),
+                        Ok(Some(pending)) => pending
+                            .instrument(span.clone())
+                            .await
+                            .map_err(S::Error::rejected),
+                        Err(refused) => Err(refused),
+                    };
+                    match charged {
+                        Ok(()) => in_span(&span, || self.inner.call(req)).await,
+                        Err(refused) => {
+                            let refused = Err(refused);
+                            record_outcome(&span, &refused);
+                            refused
+                        }
+                    }
+                }),
             }
         } else {
             match self.charge::<Req, S::Error>(&req, None)? {

@@ -9,58 +9,50 @@ use tracing::Instrument;
 
 use super::group::StreamGroup;
 use super::shared::SharedStream;
-use crate::layer::{DedupKey, RequestKey, keyed_layer};
+use crate::layer::{DedupKey, keyed_layer};
 
-/// Wraps a streaming [`Service`] (its response is a `Stream` of `Result<T, S::Error>`
-/// chunks) so identical requests in flight share one upstream stream through a
-/// [`StreamGroup`].
-///
-/// `StreamDedupLayer::new(group)` keys requests by the request itself;
-/// [`key`](Self::key) sets a closure that extracts the key. The service's response is a
-/// [`SharedStream`]; its error type is the inner service's own (`S::Error: StackError`),
-/// so it stacks with every other Backstop layer. `call` returns at once: the inner
-/// service is called (once per shared stream) when the stream is first polled, and a
-/// failure to open it is the stream's first item, as a failure mid-stream is a later one.
-///
-/// ```
-/// use backstop_core::{Error, Layer, Service, ServiceExt, service_fn};
-/// use backstop_dedup::{StreamDedupLayer, StreamGroup};
-/// use futures::StreamExt;
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// let model = service_fn(|prompt: String| async move {
-///     let tokens = prompt.split(' ').map(|t| Ok(t.to_string())).collect::<Vec<_>>();
-///     Ok::<_, Error<std::io::Error>>(futures::stream::iter(tokens))
-/// });
-/// let group = StreamGroup::new();
-/// let service = StreamDedupLayer::new(group.clone()).layer(model);
-/// let (a, b) = tokio::join!(service.call("hello there".into()), service.call("hello there".into()));
-/// let (a, b) = tokio::join!(a.unwrap().collect::<Vec<_>>(), b.unwrap().collect::<Vec<_>>());
-/// assert_eq!(a.len(), 2);
-/// assert_eq!(b[1].as_deref().unwrap(), "there");
-/// assert_eq!(group.stats().streams, 1);
-/// # }
-/// ```
-pub struct StreamDedupLayer<G, K = RequestKey> {
-    group: G,
-    key: Arc<K>,
-}
-
-/// The service built by [`StreamDedupLayer`]; its error is the inner service's.
-pub struct StreamDedupService<S, G, K = RequestKey> {
-    inner: Arc<S>,
-    group: G,
-    key: Arc<K>,
-}
-
-keyed_layer!(StreamDedupLayer<G>, StreamDedupService, group, {
+keyed_layer! {
+    /// Wraps a streaming [`Service`] (its response is a `Stream` of `Result<T, S::Error>`
+    /// chunks) so identical requests in flight share one upstream stream through a
+    /// [`StreamGroup`].
+    ///
+    /// `StreamDedupLayer::new(group)` keys requests by the request itself;
+    /// [`key`](Self::key) sets a closure that extracts the key. The service's response is a
+    /// [`SharedStream`]; its error type is the inner service's own (`S::Error: StackError`),
+    /// so it stacks with every other Backstop layer. `call` returns at once: the inner
+    /// service is called (once per shared stream) when the stream is first polled, and a
+    /// failure to open it is the stream's first item, as a failure mid-stream is a later one.
+    ///
+    /// ```
+    /// use backstop_core::{Error, Layer, Service, ServiceExt, service_fn};
+    /// use backstop_dedup::{StreamDedupLayer, StreamGroup};
+    /// use futures::StreamExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let model = service_fn(|prompt: String| async move {
+    ///     let tokens = prompt.split(' ').map(|t| Ok(t.to_string())).collect::<Vec<_>>();
+    ///     Ok::<_, Error<std::io::Error>>(futures::stream::iter(tokens))
+    /// });
+    /// let group = StreamGroup::new();
+    /// let service = StreamDedupLayer::new(group.clone()).layer(model);
+    /// let (a, b) = tokio::join!(service.call("hello there".into()), service.call("hello there".into()));
+    /// let (a, b) = tokio::join!(a.unwrap().collect::<Vec<_>>(), b.unwrap().collect::<Vec<_>>());
+    /// assert_eq!(a.len(), 2);
+    /// assert_eq!(b[1].as_deref().unwrap(), "there");
+    /// assert_eq!(group.stats().streams, 1);
+    /// # }
+    /// ```
+    pub struct StreamDedupLayer<G>;
+    /// The service built by [`StreamDedupLayer`]; its error is the inner service's.
+    pub struct StreamDedupService;
+    handle group;
     /// A layer sharing streams through `group`, keyed by the request itself until
     /// [`key`](Self::key) says otherwise.
     fn new;
     /// The group this layer shares streams through.
     fn group
-});
+}
 
 impl<S, St, T, K, Req> Service<Req> for StreamDedupService<S, StreamGroup<K::Key, T, S::Error>, K>
 where

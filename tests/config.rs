@@ -8,6 +8,7 @@ use backstop::config::{BackstopConfig, BuildError, ConfigFileError, PolicyKind};
 use backstop::core::config::ConfigError;
 use backstop::limit::Quota;
 use backstop::scale::{MetricSample, Observation, Reading, Target};
+use backstop_testkit::assert_fields;
 use proptest::prelude::*;
 use std::time::Duration;
 
@@ -64,7 +65,7 @@ fn shipped_file_configures_every_section() {
         "backstop",
     );
     let pool = config.pool.as_ref().unwrap();
-    assert_eq!((pool.max_size, pool.min_idle), (32, 4));
+    assert_fields!(pool, max_size: 32, min_idle: 4);
     assert_eq!(
         config.cache.as_ref().unwrap().tiered.stale_grace,
         Some(Duration::from_secs(3600))

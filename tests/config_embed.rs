@@ -4,15 +4,8 @@
 //! environment overrides, "needs the feature" for a section compiled out, and the
 //! effective configuration printed back out.
 
-#![cfg(all(
-    feature = "config",
-    feature = "cache",
-    feature = "limit",
-    feature = "dedup",
-    feature = "breaker",
-    feature = "pool",
-    feature = "batch"
-))]
+// The shipped file configures every section, so this needs the whole umbrella.
+#![cfg(feature = "full")]
 
 use backstop::config::{BackstopConfig, ConfigFileError, ConfigLoader};
 use serde::Deserialize;

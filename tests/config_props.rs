@@ -10,17 +10,8 @@
 //! describes and drives each briefly on paused Tokio time. Allocation is counted by
 //! `stats_alloc`'s global allocator (the same one the limit_memory bench uses).
 
-#![cfg(all(
-    feature = "config",
-    feature = "cache",
-    feature = "batch",
-    feature = "pool",
-    feature = "breaker",
-    feature = "limit",
-    feature = "dedup",
-    feature = "retry",
-    feature = "scale"
-))]
+// Every field of every section is swept, so this needs the whole umbrella.
+#![cfg(feature = "full")]
 
 use backstop::config::BackstopConfig;
 use backstop::core::config::MAX_DURATION;

@@ -2,6 +2,7 @@
 
 use backstop_batch::{BatchConfig, BatchError, BatchLayer, Batcher, CloseMode};
 use backstop_core::{Error, Layer, LoadSignal, RejectKind, Service, ServiceExt, service_fn};
+use backstop_testkit::assert_fields;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::sync::{Arc, Mutex};
@@ -98,7 +99,7 @@ async fn preferred_size_dispatches_early_and_the_rest_waits() {
     assert_eq!(batcher.submit(3).await.unwrap(), 30);
     assert_eq!(start.elapsed(), ms(50));
     let reasons = batcher.stats().dispatch_reasons;
-    assert_eq!((reasons.preferred, reasons.timeout), (1, 1));
+    assert_fields!(reasons, preferred: 1, timeout: 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -303,11 +304,7 @@ async fn handler_error_reaches_every_caller_of_its_batch_only() {
         }
     }
     assert_eq!(batcher.submit(2).await.unwrap(), 2);
-    let stats = batcher.stats();
-    assert_eq!(
-        (stats.failed, stats.handler_errors, stats.succeeded),
-        (2, 1, 1)
-    );
+    assert_fields!(batcher.stats(), failed: 2, handler_errors: 1, succeeded: 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -325,8 +322,7 @@ async fn panicking_handler_fails_its_batch_and_the_batcher_keeps_working() {
     assert!(matches!(b, Err(BatchError::HandlerPanicked)));
     let (c, d) = tokio::join!(batcher.submit(2), batcher.submit(3));
     assert_eq!((c.unwrap(), d.unwrap()), (2, 3));
-    let stats = batcher.stats();
-    assert_eq!((stats.handler_panics, stats.in_flight_batches), (1, 0));
+    assert_fields!(batcher.stats(), handler_panics: 1, in_flight_batches: 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -386,8 +382,7 @@ async fn caller_dropped_after_dispatch_has_its_result_discarded() {
     });
     assert_eq!(kept.unwrap(), 20);
     assert_eq!(*log.lock().unwrap(), [[1, 2]]);
-    let stats = batcher.stats();
-    assert_eq!((stats.discarded, stats.cancelled), (1, 0));
+    assert_fields!(batcher.stats(), discarded: 1, cancelled: 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -478,13 +473,10 @@ async fn load_reports_queue_in_flight_and_waits() {
         tokio::task::yield_now().await;
         batcher.load()
     });
-    assert_eq!(
-        (load.in_flight, load.queued, load.capacity),
-        (1, 2, Some(1))
-    );
+    assert_fields!(load, in_flight: 1, queued: 2, capacity: Some(1));
     blocker.await.unwrap().unwrap();
     let load = batcher.load();
-    assert_eq!((load.in_flight, load.queued), (0, 0));
+    assert_fields!(load, in_flight: 0, queued: 0);
     // Item 1 waited 10 ms, item 2 20 ms, the blocker none.
     assert_eq!(load.mean_wait, ms(10));
     assert_eq!(load.p95_wait, ms(20));
@@ -632,8 +624,7 @@ async fn submitter_dropped_while_waiting_for_room_leaks_nothing() {
     assert_eq!((queued.unwrap(), late.unwrap()), (10, 30));
     blocker.await.unwrap().unwrap();
     assert_eq!(*log.lock().unwrap(), [[99], [1], [3]]);
-    let stats = batcher.stats();
-    assert_eq!((stats.submitted, stats.cancelled, stats.queued), (3, 0, 0));
+    assert_fields!(batcher.stats(), submitted: 3, cancelled: 0, queued: 0);
 }
 
 #[tokio::test(start_paused = true)]

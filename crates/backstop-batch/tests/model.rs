@@ -1,6 +1,7 @@
 //! Whole-batcher properties: random arrivals under paused time, and a real-thread stress.
 
 use backstop_batch::{BatchConfig, Batcher};
+use backstop_testkit::assert_fields;
 use backstop_testkit::on_paused_clock;
 use futures::FutureExt;
 use proptest::prelude::*;
@@ -174,8 +175,5 @@ fn many_submitters_on_many_threads_get_their_own_results() {
     assert_eq!(stats.submitted, stats.succeeded + stats.cancelled);
     assert!(stats.succeeded >= patient + (impatient - cancelled));
     assert!(stats.cancelled + stats.discarded <= cancelled);
-    assert_eq!(
-        (stats.queued, stats.in_flight_batches, stats.failed),
-        (0, 0, 0)
-    );
+    assert_fields!(stats, queued: 0, in_flight_batches: 0, failed: 0);
 }

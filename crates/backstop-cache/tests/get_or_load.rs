@@ -9,6 +9,7 @@ use std::time::Duration;
 
 mod support;
 
+use backstop_testkit::assert_fields;
 use support::MapTier;
 
 #[derive(Debug, PartialEq, thiserror::Error)]
@@ -372,10 +373,7 @@ async fn warming_loads_missing_keys_with_bounded_concurrency_and_reports_progres
             |progress| reports.lock().unwrap().push(progress.done),
         )
         .await;
-    assert_eq!(
-        (tally.done, tally.total, tally.cached, tally.failed),
-        (20, 20, 19, 1)
-    );
+    assert_fields!(tally, done: 20, total: 20, cached: 19, failed: 1);
     assert!(
         peak.load(Ordering::SeqCst) <= 3,
         "peak {}",

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use backstop_cache::{CacheConfig, Compute, Expiry, MemoryCache, MemoryCacheLayer, RemovalCause};
 use backstop_core::{Layer, ManualClock, Service, service_fn};
 use backstop_testkit::Calls;
+use backstop_testkit::assert_fields;
 
 type Log = Arc<Mutex<Vec<(u32, u32, RemovalCause)>>>;
 
@@ -43,7 +44,7 @@ fn get_insert_replace_remove() {
         ]
     );
     let s = cache.stats();
-    assert_eq!((s.hits, s.misses, s.insertions, s.updates), (1, 1, 1, 1));
+    assert_fields!(s, hits: 1, misses: 1, insertions: 1, updates: 1);
     assert_eq!(s.removals.replaced, 1);
     assert_eq!(s.removals.explicit, 1);
     assert_eq!(s.hit_ratio, 0.5);

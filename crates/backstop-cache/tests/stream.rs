@@ -13,6 +13,7 @@ use backstop_cache::{
 use backstop_core::{Error, Layer, Service, service_fn};
 use backstop_dedup::StreamGroup;
 use backstop_testkit::Calls;
+use backstop_testkit::assert_fields;
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
@@ -134,7 +135,7 @@ async fn a_completed_stream_is_stored_and_replayed_as_the_same_sequence_at_once(
     assert_eq!(replayed, original);
     assert_eq!(opened.load(SeqCst), 1);
     let stats = streams.stats();
-    assert_eq!((stats.loads, stats.stored, stats.replays), (1, 1, 1));
+    assert_fields!(stats, loads: 1, stored: 1, replays: 1);
     assert_eq!(stats.bytes_recording, 0);
     let record = streams.cache().get(&key).await.unwrap();
     assert_eq!(record.gaps_us.len(), 4);
@@ -208,11 +209,7 @@ async fn a_stream_failing_after_k_chunks_reaches_every_reader_and_is_never_store
             streams.cache().get(&key).await.is_none(),
             "nothing stored, k={k}"
         );
-        let stats = streams.stats();
-        assert_eq!(
-            (stats.stored, stats.not_stored_failed, stats.bytes_recording),
-            (0, 1, 0)
-        );
+        assert_fields!(streams.stats(), stored: 0, not_stored_failed: 1, bytes_recording: 0);
         // The next call opens the upstream again.
         let again = load_whole(&streams, &key, &opened, vec![1]).await;
         assert_eq!(ok(again), tokens(1));
@@ -231,10 +228,7 @@ async fn a_stream_cut_by_its_last_reader_is_not_stored() {
     drop(reader);
     assert!(streams.cache().get(&key).await.is_none());
     let stats = streams.stats();
-    assert_eq!(
-        (stats.not_stored_cut, stats.stored, stats.bytes_recording),
-        (1, 0, 0)
-    );
+    assert_fields!(stats, not_stored_cut: 1, stored: 0, bytes_recording: 0);
     assert_eq!(stats.group.abandoned, 1);
 }
 
@@ -266,11 +260,7 @@ async fn the_end_is_seen_only_once_the_record_is_stored_even_by_a_slow_tier() {
     assert!(polled.is_err(), "still writing");
     drop(reader);
     assert_eq!(tier.stored(), 1, "the cancelled write stored nothing");
-    let stats = streams.stats();
-    assert_eq!(
-        (stats.stored, stats.not_stored_cut, stats.bytes_recording),
-        (1, 1, 0)
-    );
+    assert_fields!(streams.stats(), stored: 1, not_stored_cut: 1, bytes_recording: 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -288,7 +278,7 @@ async fn concurrent_misses_share_one_upstream_and_a_late_joiner_gets_the_whole_s
     assert_eq!(ok(first.await.unwrap()), tokens(5));
     assert_eq!(opened.load(SeqCst), 1);
     let stats = streams.stats();
-    assert_eq!((stats.loads, stats.stored), (1, 1));
+    assert_fields!(stats, loads: 1, stored: 1);
     assert_eq!((stats.group.followers, stats.group.late_joiners), (1, 1));
 }
 
@@ -308,7 +298,7 @@ async fn streams_past_the_record_bounds_pass_through_unstored() {
     assert_eq!(ok(items), tokens(5), "passed through whole");
     assert!(streams.cache().get(&key).await.is_none());
     let stats = streams.stats();
-    assert_eq!((stats.not_stored_too_large, stats.bytes_recording), (1, 0));
+    assert_fields!(stats, not_stored_too_large: 1, bytes_recording: 0);
 
     // The total budget of recordings in flight bounds them together.
     let streams = streams_with(
@@ -327,11 +317,7 @@ async fn streams_past_the_record_bounds_pass_through_unstored() {
     let (a, b) = tokio::join!(collect(a), collect(b));
     assert_eq!((a.len(), b.len()), (2, 2));
     let stats = streams.stats();
-    assert_eq!(
-        (stats.stored, stats.not_stored_too_large),
-        (1, 1),
-        "20 bytes do not fit in 12"
-    );
+    assert_fields!(stats, stored: 1, not_stored_too_large: 1; "20 bytes do not fit in 12");
     assert_eq!(stats.bytes_recording, 0);
 }
 
@@ -506,22 +492,16 @@ async fn a_miss_that_finds_the_stream_stored_when_it_opens_replays_it_instead() 
     streams.cache().insert(&key, record).await.unwrap();
     assert_eq!(ok(collect(missed).await), tokens(2));
     assert_eq!(opened.load(SeqCst), 0, "the upstream was never opened");
-    let stats = streams.stats();
-    assert_eq!((stats.loads, stats.replays), (0, 1));
+    assert_fields!(streams.stats(), loads: 0, replays: 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_weigher_stops_the_recording_not_the_stream() {
-    let streams: Streams = StreamCache::builder(
-        TieredCache::builder()
-            .memory(MemoryTier::with_capacity(100).unwrap(), None)
+    let streams: Streams =
+        StreamCache::builder(TieredCache::in_memory(100).unwrap(), StreamGroup::new())
+            .weigher(|_: &String| -> usize { panic!("bad weight") })
             .build()
-            .unwrap(),
-        StreamGroup::new(),
-    )
-    .weigher(|_: &String| -> usize { panic!("bad weight") })
-    .build()
-    .unwrap();
+            .unwrap();
     let opened = Arc::new(AtomicUsize::new(0));
     let key = "q".to_string();
     let items = load_whole(&streams, &key, &opened, vec![1; 3]).await;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 mod support;
 
+use backstop_testkit::assert_fields;
 use support::{MapTier, put};
 
 const L1_TTL: Option<Duration> = Some(Duration::from_secs(60));
@@ -102,7 +103,7 @@ async fn a_failing_tier_is_a_miss_for_reads_and_a_reported_partial_write() {
         .insert(&"n".to_string(), "w".to_string())
         .await
         .unwrap_err();
-    assert_eq!((error.reached, error.total), (1, 2));
+    assert_fields!(error, reached: 1, total: 2);
     assert_eq!(error.failed[0].0, "l1");
     assert_eq!(l2.holds("n").map(|(value, _)| value), Some("w".to_string()));
 }
@@ -270,7 +271,7 @@ async fn an_empty_prefix_is_refused_and_invalidate_all_is_explicit() {
     let (cache, l1, l2) = two_tiers(Promotion::Always);
     put(&cache, "user:1", "a").await;
     let refused = cache.invalidate_prefix("").await.unwrap_err();
-    assert_eq!((refused.reached, refused.total), (0, 2));
+    assert_fields!(refused, reached: 0, total: 2);
     assert!(
         refused
             .failed
@@ -354,11 +355,7 @@ mod semantic {
             .await
             .unwrap();
         assert_eq!(far, None);
-        let stats = semantic.stats();
-        assert_eq!(
-            (stats.exact_hits, stats.semantic_hits, stats.misses),
-            (1, 1, 1)
-        );
+        assert_fields!(semantic.stats(), exact_hits: 1, semantic_hits: 1, misses: 1);
     }
 
     #[tokio::test]

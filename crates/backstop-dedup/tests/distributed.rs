@@ -11,6 +11,7 @@ use backstop_core::{Layer, RejectKind, Service, ServiceExt, Validate, service_fn
 use backstop_dedup::{
     DedupError, DedupLayer, DedupOutcome, DistributedConfig, DistributedGroup, RedisFailure, Source,
 };
+use backstop_testkit::assert_fields;
 use backstop_testkit::{Calls, RedisTestContext};
 use futures::future::join_all;
 use tokio::sync::oneshot;
@@ -93,7 +94,7 @@ async fn timed_work(
 async fn executes_within(group: &Process, value: u64, bound: Duration) {
     let (result, waited) = timed_work(group, value).await;
     let outcome = result.unwrap();
-    assert_eq!((outcome.value, outcome.source), (value, Source::Executed));
+    assert_fields!(outcome, value: value, source: Source::Executed);
     assert!(waited < bound, "the lease held it up: {waited:?}");
 }
 
@@ -274,7 +275,7 @@ async fn a_failed_execution_hands_the_lease_to_a_waiter() {
         Err(DedupError::Inner("upstream 503".to_string()))
     );
     let second = second.await.unwrap().unwrap();
-    assert_eq!((second.value, second.source), (9, Source::Executed));
+    assert_fields!(second, value: 9, source: Source::Executed);
     assert_eq!(b.stats().takeovers, 1);
     ctx.cleanup().await;
 }
@@ -331,10 +332,9 @@ async fn unreachable_redis_runs_the_work_locally_by_default() {
     let group = unreachable(RedisFailure::ExecuteLocally);
     let (result, waited) = timed_work(&group, 3).await;
     let outcome = result.unwrap();
-    assert_eq!((outcome.value, outcome.source), (3, Source::Executed));
+    assert_fields!(outcome, value: 3, source: Source::Executed);
     assert!(waited < Duration::from_secs(2), "{waited:?}");
-    let stats = group.stats();
-    assert_eq!((stats.local_fallbacks, stats.redis_errors), (1, 1));
+    assert_fields!(group.stats(), local_fallbacks: 1, redis_errors: 1);
 }
 
 #[tokio::test]
@@ -369,7 +369,7 @@ async fn a_redis_that_stops_answering_is_cut_off_by_the_timeout() {
         match on_redis_error {
             RedisFailure::ExecuteLocally => {
                 let outcome = result.expect("ran locally");
-                assert_eq!((outcome.value, outcome.source), (5, Source::Executed));
+                assert_fields!(outcome, value: 5, source: Source::Executed);
                 assert_eq!(group.stats().local_fallbacks, 1);
             }
             RedisFailure::Fail => {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use backstop_core::RejectKind;
 use backstop_dedup::{DedupError, DedupOutcome, Group, Source};
+use backstop_testkit::assert_fields;
 use futures::FutureExt;
 use tokio::sync::Notify;
 
@@ -184,10 +185,9 @@ async fn panic_reaches_every_waiter_and_the_next_call_runs_again() {
             other => panic!("expected a panic error, got {other:?}"),
         }
     }
-    let stats = group.stats();
-    assert_eq!((stats.panics, stats.in_flight), (1, 0));
+    assert_fields!(group.stats(), panics: 1, in_flight: 0);
     let again = group.work("k".into(), || async { Ok(9) }).await.unwrap();
-    assert_eq!((again.value, again.source), (9, Source::Executed));
+    assert_fields!(again, value: 9, source: Source::Executed);
 }
 
 #[tokio::test(start_paused = true)]
@@ -224,7 +224,7 @@ async fn dropping_the_leader_neither_loses_nor_restarts_the_work() {
     let results = futures::future::join_all(followers).await;
     for result in results {
         let outcome = result.unwrap();
-        assert_eq!((outcome.value, outcome.source), (5, Source::Joined));
+        assert_fields!(outcome, value: 5, source: Source::Joined);
     }
     assert_eq!(probe.started.load(SeqCst), 1);
     assert_eq!(probe.max_alive.load(SeqCst), 1);
@@ -273,10 +273,9 @@ async fn when_every_waiter_leaves_the_work_is_dropped_and_the_key_released() {
     assert_eq!(group.in_flight(), 1);
     drop(b);
     assert_eq!(probe.alive.load(SeqCst), 0, "the abandoned work is dropped");
-    let stats = group.stats();
-    assert_eq!((stats.in_flight, stats.abandoned), (0, 1));
+    assert_fields!(group.stats(), in_flight: 0, abandoned: 1);
     let fresh = group.work("k".into(), slow(&probe, 1, 2)).await.unwrap();
-    assert_eq!((fresh.value, fresh.source), (2, Source::Executed));
+    assert_fields!(fresh, value: 2, source: Source::Executed);
 }
 
 #[tokio::test(start_paused = true)]
@@ -306,7 +305,7 @@ async fn forget_starts_a_new_execution_and_old_waiters_keep_theirs() {
         "the old execution must not release the new one's key"
     );
     let joined = group.work("k".into(), slow(&probe, 1, 3)).await.unwrap();
-    assert_eq!((joined.value, joined.source), (2, Source::Joined));
+    assert_fields!(joined, value: 2, source: Source::Joined);
     assert_eq!(new.await.unwrap().value, 2);
     assert_eq!(probe.started.load(SeqCst), 2);
     assert_eq!(group.in_flight(), 0);
@@ -329,11 +328,7 @@ async fn follower_timeout_gives_up_without_cancelling_the_execution() {
         Some(RejectKind::Timeout)
     );
     assert_eq!(leader.unwrap().value, 8);
-    let stats = group.stats();
-    assert_eq!(
-        (stats.executions, stats.timeouts, stats.in_flight),
-        (1, 1, 0)
-    );
+    assert_fields!(group.stats(), executions: 1, timeouts: 1, in_flight: 0);
 }
 
 #[tokio::test(start_paused = true)]

@@ -5,6 +5,7 @@
 
 use backstop_dedup::{DedupError, DistributedConfig, DistributedGroup, RedisFailure, Source};
 use backstop_redis::{Misconfiguration, RedisConfig, RedisConnection};
+use backstop_testkit::assert_fields;
 use backstop_testkit::fleet;
 use futures::StreamExt;
 use std::sync::Arc;
@@ -151,11 +152,7 @@ async fn keys_with_braces_empty_and_binary_coordinate_in_one_slot() {
         let first = a.work(key.to_string(), || async { Ok(7) }).await.unwrap();
         assert_eq!(first.source, Source::Executed, "{key:?}");
         let second = b.work(key.to_string(), || async { Ok(8) }).await.unwrap();
-        assert_eq!(
-            (second.value, second.source),
-            (7, Source::Remote),
-            "{key:?}"
-        );
+        assert_fields!(second, value: 7, source: Source::Remote; "{key:?}");
     }
     assert_eq!(a.stats().redis_errors + b.stats().redis_errors, 0);
 }
@@ -196,8 +193,7 @@ async fn a_standalone_url_at_a_cluster_node_is_refused_not_run_locally() {
         0,
         "a mistake is not an outage: no local run"
     );
-    let stats = group.stats();
-    assert_eq!((stats.misconfigured, stats.local_fallbacks), (1, 0));
+    assert_fields!(group.stats(), misconfigured: 1, local_fallbacks: 0);
     assert!(matches!(
         group.misconfiguration(),
         Some(Misconfiguration::ClusterNode { .. })

@@ -4,6 +4,7 @@
 
 use backstop_dedup::{DistributedConfig, DistributedGroup, RedisFailure, Source};
 use backstop_redis::{Misconfiguration, RedisConfig, RedisConnection};
+use backstop_testkit::assert_fields;
 use backstop_testkit::fleet;
 use std::time::Duration;
 
@@ -37,8 +38,8 @@ async fn two_processes_share_one_execution(config: &RedisConfig, name: &str) {
         }
     );
     let (first, second) = (first.unwrap(), second.unwrap());
-    assert_eq!((first.value, first.source), (1, Source::Executed), "{name}");
-    assert_eq!((second.value, second.source), (1, Source::Remote), "{name}");
+    assert_fields!(first, value: 1, source: Source::Executed; "{name}");
+    assert_fields!(second, value: 1, source: Source::Remote; "{name}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,12 +112,11 @@ async fn the_namespace_separates_groups_on_one_redis() {
     let (a, b) = (group("tenant-a:"), group("tenant-b:"));
     let first = a.work("job".to_string(), || async { Ok(1) }).await.unwrap();
     let second = b.work("job".to_string(), || async { Ok(2) }).await.unwrap();
-    assert_eq!((first.value, first.source), (1, Source::Executed));
-    assert_eq!(
-        (second.value, second.source),
-        (2, Source::Executed),
-        "b does not see a's published result"
+    assert_fields!(first, value: 1, source: Source::Executed);
+    assert_fields!(
+        second,
+        value: 2, source: Source::Executed; "b does not see a's published result"
     );
     let again = a.work("job".to_string(), || async { Ok(3) }).await.unwrap();
-    assert_eq!((again.value, again.source), (1, Source::Remote));
+    assert_fields!(again, value: 1, source: Source::Remote);
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use backstop_core::{Error, Layer, RejectKind, Service, service_fn};
 use backstop_dedup::{LagPolicy, SharedStream, StreamDedupLayer, StreamGroup, StreamShareConfig};
 use backstop_testkit::Calls;
+use backstop_testkit::assert_fields;
 use futures::channel::mpsc;
 use futures::task::noop_waker;
 use futures::{Stream, StreamExt};
@@ -150,7 +151,7 @@ async fn late_joiners_at_every_chunk_boundary_receive_exactly_the_full_sequence(
         assert_eq!(ok_chunks(rest), tokens(N)[k..].to_vec(), "leader, k={k}");
         assert_eq!(ok_chunks(all), tokens(N), "late joiner, k={k}");
         let stats = group.stats();
-        assert_eq!((stats.streams, stats.followers), (1, 1), "k={k}");
+        assert_fields!(stats, streams: 1, followers: 1; "k={k}");
         assert_eq!(stats.late_joiners, u64::from(k > 0), "k={k}");
         assert_eq!(feed.opened.load(SeqCst), 1);
         assert_eq!(stats.bytes_buffered, 0, "everything read, nothing kept");
@@ -540,11 +541,7 @@ async fn leaving_at_every_point_never_stops_the_others_and_the_last_leaving_drop
             "an upstream never opened was never made"
         );
         assert!(!group.is_in_flight(&"q"));
-        let stats = group.stats();
-        assert_eq!(
-            (stats.abandoned, stats.bytes_buffered, stats.readers),
-            (1, 0, 0)
-        );
+        assert_fields!(group.stats(), abandoned: 1, bytes_buffered: 0, readers: 0);
     }
 }
 

@@ -9,6 +9,7 @@ use backstop_core::RejectKind;
 use backstop_dedup::{
     DedupError, DedupOutcome, DedupWindow, DedupWindowConfig, DedupWindowConfigBuilder, Source,
 };
+use backstop_testkit::assert_fields;
 
 type W = DedupWindow<String, u64, String>;
 
@@ -47,22 +48,16 @@ async fn retry_inside_the_ttl_gets_the_first_result_and_after_it_runs_again() {
     let w: W = window(|c| c.ttl(Duration::from_secs(60)));
     let calls = Arc::new(AtomicUsize::new(0));
     let first = work_ok(&w, "req-1", &calls, 1).await;
-    assert_eq!(
-        (first.value, first.source, first.shared),
-        (1, Source::Executed, false)
-    );
+    assert_fields!(first, value: 1, source: Source::Executed, shared: false);
 
     tokio::time::advance(Duration::from_secs(59)).await;
     let retry = work_ok(&w, "req-1", &calls, 2).await;
-    assert_eq!(
-        (retry.value, retry.source, retry.shared),
-        (1, Source::Window, true)
-    );
+    assert_fields!(retry, value: 1, source: Source::Window, shared: true);
     assert_eq!(calls.load(SeqCst), 1);
 
     tokio::time::advance(Duration::from_secs(1)).await;
     let expired = work_ok(&w, "req-1", &calls, 3).await;
-    assert_eq!((expired.value, expired.source), (3, Source::Executed));
+    assert_fields!(expired, value: 3, source: Source::Executed);
     assert_eq!(calls.load(SeqCst), 2);
     let stats = w.stats();
     assert_eq!((stats.window_hits, stats.group.executions), (1, 2));
@@ -90,7 +85,7 @@ async fn errors_are_not_remembered_by_default() {
         .await;
     assert_eq!(err.unwrap_err(), DedupError::Inner("429".into()));
     let ok = work_ok(&w, "req", &calls, 1).await;
-    assert_eq!((ok.value, ok.source), (1, Source::Executed));
+    assert_fields!(ok, value: 1, source: Source::Executed);
     assert_eq!(calls.load(SeqCst), 2);
 }
 
@@ -136,7 +131,7 @@ async fn never_holds_more_than_max_entries() {
     let kept = w.work(9_999, || async { Ok(0) }).await.unwrap();
     assert_eq!(kept.source, Source::Window);
     let forgotten = w.work(0, || async { Ok(42) }).await.unwrap();
-    assert_eq!((forgotten.value, forgotten.source), (42, Source::Executed));
+    assert_fields!(forgotten, value: 42, source: Source::Executed);
 }
 
 #[tokio::test(start_paused = true)]
@@ -249,6 +244,6 @@ async fn the_longest_accepted_ttl_serves_every_waiter() {
     );
     tokio::time::advance(Duration::from_secs(3600)).await;
     let again = work_ok(&w, "req", &calls, 4).await;
-    assert_eq!((again.value, again.source), (1, Source::Window));
+    assert_fields!(again, value: 1, source: Source::Window);
     assert_eq!(calls.load(SeqCst), 1);
 }

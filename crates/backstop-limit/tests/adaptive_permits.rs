@@ -10,6 +10,7 @@ use backstop_limit::{
     AdaptiveLayer, AdaptiveLimitConfig, AdaptiveLimiter, AdaptiveOutcome, AdaptivePermit,
     AimdConfig, LimitAlgorithm, PriorityClass, PriorityClassConfig,
 };
+use backstop_testkit::assert_fields;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -261,7 +262,7 @@ async fn a_higher_class_borrows_a_lower_class_idle_share_but_not_the_reverse() {
     assert_eq!(json["classes"][0]["name"], "critical");
     assert_eq!(json["limit"], 10);
     let load = limiter.load();
-    assert_eq!((load.in_flight, load.capacity), (10, Some(10)));
+    assert_fields!(load, in_flight: 10, capacity: Some(10));
 }
 
 /// A limiter on a manual clock, one window per 100 ms, one sample enough per window.

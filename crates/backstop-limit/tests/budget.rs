@@ -6,6 +6,7 @@ use backstop_limit::{
     BudgetError, BudgetMeter, BudgetPeriod, BudgetPlan, BudgetQuota, Budgets, Charges, DropRule,
     TokenUsage,
 };
+use backstop_testkit::assert_fields;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod budget_plan;
@@ -123,11 +124,7 @@ fn settling_refunds_exactly_and_an_overrun_is_debt_until_the_period_ends() {
     let ann = b.spend("key", "ann").unwrap();
     assert_eq!(ann.quota("tokens").unwrap().used, 20);
     assert_eq!(ann.totals.tokens, 150 + 1_200 + 20);
-    let stats = b.stats();
-    assert_eq!(
-        (stats.reserved, stats.settled, stats.dropped, stats.refused),
-        (3, 2, 1, 1)
-    );
+    assert_fields!(b.stats(), reserved: 3, settled: 2, dropped: 1, refused: 1);
 }
 
 #[test]
@@ -157,8 +154,7 @@ fn the_drop_rule_applies_once_to_an_unsettled_reservation() {
         assert_eq!(ann.totals.tokens, expected, "{rule:?}");
         assert_eq!(ann.quota("tokens").unwrap().used, expected);
         assert_eq!(ann.totals.requests, u64::from(expected > 0));
-        let stats = b.stats();
-        assert_eq!((stats.dropped, stats.settled, stats.drop_failed), (1, 0, 0));
+        assert_fields!(b.stats(), dropped: 1, settled: 0, drop_failed: 0);
     }
 }
 
@@ -174,11 +170,7 @@ fn a_panicking_caller_between_reserve_and_settle_applies_the_rule_once() {
     })
     .join();
     assert!(outcome.is_err());
-    let stats = b.stats();
-    assert_eq!(
-        (stats.reserved, stats.dropped, stats.drop_failed),
-        (1, 1, 0)
-    );
+    assert_fields!(b.stats(), reserved: 1, dropped: 1, drop_failed: 0);
     assert_eq!(b.spend("team", "ml").unwrap().totals, Charges::ZERO);
 }
 

@@ -10,6 +10,7 @@ use backstop_limit::{
     SettleRetry, TimeSource, TokenUsage,
 };
 use backstop_testkit::RedisTestContext;
+use backstop_testkit::assert_fields;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -100,8 +101,7 @@ async fn reserve_and_settle_are_exact_and_all_or_none_across_levels() {
                 ..
             }
         ));
-        let stats = b.stats();
-        assert_eq!((stats.reserved, stats.settled, stats.refused), (2, 2, 2));
+        assert_fields!(b.stats(), reserved: 2, settled: 2, refused: 2);
         // Every entry expires after the path's longest current period (the org's month) plus
         // the reservation TTL (an hour).
         let mut conn = redis.connection().await;
@@ -306,11 +306,7 @@ async fn a_panicking_caller_between_reserve_and_settle_applies_the_rule_once() {
             assert!(task.await.unwrap_err().is_panic());
             b.flush().await;
             assert_eq!(totals(&b, "key", &key).await.tokens, expected, "{rule:?}");
-            let stats = b.stats();
-            assert_eq!(
-                (stats.dropped, stats.settled, stats.already_settled),
-                (1, 1, 0)
-            );
+            assert_fields!(b.stats(), dropped: 1, settled: 1, already_settled: 0);
         }
     })
     .await;
@@ -438,10 +434,7 @@ async fn redis_down_between_reserve_and_settle_retries_then_loses_only_the_diffe
         let error = held.settle(Charges::new(1, 100, 0)).await.unwrap_err();
         assert!(matches!(error, BudgetError::Unavailable(_)), "{error:?}");
         let stats = through.stats();
-        assert_eq!(
-            (stats.settle_retries, stats.settlements_lost, stats.settled),
-            (2, 1, 0)
-        );
+        assert_fields!(stats, settle_retries: 2, settlements_lost: 1, settled: 0);
         // What is lost: the refund of 300 tokens. The estimate stays charged for the period,
         // and the totals count the estimate, not the 100 tokens used.
         assert_eq!(

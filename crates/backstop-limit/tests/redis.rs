@@ -7,6 +7,7 @@ use backstop_limit::{
     RateLimitLayer, RedisLimitConfig, RedisRateLimiter, TimeSource, WaitError, WaitPolicy,
 };
 use backstop_testkit::RedisTestContext;
+use backstop_testkit::assert_fields;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -49,8 +50,7 @@ async fn admits_exactly_the_burst_then_reports_retry_after() {
         assert!(refused.retry_after > Duration::from_secs(350));
         assert!(refused.retry_after <= Duration::from_secs(360));
         assert_eq!(admitted(&limiter, "bob", 3).await, 3);
-        let stats = limiter.stats();
-        assert_eq!((stats.admitted, stats.redis_errors), (13, 0));
+        assert_fields!(limiter.stats(), admitted: 13, redis_errors: 0);
         assert!(redis.key("x").starts_with(redis.prefix()));
     })
     .await;
@@ -189,11 +189,7 @@ async fn down_server_applies_each_failure_policy() {
         allowed += usize::from(decision.admitted);
     }
     assert_eq!(allowed, 2);
-    let stats = local.stats();
-    assert_eq!(
-        (stats.admitted, stats.rejected, stats.redis_errors),
-        (2, 2, 4)
-    );
+    assert_fields!(local.stats(), admitted: 2, rejected: 2, redis_errors: 4);
 }
 
 #[tokio::test]
@@ -269,8 +265,7 @@ async fn layer_charges_the_shared_budget_and_types_refusals() {
             Some(RejectKind::TooLarge { quota: 0 })
         );
         assert_eq!(call("bob", 100).await.unwrap(), 100);
-        let stats = limiter.stats();
-        assert_eq!((stats.admitted, stats.rejected), (3, 1));
+        assert_fields!(limiter.stats(), admitted: 3, rejected: 1);
     })
     .await;
 }

@@ -5,6 +5,7 @@
 
 use backstop_limit::{FailurePolicy, Quota, RedisRateLimiter};
 use backstop_redis::{Misconfiguration, RedisConfig, RedisConnection};
+use backstop_testkit::assert_fields;
 use backstop_testkit::fleet;
 use futures::StreamExt;
 use std::collections::HashSet;
@@ -160,11 +161,7 @@ async fn a_standalone_url_at_a_cluster_node_is_an_error_even_when_failing_open()
             "{mistake:?}"
         );
     }
-    let stats = limiter.stats();
-    assert_eq!(
-        (stats.admitted, stats.misconfigured, stats.redis_errors),
-        (0, 3, 0)
-    );
+    assert_fields!(limiter.stats(), admitted: 0, misconfigured: 3, redis_errors: 0);
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use backstop_pool::{
     AdaptivePoolConfig, Leased, Pool, PoolBuildError, PoolConfig, PoolError, PoolLayer, PoolSet,
     PoolSetConfig, Pooled,
 };
+use backstop_testkit::assert_fields;
 use backstop_testkit::logs::capture_logs;
 use common::{Fake, FakeError, config, fake_pool, one_idle_checked, pool};
 use parking_lot::Mutex;
@@ -31,7 +32,7 @@ async fn min_idle_is_filled_and_refilled() {
     assert_eq!(pool.stats().idle, 0);
     sleep(Duration::from_millis(1100)).await;
     let stats = pool.stats();
-    assert_eq!((stats.idle, stats.in_use, stats.size), (2, 2, 4));
+    assert_fields!(stats, idle: 2, in_use: 2, size: 4);
     drop(held);
     assert_eq!(pool.stats().idle, 4);
 }
@@ -293,7 +294,7 @@ async fn a_get_cancelled_mid_health_check_closes_that_connection_and_keeps_capac
     );
     let stats = pool.stats();
     assert_eq!(stats.closed.health_check, 1, "state unknown: closed");
-    assert_eq!((stats.size, stats.in_use), (0, 0), "{stats:?}");
+    assert_fields!(stats, size: 0, in_use: 0; "{stats:?}");
     fake.recycle_delay(Duration::ZERO);
     assert_eq!(
         *pool.get().await.unwrap(),
@@ -369,7 +370,7 @@ async fn concurrent_checkouts_never_share_a_connection_or_lose_capacity() {
         task.await.unwrap();
     }
     let stats = pool.stats();
-    assert_eq!((stats.in_use, stats.waiters), (0, 0), "{stats:?}");
+    assert_fields!(stats, in_use: 0, waiters: 0; "{stats:?}");
     assert!(stats.size <= 4, "{stats:?}");
     assert_eq!(
         stats.created - stats.closed.total(),
@@ -471,15 +472,9 @@ async fn stats_and_load_signal_reflect_use() {
     sleep(Duration::from_millis(40)).await;
     drop(b);
     let load = pool.load();
-    assert_eq!(
-        (load.in_flight, load.queued, load.capacity),
-        (1, 0, Some(3))
-    );
+    assert_fields!(load, in_flight: 1, queued: 0, capacity: Some(3));
     let stats = pool.stats();
-    assert_eq!(
-        (stats.created, stats.checkouts, stats.in_use, stats.idle),
-        (2, 2, 1, 1)
-    );
+    assert_fields!(stats, created: 2, checkouts: 2, in_use: 1, idle: 1);
     assert_eq!(stats.usage.count, 1);
     assert!(stats.usage.max >= Duration::from_millis(40));
     let json = serde_json::to_value(&stats).unwrap();

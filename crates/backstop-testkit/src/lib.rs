@@ -6,6 +6,7 @@
 //! - [`fleet`]: the addresses `.ci/redis-fleet` exports (cluster, Sentinel, TLS) as
 //!   `RedisConfig`s, and killing and restarting servers for failover tests;
 //! - [`Calls`]: counts the calls a test double receives;
+//! - [`assert_fields!`]: several named fields of one value checked at once;
 //! - [`logs`]: formatted `tracing` output captured for assertions;
 //! - [`on_paused_clock`]: a current-thread runtime with paused time, for synchronous tests.
 //!
@@ -15,6 +16,7 @@
 
 mod calls;
 mod context;
+mod fields;
 pub mod fleet;
 pub mod logs;
 mod runtime;

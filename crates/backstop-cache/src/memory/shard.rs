@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use hashbrown::HashTable;
 use parking_lot::{Mutex, RwLock};
 
-use super::adapt::{GhostScale, Tuning, WINDOW_SHARE};
+use super::adapt::{ShareView, Tuning, WINDOW_SHARE};
 use super::expiry::{NEVER, TimerQueue};
 use super::listener::RemovalCause;
 use super::policy::{Access, Ghost};
@@ -169,8 +169,8 @@ pub(crate) struct ShardInner<K, V> {
     capacity: u64,
     /// The probationary queue's share, tuned for the whole cache.
     tuning: Arc<Tuning>,
-    ghost_ratio: f64,
-    ghost_scale: GhostScale,
+    /// What the shard derives from the share, kept until it moves.
+    share: ShareView,
     /// How many evictions after leaving its queue a returning key counts as that
     /// queue's miss (see `adapt.rs`).
     window: u64,
@@ -216,8 +216,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
                 timers: TimerQueue::default(),
                 capacity,
                 tuning,
-                ghost_ratio,
-                ghost_scale: GhostScale::default(),
+                share: ShareView::new(capacity, ghost_ratio),
                 window: ((capacity as f64 * WINDOW_SHARE) as u64).max(8),
                 tti,
                 counts: Counters::default(),
@@ -518,8 +517,8 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
         self.small_weight + self.main_weight
     }
 
-    fn small_target(&self) -> u64 {
-        self.tuning.small_target(self.capacity)
+    fn small_target(&mut self) -> u64 {
+        self.share.small_target(&self.tuning)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -834,8 +833,7 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
             return false;
         };
         if from_small {
-            let ratio = self.ghost_ratio * self.ghost_scale.get(&self.tuning);
-            let cap = ((self.map.len().max(16) as f64) * ratio) as usize;
+            let cap = self.share.ghost_len(&self.tuning, self.map.len());
             self.ghost.insert(hash, cap);
         } else {
             let window = usize::try_from(self.window).unwrap_or(usize::MAX);
@@ -959,7 +957,7 @@ mod tests {
         }
         assert!(!shard.contains(&1_000, hash(1_000), at));
         {
-            let inner = shard.inner.read();
+            let mut inner = shard.inner.write();
             assert!(inner.small_weight > inner.small_target());
         }
         shard.insert(1_000, 1_000, 1, hash(1_000), NEVER, at, &mut out);

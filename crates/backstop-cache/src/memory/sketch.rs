@@ -64,10 +64,19 @@ impl Sketch {
     /// Grows the sketch (forgetting its counts) once the shard holds more than
     /// `entries`. Sizing by what is held rather than by capacity keeps a weight-based
     /// capacity (bytes, tokens) from allocating counters per unit of weight.
+    ///
+    /// Runs on every insert of a new key; the check is inlined and the growth, which
+    /// happens a few times in a shard's life, kept out of line.
+    #[inline]
     pub(crate) fn fit(&mut self, entries: u64) {
         if entries > self.entries && self.entries < MAX_ENTRIES {
-            *self = Self::new(entries);
+            self.grow(entries);
         }
+    }
+
+    #[cold]
+    fn grow(&mut self, entries: u64) {
+        *self = Self::new(entries);
     }
 
     /// The counter of `hash` in each row.

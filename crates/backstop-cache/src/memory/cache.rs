@@ -333,7 +333,7 @@ where
     {
         let hash = self.inner.hasher.hash_one(key);
         let shard = self.shard_for(hash);
-        let found = shard.get(key, hash, self.now());
+        let found = shard.get(key, hash, || self.now());
         if found.is_some() {
             self.inner.lookups.hit();
         } else {
@@ -499,7 +499,7 @@ where
         if let Some(v) = slot.as_ref() {
             return Ok(v.clone());
         }
-        if let Some(v) = shard.get(&key, hash, self.now()) {
+        if let Some(v) = shard.get(&key, hash, || self.now()) {
             *slot = Some(v.clone());
             return Ok(v);
         }

@@ -625,17 +625,17 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
     /// Queues a timer for the slot's deadline unless an earlier one is already queued;
     /// a later deadline is picked up when the earlier timer fires.
     fn schedule(&mut self, idx: u32, tti: u64) {
-        let generation = self.gens[idx as usize];
-        if self.slots.get(idx as usize).is_none_or(Option::is_none) {
-            return;
-        }
+        // Checked first: a shard without expiry keeps no times, and every insert asks.
         let Some(times) = self.times.get_mut(idx as usize) else {
             return;
         };
+        if self.slots.get(idx as usize).is_none_or(Option::is_none) {
+            return;
+        }
         let d = times.deadline(tti);
         if d < times.queued_deadline {
             times.queued_deadline = d;
-            self.timers.push(d, idx, generation);
+            self.timers.push(d, idx, self.gens[idx as usize]);
         }
     }
 

@@ -120,7 +120,7 @@ impl Tuning {
 /// the ghost queue's length, recomputed only when the share (or, for the ghost, the
 /// shard's entry count) has moved since. The share moves on ghost hits, while these are
 /// read on every eviction, where `powf` was a tenth of an insert's cost and the float
-/// conversions of the target and the ghost length another 45 instructions (callgrind,
+/// conversions of the target and the ghost length another 28 instructions (callgrind,
 /// uniform inserts into a full cache).
 #[derive(Debug)]
 pub(crate) struct ShareView {

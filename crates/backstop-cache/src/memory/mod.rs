@@ -4,6 +4,7 @@ pub(crate) mod adapt;
 pub(crate) mod cache;
 pub(crate) mod config;
 pub(crate) mod expiry;
+pub(crate) mod ghost;
 pub(crate) mod layer;
 pub(crate) mod listener;
 pub(crate) mod policy;

@@ -23,10 +23,6 @@
 //! ratio as it grew (sweep of 0.2%–30% with `HIT_RATIO_POLICY`, see the bench). The
 //! ghost queue remembers half as many hashes as there are entries, for the same reason.
 
-use std::collections::VecDeque;
-
-use hashbrown::HashTable;
-
 /// An entry's access bits, kept in one byte so a hit costs one relaxed load and at most
 /// one relaxed store. The low two bits are S3-FIFO's saturating access count, spent one
 /// per second chance; the next four count hits not yet folded into the frequency
@@ -72,72 +68,6 @@ impl Access {
     }
 }
 
-/// Recently evicted key hashes: a key that comes back soon after it was evicted from
-/// the probationary queue has proven itself and goes straight to the main queue.
-///
-/// The members are key hashes, already uniformly spread, so they index the table as
-/// they are instead of being hashed a second time.
-#[derive(Debug, Default)]
-pub(crate) struct Ghost {
-    /// `(hash, seq)` of each remembered hash, `seq` telling its latest record apart.
-    members: HashTable<(u64, u64)>,
-    order: VecDeque<(u64, u64)>,
-    seq: u64,
-}
-
-impl Ghost {
-    /// Remembers `hash`, forgetting the oldest hashes beyond `capacity`.
-    pub(crate) fn insert(&mut self, hash: u64, capacity: usize) {
-        if capacity == 0 {
-            return;
-        }
-        self.seq += 1;
-        let seq = self.seq;
-        // Only evicted keys arrive here, and a key entering the cache always leaves the
-        // ghost first, so the hash is not a member; no lookup is needed before inserting.
-        self.members.insert_unique(hash, (hash, seq), |&(h, _)| h);
-        self.order.push_back((hash, seq));
-        while self.members.len() > capacity {
-            let Some((h, s)) = self.order.pop_front() else {
-                break;
-            };
-            if let Ok(m) = self.members.find_entry(h, |&(mh, ms)| mh == h && ms == s) {
-                m.remove();
-            }
-        }
-        // Re-inserted and removed hashes leave stale records behind; drop them in bulk
-        // so the queue stays proportional to the live set.
-        if self.order.len() > 2 * self.members.len() + 64 {
-            let members = &self.members;
-            self.order
-                .retain(|&(h, s)| members.find(h, |&(mh, ms)| mh == h && ms == s).is_some());
-        }
-    }
-
-    /// Forgets `hash`, returning whether it was remembered.
-    pub(crate) fn remove(&mut self, hash: u64) -> bool {
-        self.take(hash).is_some()
-    }
-
-    /// Forgets `hash`, returning how many hashes were remembered after it (0 for the
-    /// latest), or `None` if it was not remembered.
-    pub(crate) fn take(&mut self, hash: u64) -> Option<u64> {
-        match self.members.find_entry(hash, |&(h, _)| h == hash) {
-            Ok(m) => {
-                let ((_, seq), _) = m.remove();
-                Some(self.seq - seq)
-            }
-            Err(_) => None,
-        }
-    }
-
-    /// Forgets everything.
-    pub(crate) fn clear(&mut self) {
-        self.members.clear();
-        self.order.clear();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,35 +85,5 @@ mod tests {
         assert_eq!((a.chances(), a.unfolded()), (2, 0));
         assert_eq!(a.hit().unfolded(), 1);
         assert_eq!(Access(0).second_chance(), Access(0));
-    }
-
-    #[test]
-    fn ghost_is_bounded_and_forgets_oldest() {
-        let mut g = Ghost::default();
-        for h in 0..10 {
-            g.insert(h, 4);
-        }
-        assert!(!g.remove(5));
-        assert!(g.remove(6));
-        assert!(g.remove(9));
-        assert!(!g.remove(9));
-    }
-
-    #[test]
-    fn ghost_tells_how_long_ago_a_hash_was_remembered() {
-        let mut g = Ghost::default();
-        for h in 0..10 {
-            g.insert(h, 100);
-        }
-        assert_eq!(g.take(9), Some(0));
-        assert_eq!(g.take(2), Some(7));
-        assert_eq!(g.take(2), None);
-    }
-
-    #[test]
-    fn ghost_with_zero_capacity_remembers_nothing() {
-        let mut g = Ghost::default();
-        g.insert(1, 0);
-        assert!(!g.remove(1));
     }
 }

@@ -16,8 +16,9 @@ use parking_lot::{Mutex, RwLock};
 
 use super::adapt::{ShareView, Tuning, WINDOW_SHARE};
 use super::expiry::{NEVER, TimerQueue};
+use super::ghost::Ghost;
 use super::listener::RemovalCause;
-use super::policy::{Access, Ghost};
+use super::policy::Access;
 use super::sketch::Sketch;
 use super::stats::{CacheStats, Counters};
 

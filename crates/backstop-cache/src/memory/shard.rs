@@ -919,6 +919,19 @@ mod tests {
         k.wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 
+    /// A shard of 100 entries with a fixed probation share of 0.1, after inserting the
+    /// keys `0..n` at time 0, with that time and the removal list.
+    fn shard_holding(n: u64) -> (Shard<u64, u64>, Now, RemovedList<u64, u64>) {
+        let tuning = Arc::new(Tuning::new(0.1, false, 100));
+        let shard = Shard::<u64, u64>::new(100, tuning, 0.5, NEVER);
+        let at = Now { now: 0, tti: NEVER };
+        let mut out = RemovedList::default();
+        for k in 0..n {
+            shard.insert(k, k, 1, hash(k), NEVER, at, &mut out);
+        }
+        (shard, at, out)
+    }
+
     #[test]
     fn times_are_kept_only_once_an_entry_can_expire() {
         assert_eq!(std::mem::size_of::<Option<Slot<u64, u64>>>(), 32);
@@ -944,13 +957,7 @@ mod tests {
 
     #[test]
     fn a_key_back_from_the_ghost_is_tested_even_while_probation_is_over_its_share() {
-        let tuning = Arc::new(Tuning::new(0.1, false, 100));
-        let shard = Shard::<u64, u64>::new(100, tuning, 0.5, NEVER);
-        let at = Now { now: 0, tti: NEVER };
-        let mut out = RemovedList::default();
-        for k in 0..100 {
-            shard.insert(k, k, 1, hash(k), NEVER, at, &mut out);
-        }
+        let (shard, at, mut out) = shard_holding(100);
         // Main's entries are asked for far more often than the returning key will be.
         for _ in 0..6 {
             for k in 0..100 {
@@ -974,14 +981,8 @@ mod tests {
 
     #[test]
     fn probation_promotes_only_entries_hit_twice() {
-        let tuning = Arc::new(Tuning::new(0.1, false, 100));
-        let shard = Shard::<u64, u64>::new(100, tuning, 0.5, NEVER);
-        let at = Now { now: 0, tti: NEVER };
-        let mut out = RemovedList::default();
         // Filling hands all but probation's share to main; 91 to 100 stay on probation.
-        for k in 0..101 {
-            shard.insert(k, k, 1, hash(k), NEVER, at, &mut out);
-        }
+        let (shard, at, mut out) = shard_holding(101);
         shard.get(&95, hash(95), || at);
         shard.get(&96, hash(96), || at);
         shard.get(&96, hash(96), || at);

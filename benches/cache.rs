@@ -27,98 +27,33 @@ mod redis_support;
 
 use std::future::Future;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 use backstop::cache::{Entry, MemoryCache, MemoryTier, TieredCache};
 #[cfg(feature = "redis")]
 use backstop::cache::{RedisTier, RedisTierConfig, ValueCodec};
-use cache_support::{XorShift, contenders, zipf_keys};
+use cache_support::{Workload, contenders};
 #[cfg(feature = "redis")]
 use criterion::{BenchmarkGroup, measurement::WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 #[cfg(feature = "redis")]
 use redis_support::{bare_cluster_connection, cluster_nodes, redis_url};
 
-const TRACE: usize = 1 << 16;
-
-/// Runs `op` over the trace on `threads` threads, `iters` operations each, in wall time.
-fn run(threads: usize, iters: u64, trace: &[u64], op: &(dyn Fn(usize, u64) + Sync)) -> Duration {
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for t in 0..threads {
-            s.spawn(move || {
-                let offset = t * 7919;
-                for i in 0..iters as usize {
-                    op(i, trace[(i + offset) % trace.len()]);
-                }
-            });
-        }
-    });
-    start.elapsed()
-}
-
-fn get_hit(c: &mut Criterion) {
-    const KEYS: u64 = 100_000;
-    let trace = zipf_keys(KEYS, 1.0, TRACE, 7);
-    let mut g = c.benchmark_group("cache_get_hit");
-    g.throughput(Throughput::Elements(1));
-    for threads in [1usize, 2] {
-        for (name, cache) in contenders(KEYS) {
-            for k in 0..KEYS {
-                cache.insert(k, k);
+/// One criterion group per speed workload, each contender with 1 and 2 threads.
+fn speed(c: &mut Criterion) {
+    for workload in Workload::ALL {
+        let trace = workload.trace();
+        let mut g = c.benchmark_group(workload.name());
+        g.throughput(Throughput::Elements(1));
+        for threads in [1usize, 2] {
+            for (name, cache) in contenders(workload.capacity()) {
+                workload.prepare(cache.as_ref(), &trace);
+                g.bench_function(BenchmarkId::new(name, threads), |b| {
+                    b.iter_custom(|iters| workload.run(cache.as_ref(), threads, iters, &trace))
+                });
             }
-            g.bench_function(BenchmarkId::new(name, threads), |b| {
-                b.iter_custom(|iters| {
-                    run(threads, iters, &trace, &|_, k| {
-                        black_box(cache.get(k));
-                    })
-                })
-            });
         }
+        g.finish();
     }
-    g.finish();
-}
-
-fn insert(c: &mut Criterion) {
-    let mut rng = XorShift(11);
-    let trace: Vec<u64> = (0..TRACE).map(|_| rng.next() % 1_000_000).collect();
-    let mut g = c.benchmark_group("cache_insert");
-    g.throughput(Throughput::Elements(1));
-    for threads in [1usize, 2] {
-        for (name, cache) in contenders(10_000) {
-            g.bench_function(BenchmarkId::new(name, threads), |b| {
-                b.iter_custom(|iters| {
-                    run(threads, iters, &trace, &|i, k| cache.insert(k, i as u64))
-                })
-            });
-        }
-    }
-    g.finish();
-}
-
-fn mixed(c: &mut Criterion) {
-    let trace = zipf_keys(100_000, 1.0, TRACE, 13);
-    let mut g = c.benchmark_group("cache_mixed");
-    g.throughput(Throughput::Elements(1));
-    for threads in [1usize, 2] {
-        for (name, cache) in contenders(10_000) {
-            for &k in &trace {
-                cache.insert(k, k);
-            }
-            g.bench_function(BenchmarkId::new(name, threads), |b| {
-                b.iter_custom(|iters| {
-                    run(threads, iters, &trace, &|i, k| {
-                        if i % 10 == 0 {
-                            cache.insert(k, k);
-                        } else {
-                            black_box(cache.get(k));
-                        }
-                    })
-                })
-            });
-        }
-    }
-    g.finish();
 }
 
 fn tiered_runtime() -> tokio::runtime::Runtime {
@@ -344,9 +279,7 @@ fn get_or_load_cold(c: &mut Criterion) {
 
 criterion_group!(
     benches,
-    get_hit,
-    insert,
-    mixed,
+    speed,
     tiered_get_l1_hit,
     tiered_get_l2_hit,
     get_or_load_cold

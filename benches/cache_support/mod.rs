@@ -1,11 +1,13 @@
-//! Shared by the `cache` and `hit_ratio` benches: the contenders (Backstop, moka,
-//! quick_cache, Cloudflare's TinyUFO, a mutex-guarded LRU) behind one trait and the
-//! synthetic key generators.
+//! Shared by the `cache`, `cache_speed` and `hit_ratio` benches: the contenders
+//! (Backstop, moka, quick_cache, Cloudflare's TinyUFO, a mutex-guarded LRU) behind one
+//! trait, the synthetic key generators and the speed workloads.
 
 #![allow(dead_code)] // each bench uses a different part
 
+use std::hint::black_box;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use backstop::cache::MemoryCache;
 
@@ -125,4 +127,106 @@ impl XorShift {
     pub(crate) fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// Keys per speed-workload trace; a run cycles through them.
+const TRACE: usize = 1 << 16;
+
+/// The operations the speed benches time: `cache` with criterion, one contender after
+/// another, and `cache_speed` alternating between contenders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Workload {
+    /// A warm cache holding all 100,000 keys, read with Zipf(1.0) keys.
+    GetHit,
+    /// Inserts of uniformly random keys from 1,000,000 into a cache of 10,000 (nearly
+    /// every insert evicts).
+    Insert,
+    /// 90% get / 10% insert, Zipf(1.0) over 100,000 keys, capacity 10,000.
+    Mixed,
+}
+
+impl Workload {
+    pub(crate) const ALL: [Workload; 3] = [Workload::GetHit, Workload::Insert, Workload::Mixed];
+
+    /// The criterion group's name.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Workload::GetHit => "cache_get_hit",
+            Workload::Insert => "cache_insert",
+            Workload::Mixed => "cache_mixed",
+        }
+    }
+
+    pub(crate) fn capacity(self) -> u64 {
+        match self {
+            Workload::GetHit => 100_000,
+            Workload::Insert | Workload::Mixed => 10_000,
+        }
+    }
+
+    /// The keys a run cycles through.
+    pub(crate) fn trace(self) -> Vec<u64> {
+        match self {
+            Workload::GetHit => zipf_keys(100_000, 1.0, TRACE, 7),
+            Workload::Insert => {
+                let mut rng = XorShift(11);
+                (0..TRACE).map(|_| rng.next() % 1_000_000).collect()
+            }
+            Workload::Mixed => zipf_keys(100_000, 1.0, TRACE, 13),
+        }
+    }
+
+    /// Brings a new cache to the workload's starting state.
+    pub(crate) fn prepare(self, cache: &dyn Contender, trace: &[u64]) {
+        match self {
+            Workload::GetHit => (0..self.capacity()).for_each(|k| cache.insert(k, k)),
+            Workload::Insert => {}
+            Workload::Mixed => trace.iter().for_each(|&k| cache.insert(k, k)),
+        }
+    }
+
+    /// Runs the workload on `threads` threads, `iters` operations each, and returns the
+    /// wall time.
+    pub(crate) fn run(
+        self,
+        cache: &dyn Contender,
+        threads: usize,
+        iters: u64,
+        trace: &[u64],
+    ) -> Duration {
+        match self {
+            Workload::GetHit => run(threads, iters, trace, &|_, k| {
+                black_box(cache.get(k));
+            }),
+            Workload::Insert => run(threads, iters, trace, &|i, k| cache.insert(k, i as u64)),
+            Workload::Mixed => run(threads, iters, trace, &|i, k| {
+                if i % 10 == 0 {
+                    cache.insert(k, k);
+                } else {
+                    black_box(cache.get(k));
+                }
+            }),
+        }
+    }
+}
+
+/// Runs `op` over the trace on `threads` threads, `iters` operations each, in wall time.
+pub(crate) fn run(
+    threads: usize,
+    iters: u64,
+    trace: &[u64],
+    op: &(dyn Fn(usize, u64) + Sync),
+) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                let offset = t * 7919;
+                for i in 0..iters as usize {
+                    op(i, trace[(i + offset) % trace.len()]);
+                }
+            });
+        }
+    });
+    start.elapsed()
 }

@@ -16,6 +16,10 @@
 //!
 //! and for the targets (a hit with 1 and 2 threads, the mix with 1 and 2, at or
 //! below quick_cache's time) a `cache_speed_check` line with `at_or_below=true|false`.
+//!
+//! `BACKSTOP_SPEED_THREADS=1` runs only the single-threaded half, for running it pinned
+//! to one core (`taskset -c 1`): unpinned, each slice's thread starts on either core, and
+//! the spread of the rounds' ratios doubled.
 
 mod cache_support;
 
@@ -61,9 +65,13 @@ fn quantile(values: &mut [f64], q: f64) -> f64 {
 fn main() {
     let rounds = env_or("BACKSTOP_SPEED_ROUNDS", 15) as usize;
     let slice = Duration::from_millis(env_or("BACKSTOP_SPEED_SLICE_MS", 50));
+    let thread_counts: Vec<usize> = match env_or("BACKSTOP_SPEED_THREADS", 0) {
+        0 => vec![1, 2],
+        n => vec![n as usize],
+    };
     for workload in Workload::ALL {
         let trace = workload.trace();
-        for threads in [1usize, 2] {
+        for &threads in &thread_counts {
             for rival in RIVALS {
                 let mut caches = contenders(workload.capacity())
                     .into_iter()

@@ -10,13 +10,19 @@
 //! inserts into a full cache), in a hash table insert, a queue push and the removal of
 //! the oldest hash.
 //!
-//! The table holds four records for every hash it must remember (up to eight, being a
-//! power of two), so a bucket rarely holds four live records when a fifth arrives: with
-//! one live record per bucket on average, 2 % of insertions push out a live record
-//! early, the oldest of its bucket. The bits kept, less those the bucket and the shard
-//! imply, leave a lookup of an absent hash about a one-in-100,000 chance of a false
-//! match (a ghost of 16,000 hashes in one of 8 shards). Both only touch the policy's
-//! precision: the hit-ratio bench moved by at most 0.1 point on any row.
+//! The table holds two records for every hash it must remember (up to four, being a
+//! power of two). With one to two live records per bucket on average, a bucket now and
+//! then holds four live records when a fifth arrives and the oldest goes early: of the
+//! hashes it should remember, the ghost keeps 99.5 % at one live record per bucket and
+//! 96 % at two (random hashes, see the tests). Four to eight records per hash, as first
+//! built, kept 99.5 % or more, but then the table was the largest structure of a
+//! churning cache: 86 bytes per entry in all against 78 now (the `cache_memory` line of
+//! the hit-ratio bench, which fills a cache three times over; the budget is 83), and
+//! evicting inserts were about 5 % slower, missing on a table as large as the L2 cache.
+//! No line of the hit-ratio bench moved by more than 0.14 points between the two. The
+//! bits kept, less those the bucket and the shard imply, leave a lookup of an absent
+//! hash about a one-in-100,000 chance of a false match (a ghost of 16,000 hashes in one
+//! of 8 shards); that only touches the policy's precision.
 
 /// Records per bucket: four `u64`, half a cache line.
 const WAYS: usize = 4;
@@ -63,7 +69,7 @@ impl Ghost {
         if self.capacity == 0 {
             return;
         }
-        if self.buckets.len() * WAYS < 4 * self.capacity as usize {
+        if self.buckets.len() * WAYS < 2 * self.capacity as usize {
             self.grow();
         }
         if self.seq == SEQ_MAX {
@@ -124,12 +130,15 @@ impl Ghost {
         bucket[oldest] = record;
     }
 
-    /// Grows the table to four records (up to eight, a power of two) per remembered
+    /// Grows the table to two records (up to four, a power of two) per remembered
     /// hash, moving the live records: their bucket comes from the kept bits of their
     /// hash.
     #[cold]
     fn grow(&mut self) {
-        let buckets = (self.capacity as usize).next_power_of_two().max(4);
+        let buckets = (self.capacity as usize)
+            .div_ceil(2)
+            .next_power_of_two()
+            .max(4);
         let old = std::mem::replace(&mut self.buckets, vec![[0; WAYS]; buckets]);
         let (seq, capacity) = (self.seq, self.capacity);
         for record in old.into_iter().flatten() {
@@ -197,15 +206,26 @@ mod tests {
         assert!(kept >= 99, "kept {kept} of 101");
     }
 
+    /// Hashes as random as the cache's hasher makes them (splitmix64's finalizer);
+    /// [`h`]'s multiples of the golden ratio spread sequential numbers over the buckets
+    /// more evenly than any hasher would.
+    fn random(i: u64) -> u64 {
+        let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
     #[test]
     fn few_live_records_are_lost_to_full_buckets() {
         let mut g = Ghost::default();
-        let n = 10_000;
+        // The fullest table: two live records per bucket on average.
+        let n = 16_384;
         for i in 0..n {
-            g.insert(h(i), n as usize);
+            g.insert(random(i), n as usize);
         }
-        let kept = (0..n).filter(|&i| g.remove(h(i))).count();
-        assert!(kept as f64 >= 0.97 * n as f64, "kept {kept} of {n}");
+        let kept = (0..n).filter(|&i| g.remove(random(i))).count();
+        assert!(kept as f64 >= 0.95 * n as f64, "kept {kept} of {n}");
     }
 
     #[test]

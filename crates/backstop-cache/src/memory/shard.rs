@@ -755,12 +755,7 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
                 passed = 0;
                 continue;
             };
-            let slot = if self.gens[idx as usize] == generation {
-                self.slots.get_mut(idx as usize).and_then(Option::as_mut)
-            } else {
-                None
-            };
-            let Some(slot) = slot else {
+            let Some(slot) = self.queued_slot_mut(idx, generation) else {
                 self.main.rotate_left(passed);
                 self.main.pop_front();
                 passed = 0;
@@ -778,6 +773,15 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
         }
     }
 
+    /// The live slot a queue record names, `None` for a stale record (its slot emptied,
+    /// or emptied and filled again since).
+    fn queued_slot_mut(&mut self, idx: u32, generation: u32) -> Option<&mut Slot<K, V>> {
+        if self.gens.get(idx as usize) != Some(&generation) {
+            return None;
+        }
+        self.slot_mut(idx)
+    }
+
     /// Main's head entry, dropping stale records before it: the victim the last
     /// eviction from main moved the hand to, which the admission test compares with.
     ///
@@ -793,9 +797,7 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
     /// kept every shard count within half a point.
     fn main_head(&mut self) -> Option<u32> {
         while let Some(&(idx, generation)) = self.main.front() {
-            if self.gens[idx as usize] == generation
-                && self.slots.get(idx as usize).is_some_and(Option::is_some)
-            {
+            if self.queued_slot_mut(idx, generation).is_some() {
                 return Some(idx);
             }
             self.main.pop_front();
@@ -826,6 +828,8 @@ impl<K: Hash + Eq + Clone, V> ShardInner<K, V> {
             let Some((idx, generation)) = self.small.pop_front() else {
                 return false;
             };
+            // Fields borrowed one by one: the slot stays borrowed while the weights
+            // are read below.
             if self.gens[idx as usize] != generation {
                 continue;
             }

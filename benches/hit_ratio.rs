@@ -48,7 +48,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use backstop::cache::{CacheConfig, MemoryCache, PolicyConfig};
-use cache_support::{Contender, XorShift, contenders, zipf_keys};
+use cache_support::{Contender, QUICK_CACHE, XorShift, contenders, zipf_keys};
 
 const KEYS: u64 = 100_000;
 const LEN: usize = 2_000_000;
@@ -321,7 +321,7 @@ fn main() {
         return;
     }
     if let Ok(exe) = std::env::current_exe() {
-        for c in ["backstop", "moka", "quick_cache"] {
+        for c in ["backstop", "moka", QUICK_CACHE] {
             if let Ok(out) = Command::new(&exe).env("CACHE_MEMORY_CONTENDER", c).output() {
                 print!("{}", String::from_utf8_lossy(&out.stdout));
             }

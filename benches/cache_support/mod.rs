@@ -68,6 +68,26 @@ impl Contender for Lru {
     }
 }
 
+/// quick_cache's name in the output: it counts hits and misses only when built with
+/// its `stats` feature (this package's `bench-quick-cache-stats`).
+pub(crate) const QUICK_CACHE: &str = if cfg!(feature = "bench-quick-cache-stats") {
+    "quick_cache_stats"
+} else {
+    "quick_cache"
+};
+
+/// Backstop without hit and miss counting, the work quick_cache and TinyUFO do by
+/// default.
+pub(crate) fn backstop_uncounted(capacity: u64) -> Box<dyn Contender> {
+    Box::new(
+        MemoryCache::<u64, u64>::builder()
+            .max_capacity(capacity)
+            .count_lookups(false)
+            .build()
+            .expect("valid config"),
+    )
+}
+
 pub(crate) fn contenders(capacity: u64) -> Vec<(&'static str, Box<dyn Contender>)> {
     let lru_cap = NonZeroUsize::new(capacity as usize).expect("capacity > 0");
     vec![
@@ -82,7 +102,7 @@ pub(crate) fn contenders(capacity: u64) -> Vec<(&'static str, Box<dyn Contender>
         ),
         ("moka", Box::new(moka::sync::Cache::new(capacity))),
         (
-            "quick_cache",
+            QUICK_CACHE,
             Box::new(quick_cache::sync::Cache::new(capacity as usize)),
         ),
         (

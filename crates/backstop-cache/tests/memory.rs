@@ -496,6 +496,25 @@ fn stats_serialize() {
     assert_eq!(json["removals"]["size"], 0);
 }
 
+#[test]
+fn uncounted_lookups_leave_hits_and_misses_at_zero_and_keep_the_rest() {
+    let cfg: CacheConfig =
+        serde_json::from_str(r#"{ "max_capacity": 2, "count_lookups": false }"#).unwrap();
+    let cache: MemoryCache<u32, u32> = MemoryCache::from_config(cfg).unwrap();
+    for k in 0..3 {
+        cache.insert(k, k);
+    }
+    cache.insert(2, 20);
+    assert_eq!(cache.get(&2), Some(20));
+    assert_eq!(cache.get(&7), None);
+    let s = cache.stats();
+    assert_eq!((s.hits, s.misses, s.hit_ratio), (0, 0, 0.0));
+    assert_eq!((s.insertions, s.updates, s.removals.size), (3, 1, 1));
+    let counted: MemoryCache<u32, u32> = MemoryCache::builder().max_capacity(2).build().unwrap();
+    counted.get(&7);
+    assert_eq!(counted.stats().misses, 1);
+}
+
 #[tokio::test]
 async fn layer_answers_repeats_from_memory_and_does_not_cache_errors() {
     let calls = Calls::new();

@@ -84,7 +84,8 @@ struct Inner<K, V> {
     expiry: Option<Arc<dyn Expiry<K, V>>>,
     weigher: Option<Weigher<K, V>>,
     listener: Option<EvictionListener<K, V>>,
-    lookups: LookupCounters,
+    /// Hit and miss counters, `None` when the configuration turned them off.
+    lookups: Option<LookupCounters>,
     /// Panics of user code (weigher, expiry hook, listener), contained and counted.
     panicked: AtomicU64,
     /// Whether any entry can expire; until then the hit path never reads the clock.
@@ -166,6 +167,13 @@ where
         self
     }
 
+    /// Whether to count hits and misses (default `true`; see
+    /// [`CacheConfig::count_lookups`](crate::CacheConfig::count_lookups)).
+    pub fn count_lookups(mut self, count: bool) -> Self {
+        self.config.count_lookups = count;
+        self
+    }
+
     /// A fixed seed for the key hash, so that runs repeat exactly (see
     /// [`PolicyConfig::hash_seed`](crate::PolicyConfig::hash_seed)).
     pub fn hash_seed(mut self, seed: u64) -> Self {
@@ -217,7 +225,7 @@ where
                 expiry: self.expiry,
                 weigher: self.weigher,
                 listener: self.listener,
-                lookups: LookupCounters::new(),
+                lookups: cfg.count_lookups.then(LookupCounters::new),
                 panicked: AtomicU64::new(0),
                 timed: AtomicBool::new(timed),
                 capacity: cfg.max_capacity,
@@ -337,10 +345,12 @@ where
         let hash = self.inner.hasher.hash_one(key);
         let shard = self.shard_for(hash);
         let found = shard.get(key, hash, || self.now());
-        if found.is_some() {
-            self.inner.lookups.hit();
-        } else {
-            self.inner.lookups.miss();
+        if let Some(lookups) = &self.inner.lookups {
+            if found.is_some() {
+                lookups.hit();
+            } else {
+                lookups.miss();
+            }
         }
         found
     }
@@ -623,7 +633,9 @@ where
             max_capacity: self.inner.capacity,
             ..CacheStats::default()
         };
-        self.inner.lookups.add_to(&mut s);
+        if let Some(lookups) = &self.inner.lookups {
+            lookups.add_to(&mut s);
+        }
         s.panicked = self.inner.panicked.load(Relaxed);
         for shard in self.inner.shards.iter() {
             shard.add_counts_to(&mut s);

@@ -7,6 +7,7 @@ pub(crate) mod expiry;
 pub(crate) mod ghost;
 pub(crate) mod layer;
 pub(crate) mod listener;
+pub(crate) mod lock;
 pub(crate) mod policy;
 pub(crate) mod shard;
 pub(crate) mod sketch;

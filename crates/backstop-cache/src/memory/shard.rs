@@ -1,5 +1,6 @@
 //! One shard: a hash table from key to slot, the S3-FIFO queues and the timer queue, all
-//! behind one `RwLock`. Reads take the shared lock and touch only atomics in the slot.
+//! behind one reader-writer lock (`lock.rs`). Reads take the shared lock and touch only
+//! atomics in the slot.
 //!
 //! The table is a `hashbrown::HashTable` of slot indices probed with the hash the cache
 //! already computed to pick the shard, so an operation hashes its key once, and the key
@@ -12,12 +13,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 
 use hashbrown::HashTable;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use super::adapt::{ShareView, Tuning, WINDOW_SHARE};
 use super::expiry::{NEVER, TimerQueue};
 use super::ghost::Ghost;
 use super::listener::RemovalCause;
+use super::lock::ShardLock;
 use super::policy::Access;
 use super::sketch::Sketch;
 use super::stats::{CacheStats, Counters};
@@ -192,7 +194,7 @@ pub(crate) enum Inserted {
 // neighbour's counters (adjacent-line prefetching pairs lines).
 #[repr(align(128))]
 pub(crate) struct Shard<K, V> {
-    pub(crate) inner: RwLock<ShardInner<K, V>>,
+    pub(crate) inner: ShardLock<ShardInner<K, V>>,
     pub(crate) pending: Mutex<HashMap<K, Pending<V>>>,
     len: AtomicU64,
     weight: AtomicU64,
@@ -201,7 +203,7 @@ pub(crate) struct Shard<K, V> {
 impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
     pub(crate) fn new(capacity: u64, tuning: Arc<Tuning>, ghost_ratio: f64, tti: u64) -> Self {
         Self {
-            inner: RwLock::new(ShardInner {
+            inner: ShardLock::new(ShardInner {
                 map: HashTable::new(),
                 slots: Vec::new(),
                 times: Vec::new(),

@@ -15,8 +15,8 @@
 //! queue on a parking mutex, so that one of them at a time waits on the state word.
 //! The waits on the word spin briefly and then yield to the scheduler rather than
 //! park: the sections are tens of nanoseconds (an insert's eviction included), and a
-//! yielding waiter lets a preempted holder run. A shard's rare long section (removal
-//! by predicate, a snapshot) keeps its readers yielding meanwhile.
+//! yielding waiter lets a preempted holder run. Past a hundred yields a waiter sleeps
+//! between looks (see `Backoff`), for the rare long section.
 //!
 //! The unsafe code is the `RawRwLock` implementation `lock_api` asks for: its contract
 //! is that an exclusive holder excludes every other holder, which the state word below
@@ -152,7 +152,14 @@ impl RawShardLock {
     }
 }
 
-/// Spins a few times, doubling, then yields to the scheduler on every call.
+/// Spins a few times, doubling, then yields to the scheduler, and past a hundred
+/// yields sleeps between looks.
+///
+/// The sleep is for the rare long section: a user closure run under the write lock
+/// (`compute`, a weigher, the predicate of `invalidate_if`). Yielding throughout, its
+/// waiters would each keep a core busy for as long as it runs; a parking lock would
+/// sleep them. A hundred yields take some tens of microseconds, so the sleep only ever
+/// adds its 100 µs to a wait already that long.
 #[derive(Default)]
 struct Backoff {
     step: u32,
@@ -163,14 +170,20 @@ impl Backoff {
     const SPIN_STEPS: u32 = 6;
     /// Yields after which a waiting reader stops deferring to waiting writers.
     const PATIENT_YIELDS: u32 = 8;
+    /// Yields before the waits turn to sleeps.
+    const YIELDS: u32 = 100;
+    /// The sleep between looks at the word once the yields are spent.
+    const NAP: std::time::Duration = std::time::Duration::from_micros(100);
 
     fn snooze(&mut self) {
         if self.step <= Self::SPIN_STEPS {
             for _ in 0..1u32 << self.step {
                 std::hint::spin_loop();
             }
-        } else {
+        } else if self.step <= Self::SPIN_STEPS + Self::YIELDS {
             std::thread::yield_now();
+        } else {
+            std::thread::sleep(Self::NAP);
         }
         self.step = self.step.saturating_add(1);
     }
@@ -184,6 +197,17 @@ impl Backoff {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicBool;
+
+    #[test]
+    fn a_long_wait_turns_from_yields_to_sleeps() {
+        let mut backoff = Backoff::default();
+        for _ in 0..=Backoff::SPIN_STEPS + Backoff::YIELDS {
+            backoff.snooze();
+        }
+        let start = std::time::Instant::now();
+        backoff.snooze();
+        assert!(start.elapsed() >= Backoff::NAP);
+    }
 
     #[test]
     fn readers_share_and_writers_exclude() {

@@ -10,18 +10,16 @@
 //! with 1 and 2 threads) in rounds: each round times Backstop and the contender back to
 //! back for about `BACKSTOP_SPEED_SLICE_MS` (50) each, in alternating order, and the
 //! ratio is taken within the round. Over `BACKSTOP_SPEED_ROUNDS` (15) rounds it prints,
-//! per workload, thread count and pair,
+//! per workload, thread count and contender,
 //!
-//! `cache_speed workload=<w> threads=<n> ours=<o> contender=<c> backstop_ns=<median>
+//! `cache_speed workload=<w> threads=<n> contender=<c> backstop_ns=<median>
 //! contender_ns=<median> ratio=<median of the rounds' ratios> ratio_p25=<..> ratio_p75=<..>`
 //!
-//! Backstop counts hits and misses by default (`ours=backstop`); quick_cache and TinyUFO
-//! count nothing unless asked. So it is timed both ways: `ours=backstop_uncounted` is
-//! built with `count_lookups(false)`, and with `--features bench-quick-cache-stats`
-//! quick_cache counts too (`contender=quick_cache_stats`). For the issue's targets (a
-//! hit with 1 and 2 threads, the mix with 1 and 2, at or below quick_cache's time) a
-//! `cache_speed_check` line with `at_or_below=true|false` compares the pair doing the
-//! same work: both counting, or neither.
+//! and for the issue's targets (a hit with 1 and 2 threads, the mix with 1 and 2, at or
+//! below quick_cache's time) a `cache_speed_check` line with `at_or_below=true|false`.
+//! Backstop counts hits and misses; quick_cache counts nothing unless built with its
+//! `stats` feature, which `--features bench-quick-cache-stats` turns on (the contender
+//! is then `quick_cache_stats`).
 //!
 //! `BACKSTOP_SPEED_THREADS=1` runs only the single-threaded half, for running it pinned
 //! to one core (`taskset -c 1`): unpinned, each slice's thread starts on either core, and
@@ -31,29 +29,10 @@ mod cache_support;
 
 use std::time::Duration;
 
-use cache_support::{Contender, QUICK_CACHE, Workload, backstop_uncounted, contenders};
+use cache_support::{Contender, QUICK_CACHE, Workload, contenders};
 
-/// The pairs timed: Backstop's build and the contender.
-const PAIRS: [(&str, &str); 3] = [
-    ("backstop", QUICK_CACHE),
-    ("backstop_uncounted", QUICK_CACHE),
-    ("backstop", "tinyufo"),
-];
-
-/// Whether the pair does the same bookkeeping, which the targets compare.
-fn same_work(ours: &str, rival: &str) -> bool {
-    rival == QUICK_CACHE && (ours == "backstop") == cfg!(feature = "bench-quick-cache-stats")
-}
-
-/// The cache named `name`, of `capacity`.
-fn build(name: &str, capacity: u64) -> Option<Box<dyn Contender>> {
-    if name == "backstop_uncounted" {
-        return Some(backstop_uncounted(capacity));
-    }
-    contenders(capacity)
-        .into_iter()
-        .find_map(|(n, cache)| (n == name).then_some(cache))
-}
+/// The contenders Backstop is timed against: the fastest Rust caches.
+const RIVALS: [&str; 2] = [QUICK_CACHE, "tinyufo"];
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -97,11 +76,11 @@ fn main() {
     for workload in Workload::ALL {
         let trace = workload.trace();
         for &threads in &thread_counts {
-            for (ours_name, rival) in PAIRS {
-                let (Some(ours), Some(theirs)) = (
-                    build(ours_name, workload.capacity()),
-                    build(rival, workload.capacity()),
-                ) else {
+            for rival in RIVALS {
+                let mut caches = contenders(workload.capacity())
+                    .into_iter()
+                    .filter(|(name, _)| *name == "backstop" || *name == rival);
+                let (Some((_, ours)), Some((_, theirs))) = (caches.next(), caches.next()) else {
                     continue;
                 };
                 let pair = [ours.as_ref(), theirs.as_ref()];
@@ -123,7 +102,7 @@ fn main() {
                 }
                 let ratio = quantile(&mut ratios, 0.5);
                 println!(
-                    "cache_speed workload={} threads={threads} ours={ours_name} contender={rival} \
+                    "cache_speed workload={} threads={threads} contender={rival} \
                      backstop_ns={:.2} contender_ns={:.2} ratio={ratio:.3} \
                      ratio_p25={:.3} ratio_p75={:.3}",
                     workload.name(),
@@ -132,10 +111,10 @@ fn main() {
                     quantile(&mut ratios, 0.25),
                     quantile(&mut ratios, 0.75),
                 );
-                if same_work(ours_name, rival) && workload != Workload::Insert {
+                if rival == QUICK_CACHE && workload != Workload::Insert {
                     println!(
-                        "cache_speed_check workload={} threads={threads} ours={ours_name} \
-                         contender={rival} ratio={ratio:.3} at_or_below={}",
+                        "cache_speed_check workload={} threads={threads} contender={rival} \
+                         ratio={ratio:.3} at_or_below={}",
                         workload.name(),
                         ratio <= 1.0
                     );

@@ -76,18 +76,6 @@ pub(crate) const QUICK_CACHE: &str = if cfg!(feature = "bench-quick-cache-stats"
     "quick_cache"
 };
 
-/// Backstop without hit and miss counting, the work quick_cache and TinyUFO do by
-/// default.
-pub(crate) fn backstop_uncounted(capacity: u64) -> Box<dyn Contender> {
-    Box::new(
-        MemoryCache::<u64, u64>::builder()
-            .max_capacity(capacity)
-            .count_lookups(false)
-            .build()
-            .expect("valid config"),
-    )
-}
-
 pub(crate) fn contenders(capacity: u64) -> Vec<(&'static str, Box<dyn Contender>)> {
     let lru_cap = NonZeroUsize::new(capacity as usize).expect("capacity > 0");
     vec![

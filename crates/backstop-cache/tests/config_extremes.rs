@@ -43,10 +43,9 @@ fn memory_config() -> impl Strategy<Value = CacheConfig> {
         proptest::option::of(duration()),
         proptest::option::of(duration()),
         prop_oneof![Just(0.0f64), Just(1.0), Just(f64::NAN), 0.0001f64..0.9],
-        proptest::bool::ANY,
     )
         .prop_map(
-            |(max_capacity, shards, ttl, tti, small_ratio, count_lookups)| CacheConfig {
+            |(max_capacity, shards, ttl, tti, small_ratio)| CacheConfig {
                 max_capacity,
                 shards,
                 ttl,
@@ -55,7 +54,6 @@ fn memory_config() -> impl Strategy<Value = CacheConfig> {
                     small_ratio,
                     ..PolicyConfig::default()
                 },
-                count_lookups,
             },
         )
 }

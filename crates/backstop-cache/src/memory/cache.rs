@@ -18,7 +18,7 @@ use super::config::CacheConfig;
 use super::expiry::{Expiry, NEVER};
 use super::listener::{EvictionListener, RemovalCause};
 use super::shard::{Inserted, Now, RemovedList, Shard};
-use super::stats::{CacheStats, LookupCounters};
+use super::stats::{CacheStats, MissCounters};
 
 /// Computes the weight of an entry (for example its size in bytes or tokens).
 pub type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
@@ -84,8 +84,8 @@ struct Inner<K, V> {
     expiry: Option<Arc<dyn Expiry<K, V>>>,
     weigher: Option<Weigher<K, V>>,
     listener: Option<EvictionListener<K, V>>,
-    /// Hit and miss counters, `None` when the configuration turned them off.
-    lookups: Option<LookupCounters>,
+    /// Miss counters; hits are counted by the shards' locks.
+    misses: MissCounters,
     /// Panics of user code (weigher, expiry hook, listener), contained and counted.
     panicked: AtomicU64,
     /// Whether any entry can expire; until then the hit path never reads the clock.
@@ -167,13 +167,6 @@ where
         self
     }
 
-    /// Whether to count hits and misses (default `true`; see
-    /// [`CacheConfig::count_lookups`](crate::CacheConfig::count_lookups)).
-    pub fn count_lookups(mut self, count: bool) -> Self {
-        self.config.count_lookups = count;
-        self
-    }
-
     /// A fixed seed for the key hash, so that runs repeat exactly (see
     /// [`PolicyConfig::hash_seed`](crate::PolicyConfig::hash_seed)).
     pub fn hash_seed(mut self, seed: u64) -> Self {
@@ -225,7 +218,7 @@ where
                 expiry: self.expiry,
                 weigher: self.weigher,
                 listener: self.listener,
-                lookups: cfg.count_lookups.then(LookupCounters::new),
+                misses: MissCounters::new(),
                 panicked: AtomicU64::new(0),
                 timed: AtomicBool::new(timed),
                 capacity: cfg.max_capacity,
@@ -344,13 +337,9 @@ where
     {
         let hash = self.inner.hasher.hash_one(key);
         let shard = self.shard_for(hash);
-        let found = shard.get(key, hash, || self.now());
-        if let Some(lookups) = &self.inner.lookups {
-            if found.is_some() {
-                lookups.hit();
-            } else {
-                lookups.miss();
-            }
+        let found = shard.get(key, hash, true, || self.now());
+        if found.is_none() {
+            self.inner.misses.miss();
         }
         found
     }
@@ -536,7 +525,8 @@ where
         if let Some(v) = slot.as_ref() {
             return Ok(v.clone());
         }
-        if let Some(v) = shard.get(&key, hash, || self.now()) {
+        // Not counted: the lookup above already was.
+        if let Some(v) = shard.get(&key, hash, false, || self.now()) {
             *slot = Some(v.clone());
             return Ok(v);
         }
@@ -633,9 +623,7 @@ where
             max_capacity: self.inner.capacity,
             ..CacheStats::default()
         };
-        if let Some(lookups) = &self.inner.lookups {
-            lookups.add_to(&mut s);
-        }
+        self.inner.misses.add_to(&mut s);
         s.panicked = self.inner.panicked.load(Relaxed);
         for shard in self.inner.shards.iter() {
             shard.add_counts_to(&mut s);

@@ -82,13 +82,6 @@ pub struct CacheConfig {
     pub tti: Option<Duration>,
     /// Policy tuning.
     pub policy: PolicyConfig,
-    /// Count hits and misses (default `true`). Counting costs a hit about 1.2 ns (7 %
-    /// of it, single-threaded, `cache_speed`): a cache read so often that this matters,
-    /// and whose hit ratio is watched elsewhere, can turn it off, as Caffeine's stats
-    /// are off until `recordStats()` and quick_cache's until its `stats` feature. The
-    /// [`CacheStats`](crate::CacheStats) then report zero hits and misses; every other
-    /// counter is kept either way.
-    pub count_lookups: bool,
 }
 
 impl Default for CacheConfig {
@@ -99,7 +92,6 @@ impl Default for CacheConfig {
             ttl: None,
             tti: None,
             policy: PolicyConfig::default(),
-            count_lookups: true,
         }
     }
 }

@@ -19,7 +19,7 @@ use super::adapt::{ShareView, Tuning, WINDOW_SHARE};
 use super::expiry::{NEVER, TimerQueue};
 use super::ghost::Ghost;
 use super::listener::RemovalCause;
-use super::lock::ShardLock;
+use super::lock::{self, ShardLock};
 use super::policy::Access;
 use super::sketch::Sketch;
 use super::stats::{CacheStats, Counters};
@@ -242,9 +242,23 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
         self.weight.load(Relaxed)
     }
 
-    /// Adds the shard's write-side counters to `s`.
+    /// Adds the shard's counters to `s`: the write side's, and the hits, part folded
+    /// into them and part still in the lock's word (neither moves while the read lock
+    /// is held, but for new hits).
     pub(crate) fn add_counts_to(&self, s: &mut CacheStats) {
-        self.inner.read().counts.add_to(s);
+        let inner = self.inner.read();
+        inner.counts.add_to(s);
+        s.hits += lock::hits(&self.inner);
+    }
+
+    /// Moves the hits counted in the lock's word into the shard's counters, before the
+    /// word's count could wrap (about every 69 billion hits).
+    #[cold]
+    #[inline(never)]
+    fn fold_hits(&self) {
+        let mut inner = self.inner.write();
+        let hits = lock::take_hits(&inner);
+        inner.counts.fold_hits(hits);
     }
 
     fn publish(&self, inner: &ShardInner<K, V>) {
@@ -260,8 +274,17 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
     /// The time is asked of `now` only for a shard that keeps times: a cache without
     /// expiry then neither reads its clock flag nor carries the time through the probe
     /// (five instructions of a hit's 122, callgrind).
+    ///
+    /// A hit is counted, when `count` is set, in the release of the read lock (see
+    /// `lock.rs`).
     #[inline]
-    pub(crate) fn get<Q>(&self, key: &Q, hash: u64, now: impl FnOnce() -> Now) -> Option<V>
+    pub(crate) fn get<Q>(
+        &self,
+        key: &Q,
+        hash: u64,
+        count: bool,
+        now: impl FnOnce() -> Now,
+    ) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -284,7 +307,11 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
             // once both counts saturate a hot entry stops writing its cache line.
             slot.freq.store(access.hit().0, Relaxed);
         }
-        Some(slot.value.clone())
+        let value = slot.value.clone();
+        if count && lock::release_counting_hit(inner) {
+            self.fold_hits();
+        }
+        Some(value)
     }
 
     pub(crate) fn contains<Q>(&self, key: &Q, hash: u64, t: Now) -> bool
@@ -988,9 +1015,9 @@ mod tests {
             let inner = shard.inner.read();
             assert_eq!(inner.times.len(), inner.slots.len());
         }
-        assert_eq!(shard.get(&3, hash(3), || at(100)), Some(3));
-        assert_eq!(shard.get(&10, hash(10), || at(49)), Some(10));
-        assert_eq!(shard.get(&10, hash(10), || at(100)), None);
+        assert_eq!(shard.get(&3, hash(3), true, || at(100)), Some(3));
+        assert_eq!(shard.get(&10, hash(10), true, || at(49)), Some(10));
+        assert_eq!(shard.get(&10, hash(10), true, || at(100)), None);
         shard.expire(at(100), &mut out);
         assert_eq!(shard.len(), 10);
     }
@@ -1001,7 +1028,7 @@ mod tests {
         // Main's entries are asked for far more often than the returning key will be.
         for _ in 0..6 {
             for k in 0..100 {
-                shard.get(&k, hash(k), || at);
+                shard.get(&k, hash(k), true, || at);
             }
         }
         // 1,000 passes through probation unused and is remembered in the ghost queue.
@@ -1024,7 +1051,7 @@ mod tests {
         // Most keys in main, the rest on probation; every other entry is asked for.
         let (shard, at, mut out) = shard_holding(101);
         for k in (0..101).step_by(2) {
-            shard.get(&k, hash(k), || at);
+            shard.get(&k, hash(k), true, || at);
         }
         let mut inner = shard.inner.write();
         while inner.small_weight > inner.small_target() {
@@ -1050,12 +1077,32 @@ mod tests {
     }
 
     #[test]
+    fn folding_moves_the_locks_hit_count_into_the_shard_without_changing_the_total() {
+        let (shard, at, _) = shard_holding(10);
+        let hits = |shard: &Shard<u64, u64>| {
+            let mut s = CacheStats::default();
+            shard.add_counts_to(&mut s);
+            s.hits
+        };
+        for k in 0..30 {
+            shard.get(&(k % 10), hash(k % 10), true, || at);
+        }
+        shard.get(&3, hash(3), false, || at);
+        assert_eq!(hits(&shard), 30);
+        shard.fold_hits();
+        assert_eq!(lock::hits(&shard.inner), 0);
+        assert_eq!(hits(&shard), 30);
+        shard.get(&3, hash(3), true, || at);
+        assert_eq!(hits(&shard), 31);
+    }
+
+    #[test]
     fn probation_promotes_only_entries_hit_twice() {
         // Filling hands all but probation's share to main; 91 to 100 stay on probation.
         let (shard, at, mut out) = shard_holding(101);
-        shard.get(&95, hash(95), || at);
-        shard.get(&96, hash(96), || at);
-        shard.get(&96, hash(96), || at);
+        shard.get(&95, hash(95), true, || at);
+        shard.get(&96, hash(96), true, || at);
+        shard.get(&96, hash(96), true, || at);
         for k in 1_000..1_015 {
             shard.insert(k, k, 1, hash(k), NEVER, at, &mut out);
         }

@@ -10,17 +10,18 @@ use serde::Serialize;
 use super::listener::RemovalCause;
 use super::shard::Inserted;
 
-/// Hit and miss counters striped by thread: lookups are the one operation that runs
-/// concurrently on a shard, and a shared per-shard counter would bounce its cache line
-/// between the readers of a hot shard on every hit. `stats()` sums the stripes.
+/// Miss counters striped by thread. Hits are counted by the shard lock, in the atomic
+/// operation that releases a reader (see `lock.rs`); a miss has no such operation to
+/// ride on, and a shared per-shard counter would bounce its cache line between the
+/// readers of a hot shard. `stats()` sums the stripes.
 ///
 /// Each thread has a process-wide index. The first threads, one per `owned` stripe,
 /// each own a stripe and count with a plain load and store: being its only writer,
 /// they cannot lose a count, and they skip the locked read-modify-write that was a
-/// fifth of a hit's cost. Later threads share the `shared` stripes and count with
+/// fifth of a lookup's cost. Later threads share the `shared` stripes and count with
 /// `fetch_add`. Either way the counts are exact.
 #[derive(Debug)]
-pub(crate) struct LookupCounters {
+pub(crate) struct MissCounters {
     /// Stripe `i` belongs to the thread with index `i`. Kept apart from `shared` so that
     /// an owner finds its stripe with one bounds check, which a thread without an index
     /// yet (`usize::MAX`) fails too.
@@ -32,12 +33,11 @@ pub(crate) struct LookupCounters {
 #[derive(Debug, Default)]
 #[repr(align(128))]
 struct Stripe {
-    hits: AtomicU64,
     misses: AtomicU64,
 }
 
 thread_local! {
-    /// The thread's process-wide index, `usize::MAX` until its first lookup. A
+    /// The thread's process-wide index, `usize::MAX` until its first miss. A
     /// const-initialized `Cell` without a destructor: reading it is a plain load from
     /// thread-local storage, with no lazy-initialization check per hit.
     static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
@@ -70,7 +70,7 @@ impl Drop for Lease {
     }
 }
 
-/// The calling thread's index, leasing one on its first lookup. A lookup from a
+/// The calling thread's index, leasing one on its first miss. A miss from a
 /// thread-local destructor after the lease was dropped gets an index of no stripe's
 /// own (its counts go to a shared stripe), and none is leased.
 #[cold]
@@ -86,7 +86,7 @@ fn lease_index() -> usize {
     index
 }
 
-impl LookupCounters {
+impl MissCounters {
     pub(crate) fn new() -> Self {
         let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
         let owned = (cores * 2).next_power_of_two().clamp(4, 64);
@@ -98,44 +98,35 @@ impl LookupCounters {
     }
 
     #[inline]
-    fn bump(&self, counter: impl Fn(&Stripe) -> &AtomicU64) {
+    pub(crate) fn miss(&self) {
         if let Some(stripe) = self.owned.get(INDEX.get()) {
-            let c = counter(stripe);
+            let c = &stripe.misses;
             c.store(c.load(Relaxed) + 1, Relaxed);
         } else {
-            self.bump_shared(counter);
+            self.miss_shared();
         }
     }
 
-    /// A thread's first lookup, and every lookup of a thread without a stripe of its own.
+    /// A thread's first miss, and every miss of a thread without a stripe of its own.
     #[cold]
     #[inline(never)]
-    fn bump_shared(&self, counter: impl Fn(&Stripe) -> &AtomicU64) {
+    fn miss_shared(&self) {
         let mut i = INDEX.get();
         if i == usize::MAX {
             i = lease_index();
         }
         if let Some(stripe) = self.owned.get(i) {
-            let c = counter(stripe);
+            let c = &stripe.misses;
             c.store(c.load(Relaxed) + 1, Relaxed);
         } else {
-            counter(&self.shared[i & (self.shared.len() - 1)]).fetch_add(1, Relaxed);
+            self.shared[i & (self.shared.len() - 1)]
+                .misses
+                .fetch_add(1, Relaxed);
         }
-    }
-
-    #[inline]
-    pub(crate) fn hit(&self) {
-        self.bump(|s| &s.hits);
-    }
-
-    #[inline]
-    pub(crate) fn miss(&self) {
-        self.bump(|s| &s.misses);
     }
 
     pub(crate) fn add_to(&self, s: &mut CacheStats) {
         for stripe in self.owned.iter().chain(self.shared.iter()) {
-            s.hits += stripe.hits.load(Relaxed);
             s.misses += stripe.misses.load(Relaxed);
         }
     }
@@ -146,6 +137,8 @@ impl LookupCounters {
 /// insert and per removal was a tenth of an insert's cost.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    /// Hits folded out of the shard lock's word (see `lock.rs`).
+    hits: u64,
     insertions: u64,
     updates: u64,
     rejected: u64,
@@ -173,7 +166,13 @@ impl Counters {
         }
     }
 
+    /// Takes in `n` hits folded out of the shard lock's word.
+    pub(crate) fn fold_hits(&mut self, n: u64) {
+        self.hits += n;
+    }
+
     pub(crate) fn add_to(&self, s: &mut CacheStats) {
+        s.hits += self.hits;
         s.insertions += self.insertions;
         s.updates += self.updates;
         s.rejected_oversize += self.rejected;
@@ -244,13 +243,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn striped_lookup_counts_are_exact_across_threads() {
-        let c = LookupCounters::new();
+    fn striped_miss_counts_are_exact_across_threads() {
+        let c = MissCounters::new();
         std::thread::scope(|s| {
             for _ in 0..(c.owned.len() + c.shared.len() + 3) {
                 s.spawn(|| {
-                    for i in 0..1_000 {
-                        if i % 4 == 0 { c.miss() } else { c.hit() }
+                    for _ in 0..1_000 {
+                        c.miss();
                     }
                 });
             }
@@ -258,18 +257,18 @@ mod tests {
         let mut stats = CacheStats::default();
         c.add_to(&mut stats);
         let threads = (c.owned.len() + c.shared.len() + 3) as u64;
-        assert_eq!((stats.hits, stats.misses), (750 * threads, 250 * threads));
+        assert_eq!(stats.misses, 1_000 * threads);
     }
 
     #[test]
     fn exited_threads_give_their_stripe_to_later_ones() {
-        let c = LookupCounters::new();
+        let c = MissCounters::new();
         let threads = 200;
         let indices: Vec<usize> = (0..threads)
             .map(|_| {
                 std::thread::scope(|s| {
                     s.spawn(|| {
-                        c.hit();
+                        c.miss();
                         INDEX.get()
                     })
                     .join()
@@ -283,6 +282,6 @@ mod tests {
         assert!(highest < threads / 2, "highest index {highest}");
         let mut stats = CacheStats::default();
         c.add_to(&mut stats);
-        assert_eq!(stats.hits, threads as u64);
+        assert_eq!(stats.misses, threads as u64);
     }
 }

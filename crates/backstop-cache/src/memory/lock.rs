@@ -121,8 +121,8 @@ unsafe impl lock_api::RawRwLock for RawShardLock {
 
     #[inline]
     unsafe fn unlock_exclusive(&self) {
-        // A subtraction, not a store of zero: readers turning back may still have
-        // their unit in the word.
+        // A subtraction, not a store: readers turning back may still have their unit
+        // in the word, and the hit count above the lock's bits stays.
         self.state.fetch_sub(WRITER, Release);
     }
 }

@@ -121,17 +121,18 @@ pub fn info_field(address: &str, field: &str) -> Option<String> {
     })
 }
 
-/// A server killed by pid; dropping this restarts it from its config file (it rejoins as
-/// a replica), so a failing test leaves the fleet whole for the next one.
+/// A server killed by pid; dropping this restarts it from its config file, so a failing
+/// test leaves the fleet whole for the next one.
 pub struct Killed {
     config_file: String,
+    restarted: bool,
 }
 
 impl Drop for Killed {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("redis-server")
-            .arg(&self.config_file)
-            .status();
+        if !self.restarted {
+            self.start(&[]);
+        }
     }
 }
 
@@ -148,13 +149,32 @@ pub fn kill(address: &str) -> Killed {
         .status()
         .expect("kill runs");
     assert!(status.success());
-    Killed { config_file }
+    Killed {
+        config_file,
+        restarted: false,
+    }
 }
 
 impl Killed {
     /// Starts the server again from its config file.
-    pub fn restart(self) {
-        drop(self);
+    pub fn restart(mut self) {
+        self.start(&[]);
+        self.restarted = true;
+    }
+
+    /// Starts the server again from its config file as a replica of `primary`
+    /// (`host:port`), as an operator brings a failed primary back after a failover.
+    pub fn restart_as_replica_of(mut self, primary: &str) {
+        let (host, port) = primary.rsplit_once(':').expect("host:port");
+        self.start(&["--replicaof", host, port]);
+        self.restarted = true;
+    }
+
+    fn start(&self, overrides: &[&str]) {
+        let _ = std::process::Command::new("redis-server")
+            .arg(&self.config_file)
+            .args(overrides)
+            .status();
     }
 }
 

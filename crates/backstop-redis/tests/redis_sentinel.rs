@@ -70,16 +70,18 @@ async fn a_killed_primary_is_followed_to_the_promoted_replica() {
     assert_ne!(new, old);
     // The old primary comes back as the new one's replica, as an operator would start it.
     // Waiting for Sentinel to convert it instead is not this library's behaviour and
-    // takes from 20 s to well over a minute: Sentinel acts only after 8 s of the old
-    // primary's reported role, reports arrive every 10 s, and it does nothing for 30 s
-    // after each time it finds its event loop starved (TILT), which a loaded 2-core CI
-    // machine caused past a 60 s bound.
+    // is slow: Sentinel acts only after 8 s of the old primary's reported role, reports
+    // arrive every 10 s, and it does nothing for 30 s each time it finds its event loop
+    // starved (TILT). One CI run on a loaded 2-core machine waited past a 60 s bound.
     killed.restart_as_replica_of(&new);
     assert!(
         support::wait_until(Duration::from_secs(60), || {
             support::info_field(&old, "master_link_status").as_deref() == Some("up")
         }),
-        "the old primary {old} is back as a replica of {new}, in sync"
+        "the old primary {old} is back as a replica of {new}, in sync (PING: {:?}, role: {:?}, link: {:?})",
+        support::cli(&old, &["ping"]),
+        support::info_field(&old, "role"),
+        support::info_field(&old, "master_link_status"),
     );
     println!(
         "sentinel failover: writes back after {recovered:?} ({failures} failed calls, slowest call {slowest:?})"

@@ -112,29 +112,10 @@ async fn a_killed_primary_is_followed_to_the_promoted_replica() {
 
 #[tokio::test]
 async fn a_url_at_a_replica_is_a_typed_mistake() {
-    let Some(spec) = support::env("REDIS_SENTINEL") else {
+    let Some(replica) = support::sentinel_replica_url() else {
         return;
     };
-    let (master, nodes) = spec.split_once('@').unwrap();
-    let sentinel = nodes.split(',').next().unwrap();
-    let replicas = support::cli(sentinel, &["sentinel", "replicas", master]);
-    // The reply lists name, ip, port, … per replica; `name` is `ip:port`.
-    let mut lines = replicas.lines();
-    let replica = loop {
-        match lines.next() {
-            Some("name") => break lines.next().unwrap().to_string(),
-            Some(_) => {}
-            None => {
-                eprintln!("skipped: Sentinel lists no replica right now");
-                return;
-            }
-        }
-    };
-    if support::info_field(&replica, "role").as_deref() != Some("slave") {
-        eprintln!("skipped: {replica} is not a replica right now");
-        return;
-    }
-    let mistake = support::connect_mistake(&RedisConfig::url(format!("redis://{replica}"))).await;
+    let mistake = support::connect_mistake(&RedisConfig::url(replica)).await;
     assert!(
         matches!(mistake, Misconfiguration::Replica { .. }),
         "{mistake:?}"

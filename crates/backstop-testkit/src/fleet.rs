@@ -156,12 +156,6 @@ pub fn kill(address: &str) -> Killed {
 }
 
 impl Killed {
-    /// Starts the server again from its config file.
-    pub fn restart(mut self) {
-        self.start(&[]);
-        self.restarted = true;
-    }
-
     /// Starts the server again from its config file as a replica of `primary`
     /// (`host:port`), as an operator brings a failed primary back after a failover.
     pub fn restart_as_replica_of(mut self, primary: &str) {
